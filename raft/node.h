@@ -1,0 +1,86 @@
+/*
+ * One raft node per process: c-raft 0.15 with raft_uv disk I/O, the LMDB FSM, the
+ * committer's proposer, and leadership tracking.
+ *
+ * Lifecycle (loop thread only):
+ *   cs_raft_node_init    raft_uv_init + raft_init (disk checks; loads nothing yet)
+ *   cs_raft_node_bootstrap  once per cluster, on a fresh data dir (sys/init)
+ *   cs_raft_node_start   raft_start: replays the log into LMDB (skipping what LMDB has)
+ *   ... leadership changes are polled from a uv_prepare/uv_check pair; a new leader
+ *       issues a raft_barrier and only becomes *active* when it applied (c-raft.md §4.3)
+ *   cs_raft_node_close   deferred raft_close (never from inside a raft callback);
+ *                        leadership transfer first when leading with other voters
+ *
+ * Failure modes:
+ * - apply callback status other than 0 / NOTLEADER / LEADERSHIPLOST / SHUTDOWN /
+ *   CANCELED: a disk error on the leader → abort() (fail-stop, c-raft.md §7 #5).
+ * - leadership lost: storage fails every pending write (cs_storage_fail_all) and the
+ *   on_active(false) hook runs.
+ *
+ * Transport: until the cluster's mutual-TLS transport exists this node uses a
+ * single-node transport: it listens nowhere and refuses outbound connections, which is
+ * all a one-voter configuration needs.
+ */
+#ifndef CS_RAFT_NODE_H
+#define CS_RAFT_NODE_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "raft/fsm.h"
+#include "storage/txn.h"
+
+struct cs_raft_node;
+typedef void (*cs_raft_active_cb)(void *ctx, bool active);
+typedef void (*cs_raft_close_cb)(struct cs_raft_node *n);
+
+struct cs_raft_node {
+	uv_loop_t *loop;
+	struct cs_storage *st;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	struct raft_fsm fsm;
+	struct cs_fsm fsm_impl;
+	raft_id id;
+	char address[256];
+	char dir[4096];          /* <data_dir>/raft */
+	bool initialized;        /* raft_init done */
+	bool started;            /* raft_start done */
+	bool closing;
+	int last_state;
+	bool active;             /* leader whose post-election barrier applied */
+	bool barrier_pending;
+	struct raft_barrier barrier;
+	uv_prepare_t prepare;
+	uv_check_t check;
+	uv_timer_t close_timer;
+	cs_raft_active_cb on_active;
+	void *cb_ctx;
+	cs_raft_close_cb close_cb;
+	char errmsg[512];
+};
+
+/* Stable raft id (non-zero) derived from a node_id string. */
+raft_id cs_raft_id_from_name(const char *node_id);
+
+/*
+ * Prepare the node: <data_dir>/raft is created (0700). `st` must be open. The proposer
+ * of `st` is set to this node. Returns 0 or CS_EIO with errmsg.
+ */
+int cs_raft_node_init(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage *st,
+		      const char *data_dir, raft_id id, const char *address,
+		      cs_raft_active_cb on_active, void *ctx);
+/* True if the raft directory already holds state (bootstrapped or joined before). */
+bool cs_raft_node_has_state(const struct cs_raft_node *n);
+/* Bootstrap a one-voter configuration {self}. Only on a fresh directory, before start. */
+int cs_raft_node_bootstrap(struct cs_raft_node *n);
+int cs_raft_node_start(struct cs_raft_node *n);
+bool cs_raft_node_is_leader(const struct cs_raft_node *n);
+/* Close asynchronously; cb runs once everything is released (may be NULL). Safe to
+ * call from any callback; safe when never started. */
+void cs_raft_node_close(struct cs_raft_node *n, cs_raft_close_cb cb);
+
+#endif

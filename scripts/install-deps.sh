@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages custos needs to build, run and test.
+# Idempotent: only installs what is missing. Runs apt-get as root (or via sudo).
+set -euo pipefail
+
+PKGS=(build-essential meson ninja-build pkg-config
+      libuv1-dev libraft-dev liblmdb-dev libssl-dev libcjson-dev libhttp-parser-dev
+      libcurl4-openssl-dev check
+      openssl curl python3-hvac python3-pytest python3-requests)
+if [ "${CUSTOS_BENCH_DEPS:-0}" = 1 ]; then PKGS+=(wrk nginx); fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

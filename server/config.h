@@ -1,0 +1,77 @@
+/*
+ * The server configuration file: Vault-style HCL or JSON.
+ *
+ *   storage "raft" { path = "/var/lib/custos" node_id = "node-1" }
+ *   listener "tcp" {
+ *     address = "127.0.0.1:8200"     cluster_address = "127.0.0.1:8201"
+ *     tls_disable = false            tls_cert_file = "..."   tls_key_file = "..."
+ *     tls_min_version = "tls12"      max_request_size = 33554432
+ *   }
+ *   api_addr = "https://127.0.0.1:8200"   cluster_addr = "https://127.0.0.1:8201"
+ *   disable_mlock = true                  log_level = "info"
+ *   ui = false   cluster_name = "..."   default_lease_ttl = "768h"   max_lease_ttl = "768h"
+ *
+ * Any unknown key, wrong type or bad value is an error reported as
+ * "FILE:LINE: reason" and start-up stops. Booleans accept true/false and the strings
+ * "true"/"false"/"1"/"0"; numbers accept JSON numbers or numeric strings.
+ */
+#ifndef CS_SERVER_CONFIG_H
+#define CS_SERVER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CS_MAX_LISTENERS 4
+#define CS_DEFAULT_MAX_REQUEST_SIZE (32u * 1024 * 1024)
+#define CS_DEFAULT_LEASE_TTL (768 * 3600)
+
+struct cs_listener_config {
+	char *address;         /* "host:port"; default "127.0.0.1:8200" */
+	char *cluster_address; /* default: same host, port + 1 */
+	bool tls_disable;      /* default false: then cert and key files are required */
+	char *tls_cert_file;
+	char *tls_key_file;
+	int tls_min_version;   /* OpenSSL constant: TLS1_2_VERSION (default) or TLS1_3_VERSION */
+	size_t max_request_size; /* bytes; default 32 MiB; 0 or negative in the file → default */
+};
+
+struct cs_config {
+	/* storage "raft" */
+	char *storage_path;
+	char *node_id;         /* default "node-1"... derived from hostname if absent */
+	/* listeners */
+	struct cs_listener_config listeners[CS_MAX_LISTENERS];
+	int n_listeners;
+	char *api_addr;        /* default: scheme://first listener address */
+	char *cluster_addr;    /* default: https://first listener cluster address */
+	char *cluster_name;    /* may be NULL: generated at init */
+	bool disable_mlock;
+	bool ui;
+	int log_level;         /* enum cs_log_level; default info */
+	int64_t default_lease_ttl; /* seconds; default 768h */
+	int64_t max_lease_ttl;     /* seconds; default 768h */
+
+	/* -dev mode (set by the command line, never by the file) */
+	bool dev;
+	char *dev_root_token_id;
+};
+
+/* Fill defaults (no listener; caller adds one or the file does). */
+void cs_config_init(struct cs_config *c);
+/*
+ * Parse `len` bytes of config text; `filename` is used in messages only. On error returns
+ * CS_EINVAL and writes "FILE:LINE: reason" into errmsg. On success, defaults are applied
+ * for everything the file left out (api_addr, cluster_address, ...). Pointers in *c are
+ * owned by c: release with cs_config_free.
+ */
+int cs_config_parse(struct cs_config *c, const char *text, size_t len, const char *filename,
+		    char *errmsg, size_t errlen);
+/* Read FILE (or every *.hcl/*.json file of a directory, in name order) and parse it. */
+int cs_config_load(struct cs_config *c, const char *path, char *errmsg, size_t errlen);
+/* Apply derived defaults (listener cluster_address, api_addr, cluster_addr). Called by
+ * cs_config_parse; call it yourself after filling a config by hand (-dev). */
+void cs_config_finish(struct cs_config *c);
+void cs_config_free(struct cs_config *c);
+
+#endif

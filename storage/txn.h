@@ -1,0 +1,160 @@
+/*
+ * Request-scoped transactions over the store, the pending overlay, and the committer.
+ * This is ARCHITECTURE.md's "the request is the transaction".
+ *
+ * Reads see, in order: the transaction's own writes, then the overlay (write-sets the
+ * leader proposed to raft that have not applied yet), then LMDB. Writes collect in the
+ * transaction's write-set. cs_txn_commit() moves a non-empty write-set into the overlay
+ * at once (so the next request sees it) and queues it for the committer; the caller's
+ * callback runs once the raft entry holding it has applied. A transaction that only read
+ * keys still pending in the overlay also waits, until the newest such write-set applied,
+ * so no client ever observes an uncommitted write.
+ *
+ * Group commit: the committer keeps at most CS_MAX_INFLIGHT raft entries in flight and
+ * packs every write-set queued meanwhile into the next entry (up to CS_MAX_ENTRY_BYTES).
+ *
+ * Happy path: txn_begin → get/put/delete/list → commit → (proposer: raft_apply) →
+ * FSM applies entry into LMDB → proposer calls cs_storage_batch_done(status 0) →
+ * overlay entries of that batch are dropped → commit callbacks run (status 0).
+ * Failure modes:
+ * - proposer refuses (not leader, shutting down): the batch's callbacks get CS_ENOTACTIVE.
+ * - batch_done with non-zero status (leadership lost, raft shutdown): outcome unknown;
+ *   every queued and in-flight write-set fails with that status, read waiters too, and
+ *   the whole overlay is dropped (reads fall back to LMDB, which is the truth).
+ *
+ * Everything runs on the loop thread. No function calls a commit callback synchronously
+ * from cs_txn_commit.
+ */
+#ifndef CS_STORAGE_TXN_H
+#define CS_STORAGE_TXN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "storage/barrier.h"
+#include "storage/store.h"
+
+#define CS_MAX_INFLIGHT 2
+#define CS_MAX_ENTRY_BYTES ((size_t)4 << 20)
+
+enum cs_wsop_type { CS_WS_PUT = 1, CS_WS_DELETE = 2 };
+
+struct cs_wsop {
+	uint8_t type;
+	char *key; /* malloc'd, NUL-terminated */
+	size_t klen;
+	uint8_t *val; /* malloc'd stored bytes (ciphertext); NULL for delete */
+	size_t vlen;
+};
+
+struct cs_writeset {
+	struct cs_wsop *ops;
+	size_t n, cap;
+};
+
+/* A growable vector of malloc'd strings. */
+struct cs_strv {
+	char **v;
+	size_t n, cap;
+};
+void cs_strv_push(struct cs_strv *sv, const char *s, size_t len);
+void cs_strv_free(struct cs_strv *sv);
+
+/*
+ * Raft entry codec ("batch": many write-sets in one raft entry):
+ *   u32 magic "CSB1" | u8 type (1 = write-set batch) | u32 n_writesets |
+ *   per write-set: u32 n_ops | per op: u8 op | u32 klen | key | [u32 vlen | value if put]
+ */
+void cs_batch_init(struct cs_buf *entry);
+void cs_batch_add(struct cs_buf *entry, const struct cs_writeset *ws);
+/* Patch the write-set count into the header when done adding. */
+void cs_batch_finish(struct cs_buf *entry, uint32_t n_writesets);
+typedef int (*cs_batch_op_cb)(void *ctx, uint8_t op, const char *key, size_t klen,
+			      const void *val, size_t vlen);
+/* Decode and visit every op in order. CS_EINVAL if malformed (no partial guarantee:
+ * callers that must be atomic decode twice or wrap in a transaction). */
+int cs_batch_decode(const void *entry, size_t len, cs_batch_op_cb cb, void *ctx);
+
+struct cs_storage;
+struct cs_overlay;
+
+/*
+ * Proposer: hand `len` bytes (one encoded batch) to raft. Return 0 if accepted — then the
+ * proposer calls cs_storage_batch_done(st, token, status) exactly once, later — or
+ * non-zero if refused (the batch then fails at once with CS_ENOTACTIVE). The proposer
+ * copies the bytes; they are freed when it returns.
+ */
+typedef int (*cs_propose_fn)(void *ctx, const void *data, size_t len, void *token);
+typedef void (*cs_commit_cb)(void *data, int status);
+
+struct cs_commit_waiter;
+struct cs_batch;
+
+struct cs_storage {
+	struct cs_store store;
+	struct cs_overlay *overlay;
+	uint64_t next_seq;    /* sequence number for the next committed write-set (from 1) */
+	uint64_t applied_seq; /* every write-set with seq <= applied_seq has applied */
+	struct cs_batch *queued;   /* write-sets waiting for the next raft entry */
+	int inflight;              /* raft entries proposed, not yet done */
+	struct cs_commit_waiter *read_waiters; /* read-only txns waiting on applied_seq */
+	cs_propose_fn propose;
+	void *propose_ctx;
+	/* counters for metrics and benchmarks */
+	uint64_t entries_proposed;
+	uint64_t writesets_committed;
+};
+
+/* Open the LMDB store under `dir` and set up empty overlay/committer. */
+int cs_storage_open(struct cs_storage *st, const char *dir, size_t map_size);
+/* Fails every waiter with CS_ESHUTDOWN, frees everything, closes LMDB. */
+void cs_storage_close(struct cs_storage *st);
+void cs_storage_set_proposer(struct cs_storage *st, cs_propose_fn fn, void *ctx);
+/* Called by the proposer when the entry for `token` applied (status 0) or failed. */
+void cs_storage_batch_done(struct cs_storage *st, void *token, int status);
+/* Drop the overlay and fail every queued/in-flight write-set and read waiter with
+ * `status` (leadership lost, sealing). In-flight raft entries still call batch_done
+ * later; that is then a no-op for them. */
+void cs_storage_fail_all(struct cs_storage *st, int status);
+/* Number of write-sets/readers waiting (backpressure, metrics). */
+size_t cs_storage_pending(const struct cs_storage *st);
+
+struct cs_txn {
+	struct cs_storage *st;
+	const struct cs_keyring *kr; /* for cs_txn_get/put; NULL → those return CS_ESEALED */
+	struct cs_writeset ws;
+	uint64_t read_seq; /* newest pending write-set this txn's reads depended on */
+	int err;           /* first failure: the txn is poisoned, only abort is allowed */
+};
+
+void cs_txn_begin(struct cs_txn *t, struct cs_storage *st, const struct cs_keyring *kr);
+/* Release the write-set without committing. Safe after commit (then a no-op). */
+void cs_txn_abort(struct cs_txn *t);
+
+/* Raw stored bytes (no barrier). CS_ENOTFOUND if absent or deleted. */
+int cs_txn_get_raw(struct cs_txn *t, const char *key, struct cs_buf *out);
+int cs_txn_put_raw(struct cs_txn *t, const char *key, const void *val, size_t n);
+int cs_txn_delete(struct cs_txn *t, const char *key);
+/* Barrier-encrypted values: decrypt on read (release `out` with cs_buf_free_secure),
+ * encrypt on write. AAD is the key. */
+int cs_txn_get(struct cs_txn *t, const char *key, struct cs_buf *out);
+int cs_txn_put(struct cs_txn *t, const char *key, const void *val, size_t n);
+/*
+ * Direct children of `prefix` (which is "" or ends in '/'), as Vault lists: names
+ * relative to the prefix, sub-folders once with a trailing '/', sorted, no duplicates.
+ */
+int cs_txn_list(struct cs_txn *t, const char *prefix, struct cs_strv *out);
+/* Every key under prefix (recursively, full keys), sorted. For deleting a mount. */
+int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out);
+
+/*
+ * Finish the transaction. If nothing needs waiting for (no writes, and no read of a
+ * pending key), returns 0 with *pending = false and cb is never called. Otherwise
+ * returns 0 with *pending = true and cb(data, status) runs exactly once later. A
+ * poisoned txn returns its error. The txn is released in every case.
+ */
+int cs_txn_commit(struct cs_txn *t, cs_commit_cb cb, void *data, bool *pending);
+
+#endif
