@@ -28,20 +28,33 @@ void cs_buf_append(struct cs_buf *b, const void *p, size_t n)
 	b->data[b->len] = '\0';
 }
 
-void cs_buf_puts(struct cs_buf *b, const char *s) { cs_buf_append(b, s, strlen(s)); }
+void cs_buf_puts(struct cs_buf *b, const char *s)
+{
+	cs_buf_append(b, s, strlen(s));
+}
 
-void cs_buf_putc(struct cs_buf *b, char c) { cs_buf_append(b, &c, 1); }
+void cs_buf_putc(struct cs_buf *b, char c)
+{
+	cs_buf_append(b, &c, 1);
+}
 
 void cs_buf_vprintf(struct cs_buf *b, const char *fmt, va_list ap)
 {
+	/* Format straight into the free space; only a long result needs a second pass. */
+	cs_buf_reserve(b, 63);
+	size_t room = b->cap - b->len;
 	va_list ap2;
 	va_copy(ap2, ap);
-	int n = vsnprintf(NULL, 0, fmt, ap2);
+	int n = vsnprintf(b->data + b->len, room, fmt, ap2);
 	va_end(ap2);
-	if (n < 0)
+	if (n < 0) {
+		b->data[b->len] = '\0';
 		return;
-	cs_buf_reserve(b, (size_t)n);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
+	if ((size_t)n >= room) {
+		cs_buf_reserve(b, (size_t)n);
+		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	}
 	b->len += (size_t)n;
 }
 
@@ -53,7 +66,10 @@ void cs_buf_printf(struct cs_buf *b, const char *fmt, ...)
 	va_end(ap);
 }
 
-void cs_buf_put_u8(struct cs_buf *b, uint8_t v) { cs_buf_append(b, &v, 1); }
+void cs_buf_put_u8(struct cs_buf *b, uint8_t v)
+{
+	cs_buf_append(b, &v, 1);
+}
 
 void cs_buf_put_u32(struct cs_buf *b, uint32_t v)
 {

@@ -16,14 +16,18 @@ struct cs_buf {
 	size_t cap;
 };
 
-#define CS_BUF_INIT {NULL, 0, 0}
+#define CS_BUF_INIT                                                                                \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 void cs_buf_reserve(struct cs_buf *b, size_t extra);
 void cs_buf_append(struct cs_buf *b, const void *p, size_t n);
 void cs_buf_puts(struct cs_buf *b, const char *s);
 void cs_buf_putc(struct cs_buf *b, char c);
 void cs_buf_printf(struct cs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void cs_buf_vprintf(struct cs_buf *b, const char *fmt, va_list ap);
+void cs_buf_vprintf(struct cs_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 void cs_buf_put_u8(struct cs_buf *b, uint8_t v);
 void cs_buf_put_u32(struct cs_buf *b, uint32_t v); /* little endian */
 void cs_buf_put_u64(struct cs_buf *b, uint64_t v); /* little endian */

@@ -24,18 +24,25 @@
 
 #include <cjson/cJSON.h>
 
-enum cs_hcl_type { CS_HCL_OBJECT, CS_HCL_LIST, CS_HCL_STRING, CS_HCL_NUMBER, CS_HCL_BOOL, CS_HCL_NULL };
+enum cs_hcl_type {
+	CS_HCL_OBJECT,
+	CS_HCL_LIST,
+	CS_HCL_STRING,
+	CS_HCL_NUMBER,
+	CS_HCL_BOOL,
+	CS_HCL_NULL
+};
 
 struct cs_hcl_node {
 	enum cs_hcl_type type;
-	int line;                   /* 1-based line where the value (or member key) starts */
-	char *key;                  /* member name when the parent is an object, else NULL */
-	char *str;                  /* STRING: value (NUL-terminated); NUMBER: source text */
-	double num;                 /* NUMBER */
-	bool is_int;                /* NUMBER written without fraction/exponent */
-	bool b;                     /* BOOL */
-	struct cs_hcl_node *child;  /* OBJECT/LIST: first member or element */
-	struct cs_hcl_node *next;   /* next sibling */
+	int line;                  /* 1-based line where the value (or member key) starts */
+	char *key;                 /* member name when the parent is an object, else NULL */
+	char *str;                 /* STRING: value (NUL-terminated); NUMBER: source text */
+	double num;                /* NUMBER */
+	bool is_int;               /* NUMBER written without fraction/exponent */
+	bool b;                    /* BOOL */
+	struct cs_hcl_node *child; /* OBJECT/LIST: first member or element */
+	struct cs_hcl_node *next;  /* next sibling */
 };
 
 /*

@@ -8,8 +8,14 @@
 
 static enum cs_log_level current = CS_LOG_INFO;
 
-void cs_log_set_level(enum cs_log_level level) { current = level; }
-enum cs_log_level cs_log_get_level(void) { return current; }
+void cs_log_set_level(enum cs_log_level level)
+{
+	current = level;
+}
+enum cs_log_level cs_log_get_level(void)
+{
+	return current;
+}
 
 int cs_log_parse_level(const char *name)
 {

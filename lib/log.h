@@ -15,8 +15,8 @@ void cs_log(enum cs_log_level level, const char *fmt, ...) __attribute__((format
 
 #define cs_trace(...) cs_log(CS_LOG_TRACE, __VA_ARGS__)
 #define cs_debug(...) cs_log(CS_LOG_DEBUG, __VA_ARGS__)
-#define cs_info(...) cs_log(CS_LOG_INFO, __VA_ARGS__)
-#define cs_warn(...) cs_log(CS_LOG_WARN, __VA_ARGS__)
+#define cs_info(...)  cs_log(CS_LOG_INFO, __VA_ARGS__)
+#define cs_warn(...)  cs_log(CS_LOG_WARN, __VA_ARGS__)
 #define cs_error(...) cs_log(CS_LOG_ERROR, __VA_ARGS__)
 
 #endif

@@ -41,10 +41,9 @@ void cs_uuid(char out[37])
 	cs_random(b, sizeof b);
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 }
 
 bool cs_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
@@ -116,14 +115,21 @@ uint8_t *cs_b64_decode(const char *in, size_t len, size_t *outlen)
 	memcpy(tmp, in, len);
 	for (size_t i = len; i < padded; i++)
 		tmp[i] = '=';
-	for (size_t i = 0; i < len; i++) {
+	size_t data_len = len;
+	while (data_len > 0 && len - data_len < 2 && in[data_len - 1] == '=')
+		data_len--;
+	/* Padding only completes a final group: "==" alone or "AA=A" are not base64. */
+	bool bad = (len - data_len > 0 && (len % 4 != 0 || data_len % 4 < 2));
+	for (size_t i = 0; i < data_len && !bad; i++) {
 		char c = in[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '+' || c == '/' || (c == '=' && i >= len - 2))) {
-			free(tmp);
-			free(out);
-			return NULL;
-		}
+		bad = !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '+' || c == '/');
+	}
+	if (bad) {
+		cs_zero(tmp, padded);
+		free(tmp);
+		free(out);
+		return NULL;
 	}
 	int n = padded ? EVP_DecodeBlock(out, (unsigned char *)tmp, (int)padded) : 0;
 	if (n < 0) {
@@ -159,9 +165,13 @@ int cs_parse_duration(const char *s, int64_t *secs)
 	double total = 0;
 	const char *p = s;
 	while (*p) {
+		/* Digits and '.' only: strtod would also take " 1", "+1", "1e3", "0x1", "nan". */
+		size_t digits = strspn(p, "0123456789.");
+		if (digits == 0)
+			return CS_EINVAL;
 		errno = 0;
 		double v = strtod(p, &end);
-		if (end == p || errno || v < 0)
+		if (end != p + digits || errno || !(v >= 0))
 			return CS_EINVAL;
 		p = end;
 		double mult;
@@ -222,6 +232,10 @@ void cs_format_time(int64_t ns, char *out, size_t outlen)
 {
 	time_t sec = (time_t)(ns / 1000000000LL);
 	long frac = (long)(ns % 1000000000LL);
+	if (frac < 0) {
+		frac += 1000000000L;
+		sec--;
+	}
 	struct tm tm;
 	gmtime_r(&sec, &tm);
 	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tm.tm_year + 1900,
@@ -303,7 +317,12 @@ int cs_mkdir_p(const char *path, unsigned mode)
 			return errno;
 		*p = '/';
 	}
-	if (mkdir(tmp, (mode_t)mode) != 0 && errno != EEXIST)
-		return errno;
+	if (mkdir(tmp, (mode_t)mode) != 0) {
+		struct stat st;
+		if (errno != EEXIST)
+			return errno;
+		if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode))
+			return ENOTDIR;
+	}
 	return 0;
 }

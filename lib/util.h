@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CS_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-#define CS_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define CS_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+#define CS_ARRAY_LEN(a)                    (sizeof(a) / sizeof((a)[0]))
 
 /* Cryptographic random bytes (OpenSSL RAND_bytes); aborts if the RNG fails. */
 void cs_random(void *out, size_t n);
