@@ -25,11 +25,11 @@
 
 #include "lib/buf.h"
 
-#define CS_KEY_LEN 32
-#define CS_BARRIER_VERSION 0x02
+#define CS_KEY_LEN           32
+#define CS_BARRIER_VERSION   0x02
 #define CS_BARRIER_NONCE_LEN 12
-#define CS_BARRIER_TAG_LEN 16
-#define CS_BARRIER_OVERHEAD (4 + 1 + CS_BARRIER_NONCE_LEN + CS_BARRIER_TAG_LEN)
+#define CS_BARRIER_TAG_LEN   16
+#define CS_BARRIER_OVERHEAD  (4 + 1 + CS_BARRIER_NONCE_LEN + CS_BARRIER_TAG_LEN)
 
 /*
  * One AEAD operation with the framing above and a single key. Appends to `out`.
@@ -46,16 +46,16 @@ uint32_t cs_aead_term(const void *ct, size_t ctlen);
 
 struct cs_keyring_key {
 	uint32_t term;
-	uint8_t *key;           /* CS_KEY_LEN bytes of cs_secmem memory */
+	uint8_t *key; /* CS_KEY_LEN bytes of cs_secmem memory */
 	int64_t install_time_ns;
-	uint64_t encryptions;   /* estimated count, for sys/key-status */
+	uint64_t encryptions; /* estimated count, for sys/key-status */
 };
 
 struct cs_keyring {
-	uint8_t *root_key;      /* CS_KEY_LEN bytes of cs_secmem memory */
-	struct cs_keyring_key *keys;  /* ascending term order */
+	uint8_t *root_key;           /* CS_KEY_LEN bytes of cs_secmem memory */
+	struct cs_keyring_key *keys; /* ascending term order */
 	size_t n_keys;
-	uint32_t active_term;   /* term used for new encryptions (the highest) */
+	uint32_t active_term; /* term used for new encryptions (the highest) */
 };
 
 /* A new keyring: random root key and one random key at term 1. Never fails. */

@@ -15,8 +15,7 @@
  * 2 <= threshold <= parts <= 255. `shares` is an array of `parts` buffers, each at
  * least len + 1 bytes, filled by the call. Returns 0 or CS_EINVAL.
  */
-int cs_shamir_split(const uint8_t *secret, size_t len, int parts, int threshold,
-		    uint8_t **shares);
+int cs_shamir_split(const uint8_t *secret, size_t len, int parts, int threshold, uint8_t **shares);
 /*
  * Recover the secret from `n` shares of `share_len` bytes each (share_len >= 2) into
  * `out` (share_len - 1 bytes). Needs n >= 2; duplicate x-coordinates → CS_EINVAL.

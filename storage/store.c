@@ -1,0 +1,585 @@
+/*
+ * The LMDB physical store (see store.h for the contract).
+ *
+ * Happy path: the raft FSM calls cs_store_apply once per committed command entry; the
+ * entry is decoded once to validate it, then applied in one LMDB write transaction that
+ * also records "applied" and the digest chain; after the commit the hook sees every key
+ * that changed. Readers on the loop thread share one cached read-only transaction that
+ * is renewed before and reset after each use, so a read always sees the newest commit and
+ * never pins an old MVCC page set between loop iterations.
+ *
+ * Failure modes:
+ * - An entry that does not decode, or carries a key LMDB cannot store, is applied as a
+ *   no-op that still advances "applied" and the digest: every node sees the same bytes
+ *   and so makes the same decision, and raft never retries it (c-raft.md §3.2).
+ * - Any LMDB error (disk, map full, corrupt pages) becomes CS_EIO with errmsg; the FSM
+ *   treats that as fatal because skipping an entry would make this node diverge.
+ * - A snapshot that fails validation is rejected (CS_EINVAL) before anything is written.
+ */
+#include "storage/store.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "lib/util.h"
+#include "storage/txn.h"
+
+#define META_APPLIED "applied"
+#define META_DIGEST  "digest"
+
+static const uint8_t snap_magic[4] = {'C', 'S', 'S', '1'};
+#define SNAP_FORMAT     1
+#define SNAP_HEADER_LEN (4 + 4 + 8 + CS_DIGEST_LEN + 8)
+
+/* Every LMDB failure is CS_EIO for callers; the LMDB text goes to errmsg for the log. */
+static int lmdb_fail(struct cs_store *s, const char *what, int rc)
+{
+	snprintf(s->errmsg, sizeof s->errmsg, "lmdb %s: %s", what, mdb_strerror(rc));
+	return CS_EIO;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Read "applied" and "digest" through any transaction (the loop's or a pinned one). */
+static int read_meta(struct cs_store *s, MDB_txn *txn, uint64_t *applied,
+		     uint8_t digest[CS_DIGEST_LEN])
+{
+	MDB_val k = {sizeof META_APPLIED - 1, (void *)META_APPLIED}, v;
+	int rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		*applied = 0;
+	} else if (rc != 0) {
+		return lmdb_fail(s, "get applied", rc);
+	} else if (v.mv_size != 8) {
+		snprintf(s->errmsg, sizeof s->errmsg, "lmdb: meta \"applied\" has %zu bytes",
+			 v.mv_size);
+		return CS_EIO;
+	} else {
+		*applied = get_le64(v.mv_data);
+	}
+	k.mv_data = (void *)META_DIGEST;
+	k.mv_size = sizeof META_DIGEST - 1;
+	rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		memset(digest, 0, CS_DIGEST_LEN);
+	} else if (rc != 0) {
+		return lmdb_fail(s, "get digest", rc);
+	} else if (v.mv_size != CS_DIGEST_LEN) {
+		snprintf(s->errmsg, sizeof s->errmsg, "lmdb: meta \"digest\" has %zu bytes",
+			 v.mv_size);
+		return CS_EIO;
+	} else {
+		memcpy(digest, v.mv_data, CS_DIGEST_LEN);
+	}
+	return 0;
+}
+
+/* Always inside the transaction that changed the data: "applied" must never disagree
+ * with the contents, or a restart would skip or re-apply an entry. */
+static int write_meta(struct cs_store *s, MDB_txn *txn, uint64_t applied,
+		      const uint8_t digest[CS_DIGEST_LEN])
+{
+	uint8_t le[8];
+	put_le64(le, applied);
+	MDB_val k = {sizeof META_APPLIED - 1, (void *)META_APPLIED}, v = {8, le};
+	int rc = mdb_put(txn, s->meta, &k, &v, 0);
+	if (rc != 0)
+		return lmdb_fail(s, "put applied", rc);
+	k.mv_data = (void *)META_DIGEST;
+	k.mv_size = sizeof META_DIGEST - 1;
+	v.mv_data = (void *)digest;
+	v.mv_size = CS_DIGEST_LEN;
+	rc = mdb_put(txn, s->meta, &k, &v, 0);
+	if (rc != 0)
+		return lmdb_fail(s, "put digest", rc);
+	return 0;
+}
+
+int cs_store_open(struct cs_store *s, const char *dir, size_t map_size)
+{
+	memset(s, 0, sizeof *s);
+	int e = cs_mkdir_p(dir, 0700);
+	if (e != 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "create %s: %s", dir, strerror(e));
+		return CS_EIO;
+	}
+	int rc = mdb_env_create(&s->env);
+	if (rc != 0)
+		return lmdb_fail(s, "env create", rc);
+	rc = mdb_env_set_maxdbs(s->env, 4);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(s->env, map_size ? map_size : CS_STORE_DEFAULT_MAP_SIZE);
+	if (rc != 0) {
+		lmdb_fail(s, "env setup", rc);
+		goto err_after_env;
+	}
+	/* NOSYNC: raft's log is the durability point (see store.h). NOTLS: the cached
+	 * read txn and the snapshot txn are not tied to the thread that began them. */
+	rc = mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+	if (rc != 0) {
+		lmdb_fail(s, "env open", rc);
+		goto err_after_env;
+	}
+	/* Named databases are created by a write transaction; the handles then stay valid
+	 * for every later transaction, on any thread, until the env closes. */
+	MDB_txn *txn;
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0) {
+		lmdb_fail(s, "begin", rc);
+		goto err_after_env;
+	}
+	rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+	if (rc != 0) {
+		lmdb_fail(s, "open dbs", rc);
+		mdb_txn_abort(txn);
+		goto err_after_env;
+	}
+	if (read_meta(s, txn, &s->applied_index, s->digest) != 0) {
+		mdb_txn_abort(txn);
+		goto err_after_env;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0) {
+		lmdb_fail(s, "commit", rc);
+		goto err_after_env;
+	}
+	return 0;
+
+err_after_env:
+	mdb_env_close(s->env);
+	s->env = NULL;
+	return CS_EIO;
+}
+
+void cs_store_close(struct cs_store *s)
+{
+	if (!s->env)
+		return;
+	if (s->snap_txn)
+		mdb_txn_abort(s->snap_txn);
+	if (s->rtxn)
+		mdb_txn_abort(s->rtxn);
+	/* A clean stop leaves LMDB durable, so the next start replays nothing. */
+	mdb_env_sync(s->env, 1);
+	mdb_env_close(s->env);
+	s->env = NULL;
+	s->rtxn = NULL;
+	s->snap_txn = NULL;
+}
+
+/*
+ * The cached read transaction. rtxn_depth lets a scan callback call cs_store_get: the
+ * nested use shares the already renewed transaction and only the outermost user resets.
+ */
+static int rtxn_acquire(struct cs_store *s, MDB_txn **out)
+{
+	int rc;
+	if (s->rtxn_depth > 0) {
+		s->rtxn_depth++;
+		*out = s->rtxn;
+		return 0;
+	}
+	if (!s->rtxn)
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
+	else
+		rc = mdb_txn_renew(s->rtxn);
+	if (rc != 0) {
+		if (s->rtxn) {
+			mdb_txn_abort(s->rtxn);
+			s->rtxn = NULL;
+		}
+		return lmdb_fail(s, "read txn", rc);
+	}
+	s->rtxn_depth = 1;
+	*out = s->rtxn;
+	return 0;
+}
+
+static void rtxn_release(struct cs_store *s)
+{
+	/* Reset (not abort) keeps the reader slot for the next renew, but releases the
+	 * snapshot so LMDB can reuse pages freed by later writes. */
+	if (--s->rtxn_depth == 0)
+		mdb_txn_reset(s->rtxn);
+}
+
+int cs_store_get(struct cs_store *s, const char *key, size_t klen, struct cs_buf *out)
+{
+	if (klen == 0 || klen > (size_t)mdb_env_get_maxkeysize(s->env))
+		return CS_ENOTFOUND;
+	MDB_txn *txn;
+	int rv = rtxn_acquire(s, &txn);
+	if (rv != 0)
+		return rv;
+	MDB_val k = {klen, (void *)key}, v;
+	int rc = mdb_get(txn, s->data, &k, &v);
+	/* Copy before the reset: v points into the map, valid only while the txn lives. */
+	if (rc == 0)
+		cs_buf_append(out, v.mv_data, v.mv_size);
+	rtxn_release(s);
+	if (rc == MDB_NOTFOUND)
+		return CS_ENOTFOUND;
+	if (rc != 0)
+		return lmdb_fail(s, "get", rc);
+	return 0;
+}
+
+int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_scan_cb cb,
+		  void *ctx)
+{
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	int rv = rtxn_acquire(s, &txn);
+	if (rv != 0)
+		return rv;
+	int rc = mdb_cursor_open(txn, s->data, &cur);
+	if (rc != 0) {
+		rtxn_release(s);
+		return lmdb_fail(s, "cursor", rc);
+	}
+	MDB_val k = {plen, (void *)prefix}, v;
+	/* An empty prefix cannot be a SET_RANGE key (LMDB rejects zero-length keys). */
+	rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+		  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	rv = 0;
+	while (rc == 0) {
+		/* Keys are sorted: the first one without the prefix ends the range. */
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		rv = cb(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+		if (rv != 0)
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	rtxn_release(s);
+	if (rv == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		return lmdb_fail(s, "cursor get", rc);
+	return rv;
+}
+
+/* Validation visitor: any op LMDB would refuse makes the whole entry a no-op. */
+static int validate_op(void *ctx, uint8_t op, const char *key, size_t klen, const void *val,
+		       size_t vlen)
+{
+	struct cs_store *s = ctx;
+	if (klen == 0 || klen > (size_t)mdb_env_get_maxkeysize(s->env))
+		return CS_EINVAL;
+	return 0;
+}
+
+struct apply_ctx {
+	struct cs_store *s;
+	MDB_txn *txn;
+};
+
+static int apply_op(void *ctx, uint8_t op, const char *key, size_t klen, const void *val,
+		    size_t vlen)
+{
+	struct apply_ctx *a = ctx;
+	MDB_val k = {klen, (void *)key};
+	int rc;
+	if (op == CS_WS_PUT) {
+		MDB_val v = {vlen, (void *)val};
+		rc = mdb_put(a->txn, a->s->data, &k, &v, 0);
+		if (rc != 0)
+			return lmdb_fail(a->s, "put", rc);
+	} else {
+		rc = mdb_del(a->txn, a->s->data, &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return lmdb_fail(a->s, "del", rc);
+	}
+	return 0;
+}
+
+/* Third pass, after the commit: caches above the store learn which keys changed. */
+static int hook_op(void *ctx, uint8_t op, const char *key, size_t klen, const void *val,
+		   size_t vlen)
+{
+	struct cs_store *s = ctx;
+	s->hook(s->hook_ctx, key, klen);
+	return 0;
+}
+
+/* The digest chains every applied entry with its index, so two nodes with the same
+ * digest applied the same entries at the same indexes: comparing one number across the
+ * cluster detects divergence (c-raft.md §7 #3). No-op entries are chained too. */
+static int chain_digest(const uint8_t prev[CS_DIGEST_LEN], uint64_t index, const void *data,
+			size_t len, uint8_t out[CS_DIGEST_LEN])
+{
+	uint8_t le[8];
+	unsigned int outlen = 0;
+	put_le64(le, index);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+		 EVP_DigestUpdate(md, prev, CS_DIGEST_LEN) == 1 &&
+		 EVP_DigestUpdate(md, le, sizeof le) == 1 &&
+		 (len == 0 || EVP_DigestUpdate(md, data, len) == 1) &&
+		 EVP_DigestFinal_ex(md, out, &outlen) == 1 && outlen == CS_DIGEST_LEN;
+	EVP_MD_CTX_free(md);
+	return ok ? 0 : CS_EIO;
+}
+
+int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t len)
+{
+	if (index <= s->applied_index)
+		return 0; /* restart replay of an entry LMDB already holds */
+
+	/* Decode once without side effects: cs_batch_decode gives no atomicity, and a
+	 * half-applied entry must never be committed. */
+	bool valid = cs_batch_decode(entry, len, validate_op, s) == 0;
+
+	uint8_t digest[CS_DIGEST_LEN];
+	if (chain_digest(s->digest, index, entry, len, digest) != 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "sha-256 failed");
+		return CS_EIO;
+	}
+
+	/* One write transaction for the whole entry: a crash leaves it all or nothing, and
+	 * group commit makes it one LMDB commit for many requests. */
+	struct apply_ctx a = {s, NULL};
+	int rc = mdb_txn_begin(s->env, NULL, 0, &a.txn);
+	if (rc != 0)
+		return lmdb_fail(s, "begin", rc);
+	/* After validation only LMDB itself can fail here, and that is CS_EIO. */
+	int rv = valid ? cs_batch_decode(entry, len, apply_op, &a) : 0;
+	if (rv == 0)
+		rv = write_meta(s, a.txn, index, digest);
+	if (rv != 0) {
+		mdb_txn_abort(a.txn);
+		return CS_EIO;
+	}
+	rc = mdb_txn_commit(a.txn);
+	if (rc != 0)
+		return lmdb_fail(s, "commit", rc);
+
+	s->applied_index = index;
+	memcpy(s->digest, digest, CS_DIGEST_LEN);
+	/* The hook runs after the commit so that it may read the new values. */
+	if (valid && s->hook)
+		cs_batch_decode(entry, len, hook_op, s);
+	return 0;
+}
+
+int cs_store_snapshot_begin(struct cs_store *s, uint64_t index)
+{
+	if (s->snap_txn) {
+		snprintf(s->errmsg, sizeof s->errmsg, "a snapshot is already being taken");
+		return CS_EBUSY;
+	}
+	if (index > s->applied_index) {
+		snprintf(s->errmsg, sizeof s->errmsg,
+			 "snapshot at %llu but the store only applied %llu",
+			 (unsigned long long)index, (unsigned long long)s->applied_index);
+		return CS_EINVAL;
+	}
+	/* With MDB_NOSYNC nothing is on disk yet; raft may delete the log entries behind
+	 * this snapshot as soon as it is stored, so LMDB must be durable first. */
+	int rc = mdb_env_sync(s->env, 1);
+	if (rc != 0)
+		return lmdb_fail(s, "sync", rc);
+	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->snap_txn);
+	if (rc != 0) {
+		s->snap_txn = NULL;
+		return lmdb_fail(s, "snapshot txn", rc);
+	}
+	s->snap_index = s->applied_index;
+	return 0;
+}
+
+static int snap_fail(struct cs_store *s, const char *what, int rc)
+{
+	snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "snapshot: lmdb %s: %s", what,
+		 mdb_strerror(rc));
+	return CS_EIO;
+}
+
+/* read_meta for the worker thread: raw LMDB codes, no shared errmsg. A store that never
+ * applied anything has no meta keys: index 0, zero digest. */
+static int snap_read_meta(struct cs_store *s, uint64_t *applied, uint8_t digest[CS_DIGEST_LEN])
+{
+	MDB_val k = {sizeof META_APPLIED - 1, (void *)META_APPLIED}, v;
+	int rc = mdb_get(s->snap_txn, s->meta, &k, &v);
+	*applied = 0;
+	memset(digest, 0, CS_DIGEST_LEN);
+	if (rc == 0 && v.mv_size == 8)
+		*applied = get_le64(v.mv_data);
+	else if (rc != MDB_NOTFOUND)
+		return rc == 0 ? MDB_CORRUPTED : rc;
+	k.mv_data = (void *)META_DIGEST;
+	k.mv_size = sizeof META_DIGEST - 1;
+	rc = mdb_get(s->snap_txn, s->meta, &k, &v);
+	if (rc == 0 && v.mv_size == CS_DIGEST_LEN)
+		memcpy(digest, v.mv_data, CS_DIGEST_LEN);
+	else if (rc != MDB_NOTFOUND)
+		return rc == 0 ? MDB_CORRUPTED : rc;
+	return 0;
+}
+
+/* Runs on a worker thread: touches only snap_txn, the dbi handles and snap_errmsg. */
+int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out)
+{
+	if (!s->snap_txn) {
+		snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "no snapshot view pinned");
+		return CS_EINVAL;
+	}
+	uint64_t applied;
+	uint8_t digest[CS_DIGEST_LEN];
+	MDB_stat st;
+	int rc = snap_read_meta(s, &applied, digest);
+	if (rc == 0)
+		rc = mdb_stat(s->snap_txn, s->data, &st);
+	if (rc != 0)
+		return snap_fail(s, "stat", rc);
+	/* The pages in use bound the encoded size closely: reserve once. */
+	size_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	cs_buf_reserve(out, SNAP_HEADER_LEN + pages * st.ms_psize);
+
+	/* Index and digest come from the pinned view itself, not from the cached fields
+	 * that the loop thread keeps updating while we encode. */
+	cs_buf_append(out, snap_magic, sizeof snap_magic);
+	cs_buf_put_u32(out, SNAP_FORMAT);
+	cs_buf_put_u64(out, applied);
+	cs_buf_append(out, digest, CS_DIGEST_LEN);
+	cs_buf_put_u64(out, (uint64_t)st.ms_entries);
+
+	MDB_cursor *cur;
+	rc = mdb_cursor_open(s->snap_txn, s->data, &cur);
+	if (rc != 0)
+		return snap_fail(s, "cursor", rc);
+	MDB_val k, v;
+	uint64_t count = 0;
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size > UINT32_MAX || v.mv_size > UINT32_MAX) {
+			mdb_cursor_close(cur);
+			snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "value too large");
+			return CS_EIO;
+		}
+		cs_buf_put_u32(out, (uint32_t)k.mv_size);
+		cs_buf_append(out, k.mv_data, k.mv_size);
+		cs_buf_put_u32(out, (uint32_t)v.mv_size);
+		cs_buf_append(out, v.mv_data, v.mv_size);
+		count++;
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return snap_fail(s, "cursor get", rc);
+	if (count != st.ms_entries) {
+		snprintf(s->snap_errmsg, sizeof s->snap_errmsg,
+			 "snapshot walked %llu of %llu entries", (unsigned long long)count,
+			 (unsigned long long)st.ms_entries);
+		return CS_EIO;
+	}
+	return 0;
+}
+
+void cs_store_snapshot_end(struct cs_store *s)
+{
+	if (s->snap_txn) {
+		mdb_txn_abort(s->snap_txn);
+		s->snap_txn = NULL;
+	}
+}
+
+/* Walk a snapshot body; with txn == NULL only validate (sizes, key order, trailing). */
+static int restore_walk(struct cs_store *s, struct cs_reader *r, uint64_t count, MDB_txn *txn)
+{
+	const uint8_t *prev = NULL;
+	size_t prevlen = 0;
+	size_t maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
+	for (uint64_t i = 0; i < count; i++) {
+		size_t klen = cs_read_u32(r);
+		const uint8_t *key = cs_read_bytes(r, klen);
+		size_t vlen = cs_read_u32(r);
+		const uint8_t *val = cs_read_bytes(r, vlen);
+		if (r->err || klen == 0 || klen > maxkey)
+			return CS_EINVAL;
+		if (!txn) {
+			/* Strictly ascending keys let the real pass use MDB_APPEND. */
+			if (prev) {
+				size_t m = prevlen < klen ? prevlen : klen;
+				int c = memcmp(prev, key, m);
+				if (c > 0 || (c == 0 && prevlen >= klen))
+					return CS_EINVAL;
+			}
+			prev = key;
+			prevlen = klen;
+			continue;
+		}
+		MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+		int rc = mdb_put(txn, s->data, &k, &v, MDB_APPEND);
+		if (rc != 0)
+			return lmdb_fail(s, "put", rc);
+	}
+	if (!txn && r->left != 0)
+		return CS_EINVAL;
+	return 0;
+}
+
+int cs_store_restore(struct cs_store *s, const void *buf, size_t len)
+{
+	struct cs_reader r = {buf, len, 0};
+	const uint8_t *magic = cs_read_bytes(&r, sizeof snap_magic);
+	uint32_t format = cs_read_u32(&r);
+	uint64_t index = cs_read_u64(&r);
+	const uint8_t *digest = cs_read_bytes(&r, CS_DIGEST_LEN);
+	uint64_t count = cs_read_u64(&r);
+	if (r.err || memcmp(magic, snap_magic, sizeof snap_magic) != 0 || format != SNAP_FORMAT) {
+		snprintf(s->errmsg, sizeof s->errmsg, "not a custos snapshot (format 1)");
+		return CS_EINVAL;
+	}
+	/* Validate everything before the first write: a bad snapshot must leave the store
+	 * exactly as it was (raft keeps running on the old state). */
+	struct cs_reader body = r;
+	if (restore_walk(s, &body, count, NULL) != 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "malformed snapshot body");
+		return CS_EINVAL;
+	}
+	if (index <= s->applied_index)
+		return 0; /* every restart reloads the last snapshot: LMDB is newer */
+
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return lmdb_fail(s, "begin", rc);
+	/* Emptying and refilling in one transaction: readers see old or new, never a mix. */
+	rc = mdb_drop(txn, s->data, 0);
+	int rv = rc != 0 ? lmdb_fail(s, "drop", rc) : 0;
+	if (rv == 0) {
+		body = r;
+		rv = restore_walk(s, &body, count, txn);
+	}
+	if (rv == 0)
+		rv = write_meta(s, txn, index, digest);
+	if (rv != 0) {
+		mdb_txn_abort(txn);
+		return CS_EIO;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return lmdb_fail(s, "commit", rc);
+	s->applied_index = index;
+	memcpy(s->digest, digest, CS_DIGEST_LEN);
+	/* Every key may have changed: one call with an empty key says so. */
+	if (s->hook)
+		s->hook(s->hook_ctx, "", 0);
+	return 0;
+}

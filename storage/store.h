@@ -32,10 +32,12 @@
 
 #include "lib/buf.h"
 
-#define CS_DIGEST_LEN 32
+#define CS_DIGEST_LEN             32
 #define CS_STORE_DEFAULT_MAP_SIZE ((size_t)8 << 30) /* 8 GiB of address space */
 
-/* Called for every key a committed entry put or deleted (after the LMDB commit). */
+/* Called for every key a committed entry put or deleted (after the LMDB commit). After a
+ * cs_store_restore that replaced the contents it is called once with key "" and klen 0:
+ * "everything may have changed". */
 typedef void (*cs_store_apply_hook)(void *ctx, const char *key, size_t klen);
 
 struct cs_store {
@@ -43,13 +45,15 @@ struct cs_store {
 	MDB_dbi data;
 	MDB_dbi meta;
 	MDB_txn *rtxn;          /* cached read-only txn, reset after each use */
+	int rtxn_depth;         /* nested users of rtxn (scan callback → get) */
 	uint64_t applied_index; /* cached copy of meta "applied" */
 	uint8_t digest[CS_DIGEST_LEN];
-	MDB_txn *snap_txn;      /* pinned view between snapshot_begin and snapshot_end */
+	MDB_txn *snap_txn; /* pinned view between snapshot_begin and snapshot_end */
 	uint64_t snap_index;
 	cs_store_apply_hook hook;
 	void *hook_ctx;
 	char errmsg[256];
+	char snap_errmsg[256]; /* cs_store_snapshot_encode's errors (worker thread) */
 };
 
 /* Create <dir> (0700) if needed and open the environment. CS_EIO with errmsg on error. */
@@ -60,7 +64,8 @@ void cs_store_close(struct cs_store *s);
 int cs_store_get(struct cs_store *s, const char *key, size_t klen, struct cs_buf *out);
 
 /* Visit every key starting with prefix, in key order. cb returns non-zero to stop (that
- * value is returned). key/val point into LMDB and are valid only during the call. */
+ * value is returned). key/val point into LMDB and are valid only during the call. cb may
+ * call cs_store_get/cs_store_scan (they share the read view) but must not apply. */
 typedef int (*cs_store_scan_cb)(void *ctx, const char *key, size_t klen, const void *val,
 				size_t vlen);
 int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_scan_cb cb,
@@ -76,11 +81,15 @@ int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_
 int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t len);
 
 /*
- * Snapshots. begin: sync the environment and pin a read view (the state at applied_index,
- * which must equal `index`). encode: serialise that view into `out` (thread-safe with
- * respect to the loop while pinned). end: release the view. Format:
- *   u32 magic "CSS1" | u32 format 1 | u64 index | 32-byte digest | u64 count |
- *   count × (u32 klen | key | u32 vlen | value)
+ * Snapshots. begin: sync the environment and pin a read view (the state at applied_index).
+ * `index` is raft's snapshot index: it may be lower than applied_index while raft replays
+ * entries LMDB already holds (the view, and the header, then carry applied_index: a node
+ * restoring it skips those entries on replay, which is correct because they are
+ * committed). index > applied_index is CS_EINVAL; a second begin before end is CS_EBUSY.
+ * encode: serialise that view into `out` (may run on a worker thread while the loop keeps
+ * applying; errors go to snap_errmsg). end: release the view. Format (integers LE):
+ *   magic "CSS1" (4 bytes) | u32 format 1 | u64 index | 32-byte digest | u64 count |
+ *   count × (u32 klen | key | u32 vlen | value), keys strictly ascending
  */
 int cs_store_snapshot_begin(struct cs_store *s, uint64_t index);
 int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out);

@@ -17,13 +17,24 @@
  * FSM applies entry into LMDB → proposer calls cs_storage_batch_done(status 0) →
  * overlay entries of that batch are dropped → commit callbacks run (status 0).
  * Failure modes:
- * - proposer refuses (not leader, shutting down): the batch's callbacks get CS_ENOTACTIVE.
+ * - no proposer, or the proposer refuses the entry that cs_txn_commit proposes itself
+ *   (the write-set goes out alone when fewer than CS_MAX_INFLIGHT entries are in flight
+ *   and nothing is queued): cs_txn_commit returns CS_ENOTACTIVE, *pending = false, the
+ *   write-set never touched the overlay and will never apply; nobody else is affected.
+ * - the proposer refuses a batch of queued write-sets (proposed from batch_done): as
+ *   cs_storage_fail_all(CS_ENOTACTIVE) — later write-sets may have read the refused ones
+ *   through the overlay, so everything pending fails.
  * - batch_done with non-zero status (leadership lost, raft shutdown): outcome unknown;
  *   every queued and in-flight write-set fails with that status, read waiters too, and
  *   the whole overlay is dropped (reads fall back to LMDB, which is the truth).
+ * - a txn that read the overlay and commits after a fail_all dropped that overlay gets
+ *   the failure status from cs_txn_commit directly (it may have read a write that will
+ *   never apply).
  *
- * Everything runs on the loop thread. No function calls a commit callback synchronously
- * from cs_txn_commit.
+ * Everything runs on the loop thread. cs_txn_commit never calls any commit callback (its
+ * own or another txn's). Commit callbacks run from cs_storage_batch_done and
+ * cs_storage_fail_all (and so from raft callbacks); they may begin and commit new
+ * transactions, and may call cs_storage_fail_all, but must not call cs_storage_close.
  */
 #ifndef CS_STORAGE_TXN_H
 #define CS_STORAGE_TXN_H
@@ -36,7 +47,7 @@
 #include "storage/barrier.h"
 #include "storage/store.h"
 
-#define CS_MAX_INFLIGHT 2
+#define CS_MAX_INFLIGHT    2
 #define CS_MAX_ENTRY_BYTES ((size_t)4 << 20)
 
 enum cs_wsop_type { CS_WS_PUT = 1, CS_WS_DELETE = 2 };
@@ -63,16 +74,21 @@ void cs_strv_push(struct cs_strv *sv, const char *s, size_t len);
 void cs_strv_free(struct cs_strv *sv);
 
 /*
- * Raft entry codec ("batch": many write-sets in one raft entry):
- *   u32 magic "CSB1" | u8 type (1 = write-set batch) | u32 n_writesets |
+ * Raft entry codec ("batch": many write-sets in one raft entry), integers LE:
+ *   magic "CSB1" (4 bytes) | u8 type (1 = write-set batch) | u32 n_writesets |
  *   per write-set: u32 n_ops | per op: u8 op | u32 klen | key | [u32 vlen | value if put]
+ *   | 0..7 zero bytes
+ * The trailing zeros exist because c-raft 0.15's raft_uv pads every entry to a multiple
+ * of 8 bytes when writing a segment but not when reading one back: an entry whose length
+ * is not a multiple of 8 makes the log unloadable at the next start. The raft proposer
+ * (raft/node.c) pads; the decoder accepts up to 7 trailing zero bytes.
  */
 void cs_batch_init(struct cs_buf *entry);
 void cs_batch_add(struct cs_buf *entry, const struct cs_writeset *ws);
 /* Patch the write-set count into the header when done adding. */
 void cs_batch_finish(struct cs_buf *entry, uint32_t n_writesets);
-typedef int (*cs_batch_op_cb)(void *ctx, uint8_t op, const char *key, size_t klen,
-			      const void *val, size_t vlen);
+typedef int (*cs_batch_op_cb)(void *ctx, uint8_t op, const char *key, size_t klen, const void *val,
+			      size_t vlen);
 /* Decode and visit every op in order. CS_EINVAL if malformed (no partial guarantee:
  * callers that must be atomic decode twice or wrap in a transaction). */
 int cs_batch_decode(const void *entry, size_t len, cs_batch_op_cb cb, void *ctx);
@@ -82,9 +98,10 @@ struct cs_overlay;
 
 /*
  * Proposer: hand `len` bytes (one encoded batch) to raft. Return 0 if accepted — then the
- * proposer calls cs_storage_batch_done(st, token, status) exactly once, later — or
- * non-zero if refused (the batch then fails at once with CS_ENOTACTIVE). The proposer
- * copies the bytes; they are freed when it returns.
+ * proposer calls cs_storage_batch_done(st, token, status) exactly once, later, never from
+ * inside this call — or non-zero if refused (CS_ENOTACTIVE for the batch's write-sets, as
+ * the failure modes above describe). The proposer copies the bytes; they are freed when
+ * it returns. Statuses for batch_done: 0 (applied) or a CS_E* code (outcome unknown).
  */
 typedef int (*cs_propose_fn)(void *ctx, const void *data, size_t len, void *token);
 typedef void (*cs_commit_cb)(void *data, int status);
@@ -95,21 +112,31 @@ struct cs_batch;
 struct cs_storage {
 	struct cs_store store;
 	struct cs_overlay *overlay;
-	uint64_t next_seq;    /* sequence number for the next committed write-set (from 1) */
-	uint64_t applied_seq; /* every write-set with seq <= applied_seq has applied */
-	struct cs_batch *queued;   /* write-sets waiting for the next raft entry */
-	int inflight;              /* raft entries proposed, not yet done */
+	uint64_t next_seq;       /* sequence number for the next committed write-set (from 1) */
+	uint64_t applied_seq;    /* every write-set with seq <= applied_seq has applied */
+	struct cs_batch *queued; /* write-sets waiting for the next raft entry, packed into
+				    entries of at most CS_MAX_ENTRY_BYTES, oldest first */
+	int inflight;            /* raft entries proposed, not yet done (failed ones too,
+				    until their batch_done) */
 	struct cs_commit_waiter *read_waiters; /* read-only txns waiting on applied_seq */
 	cs_propose_fn propose;
 	void *propose_ctx;
 	/* counters for metrics and benchmarks */
 	uint64_t entries_proposed;
 	uint64_t writesets_committed;
+	/* private to txn.c */
+	struct cs_batch *queued_tail;
+	struct cs_batch *flying, *flying_tail; /* proposed entries, oldest first */
+	size_t n_waiting; /* write-sets and readers whose callback has not run */
+	uint64_t epoch;   /* bumped by every fail_all: the overlay was dropped */
+	int fail_status;  /* status of the last fail_all */
+	bool closed;
 };
 
 /* Open the LMDB store under `dir` and set up empty overlay/committer. */
 int cs_storage_open(struct cs_storage *st, const char *dir, size_t map_size);
-/* Fails every waiter with CS_ESHUTDOWN, frees everything, closes LMDB. */
+/* Fails every waiter with CS_ESHUTDOWN, frees everything, closes LMDB. Close the raft
+ * node first: no batch_done may arrive afterwards. Not from a commit callback. */
 void cs_storage_close(struct cs_storage *st);
 void cs_storage_set_proposer(struct cs_storage *st, cs_propose_fn fn, void *ctx);
 /* Called by the proposer when the entry for `token` applied (status 0) or failed. */
@@ -127,12 +154,17 @@ struct cs_txn {
 	struct cs_writeset ws;
 	uint64_t read_seq; /* newest pending write-set this txn's reads depended on */
 	int err;           /* first failure: the txn is poisoned, only abort is allowed */
+	uint64_t epoch;    /* st->epoch at begin: detects a dropped overlay at commit */
 };
 
 void cs_txn_begin(struct cs_txn *t, struct cs_storage *st, const struct cs_keyring *kr);
 /* Release the write-set without committing. Safe after commit (then a no-op). */
 void cs_txn_abort(struct cs_txn *t);
 
+/*
+ * Keys are NUL-terminated paths of 1..511 bytes (LMDB's key limit); anything else is
+ * CS_EINVAL. Every error except CS_ENOTFOUND poisons the txn. Reads append to `out`.
+ */
 /* Raw stored bytes (no barrier). CS_ENOTFOUND if absent or deleted. */
 int cs_txn_get_raw(struct cs_txn *t, const char *key, struct cs_buf *out);
 int cs_txn_put_raw(struct cs_txn *t, const char *key, const void *val, size_t n);
@@ -152,8 +184,11 @@ int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out);
 /*
  * Finish the transaction. If nothing needs waiting for (no writes, and no read of a
  * pending key), returns 0 with *pending = false and cb is never called. Otherwise
- * returns 0 with *pending = true and cb(data, status) runs exactly once later. A
- * poisoned txn returns its error. The txn is released in every case.
+ * returns 0 with *pending = true and cb(data, status) runs exactly once later (never
+ * from inside this call). A non-zero return (poisoned txn: its error; refused proposal:
+ * CS_ENOTACTIVE; overlay dropped since a read: the fail status; storage closed:
+ * CS_ESHUTDOWN) means *pending = false, cb is never called and nothing was written.
+ * The txn is released in every case (cs_txn_abort afterwards is a no-op).
  */
 int cs_txn_commit(struct cs_txn *t, cs_commit_cb cb, void *data, bool *pending);
 
