@@ -1,0 +1,150 @@
+/*
+ * The raft FSM v3 over the LMDB store (c-raft.md §3; contract in fsm.h).
+ *
+ * Happy path, per committed command entry (loop thread): apply → cs_store_apply at
+ * raft_last_applied + 1 (0.15 bumps last_applied only after apply returns) → 0.
+ * Snapshot, when raft decides to take one:
+ *   snapshot()          loop thread: pin an LMDB read view (after syncing LMDB, since
+ *                       raft may drop the log behind the snapshot), hand raft our
+ *                       one-element bufs array, still empty;
+ *   snapshot_async()    libuv pool thread: serialise the pinned view into f->snap and
+ *                       point the buffer at it (the loop keeps applying meanwhile: the
+ *                       view is an MVCC snapshot);
+ *   snapshot_finalize() loop thread, after raft stored (or failed to store) it: release
+ *                       the view and the bytes. With finalize set raft frees nothing.
+ * Restore (every restart, and after an InstallSnapshot): cs_store_restore replaces LMDB
+ * only if the snapshot is newer than what LMDB already applied.
+ *
+ * Failure modes:
+ * - LMDB fails inside apply: abort(). Returning an error would make 0.15 retry the same
+ *   entry forever (a wedged node); a restart replays from the log instead.
+ * - Undecodable entry: cs_store_apply makes it a no-op on every node alike.
+ * - snapshot() cannot pin a view, or one is already pinned: RAFT_BUSY, raft retries at a
+ *   later apply. 0.15 does not call finalize when snapshot() fails, so nothing is kept.
+ * - snapshot_async() fails: non-zero; raft then calls finalize, which cleans up.
+ * - restore() of a malformed snapshot: RAFT_CORRUPT, raft keeps ownership of the buffer.
+ */
+#include "raft/fsm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+	struct cs_fsm *f = fsm->data;
+	uint64_t index = raft_last_applied(f->raft) + 1;
+	if (index <= f->store->applied_index)
+		f->skipped_entries++;
+	int rv = cs_store_apply(f->store, index, buf->base, buf->len);
+	if (rv != 0) {
+		cs_error("fsm: applying raft entry %llu failed: %s; stopping (restart replays "
+			 "the log)",
+			 (unsigned long long)index, f->store->errmsg);
+		abort();
+	}
+	f->applied_entries++;
+	/* Results reach only the leader's callback; followers would leak anything else. */
+	*result = NULL;
+	return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct cs_fsm *f = fsm->data;
+	if (f->snapshotting)
+		return RAFT_BUSY;
+	/* raft_last_applied is the snapshot index here; LMDB may be ahead during replay. */
+	int rv = cs_store_snapshot_begin(f->store, raft_last_applied(f->raft));
+	if (rv != 0) {
+		cs_warn("fsm: cannot start a snapshot: %s", f->store->errmsg);
+		return RAFT_BUSY;
+	}
+	f->snapshotting = true;
+	f->snap_buf.base = NULL;
+	f->snap_buf.len = 0;
+	*bufs = &f->snap_buf;
+	*n_bufs = 1;
+	return 0;
+}
+
+/* Worker thread: only the pinned view, f->snap and f->snap_buf are touched. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct cs_fsm *f = fsm->data;
+	int rv = cs_store_snapshot_encode(f->store, &f->snap);
+	if (rv != 0)
+		return RAFT_IOERR; /* logged in finalize, on the loop thread */
+	f->snap_buf.base = f->snap.data;
+	f->snap_buf.len = f->snap.len;
+	*bufs = &f->snap_buf;
+	*n_bufs = 1;
+	return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	struct cs_fsm *f = fsm->data;
+	if (f->snap_buf.base)
+		f->snapshots++;
+	else if (f->store->snap_errmsg[0])
+		cs_warn("fsm: snapshot failed: %s", f->store->snap_errmsg);
+	cs_store_snapshot_end(f->store);
+	cs_buf_free(&f->snap);
+	f->store->snap_errmsg[0] = '\0';
+	f->snap_buf.base = NULL;
+	f->snap_buf.len = 0;
+	f->snapshotting = false;
+	*bufs = NULL;
+	*n_bufs = 0;
+	return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct cs_fsm *f = fsm->data;
+	uint64_t before = f->store->applied_index;
+	int rv = cs_store_restore(f->store, buf->base, buf->len);
+	if (rv != 0) {
+		cs_error("fsm: restoring snapshot: %s", f->store->errmsg);
+		return RAFT_CORRUPT;
+	}
+	if (f->store->applied_index != before) {
+		f->restores++;
+		cs_info("fsm: restored snapshot at index %llu",
+			(unsigned long long)f->store->applied_index);
+	} else {
+		cs_debug("fsm: snapshot not newer than the store (applied %llu), kept the store",
+			 (unsigned long long)before);
+	}
+	raft_free(buf->base); /* ours on success */
+	return 0;
+}
+
+void cs_fsm_init(struct cs_fsm *f, struct raft_fsm *fsm, struct cs_store *store)
+{
+	memset(f, 0, sizeof *f);
+	memset(fsm, 0, sizeof *fsm);
+	f->store = store;
+	fsm->version = 3;
+	fsm->data = f;
+	fsm->apply = fsm_apply;
+	fsm->snapshot = fsm_snapshot;
+	fsm->restore = fsm_restore;
+	fsm->snapshot_finalize = fsm_snapshot_finalize;
+	fsm->snapshot_async = fsm_snapshot_async;
+}
+
+void cs_fsm_close(struct cs_fsm *f)
+{
+	/* raft_close waits for snapshot work, so this only matters on odd error paths. */
+	if (f->snapshotting) {
+		cs_store_snapshot_end(f->store);
+		f->snapshotting = false;
+	}
+	cs_buf_free(&f->snap);
+	f->snap_buf.base = NULL;
+	f->snap_buf.len = 0;
+}

@@ -15,11 +15,15 @@
 #include "storage/store.h"
 
 struct cs_fsm {
-	struct raft *raft;       /* set before raft_start; used to compute entry indexes */
+	struct raft *raft; /* set before raft_start; used to compute entry indexes */
 	struct cs_store *store;
-	struct cs_buf snap;      /* snapshot bytes between snapshot_async and finalize */
+	struct cs_buf snap;          /* snapshot bytes between snapshot_async and finalize */
+	struct raft_buffer snap_buf; /* the one-element bufs array handed to raft */
 	bool snapshotting;
 	uint64_t applied_entries; /* entries applied by this process (metrics) */
+	uint64_t skipped_entries; /* of those, replayed entries LMDB already held */
+	uint64_t snapshots;       /* snapshots serialised by this process */
+	uint64_t restores;        /* snapshots that replaced the LMDB contents */
 };
 
 /* Fill `fsm` (version 3) to drive `store`. `f` must outlive the raft instance. */

@@ -33,6 +33,8 @@
 #include "storage/txn.h"
 
 struct cs_raft_node;
+/* Loop thread. true: from the barrier callback, once the leader may write; false: from
+ * the monitor (or the close path) after every pending commit failed. It may commit. */
 typedef void (*cs_raft_active_cb)(void *ctx, bool active);
 typedef void (*cs_raft_close_cb)(struct cs_raft_node *n);
 
@@ -46,12 +48,12 @@ struct cs_raft_node {
 	struct cs_fsm fsm_impl;
 	raft_id id;
 	char address[256];
-	char dir[4096];          /* <data_dir>/raft */
-	bool initialized;        /* raft_init done */
-	bool started;            /* raft_start done */
+	char dir[4096];   /* <data_dir>/raft */
+	bool initialized; /* raft_init done */
+	bool started;     /* raft_start done */
 	bool closing;
 	int last_state;
-	bool active;             /* leader whose post-election barrier applied */
+	bool active; /* leader whose post-election barrier applied */
 	bool barrier_pending;
 	struct raft_barrier barrier;
 	uv_prepare_t prepare;
@@ -61,6 +63,15 @@ struct cs_raft_node {
 	void *cb_ctx;
 	cs_raft_close_cb close_cb;
 	char errmsg[512];
+	/* private to node.c */
+	bool handles_ready;  /* prepare, check and close_timer initialised */
+	int open_handles;    /* our handles not yet closed (close path) */
+	bool raft_closing;   /* raft_close called */
+	bool transfer_tried; /* leadership transfer attempted before closing */
+	struct raft_transfer transfer;
+	raft_term leader_term;       /* term in which last_state became RAFT_LEADER */
+	raft_term barrier_term;      /* term of the pending post-election barrier */
+	uint64_t proposals_inflight; /* raft_apply calls whose callback has not run */
 };
 
 /* Stable raft id (non-zero) derived from a node_id string. */
@@ -68,19 +79,27 @@ raft_id cs_raft_id_from_name(const char *node_id);
 
 /*
  * Prepare the node: <data_dir>/raft is created (0700). `st` must be open. The proposer
- * of `st` is set to this node. Returns 0 or CS_EIO with errmsg.
+ * of `st` is set to this node; it accepts proposals only while the node is active (a
+ * leader whose post-election barrier applied) and refuses them otherwise, so commits on
+ * a standby fail synchronously with CS_ENOTACTIVE. Close the node before closing `st`.
+ * Returns 0, CS_EINVAL (id 0, empty or long address, long path) or CS_EIO, with errmsg;
+ * on failure nothing needs releasing, but cs_raft_node_close still works.
  */
 int cs_raft_node_init(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage *st,
 		      const char *data_dir, raft_id id, const char *address,
 		      cs_raft_active_cb on_active, void *ctx);
 /* True if the raft directory already holds state (bootstrapped or joined before). */
 bool cs_raft_node_has_state(const struct cs_raft_node *n);
-/* Bootstrap a one-voter configuration {self}. Only on a fresh directory, before start. */
+/* Bootstrap a one-voter configuration {self}. Only on a fresh directory, before start;
+ * a directory that already has state returns 0 (RAFT_CANTBOOTSTRAP = done before). */
 int cs_raft_node_bootstrap(struct cs_raft_node *n);
 int cs_raft_node_start(struct cs_raft_node *n);
 bool cs_raft_node_is_leader(const struct cs_raft_node *n);
-/* Close asynchronously; cb runs once everything is released (may be NULL). Safe to
- * call from any callback; safe when never started. */
+/* Close asynchronously; cb runs once everything is released (may be NULL) and n may be
+ * freed from it. Safe to call from any callback (raft_close is deferred to a zero timer);
+ * safe when never started or when init failed; later calls are ignored. In-flight
+ * commits fail with CS_ESHUTDOWN and on_active(false) runs if the node was active. Only
+ * for a zeroed node that init never saw does cb run synchronously. */
 void cs_raft_node_close(struct cs_raft_node *n, cs_raft_close_cb cb);
 
 #endif
