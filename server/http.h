@@ -32,22 +32,22 @@ struct cs_http_conn;
 struct cs_http_listener;
 
 struct cs_http_header {
-	char *name;  /* as received */
+	char *name; /* as received */
 	char *value;
 };
 
 struct cs_http_req {
-	struct cs_http_conn *conn;  /* NULL once the client went away */
-	char method[16];            /* "GET", "PUT", "LIST", ... as sent (upper case) */
-	char *url;                  /* raw request target */
-	char *path;                 /* percent-decoded path, without the query */
-	char *query;                /* raw query string without '?', or NULL */
+	struct cs_http_conn *conn; /* NULL once the client went away */
+	char method[16];           /* "GET", "PUT", "LIST", ... as sent (upper case) */
+	char *url;                 /* raw request target */
+	char *path;                /* percent-decoded path, without the query */
+	char *query;               /* raw query string without '?', or NULL */
 	struct cs_http_header *headers;
 	size_t n_headers;
 	struct cs_buf body;
-	char remote_addr[64];       /* "127.0.0.1:53412" */
+	char remote_addr[64]; /* "127.0.0.1:53412" */
 	bool tls;
-	void *user;                 /* free for the handler */
+	void *user; /* free for the handler */
 };
 
 /* Called once per complete request. The handler owns `req` until it calls

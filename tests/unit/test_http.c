@@ -1,0 +1,1280 @@
+/*
+ * Unit tests for the HTTP listener (server/http.c). The listener runs on a uv loop in a
+ * server thread; the test thread is the client, with blocking sockets (and OpenSSL for
+ * TLS). Responses are read back with http-parser in response mode.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "server/http.h"
+
+/* ---------------------------------------------------------------- server fixture */
+
+struct srv {
+	uv_loop_t loop;
+	uv_async_t stop;
+	struct cs_http_listener *l;
+	pthread_t th;
+	int port;
+	int loop_close_rc;
+	int closed_cb_calls;
+	int requests;
+	int held_conn_null; /* a held request saw req->conn == NULL when answered */
+	int held_answered;
+};
+
+struct delayed {
+	uv_timer_t t;
+	struct cs_http_req *req;
+	struct srv *s;
+	bool hold;
+};
+
+static void echo(struct cs_http_req *req)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	const char *xt = cs_http_header_get(req, "x-test");
+	cs_buf_printf(&b, "M=%s\nP=%s\nQ=%s\nU=%s\nH=%s\nT=%d\nR=%s\nN=%zu\nB=", req->method,
+		      req->path, req->query ? req->query : "(null)", req->url, xt ? xt : "(null)",
+		      req->tls ? 1 : 0, req->remote_addr, req->body.len);
+	if (req->body.len)
+		cs_buf_append(&b, req->body.data, req->body.len);
+	cs_http_respond(req, 200, "text/plain", NULL, 0, b.data, b.len);
+	cs_buf_free(&b);
+}
+
+static void delayed_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void delayed_fire(uv_timer_t *t)
+{
+	struct delayed *d = t->data;
+	if (d->hold) {
+		d->s->held_answered++;
+		if (d->req->conn == NULL)
+			d->s->held_conn_null++;
+		cs_http_respond_json(d->req, 200, "{}", 2);
+	} else {
+		echo(d->req);
+	}
+	uv_close((uv_handle_t *)&d->t, delayed_closed);
+}
+
+static void later(struct srv *s, struct cs_http_req *req, uint64_t ms, bool hold)
+{
+	struct delayed *d = calloc(1, sizeof *d);
+	ck_assert_ptr_nonnull(d);
+	d->req = req;
+	d->s = s;
+	d->hold = hold;
+	uv_timer_init(&s->loop, &d->t);
+	d->t.data = d;
+	uv_timer_start(&d->t, delayed_fire, ms, 0);
+}
+
+static void handler(struct cs_http_req *req, void *ctx)
+{
+	struct srv *s = ctx;
+	s->requests++;
+	if (strcmp(req->path, "/hold") == 0) {
+		later(s, req, 300, true);
+	} else if (strcmp(req->path, "/async") == 0) {
+		later(s, req, 30, false);
+	} else if (strcmp(req->path, "/nocontent") == 0) {
+		cs_http_respond(req, 204, "application/json", NULL, 0, NULL, 0);
+	} else if (strcmp(req->path, "/extra") == 0) {
+		struct cs_http_header h[2] = {{"X-Extra", "yes"}, {"X-Bad", "a\r\nInjected: 1"}};
+		cs_http_respond(req, 307, NULL, h, 2, "moved", 5);
+	} else {
+		echo(req);
+	}
+}
+
+static void closed_cb(void *ctx)
+{
+	struct srv *s = ctx;
+	s->closed_cb_calls++;
+}
+
+static void walk_cb(uv_handle_t *h, void *arg)
+{
+	fprintf(stderr, "live handle: %s\n", uv_handle_type_name(uv_handle_get_type(h)));
+}
+
+static void stop_cb(uv_async_t *a)
+{
+	struct srv *s = a->data;
+	cs_http_listener_close(s->l, closed_cb, s);
+	uv_close((uv_handle_t *)&s->stop, NULL);
+}
+
+static void *srv_thread(void *arg)
+{
+	struct srv *s = arg;
+	uv_run(&s->loop, UV_RUN_DEFAULT);
+	s->loop_close_rc = uv_loop_close(&s->loop);
+	if (s->loop_close_rc)
+		uv_walk(&s->loop, walk_cb, NULL);
+	return NULL;
+}
+
+static struct cs_listener_config plain_cfg(size_t max)
+{
+	struct cs_listener_config cfg;
+	memset(&cfg, 0, sizeof cfg);
+	cfg.address = "127.0.0.1:0";
+	cfg.tls_disable = true;
+	cfg.max_request_size = max;
+	return cfg;
+}
+
+static void srv_start(struct srv *s, const struct cs_listener_config *cfg)
+{
+	memset(s, 0, sizeof *s);
+	ck_assert_int_eq(uv_loop_init(&s->loop), 0);
+	char err[256] = "";
+	s->l = cs_http_listen(&s->loop, cfg, handler, s, err, sizeof err);
+	ck_assert_msg(s->l != NULL, "listen: %s", err);
+	s->port = cs_http_listener_port(s->l);
+	ck_assert_int_gt(s->port, 0);
+	uv_async_init(&s->loop, &s->stop, stop_cb);
+	s->stop.data = s;
+	ck_assert_int_eq(pthread_create(&s->th, NULL, srv_thread, s), 0);
+}
+
+static void srv_stop(struct srv *s)
+{
+	uv_async_send(&s->stop);
+	pthread_join(s->th, NULL);
+	ck_assert_int_eq(s->loop_close_rc, 0);
+	ck_assert_int_eq(s->closed_cb_calls, 1);
+}
+
+/* ---------------------------------------------------------------- client */
+
+struct client {
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	char buf[1 << 18];
+	size_t len;
+};
+
+static int tcp_connect(int family, int port)
+{
+	int fd = socket(family, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct timeval tv = {15, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	int r;
+	if (family == AF_INET6) {
+		struct sockaddr_in6 a = {0};
+		a.sin6_family = AF_INET6;
+		a.sin6_port = htons((uint16_t)port);
+		inet_pton(AF_INET6, "::1", &a.sin6_addr);
+		r = connect(fd, (struct sockaddr *)&a, sizeof a);
+	} else {
+		struct sockaddr_in a = {0};
+		a.sin_family = AF_INET;
+		a.sin_port = htons((uint16_t)port);
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		r = connect(fd, (struct sockaddr *)&a, sizeof a);
+	}
+	ck_assert_int_eq(r, 0);
+	return fd;
+}
+
+static struct client *cl_open(int port)
+{
+	struct client *c = calloc(1, sizeof *c);
+	ck_assert_ptr_nonnull(c);
+	c->fd = tcp_connect(AF_INET, port);
+	return c;
+}
+
+/* TLS client; min/max 0 = library defaults. `cafile` enables verification. Returns NULL
+ * when the handshake fails. */
+static struct client *cl_open_tls(int port, int minv, int maxv, const char *cafile)
+{
+	struct client *c = calloc(1, sizeof *c);
+	ck_assert_ptr_nonnull(c);
+	c->fd = tcp_connect(AF_INET, port);
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	ck_assert_ptr_nonnull(c->ctx);
+	if (minv && minv < TLS1_2_VERSION) {
+		/* Let OpenSSL 3 actually offer the old version. */
+		SSL_CTX_set_security_level(c->ctx, 0);
+		SSL_CTX_set_cipher_list(c->ctx, "DEFAULT:@SECLEVEL=0");
+	}
+	if (minv)
+		SSL_CTX_set_min_proto_version(c->ctx, minv);
+	if (maxv)
+		SSL_CTX_set_max_proto_version(c->ctx, maxv);
+	if (cafile) {
+		ck_assert_int_eq(SSL_CTX_load_verify_locations(c->ctx, cafile, NULL), 1);
+		SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	}
+	static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+	SSL_CTX_set_alpn_protos(c->ctx, alpn, sizeof alpn - 1);
+	c->ssl = SSL_new(c->ctx);
+	SSL_set_fd(c->ssl, c->fd);
+	SSL_set1_host(c->ssl, "localhost");
+	if (SSL_connect(c->ssl) != 1) {
+		ERR_clear_error();
+		SSL_free(c->ssl);
+		SSL_CTX_free(c->ctx);
+		close(c->fd);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void cl_close(struct client *c)
+{
+	if (c->ssl) {
+		SSL_free(c->ssl);
+		SSL_CTX_free(c->ctx);
+	}
+	close(c->fd);
+	free(c);
+}
+
+static void cl_send(struct client *c, const void *p, size_t n)
+{
+	const char *d = p;
+	while (n) {
+		ssize_t k = c->ssl ? SSL_write(c->ssl, d, (int)n) : send(c->fd, d, n, MSG_NOSIGNAL);
+		ck_assert_int_gt(k, 0);
+		d += k;
+		n -= (size_t)k;
+	}
+}
+
+static void cl_puts(struct client *c, const char *s)
+{
+	cl_send(c, s, strlen(s));
+}
+
+/* Returns bytes read, 0 at EOF, -1 on error. */
+static ssize_t cl_recv(struct client *c)
+{
+	size_t room = sizeof c->buf - c->len;
+	ck_assert_uint_gt(room, 0);
+	if (c->ssl) {
+		int k = SSL_read(c->ssl, c->buf + c->len, (int)room);
+		if (k > 0) {
+			c->len += (size_t)k;
+			return k;
+		}
+		int e = SSL_get_error(c->ssl, k);
+		ERR_clear_error();
+		return e == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+	}
+	ssize_t k = recv(c->fd, c->buf + c->len, room, 0);
+	if (k > 0)
+		c->len += (size_t)k;
+	return k;
+}
+
+static void cl_read_exact(struct client *c, char *out, size_t n)
+{
+	while (c->len < n)
+		ck_assert_int_gt(cl_recv(c), 0);
+	memcpy(out, c->buf, n);
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+}
+
+static void cl_expect_eof(struct client *c)
+{
+	ck_assert_uint_eq(c->len, 0);
+	ck_assert_int_eq(cl_recv(c), 0);
+}
+
+struct resp {
+	int status;
+	struct cs_buf hdrs; /* "Name: value\n" lines */
+	struct cs_buf body;
+	bool in_value;
+	bool skip_body;
+	bool done;
+};
+
+static int rp_field(http_parser *p, const char *at, size_t len)
+{
+	struct resp *r = p->data;
+	if (r->in_value)
+		cs_buf_putc(&r->hdrs, '\n');
+	r->in_value = false;
+	cs_buf_append(&r->hdrs, at, len);
+	return 0;
+}
+
+static int rp_value(http_parser *p, const char *at, size_t len)
+{
+	struct resp *r = p->data;
+	if (!r->in_value)
+		cs_buf_puts(&r->hdrs, ": ");
+	r->in_value = true;
+	cs_buf_append(&r->hdrs, at, len);
+	return 0;
+}
+
+static int rp_headers_complete(http_parser *p)
+{
+	struct resp *r = p->data;
+	cs_buf_putc(&r->hdrs, '\n');
+	r->status = (int)p->status_code;
+	return r->skip_body ? 1 : 0;
+}
+
+static int rp_body(http_parser *p, const char *at, size_t len)
+{
+	struct resp *r = p->data;
+	cs_buf_append(&r->body, at, len);
+	return 0;
+}
+
+static int rp_complete(http_parser *p)
+{
+	struct resp *r = p->data;
+	r->done = true;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+static const http_parser_settings rp_settings = {
+    .on_header_field = rp_field,
+    .on_header_value = rp_value,
+    .on_headers_complete = rp_headers_complete,
+    .on_body = rp_body,
+    .on_message_complete = rp_complete,
+};
+
+static void resp_free(struct resp *r)
+{
+	cs_buf_free(&r->hdrs);
+	cs_buf_free(&r->body);
+}
+
+/* Read one response; `head`: it answers a HEAD request (no body follows). */
+static void cl_read_resp(struct client *c, struct resp *r, bool head)
+{
+	memset(r, 0, sizeof *r);
+	r->skip_body = head;
+	cs_buf_puts(&r->hdrs, "");
+	cs_buf_puts(&r->body, "");
+	http_parser p;
+	http_parser_init(&p, HTTP_RESPONSE);
+	p.data = r;
+	for (;;) {
+		if (c->len) {
+			size_t n = http_parser_execute(&p, &rp_settings, c->buf, c->len);
+			memmove(c->buf, c->buf + n, c->len - n);
+			c->len -= n;
+			if (r->done)
+				return;
+			ck_assert_msg(HTTP_PARSER_ERRNO(&p) == HPE_OK, "bad response: %s",
+				      http_errno_name(HTTP_PARSER_ERRNO(&p)));
+		}
+		ck_assert_msg(cl_recv(c) > 0, "connection ended before the response did");
+	}
+}
+
+static bool has_header(const struct resp *r, const char *line)
+{
+	return strcasestr(r->hdrs.data, line) != NULL;
+}
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* ---------------------------------------------------------------- plain HTTP tests */
+
+START_TEST(test_get_with_query)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "GET /v1/a%20b/c%2Bd+e?x=1&y=%2F+z HTTP/1.1\r\nHost: x\r\nX-Test:  hi  \r\n"
+		   "\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "M=GET\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/v1/a b/c+d+e\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "Q=x=1&y=%2F+z\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "U=/v1/a%20b/c%2Bd+e?x=1&y=%2F+z\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "H=hi\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "T=0\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "R=127.0.0.1:"));
+	ck_assert(has_header(&r, "Content-Type: text/plain\n"));
+	ck_assert(has_header(&r, "Cache-Control: no-store\n"));
+	ck_assert(has_header(&r, "Date: "));
+	ck_assert(has_header(&r, " GMT\n"));
+	ck_assert(!has_header(&r, "Connection:"));
+	char cl[64];
+	snprintf(cl, sizeof cl, "Content-Length: %zu\n", r.body.len);
+	ck_assert(has_header(&r, cl));
+	resp_free(&r);
+
+	/* no query at all; an empty one */
+	cl_puts(c, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\nGET /e? HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "Q=(null)\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "H=(null)\n"));
+	resp_free(&r);
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/e\nQ=\n"));
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_put_body_and_keepalive)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	char first_addr[80] = "";
+	for (int i = 0; i < 5; i++) {
+		char req[256];
+		snprintf(req, sizeof req,
+			 "PUT /v1/kv/k%d HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+			 "Content-Length: 13\r\n\r\n{\"value\":\"%d\"}",
+			 i, i);
+		cl_puts(c, req);
+		struct resp r;
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 200);
+		ck_assert_ptr_nonnull(strstr(r.body.data, "M=PUT\n"));
+		char want[64];
+		snprintf(want, sizeof want, "N=13\nB={\"value\":\"%d\"}", i);
+		ck_assert_ptr_nonnull(strstr(r.body.data, want));
+		const char *ra = strstr(r.body.data, "R=");
+		ck_assert_ptr_nonnull(ra);
+		char addr[80];
+		snprintf(addr, sizeof addr, "%.*s", (int)strcspn(ra, "\n"), ra);
+		if (i == 0)
+			snprintf(first_addr, sizeof first_addr, "%s", addr);
+		else
+			ck_assert_str_eq(addr, first_addr); /* same connection reused */
+		resp_free(&r);
+	}
+	/* chunked body */
+	cl_puts(c, "POST /chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "M=POST\n"));
+	ck_assert_ptr_nonnull(strstr(r.body.data, "B=hello world"));
+	resp_free(&r);
+	/* Connection: close is honoured */
+	cl_puts(c, "GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(has_header(&r, "Connection: close\n"));
+	resp_free(&r);
+	cl_expect_eof(c);
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 7);
+}
+END_TEST
+
+START_TEST(test_http10)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "GET /old HTTP/1.0\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(has_header(&r, "Connection: close\n"));
+	resp_free(&r);
+	cl_expect_eof(c);
+	cl_close(c);
+
+	c = cl_open(s.port);
+	for (int i = 0; i < 2; i++) {
+		cl_puts(c, "GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 200);
+		ck_assert(has_header(&r, "Connection: keep-alive\n"));
+		resp_free(&r);
+	}
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_list_verb)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "LIST /v1/secret/ HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "M=LIST\nP=/v1/secret/\n"));
+	resp_free(&r);
+	/* the rewrite is per request: a real LOCK stays LOCK, GET stays GET */
+	cl_puts(c, "LOCK /l HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "M=LOCK\n"));
+	resp_free(&r);
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "M=GET\n"));
+	resp_free(&r);
+	/* LIST split across reads, after a stray CRLF */
+	cl_puts(c, "\r\nLI");
+	msleep(50);
+	cl_puts(c, "ST /v1/split HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "M=LIST\nP=/v1/split\n"));
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_pipelined)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	/* The first is answered later from a timer: the others must wait for it. */
+	cl_puts(c, "GET /async?n=1 HTTP/1.1\r\nHost: x\r\n\r\n"
+		   "PUT /echo?n=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+		   "LIST /v1/x/?n=3 HTTP/1.1\r\nHost: x\r\n\r\n"
+		   "GET /async?n=4 HTTP/1.1\r\nHost: x\r\n\r\n"
+		   "GET /echo?n=5 HTTP/1.1\r\nHost: x\r\n\r\n");
+	const char *want[] = {"M=GET\nP=/async\nQ=n=1\n", "M=PUT\nP=/echo\nQ=n=2\n",
+			      "M=LIST\nP=/v1/x/\nQ=n=3\n", "M=GET\nP=/async\nQ=n=4\n",
+			      "M=GET\nP=/echo\nQ=n=5\n"};
+	for (int i = 0; i < 5; i++) {
+		struct resp r;
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 200);
+		ck_assert_msg(strstr(r.body.data, want[i]), "response %d: %s", i, r.body.data);
+		resp_free(&r);
+	}
+	ck_assert_uint_eq(c->len, 0);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_expect_continue)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(1024);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	cl_puts(c,
+		"PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+	char got[26] = "";
+	cl_read_exact(c, got, 25);
+	ck_assert_str_eq(got, "HTTP/1.1 100 Continue\r\n\r\n");
+	cl_puts(c, "hello");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "B=hello"));
+	resp_free(&r);
+
+	/* too large by Content-Length: 413 at once, no 100 */
+	cl_puts(
+	    c,
+	    "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 413);
+	ck_assert_str_eq(r.body.data, "{\"errors\":[\"http: request body too large\"]}");
+	ck_assert(has_header(&r, "Connection: close\n"));
+	resp_free(&r);
+	cl_expect_eof(c);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_too_large)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(1024);
+	srv_start(&s, &cfg);
+	struct resp r;
+
+	/* exactly the limit is fine */
+	struct client *c = cl_open(s.port);
+	char body[1024];
+	memset(body, 'a', sizeof body);
+	cl_puts(c, "PUT /max HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\n");
+	cl_send(c, body, sizeof body);
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "N=1024\n"));
+	resp_free(&r);
+
+	/* by Content-Length */
+	cl_puts(c, "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 413);
+	ck_assert_str_eq(r.body.data, "{\"errors\":[\"http: request body too large\"]}");
+	ck_assert(has_header(&r, "Content-Type: application/json\n"));
+	ck_assert(has_header(&r, "Connection: close\n"));
+	resp_free(&r);
+	cl_expect_eof(c);
+	cl_close(c);
+
+	/* by a chunked body that grows past the limit */
+	c = cl_open(s.port);
+	cl_puts(c, "PUT /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+	for (int i = 0; i < 4; i++) {
+		cl_puts(c, "200\r\n");
+		cl_send(c, body, 512);
+		cl_puts(c, "\r\n");
+	}
+	cl_puts(c, "0\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 413);
+	ck_assert_str_eq(r.body.data, "{\"errors\":[\"http: request body too large\"]}");
+	resp_free(&r);
+	cl_expect_eof(c);
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 1);
+}
+END_TEST
+
+START_TEST(test_malformed)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	const char *bad[] = {
+	    "GARBAGE\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost x\r\n\r\n",
+	    "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+	    "GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n",
+	    "PUT / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+	    "PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct client *c = cl_open(s.port);
+		cl_puts(c, bad[i]);
+		struct resp r;
+		cl_read_resp(c, &r, false);
+		ck_assert_msg(r.status == 400, "case %zu: %d", i, r.status);
+		ck_assert_str_eq(r.body.data, "{\"errors\":[\"malformed HTTP request\"]}");
+		ck_assert(has_header(&r, "Connection: close\n"));
+		resp_free(&r);
+		cl_expect_eof(c);
+		cl_close(c);
+	}
+	/* header block too large */
+	struct client *c = cl_open(s.port);
+	size_t n = 70 * 1024;
+	char *big = malloc(n + 1);
+	memset(big, 'v', n);
+	big[n] = '\0';
+	cl_puts(c, "GET / HTTP/1.1\r\nX-Big: ");
+	cl_puts(c, big);
+	cl_puts(c, "\r\n\r\n");
+	free(big);
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 431);
+	ck_assert(has_header(&r, "Connection: close\n"));
+	resp_free(&r);
+	cl_expect_eof(c);
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 0);
+}
+END_TEST
+
+START_TEST(test_head_and_204)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	struct resp r;
+	cl_puts(c, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, true);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(has_header(&r, "Content-Length: "));
+	ck_assert(!has_header(&r, "Content-Length: 0\n"));
+	ck_assert_uint_eq(r.body.len, 0);
+	resp_free(&r);
+	/* no body bytes may follow: the next response must parse from its first byte */
+	cl_puts(c, "GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 204);
+	ck_assert(!has_header(&r, "Content-Length"));
+	ck_assert(!has_header(&r, "Content-Type"));
+	ck_assert_uint_eq(r.body.len, 0);
+	resp_free(&r);
+	cl_puts(c, "GET /extra HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 307);
+	ck_assert(has_header(&r, "X-Extra: yes\n"));
+	ck_assert(!has_header(&r, "Injected"));
+	ck_assert_str_eq(r.body.data, "moved");
+	resp_free(&r);
+	cl_puts(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/after\n"));
+	resp_free(&r);
+	ck_assert_uint_eq(c->len, 0);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_disconnect_while_held)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	/* client goes away: the handler answers 300 ms later into the void */
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+	msleep(50);
+	cl_close(c);
+	/* same with a pipelined request behind it and an abortive close */
+	c = cl_open(s.port);
+	cl_puts(
+	    c,
+	    "PUT /hold HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nabGET / HTTP/1.1\r\n\r\n");
+	msleep(50);
+	struct linger lg = {1, 0};
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	cl_close(c);
+	msleep(600);
+	/* the server still works */
+	c = cl_open(s.port);
+	cl_puts(c, "GET /still HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.held_answered, 2);
+	ck_assert_int_eq(s.held_conn_null, 2);
+	ck_assert_int_eq(s.requests, 3);
+}
+END_TEST
+
+START_TEST(test_close_listener_while_held)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	struct client *idle = cl_open(s.port);
+	cl_puts(c, "GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+	msleep(50);
+	srv_stop(&s); /* returns once the held request was answered (timer) and freed */
+	ck_assert_int_eq(s.held_answered, 1);
+	ck_assert_int_eq(s.held_conn_null, 1);
+	cl_expect_eof(c);
+	cl_expect_eof(idle);
+	cl_close(c);
+	cl_close(idle);
+}
+END_TEST
+
+START_TEST(test_header_timeout)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	time_t t0 = time(NULL);
+	cl_puts(c, "GET / HT");
+	ck_assert_int_le(cl_recv(c), 0);
+	time_t dt = time(NULL) - t0;
+	ck_assert_int_ge(dt, 9);
+	ck_assert_int_le(dt, 12);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_addresses)
+{
+	uv_loop_t loop;
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	char err[256];
+	struct cs_listener_config cfg = plain_cfg(0);
+	const char *bad[] = {"::1:80", "127.0.0.1:99999", "127.0.0.1:abc",
+			     "[::1",   "[::1]x",          "127.0.0.1:"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cfg.address = (char *)bad[i];
+		err[0] = '\0';
+		ck_assert_ptr_null(cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err));
+		ck_assert_msg(strstr(err, "address"), "%s: %s", bad[i], err);
+	}
+	cfg.address = "127.0.0.1:0";
+	struct cs_http_listener *l = cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err);
+	ck_assert_ptr_nonnull(l);
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", cs_http_listener_port(l));
+	cfg.address = addr;
+	ck_assert_ptr_null(cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err));
+	ck_assert_ptr_nonnull(strstr(err, "listen 127.0.0.1:"));
+	cfg.address = "localhost:0";
+	struct cs_http_listener *l2 = cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err);
+	ck_assert_msg(l2 != NULL, "%s", err);
+	cs_http_listener_close(l2, NULL, NULL);
+	cs_http_listener_close(l, NULL, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(test_ipv6)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	cfg.address = "[::1]:0";
+	uv_loop_t probe;
+	uv_loop_init(&probe);
+	char err[256];
+	struct cs_http_listener *l = cs_http_listen(&probe, &cfg, handler, NULL, err, sizeof err);
+	if (l)
+		cs_http_listener_close(l, NULL, NULL);
+	uv_run(&probe, UV_RUN_DEFAULT);
+	uv_loop_close(&probe);
+	if (!l) {
+		fprintf(stderr, "test_ipv6: skipped (%s)\n", err);
+		return;
+	}
+	srv_start(&s, &cfg);
+	struct client *c = calloc(1, sizeof *c);
+	c->fd = tcp_connect(AF_INET6, s.port);
+	cl_puts(c, "GET /six HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "R=[::1]:"));
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_large_plain_and_many)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	/* 3 MiB each way: the response cannot go out in one write() */
+	size_t n = 3u << 20;
+	char *big = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		big[i] = (char)('A' + i % 23);
+	char hdr[128];
+	snprintf(hdr, sizeof hdr, "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n);
+	cl_puts(c, hdr);
+	cl_send(c, big, n);
+	cl_puts(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	const char *b = strstr(r.body.data, "B=");
+	ck_assert_ptr_nonnull(b);
+	ck_assert_uint_eq(r.body.len - (size_t)(b + 2 - r.body.data), n);
+	ck_assert(memcmp(b + 2, big, n) == 0);
+	resp_free(&r);
+	free(big);
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/next\n"));
+	resp_free(&r);
+
+	/* many small keep-alive requests: no Nagle or delayed-ACK stalls */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 2000; i++) {
+		cl_puts(c, "GET /v1/secret/x HTTP/1.1\r\nHost: x\r\nX-Vault-Token: t\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 200);
+		resp_free(&r);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	ck_assert_msg(secs < 10.0, "2000 requests took %.2fs", secs);
+	cl_close(c);
+	srv_stop(&s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- helpers (pure) */
+
+START_TEST(test_url_decode)
+{
+	char *s = cs_url_decode("a%20b%2f%2F", 11, false);
+	ck_assert_str_eq(s, "a b//");
+	free(s);
+	s = cs_url_decode("a+b", 3, false);
+	ck_assert_str_eq(s, "a+b");
+	free(s);
+	s = cs_url_decode("a+b%2B", 6, true);
+	ck_assert_str_eq(s, "a b+");
+	free(s);
+	s = cs_url_decode("", 0, true);
+	ck_assert_str_eq(s, "");
+	free(s);
+	s = cs_url_decode("abc%41", 3, false); /* only the first len bytes */
+	ck_assert_str_eq(s, "abc");
+	free(s);
+	ck_assert_ptr_null(s = cs_url_decode("abc%41", 5, false));
+	ck_assert_ptr_null(cs_url_decode("%zz", 3, false));
+	ck_assert_ptr_null(cs_url_decode("%2", 2, false));
+	ck_assert_ptr_null(cs_url_decode("%", 1, true));
+	ck_assert_ptr_null(cs_url_decode("%g0", 3, true));
+	ck_assert_ptr_null(cs_url_decode("a%00", 4, true));
+	s = cs_url_decode("%e2%82%AC", 9, false);
+	ck_assert_str_eq(s, "\xe2\x82\xac");
+	free(s);
+}
+END_TEST
+
+START_TEST(test_query_next)
+{
+	const char *q = "a=1&b=%20x&&c&=v&d=&bad=%zz&e=f%3Dg&list=true+x";
+	const char *want[][2] = {{"a", "1"}, {"b", " x"},  {"c", ""},         {"", "v"},
+				 {"d", ""},  {"e", "f=g"}, {"list", "true x"}};
+	const char *cur = q;
+	char *n, *v;
+	size_t i = 0;
+	while (cs_query_next(&cur, &n, &v)) {
+		ck_assert_uint_lt(i, sizeof want / sizeof want[0]);
+		ck_assert_str_eq(n, want[i][0]);
+		ck_assert_str_eq(v, want[i][1]);
+		free(n);
+		free(v);
+		i++;
+	}
+	ck_assert_uint_eq(i, sizeof want / sizeof want[0]);
+	ck_assert_ptr_null(n);
+	ck_assert_ptr_null(v);
+	cur = "";
+	ck_assert(!cs_query_next(&cur, &n, &v));
+	ck_assert_str_eq(cs_http_reason(404), "Not Found");
+	ck_assert_str_eq(cs_http_reason(413), "Request Entity Too Large");
+	ck_assert_str_eq(cs_http_reason(204), "No Content");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- TLS */
+
+struct tls_files {
+	char dir[64];
+	char cert[96];
+	char key[96];
+	char other_key[96];
+};
+
+static EVP_PKEY *write_key(const char *path)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	ck_assert_ptr_nonnull(k);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+	return k;
+}
+
+static void make_tls_files(struct tls_files *t)
+{
+	snprintf(t->dir, sizeof t->dir, "/tmp/test_http_XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(t->dir));
+	snprintf(t->cert, sizeof t->cert, "%s/cert.pem", t->dir);
+	snprintf(t->key, sizeof t->key, "%s/key.pem", t->dir);
+	snprintf(t->other_key, sizeof t->other_key, "%s/other.pem", t->dir);
+	EVP_PKEY *k = write_key(t->key);
+	EVP_PKEY_free(write_key(t->other_key));
+
+	X509 *x = X509_new();
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, k);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1,
+				   -1, 0);
+	X509_set_issuer_name(x, name);
+	X509V3_CTX v3;
+	X509V3_set_ctx_nodb(&v3);
+	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	X509_EXTENSION *ext =
+	    X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+	ck_assert_ptr_nonnull(ext);
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	ck_assert_int_gt(X509_sign(x, k, EVP_sha256()), 0);
+	FILE *f = fopen(t->cert, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(PEM_write_X509(f, x), 1);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+static void remove_tls_files(struct tls_files *t)
+{
+	unlink(t->cert);
+	unlink(t->key);
+	unlink(t->other_key);
+	rmdir(t->dir);
+}
+
+static struct cs_listener_config tls_cfg(struct tls_files *t, int minv)
+{
+	struct cs_listener_config cfg = plain_cfg(0);
+	cfg.tls_disable = false;
+	cfg.tls_cert_file = t->cert;
+	cfg.tls_key_file = t->key;
+	cfg.tls_min_version = minv;
+	return cfg;
+}
+
+START_TEST(test_tls_roundtrip)
+{
+	struct tls_files t;
+	make_tls_files(&t);
+	struct srv s;
+	struct cs_listener_config cfg = tls_cfg(&t, 0);
+	srv_start(&s, &cfg);
+
+	int versions[] = {TLS1_2_VERSION, TLS1_3_VERSION};
+	for (int vi = 0; vi < 2; vi++) {
+		struct client *c = cl_open_tls(s.port, versions[vi], versions[vi], t.cert);
+		ck_assert_msg(c != NULL, "TLS handshake (version %#x)", versions[vi]);
+		ck_assert_int_eq(SSL_version(c->ssl), versions[vi]);
+		const unsigned char *proto;
+		unsigned plen;
+		SSL_get0_alpn_selected(c->ssl, &proto, &plen);
+		ck_assert_uint_eq(plen, 8);
+		ck_assert(memcmp(proto, "http/1.1", 8) == 0);
+		struct resp r;
+		cl_puts(c, "GET /v1/sys/health?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 200);
+		ck_assert_ptr_nonnull(strstr(r.body.data, "P=/v1/sys/health\nQ=x=1\n"));
+		ck_assert_ptr_nonnull(strstr(r.body.data, "T=1\n"));
+		resp_free(&r);
+
+		/* a large body both ways, then LIST and pipelining over TLS */
+		size_t n = 200 * 1024;
+		char *big = malloc(n);
+		for (size_t i = 0; i < n; i++)
+			big[i] = (char)('a' + i % 26);
+		char hdr[128];
+		snprintf(hdr, sizeof hdr,
+			 "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", n);
+		cl_puts(c, hdr);
+		cl_send(c, big, n);
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 200);
+		const char *b = strstr(r.body.data, "B=");
+		ck_assert_ptr_nonnull(b);
+		ck_assert_uint_eq(r.body.len - (size_t)(b + 2 - r.body.data), n);
+		ck_assert(memcmp(b + 2, big, n) == 0);
+		free(big);
+		resp_free(&r);
+
+		cl_puts(c,
+			"LIST /v1/l/ HTTP/1.1\r\nHost: x\r\n\r\nHEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
+			"GET /async HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		ck_assert_ptr_nonnull(strstr(r.body.data, "M=LIST\n"));
+		resp_free(&r);
+		cl_read_resp(c, &r, true);
+		ck_assert_int_eq(r.status, 200);
+		resp_free(&r);
+		cl_read_resp(c, &r, false);
+		ck_assert_ptr_nonnull(strstr(r.body.data, "P=/async\n"));
+		ck_assert(has_header(&r, "Connection: close\n"));
+		resp_free(&r);
+		cl_expect_eof(c); /* close_notify */
+		cl_close(c);
+	}
+
+	/* Expect over TLS */
+	struct client *c = cl_open_tls(s.port, 0, 0, t.cert);
+	ck_assert_ptr_nonnull(c);
+	cl_puts(c,
+		"PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-Continue\r\n\r\n");
+	char got[26] = "";
+	cl_read_exact(c, got, 25);
+	ck_assert_str_eq(got, "HTTP/1.1 100 Continue\r\n\r\n");
+	cl_puts(c, "ok");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "B=ok"));
+	resp_free(&r);
+	cl_close(c);
+
+	/* a plain-HTTP client on the TLS port is dropped */
+	c = cl_open(s.port);
+	cl_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+	ck_assert_int_le(cl_recv(c), 1000); /* maybe an alert, then EOF */
+	cl_close(c);
+
+	srv_stop(&s);
+	remove_tls_files(&t);
+}
+END_TEST
+
+START_TEST(test_tls_versions)
+{
+	struct tls_files t;
+	make_tls_files(&t);
+	struct srv s;
+	struct cs_listener_config cfg = tls_cfg(&t, TLS1_VERSION); /* never below 1.2 */
+	srv_start(&s, &cfg);
+	ck_assert_ptr_null(cl_open_tls(s.port, TLS1_1_VERSION, TLS1_1_VERSION, NULL));
+	ck_assert_ptr_null(cl_open_tls(s.port, TLS1_VERSION, TLS1_VERSION, NULL));
+	struct client *c = cl_open_tls(s.port, TLS1_2_VERSION, TLS1_2_VERSION, NULL);
+	ck_assert_ptr_nonnull(c);
+	cl_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+
+	cfg = tls_cfg(&t, TLS1_3_VERSION);
+	srv_start(&s, &cfg);
+	ck_assert_ptr_null(cl_open_tls(s.port, TLS1_2_VERSION, TLS1_2_VERSION, NULL));
+	c = cl_open_tls(s.port, 0, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_int_eq(SSL_version(c->ssl), TLS1_3_VERSION);
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 0);
+	remove_tls_files(&t);
+}
+END_TEST
+
+START_TEST(test_tls_config_errors)
+{
+	struct tls_files t;
+	make_tls_files(&t);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	char err[512];
+	struct cs_listener_config cfg = tls_cfg(&t, 0);
+
+	cfg.tls_key_file = t.other_key;
+	ck_assert_ptr_null(cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, t.other_key) != NULL, "%s", err);
+
+	cfg = tls_cfg(&t, 0);
+	cfg.tls_cert_file = "/nonexistent/cert.pem";
+	ck_assert_ptr_null(cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, "tls_cert_file /nonexistent/cert.pem") != NULL, "%s", err);
+
+	cfg = tls_cfg(&t, 0);
+	cfg.tls_key_file = t.cert; /* a certificate is no key */
+	ck_assert_ptr_null(cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, "tls_key_file") != NULL, "%s", err);
+
+	cfg = tls_cfg(&t, 0);
+	cfg.tls_key_file = NULL;
+	ck_assert_ptr_null(cs_http_listen(&loop, &cfg, handler, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, "tls_key_file") != NULL, "%s", err);
+
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	remove_tls_files(&t);
+}
+END_TEST
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("CS_TEST_DEBUG"))
+		cs_log_set_level(CS_LOG_DEBUG);
+	Suite *s = suite_create("http");
+	TCase *tc = tcase_create("plain");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_get_with_query);
+	tcase_add_test(tc, test_put_body_and_keepalive);
+	tcase_add_test(tc, test_http10);
+	tcase_add_test(tc, test_list_verb);
+	tcase_add_test(tc, test_pipelined);
+	tcase_add_test(tc, test_expect_continue);
+	tcase_add_test(tc, test_too_large);
+	tcase_add_test(tc, test_malformed);
+	tcase_add_test(tc, test_head_and_204);
+	tcase_add_test(tc, test_disconnect_while_held);
+	tcase_add_test(tc, test_close_listener_while_held);
+	tcase_add_test(tc, test_header_timeout);
+	tcase_add_test(tc, test_addresses);
+	tcase_add_test(tc, test_ipv6);
+	tcase_add_test(tc, test_large_plain_and_many);
+	suite_add_tcase(s, tc);
+
+	TCase *th = tcase_create("helpers");
+	tcase_add_test(th, test_url_decode);
+	tcase_add_test(th, test_query_next);
+	suite_add_tcase(s, th);
+
+	TCase *tt = tcase_create("tls");
+	tcase_set_timeout(tt, 30);
+	tcase_add_test(tt, test_tls_roundtrip);
+	tcase_add_test(tt, test_tls_versions);
+	tcase_add_test(tt, test_tls_config_errors);
+	suite_add_tcase(s, tt);
+
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed;
+}
