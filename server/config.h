@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CS_MAX_LISTENERS 4
+#define CS_MAX_LISTENERS            4
 #define CS_DEFAULT_MAX_REQUEST_SIZE (32u * 1024 * 1024)
-#define CS_DEFAULT_LEASE_TTL (768 * 3600)
+#define CS_DEFAULT_LEASE_TTL        (768 * 3600)
 
 struct cs_listener_config {
 	char *address;         /* "host:port"; default "127.0.0.1:8200" */
@@ -32,23 +32,23 @@ struct cs_listener_config {
 	bool tls_disable;      /* default false: then cert and key files are required */
 	char *tls_cert_file;
 	char *tls_key_file;
-	int tls_min_version;   /* OpenSSL constant: TLS1_2_VERSION (default) or TLS1_3_VERSION */
+	int tls_min_version;     /* OpenSSL constant: TLS1_2_VERSION (default) or TLS1_3_VERSION */
 	size_t max_request_size; /* bytes; default 32 MiB; 0 or negative in the file → default */
 };
 
 struct cs_config {
 	/* storage "raft" */
 	char *storage_path;
-	char *node_id;         /* default "node-1"... derived from hostname if absent */
+	char *node_id; /* default "node-1"... derived from hostname if absent */
 	/* listeners */
 	struct cs_listener_config listeners[CS_MAX_LISTENERS];
 	int n_listeners;
-	char *api_addr;        /* default: scheme://first listener address */
-	char *cluster_addr;    /* default: https://first listener cluster address */
-	char *cluster_name;    /* may be NULL: generated at init */
+	char *api_addr;     /* default: scheme://first listener address */
+	char *cluster_addr; /* default: https://first listener cluster address */
+	char *cluster_name; /* may be NULL: generated at init */
 	bool disable_mlock;
 	bool ui;
-	int log_level;         /* enum cs_log_level; default info */
+	int log_level;             /* enum cs_log_level; default info */
 	int64_t default_lease_ttl; /* seconds; default 768h */
 	int64_t max_lease_ttl;     /* seconds; default 768h */
 
@@ -67,7 +67,7 @@ void cs_config_init(struct cs_config *c);
  */
 int cs_config_parse(struct cs_config *c, const char *text, size_t len, const char *filename,
 		    char *errmsg, size_t errlen);
-/* Read FILE (or every *.hcl/*.json file of a directory, in name order) and parse it. */
+/* Read FILE (or every .hcl and .json file of a directory, in name order) and parse it. */
 int cs_config_load(struct cs_config *c, const char *path, char *errmsg, size_t errlen);
 /* Apply derived defaults (listener cluster_address, api_addr, cluster_addr). Called by
  * cs_config_parse; call it yourself after filling a config by hand (-dev). */

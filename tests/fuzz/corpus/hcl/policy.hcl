@@ -1,0 +1,7 @@
+path "secret/*" {
+  capabilities = ["read", "list"]
+}
+# comment
+x = <<EOT
+hello
+EOT
