@@ -1,0 +1,632 @@
+/*
+ * The request pipeline (see core.h for the happy path and failure modes).
+ *
+ * Ownership: a cs_request is allocated per HTTP request in cs_core_handle_http and freed
+ * in finish() right after cs_http_respond handed the bytes to the connection. While a
+ * request waits (for the node to become active, or for its raft entry to apply) it is
+ * referenced from exactly one place: the core's waiting list or the storage committer's
+ * callback; the HTTP layer keeps the cs_http_req alive even if the client goes away.
+ */
+#include "server/core.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/secmem.h"
+#include "lib/util.h"
+#include "server/http.h"
+#include "server/response.h"
+#include "server/seal.h"
+#include "server/sys.h"
+
+/* How long a request may wait for the node to become active after start-up/unseal. */
+#define WAIT_ACTIVE_MS 10000
+
+static void run(struct cs_request *req);
+
+/* ---------------------------------------------------------------- responses */
+
+static void req_free(struct cs_request *req)
+{
+	if (req->txn_open)
+		cs_txn_abort(&req->txn);
+	for (int i = 0; i < req->n_caps; i++)
+		free(req->caps[i].value);
+	free(req->path);
+	cJSON_Delete(req->data);
+	if (req->client_token) {
+		cs_zero(req->client_token, strlen(req->client_token));
+		free(req->client_token);
+	}
+	cJSON_Delete(req->token_entry);
+	cJSON_Delete(req->resp_data);
+	cJSON_Delete(req->resp_auth);
+	cJSON_Delete(req->warnings);
+	cJSON_Delete(req->raw);
+	free(req->lease_id);
+	free(req->errmsg);
+	free(req);
+}
+
+/* Send the error for `code` (or req->errmsg) and free the request. */
+static void finish_error(struct cs_request *req, int code)
+{
+	int status = req->status ? req->status : cs_err_status(code);
+	size_t len;
+	char *body;
+	if (req->body_on_error) {
+		body = cs_response_envelope(req, &len);
+	} else {
+		const char *msg = req->errmsg;
+		/* A plain "not found" is Vault's empty error list. */
+		if (!msg && code != CS_ENOTFOUND)
+			msg = cs_strerror(code);
+		body = cs_response_errors(msg, &len);
+	}
+	if (req->http)
+		cs_http_respond_json(req->http, status, body, len);
+	free(body);
+	req_free(req);
+}
+
+static void finish(struct cs_request *req)
+{
+	size_t len = 0;
+	char *body = NULL;
+	int status = req->status;
+	if (req->raw) {
+		body = cJSON_PrintUnformatted(req->raw);
+		len = strlen(body);
+		if (!status)
+			status = 200;
+	} else if (req->resp_data || req->resp_auth || req->warnings || req->lease_id) {
+		body = cs_response_envelope(req, &len);
+		if (!status)
+			status = 200;
+	} else if (!status) {
+		status = 204;
+	}
+	if (req->http) {
+		if (body)
+			cs_http_respond_json(req->http, status, body, len);
+		else
+			cs_http_respond(req->http, status, NULL, NULL, 0, NULL, 0);
+	}
+	if (body)
+		cs_zero(body, len); /* responses carry secrets */
+	free(body);
+	req_free(req);
+}
+
+/* ---------------------------------------------------------------- waiting for active */
+
+static void wait_timer_cb(uv_timer_t *t)
+{
+	struct cs_core *core = CS_CONTAINER_OF(t, struct cs_core, wait_timer);
+	uint64_t now = cs_mono_ms();
+	struct cs_request *list = core->waiting_active, *keep = NULL;
+	core->waiting_active = NULL;
+	while (list) {
+		struct cs_request *r = list;
+		list = r->next_waiting;
+		if (now - r->start_ms > WAIT_ACTIVE_MS) {
+			cs_req_error(r, CS_ENOTACTIVE, "node is not active");
+			finish_error(r, CS_ENOTACTIVE);
+		} else {
+			r->next_waiting = keep;
+			keep = r;
+		}
+	}
+	/* Requests parked by callbacks above went to core->waiting_active: merge. */
+	while (keep) {
+		struct cs_request *r = keep;
+		keep = r->next_waiting;
+		r->next_waiting = core->waiting_active;
+		core->waiting_active = r;
+	}
+	if (!core->waiting_active)
+		uv_timer_stop(t);
+}
+
+static void park(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	req->next_waiting = core->waiting_active;
+	core->waiting_active = req;
+	if (!uv_is_active((uv_handle_t *)&core->wait_timer))
+		uv_timer_start(&core->wait_timer, wait_timer_cb, 250, 250);
+}
+
+static void resume_waiting(struct cs_core *core, int err)
+{
+	struct cs_request *list = core->waiting_active;
+	core->waiting_active = NULL;
+	/* Reverse to keep arrival order. */
+	struct cs_request *ordered = NULL;
+	while (list) {
+		struct cs_request *r = list;
+		list = r->next_waiting;
+		r->next_waiting = ordered;
+		ordered = r;
+	}
+	while (ordered) {
+		struct cs_request *r = ordered;
+		ordered = r->next_waiting;
+		r->next_waiting = NULL;
+		if (err)
+			finish_error(r, err);
+		else
+			run(r);
+	}
+}
+
+void cs_core_on_active(void *ctx, bool active)
+{
+	struct cs_core *core = ctx;
+	core->active = active;
+	if (active) {
+		core->active_since_ns = cs_now_ns();
+		cs_info("core: this node is now the active node");
+		if (core->kr) {
+			/* Rebuild derived in-memory state from storage: a previous term's
+			 * overlay may have been dropped. */
+			cs_seal_post_unseal(core);
+		}
+		resume_waiting(core, 0);
+		if (core->dev_cb)
+			cs_seal_dev_continue(core);
+	} else {
+		cs_warn("core: no longer the active node");
+		cs_backend_reset_all();
+	}
+}
+
+/* ---------------------------------------------------------------- commit */
+
+static void commit_cb(void *data, int status)
+{
+	struct cs_request *req = data;
+	if (status) {
+		cs_warn("core: commit of %s %s failed: %s", cs_op_name(req->op), req->path,
+			cs_strerror(status));
+		cJSON_Delete(req->raw);
+		req->raw = NULL;
+		req->status = 0;
+		req->body_on_error = false;
+		finish_error(req, status);
+		return;
+	}
+	finish(req);
+}
+
+static void commit_and_finish(struct cs_request *req)
+{
+	bool pending = false;
+	req->txn_open = false;
+	int rc = cs_txn_commit(&req->txn, commit_cb, req, &pending);
+	if (rc) {
+		finish_error(req, rc);
+		return;
+	}
+	if (!pending)
+		finish(req);
+}
+
+/* ---------------------------------------------------------------- pipeline */
+
+static bool token_has_root(const cJSON *entry)
+{
+	const cJSON *pols = cJSON_GetObjectItemCaseSensitive(entry, "policies");
+	const cJSON *p;
+	cJSON_ArrayForEach(p, pols)
+	{
+		if (cJSON_IsString(p) && strcmp(p->valuestring, "root") == 0)
+			return true;
+	}
+	return false;
+}
+
+/* 0 if the request may proceed; else an error code (message set). */
+static int authorize(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	unsigned flags = req->route ? req->route->flags : 0;
+	if (flags & CS_PATH_UNAUTH)
+		return 0;
+	if (!req->client_token || !*req->client_token || !core->token_lookup)
+		return cs_req_error(req, CS_EPERM, "permission denied");
+	cJSON *entry = NULL;
+	int rc = core->token_lookup(core, &req->txn, req->client_token, &entry);
+	if (rc)
+		return rc;
+	if (!entry)
+		return cs_req_error(req, CS_EPERM, "permission denied");
+	req->token_entry = entry;
+	/* ACL policies are evaluated by policy/ (access-control issue); until then only
+	 * root tokens exist, and anything else is denied. */
+	if (!token_has_root(entry))
+		return cs_req_error(req, CS_EPERM, "permission denied");
+	return 0;
+}
+
+/*
+ * Find the mount and the backend path once. A miss on an unsealed node is not answered
+ * yet: as in Vault, the token is checked first, so an unknown path is 404 only for a
+ * caller who could have been allowed, and 403 for everybody else.
+ */
+static void route_once(struct cs_request *req, bool sealed)
+{
+	struct cs_core *core = req->core;
+	if (req->route || req->no_route)
+		return;
+	struct cs_mount *m = NULL;
+	if (strncmp(req->path, "sys/", 4) == 0 || strcmp(req->path, "sys") == 0)
+		m = cs_sys_mount(core);
+	else if (!sealed)
+		m = cs_router_match(&core->router, req->path);
+	if (!m) {
+		req->no_route = 1;
+		return;
+	}
+	req->mount = m;
+	size_t ml = strlen(m->path);
+	req->rel = strlen(req->path) >= ml ? req->path + ml : "";
+	if (cs_backend_route(m->backend, req, req->rel))
+		return;
+	/* LIST appended a '/': a path that exists without it answers 405, not 404. */
+	size_t rl = strlen(req->rel);
+	if (req->op == CS_OP_LIST && rl > 1 && req->rel[rl - 1] == '/') {
+		char *bare = strndup(req->rel, rl - 1);
+		bool found = bare && cs_backend_route(m->backend, req, bare);
+		free(bare);
+		if (found)
+			return;
+	}
+	req->no_route = 2;
+}
+
+/* Route (once) and run the request. May park it until the node is active. */
+static void run(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	bool sealed = core->kr == NULL;
+
+	route_once(req, sealed);
+	unsigned flags = req->route ? req->route->flags : 0;
+	if (sealed && !(flags & CS_PATH_SEALED_OK)) {
+		finish_error(req, CS_ESEALED);
+		return;
+	}
+	if (!core->active && !(flags & CS_PATH_NO_ACTIVE)) {
+		if (core->raft_started && !core->shutting_down) {
+			park(req);
+			return;
+		}
+		cs_req_error(req, CS_ENOTACTIVE, "node is not active");
+		finish_error(req, CS_ENOTACTIVE);
+		return;
+	}
+
+	cs_txn_begin(&req->txn, &core->st, core->kr);
+	req->txn_open = true;
+	int rc = authorize(req);
+	if (!rc && req->no_route == 1)
+		rc = cs_req_error(req, CS_ENOTFOUND,
+				  "no handler for route \"%s\". route entry not found.", req->path);
+	else if (!rc && req->no_route)
+		rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
+	else if (!rc)
+		rc = cs_backend_dispatch(req);
+	if (rc == CS_ENOTACTIVE && core->raft_started && !core->shutting_down &&
+	    !(req->errmsg && req->status)) {
+		/* The handler needs the active node (sys/init right after bootstrap). */
+		cs_txn_abort(&req->txn);
+		req->txn_open = false;
+		free(req->errmsg);
+		req->errmsg = NULL;
+		park(req);
+		return;
+	}
+	if (rc) {
+		finish_error(req, rc);
+		return;
+	}
+	commit_and_finish(req);
+}
+
+static int parse_method(const char *m, enum cs_op *op, bool *is_head)
+{
+	*is_head = false;
+	if (strcmp(m, "GET") == 0)
+		*op = CS_OP_READ;
+	else if (strcmp(m, "HEAD") == 0)
+		*op = CS_OP_READ, *is_head = true;
+	else if (strcmp(m, "PUT") == 0 || strcmp(m, "POST") == 0)
+		*op = CS_OP_UPDATE;
+	else if (strcmp(m, "DELETE") == 0)
+		*op = CS_OP_DELETE;
+	else if (strcmp(m, "LIST") == 0)
+		*op = CS_OP_LIST;
+	else if (strcmp(m, "PATCH") == 0)
+		*op = CS_OP_PATCH;
+	else
+		return CS_EUNSUPPORTED;
+	return 0;
+}
+
+/* Form bodies (application/x-www-form-urlencoded) become string fields. */
+static int parse_form(struct cs_request *req, const char *body)
+{
+	const char *cur = body;
+	char *name, *value;
+	while (cs_query_next(&cur, &name, &value)) {
+		cJSON_DeleteItemFromObjectCaseSensitive(req->data, name);
+		cJSON_AddStringToObject(req->data, name, value);
+		free(name);
+		cs_zero(value, strlen(value));
+		free(value);
+	}
+	return 0;
+}
+
+static int parse_body(struct cs_request *req, struct cs_http_req *h)
+{
+	if (h->body.len == 0)
+		return 0;
+	const char *p = h->body.data;
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+		p++;
+	const char *ct = cs_http_header_get(h, "Content-Type");
+	if (*p != '{' && *p != '[' && ct &&
+	    strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
+		return parse_form(req, h->body.data);
+	if (*p == '\0')
+		return 0;
+	const char *end = NULL;
+	cJSON *j = cJSON_ParseWithLengthOpts(h->body.data, h->body.len, &end, false);
+	if (!j)
+		return cs_req_error(req, CS_EINVAL,
+				    "failed to parse JSON input: invalid character near byte %ld",
+				    end ? (long)(end - h->body.data) : 0L);
+	if (!cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		return cs_req_error(
+		    req, CS_EINVAL,
+		    "failed to parse JSON input: request body must be a JSON object");
+	}
+	cJSON_Delete(req->data);
+	req->data = j;
+	return 0;
+}
+
+static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list)
+{
+	*list = false;
+	if (!h->query)
+		return 0;
+	const char *cur = h->query;
+	char *name, *value;
+	while (cs_query_next(&cur, &name, &value)) {
+		int rc = 0;
+		if (strcmp(name, "list") == 0) {
+			bool b = false;
+			if (*value && cs_parse_bool(value, &b))
+				rc = cs_req_error(req, CS_EINVAL, "invalid value for \"list\"");
+			*list = b;
+		} else if (strcmp(name, "help") != 0 &&
+			   (req->op == CS_OP_READ || req->op == CS_OP_LIST ||
+			    req->op == CS_OP_DELETE)) {
+			/* Vault turns the query string into request data for these. */
+			cJSON_DeleteItemFromObjectCaseSensitive(req->data, name);
+			cJSON_AddStringToObject(req->data, name, value);
+		}
+		free(name);
+		free(value);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static char *client_token(struct cs_http_req *h)
+{
+	const char *t = cs_http_header_get(h, "X-Vault-Token");
+	if (t && *t)
+		return strdup(t);
+	const char *a = cs_http_header_get(h, "Authorization");
+	if (a && strncmp(a, "Bearer ", 7) == 0 && a[7])
+		return strdup(a + 7);
+	return NULL;
+}
+
+void cs_core_handle_http(struct cs_http_req *h, void *ctx)
+{
+	struct cs_core *core = ctx;
+	struct cs_request *req = calloc(1, sizeof *req);
+	if (!req)
+		abort();
+	core->requests++;
+	req->core = core;
+	req->http = h;
+	req->start_ms = cs_mono_ms();
+	req->data = cJSON_CreateObject();
+
+	if (strncmp(h->path, "/v1/", 4) != 0) {
+		req->path = strdup(h->path);
+		finish_error(req, CS_ENOTFOUND);
+		return;
+	}
+	req->path = strdup(h->path + 4);
+	if (strstr(req->path, "..")) {
+		cs_req_error(req, CS_EINVAL, "path cannot contain parent references");
+		finish_error(req, CS_EINVAL);
+		return;
+	}
+	if (parse_method(h->method, &req->op, &req->is_head)) {
+		cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
+		finish_error(req, CS_EUNSUPPORTED);
+		return;
+	}
+	if (core->shutting_down) {
+		finish_error(req, CS_ESHUTDOWN);
+		return;
+	}
+	bool list = false;
+	int rc = parse_query(req, h, &list);
+	if (!rc)
+		rc = parse_body(req, h);
+	if (rc) {
+		finish_error(req, rc);
+		return;
+	}
+	if (list) {
+		if (req->op != CS_OP_READ) {
+			cs_req_error(req, CS_EUNSUPPORTED, "list is only valid on GET requests");
+			finish_error(req, CS_EUNSUPPORTED);
+			return;
+		}
+		req->op = CS_OP_LIST;
+	}
+	if (req->op == CS_OP_LIST) {
+		size_t n = strlen(req->path);
+		if (n == 0 || req->path[n - 1] != '/') {
+			char *p = malloc(n + 2);
+			memcpy(p, req->path, n);
+			p[n] = '/';
+			p[n + 1] = '\0';
+			free(req->path);
+			req->path = p;
+		}
+	}
+	req->client_token = client_token(h);
+	run(req);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+int64_t cs_core_default_ttl(const struct cs_core *core, const struct cs_mount *m)
+{
+	if (m && m->default_lease_ttl > 0)
+		return m->default_lease_ttl;
+	return core->cfg->default_lease_ttl > 0 ? core->cfg->default_lease_ttl
+						: CS_DEFAULT_LEASE_TTL;
+}
+
+int64_t cs_core_max_ttl(const struct cs_core *core, const struct cs_mount *m)
+{
+	if (m && m->max_lease_ttl > 0)
+		return m->max_lease_ttl;
+	return core->cfg->max_lease_ttl > 0 ? core->cfg->max_lease_ttl : CS_DEFAULT_LEASE_TTL;
+}
+
+int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
+{
+	core->loop = loop;
+	core->cfg = cfg;
+	cs_router_init(&core->router);
+	uv_timer_init(loop, &core->wait_timer);
+	snprintf(core->data_dir, sizeof core->data_dir, "%s", cfg->storage_path);
+	int e = cs_mkdir_p(core->data_dir, 0700);
+	if (e) {
+		snprintf(core->errmsg, sizeof core->errmsg, "create data directory %.512s: %s",
+			 core->data_dir, strerror(e));
+		return CS_EIO;
+	}
+	char path[4200];
+	snprintf(path, sizeof path, "%s/fsm", core->data_dir);
+	int rc = cs_storage_open(&core->st, path, CS_STORE_DEFAULT_MAP_SIZE);
+	if (rc) {
+		snprintf(core->errmsg, sizeof core->errmsg, "open storage: %s",
+			 core->st.store.errmsg);
+		return rc;
+	}
+	const struct cs_listener_config *l = &cfg->listeners[0];
+	rc = cs_raft_node_init(&core->node, loop, &core->st, core->data_dir,
+			       cs_raft_id_from_name(cfg->node_id), l->cluster_address,
+			       cs_core_on_active, core);
+	if (rc) {
+		snprintf(core->errmsg, sizeof core->errmsg, "raft: %s", core->node.errmsg);
+		return rc;
+	}
+	rc = cs_seal_load_config(core);
+	if (rc)
+		return rc;
+	if (cs_raft_node_has_state(&core->node)) {
+		rc = cs_raft_node_start(&core->node);
+		if (rc) {
+			snprintf(core->errmsg, sizeof core->errmsg, "raft start: %s",
+				 core->node.errmsg);
+			return rc;
+		}
+		core->raft_started = true;
+		/* The replay may have brought the seal config in. */
+		rc = cs_seal_load_config(core);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int cs_core_listen(struct cs_core *core)
+{
+	for (int i = 0; i < core->cfg->n_listeners; i++) {
+		char err[256];
+		struct cs_http_listener *l =
+		    cs_http_listen(core->loop, &core->cfg->listeners[i], cs_core_handle_http, core,
+				   err, sizeof err);
+		if (!l) {
+			snprintf(core->errmsg, sizeof core->errmsg, "listener %s: %s",
+				 core->cfg->listeners[i].address, err);
+			return CS_EIO;
+		}
+		core->listeners[core->n_listeners++] = l;
+	}
+	return 0;
+}
+
+static void (*shutdown_cb)(struct cs_core *core);
+static int shutdown_pending;
+
+static void shutdown_step_done(struct cs_core *core)
+{
+	if (--shutdown_pending > 0)
+		return;
+	cs_storage_close(&core->st);
+	cs_core_seal(core);
+	cs_router_clear(&core->router);
+	cs_sys_mount_free();
+	uv_close((uv_handle_t *)&core->wait_timer, NULL);
+	if (shutdown_cb)
+		shutdown_cb(core);
+}
+
+static void listener_closed(void *ctx)
+{
+	shutdown_step_done(ctx);
+}
+
+static void node_closed(struct cs_raft_node *n)
+{
+	struct cs_core *core = CS_CONTAINER_OF(n, struct cs_core, node);
+	shutdown_step_done(core);
+}
+
+void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
+{
+	if (core->shutting_down)
+		return;
+	core->shutting_down = true;
+	shutdown_cb = cb;
+	shutdown_pending = 1 + core->n_listeners;
+	resume_waiting(core, CS_ESHUTDOWN);
+	for (int i = 0; i < core->n_listeners; i++)
+		cs_http_listener_close(core->listeners[i], listener_closed, core);
+	core->n_listeners = 0;
+	cs_raft_node_close(&core->node, node_closed);
+}

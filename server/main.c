@@ -1,1 +1,238 @@
-int main(void) { return 0; }
+/*
+ * The custos binary: `custos server ...` runs the server; every other verb is the CLI.
+ *
+ * Server start-up: parse flags → load config (or build the -dev one) → mlock probe →
+ * register backends → open storage and start raft if the data dir has state → listen
+ * (-dev: bootstrap, init, unseal and mount secret/ first) → run the loop until SIGINT or
+ * SIGTERM → orderly shutdown (listeners, raft, storage) → exit 0.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth/token.h"
+#include "cli/cli.h"
+#include "engines/kv.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/secmem.h"
+#include "lib/util.h"
+#include "server/core.h"
+#include "server/sys.h"
+
+struct server {
+	uv_loop_t loop;
+	struct cs_config cfg;
+	struct cs_core core;
+	uv_signal_t sigint, sigterm, sighup;
+	char dev_dir[256];
+	int exit_code;
+};
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"Usage: custos server [options]\n\n"
+		"  -config=FILE              server configuration (HCL or JSON); a directory\n"
+		"                            loads every *.hcl and *.json file in it\n"
+		"  -dev                      development server: in a temporary directory,\n"
+		"                            initialised, unsealed, plain HTTP\n"
+		"  -dev-listen-address=ADDR  -dev listener address (default 127.0.0.1:8200)\n"
+		"  -dev-root-token-id=ID     -dev root token (default: random)\n"
+		"  -log-level=LEVEL          trace, debug, info, warn, error\n");
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static void loop_stopped(struct cs_core *core)
+{
+	struct server *s = CS_CONTAINER_OF(core, struct server, core);
+	uv_close((uv_handle_t *)&s->sigint, NULL);
+	uv_close((uv_handle_t *)&s->sigterm, NULL);
+	uv_close((uv_handle_t *)&s->sighup, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct server *s = h->data;
+	if (signum == SIGHUP) {
+		cs_info("server: SIGHUP received (nothing to reload)");
+		return;
+	}
+	cs_info("server: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+	cs_core_shutdown(&s->core, loop_stopped);
+}
+
+static void dev_ready(struct cs_core *core, int status, void *ctx)
+{
+	struct server *s = ctx;
+	if (status) {
+		cs_error("server: -dev set-up failed: %s", cs_strerror(status));
+		s->exit_code = 1;
+		cs_core_shutdown(core, loop_stopped);
+		return;
+	}
+	if (cs_core_listen(core)) {
+		cs_error("server: %s", core->errmsg);
+		s->exit_code = 1;
+		cs_core_shutdown(core, loop_stopped);
+		return;
+	}
+	cs_info("server: dev listener on %s", s->cfg.listeners[0].address);
+}
+
+static const char *flag_value(const char *arg, const char *name, int *i, int argc, char **argv)
+{
+	while (*arg == '-')
+		arg++;
+	size_t n = strlen(name);
+	if (strncmp(arg, name, n) != 0)
+		return NULL;
+	if (arg[n] == '=')
+		return arg + n + 1;
+	if (arg[n] == '\0' && *i + 1 < argc)
+		return argv[++*i];
+	return NULL;
+}
+
+static int build_dev_config(struct server *s, const char *listen, const char *root_id)
+{
+	struct cs_config *c = &s->cfg;
+	snprintf(s->dev_dir, sizeof s->dev_dir, "/tmp/custos-dev-XXXXXX");
+	if (!mkdtemp(s->dev_dir)) {
+		fprintf(stderr, "custos: cannot create a temporary directory: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	c->dev = true;
+	c->storage_path = strdup(s->dev_dir);
+	c->node_id = strdup("dev");
+	c->n_listeners = 1;
+	c->listeners[0].address = strdup(listen ? listen : "127.0.0.1:8200");
+	c->listeners[0].tls_disable = true;
+	c->listeners[0].max_request_size = CS_DEFAULT_MAX_REQUEST_SIZE;
+	if (root_id)
+		c->dev_root_token_id = strdup(root_id);
+	cs_config_finish(c);
+	return 0;
+}
+
+static int server_main(int argc, char **argv)
+{
+	static struct server s; /* large; lives for the whole process */
+	const char *config = NULL, *dev_listen = NULL, *dev_root = NULL, *level = NULL;
+	bool dev = false;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v;
+		if ((v = flag_value(a, "config", &i, argc, argv)))
+			config = v;
+		else if ((v = flag_value(a, "dev-listen-address", &i, argc, argv)))
+			dev_listen = v;
+		else if ((v = flag_value(a, "dev-root-token-id", &i, argc, argv)))
+			dev_root = v;
+		else if ((v = flag_value(a, "log-level", &i, argc, argv)))
+			level = v;
+		else if (strcmp(a, "-dev") == 0 || strcmp(a, "--dev") == 0)
+			dev = true;
+		else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0 ||
+			 strcmp(a, "--help") == 0) {
+			usage();
+			return 0;
+		} else {
+			fprintf(stderr, "custos server: unknown argument %s\n\n", a);
+			usage();
+			return 1;
+		}
+	}
+	if (!dev && !config) {
+		fprintf(stderr,
+			"custos server: a config file is required (-config=FILE), or -dev\n");
+		return 1;
+	}
+	cs_config_init(&s.cfg);
+	if (dev) {
+		if (build_dev_config(&s, dev_listen, dev_root))
+			return 1;
+	} else {
+		char err[1024];
+		if (cs_config_load(&s.cfg, config, err, sizeof err)) {
+			fprintf(stderr, "Error loading configuration: %s\n", err);
+			return 1;
+		}
+	}
+	cs_log_set_level((enum cs_log_level)s.cfg.log_level);
+	if (level) {
+		int l = cs_log_parse_level(level);
+		if (l < 0) {
+			fprintf(stderr, "custos server: unknown log level %s\n", level);
+			return 1;
+		}
+		cs_log_set_level((enum cs_log_level)l);
+	}
+	/* Fail now, not at unseal, if key memory cannot be locked. */
+	cs_secmem_set_mlock(!s.cfg.disable_mlock);
+	cs_secmem_free(cs_secmem_alloc(CS_KEY_LEN), CS_KEY_LEN);
+
+	cs_backend_register(&cs_sys_backend);
+	cs_backend_register(&cs_token_backend);
+	cs_backend_register(&cs_kv_backend);
+	s.core.token_lookup = cs_token_lookup;
+	s.core.token_create_root = cs_token_create_root;
+
+	uv_loop_init(&s.loop);
+	int rc = cs_core_init(&s.core, &s.loop, &s.cfg);
+	if (rc) {
+		cs_error("server: %s", s.core.errmsg);
+		return 1;
+	}
+	uv_signal_init(&s.loop, &s.sigint);
+	uv_signal_init(&s.loop, &s.sigterm);
+	uv_signal_init(&s.loop, &s.sighup);
+	s.sigint.data = s.sigterm.data = s.sighup.data = &s;
+	uv_signal_start(&s.sigint, on_signal, SIGINT);
+	uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&s.sighup, on_signal, SIGHUP);
+
+	if (dev) {
+		cs_core_dev_setup(&s.core, dev_ready, &s);
+	} else if (cs_core_listen(&s.core)) {
+		cs_error("server: %s", s.core.errmsg);
+		s.exit_code = 1;
+		cs_core_shutdown(&s.core, loop_stopped);
+	} else {
+		for (int i = 0; i < s.cfg.n_listeners; i++)
+			cs_info("server: listening on %s (%s), node %s, data %s",
+				s.cfg.listeners[i].address,
+				s.cfg.listeners[i].tls_disable ? "http" : "https", s.cfg.node_id,
+				s.cfg.storage_path);
+		cs_info("server: %s", s.core.initialized ? "initialised; sealed until unsealed"
+							 : "not initialised (PUT /v1/sys/init)");
+	}
+	uv_run(&s.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&s.loop) == UV_EBUSY)
+		cs_warn("server: event loop closed with live handles");
+	if (dev && s.dev_dir[0])
+		nftw(s.dev_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cs_config_free(&s.cfg);
+	cs_info("server: stopped");
+	return s.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	/* A peer that goes away must not kill us on write (c-raft.md §0.7). */
+	signal(SIGPIPE, SIG_IGN);
+	/* raft's disk I/O lives in libuv's pool: keep it roomy (c-raft.md §2.3). */
+	setenv("UV_THREADPOOL_SIZE", "16", 0);
+	if (argc >= 2 && strcmp(argv[1], "server") == 0)
+		return server_main(argc - 1, argv + 1);
+	return cs_cli_main(argc, argv);
+}

@@ -1,0 +1,555 @@
+/*
+ * Shamir seal: init, unseal, seal, and the -dev bootstrap (see seal.h for the layout).
+ *
+ * Key hygiene: the KEK, the root key and the unseal shares only ever live in cs_secmem
+ * memory or in stack/heap buffers that are zeroised before they are released; nothing
+ * here logs a key or a share.
+ */
+#include "server/seal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/secmem.h"
+#include "lib/util.h"
+#include "server/sys.h"
+#include "storage/shamir.h"
+
+#define SEAL_CONFIG_PATH  "core/seal-config"
+#define ROOT_KEY_PATH     "core/hsm/barrier-unseal-keys"
+#define KEYRING_PATH      "core/keyring"
+#define CLUSTER_INFO_PATH "core/cluster/local/info"
+
+int cs_seal_load_config(struct cs_core *core)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_store_get(&core->st.store, SEAL_CONFIG_PATH, strlen(SEAL_CONFIG_PATH), &b);
+	if (rc == CS_ENOTFOUND) {
+		core->initialized = false;
+		return 0;
+	}
+	if (rc) {
+		snprintf(core->errmsg, sizeof core->errmsg, "read seal config: %s",
+			 core->st.store.errmsg);
+		return rc;
+	}
+	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
+	cs_buf_free(&b);
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "secret_shares");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "secret_threshold");
+	if (!cJSON_IsNumber(n) || !cJSON_IsNumber(t)) {
+		cJSON_Delete(j);
+		snprintf(core->errmsg, sizeof core->errmsg, "stored seal config is corrupt");
+		return CS_EIO;
+	}
+	core->seal.shares = n->valueint;
+	core->seal.threshold = t->valueint;
+	core->initialized = true;
+	cJSON_Delete(j);
+	return 0;
+}
+
+static cJSON *string_array_take(char **v, int n)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (int i = 0; i < n; i++) {
+		cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
+		cs_zero(v[i], strlen(v[i]));
+		free(v[i]);
+	}
+	return a;
+}
+
+int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_params *p,
+		 cJSON **resp, char *errmsg, size_t errlen)
+{
+	int n = p->shares, t = p->threshold;
+	if (n < 1 || n > CS_MAX_SHARES) {
+		snprintf(errmsg, errlen,
+			 "invalid seal configuration: secret shares must be "
+			 "between 1 and 255");
+		return CS_EINVAL;
+	}
+	if (t < 1 || t > n || (n > 1 && t < 2)) {
+		snprintf(errmsg, errlen,
+			 "invalid seal configuration: threshold must be between 2 and the number "
+			 "of shares (or 1 with a single share)");
+		return CS_EINVAL;
+	}
+
+	struct cs_keyring *kr = cs_keyring_new();
+	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
+	cs_random(kek, CS_KEY_LEN);
+	int rc = 0;
+
+	/* Shares: one share = the KEK itself (Vault's rule); otherwise KEK+1 bytes each. */
+	size_t share_len = n == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	uint8_t *shares[CS_MAX_SHARES] = {0};
+	uint8_t *share_mem = cs_secmem_alloc(share_len * (size_t)n);
+	for (int i = 0; i < n; i++)
+		shares[i] = share_mem + share_len * (size_t)i;
+	if (n == 1)
+		memcpy(shares[0], kek, CS_KEY_LEN);
+	else
+		rc = cs_shamir_split(kek, CS_KEY_LEN, n, t, shares);
+
+	struct cs_buf b = CS_BUF_INIT;
+	if (!rc) {
+		/* Seal config: plaintext, like Vault, so sealed nodes can report t/n. */
+		cJSON *sc = cJSON_CreateObject();
+		cJSON_AddStringToObject(sc, "type", "shamir");
+		cJSON_AddNumberToObject(sc, "secret_shares", n);
+		cJSON_AddNumberToObject(sc, "secret_threshold", t);
+		cJSON_AddStringToObject(sc, "nonce", "");
+		cJSON_AddBoolToObject(sc, "backup", false);
+		char *s = cJSON_PrintUnformatted(sc);
+		rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, s, strlen(s));
+		free(s);
+		cJSON_Delete(sc);
+	}
+	if (!rc) {
+		rc = cs_aead_seal(kek, 1, ROOT_KEY_PATH, strlen(ROOT_KEY_PATH), kr->root_key,
+				  CS_KEY_LEN, &b);
+		if (!rc)
+			rc = cs_txn_put_raw(txn, ROOT_KEY_PATH, b.data, b.len);
+		cs_buf_reset(&b);
+	}
+	if (!rc) {
+		struct cs_buf plain = CS_BUF_INIT;
+		cs_keyring_encode(kr, &plain);
+		rc = cs_aead_seal(kr->root_key, 1, KEYRING_PATH, strlen(KEYRING_PATH), plain.data,
+				  plain.len, &b);
+		cs_buf_free_secure(&plain);
+		if (!rc)
+			rc = cs_txn_put_raw(txn, KEYRING_PATH, b.data, b.len);
+		cs_buf_reset(&b);
+	}
+	cs_buf_free(&b);
+
+	/* Everything else goes through the new barrier. */
+	const struct cs_keyring *saved = txn->kr;
+	txn->kr = kr;
+	if (!rc) {
+		char name[64], id[37];
+		if (core->cfg->cluster_name && *core->cfg->cluster_name) {
+			snprintf(name, sizeof name, "%s", core->cfg->cluster_name);
+		} else {
+			uint8_t r[4];
+			char hex[9];
+			cs_random(r, sizeof r);
+			cs_hex_encode(r, sizeof r, hex);
+			snprintf(name, sizeof name, "vault-cluster-%s", hex);
+		}
+		cs_uuid(id);
+		cJSON *ci = cJSON_CreateObject();
+		cJSON_AddStringToObject(ci, "name", name);
+		cJSON_AddStringToObject(ci, "id", id);
+		char *s = cJSON_PrintUnformatted(ci);
+		rc = cs_txn_put(txn, CLUSTER_INFO_PATH, s, strlen(s));
+		free(s);
+		cJSON_Delete(ci);
+	}
+	/* Default tables: sys/ and auth/token/. Build them in a scratch router so the
+	 * live (sealed, empty) one is untouched until unseal loads them. */
+	if (!rc) {
+		struct cs_router saved_router = core->router;
+		cs_router_init(&core->router);
+		rc = cs_sys_mount_add(core, txn, "token/", "token", "token based credentials", NULL,
+				      NULL, true, errmsg, errlen);
+		cs_router_clear(&core->router);
+		core->router = saved_router;
+	}
+	char root[160] = "";
+	if (!rc && core->token_create_root)
+		rc = core->token_create_root(core, txn, p->root_token_id, root, sizeof root);
+	txn->kr = saved;
+
+	if (!rc) {
+		char *hex[CS_MAX_SHARES], *b64[CS_MAX_SHARES];
+		for (int i = 0; i < n; i++) {
+			hex[i] = malloc(2 * share_len + 1);
+			cs_hex_encode(shares[i], share_len, hex[i]);
+			b64[i] = cs_b64_encode(shares[i], share_len);
+		}
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddItemToObject(r, "keys", string_array_take(hex, n));
+		cJSON_AddItemToObject(r, "keys_base64", string_array_take(b64, n));
+		cJSON_AddStringToObject(r, "root_token", root);
+		*resp = r;
+		if (core->dev_cb) {
+			/* -dev unseals itself right after the init commit. */
+			core->dev_unseal_key = cs_secmem_alloc(share_len);
+			memcpy(core->dev_unseal_key, shares[0], share_len);
+			core->dev_unseal_key_len = share_len;
+			snprintf(core->dev_root_token, sizeof core->dev_root_token, "%s", root);
+		}
+	} else if (!*errmsg) {
+		snprintf(errmsg, errlen, "initialisation failed: %s", cs_strerror(rc));
+	}
+	cs_zero(root, sizeof root);
+	cs_secmem_free(share_mem, share_len * (size_t)n);
+	cs_secmem_free(kek, CS_KEY_LEN);
+	cs_keyring_free(kr);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ unseal */
+
+uint8_t *cs_seal_decode_key(const char *s, size_t expect_len, size_t *len)
+{
+	size_t sl = strlen(s);
+	uint8_t *out = NULL;
+	/* Hex first when it has exactly the share's hex length: a 64-hex-digit single
+	 * share is also valid base64 and would decode to the wrong bytes. */
+	if (sl == 2 * expect_len) {
+		out = malloc(expect_len);
+		if (cs_hex_decode(s, sl, out) == (long)expect_len) {
+			*len = expect_len;
+			return out;
+		}
+		free(out);
+	}
+	out = cs_b64_decode(s, sl, len);
+	if (out)
+		return out;
+	if (sl % 2 == 0) {
+		out = malloc(sl / 2 + 1);
+		long n = cs_hex_decode(s, sl, out);
+		if (n >= 0) {
+			*len = (size_t)n;
+			return out;
+		}
+		free(out);
+	}
+	return NULL;
+}
+
+void cs_core_unseal_reset(struct cs_core *core)
+{
+	for (int i = 0; i < core->seal.progress; i++) {
+		cs_secmem_free(core->seal.keys[i], core->seal.key_len[i]);
+		core->seal.keys[i] = NULL;
+	}
+	core->seal.progress = 0;
+	core->seal.nonce[0] = '\0';
+}
+
+/* Decrypt root key and keyring with the KEK; returns the keyring or NULL. */
+static struct cs_keyring *open_keyring(struct cs_core *core, const uint8_t *kek, int *err)
+{
+	struct cs_txn txn;
+	struct cs_buf ct = CS_BUF_INIT, root = CS_BUF_INIT, plain = CS_BUF_INIT;
+	struct cs_keyring *kr = NULL;
+	cs_txn_begin(&txn, &core->st, NULL);
+	*err = cs_txn_get_raw(&txn, ROOT_KEY_PATH, &ct);
+	if (!*err)
+		*err =
+		    cs_aead_open(kek, ROOT_KEY_PATH, strlen(ROOT_KEY_PATH), ct.data, ct.len, &root);
+	if (!*err && root.len != CS_KEY_LEN)
+		*err = CS_ECRYPTO;
+	cs_buf_reset(&ct);
+	if (!*err)
+		*err = cs_txn_get_raw(&txn, KEYRING_PATH, &ct);
+	if (!*err)
+		*err = cs_aead_open((const uint8_t *)root.data, KEYRING_PATH, strlen(KEYRING_PATH),
+				    ct.data, ct.len, &plain);
+	if (!*err)
+		*err = cs_keyring_decode(plain.data, plain.len, &kr);
+	cs_txn_abort(&txn);
+	cs_buf_free(&ct);
+	cs_buf_free_secure(&root);
+	cs_buf_free_secure(&plain);
+	return *err ? NULL : kr;
+}
+
+int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, bool *done,
+			  char *errmsg, size_t errlen)
+{
+	*done = false;
+	if (!core->initialized) {
+		snprintf(errmsg, errlen, "Vault is not initialized");
+		return CS_EINVAL;
+	}
+	if (core->kr) {
+		*done = true;
+		return 0;
+	}
+	size_t want = core->seal.shares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	if (len != want) {
+		snprintf(errmsg, errlen, "unseal failed: invalid key length %zu (expected %zu)",
+			 len, want);
+		return CS_EINVAL;
+	}
+	/* A share given twice counts once. */
+	for (int i = 0; i < core->seal.progress; i++)
+		if (cs_ct_equal(core->seal.keys[i], core->seal.key_len[i], key, len))
+			return 0;
+	if (core->seal.progress == 0)
+		cs_uuid(core->seal.nonce);
+	int i = core->seal.progress++;
+	core->seal.keys[i] = cs_secmem_alloc(len);
+	memcpy(core->seal.keys[i], key, len);
+	core->seal.key_len[i] = len;
+	if (core->seal.progress < core->seal.threshold)
+		return 0;
+
+	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
+	int rc = 0;
+	if (core->seal.shares == 1)
+		memcpy(kek, core->seal.keys[0], CS_KEY_LEN);
+	else
+		rc = cs_shamir_combine((const uint8_t *const *)core->seal.keys, core->seal.progress,
+				       len, kek);
+	cs_core_unseal_reset(core);
+	if (rc) {
+		cs_secmem_free(kek, CS_KEY_LEN);
+		snprintf(errmsg, errlen, "unseal failed: invalid key shares");
+		return CS_EINVAL;
+	}
+	struct cs_keyring *kr = open_keyring(core, kek, &rc);
+	cs_secmem_free(kek, CS_KEY_LEN);
+	if (!kr) {
+		if (rc == CS_ECRYPTO || rc == CS_EINVAL) {
+			snprintf(errmsg, errlen,
+				 "failed to decrypt keys from storage: cipher: "
+				 "message authentication failed");
+			return CS_EINVAL;
+		}
+		snprintf(errmsg, errlen, "unseal failed: %s", cs_strerror(rc));
+		return rc;
+	}
+	core->kr = kr;
+	rc = cs_seal_post_unseal(core);
+	if (rc) {
+		snprintf(errmsg, errlen, "post-unseal setup failed: %s", core->errmsg);
+		cs_core_seal(core);
+		return CS_EINTERNAL;
+	}
+	cs_info("core: vault is unsealed");
+	*done = true;
+	return 0;
+}
+
+int cs_seal_post_unseal(struct cs_core *core)
+{
+	struct cs_txn txn;
+	cs_txn_begin(&txn, &core->st, core->kr);
+	cJSON *ci = NULL, *mounts = NULL, *auth = NULL;
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_txn_get(&txn, CLUSTER_INFO_PATH, &b);
+	if (!rc) {
+		ci = cJSON_ParseWithLength(b.data, b.len);
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(ci, "name");
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(ci, "id");
+		if (cJSON_IsString(name))
+			snprintf(core->cluster_name, sizeof core->cluster_name, "%s",
+				 name->valuestring);
+		if (cJSON_IsString(id))
+			snprintf(core->cluster_id, sizeof core->cluster_id, "%s", id->valuestring);
+	}
+	cs_buf_free_secure(&b);
+	cs_router_clear(&core->router);
+	cs_backend_reset_all();
+	if (!rc || rc == CS_ENOTFOUND) {
+		rc = cs_txn_get(&txn, "core/mounts", &b);
+		if (!rc)
+			mounts = cJSON_ParseWithLength(b.data, b.len);
+		cs_buf_free_secure(&b);
+		if (rc == CS_ENOTFOUND)
+			rc = 0;
+	}
+	if (!rc) {
+		rc = cs_txn_get(&txn, "core/auth", &b);
+		if (!rc)
+			auth = cJSON_ParseWithLength(b.data, b.len);
+		cs_buf_free_secure(&b);
+		if (rc == CS_ENOTFOUND)
+			rc = 0;
+	}
+	if (!rc && mounts)
+		rc = cs_router_load_table(&core->router, mounts, false);
+	if (!rc && auth)
+		rc = cs_router_load_table(&core->router, auth, true);
+	/* The sys/ row of the stored table describes the always-present sys mount. */
+	struct cs_mount *stored_sys = cs_router_get(&core->router, "sys/");
+	if (stored_sys) {
+		struct cs_mount *sys = cs_sys_mount(core);
+		memcpy(sys->uuid, stored_sys->uuid, sizeof sys->uuid);
+		memcpy(sys->accessor, stored_sys->accessor, sizeof sys->accessor);
+		cs_router_remove(&core->router, stored_sys);
+	}
+	if (rc)
+		snprintf(core->errmsg, sizeof core->errmsg, "load mount tables: %s",
+			 cs_strerror(rc));
+	cJSON_Delete(ci);
+	cJSON_Delete(mounts);
+	cJSON_Delete(auth);
+	cs_txn_abort(&txn);
+	return rc;
+}
+
+void cs_core_seal(struct cs_core *core)
+{
+	cs_core_unseal_reset(core);
+	cs_keyring_free(core->kr);
+	core->kr = NULL;
+	cs_router_clear(&core->router);
+	cs_backend_reset_all();
+	core->cluster_name[0] = '\0';
+	core->cluster_id[0] = '\0';
+}
+
+cJSON *cs_seal_status_json(struct cs_core *core)
+{
+	cJSON *j = cJSON_CreateObject();
+	bool sealed = core->kr == NULL;
+	cJSON_AddStringToObject(j, "type", "shamir");
+	cJSON_AddBoolToObject(j, "initialized", core->initialized);
+	cJSON_AddBoolToObject(j, "sealed", sealed);
+	cJSON_AddNumberToObject(j, "t", core->initialized ? core->seal.threshold : 0);
+	cJSON_AddNumberToObject(j, "n", core->initialized ? core->seal.shares : 0);
+	cJSON_AddNumberToObject(j, "progress", sealed ? core->seal.progress : 0);
+	cJSON_AddStringToObject(j, "nonce", sealed ? core->seal.nonce : "");
+	cJSON_AddStringToObject(j, "version", CUSTOS_VERSION);
+	cJSON_AddStringToObject(j, "build_date", CUSTOS_BUILD_DATE);
+	cJSON_AddBoolToObject(j, "migration", false);
+	if (!sealed) {
+		cJSON_AddStringToObject(j, "cluster_name", core->cluster_name);
+		cJSON_AddStringToObject(j, "cluster_id", core->cluster_id);
+	}
+	cJSON_AddBoolToObject(j, "recovery_seal", false);
+	cJSON_AddStringToObject(j, "storage_type", "raft");
+	cJSON_AddBoolToObject(j, "removed_from_cluster", false);
+	return j;
+}
+
+/* ------------------------------------------------------------------ -dev */
+
+static void dev_fail(struct cs_core *core, const char *what, int rc)
+{
+	cs_error("dev: %s: %s", what, cs_strerror(rc));
+	cs_core_done_cb cb = core->dev_cb;
+	core->dev_cb = NULL;
+	cb(core, rc ? rc : CS_EINTERNAL, core->dev_ctx);
+}
+
+static void dev_mounted(void *data, int status)
+{
+	struct cs_core *core = data;
+	if (status) {
+		dev_fail(core, "mount secret/", status);
+		return;
+	}
+	char *b64 = cs_b64_encode(core->dev_unseal_key, core->dev_unseal_key_len);
+	const struct cs_listener_config *l = &core->cfg->listeners[0];
+	printf("WARNING! dev mode is enabled! In this mode, custos keeps its data in a\n"
+	       "temporary directory that is removed at exit, and starts unsealed with a\n"
+	       "single unseal key. The root token is already authenticated to the CLI, so\n"
+	       "you can immediately begin using custos.\n\n"
+	       "You may need to set the following environment variables:\n\n"
+	       "    $ export VAULT_ADDR='%s://%s'\n\n"
+	       "The unseal key and root token are displayed below in case you want to\n"
+	       "seal/unseal custos or re-authenticate.\n\n"
+	       "Unseal Key: %s\n"
+	       "Root Token: %s\n\n"
+	       "Development mode should NOT be used in production installations!\n\n",
+	       l->tls_disable ? "http" : "https", l->address, b64, core->dev_root_token);
+	fflush(stdout);
+	cs_zero(b64, strlen(b64));
+	free(b64);
+	cs_secmem_free(core->dev_unseal_key, core->dev_unseal_key_len);
+	core->dev_unseal_key = NULL;
+	cs_zero(core->dev_root_token, sizeof core->dev_root_token);
+	cs_core_done_cb cb = core->dev_cb;
+	core->dev_cb = NULL;
+	cb(core, 0, core->dev_ctx);
+}
+
+static void dev_initialised(void *data, int status)
+{
+	struct cs_core *core = data;
+	if (status) {
+		dev_fail(core, "init", status);
+		return;
+	}
+	core->initialized = true;
+	core->seal.shares = 1;
+	core->seal.threshold = 1;
+	char err[256] = "";
+	bool done = false;
+	int rc = cs_core_unseal_submit(core, core->dev_unseal_key, core->dev_unseal_key_len, &done,
+				       err, sizeof err);
+	if (rc || !done) {
+		cs_error("dev: unseal: %s", err);
+		dev_fail(core, "unseal", rc);
+		return;
+	}
+	/* Vault's dev server mounts a KV engine at secret/. */
+	struct cs_txn txn;
+	cs_txn_begin(&txn, &core->st, core->kr);
+	rc = cs_sys_mount_add(core, &txn, "secret/", "kv", "key/value secret storage", NULL, NULL,
+			      false, err, sizeof err);
+	if (rc) {
+		cs_txn_abort(&txn);
+		cs_error("dev: %s", err);
+		dev_fail(core, "mount secret/", rc);
+		return;
+	}
+	bool pending = false;
+	rc = cs_txn_commit(&txn, dev_mounted, core, &pending);
+	if (rc)
+		dev_fail(core, "mount secret/", rc);
+	else if (!pending)
+		dev_mounted(core, 0);
+}
+
+void cs_seal_dev_continue(struct cs_core *core)
+{
+	if (core->dev_state != 1)
+		return;
+	core->dev_state = 2;
+	struct cs_txn txn;
+	cs_txn_begin(&txn, &core->st, NULL);
+	struct cs_init_params p = {1, 1, core->cfg->dev_root_token_id};
+	cJSON *resp = NULL;
+	char err[256] = "";
+	int rc = cs_seal_init(core, &txn, &p, &resp, err, sizeof err);
+	cJSON_Delete(resp);
+	if (rc) {
+		cs_txn_abort(&txn);
+		cs_error("dev: %s", err);
+		dev_fail(core, "init", rc);
+		return;
+	}
+	bool pending = false;
+	rc = cs_txn_commit(&txn, dev_initialised, core, &pending);
+	if (rc)
+		dev_fail(core, "init", rc);
+	else if (!pending)
+		dev_initialised(core, 0);
+}
+
+void cs_core_dev_setup(struct cs_core *core, cs_core_done_cb cb, void *ctx)
+{
+	core->dev_cb = cb;
+	core->dev_ctx = ctx;
+	core->dev_state = 1;
+	int rc = 0;
+	if (!core->raft_started) {
+		rc = cs_raft_node_bootstrap(&core->node);
+		if (!rc)
+			rc = cs_raft_node_start(&core->node);
+		if (!rc)
+			core->raft_started = true;
+	}
+	if (rc) {
+		cs_error("dev: raft: %s", core->node.errmsg);
+		dev_fail(core, "raft start", rc);
+		return;
+	}
+	if (core->active)
+		cs_seal_dev_continue(core);
+}

@@ -1,0 +1,764 @@
+/*
+ * The sys/ backend (see sys.h). Non-envelope endpoints (init, seal-status, unseal,
+ * health, leader) answer with req->raw, exactly as Vault shapes them.
+ */
+#include "server/sys.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "server/seal.h"
+
+static struct cs_mount *sys_mount;
+
+struct cs_mount *cs_sys_mount(struct cs_core *core)
+{
+	(void)core;
+	if (!sys_mount) {
+		sys_mount = cs_mount_new("sys/", "system", false);
+		free(sys_mount->description);
+		sys_mount->description = strdup("system endpoints used for control, policy and "
+						"debugging");
+		free(sys_mount->storage_prefix);
+		sys_mount->storage_prefix = strdup("sys/");
+		sys_mount->backend = &cs_sys_backend;
+	}
+	return sys_mount;
+}
+
+void cs_sys_mount_free(void)
+{
+	cs_mount_free(sys_mount);
+	sys_mount = NULL;
+}
+
+int cs_sys_save_tables(struct cs_core *core, struct cs_txn *txn)
+{
+	/* The sys/ row is stored too, so sys/mounts keeps its uuid/accessor. */
+	struct cs_router with_sys;
+	cs_router_init(&with_sys);
+	cJSON *mounts = cs_router_table_json(&core->router, false);
+	cJSON *entries = cJSON_GetObjectItemCaseSensitive(mounts, "entries");
+	struct cs_mount *sys = cs_sys_mount(core);
+	cs_router_add(&with_sys, sys);
+	cJSON *st = cs_router_table_json(&with_sys, false);
+	with_sys.n = 0; /* borrowed, not owned */
+	cs_router_clear(&with_sys);
+	cJSON *row = cJSON_DetachItemFromArray(cJSON_GetObjectItemCaseSensitive(st, "entries"), 0);
+	cJSON_InsertItemInArray(entries, 0, row);
+	cJSON_Delete(st);
+	cJSON *auth = cs_router_table_json(&core->router, true);
+	char *a = cJSON_PrintUnformatted(mounts), *b = cJSON_PrintUnformatted(auth);
+	int rc = cs_txn_put(txn, "core/mounts", a, strlen(a));
+	if (!rc)
+		rc = cs_txn_put(txn, "core/auth", b, strlen(b));
+	free(a);
+	free(b);
+	cJSON_Delete(mounts);
+	cJSON_Delete(auth);
+	return rc;
+}
+
+/* Normalise a user-supplied mount path to "a/b/". NULL if invalid. */
+static char *mount_path(const char *in)
+{
+	if (!in)
+		return NULL;
+	while (*in == '/')
+		in++;
+	size_t n = strlen(in);
+	while (n > 0 && in[n - 1] == '/')
+		n--;
+	if (n == 0 || memmem(in, n, "..", 2) || memmem(in, n, "//", 2))
+		return NULL;
+	char *p = malloc(n + 2);
+	if (!p)
+		abort();
+	memcpy(p, in, n);
+	p[n] = '/';
+	p[n + 1] = '\0';
+	return p;
+}
+
+static int apply_mount_config(struct cs_mount *m, const cJSON *config, char *errmsg, size_t errlen)
+{
+	const cJSON *v;
+	const char *names[] = {"default_lease_ttl", "max_lease_ttl"};
+	int64_t *dst[] = {&m->default_lease_ttl, &m->max_lease_ttl};
+	for (int i = 0; i < 2; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(config, names[i]);
+		if (!v)
+			continue;
+		int64_t secs;
+		if (cJSON_IsNumber(v) && v->valuedouble >= 0)
+			secs = (int64_t)v->valuedouble;
+		else if (cJSON_IsString(v) &&
+			 (strcmp(v->valuestring, "system") == 0 || *v->valuestring == '\0'))
+			secs = 0;
+		else if (!cJSON_IsString(v) || cs_parse_duration(v->valuestring, &secs)) {
+			snprintf(errmsg, errlen, "invalid %s", names[i]);
+			return CS_EINVAL;
+		}
+		*dst[i] = secs;
+	}
+	if (m->max_lease_ttl && m->default_lease_ttl > m->max_lease_ttl) {
+		snprintf(errmsg, errlen, "default lease TTL cannot be greater than max lease TTL");
+		return CS_EINVAL;
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(config, "force_no_cache")))
+		m->force_no_cache = cJSON_IsTrue(v);
+	if ((v = cJSON_GetObjectItemCaseSensitive(config, "listing_visibility"))) {
+		if (!cJSON_IsString(v) ||
+		    (strcmp(v->valuestring, "") != 0 && strcmp(v->valuestring, "unauth") != 0 &&
+		     strcmp(v->valuestring, "hidden") != 0)) {
+			snprintf(errmsg, errlen, "invalid listing_visibility");
+			return CS_EINVAL;
+		}
+		free(m->listing_visibility);
+		m->listing_visibility = strdup(v->valuestring);
+	}
+	return 0;
+}
+
+/* Options are a string map; numbers and bools are stringified as Vault's API does. */
+static int set_options(struct cs_mount *m, const cJSON *options, char *errmsg, size_t errlen)
+{
+	if (!options)
+		return 0;
+	cJSON *o = cJSON_CreateObject();
+	const cJSON *v;
+	cJSON_ArrayForEach(v, options)
+	{
+		char buf[64];
+		if (cJSON_IsString(v)) {
+			cJSON_AddStringToObject(o, v->string, v->valuestring);
+		} else if (cJSON_IsNumber(v)) {
+			snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
+			cJSON_AddStringToObject(o, v->string, buf);
+		} else if (cJSON_IsBool(v)) {
+			cJSON_AddStringToObject(o, v->string, cJSON_IsTrue(v) ? "true" : "false");
+		} else {
+			cJSON_Delete(o);
+			snprintf(errmsg, errlen, "options must be a map of strings");
+			return CS_EINVAL;
+		}
+	}
+	cJSON_Delete(m->options);
+	m->options = o;
+	return 0;
+}
+
+int cs_sys_mount_add(struct cs_core *core, struct cs_txn *txn, const char *path, const char *type,
+		     const char *description, const cJSON *config, const cJSON *options,
+		     bool is_auth, char *errmsg, size_t errlen)
+{
+	char *p = mount_path(path);
+	if (!p) {
+		snprintf(errmsg, errlen, "invalid mount path \"%s\"", path);
+		return CS_EINVAL;
+	}
+	static const char *protected_paths[] = {"sys/", "auth/", "audit/", "cubbyhole/",
+						"identity/"};
+	if (!is_auth) {
+		for (size_t i = 0; i < CS_ARRAY_LEN(protected_paths); i++) {
+			size_t n = strlen(protected_paths[i]);
+			if (strncmp(p, protected_paths[i], n) == 0) {
+				snprintf(errmsg, errlen,
+					 "cannot mount '%s' of type '%s' at a "
+					 "protected path \"%s\"",
+					 p, type, protected_paths[i]);
+				free(p);
+				return CS_EINVAL;
+			}
+		}
+	}
+	char full[1024];
+	snprintf(full, sizeof full, "%s%s", is_auth ? "auth/" : "", p);
+	for (size_t i = 0; i < core->router.n; i++) {
+		const char *q = core->router.mounts[i]->path;
+		if (strncmp(q, full, strlen(q)) == 0 || strncmp(full, q, strlen(full)) == 0) {
+			snprintf(errmsg, errlen, "path is already in use at %s", q);
+			free(p);
+			return CS_EINVAL;
+		}
+	}
+	cJSON *opts = options ? cJSON_Duplicate(options, true) : NULL;
+	char t[64];
+	snprintf(t, sizeof t, "%s", type);
+	if (strcmp(type, "kv-v2") == 0 || strcmp(type, "kv-v1") == 0) {
+		if (!opts)
+			opts = cJSON_CreateObject();
+		cJSON_DeleteItemFromObjectCaseSensitive(opts, "version");
+		cJSON_AddStringToObject(opts, "version", type[4] == '2' ? "2" : "1");
+		snprintf(t, sizeof t, "kv");
+	}
+	const struct cs_backend *b = cs_backend_find(t, is_auth);
+	if (!b) {
+		snprintf(errmsg, errlen, "plugin not found in the catalog: %s", t);
+		free(p);
+		cJSON_Delete(opts);
+		return CS_EINVAL;
+	}
+	struct cs_mount *m = cs_mount_new(full, t, is_auth);
+	free(p);
+	if (description) {
+		free(m->description);
+		m->description = strdup(description);
+	}
+	int rc = apply_mount_config(m, config, errmsg, errlen);
+	if (!rc)
+		rc = set_options(m, opts, errmsg, errlen);
+	cJSON_Delete(opts);
+	if (!rc && b->validate_mount) {
+		struct cs_request probe = {0};
+		probe.core = core;
+		probe.mount = m;
+		rc = b->validate_mount(&probe, m->options);
+		if (rc)
+			snprintf(errmsg, errlen, "%s",
+				 probe.errmsg ? probe.errmsg : cs_strerror(rc));
+		free(probe.errmsg);
+	}
+	if (rc) {
+		cs_mount_free(m);
+		return rc;
+	}
+	cs_router_add(&core->router, m);
+	rc = cs_sys_save_tables(core, txn);
+	if (rc) {
+		cs_router_remove(&core->router, m);
+		snprintf(errmsg, errlen, "failed to persist mount table: %s", cs_strerror(rc));
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ init & seal */
+
+static int init_read(struct cs_request *req)
+{
+	req->raw = cJSON_CreateObject();
+	cJSON_AddBoolToObject(req->raw, "initialized", req->core->initialized);
+	return 0;
+}
+
+static int init_write(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	if (core->initialized)
+		return cs_req_error(req, CS_EINVAL, "Vault is already initialized");
+	const cJSON *pgp = cs_req_get(req, "pgp_keys");
+	if (cJSON_GetArraySize(pgp) > 0 || *cs_req_str(req, "root_token_pgp_key", ""))
+		return cs_req_error(req, CS_EINVAL, "PGP-encrypted key shares are not supported");
+	if (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0))
+		return cs_req_error(req, CS_EINVAL,
+				    "parameters recovery_shares,recovery_threshold not applicable "
+				    "to seal type shamir");
+	if (!cs_req_has(req, "secret_shares"))
+		return cs_req_error(req, CS_EINVAL, "secret_shares must be specified");
+	if (!core->raft_started) {
+		int rc = cs_raft_node_bootstrap(&core->node);
+		if (!rc)
+			rc = cs_raft_node_start(&core->node);
+		if (rc)
+			return cs_req_error(req, CS_EIO, "raft: %s", core->node.errmsg);
+		core->raft_started = true;
+	}
+	if (!core->active)
+		return CS_ENOTACTIVE; /* the core parks the request until the node is active */
+	struct cs_init_params p = {
+	    (int)cs_req_int(req, "secret_shares", 0),
+	    (int)cs_req_int(req, "secret_threshold", cs_req_int(req, "secret_shares", 0)), NULL};
+	char err[256] = "";
+	cJSON *resp = NULL;
+	int rc = cs_seal_init(core, &req->txn, &p, &resp, err, sizeof err);
+	if (rc)
+		return cs_req_error(req, rc, "%s", err);
+	core->initialized = true;
+	core->seal.shares = p.shares;
+	core->seal.threshold = p.threshold;
+	req->raw = resp;
+	cs_info("core: initialised with %d key shares, threshold %d", p.shares, p.threshold);
+	return 0;
+}
+
+static int seal_status(struct cs_request *req)
+{
+	req->raw = cs_seal_status_json(req->core);
+	return 0;
+}
+
+static int unseal(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	if (cs_req_bool(req, "reset", false)) {
+		cs_core_unseal_reset(core);
+		req->raw = cs_seal_status_json(core);
+		return 0;
+	}
+	const char *key = cs_req_str(req, "key", NULL);
+	if (!key || !*key)
+		return cs_req_error(req, CS_EINVAL,
+				    "'key' must be specified in request body as "
+				    "JSON, or 'reset' set to true");
+	if (!core->initialized)
+		return cs_req_error(req, CS_EINVAL, "Vault is not initialized");
+	size_t len = 0;
+	size_t expect = core->seal.shares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	uint8_t *raw = cs_seal_decode_key(key, expect, &len);
+	if (!raw)
+		return cs_req_error(req, CS_EINVAL, "'key' must be a valid hex or base64 string");
+	char err[256] = "";
+	bool done = false;
+	int rc = cs_core_unseal_submit(core, raw, len, &done, err, sizeof err);
+	cs_zero(raw, len);
+	free(raw);
+	if (rc)
+		return cs_req_error(req, rc, "%s", err);
+	req->raw = cs_seal_status_json(core);
+	return 0;
+}
+
+static int seal(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	if (!core->active)
+		return cs_req_error(req, CS_EINVAL,
+				    "vault cannot seal when in standby mode; "
+				    "please restart instead");
+	cs_core_seal(core);
+	cs_info("core: vault is sealed");
+	return 0;
+}
+
+/* ------------------------------------------------------------------ health & leader */
+
+static int health(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	bool sealed = core->kr == NULL;
+	bool standby = !sealed && !core->active;
+	int code;
+	if (!core->initialized)
+		code = (int)cs_req_int(req, "uninitcode", 501);
+	else if (sealed)
+		code = (int)cs_req_int(req, "sealedcode", 503);
+	else if (standby && !cs_req_bool(req, "standbyok", false))
+		code = (int)cs_req_int(req, "standbycode", 429);
+	else
+		code = (int)cs_req_int(req, "activecode", 200);
+	if (code < 100 || code > 999)
+		return cs_req_error(req, CS_EINVAL, "invalid status code %d", code);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddBoolToObject(j, "initialized", core->initialized);
+	cJSON_AddBoolToObject(j, "sealed", sealed);
+	cJSON_AddBoolToObject(j, "standby", standby);
+	cJSON_AddBoolToObject(j, "performance_standby", false);
+	cJSON_AddStringToObject(j, "replication_performance_mode", "disabled");
+	cJSON_AddStringToObject(j, "replication_dr_mode", "disabled");
+	cJSON_AddNumberToObject(j, "server_time_utc", (double)time(NULL));
+	cJSON_AddStringToObject(j, "version", CUSTOS_VERSION);
+	cJSON_AddBoolToObject(j, "enterprise", false);
+	if (!sealed) {
+		cJSON_AddStringToObject(j, "cluster_name", core->cluster_name);
+		cJSON_AddStringToObject(j, "cluster_id", core->cluster_id);
+	}
+	cJSON_AddNumberToObject(j, "echo_duration_ms", 0);
+	cJSON_AddNumberToObject(j, "clock_skew_ms", 0);
+	cJSON_AddNumberToObject(j, "replication_primary_canary_age_ms", 0);
+	cJSON_AddBoolToObject(j, "removed_from_cluster", false);
+	cJSON_AddBoolToObject(j, "ha_connection_healthy", !standby || core->raft_started);
+	req->raw = j;
+	req->status = code;
+	return 0;
+}
+
+static int leader(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	cJSON *j = cJSON_CreateObject();
+	char t[64] = "0001-01-01T00:00:00Z";
+	if (core->active)
+		cs_format_time(core->active_since_ns, t, sizeof t);
+	cJSON_AddBoolToObject(j, "ha_enabled", true);
+	cJSON_AddBoolToObject(j, "is_self", core->active);
+	cJSON_AddStringToObject(j, "active_time", t);
+	cJSON_AddStringToObject(j, "leader_address", core->active ? core->cfg->api_addr : "");
+	cJSON_AddStringToObject(j, "leader_cluster_address",
+				core->active ? core->cfg->cluster_addr : "");
+	cJSON_AddBoolToObject(j, "performance_standby", false);
+	cJSON_AddNumberToObject(j, "performance_standby_last_remote_wal", 0);
+	struct raft *r = &core->node.raft;
+	cJSON_AddNumberToObject(j, "raft_committed_index",
+				core->raft_started ? (double)r->commit_index : 0);
+	cJSON_AddNumberToObject(j, "raft_applied_index",
+				core->raft_started ? (double)raft_last_applied(r) : 0);
+	req->raw = j;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ mounts */
+
+static cJSON *mounts_json(struct cs_core *core, bool auth)
+{
+	cJSON *d = cJSON_CreateObject();
+	int64_t dt = cs_core_default_ttl(core, NULL), mt = cs_core_max_ttl(core, NULL);
+	if (!auth) {
+		struct cs_mount *sys = cs_sys_mount(core);
+		cJSON_AddItemToObject(d, sys->path, cs_mount_to_json(sys, dt, mt));
+	}
+	for (size_t i = 0; i < core->router.n; i++) {
+		struct cs_mount *m = core->router.mounts[i];
+		if (m->is_auth != auth)
+			continue;
+		const char *key = auth ? m->path + 5 : m->path;
+		cJSON_AddItemToObject(d, key, cs_mount_to_json(m, dt, mt));
+	}
+	return d;
+}
+
+static int mounts_list(struct cs_request *req)
+{
+	cs_req_set_data(req, mounts_json(req->core, false));
+	req->data_to_top = true;
+	return 0;
+}
+
+static int auth_list(struct cs_request *req)
+{
+	cs_req_set_data(req, mounts_json(req->core, true));
+	req->data_to_top = true;
+	return 0;
+}
+
+static struct cs_mount *find_mount(struct cs_request *req, const char *user_path, bool auth)
+{
+	char *p = mount_path(user_path);
+	if (!p)
+		return NULL;
+	char full[1024];
+	snprintf(full, sizeof full, "%s%s", auth ? "auth/" : "", p);
+	free(p);
+	if (!auth && strcmp(full, "sys/") == 0)
+		return cs_sys_mount(req->core);
+	return cs_router_get(&req->core->router, full);
+}
+
+static int mount_read(struct cs_request *req)
+{
+	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), false);
+	if (!m)
+		return cs_req_error(req, CS_EINVAL, "No secret engine mount at %s",
+				    cs_req_str(req, "path", ""));
+	cs_req_set_data(req, cs_mount_to_json(m, cs_core_default_ttl(req->core, NULL),
+					      cs_core_max_ttl(req->core, NULL)));
+	req->data_to_top = true;
+	return 0;
+}
+
+static int mount_enable(struct cs_request *req)
+{
+	const char *type = cs_req_str(req, "type", "");
+	if (!*type)
+		return cs_req_error(req, CS_EINVAL, "backend type must be specified as a string");
+	char err[512] = "";
+	int rc = cs_sys_mount_add(req->core, &req->txn, cs_req_str(req, "path", ""), type,
+				  cs_req_str(req, "description", NULL), cs_req_get(req, "config"),
+				  cs_req_get(req, "options"), false, err, sizeof err);
+	if (rc)
+		return cs_req_error(req, rc, "%s", err);
+	return 0;
+}
+
+static int mount_disable(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	const char *path = cs_req_str(req, "path", "");
+	struct cs_mount *m = find_mount(req, path, false);
+	if (!m)
+		return 0; /* Vault: disabling a missing mount succeeds */
+	if (m->backend == &cs_sys_backend)
+		return cs_req_error(req, CS_EINVAL, "cannot unmount \"sys/\"");
+	/* Delete the mount's data in the same transaction as the table change. */
+	struct cs_strv keys = {0};
+	int rc = cs_txn_scan(&req->txn, m->storage_prefix, &keys);
+	for (size_t i = 0; !rc && i < keys.n; i++)
+		rc = cs_txn_delete(&req->txn, keys.v[i]);
+	cs_strv_free(&keys);
+	if (rc)
+		return rc;
+	char *saved = strdup(m->path);
+	cs_router_remove(&core->router, m);
+	rc = cs_sys_save_tables(core, &req->txn);
+	if (!rc)
+		cs_info("core: disabled mount %s", saved);
+	free(saved);
+	return rc;
+}
+
+static int tune_read(struct cs_request *req)
+{
+	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), false);
+	if (!m)
+		return cs_req_error(req, CS_EINVAL, "cannot fetch sysview for path \"%s\"",
+				    cs_req_str(req, "path", ""));
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "default_lease_ttl", (double)cs_core_default_ttl(req->core, m));
+	cJSON_AddNumberToObject(d, "max_lease_ttl", (double)cs_core_max_ttl(req->core, m));
+	cJSON_AddBoolToObject(d, "force_no_cache", m->force_no_cache);
+	cJSON_AddStringToObject(d, "description", m->description);
+	if (m->listing_visibility && *m->listing_visibility)
+		cJSON_AddStringToObject(d, "listing_visibility", m->listing_visibility);
+	if (m->options)
+		cJSON_AddItemToObject(d, "options", cJSON_Duplicate(m->options, true));
+	cs_req_set_data(req, d);
+	return 0;
+}
+
+static int tune_write(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), false);
+	if (!m)
+		return cs_req_error(req, CS_EINVAL, "cannot tune \"%s\": no mount there",
+				    cs_req_str(req, "path", ""));
+	const cJSON *opts = cs_req_get(req, "options");
+	const cJSON *v = opts ? cJSON_GetObjectItemCaseSensitive(opts, "version") : NULL;
+	if (v && strcmp(m->type, "kv") == 0) {
+		const cJSON *cur =
+		    m->options ? cJSON_GetObjectItemCaseSensitive(m->options, "version") : NULL;
+		char want[16];
+		if (cJSON_IsNumber(v))
+			snprintf(want, sizeof want, "%d", v->valueint);
+		else
+			snprintf(want, sizeof want, "%s", cJSON_IsString(v) ? v->valuestring : "?");
+		if (strcmp(want, cJSON_IsString(cur) ? cur->valuestring : "1") != 0)
+			return cs_req_error(req, CS_EINVAL,
+					    "changing the KV version of a mount is not supported");
+	}
+	/* Work on a copy so that a rejected tune leaves the live mount untouched. */
+	struct cs_mount tmp = *m;
+	tmp.listing_visibility = strdup(m->listing_visibility);
+	char err[256] = "";
+	int rc = apply_mount_config(&tmp, req->data, err, sizeof err);
+	if (rc) {
+		free(tmp.listing_visibility);
+		return cs_req_error(req, rc, "%s", err);
+	}
+	if (opts && cJSON_IsObject(opts)) {
+		cJSON *merged =
+		    m->options ? cJSON_Duplicate(m->options, true) : cJSON_CreateObject();
+		cJSON_ArrayForEach(v, opts)
+		{
+			cJSON_DeleteItemFromObjectCaseSensitive(merged, v->string);
+			cJSON_AddItemToObject(merged, v->string, cJSON_Duplicate(v, true));
+		}
+		tmp.options = NULL;
+		rc = set_options(&tmp, merged, err, sizeof err);
+		cJSON_Delete(merged);
+		if (rc) {
+			free(tmp.listing_visibility);
+			return cs_req_error(req, rc, "%s", err);
+		}
+		cJSON_Delete(m->options);
+		m->options = tmp.options;
+	}
+	free(m->listing_visibility);
+	m->listing_visibility = tmp.listing_visibility;
+	m->default_lease_ttl = tmp.default_lease_ttl;
+	m->max_lease_ttl = tmp.max_lease_ttl;
+	m->force_no_cache = tmp.force_no_cache;
+	const char *desc = cs_req_str(req, "description", NULL);
+	if (desc) {
+		free(m->description);
+		m->description = strdup(desc);
+	}
+	if (m == cs_sys_mount(core))
+		return 0;
+	return cs_sys_save_tables(core, &req->txn);
+}
+
+/* ------------------------------------------------------------------ internal/ui */
+
+static bool token_is_valid(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	if (!req->client_token || !core->token_lookup)
+		return false;
+	cJSON *e = NULL;
+	if (core->token_lookup(core, &req->txn, req->client_token, &e) || !e)
+		return false;
+	cJSON_Delete(e);
+	return true;
+}
+
+static cJSON *ui_mount(const struct cs_mount *m)
+{
+	cJSON *e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "type", m->type);
+	cJSON_AddStringToObject(e, "description", m->description);
+	if (m->options)
+		cJSON_AddItemToObject(e, "options", cJSON_Duplicate(m->options, true));
+	else
+		cJSON_AddNullToObject(e, "options");
+	return e;
+}
+
+static int ui_mounts(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	bool all = token_is_valid(req); /* root-only tokens exist until ACLs land */
+	cJSON *d = cJSON_CreateObject();
+	cJSON *secret = cJSON_AddObjectToObject(d, "secret");
+	cJSON *auth = cJSON_AddObjectToObject(d, "auth");
+	if (all) {
+		struct cs_mount *sys = cs_sys_mount(core);
+		cJSON_AddItemToObject(secret, sys->path, ui_mount(sys));
+	}
+	for (size_t i = 0; i < core->router.n; i++) {
+		struct cs_mount *m = core->router.mounts[i];
+		if (!all && strcmp(m->listing_visibility, "unauth") != 0)
+			continue;
+		if (m->is_auth)
+			cJSON_AddItemToObject(auth, m->path + 5, ui_mount(m));
+		else
+			cJSON_AddItemToObject(secret, m->path, ui_mount(m));
+	}
+	cs_req_set_data(req, d);
+	return 0;
+}
+
+static int ui_mount_path(struct cs_request *req)
+{
+	struct cs_core *core = req->core;
+	const char *path = cs_req_str(req, "path", "");
+	struct cs_mount *m = NULL;
+	if (strncmp(path, "sys/", 4) == 0 || strcmp(path, "sys") == 0)
+		m = cs_sys_mount(core);
+	else
+		m = cs_router_match(&core->router, path);
+	if (!m) {
+		req->status = 403;
+		return cs_req_error(req, CS_EPERM,
+				    "preflight capability check returned 403, please ensure "
+				    "client's policies grant access to path \"%s/\"",
+				    path);
+	}
+	cJSON *d =
+	    cs_mount_to_json(m, cs_core_default_ttl(core, NULL), cs_core_max_ttl(core, NULL));
+	cJSON_AddStringToObject(d, "path", m->is_auth ? m->path + 5 : m->path);
+	cs_req_set_data(req, d);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ table */
+
+static const struct cs_field init_fields[] = {
+    {"secret_shares", CS_FIELD_INT, "number of key shares", false},
+    {"secret_threshold", CS_FIELD_INT, "shares needed to unseal", false},
+    {"pgp_keys", CS_FIELD_STRLIST, "PGP keys to encrypt shares (unsupported)", false},
+    {"root_token_pgp_key", CS_FIELD_STRING, "PGP key for the root token (unsupported)", false},
+    {"recovery_shares", CS_FIELD_INT, "auto-unseal only", false},
+    {"recovery_threshold", CS_FIELD_INT, "auto-unseal only", false},
+    {"recovery_pgp_keys", CS_FIELD_STRLIST, "auto-unseal only", false},
+    {"stored_shares", CS_FIELD_INT, "ignored", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field unseal_fields[] = {
+    {"key", CS_FIELD_STRING, "one unseal key share, hex or base64", false},
+    {"reset", CS_FIELD_BOOL, "discard the shares given so far", false},
+    {"migrate", CS_FIELD_BOOL, "seal migration (unsupported)", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field health_fields[] = {
+    {"standbyok", CS_FIELD_BOOL, "", false},
+    {"perfstandbyok", CS_FIELD_BOOL, "", false},
+    {"activecode", CS_FIELD_INT, "", false},
+    {"standbycode", CS_FIELD_INT, "", false},
+    {"drsecondarycode", CS_FIELD_INT, "", false},
+    {"performancestandbycode", CS_FIELD_INT, "", false},
+    {"haunhealthycode", CS_FIELD_INT, "", false},
+    {"removedcode", CS_FIELD_INT, "", false},
+    {"sealedcode", CS_FIELD_INT, "", false},
+    {"uninitcode", CS_FIELD_INT, "", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field mount_fields[] = {
+    {"path", CS_FIELD_STRING, "mount path", false},
+    {"type", CS_FIELD_STRING, "backend type", false},
+    {"description", CS_FIELD_STRING, "", false},
+    {"config", CS_FIELD_MAP, "default_lease_ttl, max_lease_ttl, ...", false},
+    {"options", CS_FIELD_MAP, "backend options", false},
+    {"local", CS_FIELD_BOOL, "", false},
+    {"seal_wrap", CS_FIELD_BOOL, "", false},
+    {"external_entropy_access", CS_FIELD_BOOL, "", false},
+    {"plugin_name", CS_FIELD_STRING, "", false},
+    {"plugin_version", CS_FIELD_STRING, "", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field tune_fields[] = {
+    {"path", CS_FIELD_STRING, "mount path", false},
+    {"default_lease_ttl", CS_FIELD_ANY, "", false},
+    {"max_lease_ttl", CS_FIELD_ANY, "", false},
+    {"description", CS_FIELD_STRING, "", false},
+    {"options", CS_FIELD_MAP, "", false},
+    {"force_no_cache", CS_FIELD_BOOL, "", false},
+    {"listing_visibility", CS_FIELD_STRING, "", false},
+    {"audit_non_hmac_request_keys", CS_FIELD_STRLIST, "", false},
+    {"audit_non_hmac_response_keys", CS_FIELD_STRLIST, "", false},
+    {"passthrough_request_headers", CS_FIELD_STRLIST, "", false},
+    {"allowed_response_headers", CS_FIELD_STRLIST, "", false},
+    {"plugin_version", CS_FIELD_STRING, "", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field path_only[] = {
+    {"path", CS_FIELD_STRING, "", false},
+    {NULL, 0, NULL, false},
+};
+
+#define OPS(r, c, u, d, l)                                                                         \
+	{                                                                                          \
+		[CS_OP_READ] = r, [CS_OP_CREATE] = c, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d,      \
+		[CS_OP_LIST] = l                                                                   \
+	}
+#define UNSEALED_OK (CS_PATH_UNAUTH | CS_PATH_SEALED_OK | CS_PATH_NO_ACTIVE)
+
+static const struct cs_path sys_paths[] = {
+    {"init", init_fields, OPS(init_read, NULL, init_write, NULL, NULL), NULL, UNSEALED_OK,
+     "initialise a new cluster"},
+    {"seal-status", NULL, OPS(seal_status, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK,
+     "seal status"},
+    {"unseal", unseal_fields, OPS(NULL, NULL, unseal, NULL, NULL), NULL, UNSEALED_OK,
+     "submit an unseal key share"},
+    {"seal", NULL, OPS(NULL, NULL, seal, NULL, NULL), NULL, CS_PATH_SUDO | CS_PATH_NO_ACTIVE,
+     "seal this node"},
+    {"health", health_fields, OPS(health, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK,
+     "health for load balancers"},
+    {"leader", NULL, OPS(leader, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK, "leader status"},
+    {"mounts", NULL, OPS(mounts_list, NULL, NULL, NULL, NULL), NULL, 0, "list mounts"},
+    {"mounts/{path*}/tune", tune_fields, OPS(tune_read, NULL, tune_write, NULL, NULL), NULL, 0,
+     "tune a mount"},
+    {"mounts/{path*}", mount_fields, OPS(mount_read, NULL, mount_enable, mount_disable, NULL), NULL,
+     0, "enable, read or disable a secrets engine"},
+    {"auth", NULL, OPS(auth_list, NULL, NULL, NULL, NULL), NULL, 0, "list auth methods"},
+    {"internal/ui/mounts", NULL, OPS(ui_mounts, NULL, NULL, NULL, NULL), NULL, CS_PATH_UNAUTH,
+     "mounts visible to the caller"},
+    {"internal/ui/mounts/{path*}", path_only, OPS(ui_mount_path, NULL, NULL, NULL, NULL), NULL, 0,
+     "the mount serving a path"},
+};
+
+const struct cs_backend cs_sys_backend = {
+    .type = "system",
+    .is_auth = false,
+    .paths = sys_paths,
+    .n_paths = CS_ARRAY_LEN(sys_paths),
+};

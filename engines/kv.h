@@ -1,0 +1,13 @@
+/*
+ * The KV secrets engine (mount type "kv"). Version 1: each path holds one JSON object,
+ * replaced whole on write (vault-api.md §2.7.21). Stored barrier-encrypted under the
+ * mount's prefix, one storage key per secret path, so LIST is a prefix scan.
+ */
+#ifndef CS_ENGINES_KV_H
+#define CS_ENGINES_KV_H
+
+#include "server/backend.h"
+
+extern const struct cs_backend cs_kv_backend;
+
+#endif

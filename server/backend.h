@@ -1,0 +1,193 @@
+/*
+ * The backend interface: what every secrets engine and auth method sees of the core.
+ *
+ * A backend is a static table of path patterns (struct cs_path) with one handler per
+ * operation, a field schema and flags, in the spirit of OpenBao's framework.Path. The
+ * generic code in server/backend.c matches the request path against the table, merges
+ * path captures into the request data, validates and coerces declared fields (400 on a
+ * bad value), warns about unknown fields, answers 405 when the path has no handler for
+ * the operation, runs the existence check that turns an update into a create, and only
+ * then calls the handler.
+ *
+ * Handlers are synchronous: they read and write through req->txn (storage/txn.h) under
+ * the mount's storage prefix, fill the response fields and return 0 or a CS_E* code
+ * (with an optional message set by cs_req_error). The core commits the transaction and
+ * holds the HTTP response until the write applied through raft.
+ *
+ * Pattern syntax (segments separated by '/'): a literal segment; "{name}" one non-empty
+ * segment; "{name*}" the rest of the path (zero or more characters, may contain '/';
+ * at most one per pattern, literal segments may follow it: "mounts/{path*}/tune").
+ * The first matching row wins: order tables from specific to general.
+ */
+#ifndef CS_SERVER_BACKEND_H
+#define CS_SERVER_BACKEND_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage/txn.h"
+
+enum cs_op {
+	CS_OP_READ,
+	CS_OP_CREATE,
+	CS_OP_UPDATE,
+	CS_OP_DELETE,
+	CS_OP_LIST,
+	CS_OP_PATCH,
+	CS_OP__COUNT
+};
+
+/* "read", "create", ... (Vault's operation names). */
+const char *cs_op_name(enum cs_op op);
+
+enum cs_field_type {
+	CS_FIELD_STRING,
+	CS_FIELD_INT,
+	CS_FIELD_BOOL,
+	CS_FIELD_DURATION, /* seconds, from an integer or a duration string */
+	CS_FIELD_MAP,      /* JSON object */
+	CS_FIELD_STRLIST,  /* JSON array of strings, or a comma-separated string */
+	CS_FIELD_ANY,      /* anything, passed through */
+};
+
+struct cs_field {
+	const char *name; /* NULL terminates a field array */
+	enum cs_field_type type;
+	const char *desc;
+	bool required;
+};
+
+/* Path flags, checked by the core before the handler runs. */
+#define CS_PATH_UNAUTH     0x01 /* no client token needed */
+#define CS_PATH_SUDO       0x02 /* root (or sudo capability) required */
+#define CS_PATH_ANY_FIELDS 0x04 /* free-form body (KV data): no field checks/warnings */
+#define CS_PATH_SEALED_OK  0x08 /* served while sealed or uninitialised */
+#define CS_PATH_NO_ACTIVE  0x10 /* served by a node that is not (yet) active */
+
+struct cs_request;
+struct cs_mount;
+struct cs_core;
+
+typedef int (*cs_handler_fn)(struct cs_request *req);
+/* Sets *exists; returns 0 or an error code. */
+typedef int (*cs_exist_fn)(struct cs_request *req, bool *exists);
+
+struct cs_path {
+	const char *pattern;
+	const struct cs_field *fields; /* NULL-name-terminated, or NULL */
+	cs_handler_fn ops[CS_OP__COUNT];
+	cs_exist_fn exists;
+	unsigned flags;
+	const char *synopsis;
+};
+
+struct cs_backend {
+	const char *type; /* mount type: "kv", "system", "token", ... */
+	bool is_auth;     /* mounted under auth/ */
+	const struct cs_path *paths;
+	size_t n_paths;
+	/* Optional: validate a new mount's options (enable time). 0 or CS_EINVAL + message. */
+	int (*validate_mount)(struct cs_request *req, const cJSON *options);
+	/* Optional: drop in-memory state derived from storage (on seal / leadership loss). */
+	void (*reset)(void);
+};
+
+#define CS_MAX_CAPTURES 4
+
+struct cs_capture {
+	const char *name; /* points into the pattern table; not NUL-terminated at '}' */
+	size_t name_len;
+	char *value; /* malloc'd */
+};
+
+struct cs_http_req;
+
+/*
+ * One logical request. Created by the core for each HTTP request (or internally, for
+ * -dev set-up); freed by the core after the response is sent.
+ */
+struct cs_request {
+	struct cs_core *core;
+	struct cs_http_req *http; /* NULL for internal requests */
+	enum cs_op op;
+	char *path;      /* logical path after /v1/, e.g. "secret/foo" */
+	const char *rel; /* path relative to the mount (points into path) */
+	struct cs_mount *mount;
+	const struct cs_path *route;
+	struct cs_capture caps[CS_MAX_CAPTURES];
+	int n_caps;
+	cJSON *data;        /* body + query parameters + captures (an object, owned) */
+	char *client_token; /* as sent; NULL if none */
+	cJSON *token_entry; /* the token store's entry for client_token, or NULL */
+	struct cs_txn txn;
+	bool txn_open;
+	unsigned char no_route; /* 1: no mount, 2: mount has no such path (404 after auth) */
+	bool is_head;           /* HTTP HEAD: status only */
+
+	/* Response. */
+	int status;       /* 0: core decides (200 with body / 204 without) */
+	cJSON *resp_data; /* envelope "data" */
+	cJSON *resp_auth; /* envelope "auth" */
+	cJSON *warnings;  /* array of strings, or NULL */
+	cJSON *raw;       /* if set, the whole JSON body (non-envelope endpoints) */
+	int64_t lease_duration;
+	bool renewable;
+	char *lease_id;
+	bool data_to_top;   /* copy data keys to the top level (sys/mounts, ...) */
+	char *errmsg;       /* message for an error return */
+	bool body_on_error; /* send the envelope even with an error status (KV v2) */
+
+	/* Core bookkeeping. */
+	struct cs_request *next_waiting;
+	uint64_t start_ms;
+};
+
+/* Field accessors over req->data (after validation/coercion). Absent → def. */
+const char *cs_req_str(const struct cs_request *req, const char *name, const char *def);
+int64_t cs_req_int(const struct cs_request *req, const char *name, int64_t def);
+bool cs_req_bool(const struct cs_request *req, const char *name, bool def);
+/* The raw value, or NULL. */
+const cJSON *cs_req_get(const struct cs_request *req, const char *name);
+bool cs_req_has(const struct cs_request *req, const char *name);
+/* A capture by name, or NULL. */
+const char *cs_req_capture(const struct cs_request *req, const char *name);
+
+/* Record an error message (printf-style) and return `code`, for `return cs_req_error(...)`. */
+int cs_req_error(struct cs_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Append a warning string to the response. */
+void cs_req_warn(struct cs_request *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Set the response data (takes ownership). */
+void cs_req_set_data(struct cs_request *req, cJSON *data);
+
+/*
+ * Storage under the mount's prefix ("logical/<uuid>/" for engines, "auth/<uuid>/" for
+ * auth methods): the key is relative to the mount, values go through the barrier.
+ */
+int cs_view_get(struct cs_request *req, const char *key, struct cs_buf *out);
+int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n);
+int cs_view_delete(struct cs_request *req, const char *key);
+int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out);
+/* JSON helpers over the view: read an object (CS_ENOTFOUND if absent), write one. */
+int cs_view_get_json(struct cs_request *req, const char *key, cJSON **out);
+int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);
+
+/* ---- generic dispatch, used by the core ---- */
+
+/* Match `rel` against the backend's table; fills req->route and captures. false if no row. */
+bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel);
+/*
+ * Validate fields, pick create vs update with the existence check, and run the handler.
+ * Returns the handler's code (or CS_EUNSUPPORTED / CS_EINVAL from validation).
+ */
+int cs_backend_dispatch(struct cs_request *req);
+
+/* Registry of backend types, filled at start-up by main(). */
+void cs_backend_register(const struct cs_backend *b);
+const struct cs_backend *cs_backend_find(const char *type, bool is_auth);
+/* Call every registered backend's reset hook. */
+void cs_backend_reset_all(void);
+
+#endif

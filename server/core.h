@@ -1,0 +1,127 @@
+/*
+ * The core: one per process, owned by the loop thread. It holds the storage, the raft
+ * node, the seal state (keyring, unseal progress), the mount tables, and drives every
+ * request through the pipeline of ARCHITECTURE.md:
+ *
+ *   HTTP request → parse path/body/query → sealed? → mount + path row → token → ACL →
+ *   handler (synchronous, in a transaction) → commit through raft → response
+ *
+ * Happy path for a write: handler returns 0 → cs_txn_commit → request parked →
+ * entry applied on a quorum → commit callback → envelope → cs_http_respond.
+ * Failure modes: handler error → transaction aborted, Vault error body; commit failure
+ * (leadership lost, shutdown) → 500/503 error, outcome unknown to the client, overlay
+ * dropped; node not yet active after start-up → the request waits (bounded) for the
+ * post-election barrier, then runs; client gone meanwhile → the response is discarded.
+ */
+#ifndef CS_SERVER_CORE_H
+#define CS_SERVER_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "raft/node.h"
+#include "server/backend.h"
+#include "server/config.h"
+#include "server/router.h"
+#include "storage/barrier.h"
+#include "storage/txn.h"
+
+#define CS_MAX_SHARES 255
+
+/* Token store hook: look the token up in `txn`; *entry is a new cJSON object owned by
+ * the caller, or NULL when the token does not exist / expired. Returns 0 or an error. */
+typedef int (*cs_token_lookup_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
+				  cJSON **entry);
+/* Token store hook: create a root token (id given or random) inside `txn` at init. The
+ * token string is written to `out` (NUL-terminated, <= 128 bytes). */
+typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn, const char *id,
+				       char *out, size_t outlen);
+
+struct cs_seal_state {
+	int shares; /* seal config: secret_shares (0 when uninitialised) */
+	int threshold;
+	uint8_t *keys[CS_MAX_SHARES]; /* unseal progress: submitted shares (secmem) */
+	size_t key_len[CS_MAX_SHARES];
+	int progress;
+	char nonce[37];
+};
+
+typedef void (*cs_core_done_cb)(struct cs_core *core, int status, void *ctx);
+
+struct cs_core {
+	uv_loop_t *loop;
+	struct cs_config *cfg;
+	char data_dir[4096];
+	struct cs_storage st;
+	struct cs_raft_node node;
+	bool raft_started;
+	bool active; /* leader whose election barrier applied */
+	bool initialized;
+	struct cs_keyring *kr; /* NULL while sealed */
+	struct cs_seal_state seal;
+	struct cs_router router;
+	char cluster_name[128];
+	char cluster_id[37];
+	int64_t active_since_ns;
+	struct cs_request *waiting_active; /* requests parked until the node is active */
+	uv_timer_t wait_timer;
+	struct cs_http_listener *listeners[CS_MAX_LISTENERS];
+	int n_listeners;
+	cs_token_lookup_fn token_lookup;
+	cs_token_create_root_fn token_create_root;
+	bool shutting_down;
+	/* -dev bootstrap */
+	cs_core_done_cb dev_cb;
+	int dev_state;
+	void *dev_ctx;
+	uint8_t *dev_unseal_key; /* secmem, until printed */
+	size_t dev_unseal_key_len;
+	char dev_root_token[160];
+	/* metrics */
+	uint64_t requests;
+	char errmsg[1024];
+};
+
+/* Open storage and (if the data dir holds raft state) start raft. Returns 0 or an error
+ * code with core->errmsg set. */
+int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg);
+/* Start the HTTP listeners from the config. */
+int cs_core_listen(struct cs_core *core);
+/* Stop listeners, fail waiting requests, close raft and storage; cb when done. */
+void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core));
+
+/* The HTTP entry point (a cs_http_handler). */
+void cs_core_handle_http(struct cs_http_req *hreq, void *ctx);
+
+/*
+ * Initialise a fresh node: bootstrap raft, wait until active, write the seal config,
+ * wrapped root key, keyring, cluster info, mount tables and a root token in one
+ * transaction. On success the unseal keys (shares) and root token are returned through
+ * `out` (a cJSON object in sys/init's response shape). Asynchronous: cb runs later.
+ */
+struct cs_init_params {
+	int shares;
+	int threshold;
+	const char *root_token_id; /* NULL → random */
+};
+
+/* Seal: zeroise the keyring, reset the unseal progress and every backend's state. */
+void cs_core_seal(struct cs_core *core);
+/* Add one unseal share (raw bytes). *done set when the barrier opened. Errors: CS_EINVAL
+ * (bad length / decryption failed with a full set: progress reset). */
+int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, bool *done,
+			  char *errmsg, size_t errlen);
+void cs_core_unseal_reset(struct cs_core *core);
+
+/* Called by the raft node's monitor. */
+void cs_core_on_active(void *ctx, bool active);
+
+/* Defaults a mount inherits. */
+int64_t cs_core_default_ttl(const struct cs_core *core, const struct cs_mount *m);
+int64_t cs_core_max_ttl(const struct cs_core *core, const struct cs_mount *m);
+
+/* Start the -dev bootstrap: init (1 share), unseal, mount secret/ as kv; cb when done. */
+void cs_core_dev_setup(struct cs_core *core, cs_core_done_cb cb, void *ctx);
+
+#endif

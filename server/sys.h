@@ -1,0 +1,26 @@
+/*
+ * The system backend mounted at sys/: init, seal-status, unseal, seal, health, leader,
+ * mounts (enable/disable/tune/list), internal/ui/mounts, auth (listing).
+ * The sys/ mount object always exists (also while sealed) so that the unauthenticated
+ * endpoints route before the mount tables are loaded.
+ */
+#ifndef CS_SERVER_SYS_H
+#define CS_SERVER_SYS_H
+
+#include "server/core.h"
+
+extern const struct cs_backend cs_sys_backend;
+
+/* The sys/ mount (created on first use). */
+struct cs_mount *cs_sys_mount(struct cs_core *core);
+void cs_sys_mount_free(void);
+
+/* Add a mount (type registered, path free) to the in-memory table, persist tables into
+ * req->txn. Used by sys/mounts and the -dev bootstrap. */
+int cs_sys_mount_add(struct cs_core *core, struct cs_txn *txn, const char *path, const char *type,
+		     const char *description, const cJSON *config, const cJSON *options,
+		     bool is_auth, char *errmsg, size_t errlen);
+/* Persist the in-memory tables into txn. */
+int cs_sys_save_tables(struct cs_core *core, struct cs_txn *txn);
+
+#endif

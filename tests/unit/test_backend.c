@@ -1,0 +1,280 @@
+/* Unit tests for the backend path-table framework (server/backend.c) and the router. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "server/backend.h"
+#include "server/router.h"
+
+static int last_handler;
+
+static int h_read(struct cs_request *req)
+{
+	(void)req;
+	last_handler = 1;
+	return 0;
+}
+static int h_create(struct cs_request *req)
+{
+	(void)req;
+	last_handler = 2;
+	return 0;
+}
+static int h_update(struct cs_request *req)
+{
+	(void)req;
+	last_handler = 3;
+	return 0;
+}
+static bool exists_answer;
+static int h_exists(struct cs_request *req, bool *exists)
+{
+	(void)req;
+	*exists = exists_answer;
+	return 0;
+}
+
+static const struct cs_field fields[] = {
+    {"count", CS_FIELD_INT, "", false},
+    {"flag", CS_FIELD_BOOL, "", false},
+    {"ttl", CS_FIELD_DURATION, "", false},
+    {"name", CS_FIELD_STRING, "", false},
+    {"list", CS_FIELD_STRLIST, "", false},
+    {"must", CS_FIELD_STRING, "", true},
+    {NULL, 0, NULL, false},
+};
+static const struct cs_field opt_fields[] = {
+    {"count", CS_FIELD_INT, "", false},    {"flag", CS_FIELD_BOOL, "", false},
+    {"ttl", CS_FIELD_DURATION, "", false}, {"name", CS_FIELD_STRING, "", false},
+    {"list", CS_FIELD_STRLIST, "", false}, {NULL, 0, NULL, false},
+};
+
+static const struct cs_path paths[] = {
+    {"config", opt_fields, {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update}, NULL, 0, ""},
+    {"needs", fields, {[CS_OP_UPDATE] = h_update}, NULL, 0, ""},
+    {"users/{name}", opt_fields, {[CS_OP_READ] = h_read}, NULL, 0, ""},
+    {"users/{name}/keys/{key}", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
+    {"mounts/{path*}/tune", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
+    {"mounts/{path*}", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
+    {"data/{path*}",
+     NULL,
+     {[CS_OP_READ] = h_read, [CS_OP_CREATE] = h_create, [CS_OP_UPDATE] = h_update},
+     h_exists,
+     CS_PATH_ANY_FIELDS,
+     ""},
+};
+
+static const struct cs_backend be = {"test", false, paths, sizeof paths / sizeof paths[0],
+				     NULL,   NULL};
+
+static struct cs_request *mkreq(enum cs_op op, const char *body)
+{
+	struct cs_request *r = calloc(1, sizeof *r);
+	r->op = op;
+	r->data = body ? cJSON_Parse(body) : cJSON_CreateObject();
+	ck_assert_ptr_nonnull(r->data);
+	return r;
+}
+
+static void freereq(struct cs_request *r)
+{
+	for (int i = 0; i < r->n_caps; i++)
+		free(r->caps[i].value);
+	cJSON_Delete(r->data);
+	cJSON_Delete(r->warnings);
+	cJSON_Delete(r->resp_data);
+	free(r->errmsg);
+	free(r);
+}
+
+START_TEST(test_route_literal_and_captures)
+{
+	struct cs_request *r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_str_eq(r->route->pattern, "config");
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "users/alice"));
+	ck_assert_str_eq(r->route->pattern, "users/{name}");
+	ck_assert_str_eq(cs_req_capture(r, "name"), "alice");
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "users/bob/keys/k1"));
+	ck_assert_str_eq(cs_req_capture(r, "name"), "bob");
+	ck_assert_str_eq(cs_req_capture(r, "key"), "k1");
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(!cs_backend_route(&be, r, "users/"));
+	ck_assert_int_eq(r->n_caps, 0);
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(!cs_backend_route(&be, r, "configx"));
+	freereq(r);
+}
+END_TEST
+
+START_TEST(test_route_glob)
+{
+	struct cs_request *r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "mounts/a/b/tune"));
+	ck_assert_str_eq(r->route->pattern, "mounts/{path*}/tune");
+	ck_assert_str_eq(cs_req_capture(r, "path"), "a/b");
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "mounts/a/b"));
+	ck_assert_str_eq(r->route->pattern, "mounts/{path*}");
+	ck_assert_str_eq(cs_req_capture(r, "path"), "a/b");
+	freereq(r);
+
+	/* "tune" alone is a mount called tune, not the tune endpoint with an empty path. */
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "mounts/tune"));
+	ck_assert_str_eq(r->route->pattern, "mounts/{path*}");
+	ck_assert_str_eq(cs_req_capture(r, "path"), "tune");
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "data/"));
+	ck_assert_str_eq(cs_req_capture(r, "path"), "");
+	freereq(r);
+
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "data/x/y/"));
+	ck_assert_str_eq(cs_req_capture(r, "path"), "x/y/");
+	freereq(r);
+}
+END_TEST
+
+START_TEST(test_dispatch_coerces_fields)
+{
+	struct cs_request *r =
+	    mkreq(CS_OP_UPDATE, "{\"count\":\"12\",\"flag\":\"true\",\"ttl\":\"1h30m\","
+				"\"name\":7,\"list\":\"a, b,c\"}");
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(last_handler, 3);
+	ck_assert_int_eq(cs_req_int(r, "count", 0), 12);
+	ck_assert(cs_req_bool(r, "flag", false));
+	ck_assert_int_eq(cs_req_int(r, "ttl", 0), 5400);
+	ck_assert_str_eq(cs_req_str(r, "name", ""), "7");
+	const cJSON *l = cs_req_get(r, "list");
+	ck_assert_int_eq(cJSON_GetArraySize(l), 3);
+	ck_assert_str_eq(cJSON_GetArrayItem(l, 1)->valuestring, "b");
+	ck_assert_ptr_null(r->warnings);
+	freereq(r);
+}
+END_TEST
+
+START_TEST(test_dispatch_rejects_bad_values)
+{
+	const char *bad[] = {"{\"count\":\"x\"}", "{\"flag\":\"maybe\"}", "{\"ttl\":\"soon\"}",
+			     "{\"list\":[1,2]}", "{\"count\":1.5}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct cs_request *r = mkreq(CS_OP_UPDATE, bad[i]);
+		ck_assert(cs_backend_route(&be, r, "config"));
+		ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+		ck_assert_ptr_nonnull(r->errmsg);
+		freereq(r);
+	}
+}
+END_TEST
+
+START_TEST(test_dispatch_required_unknown_and_405)
+{
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{}");
+	ck_assert(cs_backend_route(&be, r, "needs"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+	ck_assert(strstr(r->errmsg, "must") != NULL);
+	freereq(r);
+
+	r = mkreq(CS_OP_UPDATE, "{\"bogus\":1}");
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(cJSON_GetArraySize(r->warnings), 1);
+	ck_assert(strstr(cJSON_GetArrayItem(r->warnings, 0)->valuestring, "bogus") != NULL);
+	freereq(r);
+
+	r = mkreq(CS_OP_DELETE, NULL);
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EUNSUPPORTED);
+	ck_assert_int_eq(cs_err_status(CS_EUNSUPPORTED), 405);
+	freereq(r);
+}
+END_TEST
+
+START_TEST(test_existence_check_picks_create)
+{
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"path\":\"not-a-capture\"}");
+	ck_assert(cs_backend_route(&be, r, "data/a"));
+	exists_answer = false;
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(last_handler, 2);
+	ck_assert_int_eq(r->op, CS_OP_CREATE);
+	/* Free-form bodies are left untouched by captures. */
+	ck_assert_str_eq(cs_req_str(r, "path", ""), "not-a-capture");
+	freereq(r);
+
+	r = mkreq(CS_OP_UPDATE, "{}");
+	ck_assert(cs_backend_route(&be, r, "data/a"));
+	exists_answer = true;
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(last_handler, 3);
+	freereq(r);
+}
+END_TEST
+
+START_TEST(test_router_longest_prefix)
+{
+	cs_backend_register(&be);
+	struct cs_router rt;
+	cs_router_init(&rt);
+	cs_router_add(&rt, cs_mount_new("a/", "test", false));
+	cs_router_add(&rt, cs_mount_new("a/b/", "test", false));
+	cs_router_add(&rt, cs_mount_new("auth/token/", "token", true));
+	ck_assert_str_eq(cs_router_match(&rt, "a/b/c")->path, "a/b/");
+	ck_assert_str_eq(cs_router_match(&rt, "a/bc")->path, "a/");
+	ck_assert_str_eq(cs_router_match(&rt, "a")->path, "a/");
+	ck_assert_ptr_null(cs_router_match(&rt, "ab/c"));
+	ck_assert_str_eq(cs_router_match(&rt, "auth/token/lookup-self")->path, "auth/token/");
+
+	/* Tables round-trip through their stored JSON. */
+	cJSON *t = cs_router_table_json(&rt, false);
+	struct cs_router back;
+	cs_router_init(&back);
+	ck_assert_int_eq(cs_router_load_table(&back, t, false), 0);
+	ck_assert_int_eq(back.n, 2);
+	ck_assert_str_eq(cs_router_get(&back, "a/b/")->uuid, cs_router_get(&rt, "a/b/")->uuid);
+	ck_assert_str_eq(cs_router_get(&back, "a/")->storage_prefix,
+			 cs_router_get(&rt, "a/")->storage_prefix);
+	cJSON_Delete(t);
+	cs_router_remove(&rt, cs_router_get(&rt, "a/"));
+	ck_assert_ptr_null(cs_router_match(&rt, "a/x"));
+	cs_router_clear(&back);
+	cs_router_clear(&rt);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("backend");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_route_literal_and_captures);
+	tcase_add_test(tc, test_route_glob);
+	tcase_add_test(tc, test_dispatch_coerces_fields);
+	tcase_add_test(tc, test_dispatch_rejects_bad_values);
+	tcase_add_test(tc, test_dispatch_required_unknown_and_405);
+	tcase_add_test(tc, test_existence_check_picks_create);
+	tcase_add_test(tc, test_router_longest_prefix);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
