@@ -1,0 +1,1848 @@
+/*
+ * The CLI verbs (see cli.h): Vault's command names, flags, output and exit codes, so
+ * scripts written for `vault` work against `custos` unchanged.
+ *
+ * Flow of every command: parse flags with Go's flag-package rules (flags first, -flag,
+ * --flag, -flag=value, -flag value, booleans only as -flag or -flag=bool, "--" ends
+ * flags, parsing stops at the first positional argument) → check the positional
+ * arguments → build the client from flags and environment → one or two API calls →
+ * print (table or JSON) → exit code.
+ *
+ * Exit codes follow the Vault CLI's commands: 0 success; 1 for flag/argument errors,
+ * unreadable input and output problems (and any error in `status`, where 2 means
+ * sealed); 2 for errors reported by the server or while reaching it ("Error reading
+ * ...", "No value found at ..."); 127 for an unknown top-level command.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+#include "cli/client.h"
+#include "cli/format.h"
+#include "lib/buf.h"
+#include "lib/util.h"
+
+#ifndef CUSTOS_VERSION
+#define CUSTOS_VERSION "0.0.0-dev"
+#endif
+#ifndef CUSTOS_BUILD_DATE
+#define CUSTOS_BUILD_DATE "unknown"
+#endif
+
+#define DEFAULT_ADDR          "https://127.0.0.1:8200"
+#define DEFAULT_KEY_SHARES    5
+#define DEFAULT_KEY_THRESHOLD 3
+/* Largest input accepted from stdin or a file for `write` values. */
+#define MAX_INPUT (32u * 1024 * 1024)
+
+/* ------------------------------------------------------------------ state & flags */
+
+struct cli {
+	/* HTTP and output flags shared by every command. */
+	const char *address, *ca_cert, *ca_path, *namespace, *format, *field;
+	bool tls_skip_verify, tls_skip_verify_set, non_interactive;
+	/* Command flags. */
+	long key_shares, key_threshold, recovery_shares, recovery_threshold, version;
+	bool init_status, reset, migrate, force, detailed, local, seal_wrap, force_no_cache;
+	const char *path, *description, *default_lease_ttl, *max_lease_ttl;
+	cJSON *options; /* -options=k=v, repeatable */
+
+	/* Runtime. */
+	const char *fmt; /* "table" or "json" once resolved */
+	char *token_owned;
+	struct cs_client client;
+	bool client_ready;
+};
+
+enum flag_kind { F_STR, F_BOOL, F_INT, F_KV };
+
+/* Which commands accept a flag. */
+enum {
+	C_INIT = 1 << 0,
+	C_UNSEAL = 1 << 1,
+	C_SEAL = 1 << 2,
+	C_STATUS = 1 << 3,
+	C_READ = 1 << 4,
+	C_WRITE = 1 << 5,
+	C_LIST = 1 << 6,
+	C_DELETE = 1 << 7,
+	C_SENABLE = 1 << 8,
+	C_SDISABLE = 1 << 9,
+	C_SLIST = 1 << 10,
+	C_ALL = 0xffff,
+};
+
+struct flag {
+	const char *name;
+	enum flag_kind kind;
+	size_t off;
+	unsigned cmds;
+	size_t set_off; /* offset of a "was set" bool, or 0 */
+};
+
+#define OFF(f) offsetof(struct cli, f)
+
+static const struct flag flags[] = {
+    {"address", F_STR, OFF(address), C_ALL, 0},
+    {"ca-cert", F_STR, OFF(ca_cert), C_ALL, 0},
+    {"ca-path", F_STR, OFF(ca_path), C_ALL, 0},
+    {"tls-skip-verify", F_BOOL, OFF(tls_skip_verify), C_ALL, OFF(tls_skip_verify_set)},
+    {"namespace", F_STR, OFF(namespace), C_ALL, 0},
+    {"ns", F_STR, OFF(namespace), C_ALL, 0},
+    {"non-interactive", F_BOOL, OFF(non_interactive), C_ALL, 0},
+    {"format", F_STR, OFF(format), C_ALL, 0},
+    {"field", F_STR, OFF(field), C_READ | C_WRITE | C_DELETE | C_STATUS, 0},
+    {"key-shares", F_INT, OFF(key_shares), C_INIT, 0},
+    {"n", F_INT, OFF(key_shares), C_INIT, 0},
+    {"key-threshold", F_INT, OFF(key_threshold), C_INIT, 0},
+    {"t", F_INT, OFF(key_threshold), C_INIT, 0},
+    {"recovery-shares", F_INT, OFF(recovery_shares), C_INIT, 0},
+    {"recovery-threshold", F_INT, OFF(recovery_threshold), C_INIT, 0},
+    {"status", F_BOOL, OFF(init_status), C_INIT, 0},
+    {"reset", F_BOOL, OFF(reset), C_UNSEAL, 0},
+    {"migrate", F_BOOL, OFF(migrate), C_UNSEAL, 0},
+    {"force", F_BOOL, OFF(force), C_WRITE, 0},
+    {"f", F_BOOL, OFF(force), C_WRITE, 0},
+    {"detailed", F_BOOL, OFF(detailed), C_LIST | C_SLIST, 0},
+    {"path", F_STR, OFF(path), C_SENABLE, 0},
+    {"description", F_STR, OFF(description), C_SENABLE, 0},
+    {"version", F_INT, OFF(version), C_SENABLE, 0},
+    {"default-lease-ttl", F_STR, OFF(default_lease_ttl), C_SENABLE, 0},
+    {"max-lease-ttl", F_STR, OFF(max_lease_ttl), C_SENABLE, 0},
+    {"local", F_BOOL, OFF(local), C_SENABLE, 0},
+    {"seal-wrap", F_BOOL, OFF(seal_wrap), C_SENABLE, 0},
+    {"force-no-cache", F_BOOL, OFF(force_no_cache), C_SENABLE, 0},
+    {"options", F_KV, OFF(options), C_SENABLE, 0},
+};
+
+/* Result of flag parsing: index of the first positional argument, or one of these. */
+#define PARSE_HELP  (-1)
+#define PARSE_ERROR (-2)
+
+static int parse_flags(struct cli *c, unsigned cmd, int argc, char **argv, int i)
+{
+	while (i < argc) {
+		const char *a = argv[i];
+		if (a[0] != '-' || a[1] == '\0')
+			break;
+		if (strcmp(a, "--") == 0)
+			return i + 1;
+		const char *name = a + 1;
+		if (*name == '-')
+			name++;
+		if (*name == '\0' || *name == '-' || *name == '=') {
+			fprintf(stderr, "bad flag syntax: %s\n", a);
+			return PARSE_ERROR;
+		}
+		const char *eq = strchr(name, '=');
+		size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+		const char *value = eq ? eq + 1 : NULL;
+		if ((nlen == 1 && name[0] == 'h') || (nlen == 4 && strncmp(name, "help", 4) == 0))
+			return PARSE_HELP;
+		const struct flag *f = NULL;
+		for (size_t k = 0; k < CS_ARRAY_LEN(flags); k++)
+			if ((flags[k].cmds & cmd) && strlen(flags[k].name) == nlen &&
+			    strncmp(flags[k].name, name, nlen) == 0)
+				f = &flags[k];
+		if (!f) {
+			fprintf(stderr, "flag provided but not defined: -%.*s\n", (int)nlen, name);
+			return PARSE_ERROR;
+		}
+		char *dst = (char *)c + f->off;
+		if (f->kind == F_BOOL) {
+			bool b = true;
+			if (value && cs_parse_bool(value, &b) != 0) {
+				fprintf(stderr,
+					"invalid boolean value \"%s\" for -%s: parse error\n",
+					value, f->name);
+				return PARSE_ERROR;
+			}
+			*(bool *)(void *)dst = b;
+			if (f->set_off)
+				*(bool *)(void *)((char *)c + f->set_off) = true;
+			i++;
+			continue;
+		}
+		if (!value) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "flag needs an argument: -%s\n", f->name);
+				return PARSE_ERROR;
+			}
+			value = argv[++i];
+		}
+		if (f->kind == F_STR) {
+			*(const char **)(void *)dst = value;
+		} else if (f->kind == F_INT) {
+			char *end;
+			errno = 0;
+			long v = strtol(value, &end, 0);
+			if (errno || end == value || *end) {
+				fprintf(stderr, "invalid value \"%s\" for flag -%s: parse error\n",
+					value, f->name);
+				return PARSE_ERROR;
+			}
+			*(long *)(void *)dst = v;
+		} else {
+			const char *e = strchr(value, '=');
+			if (!e) {
+				fprintf(stderr,
+					"invalid value \"%s\" for flag -%s: missing = in KV pair\n",
+					value, f->name);
+				return PARSE_ERROR;
+			}
+			cJSON **obj = (cJSON **)(void *)dst;
+			if (!*obj)
+				*obj = cJSON_CreateObject();
+			char *k = strndup(value, (size_t)(e - value));
+			if (!k)
+				abort();
+			cJSON_DeleteItemFromObjectCaseSensitive(*obj, k);
+			cJSON_AddStringToObject(*obj, k, e + 1);
+			free(k);
+		}
+		i++;
+	}
+	return i;
+}
+
+/* Vault warns (and ignores them) when flags follow positional arguments. */
+static void warn_trailing_flags(struct cli *c, int argc, char **argv, int i)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	for (; i < argc; i++) {
+		if (argv[i][0] != '-' || argv[i][1] == '\0')
+			continue;
+		cs_buf_puts(&b, b.len ? "," : "");
+		cs_buf_puts(&b, argv[i]);
+	}
+	if (b.len && strcmp(c->fmt, "table") == 0)
+		fprintf(stderr,
+			"Command flags must be provided before positional arguments. The "
+			"following arguments will not be parsed as flags: [%s]\n",
+			b.data);
+	cs_buf_free(&b);
+}
+
+static const char *env2(const char *a, const char *b)
+{
+	const char *v = getenv(a);
+	if (v && *v)
+		return v;
+	v = getenv(b);
+	return v && *v ? v : NULL;
+}
+
+/* Resolve -format / CUSTOS_FORMAT / VAULT_FORMAT. Returns 0 or prints and returns 1. */
+static int resolve_format(struct cli *c)
+{
+	const char *f = c->format;
+	if (!f || !*f)
+		f = env2("CUSTOS_FORMAT", "VAULT_FORMAT");
+	if (!f || !*f)
+		f = "table";
+	if (strcasecmp(f, "table") == 0) {
+		c->fmt = "table";
+	} else if (strcasecmp(f, "json") == 0) {
+		c->fmt = "json";
+	} else {
+		fprintf(stderr, "Invalid output format: %s\n", f);
+		return 1;
+	}
+	return 0;
+}
+
+static bool is_json(const struct cli *c)
+{
+	return strcmp(c->fmt, "json") == 0;
+}
+
+/* ------------------------------------------------------------------ client set-up */
+
+static char *trim_dup(const char *s, size_t n)
+{
+	while (n > 0 && isspace((unsigned char)*s))
+		s++, n--;
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		n--;
+	char *r = strndup(s, n);
+	if (!r)
+		abort();
+	return r;
+}
+
+/* Build the HTTP client from flags and environment. Returns 0 or prints the problem and
+ * returns 1 (callers turn that into the command's exit code). */
+static int make_client(struct cli *c)
+{
+	struct cs_client *cl = &c->client;
+	memset(cl, 0, sizeof *cl);
+	cl->addr = c->address && *c->address ? c->address : env2("CUSTOS_ADDR", "VAULT_ADDR");
+	if (!cl->addr)
+		cl->addr = DEFAULT_ADDR;
+	cl->ca_cert = c->ca_cert ? c->ca_cert : env2("CUSTOS_CACERT", "VAULT_CACERT");
+	cl->ca_path = c->ca_path ? c->ca_path : env2("CUSTOS_CAPATH", "VAULT_CAPATH");
+	cl->namespace = c->namespace ? c->namespace : env2("CUSTOS_NAMESPACE", "VAULT_NAMESPACE");
+	if (c->tls_skip_verify_set) {
+		cl->skip_verify = c->tls_skip_verify;
+	} else {
+		const char *sv = env2("CUSTOS_SKIP_VERIFY", "VAULT_SKIP_VERIFY");
+		if (sv && cs_parse_bool(sv, &cl->skip_verify) != 0) {
+			fprintf(stderr, "could not parse VAULT_SKIP_VERIFY\n");
+			return 1;
+		}
+	}
+	const char *to = env2("CUSTOS_CLIENT_TIMEOUT", "VAULT_CLIENT_TIMEOUT");
+	if (to) {
+		int64_t secs;
+		if (cs_parse_duration(to, &secs) != 0 || secs <= 0) {
+			fprintf(stderr, "could not parse VAULT_CLIENT_TIMEOUT\n");
+			return 1;
+		}
+		cl->timeout_s = (long)secs;
+	}
+
+	/* Token: environment first, then the token file Vault's default helper uses. */
+	cl->token = env2("CUSTOS_TOKEN", "VAULT_TOKEN");
+	if (!cl->token) {
+		const char *home = getenv("HOME");
+		if (home && *home) {
+			struct cs_buf p = CS_BUF_INIT;
+			cs_buf_printf(&p, "%s/.vault-token", home);
+			char *data = NULL;
+			size_t len = 0;
+			if (cs_read_file(p.data, &data, &len) == 0) {
+				c->token_owned = trim_dup(data, len);
+				cs_zero(data, len);
+				cl->token = c->token_owned;
+			}
+			free(data);
+			cs_buf_free(&p);
+		}
+	}
+	if (cs_client_init(cl) != 0) {
+		fprintf(stderr, "error initialising the HTTP client\n");
+		return 1;
+	}
+	c->client_ready = true;
+	return 0;
+}
+
+static void cli_free(struct cli *c)
+{
+	if (c->client_ready)
+		cs_client_close(&c->client);
+	if (c->token_owned) {
+		cs_zero(c->token_owned, strlen(c->token_owned));
+		free(c->token_owned);
+	}
+	cJSON_Delete(c->options);
+}
+
+/* ------------------------------------------------------------------ output helpers */
+
+/* Print a buffer plus newline to a stream, then wipe it (it may hold secrets). */
+static void emit(FILE *f, struct cs_buf *b)
+{
+	if (b->len)
+		fwrite(b->data, 1, b->len, f);
+	fputc('\n', f);
+	fflush(f);
+	cs_buf_free_secure(b);
+}
+
+static void print_json(const cJSON *v, bool sort_top)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	cs_fmt_json(&b, v, sort_top);
+	emit(stdout, &b);
+}
+
+/* "<prefix>: <Vault's API error text>" on stderr. */
+static void api_error(const struct cs_client_resp *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void api_error(const struct cs_client_resp *r, const char *fmt, ...)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		cs_buf_vprintf(&b, fmt, ap);
+		va_end(ap);
+		cs_buf_puts(&b, ": ");
+	}
+	cs_client_format_error(r, &b);
+	emit(stderr, &b);
+}
+
+/* Remove leading and trailing '/' and whitespace (Vault's sanitizePath). */
+static char *sanitize_path(const char *s)
+{
+	size_t n = strlen(s);
+	while (n > 0 && (isspace((unsigned char)*s) || *s == '/'))
+		s++, n--;
+	while (n > 0 && (isspace((unsigned char)s[n - 1]) || s[n - 1] == '/'))
+		n--;
+	char *r = strndup(s, n);
+	if (!r)
+		abort();
+	return r;
+}
+
+static const cJSON *get(const cJSON *o, const char *k)
+{
+	return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+/*
+ * Go's Logical().Read treats a 404 as "no secret" unless the body still carries data or
+ * warnings (KV v2 deleted versions, v1 paths on a v2 mount). Returns the secret to show
+ * (borrowed from resp) or NULL.
+ */
+static const cJSON *secret_from_404(const struct cs_client_resp *r)
+{
+	const cJSON *j = r->json;
+	if (!cJSON_IsObject(j))
+		return NULL;
+	const cJSON *d = get(j, "data"), *w = get(j, "warnings");
+	if ((cJSON_IsObject(d) && d->child) || (cJSON_IsArray(w) && w->child))
+		return j;
+	return NULL;
+}
+
+/* The response envelope re-ordered like the Go api.Secret struct Vault marshals. */
+static cJSON *secret_struct(const cJSON *s)
+{
+	cJSON *o = cJSON_CreateObject();
+	const cJSON *v;
+	v = get(s, "request_id");
+	cJSON_AddStringToObject(o, "request_id", cJSON_IsString(v) ? v->valuestring : "");
+	v = get(s, "lease_id");
+	cJSON_AddStringToObject(o, "lease_id", cJSON_IsString(v) ? v->valuestring : "");
+	v = get(s, "lease_duration");
+	cJSON_AddNumberToObject(o, "lease_duration", cJSON_IsNumber(v) ? v->valuedouble : 0);
+	cJSON_AddBoolToObject(o, "renewable", cJSON_IsTrue(get(s, "renewable")));
+	v = get(s, "data");
+	cJSON_AddItemToObject(o, "data",
+			      cJSON_IsObject(v) ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
+	v = get(s, "warnings");
+	cJSON_AddItemToObject(o, "warnings",
+			      cJSON_IsArray(v) ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
+	v = get(s, "auth");
+	if (cJSON_IsObject(v))
+		cJSON_AddItemToObject(o, "auth", cJSON_Duplicate(v, true));
+	v = get(s, "wrap_info");
+	if (cJSON_IsObject(v))
+		cJSON_AddItemToObject(o, "wrap_info", cJSON_Duplicate(v, true));
+	v = get(s, "mount_type");
+	if (cJSON_IsString(v) && *v->valuestring)
+		cJSON_AddStringToObject(o, "mount_type", v->valuestring);
+	return o;
+}
+
+/* Vault's OutputSecret: table (warnings on stderr) or the JSON of the secret. */
+static int output_secret(struct cli *c, const cJSON *secret)
+{
+	if (is_json(c)) {
+		cJSON *o = secret_struct(secret);
+		print_json(o, false);
+		cs_client_json_free_secure(o);
+		return 0;
+	}
+	struct cs_buf w = CS_BUF_INIT, b = CS_BUF_INIT;
+	cs_fmt_warnings(&w, secret);
+	if (w.len) {
+		fwrite(w.data, 1, w.len, stderr);
+		fflush(stderr);
+	}
+	cs_buf_free(&w);
+	cs_fmt_secret_table(&b, secret);
+	if (b.len)
+		emit(stdout, &b);
+	cs_buf_free_secure(&b);
+	return 0;
+}
+
+/* PrintRaw: a bare value, newline only when stdout is a terminal (Vault's behaviour,
+ * so `$(custos read -field=x ...)` gets exactly the value). */
+static void print_raw(struct cs_buf *b)
+{
+	if (b->len)
+		fwrite(b->data, 1, b->len, stdout);
+	if (isatty(STDOUT_FILENO))
+		fputc('\n', stdout);
+	fflush(stdout);
+	cs_buf_free_secure(b);
+}
+
+/* Vault's RawField: the named value of a secret (data keys, or envelope fields). */
+static const cJSON *raw_secret_field(const cJSON *s, const char *field, cJSON *scratch)
+{
+	const cJSON *data = get(s, "data");
+	const cJSON *auth = get(s, "auth");
+	const cJSON *wi = get(s, "wrap_info");
+	static const char *const auth_map[][2] = {{"token", "client_token"},
+						  {"token_accessor", "accessor"},
+						  {"token_duration", "lease_duration"},
+						  {"token_renewable", "renewable"},
+						  {"token_policies", "token_policies"},
+						  {"identity_policies", "identity_policies"},
+						  {"policies", "policies"}};
+	static const char *const wrap_map[][2] = {{"wrapping_token", "token"},
+						  {"wrapping_accessor", "accessor"},
+						  {"wrapping_token_ttl", "ttl"},
+						  {"wrapping_token_creation_time", "creation_time"},
+						  {"wrapping_token_creation_path", "creation_path"},
+						  {"wrapped_accessor", "wrapped_accessor"}};
+	if (cJSON_IsObject(auth)) {
+		for (size_t i = 0; i < CS_ARRAY_LEN(auth_map); i++)
+			if (strcmp(field, auth_map[i][0]) == 0)
+				return get(auth, auth_map[i][1]);
+	} else if (cJSON_IsObject(wi)) {
+		for (size_t i = 0; i < CS_ARRAY_LEN(wrap_map); i++)
+			if (strcmp(field, wrap_map[i][0]) == 0)
+				return get(wi, wrap_map[i][1]);
+	} else {
+		if (strcmp(field, "lease_duration") == 0 ||
+		    strcmp(field, "refresh_interval") == 0 || strcmp(field, "lease_id") == 0 ||
+		    strcmp(field, "request_id") == 0) {
+			const char *k =
+			    strcmp(field, "refresh_interval") == 0 ? "lease_duration" : field;
+			const cJSON *v = get(s, k);
+			if (v)
+				return v;
+			/* Go's zero value, not "missing". */
+			cJSON_AddItemToObject(scratch, "v",
+					      strcmp(k, "lease_duration") == 0
+						  ? cJSON_CreateNumber(0)
+						  : cJSON_CreateString(""));
+			return get(scratch, "v");
+		}
+		if (strcmp(field, "renewable") == 0) {
+			cJSON_AddBoolToObject(scratch, "v", cJSON_IsTrue(get(s, "renewable")));
+			return get(scratch, "v");
+		}
+		if (strcmp(field, "data") == 0) {
+			const cJSON *dd = get(data, "data");
+			return dd ? dd : data;
+		}
+	}
+	return get(data, field);
+}
+
+/* Vault's PrintRawField. Returns the exit code. */
+static int print_field(struct cli *c, const cJSON *obj, const char *field, bool secret,
+		       const char *type_name)
+{
+	cJSON *scratch = cJSON_CreateObject();
+	const cJSON *v = secret ? raw_secret_field(obj, field, scratch) : get(obj, field);
+	if (!v || cJSON_IsNull(v)) {
+		fprintf(stderr, "Field \"%s\" not present in %s\n", field, type_name);
+		cJSON_Delete(scratch);
+		return 1;
+	}
+	if (secret && !is_json(c)) {
+		struct cs_buf w = CS_BUF_INIT;
+		cs_fmt_warnings(&w, obj);
+		if (w.len)
+			fwrite(w.data, 1, w.len, stderr);
+		cs_buf_free(&w);
+	}
+	struct cs_buf b = CS_BUF_INIT;
+	if (is_json(c))
+		cs_fmt_json(&b, v, true);
+	else
+		cs_fmt_value(&b, v);
+	print_raw(&b);
+	cJSON_Delete(scratch);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ K=V input */
+
+static int read_stream(FILE *f, struct cs_buf *out)
+{
+	char tmp[4096];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+		if (out->len + n > MAX_INPUT) {
+			cs_zero(tmp, sizeof tmp);
+			return EFBIG;
+		}
+		cs_buf_append(out, tmp, n);
+	}
+	cs_zero(tmp, sizeof tmp);
+	return ferror(f) ? EIO : 0;
+}
+
+/* Merge a JSON object read from bytes into obj (kv-builder's addReader). */
+static int merge_json(cJSON *obj, const char *data, size_t len, struct cs_buf *err)
+{
+	cJSON *j = cJSON_ParseWithLength(data, len);
+	if (!cJSON_IsObject(j)) {
+		cs_buf_puts(err, j ? "JSON input must be an object" : "invalid JSON input");
+		cs_client_json_free_secure(j);
+		return -1;
+	}
+	for (cJSON *k = j->child; k; k = k->next) {
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, k->string);
+		cJSON_AddItemToObject(obj, k->string, cJSON_Duplicate(k, true));
+	}
+	cs_client_json_free_secure(j);
+	return 0;
+}
+
+/*
+ * kv-builder semantics (what `vault write` accepts): "k=v"; "k=@file" (file contents);
+ * "k=\@x" (a literal "@x"); "k=-" (all of stdin); "-" (a JSON object on stdin, merged);
+ * "@file" (a JSON object in a file, merged). A repeated key becomes a list. stdin can be
+ * consumed once. Returns 0 or -1 with the reason in err.
+ */
+static int parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err)
+{
+	bool stdin_used = false;
+	for (int i = 0; i < argc; i++) {
+		const char *raw = argv[i];
+		if (!*raw)
+			continue;
+		struct cs_buf in = CS_BUF_INIT;
+		int rc = 0;
+		if (strcmp(raw, "-") == 0 || raw[0] == '@') {
+			if (raw[0] == '-') {
+				if (stdin_used) {
+					cs_buf_puts(err, "stdin already consumed");
+					return -1;
+				}
+				stdin_used = true;
+				rc = read_stream(stdin, &in);
+				if (rc)
+					cs_buf_printf(err, "reading stdin: %s", strerror(rc));
+			} else {
+				char *d = NULL;
+				size_t n = 0;
+				rc = cs_read_file(raw + 1, &d, &n);
+				if (rc)
+					cs_buf_printf(err, "open %s: %s", raw + 1, strerror(rc));
+				else
+					cs_buf_append(&in, d, n);
+				if (d)
+					cs_zero(d, n);
+				free(d);
+			}
+			if (rc == 0)
+				rc = merge_json(obj, in.data ? in.data : "", in.len, err);
+			cs_buf_free_secure(&in);
+			if (rc)
+				return -1;
+			continue;
+		}
+		const char *eq = strchr(raw, '=');
+		if (!eq) {
+			cs_buf_puts(err, "format must be key=value");
+			return -1;
+		}
+		char *key = strndup(raw, (size_t)(eq - raw));
+		if (!key)
+			abort();
+		const char *val = eq + 1;
+		if (val[0] == '@') {
+			char *d = NULL;
+			size_t n = 0;
+			rc = cs_read_file(val + 1, &d, &n);
+			if (rc)
+				cs_buf_printf(err, "error reading file: open %s: %s", val + 1,
+					      strerror(rc));
+			else
+				cs_buf_append(&in, d, n);
+			if (d)
+				cs_zero(d, n);
+			free(d);
+		} else if (val[0] == '\\' && val[1] == '@') {
+			cs_buf_puts(&in, val + 1);
+		} else if (strcmp(val, "-") == 0) {
+			if (stdin_used) {
+				cs_buf_puts(err, "stdin already consumed");
+				rc = -1;
+			} else {
+				stdin_used = true;
+				rc = read_stream(stdin, &in);
+				if (rc)
+					cs_buf_printf(err, "reading stdin: %s", strerror(rc));
+			}
+		} else {
+			cs_buf_puts(&in, val);
+		}
+		if (rc) {
+			free(key);
+			cs_buf_free_secure(&in);
+			return -1;
+		}
+		cJSON *sv = cJSON_CreateString(in.data ? in.data : "");
+		cs_buf_free_secure(&in);
+		cJSON *prev = cJSON_GetObjectItemCaseSensitive(obj, key);
+		if (prev) {
+			if (!cJSON_IsArray(prev)) {
+				cJSON *arr = cJSON_CreateArray();
+				cJSON_AddItemToArray(arr, cJSON_Duplicate(prev, true));
+				cJSON_ReplaceItemInObjectCaseSensitive(obj, key, arr);
+				prev = arr;
+			}
+			cJSON_AddItemToArray(prev, sv);
+		} else {
+			cJSON_AddItemToObject(obj, key, sv);
+		}
+		free(key);
+	}
+	return 0;
+}
+
+static void query_escape(struct cs_buf *b, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (isalnum(*p) || strchr("-._~", *p))
+			cs_buf_putc(b, (char)*p);
+		else if (*p == ' ')
+			cs_buf_putc(b, '+');
+		else
+			cs_buf_printf(b, "%%%02X", *p);
+	}
+}
+
+/* K=V arguments as a query string (Vault sends read/delete data as URL parameters). */
+static int kv_query(int argc, char **argv, struct cs_buf *q, struct cs_buf *err)
+{
+	cJSON *obj = cJSON_CreateObject();
+	if (parse_kv(obj, argc, argv, err) != 0) {
+		cs_client_json_free_secure(obj);
+		return -1;
+	}
+	for (cJSON *k = obj->child; k; k = k->next) {
+		const cJSON *items = k;
+		const cJSON *one = cJSON_IsArray(k) ? k->child : k;
+		for (const cJSON *v = one; v; v = cJSON_IsArray(items) ? v->next : NULL) {
+			struct cs_buf val = CS_BUF_INIT;
+			cs_fmt_value(&val, v);
+			if (q->len)
+				cs_buf_putc(q, '&');
+			query_escape(q, k->string);
+			cs_buf_putc(q, '=');
+			query_escape(q, val.data ? val.data : "");
+			cs_buf_free_secure(&val);
+		}
+	}
+	cs_client_json_free_secure(obj);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ usage */
+
+static const char usage_main[] =
+    "Usage: custos <command> [args]\n"
+    "\n"
+    "Common commands:\n"
+    "    read        Read data and retrieves secrets\n"
+    "    write       Write data, configuration, and secrets\n"
+    "    delete      Delete secrets and configuration\n"
+    "    list        List data or secrets\n"
+    "    status      Print seal and HA status\n"
+    "\n"
+    "Other commands:\n"
+    "    operator    Perform operator-specific tasks (init, unseal, seal)\n"
+    "    secrets     Interact with secrets engines (enable, disable, list)\n"
+    "    server      Start a custos server\n"
+    "    version     Prints the custos version\n"
+    "\n"
+    "Environment: CUSTOS_ADDR or VAULT_ADDR (default " DEFAULT_ADDR "),\n"
+    "CUSTOS_TOKEN or VAULT_TOKEN (else ~/.vault-token), CUSTOS_CACERT or VAULT_CACERT,\n"
+    "CUSTOS_SKIP_VERIFY or VAULT_SKIP_VERIFY, CUSTOS_FORMAT or VAULT_FORMAT.\n";
+
+static const char usage_http[] =
+    "\n"
+    "HTTP Options:\n"
+    "  -address=<string>      Address of the server (CUSTOS_ADDR / VAULT_ADDR).\n"
+    "  -ca-cert=<string>      PEM CA certificate file to verify the server with.\n"
+    "  -ca-path=<string>      Directory of PEM CA certificates.\n"
+    "  -tls-skip-verify       Do not verify the server's certificate (insecure).\n"
+    "  -namespace=<string>    Namespace sent as X-Vault-Namespace.\n"
+    "\n"
+    "Output Options:\n"
+    "  -format=<string>       table (default) or json (CUSTOS_FORMAT / VAULT_FORMAT).\n";
+
+static const char usage_operator[] = "Usage: custos operator <subcommand> [options] [args]\n"
+				     "\n"
+				     "Subcommands:\n"
+				     "    init      Initializes a server\n"
+				     "    seal      Seals the server\n"
+				     "    unseal    Unseals the server\n";
+
+static const char usage_secrets[] = "Usage: custos secrets <subcommand> [options] [args]\n"
+				    "\n"
+				    "Subcommands:\n"
+				    "    disable    Disable a secrets engine\n"
+				    "    enable     Enable a secrets engine\n"
+				    "    list       List enabled secrets engines\n";
+
+struct usage {
+	unsigned cmd;
+	const char *text;
+};
+
+static const struct usage usages[] = {
+    {C_INIT, "Usage: custos operator init [options]\n\n"
+	     "  Initializes the server: generates the root key, splits it into key shares\n"
+	     "  and prints them with the initial root token.\n\n"
+	     "  -key-shares=<int>      Number of key shares (default 5).\n"
+	     "  -key-threshold=<int>   Shares required to unseal (default 3).\n"
+	     "  -status                Print the init status; exit 0 if initialized, 2 if not.\n"},
+    {C_UNSEAL, "Usage: custos operator unseal [options] [KEY]\n\n"
+	       "  Provides one unseal key share. Without KEY it is read without echo from a\n"
+	       "  terminal, or as one line from standard input.\n\n"
+	       "  -reset                 Discard previously provided shares.\n"},
+    {C_SEAL, "Usage: custos operator seal [options]\n\n  Seals the server.\n"},
+    {C_STATUS, "Usage: custos status [options]\n\n"
+	       "  Prints the seal status. Exit code 0 unsealed, 2 sealed, 1 error.\n"},
+    {C_READ, "Usage: custos read [options] PATH [K=V...]\n\n"
+	     "  Reads data at PATH.\n\n"
+	     "  -field=<string>        Print only this field, without a trailing newline.\n"},
+    {C_WRITE, "Usage: custos write [options] PATH [DATA K=V...]\n\n"
+	      "  Writes data to PATH. A value of @file reads a file, - reads stdin; a lone -\n"
+	      "  reads a JSON object from stdin.\n\n"
+	      "  -field=<string>        Print only this field of the response.\n"
+	      "  -force                 Allow writing with no data.\n"},
+    {C_LIST, "Usage: custos list [options] PATH\n\n  Lists the keys at PATH.\n"},
+    {C_DELETE, "Usage: custos delete [options] PATH\n\n  Deletes the data at PATH.\n"},
+    {C_SENABLE,
+     "Usage: custos secrets enable [options] TYPE\n\n"
+     "  Enables a secrets engine of type TYPE (kv, kv-v2, ...).\n\n"
+     "  -path=<string>              Mount path (default: TYPE).\n"
+     "  -description=<string>       Human-friendly description.\n"
+     "  -version=<int>              Engine version (options.version; 2 = versioned KV).\n"
+     "  -default-lease-ttl=<dur>    Default lease TTL.\n"
+     "  -max-lease-ttl=<dur>        Maximum lease TTL.\n"
+     "  -options=<key=value>        Engine option (repeatable).\n"
+     "  -local, -seal-wrap, -force-no-cache\n"},
+    {C_SDISABLE, "Usage: custos secrets disable [options] PATH\n\n"
+		 "  Disables the secrets engine at PATH, deleting its data.\n"},
+    {C_SLIST, "Usage: custos secrets list [options]\n\n"
+	      "  Lists enabled secrets engines.\n\n"
+	      "  -detailed              Show all mount details.\n"},
+};
+
+static void print_cmd_usage(unsigned cmd)
+{
+	for (size_t i = 0; i < CS_ARRAY_LEN(usages); i++)
+		if (usages[i].cmd == cmd)
+			fputs(usages[i].text, stdout);
+	fputs(usage_http, stdout);
+}
+
+/*
+ * Common start of every command: parse flags, resolve the format. Returns the index of
+ * the first positional argument, or a negative value with *code set to the exit code.
+ */
+static int begin(struct cli *c, unsigned cmd, int argc, char **argv, int start, int *code)
+{
+	int i = parse_flags(c, cmd, argc, argv, start);
+	if (i == PARSE_HELP) {
+		print_cmd_usage(cmd);
+		*code = 0;
+		return -1;
+	}
+	if (i < 0 || resolve_format(c) != 0) {
+		*code = 1;
+		return -1;
+	}
+	warn_trailing_flags(c, argc, argv, i);
+	return i;
+}
+
+/* ------------------------------------------------------------------ seal status */
+
+static void copy_if(cJSON *dst, const cJSON *src, const char *k)
+{
+	const cJSON *v = get(src, k);
+	if (v)
+		cJSON_AddItemToObject(dst, k, cJSON_Duplicate(v, true));
+}
+
+static bool errors_contain(const struct cs_client_resp *r, const char *needle)
+{
+	const cJSON *errs = get(r->json, "errors");
+	for (const cJSON *e = cJSON_IsArray(errs) ? errs->child : NULL; e; e = e->next)
+		if (cJSON_IsString(e) && strstr(e->valuestring, needle))
+			return true;
+	return false;
+}
+
+/* Vault's OutputSealStatus: seal-status plus sys/leader, as a table or JSON. */
+static int output_seal_status(struct cli *c, const cJSON *status, bool *sealed)
+{
+	struct cs_client_resp lr;
+	int rc = cs_client_request(&c->client, "GET", "sys/leader", NULL, NULL, &lr);
+	cJSON *st = cJSON_Duplicate(status, true);
+	*sealed = cJSON_IsTrue(get(status, "sealed"));
+	bool ha = false, self = false;
+	if (rc == 0 && cs_client_resp_ok(&lr) && cJSON_IsObject(lr.json)) {
+		ha = cJSON_IsTrue(get(lr.json, "ha_enabled"));
+		self = cJSON_IsTrue(get(lr.json, "is_self"));
+	} else if (rc == 0 && errors_contain(&lr, "Vault is sealed")) {
+		/* Sealed HA nodes cannot answer sys/leader; Vault masks that. */
+		ha = true;
+	} else {
+		api_error(&lr, "Error checking leader status");
+		cs_client_resp_free(&lr);
+		cJSON_Delete(st);
+		return 1;
+	}
+	cJSON_AddBoolToObject(st, "ha_enabled", ha);
+	if (self)
+		cJSON_AddBoolToObject(st, "is_self", true);
+	if (cJSON_IsObject(lr.json) && cs_client_resp_ok(&lr)) {
+		const cJSON *at = get(lr.json, "active_time");
+		if (cJSON_IsString(at) && strncmp(at->valuestring, "0001-01-01", 10) != 0)
+			copy_if(st, lr.json, "active_time");
+		static const char *const strs[] = {"leader_address", "leader_cluster_address"};
+		for (size_t i = 0; i < CS_ARRAY_LEN(strs); i++) {
+			const cJSON *v = get(lr.json, strs[i]);
+			if (cJSON_IsString(v) && *v->valuestring)
+				copy_if(st, lr.json, strs[i]);
+		}
+		static const char *const nums[] = {"raft_committed_index", "raft_applied_index"};
+		for (size_t i = 0; i < CS_ARRAY_LEN(nums); i++) {
+			const cJSON *v = get(lr.json, nums[i]);
+			if (cJSON_IsNumber(v) && v->valuedouble > 0)
+				copy_if(st, lr.json, nums[i]);
+		}
+	}
+	cs_client_resp_free(&lr);
+
+	int code = 0;
+	if (c->field && *c->field) {
+		code = print_field(c, st, c->field, false, "seal status");
+	} else if (is_json(c)) {
+		print_json(st, false);
+	} else {
+		struct cs_buf b = CS_BUF_INIT;
+		cs_fmt_seal_status_table(&b, st);
+		emit(stdout, &b);
+	}
+	cJSON_Delete(st);
+	return code;
+}
+
+/* ------------------------------------------------------------------ operator */
+
+static int cmd_init(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_INIT, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i > 0) {
+		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+
+	struct cs_client_resp r;
+	if (c->init_status) {
+		if (cs_client_request(&c->client, "GET", "sys/init", NULL, NULL, &r) != 0 ||
+		    !cs_client_resp_ok(&r)) {
+			api_error(&r, "Error checking init status");
+			cs_client_resp_free(&r);
+			return 1; /* 2 means "not initialized" here */
+		}
+		bool inited = cJSON_IsTrue(get(r.json, "initialized"));
+		if (is_json(c)) {
+			cJSON *o = cJSON_CreateObject();
+			cJSON_AddBoolToObject(o, "initialized", inited);
+			print_json(o, false);
+			cJSON_Delete(o);
+		} else {
+			printf("%s\n",
+			       inited ? "Vault is initialized" : "Vault is not initialized");
+		}
+		cs_client_resp_free(&r);
+		return inited ? 0 : 2;
+	}
+
+	if (cs_client_request(&c->client, "GET", "sys/seal-status", NULL, NULL, &r) != 0 ||
+	    !cs_client_resp_ok(&r)) {
+		api_error(&r, NULL);
+		cs_client_resp_free(&r);
+		return 2;
+	}
+	bool recovery = cJSON_IsTrue(get(r.json, "recovery_seal"));
+	cs_client_resp_free(&r);
+	if (!recovery) {
+		if (c->key_shares == 0)
+			c->key_shares = DEFAULT_KEY_SHARES;
+		if (c->key_threshold == 0)
+			c->key_threshold = DEFAULT_KEY_THRESHOLD;
+		c->recovery_shares = 0;
+		c->recovery_threshold = 0;
+	}
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddNumberToObject(body, "secret_shares", (double)c->key_shares);
+	cJSON_AddNumberToObject(body, "secret_threshold", (double)c->key_threshold);
+	if (recovery) {
+		cJSON_AddNumberToObject(body, "recovery_shares", (double)c->recovery_shares);
+		cJSON_AddNumberToObject(body, "recovery_threshold", (double)c->recovery_threshold);
+	}
+	int rc = cs_client_request(&c->client, "PUT", "sys/init", NULL, body, &r);
+	cJSON_Delete(body);
+	if (rc != 0 || !cs_client_resp_ok(&r) || !cJSON_IsObject(r.json)) {
+		if (rc == 0 && cs_client_resp_ok(&r)) {
+			fprintf(stderr, "Error initializing: unexpected response from server\n");
+		} else {
+			api_error(&r, "Error initializing");
+		}
+		cs_client_resp_free(&r);
+		return 2;
+	}
+
+	const cJSON *keys = get(r.json, "keys"), *b64 = get(r.json, "keys_base64");
+	const cJSON *rkeys = get(r.json, "recovery_keys");
+	const cJSON *rb64 = get(r.json, "recovery_keys_base64");
+	const cJSON *root = get(r.json, "root_token");
+	int nkeys = cJSON_GetArraySize(keys), nrkeys = cJSON_GetArraySize(rkeys);
+
+	if (is_json(c)) {
+		/* Vault's machineInit struct, in its field order. */
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddItemToObject(o, "unseal_keys_b64",
+				      cJSON_IsArray(b64) ? cJSON_Duplicate(b64, true)
+							 : cJSON_CreateArray());
+		cJSON_AddItemToObject(o, "unseal_keys_hex",
+				      cJSON_IsArray(keys) ? cJSON_Duplicate(keys, true)
+							  : cJSON_CreateArray());
+		cJSON_AddNumberToObject(o, "unseal_shares", nkeys ? (double)c->key_shares : 1);
+		cJSON_AddNumberToObject(o, "unseal_threshold",
+					nkeys ? (double)c->key_threshold : 1);
+		cJSON_AddItemToObject(o, "recovery_keys_b64",
+				      cJSON_IsArray(rb64) ? cJSON_Duplicate(rb64, true)
+							  : cJSON_CreateArray());
+		cJSON_AddItemToObject(o, "recovery_keys_hex",
+				      cJSON_IsArray(rkeys) ? cJSON_Duplicate(rkeys, true)
+							   : cJSON_CreateArray());
+		cJSON_AddNumberToObject(o, "recovery_keys_shares", (double)c->recovery_shares);
+		cJSON_AddNumberToObject(o, "recovery_keys_threshold",
+					(double)c->recovery_threshold);
+		cJSON_AddStringToObject(o, "root_token",
+					cJSON_IsString(root) ? root->valuestring : "");
+		print_json(o, false);
+		cs_client_json_free_secure(o);
+		cs_client_resp_free(&r);
+		return 0;
+	}
+
+	struct cs_buf b = CS_BUF_INIT;
+	bool use_b64 = cJSON_GetArraySize(b64) == nkeys;
+	for (int k = 0; k < nkeys; k++) {
+		const cJSON *v = cJSON_GetArrayItem(use_b64 ? b64 : keys, k);
+		cs_buf_printf(&b, "Unseal Key %d: %s\n", k + 1,
+			      cJSON_IsString(v) ? v->valuestring : "");
+	}
+	bool use_rb64 = cJSON_GetArraySize(rb64) == nrkeys;
+	for (int k = 0; k < nrkeys; k++) {
+		const cJSON *v = cJSON_GetArrayItem(use_rb64 ? rb64 : rkeys, k);
+		cs_buf_printf(&b, "Recovery Key %d: %s\n", k + 1,
+			      cJSON_IsString(v) ? v->valuestring : "");
+	}
+	cs_buf_printf(&b, "\nInitial Root Token: %s\n",
+		      cJSON_IsString(root) ? root->valuestring : "");
+	struct cs_buf t = CS_BUF_INIT;
+	if (nkeys > 0) {
+		cs_buf_printf(
+		    &t,
+		    "custos initialized with %ld key shares and a key threshold of %ld. "
+		    "Please securely distribute the key shares printed above. When "
+		    "custos is re-sealed, restarted, or stopped, you must supply at least "
+		    "%ld of these keys to unseal it before it can start servicing "
+		    "requests.",
+		    c->key_shares, c->key_threshold, c->key_threshold);
+		cs_buf_putc(&b, '\n');
+		cs_fmt_wrap(&b, t.data, 0);
+		cs_buf_puts(&b, "\n\n");
+		cs_buf_reset(&t);
+		cs_buf_printf(&t,
+			      "custos does not store the generated root key. Without at least %ld "
+			      "keys to reconstruct the root key, custos will remain permanently "
+			      "sealed!",
+			      c->key_threshold);
+		cs_fmt_wrap(&b, t.data, 0);
+		cs_buf_puts(&b, "\n\n");
+		cs_fmt_wrap(&b,
+			    "It is possible to generate new unseal keys, provided you have a "
+			    "quorum of existing unseal keys shares. See \"custos operator rekey\" "
+			    "for more information.",
+			    0);
+	} else {
+		cs_buf_puts(&b, "\nSuccess! Vault is initialized");
+	}
+	if (nrkeys > 0) {
+		cs_buf_reset(&t);
+		cs_buf_printf(&t,
+			      "Recovery key initialized with %ld key shares and a key threshold of "
+			      "%ld. Please securely distribute the key shares printed above.",
+			      c->recovery_shares, c->recovery_threshold);
+		cs_buf_puts(&b, "\n\n");
+		cs_fmt_wrap(&b, t.data, 0);
+	}
+	cs_buf_free(&t);
+	emit(stdout, &b);
+	cs_client_resp_free(&r);
+	return 0;
+}
+
+/* termios state for restoring echo if the prompt is interrupted. */
+static struct termios saved_tio;
+static volatile sig_atomic_t tio_saved;
+
+static void restore_tty(int sig)
+{
+	if (tio_saved)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tio);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Read one line into buf (NUL-terminated, trailing CR/LF removed); echo off on a tty.
+ * Returns 0, or -1 on EOF/error. */
+static int read_secret_line(char *buf, size_t cap, bool tty)
+{
+	struct sigaction sa, old_int, old_term;
+	if (tty) {
+		if (tcgetattr(STDIN_FILENO, &saved_tio) != 0)
+			return -1;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = restore_tty;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_int);
+		sigaction(SIGTERM, &sa, &old_term);
+		tio_saved = 1;
+		struct termios t = saved_tio;
+		t.c_lflag &= ~(tcflag_t)ECHO;
+		t.c_lflag |= ECHONL;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+	}
+	size_t n = 0;
+	int rc = -1;
+	for (;;) {
+		char ch;
+		ssize_t r = read(STDIN_FILENO, &ch, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = n > 0 ? 0 : -1;
+			break;
+		}
+		if (ch == '\n') {
+			rc = 0;
+			break;
+		}
+		if (n + 1 < cap)
+			buf[n++] = ch;
+	}
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\r' || isspace((unsigned char)buf[n - 1])))
+		buf[--n] = '\0';
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+		tio_saved = 0;
+		sigaction(SIGINT, &old_int, NULL);
+		sigaction(SIGTERM, &old_term, NULL);
+	}
+	return rc;
+}
+
+static int cmd_unseal(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_UNSEAL, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i > 1) {
+		fprintf(stderr, "Too many arguments (expected 1, got %d)\n", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+
+	struct cs_client_resp r;
+	cJSON *body = cJSON_CreateObject();
+	if (c->reset) {
+		cJSON_AddBoolToObject(body, "reset", true);
+		int rc = cs_client_request(&c->client, "PUT", "sys/unseal", NULL, body, &r);
+		cJSON_Delete(body);
+		if (rc != 0 || !cs_client_resp_ok(&r)) {
+			api_error(&r, "Error resetting unseal process");
+			cs_client_resp_free(&r);
+			return 2;
+		}
+	} else {
+		char key[1024];
+		if (i < argc) {
+			snprintf(key, sizeof key, "%s", argv[i]);
+			/* TrimSpace, as Vault does. */
+			char *k = key;
+			while (isspace((unsigned char)*k))
+				k++;
+			memmove(key, k, strlen(k) + 1);
+			size_t n = strlen(key);
+			while (n > 0 && isspace((unsigned char)key[n - 1]))
+				key[--n] = '\0';
+		} else {
+			if (c->non_interactive) {
+				fprintf(stderr,
+					"Refusing to read from stdin with -non-interactive "
+					"specified; specify unseal key as an argument to this "
+					"command\n");
+				cJSON_Delete(body);
+				return 1;
+			}
+			bool tty = isatty(STDIN_FILENO);
+			if (tty) {
+				fputs("Unseal Key (will be hidden): ", stdout);
+				fflush(stdout);
+			}
+			int rc = read_secret_line(key, sizeof key, tty);
+			if (rc != 0 || key[0] == '\0') {
+				cs_zero(key, sizeof key);
+				fprintf(stderr,
+					"An error occurred attempting to ask for an unseal "
+					"key: no key was read from standard input. Pass the key "
+					"as the first argument, or run from a terminal.\n");
+				cJSON_Delete(body);
+				return 1;
+			}
+		}
+		cJSON_AddStringToObject(body, "key", key);
+		cs_zero(key, sizeof key);
+		if (c->migrate)
+			cJSON_AddBoolToObject(body, "migrate", true);
+		int rc = cs_client_request(&c->client, "PUT", "sys/unseal", NULL, body, &r);
+		cs_client_json_free_secure(body);
+		if (rc != 0 || !cs_client_resp_ok(&r)) {
+			api_error(&r, "Error unsealing");
+			cs_client_resp_free(&r);
+			return 2;
+		}
+	}
+	if (!cJSON_IsObject(r.json)) {
+		fprintf(stderr, "Error unsealing: unexpected response from server\n");
+		cs_client_resp_free(&r);
+		return 2;
+	}
+	bool sealed;
+	code = output_seal_status(c, r.json, &sealed);
+	cs_client_resp_free(&r);
+	return code;
+}
+
+static int cmd_seal(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_SEAL, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i > 0) {
+		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+	struct cs_client_resp r;
+	if (cs_client_request(&c->client, "PUT", "sys/seal", NULL, NULL, &r) != 0 ||
+	    !cs_client_resp_ok(&r)) {
+		api_error(&r, "Error sealing");
+		cs_client_resp_free(&r);
+		return 2;
+	}
+	cs_client_resp_free(&r);
+	printf("Success! Vault is sealed.\n");
+	return 0;
+}
+
+static int cmd_operator(struct cli *c, int argc, char **argv)
+{
+	const char *sub = argc > 2 ? argv[2] : "";
+	if (strcmp(sub, "init") == 0)
+		return cmd_init(c, argc, argv, 3);
+	if (strcmp(sub, "unseal") == 0)
+		return cmd_unseal(c, argc, argv, 3);
+	if (strcmp(sub, "seal") == 0)
+		return cmd_seal(c, argc, argv, 3);
+	if (strcmp(sub, "-h") == 0 || strcmp(sub, "-help") == 0 || strcmp(sub, "--help") == 0) {
+		fputs(usage_operator, stdout);
+		return 0;
+	}
+	fputs(usage_operator, stderr);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ status */
+
+static int cmd_status(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_STATUS, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i > 0) {
+		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 1; /* 2 is reserved for "sealed" here */
+	struct cs_client_resp r;
+	if (cs_client_request(&c->client, "GET", "sys/seal-status", NULL, NULL, &r) != 0 ||
+	    !cs_client_resp_ok(&r) || !cJSON_IsObject(r.json)) {
+		if (r.status && cs_client_resp_ok(&r))
+			fprintf(stderr, "Error checking seal status: unexpected response\n");
+		else
+			api_error(&r, "Error checking seal status");
+		cs_client_resp_free(&r);
+		return 1;
+	}
+	bool sealed;
+	code = output_seal_status(c, r.json, &sealed);
+	cs_client_resp_free(&r);
+	return sealed ? 2 : code;
+}
+
+/* ------------------------------------------------------------------ read/write/list/delete */
+
+static int cmd_read(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_READ, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i < 1) {
+		fprintf(stderr, "Not enough arguments (expected 1, got %d)\n", argc - i);
+		return 1;
+	}
+	struct cs_buf q = CS_BUF_INIT, err = CS_BUF_INIT;
+	if (kv_query(argc - i - 1, argv + i + 1, &q, &err) != 0) {
+		fprintf(stderr, "Failed to parse K=V data: %s\n", err.data);
+		cs_buf_free(&err);
+		cs_buf_free_secure(&q);
+		return 1;
+	}
+	cs_buf_free(&err);
+	if (make_client(c)) {
+		cs_buf_free_secure(&q);
+		return 2;
+	}
+	char *path = sanitize_path(argv[i]);
+	struct cs_client_resp r;
+	int rc = cs_client_request(&c->client, "GET", path, q.data, NULL, &r);
+	cs_buf_free_secure(&q);
+	const cJSON *secret = NULL;
+	if (rc != 0 || (!cs_client_resp_ok(&r) && r.status != 404)) {
+		api_error(&r, "Error reading %s", path);
+		code = 2;
+		goto out;
+	}
+	secret = r.status == 404 ? secret_from_404(&r) : (cJSON_IsObject(r.json) ? r.json : NULL);
+	if (!secret) {
+		fprintf(stderr, "No value found at %s\n", path);
+		code = 2;
+		goto out;
+	}
+	if (c->field && *c->field)
+		code = print_field(c, secret, c->field, true, "secret");
+	else
+		code = output_secret(c, secret);
+out:
+	cs_client_resp_free(&r);
+	free(path);
+	return code;
+}
+
+/* Shared ending of write and delete: a body means a secret to print; none means the
+ * Success! line (table format only, like Vault). */
+static int finish_write(struct cli *c, struct cs_client_resp *r, const char *success,
+			const char *path)
+{
+	if (r->status == 204 || r->body.len == 0 || !cJSON_IsObject(r->json)) {
+		if (!is_json(c))
+			printf("%s%s\n", success, path);
+		return 0;
+	}
+	if (c->field && *c->field)
+		return print_field(c, r->json, c->field, true, "secret");
+	return output_secret(c, r->json);
+}
+
+static int cmd_write(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_WRITE, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i < 1) {
+		fprintf(stderr, "Not enough arguments (expected 1, got %d)\n", argc - i);
+		return 1;
+	}
+	if (argc - i == 1 && !c->force) {
+		fprintf(stderr, "Must supply data or use -force\n");
+		return 1;
+	}
+	cJSON *body = cJSON_CreateObject();
+	struct cs_buf err = CS_BUF_INIT;
+	if (parse_kv(body, argc - i - 1, argv + i + 1, &err) != 0) {
+		fprintf(stderr, "Failed to parse K=V data: %s\n", err.data);
+		cs_buf_free(&err);
+		cs_client_json_free_secure(body);
+		return 1;
+	}
+	cs_buf_free(&err);
+	if (make_client(c)) {
+		cs_client_json_free_secure(body);
+		return 2;
+	}
+	char *path = sanitize_path(argv[i]);
+	struct cs_client_resp r;
+	int rc = cs_client_request(&c->client, "PUT", path, NULL, body, &r);
+	cs_client_json_free_secure(body);
+	if (rc != 0 || !cs_client_resp_ok(&r)) {
+		api_error(&r, "Error writing data to %s", path);
+		code = 2;
+	} else {
+		code = finish_write(c, &r, "Success! Data written to: ", path);
+	}
+	cs_client_resp_free(&r);
+	free(path);
+	return code;
+}
+
+static int cmd_list(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_LIST, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i != 1) {
+		fprintf(stderr, "%s arguments (expected 1, got %d)\n",
+			argc - i < 1 ? "Not enough" : "Too many", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+	char *path = sanitize_path(argv[i]);
+	struct cs_client_resp r;
+	int rc = cs_client_request(&c->client, "LIST", path, NULL, NULL, &r);
+	const cJSON *secret = NULL, *data = NULL, *keys = NULL;
+	if (rc != 0 || (!cs_client_resp_ok(&r) && r.status != 404)) {
+		api_error(&r, "Error listing %s", path);
+		code = 2;
+		goto out;
+	}
+	secret = r.status == 404 ? secret_from_404(&r) : (cJSON_IsObject(r.json) ? r.json : NULL);
+	data = secret ? get(secret, "data") : NULL;
+	keys = cJSON_IsObject(data) ? get(data, "keys") : NULL;
+	if (!cJSON_IsArray(keys))
+		keys = NULL;
+	if (is_json(c) && !keys) {
+		printf("{}\n");
+		code = 2;
+		goto out;
+	}
+	if (!secret) {
+		fprintf(stderr, "No value found at %s\n", path);
+		code = 2;
+		goto out;
+	}
+	if (!cJSON_IsObject(data)) {
+		code = output_secret(c, secret);
+		goto out;
+	}
+	if (!keys) {
+		fprintf(stderr, "No entries found at %s\n", path);
+		code = 2;
+		goto out;
+	}
+	code = 0;
+	if (is_json(c)) {
+		if (c->detailed) {
+			cJSON *o = secret_struct(secret);
+			print_json(o, false);
+			cJSON_Delete(o);
+		} else {
+			print_json(keys, true);
+		}
+	} else {
+		struct cs_buf w = CS_BUF_INIT, b = CS_BUF_INIT;
+		cs_fmt_warnings(&w, secret);
+		if (w.len)
+			fwrite(w.data, 1, w.len, stderr);
+		cs_buf_free(&w);
+		cs_fmt_keys_table(&b, keys);
+		if (b.len)
+			emit(stdout, &b);
+		cs_buf_free(&b);
+	}
+out:
+	cs_client_resp_free(&r);
+	free(path);
+	return code;
+}
+
+static int cmd_delete(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_DELETE, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i < 1) {
+		fprintf(stderr, "Not enough arguments (expected at least 1, got %d)\n", argc - i);
+		return 1;
+	}
+	struct cs_buf q = CS_BUF_INIT, err = CS_BUF_INIT;
+	if (kv_query(argc - i - 1, argv + i + 1, &q, &err) != 0) {
+		fprintf(stderr, "Failed to parse string list data: %s\n", err.data);
+		cs_buf_free(&err);
+		cs_buf_free_secure(&q);
+		return 1;
+	}
+	cs_buf_free(&err);
+	if (make_client(c)) {
+		cs_buf_free_secure(&q);
+		return 2;
+	}
+	char *path = sanitize_path(argv[i]);
+	struct cs_client_resp r;
+	int rc = cs_client_request(&c->client, "DELETE", path, q.data, NULL, &r);
+	cs_buf_free_secure(&q);
+	if (rc != 0 || !cs_client_resp_ok(&r)) {
+		api_error(&r, "Error deleting %s", path);
+		code = 2;
+	} else {
+		code = finish_write(c, &r, "Success! Data deleted (if it existed) at: ", path);
+	}
+	cs_client_resp_free(&r);
+	free(path);
+	return code;
+}
+
+/* ------------------------------------------------------------------ secrets */
+
+static char *with_trailing_slash(const char *s)
+{
+	char *p = sanitize_path(s);
+	if (!*p)
+		return p;
+	size_t n = strlen(p);
+	char *r = malloc(n + 2);
+	if (!r)
+		abort();
+	memcpy(r, p, n);
+	r[n] = '/';
+	r[n + 1] = '\0';
+	free(p);
+	return r;
+}
+
+static int cmd_secrets_enable(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_SENABLE, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i != 1) {
+		fprintf(stderr, "%s arguments (expected 1, got %d)\n",
+			argc - i < 1 ? "Not enough" : "Too many", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+	char *type = trim_dup(argv[i], strlen(argv[i]));
+	char *mpath = with_trailing_slash(c->path && *c->path ? c->path : type);
+
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddStringToObject(body, "type", type);
+	cJSON_AddStringToObject(body, "description", c->description ? c->description : "");
+	cJSON *cfg = cJSON_AddObjectToObject(body, "config");
+	if (c->default_lease_ttl)
+		cJSON_AddStringToObject(cfg, "default_lease_ttl", c->default_lease_ttl);
+	if (c->max_lease_ttl)
+		cJSON_AddStringToObject(cfg, "max_lease_ttl", c->max_lease_ttl);
+	if (c->force_no_cache)
+		cJSON_AddBoolToObject(cfg, "force_no_cache", true);
+	if (c->local)
+		cJSON_AddBoolToObject(body, "local", true);
+	if (c->seal_wrap)
+		cJSON_AddBoolToObject(body, "seal_wrap", true);
+	if (c->version > 0) {
+		if (!c->options)
+			c->options = cJSON_CreateObject();
+		char v[24];
+		snprintf(v, sizeof v, "%ld", c->version);
+		cJSON_DeleteItemFromObjectCaseSensitive(c->options, "version");
+		cJSON_AddStringToObject(c->options, "version", v);
+	}
+	if (c->options)
+		cJSON_AddItemToObject(body, "options", cJSON_Duplicate(c->options, true));
+
+	struct cs_buf p = CS_BUF_INIT;
+	cs_buf_printf(&p, "sys/mounts/%s", mpath);
+	struct cs_client_resp r;
+	int rc = cs_client_request(&c->client, "POST", p.data, NULL, body, &r);
+	cJSON_Delete(body);
+	cs_buf_free(&p);
+	if (rc != 0 || !cs_client_resp_ok(&r)) {
+		api_error(&r, "Error enabling");
+		code = 2;
+	} else {
+		printf("Success! Enabled the %s secrets engine at: %s\n", type, mpath);
+		code = 0;
+	}
+	cs_client_resp_free(&r);
+	free(type);
+	free(mpath);
+	return code;
+}
+
+static int cmd_secrets_disable(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_SDISABLE, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i != 1) {
+		fprintf(stderr, "%s arguments (expected 1, got %d)\n",
+			argc - i < 1 ? "Not enough" : "Too many", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+	char *mpath = with_trailing_slash(argv[i]);
+	struct cs_buf p = CS_BUF_INIT;
+	cs_buf_printf(&p, "sys/mounts/%s", mpath);
+	struct cs_client_resp r;
+	int rc = cs_client_request(&c->client, "DELETE", p.data, NULL, NULL, &r);
+	cs_buf_free(&p);
+	if (rc != 0 || !cs_client_resp_ok(&r)) {
+		api_error(&r, "Error disabling secrets engine at %s", mpath);
+		code = 2;
+	} else {
+		printf("Success! Disabled the secrets engine (if it existed) at: %s\n", mpath);
+		code = 0;
+	}
+	cs_client_resp_free(&r);
+	free(mpath);
+	return code;
+}
+
+static bool is_envelope_key(const char *k)
+{
+	static const char *const env[] = {"request_id",     "lease_id", "renewable",
+					  "lease_duration", "data",     "wrap_info",
+					  "warnings",       "auth",     "mount_type"};
+	for (size_t i = 0; i < CS_ARRAY_LEN(env); i++)
+		if (strcmp(k, env[i]) == 0)
+			return true;
+	return false;
+}
+
+/* TTL column of `secrets list -detailed` (Vault's calcTTL). */
+static void ttl_cell(struct cs_buf *b, const char *type, const cJSON *cfg, const char *k)
+{
+	const cJSON *v = get(cfg, k);
+	double ttl = cJSON_IsNumber(v) ? v->valuedouble : 0;
+	if (strcmp(type, "system") == 0 || strcmp(type, "cubbyhole") == 0)
+		return;
+	if (ttl != 0)
+		cs_fmt_number(b, ttl);
+	else
+		cs_buf_puts(b, "system");
+}
+
+static const char *sfield(const cJSON *o, const char *k)
+{
+	const cJSON *v = get(o, k);
+	return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
+}
+
+static int cmd_secrets_list(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = begin(c, C_SLIST, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (argc - i > 0) {
+		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
+		return 1;
+	}
+	if (make_client(c))
+		return 2;
+	struct cs_client_resp r;
+	if (cs_client_request(&c->client, "GET", "sys/mounts", NULL, NULL, &r) != 0 ||
+	    !cs_client_resp_ok(&r)) {
+		api_error(&r, "Error listing secrets engines");
+		cs_client_resp_free(&r);
+		return 2;
+	}
+	/* The mounts map is the envelope's data; very old servers put it at top level. */
+	cJSON *mounts;
+	const cJSON *data = get(r.json, "data");
+	if (cJSON_IsObject(data) && data->child) {
+		mounts = cJSON_Duplicate(data, true);
+	} else if (cJSON_IsObject(r.json)) {
+		mounts = cJSON_CreateObject();
+		for (const cJSON *k = r.json->child; k; k = k->next)
+			if (!is_envelope_key(k->string) && cJSON_IsObject(k))
+				cJSON_AddItemToObject(mounts, k->string, cJSON_Duplicate(k, true));
+	} else {
+		fprintf(stderr, "Error listing secrets engines: data from server response is "
+				"empty\n");
+		cs_client_resp_free(&r);
+		return 2;
+	}
+	cs_client_resp_free(&r);
+
+	if (is_json(c)) {
+		print_json(mounts, true);
+		cJSON_Delete(mounts);
+		return 0;
+	}
+	size_t n = 0;
+	for (const cJSON *k = mounts->child; k; k = k->next)
+		n++;
+	const cJSON **v = calloc(n ? n : 1, sizeof *v);
+	if (!v)
+		abort();
+	n = 0;
+	for (const cJSON *k = mounts->child; k; k = k->next)
+		v[n++] = k;
+	/* Sort by path. */
+	for (size_t a = 1; a < n; a++)
+		for (size_t b = a; b > 0 && strcmp(v[b - 1]->string, v[b]->string) > 0; b--) {
+			const cJSON *t = v[b];
+			v[b] = v[b - 1];
+			v[b - 1] = t;
+		}
+	struct cs_fmt_lines l = {NULL, 0, 0};
+	if (!c->detailed) {
+		cs_fmt_lines_add(&l, "Path | Type | Accessor | Description");
+		for (size_t k = 0; k < n; k++)
+			cs_fmt_lines_add(&l, "%s | %s | %s | %s", v[k]->string,
+					 sfield(v[k], "type"), sfield(v[k], "accessor"),
+					 sfield(v[k], "description"));
+	} else {
+		cs_fmt_lines_add(&l, "Path | Plugin | Accessor | Default TTL | Max TTL | Force No "
+				     "Cache | Replication | Seal Wrap | External Entropy Access | "
+				     "Options | Description | UUID | Version | Running Version | "
+				     "Running SHA256 | Deprecation Status");
+		for (size_t k = 0; k < n; k++) {
+			const cJSON *m = v[k], *cfg = get(m, "config");
+			const char *type = sfield(m, "type");
+			struct cs_buf b = CS_BUF_INIT;
+			cs_buf_printf(&b, "%s | %s | %s | ", m->string, type,
+				      sfield(m, "accessor"));
+			ttl_cell(&b, type, cfg, "default_lease_ttl");
+			cs_buf_puts(&b, " | ");
+			ttl_cell(&b, type, cfg, "max_lease_ttl");
+			cs_buf_printf(&b, " | %s | %s | %s | %s | ",
+				      cJSON_IsTrue(get(cfg, "force_no_cache")) ? "true" : "false",
+				      cJSON_IsTrue(get(m, "local")) ? "local" : "replicated",
+				      cJSON_IsTrue(get(m, "seal_wrap")) ? "true" : "false",
+				      cJSON_IsTrue(get(m, "external_entropy_access")) ? "true"
+										      : "false");
+			const cJSON *opts = get(m, "options");
+			if (cJSON_IsObject(opts))
+				cs_fmt_value(&b, opts);
+			else
+				cs_buf_puts(&b, "map[]");
+			cs_buf_printf(&b, " | %s | %s | %s | %s | %s | %s",
+				      sfield(m, "description"), sfield(m, "uuid"),
+				      sfield(m, "plugin_version"),
+				      sfield(m, "running_plugin_version"),
+				      sfield(m, "running_sha256"), sfield(m, "deprecation_status"));
+			cs_fmt_lines_add(&l, "%s", b.data);
+			cs_buf_free(&b);
+		}
+	}
+	free(v);
+	struct cs_buf out = CS_BUF_INIT;
+	cs_fmt_table(&out, &l, "|");
+	emit(stdout, &out);
+	cs_fmt_lines_free(&l);
+	cJSON_Delete(mounts);
+	return 0;
+}
+
+static int cmd_secrets(struct cli *c, int argc, char **argv)
+{
+	const char *sub = argc > 2 ? argv[2] : "";
+	if (strcmp(sub, "enable") == 0)
+		return cmd_secrets_enable(c, argc, argv, 3);
+	if (strcmp(sub, "disable") == 0)
+		return cmd_secrets_disable(c, argc, argv, 3);
+	if (strcmp(sub, "list") == 0)
+		return cmd_secrets_list(c, argc, argv, 3);
+	if (strcmp(sub, "-h") == 0 || strcmp(sub, "-help") == 0 || strcmp(sub, "--help") == 0) {
+		fputs(usage_secrets, stdout);
+		return 0;
+	}
+	fputs(usage_secrets, stderr);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ entry point */
+
+int cs_cli_main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(usage_main, stderr);
+		return 127;
+	}
+	const char *verb = argv[1];
+	if (strcmp(verb, "version") == 0 || strcmp(verb, "-version") == 0 ||
+	    strcmp(verb, "--version") == 0 || strcmp(verb, "-v") == 0) {
+		printf("custos v%s, built %s\n", CUSTOS_VERSION, CUSTOS_BUILD_DATE);
+		return 0;
+	}
+	if (strcmp(verb, "help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "-help") == 0 ||
+	    strcmp(verb, "--help") == 0) {
+		fputs(usage_main, stdout);
+		return 0;
+	}
+
+	struct cli c;
+	memset(&c, 0, sizeof c);
+	int code;
+	if (strcmp(verb, "operator") == 0)
+		code = cmd_operator(&c, argc, argv);
+	else if (strcmp(verb, "status") == 0)
+		code = cmd_status(&c, argc, argv, 2);
+	else if (strcmp(verb, "read") == 0)
+		code = cmd_read(&c, argc, argv, 2);
+	else if (strcmp(verb, "write") == 0)
+		code = cmd_write(&c, argc, argv, 2);
+	else if (strcmp(verb, "list") == 0)
+		code = cmd_list(&c, argc, argv, 2);
+	else if (strcmp(verb, "delete") == 0)
+		code = cmd_delete(&c, argc, argv, 2);
+	else if (strcmp(verb, "secrets") == 0)
+		code = cmd_secrets(&c, argc, argv);
+	else {
+		fprintf(stderr, "Unknown command: %s\n\n", verb);
+		fputs(usage_main, stderr);
+		code = 127;
+	}
+	fflush(stdout);
+	cli_free(&c);
+	return code;
+}
