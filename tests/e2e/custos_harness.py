@@ -1,0 +1,427 @@
+"""Helpers for the custos end-to-end tests: binary, ports, server processes, clients.
+
+Every process started here is tracked in SERVERS and killed by PID by the fixtures
+(conftest.py) and, as a last resort, at interpreter exit. Servers are started with
+PR_SET_PDEATHSIG so that they die with the test process even if pytest itself is
+killed. Only 127.0.0.1 is ever contacted.
+"""
+
+import atexit
+import base64
+import ctypes
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+
+import hvac
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("CUSTOS_BIN") or os.path.join(REPO, "build", "custos")
+
+REQ_TIMEOUT = 10  # seconds, every HTTP request
+START_TIMEOUT = 30  # seconds until sys/health must answer
+STOP_TIMEOUT = 15  # seconds between SIGTERM and SIGKILL
+
+SERVERS = []  # every Server created in this process, in creation order
+_handed_out = set()
+
+SEMVER = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.+-]+)?$")
+
+
+def _port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_port_pair():
+    """A port P such that P and P+1 are both free on 127.0.0.1 (API and cluster port)."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p >= 65535 or p in _handed_out or (p + 1) in _handed_out:
+            continue
+        if _port_free(p + 1):
+            _handed_out.update((p, p + 1))
+            return p
+    raise RuntimeError("no free port pair found")
+
+
+def session(verify=True):
+    """A requests session that ignores proxy settings from the environment."""
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = verify
+    return s
+
+
+def _pdeathsig():
+    # Runs in the child between fork and exec: die with the parent (SIGKILL).
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _read_tail(path, lines=80):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64 * 1024))
+            data = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        return "(no log: %s)" % e
+    return "\n".join(data.splitlines()[-lines:])
+
+
+class Server:
+    """One custos process: a config server (tmp dir with config + data) or a -dev server."""
+
+    def __init__(self, workdir, name="n1", tls=None, max_request_size=None,
+                 tls_min_version=None, extra_listener="", extra_config="", dev=False,
+                 dev_root_token=None):
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.name = name
+        self.tls = tls  # (cert_file, key_file) or None
+        self.max_request_size = max_request_size
+        self.tls_min_version = tls_min_version
+        self.extra_listener = extra_listener
+        self.extra_config = extra_config
+        self.dev = dev
+        self.dev_root_token = dev_root_token
+        self.data_dir = os.path.join(self.workdir, "data")
+        self.config_path = os.path.join(self.workdir, "custos.hcl")
+        self.log_path = os.path.join(self.workdir, "server.log")
+        self.port = free_port_pair()
+        self.proc = None
+        self.starts = 0
+        self.last_exit = None
+        self.keys = None  # filled by init_and_unseal
+        self.root_token = dev_root_token
+        SERVERS.append(self)
+
+    # ---- addresses and clients ---------------------------------------------------
+    @property
+    def scheme(self):
+        return "https" if self.tls else "http"
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    @property
+    def url(self):
+        return "%s://%s" % (self.scheme, self.addr)
+
+    @property
+    def verify(self):
+        return self.tls[0] if self.tls else True
+
+    def session(self):
+        return session(self.verify)
+
+    def client(self, token=None, strict_http=False):
+        """An hvac client (token defaults to the root token once known)."""
+        if token is None:
+            token = self.root_token
+        return hvac.Client(url=self.url, token=token, verify=self.verify,
+                           timeout=REQ_TIMEOUT, session=self.session(),
+                           strict_http=strict_http)
+
+    def request(self, method, path, token=None, timeout=REQ_TIMEOUT, **kw):
+        """Plain HTTP request to /v1/<path> (or path if it starts with '/')."""
+        url = self.url + (path if path.startswith("/") else "/v1/" + path)
+        headers = dict(kw.pop("headers", {}) or {})
+        if token:
+            headers["X-Vault-Token"] = token
+        with self.session() as s:
+            return s.request(method, url, headers=headers, timeout=timeout, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def raw_request(self, method, target, body=None, headers=None, timeout=REQ_TIMEOUT):
+        """http.client request with the target sent verbatim (no path normalisation)."""
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls[0])
+            c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout,
+                                            context=ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request(method, target, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict(r.getheaders()), data
+        finally:
+            c.close()
+
+    # ---- config and process --------------------------------------------------------
+    def write_config(self):
+        lst = ['  address = "%s"' % self.addr,
+               '  cluster_address = "127.0.0.1:%d"' % (self.port + 1)]
+        if self.tls:
+            lst.append('  tls_cert_file = "%s"' % self.tls[0])
+            lst.append('  tls_key_file = "%s"' % self.tls[1])
+            if self.tls_min_version:
+                lst.append('  tls_min_version = "%s"' % self.tls_min_version)
+        else:
+            lst.append("  tls_disable = true")
+        if self.max_request_size is not None:
+            lst.append("  max_request_size = %d" % self.max_request_size)
+        if self.extra_listener:
+            lst.append(self.extra_listener)
+        text = (
+            'storage "raft" {\n  path = "%s"\n  node_id = "%s"\n}\n'
+            'listener "tcp" {\n%s\n}\n'
+            'disable_mlock = true\n'
+            'api_addr = "%s"\n'
+            'cluster_addr = "https://127.0.0.1:%d"\n'
+            'log_level = "debug"\n%s'
+        ) % (self.data_dir, self.name, "\n".join(lst), self.url, self.port + 1,
+             self.extra_config)
+        os.makedirs(self.data_dir, exist_ok=True)
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def argv(self):
+        if self.dev:
+            a = [BIN, "server", "-dev", "-dev-listen-address=%s" % self.addr]
+            if self.dev_root_token:
+                a.append("-dev-root-token-id=%s" % self.dev_root_token)
+            return a
+        return [BIN, "server", "-config=%s" % self.config_path]
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self, wait=True, timeout=START_TIMEOUT):
+        assert not self.running(), "server already running"
+        if not os.access(BIN, os.X_OK):
+            raise RuntimeError("custos binary not found at %s (set CUSTOS_BIN or build)" % BIN)
+        for attempt in range(3):
+            if not self.dev:
+                self.write_config()
+            self.starts += 1
+            log = open(self.log_path, "ab")
+            log.write(("\n===== start #%d: %s =====\n" % (self.starts, " ".join(self.argv()))).encode())
+            log.flush()
+            self._log_offset = log.tell()
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.workdir,
+                                         preexec_fn=_pdeathsig, close_fds=True)
+            log.close()
+            if not wait:
+                return self
+            try:
+                self.wait_ready(timeout)
+                return self
+            except RuntimeError:
+                # A port taken by someone else between picking and binding: on the very
+                # first start only, pick new ports and try again.
+                tail = self.log_text(since_start=True)
+                if self.starts == 1 + attempt and not self.running() and re.search(
+                        r"in use|EADDRINUSE", tail, re.I) and attempt < 2:
+                    self.port = free_port_pair()
+                    continue
+                raise
+        raise RuntimeError("unreachable")
+
+    def wait_ready(self, timeout=START_TIMEOUT):
+        """Wait until sys/health answers with any HTTP status."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.running():
+                self.last_exit = self.proc.returncode
+                raise RuntimeError("custos exited with %s during start-up:\n%s"
+                                   % (self.proc.returncode, self.log_tail()))
+            try:
+                with self.session() as s:
+                    s.get(self.url + "/v1/sys/health", timeout=2)
+                return
+            except requests.RequestException as e:
+                last = e
+            time.sleep(0.05)
+        raise RuntimeError("custos did not answer sys/health within %ss (%s):\n%s"
+                           % (timeout, last, self.log_tail()))
+
+    def stop(self, timeout=STOP_TIMEOUT):
+        """SIGTERM, then SIGKILL after `timeout` s. Returns the exit status (None if not running)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                self.last_exit = "SIGKILL after SIGTERM timeout"
+                return self.last_exit
+        self.last_exit = self.proc.returncode
+        return self.last_exit
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.last_exit = self.proc.returncode if self.proc else None
+
+    def restart(self, wait=True):
+        self.stop()
+        return self.start(wait=wait)
+
+    def cleanup(self):
+        try:
+            self.kill9()
+        except Exception:
+            pass
+
+    def log_text(self, since_start=False):
+        try:
+            with open(self.log_path, "rb") as f:
+                if since_start:
+                    f.seek(getattr(self, "_log_offset", 0))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines=80):
+        return _read_tail(self.log_path, lines)
+
+    def __repr__(self):
+        return "Server(%s, pid=%s, %s)" % (self.url, self.pid, self.workdir)
+
+
+@atexit.register
+def _kill_all():
+    for s in SERVERS:
+        s.cleanup()
+
+
+# ---- init / unseal -------------------------------------------------------------------
+def init(server, shares=3, threshold=2):
+    r = server.put("sys/init", json={"secret_shares": shares, "secret_threshold": threshold})
+    assert r.status_code == 200, "sys/init: %s %s" % (r.status_code, r.text)
+    body = r.json()
+    server.keys = body["keys_base64"]
+    server.keys_hex = body["keys"]
+    server.root_token = body["root_token"]
+    return body
+
+
+def unseal(server, keys=None, threshold=None):
+    keys = keys if keys is not None else server.keys
+    body = None
+    for k in keys[:threshold] if threshold else keys:
+        r = server.put("sys/unseal", json={"key": k})
+        assert r.status_code == 200, "sys/unseal: %s %s" % (r.status_code, r.text)
+        body = r.json()
+        if not body.get("sealed", True):
+            return body
+    raise AssertionError("still sealed after %d keys: %s" % (len(keys), body))
+
+
+def init_and_unseal(server, shares=3, threshold=2):
+    """Initialise and unseal; returns (keys_base64, root_token). Waits until the node
+    answers sys/health 200 (active)."""
+    init(server, shares, threshold)
+    unseal(server, server.keys[:threshold])
+    wait_active(server)
+    return server.keys, server.root_token
+
+
+def wait_active(server, timeout=20):
+    deadline = time.monotonic() + timeout
+    code = None
+    while time.monotonic() < deadline:
+        try:
+            code = server.get("sys/health", timeout=2).status_code
+            if code == 200:
+                return
+        except requests.RequestException as e:
+            code = e
+        time.sleep(0.05)
+    raise AssertionError("node not active within %ss (last sys/health: %s)" % (timeout, code))
+
+
+def enable_kv(server, path="kv", token=None):
+    c = server.client(token)
+    c.sys.enable_secrets_engine("kv", path=path, options={"version": "1"})
+
+
+def random_token():
+    return "hvs." + base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("=")
+
+
+def uid():
+    return uuid.uuid4().hex
+
+
+def errors_of(resp):
+    """The "errors" list of an error response (asserts the body is Vault's error shape)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        raise AssertionError("error body is not JSON: %r" % resp.text[:300])
+    assert isinstance(body, dict) and isinstance(body.get("errors"), list), \
+        "error body without an errors list: %r" % body
+    return body["errors"]
+
+
+def make_cert(dirpath, cn="localhost"):
+    """Self-signed EC P-256 certificate for 127.0.0.1/localhost; returns (cert, key)."""
+    cert = os.path.join(str(dirpath), "cert.pem")
+    key = os.path.join(str(dirpath), "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "2", "-subj", "/CN=%s" % cn,
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, timeout=60)
+    return cert, key
+
+
+def run_cli(args, env=None, timeout=30, input_text=None):
+    """Run `custos ARGS...` (the CLI side); returns CompletedProcess with text output."""
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith(("VAULT_", "CUSTOS_")) and k.lower() not in (
+             "http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    e.update(env or {})
+    return subprocess.run([BIN] + list(args), env=e, timeout=timeout,
+                          input=input_text, stdin=None if input_text is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def json_or_fail(text, what="output"):
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise AssertionError("%s is not JSON: %r" % (what, text[:500]))
