@@ -299,6 +299,9 @@ class Server:
 
     def cleanup(self):
         try:
+            if self.dev:
+                # a -dev server removes its temporary data directory on SIGTERM only
+                self.stop(timeout=5)
             self.kill9()
         except Exception:
             pass
