@@ -34,6 +34,22 @@ void cs_backend_register(const struct cs_backend *b)
 		registry[n_registry++] = b;
 }
 
+static cs_acl_hook_fn acl_hook;
+
+void cs_backend_set_acl_hook(cs_acl_hook_fn fn)
+{
+	acl_hook = fn;
+}
+
+int cs_backend_acl(struct cs_request *req)
+{
+	if (req->root)
+		return 0;
+	if (!acl_hook)
+		return cs_req_error(req, CS_EPERM, "permission denied");
+	return acl_hook(req);
+}
+
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth)
 {
 	for (size_t i = 0; i < n_registry; i++)
@@ -355,10 +371,8 @@ static int validate(struct cs_request *req)
 int cs_backend_dispatch(struct cs_request *req)
 {
 	const struct cs_path *p = req->route;
-	int rc = validate(req);
-	if (rc)
-		return rc;
 	enum cs_op op = req->op;
+	int rc;
 	if (op == CS_OP_UPDATE && p->exists && p->ops[CS_OP_CREATE]) {
 		bool exists = true;
 		rc = p->exists(req, &exists);
@@ -367,12 +381,17 @@ int cs_backend_dispatch(struct cs_request *req)
 		if (!exists)
 			op = CS_OP_CREATE;
 	}
+	req->op = op;
+	/* As in Vault: permission first (403), then the operation (405), then the input (400). */
+	if (!(p->flags & CS_PATH_UNAUTH) && (rc = cs_backend_acl(req)))
+		return rc;
 	cs_handler_fn h = p->ops[op];
 	if (!h && op == CS_OP_CREATE)
 		h = p->ops[CS_OP_UPDATE];
 	if (!h)
 		return cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
-	req->op = op;
+	if ((rc = validate(req)))
+		return rc;
 	return h(req);
 }
 

@@ -38,6 +38,18 @@ enum cs_op {
 	CS_OP__COUNT
 };
 
+/*
+ * The ACL hook (policy/): called for every authenticated request of a non-root token,
+ * once the operation is final (after the existence check turned an update into a
+ * create), before the handler and before the 405 check. Returns 0 to allow, or
+ * CS_EPERM with a message. Without a hook only root tokens get through.
+ */
+struct cs_request;
+typedef int (*cs_acl_hook_fn)(struct cs_request *req);
+void cs_backend_set_acl_hook(cs_acl_hook_fn fn);
+/* Run the hook (CS_EPERM when none is set); 0 for root tokens. */
+int cs_backend_acl(struct cs_request *req);
+
 /* "read", "create", ... (Vault's operation names). */
 const char *cs_op_name(enum cs_op op);
 
@@ -70,7 +82,8 @@ struct cs_mount;
 struct cs_core;
 
 typedef int (*cs_handler_fn)(struct cs_request *req);
-/* Sets *exists; returns 0 or an error code. */
+/* Sets *exists; returns 0 or an error code. Runs before field validation: read path
+ * parameters with cs_req_capture, not cs_req_str. */
 typedef int (*cs_exist_fn)(struct cs_request *req, bool *exists);
 
 struct cs_path {
@@ -91,6 +104,9 @@ struct cs_backend {
 	int (*validate_mount)(struct cs_request *req, const cJSON *options);
 	/* Optional: drop in-memory state derived from storage (on seal / leadership loss). */
 	void (*reset)(void);
+	/* Optional: the backend that really serves a mount with these options (the "kv"
+	 * type answers with KV v1 or v2 by options.version). NULL → this backend. */
+	const struct cs_backend *(*variant)(const cJSON *options);
 };
 
 #define CS_MAX_CAPTURES 4
@@ -120,6 +136,7 @@ struct cs_request {
 	cJSON *data;        /* body + query parameters + captures (an object, owned) */
 	char *client_token; /* as sent; NULL if none */
 	cJSON *token_entry; /* the token store's entry for client_token, or NULL */
+	bool root;          /* the token has the root policy: no ACL check */
 	struct cs_txn txn;
 	bool txn_open;
 	unsigned char no_route; /* 1: no mount, 2: mount has no such path (404 after auth) */

@@ -248,10 +248,11 @@ static int authorize(struct cs_request *req)
 	if (!entry)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	req->token_entry = entry;
-	/* ACL policies are evaluated by policy/ (access-control issue); until then only
-	 * root tokens exist, and anything else is denied. */
-	if (!token_has_root(entry))
-		return cs_req_error(req, CS_EPERM, "permission denied");
+	/* Root tokens skip the ACL; everybody else is checked by the ACL hook once the
+	 * operation is final (cs_backend_dispatch), or here for a path with no route. */
+	req->root = token_has_root(entry);
+	if (req->no_route)
+		return cs_backend_acl(req);
 	return 0;
 }
 

@@ -96,6 +96,15 @@ struct cs_mount *cs_mount_new(const char *path, const char *type, bool is_auth)
 	return m;
 }
 
+void cs_mount_bind_backend(struct cs_mount *m)
+{
+	const struct cs_backend *b = cs_backend_find(m->type, m->is_auth);
+	if (b && b->variant)
+		b = b->variant(m->options);
+	if (b)
+		m->backend = b;
+}
+
 void cs_mount_free(struct cs_mount *m)
 {
 	if (!m)
@@ -215,6 +224,7 @@ int cs_router_load_table(struct cs_router *r, const cJSON *table, bool auth)
 		const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "options");
 		if (cJSON_IsObject(o))
 			m->options = cJSON_Duplicate(o, true);
+		cs_mount_bind_backend(m);
 		m->local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "local"));
 		m->seal_wrap = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "seal_wrap"));
 		if (!m->backend && strcmp(path, "sys/") != 0) {

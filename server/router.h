@@ -52,6 +52,8 @@ void cs_router_add(struct cs_router *r, struct cs_mount *m);
 void cs_router_remove(struct cs_router *r, struct cs_mount *m);
 
 struct cs_mount *cs_mount_new(const char *path, const char *type, bool is_auth);
+/* Pick the backend for the mount's type and current options (cs_backend.variant). */
+void cs_mount_bind_backend(struct cs_mount *m);
 void cs_mount_free(struct cs_mount *m);
 /* Vault's mount entry JSON (sys/mounts listing shape) for one mount. */
 cJSON *cs_mount_to_json(const struct cs_mount *m, int64_t sys_default_ttl, int64_t sys_max_ttl);

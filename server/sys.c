@@ -214,6 +214,10 @@ int cs_sys_mount_add(struct cs_core *core, struct cs_txn *txn, const char *path,
 	if (!rc)
 		rc = set_options(m, opts, errmsg, errlen);
 	cJSON_Delete(opts);
+	if (!rc) {
+		cs_mount_bind_backend(m);
+		b = m->backend;
+	}
 	if (!rc && b->validate_mount) {
 		struct cs_request probe = {0};
 		probe.core = core;
@@ -756,9 +760,24 @@ static const struct cs_path sys_paths[] = {
      "the mount serving a path"},
 };
 
-const struct cs_backend cs_sys_backend = {
+struct cs_backend cs_sys_backend = {
     .type = "system",
     .is_auth = false,
     .paths = sys_paths,
     .n_paths = CS_ARRAY_LEN(sys_paths),
 };
+
+void cs_sys_add_paths(const struct cs_path *paths, size_t n)
+{
+	/* Added rows go first: the built-in table ends with its most general patterns. */
+	size_t total = cs_sys_backend.n_paths + n;
+	struct cs_path *all = malloc(total * sizeof *all);
+	if (!all)
+		abort();
+	memcpy(all, paths, n * sizeof *all);
+	memcpy(all + n, cs_sys_backend.paths, cs_sys_backend.n_paths * sizeof *all);
+	if (cs_sys_backend.paths != sys_paths)
+		free((void *)cs_sys_backend.paths);
+	cs_sys_backend.paths = all;
+	cs_sys_backend.n_paths = total;
+}

@@ -65,17 +65,75 @@ static const struct cs_path paths[] = {
      ""},
 };
 
-static const struct cs_backend be = {"test", false, paths, sizeof paths / sizeof paths[0],
-				     NULL,   NULL};
+static const struct cs_backend be = {
+    .type = "test", .is_auth = false, .paths = paths, .n_paths = sizeof paths / sizeof paths[0]};
 
 static struct cs_request *mkreq(enum cs_op op, const char *body)
 {
 	struct cs_request *r = calloc(1, sizeof *r);
 	r->op = op;
+	r->root = true; /* root: the ACL hook is not consulted */
 	r->data = body ? cJSON_Parse(body) : cJSON_CreateObject();
 	ck_assert_ptr_nonnull(r->data);
 	return r;
 }
+
+static enum cs_op acl_saw_op;
+static int acl_calls;
+static bool acl_allow;
+static int acl_test_hook(struct cs_request *req)
+{
+	acl_calls++;
+	acl_saw_op = req->op;
+	return acl_allow ? 0 : cs_req_error(req, CS_EPERM, "permission denied");
+}
+
+static void freereq(struct cs_request *r);
+
+/* The ACL hook sees the final operation and runs before the 405 and field checks. */
+START_TEST(test_acl_hook_order)
+{
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"count\":\"x\"}");
+	r->root = false;
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EPERM); /* no hook: denied */
+	freereq(r);
+
+	cs_backend_set_acl_hook(acl_test_hook);
+	acl_allow = false;
+	acl_calls = 0;
+	r = mkreq(CS_OP_UPDATE, "{\"count\":\"x\"}"); /* bad value: still 403 first */
+	r->root = false;
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EPERM);
+	ck_assert_int_eq(acl_calls, 1);
+	freereq(r);
+
+	acl_allow = true;
+	exists_answer = false; /* update of a missing item becomes create */
+	r = mkreq(CS_OP_UPDATE, "{}");
+	r->root = false;
+	ck_assert(cs_backend_route(&be, r, "data/a"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(acl_saw_op, CS_OP_CREATE);
+	freereq(r);
+
+	r = mkreq(CS_OP_UPDATE, "{\"count\":\"x\"}"); /* allowed: now the 400 */
+	r->root = false;
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+
+	/* Root never reaches the hook. */
+	acl_calls = 0;
+	freereq(r);
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(acl_calls, 0);
+	freereq(r);
+	cs_backend_set_acl_hook(NULL);
+}
+END_TEST
 
 static void freereq(struct cs_request *r)
 {
@@ -271,6 +329,7 @@ int main(void)
 	tcase_add_test(tc, test_dispatch_required_unknown_and_405);
 	tcase_add_test(tc, test_existence_check_picks_create);
 	tcase_add_test(tc, test_router_longest_prefix);
+	tcase_add_test(tc, test_acl_hook_order);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
