@@ -181,9 +181,11 @@ static int server_main(int argc, char **argv)
 	cs_secmem_set_mlock(!s.cfg.disable_mlock);
 	cs_secmem_free(cs_secmem_alloc(CS_KEY_LEN), CS_KEY_LEN);
 
+	/* Module registrations: one line per module (backends, sys/ paths, hooks). */
 	cs_backend_register(&cs_sys_backend);
 	cs_backend_register(&cs_token_backend);
 	cs_backend_register(&cs_kv_backend);
+	/* end of module registrations */
 	s.core.token_lookup = cs_token_lookup;
 	s.core.token_create_root = cs_token_create_root;
 
