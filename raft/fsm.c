@@ -46,6 +46,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 		abort();
 	}
 	f->applied_entries++;
+	f->log_entries++;
+	f->log_bytes += buf->len;
 	/* Results reach only the leader's callback; followers would leak anything else. */
 	*result = NULL;
 	return 0;
@@ -87,9 +89,18 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
 	struct cs_fsm *f = fsm->data;
-	if (f->snap_buf.base)
+	if (f->snap_buf.base) {
 		f->snapshots++;
-	else if (f->store->snap_errmsg[0])
+		uint64_t avg = f->log_entries ? f->log_bytes / f->log_entries : 0;
+		unsigned t = cs_fsm_snapshot_threshold(f->snap_buf.len, avg);
+		if (t != f->threshold && f->raft && !f->fixed_threshold) {
+			raft_set_snapshot_threshold(f->raft, t);
+			cs_debug("fsm: snapshot of %zu bytes; next after %u entries",
+				 f->snap_buf.len, t);
+			f->threshold = t;
+		}
+		f->log_bytes = f->log_entries = 0;
+	} else if (f->store->snap_errmsg[0])
 		cs_warn("fsm: snapshot failed: %s", f->store->snap_errmsg);
 	cs_store_snapshot_end(f->store);
 	cs_buf_free(&f->snap);
@@ -121,6 +132,15 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 	}
 	raft_free(buf->base); /* ours on success */
 	return 0;
+}
+
+unsigned cs_fsm_snapshot_threshold(uint64_t snap_len, uint64_t avg_entry)
+{
+	const uint64_t lo = 4u << 20, hi = 128u << 20;
+	uint64_t budget = snap_len / 2;
+	budget = budget < lo ? lo : budget > hi ? hi : budget;
+	uint64_t n = budget / (avg_entry < 64 ? 64 : avg_entry);
+	return (unsigned)(n < 512 ? 512 : n > 262144 ? 262144 : n);
 }
 
 void cs_fsm_init(struct cs_fsm *f, struct raft_fsm *fsm, struct cs_store *store)

@@ -24,7 +24,20 @@ struct cs_fsm {
 	uint64_t skipped_entries; /* of those, replayed entries LMDB already held */
 	uint64_t snapshots;       /* snapshots serialised by this process */
 	uint64_t restores;        /* snapshots that replaced the LMDB contents */
+	uint64_t log_bytes;       /* command bytes applied since the last snapshot */
+	uint64_t log_entries;     /* command entries applied since the last snapshot */
+	unsigned threshold;       /* the snapshot threshold last given to raft (0: default) */
+	bool fixed_threshold;     /* tests: keep whatever threshold was set */
 };
+
+/*
+ * Entries between snapshots for a state of `snap_len` bytes and entries of `avg_entry`
+ * bytes on average. A snapshot serialises the whole state, so a fixed entry count would
+ * copy a large store every few hundred batches; instead the log may grow to about half
+ * the state (4 MiB .. 128 MiB) before the next snapshot, which bounds both the snapshot
+ * work per written byte (~2x) and the log held in memory. Clamped to [512, 262144].
+ */
+unsigned cs_fsm_snapshot_threshold(uint64_t snap_len, uint64_t avg_entry);
 
 /* Fill `fsm` (version 3) to drive `store`. `f` must outlive the raft instance. */
 void cs_fsm_init(struct cs_fsm *f, struct raft_fsm *fsm, struct cs_store *store);

@@ -530,6 +530,7 @@ START_TEST(test_snapshots_and_rebuild)
 	/* Small numbers so that snapshots and log truncation happen often. */
 	raft_set_snapshot_threshold(&h->node.raft, 64);
 	raft_set_snapshot_trailing(&h->node.raft, 16);
+	h->node.fsm_impl.fixed_threshold = true;
 	run_node(h);
 	commit_waves(h, 400, 1); /* one entry per commit */
 	ck_assert_int_eq(h->ok, 400);
@@ -568,6 +569,17 @@ START_TEST(test_snapshots_and_rebuild)
 	stop_node(h);
 	loop_close(h);
 	free(h);
+}
+END_TEST
+
+/* The snapshot interval follows the state size: about half the state in log bytes. */
+START_TEST(test_snapshot_threshold_policy)
+{
+	ck_assert_uint_eq(cs_fsm_snapshot_threshold(0, 0), 4u << 20 >> 6); /* 4 MiB / 64 B */
+	ck_assert_uint_eq(cs_fsm_snapshot_threshold(1000, 1u << 20), 512); /* floor */
+	ck_assert_uint_eq(cs_fsm_snapshot_threshold(100u << 20, 10000), (50u << 20) / 10000);
+	ck_assert_uint_eq(cs_fsm_snapshot_threshold(10ull << 30, 1024), (128u << 20) / 1024);
+	ck_assert_uint_eq(cs_fsm_snapshot_threshold(10ull << 30, 1), 262144); /* ceiling */
 }
 END_TEST
 
@@ -644,6 +656,7 @@ static Suite *fsm_suite(void)
 	tcase_add_test(tc, test_digest_chain);
 	tcase_add_test(tc, test_snapshot_roundtrip);
 	tcase_add_test(tc, test_raft_id);
+	tcase_add_test(tc, test_snapshot_threshold_policy);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("raft");
 	tcase_add_checked_fixture(tc, setup, teardown);
