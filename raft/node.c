@@ -134,6 +134,8 @@ static int st_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 	return RAFT_NOCONNECTION;
 }
 
+static void io_close_once(struct raft_io *io, raft_io_close_cb cb);
+
 static void st_closed(uv_handle_t *h)
 {
 	struct single_transport *s = CS_CONTAINER_OF(h, struct single_transport, close_handle);
@@ -162,6 +164,15 @@ static void single_transport_new(struct raft_uv_transport *t, uv_loop_t *loop)
 	t->listen = st_listen;
 	t->connect = st_connect;
 	t->close = st_close;
+}
+
+/* Free the built-in transport; a caller's transport stays theirs. */
+static void release_transport(struct cs_raft_node *n)
+{
+	if (n->tp == &n->transport) {
+		free(n->transport.impl);
+		n->transport.impl = NULL;
+	}
 }
 
 /* ---------------------------------------------------------------- proposals */
@@ -318,6 +329,14 @@ int cs_raft_node_init(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage
 		      const char *data_dir, raft_id id, const char *address,
 		      cs_raft_active_cb on_active, void *ctx)
 {
+	return cs_raft_node_init_transport(n, loop, st, data_dir, id, address, NULL, on_active,
+					   ctx);
+}
+
+int cs_raft_node_init_transport(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage *st,
+				const char *data_dir, raft_id id, const char *address,
+				struct raft_uv_transport *t, cs_raft_active_cb on_active, void *ctx)
+{
 	memset(n, 0, sizeof *n);
 	n->loop = loop;
 	n->st = st;
@@ -347,13 +366,20 @@ int cs_raft_node_init(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage
 		return CS_EIO;
 	}
 
-	single_transport_new(&n->transport, loop);
-	int rv = raft_uv_init(&n->io, loop, n->dir, &n->transport);
+	if (t) {
+		n->tp = t; /* the caller's: never freed here */
+	} else {
+		single_transport_new(&n->transport, loop);
+		n->tp = &n->transport;
+	}
+	int rv = raft_uv_init(&n->io, loop, n->dir, n->tp);
 	if (rv != 0) {
 		snprintf(n->errmsg, sizeof n->errmsg, "raft_uv_init: %s: %s", raft_code(rv),
 			 n->io.errmsg);
 		goto err_after_transport;
 	}
+	n->uv_io_close = n->io.close;
+	n->io.close = io_close_once;
 	/* 0.15 implements async_work but advertises version 1, and raft_init refuses a v3
 	 * FSM with snapshot_async unless io->version >= 2 (c-raft.md §3.1). */
 	n->io.version = 2;
@@ -392,8 +418,7 @@ int cs_raft_node_init(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage
 err_after_io:
 	raft_uv_close(&n->io);
 err_after_transport:
-	free(n->transport.impl);
-	n->transport.impl = NULL;
+	release_transport(n);
 	return CS_EIO;
 }
 
@@ -412,15 +437,36 @@ bool cs_raft_node_has_state(const struct cs_raft_node *n)
 
 int cs_raft_node_bootstrap(struct cs_raft_node *n)
 {
+	raft_id id = n->id;
+	const char *address = n->address;
+	return cs_raft_node_bootstrap_voters(n, &id, &address, 1);
+}
+
+int cs_raft_node_bootstrap_voters(struct cs_raft_node *n, const raft_id *ids,
+				  const char *const *addresses, unsigned n_voters)
+{
 	if (!n->initialized || n->started) {
 		snprintf(n->errmsg, sizeof n->errmsg,
 			 "bootstrap needs an initialised, "
 			 "not yet started node");
 		return CS_EINVAL;
 	}
+	if (n_voters == 0) {
+		snprintf(n->errmsg, sizeof n->errmsg, "bootstrap needs at least one voter");
+		return CS_EINVAL;
+	}
 	struct raft_configuration conf;
 	raft_configuration_init(&conf);
-	int rv = raft_configuration_add(&conf, n->id, n->address, RAFT_VOTER);
+	int rv = 0;
+	for (unsigned i = 0; i < n_voters && rv == 0; i++) {
+		if (ids[i] == 0 || !addresses[i] || !*addresses[i]) {
+			raft_configuration_close(&conf);
+			snprintf(n->errmsg, sizeof n->errmsg,
+				 "bootstrap: voter %u has no id/address", i);
+			return CS_EINVAL;
+		}
+		rv = raft_configuration_add(&conf, ids[i], addresses[i], RAFT_VOTER);
+	}
 	if (rv == 0)
 		rv = raft_bootstrap(&n->raft, &conf);
 	raft_configuration_close(&conf);
@@ -458,6 +504,18 @@ bool cs_raft_node_is_leader(const struct cs_raft_node *n)
 	return n->initialized && n->raft.state == RAFT_LEADER;
 }
 
+bool cs_raft_node_check_claim(void *node, raft_id id, const char *address)
+{
+	const struct cs_raft_node *n = node;
+	if (!n->initialized)
+		return false;
+	const struct raft_configuration *conf = &n->raft.configuration;
+	for (unsigned i = 0; i < conf->n; i++)
+		if (conf->servers[i].id == id)
+			return strcmp(conf->servers[i].address, address) == 0;
+	return true;
+}
+
 static void handle_closed(uv_handle_t *h)
 {
 	struct cs_raft_node *n = h->data;
@@ -479,19 +537,54 @@ static void release_handles(struct cs_raft_node *n)
 	uv_close((uv_handle_t *)&n->close_timer, handle_closed);
 }
 
+/*
+ * raft_uv 0.15 can report "closed" twice: when a log barrier is pending at close, the
+ * finalize work's completion unblocks the barrier (which fires the close callback) and
+ * then fires it again itself (fixed upstream in 0.16, "Never invoke barrier callback
+ * twice"). raft's own close callback frees its address on each call, so the second call
+ * was a double free / SEGV at exit under write load. We sit between the two and pass
+ * the first call on only.
+ */
+static void io_closed_once(struct raft_io *io)
+{
+	struct cs_raft_node *n = CS_CONTAINER_OF(io, struct cs_raft_node, io);
+	if (n->io_close_fired)
+		return;
+	n->io_close_fired = true;
+	n->raft_io_close_cb(io);
+}
+
+static void io_close_once(struct raft_io *io, raft_io_close_cb cb)
+{
+	struct cs_raft_node *n = CS_CONTAINER_OF(io, struct cs_raft_node, io);
+	n->raft_io_close_cb = cb;
+	n->uv_io_close(io, io_closed_once);
+}
+
+static void raft_released_cb(uv_timer_t *h)
+{
+	struct cs_raft_node *n = h->data;
+	raft_uv_close(&n->io);
+	release_transport(n); /* its close callback ran before raft's */
+	cs_fsm_close(&n->fsm_impl);
+	release_handles(n);
+}
+
 static void raft_closed_cb(struct raft *r)
 {
 	struct cs_raft_node *n = CS_CONTAINER_OF(r, struct cs_raft_node, raft);
+	if (n->raft_closed)
+		return;
+	n->raft_closed = true;
 	/* raft_close failed every pending request already; this covers a leader whose
 	 * monitor did not run since. */
 	if (n->last_state == RAFT_LEADER)
 		step_down(n);
 	n->last_state = RAFT_UNAVAILABLE;
-	raft_uv_close(&n->io);
-	free(n->transport.impl); /* its close callback ran before raft's */
-	n->transport.impl = NULL;
-	cs_fsm_close(&n->fsm_impl);
-	release_handles(n);
+	/* Free raft_uv from the next loop iteration, not from inside its own close path:
+	 * 0.15 is still on the stack and touches its state after calling us (see
+	 * io_closed_once). */
+	uv_timer_start(&n->close_timer, raft_released_cb, 0, 0);
 }
 
 static void close_timer_cb(uv_timer_t *h);

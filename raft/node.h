@@ -17,9 +17,10 @@
  * - leadership lost: storage fails every pending write (cs_storage_fail_all) and the
  *   on_active(false) hook runs.
  *
- * Transport: until the cluster's mutual-TLS transport exists this node uses a
- * single-node transport: it listens nowhere and refuses outbound connections, which is
- * all a one-voter configuration needs.
+ * Transport: cs_raft_node_init uses a single-node transport (listens nowhere, refuses
+ * outbound connections), which is all a one-voter configuration (dev mode) needs.
+ * cs_raft_node_init_transport takes the cluster's mutual-TLS transport
+ * (raft/transport.h) instead; the caller owns it and frees it after the node closed.
  */
 #ifndef CS_RAFT_NODE_H
 #define CS_RAFT_NODE_H
@@ -43,7 +44,8 @@ struct cs_raft_node {
 	struct cs_storage *st;
 	struct raft raft;
 	struct raft_io io;
-	struct raft_uv_transport transport;
+	struct raft_uv_transport transport; /* the built-in single-node transport */
+	struct raft_uv_transport *tp;       /* the one raft uses: &transport or the caller's */
 	struct raft_fsm fsm;
 	struct cs_fsm fsm_impl;
 	raft_id id;
@@ -68,6 +70,11 @@ struct cs_raft_node {
 	int open_handles;    /* our handles not yet closed (close path) */
 	bool raft_closing;   /* raft_close called */
 	bool transfer_tried; /* leadership transfer attempted before closing */
+	bool raft_closed;    /* raft's close callback ran */
+	/* raft_uv's close and raft's callback for it, wrapped to fire once (node.c) */
+	void (*uv_io_close)(struct raft_io *io, raft_io_close_cb cb);
+	raft_io_close_cb raft_io_close_cb;
+	bool io_close_fired;
 	struct raft_transfer transfer;
 	raft_term leader_term;       /* term in which last_state became RAFT_LEADER */
 	raft_term barrier_term;      /* term of the pending post-election barrier */
@@ -88,13 +95,40 @@ raft_id cs_raft_id_from_name(const char *node_id);
 int cs_raft_node_init(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage *st,
 		      const char *data_dir, raft_id id, const char *address,
 		      cs_raft_active_cb on_active, void *ctx);
+/*
+ * As cs_raft_node_init, but raft talks to its peers through `t`, a transport the caller
+ * built (cs_transport_init) and still owns: it must stay alive until this node's close
+ * callback ran, and is released by the caller afterwards (cs_transport_free). Raft calls
+ * t->init here, t->listen in cs_raft_node_start and t->close while closing. With t NULL
+ * this is cs_raft_node_init.
+ */
+int cs_raft_node_init_transport(struct cs_raft_node *n, uv_loop_t *loop, struct cs_storage *st,
+				const char *data_dir, raft_id id, const char *address,
+				struct raft_uv_transport *t, cs_raft_active_cb on_active,
+				void *ctx);
 /* True if the raft directory already holds state (bootstrapped or joined before). */
 bool cs_raft_node_has_state(const struct cs_raft_node *n);
 /* Bootstrap a one-voter configuration {self}. Only on a fresh directory, before start;
  * a directory that already has state returns 0 (RAFT_CANTBOOTSTRAP = done before). */
 int cs_raft_node_bootstrap(struct cs_raft_node *n);
+/*
+ * Bootstrap a configuration of `n_voters` voters (ids[i] at addresses[i]; it should
+ * include this node). Every initial node must be bootstrapped with the identical list
+ * (same order) or the clusters diverge at entry 1; a node that joins later is never
+ * bootstrapped. Same rules as cs_raft_node_bootstrap otherwise (CS_EINVAL on a
+ * zero id or empty list).
+ */
+int cs_raft_node_bootstrap_voters(struct cs_raft_node *n, const raft_id *ids,
+				  const char *const *addresses, unsigned n_voters);
 int cs_raft_node_start(struct cs_raft_node *n);
 bool cs_raft_node_is_leader(const struct cs_raft_node *n);
+/*
+ * A cs_transport_claim_fn (ctx = the node): an id found in the node's current raft
+ * configuration must claim exactly the address recorded there; an id not (yet) in it is
+ * accepted, because a joining node starts with an empty configuration and must accept
+ * the leader's first connection (its certificate already proved the id). Loop thread.
+ */
+bool cs_raft_node_check_claim(void *node, raft_id id, const char *address);
 /* Close asynchronously; cb runs once everything is released (may be NULL) and n may be
  * freed from it. Safe to call from any callback (raft_close is deferred to a zero timer);
  * safe when never started or when init failed; later calls are ignored. In-flight
