@@ -1,0 +1,996 @@
+/*
+ * The AppRole auth method (see approle.h for the API, the storage layout and the login
+ * rules). Every handler is synchronous and works in the request's transaction.
+ */
+#include "auth/approle.h"
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth/tokenutil.h"
+#include "lib/err.h"
+#include "lib/util.h"
+#include "server/router.h"
+
+#define INVALID_ROLE   "invalid role or secret ID"
+#define INVALID_SECRET "invalid secret id"
+
+/* ---------------------------------------------------------------- pure helpers */
+
+void cs_approle_hmac(const uint8_t *salt, size_t salt_len, const char *value, char out[65])
+{
+	uint8_t mac[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+	HMAC(EVP_sha256(), salt, (int)salt_len, (const uint8_t *)value, strlen(value), mac, &len);
+	cs_hex_encode(mac, 32, out);
+	cs_zero(mac, sizeof mac);
+}
+
+enum cs_approle_use cs_approle_secret_use(int64_t now, int64_t expiration, int64_t num_uses)
+{
+	if (expiration > 0 && now >= expiration)
+		return CS_APPROLE_EXPIRED;
+	if (num_uses <= 0)
+		return CS_APPROLE_UNLIMITED;
+	return num_uses == 1 ? CS_APPROLE_LAST_USE : CS_APPROLE_DECREMENT;
+}
+
+int cs_approle_secret_limits(int64_t role_ttl, int64_t role_uses, int64_t req_ttl, int64_t req_uses,
+			     int64_t *ttl, int64_t *uses, const char **err)
+{
+	if (req_ttl < 0) {
+		*err = "ttl cannot be negative";
+		return CS_EINVAL;
+	}
+	if (req_uses < 0) {
+		*err = "num_uses cannot be negative";
+		return CS_EINVAL;
+	}
+	if (req_ttl > 0 && role_ttl > 0 && req_ttl > role_ttl) {
+		*err = "ttl cannot be longer than the role's secret_id_ttl";
+		return CS_EINVAL;
+	}
+	if (req_uses > 0 && role_uses > 0 && req_uses > role_uses) {
+		*err = "num_uses cannot be higher than the role's secret_id_num_uses";
+		return CS_EINVAL;
+	}
+	*ttl = req_ttl > 0 ? req_ttl : role_ttl;
+	*uses = req_uses > 0 ? req_uses : role_uses;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- storage helpers */
+
+static double num_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static const char *str_of(const cJSON *o, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void set_item(cJSON *o, const char *name, cJSON *item)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
+	cJSON_AddItemToObject(o, name, item);
+}
+
+static int64_t now_s(void)
+{
+	return cs_now_ns() / 1000000000LL;
+}
+
+/* The mount's HMAC key, created in this transaction on first use. */
+static int get_salt(struct cs_request *req, uint8_t out[CS_APPROLE_SALT_LEN])
+{
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_view_get(req, "salt", &b);
+	if (rc == CS_ENOTFOUND) {
+		cs_random(out, CS_APPROLE_SALT_LEN);
+		rc = cs_view_put(req, "salt", out, CS_APPROLE_SALT_LEN);
+	} else if (!rc) {
+		if (b.len == CS_APPROLE_SALT_LEN)
+			memcpy(out, b.data, CS_APPROLE_SALT_LEN);
+		else
+			rc = CS_EIO;
+	}
+	cs_buf_free_secure(&b);
+	return rc;
+}
+
+static int hmac_of(struct cs_request *req, const char *value, char out[65])
+{
+	uint8_t salt[CS_APPROLE_SALT_LEN];
+	int rc = get_salt(req, salt);
+	if (!rc)
+		cs_approle_hmac(salt, sizeof salt, value, out);
+	cs_zero(salt, sizeof salt);
+	return rc;
+}
+
+/* Read a JSON entry; *out NULL (and 0) when absent. */
+static int get_opt(struct cs_request *req, const char *key, cJSON **out)
+{
+	*out = NULL;
+	int rc = cs_view_get_json(req, key, out);
+	if (rc == CS_ENOTFOUND) {
+		*out = NULL;
+		return 0;
+	}
+	return rc;
+}
+
+static bool role_name(const struct cs_request *req, const char **out)
+{
+	const char *n = cs_req_capture(req, "role_name");
+	if (!n || !*n || strlen(n) > 200)
+		return false;
+	*out = n;
+	return true;
+}
+
+static int role_get(struct cs_request *req, const char *name, cJSON **out)
+{
+	char key[300];
+	snprintf(key, sizeof key, "role/%s", name);
+	return get_opt(req, key, out);
+}
+
+/* The role named by the path, or an error ("role ... does not exist"). */
+static int role_must(struct cs_request *req, const char **name, cJSON **role)
+{
+	if (!role_name(req, name))
+		return cs_req_error(req, CS_EINVAL, "missing role_name");
+	int rc = role_get(req, *name, role);
+	if (!rc && !*role)
+		rc = cs_req_error(req, CS_EINVAL, "role \"%s\" does not exist", *name);
+	return rc;
+}
+
+static int index_role_id(struct cs_request *req, const char *role_id, const char *name)
+{
+	char h[65], key[100];
+	int rc = hmac_of(req, role_id, h);
+	if (rc)
+		return rc;
+	snprintf(key, sizeof key, "role_id/%s", h);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", name);
+	rc = cs_view_put_json(req, key, o);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static int unindex_role_id(struct cs_request *req, const char *role_id)
+{
+	char h[65], key[100];
+	int rc = hmac_of(req, role_id, h);
+	if (rc)
+		return rc;
+	snprintf(key, sizeof key, "role_id/%s", h);
+	return cs_view_delete(req, key);
+}
+
+/* The role name a role_id belongs to (malloc'd), or NULL. */
+static int role_of_id(struct cs_request *req, const char *role_id, char **name)
+{
+	char h[65], key[100];
+	*name = NULL;
+	int rc = hmac_of(req, role_id, h);
+	if (rc)
+		return rc;
+	snprintf(key, sizeof key, "role_id/%s", h);
+	cJSON *o = NULL;
+	rc = get_opt(req, key, &o);
+	if (!rc && o && *str_of(o, "name"))
+		*name = strdup(str_of(o, "name"));
+	cJSON_Delete(o);
+	return rc;
+}
+
+static void secret_key(char *out, size_t n, const char *role, const char *hmac_hex)
+{
+	snprintf(out, n, "secret_id/%s/%s", role, hmac_hex);
+}
+
+/* Delete a secret id entry (by its HMAC) and its accessor index. */
+static int secret_delete(struct cs_request *req, const char *role, const char *h,
+			 const cJSON *entry)
+{
+	char key[400];
+	secret_key(key, sizeof key, role, h);
+	int rc = cs_view_delete(req, key);
+	const char *acc = str_of(entry, "secret_id_accessor");
+	if (!rc && *acc) {
+		char ah[65];
+		rc = hmac_of(req, acc, ah);
+		if (!rc) {
+			snprintf(key, sizeof key, "accessor/%s", ah);
+			rc = cs_view_delete(req, key);
+		}
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- roles */
+
+static int role_exists(struct cs_request *req, bool *exists)
+{
+	const char *name;
+	*exists = false;
+	if (!role_name(req, &name))
+		return 0;
+	cJSON *r = NULL;
+	int rc = role_get(req, name, &r);
+	*exists = r != NULL;
+	cJSON_Delete(r);
+	return rc;
+}
+
+static int role_list(struct cs_request *req)
+{
+	struct cs_strv keys = {0};
+	int rc = cs_view_list(req, "role/", &keys);
+	if (!rc && keys.n == 0)
+		rc = CS_ENOTFOUND;
+	if (!rc) {
+		cJSON *d = cJSON_CreateObject();
+		cJSON *a = cJSON_AddArrayToObject(d, "keys");
+		for (size_t i = 0; i < keys.n; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(keys.v[i]));
+		cs_req_set_data(req, d);
+	}
+	cs_strv_free(&keys);
+	return rc;
+}
+
+static int role_read(struct cs_request *req)
+{
+	const char *name;
+	cJSON *r = NULL;
+	if (!role_name(req, &name))
+		return cs_req_error(req, CS_EINVAL, "missing role_name");
+	int rc = role_get(req, name, &r);
+	if (rc)
+		return rc;
+	if (!r)
+		return CS_ENOTFOUND;
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddBoolToObject(d, "bind_secret_id",
+			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "bind_secret_id")));
+	cJSON_AddBoolToObject(
+	    d, "local_secret_ids",
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "local_secret_ids")));
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "secret_id_bound_cidrs");
+	cJSON_AddItemToObject(d, "secret_id_bound_cidrs",
+			      c ? cJSON_Duplicate(c, true) : cJSON_CreateArray());
+	cJSON_AddNumberToObject(d, "secret_id_num_uses", num_of(r, "secret_id_num_uses"));
+	cJSON_AddNumberToObject(d, "secret_id_ttl", num_of(r, "secret_id_ttl"));
+	cs_tokenutil_read(r, d);
+	cJSON_Delete(r);
+	cs_req_set_data(req, d);
+	return 0;
+}
+
+static int check_cidrs(struct cs_request *req, const cJSON *list, const char *field)
+{
+	const cJSON *c;
+	cJSON_ArrayForEach(c, list)
+	{
+		if (!cJSON_IsString(c) || !cs_tokenutil_cidr_valid(c->valuestring))
+			return cs_req_error(req, CS_EINVAL, "invalid CIDR block in \"%s\": %s",
+					    field, cJSON_IsString(c) ? c->valuestring : "?");
+	}
+	return 0;
+}
+
+/* Point role `name` at `role_id` (refusing one that another role uses). */
+static int set_role_id(struct cs_request *req, const char *name, cJSON *role, const char *role_id)
+{
+	if (strlen(role_id) > 512)
+		return cs_req_error(req, CS_EINVAL, "role_id too long");
+	const char *old = str_of(role, "role_id");
+	if (strcmp(old, role_id) == 0)
+		return 0;
+	char *owner = NULL;
+	int rc = role_of_id(req, role_id, &owner);
+	if (!rc && owner && strcmp(owner, name) != 0)
+		rc = cs_req_error(req, CS_EINVAL, "role_id already in use");
+	free(owner);
+	if (!rc && *old)
+		rc = unindex_role_id(req, old);
+	if (!rc)
+		rc = index_role_id(req, role_id, name);
+	if (!rc)
+		set_item(role, "role_id", cJSON_CreateString(role_id));
+	return rc;
+}
+
+static int role_write(struct cs_request *req)
+{
+	const char *name;
+	if (!role_name(req, &name))
+		return cs_req_error(req, CS_EINVAL, "missing role_name");
+	cJSON *r = NULL;
+	int rc = role_get(req, name, &r);
+	if (rc)
+		return rc;
+	bool is_new = r == NULL;
+	if (is_new) {
+		r = cJSON_CreateObject();
+		cJSON_AddBoolToObject(r, "bind_secret_id", true);
+		cJSON_AddItemToObject(r, "secret_id_bound_cidrs", cJSON_CreateArray());
+		cJSON_AddNumberToObject(r, "secret_id_num_uses", 0);
+		cJSON_AddNumberToObject(r, "secret_id_ttl", 0);
+		cJSON_AddBoolToObject(r, "local_secret_ids",
+				      cs_req_bool(req, "enable_local_secret_ids", false));
+	}
+	const cJSON *v;
+	if ((v = cs_req_get(req, "bind_secret_id")))
+		set_item(r, "bind_secret_id", cJSON_CreateBool(cJSON_IsTrue(v)));
+	if ((v = cs_req_get(req, "secret_id_bound_cidrs")) ||
+	    (v = cs_req_get(req, "bound_cidr_list"))) {
+		if ((rc = check_cidrs(req, v, "secret_id_bound_cidrs")))
+			goto out;
+		set_item(r, "secret_id_bound_cidrs", cJSON_Duplicate(v, true));
+	}
+	if (cs_req_has(req, "secret_id_num_uses")) {
+		int64_t n = cs_req_int(req, "secret_id_num_uses", 0);
+		if (n < 0) {
+			rc = cs_req_error(req, CS_EINVAL, "secret_id_num_uses cannot be negative");
+			goto out;
+		}
+		set_item(r, "secret_id_num_uses", cJSON_CreateNumber((double)n));
+	}
+	if (cs_req_has(req, "secret_id_ttl")) {
+		int64_t t = cs_req_int(req, "secret_id_ttl", 0);
+		if (t < 0) {
+			rc = cs_req_error(req, CS_EINVAL, "secret_id_ttl cannot be negative");
+			goto out;
+		}
+		set_item(r, "secret_id_ttl", cJSON_CreateNumber((double)t));
+	}
+	if ((rc = cs_tokenutil_update(req, r, is_new)))
+		goto out;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "bind_secret_id")) &&
+	    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "secret_id_bound_cidrs")) == 0 &&
+	    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(r, "token_bound_cidrs")) == 0) {
+		rc = cs_req_error(req, CS_EINVAL,
+				  "at least one constraint should be enabled on the role");
+		goto out;
+	}
+	const char *rid = cs_req_str(req, "role_id", NULL);
+	if (rid && *rid) {
+		rc = set_role_id(req, name, r, rid);
+	} else if (is_new) {
+		char uuid[37];
+		cs_uuid(uuid);
+		rc = set_role_id(req, name, r, uuid);
+	}
+	if (!rc) {
+		char key[300];
+		snprintf(key, sizeof key, "role/%s", name);
+		rc = cs_view_put_json(req, key, r);
+	}
+out:
+	cJSON_Delete(r);
+	return rc;
+}
+
+static int role_delete(struct cs_request *req)
+{
+	const char *name;
+	if (!role_name(req, &name))
+		return cs_req_error(req, CS_EINVAL, "missing role_name");
+	cJSON *r = NULL;
+	int rc = role_get(req, name, &r);
+	if (rc || !r)
+		return rc;
+	char prefix[300];
+	snprintf(prefix, sizeof prefix, "secret_id/%s/", name);
+	struct cs_strv keys = {0};
+	rc = cs_view_list(req, prefix, &keys);
+	for (size_t i = 0; !rc && i < keys.n; i++) {
+		char key[400];
+		cJSON *e = NULL;
+		secret_key(key, sizeof key, name, keys.v[i]);
+		rc = get_opt(req, key, &e);
+		if (!rc && e)
+			rc = secret_delete(req, name, keys.v[i], e);
+		cJSON_Delete(e);
+	}
+	cs_strv_free(&keys);
+	if (!rc && *str_of(r, "role_id"))
+		rc = unindex_role_id(req, str_of(r, "role_id"));
+	if (!rc) {
+		char key[300];
+		snprintf(key, sizeof key, "role/%s", name);
+		rc = cs_view_delete(req, key);
+	}
+	cJSON_Delete(r);
+	return rc;
+}
+
+static int roleid_read(struct cs_request *req)
+{
+	const char *name;
+	cJSON *r = NULL;
+	if (!role_name(req, &name))
+		return cs_req_error(req, CS_EINVAL, "missing role_name");
+	int rc = role_get(req, name, &r);
+	if (rc)
+		return rc;
+	if (!r)
+		return CS_ENOTFOUND;
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "role_id", str_of(r, "role_id"));
+	cJSON_Delete(r);
+	cs_req_set_data(req, d);
+	return 0;
+}
+
+static int roleid_write(struct cs_request *req)
+{
+	const char *name;
+	cJSON *r = NULL;
+	const char *rid = cs_req_str(req, "role_id", "");
+	if (!*rid)
+		return cs_req_error(req, CS_EINVAL, "missing role_id");
+	int rc = role_must(req, &name, &r);
+	if (!rc)
+		rc = set_role_id(req, name, r, rid);
+	if (!rc) {
+		char key[300];
+		snprintf(key, sizeof key, "role/%s", name);
+		rc = cs_view_put_json(req, key, r);
+	}
+	cJSON_Delete(r);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- secret ids */
+
+/* metadata: a JSON-encoded string map (hvac, the CLI), an object, or null/absent. */
+static int parse_metadata(struct cs_request *req, cJSON **out)
+{
+	const cJSON *v = cs_req_get(req, "metadata");
+	cJSON *m = NULL;
+	if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !*v->valuestring))
+		m = cJSON_CreateObject();
+	else if (cJSON_IsString(v))
+		m = cJSON_Parse(v->valuestring);
+	else if (cJSON_IsObject(v))
+		m = cJSON_Duplicate(v, true);
+	bool ok = cJSON_IsObject(m);
+	const cJSON *e;
+	cJSON_ArrayForEach(e, m) ok &= cJSON_IsString(e) != 0;
+	if (!ok) {
+		cJSON_Delete(m);
+		return cs_req_error(req, CS_EINVAL,
+				    "failed to parse metadata: must be a map of strings");
+	}
+	*out = m;
+	return 0;
+}
+
+/* Every CIDR of `list` within one of `outer` (when outer is not empty). */
+static int check_within(struct cs_request *req, const cJSON *list, const cJSON *outer,
+			const char *what)
+{
+	if (cJSON_GetArraySize(outer) == 0)
+		return 0;
+	const cJSON *c;
+	cJSON_ArrayForEach(c, list)
+	{
+		bool in = false;
+		const cJSON *o;
+		cJSON_ArrayForEach(o, outer) in |=
+		    cs_tokenutil_cidr_within(c->valuestring, o->valuestring);
+		if (!in)
+			return cs_req_error(req, CS_EINVAL,
+					    "failed to verify the CIDR restrictions set on the "
+					    "secret ID: %s %s is not within the role's",
+					    what, c->valuestring);
+	}
+	return 0;
+}
+
+/* Store a new secret id (generated or custom) for the role named by the path. */
+static int secret_create(struct cs_request *req, const char *secret_id)
+{
+	const char *name;
+	cJSON *r = NULL, *meta = NULL, *e = NULL;
+	int rc = role_must(req, &name, &r);
+	if (rc)
+		return rc;
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "bind_secret_id"))) {
+		rc = cs_req_error(req, CS_EINVAL, "bind_secret_id is not set on the role");
+		goto out;
+	}
+	if ((rc = parse_metadata(req, &meta)))
+		goto out;
+	const cJSON *cidrs = cs_req_get(req, "cidr_list");
+	const cJSON *tcidrs = cs_req_get(req, "token_bound_cidrs");
+	if ((rc = check_cidrs(req, cidrs, "cidr_list")) ||
+	    (rc = check_cidrs(req, tcidrs, "token_bound_cidrs")) ||
+	    (rc = check_within(req, cidrs,
+			       cJSON_GetObjectItemCaseSensitive(r, "secret_id_bound_cidrs"),
+			       "cidr_list")) ||
+	    (rc =
+		 check_within(req, tcidrs, cJSON_GetObjectItemCaseSensitive(r, "token_bound_cidrs"),
+			      "token_bound_cidrs")))
+		goto out;
+	int64_t ttl = 0, uses = 0;
+	const char *err = NULL;
+	if (cs_approle_secret_limits(
+		(int64_t)num_of(r, "secret_id_ttl"), (int64_t)num_of(r, "secret_id_num_uses"),
+		cs_req_int(req, "ttl", 0), cs_req_int(req, "num_uses", 0), &ttl, &uses, &err)) {
+		rc = cs_req_error(req, CS_EINVAL, "%s", err);
+		goto out;
+	}
+	char h[65], key[400];
+	if ((rc = hmac_of(req, secret_id, h)))
+		goto out;
+	secret_key(key, sizeof key, name, h);
+	if ((rc = get_opt(req, key, &e)))
+		goto out;
+	if (e) {
+		rc = cs_req_error(req, CS_EINVAL, "SecretID is already registered");
+		goto out;
+	}
+	char accessor[37], ah[65], akey[100];
+	cs_uuid(accessor);
+	if ((rc = hmac_of(req, accessor, ah)))
+		goto out;
+	int64_t now = now_s();
+	e = cJSON_CreateObject();
+	cJSON_AddStringToObject(e, "secret_id_accessor", accessor);
+	cJSON_AddNumberToObject(e, "creation_time", (double)now);
+	cJSON_AddNumberToObject(e, "last_updated_time", (double)now);
+	cJSON_AddNumberToObject(e, "expiration_time", ttl > 0 ? (double)(now + ttl) : 0);
+	cJSON_AddNumberToObject(e, "secret_id_ttl", (double)ttl);
+	cJSON_AddNumberToObject(e, "secret_id_num_uses", (double)uses);
+	cJSON_AddItemToObject(e, "cidr_list",
+			      cidrs ? cJSON_Duplicate(cidrs, true) : cJSON_CreateArray());
+	cJSON_AddItemToObject(e, "token_bound_cidrs",
+			      tcidrs ? cJSON_Duplicate(tcidrs, true) : cJSON_CreateArray());
+	cJSON_AddItemToObject(e, "metadata", meta);
+	meta = NULL;
+	if ((rc = cs_view_put_json(req, key, e)))
+		goto out;
+	snprintf(akey, sizeof akey, "accessor/%s", ah);
+	cJSON *a = cJSON_CreateObject();
+	cJSON_AddStringToObject(a, "role", name);
+	cJSON_AddStringToObject(a, "secret_id_hmac", h);
+	rc = cs_view_put_json(req, akey, a);
+	cJSON_Delete(a);
+	if (rc)
+		goto out;
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "secret_id", secret_id);
+	cJSON_AddStringToObject(d, "secret_id_accessor", accessor);
+	cJSON_AddNumberToObject(d, "secret_id_ttl", (double)ttl);
+	cJSON_AddNumberToObject(d, "secret_id_num_uses", (double)uses);
+	cs_req_set_data(req, d);
+out:
+	cJSON_Delete(meta);
+	cJSON_Delete(e);
+	cJSON_Delete(r);
+	return rc;
+}
+
+static int secret_generate(struct cs_request *req)
+{
+	char sid[37];
+	cs_uuid(sid);
+	int rc = secret_create(req, sid);
+	cs_zero(sid, sizeof sid);
+	return rc;
+}
+
+static int secret_custom(struct cs_request *req)
+{
+	const char *sid = cs_req_str(req, "secret_id", "");
+	if (!*sid)
+		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+	if (strlen(sid) > 1024)
+		return cs_req_error(req, CS_EINVAL, "secret_id too long");
+	return secret_create(req, sid);
+}
+
+static int secret_list(struct cs_request *req)
+{
+	const char *name;
+	cJSON *r = NULL;
+	int rc = role_must(req, &name, &r);
+	cJSON_Delete(r);
+	if (rc)
+		return rc;
+	char prefix[300];
+	snprintf(prefix, sizeof prefix, "secret_id/%s/", name);
+	struct cs_strv keys = {0};
+	rc = cs_view_list(req, prefix, &keys);
+	cJSON *arr = cJSON_CreateArray();
+	for (size_t i = 0; !rc && i < keys.n; i++) {
+		char key[400];
+		cJSON *e = NULL;
+		secret_key(key, sizeof key, name, keys.v[i]);
+		rc = get_opt(req, key, &e);
+		if (!rc && e)
+			cJSON_AddItemToArray(arr,
+					     cJSON_CreateString(str_of(e, "secret_id_accessor")));
+		cJSON_Delete(e);
+	}
+	cs_strv_free(&keys);
+	if (!rc && cJSON_GetArraySize(arr) == 0)
+		rc = CS_ENOTFOUND;
+	if (rc) {
+		cJSON_Delete(arr);
+		return rc;
+	}
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddItemToObject(d, "keys", arr);
+	cs_req_set_data(req, d);
+	return 0;
+}
+
+static void add_time(cJSON *d, const char *name, double unix_s)
+{
+	char t[64];
+	cs_format_time((int64_t)unix_s * 1000000000LL, t, sizeof t);
+	cJSON_AddStringToObject(d, name, t);
+}
+
+static cJSON *secret_info(const cJSON *e)
+{
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "secret_id_accessor", str_of(e, "secret_id_accessor"));
+	add_time(d, "creation_time", num_of(e, "creation_time"));
+	add_time(d, "last_updated_time", num_of(e, "last_updated_time"));
+	if (num_of(e, "expiration_time") > 0)
+		add_time(d, "expiration_time", num_of(e, "expiration_time"));
+	else
+		cJSON_AddStringToObject(d, "expiration_time", "0001-01-01T00:00:00Z");
+	cJSON_AddNumberToObject(d, "secret_id_ttl", num_of(e, "secret_id_ttl"));
+	cJSON_AddNumberToObject(d, "secret_id_num_uses", num_of(e, "secret_id_num_uses"));
+	static const char *same[] = {"cidr_list", "token_bound_cidrs", "metadata"};
+	for (size_t i = 0; i < CS_ARRAY_LEN(same); i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, same[i]);
+		cJSON_AddItemToObject(d, same[i],
+				      v ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
+	}
+	return d;
+}
+
+/* The entry of the role's secret id given in the body (by value), or NULL. */
+static int secret_by_value(struct cs_request *req, const char **name, char h[65], cJSON **e)
+{
+	cJSON *r = NULL;
+	*e = NULL;
+	const char *sid = cs_req_str(req, "secret_id", "");
+	if (!*sid)
+		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+	int rc = role_must(req, name, &r);
+	cJSON_Delete(r);
+	if (!rc)
+		rc = hmac_of(req, sid, h);
+	if (!rc) {
+		char key[400];
+		secret_key(key, sizeof key, *name, h);
+		rc = get_opt(req, key, e);
+	}
+	return rc;
+}
+
+/* The entry of the role's secret id given by accessor, or NULL. */
+static int secret_by_accessor(struct cs_request *req, const char **name, char h[65], cJSON **e)
+{
+	cJSON *r = NULL, *a = NULL;
+	*e = NULL;
+	const char *acc = cs_req_str(req, "secret_id_accessor", "");
+	if (!*acc)
+		return cs_req_error(req, CS_EINVAL, "missing secret_id_accessor");
+	int rc = role_must(req, name, &r);
+	cJSON_Delete(r);
+	char ah[65], key[400];
+	if (!rc)
+		rc = hmac_of(req, acc, ah);
+	if (!rc) {
+		snprintf(key, sizeof key, "accessor/%s", ah);
+		rc = get_opt(req, key, &a);
+	}
+	/* An accessor of another role is not this role's. */
+	if (!rc && a && strcmp(str_of(a, "role"), *name) == 0 &&
+	    strlen(str_of(a, "secret_id_hmac")) == 64) {
+		memcpy(h, str_of(a, "secret_id_hmac"), 65);
+		secret_key(key, sizeof key, *name, h);
+		rc = get_opt(req, key, e);
+	}
+	cJSON_Delete(a);
+	return rc;
+}
+
+static int secret_lookup(struct cs_request *req)
+{
+	const char *name;
+	char h[65];
+	cJSON *e = NULL;
+	int rc = secret_by_value(req, &name, h, &e);
+	if (!rc && e)
+		cs_req_set_data(req, secret_info(e));
+	cJSON_Delete(e);
+	return rc; /* unknown secret id: 204, as Vault */
+}
+
+static int secret_destroy(struct cs_request *req)
+{
+	const char *name;
+	char h[65];
+	cJSON *e = NULL;
+	int rc = secret_by_value(req, &name, h, &e);
+	if (!rc && e)
+		rc = secret_delete(req, name, h, e);
+	cJSON_Delete(e);
+	return rc;
+}
+
+static int accessor_lookup(struct cs_request *req)
+{
+	const char *name;
+	char h[65];
+	cJSON *e = NULL;
+	int rc = secret_by_accessor(req, &name, h, &e);
+	if (!rc && !e) {
+		req->status = 404;
+		rc = cs_req_error(req, CS_ENOTFOUND,
+				  "failed to find accessor entry for secret_id_accessor: \"%s\"",
+				  cs_req_str(req, "secret_id_accessor", ""));
+	}
+	if (!rc)
+		cs_req_set_data(req, secret_info(e));
+	cJSON_Delete(e);
+	return rc;
+}
+
+static int accessor_destroy(struct cs_request *req)
+{
+	const char *name;
+	char h[65];
+	cJSON *e = NULL;
+	int rc = secret_by_accessor(req, &name, h, &e);
+	if (!rc && !e)
+		rc = cs_req_error(req, CS_EINVAL,
+				  "failed to find accessor entry for secret_id_accessor: \"%s\"",
+				  cs_req_str(req, "secret_id_accessor", ""));
+	if (!rc)
+		rc = secret_delete(req, name, h, e);
+	cJSON_Delete(e);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- login */
+
+/* Check and spend one use of the secret id; fills *tcidrs (borrowed from *e) and *meta. */
+static int use_secret(struct cs_request *req, const char *name, const char *remote, cJSON **e_out)
+{
+	const char *sid = cs_req_str(req, "secret_id", "");
+	if (!*sid)
+		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+	char h[65], key[400];
+	cJSON *e = NULL;
+	int rc = hmac_of(req, sid, h);
+	if (!rc) {
+		secret_key(key, sizeof key, name, h);
+		rc = get_opt(req, key, &e);
+	}
+	if (rc)
+		return rc;
+	if (!e)
+		return cs_req_error(req, CS_EINVAL, INVALID_SECRET);
+	int64_t now = now_s();
+	enum cs_approle_use use = cs_approle_secret_use(now, (int64_t)num_of(e, "expiration_time"),
+							(int64_t)num_of(e, "secret_id_num_uses"));
+	if (use == CS_APPROLE_EXPIRED)
+		rc = cs_req_error(req, CS_EINVAL, INVALID_SECRET);
+	else if (!cs_tokenutil_cidr_list_ok(cJSON_GetObjectItemCaseSensitive(e, "cidr_list"),
+					    remote))
+		rc = cs_req_error(req, CS_EINVAL,
+				  "source address \"%s\" unauthorized through CIDR restrictions "
+				  "on the secret ID",
+				  remote);
+	else if (use == CS_APPROLE_LAST_USE)
+		rc = secret_delete(req, name, h, e);
+	else if (use == CS_APPROLE_DECREMENT) {
+		set_item(e, "secret_id_num_uses",
+			 cJSON_CreateNumber(num_of(e, "secret_id_num_uses") - 1));
+		set_item(e, "last_updated_time", cJSON_CreateNumber((double)now));
+		rc = cs_view_put_json(req, key, e);
+	}
+	if (rc) {
+		cJSON_Delete(e);
+		return rc;
+	}
+	*e_out = e;
+	return 0;
+}
+
+static int login(struct cs_request *req)
+{
+	const char *rid = cs_req_str(req, "role_id", "");
+	if (!*rid)
+		return cs_req_error(req, CS_EINVAL, "missing role_id");
+	char *name = NULL;
+	cJSON *r = NULL, *e = NULL, *meta = NULL;
+	const char *remote = cs_tokenutil_remote(req);
+	int rc = role_of_id(req, rid, &name);
+	if (!rc && name)
+		rc = role_get(req, name, &r);
+	if (!rc && !r)
+		rc = cs_req_error(req, CS_EINVAL, INVALID_ROLE);
+	if (rc)
+		goto out;
+	if (!cs_tokenutil_cidr_list_ok(cJSON_GetObjectItemCaseSensitive(r, "secret_id_bound_cidrs"),
+				       remote)) {
+		rc = cs_req_error(req, CS_EINVAL,
+				  "source address \"%s\" unauthorized by CIDR restrictions on the "
+				  "role",
+				  remote);
+		goto out;
+	}
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "bind_secret_id")) &&
+	    (rc = use_secret(req, name, remote, &e)))
+		goto out;
+	/* The secret id's token_bound_cidrs, when set, override the role's. */
+	const cJSON *sc = cJSON_GetObjectItemCaseSensitive(e, "token_bound_cidrs");
+	if (cJSON_GetArraySize(sc) > 0)
+		set_item(r, "token_bound_cidrs", cJSON_Duplicate(sc, true));
+	if (!cs_tokenutil_cidr_list_ok(cJSON_GetObjectItemCaseSensitive(r, "token_bound_cidrs"),
+				       remote)) {
+		rc = cs_req_error(req, CS_EPERM, "permission denied");
+		goto out;
+	}
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "metadata");
+	meta = cJSON_IsObject(m) ? cJSON_Duplicate(m, true) : cJSON_CreateObject();
+	set_item(meta, "role_name", cJSON_CreateString(name));
+	char path[400];
+	snprintf(path, sizeof path, "%slogin", req->mount->path);
+	rc = cs_tokenutil_issue(req, r, meta, "", path);
+out:
+	free(name);
+	cJSON_Delete(meta);
+	cJSON_Delete(e);
+	cJSON_Delete(r);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- table */
+
+static const struct cs_field role_fields[] = {
+    {"role_name", CS_FIELD_STRING, "role name", false},
+    {"bind_secret_id", CS_FIELD_BOOL, "require a secret id at login", false},
+    {"secret_id_bound_cidrs", CS_FIELD_STRLIST, "CIDRs allowed to log in", false},
+    {"bound_cidr_list", CS_FIELD_STRLIST, "deprecated: secret_id_bound_cidrs", false},
+    {"secret_id_num_uses", CS_FIELD_INT, "uses of each secret id (0: unlimited)", false},
+    {"secret_id_ttl", CS_FIELD_DURATION, "lifetime of each secret id (0: unlimited)", false},
+    {"enable_local_secret_ids", CS_FIELD_BOOL, "secret ids local to the cluster", false},
+    {"role_id", CS_FIELD_STRING, "custom role id", false},
+    CS_TOKENUTIL_FIELDS,
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field roleid_fields[] = {
+    {"role_name", CS_FIELD_STRING, "role name", false},
+    {"role_id", CS_FIELD_STRING, "custom role id", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field secret_fields[] = {
+    {"role_name", CS_FIELD_STRING, "role name", false},
+    {"secret_id", CS_FIELD_STRING, "custom secret id", false},
+    {"metadata", CS_FIELD_ANY, "JSON map of strings for the token metadata", false},
+    {"cidr_list", CS_FIELD_STRLIST, "CIDRs allowed to use this secret id", false},
+    {"token_bound_cidrs", CS_FIELD_STRLIST, "CIDRs allowed to use issued tokens", false},
+    {"ttl", CS_FIELD_DURATION, "lifetime (at most the role's secret_id_ttl)", false},
+    {"num_uses", CS_FIELD_INT, "uses (at most the role's secret_id_num_uses)", false},
+    {"wrap_ttl", CS_FIELD_ANY, "ignored", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field by_value_fields[] = {
+    {"role_name", CS_FIELD_STRING, "role name", false},
+    {"secret_id", CS_FIELD_STRING, "the secret id", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field by_accessor_fields[] = {
+    {"role_name", CS_FIELD_STRING, "role name", false},
+    {"secret_id_accessor", CS_FIELD_STRING, "the secret id's accessor", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_field login_fields[] = {
+    {"role_id", CS_FIELD_STRING, "role id", false},
+    {"secret_id", CS_FIELD_STRING, "secret id", false},
+    {NULL, 0, NULL, false},
+};
+
+static const struct cs_path approle_paths[] = {
+    {"login",
+     login_fields,
+     {[CS_OP_UPDATE] = login},
+     NULL,
+     CS_PATH_UNAUTH,
+     "log in with a role id and secret id"},
+    {"role", NULL, {[CS_OP_LIST] = role_list}, NULL, 0, "list roles"},
+    {"role/{role_name}/role-id",
+     roleid_fields,
+     {[CS_OP_READ] = roleid_read, [CS_OP_UPDATE] = roleid_write},
+     NULL,
+     0,
+     "read or set the role id"},
+    {"role/{role_name}/secret-id/lookup",
+     by_value_fields,
+     {[CS_OP_UPDATE] = secret_lookup},
+     NULL,
+     0,
+     "look a secret id up"},
+    {"role/{role_name}/secret-id/destroy",
+     by_value_fields,
+     {[CS_OP_UPDATE] = secret_destroy, [CS_OP_DELETE] = secret_destroy},
+     NULL,
+     0,
+     "destroy a secret id"},
+    {"role/{role_name}/secret-id-accessor/lookup",
+     by_accessor_fields,
+     {[CS_OP_UPDATE] = accessor_lookup},
+     NULL,
+     0,
+     "look a secret id up by accessor"},
+    {"role/{role_name}/secret-id-accessor/destroy",
+     by_accessor_fields,
+     {[CS_OP_UPDATE] = accessor_destroy, [CS_OP_DELETE] = accessor_destroy},
+     NULL,
+     0,
+     "destroy a secret id by accessor"},
+    {"role/{role_name}/secret-id",
+     secret_fields,
+     {[CS_OP_UPDATE] = secret_generate, [CS_OP_LIST] = secret_list},
+     NULL,
+     0,
+     "generate a secret id, or list accessors"},
+    {"role/{role_name}/custom-secret-id",
+     secret_fields,
+     {[CS_OP_UPDATE] = secret_custom},
+     NULL,
+     0,
+     "register a given secret id"},
+    {"role/{role_name}",
+     role_fields,
+     {[CS_OP_READ] = role_read,
+      [CS_OP_CREATE] = role_write,
+      [CS_OP_UPDATE] = role_write,
+      [CS_OP_DELETE] = role_delete},
+     role_exists,
+     0,
+     "manage roles"},
+};
+
+const struct cs_backend cs_approle_backend = {
+    .type = "approle",
+    .is_auth = true,
+    .paths = approle_paths,
+    .n_paths = CS_ARRAY_LEN(approle_paths),
+};
+
+void cs_approle_register(void)
+{
+	cs_backend_register(&cs_approle_backend);
+}

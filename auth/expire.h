@@ -1,0 +1,87 @@
+/*
+ * The expiration manager: every token (and, later, every leased secret) has a lease that
+ * says when it must be revoked. Leases live in storage under sys/expire/id/<lease_id>
+ * (barrier-encrypted JSON: lease_id, path, issue_time, expire_time, last_renewal,
+ * renewable, token_key for token leases); token leases have ids "<creation path>/<token
+ * hmac>", e.g. "auth/token/create/5f0c...".
+ *
+ * It runs only on the active node. In memory it keeps a binary min-heap of (expiry,
+ * lease id) and one uv_timer armed for the earliest entry. Heap entries are hints, never
+ * the truth: when one falls due the manager re-reads the lease record in a transaction
+ * and revokes only if the record still exists and is really due (a renewal writes the
+ * record and pushes a new, later hint; a revocation deletes the record and leaves a stale
+ * hint that is dropped when it fires). So no in-memory state has to be kept in step with
+ * transactions that may still fail.
+ *
+ * Happy path: node becomes active (or is unsealed while active) → cs_expire_start reads
+ * every record under sys/expire/id/ and fills the heap → timer fires → up to
+ * CS_EXPIRE_BATCH due leases are revoked in one transaction → commit → if more are due,
+ * a 0 ms timer continues after the loop has served other events, so thousands of leases
+ * expiring together never block the loop.
+ * Failure modes: the commit of a batch fails (leadership lost, shutdown): if the manager
+ * is still running the popped hints are pushed back and retried after a second;
+ * otherwise they are dropped (the next active node rebuilds from storage). Seal, standby
+ * and shutdown stop the timers and free the heap; a stale commit callback from a
+ * previous run is recognised by its generation number and ignored.
+ *
+ * Everything runs on the loop thread. There is one manager per process (one core).
+ */
+#ifndef CS_AUTH_EXPIRE_H
+#define CS_AUTH_EXPIRE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/core.h"
+
+#define CS_EXPIRE_PREFIX "sys/expire/id/"
+/* Leases revoked per transaction before yielding to the loop. */
+#define CS_EXPIRE_BATCH 256
+/* Most leases a single revoke-prefix/tidy request handles in its transaction. */
+#define CS_EXPIRE_PREFIX_MAX 10000
+
+/*
+ * Module registration (main, before cs_core_init): remember `core` (not owned), install
+ * the core's expire_active hook and add the sys/leases/ rows to the sys/ backend.
+ */
+void cs_expire_register(struct cs_core *core);
+
+/* Load every lease from storage and arm the timer. Idempotent while running. Needs an
+ * unsealed, active core. Returns 0 or a storage error. */
+int cs_expire_start(struct cs_core *core);
+/* Stop timers and drop the heap. Closes the uv handles when the core is shutting down.
+ * Safe to call at any time, also before start. */
+void cs_expire_stop(void);
+/*
+ * Called by the token store's reset hook (seal, unseal, leadership change): stop, and if
+ * the core is still active and unsealed, start again from storage on the next loop turn.
+ */
+void cs_expire_reset(void);
+
+/*
+ * Write a lease record into `txn` and schedule it (a hint; see above). issue/expire are
+ * unix seconds; token_key is the token's HMAC hex for token leases, or NULL.
+ * Returns 0 or a txn error.
+ */
+int cs_expire_put(struct cs_txn *txn, const char *lease_id, const char *path, double issue_time,
+		  double expire_time, bool renewable, const char *token_key);
+/* Delete a lease record in `txn` (the hint stays and is dropped when it fires). */
+int cs_expire_delete(struct cs_txn *txn, const char *lease_id);
+/* Push a hint: revoke `lease_id` at `expire_ms` (unix milliseconds). No-op when stopped. */
+void cs_expire_schedule(const char *lease_id, int64_t expire_ms);
+
+/*
+ * Revoke one lease inside `txn`: a token lease revokes the token and its whole child
+ * tree; any other lease just loses its record. CS_ENOTFOUND if there is no such lease.
+ */
+int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id);
+
+/* For tests and metrics: hints in the heap; whether the manager runs; leases revoked by
+ * the timer since start. */
+size_t cs_expire_pending(void);
+bool cs_expire_running(void);
+uint64_t cs_expire_revoked_count(void);
+/* For tests: the earliest hint (unix ms), or -1. */
+int64_t cs_expire_next_ms(void);
+
+#endif

@@ -1,0 +1,85 @@
+/*
+ * What every login-style auth method (userpass, approle, ...) shares, in the spirit of
+ * Vault's sdk/helper/tokenutil: the token_* fields a user or role carries (their schema,
+ * validation and read-back), the issue of a token at login through the core's token_issue
+ * hook, and CIDR checks against the client's address.
+ *
+ * Stored shape (inside the method's own JSON entry): token_policies (array), token_ttl,
+ * token_max_ttl, token_period, token_explicit_max_ttl, token_num_uses (numbers, seconds),
+ * token_type ("default", "service", "batch", "default-service", "default-batch"),
+ * token_no_default_policy (bool), token_bound_cidrs (array of CIDR strings).
+ *
+ * Everything runs on the loop thread (the CIDR helpers are pure and thread-safe).
+ */
+#ifndef CS_AUTH_TOKENUTIL_H
+#define CS_AUTH_TOKENUTIL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/backend.h"
+
+/* Field rows for a path's schema, to splice into a NULL-terminated cs_field array.
+ * "policies", "ttl", "max_ttl", "period" and "bound_cidrs" are Vault's deprecated
+ * aliases of the token_* names. */
+#define CS_TOKENUTIL_FIELDS                                                                        \
+	{"token_policies", CS_FIELD_STRLIST, "policies of issued tokens", false},                  \
+	    {"policies", CS_FIELD_STRLIST, "deprecated: token_policies", false},                   \
+	    {"token_ttl", CS_FIELD_DURATION, "default TTL of issued tokens", false},               \
+	    {"ttl", CS_FIELD_DURATION, "deprecated: token_ttl", false},                            \
+	    {"token_max_ttl", CS_FIELD_DURATION, "max TTL of issued tokens", false},               \
+	    {"max_ttl", CS_FIELD_DURATION, "deprecated: token_max_ttl", false},                    \
+	    {"token_period", CS_FIELD_DURATION, "period of issued tokens", false},                 \
+	    {"period", CS_FIELD_DURATION, "deprecated: token_period", false},                      \
+	    {"token_explicit_max_ttl", CS_FIELD_DURATION, "hard cap of issued tokens", false},     \
+	    {"token_num_uses", CS_FIELD_INT, "uses of issued tokens (0: unlimited)", false},       \
+	    {"token_type", CS_FIELD_STRING, "service, batch or default", false},                   \
+	    {"token_no_default_policy", CS_FIELD_BOOL, "leave out the default policy", false},     \
+	    {"token_bound_cidrs", CS_FIELD_STRLIST, "CIDRs allowed to use issued tokens", false},  \
+	{                                                                                          \
+		"bound_cidrs", CS_FIELD_STRLIST, "deprecated: token_bound_cidrs", false            \
+	}
+
+/*
+ * Apply the token_* fields present in req->data onto `entry` (a JSON object owned by the
+ * caller), validating them. Absent fields keep their stored value; on a new entry the
+ * defaults are written. Returns 0, or CS_EINVAL with the request's message set (entry
+ * may then be partly updated: discard it).
+ */
+int cs_tokenutil_update(struct cs_request *req, cJSON *entry, bool is_new);
+/* Add the token_* fields of `entry` to a read response `out` (and "policies"). */
+void cs_tokenutil_read(const cJSON *entry, cJSON *out);
+
+/*
+ * Issue a token for a successful login inside req->txn and fill req->resp_auth, through
+ * the core's token_issue hook. `entry` carries the token_* fields; `meta` (object, may
+ * be NULL; not owned) becomes the token's metadata; `display` is the auth display name
+ * ("alice", or "" for none): the token's display_name is "<mount>-<display>" as in
+ * Vault. `path` is the login path ("auth/userpass/login/alice"). CS_EINTERNAL when no
+ * token store is registered.
+ */
+int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *meta,
+		       const char *display, const char *path);
+/* The params object handed to the token_issue hook (exposed for tests). */
+cJSON *cs_tokenutil_params(const cJSON *entry, const cJSON *meta, const char *display_name,
+			   const char *path);
+
+/* ---- CIDRs ---- */
+
+/* Whether `cidr` is an IPv4/IPv6 address or address/prefix ("10.0.0.0/8", "::1"). */
+bool cs_tokenutil_cidr_valid(const char *cidr);
+/*
+ * Whether the address part of `remote` ("127.0.0.1:53412", "[::1]:8200", "10.1.2.3")
+ * lies in `cidr`. IPv4-mapped IPv6 clients match IPv4 CIDRs. False for anything that
+ * does not parse.
+ */
+bool cs_tokenutil_cidr_match(const char *cidr, const char *remote);
+/* Whether every address of CIDR `inner` lies in CIDR `outer` (both valid, same family). */
+bool cs_tokenutil_cidr_within(const char *inner, const char *outer);
+/* true if `list` (JSON array of strings, or NULL) is empty or one CIDR matches. */
+bool cs_tokenutil_cidr_list_ok(const cJSON *list, const char *remote);
+/* The request's client address ("" for internal requests). */
+const char *cs_tokenutil_remote(const struct cs_request *req);
+
+#endif
