@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engines/kv2.h"
 #include "lib/err.h"
 #include "lib/util.h"
 #include "server/core.h"
@@ -107,11 +108,20 @@ static int kv_validate_mount(struct cs_request *req, const cJSON *options)
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(options, "version");
 	if (!v)
 		return 0;
+	/* Version 2 mounts are served by cs_kv2_backend (kv_variant) and never get here. */
 	if (cJSON_IsString(v) && (strcmp(v->valuestring, "1") == 0 || !*v->valuestring))
 		return 0;
-	return cs_req_error(req, CS_EINVAL,
-			    "KV version %s is not available on this server (only version 1)",
+	return cs_req_error(req, CS_EINVAL, "invalid KV version %s: only 1 and 2 are supported",
 			    cJSON_IsString(v) ? v->valuestring : "?");
+}
+
+/* options.version "2" selects KV v2; anything else stays with this backend. */
+static const struct cs_backend *kv_variant(const cJSON *options)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(options, "version");
+	if (cJSON_IsString(v) && strcmp(v->valuestring, "2") == 0)
+		return &cs_kv2_backend;
+	return NULL;
 }
 
 static const struct cs_path kv_paths[] = {
@@ -133,4 +143,5 @@ const struct cs_backend cs_kv_backend = {
     .paths = kv_paths,
     .n_paths = CS_ARRAY_LEN(kv_paths),
     .validate_mount = kv_validate_mount,
+    .variant = kv_variant,
 };

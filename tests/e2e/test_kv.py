@@ -32,17 +32,18 @@ def list_keys(srv, path, verb="LIST"):
 
 # ---- the dev server's secret/ ---------------------------------------------------------
 def test_dev_server_secret_mount_crud(dev_server):
-    kv = kv1(dev_server)
+    # -dev mounts secret/ as KV version 2, as Vault does (tests/e2e/test_kv2.py)
+    kv = dev_server.client().secrets.kv.v2
     kv.create_or_update_secret("app", {"password": "s3cr3t"}, mount_point="secret")
-    got = kv.read_secret("app", mount_point="secret")
-    assert got["data"] == {"password": "s3cr3t"}
-    assert got["lease_duration"] == DEFAULT_LEASE
+    got = kv.read_secret_version("app", mount_point="secret")
+    assert got["data"]["data"] == {"password": "s3cr3t"}
+    assert got["lease_duration"] == 0
     assert got["renewable"] is False and got["lease_id"] == ""
     assert UUID.match(got["request_id"]), got
     assert kv.list_secrets("", mount_point="secret")["data"]["keys"] == ["app"]
-    kv.delete_secret("app", mount_point="secret")
+    kv.delete_metadata_and_all_versions("app", mount_point="secret")
     with pytest.raises(hvac.exceptions.InvalidPath):
-        kv.read_secret("app", mount_point="secret")
+        kv.read_secret_version("app", mount_point="secret")
     mounts = dev_server.client().sys.list_mounted_secrets_engines()["data"]
     assert mounts["secret/"]["type"] == "kv", mounts["secret/"]
 

@@ -1,0 +1,201 @@
+/*
+ * The cubbyhole engine (see cubbyhole.h). Handlers mirror KV v1 (engines/kv.c) with one
+ * difference: every key is prefixed with the calling token's storage key, taken from the
+ * token entry the core looked up (its "key" field), so a token can never name another
+ * token's data, whatever path it sends.
+ */
+#include "engines/cubbyhole.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "server/router.h"
+#include "server/sys.h"
+
+#define CUBBY_PATH "cubbyhole/"
+
+static struct cs_core *cubby_core;
+
+/* The caller's storage key, or NULL (no token: the path is never unauthenticated, so this
+ * only happens for internal requests). */
+static const char *token_key(const struct cs_request *req)
+{
+	const cJSON *k = cJSON_GetObjectItemCaseSensitive(req->token_entry, "key");
+	return cJSON_IsString(k) && strlen(k->valuestring) == 64 ? k->valuestring : NULL;
+}
+
+static const char *secret_path(const struct cs_request *req)
+{
+	const char *p = cs_req_capture(req, "path");
+	return p ? p : "";
+}
+
+/* "<H(token)>/<path>" (malloc'd), or NULL with an error set on req. */
+static char *cubby_key(struct cs_request *req, const char *path, int *rc)
+{
+	const char *tk = token_key(req);
+	if (!tk) {
+		*rc = cs_req_error(req, CS_EINVAL, "client token empty");
+		return NULL;
+	}
+	size_t n = strlen(tk) + strlen(path) + 2;
+	char *k = malloc(n);
+	if (!k)
+		abort();
+	snprintf(k, n, "%s/%s", tk, path);
+	*rc = 0;
+	return k;
+}
+
+static int cubby_exists(struct cs_request *req, bool *exists)
+{
+	int rc;
+	*exists = false;
+	if (!token_key(req))
+		return 0; /* the handler reports it */
+	char *k = cubby_key(req, secret_path(req), &rc);
+	if (!k)
+		return rc;
+	struct cs_buf b = CS_BUF_INIT;
+	rc = cs_view_get(req, k, &b);
+	cs_buf_free_secure(&b);
+	free(k);
+	if (rc == CS_ENOTFOUND)
+		return 0;
+	*exists = rc == 0;
+	return rc;
+}
+
+static int cubby_read(struct cs_request *req)
+{
+	const char *path = secret_path(req);
+	if (!*path)
+		return cs_req_error(req, CS_EINVAL, "missing path");
+	int rc;
+	char *k = cubby_key(req, path, &rc);
+	if (!k)
+		return rc;
+	cJSON *data = NULL;
+	rc = cs_view_get_json(req, k, &data);
+	free(k);
+	if (rc)
+		return rc;
+	cs_req_set_data(req, data); /* no lease: cubbyhole reads report 0 */
+	return 0;
+}
+
+static int cubby_write(struct cs_request *req)
+{
+	const char *path = secret_path(req);
+	if (!*path)
+		return cs_req_error(req, CS_EINVAL, "missing path");
+	if (path[strlen(path) - 1] == '/')
+		return cs_req_error(req, CS_EINVAL, "cannot write to a path ending in '/'");
+	if (cJSON_GetArraySize(req->data) == 0)
+		return cs_req_error(req, CS_EINVAL, "missing data fields");
+	int rc;
+	char *k = cubby_key(req, path, &rc);
+	if (!k)
+		return rc;
+	/* Free-form body (CS_PATH_ANY_FIELDS): stored exactly as sent. */
+	rc = cs_view_put_json(req, k, req->data);
+	free(k);
+	return rc;
+}
+
+static int cubby_delete(struct cs_request *req)
+{
+	const char *path = secret_path(req);
+	if (!*path)
+		return cs_req_error(req, CS_EINVAL, "missing path");
+	int rc;
+	char *k = cubby_key(req, path, &rc);
+	if (!k)
+		return rc;
+	rc = cs_view_delete(req, k);
+	free(k);
+	return rc == CS_ENOTFOUND ? 0 : rc;
+}
+
+static int cubby_list(struct cs_request *req)
+{
+	const char *path = secret_path(req);
+	size_t n = strlen(path);
+	char *prefix = malloc(n + 2);
+	if (!prefix)
+		abort();
+	memcpy(prefix, path, n + 1);
+	if (n && path[n - 1] != '/')
+		strcat(prefix, "/");
+	int rc;
+	char *k = cubby_key(req, prefix, &rc);
+	free(prefix);
+	if (!k)
+		return rc;
+	struct cs_strv keys = {0};
+	rc = cs_view_list(req, k, &keys);
+	free(k);
+	if (!rc && keys.n == 0)
+		rc = CS_ENOTFOUND;
+	if (!rc) {
+		cJSON *d = cJSON_CreateObject();
+		cJSON *a = cJSON_AddArrayToObject(d, "keys");
+		for (size_t i = 0; i < keys.n; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(keys.v[i]));
+		cs_req_set_data(req, d);
+	}
+	cs_strv_free(&keys);
+	return rc;
+}
+
+int cs_cubbyhole_destroy(struct cs_txn *txn, const char *token_key_hex)
+{
+	if (!cubby_core || !token_key_hex || !*token_key_hex || strchr(token_key_hex, '/'))
+		return 0;
+	struct cs_mount *m = cs_router_get(&cubby_core->router, CUBBY_PATH);
+	if (!m)
+		return 0;
+	char prefix[512];
+	int n = snprintf(prefix, sizeof prefix, "%s%s/", m->storage_prefix, token_key_hex);
+	if (n < 0 || (size_t)n >= sizeof prefix)
+		return CS_EINVAL;
+	struct cs_strv keys = {0};
+	int rc = cs_txn_scan(txn, prefix, &keys);
+	for (size_t i = 0; !rc && i < keys.n; i++)
+		if ((rc = cs_txn_delete(txn, keys.v[i])) == CS_ENOTFOUND)
+			rc = 0;
+	cs_strv_free(&keys);
+	return rc;
+}
+
+static const struct cs_path cubby_paths[] = {
+    {"{path*}",
+     NULL,
+     {[CS_OP_READ] = cubby_read,
+      [CS_OP_CREATE] = cubby_write,
+      [CS_OP_UPDATE] = cubby_write,
+      [CS_OP_DELETE] = cubby_delete,
+      [CS_OP_LIST] = cubby_list},
+     cubby_exists,
+     CS_PATH_ANY_FIELDS,
+     "per-token private secret storage"},
+};
+
+const struct cs_backend cs_cubbyhole_backend = {
+    .type = "cubbyhole",
+    .is_auth = false,
+    .paths = cubby_paths,
+    .n_paths = CS_ARRAY_LEN(cubby_paths),
+};
+
+void cs_cubbyhole_register(struct cs_core *core)
+{
+	cubby_core = core;
+	cs_backend_register(&cs_cubbyhole_backend);
+	cs_sys_require_mount(CUBBY_PATH, "cubbyhole", "per-token private secret storage");
+	cs_backend_set_token_revoked_hook(cs_cubbyhole_destroy);
+}
