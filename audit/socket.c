@@ -1,0 +1,218 @@
+/*
+ * The socket audit device. Options: address ("host:port", or a path for unix),
+ * socket_type (tcp — default —, udp, unix), write_timeout (Vault duration, default 2s).
+ *
+ * Happy path: connect when enabled (a failure refuses the enable) or lazily at the first
+ * write after a load → one send loop per entry → the connection is kept.
+ * Failure modes: connect or write fails or times out → close, reconnect once and retry
+ * the whole line, then report the failure to the broker. A line cut by a failed write
+ * may reach the collector twice (partly, then whole); collectors must tolerate that.
+ *
+ * Blocking bound: the device runs on the loop thread. Sockets are non-blocking; connect
+ * and every wait for writability go through poll() with what is left of write_timeout,
+ * so one attempt costs at most write_timeout for the connect plus write_timeout for the
+ * send, and one entry at most 2 × 2 × write_timeout (with the retry). Host names are
+ * resolved with getaddrinfo, which may block on DNS: use IP addresses in production.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+static void sock_close(struct cs_audit_device *d)
+{
+	if (d->sock >= 0)
+		close(d->sock);
+	d->sock = -1;
+}
+
+/* Wait until fd is writable or the deadline passes. 0, or -1 with errno. */
+static int wait_writable(int fd, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t now = cs_mono_ms();
+		if (now >= deadline) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		int n = poll(&p, 1, (int)(deadline - now));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			int err = 0;
+			socklen_t l = sizeof err;
+			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
+			errno = err ? err : EPIPE;
+			return -1;
+		}
+		return 0;
+	}
+}
+
+static int connect_addr(struct cs_audit_device *d, const struct sockaddr *sa, socklen_t salen,
+			int family)
+{
+	int fd = socket(family, d->sock_type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	uint64_t deadline = cs_mono_ms() + (uint64_t)d->write_timeout_ms;
+	if (connect(fd, sa, salen) != 0) {
+		if (errno != EINPROGRESS || wait_writable(fd, deadline) != 0) {
+			int e = errno;
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		int err = 0;
+		socklen_t l = sizeof err;
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) != 0 || err) {
+			close(fd);
+			errno = err ? err : ECONNREFUSED;
+			return -1;
+		}
+	}
+	return fd;
+}
+
+static int sock_connect(struct cs_audit_device *d)
+{
+	if (d->sock >= 0)
+		return 0;
+	if (d->family == AF_UNIX) {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", d->address);
+		d->sock = connect_addr(d, (struct sockaddr *)&sun, sizeof sun, AF_UNIX);
+		return d->sock >= 0 ? 0 : -1;
+	}
+	char host[256];
+	const char *colon = strrchr(d->address, ':');
+	if (!colon) {
+		errno = EINVAL;
+		return -1;
+	}
+	const char *h = d->address;
+	size_t hl = (size_t)(colon - h);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+		h++, hl -= 2;
+	snprintf(host, sizeof host, "%.*s", (int)hl, h);
+	struct addrinfo hints = {.ai_socktype = d->sock_type}, *res = NULL;
+	int g = getaddrinfo(host, colon + 1, &hints, &res);
+	if (g != 0) {
+		errno = EHOSTUNREACH;
+		return -1;
+	}
+	int e = ECONNREFUSED;
+	for (struct addrinfo *ai = res; ai && d->sock < 0; ai = ai->ai_next) {
+		d->sock = connect_addr(d, ai->ai_addr, ai->ai_addrlen, ai->ai_family);
+		if (d->sock < 0)
+			e = errno;
+	}
+	freeaddrinfo(res);
+	errno = e;
+	return d->sock >= 0 ? 0 : -1;
+}
+
+static int send_all(struct cs_audit_device *d, const char *p, size_t len)
+{
+	uint64_t deadline = cs_mono_ms() + (uint64_t)d->write_timeout_ms;
+	while (len > 0) {
+		ssize_t n = send(d->sock, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (wait_writable(d->sock, deadline) != 0)
+				return -1;
+			continue;
+		}
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int sock_open(struct cs_audit_device *d, bool probe, char *errmsg, size_t errlen)
+{
+	const cJSON *a = cJSON_GetObjectItemCaseSensitive(d->options, "address");
+	if (!cJSON_IsString(a) || !*a->valuestring) {
+		snprintf(errmsg, errlen, "address is required");
+		return CS_EINVAL;
+	}
+	free(d->address);
+	d->address = strdup(a->valuestring);
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(d->options, "socket_type");
+	const char *type = cJSON_IsString(t) && *t->valuestring ? t->valuestring : "tcp";
+	if (strcmp(type, "tcp") == 0) {
+		d->sock_type = SOCK_STREAM, d->family = AF_UNSPEC;
+	} else if (strcmp(type, "udp") == 0) {
+		d->sock_type = SOCK_DGRAM, d->family = AF_UNSPEC;
+	} else if (strcmp(type, "unix") == 0) {
+		d->sock_type = SOCK_STREAM, d->family = AF_UNIX;
+	} else {
+		snprintf(errmsg, errlen, "unsupported socket_type \"%s\"", type);
+		return CS_EINVAL;
+	}
+	d->write_timeout_ms = 2000;
+	const cJSON *wt = cJSON_GetObjectItemCaseSensitive(d->options, "write_timeout");
+	if (cJSON_IsString(wt) && *wt->valuestring) {
+		int64_t secs;
+		if (cs_parse_duration(wt->valuestring, &secs) || secs < 0 || secs > 3600) {
+			snprintf(errmsg, errlen, "invalid write_timeout \"%s\"", wt->valuestring);
+			return CS_EINVAL;
+		}
+		d->write_timeout_ms = secs ? (int)secs * 1000 : 2000;
+	}
+	if (!probe)
+		return 0;
+	if (sock_connect(d) != 0) {
+		snprintf(errmsg, errlen, "error connecting to %s socket at %s: %s", type,
+			 d->address, strerror(errno));
+		return CS_EINVAL;
+	}
+	return 0;
+}
+
+static int sock_write(struct cs_audit_device *d, const char *line, size_t len)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt > 0)
+			sock_close(d);
+		if (sock_connect(d) == 0 && send_all(d, line, len) == 0)
+			return 0;
+		cs_warn("audit: socket device %s (%s): %s", d->path, d->address, strerror(errno));
+	}
+	sock_close(d);
+	return CS_EIO;
+}
+
+static void sock_reopen(struct cs_audit_device *d)
+{
+	sock_close(d); /* the next write reconnects */
+}
+
+const struct cs_audit_ops cs_audit_socket_ops = {
+    .type = "socket",
+    .open = sock_open,
+    .write = sock_write,
+    .reopen = sock_reopen,
+    .close = sock_close,
+};
