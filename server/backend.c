@@ -41,6 +41,18 @@ void cs_backend_set_acl_hook(cs_acl_hook_fn fn)
 	acl_hook = fn;
 }
 
+static cs_token_revoked_fn token_revoked_hook;
+
+void cs_backend_set_token_revoked_hook(cs_token_revoked_fn fn)
+{
+	token_revoked_hook = fn;
+}
+
+int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
+{
+	return token_revoked_hook ? token_revoked_hook(txn, token_key) : 0;
+}
+
 int cs_backend_acl(struct cs_request *req)
 {
 	if (req->root)

@@ -25,6 +25,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "storage/txn.h"
 
@@ -49,6 +50,16 @@ typedef int (*cs_acl_hook_fn)(struct cs_request *req);
 void cs_backend_set_acl_hook(cs_acl_hook_fn fn);
 /* Run the hook (CS_EPERM when none is set); 0 for root tokens. */
 int cs_backend_acl(struct cs_request *req);
+
+/*
+ * The token-revocation hook (engines/cubbyhole): the token store calls it for every token
+ * it deletes (revoke, tree revoke, expiry, last use), inside the revoking transaction, with
+ * the token's storage key (the salted HMAC hex, never the token). A non-zero return fails
+ * the revocation. Without a hook it is a no-op returning 0.
+ */
+typedef int (*cs_token_revoked_fn)(struct cs_txn *txn, const char *token_key);
+void cs_backend_set_token_revoked_hook(cs_token_revoked_fn fn);
+int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key);
 
 /* "read", "create", ... (Vault's operation names). */
 const char *cs_op_name(enum cs_op op);
@@ -154,11 +165,53 @@ struct cs_request {
 	bool data_to_top;   /* copy data keys to the top level (sys/mounts, ...) */
 	char *errmsg;       /* message for an error return */
 	bool body_on_error; /* send the envelope even with an error status (KV v2) */
+	int64_t wrap_ttl;   /* X-Vault-Wrap-TTL in seconds; 0: no response wrapping */
 
 	/* Core bookkeeping. */
 	struct cs_request *next_waiting;
 	uint64_t start_ms;
 };
+
+/*
+ * Slow pure work inside a request (password KDFs, key generation): suspend the request,
+ * run the work on a pool thread, resume on the loop thread in a fresh transaction.
+ *
+ * The backend embeds a struct cs_async in its own job struct (inputs and outputs of the
+ * work), sets `work` and `resume`, and ends its handler with
+ *     return cs_req_defer(req, &job->async);
+ * which queues the job and returns CS_EASYNC. The core then ABORTS the handler's
+ * transaction: a handler reads and validates before deferring and never writes (its
+ * warnings and response fields are kept). When the work is done:
+ *   - normally: the core opens a new transaction, looks the client token up again (a use
+ *     of a limited-use token is spent there, the first transaction being gone) and
+ *     re-runs the ACL hook, then calls resume(req, a, 0). resume behaves exactly like a
+ *     handler: it re-reads whatever it needs (state may have changed meanwhile), writes,
+ *     fills the response, and returns 0 or a CS_E* code (or defers again). The core then
+ *     commits and answers as for any handler.
+ *   - on failure (shutdown, sealed, no longer active, token gone, ACL denial): resume(req,
+ *     a, status) with status != 0 and NO transaction open; it must only release its job
+ *     and return status.
+ * resume is called exactly once per cs_req_defer, and owns the job from then on (frees
+ * it). `work` runs on a libuv pool thread: it may touch only its job struct (never req,
+ * the core, storage or the loop). At most CS_ASYNC_MAX_RUNNING jobs occupy pool threads
+ * at once (the pool also serves c-raft's disk work); later jobs wait in FIFO order.
+ * A request whose client went away still runs to the end; its response is discarded.
+ */
+#define CS_ASYNC_MAX_RUNNING 4
+struct cs_async;
+typedef void (*cs_async_work_fn)(struct cs_async *a);
+typedef int (*cs_async_resume_fn)(struct cs_request *req, struct cs_async *a, int status);
+struct cs_async {
+	cs_async_work_fn work;
+	cs_async_resume_fn resume;
+	/* Private to the core. */
+	uv_work_t uv;
+	struct cs_request *req;
+	struct cs_async *next;
+};
+/* Loop thread, from a handler (or a resume). Always returns CS_EASYNC; never calls back
+ * synchronously. `a` stays owned by the backend. */
+int cs_req_defer(struct cs_request *req, struct cs_async *a);
 
 /* Field accessors over req->data (after validation/coercion). Absent → def. */
 const char *cs_req_str(const struct cs_request *req, const char *name, const char *def);

@@ -24,11 +24,14 @@
 #include "server/response.h"
 #include "server/seal.h"
 #include "server/sys.h"
+#include "server/wrap.h"
+#include "audit/audit.h"
 
 /* How long a request may wait for the node to become active after start-up/unseal. */
 #define WAIT_ACTIVE_MS 10000
 
 static void run(struct cs_request *req);
+static void suspend(struct cs_request *req);
 
 /* ---------------------------------------------------------------- responses */
 
@@ -69,6 +72,7 @@ static void finish_error(struct cs_request *req, int code)
 			msg = cs_strerror(code);
 		body = cs_response_errors(msg, &len);
 	}
+	cs_audit_response(req, &status, &body, &len); /* may turn it into a 500 */
 	if (req->http)
 		cs_http_respond_json(req->http, status, body, len);
 	free(body);
@@ -92,6 +96,7 @@ static void finish(struct cs_request *req)
 	} else if (!status) {
 		status = 204;
 	}
+	cs_audit_response(req, &status, &body, &len); /* may turn it into a 500 */
 	if (req->http) {
 		if (body)
 			cs_http_respond_json(req->http, status, body, len);
@@ -185,6 +190,8 @@ void cs_core_on_active(void *ctx, bool active)
 		cs_warn("core: no longer the active node");
 		cs_backend_reset_all();
 	}
+	if (core->expire_active)
+		core->expire_active(core, active);
 }
 
 /* ---------------------------------------------------------------- commit */
@@ -208,8 +215,13 @@ static void commit_cb(void *data, int status)
 static void commit_and_finish(struct cs_request *req)
 {
 	bool pending = false;
+	int rc = cs_wrap_response(req); /* X-Vault-Wrap-TTL: in the same transaction */
+	if (rc) {
+		finish_error(req, rc);
+		return;
+	}
 	req->txn_open = false;
-	int rc = cs_txn_commit(&req->txn, commit_cb, req, &pending);
+	rc = cs_txn_commit(&req->txn, commit_cb, req, &pending);
 	if (rc) {
 		finish_error(req, rc);
 		return;
@@ -248,6 +260,9 @@ static int authorize(struct cs_request *req)
 	if (!entry)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	req->token_entry = entry;
+	/* Limited-use tokens: one use is spent in this request's transaction. */
+	if (core->token_use && (rc = core->token_use(core, &req->txn, req->client_token, entry)))
+		return rc;
 	/* Root tokens skip the ACL; everybody else is checked by the ACL hook once the
 	 * operation is final (cs_backend_dispatch), or here for a path with no route. */
 	req->root = token_has_root(entry);
@@ -317,6 +332,7 @@ static void run(struct cs_request *req)
 	cs_txn_begin(&req->txn, &core->st, core->kr);
 	req->txn_open = true;
 	int rc = authorize(req);
+	rc = cs_audit_request(req, rc); /* request entry; fails closed */
 	if (!rc && req->no_route == 1)
 		rc = cs_req_error(req, CS_ENOTFOUND,
 				  "no handler for route \"%s\". route entry not found.", req->path);
@@ -324,6 +340,12 @@ static void run(struct cs_request *req)
 		rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
 	else if (!rc)
 		rc = cs_backend_dispatch(req);
+	if (rc == CS_EASYNC) {
+		suspend(req);
+		return;
+	}
+	if (!rc && req->token_entry && core->token_after)
+		rc = core->token_after(req);
 	if (rc == CS_ENOTACTIVE && core->raft_started && !core->shutting_down &&
 	    !(req->errmsg && req->status)) {
 		/* The handler needs the active node (sys/init right after bootstrap). */
@@ -339,6 +361,113 @@ static void run(struct cs_request *req)
 		return;
 	}
 	commit_and_finish(req);
+}
+
+/* ---------------------------------------------------------------- deferred work */
+
+/*
+ * cs_req_defer (backend.h). Jobs beyond CS_ASYNC_MAX_RUNNING wait in a FIFO; every
+ * finished job starts the next one. A job's after-callback resumes its request in a new
+ * transaction, or fails it (through the backend's resume, so the job is freed) when the
+ * node was sealed, lost leadership or is shutting down meanwhile.
+ */
+static struct cs_async *async_head, *async_tail;
+static int async_running;
+
+static void async_work_cb(uv_work_t *w)
+{
+	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
+	a->work(a);
+}
+
+static void async_after_cb(uv_work_t *w, int status);
+
+static void async_start_next(struct cs_core *core)
+{
+	while (async_running < CS_ASYNC_MAX_RUNNING && async_head) {
+		struct cs_async *a = async_head;
+		async_head = a->next;
+		if (!async_head)
+			async_tail = NULL;
+		a->next = NULL;
+		if (uv_queue_work(core->loop, &a->uv, async_work_cb, async_after_cb) == 0) {
+			async_running++;
+			continue;
+		}
+		struct cs_request *req = a->req;
+		finish_error(req, a->resume(req, a, CS_EINTERNAL));
+	}
+}
+
+int cs_req_defer(struct cs_request *req, struct cs_async *a)
+{
+	a->req = req;
+	a->next = NULL;
+	if (async_tail)
+		async_tail->next = a;
+	else
+		async_head = a;
+	async_tail = a;
+	return CS_EASYNC;
+}
+
+/* run() saw CS_EASYNC: drop the handler's transaction, start the queued job. */
+static void suspend(struct cs_request *req)
+{
+	if (req->txn_open)
+		cs_txn_abort(&req->txn);
+	req->txn_open = false;
+	async_start_next(req->core);
+}
+
+static void async_after_cb(uv_work_t *w, int status)
+{
+	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
+	struct cs_request *req = a->req;
+	struct cs_core *core = req->core;
+	async_running--;
+	int rc = status ? CS_EINTERNAL : 0;
+	if (!rc && core->shutting_down)
+		rc = CS_ESHUTDOWN;
+	else if (!rc && !core->kr)
+		rc = CS_ESEALED;
+	else if (!rc && !core->active)
+		rc = cs_req_error(req, CS_ENOTACTIVE, "node is not active");
+	if (!rc) {
+		cs_txn_begin(&req->txn, &core->st, core->kr);
+		req->txn_open = true;
+		cJSON_Delete(req->token_entry);
+		req->token_entry = NULL;
+		rc = authorize(req);
+		if (!rc && !(req->route->flags & CS_PATH_UNAUTH))
+			rc = cs_backend_acl(req);
+		if (rc) {
+			cs_txn_abort(&req->txn);
+			req->txn_open = false;
+		}
+	}
+	rc = a->resume(req, a, rc); /* a is gone from here on */
+	if (rc == CS_EASYNC) {
+		suspend(req);
+		return;
+	}
+	if (!rc && req->token_entry && core->token_after)
+		rc = core->token_after(req);
+	if (rc)
+		finish_error(req, rc);
+	else
+		commit_and_finish(req);
+	if (core->shutting_down) {
+		/* Fail the jobs that have not started: storage is closing. */
+		while (async_head) {
+			struct cs_async *q = async_head;
+			async_head = q->next;
+			finish_error(q->req, q->resume(q->req, q, CS_ESHUTDOWN));
+		}
+		async_tail = NULL;
+		return;
+	}
+	async_start_next(core);
 }
 
 static int parse_method(const char *m, enum cs_op *op, bool *is_head)
@@ -378,12 +507,17 @@ static int parse_form(struct cs_request *req, const char *body)
 
 static int parse_body(struct cs_request *req, struct cs_http_req *h)
 {
+	const char *ct = cs_http_header_get(h, "Content-Type");
+	/* Vault accepts only JSON merge patches on PATCH. */
+	if (req->op == CS_OP_PATCH &&
+	    (!ct || strncasecmp(ct, "application/merge-patch+json", 28) != 0))
+		return cs_req_error(req, CS_EMEDIATYPE,
+				    "PATCH requires Content-Type of application/merge-patch+json");
 	if (h->body.len == 0)
 		return 0;
 	const char *p = h->body.data;
 	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
 		p++;
-	const char *ct = cs_http_header_get(h, "Content-Type");
 	if (*p != '{' && *p != '[' && ct &&
 	    strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
 		return parse_form(req, h->body.data);
@@ -506,6 +640,10 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		}
 	}
 	req->client_token = client_token(h);
+	if ((rc = cs_wrap_read_headers(req, h))) {
+		finish_error(req, rc);
+		return;
+	}
 	run(req);
 }
 

@@ -38,6 +38,22 @@ typedef int (*cs_token_lookup_fn)(struct cs_core *core, struct cs_txn *txn, cons
 typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn, const char *id,
 				       char *out, size_t outlen);
 
+/* Token store hook, called by authorize() right after a successful lookup, inside the
+ * request's transaction: account for one use of a limited-use token (num_uses). May
+ * modify `entry` (the request's copy). Returns 0 or an error (the request fails). */
+typedef int (*cs_token_use_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
+			       cJSON *entry);
+/* Token store hook, called after a successful handler, before the commit, in the same
+ * transaction: revokes a token whose last use this request was (Vault semantics). */
+typedef int (*cs_token_after_fn)(struct cs_request *req);
+/* Token store hook for auth methods (login): create an orphan token from `params` (the
+ * fields of auth/token/create plus "path", e.g. "auth/userpass/login/bob") in req->txn and
+ * fill req->resp_auth (the envelope's "auth" block). `params` stays owned by the caller. */
+typedef int (*cs_token_issue_fn)(struct cs_request *req, const cJSON *params);
+/* Expiration manager hook: the node became active (start, load leases) or stopped being
+ * active (stop timers, drop state). Runs on the loop thread. */
+typedef void (*cs_expire_active_fn)(struct cs_core *core, bool active);
+
 struct cs_seal_state {
 	int shares; /* seal config: secret_shares (0 when uninitialised) */
 	int threshold;
@@ -70,6 +86,12 @@ struct cs_core {
 	int n_listeners;
 	cs_token_lookup_fn token_lookup;
 	cs_token_create_root_fn token_create_root;
+	cs_token_use_fn token_use;         /* optional */
+	cs_token_after_fn token_after;     /* optional */
+	cs_token_issue_fn token_issue;     /* optional, for auth methods */
+	cs_expire_active_fn expire_active; /* optional */
+	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
+	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
 	bool shutting_down;
 	/* -dev bootstrap */
 	cs_core_done_cb dev_cb;

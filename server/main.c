@@ -14,15 +14,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
+#include "auth/approle.h"
 #include "auth/token.h"
+#include "auth/userpass.h"
 #include "cli/cli.h"
+#include "engines/cubbyhole.h"
 #include "engines/kv.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
+#include "policy/store.h"
 #include "server/core.h"
 #include "server/sys.h"
+#include "server/wrap.h"
 
 struct server {
 	uv_loop_t loop;
@@ -64,7 +70,8 @@ static void on_signal(uv_signal_t *h, int signum)
 {
 	struct server *s = h->data;
 	if (signum == SIGHUP) {
-		cs_info("server: SIGHUP received (nothing to reload)");
+		cs_info("server: SIGHUP received, reopening audit devices");
+		cs_audit_reopen(); /* log rotation */
 		return;
 	}
 	cs_info("server: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -183,8 +190,19 @@ static int server_main(int argc, char **argv)
 
 	/* Module registrations: one line per module (backends, sys/ paths, hooks). */
 	cs_backend_register(&cs_sys_backend);
-	cs_backend_register(&cs_token_backend);
+	cs_token_register(&s.core); /* token store + expiration manager + sys/leases */
 	cs_backend_register(&cs_kv_backend);
+	cs_policy_module_init(); /* ACL policies, sys/policy*, sys/capabilities*, ACL hook */
+	/* sys/capabilities-accessor resolves accessors through the token store */
+	cs_policy_set_accessor_lookup(cs_token_lookup_accessor);
+	cs_userpass_register(); /* auth method "userpass" */
+	cs_approle_register();  /* auth method "approle" */
+	/* audit devices, sys/audit*, sys/audit-hash */
+	cs_audit_register();
+	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
+	cs_cubbyhole_register(&s.core);
+	/* response wrapping, sys/wrapping/ endpoints */
+	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
 	/* end of module registrations */
 	s.core.token_lookup = cs_token_lookup;
 	s.core.token_create_root = cs_token_create_root;

@@ -157,8 +157,11 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 	if (!rc) {
 		struct cs_router saved_router = core->router;
 		cs_router_init(&core->router);
-		rc = cs_sys_mount_add(core, txn, "token/", "token", "token based credentials", NULL,
-				      NULL, true, errmsg, errlen);
+		rc = cs_sys_add_required_mounts(core, txn); /* cubbyhole/ */
+		if (!rc)
+			rc = cs_sys_mount_add(core, txn, "token/", "token",
+					      "token based credentials", NULL, NULL, true, errmsg,
+					      errlen);
 		cs_router_clear(&core->router);
 		core->router = saved_router;
 	}
@@ -381,6 +384,8 @@ int cs_seal_post_unseal(struct cs_core *core)
 		memcpy(sys->accessor, stored_sys->accessor, sizeof sys->accessor);
 		cs_router_remove(&core->router, stored_sys);
 	}
+	if (!rc) /* data dirs older than a required mount (cubbyhole/) */
+		rc = cs_sys_add_required_mounts(core, NULL);
 	if (rc)
 		snprintf(core->errmsg, sizeof core->errmsg, "load mount tables: %s",
 			 cs_strerror(rc));
@@ -487,11 +492,14 @@ static void dev_initialised(void *data, int status)
 		dev_fail(core, "unseal", rc);
 		return;
 	}
-	/* Vault's dev server mounts a KV engine at secret/. */
+	/* Vault's dev server mounts a KV version 2 engine at secret/. */
 	struct cs_txn txn;
 	cs_txn_begin(&txn, &core->st, core->kr);
-	rc = cs_sys_mount_add(core, &txn, "secret/", "kv", "key/value secret storage", NULL, NULL,
-			      false, err, sizeof err);
+	cJSON *kv_opts = cJSON_CreateObject();
+	cJSON_AddStringToObject(kv_opts, "version", "2");
+	rc = cs_sys_mount_add(core, &txn, "secret/", "kv", "key/value secret storage", NULL,
+			      kv_opts, false, err, sizeof err);
+	cJSON_Delete(kv_opts);
 	if (rc) {
 		cs_txn_abort(&txn);
 		cs_error("dev: %s", err);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/sha.h>
+
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -62,6 +64,77 @@ int cs_sys_save_tables(struct cs_core *core, struct cs_txn *txn)
 	cJSON_Delete(mounts);
 	cJSON_Delete(auth);
 	return rc;
+}
+
+#define MAX_REQUIRED 4
+static struct {
+	const char *path, *type, *description;
+} required[MAX_REQUIRED];
+static size_t n_required;
+
+void cs_sys_require_mount(const char *path, const char *type, const char *description)
+{
+	for (size_t i = 0; i < n_required; i++)
+		if (strcmp(required[i].path, path) == 0)
+			return;
+	if (n_required < MAX_REQUIRED) {
+		required[n_required].path = path;
+		required[n_required].type = type;
+		required[n_required].description = description;
+		n_required++;
+	}
+}
+
+bool cs_sys_mount_required(const char *mount_path)
+{
+	for (size_t i = 0; i < n_required; i++)
+		if (strcmp(required[i].path, mount_path) == 0)
+			return true;
+	return false;
+}
+
+/* A uuid-shaped id from SHA-256(cluster id | what | path): stable across nodes. */
+static void derived_id(const char *cluster_id, const char *what, const char *path, char out[37])
+{
+	char in[512];
+	uint8_t d[SHA256_DIGEST_LENGTH];
+	char hex[2 * SHA256_DIGEST_LENGTH + 1];
+	int n = snprintf(in, sizeof in, "%s|%s|%s", cluster_id, what, path);
+	SHA256((const uint8_t *)in, (size_t)n, d);
+	cs_hex_encode(d, 16, hex);
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+}
+
+int cs_sys_add_required_mounts(struct cs_core *core, struct cs_txn *txn)
+{
+	bool added = false;
+	for (size_t i = 0; i < n_required; i++) {
+		if (cs_router_get(&core->router, required[i].path) ||
+		    !cs_backend_find(required[i].type, false))
+			continue;
+		struct cs_mount *m = cs_mount_new(required[i].path, required[i].type, false);
+		free(m->description);
+		m->description = strdup(required[i].description);
+		m->local = true; /* as in Vault: per-cluster, never replicated elsewhere */
+		if (!txn) {
+			char id[37];
+			derived_id(core->cluster_id, "uuid", m->path, m->uuid);
+			derived_id(core->cluster_id, "accessor", m->path, id);
+			snprintf(m->accessor, sizeof m->accessor, "%s_%.8s", m->type, id);
+			size_t n = strlen(m->uuid) + 16;
+			free(m->storage_prefix);
+			m->storage_prefix = malloc(n);
+			if (!m->storage_prefix)
+				abort();
+			snprintf(m->storage_prefix, n, "logical/%s/", m->uuid);
+			cs_info("core: added required mount %s (missing from the stored table)",
+				m->path);
+		}
+		cs_mount_bind_backend(m);
+		cs_router_add(&core->router, m);
+		added = true;
+	}
+	return added && txn ? cs_sys_save_tables(core, txn) : 0;
 }
 
 /* Normalise a user-supplied mount path to "a/b/". NULL if invalid. */
@@ -449,15 +522,24 @@ static struct cs_mount *find_mount(struct cs_request *req, const char *user_path
 	free(p);
 	if (!auth && strcmp(full, "sys/") == 0)
 		return cs_sys_mount(req->core);
-	return cs_router_get(&req->core->router, full);
+	struct cs_mount *m = cs_router_get(&req->core->router, full);
+	return m && m->is_auth == auth ? m : NULL;
+}
+
+/* sys/mounts/:path and sys/auth/:path share their handlers; the row's pattern says which
+ * table a request is about. */
+static bool auth_row(const struct cs_request *req)
+{
+	return strncmp(req->route->pattern, "auth/", 5) == 0;
 }
 
 static int mount_read(struct cs_request *req)
 {
-	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), false);
+	bool auth = auth_row(req);
+	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth);
 	if (!m)
-		return cs_req_error(req, CS_EINVAL, "No secret engine mount at %s",
-				    cs_req_str(req, "path", ""));
+		return cs_req_error(req, CS_EINVAL, "No %s mount at %s",
+				    auth ? "auth" : "secret engine", cs_req_str(req, "path", ""));
 	cs_req_set_data(req, cs_mount_to_json(m, cs_core_default_ttl(req->core, NULL),
 					      cs_core_max_ttl(req->core, NULL)));
 	req->data_to_top = true;
@@ -470,26 +552,47 @@ static int mount_enable(struct cs_request *req)
 	if (!*type)
 		return cs_req_error(req, CS_EINVAL, "backend type must be specified as a string");
 	char err[512] = "";
+	bool auth = auth_row(req);
 	int rc = cs_sys_mount_add(req->core, &req->txn, cs_req_str(req, "path", ""), type,
 				  cs_req_str(req, "description", NULL), cs_req_get(req, "config"),
-				  cs_req_get(req, "options"), false, err, sizeof err);
+				  cs_req_get(req, "options"), auth, err, sizeof err);
 	if (rc)
 		return cs_req_error(req, rc, "%s", err);
-	return 0;
+	if (cs_req_bool(req, "local", false)) {
+		struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth);
+		if (m) {
+			m->local = true;
+			rc = cs_sys_save_tables(req->core, &req->txn);
+		}
+	}
+	if (!rc && auth)
+		cs_info("core: enabled auth method %s at auth/%s", type,
+			cs_req_str(req, "path", ""));
+	return rc;
 }
 
 static int mount_disable(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	const char *path = cs_req_str(req, "path", "");
-	struct cs_mount *m = find_mount(req, path, false);
+	bool auth = auth_row(req);
+	struct cs_mount *m = find_mount(req, path, auth);
 	if (!m)
 		return 0; /* Vault: disabling a missing mount succeeds */
 	if (m->backend == &cs_sys_backend)
 		return cs_req_error(req, CS_EINVAL, "cannot unmount \"sys/\"");
+	if (auth && strcmp(m->type, "token") == 0)
+		return cs_req_error(req, CS_EINVAL, "token credential backend cannot be disabled");
+	if (!auth && cs_sys_mount_required(m->path))
+		return cs_req_error(req, CS_EINVAL, "cannot unmount \"%s\"", m->path);
+	/* As Vault: the mount's leases and the tokens issued through it go with it, in the
+	 * same transaction as the data and the table change. */
+	int rc = core->revoke_prefix ? core->revoke_prefix(req, m->path) : 0;
+	if (rc)
+		return rc;
 	/* Delete the mount's data in the same transaction as the table change. */
 	struct cs_strv keys = {0};
-	int rc = cs_txn_scan(&req->txn, m->storage_prefix, &keys);
+	rc = cs_txn_scan(&req->txn, m->storage_prefix, &keys);
 	for (size_t i = 0; !rc && i < keys.n; i++)
 		rc = cs_txn_delete(&req->txn, keys.v[i]);
 	cs_strv_free(&keys);
@@ -506,7 +609,7 @@ static int mount_disable(struct cs_request *req)
 
 static int tune_read(struct cs_request *req)
 {
-	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), false);
+	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth_row(req));
 	if (!m)
 		return cs_req_error(req, CS_EINVAL, "cannot fetch sysview for path \"%s\"",
 				    cs_req_str(req, "path", ""));
@@ -526,7 +629,7 @@ static int tune_read(struct cs_request *req)
 static int tune_write(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
-	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), false);
+	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth_row(req));
 	if (!m)
 		return cs_req_error(req, CS_EINVAL, "cannot tune \"%s\": no mount there",
 				    cs_req_str(req, "path", ""));
@@ -721,6 +824,8 @@ static const struct cs_field tune_fields[] = {
     {"passthrough_request_headers", CS_FIELD_STRLIST, "", false},
     {"allowed_response_headers", CS_FIELD_STRLIST, "", false},
     {"plugin_version", CS_FIELD_STRING, "", false},
+    {"token_type", CS_FIELD_STRING, "", false},
+    {"user_lockout_config", CS_FIELD_MAP, "", false},
     {NULL, 0, NULL, false},
 };
 
@@ -754,6 +859,10 @@ static const struct cs_path sys_paths[] = {
     {"mounts/{path*}", mount_fields, OPS(mount_read, NULL, mount_enable, mount_disable, NULL), NULL,
      0, "enable, read or disable a secrets engine"},
     {"auth", NULL, OPS(auth_list, NULL, NULL, NULL, NULL), NULL, 0, "list auth methods"},
+    {"auth/{path*}/tune", tune_fields, OPS(tune_read, NULL, tune_write, NULL, NULL), NULL, 0,
+     "tune an auth method"},
+    {"auth/{path*}", mount_fields, OPS(mount_read, NULL, mount_enable, mount_disable, NULL), NULL,
+     0, "enable, read or disable an auth method"},
     {"internal/ui/mounts", NULL, OPS(ui_mounts, NULL, NULL, NULL, NULL), NULL, CS_PATH_UNAUTH,
      "mounts visible to the caller"},
     {"internal/ui/mounts/{path*}", path_only, OPS(ui_mount_path, NULL, NULL, NULL, NULL), NULL, 0,
