@@ -26,6 +26,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli.h"
+#include "cli/cli_internal.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "lib/buf.h"
@@ -38,58 +39,13 @@
 #define CUSTOS_BUILD_DATE "unknown"
 #endif
 
-#define DEFAULT_ADDR          "https://127.0.0.1:8200"
+#define DEFAULT_ADDR          CS_CLI_DEFAULT_ADDR
 #define DEFAULT_KEY_SHARES    5
 #define DEFAULT_KEY_THRESHOLD 3
 /* Largest input accepted from stdin or a file for `write` values. */
 #define MAX_INPUT (32u * 1024 * 1024)
 
-/* ------------------------------------------------------------------ state & flags */
-
-struct cli {
-	/* HTTP and output flags shared by every command. */
-	const char *address, *ca_cert, *ca_path, *namespace, *format, *field;
-	bool tls_skip_verify, tls_skip_verify_set, non_interactive;
-	/* Command flags. */
-	long key_shares, key_threshold, recovery_shares, recovery_threshold, version;
-	bool init_status, reset, migrate, force, detailed, local, seal_wrap, force_no_cache;
-	const char *path, *description, *default_lease_ttl, *max_lease_ttl;
-	cJSON *options; /* -options=k=v, repeatable */
-
-	/* Runtime. */
-	const char *fmt; /* "table" or "json" once resolved */
-	char *token_owned;
-	struct cs_client client;
-	bool client_ready;
-};
-
-enum flag_kind { F_STR, F_BOOL, F_INT, F_KV };
-
-/* Which commands accept a flag. */
-enum {
-	C_INIT = 1 << 0,
-	C_UNSEAL = 1 << 1,
-	C_SEAL = 1 << 2,
-	C_STATUS = 1 << 3,
-	C_READ = 1 << 4,
-	C_WRITE = 1 << 5,
-	C_LIST = 1 << 6,
-	C_DELETE = 1 << 7,
-	C_SENABLE = 1 << 8,
-	C_SDISABLE = 1 << 9,
-	C_SLIST = 1 << 10,
-	C_ALL = 0xffff,
-};
-
-struct flag {
-	const char *name;
-	enum flag_kind kind;
-	size_t off;
-	unsigned cmds;
-	size_t set_off; /* offset of a "was set" bool, or 0 */
-};
-
-#define OFF(f) offsetof(struct cli, f)
+/* ------------------------------------------------------------------ flags */
 
 static const struct flag flags[] = {
     {"address", F_STR, OFF(address), C_ALL, 0},
@@ -112,23 +68,116 @@ static const struct flag flags[] = {
     {"migrate", F_BOOL, OFF(migrate), C_UNSEAL, 0},
     {"force", F_BOOL, OFF(force), C_WRITE, 0},
     {"f", F_BOOL, OFF(force), C_WRITE, 0},
-    {"detailed", F_BOOL, OFF(detailed), C_LIST | C_SLIST, 0},
-    {"path", F_STR, OFF(path), C_SENABLE, 0},
-    {"description", F_STR, OFF(description), C_SENABLE, 0},
-    {"version", F_INT, OFF(version), C_SENABLE, 0},
-    {"default-lease-ttl", F_STR, OFF(default_lease_ttl), C_SENABLE, 0},
-    {"max-lease-ttl", F_STR, OFF(max_lease_ttl), C_SENABLE, 0},
-    {"local", F_BOOL, OFF(local), C_SENABLE, 0},
-    {"seal-wrap", F_BOOL, OFF(seal_wrap), C_SENABLE, 0},
+    {"detailed", F_BOOL, OFF(detailed), C_LIST | C_SLIST | C_ALIST | C_DLIST, 0},
+    {"path", F_STR, OFF(path), C_SENABLE | C_AENABLE | C_DENABLE, 0},
+    {"description", F_STR, OFF(description), C_SENABLE | C_AENABLE | C_ATUNE | C_DENABLE, 0},
+    {"version", F_INT, OFF(version), C_SENABLE | C_AENABLE | C_ATUNE, 0},
+    {"default-lease-ttl", F_DUR, OFF(default_lease_ttl), C_SENABLE | C_AENABLE | C_ATUNE,
+     OFF(default_lease_ttl_set)},
+    {"max-lease-ttl", F_DUR, OFF(max_lease_ttl), C_SENABLE | C_AENABLE | C_ATUNE,
+     OFF(max_lease_ttl_set)},
+    {"listing-visibility", F_STR, OFF(listing_visibility), C_SENABLE | C_AENABLE | C_ATUNE, 0},
+    {"token-type", F_STR, OFF(token_type), C_AENABLE | C_ATUNE, 0},
+    {"local", F_BOOL, OFF(local), C_SENABLE | C_AENABLE | C_DENABLE, 0},
+    {"seal-wrap", F_BOOL, OFF(seal_wrap), C_SENABLE | C_AENABLE, 0},
     {"force-no-cache", F_BOOL, OFF(force_no_cache), C_SENABLE, 0},
-    {"options", F_KV, OFF(options), C_SENABLE, 0},
+    {"options", F_KV, OFF(options), C_SENABLE | C_AENABLE | C_ATUNE, 0},
 };
 
 /* Result of flag parsing: index of the first positional argument, or one of these. */
 #define PARSE_HELP  (-1)
 #define PARSE_ERROR (-2)
 
-static int parse_flags(struct cli *c, unsigned cmd, int argc, char **argv, int i)
+/* The row for -name (nlen bytes) that `cmd` accepts: commands.c's rows, then ours. */
+static const struct flag *find_flag(uint64_t cmd, const char *name, size_t nlen)
+{
+	const struct flag *tabs[] = {flags, cs_cli_cmd_flags};
+	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags};
+	for (size_t t = 0; t < CS_ARRAY_LEN(tabs); t++)
+		for (size_t k = 0; k < lens[t]; k++)
+			if ((tabs[t][k].cmds & cmd) && strlen(tabs[t][k].name) == nlen &&
+			    strncmp(tabs[t][k].name, name, nlen) == 0)
+				return &tabs[t][k];
+	return NULL;
+}
+
+/* Store one flag value into its field. Returns 0 or prints and returns -1. */
+static int set_flag(struct cli *c, const struct flag *f, const char *value)
+{
+	char *dst = (char *)c + f->off;
+	switch (f->kind) {
+	case F_BOOL: {
+		bool b = true;
+		if (value && cs_parse_bool(value, &b) != 0) {
+			fprintf(stderr, "invalid boolean value \"%s\" for -%s: parse error\n",
+				value, f->name);
+			return -1;
+		}
+		*(bool *)(void *)dst = b;
+		break;
+	}
+	case F_STR:
+		*(const char **)(void *)dst = value;
+		break;
+	case F_INT: {
+		char *end;
+		errno = 0;
+		long v = strtol(value, &end, 0);
+		if (errno || end == value || *end) {
+			fprintf(stderr, "invalid value \"%s\" for flag -%s: parse error\n", value,
+				f->name);
+			return -1;
+		}
+		*(long *)(void *)dst = v;
+		break;
+	}
+	case F_DUR: {
+		int64_t secs = 0;
+		/* Vault's duration flags take "" as "no value". */
+		if (*value && cs_parse_duration(value, &secs) != 0) {
+			fprintf(
+			    stderr,
+			    "invalid value \"%s\" for flag -%s: time: invalid duration \"%s\"\n",
+			    value, f->name, value);
+			return -1;
+		}
+		*(int64_t *)(void *)dst = secs;
+		break;
+	}
+	case F_LIST: {
+		cJSON **arr = (cJSON **)(void *)dst;
+		if (!*arr)
+			*arr = cJSON_CreateArray();
+		char *t = cs_cli_trim_dup(value, strlen(value));
+		cJSON_AddItemToArray(*arr, cJSON_CreateString(t));
+		free(t);
+		break;
+	}
+	case F_KV: {
+		const char *e = strchr(value, '=');
+		if (!e) {
+			fprintf(stderr, "invalid value \"%s\" for flag -%s: missing = in KV pair\n",
+				value, f->name);
+			return -1;
+		}
+		cJSON **obj = (cJSON **)(void *)dst;
+		if (!*obj)
+			*obj = cJSON_CreateObject();
+		char *k = strndup(value, (size_t)(e - value));
+		if (!k)
+			abort();
+		cJSON_DeleteItemFromObjectCaseSensitive(*obj, k);
+		cJSON_AddStringToObject(*obj, k, e + 1);
+		free(k);
+		break;
+	}
+	}
+	if (f->set_off)
+		*(bool *)(void *)((char *)c + f->set_off) = true;
+	return 0;
+}
+
+static int parse_flags(struct cli *c, uint64_t cmd, int argc, char **argv, int i)
 {
 	while (i < argc) {
 		const char *a = argv[i];
@@ -148,67 +197,20 @@ static int parse_flags(struct cli *c, unsigned cmd, int argc, char **argv, int i
 		const char *value = eq ? eq + 1 : NULL;
 		if ((nlen == 1 && name[0] == 'h') || (nlen == 4 && strncmp(name, "help", 4) == 0))
 			return PARSE_HELP;
-		const struct flag *f = NULL;
-		for (size_t k = 0; k < CS_ARRAY_LEN(flags); k++)
-			if ((flags[k].cmds & cmd) && strlen(flags[k].name) == nlen &&
-			    strncmp(flags[k].name, name, nlen) == 0)
-				f = &flags[k];
+		const struct flag *f = find_flag(cmd, name, nlen);
 		if (!f) {
 			fprintf(stderr, "flag provided but not defined: -%.*s\n", (int)nlen, name);
 			return PARSE_ERROR;
 		}
-		char *dst = (char *)c + f->off;
-		if (f->kind == F_BOOL) {
-			bool b = true;
-			if (value && cs_parse_bool(value, &b) != 0) {
-				fprintf(stderr,
-					"invalid boolean value \"%s\" for -%s: parse error\n",
-					value, f->name);
-				return PARSE_ERROR;
-			}
-			*(bool *)(void *)dst = b;
-			if (f->set_off)
-				*(bool *)(void *)((char *)c + f->set_off) = true;
-			i++;
-			continue;
-		}
-		if (!value) {
+		if (!value && f->kind != F_BOOL) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "flag needs an argument: -%s\n", f->name);
 				return PARSE_ERROR;
 			}
 			value = argv[++i];
 		}
-		if (f->kind == F_STR) {
-			*(const char **)(void *)dst = value;
-		} else if (f->kind == F_INT) {
-			char *end;
-			errno = 0;
-			long v = strtol(value, &end, 0);
-			if (errno || end == value || *end) {
-				fprintf(stderr, "invalid value \"%s\" for flag -%s: parse error\n",
-					value, f->name);
-				return PARSE_ERROR;
-			}
-			*(long *)(void *)dst = v;
-		} else {
-			const char *e = strchr(value, '=');
-			if (!e) {
-				fprintf(stderr,
-					"invalid value \"%s\" for flag -%s: missing = in KV pair\n",
-					value, f->name);
-				return PARSE_ERROR;
-			}
-			cJSON **obj = (cJSON **)(void *)dst;
-			if (!*obj)
-				*obj = cJSON_CreateObject();
-			char *k = strndup(value, (size_t)(e - value));
-			if (!k)
-				abort();
-			cJSON_DeleteItemFromObjectCaseSensitive(*obj, k);
-			cJSON_AddStringToObject(*obj, k, e + 1);
-			free(k);
-		}
+		if (set_flag(c, f, value) != 0)
+			return PARSE_ERROR;
 		i++;
 	}
 	return i;
@@ -260,14 +262,14 @@ static int resolve_format(struct cli *c)
 	return 0;
 }
 
-static bool is_json(const struct cli *c)
+bool cs_cli_is_json(const struct cli *c)
 {
 	return strcmp(c->fmt, "json") == 0;
 }
 
 /* ------------------------------------------------------------------ client set-up */
 
-static char *trim_dup(const char *s, size_t n)
+char *cs_cli_trim_dup(const char *s, size_t n)
 {
 	while (n > 0 && isspace((unsigned char)*s))
 		s++, n--;
@@ -281,7 +283,7 @@ static char *trim_dup(const char *s, size_t n)
 
 /* Build the HTTP client from flags and environment. Returns 0 or prints the problem and
  * returns 1 (callers turn that into the command's exit code). */
-static int make_client(struct cli *c)
+int cs_cli_make_client(struct cli *c)
 {
 	struct cs_client *cl = &c->client;
 	memset(cl, 0, sizeof *cl);
@@ -320,7 +322,7 @@ static int make_client(struct cli *c)
 			char *data = NULL;
 			size_t len = 0;
 			if (cs_read_file(p.data, &data, &len) == 0) {
-				c->token_owned = trim_dup(data, len);
+				c->token_owned = cs_cli_trim_dup(data, len);
 				cs_zero(data, len);
 				cl->token = c->token_owned;
 			}
@@ -336,7 +338,7 @@ static int make_client(struct cli *c)
 	return 0;
 }
 
-static void cli_free(struct cli *c)
+void cs_cli_free(struct cli *c)
 {
 	if (c->client_ready)
 		cs_client_close(&c->client);
@@ -344,13 +346,16 @@ static void cli_free(struct cli *c)
 		cs_zero(c->token_owned, strlen(c->token_owned));
 		free(c->token_owned);
 	}
-	cJSON_Delete(c->options);
+	cJSON *owned[] = {c->options,         c->versions, c->remove_data,
+			  c->custom_metadata, c->policies, c->metadata};
+	for (size_t i = 0; i < CS_ARRAY_LEN(owned); i++)
+		cs_client_json_free_secure(owned[i]);
 }
 
 /* ------------------------------------------------------------------ output helpers */
 
 /* Print a buffer plus newline to a stream, then wipe it (it may hold secrets). */
-static void emit(FILE *f, struct cs_buf *b)
+void cs_cli_emit(FILE *f, struct cs_buf *b)
 {
 	if (b->len)
 		fwrite(b->data, 1, b->len, f);
@@ -359,17 +364,15 @@ static void emit(FILE *f, struct cs_buf *b)
 	cs_buf_free_secure(b);
 }
 
-static void print_json(const cJSON *v, bool sort_top)
+void cs_cli_print_json(const cJSON *v, bool sort_top)
 {
 	struct cs_buf b = CS_BUF_INIT;
 	cs_fmt_json(&b, v, sort_top);
-	emit(stdout, &b);
+	cs_cli_emit(stdout, &b);
 }
 
 /* "<prefix>: <Vault's API error text>" on stderr. */
-static void api_error(const struct cs_client_resp *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void api_error(const struct cs_client_resp *r, const char *fmt, ...)
+void cs_cli_api_error(const struct cs_client_resp *r, const char *fmt, ...)
 {
 	struct cs_buf b = CS_BUF_INIT;
 	if (fmt) {
@@ -380,11 +383,11 @@ static void api_error(const struct cs_client_resp *r, const char *fmt, ...)
 		cs_buf_puts(&b, ": ");
 	}
 	cs_client_format_error(r, &b);
-	emit(stderr, &b);
+	cs_cli_emit(stderr, &b);
 }
 
 /* Remove leading and trailing '/' and whitespace (Vault's sanitizePath). */
-static char *sanitize_path(const char *s)
+char *cs_cli_sanitize_path(const char *s)
 {
 	size_t n = strlen(s);
 	while (n > 0 && (isspace((unsigned char)*s) || *s == '/'))
@@ -397,22 +400,17 @@ static char *sanitize_path(const char *s)
 	return r;
 }
 
-static const cJSON *get(const cJSON *o, const char *k)
-{
-	return cJSON_GetObjectItemCaseSensitive(o, k);
-}
-
 /*
  * Go's Logical().Read treats a 404 as "no secret" unless the body still carries data or
  * warnings (KV v2 deleted versions, v1 paths on a v2 mount). Returns the secret to show
  * (borrowed from resp) or NULL.
  */
-static const cJSON *secret_from_404(const struct cs_client_resp *r)
+const cJSON *cs_cli_secret_from_404(const struct cs_client_resp *r)
 {
 	const cJSON *j = r->json;
 	if (!cJSON_IsObject(j))
 		return NULL;
-	const cJSON *d = get(j, "data"), *w = get(j, "warnings");
+	const cJSON *d = cs_cli_get(j, "data"), *w = cs_cli_get(j, "warnings");
 	if ((cJSON_IsObject(d) && d->child) || (cJSON_IsArray(w) && w->child))
 		return j;
 	return NULL;
@@ -423,37 +421,37 @@ static cJSON *secret_struct(const cJSON *s)
 {
 	cJSON *o = cJSON_CreateObject();
 	const cJSON *v;
-	v = get(s, "request_id");
+	v = cs_cli_get(s, "request_id");
 	cJSON_AddStringToObject(o, "request_id", cJSON_IsString(v) ? v->valuestring : "");
-	v = get(s, "lease_id");
+	v = cs_cli_get(s, "lease_id");
 	cJSON_AddStringToObject(o, "lease_id", cJSON_IsString(v) ? v->valuestring : "");
-	v = get(s, "lease_duration");
+	v = cs_cli_get(s, "lease_duration");
 	cJSON_AddNumberToObject(o, "lease_duration", cJSON_IsNumber(v) ? v->valuedouble : 0);
-	cJSON_AddBoolToObject(o, "renewable", cJSON_IsTrue(get(s, "renewable")));
-	v = get(s, "data");
+	cJSON_AddBoolToObject(o, "renewable", cJSON_IsTrue(cs_cli_get(s, "renewable")));
+	v = cs_cli_get(s, "data");
 	cJSON_AddItemToObject(o, "data",
 			      cJSON_IsObject(v) ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
-	v = get(s, "warnings");
+	v = cs_cli_get(s, "warnings");
 	cJSON_AddItemToObject(o, "warnings",
 			      cJSON_IsArray(v) ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
-	v = get(s, "auth");
+	v = cs_cli_get(s, "auth");
 	if (cJSON_IsObject(v))
 		cJSON_AddItemToObject(o, "auth", cJSON_Duplicate(v, true));
-	v = get(s, "wrap_info");
+	v = cs_cli_get(s, "wrap_info");
 	if (cJSON_IsObject(v))
 		cJSON_AddItemToObject(o, "wrap_info", cJSON_Duplicate(v, true));
-	v = get(s, "mount_type");
+	v = cs_cli_get(s, "mount_type");
 	if (cJSON_IsString(v) && *v->valuestring)
 		cJSON_AddStringToObject(o, "mount_type", v->valuestring);
 	return o;
 }
 
 /* Vault's OutputSecret: table (warnings on stderr) or the JSON of the secret. */
-static int output_secret(struct cli *c, const cJSON *secret)
+int cs_cli_output_secret(struct cli *c, const cJSON *secret)
 {
-	if (is_json(c)) {
+	if (cs_cli_is_json(c)) {
 		cJSON *o = secret_struct(secret);
-		print_json(o, false);
+		cs_cli_print_json(o, false);
 		cs_client_json_free_secure(o);
 		return 0;
 	}
@@ -466,7 +464,7 @@ static int output_secret(struct cli *c, const cJSON *secret)
 	cs_buf_free(&w);
 	cs_fmt_secret_table(&b, secret);
 	if (b.len)
-		emit(stdout, &b);
+		cs_cli_emit(stdout, &b);
 	cs_buf_free_secure(&b);
 	return 0;
 }
@@ -486,9 +484,9 @@ static void print_raw(struct cs_buf *b)
 /* Vault's RawField: the named value of a secret (data keys, or envelope fields). */
 static const cJSON *raw_secret_field(const cJSON *s, const char *field, cJSON *scratch)
 {
-	const cJSON *data = get(s, "data");
-	const cJSON *auth = get(s, "auth");
-	const cJSON *wi = get(s, "wrap_info");
+	const cJSON *data = cs_cli_get(s, "data");
+	const cJSON *auth = cs_cli_get(s, "auth");
+	const cJSON *wi = cs_cli_get(s, "wrap_info");
 	static const char *const auth_map[][2] = {{"token", "client_token"},
 						  {"token_accessor", "accessor"},
 						  {"token_duration", "lease_duration"},
@@ -505,18 +503,18 @@ static const cJSON *raw_secret_field(const cJSON *s, const char *field, cJSON *s
 	if (cJSON_IsObject(auth)) {
 		for (size_t i = 0; i < CS_ARRAY_LEN(auth_map); i++)
 			if (strcmp(field, auth_map[i][0]) == 0)
-				return get(auth, auth_map[i][1]);
+				return cs_cli_get(auth, auth_map[i][1]);
 	} else if (cJSON_IsObject(wi)) {
 		for (size_t i = 0; i < CS_ARRAY_LEN(wrap_map); i++)
 			if (strcmp(field, wrap_map[i][0]) == 0)
-				return get(wi, wrap_map[i][1]);
+				return cs_cli_get(wi, wrap_map[i][1]);
 	} else {
 		if (strcmp(field, "lease_duration") == 0 ||
 		    strcmp(field, "refresh_interval") == 0 || strcmp(field, "lease_id") == 0 ||
 		    strcmp(field, "request_id") == 0) {
 			const char *k =
 			    strcmp(field, "refresh_interval") == 0 ? "lease_duration" : field;
-			const cJSON *v = get(s, k);
+			const cJSON *v = cs_cli_get(s, k);
 			if (v)
 				return v;
 			/* Go's zero value, not "missing". */
@@ -524,32 +522,33 @@ static const cJSON *raw_secret_field(const cJSON *s, const char *field, cJSON *s
 					      strcmp(k, "lease_duration") == 0
 						  ? cJSON_CreateNumber(0)
 						  : cJSON_CreateString(""));
-			return get(scratch, "v");
+			return cs_cli_get(scratch, "v");
 		}
 		if (strcmp(field, "renewable") == 0) {
-			cJSON_AddBoolToObject(scratch, "v", cJSON_IsTrue(get(s, "renewable")));
-			return get(scratch, "v");
+			cJSON_AddBoolToObject(scratch, "v",
+					      cJSON_IsTrue(cs_cli_get(s, "renewable")));
+			return cs_cli_get(scratch, "v");
 		}
 		if (strcmp(field, "data") == 0) {
-			const cJSON *dd = get(data, "data");
+			const cJSON *dd = cs_cli_get(data, "data");
 			return dd ? dd : data;
 		}
 	}
-	return get(data, field);
+	return cs_cli_get(data, field);
 }
 
 /* Vault's PrintRawField. Returns the exit code. */
-static int print_field(struct cli *c, const cJSON *obj, const char *field, bool secret,
+int cs_cli_print_field(struct cli *c, const cJSON *obj, const char *field, bool secret,
 		       const char *type_name)
 {
 	cJSON *scratch = cJSON_CreateObject();
-	const cJSON *v = secret ? raw_secret_field(obj, field, scratch) : get(obj, field);
+	const cJSON *v = secret ? raw_secret_field(obj, field, scratch) : cs_cli_get(obj, field);
 	if (!v || cJSON_IsNull(v)) {
 		fprintf(stderr, "Field \"%s\" not present in %s\n", field, type_name);
 		cJSON_Delete(scratch);
 		return 1;
 	}
-	if (secret && !is_json(c)) {
+	if (secret && !cs_cli_is_json(c)) {
 		struct cs_buf w = CS_BUF_INIT;
 		cs_fmt_warnings(&w, obj);
 		if (w.len)
@@ -557,7 +556,7 @@ static int print_field(struct cli *c, const cJSON *obj, const char *field, bool 
 		cs_buf_free(&w);
 	}
 	struct cs_buf b = CS_BUF_INIT;
-	if (is_json(c))
+	if (cs_cli_is_json(c))
 		cs_fmt_json(&b, v, true);
 	else
 		cs_fmt_value(&b, v);
@@ -568,7 +567,7 @@ static int print_field(struct cli *c, const cJSON *obj, const char *field, bool 
 
 /* ------------------------------------------------------------------ K=V input */
 
-static int read_stream(FILE *f, struct cs_buf *out)
+int cs_cli_read_stream(FILE *f, struct cs_buf *out)
 {
 	char tmp[4096];
 	size_t n;
@@ -606,7 +605,7 @@ static int merge_json(cJSON *obj, const char *data, size_t len, struct cs_buf *e
  * "@file" (a JSON object in a file, merged). A repeated key becomes a list. stdin can be
  * consumed once. Returns 0 or -1 with the reason in err.
  */
-static int parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err)
+int cs_cli_parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err)
 {
 	bool stdin_used = false;
 	for (int i = 0; i < argc; i++) {
@@ -622,7 +621,7 @@ static int parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err)
 					return -1;
 				}
 				stdin_used = true;
-				rc = read_stream(stdin, &in);
+				rc = cs_cli_read_stream(stdin, &in);
 				if (rc)
 					cs_buf_printf(err, "reading stdin: %s", strerror(rc));
 			} else {
@@ -673,7 +672,7 @@ static int parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err)
 				rc = -1;
 			} else {
 				stdin_used = true;
-				rc = read_stream(stdin, &in);
+				rc = cs_cli_read_stream(stdin, &in);
 				if (rc)
 					cs_buf_printf(err, "reading stdin: %s", strerror(rc));
 			}
@@ -704,6 +703,19 @@ static int parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err)
 	return 0;
 }
 
+cJSON *cs_cli_kv_data(int argc, char **argv)
+{
+	cJSON *data = cJSON_CreateObject();
+	struct cs_buf err = CS_BUF_INIT;
+	if (cs_cli_parse_kv(data, argc, argv, &err) != 0) {
+		fprintf(stderr, "Failed to parse K=V data: %s\n", err.data);
+		cs_client_json_free_secure(data);
+		data = NULL;
+	}
+	cs_buf_free(&err);
+	return data;
+}
+
 static void query_escape(struct cs_buf *b, const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -720,7 +732,7 @@ static void query_escape(struct cs_buf *b, const char *s)
 static int kv_query(int argc, char **argv, struct cs_buf *q, struct cs_buf *err)
 {
 	cJSON *obj = cJSON_CreateObject();
-	if (parse_kv(obj, argc, argv, err) != 0) {
+	if (cs_cli_parse_kv(obj, argc, argv, err) != 0) {
 		cs_client_json_free_secure(obj);
 		return -1;
 	}
@@ -752,12 +764,18 @@ static const char usage_main[] =
     "    write       Write data, configuration, and secrets\n"
     "    delete      Delete secrets and configuration\n"
     "    list        List data or secrets\n"
+    "    login       Authenticate locally\n"
     "    status      Print seal and HA status\n"
     "\n"
     "Other commands:\n"
+    "    audit       Interact with audit devices\n"
+    "    auth        Interact with auth methods\n"
+    "    kv          Interact with custos's Key-Value storage\n"
     "    operator    Perform operator-specific tasks (init, unseal, seal)\n"
+    "    policy      Interact with policies\n"
     "    secrets     Interact with secrets engines (enable, disable, list)\n"
     "    server      Start a custos server\n"
+    "    token       Interact with tokens\n"
     "    version     Prints the custos version\n"
     "\n"
     "Environment: CUSTOS_ADDR or VAULT_ADDR (default " DEFAULT_ADDR "),\n"
@@ -790,10 +808,26 @@ static const char usage_secrets[] = "Usage: custos secrets <subcommand> [options
 				    "    enable     Enable a secrets engine\n"
 				    "    list       List enabled secrets engines\n";
 
-struct usage {
-	unsigned cmd;
-	const char *text;
-};
+static const char usage_auth[] = "Usage: custos auth <subcommand> [options] [args]\n"
+				 "\n"
+				 "Subcommands:\n"
+				 "    disable    Disables an auth method\n"
+				 "    enable     Enables a new auth method\n"
+				 "    list       Lists enabled auth methods\n"
+				 "    tune       Tunes an auth method configuration\n";
+
+static const char usage_audit[] = "Usage: custos audit <subcommand> [options] [args]\n"
+				  "\n"
+				  "Subcommands:\n"
+				  "    disable    Disables an audit device\n"
+				  "    enable     Enables an audit device\n"
+				  "    list       Lists enabled audit devices\n";
+
+#define TTL_HELP                                                                                   \
+	"  -default-lease-ttl=<dur>    Default lease TTL (default: the server's).\n"               \
+	"  -max-lease-ttl=<dur>        Maximum lease TTL (default: the server's).\n"               \
+	"  -listing-visibility=<str>   \"unauth\" to list it in the unauthenticated UI\n"          \
+	"                              listing, \"hidden\" or \"\" not to.\n"
 
 static const struct usage usages[] = {
     {C_INIT, "Usage: custos operator init [options]\n\n"
@@ -825,30 +859,73 @@ static const struct usage usages[] = {
      "  -path=<string>              Mount path (default: TYPE).\n"
      "  -description=<string>       Human-friendly description.\n"
      "  -version=<int>              Engine version (options.version; 2 = versioned KV).\n"
-     "  -default-lease-ttl=<dur>    Default lease TTL.\n"
-     "  -max-lease-ttl=<dur>        Maximum lease TTL.\n"
-     "  -options=<key=value>        Engine option (repeatable).\n"
+     "  -options=<key=value>        Engine option (repeatable).\n" TTL_HELP
      "  -local, -seal-wrap, -force-no-cache\n"},
     {C_SDISABLE, "Usage: custos secrets disable [options] PATH\n\n"
 		 "  Disables the secrets engine at PATH, deleting its data.\n"},
     {C_SLIST, "Usage: custos secrets list [options]\n\n"
 	      "  Lists enabled secrets engines.\n\n"
 	      "  -detailed              Show all mount details.\n"},
+    {C_AENABLE, "Usage: custos auth enable [options] TYPE\n\n"
+		"  Enables a new auth method (userpass, approle, ...) at auth/PATH.\n\n"
+		"      $ custos auth enable userpass\n"
+		"      $ custos auth enable -path=people userpass\n\n"
+		"  -path=<string>              Mount path (default: TYPE).\n"
+		"  -description=<string>       Human-friendly description.\n"
+		"  -options=<key=value>        Mount option (repeatable).\n"
+		"  -version=<int>              Auth method version (options.version).\n"
+		"  -token-type=<string>        Force the type of the tokens it issues.\n" TTL_HELP
+		"  -local                      Mark it local-only (not replicated).\n"
+		"  -seal-wrap                  Seal-wrap its critical values.\n"},
+    {C_ADISABLE, "Usage: custos auth disable [options] PATH\n\n"
+		 "  Disables the auth method at PATH (the path, not the type). Every token\n"
+		 "  issued through it is revoked.\n\n"
+		 "      $ custos auth disable userpass/\n"},
+    {C_ALIST, "Usage: custos auth list [options]\n\n"
+	      "  Lists the enabled auth methods. A TTL of \"system\" means the server's\n"
+	      "  default is in use.\n\n"
+	      "  -detailed              Show configuration and replication details.\n"},
+    {C_ATUNE, "Usage: custos auth tune [options] PATH\n\n"
+	      "  Tunes the configuration of the auth method at PATH (the path, not the\n"
+	      "  type).\n\n"
+	      "      $ custos auth tune -default-lease-ttl=72h userpass/\n\n"
+	      "  -description=<string>       Replace the description.\n"
+	      "  -options=<key=value>        Mount option (repeatable).\n"
+	      "  -version=<int>              Auth method version (options.version).\n"
+	      "  -token-type=<string>        Force the type of the tokens it issues.\n" TTL_HELP},
+    {C_DENABLE, "Usage: custos audit enable [options] TYPE [CONFIG K=V...]\n\n"
+		"  Enables an audit device of TYPE (file, socket, ...); its options follow\n"
+		"  the type as K=V pairs, as for `custos write`.\n\n"
+		"      $ custos audit enable file file_path=/var/log/custos_audit.log\n\n"
+		"  -path=<string>         Device path (default: TYPE).\n"
+		"  -description=<string>  Human-friendly description.\n"
+		"  -local                 Mark it local-only (not replicated).\n"},
+    {C_DDISABLE, "Usage: custos audit disable [options] PATH\n\n"
+		 "  Disables the audit device at PATH (the path, not the type). Logs already\n"
+		 "  written are left alone.\n\n"
+		 "      $ custos audit disable file/\n"},
+    {C_DLIST, "Usage: custos audit list [options]\n\n"
+	      "  Lists the enabled audit devices.\n\n"
+	      "  -detailed              Also show replication and options.\n"},
 };
 
-static void print_cmd_usage(unsigned cmd)
+static void print_cmd_usage(uint64_t cmd)
 {
 	for (size_t i = 0; i < CS_ARRAY_LEN(usages); i++)
 		if (usages[i].cmd == cmd)
 			fputs(usages[i].text, stdout);
-	fputs(usage_http, stdout);
+	for (size_t i = 0; i < cs_cli_n_cmd_usages; i++)
+		if (cs_cli_cmd_usages[i].cmd == cmd)
+			fputs(cs_cli_cmd_usages[i].text, stdout);
+	if (cmd != C_PFMT)
+		fputs(usage_http, stdout);
 }
 
 /*
  * Common start of every command: parse flags, resolve the format. Returns the index of
  * the first positional argument, or a negative value with *code set to the exit code.
  */
-static int begin(struct cli *c, unsigned cmd, int argc, char **argv, int start, int *code)
+int cs_cli_begin(struct cli *c, uint64_t cmd, int argc, char **argv, int start, int *code)
 {
 	int i = parse_flags(c, cmd, argc, argv, start);
 	if (i == PARSE_HELP) {
@@ -868,14 +945,14 @@ static int begin(struct cli *c, unsigned cmd, int argc, char **argv, int start, 
 
 static void copy_if(cJSON *dst, const cJSON *src, const char *k)
 {
-	const cJSON *v = get(src, k);
+	const cJSON *v = cs_cli_get(src, k);
 	if (v)
 		cJSON_AddItemToObject(dst, k, cJSON_Duplicate(v, true));
 }
 
 static bool errors_contain(const struct cs_client_resp *r, const char *needle)
 {
-	const cJSON *errs = get(r->json, "errors");
+	const cJSON *errs = cs_cli_get(r->json, "errors");
 	for (const cJSON *e = cJSON_IsArray(errs) ? errs->child : NULL; e; e = e->next)
 		if (cJSON_IsString(e) && strstr(e->valuestring, needle))
 			return true;
@@ -888,16 +965,16 @@ static int output_seal_status(struct cli *c, const cJSON *status, bool *sealed)
 	struct cs_client_resp lr;
 	int rc = cs_client_request(&c->client, "GET", "sys/leader", NULL, NULL, &lr);
 	cJSON *st = cJSON_Duplicate(status, true);
-	*sealed = cJSON_IsTrue(get(status, "sealed"));
+	*sealed = cJSON_IsTrue(cs_cli_get(status, "sealed"));
 	bool ha = false, self = false;
 	if (rc == 0 && cs_client_resp_ok(&lr) && cJSON_IsObject(lr.json)) {
-		ha = cJSON_IsTrue(get(lr.json, "ha_enabled"));
-		self = cJSON_IsTrue(get(lr.json, "is_self"));
+		ha = cJSON_IsTrue(cs_cli_get(lr.json, "ha_enabled"));
+		self = cJSON_IsTrue(cs_cli_get(lr.json, "is_self"));
 	} else if (rc == 0 && errors_contain(&lr, "Vault is sealed")) {
 		/* Sealed HA nodes cannot answer sys/leader; Vault masks that. */
 		ha = true;
 	} else {
-		api_error(&lr, "Error checking leader status");
+		cs_cli_api_error(&lr, "Error checking leader status");
 		cs_client_resp_free(&lr);
 		cJSON_Delete(st);
 		return 1;
@@ -906,18 +983,18 @@ static int output_seal_status(struct cli *c, const cJSON *status, bool *sealed)
 	if (self)
 		cJSON_AddBoolToObject(st, "is_self", true);
 	if (cJSON_IsObject(lr.json) && cs_client_resp_ok(&lr)) {
-		const cJSON *at = get(lr.json, "active_time");
+		const cJSON *at = cs_cli_get(lr.json, "active_time");
 		if (cJSON_IsString(at) && strncmp(at->valuestring, "0001-01-01", 10) != 0)
 			copy_if(st, lr.json, "active_time");
 		static const char *const strs[] = {"leader_address", "leader_cluster_address"};
 		for (size_t i = 0; i < CS_ARRAY_LEN(strs); i++) {
-			const cJSON *v = get(lr.json, strs[i]);
+			const cJSON *v = cs_cli_get(lr.json, strs[i]);
 			if (cJSON_IsString(v) && *v->valuestring)
 				copy_if(st, lr.json, strs[i]);
 		}
 		static const char *const nums[] = {"raft_committed_index", "raft_applied_index"};
 		for (size_t i = 0; i < CS_ARRAY_LEN(nums); i++) {
-			const cJSON *v = get(lr.json, nums[i]);
+			const cJSON *v = cs_cli_get(lr.json, nums[i]);
 			if (cJSON_IsNumber(v) && v->valuedouble > 0)
 				copy_if(st, lr.json, nums[i]);
 		}
@@ -926,13 +1003,13 @@ static int output_seal_status(struct cli *c, const cJSON *status, bool *sealed)
 
 	int code = 0;
 	if (c->field && *c->field) {
-		code = print_field(c, st, c->field, false, "seal status");
-	} else if (is_json(c)) {
-		print_json(st, false);
+		code = cs_cli_print_field(c, st, c->field, false, "seal status");
+	} else if (cs_cli_is_json(c)) {
+		cs_cli_print_json(st, false);
 	} else {
 		struct cs_buf b = CS_BUF_INIT;
 		cs_fmt_seal_status_table(&b, st);
-		emit(stdout, &b);
+		cs_cli_emit(stdout, &b);
 	}
 	cJSON_Delete(st);
 	return code;
@@ -943,29 +1020,23 @@ static int output_seal_status(struct cli *c, const cJSON *status, bool *sealed)
 static int cmd_init(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = begin(c, C_INIT, argc, argv, start, &code);
+	int i = cs_cli_start(c, C_INIT, argc, argv, start, 0, 0, "0", &code);
 	if (i < 0)
 		return code;
-	if (argc - i > 0) {
-		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
-		return 1;
-	}
-	if (make_client(c))
-		return 2;
 
 	struct cs_client_resp r;
 	if (c->init_status) {
 		if (cs_client_request(&c->client, "GET", "sys/init", NULL, NULL, &r) != 0 ||
 		    !cs_client_resp_ok(&r)) {
-			api_error(&r, "Error checking init status");
+			cs_cli_api_error(&r, "Error checking init status");
 			cs_client_resp_free(&r);
 			return 1; /* 2 means "not initialized" here */
 		}
-		bool inited = cJSON_IsTrue(get(r.json, "initialized"));
-		if (is_json(c)) {
+		bool inited = cJSON_IsTrue(cs_cli_get(r.json, "initialized"));
+		if (cs_cli_is_json(c)) {
 			cJSON *o = cJSON_CreateObject();
 			cJSON_AddBoolToObject(o, "initialized", inited);
-			print_json(o, false);
+			cs_cli_print_json(o, false);
 			cJSON_Delete(o);
 		} else {
 			printf("%s\n",
@@ -977,11 +1048,11 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 
 	if (cs_client_request(&c->client, "GET", "sys/seal-status", NULL, NULL, &r) != 0 ||
 	    !cs_client_resp_ok(&r)) {
-		api_error(&r, NULL);
+		cs_cli_api_error(&r, NULL);
 		cs_client_resp_free(&r);
 		return 2;
 	}
-	bool recovery = cJSON_IsTrue(get(r.json, "recovery_seal"));
+	bool recovery = cJSON_IsTrue(cs_cli_get(r.json, "recovery_seal"));
 	cs_client_resp_free(&r);
 	if (!recovery) {
 		if (c->key_shares == 0)
@@ -1004,19 +1075,19 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 		if (rc == 0 && cs_client_resp_ok(&r)) {
 			fprintf(stderr, "Error initializing: unexpected response from server\n");
 		} else {
-			api_error(&r, "Error initializing");
+			cs_cli_api_error(&r, "Error initializing");
 		}
 		cs_client_resp_free(&r);
 		return 2;
 	}
 
-	const cJSON *keys = get(r.json, "keys"), *b64 = get(r.json, "keys_base64");
-	const cJSON *rkeys = get(r.json, "recovery_keys");
-	const cJSON *rb64 = get(r.json, "recovery_keys_base64");
-	const cJSON *root = get(r.json, "root_token");
+	const cJSON *keys = cs_cli_get(r.json, "keys"), *b64 = cs_cli_get(r.json, "keys_base64");
+	const cJSON *rkeys = cs_cli_get(r.json, "recovery_keys");
+	const cJSON *rb64 = cs_cli_get(r.json, "recovery_keys_base64");
+	const cJSON *root = cs_cli_get(r.json, "root_token");
 	int nkeys = cJSON_GetArraySize(keys), nrkeys = cJSON_GetArraySize(rkeys);
 
-	if (is_json(c)) {
+	if (cs_cli_is_json(c)) {
 		/* Vault's machineInit struct, in its field order. */
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddItemToObject(o, "unseal_keys_b64",
@@ -1039,7 +1110,7 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 					(double)c->recovery_threshold);
 		cJSON_AddStringToObject(o, "root_token",
 					cJSON_IsString(root) ? root->valuestring : "");
-		print_json(o, false);
+		cs_cli_print_json(o, false);
 		cs_client_json_free_secure(o);
 		cs_client_resp_free(&r);
 		return 0;
@@ -1099,7 +1170,7 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 		cs_fmt_wrap(&b, t.data, 0);
 	}
 	cs_buf_free(&t);
-	emit(stdout, &b);
+	cs_cli_emit(stdout, &b);
 	cs_client_resp_free(&r);
 	return 0;
 }
@@ -1118,7 +1189,7 @@ static void restore_tty(int sig)
 
 /* Read one line into buf (NUL-terminated, trailing CR/LF removed); echo off on a tty.
  * Returns 0, or -1 on EOF/error. */
-static int read_secret_line(char *buf, size_t cap, bool tty)
+int cs_cli_read_secret_line(char *buf, size_t cap, bool tty)
 {
 	struct sigaction sa, old_int, old_term;
 	if (tty) {
@@ -1168,15 +1239,9 @@ static int read_secret_line(char *buf, size_t cap, bool tty)
 static int cmd_unseal(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = begin(c, C_UNSEAL, argc, argv, start, &code);
+	int i = cs_cli_start(c, C_UNSEAL, argc, argv, start, 0, 1, "1", &code);
 	if (i < 0)
 		return code;
-	if (argc - i > 1) {
-		fprintf(stderr, "Too many arguments (expected 1, got %d)\n", argc - i);
-		return 1;
-	}
-	if (make_client(c))
-		return 2;
 
 	struct cs_client_resp r;
 	cJSON *body = cJSON_CreateObject();
@@ -1185,7 +1250,7 @@ static int cmd_unseal(struct cli *c, int argc, char **argv, int start)
 		int rc = cs_client_request(&c->client, "PUT", "sys/unseal", NULL, body, &r);
 		cJSON_Delete(body);
 		if (rc != 0 || !cs_client_resp_ok(&r)) {
-			api_error(&r, "Error resetting unseal process");
+			cs_cli_api_error(&r, "Error resetting unseal process");
 			cs_client_resp_free(&r);
 			return 2;
 		}
@@ -1215,7 +1280,7 @@ static int cmd_unseal(struct cli *c, int argc, char **argv, int start)
 				fputs("Unseal Key (will be hidden): ", stdout);
 				fflush(stdout);
 			}
-			int rc = read_secret_line(key, sizeof key, tty);
+			int rc = cs_cli_read_secret_line(key, sizeof key, tty);
 			if (rc != 0 || key[0] == '\0') {
 				cs_zero(key, sizeof key);
 				fprintf(stderr,
@@ -1233,7 +1298,7 @@ static int cmd_unseal(struct cli *c, int argc, char **argv, int start)
 		int rc = cs_client_request(&c->client, "PUT", "sys/unseal", NULL, body, &r);
 		cs_client_json_free_secure(body);
 		if (rc != 0 || !cs_client_resp_ok(&r)) {
-			api_error(&r, "Error unsealing");
+			cs_cli_api_error(&r, "Error unsealing");
 			cs_client_resp_free(&r);
 			return 2;
 		}
@@ -1252,19 +1317,13 @@ static int cmd_unseal(struct cli *c, int argc, char **argv, int start)
 static int cmd_seal(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = begin(c, C_SEAL, argc, argv, start, &code);
+	int i = cs_cli_start(c, C_SEAL, argc, argv, start, 0, 0, "0", &code);
 	if (i < 0)
 		return code;
-	if (argc - i > 0) {
-		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
-		return 1;
-	}
-	if (make_client(c))
-		return 2;
 	struct cs_client_resp r;
 	if (cs_client_request(&c->client, "PUT", "sys/seal", NULL, NULL, &r) != 0 ||
 	    !cs_client_resp_ok(&r)) {
-		api_error(&r, "Error sealing");
+		cs_cli_api_error(&r, "Error sealing");
 		cs_client_resp_free(&r);
 		return 2;
 	}
@@ -1273,21 +1332,26 @@ static int cmd_seal(struct cli *c, int argc, char **argv, int start)
 	return 0;
 }
 
-static int cmd_operator(struct cli *c, int argc, char **argv)
+int cs_cli_dispatch(struct cli *c, int argc, char **argv, int depth, const struct cs_cli_sub *subs,
+		    size_t n, const char *usage)
 {
-	const char *sub = argc > 2 ? argv[2] : "";
-	if (strcmp(sub, "init") == 0)
-		return cmd_init(c, argc, argv, 3);
-	if (strcmp(sub, "unseal") == 0)
-		return cmd_unseal(c, argc, argv, 3);
-	if (strcmp(sub, "seal") == 0)
-		return cmd_seal(c, argc, argv, 3);
+	const char *sub = argc > depth ? argv[depth] : "";
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(sub, subs[i].name) == 0)
+			return subs[i].run(c, argc, argv, depth + 1);
 	if (strcmp(sub, "-h") == 0 || strcmp(sub, "-help") == 0 || strcmp(sub, "--help") == 0) {
-		fputs(usage_operator, stdout);
+		fputs(usage, stdout);
 		return 0;
 	}
-	fputs(usage_operator, stderr);
+	fputs(usage, stderr);
 	return 1;
+}
+
+static int cmd_operator(struct cli *c, int argc, char **argv)
+{
+	static const struct cs_cli_sub subs[] = {
+	    {"init", cmd_init}, {"unseal", cmd_unseal}, {"seal", cmd_seal}};
+	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_operator);
 }
 
 /* ------------------------------------------------------------------ status */
@@ -1295,14 +1359,12 @@ static int cmd_operator(struct cli *c, int argc, char **argv)
 static int cmd_status(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = begin(c, C_STATUS, argc, argv, start, &code);
+	int i = cs_cli_begin(c, C_STATUS, argc, argv, start, &code);
 	if (i < 0)
 		return code;
-	if (argc - i > 0) {
-		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
+	if (cs_cli_bad_nargs(argc - i, 0, 0, "0"))
 		return 1;
-	}
-	if (make_client(c))
+	if (cs_cli_make_client(c))
 		return 1; /* 2 is reserved for "sealed" here */
 	struct cs_client_resp r;
 	if (cs_client_request(&c->client, "GET", "sys/seal-status", NULL, NULL, &r) != 0 ||
@@ -1310,7 +1372,7 @@ static int cmd_status(struct cli *c, int argc, char **argv, int start)
 		if (r.status && cs_client_resp_ok(&r))
 			fprintf(stderr, "Error checking seal status: unexpected response\n");
 		else
-			api_error(&r, "Error checking seal status");
+			cs_cli_api_error(&r, "Error checking seal status");
 		cs_client_resp_free(&r);
 		return 1;
 	}
@@ -1322,48 +1384,93 @@ static int cmd_status(struct cli *c, int argc, char **argv, int start)
 
 /* ------------------------------------------------------------------ read/write/list/delete */
 
-static int cmd_read(struct cli *c, int argc, char **argv, int start)
+int cs_cli_start(struct cli *c, uint64_t cmd, int argc, char **argv, int start, int min, int max,
+		 const char *what, int *code)
 {
-	int code;
-	int i = begin(c, C_READ, argc, argv, start, &code);
+	int i = cs_cli_begin(c, cmd, argc, argv, start, code);
 	if (i < 0)
-		return code;
-	if (argc - i < 1) {
-		fprintf(stderr, "Not enough arguments (expected 1, got %d)\n", argc - i);
-		return 1;
+		return -1;
+	if (cs_cli_bad_nargs(argc - i, min, max, what)) {
+		*code = 1;
+		return -1;
+	}
+	if (cs_cli_make_client(c)) {
+		*code = 2;
+		return -1;
+	}
+	return i;
+}
+
+bool cs_cli_bad_nargs(int n, int min, int max, const char *what)
+{
+	if (n >= min && (max < 0 || n <= max))
+		return false;
+	fprintf(stderr, "%s arguments (expected %s, got %d)\n", n < min ? "Not enough" : "Too many",
+		what, n);
+	return true;
+}
+
+/*
+ * The shape shared by read and delete: flags, PATH [K=V...], the pairs sent as URL
+ * parameters. Returns 0 with the response in *r and the sanitised path in *path (both
+ * the caller's to free), or -1 with *code set.
+ */
+static int path_query_request(struct cli *c, uint64_t cmd, int argc, char **argv, int start,
+			      const char *method, const char *kv_what, struct cs_client_resp *r,
+			      char **path, int *code)
+{
+	int i = cs_cli_begin(c, cmd, argc, argv, start, code);
+	if (i < 0)
+		return -1;
+	if (cs_cli_bad_nargs(argc - i, 1, -1, cmd == C_READ ? "1" : "at least 1")) {
+		*code = 1;
+		return -1;
 	}
 	struct cs_buf q = CS_BUF_INIT, err = CS_BUF_INIT;
 	if (kv_query(argc - i - 1, argv + i + 1, &q, &err) != 0) {
-		fprintf(stderr, "Failed to parse K=V data: %s\n", err.data);
+		fprintf(stderr, "Failed to parse %s data: %s\n", kv_what, err.data);
 		cs_buf_free(&err);
 		cs_buf_free_secure(&q);
-		return 1;
+		*code = 1;
+		return -1;
 	}
 	cs_buf_free(&err);
-	if (make_client(c)) {
+	if (cs_cli_make_client(c)) {
 		cs_buf_free_secure(&q);
-		return 2;
+		*code = 2;
+		return -1;
 	}
-	char *path = sanitize_path(argv[i]);
-	struct cs_client_resp r;
-	int rc = cs_client_request(&c->client, "GET", path, q.data, NULL, &r);
+	*path = cs_cli_sanitize_path(argv[i]);
+	/* A transport failure leaves r->status at 0, which the callers test. */
+	(void)cs_client_request(&c->client, method, *path, q.data, NULL, r);
 	cs_buf_free_secure(&q);
+	return 0;
+}
+
+static int cmd_read(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	char *path = NULL;
+	struct cs_client_resp r;
+	if (path_query_request(c, C_READ, argc, argv, start, "GET", "K=V", &r, &path, &code) != 0)
+		return code;
 	const cJSON *secret = NULL;
-	if (rc != 0 || (!cs_client_resp_ok(&r) && r.status != 404)) {
-		api_error(&r, "Error reading %s", path);
+	if (r.status == 0 || (!cs_client_resp_ok(&r) && r.status != 404)) {
+		cs_cli_api_error(&r, "Error reading %s", path);
 		code = 2;
 		goto out;
 	}
-	secret = r.status == 404 ? secret_from_404(&r) : (cJSON_IsObject(r.json) ? r.json : NULL);
+	secret =
+	    r.status == 404 ? cs_cli_secret_from_404(&r) : (cJSON_IsObject(r.json) ? r.json : NULL);
 	if (!secret) {
 		fprintf(stderr, "No value found at %s\n", path);
 		code = 2;
 		goto out;
 	}
 	if (c->field && *c->field)
-		code = print_field(c, secret, c->field, true, "secret");
+		code = cs_cli_print_field(c, secret, c->field, true, "secret");
 	else
-		code = output_secret(c, secret);
+		code = cs_cli_output_secret(c, secret);
 out:
 	cs_client_resp_free(&r);
 	free(path);
@@ -1372,89 +1479,71 @@ out:
 
 /* Shared ending of write and delete: a body means a secret to print; none means the
  * Success! line (table format only, like Vault). */
-static int finish_write(struct cli *c, struct cs_client_resp *r, const char *success,
+int cs_cli_finish_write(struct cli *c, struct cs_client_resp *r, const char *success,
 			const char *path)
 {
 	if (r->status == 204 || r->body.len == 0 || !cJSON_IsObject(r->json)) {
-		if (!is_json(c))
+		if (!cs_cli_is_json(c))
 			printf("%s%s\n", success, path);
 		return 0;
 	}
 	if (c->field && *c->field)
-		return print_field(c, r->json, c->field, true, "secret");
-	return output_secret(c, r->json);
+		return cs_cli_print_field(c, r->json, c->field, true, "secret");
+	return cs_cli_output_secret(c, r->json);
 }
 
 static int cmd_write(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = begin(c, C_WRITE, argc, argv, start, &code);
+	int i = cs_cli_begin(c, C_WRITE, argc, argv, start, &code);
 	if (i < 0)
 		return code;
-	if (argc - i < 1) {
-		fprintf(stderr, "Not enough arguments (expected 1, got %d)\n", argc - i);
+	if (cs_cli_bad_nargs(argc - i, 1, -1, "1"))
 		return 1;
-	}
 	if (argc - i == 1 && !c->force) {
 		fprintf(stderr, "Must supply data or use -force\n");
 		return 1;
 	}
-	cJSON *body = cJSON_CreateObject();
-	struct cs_buf err = CS_BUF_INIT;
-	if (parse_kv(body, argc - i - 1, argv + i + 1, &err) != 0) {
-		fprintf(stderr, "Failed to parse K=V data: %s\n", err.data);
-		cs_buf_free(&err);
-		cs_client_json_free_secure(body);
+	cJSON *body = cs_cli_kv_data(argc - i - 1, argv + i + 1);
+	if (!body)
 		return 1;
-	}
-	cs_buf_free(&err);
-	if (make_client(c)) {
+	if (cs_cli_make_client(c)) {
 		cs_client_json_free_secure(body);
 		return 2;
 	}
-	char *path = sanitize_path(argv[i]);
+	char *path = cs_cli_sanitize_path(argv[i]);
 	struct cs_client_resp r;
 	int rc = cs_client_request(&c->client, "PUT", path, NULL, body, &r);
 	cs_client_json_free_secure(body);
 	if (rc != 0 || !cs_client_resp_ok(&r)) {
-		api_error(&r, "Error writing data to %s", path);
+		cs_cli_api_error(&r, "Error writing data to %s", path);
 		code = 2;
 	} else {
-		code = finish_write(c, &r, "Success! Data written to: ", path);
+		code = cs_cli_finish_write(c, &r, "Success! Data written to: ", path);
 	}
 	cs_client_resp_free(&r);
 	free(path);
 	return code;
 }
 
-static int cmd_list(struct cli *c, int argc, char **argv, int start)
+int cs_cli_list_path(struct cli *c, const char *path)
 {
 	int code;
-	int i = begin(c, C_LIST, argc, argv, start, &code);
-	if (i < 0)
-		return code;
-	if (argc - i != 1) {
-		fprintf(stderr, "%s arguments (expected 1, got %d)\n",
-			argc - i < 1 ? "Not enough" : "Too many", argc - i);
-		return 1;
-	}
-	if (make_client(c))
-		return 2;
-	char *path = sanitize_path(argv[i]);
 	struct cs_client_resp r;
 	int rc = cs_client_request(&c->client, "LIST", path, NULL, NULL, &r);
 	const cJSON *secret = NULL, *data = NULL, *keys = NULL;
 	if (rc != 0 || (!cs_client_resp_ok(&r) && r.status != 404)) {
-		api_error(&r, "Error listing %s", path);
+		cs_cli_api_error(&r, "Error listing %s", path);
 		code = 2;
 		goto out;
 	}
-	secret = r.status == 404 ? secret_from_404(&r) : (cJSON_IsObject(r.json) ? r.json : NULL);
-	data = secret ? get(secret, "data") : NULL;
-	keys = cJSON_IsObject(data) ? get(data, "keys") : NULL;
+	secret =
+	    r.status == 404 ? cs_cli_secret_from_404(&r) : (cJSON_IsObject(r.json) ? r.json : NULL);
+	data = secret ? cs_cli_get(secret, "data") : NULL;
+	keys = cJSON_IsObject(data) ? cs_cli_get(data, "keys") : NULL;
 	if (!cJSON_IsArray(keys))
 		keys = NULL;
-	if (is_json(c) && !keys) {
+	if (cs_cli_is_json(c) && !keys) {
 		printf("{}\n");
 		code = 2;
 		goto out;
@@ -1465,7 +1554,7 @@ static int cmd_list(struct cli *c, int argc, char **argv, int start)
 		goto out;
 	}
 	if (!cJSON_IsObject(data)) {
-		code = output_secret(c, secret);
+		code = cs_cli_output_secret(c, secret);
 		goto out;
 	}
 	if (!keys) {
@@ -1474,13 +1563,13 @@ static int cmd_list(struct cli *c, int argc, char **argv, int start)
 		goto out;
 	}
 	code = 0;
-	if (is_json(c)) {
+	if (cs_cli_is_json(c)) {
 		if (c->detailed) {
 			cJSON *o = secret_struct(secret);
-			print_json(o, false);
+			cs_cli_print_json(o, false);
 			cJSON_Delete(o);
 		} else {
-			print_json(keys, true);
+			cs_cli_print_json(keys, true);
 		}
 	} else {
 		struct cs_buf w = CS_BUF_INIT, b = CS_BUF_INIT;
@@ -1490,11 +1579,22 @@ static int cmd_list(struct cli *c, int argc, char **argv, int start)
 		cs_buf_free(&w);
 		cs_fmt_keys_table(&b, keys);
 		if (b.len)
-			emit(stdout, &b);
+			cs_cli_emit(stdout, &b);
 		cs_buf_free(&b);
 	}
 out:
 	cs_client_resp_free(&r);
+	return code;
+}
+
+static int cmd_list(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = cs_cli_start(c, C_LIST, argc, argv, start, 1, 1, "1", &code);
+	if (i < 0)
+		return code;
+	char *path = cs_cli_sanitize_path(argv[i]);
+	code = cs_cli_list_path(c, path);
 	free(path);
 	return code;
 }
@@ -1502,45 +1602,34 @@ out:
 static int cmd_delete(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = begin(c, C_DELETE, argc, argv, start, &code);
-	if (i < 0)
-		return code;
-	if (argc - i < 1) {
-		fprintf(stderr, "Not enough arguments (expected at least 1, got %d)\n", argc - i);
-		return 1;
-	}
-	struct cs_buf q = CS_BUF_INIT, err = CS_BUF_INIT;
-	if (kv_query(argc - i - 1, argv + i + 1, &q, &err) != 0) {
-		fprintf(stderr, "Failed to parse string list data: %s\n", err.data);
-		cs_buf_free(&err);
-		cs_buf_free_secure(&q);
-		return 1;
-	}
-	cs_buf_free(&err);
-	if (make_client(c)) {
-		cs_buf_free_secure(&q);
-		return 2;
-	}
-	char *path = sanitize_path(argv[i]);
+	char *path = NULL;
 	struct cs_client_resp r;
-	int rc = cs_client_request(&c->client, "DELETE", path, q.data, NULL, &r);
-	cs_buf_free_secure(&q);
-	if (rc != 0 || !cs_client_resp_ok(&r)) {
-		api_error(&r, "Error deleting %s", path);
+	if (path_query_request(c, C_DELETE, argc, argv, start, "DELETE", "string list", &r, &path,
+			       &code) != 0)
+		return code;
+	if (r.status == 0 || !cs_client_resp_ok(&r)) {
+		cs_cli_api_error(&r, "Error deleting %s", path);
 		code = 2;
 	} else {
-		code = finish_write(c, &r, "Success! Data deleted (if it existed) at: ", path);
+		code =
+		    cs_cli_finish_write(c, &r, "Success! Data deleted (if it existed) at: ", path);
 	}
 	cs_client_resp_free(&r);
 	free(path);
 	return code;
 }
 
-/* ------------------------------------------------------------------ secrets */
+/* ------------------------------------------------------------------ secrets, auth, audit */
+
+/*
+ * The three mount tables: secrets engines (sys/mounts), auth methods (sys/auth) and
+ * audit devices (sys/audit). Paths are shown and sent with a trailing slash, as Vault's
+ * ensureTrailingSlash does.
+ */
 
 static char *with_trailing_slash(const char *s)
 {
-	char *p = sanitize_path(s);
+	char *p = cs_cli_sanitize_path(s);
 	if (!*p)
 		return p;
 	size_t n = strlen(p);
@@ -1554,36 +1643,68 @@ static char *with_trailing_slash(const char *s)
 	return r;
 }
 
-static int cmd_secrets_enable(struct cli *c, int argc, char **argv, int start)
+static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...)
 {
-	int code;
-	int i = begin(c, C_SENABLE, argc, argv, start, &code);
-	if (i < 0)
-		return code;
-	if (argc - i != 1) {
-		fprintf(stderr, "%s arguments (expected 1, got %d)\n",
-			argc - i < 1 ? "Not enough" : "Too many", argc - i);
-		return 1;
-	}
-	if (make_client(c))
-		return 2;
-	char *type = trim_dup(argv[i], strlen(argv[i]));
-	char *mpath = with_trailing_slash(c->path && *c->path ? c->path : type);
+	struct cs_buf b = CS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	cs_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	cs_buf_putc(&b, '\0');
+	return cs_buf_steal(&b, NULL);
+}
 
-	cJSON *body = cJSON_CreateObject();
-	cJSON_AddStringToObject(body, "type", type);
-	cJSON_AddStringToObject(body, "description", c->description ? c->description : "");
-	cJSON *cfg = cJSON_AddObjectToObject(body, "config");
-	if (c->default_lease_ttl)
-		cJSON_AddStringToObject(cfg, "default_lease_ttl", c->default_lease_ttl);
-	if (c->max_lease_ttl)
-		cJSON_AddStringToObject(cfg, "max_lease_ttl", c->max_lease_ttl);
+/* One change to a table: METHOD path with body, then the `success` line, or
+ * "<failure>: <API error>" on stderr. Frees path, failure and success. Exit code 0 or 2. */
+static int sys_change(struct cli *c, const char *method, char *path, const cJSON *body,
+		      char *failure, char *success)
+{
+	struct cs_client_resp r;
+	int code = 0;
+	if (cs_client_request(&c->client, method, path, NULL, body, &r) != 0 ||
+	    !cs_client_resp_ok(&r)) {
+		cs_cli_api_error(&r, "%s", failure);
+		code = 2;
+	} else {
+		printf("%s\n", success);
+	}
+	cs_client_resp_free(&r);
+	free(path);
+	free(failure);
+	free(success);
+	return code;
+}
+
+/* The mount-configuration flags into cfg (Vault's MountConfigInput): TTLs as Go
+ * durations (a tune leaves a zero TTL out, as ttlToAPI does), string settings only when
+ * their flag was given. */
+static void add_mount_config(const struct cli *c, cJSON *cfg, bool tune)
+{
+	const struct {
+		const char *key;
+		int64_t secs;
+		bool set;
+	} ttls[] = {{"default_lease_ttl", c->default_lease_ttl, c->default_lease_ttl_set},
+		    {"max_lease_ttl", c->max_lease_ttl, c->max_lease_ttl_set}};
+	for (size_t i = 0; i < CS_ARRAY_LEN(ttls); i++) {
+		if (!ttls[i].set || (tune && ttls[i].secs == 0))
+			continue;
+		char d[32];
+		cs_format_duration(ttls[i].secs, d, sizeof d);
+		cJSON_AddStringToObject(cfg, ttls[i].key, d);
+	}
 	if (c->force_no_cache)
 		cJSON_AddBoolToObject(cfg, "force_no_cache", true);
-	if (c->local)
-		cJSON_AddBoolToObject(body, "local", true);
-	if (c->seal_wrap)
-		cJSON_AddBoolToObject(body, "seal_wrap", true);
+	if (c->listing_visibility)
+		cJSON_AddStringToObject(cfg, "listing_visibility", c->listing_visibility);
+	if (c->token_type)
+		cJSON_AddStringToObject(cfg, "token_type", c->token_type);
+}
+
+/* -options k=v, plus -version=N as options.version. */
+static void add_options(struct cli *c, cJSON *body)
+{
 	if (c->version > 0) {
 		if (!c->options)
 			c->options = cJSON_CreateObject();
@@ -1594,55 +1715,74 @@ static int cmd_secrets_enable(struct cli *c, int argc, char **argv, int start)
 	}
 	if (c->options)
 		cJSON_AddItemToObject(body, "options", cJSON_Duplicate(c->options, true));
+}
 
-	struct cs_buf p = CS_BUF_INIT;
-	cs_buf_printf(&p, "sys/mounts/%s", mpath);
-	struct cs_client_resp r;
-	int rc = cs_client_request(&c->client, "POST", p.data, NULL, body, &r);
+/* `secrets enable` and `auth enable`: one TYPE, mounted at -path or TYPE (Vault's
+ * MountInput / EnableAuthOptions). */
+static int enable_mount(struct cli *c, uint64_t cmd, int argc, char **argv, int start, bool auth)
+{
+	int code;
+	int i = cs_cli_start(c, cmd, argc, argv, start, 1, 1, "1", &code);
+	if (i < 0)
+		return code;
+	char *type = cs_cli_trim_dup(argv[i], strlen(argv[i]));
+	char *mpath = with_trailing_slash(c->path && *c->path ? c->path : type);
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddStringToObject(body, "type", type);
+	cJSON_AddStringToObject(body, "description", c->description ? c->description : "");
+	add_mount_config(c, cJSON_AddObjectToObject(body, "config"), false);
+	if (c->local)
+		cJSON_AddBoolToObject(body, "local", true);
+	if (c->seal_wrap)
+		cJSON_AddBoolToObject(body, "seal_wrap", true);
+	add_options(c, body);
+	if (auth)
+		code =
+		    sys_change(c, "POST", str_printf("sys/auth/%s", mpath), body,
+			       str_printf("Error enabling %s auth", type),
+			       str_printf("Success! Enabled %s auth method at: %s", type, mpath));
+	else
+		code = sys_change(
+		    c, "POST", str_printf("sys/mounts/%s", mpath), body,
+		    str_printf("Error enabling"),
+		    str_printf("Success! Enabled the %s secrets engine at: %s", type, mpath));
 	cJSON_Delete(body);
-	cs_buf_free(&p);
-	if (rc != 0 || !cs_client_resp_ok(&r)) {
-		api_error(&r, "Error enabling");
-		code = 2;
-	} else {
-		printf("Success! Enabled the %s secrets engine at: %s\n", type, mpath);
-		code = 0;
-	}
-	cs_client_resp_free(&r);
 	free(type);
 	free(mpath);
 	return code;
 }
 
-static int cmd_secrets_disable(struct cli *c, int argc, char **argv, int start)
+/* Start of the disables and tune: one PATH argument, returned with a trailing slash. */
+static char *path_start(struct cli *c, uint64_t cmd, int argc, char **argv, int start, int *code)
+{
+	int i = cs_cli_start(c, cmd, argc, argv, start, 1, 1, "1", code);
+	return i < 0 ? NULL : with_trailing_slash(argv[i]);
+}
+
+/* `secrets disable` and `auth disable`: DELETE sys/<table>/PATH. */
+static int disable_mount(struct cli *c, uint64_t cmd, int argc, char **argv, int start,
+			 const char *table, const char *noun)
 {
 	int code;
-	int i = begin(c, C_SDISABLE, argc, argv, start, &code);
-	if (i < 0)
+	char *mpath = path_start(c, cmd, argc, argv, start, &code);
+	if (!mpath)
 		return code;
-	if (argc - i != 1) {
-		fprintf(stderr, "%s arguments (expected 1, got %d)\n",
-			argc - i < 1 ? "Not enough" : "Too many", argc - i);
-		return 1;
-	}
-	if (make_client(c))
-		return 2;
-	char *mpath = with_trailing_slash(argv[i]);
-	struct cs_buf p = CS_BUF_INIT;
-	cs_buf_printf(&p, "sys/mounts/%s", mpath);
-	struct cs_client_resp r;
-	int rc = cs_client_request(&c->client, "DELETE", p.data, NULL, NULL, &r);
-	cs_buf_free(&p);
-	if (rc != 0 || !cs_client_resp_ok(&r)) {
-		api_error(&r, "Error disabling secrets engine at %s", mpath);
-		code = 2;
-	} else {
-		printf("Success! Disabled the secrets engine (if it existed) at: %s\n", mpath);
-		code = 0;
-	}
-	cs_client_resp_free(&r);
+	code =
+	    sys_change(c, "DELETE", str_printf("sys/%s/%s", table, mpath), NULL,
+		       str_printf("Error disabling %s at %s", noun, mpath),
+		       str_printf("Success! Disabled the %s (if it existed) at: %s", noun, mpath));
 	free(mpath);
 	return code;
+}
+
+static int cmd_secrets_enable(struct cli *c, int argc, char **argv, int start)
+{
+	return enable_mount(c, C_SENABLE, argc, argv, start, false);
+}
+
+static int cmd_secrets_disable(struct cli *c, int argc, char **argv, int start)
+{
+	return disable_mount(c, C_SDISABLE, argc, argv, start, "mounts", "secrets engine");
 }
 
 static bool is_envelope_key(const char *k)
@@ -1656,10 +1796,67 @@ static bool is_envelope_key(const char *k)
 	return false;
 }
 
+/* GET a table (sys/mounts, sys/auth, sys/audit): the map of its entries (the envelope's
+ * data; very old servers put it at top level), or NULL after "<what>: ..." on stderr. */
+static cJSON *fetch_table(struct cli *c, const char *path, const char *what)
+{
+	struct cs_client_resp r;
+	if (cs_client_request(&c->client, "GET", path, NULL, NULL, &r) != 0 ||
+	    !cs_client_resp_ok(&r)) {
+		cs_cli_api_error(&r, "%s", what);
+		cs_client_resp_free(&r);
+		return NULL;
+	}
+	cJSON *map = NULL;
+	const cJSON *data = cs_cli_get(r.json, "data");
+	if (cJSON_IsObject(data) && data->child) {
+		map = cJSON_Duplicate(data, true);
+	} else if (cJSON_IsObject(r.json)) {
+		map = cJSON_CreateObject();
+		for (const cJSON *k = r.json->child; k; k = k->next)
+			if (!is_envelope_key(k->string) && cJSON_IsObject(k))
+				cJSON_AddItemToObject(map, k->string, cJSON_Duplicate(k, true));
+	} else {
+		fprintf(stderr, "%s: data from server response is empty\n", what);
+	}
+	cs_client_resp_free(&r);
+	return map;
+}
+
+static int cmp_entry_key(const void *a, const void *b)
+{
+	return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* The entries of an object sorted by key: a malloc'd array of borrowed items. */
+static const cJSON **sorted_entries(const cJSON *map, size_t *n)
+{
+	*n = 0;
+	for (const cJSON *k = map->child; k; k = k->next)
+		(*n)++;
+	const cJSON **v = calloc(*n ? *n : 1, sizeof *v);
+	if (!v)
+		abort();
+	size_t i = 0;
+	for (const cJSON *k = map->child; k; k = k->next)
+		v[i++] = k;
+	qsort(v, *n, sizeof *v, cmp_entry_key);
+	return v;
+}
+
+/* Print the lines as a Vault table (header, dashes, aligned columns) and free them. */
+static void print_table(struct cs_fmt_lines *l)
+{
+	struct cs_buf out = CS_BUF_INIT;
+	cs_fmt_table(&out, l, "|");
+	cs_cli_emit(stdout, &out);
+	cs_fmt_lines_free(l);
+}
+
 /* TTL column of `secrets list -detailed` (Vault's calcTTL). */
 static void ttl_cell(struct cs_buf *b, const char *type, const cJSON *cfg, const char *k)
 {
-	const cJSON *v = get(cfg, k);
+	const cJSON *v = cs_cli_get(cfg, k);
 	double ttl = cJSON_IsNumber(v) ? v->valuedouble : 0;
 	if (strcmp(type, "system") == 0 || strcmp(type, "cubbyhole") == 0)
 		return;
@@ -1671,133 +1868,263 @@ static void ttl_cell(struct cs_buf *b, const char *type, const cJSON *cfg, const
 
 static const char *sfield(const cJSON *o, const char *k)
 {
-	const cJSON *v = get(o, k);
+	const cJSON *v = cs_cli_get(o, k);
 	return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
 }
 
-static int cmd_secrets_list(struct cli *c, int argc, char **argv, int start)
+static const char *bfield(const cJSON *o, const char *k)
+{
+	return cJSON_IsTrue(cs_cli_get(o, k)) ? "true" : "false";
+}
+
+/* One row of `secrets list -detailed` / `auth list -detailed`; the two differ in the
+ * sixth column (Force No Cache, or the auth method's Token Type). */
+static void detailed_mount_row(struct cs_fmt_lines *l, const cJSON *m, bool auth)
+{
+	const cJSON *cfg = cs_cli_get(m, "config");
+	const char *type = sfield(m, "type");
+	struct cs_buf b = CS_BUF_INIT;
+	cs_buf_printf(&b, "%s | %s | %s | ", m->string, type, sfield(m, "accessor"));
+	ttl_cell(&b, type, cfg, "default_lease_ttl");
+	cs_buf_puts(&b, " | ");
+	ttl_cell(&b, type, cfg, "max_lease_ttl");
+	cs_buf_printf(&b, " | %s | %s | %s | %s | ",
+		      auth ? sfield(cfg, "token_type") : bfield(cfg, "force_no_cache"),
+		      cJSON_IsTrue(cs_cli_get(m, "local")) ? "local" : "replicated",
+		      bfield(m, "seal_wrap"), bfield(m, "external_entropy_access"));
+	const cJSON *opts = cs_cli_get(m, "options");
+	if (cJSON_IsObject(opts))
+		cs_fmt_value(&b, opts);
+	else
+		cs_buf_puts(&b, "map[]");
+	cs_buf_printf(&b, " | %s | %s | %s | %s | %s | %s", sfield(m, "description"),
+		      sfield(m, "uuid"), sfield(m, "plugin_version"),
+		      sfield(m, "running_plugin_version"), sfield(m, "running_sha256"),
+		      sfield(m, "deprecation_status"));
+	cs_fmt_lines_add(l, "%s", b.data);
+	cs_buf_free(&b);
+}
+
+/* `secrets list` and `auth list`: the table of GET `path`, or its JSON. */
+static int list_mounts(struct cli *c, uint64_t cmd, int argc, char **argv, int start,
+		       const char *path, const char *what, bool auth)
 {
 	int code;
-	int i = begin(c, C_SLIST, argc, argv, start, &code);
+	int i = cs_cli_start(c, cmd, argc, argv, start, 0, 0, "0", &code);
 	if (i < 0)
 		return code;
-	if (argc - i > 0) {
-		fprintf(stderr, "Too many arguments (expected 0, got %d)\n", argc - i);
-		return 1;
-	}
-	if (make_client(c))
+	cJSON *mounts = fetch_table(c, path, what);
+	if (!mounts)
 		return 2;
-	struct cs_client_resp r;
-	if (cs_client_request(&c->client, "GET", "sys/mounts", NULL, NULL, &r) != 0 ||
-	    !cs_client_resp_ok(&r)) {
-		api_error(&r, "Error listing secrets engines");
-		cs_client_resp_free(&r);
-		return 2;
-	}
-	/* The mounts map is the envelope's data; very old servers put it at top level. */
-	cJSON *mounts;
-	const cJSON *data = get(r.json, "data");
-	if (cJSON_IsObject(data) && data->child) {
-		mounts = cJSON_Duplicate(data, true);
-	} else if (cJSON_IsObject(r.json)) {
-		mounts = cJSON_CreateObject();
-		for (const cJSON *k = r.json->child; k; k = k->next)
-			if (!is_envelope_key(k->string) && cJSON_IsObject(k))
-				cJSON_AddItemToObject(mounts, k->string, cJSON_Duplicate(k, true));
-	} else {
-		fprintf(stderr, "Error listing secrets engines: data from server response is "
-				"empty\n");
-		cs_client_resp_free(&r);
-		return 2;
-	}
-	cs_client_resp_free(&r);
-
-	if (is_json(c)) {
-		print_json(mounts, true);
+	if (cs_cli_is_json(c)) {
+		cs_cli_print_json(mounts, true);
 		cJSON_Delete(mounts);
 		return 0;
 	}
-	size_t n = 0;
-	for (const cJSON *k = mounts->child; k; k = k->next)
-		n++;
-	const cJSON **v = calloc(n ? n : 1, sizeof *v);
-	if (!v)
-		abort();
-	n = 0;
-	for (const cJSON *k = mounts->child; k; k = k->next)
-		v[n++] = k;
-	/* Sort by path. */
-	for (size_t a = 1; a < n; a++)
-		for (size_t b = a; b > 0 && strcmp(v[b - 1]->string, v[b]->string) > 0; b--) {
-			const cJSON *t = v[b];
-			v[b] = v[b - 1];
-			v[b - 1] = t;
-		}
+	size_t n;
+	const cJSON **v = sorted_entries(mounts, &n);
 	struct cs_fmt_lines l = {NULL, 0, 0};
 	if (!c->detailed) {
-		cs_fmt_lines_add(&l, "Path | Type | Accessor | Description");
+		cs_fmt_lines_add(&l, "Path | Type | Accessor | Description%s",
+				 auth ? " | Version" : "");
 		for (size_t k = 0; k < n; k++)
-			cs_fmt_lines_add(&l, "%s | %s | %s | %s", v[k]->string,
+			cs_fmt_lines_add(&l, "%s | %s | %s | %s%s%s", v[k]->string,
 					 sfield(v[k], "type"), sfield(v[k], "accessor"),
-					 sfield(v[k], "description"));
+					 sfield(v[k], "description"), auth ? " | " : "",
+					 auth ? sfield(v[k], "plugin_version") : "");
 	} else {
-		cs_fmt_lines_add(&l, "Path | Plugin | Accessor | Default TTL | Max TTL | Force No "
-				     "Cache | Replication | Seal Wrap | External Entropy Access | "
-				     "Options | Description | UUID | Version | Running Version | "
-				     "Running SHA256 | Deprecation Status");
-		for (size_t k = 0; k < n; k++) {
-			const cJSON *m = v[k], *cfg = get(m, "config");
-			const char *type = sfield(m, "type");
-			struct cs_buf b = CS_BUF_INIT;
-			cs_buf_printf(&b, "%s | %s | %s | ", m->string, type,
-				      sfield(m, "accessor"));
-			ttl_cell(&b, type, cfg, "default_lease_ttl");
-			cs_buf_puts(&b, " | ");
-			ttl_cell(&b, type, cfg, "max_lease_ttl");
-			cs_buf_printf(&b, " | %s | %s | %s | %s | ",
-				      cJSON_IsTrue(get(cfg, "force_no_cache")) ? "true" : "false",
-				      cJSON_IsTrue(get(m, "local")) ? "local" : "replicated",
-				      cJSON_IsTrue(get(m, "seal_wrap")) ? "true" : "false",
-				      cJSON_IsTrue(get(m, "external_entropy_access")) ? "true"
-										      : "false");
-			const cJSON *opts = get(m, "options");
-			if (cJSON_IsObject(opts))
-				cs_fmt_value(&b, opts);
-			else
-				cs_buf_puts(&b, "map[]");
-			cs_buf_printf(&b, " | %s | %s | %s | %s | %s | %s",
-				      sfield(m, "description"), sfield(m, "uuid"),
-				      sfield(m, "plugin_version"),
-				      sfield(m, "running_plugin_version"),
-				      sfield(m, "running_sha256"), sfield(m, "deprecation_status"));
-			cs_fmt_lines_add(&l, "%s", b.data);
-			cs_buf_free(&b);
-		}
+		cs_fmt_lines_add(
+		    &l,
+		    "Path | Plugin | Accessor | Default TTL | Max TTL | %s | "
+		    "Replication | Seal Wrap | External Entropy Access | Options | "
+		    "Description | UUID | Version | Running Version | Running SHA256 | "
+		    "Deprecation Status",
+		    auth ? "Token Type" : "Force No Cache");
+		for (size_t k = 0; k < n; k++)
+			detailed_mount_row(&l, v[k], auth);
 	}
 	free(v);
-	struct cs_buf out = CS_BUF_INIT;
-	cs_fmt_table(&out, &l, "|");
-	emit(stdout, &out);
-	cs_fmt_lines_free(&l);
+	print_table(&l);
 	cJSON_Delete(mounts);
 	return 0;
 }
 
+static int cmd_secrets_list(struct cli *c, int argc, char **argv, int start)
+{
+	return list_mounts(c, C_SLIST, argc, argv, start, "sys/mounts",
+			   "Error listing secrets engines", false);
+}
+
 static int cmd_secrets(struct cli *c, int argc, char **argv)
 {
-	const char *sub = argc > 2 ? argv[2] : "";
-	if (strcmp(sub, "enable") == 0)
-		return cmd_secrets_enable(c, argc, argv, 3);
-	if (strcmp(sub, "disable") == 0)
-		return cmd_secrets_disable(c, argc, argv, 3);
-	if (strcmp(sub, "list") == 0)
-		return cmd_secrets_list(c, argc, argv, 3);
-	if (strcmp(sub, "-h") == 0 || strcmp(sub, "-help") == 0 || strcmp(sub, "--help") == 0) {
-		fputs(usage_secrets, stdout);
+	static const struct cs_cli_sub subs[] = {{"enable", cmd_secrets_enable},
+						 {"disable", cmd_secrets_disable},
+						 {"list", cmd_secrets_list}};
+	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_secrets);
+}
+
+/* --- auth --- */
+
+static int cmd_auth_enable(struct cli *c, int argc, char **argv, int start)
+{
+	return enable_mount(c, C_AENABLE, argc, argv, start, true);
+}
+
+static int cmd_auth_disable(struct cli *c, int argc, char **argv, int start)
+{
+	return disable_mount(c, C_ADISABLE, argc, argv, start, "auth", "auth method");
+}
+
+static int cmd_auth_tune(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	char *mpath = path_start(c, C_ATUNE, argc, argv, start, &code);
+	if (!mpath)
+		return code;
+	cJSON *body = cJSON_CreateObject();
+	add_mount_config(c, body, true);
+	if (c->description)
+		cJSON_AddStringToObject(body, "description", c->description);
+	add_options(c, body);
+	code = sys_change(c, "POST", str_printf("sys/auth/%stune", mpath), body,
+			  str_printf("Error tuning auth method %s", mpath),
+			  str_printf("Success! Tuned the auth method at: %s", mpath));
+	cJSON_Delete(body);
+	free(mpath);
+	return code;
+}
+
+static int cmd_auth_list(struct cli *c, int argc, char **argv, int start)
+{
+	return list_mounts(c, C_ALIST, argc, argv, start, "sys/auth",
+			   "Error listing enabled authentications", true);
+}
+
+static int cmd_auth(struct cli *c, int argc, char **argv)
+{
+	static const struct cs_cli_sub subs[] = {{"enable", cmd_auth_enable},
+						 {"disable", cmd_auth_disable},
+						 {"list", cmd_auth_list},
+						 {"tune", cmd_auth_tune}};
+	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_auth);
+}
+
+/* --- audit --- */
+
+static int cmd_audit_enable(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = cs_cli_begin(c, C_DENABLE, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (i >= argc) {
+		fprintf(stderr, "Error enabling audit device: audit type missing. Valid types "
+				"include 'file', 'socket' and 'syslog'.\n");
+		return 1;
+	}
+	cJSON *opts = cs_cli_kv_data(argc - i - 1, argv + i + 1);
+	if (!opts)
+		return 1;
+	if (cs_cli_make_client(c)) {
+		cs_client_json_free_secure(opts);
+		return 2;
+	}
+	char *type = cs_cli_trim_dup(argv[i], strlen(argv[i]));
+	char *mpath = with_trailing_slash(c->path && *c->path ? c->path : type);
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddStringToObject(body, "type", type);
+	cJSON_AddStringToObject(body, "description", c->description ? c->description : "");
+	cJSON_AddItemToObject(body, "options", opts);
+	cJSON_AddBoolToObject(body, "local", c->local);
+	code = sys_change(c, "PUT", str_printf("sys/audit/%s", mpath), body,
+			  str_printf("Error enabling audit device"),
+			  str_printf("Success! Enabled the %s audit device at: %s", type, mpath));
+	cs_client_json_free_secure(body);
+	free(type);
+	free(mpath);
+	return code;
+}
+
+static int cmd_audit_disable(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	char *mpath = path_start(c, C_DDISABLE, argc, argv, start, &code);
+	if (!mpath)
+		return code;
+	code = sys_change(
+	    c, "DELETE", str_printf("sys/audit/%s", mpath), NULL,
+	    str_printf("Error disabling audit device"),
+	    str_printf("Success! Disabled audit device (if it was enabled) at: %s", mpath));
+	free(mpath);
+	return code;
+}
+
+/* The Options column of `audit list -detailed`: k=v pairs (sorted) joined by spaces. */
+static void audit_options_cell(struct cs_buf *b, const cJSON *opts)
+{
+	if (!cJSON_IsObject(opts))
+		return;
+	size_t n;
+	const cJSON **v = sorted_entries(opts, &n);
+	for (size_t k = 0; k < n; k++) {
+		cs_buf_printf(b, "%s%s=", k ? " " : "", v[k]->string);
+		cs_fmt_value(b, v[k]);
+	}
+	free(v);
+}
+
+static int cmd_audit_list(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = cs_cli_start(c, C_DLIST, argc, argv, start, 0, 0, "0", &code);
+	if (i < 0)
+		return code;
+	cJSON *audits = fetch_table(c, "sys/audit", "Error listing audits");
+	if (!audits)
+		return 2;
+	if (cs_cli_is_json(c)) {
+		cs_cli_print_json(audits, true);
+		cJSON_Delete(audits);
 		return 0;
 	}
-	fputs(usage_secrets, stderr);
-	return 1;
+	if (!audits->child) {
+		printf("No audit devices are enabled.\n");
+		cJSON_Delete(audits);
+		return 2;
+	}
+	size_t n;
+	const cJSON **v = sorted_entries(audits, &n);
+	struct cs_fmt_lines l = {NULL, 0, 0};
+	cs_fmt_lines_add(&l, "Path | Type | Description%s",
+			 c->detailed ? " | Replication | Options" : "");
+	for (size_t k = 0; k < n; k++) {
+		const cJSON *a = v[k];
+		/* Vault shows the device's own path field, the map key in -detailed. */
+		const char *path =
+		    *sfield(a, "path") && !c->detailed ? sfield(a, "path") : a->string;
+		struct cs_buf b = CS_BUF_INIT;
+		cs_buf_printf(&b, "%s | %s | %s", path, sfield(a, "type"),
+			      sfield(a, "description"));
+		if (c->detailed) {
+			cs_buf_printf(&b, " | %s | ",
+				      cJSON_IsTrue(cs_cli_get(a, "local")) ? "local"
+									   : "replicated");
+			audit_options_cell(&b, cs_cli_get(a, "options"));
+		}
+		cs_fmt_lines_add(&l, "%s", b.data);
+		cs_buf_free(&b);
+	}
+	free(v);
+	print_table(&l);
+	cJSON_Delete(audits);
+	return 0;
+}
+
+static int cmd_audit(struct cli *c, int argc, char **argv)
+{
+	static const struct cs_cli_sub subs[] = {
+	    {"enable", cmd_audit_enable}, {"disable", cmd_audit_disable}, {"list", cmd_audit_list}};
+	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_audit);
 }
 
 /* ------------------------------------------------------------------ entry point */
@@ -1837,12 +2164,24 @@ int cs_cli_main(int argc, char **argv)
 		code = cmd_delete(&c, argc, argv, 2);
 	else if (strcmp(verb, "secrets") == 0)
 		code = cmd_secrets(&c, argc, argv);
+	else if (strcmp(verb, "auth") == 0)
+		code = cmd_auth(&c, argc, argv);
+	else if (strcmp(verb, "audit") == 0)
+		code = cmd_audit(&c, argc, argv);
+	else if (strcmp(verb, "kv") == 0)
+		code = cs_cli_kv(&c, argc, argv);
+	else if (strcmp(verb, "policy") == 0)
+		code = cs_cli_policy(&c, argc, argv);
+	else if (strcmp(verb, "token") == 0)
+		code = cs_cli_token(&c, argc, argv);
+	else if (strcmp(verb, "login") == 0)
+		code = cs_cli_login(&c, argc, argv);
 	else {
 		fprintf(stderr, "Unknown command: %s\n\n", verb);
 		fputs(usage_main, stderr);
 		code = 127;
 	}
 	fflush(stdout);
-	cli_free(&c);
+	cs_cli_free(&c);
 	return code;
 }

@@ -135,7 +135,10 @@ int cs_client_request(struct cs_client *c, const char *method, const char *path,
 			snprintf(resp->err, sizeof resp->err, "out of memory encoding request");
 			return CS_EIO;
 		}
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		/* Vault only accepts PATCH bodies as JSON merge patches (RFC 7386). */
+		hdrs = curl_slist_append(hdrs, strcmp(method, "PATCH") == 0
+						   ? "Content-Type: application/merge-patch+json"
+						   : "Content-Type: application/json");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
 	}

@@ -1,0 +1,209 @@
+/*
+ * What cli.c (the original verbs, flag parsing, client set-up, output helpers) shares
+ * with commands.c (kv, policy, token, login). Not a public interface: only the two CLI
+ * files include it. Everything runs on the one CLI thread; nothing here calls back.
+ */
+#ifndef CS_CLI_CLI_INTERNAL_H
+#define CS_CLI_CLI_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/client.h"
+#include "lib/buf.h"
+
+#define CS_CLI_DEFAULT_ADDR "https://127.0.0.1:8200"
+
+/* Every flag of every command lands in this one struct; a command reads the ones its
+ * flag-table rows allow. Strings are borrowed from argv; cJSON members are owned and
+ * freed by cs_cli_free. */
+struct cli {
+	/* HTTP and output flags shared by every command. */
+	const char *address, *ca_cert, *ca_path, *namespace, *format, *field;
+	bool tls_skip_verify, tls_skip_verify_set, non_interactive;
+	/* Flags of the original commands (cli.c). */
+	long key_shares, key_threshold, recovery_shares, recovery_threshold, version;
+	bool init_status, reset, migrate, force, detailed, local, seal_wrap, force_no_cache;
+	const char *path, *description;
+	cJSON *options; /* -options=k=v, repeatable */
+
+	/* Mount configuration (secrets enable, auth enable/tune). */
+	int64_t default_lease_ttl, max_lease_ttl;
+	bool default_lease_ttl_set, max_lease_ttl_set;
+	const char *listing_visibility; /* NULL unless given, like -token-type below */
+
+	/* kv (commands.c). */
+	const char *mount, *method;
+	long cas, max_versions;
+	bool cas_set, max_versions_set, cas_required, cas_required_set;
+	int64_t delete_version_after;
+	bool delete_version_after_set;
+	cJSON *versions, *remove_data, *custom_metadata;
+
+	/* token (commands.c). */
+	cJSON *policies, *metadata;
+	int64_t ttl, explicit_max_ttl, period, increment;
+	long use_limit;
+	bool renewable, renewable_set, orphan, no_default_policy, accessor, self;
+	const char *display_name, *token_type, *role, *id, *entity_alias, *mode;
+
+	/* login (commands.c). */
+	bool no_store, no_print, token_only;
+
+	/* Runtime. */
+	const char *fmt; /* "table" or "json" once resolved */
+	char *token_owned;
+	struct cs_client client;
+	bool client_ready;
+};
+
+/* F_LIST appends to a cJSON array (repeatable flag); F_KV sets a key of a cJSON object
+ * (repeatable k=v flag); F_DUR parses a Vault duration into int64_t seconds. */
+enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
+
+/* Which commands accept a flag: one bit per command (cli.c's verbs, then commands.c's,
+ * then cli.c's auth and audit). */
+#define CMD(n)      (UINT64_C(1) << (n))
+#define C_INIT      CMD(0)
+#define C_UNSEAL    CMD(1)
+#define C_SEAL      CMD(2)
+#define C_STATUS    CMD(3)
+#define C_READ      CMD(4)
+#define C_WRITE     CMD(5)
+#define C_LIST      CMD(6)
+#define C_DELETE    CMD(7)
+#define C_SENABLE   CMD(8)
+#define C_SDISABLE  CMD(9)
+#define C_SLIST     CMD(10)
+#define C_KGET      CMD(11)
+#define C_KPUT      CMD(12)
+#define C_KPATCH    CMD(13)
+#define C_KDELETE   CMD(14)
+#define C_KUNDELETE CMD(15)
+#define C_KDESTROY  CMD(16)
+#define C_KLIST     CMD(17)
+#define C_KMGET     CMD(18)
+#define C_KMPUT     CMD(19)
+#define C_KMDELETE  CMD(20)
+#define C_PWRITE    CMD(21)
+#define C_PREAD     CMD(22)
+#define C_PLIST     CMD(23)
+#define C_PDELETE   CMD(24)
+#define C_PFMT      CMD(25)
+#define C_TCREATE   CMD(26)
+#define C_TLOOKUP   CMD(27)
+#define C_TRENEW    CMD(28)
+#define C_TREVOKE   CMD(29)
+#define C_TCAPS     CMD(30)
+#define C_LOGIN     CMD(31)
+#define C_AENABLE   CMD(32)
+#define C_ADISABLE  CMD(33)
+#define C_ALIST     CMD(34)
+#define C_ATUNE     CMD(35)
+#define C_DENABLE   CMD(36) /* audit devices */
+#define C_DDISABLE  CMD(37)
+#define C_DLIST     CMD(38)
+#define C_ALL       UINT64_MAX
+
+struct flag {
+	const char *name;
+	enum flag_kind kind;
+	size_t off;
+	uint64_t cmds;
+	size_t set_off; /* offset of a "was set" bool, or 0 */
+};
+
+#define OFF(f) offsetof(struct cli, f)
+
+/* Per-command help text, looked up by command bit. */
+struct usage {
+	uint64_t cmd;
+	const char *text;
+};
+
+/* commands.c's flag rows and usage texts (cli.c searches them after its own). */
+extern const struct flag cs_cli_cmd_flags[];
+extern const size_t cs_cli_n_cmd_flags;
+extern const struct usage cs_cli_cmd_usages[];
+extern const size_t cs_cli_n_cmd_usages;
+
+/* commands.c's verbs: argv[1] is "kv", "policy", "token" or "login". Return exit codes. */
+int cs_cli_kv(struct cli *c, int argc, char **argv);
+int cs_cli_policy(struct cli *c, int argc, char **argv);
+int cs_cli_token(struct cli *c, int argc, char **argv);
+int cs_cli_login(struct cli *c, int argc, char **argv);
+
+/* A subcommand: run(c, argc, argv, index of its first flag). */
+struct cs_cli_sub {
+	const char *name;
+	int (*run)(struct cli *c, int argc, char **argv, int start);
+};
+/* Run the subcommand named argv[depth]; -h prints usage (exit 0), anything else prints
+ * it on stderr (exit 1). */
+int cs_cli_dispatch(struct cli *c, int argc, char **argv, int depth, const struct cs_cli_sub *subs,
+		    size_t n, const char *usage);
+
+/*
+ * Common start of every command: parse flags for `cmd` from argv[start], resolve the
+ * output format. Returns the index of the first positional argument, or a negative
+ * value with *code set to the exit code (0 after -h, 1 on a flag error).
+ */
+int cs_cli_begin(struct cli *c, uint64_t cmd, int argc, char **argv, int start, int *code);
+/* "Not enough/Too many arguments (expected <what>, got N)" when n is outside
+ * [min, max]. Returns true (after printing) when the count is wrong. */
+bool cs_cli_bad_nargs(int n, int min, int max, const char *what);
+/* cs_cli_begin, then cs_cli_bad_nargs(min, max, what) (exit 1), then
+ * cs_cli_make_client (exit 2): the start of most commands. Same return convention. */
+int cs_cli_start(struct cli *c, uint64_t cmd, int argc, char **argv, int start, int min, int max,
+		 const char *what, int *code);
+/* Build the HTTP client from flags and environment (token from VAULT_TOKEN or
+ * ~/.vault-token). Returns 0, or 1 after printing the problem. */
+int cs_cli_make_client(struct cli *c);
+/* Free everything cs_cli_begin/cs_cli_make_client attached to c. */
+void cs_cli_free(struct cli *c);
+bool cs_cli_is_json(const struct cli *c);
+
+/* Print a buffer plus newline to f, then wipe and free it. */
+void cs_cli_emit(FILE *f, struct cs_buf *b);
+/* Go's json.MarshalIndent of v on stdout (keys sorted below the top level). */
+void cs_cli_print_json(const cJSON *v, bool sort_top);
+/* "<prefix>: <API error text>" on stderr; fmt may be NULL for the bare text. */
+void cs_cli_api_error(const struct cs_client_resp *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Vault's OutputSecret (table with warnings on stderr, or the JSON api.Secret). */
+int cs_cli_output_secret(struct cli *c, const cJSON *secret);
+/* Vault's PrintRawField on a secret (secret=true) or a plain object. Exit code. */
+int cs_cli_print_field(struct cli *c, const cJSON *obj, const char *field, bool secret,
+		       const char *type_name);
+/* A 404 body that still carries data or warnings (borrowed from r), else NULL. */
+const cJSON *cs_cli_secret_from_404(const struct cs_client_resp *r);
+/* Shared end of a write: Success! line for an empty answer, else the secret. */
+int cs_cli_finish_write(struct cli *c, struct cs_client_resp *r, const char *success,
+			const char *path);
+/* LIST path and print the keys like `vault list`. Exit code. */
+int cs_cli_list_path(struct cli *c, const char *path);
+
+/* Vault's sanitizePath (trim '/' and spaces); malloc'd. */
+char *cs_cli_sanitize_path(const char *s);
+/* Trimmed malloc'd copy of n bytes. */
+char *cs_cli_trim_dup(const char *s, size_t n);
+/* kv-builder K=V parsing (see cli.c). Returns 0 or -1 with the reason in err. */
+int cs_cli_parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err);
+/* K=V arguments (cs_cli_parse_kv) into a new object, or NULL after printing "Failed to
+ * parse K=V data: ..." (an exit-1 error). */
+cJSON *cs_cli_kv_data(int argc, char **argv);
+/* Append all of f to out (at most 32 MiB). Returns 0, EFBIG or EIO. */
+int cs_cli_read_stream(FILE *f, struct cs_buf *out);
+/* One line from stdin, echo off on a terminal. Returns 0 or -1 on EOF/error. */
+int cs_cli_read_secret_line(char *buf, size_t cap, bool tty);
+
+static inline const cJSON *cs_cli_get(const cJSON *o, const char *k)
+{
+	return cJSON_GetObjectItemCaseSensitive(o, k);
+}
+
+#endif
