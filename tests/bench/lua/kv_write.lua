@@ -1,13 +1,11 @@
 -- kv_write.lua: wrk script for kv_bench.sh. Every request writes a new key
 -- kv/bench/w/<thread>-<n> with one field of VALUE_BYTES bytes, so the benchmark measures
 -- real raft commits rather than overwrites of one hot key.
-local threads = {}
 local id = 0
 
 function setup(thread)
    id = id + 1
    thread:set("tid", id)
-   table.insert(threads, thread)
 end
 
 local counter = 0
