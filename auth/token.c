@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "auth/expire.h"
+#include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/secmem.h"
@@ -256,9 +257,21 @@ int cs_token_lookup_accessor(struct cs_core *core, struct cs_txn *txn, const cha
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
-int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJSON *entry)
+int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJSON *entry,
+		 const char *remote)
 {
 	(void)core;
+	/* A token bound to CIDR blocks (token_bound_cidrs of its login) only works from
+	 * there, as in Vault. Internal requests (remote NULL) are not bound. */
+	const cJSON *cidrs = cJSON_GetObjectItemCaseSensitive(entry, "bound_cidrs");
+	if (remote && cJSON_GetArraySize(cidrs) > 0) {
+		bool ok = false;
+		const cJSON *c;
+		cJSON_ArrayForEach(c, cidrs) ok =
+		    ok || (cJSON_IsString(c) && cs_tokenutil_cidr_match(c->valuestring, remote));
+		if (!ok)
+			return CS_EPERM;
+	}
 	double uses = num_of(entry, "num_uses");
 	if (uses <= 0)
 		return 0;
@@ -437,6 +450,7 @@ struct create_params {
 	bool batch;
 	bool renewable;
 	int64_t ttl, period, explicit_max, max_ttl, num_uses;
+	const cJSON *bound_cidrs; /* array of CIDR strings the token may be used from */
 };
 
 static bool list_has(const cJSON *arr, const char *s)
@@ -557,6 +571,8 @@ static int create_token(struct cs_request *req, struct create_params *p)
 	else
 		cJSON_AddNullToObject(e, "meta");
 	cJSON_AddNumberToObject(e, "num_uses", (double)p->num_uses);
+	if (cJSON_GetArraySize(p->bound_cidrs) > 0)
+		cJSON_AddItemToObject(e, "bound_cidrs", cJSON_Duplicate(p->bound_cidrs, true));
 	cJSON_AddNumberToObject(e, "creation_time", now);
 	cJSON_AddNumberToObject(e, "creation_ttl", (double)ttl);
 	cJSON_AddNumberToObject(e, "expire_time", ttl > 0 ? now + (double)ttl : 0);
@@ -892,6 +908,7 @@ int cs_token_issue(struct cs_request *req, const cJSON *params)
 	if (mx > 0 && mx < p.max_ttl)
 		p.max_ttl = mx;
 	p.batch = strcmp(str_of(params, "type"), "batch") == 0;
+	p.bound_cidrs = cJSON_GetObjectItemCaseSensitive(params, "bound_cidrs");
 	return create_token(req, &p);
 }
 

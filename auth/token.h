@@ -34,7 +34,8 @@ int cs_token_create_root(struct cs_core *core, struct cs_txn *txn, const char *i
 int cs_token_lookup_accessor(struct cs_core *core, struct cs_txn *txn, const char *accessor,
 			     cJSON **entry);
 /* cs_token_use_fn, cs_token_after_fn and cs_token_issue_fn of server/core.h. */
-int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJSON *entry);
+int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJSON *entry,
+		 const char *remote);
 int cs_token_after(struct cs_request *req);
 int cs_token_issue(struct cs_request *req, const cJSON *params);
 

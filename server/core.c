@@ -261,7 +261,8 @@ static int authorize(struct cs_request *req)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	req->token_entry = entry;
 	/* Limited-use tokens: one use is spent in this request's transaction. */
-	if (core->token_use && (rc = core->token_use(core, &req->txn, req->client_token, entry)))
+	if (core->token_use && (rc = core->token_use(core, &req->txn, req->client_token, entry,
+						     req->http ? req->http->remote_addr : NULL)))
 		return rc;
 	/* Root tokens skip the ACL; everybody else is checked by the ACL hook once the
 	 * operation is final (cs_backend_dispatch), or here for a path with no route. */

@@ -41,8 +41,9 @@ typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn,
 /* Token store hook, called by authorize() right after a successful lookup, inside the
  * request's transaction: account for one use of a limited-use token (num_uses). May
  * modify `entry` (the request's copy). Returns 0 or an error (the request fails). */
+/* `remote` is the client's "addr:port", or NULL for internal requests. */
 typedef int (*cs_token_use_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
-			       cJSON *entry);
+			       cJSON *entry, const char *remote);
 /* Token store hook, called after a successful handler, before the commit, in the same
  * transaction: revokes a token whose last use this request was (Vault semantics). */
 typedef int (*cs_token_after_fn)(struct cs_request *req);

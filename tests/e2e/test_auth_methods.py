@@ -4,6 +4,7 @@ the ACL) and AppRole (roles, role-id, secret-id generate/lookup/destroy/list, cu
 secret-id, login, secret_id_num_uses, secret_id_ttl, CIDR bindings).
 """
 
+import http.client
 import time
 
 import hvac
@@ -184,6 +185,22 @@ def test_userpass_bound_cidrs(srv):
     assert r.status_code == 403, r.text
     r = srv.put("auth/%s/login/near" % path, json={"password": "pw"})
     assert r.status_code == 200, r.text
+
+    # The token keeps the binding: usable from 127.0.0.1, refused from 127.0.0.2.
+    c.auth.userpass.create_or_update_user("one", "pw", mount_point=path,
+                                          token_bound_cidrs=["127.0.0.1/32"])
+    tok = srv.put("auth/%s/login/one" % path, json={"password": "pw"}).json()["auth"]["client_token"]
+    assert srv.get("auth/token/lookup-self", token=tok).status_code == 200
+
+    def from_127_0_0_2():
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10,
+                                          source_address=("127.0.0.2", 0))
+        try:
+            conn.request("GET", "/v1/auth/token/lookup-self", headers={"X-Vault-Token": tok})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+    assert from_127_0_0_2() == 403
 
 
 def test_userpass_concurrent_logins(srv):

@@ -252,6 +252,15 @@ path "sys/leases/lookup/*" { capabilities = ["list"] }
     assert r.status_code in (200, 404), (r.status_code, r.text)
     # still unsealed
     assert srv.get("sys/seal-status").json()["sealed"] is False
+    # sys/auth/* is a root path too: update alone does not enable an auth method
+    put_policy(srv, "authnosudo", 'path "sys/auth/*" { capabilities = ["create", "update"] }')
+    put_policy(srv, "authsudo",
+               'path "sys/auth/*" { capabilities = ["create", "update", "sudo"] }')
+    assert_denied(srv.put("sys/auth/upx", token=make_token(srv, ["authnosudo"]),
+                          json={"type": "userpass"}))
+    r = srv.put("sys/auth/upx", token=make_token(srv, ["authsudo"]), json={"type": "userpass"})
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert srv.request("DELETE", "sys/auth/upx", token=srv.root_token).status_code == 204
 
 
 # ---- capabilities -----------------------------------------------------------------------

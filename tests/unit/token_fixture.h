@@ -206,7 +206,7 @@ static struct cs_request *call(enum cs_op op, const char *rel, const char *body,
 		if (strcmp(p->valuestring, "root") == 0)
 			req->root = true;
 	}
-	*rc = cs_token_use(&core, &req->txn, token, e);
+	*rc = cs_token_use(&core, &req->txn, token, e, NULL);
 	ck_assert_int_eq(*rc, 0);
 	const struct cs_backend *b =
 	    strncmp(rel, "sys/", 4) == 0 ? &cs_sys_backend : &cs_token_backend;
