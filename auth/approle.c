@@ -4,8 +4,6 @@
  */
 #include "auth/approle.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,11 +21,7 @@
 
 void cs_approle_hmac(const uint8_t *salt, size_t salt_len, const char *value, char out[65])
 {
-	uint8_t mac[EVP_MAX_MD_SIZE];
-	unsigned len = 0;
-	HMAC(EVP_sha256(), salt, (int)salt_len, (const uint8_t *)value, strlen(value), mac, &len);
-	cs_hex_encode(mac, 32, out);
-	cs_zero(mac, sizeof mac);
+	cs_tokenutil_hmac_hex(salt, salt_len, value, out);
 }
 
 enum cs_approle_use cs_approle_secret_use(int64_t now, int64_t expiration, int64_t num_uses)
@@ -65,24 +59,6 @@ int cs_approle_secret_limits(int64_t role_ttl, int64_t role_uses, int64_t req_tt
 
 /* ---------------------------------------------------------------- storage helpers */
 
-static double num_of(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static const char *str_of(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static void set_item(cJSON *o, const char *name, cJSON *item)
-{
-	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
-	cJSON_AddItemToObject(o, name, item);
-}
-
 static int64_t now_s(void)
 {
 	return cs_now_ns() / 1000000000LL;
@@ -116,18 +92,6 @@ static int hmac_of(struct cs_request *req, const char *value, char out[65])
 	return rc;
 }
 
-/* Read a JSON entry; *out NULL (and 0) when absent. */
-static int get_opt(struct cs_request *req, const char *key, cJSON **out)
-{
-	*out = NULL;
-	int rc = cs_view_get_json(req, key, out);
-	if (rc == CS_ENOTFOUND) {
-		*out = NULL;
-		return 0;
-	}
-	return rc;
-}
-
 static bool role_name(const struct cs_request *req, const char **out)
 {
 	const char *n = cs_req_capture(req, "role_name");
@@ -141,27 +105,51 @@ static int role_get(struct cs_request *req, const char *name, cJSON **out)
 {
 	char key[300];
 	snprintf(key, sizeof key, "role/%s", name);
-	return get_opt(req, key, out);
+	return cs_tokenutil_get_opt(req, key, out);
+}
+
+static int role_put(struct cs_request *req, const char *name, const cJSON *role)
+{
+	char key[300];
+	snprintf(key, sizeof key, "role/%s", name);
+	return cs_view_put_json(req, key, role);
+}
+
+/* The role named by the path, or *role NULL when there is none (an error only when the
+ * path names no role). */
+static int role_find(struct cs_request *req, const char **name, cJSON **role)
+{
+	*role = NULL;
+	if (!role_name(req, name))
+		return cs_req_error(req, CS_EINVAL, "missing role_name");
+	return role_get(req, *name, role);
 }
 
 /* The role named by the path, or an error ("role ... does not exist"). */
 static int role_must(struct cs_request *req, const char **name, cJSON **role)
 {
-	if (!role_name(req, name))
-		return cs_req_error(req, CS_EINVAL, "missing role_name");
-	int rc = role_get(req, *name, role);
+	int rc = role_find(req, name, role);
 	if (!rc && !*role)
 		rc = cs_req_error(req, CS_EINVAL, "role \"%s\" does not exist", *name);
 	return rc;
 }
 
+/* "<what>/<HMAC(value)>": the index keys of role ids and secret id accessors. */
+static int index_key(struct cs_request *req, const char *what, const char *value, char key[100])
+{
+	char h[65];
+	int rc = hmac_of(req, value, h);
+	if (!rc)
+		snprintf(key, 100, "%s/%s", what, h);
+	return rc;
+}
+
 static int index_role_id(struct cs_request *req, const char *role_id, const char *name)
 {
-	char h[65], key[100];
-	int rc = hmac_of(req, role_id, h);
+	char key[100];
+	int rc = index_key(req, "role_id", role_id, key);
 	if (rc)
 		return rc;
-	snprintf(key, sizeof key, "role_id/%s", h);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "name", name);
 	rc = cs_view_put_json(req, key, o);
@@ -171,27 +159,23 @@ static int index_role_id(struct cs_request *req, const char *role_id, const char
 
 static int unindex_role_id(struct cs_request *req, const char *role_id)
 {
-	char h[65], key[100];
-	int rc = hmac_of(req, role_id, h);
-	if (rc)
-		return rc;
-	snprintf(key, sizeof key, "role_id/%s", h);
-	return cs_view_delete(req, key);
+	char key[100];
+	int rc = index_key(req, "role_id", role_id, key);
+	return rc ? rc : cs_view_delete(req, key);
 }
 
 /* The role name a role_id belongs to (malloc'd), or NULL. */
 static int role_of_id(struct cs_request *req, const char *role_id, char **name)
 {
-	char h[65], key[100];
+	char key[100];
 	*name = NULL;
-	int rc = hmac_of(req, role_id, h);
+	int rc = index_key(req, "role_id", role_id, key);
 	if (rc)
 		return rc;
-	snprintf(key, sizeof key, "role_id/%s", h);
 	cJSON *o = NULL;
-	rc = get_opt(req, key, &o);
-	if (!rc && o && *str_of(o, "name"))
-		*name = strdup(str_of(o, "name"));
+	rc = cs_tokenutil_get_opt(req, key, &o);
+	if (!rc && o && *cs_tokenutil_str(o, "name"))
+		*name = strdup(cs_tokenutil_str(o, "name"));
 	cJSON_Delete(o);
 	return rc;
 }
@@ -205,18 +189,12 @@ static void secret_key(char *out, size_t n, const char *role, const char *hmac_h
 static int secret_delete(struct cs_request *req, const char *role, const char *h,
 			 const cJSON *entry)
 {
-	char key[400];
+	char key[400], akey[100];
 	secret_key(key, sizeof key, role, h);
 	int rc = cs_view_delete(req, key);
-	const char *acc = str_of(entry, "secret_id_accessor");
-	if (!rc && *acc) {
-		char ah[65];
-		rc = hmac_of(req, acc, ah);
-		if (!rc) {
-			snprintf(key, sizeof key, "accessor/%s", ah);
-			rc = cs_view_delete(req, key);
-		}
-	}
+	const char *acc = cs_tokenutil_str(entry, "secret_id_accessor");
+	if (!rc && *acc && !(rc = index_key(req, "accessor", acc, akey)))
+		rc = cs_view_delete(req, akey);
 	return rc;
 }
 
@@ -238,27 +216,14 @@ static int role_exists(struct cs_request *req, bool *exists)
 static int role_list(struct cs_request *req)
 {
 	struct cs_strv keys = {0};
-	int rc = cs_view_list(req, "role/", &keys);
-	if (!rc && keys.n == 0)
-		rc = CS_ENOTFOUND;
-	if (!rc) {
-		cJSON *d = cJSON_CreateObject();
-		cJSON *a = cJSON_AddArrayToObject(d, "keys");
-		for (size_t i = 0; i < keys.n; i++)
-			cJSON_AddItemToArray(a, cJSON_CreateString(keys.v[i]));
-		cs_req_set_data(req, d);
-	}
-	cs_strv_free(&keys);
-	return rc;
+	return cs_tokenutil_reply_keys(req, cs_view_list(req, "role/", &keys), &keys);
 }
 
 static int role_read(struct cs_request *req)
 {
 	const char *name;
 	cJSON *r = NULL;
-	if (!role_name(req, &name))
-		return cs_req_error(req, CS_EINVAL, "missing role_name");
-	int rc = role_get(req, name, &r);
+	int rc = role_find(req, &name, &r);
 	if (rc)
 		return rc;
 	if (!r)
@@ -272,23 +237,11 @@ static int role_read(struct cs_request *req)
 	const cJSON *c = cJSON_GetObjectItemCaseSensitive(r, "secret_id_bound_cidrs");
 	cJSON_AddItemToObject(d, "secret_id_bound_cidrs",
 			      c ? cJSON_Duplicate(c, true) : cJSON_CreateArray());
-	cJSON_AddNumberToObject(d, "secret_id_num_uses", num_of(r, "secret_id_num_uses"));
-	cJSON_AddNumberToObject(d, "secret_id_ttl", num_of(r, "secret_id_ttl"));
+	cJSON_AddNumberToObject(d, "secret_id_num_uses", cs_tokenutil_num(r, "secret_id_num_uses"));
+	cJSON_AddNumberToObject(d, "secret_id_ttl", cs_tokenutil_num(r, "secret_id_ttl"));
 	cs_tokenutil_read(r, d);
 	cJSON_Delete(r);
 	cs_req_set_data(req, d);
-	return 0;
-}
-
-static int check_cidrs(struct cs_request *req, const cJSON *list, const char *field)
-{
-	const cJSON *c;
-	cJSON_ArrayForEach(c, list)
-	{
-		if (!cJSON_IsString(c) || !cs_tokenutil_cidr_valid(c->valuestring))
-			return cs_req_error(req, CS_EINVAL, "invalid CIDR block in \"%s\": %s",
-					    field, cJSON_IsString(c) ? c->valuestring : "?");
-	}
 	return 0;
 }
 
@@ -297,7 +250,7 @@ static int set_role_id(struct cs_request *req, const char *name, cJSON *role, co
 {
 	if (strlen(role_id) > 512)
 		return cs_req_error(req, CS_EINVAL, "role_id too long");
-	const char *old = str_of(role, "role_id");
+	const char *old = cs_tokenutil_str(role, "role_id");
 	if (strcmp(old, role_id) == 0)
 		return 0;
 	char *owner = NULL;
@@ -310,17 +263,15 @@ static int set_role_id(struct cs_request *req, const char *name, cJSON *role, co
 	if (!rc)
 		rc = index_role_id(req, role_id, name);
 	if (!rc)
-		set_item(role, "role_id", cJSON_CreateString(role_id));
+		cs_tokenutil_set(role, "role_id", cJSON_CreateString(role_id));
 	return rc;
 }
 
 static int role_write(struct cs_request *req)
 {
 	const char *name;
-	if (!role_name(req, &name))
-		return cs_req_error(req, CS_EINVAL, "missing role_name");
 	cJSON *r = NULL;
-	int rc = role_get(req, name, &r);
+	int rc = role_find(req, &name, &r);
 	if (rc)
 		return rc;
 	bool is_new = r == NULL;
@@ -335,12 +286,12 @@ static int role_write(struct cs_request *req)
 	}
 	const cJSON *v;
 	if ((v = cs_req_get(req, "bind_secret_id")))
-		set_item(r, "bind_secret_id", cJSON_CreateBool(cJSON_IsTrue(v)));
+		cs_tokenutil_set(r, "bind_secret_id", cJSON_CreateBool(cJSON_IsTrue(v)));
 	if ((v = cs_req_get(req, "secret_id_bound_cidrs")) ||
 	    (v = cs_req_get(req, "bound_cidr_list"))) {
-		if ((rc = check_cidrs(req, v, "secret_id_bound_cidrs")))
+		if ((rc = cs_tokenutil_check_cidrs(req, v, "secret_id_bound_cidrs")))
 			goto out;
-		set_item(r, "secret_id_bound_cidrs", cJSON_Duplicate(v, true));
+		cs_tokenutil_set(r, "secret_id_bound_cidrs", cJSON_Duplicate(v, true));
 	}
 	if (cs_req_has(req, "secret_id_num_uses")) {
 		int64_t n = cs_req_int(req, "secret_id_num_uses", 0);
@@ -348,7 +299,7 @@ static int role_write(struct cs_request *req)
 			rc = cs_req_error(req, CS_EINVAL, "secret_id_num_uses cannot be negative");
 			goto out;
 		}
-		set_item(r, "secret_id_num_uses", cJSON_CreateNumber((double)n));
+		cs_tokenutil_set(r, "secret_id_num_uses", cJSON_CreateNumber((double)n));
 	}
 	if (cs_req_has(req, "secret_id_ttl")) {
 		int64_t t = cs_req_int(req, "secret_id_ttl", 0);
@@ -356,7 +307,7 @@ static int role_write(struct cs_request *req)
 			rc = cs_req_error(req, CS_EINVAL, "secret_id_ttl cannot be negative");
 			goto out;
 		}
-		set_item(r, "secret_id_ttl", cJSON_CreateNumber((double)t));
+		cs_tokenutil_set(r, "secret_id_ttl", cJSON_CreateNumber((double)t));
 	}
 	if ((rc = cs_tokenutil_update(req, r, is_new)))
 		goto out;
@@ -375,11 +326,8 @@ static int role_write(struct cs_request *req)
 		cs_uuid(uuid);
 		rc = set_role_id(req, name, r, uuid);
 	}
-	if (!rc) {
-		char key[300];
-		snprintf(key, sizeof key, "role/%s", name);
-		rc = cs_view_put_json(req, key, r);
-	}
+	if (!rc)
+		rc = role_put(req, name, r);
 out:
 	cJSON_Delete(r);
 	return rc;
@@ -388,10 +336,8 @@ out:
 static int role_delete(struct cs_request *req)
 {
 	const char *name;
-	if (!role_name(req, &name))
-		return cs_req_error(req, CS_EINVAL, "missing role_name");
 	cJSON *r = NULL;
-	int rc = role_get(req, name, &r);
+	int rc = role_find(req, &name, &r);
 	if (rc || !r)
 		return rc;
 	char prefix[300];
@@ -402,14 +348,14 @@ static int role_delete(struct cs_request *req)
 		char key[400];
 		cJSON *e = NULL;
 		secret_key(key, sizeof key, name, keys.v[i]);
-		rc = get_opt(req, key, &e);
+		rc = cs_tokenutil_get_opt(req, key, &e);
 		if (!rc && e)
 			rc = secret_delete(req, name, keys.v[i], e);
 		cJSON_Delete(e);
 	}
 	cs_strv_free(&keys);
-	if (!rc && *str_of(r, "role_id"))
-		rc = unindex_role_id(req, str_of(r, "role_id"));
+	if (!rc && *cs_tokenutil_str(r, "role_id"))
+		rc = unindex_role_id(req, cs_tokenutil_str(r, "role_id"));
 	if (!rc) {
 		char key[300];
 		snprintf(key, sizeof key, "role/%s", name);
@@ -423,15 +369,13 @@ static int roleid_read(struct cs_request *req)
 {
 	const char *name;
 	cJSON *r = NULL;
-	if (!role_name(req, &name))
-		return cs_req_error(req, CS_EINVAL, "missing role_name");
-	int rc = role_get(req, name, &r);
+	int rc = role_find(req, &name, &r);
 	if (rc)
 		return rc;
 	if (!r)
 		return CS_ENOTFOUND;
 	cJSON *d = cJSON_CreateObject();
-	cJSON_AddStringToObject(d, "role_id", str_of(r, "role_id"));
+	cJSON_AddStringToObject(d, "role_id", cs_tokenutil_str(r, "role_id"));
 	cJSON_Delete(r);
 	cs_req_set_data(req, d);
 	return 0;
@@ -447,11 +391,8 @@ static int roleid_write(struct cs_request *req)
 	int rc = role_must(req, &name, &r);
 	if (!rc)
 		rc = set_role_id(req, name, r, rid);
-	if (!rc) {
-		char key[300];
-		snprintf(key, sizeof key, "role/%s", name);
-		rc = cs_view_put_json(req, key, r);
-	}
+	if (!rc)
+		rc = role_put(req, name, r);
 	cJSON_Delete(r);
 	return rc;
 }
@@ -519,8 +460,8 @@ static int secret_create(struct cs_request *req, const char *secret_id)
 		goto out;
 	const cJSON *cidrs = cs_req_get(req, "cidr_list");
 	const cJSON *tcidrs = cs_req_get(req, "token_bound_cidrs");
-	if ((rc = check_cidrs(req, cidrs, "cidr_list")) ||
-	    (rc = check_cidrs(req, tcidrs, "token_bound_cidrs")) ||
+	if ((rc = cs_tokenutil_check_cidrs(req, cidrs, "cidr_list")) ||
+	    (rc = cs_tokenutil_check_cidrs(req, tcidrs, "token_bound_cidrs")) ||
 	    (rc = check_within(req, cidrs,
 			       cJSON_GetObjectItemCaseSensitive(r, "secret_id_bound_cidrs"),
 			       "cidr_list")) ||
@@ -530,9 +471,10 @@ static int secret_create(struct cs_request *req, const char *secret_id)
 		goto out;
 	int64_t ttl = 0, uses = 0;
 	const char *err = NULL;
-	if (cs_approle_secret_limits(
-		(int64_t)num_of(r, "secret_id_ttl"), (int64_t)num_of(r, "secret_id_num_uses"),
-		cs_req_int(req, "ttl", 0), cs_req_int(req, "num_uses", 0), &ttl, &uses, &err)) {
+	if (cs_approle_secret_limits((int64_t)cs_tokenutil_num(r, "secret_id_ttl"),
+				     (int64_t)cs_tokenutil_num(r, "secret_id_num_uses"),
+				     cs_req_int(req, "ttl", 0), cs_req_int(req, "num_uses", 0),
+				     &ttl, &uses, &err)) {
 		rc = cs_req_error(req, CS_EINVAL, "%s", err);
 		goto out;
 	}
@@ -540,15 +482,15 @@ static int secret_create(struct cs_request *req, const char *secret_id)
 	if ((rc = hmac_of(req, secret_id, h)))
 		goto out;
 	secret_key(key, sizeof key, name, h);
-	if ((rc = get_opt(req, key, &e)))
+	if ((rc = cs_tokenutil_get_opt(req, key, &e)))
 		goto out;
 	if (e) {
 		rc = cs_req_error(req, CS_EINVAL, "SecretID is already registered");
 		goto out;
 	}
-	char accessor[37], ah[65], akey[100];
+	char accessor[37], akey[100];
 	cs_uuid(accessor);
-	if ((rc = hmac_of(req, accessor, ah)))
+	if ((rc = index_key(req, "accessor", accessor, akey)))
 		goto out;
 	int64_t now = now_s();
 	e = cJSON_CreateObject();
@@ -566,7 +508,6 @@ static int secret_create(struct cs_request *req, const char *secret_id)
 	meta = NULL;
 	if ((rc = cs_view_put_json(req, key, e)))
 		goto out;
-	snprintf(akey, sizeof akey, "accessor/%s", ah);
 	cJSON *a = cJSON_CreateObject();
 	cJSON_AddStringToObject(a, "role", name);
 	cJSON_AddStringToObject(a, "secret_id_hmac", h);
@@ -623,10 +564,10 @@ static int secret_list(struct cs_request *req)
 		char key[400];
 		cJSON *e = NULL;
 		secret_key(key, sizeof key, name, keys.v[i]);
-		rc = get_opt(req, key, &e);
+		rc = cs_tokenutil_get_opt(req, key, &e);
 		if (!rc && e)
-			cJSON_AddItemToArray(arr,
-					     cJSON_CreateString(str_of(e, "secret_id_accessor")));
+			cJSON_AddItemToArray(
+			    arr, cJSON_CreateString(cs_tokenutil_str(e, "secret_id_accessor")));
 		cJSON_Delete(e);
 	}
 	cs_strv_free(&keys);
@@ -652,15 +593,15 @@ static void add_time(cJSON *d, const char *name, double unix_s)
 static cJSON *secret_info(const cJSON *e)
 {
 	cJSON *d = cJSON_CreateObject();
-	cJSON_AddStringToObject(d, "secret_id_accessor", str_of(e, "secret_id_accessor"));
-	add_time(d, "creation_time", num_of(e, "creation_time"));
-	add_time(d, "last_updated_time", num_of(e, "last_updated_time"));
-	if (num_of(e, "expiration_time") > 0)
-		add_time(d, "expiration_time", num_of(e, "expiration_time"));
+	cJSON_AddStringToObject(d, "secret_id_accessor", cs_tokenutil_str(e, "secret_id_accessor"));
+	add_time(d, "creation_time", cs_tokenutil_num(e, "creation_time"));
+	add_time(d, "last_updated_time", cs_tokenutil_num(e, "last_updated_time"));
+	if (cs_tokenutil_num(e, "expiration_time") > 0)
+		add_time(d, "expiration_time", cs_tokenutil_num(e, "expiration_time"));
 	else
 		cJSON_AddStringToObject(d, "expiration_time", "0001-01-01T00:00:00Z");
-	cJSON_AddNumberToObject(d, "secret_id_ttl", num_of(e, "secret_id_ttl"));
-	cJSON_AddNumberToObject(d, "secret_id_num_uses", num_of(e, "secret_id_num_uses"));
+	cJSON_AddNumberToObject(d, "secret_id_ttl", cs_tokenutil_num(e, "secret_id_ttl"));
+	cJSON_AddNumberToObject(d, "secret_id_num_uses", cs_tokenutil_num(e, "secret_id_num_uses"));
 	static const char *same[] = {"cidr_list", "token_bound_cidrs", "metadata"};
 	for (size_t i = 0; i < CS_ARRAY_LEN(same); i++) {
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, same[i]);
@@ -685,7 +626,7 @@ static int secret_by_value(struct cs_request *req, const char **name, char h[65]
 	if (!rc) {
 		char key[400];
 		secret_key(key, sizeof key, *name, h);
-		rc = get_opt(req, key, e);
+		rc = cs_tokenutil_get_opt(req, key, e);
 	}
 	return rc;
 }
@@ -700,19 +641,17 @@ static int secret_by_accessor(struct cs_request *req, const char **name, char h[
 		return cs_req_error(req, CS_EINVAL, "missing secret_id_accessor");
 	int rc = role_must(req, name, &r);
 	cJSON_Delete(r);
-	char ah[65], key[400];
+	char akey[100], key[400];
 	if (!rc)
-		rc = hmac_of(req, acc, ah);
-	if (!rc) {
-		snprintf(key, sizeof key, "accessor/%s", ah);
-		rc = get_opt(req, key, &a);
-	}
+		rc = index_key(req, "accessor", acc, akey);
+	if (!rc)
+		rc = cs_tokenutil_get_opt(req, akey, &a);
 	/* An accessor of another role is not this role's. */
-	if (!rc && a && strcmp(str_of(a, "role"), *name) == 0 &&
-	    strlen(str_of(a, "secret_id_hmac")) == 64) {
-		memcpy(h, str_of(a, "secret_id_hmac"), 65);
+	if (!rc && a && strcmp(cs_tokenutil_str(a, "role"), *name) == 0 &&
+	    strlen(cs_tokenutil_str(a, "secret_id_hmac")) == 64) {
+		memcpy(h, cs_tokenutil_str(a, "secret_id_hmac"), 65);
 		secret_key(key, sizeof key, *name, h);
-		rc = get_opt(req, key, e);
+		rc = cs_tokenutil_get_opt(req, key, e);
 	}
 	cJSON_Delete(a);
 	return rc;
@@ -789,15 +728,16 @@ static int use_secret(struct cs_request *req, const char *name, const char *remo
 	int rc = hmac_of(req, sid, h);
 	if (!rc) {
 		secret_key(key, sizeof key, name, h);
-		rc = get_opt(req, key, &e);
+		rc = cs_tokenutil_get_opt(req, key, &e);
 	}
 	if (rc)
 		return rc;
 	if (!e)
 		return cs_req_error(req, CS_EINVAL, INVALID_SECRET);
 	int64_t now = now_s();
-	enum cs_approle_use use = cs_approle_secret_use(now, (int64_t)num_of(e, "expiration_time"),
-							(int64_t)num_of(e, "secret_id_num_uses"));
+	enum cs_approle_use use =
+	    cs_approle_secret_use(now, (int64_t)cs_tokenutil_num(e, "expiration_time"),
+				  (int64_t)cs_tokenutil_num(e, "secret_id_num_uses"));
 	if (use == CS_APPROLE_EXPIRED)
 		rc = cs_req_error(req, CS_EINVAL, INVALID_SECRET);
 	else if (!cs_tokenutil_cidr_list_ok(cJSON_GetObjectItemCaseSensitive(e, "cidr_list"),
@@ -809,9 +749,9 @@ static int use_secret(struct cs_request *req, const char *name, const char *remo
 	else if (use == CS_APPROLE_LAST_USE)
 		rc = secret_delete(req, name, h, e);
 	else if (use == CS_APPROLE_DECREMENT) {
-		set_item(e, "secret_id_num_uses",
-			 cJSON_CreateNumber(num_of(e, "secret_id_num_uses") - 1));
-		set_item(e, "last_updated_time", cJSON_CreateNumber((double)now));
+		cs_tokenutil_set(e, "secret_id_num_uses",
+				 cJSON_CreateNumber(cs_tokenutil_num(e, "secret_id_num_uses") - 1));
+		cs_tokenutil_set(e, "last_updated_time", cJSON_CreateNumber((double)now));
 		rc = cs_view_put_json(req, key, e);
 	}
 	if (rc) {
@@ -851,7 +791,7 @@ static int login(struct cs_request *req)
 	/* The secret id's token_bound_cidrs, when set, override the role's. */
 	const cJSON *sc = cJSON_GetObjectItemCaseSensitive(e, "token_bound_cidrs");
 	if (cJSON_GetArraySize(sc) > 0)
-		set_item(r, "token_bound_cidrs", cJSON_Duplicate(sc, true));
+		cs_tokenutil_set(r, "token_bound_cidrs", cJSON_Duplicate(sc, true));
 	if (!cs_tokenutil_cidr_list_ok(cJSON_GetObjectItemCaseSensitive(r, "token_bound_cidrs"),
 				       remote)) {
 		rc = cs_req_error(req, CS_EPERM, "permission denied");
@@ -859,7 +799,7 @@ static int login(struct cs_request *req)
 	}
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "metadata");
 	meta = cJSON_IsObject(m) ? cJSON_Duplicate(m, true) : cJSON_CreateObject();
-	set_item(meta, "role_name", cJSON_CreateString(name));
+	cs_tokenutil_set(meta, "role_name", cJSON_CreateString(name));
 	char path[400];
 	snprintf(path, sizeof path, "%slogin", req->mount->path);
 	rc = cs_tokenutil_issue(req, r, meta, "", path);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "auth/token.h"
+#include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -136,23 +137,20 @@ static int record_get(struct cs_txn *txn, const char *lease_id, cJSON **out)
 	if (strlen(lease_id) > 480)
 		return CS_ENOTFOUND;
 	record_key(lease_id, key, sizeof key);
-	struct cs_buf b = CS_BUF_INIT;
-	int rc = cs_txn_get(txn, key, &b);
-	if (!rc) {
-		*out = cJSON_ParseWithLength(b.data, b.len);
-		if (!*out)
-			rc = CS_EIO;
-	}
-	cs_buf_free_secure(&b);
+	return cs_tokenutil_txn_get_json(txn, key, out);
+}
+
+static int record_put(struct cs_txn *txn, const char *lease_id, const cJSON *r)
+{
+	char key[600];
+	record_key(lease_id, key, sizeof key);
+	char *s = cJSON_PrintUnformatted(r);
+	int rc = cs_txn_put(txn, key, s, strlen(s));
+	free(s);
 	return rc;
 }
 
-static double num_of(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
+/* Unlike cs_tokenutil_str: NULL when absent (a lease without a token). */
 static const char *str_of(const cJSON *o, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
@@ -173,15 +171,13 @@ int cs_expire_put(struct cs_txn *txn, const char *lease_id, const char *path, do
 	cJSON_AddBoolToObject(r, "renewable", renewable);
 	if (token_key)
 		cJSON_AddStringToObject(r, "token_key", token_key);
-	char *s = cJSON_PrintUnformatted(r);
-	cJSON_Delete(r);
 	char key[600];
 	record_key(lease_id, key, sizeof key);
 	struct cs_buf old = CS_BUF_INIT;
 	bool existed = cs_txn_get_raw(txn, key, &old) == 0;
 	cs_buf_free(&old);
-	int rc = cs_txn_put(txn, key, s, strlen(s));
-	free(s);
+	int rc = record_put(txn, lease_id, r);
+	cJSON_Delete(r);
 	if (!rc) {
 		cs_expire_schedule(lease_id, (int64_t)(expire_time * 1000));
 		if (existed) {
@@ -308,7 +304,7 @@ static void process_due(void)
 			b->items[b->n++] = h;
 			break;
 		}
-		int64_t exp = (int64_t)(num_of(r, "expire_time") * 1000);
+		int64_t exp = (int64_t)(cs_tokenutil_num(r, "expire_time") * 1000);
 		cJSON_Delete(r);
 		if (exp > now) { /* renewed: a later hint exists */
 			free(h.lease_id);
@@ -409,7 +405,7 @@ int cs_expire_start(struct cs_core *core)
 		char *dup = strdup(id);
 		if (!dup)
 			abort();
-		heap_push((int64_t)(num_of(r, "expire_time") * 1000), dup);
+		heap_push((int64_t)(cs_tokenutil_num(r, "expire_time") * 1000), dup);
 		cJSON_Delete(r);
 	}
 	cs_strv_free(&keys);
@@ -524,10 +520,10 @@ static int leases_lookup(struct cs_request *req)
 		return rc;
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "id", id);
-	add_time(d, "issue_time", num_of(r, "issue_time"));
-	double exp = num_of(r, "expire_time");
+	add_time(d, "issue_time", cs_tokenutil_num(r, "issue_time"));
+	double exp = cs_tokenutil_num(r, "expire_time");
 	add_time(d, "expire_time", exp);
-	add_time(d, "last_renewal", num_of(r, "last_renewal"));
+	add_time(d, "last_renewal", cs_tokenutil_num(r, "last_renewal"));
 	const cJSON *ren = cJSON_GetObjectItemCaseSensitive(r, "renewable");
 	cJSON_AddBoolToObject(d, "renewable", cJSON_IsTrue(ren));
 	double ttl = exp > 0 ? exp - (double)now_ms() / 1000.0 : 0;
@@ -548,22 +544,7 @@ static int leases_list(struct cs_request *req)
 	if (kl && key[kl - 1] != '/')
 		snprintf(key + kl, sizeof key - kl, "/");
 	struct cs_strv v = {0};
-	int rc = cs_txn_list(&req->txn, key, &v);
-	if (rc) {
-		cs_strv_free(&v);
-		return rc;
-	}
-	if (v.n == 0) {
-		cs_strv_free(&v);
-		return CS_ENOTFOUND;
-	}
-	cJSON *d = cJSON_CreateObject();
-	cJSON *keys = cJSON_AddArrayToObject(d, "keys");
-	for (size_t i = 0; i < v.n; i++)
-		cJSON_AddItemToArray(keys, cJSON_CreateString(v.v[i]));
-	cs_strv_free(&v);
-	cs_req_set_data(req, d);
-	return 0;
+	return cs_tokenutil_reply_keys(req, cs_txn_list(&req->txn, key, &v), &v);
 }
 
 static int leases_renew(struct cs_request *req)
@@ -583,27 +564,23 @@ static int leases_renew(struct cs_request *req)
 				    "tokens cannot be renewed through this endpoint");
 	}
 	double now = (double)now_ms() / 1000.0;
-	double exp = num_of(r, "expire_time");
+	double exp = cs_tokenutil_num(r, "expire_time");
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "renewable")) || exp <= now) {
 		cJSON_Delete(r);
 		return cs_req_error(req, CS_EINVAL, "lease is not renewable");
 	}
 	int64_t inc = cs_req_int(req, "increment", 0);
 	if (inc <= 0)
-		inc = (int64_t)(exp - num_of(r, "issue_time"));
+		inc = (int64_t)(exp - cs_tokenutil_num(r, "issue_time"));
 	int64_t max = cs_core_max_ttl(req->core, NULL);
-	double limit = num_of(r, "issue_time") + (double)max;
+	double limit = cs_tokenutil_num(r, "issue_time") + (double)max;
 	double nexp = now + (double)inc;
 	if (nexp > limit)
 		nexp = limit;
 	cJSON_ReplaceItemInObjectCaseSensitive(r, "expire_time", cJSON_CreateNumber(nexp));
 	cJSON_ReplaceItemInObjectCaseSensitive(r, "last_renewal", cJSON_CreateNumber(now));
-	char *s = cJSON_PrintUnformatted(r);
+	rc = record_put(&req->txn, id, r);
 	cJSON_Delete(r);
-	char key[600];
-	record_key(id, key, sizeof key);
-	rc = cs_txn_put(&req->txn, key, s, strlen(s));
-	free(s);
 	if (rc)
 		return rc;
 	cs_expire_schedule(id, (int64_t)(nexp * 1000));

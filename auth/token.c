@@ -18,8 +18,6 @@
 #include "auth/token.h"
 
 #include <ctype.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,10 +65,15 @@ static int load_salt(struct cs_txn *txn)
 /* hex(HMAC-SHA256(salt, value)); out >= 65 bytes. The salt must be loaded. */
 static void hmac_hex(const char *value, char *out)
 {
-	uint8_t mac[32];
-	unsigned int maclen = sizeof mac;
-	HMAC(EVP_sha256(), salt, SALT_LEN, (const uint8_t *)value, strlen(value), mac, &maclen);
-	cs_hex_encode(mac, sizeof mac, out);
+	cs_tokenutil_hmac_hex(salt, SALT_LEN, value, out);
+}
+
+/* The accessor index key of `accessor`. The salt must be loaded. */
+static void accessor_key(const char *accessor, char key[128])
+{
+	char ah[65];
+	hmac_hex(accessor, ah);
+	snprintf(key, 128, "%s%s", ACCESSOR_PREFIX, ah);
 }
 
 int cs_token_key_of(struct cs_txn *txn, const char *token, char *out)
@@ -84,54 +87,21 @@ int cs_token_key_of(struct cs_txn *txn, const char *token, char *out)
 
 /* ---------------------------------------------------------------- entries */
 
-static double num_of(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static const char *str_of(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static void set_num(cJSON *o, const char *name, double v)
+/* Set `name` of `o` to `item` (owned by `o` then), in place when it exists: unlike
+ * cs_tokenutil_set, the member keeps its position in the stored entry. */
+static void set_in_place(cJSON *o, const char *name, cJSON *item)
 {
 	if (cJSON_GetObjectItemCaseSensitive(o, name))
-		cJSON_ReplaceItemInObjectCaseSensitive(o, name, cJSON_CreateNumber(v));
+		cJSON_ReplaceItemInObjectCaseSensitive(o, name, item);
 	else
-		cJSON_AddNumberToObject(o, name, v);
+		cJSON_AddItemToObject(o, name, item);
 }
 
-static void set_str(cJSON *o, const char *name, const char *v)
+/* Delete `key`; an absent key is no error. */
+static int delete_opt(struct cs_txn *txn, const char *key)
 {
-	if (cJSON_GetObjectItemCaseSensitive(o, name))
-		cJSON_ReplaceItemInObjectCaseSensitive(o, name, cJSON_CreateString(v));
-	else
-		cJSON_AddStringToObject(o, name, v);
-}
-
-static void set_bool(cJSON *o, const char *name, bool v)
-{
-	if (cJSON_GetObjectItemCaseSensitive(o, name))
-		cJSON_ReplaceItemInObjectCaseSensitive(o, name, cJSON_CreateBool(v));
-	else
-		cJSON_AddBoolToObject(o, name, v);
-}
-
-static int get_json(struct cs_txn *txn, const char *key, cJSON **out)
-{
-	*out = NULL;
-	struct cs_buf b = CS_BUF_INIT;
-	int rc = cs_txn_get(txn, key, &b);
-	if (!rc) {
-		*out = cJSON_ParseWithLength(b.data, b.len);
-		if (!*out)
-			rc = CS_EIO;
-	}
-	cs_buf_free_secure(&b);
-	return rc;
+	int rc = cs_txn_delete(txn, key);
+	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
 static int put_json(struct cs_txn *txn, const char *key, const cJSON *o)
@@ -149,7 +119,7 @@ static int entry_get(struct cs_txn *txn, const char *hex, cJSON **e)
 {
 	char key[128];
 	snprintf(key, sizeof key, "%s%s", ID_PREFIX, hex);
-	return get_json(txn, key, e);
+	return cs_tokenutil_txn_get_json(txn, key, e);
 }
 
 static int entry_put(struct cs_txn *txn, const char *hex, const cJSON *e)
@@ -162,10 +132,10 @@ static int entry_put(struct cs_txn *txn, const char *hex, const cJSON *e)
 /* A stored entry that may still be used: not expired, not at its last use. */
 static bool entry_valid(const cJSON *e)
 {
-	double exp = num_of(e, "expire_time");
+	double exp = cs_tokenutil_num(e, "expire_time");
 	if (exp > 0 && (double)cs_now_ns() / 1e9 >= exp)
 		return false;
-	return num_of(e, "num_uses") >= 0;
+	return cs_tokenutil_num(e, "num_uses") >= 0;
 }
 
 bool cs_token_key_exists(struct cs_txn *txn, const char *key_hex)
@@ -198,13 +168,12 @@ static int accessor_resolve(struct cs_txn *txn, const char *accessor, char *hex)
 	int rc = load_salt(txn);
 	if (rc)
 		return rc;
-	char ah[65], key[128];
-	hmac_hex(accessor, ah);
-	snprintf(key, sizeof key, "%s%s", ACCESSOR_PREFIX, ah);
+	char key[128];
+	accessor_key(accessor, key);
 	cJSON *a = NULL;
-	rc = get_json(txn, key, &a);
+	rc = cs_tokenutil_txn_get_json(txn, key, &a);
 	if (!rc) {
-		const char *tk = str_of(a, "token_key");
+		const char *tk = cs_tokenutil_str(a, "token_key");
 		/* Older entries stored the full key path. */
 		if (strncmp(tk, ID_PREFIX, strlen(ID_PREFIX)) == 0)
 			tk += strlen(ID_PREFIX);
@@ -263,21 +232,15 @@ int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJ
 	(void)core;
 	/* A token bound to CIDR blocks (token_bound_cidrs of its login) only works from
 	 * there, as in Vault. Internal requests (remote NULL) are not bound. */
-	const cJSON *cidrs = cJSON_GetObjectItemCaseSensitive(entry, "bound_cidrs");
-	if (remote && cJSON_GetArraySize(cidrs) > 0) {
-		bool ok = false;
-		const cJSON *c;
-		cJSON_ArrayForEach(c, cidrs) ok =
-		    ok || (cJSON_IsString(c) && cs_tokenutil_cidr_match(c->valuestring, remote));
-		if (!ok)
-			return CS_EPERM;
-	}
-	double uses = num_of(entry, "num_uses");
+	if (remote && !cs_tokenutil_cidr_list_ok(
+			  cJSON_GetObjectItemCaseSensitive(entry, "bound_cidrs"), remote))
+		return CS_EPERM;
+	double uses = cs_tokenutil_num(entry, "num_uses");
 	if (uses <= 0)
 		return 0;
 	/* The last use: -1 makes the token invalid for every later request; the token is
 	 * revoked by cs_token_after once this request's handler succeeded. */
-	set_num(entry, "num_uses", uses == 1 ? -1 : uses - 1);
+	set_in_place(entry, "num_uses", cJSON_CreateNumber(uses == 1 ? -1 : uses - 1));
 	char hex[65];
 	int rc = cs_token_key_of(txn, token, hex);
 	if (!rc)
@@ -287,7 +250,7 @@ int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJ
 
 int cs_token_after(struct cs_request *req)
 {
-	if (num_of(req->token_entry, "num_uses") >= 0 || !req->client_token)
+	if (cs_tokenutil_num(req->token_entry, "num_uses") >= 0 || !req->client_token)
 		return 0;
 	char hex[65];
 	int rc = cs_token_key_of(&req->txn, req->client_token, hex);
@@ -303,24 +266,18 @@ static int delete_one(struct cs_txn *txn, const char *hex, const cJSON *e)
 {
 	char key[256];
 	int rc = 0;
-	const char *acc = str_of(e, "accessor");
+	const char *acc = cs_tokenutil_str(e, "accessor");
 	if (*acc) {
-		char ah[65];
-		hmac_hex(acc, ah);
-		snprintf(key, sizeof key, "%s%s", ACCESSOR_PREFIX, ah);
-		rc = cs_txn_delete(txn, key);
-		if (rc == CS_ENOTFOUND)
-			rc = 0;
+		accessor_key(acc, key);
+		rc = delete_opt(txn, key);
 	}
-	const char *lease = str_of(e, "lease_id");
+	const char *lease = cs_tokenutil_str(e, "lease_id");
 	if (!rc && *lease)
 		rc = cs_expire_delete(txn, lease);
-	const char *parent = str_of(e, "parent");
+	const char *parent = cs_tokenutil_str(e, "parent");
 	if (!rc && *parent) {
 		snprintf(key, sizeof key, "%s%s/%s", PARENT_PREFIX, parent, hex);
-		rc = cs_txn_delete(txn, key);
-		if (rc == CS_ENOTFOUND)
-			rc = 0;
+		rc = delete_opt(txn, key);
 	}
 	if (!rc) /* its cubbyhole goes with it, in the same transaction */
 		rc = cs_backend_token_revoked(txn, hex);
@@ -361,15 +318,15 @@ int cs_token_revoke_key(struct cs_txn *txn, const char *key_hex, bool orphan_chi
 				continue;
 			}
 			if (!rc) {
-				set_bool(c, "orphan", true);
-				set_str(c, "parent", "");
+				set_in_place(c, "orphan", cJSON_CreateTrue());
+				set_in_place(c, "parent", cJSON_CreateString(""));
 				rc = entry_put(txn, kids.v[i], c);
 			}
 			cJSON_Delete(c);
 			char key[256];
 			snprintf(key, sizeof key, "%s%s/%s", PARENT_PREFIX, key_hex, kids.v[i]);
-			if (!rc && (rc = cs_txn_delete(txn, key)) == CS_ENOTFOUND)
-				rc = 0;
+			if (!rc)
+				rc = delete_opt(txn, key);
 		}
 		cs_strv_free(&kids);
 		if (!rc)
@@ -392,8 +349,7 @@ int cs_token_revoke_key(struct cs_txn *txn, const char *key_hex, bool orphan_chi
 			/* Drop the index entry here: it may point at a token that is gone. */
 			char key[256];
 			snprintf(key, sizeof key, "%s%s/%s", PARENT_PREFIX, hex, kids.v[i]);
-			if ((rc = cs_txn_delete(txn, key)) == CS_ENOTFOUND)
-				rc = 0;
+			rc = delete_opt(txn, key);
 		}
 		cs_strv_free(&kids);
 		cJSON *te = NULL;
@@ -503,7 +459,7 @@ static void fill_auth(struct cs_request *req, const char *token, const cJSON *e,
 {
 	cJSON *a = cJSON_CreateObject();
 	cJSON_AddStringToObject(a, "client_token", token);
-	cJSON_AddStringToObject(a, "accessor", str_of(e, "accessor"));
+	cJSON_AddStringToObject(a, "accessor", cs_tokenutil_str(e, "accessor"));
 	const cJSON *pol = cJSON_GetObjectItemCaseSensitive(e, "policies");
 	cJSON_AddItemToObject(a, "policies", cJSON_Duplicate(pol, true));
 	cJSON_AddItemToObject(a, "token_policies", cJSON_Duplicate(pol, true));
@@ -516,14 +472,27 @@ static void fill_auth(struct cs_request *req, const char *token, const cJSON *e,
 	cJSON_AddBoolToObject(a, "renewable",
 			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "renewable")));
 	cJSON_AddStringToObject(a, "entity_id", "");
-	cJSON_AddStringToObject(a, "token_type", str_of(e, "type"));
+	cJSON_AddStringToObject(a, "token_type", cs_tokenutil_str(e, "type"));
 	cJSON_AddBoolToObject(a, "orphan",
 			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "orphan")));
 	cJSON_AddNullToObject(a, "mfa_requirement");
-	double uses = num_of(e, "num_uses");
+	double uses = cs_tokenutil_num(e, "num_uses");
 	cJSON_AddNumberToObject(a, "num_uses", uses > 0 ? uses : 0);
 	cJSON_Delete(req->resp_auth);
 	req->resp_auth = a;
+}
+
+/* The accessor index entry of a new token. The salt must be loaded. */
+static int accessor_put(struct cs_txn *txn, const char *accessor, const char *hex)
+{
+	char key[128];
+	accessor_key(accessor, key);
+	cJSON *a = cJSON_CreateObject();
+	cJSON_AddStringToObject(a, "token_key", hex);
+	cJSON_AddStringToObject(a, "accessor", accessor);
+	int rc = put_json(txn, key, a);
+	cJSON_Delete(a);
+	return rc;
 }
 
 /* Store a new token and fill the auth block. Takes ownership of p->policies. */
@@ -590,16 +559,8 @@ static int create_token(struct cs_request *req, struct create_params *p)
 	cJSON_AddStringToObject(e, "lease_id", lease);
 
 	rc = entry_put(txn, hex, e);
-	if (!rc) {
-		char ah[65], key[256];
-		hmac_hex(accessor, ah);
-		snprintf(key, sizeof key, "%s%s", ACCESSOR_PREFIX, ah);
-		cJSON *a = cJSON_CreateObject();
-		cJSON_AddStringToObject(a, "token_key", hex);
-		cJSON_AddStringToObject(a, "accessor", accessor);
-		rc = put_json(txn, key, a);
-		cJSON_Delete(a);
-	}
+	if (!rc)
+		rc = accessor_put(txn, accessor, hex);
 	if (!rc && p->parent) {
 		char key[256];
 		snprintf(key, sizeof key, "%s%s/%s", PARENT_PREFIX, p->parent, hex);
@@ -643,9 +604,9 @@ static bool subset(const cJSON *small, const cJSON *big)
 
 static int64_t role_int(const cJSON *role, const char *a, const char *b)
 {
-	double v = num_of(role, a);
+	double v = cs_tokenutil_num(role, a);
 	if (v <= 0 && b)
-		v = num_of(role, b);
+		v = cs_tokenutil_num(role, b);
 	return (int64_t)v;
 }
 
@@ -657,7 +618,7 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 	if (!parent)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	bool is_root = req->root; /* TODO: sudo capability once policy/ exposes it */
-	if (strcmp(str_of(parent, "type"), "batch") == 0)
+	if (strcmp(cs_tokenutil_str(parent, "type"), "batch") == 0)
 		return cs_req_error(req, CS_EINVAL, "batch tokens cannot create more tokens");
 	cJSON *role = NULL;
 	char rolepath[300] = "";
@@ -686,7 +647,7 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 		}
 		p.id = id;
 	}
-	const char *type = role ? str_of(role, "token_type") : "";
+	const char *type = role ? cs_tokenutil_str(role, "token_type") : "";
 	if (!*type || strcmp(type, "default") == 0 || strcmp(type, "default-service") == 0)
 		type = "service";
 	if (cs_req_has(req, "type"))
@@ -861,7 +822,8 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 		snprintf(rolepath, sizeof rolepath, "auth/token/create-orphan");
 	else if (role)
 		snprintf(rolepath, sizeof rolepath, "auth/token/create/%s%s%s", role_name,
-			 *str_of(role, "path_suffix") ? "/" : "", str_of(role, "path_suffix"));
+			 *cs_tokenutil_str(role, "path_suffix") ? "/" : "",
+			 cs_tokenutil_str(role, "path_suffix"));
 	else
 		snprintf(rolepath, sizeof rolepath, "auth/token/create");
 	p.path = rolepath;
@@ -893,21 +855,21 @@ int cs_token_issue(struct cs_request *req, const cJSON *params)
 	p.policies = policy_set(
 	    pol, !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "no_default_policy")));
 	p.meta = cJSON_GetObjectItemCaseSensitive(params, "meta");
-	const char *dn = str_of(params, "display_name");
+	const char *dn = cs_tokenutil_str(params, "display_name");
 	p.display_name = *dn ? dn : "token";
-	const char *path = str_of(params, "path");
+	const char *path = cs_tokenutil_str(params, "path");
 	p.path = *path ? path : req->path;
 	const cJSON *r = cJSON_GetObjectItemCaseSensitive(params, "renewable");
 	p.renewable = r ? cJSON_IsTrue(r) : true;
-	p.ttl = (int64_t)num_of(params, "ttl");
-	p.period = (int64_t)num_of(params, "period");
-	p.explicit_max = (int64_t)num_of(params, "explicit_max_ttl");
-	p.num_uses = (int64_t)num_of(params, "num_uses");
-	int64_t mx = (int64_t)num_of(params, "max_ttl");
+	p.ttl = (int64_t)cs_tokenutil_num(params, "ttl");
+	p.period = (int64_t)cs_tokenutil_num(params, "period");
+	p.explicit_max = (int64_t)cs_tokenutil_num(params, "explicit_max_ttl");
+	p.num_uses = (int64_t)cs_tokenutil_num(params, "num_uses");
+	int64_t mx = (int64_t)cs_tokenutil_num(params, "max_ttl");
 	p.max_ttl = cs_core_max_ttl(req->core, req->mount);
 	if (mx > 0 && mx < p.max_ttl)
 		p.max_ttl = mx;
-	p.batch = strcmp(str_of(params, "type"), "batch") == 0;
+	p.batch = strcmp(cs_tokenutil_str(params, "type"), "batch") == 0;
 	p.bound_cidrs = cJSON_GetObjectItemCaseSensitive(params, "bound_cidrs");
 	return create_token(req, &p);
 }
@@ -959,16 +921,8 @@ int cs_token_create_root(struct cs_core *core, struct cs_txn *txn, const char *i
 	cJSON_AddStringToObject(e, "lease_id", "");
 	rc = entry_put(txn, hex, e);
 	cJSON_Delete(e);
-	if (!rc) {
-		char ah[65], akey[128];
-		hmac_hex(accessor, ah);
-		snprintf(akey, sizeof akey, "%s%s", ACCESSOR_PREFIX, ah);
-		cJSON *a = cJSON_CreateObject();
-		cJSON_AddStringToObject(a, "token_key", hex);
-		cJSON_AddStringToObject(a, "accessor", accessor);
-		rc = put_json(txn, akey, a);
-		cJSON_Delete(a);
-	}
+	if (!rc)
+		rc = accessor_put(txn, accessor, hex);
 	if (!rc)
 		snprintf(out, outlen, "%s", token);
 	cs_zero(token, sizeof token);
@@ -995,17 +949,17 @@ static cJSON *lookup_data(const cJSON *e, const char *id)
 	    "orphan",   "path",         "policies",     "renewable",        "type"};
 	for (size_t i = 0; i < CS_ARRAY_LEN(same); i++)
 		copy_item(d, e, same[i]);
-	double uses = num_of(e, "num_uses");
+	double uses = cs_tokenutil_num(e, "num_uses");
 	cJSON_AddNumberToObject(d, "num_uses", uses > 0 ? uses : 0);
-	double period = num_of(e, "period");
+	double period = cs_tokenutil_num(e, "period");
 	if (period > 0)
 		cJSON_AddNumberToObject(d, "period", period);
-	double created = num_of(e, "creation_time");
+	double created = cs_tokenutil_num(e, "creation_time");
 	cJSON_AddNumberToObject(d, "creation_time", created);
 	char iso[64];
 	cs_format_time((int64_t)created * 1000000000LL, iso, sizeof iso);
 	cJSON_AddStringToObject(d, "issue_time", iso);
-	double expires = num_of(e, "expire_time");
+	double expires = cs_tokenutil_num(e, "expire_time");
 	if (expires > 0) {
 		cs_format_time((int64_t)expires * 1000000000LL, iso, sizeof iso);
 		cJSON_AddStringToObject(d, "expire_time", iso);
@@ -1038,17 +992,25 @@ static int token_arg(struct cs_request *req, const char **token)
 	return 0;
 }
 
+/* Entry of the token given in the body; the error for an unknown one is "bad token". */
+static int by_token(struct cs_request *req, const char **token, char *hex, cJSON **e)
+{
+	*e = NULL;
+	int rc = token_arg(req, token);
+	if (rc)
+		return rc;
+	rc = lookup_valid(&req->txn, *token, hex, e);
+	if (rc == CS_ENOTFOUND)
+		return cs_req_error(req, CS_EPERM, "bad token");
+	return rc;
+}
+
 static int h_lookup(struct cs_request *req)
 {
 	const char *token;
-	int rc = token_arg(req, &token);
-	if (rc)
-		return rc;
 	char hex[65];
 	cJSON *e = NULL;
-	rc = lookup_valid(&req->txn, token, hex, &e);
-	if (rc == CS_ENOTFOUND)
-		return cs_req_error(req, CS_EPERM, "bad token");
+	int rc = by_token(req, &token, hex, &e);
 	if (rc)
 		return rc;
 	cs_req_set_data(req, lookup_data(e, token));
@@ -1095,18 +1057,19 @@ static int renew(struct cs_request *req, const char *hex, cJSON *e, const char *
 		return cs_req_error(req, CS_EINVAL, "lease is not renewable");
 	int64_t now = cs_now_ns() / 1000000000;
 	int64_t ttl = cs_token_renew_ttl(
-	    now, (int64_t)num_of(e, "creation_time"), cs_req_int(req, "increment", 0),
-	    (int64_t)num_of(e, "creation_ttl"), (int64_t)num_of(e, "period"),
-	    (int64_t)num_of(e, "explicit_max_ttl"), (int64_t)num_of(e, "max_ttl"));
+	    now, (int64_t)cs_tokenutil_num(e, "creation_time"), cs_req_int(req, "increment", 0),
+	    (int64_t)cs_tokenutil_num(e, "creation_ttl"), (int64_t)cs_tokenutil_num(e, "period"),
+	    (int64_t)cs_tokenutil_num(e, "explicit_max_ttl"),
+	    (int64_t)cs_tokenutil_num(e, "max_ttl"));
 	if (ttl <= 0)
 		return cs_req_error(req, CS_EINVAL, "lease is not renewable");
 	double exp = (double)(now + ttl);
-	set_num(e, "expire_time", exp);
+	set_in_place(e, "expire_time", cJSON_CreateNumber(exp));
 	int rc = entry_put(&req->txn, hex, e);
-	const char *lease = str_of(e, "lease_id");
+	const char *lease = cs_tokenutil_str(e, "lease_id");
 	if (!rc && *lease) {
-		rc = cs_expire_put(&req->txn, lease, str_of(e, "path"), num_of(e, "creation_time"),
-				   exp, true, hex);
+		rc = cs_expire_put(&req->txn, lease, cs_tokenutil_str(e, "path"),
+				   cs_tokenutil_num(e, "creation_time"), exp, true, hex);
 	}
 	if (!rc)
 		fill_auth(req, token, e, ttl);
@@ -1116,14 +1079,9 @@ static int renew(struct cs_request *req, const char *hex, cJSON *e, const char *
 static int h_renew(struct cs_request *req)
 {
 	const char *token;
-	int rc = token_arg(req, &token);
-	if (rc)
-		return rc;
 	char hex[65];
 	cJSON *e = NULL;
-	rc = lookup_valid(&req->txn, token, hex, &e);
-	if (rc == CS_ENOTFOUND)
-		return cs_req_error(req, CS_EPERM, "bad token");
+	int rc = by_token(req, &token, hex, &e);
 	if (!rc)
 		rc = renew(req, hex, e, token);
 	cJSON_Delete(e);
@@ -1169,7 +1127,8 @@ static int revoke_result(struct cs_request *req, int rc)
 	return rc;
 }
 
-static int h_revoke(struct cs_request *req)
+/* Revoke the token given in the body: its tree, or only itself (orphaning children). */
+static int revoke_token(struct cs_request *req, bool orphan_children)
 {
 	const char *token;
 	int rc = token_arg(req, &token);
@@ -1178,21 +1137,18 @@ static int h_revoke(struct cs_request *req)
 	char hex[65];
 	rc = cs_token_key_of(&req->txn, token, hex);
 	if (!rc)
-		rc = cs_token_revoke_key(&req->txn, hex, false);
+		rc = cs_token_revoke_key(&req->txn, hex, orphan_children);
 	return revoke_result(req, rc);
+}
+
+static int h_revoke(struct cs_request *req)
+{
+	return revoke_token(req, false);
 }
 
 static int h_revoke_orphan(struct cs_request *req)
 {
-	const char *token;
-	int rc = token_arg(req, &token);
-	if (rc)
-		return rc;
-	char hex[65];
-	rc = cs_token_key_of(&req->txn, token, hex);
-	if (!rc)
-		rc = cs_token_revoke_key(&req->txn, hex, true);
-	return revoke_result(req, rc);
+	return revoke_token(req, true);
 }
 
 static int h_revoke_self(struct cs_request *req)
@@ -1231,12 +1187,12 @@ static int h_accessors(struct cs_request *req)
 		char key[256];
 		snprintf(key, sizeof key, "%s%s", ACCESSOR_PREFIX, v.v[i]);
 		cJSON *a = NULL;
-		rc = get_json(&req->txn, key, &a);
+		rc = cs_tokenutil_txn_get_json(&req->txn, key, &a);
 		if (rc == CS_ENOTFOUND) {
 			rc = 0;
 			continue;
 		}
-		const char *acc = rc ? "" : str_of(a, "accessor");
+		const char *acc = rc ? "" : cs_tokenutil_str(a, "accessor");
 		if (*acc)
 			cJSON_AddItemToArray(keys, cJSON_CreateString(acc));
 		cJSON_Delete(a);
@@ -1261,8 +1217,8 @@ static int h_tidy(struct cs_request *req)
 	int rc = cs_txn_scan(&req->txn, ACCESSOR_PREFIX, &v);
 	for (size_t i = 0; !rc && i < v.n && seen < CS_TOKEN_TREE_MAX; i++, seen++) {
 		cJSON *a = NULL;
-		rc = get_json(&req->txn, v.v[i], &a);
-		if (!rc && !cs_token_key_exists(&req->txn, str_of(a, "token_key"))) {
+		rc = cs_tokenutil_txn_get_json(&req->txn, v.v[i], &a);
+		if (!rc && !cs_token_key_exists(&req->txn, cs_tokenutil_str(a, "token_key"))) {
 			rc = cs_txn_delete(&req->txn, v.v[i]);
 			dropped++;
 		}
@@ -1325,8 +1281,9 @@ static int h_role_read(struct cs_request *req)
 	if (rc)
 		return rc;
 	/* Vault also reports the legacy names. */
-	cJSON_AddNumberToObject(r, "period", num_of(r, "token_period"));
-	cJSON_AddNumberToObject(r, "explicit_max_ttl", num_of(r, "token_explicit_max_ttl"));
+	cJSON_AddNumberToObject(r, "period", cs_tokenutil_num(r, "token_period"));
+	cJSON_AddNumberToObject(r, "explicit_max_ttl",
+				cs_tokenutil_num(r, "token_explicit_max_ttl"));
 	cs_req_set_data(req, r);
 	return 0;
 }
@@ -1359,23 +1316,20 @@ static int h_role_write(struct cs_request *req)
 		return rc;
 	/* Legacy names map onto the token_* fields. */
 	if (cs_req_has(req, "period") && !cs_req_has(req, "token_period"))
-		set_num(r, "token_period", (double)cs_req_int(req, "period", 0));
+		set_in_place(r, "token_period",
+			     cJSON_CreateNumber((double)cs_req_int(req, "period", 0)));
 	if (cs_req_has(req, "explicit_max_ttl") && !cs_req_has(req, "token_explicit_max_ttl"))
-		set_num(r, "token_explicit_max_ttl",
-			(double)cs_req_int(req, "explicit_max_ttl", 0));
+		set_in_place(r, "token_explicit_max_ttl",
+			     cJSON_CreateNumber((double)cs_req_int(req, "explicit_max_ttl", 0)));
 	for (size_t i = 0; i < CS_ARRAY_LEN(role_keys); i++) {
 		const cJSON *v = cs_req_get(req, role_keys[i]);
-		if (!v)
-			continue;
-		if (strstr(role_keys[i], "policies")) {
-			cJSON_DeleteItemFromObjectCaseSensitive(r, role_keys[i]);
-			cJSON_AddItemToObject(r, role_keys[i], policy_set(v, false));
-		} else {
-			cJSON_DeleteItemFromObjectCaseSensitive(r, role_keys[i]);
-			cJSON_AddItemToObject(r, role_keys[i], cJSON_Duplicate(v, true));
-		}
+		if (v)
+			cs_tokenutil_set(r, role_keys[i],
+					 strstr(role_keys[i], "policies")
+					     ? policy_set(v, false)
+					     : cJSON_Duplicate(v, true));
 	}
-	const char *tt = str_of(r, "token_type");
+	const char *tt = cs_tokenutil_str(r, "token_type");
 	if (strcmp(tt, "service") && strcmp(tt, "batch") && strcmp(tt, "default") &&
 	    strcmp(tt, "default-service") && strcmp(tt, "default-batch")) {
 		cJSON_Delete(r);
@@ -1397,20 +1351,7 @@ static int h_role_delete(struct cs_request *req)
 static int h_role_list(struct cs_request *req)
 {
 	struct cs_strv v = {0};
-	int rc = cs_view_list(req, "roles/", &v);
-	if (!rc && v.n == 0)
-		rc = CS_ENOTFOUND;
-	if (rc) {
-		cs_strv_free(&v);
-		return rc;
-	}
-	cJSON *d = cJSON_CreateObject();
-	cJSON *keys = cJSON_AddArrayToObject(d, "keys");
-	for (size_t i = 0; i < v.n; i++)
-		cJSON_AddItemToArray(keys, cJSON_CreateString(v.v[i]));
-	cs_strv_free(&v);
-	cs_req_set_data(req, d);
-	return 0;
+	return cs_tokenutil_reply_keys(req, cs_view_list(req, "roles/", &v), &v);
 }
 
 static int role_exists(struct cs_request *req, bool *exists)

@@ -4,11 +4,14 @@
 #include "auth/tokenutil.h"
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/util.h"
 #include "server/core.h"
 #include "server/http.h"
 #include "server/router.h"
@@ -144,24 +147,92 @@ const char *cs_tokenutil_remote(const struct cs_request *req)
 	return req->http ? req->http->remote_addr : "";
 }
 
-/* ---------------------------------------------------------------- token_* fields */
+int cs_tokenutil_check_cidrs(struct cs_request *req, const cJSON *list, const char *field)
+{
+	const cJSON *c;
+	cJSON_ArrayForEach(c, list)
+	{
+		if (!cJSON_IsString(c) || !cs_tokenutil_cidr_valid(c->valuestring))
+			return cs_req_error(req, CS_EINVAL, "invalid CIDR block in \"%s\": %s",
+					    field, cJSON_IsString(c) ? c->valuestring : "?");
+	}
+	return 0;
+}
 
-static double num_of(const cJSON *o, const char *name)
+/* ---------------------------------------------------------------- shared helpers */
+
+double cs_tokenutil_num(const cJSON *o, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-static void set_num(cJSON *o, const char *name, double v)
+const char *cs_tokenutil_str(const cJSON *o, const char *name)
 {
-	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
-	cJSON_AddNumberToObject(o, name, v);
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void set_item(cJSON *o, const char *name, cJSON *item)
+void cs_tokenutil_set(cJSON *o, const char *name, cJSON *item)
 {
 	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
 	cJSON_AddItemToObject(o, name, item);
+}
+
+void cs_tokenutil_hmac_hex(const uint8_t *key, size_t key_len, const char *value, char out[65])
+{
+	uint8_t mac[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+	HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)value, strlen(value), mac, &len);
+	cs_hex_encode(mac, 32, out);
+	cs_zero(mac, sizeof mac);
+}
+
+int cs_tokenutil_txn_get_json(struct cs_txn *txn, const char *key, cJSON **out)
+{
+	*out = NULL;
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_txn_get(txn, key, &b);
+	if (!rc) {
+		*out = cJSON_ParseWithLength(b.data, b.len);
+		if (!*out)
+			rc = CS_EIO;
+	}
+	cs_buf_free_secure(&b);
+	return rc;
+}
+
+int cs_tokenutil_get_opt(struct cs_request *req, const char *key, cJSON **out)
+{
+	*out = NULL;
+	int rc = cs_view_get_json(req, key, out);
+	if (rc == CS_ENOTFOUND) {
+		*out = NULL;
+		return 0;
+	}
+	return rc;
+}
+
+int cs_tokenutil_reply_keys(struct cs_request *req, int rc, struct cs_strv *keys)
+{
+	if (!rc && keys->n == 0)
+		rc = CS_ENOTFOUND;
+	if (!rc) {
+		cJSON *d = cJSON_CreateObject();
+		cJSON *a = cJSON_AddArrayToObject(d, "keys");
+		for (size_t i = 0; i < keys->n; i++)
+			cJSON_AddItemToArray(a, cJSON_CreateString(keys->v[i]));
+		cs_req_set_data(req, d);
+	}
+	cs_strv_free(keys);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- token_* fields */
+
+static void set_num(cJSON *o, const char *name, double v)
+{
+	cs_tokenutil_set(o, name, cJSON_CreateNumber(v));
 }
 
 /* The request's value for `name`, else its deprecated alias. */
@@ -214,9 +285,9 @@ int cs_tokenutil_update(struct cs_request *req, cJSON *entry, bool is_new)
 			 {"token_explicit_max_ttl", NULL}};
 	const cJSON *v;
 	if ((v = field(req, "token_policies", "policies")))
-		set_item(entry, "token_policies", clean_policies(v));
+		cs_tokenutil_set(entry, "token_policies", clean_policies(v));
 	else if (is_new)
-		set_item(entry, "token_policies", cJSON_CreateArray());
+		cs_tokenutil_set(entry, "token_policies", cJSON_CreateArray());
 	for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
 		if ((v = field(req, durations[i].name, durations[i].alias))) {
 			if (!cJSON_IsNumber(v) || v->valuedouble < 0)
@@ -244,41 +315,37 @@ int cs_tokenutil_update(struct cs_request *req, cJSON *entry, bool is_new)
 		if (!ok)
 			return cs_req_error(req, CS_EINVAL, "invalid 'token_type' value %s",
 					    cJSON_IsString(v) ? v->valuestring : "?");
-		set_item(entry, "token_type", cJSON_CreateString(v->valuestring));
+		cs_tokenutil_set(entry, "token_type", cJSON_CreateString(v->valuestring));
 	} else if (is_new) {
-		set_item(entry, "token_type", cJSON_CreateString("default"));
+		cs_tokenutil_set(entry, "token_type", cJSON_CreateString("default"));
 	}
 	if ((v = field(req, "token_no_default_policy", NULL)))
-		set_item(entry, "token_no_default_policy", cJSON_CreateBool(cJSON_IsTrue(v)));
+		cs_tokenutil_set(entry, "token_no_default_policy",
+				 cJSON_CreateBool(cJSON_IsTrue(v)));
 	else if (is_new)
-		set_item(entry, "token_no_default_policy", cJSON_CreateFalse());
+		cs_tokenutil_set(entry, "token_no_default_policy", cJSON_CreateFalse());
 	if ((v = field(req, "token_bound_cidrs", "bound_cidrs"))) {
-		const cJSON *c;
-		cJSON_ArrayForEach(c, v)
-		{
-			if (!cJSON_IsString(c) || !cs_tokenutil_cidr_valid(c->valuestring))
-				return cs_req_error(
-				    req, CS_EINVAL,
-				    "invalid CIDR block in \"token_bound_cidrs\": %s",
-				    cJSON_IsString(c) ? c->valuestring : "?");
-		}
-		set_item(entry, "token_bound_cidrs", cJSON_Duplicate(v, true));
+		int rc = cs_tokenutil_check_cidrs(req, v, "token_bound_cidrs");
+		if (rc)
+			return rc;
+		cs_tokenutil_set(entry, "token_bound_cidrs", cJSON_Duplicate(v, true));
 	} else if (is_new) {
-		set_item(entry, "token_bound_cidrs", cJSON_CreateArray());
+		cs_tokenutil_set(entry, "token_bound_cidrs", cJSON_CreateArray());
 	}
 
-	double ttl = num_of(entry, "token_ttl"), max = num_of(entry, "token_max_ttl");
+	double ttl = cs_tokenutil_num(entry, "token_ttl"),
+	       max = cs_tokenutil_num(entry, "token_max_ttl");
 	if (max > 0 && ttl > max)
 		return cs_req_error(req, CS_EINVAL,
 				    "\"token_ttl\" value must be less than \"token_max_ttl\"");
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(entry, "token_type");
 	bool batch = cJSON_IsString(type) && (strcmp(type->valuestring, "batch") == 0 ||
 					      strcmp(type->valuestring, "default-batch") == 0);
-	if (batch && num_of(entry, "token_period") > 0)
+	if (batch && cs_tokenutil_num(entry, "token_period") > 0)
 		return cs_req_error(req, CS_EINVAL,
 				    "'token_type' cannot be 'batch' or 'default_batch' when set to "
 				    "generate periodic tokens");
-	if (batch && num_of(entry, "token_num_uses") > 0)
+	if (batch && cs_tokenutil_num(entry, "token_num_uses") > 0)
 		return cs_req_error(req, CS_EINVAL,
 				    "'token_type' cannot be 'batch' or 'default_batch' when set to "
 				    "generate tokens with limited use count");
@@ -290,7 +357,7 @@ void cs_tokenutil_read(const cJSON *entry, cJSON *out)
 	static const char *nums[] = {"token_ttl", "token_max_ttl", "token_period",
 				     "token_explicit_max_ttl", "token_num_uses"};
 	for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
-		cJSON_AddNumberToObject(out, nums[i], num_of(entry, nums[i]));
+		cJSON_AddNumberToObject(out, nums[i], cs_tokenutil_num(entry, nums[i]));
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, "token_policies");
 	cJSON_AddItemToObject(out, "token_policies",
 			      v ? cJSON_Duplicate(v, true) : cJSON_CreateArray());
@@ -316,11 +383,12 @@ cJSON *cs_tokenutil_params(const cJSON *entry, const cJSON *meta, const char *di
 	cJSON_AddBoolToObject(
 	    p, "no_default_policy",
 	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(entry, "token_no_default_policy")));
-	cJSON_AddNumberToObject(p, "ttl", num_of(entry, "token_ttl"));
-	cJSON_AddNumberToObject(p, "max_ttl", num_of(entry, "token_max_ttl"));
-	cJSON_AddNumberToObject(p, "period", num_of(entry, "token_period"));
-	cJSON_AddNumberToObject(p, "explicit_max_ttl", num_of(entry, "token_explicit_max_ttl"));
-	cJSON_AddNumberToObject(p, "num_uses", num_of(entry, "token_num_uses"));
+	cJSON_AddNumberToObject(p, "ttl", cs_tokenutil_num(entry, "token_ttl"));
+	cJSON_AddNumberToObject(p, "max_ttl", cs_tokenutil_num(entry, "token_max_ttl"));
+	cJSON_AddNumberToObject(p, "period", cs_tokenutil_num(entry, "token_period"));
+	cJSON_AddNumberToObject(p, "explicit_max_ttl",
+				cs_tokenutil_num(entry, "token_explicit_max_ttl"));
+	cJSON_AddNumberToObject(p, "num_uses", cs_tokenutil_num(entry, "token_num_uses"));
 	v = cJSON_GetObjectItemCaseSensitive(entry, "token_type");
 	bool batch = cJSON_IsString(v) && (strcmp(v->valuestring, "batch") == 0 ||
 					   strcmp(v->valuestring, "default-batch") == 0);

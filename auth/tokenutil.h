@@ -65,6 +65,36 @@ int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *
 cJSON *cs_tokenutil_params(const cJSON *entry, const cJSON *meta, const char *display_name,
 			   const char *path);
 
+/*
+ * Validate that every element of `list` (JSON array, or NULL) is a CIDR string. Returns 0,
+ * or CS_EINVAL with the request's message "invalid CIDR block in \"<field>\": <cidr>".
+ */
+int cs_tokenutil_check_cidrs(struct cs_request *req, const cJSON *list, const char *field);
+
+/* ---- helpers shared by the auth methods, the token store and the expiration manager ---- */
+
+/* The number `name` of object `o`, 0 when absent or not a number. */
+double cs_tokenutil_num(const cJSON *o, const char *name);
+/* The string `name` of object `o` (borrowed from `o`), "" when absent or not a string. */
+const char *cs_tokenutil_str(const cJSON *o, const char *name);
+/* Replace (or add) `name` of object `o` with `item`, which `o` then owns. The member
+ * moves to the end of the object. */
+void cs_tokenutil_set(cJSON *o, const char *name, cJSON *item);
+/* hex(HMAC-SHA256(key, value)) into out (65 bytes with the NUL). */
+void cs_tokenutil_hmac_hex(const uint8_t *key, size_t key_len, const char *value, char out[65]);
+/* Read and parse the JSON value at `key` of `txn`; *out (caller frees) is NULL on error.
+ * CS_ENOTFOUND when absent, CS_EIO when it does not parse. */
+int cs_tokenutil_txn_get_json(struct cs_txn *txn, const char *key, cJSON **out);
+/* Read the JSON entry `key` of the request's view; *out (caller frees) is NULL, and the
+ * result 0, when the entry is absent. */
+int cs_tokenutil_get_opt(struct cs_request *req, const char *key, cJSON **out);
+/*
+ * Answer a LIST request with {"keys": [...]} from `keys`, the result of a list call that
+ * returned `rc`. Frees `keys`. Returns rc when not 0, CS_ENOTFOUND (404) when `keys` is
+ * empty, else 0 with the request's data set.
+ */
+int cs_tokenutil_reply_keys(struct cs_request *req, int rc, struct cs_strv *keys);
+
 /* ---- CIDRs ---- */
 
 /* Whether `cidr` is an IPv4/IPv6 address or address/prefix ("10.0.0.0/8", "::1"). */

@@ -203,13 +203,7 @@ static int user_get(struct cs_request *req, const char *name, cJSON **out)
 {
 	char key[400];
 	snprintf(key, sizeof key, "users/%s", name);
-	*out = NULL;
-	int rc = cs_view_get_json(req, key, out);
-	if (rc == CS_ENOTFOUND) {
-		*out = NULL;
-		return 0;
-	}
-	return rc;
+	return cs_tokenutil_get_opt(req, key, out);
 }
 
 static int user_put(struct cs_request *req, const char *name, const cJSON *entry)
@@ -221,8 +215,18 @@ static int user_put(struct cs_request *req, const char *name, const cJSON *entry
 
 static void set_hash(cJSON *entry, const char *hash)
 {
-	cJSON_DeleteItemFromObjectCaseSensitive(entry, "password_hash");
-	cJSON_AddStringToObject(entry, "password_hash", hash);
+	cs_tokenutil_set(entry, "password_hash", cJSON_CreateString(hash));
+}
+
+/* The user name of the path and a non-empty "password" from the body (borrowed). */
+static int name_and_password(struct cs_request *req, char name[256], const char **pw)
+{
+	if (!username(req, name, 256))
+		return cs_req_error(req, CS_EINVAL, "missing username");
+	*pw = cs_req_str(req, "password", "");
+	if (!**pw)
+		return cs_req_error(req, CS_EINVAL, "missing password");
+	return 0;
 }
 
 /* ---------------------------------------------------------------- users */
@@ -328,18 +332,7 @@ static int user_delete(struct cs_request *req)
 static int user_list(struct cs_request *req)
 {
 	struct cs_strv keys = {0};
-	int rc = cs_view_list(req, "users/", &keys);
-	if (!rc && keys.n == 0)
-		rc = CS_ENOTFOUND;
-	if (!rc) {
-		cJSON *d = cJSON_CreateObject();
-		cJSON *arr = cJSON_AddArrayToObject(d, "keys");
-		for (size_t i = 0; i < keys.n; i++)
-			cJSON_AddItemToArray(arr, cJSON_CreateString(keys.v[i]));
-		cs_req_set_data(req, d);
-	}
-	cs_strv_free(&keys);
-	return rc;
+	return cs_tokenutil_reply_keys(req, cs_view_list(req, "users/", &keys), &keys);
 }
 
 static int password_resume(struct cs_request *req, struct cs_async *a, int status)
@@ -368,13 +361,12 @@ static int password_resume(struct cs_request *req, struct cs_async *a, int statu
 static int user_password(struct cs_request *req)
 {
 	char name[256];
-	if (!username(req, name, sizeof name))
-		return cs_req_error(req, CS_EINVAL, "missing username");
-	const char *pw = cs_req_str(req, "password", "");
-	if (!*pw)
-		return cs_req_error(req, CS_EINVAL, "missing password");
+	const char *pw;
+	int rc = name_and_password(req, name, &pw);
+	if (rc)
+		return rc;
 	cJSON *e = NULL;
-	int rc = user_get(req, name, &e);
+	rc = user_get(req, name, &e);
 	bool found = e != NULL;
 	cJSON_Delete(e);
 	if (rc)
@@ -404,12 +396,6 @@ static int user_policies(struct cs_request *req)
 
 /* ---------------------------------------------------------------- login */
 
-static const char *str_of(const cJSON *o, const char *name)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(v) ? v->valuestring : "";
-}
-
 static int login_resume(struct cs_request *req, struct cs_async *a, int status)
 {
 	struct job *j = CS_CONTAINER_OF(a, struct job, async);
@@ -426,7 +412,7 @@ static int login_resume(struct cs_request *req, struct cs_async *a, int status)
 		rc = user_get(req, name, &e);
 	if (!rc) {
 		/* The hash that matched must still be the user's: not deleted, not changed. */
-		const char *cur = e ? str_of(e, "password_hash") : "";
+		const char *cur = e ? cs_tokenutil_str(e, "password_hash") : "";
 		bool same = e && verified && strlen(cur) == strlen(verified) &&
 			    CRYPTO_memcmp(cur, verified, strlen(cur)) == 0;
 		if (!ok || !same)
@@ -452,16 +438,15 @@ static int login_resume(struct cs_request *req, struct cs_async *a, int status)
 static int login(struct cs_request *req)
 {
 	char name[256];
-	if (!username(req, name, sizeof name))
-		return cs_req_error(req, CS_EINVAL, "missing username");
-	const char *pw = cs_req_str(req, "password", "");
-	if (!*pw)
-		return cs_req_error(req, CS_EINVAL, "missing password");
-	cJSON *e = NULL;
-	int rc = user_get(req, name, &e);
+	const char *pw;
+	int rc = name_and_password(req, name, &pw);
 	if (rc)
 		return rc;
-	const char *hash = e ? str_of(e, "password_hash") : "";
+	cJSON *e = NULL;
+	rc = user_get(req, name, &e);
+	if (rc)
+		return rc;
+	const char *hash = e ? cs_tokenutil_str(e, "password_hash") : "";
 	rc = defer(req, JOB_LOGIN, pw, *hash ? hash : dummy(), login_resume);
 	cJSON_Delete(e);
 	return rc;

@@ -1,5 +1,5 @@
 /*
- * The cubbyhole engine (see cubbyhole.h). Handlers mirror KV v1 (engines/kv.c) with one
+ * The cubbyhole engine (see cubbyhole.h). Handlers are KV v1's (engines/kvutil.h) with one
  * difference: every key is prefixed with the calling token's storage key, taken from the
  * token entry the core looked up (its "key" field), so a token can never name another
  * token's data, whatever path it sends.
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engines/kvutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -26,12 +27,6 @@ static const char *token_key(const struct cs_request *req)
 {
 	const cJSON *k = cJSON_GetObjectItemCaseSensitive(req->token_entry, "key");
 	return cJSON_IsString(k) && strlen(k->valuestring) == 64 ? k->valuestring : NULL;
-}
-
-static const char *secret_path(const struct cs_request *req)
-{
-	const char *p = cs_req_capture(req, "path");
-	return p ? p : "";
 }
 
 /* "<H(token)>/<path>" (malloc'd), or NULL with an error set on req. */
@@ -53,35 +48,19 @@ static char *cubby_key(struct cs_request *req, const char *path, int *rc)
 
 static int cubby_exists(struct cs_request *req, bool *exists)
 {
-	int rc;
 	*exists = false;
 	if (!token_key(req))
 		return 0; /* the handler reports it */
-	char *k = cubby_key(req, secret_path(req), &rc);
-	if (!k)
-		return rc;
-	struct cs_buf b = CS_BUF_INIT;
-	rc = cs_view_get(req, k, &b);
-	cs_buf_free_secure(&b);
-	free(k);
-	if (rc == CS_ENOTFOUND)
-		return 0;
-	*exists = rc == 0;
-	return rc;
+	return cs_kvutil_exists(req, cubby_key, exists);
 }
 
 static int cubby_read(struct cs_request *req)
 {
-	const char *path = secret_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!*path)
 		return cs_req_error(req, CS_EINVAL, "missing path");
-	int rc;
-	char *k = cubby_key(req, path, &rc);
-	if (!k)
-		return rc;
 	cJSON *data = NULL;
-	rc = cs_view_get_json(req, k, &data);
-	free(k);
+	int rc = cs_kvutil_get(req, cubby_key, path, &data);
 	if (rc)
 		return rc;
 	cs_req_set_data(req, data); /* no lease: cubbyhole reads report 0 */
@@ -90,66 +69,23 @@ static int cubby_read(struct cs_request *req)
 
 static int cubby_write(struct cs_request *req)
 {
-	const char *path = secret_path(req);
-	if (!*path)
-		return cs_req_error(req, CS_EINVAL, "missing path");
-	if (path[strlen(path) - 1] == '/')
-		return cs_req_error(req, CS_EINVAL, "cannot write to a path ending in '/'");
-	if (cJSON_GetArraySize(req->data) == 0)
-		return cs_req_error(req, CS_EINVAL, "missing data fields");
-	int rc;
-	char *k = cubby_key(req, path, &rc);
-	if (!k)
-		return rc;
-	/* Free-form body (CS_PATH_ANY_FIELDS): stored exactly as sent. */
-	rc = cs_view_put_json(req, k, req->data);
-	free(k);
-	return rc;
+	const char *path = cs_kvutil_path(req);
+	int rc = cs_kvutil_check_write(req, path);
+	return rc ? rc : cs_kvutil_put(req, cubby_key, path);
 }
 
 static int cubby_delete(struct cs_request *req)
 {
-	const char *path = secret_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!*path)
 		return cs_req_error(req, CS_EINVAL, "missing path");
-	int rc;
-	char *k = cubby_key(req, path, &rc);
-	if (!k)
-		return rc;
-	rc = cs_view_delete(req, k);
-	free(k);
+	int rc = cs_kvutil_delete(req, cubby_key, path);
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
 static int cubby_list(struct cs_request *req)
 {
-	const char *path = secret_path(req);
-	size_t n = strlen(path);
-	char *prefix = malloc(n + 2);
-	if (!prefix)
-		abort();
-	memcpy(prefix, path, n + 1);
-	if (n && path[n - 1] != '/')
-		strcat(prefix, "/");
-	int rc;
-	char *k = cubby_key(req, prefix, &rc);
-	free(prefix);
-	if (!k)
-		return rc;
-	struct cs_strv keys = {0};
-	rc = cs_view_list(req, k, &keys);
-	free(k);
-	if (!rc && keys.n == 0)
-		rc = CS_ENOTFOUND;
-	if (!rc) {
-		cJSON *d = cJSON_CreateObject();
-		cJSON *a = cJSON_AddArrayToObject(d, "keys");
-		for (size_t i = 0; i < keys.n; i++)
-			cJSON_AddItemToArray(a, cJSON_CreateString(keys.v[i]));
-		cs_req_set_data(req, d);
-	}
-	cs_strv_free(&keys);
-	return rc;
+	return cs_kvutil_list(req, cubby_key);
 }
 
 int cs_cubbyhole_destroy(struct cs_txn *txn, const char *token_key_hex)

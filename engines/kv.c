@@ -4,28 +4,15 @@
 #include <string.h>
 
 #include "engines/kv2.h"
+#include "engines/kvutil.h"
 #include "lib/err.h"
 #include "lib/util.h"
 #include "server/core.h"
 #include "server/router.h"
 
-static const char *secret_path(struct cs_request *req)
-{
-	const char *p = cs_req_capture(req, "path");
-	return p ? p : "";
-}
-
 static int kv_exists(struct cs_request *req, bool *exists)
 {
-	struct cs_buf b = CS_BUF_INIT;
-	int rc = cs_view_get(req, secret_path(req), &b);
-	cs_buf_free_secure(&b);
-	if (rc == CS_ENOTFOUND) {
-		*exists = false;
-		return 0;
-	}
-	*exists = rc == 0;
-	return rc;
+	return cs_kvutil_exists(req, NULL, exists);
 }
 
 /* The lease a KV v1 read reports: the secret's own "ttl" field, else the mount's. */
@@ -42,11 +29,11 @@ static int64_t lease_for(struct cs_request *req, const cJSON *data)
 
 static int kv_read(struct cs_request *req)
 {
-	const char *path = secret_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!*path)
 		return CS_ENOTFOUND;
 	cJSON *data = NULL;
-	int rc = cs_view_get_json(req, path, &data);
+	int rc = cs_kvutil_get(req, NULL, path, &data);
 	if (rc)
 		return rc;
 	req->lease_duration = lease_for(req, data);
@@ -56,51 +43,29 @@ static int kv_read(struct cs_request *req)
 
 static int kv_write(struct cs_request *req)
 {
-	const char *path = secret_path(req);
-	if (!*path)
-		return cs_req_error(req, CS_EINVAL, "missing path");
-	if (path[strlen(path) - 1] == '/')
-		return cs_req_error(req, CS_EINVAL, "cannot write to a path ending in '/'");
-	if (cJSON_GetArraySize(req->data) == 0)
-		return cs_req_error(req, CS_EINVAL, "missing data fields");
+	const char *path = cs_kvutil_path(req);
+	int rc = cs_kvutil_check_write(req, path);
+	if (rc)
+		return rc;
 	const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(req->data, "ttl");
 	int64_t secs;
 	if (ttl && !(cJSON_IsNumber(ttl) && ttl->valuedouble >= 0) &&
 	    !(cJSON_IsString(ttl) && cs_parse_duration(ttl->valuestring, &secs) == 0))
 		return cs_req_error(req, CS_EINVAL, "failed to parse TTL: invalid duration");
-	return cs_view_put_json(req, path, req->data);
+	return cs_kvutil_put(req, NULL, path);
 }
 
 static int kv_delete(struct cs_request *req)
 {
-	const char *path = secret_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!*path)
 		return cs_req_error(req, CS_EINVAL, "missing path");
-	return cs_view_delete(req, path);
+	return cs_kvutil_delete(req, NULL, path);
 }
 
 static int kv_list(struct cs_request *req)
 {
-	const char *path = secret_path(req);
-	size_t n = strlen(path);
-	char *prefix = malloc(n + 2);
-	memcpy(prefix, path, n + 1);
-	if (n && path[n - 1] != '/')
-		strcat(prefix, "/");
-	struct cs_strv keys = {0};
-	int rc = cs_view_list(req, prefix, &keys);
-	free(prefix);
-	if (!rc && keys.n == 0)
-		rc = CS_ENOTFOUND;
-	if (!rc) {
-		cJSON *d = cJSON_CreateObject();
-		cJSON *a = cJSON_AddArrayToObject(d, "keys");
-		for (size_t i = 0; i < keys.n; i++)
-			cJSON_AddItemToArray(a, cJSON_CreateString(keys.v[i]));
-		cs_req_set_data(req, d);
-	}
-	cs_strv_free(&keys);
-	return rc;
+	return cs_kvutil_list(req, NULL);
 }
 
 static int kv_validate_mount(struct cs_request *req, const cJSON *options)

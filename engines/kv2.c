@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engines/kvutil.h"
 #include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/util.h"
@@ -349,12 +350,6 @@ int cs_kv2_parse_versions(const cJSON *v, uint64_t **out, size_t *n)
 
 /* ------------------------------------------------------------------ storage */
 
-static const char *req_path(struct cs_request *req)
-{
-	const char *p = cs_req_capture(req, "path");
-	return p ? p : "";
-}
-
 static char *meta_key(const char *path)
 {
 	size_t n = strlen(path) + sizeof "metadata/";
@@ -415,6 +410,32 @@ static int load_meta(struct cs_request *req, const char *path, struct cs_kv2_met
 		return cs_req_error(req, rc, "malformed key metadata");
 	*found = true;
 	return 0;
+}
+
+/* load_meta for a key that must exist: CS_ENOTFOUND when it does not. On failure m is
+ * freed (empty: freeing it again is harmless). */
+static int load_existing_meta(struct cs_request *req, const char *path, struct cs_kv2_meta *m)
+{
+	bool found;
+	int rc = load_meta(req, path, m, &found);
+	if (!rc && !found)
+		rc = CS_ENOTFOUND;
+	if (rc)
+		cs_kv2_meta_free(m);
+	return rc;
+}
+
+/* The mount config, then the key metadata (as load_meta, which runs only when the config
+ * loaded); m is initialised in every case (free it). */
+static int load_config_meta(struct cs_request *req, const char *path, struct cs_kv2_config *c,
+			    struct cs_kv2_meta *m, bool *found)
+{
+	int rc = load_config(req, c);
+	if (!rc)
+		return load_meta(req, path, m, found);
+	cs_kv2_meta_init(m);
+	*found = false;
+	return rc;
 }
 
 static int save_meta(struct cs_request *req, const char *path, const struct cs_kv2_meta *m)
@@ -528,18 +549,13 @@ static bool path_ok(const char *path)
 
 static int meta_exists(struct cs_request *req, bool *exists)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	*exists = false;
 	if (!*path)
 		return 0;
 	char *k = meta_key(path);
-	struct cs_buf b = CS_BUF_INIT;
-	int rc = cs_view_get(req, k, &b);
+	int rc = cs_kvutil_key_exists(req, k, exists);
 	free(k);
-	cs_buf_free_secure(&b);
-	if (rc == CS_ENOTFOUND)
-		return 0;
-	*exists = rc == 0;
 	return rc;
 }
 
@@ -699,18 +715,19 @@ static int load_version(struct cs_request *req, const char *path, uint64_t num, 
 	return rc;
 }
 
-static int data_read(struct cs_request *req)
+/*
+ * Read the version of `path` the request names ("version", 0: current) and answer with
+ * the envelope {slot: <data>, "metadata": <version_json>} ("metadata" first unless
+ * slot_first, as Vault orders subkeys). A deleted or destroyed version answers 404 with
+ * slot null. On success *data points at the slot's object, owned by the response.
+ */
+static int read_version(struct cs_request *req, const char *path, const char *slot, bool slot_first,
+			cJSON **data)
 {
-	const char *path = req_path(req);
-	if (!path_ok(path))
-		return invalid_path(req);
 	struct cs_kv2_meta m;
-	bool found;
-	int rc = load_meta(req, path, &m, &found);
-	if (rc || !found) {
-		cs_kv2_meta_free(&m);
-		return rc ? rc : CS_ENOTFOUND;
-	}
+	int rc = load_existing_meta(req, path, &m);
+	if (rc)
+		return rc;
 	int64_t want = cs_req_int(req, "version", 0);
 	uint64_t num = want > 0 ? (uint64_t)want : m.current_version;
 	struct cs_kv2_version *v = cs_kv2_meta_find(&m, num);
@@ -719,27 +736,39 @@ static int data_read(struct cs_request *req)
 		return CS_ENOTFOUND;
 	}
 	cJSON *d = cJSON_CreateObject();
-	cJSON_AddNullToObject(d, "data");
+	if (slot_first)
+		cJSON_AddNullToObject(d, slot);
 	cJSON_AddItemToObject(d, "metadata", version_json(&m, v));
+	if (!slot_first)
+		cJSON_AddNullToObject(d, slot);
 	cs_req_set_data(req, d);
 	if (cs_kv2_version_deleted(v, cs_now_ns()) || v->destroyed) {
 		cs_kv2_meta_free(&m);
 		return not_found_with_body(req);
 	}
-	cJSON *data = NULL;
-	rc = load_version(req, path, num, &data);
+	*data = NULL;
+	rc = load_version(req, path, num, data);
 	cs_kv2_meta_free(&m);
 	if (rc) {
 		cs_req_set_data(req, NULL);
 		return rc;
 	}
-	cJSON_ReplaceItemInObjectCaseSensitive(d, "data", data);
+	cJSON_ReplaceItemInObjectCaseSensitive(d, slot, *data);
 	return 0;
+}
+
+static int data_read(struct cs_request *req)
+{
+	const char *path = cs_kvutil_path(req);
+	if (!path_ok(path))
+		return invalid_path(req);
+	cJSON *data;
+	return read_version(req, path, "data", true, &data);
 }
 
 static int data_write(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!*path)
 		return cs_req_error(req, CS_EINVAL, "missing path");
 	if (!path_ok(path))
@@ -748,12 +777,9 @@ static int data_write(struct cs_request *req)
 	if (!cJSON_IsObject(data))
 		return cs_req_error(req, CS_EINVAL, "no data provided");
 	struct cs_kv2_config c;
-	int rc = load_config(req, &c);
-	if (rc)
-		return rc;
 	struct cs_kv2_meta m;
 	bool found;
-	rc = load_meta(req, path, &m, &found);
+	int rc = load_config_meta(req, path, &c, &m, &found);
 	if (!rc)
 		rc = check_cas(req, &c, &m);
 	if (!rc)
@@ -764,19 +790,16 @@ static int data_write(struct cs_request *req)
 
 static int data_patch(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!path_ok(path))
 		return invalid_path(req);
 	const cJSON *patch = cs_req_get(req, "data");
 	if (!cJSON_IsObject(patch))
 		return cs_req_error(req, CS_EINVAL, "no data provided");
 	struct cs_kv2_meta m;
-	bool found;
-	int rc = load_meta(req, path, &m, &found);
-	if (rc || !found) {
-		cs_kv2_meta_free(&m);
-		return rc ? rc : CS_ENOTFOUND;
-	}
+	int rc = load_existing_meta(req, path, &m);
+	if (rc)
+		return rc;
 	struct cs_kv2_config c;
 	rc = load_config(req, &c);
 	if (!rc)
@@ -810,16 +833,13 @@ static int data_patch(struct cs_request *req)
 
 static int data_delete(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!path_ok(path))
 		return invalid_path(req);
 	struct cs_kv2_meta m;
-	bool found;
-	int rc = load_meta(req, path, &m, &found);
-	if (rc || !found) {
-		cs_kv2_meta_free(&m);
-		return rc;
-	}
+	int rc = load_existing_meta(req, path, &m);
+	if (rc)
+		return rc == CS_ENOTFOUND ? 0 : rc; /* nothing to delete */
 	int64_t now = cs_now_ns();
 	struct cs_kv2_version *v = cs_kv2_meta_find(&m, m.current_version);
 	if (v && !v->destroyed && !cs_kv2_version_deleted(v, now)) {
@@ -836,7 +856,7 @@ enum versions_action { ACT_DELETE, ACT_UNDELETE, ACT_DESTROY };
 
 static int versions_action(struct cs_request *req, enum versions_action act)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!path_ok(path))
 		return invalid_path(req);
 	uint64_t *nums = NULL;
@@ -850,12 +870,8 @@ static int versions_action(struct cs_request *req, enum versions_action act)
 						       : "No version number provided");
 	struct cs_kv2_config c;
 	struct cs_kv2_meta m;
-	bool found = false;
-	int rc = load_config(req, &c);
-	if (!rc)
-		rc = load_meta(req, path, &m, &found);
-	else
-		cs_kv2_meta_init(&m);
+	bool found;
+	int rc = load_config_meta(req, path, &c, &m, &found);
 	if (rc || !found)
 		goto out;
 	int64_t now = cs_now_ns();
@@ -910,16 +926,13 @@ static int destroy_write(struct cs_request *req)
 
 static int metadata_read(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!path_ok(path))
 		return invalid_path(req);
 	struct cs_kv2_meta m;
-	bool found;
-	int rc = load_meta(req, path, &m, &found);
-	if (rc || !found) {
-		cs_kv2_meta_free(&m);
-		return rc ? rc : CS_ENOTFOUND;
-	}
+	int rc = load_existing_meta(req, path, &m);
+	if (rc)
+		return rc;
 	char dva[40];
 	format_dva(m.delete_version_after, dva, sizeof dva);
 	cJSON *d = cJSON_CreateObject();
@@ -1035,7 +1048,7 @@ static cJSON *parse_custom(struct cs_request *req, const cJSON *raw, bool keep_n
 /* Write (POST) or patch (PATCH) key metadata. */
 static int metadata_update(struct cs_request *req, bool patch)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!*path)
 		return cs_req_error(req, CS_EINVAL, "missing path");
 	if (!path_ok(path))
@@ -1061,12 +1074,8 @@ static int metadata_update(struct cs_request *req, bool patch)
 	}
 	struct cs_kv2_config c;
 	struct cs_kv2_meta m;
-	bool found = false;
-	rc = load_config(req, &c);
-	if (!rc)
-		rc = load_meta(req, path, &m, &found);
-	else
-		cs_kv2_meta_init(&m);
+	bool found;
+	rc = load_config_meta(req, path, &c, &m, &found);
 	if (rc)
 		goto out;
 	if (!found) {
@@ -1111,16 +1120,13 @@ static int metadata_patch(struct cs_request *req)
 
 static int metadata_delete(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!path_ok(path))
 		return invalid_path(req);
 	struct cs_kv2_meta m;
-	bool found;
-	int rc = load_meta(req, path, &m, &found);
-	if (rc || !found) {
-		cs_kv2_meta_free(&m);
-		return rc;
-	}
+	int rc = load_existing_meta(req, path, &m);
+	if (rc)
+		return rc == CS_ENOTFOUND ? 0 : rc; /* nothing to delete */
 	for (size_t i = 0; i < m.n && !rc; i++)
 		rc = delete_version_data(req, path, m.v[i].num);
 	if (!rc) {
@@ -1134,7 +1140,7 @@ static int metadata_delete(struct cs_request *req)
 
 static int metadata_list(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	size_t n = strlen(path);
 	struct cs_buf prefix = CS_BUF_INIT;
 	cs_buf_printf(&prefix, "metadata/%s%s", path, n && path[n - 1] != '/' ? "/" : "");
@@ -1178,43 +1184,18 @@ static int metadata_list(struct cs_request *req)
 
 static int subkeys_read(struct cs_request *req)
 {
-	const char *path = req_path(req);
+	const char *path = cs_kvutil_path(req);
 	if (!path_ok(path))
 		return invalid_path(req);
 	int64_t depth = cs_req_int(req, "depth", 0);
 	if (depth < 0)
 		return cs_req_error(req, CS_EINVAL, "depth must be a non-negative integer");
-	struct cs_kv2_meta m;
-	bool found;
-	int rc = load_meta(req, path, &m, &found);
-	if (rc || !found) {
-		cs_kv2_meta_free(&m);
-		return rc ? rc : CS_ENOTFOUND;
-	}
-	int64_t want = cs_req_int(req, "version", 0);
-	uint64_t num = want > 0 ? (uint64_t)want : m.current_version;
-	struct cs_kv2_version *v = cs_kv2_meta_find(&m, num);
-	if (!v) {
-		cs_kv2_meta_free(&m);
-		return CS_ENOTFOUND;
-	}
-	cJSON *d = cJSON_CreateObject();
-	cJSON_AddItemToObject(d, "metadata", version_json(&m, v));
-	cJSON_AddNullToObject(d, "subkeys");
-	cs_req_set_data(req, d);
-	if (cs_kv2_version_deleted(v, cs_now_ns()) || v->destroyed) {
-		cs_kv2_meta_free(&m);
-		return not_found_with_body(req);
-	}
-	cJSON *data = NULL;
-	rc = load_version(req, path, num, &data);
-	cs_kv2_meta_free(&m);
-	if (rc) {
-		cs_req_set_data(req, NULL);
+	cJSON *data;
+	int rc = read_version(req, path, "subkeys", false, &data);
+	if (rc)
 		return rc;
-	}
+	/* In place: the slot keeps pointing at the same object. */
 	cs_kv2_subkeys(data, (int)(depth > 1000000 ? 0 : depth));
-	cJSON_ReplaceItemInObjectCaseSensitive(d, "subkeys", data);
 	return 0;
 }
 
