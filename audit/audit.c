@@ -44,8 +44,7 @@
 char *cs_audit_hmac(const uint8_t *salt, size_t salt_len, const char *s)
 {
 	uint8_t mac[32];
-	unsigned int maclen = sizeof mac;
-	HMAC(EVP_sha256(), salt, (int)salt_len, (const uint8_t *)s, strlen(s), mac, &maclen);
+	cs_hmac_sha256(salt, salt_len, s, strlen(s), mac);
 	char *out = malloc(12 + 2 * sizeof mac + 1);
 	if (!out)
 		abort();

@@ -181,9 +181,8 @@ void cs_tokenutil_set(cJSON *o, const char *name, cJSON *item)
 
 void cs_tokenutil_hmac_hex(const uint8_t *key, size_t key_len, const char *value, char out[65])
 {
-	uint8_t mac[EVP_MAX_MD_SIZE];
-	unsigned len = 0;
-	HMAC(EVP_sha256(), key, (int)key_len, (const uint8_t *)value, strlen(value), mac, &len);
+	uint8_t mac[32];
+	cs_hmac_sha256(key, key_len, value, strlen(value), mac);
 	cs_hex_encode(mac, 32, out);
 	cs_zero(mac, sizeof mac);
 }

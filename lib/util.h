@@ -26,6 +26,9 @@ void cs_zero(void *p, size_t n);
 
 /* Hex: out must hold 2n+1 chars. */
 void cs_hex_encode(const uint8_t *in, size_t n, char *out);
+/* HMAC-SHA256 of `data` under `key` into out[32]. The algorithm is fetched from OpenSSL's
+ * provider once per process (HMAC() one-shots fetch it on every call). Thread-safe. */
+void cs_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len, uint8_t out[32]);
 /* Returns decoded length or -1 (odd length / bad digit). out holds strlen(in)/2. */
 long cs_hex_decode(const char *in, size_t len, uint8_t *out);
 /* Standard base64 with padding; returns malloc'd NUL-terminated string. */

@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,23 @@ static uint32_t get_be32(const uint8_t *p)
 	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* AES-256-GCM fetched from the provider once: EVP_aes_256_gcm() makes OpenSSL 3 look the
+ * implementation up again at every EVP_*Init_ex, which cost more than the encryption
+ * of a small value. */
+static EVP_CIPHER *gcm_alg;
+static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
+
+static void gcm_fetch(void)
+{
+	gcm_alg = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+}
+
+static const EVP_CIPHER *gcm(void)
+{
+	pthread_once(&gcm_once, gcm_fetch);
+	return gcm_alg ? gcm_alg : EVP_aes_256_gcm();
+}
+
 int cs_aead_seal(const uint8_t key[CS_KEY_LEN], uint32_t term, const void *aad, size_t aadlen,
 		 const void *pt, size_t ptlen, struct cs_buf *out)
 {
@@ -62,7 +80,7 @@ int cs_aead_seal(const uint8_t key[CS_KEY_LEN], uint32_t term, const void *aad, 
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	if (!ctx)
 		goto done;
-	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	if (EVP_EncryptInit_ex(ctx, gcm(), NULL, NULL, NULL) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CS_BARRIER_NONCE_LEN, NULL) != 1 ||
 	    EVP_EncryptInit_ex(ctx, NULL, NULL, key, nonce) != 1)
 		goto done;
@@ -118,7 +136,7 @@ int cs_aead_open(const uint8_t key[CS_KEY_LEN], const void *aad, size_t aadlen, 
 	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	if (!ctx)
 		goto done;
-	if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+	if (EVP_DecryptInit_ex(ctx, gcm(), NULL, NULL, NULL) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, CS_BARRIER_NONCE_LEN, NULL) != 1 ||
 	    EVP_DecryptInit_ex(ctx, NULL, NULL, key, nonce) != 1)
 		goto done;
