@@ -617,7 +617,7 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 	const cJSON *parent = req->token_entry;
 	if (!parent)
 		return cs_req_error(req, CS_EPERM, "permission denied");
-	bool is_root = req->root; /* TODO: sudo capability once policy/ exposes it */
+	bool is_root = cs_req_has_sudo(req); /* Vault: "root or sudo" for these options */
 	if (strcmp(cs_tokenutil_str(parent, "type"), "batch") == 0)
 		return cs_req_error(req, CS_EINVAL, "batch tokens cannot create more tokens");
 	cJSON *role = NULL;

@@ -491,6 +491,17 @@ void cs_policy_set_accessor_lookup(cs_policy_accessor_lookup_fn fn)
 }
 
 /* Fill the response for `entry` (borrowed; NULL = no such token, handled by callers). */
+/* cs_req_has_sudo for non-root tokens: sudo on the request path, and no deny. */
+static bool sudo_hook(struct cs_request *req)
+{
+	struct polset ps = {0};
+	if (load_policies(&req->txn, req->token_entry, &ps))
+		return false;
+	unsigned caps = cs_acl_capabilities(ps.v, ps.n, req->path);
+	free(ps.v);
+	return (caps & CS_CAP_SUDO) && !(caps & CS_CAP_DENY);
+}
+
 static int capabilities_for(struct cs_request *req, const cJSON *entry)
 {
 	const cJSON *paths = cs_req_get(req, "paths");
@@ -633,5 +644,6 @@ void cs_policy_module_init(void)
 {
 	cs_sys_add_paths(policy_paths, CS_ARRAY_LEN(policy_paths));
 	cs_backend_set_acl_hook(cs_policy_acl_hook);
+	cs_backend_set_sudo_hook(sudo_hook);
 	cs_backend_register(&cache_owner);
 }

@@ -41,6 +41,18 @@ void cs_backend_set_acl_hook(cs_acl_hook_fn fn)
 	acl_hook = fn;
 }
 
+static cs_sudo_hook_fn sudo_hook;
+
+void cs_backend_set_sudo_hook(cs_sudo_hook_fn fn)
+{
+	sudo_hook = fn;
+}
+
+bool cs_req_has_sudo(struct cs_request *req)
+{
+	return req->root || (sudo_hook && req->token_entry && sudo_hook(req));
+}
+
 static cs_token_revoked_fn token_revoked_hook;
 
 void cs_backend_set_token_revoked_hook(cs_token_revoked_fn fn)

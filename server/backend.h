@@ -50,6 +50,11 @@ typedef int (*cs_acl_hook_fn)(struct cs_request *req);
 void cs_backend_set_acl_hook(cs_acl_hook_fn fn);
 /* Run the hook (CS_EPERM when none is set); 0 for root tokens. */
 int cs_backend_acl(struct cs_request *req);
+/* Whether the request's token has sudo on the request's path (root tokens do). Handlers
+ * use it for "root or sudo" options (auth/token/create no_parent, id, period). */
+typedef bool (*cs_sudo_hook_fn)(struct cs_request *req);
+void cs_backend_set_sudo_hook(cs_sudo_hook_fn fn);
+bool cs_req_has_sudo(struct cs_request *req);
 
 /*
  * The token-revocation hook (engines/cubbyhole): the token store calls it for every token

@@ -327,6 +327,18 @@ def test_non_root_cannot_create_orphan_or_custom_id(srv):
         token_client(srv, d).auth.token.create()
 
 
+def test_sudo_may_create_orphan_and_periodic(srv):
+    # Vault: "root or sudo" on auth/token/create allows no_parent, id and period.
+    srv.client().sys.create_or_update_policy(
+        "sudo-creator", 'path "auth/token/create" { capabilities = ["create", "update", "sudo"] }')
+    t = create(srv, policies=["sudo-creator"])["client_token"]
+    tc = token_client(srv, t)
+    o = tc.auth.token.create(no_parent=True, policies=["default"])["auth"]
+    assert o["orphan"] is True
+    p = tc.auth.token.create(period="1h", policies=["default"])["auth"]
+    assert srv.client().auth.token.lookup(p["client_token"])["data"]["period"] == 3600
+
+
 def test_root_custom_id(srv):
     a = create(srv, id="custom-" + H.uid()[:8], policies=["default"])
     assert a["client_token"].startswith("custom-")
