@@ -465,32 +465,17 @@ static bool log_all(const char *type, const cJSON *tmpl, const cJSON *response, 
 
 /* ------------------------------------------------------------------ in-flight records */
 
+/* The request entry of a request in flight, kept in req->audit until its response. */
 struct record {
-	const struct cs_request *req;
 	cJSON *tmpl; /* unhashed {"auth","request"} */
 	char id[37];
-	struct record *next;
 };
 
-#define N_BUCKETS 64
-static struct record *buckets[N_BUCKETS];
-
-static size_t bucket_of(const struct cs_request *req)
+static struct record *record_take(struct cs_request *req)
 {
-	return ((uintptr_t)req >> 4) % N_BUCKETS;
-}
-
-static struct record *record_take(const struct cs_request *req)
-{
-	struct record **pp = &buckets[bucket_of(req)];
-	for (; *pp; pp = &(*pp)->next) {
-		if ((*pp)->req == req) {
-			struct record *r = *pp;
-			*pp = r->next;
-			return r;
-		}
-	}
-	return NULL;
+	struct record *r = req->audit;
+	req->audit = NULL;
+	return r;
 }
 
 static void record_free(struct record *r)
@@ -613,7 +598,6 @@ int cs_audit_request(struct cs_request *req, int rc)
 	struct record *r = calloc(1, sizeof *r);
 	if (!r)
 		abort();
-	r->req = req;
 	cs_uuid(r->id);
 	r->tmpl = cJSON_CreateObject();
 	cJSON_AddItemToObject(r->tmpl, "auth", auth_block(req));
@@ -630,10 +614,13 @@ int cs_audit_request(struct cs_request *req, int rc)
 		cs_error("audit: no device recorded the request for %s; refusing it", req->path);
 		return cs_req_error(req, CS_EINTERNAL, "failed to audit request");
 	}
-	size_t b = bucket_of(req);
-	r->next = buckets[b];
-	buckets[b] = r;
+	req->audit = r;
 	return 0;
+}
+
+void cs_audit_discard(struct cs_request *req)
+{
+	record_free(record_take(req));
 }
 
 static void move_item(cJSON *from, const char *name, cJSON *to, const char *as)
@@ -797,31 +784,6 @@ static int audit_list(struct cs_request *req)
 	return 0;
 }
 
-/* Options are a string map; numbers and bools are stringified as Vault's API does. */
-static cJSON *string_options(const cJSON *in, struct cs_request *req, int *rc)
-{
-	cJSON *o = cJSON_CreateObject();
-	const cJSON *v;
-	*rc = 0;
-	cJSON_ArrayForEach(v, in)
-	{
-		char buf[64];
-		if (cJSON_IsString(v)) {
-			cJSON_AddStringToObject(o, v->string, v->valuestring);
-		} else if (cJSON_IsNumber(v)) {
-			snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
-			cJSON_AddStringToObject(o, v->string, buf);
-		} else if (cJSON_IsBool(v)) {
-			cJSON_AddStringToObject(o, v->string, cJSON_IsTrue(v) ? "true" : "false");
-		} else {
-			cJSON_Delete(o);
-			*rc = cs_req_error(req, CS_EINVAL, "options must be a map of strings");
-			return NULL;
-		}
-	}
-	return o;
-}
-
 static int audit_enable(struct cs_request *req)
 {
 	int rc = ensure_loaded(req);
@@ -842,7 +804,9 @@ static int audit_enable(struct cs_request *req)
 		free(path);
 		return cs_req_error(req, CS_EINVAL, "backend type must be specified");
 	}
-	cJSON *opts = string_options(cs_req_get(req, "options"), req, &rc);
+	cJSON *opts = cs_sys_string_options(cs_req_get(req, "options"));
+	if (!opts)
+		rc = cs_req_error(req, CS_EINVAL, "options must be a map of strings");
 	if (rc) {
 		free(path);
 		return rc;

@@ -121,6 +121,8 @@ int cs_audit_request(struct cs_request *req, int rc);
  * updated. Never fails otherwise.
  */
 void cs_audit_response(struct cs_request *req, int *status, char **body, size_t *len);
+/* Drop a request entry whose response will never be logged (the request is freed). */
+void cs_audit_discard(struct cs_request *req);
 
 /* SIGHUP: reopen every device (file rotation). Loop thread. */
 void cs_audit_reopen(void);

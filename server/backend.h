@@ -153,6 +153,7 @@ struct cs_request {
 	char *client_token; /* as sent; NULL if none */
 	cJSON *token_entry; /* the token store's entry for client_token, or NULL */
 	bool root;          /* the token has the root policy: no ACL check */
+	void *audit;        /* audit/: the request entry until the response is logged */
 	struct cs_txn txn;
 	bool txn_open;
 	unsigned char no_route; /* 1: no mount, 2: mount has no such path (404 after auth) */

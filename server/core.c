@@ -37,6 +37,7 @@ static void suspend(struct cs_request *req);
 
 static void req_free(struct cs_request *req)
 {
+	cs_audit_discard(req);
 	if (req->txn_open)
 		cs_txn_abort(&req->txn);
 	for (int i = 0; i < req->n_caps; i++)

@@ -199,13 +199,11 @@ static int apply_mount_config(struct cs_mount *m, const cJSON *config, char *err
 }
 
 /* Options are a string map; numbers and bools are stringified as Vault's API does. */
-static int set_options(struct cs_mount *m, const cJSON *options, char *errmsg, size_t errlen)
+cJSON *cs_sys_string_options(const cJSON *in)
 {
-	if (!options)
-		return 0;
 	cJSON *o = cJSON_CreateObject();
 	const cJSON *v;
-	cJSON_ArrayForEach(v, options)
+	cJSON_ArrayForEach(v, in)
 	{
 		char buf[64];
 		if (cJSON_IsString(v)) {
@@ -217,9 +215,20 @@ static int set_options(struct cs_mount *m, const cJSON *options, char *errmsg, s
 			cJSON_AddStringToObject(o, v->string, cJSON_IsTrue(v) ? "true" : "false");
 		} else {
 			cJSON_Delete(o);
-			snprintf(errmsg, errlen, "options must be a map of strings");
-			return CS_EINVAL;
+			return NULL;
 		}
+	}
+	return o;
+}
+
+static int set_options(struct cs_mount *m, const cJSON *options, char *errmsg, size_t errlen)
+{
+	if (!options)
+		return 0;
+	cJSON *o = cs_sys_string_options(options);
+	if (!o) {
+		snprintf(errmsg, errlen, "options must be a map of strings");
+		return CS_EINVAL;
 	}
 	cJSON_Delete(m->options);
 	m->options = o;

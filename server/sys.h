@@ -39,6 +39,9 @@ int cs_sys_add_required_mounts(struct cs_core *core, struct cs_txn *txn);
 /* Whether `mount_path` ("cubbyhole/") is a required mount. */
 bool cs_sys_mount_required(const char *mount_path);
 
+/* A copy of a mount/device options object as a string map (numbers and bools
+ * stringified, as Vault's API does), or NULL if a value is not a scalar. */
+cJSON *cs_sys_string_options(const cJSON *in);
 /* Persist the in-memory tables into txn. */
 int cs_sys_save_tables(struct cs_core *core, struct cs_txn *txn);
 
