@@ -198,6 +198,29 @@ static int secret_delete(struct cs_request *req, const char *role, const char *h
 	return rc;
 }
 
+typedef int (*secret_fn)(struct cs_request *req, const char *role, const char *h,
+			 const cJSON *entry, void *ctx);
+
+/* Call fn on each secret id entry of the role (by its HMAC) until one fails. */
+static int secret_each(struct cs_request *req, const char *role, secret_fn fn, void *ctx)
+{
+	char prefix[300];
+	snprintf(prefix, sizeof prefix, "secret_id/%s/", role);
+	struct cs_strv keys = {0};
+	int rc = cs_view_list(req, prefix, &keys);
+	for (size_t i = 0; !rc && i < keys.n; i++) {
+		char key[400];
+		cJSON *e = NULL;
+		secret_key(key, sizeof key, role, keys.v[i]);
+		rc = cs_tokenutil_get_opt(req, key, &e);
+		if (!rc && e)
+			rc = fn(req, role, keys.v[i], e, ctx);
+		cJSON_Delete(e);
+	}
+	cs_strv_free(&keys);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- roles */
 
 static int role_exists(struct cs_request *req, bool *exists)
@@ -333,6 +356,13 @@ out:
 	return rc;
 }
 
+static int secret_delete_each(struct cs_request *req, const char *role, const char *h,
+			      const cJSON *entry, void *ctx)
+{
+	(void)ctx;
+	return secret_delete(req, role, h, entry);
+}
+
 static int role_delete(struct cs_request *req)
 {
 	const char *name;
@@ -340,20 +370,7 @@ static int role_delete(struct cs_request *req)
 	int rc = role_find(req, &name, &r);
 	if (rc || !r)
 		return rc;
-	char prefix[300];
-	snprintf(prefix, sizeof prefix, "secret_id/%s/", name);
-	struct cs_strv keys = {0};
-	rc = cs_view_list(req, prefix, &keys);
-	for (size_t i = 0; !rc && i < keys.n; i++) {
-		char key[400];
-		cJSON *e = NULL;
-		secret_key(key, sizeof key, name, keys.v[i]);
-		rc = cs_tokenutil_get_opt(req, key, &e);
-		if (!rc && e)
-			rc = secret_delete(req, name, keys.v[i], e);
-		cJSON_Delete(e);
-	}
-	cs_strv_free(&keys);
+	rc = secret_each(req, name, secret_delete_each, NULL);
 	if (!rc && *cs_tokenutil_str(r, "role_id"))
 		rc = unindex_role_id(req, cs_tokenutil_str(r, "role_id"));
 	if (!rc) {
@@ -547,6 +564,17 @@ static int secret_custom(struct cs_request *req)
 	return secret_create(req, sid);
 }
 
+static int secret_list_each(struct cs_request *req, const char *role, const char *h,
+			    const cJSON *entry, void *ctx)
+{
+	(void)req;
+	(void)role;
+	(void)h;
+	cJSON_AddItemToArray(ctx,
+			     cJSON_CreateString(cs_tokenutil_str(entry, "secret_id_accessor")));
+	return 0;
+}
+
 static int secret_list(struct cs_request *req)
 {
 	const char *name;
@@ -555,22 +583,8 @@ static int secret_list(struct cs_request *req)
 	cJSON_Delete(r);
 	if (rc)
 		return rc;
-	char prefix[300];
-	snprintf(prefix, sizeof prefix, "secret_id/%s/", name);
-	struct cs_strv keys = {0};
-	rc = cs_view_list(req, prefix, &keys);
 	cJSON *arr = cJSON_CreateArray();
-	for (size_t i = 0; !rc && i < keys.n; i++) {
-		char key[400];
-		cJSON *e = NULL;
-		secret_key(key, sizeof key, name, keys.v[i]);
-		rc = cs_tokenutil_get_opt(req, key, &e);
-		if (!rc && e)
-			cJSON_AddItemToArray(
-			    arr, cJSON_CreateString(cs_tokenutil_str(e, "secret_id_accessor")));
-		cJSON_Delete(e);
-	}
-	cs_strv_free(&keys);
+	rc = secret_each(req, name, secret_list_each, arr);
 	if (!rc && cJSON_GetArraySize(arr) == 0)
 		rc = CS_ENOTFOUND;
 	if (rc) {
@@ -657,62 +671,53 @@ static int secret_by_accessor(struct cs_request *req, const char **name, char h[
 	return rc;
 }
 
-static int secret_lookup(struct cs_request *req)
+/*
+ * Look up (reply with its info) or destroy the role's secret id named in the body, by value
+ * or by accessor. An unknown secret id is a 204, as Vault; an unknown accessor an error
+ * (404 for a lookup).
+ */
+static int secret_act(struct cs_request *req, bool by_accessor, bool destroy)
 {
 	const char *name;
 	char h[65];
 	cJSON *e = NULL;
-	int rc = secret_by_value(req, &name, h, &e);
-	if (!rc && e)
-		cs_req_set_data(req, secret_info(e));
+	int rc = by_accessor ? secret_by_accessor(req, &name, h, &e)
+			     : secret_by_value(req, &name, h, &e);
+	if (!rc && !e && by_accessor) {
+		if (!destroy)
+			req->status = 404;
+		rc = cs_req_error(req, destroy ? CS_EINVAL : CS_ENOTFOUND,
+				  "failed to find accessor entry for secret_id_accessor: \"%s\"",
+				  cs_req_str(req, "secret_id_accessor", ""));
+	}
+	if (!rc && e) {
+		if (destroy)
+			rc = secret_delete(req, name, h, e);
+		else
+			cs_req_set_data(req, secret_info(e));
+	}
 	cJSON_Delete(e);
-	return rc; /* unknown secret id: 204, as Vault */
+	return rc;
+}
+
+static int secret_lookup(struct cs_request *req)
+{
+	return secret_act(req, false, false);
 }
 
 static int secret_destroy(struct cs_request *req)
 {
-	const char *name;
-	char h[65];
-	cJSON *e = NULL;
-	int rc = secret_by_value(req, &name, h, &e);
-	if (!rc && e)
-		rc = secret_delete(req, name, h, e);
-	cJSON_Delete(e);
-	return rc;
+	return secret_act(req, false, true);
 }
 
 static int accessor_lookup(struct cs_request *req)
 {
-	const char *name;
-	char h[65];
-	cJSON *e = NULL;
-	int rc = secret_by_accessor(req, &name, h, &e);
-	if (!rc && !e) {
-		req->status = 404;
-		rc = cs_req_error(req, CS_ENOTFOUND,
-				  "failed to find accessor entry for secret_id_accessor: \"%s\"",
-				  cs_req_str(req, "secret_id_accessor", ""));
-	}
-	if (!rc)
-		cs_req_set_data(req, secret_info(e));
-	cJSON_Delete(e);
-	return rc;
+	return secret_act(req, true, false);
 }
 
 static int accessor_destroy(struct cs_request *req)
 {
-	const char *name;
-	char h[65];
-	cJSON *e = NULL;
-	int rc = secret_by_accessor(req, &name, h, &e);
-	if (!rc && !e)
-		rc = cs_req_error(req, CS_EINVAL,
-				  "failed to find accessor entry for secret_id_accessor: \"%s\"",
-				  cs_req_str(req, "secret_id_accessor", ""));
-	if (!rc)
-		rc = secret_delete(req, name, h, e);
-	cJSON_Delete(e);
-	return rc;
+	return secret_act(req, true, true);
 }
 
 /* ---------------------------------------------------------------- login */

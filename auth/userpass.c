@@ -229,6 +229,24 @@ static int name_and_password(struct cs_request *req, char name[256], const char 
 	return 0;
 }
 
+/* The user named by the path (name lower-cased), or *e NULL when there is none. */
+static int user_find(struct cs_request *req, char name[256], cJSON **e)
+{
+	*e = NULL;
+	if (!username(req, name, 256))
+		return cs_req_error(req, CS_EINVAL, "missing username");
+	return user_get(req, name, e);
+}
+
+/* user_find for a user that must exist. */
+static int user_must(struct cs_request *req, char name[256], cJSON **e)
+{
+	int rc = user_find(req, name, e);
+	if (!rc && !*e)
+		rc = cs_req_error(req, CS_EINVAL, "username does not exist");
+	return rc;
+}
+
 /* ---------------------------------------------------------------- users */
 
 static int user_exists(struct cs_request *req, bool *exists)
@@ -247,10 +265,8 @@ static int user_exists(struct cs_request *req, bool *exists)
 static int user_read(struct cs_request *req)
 {
 	char name[256];
-	if (!username(req, name, sizeof name))
-		return cs_req_error(req, CS_EINVAL, "missing username");
-	cJSON *e = NULL;
-	int rc = user_get(req, name, &e);
+	cJSON *e;
+	int rc = user_find(req, name, &e);
 	if (rc)
 		return rc;
 	if (!e)
@@ -267,10 +283,8 @@ static int user_read(struct cs_request *req)
 static int user_store(struct cs_request *req, const char *hash)
 {
 	char name[256];
-	if (!username(req, name, sizeof name))
-		return cs_req_error(req, CS_EINVAL, "missing username");
-	cJSON *e = NULL;
-	int rc = user_get(req, name, &e);
+	cJSON *e;
+	int rc = user_find(req, name, &e);
 	if (rc)
 		return rc;
 	bool is_new = e == NULL;
@@ -343,12 +357,8 @@ static int password_resume(struct cs_request *req, struct cs_async *a, int statu
 	cJSON *e = NULL;
 	if (!rc && !j->hash)
 		rc = cs_req_error(req, CS_EINTERNAL, "failed to hash the password");
-	if (!rc && !username(req, name, sizeof name))
-		rc = cs_req_error(req, CS_EINVAL, "missing username");
 	if (!rc)
-		rc = user_get(req, name, &e);
-	if (!rc && !e)
-		rc = cs_req_error(req, CS_EINVAL, "username does not exist");
+		rc = user_must(req, name, &e);
 	if (!rc) {
 		set_hash(e, j->hash);
 		rc = user_put(req, name, e);
@@ -365,29 +375,21 @@ static int user_password(struct cs_request *req)
 	int rc = name_and_password(req, name, &pw);
 	if (rc)
 		return rc;
-	cJSON *e = NULL;
-	rc = user_get(req, name, &e);
-	bool found = e != NULL;
+	cJSON *e;
+	rc = user_must(req, name, &e);
 	cJSON_Delete(e);
 	if (rc)
 		return rc;
-	if (!found)
-		return cs_req_error(req, CS_EINVAL, "username does not exist");
 	return defer(req, JOB_SET_PASSWORD, pw, NULL, password_resume);
 }
 
 static int user_policies(struct cs_request *req)
 {
 	char name[256];
-	if (!username(req, name, sizeof name))
-		return cs_req_error(req, CS_EINVAL, "missing username");
-	cJSON *e = NULL;
-	int rc = user_get(req, name, &e);
-	if (rc)
-		return rc;
-	if (!e)
-		return cs_req_error(req, CS_EINVAL, "username does not exist");
-	rc = cs_tokenutil_update(req, e, false);
+	cJSON *e;
+	int rc = user_must(req, name, &e);
+	if (!rc)
+		rc = cs_tokenutil_update(req, e, false);
 	if (!rc)
 		rc = user_put(req, name, e);
 	cJSON_Delete(e);

@@ -275,6 +275,17 @@ static bool call(struct cli *c, const char *method, const char *path, const char
 	return false;
 }
 
+/* A delete-type request whose failure reads "Error deleting WHAT: <API error>". */
+static bool call_delete(struct cli *c, const char *method, const char *path, const cJSON *body,
+			const char *what_path, struct cs_client_resp *r)
+{
+	struct cs_buf what = CS_BUF_INIT;
+	cs_buf_printf(&what, "Error deleting %s", what_path);
+	bool ok = call(c, method, path, NULL, body, r, what.data);
+	cs_buf_free(&what);
+	return ok;
+}
+
 /* The response is a secret to show (a JSON object), not a 204. */
 static bool has_secret(const struct cs_client_resp *r)
 {
@@ -415,6 +426,24 @@ static cJSON *kv_versions(const cJSON *flags)
 	return out;
 }
 
+/* {"versions": [...]} from -versions: the body of delete/undelete/destroy by version. */
+static cJSON *kv_versions_body(const struct cli *c)
+{
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddItemToObject(body, "versions", kv_versions(c->versions));
+	return body;
+}
+
+/* Refuse a v1 mount: "<what> not supported on KV Version 1" (frees t, exit 1). */
+static int kv_require_v2(struct kv_target *t, const char *what)
+{
+	if (t->v2)
+		return 0;
+	fprintf(stderr, "%s not supported on KV Version 1\n", what);
+	kv_target_free(t);
+	return 1;
+}
+
 /* Vault's kvReadRequest: GET, where a 404 still shows a body with data or warnings.
  * Returns 0 with *secret (borrowed from r, NULL when nothing is there), or -1 after an
  * error the caller reports. */
@@ -434,9 +463,10 @@ static int kv_read(struct cli *c, const char *path, const char *query, struct cs
 	return 0;
 }
 
-/* Parse flags, check for exactly one PATH, build the client and resolve the path. */
+/* Parse flags, check for exactly one PATH, build the client and resolve the path; with
+ * full, also build the "data" path the command sends (*full, malloc'd). */
 static int kv_start(struct cli *c, uint64_t cmd, int argc, char **argv, int start,
-		    struct kv_target *t, int *code)
+		    struct kv_target *t, char **full, int *code)
 {
 	int i = cs_cli_begin(c, cmd, argc, argv, start, code);
 	if (i < 0)
@@ -454,7 +484,46 @@ static int kv_start(struct cli *c, uint64_t cmd, int argc, char **argv, int star
 		kv_target_free(t);
 		return -1;
 	}
+	if (full)
+		*full = kv_full_path(t, "data");
 	return i;
+}
+
+/* The start of put and patch: flags, PATH then K=V data (optional when data_optional),
+ * the client, the data object (*data, caller frees) and the resolved path. Returns 0, or
+ * -1 with *code set and nothing left to free. */
+static int kv_write_start(struct cli *c, uint64_t cmd, int argc, char **argv, int start,
+			  bool data_optional, cJSON **data, struct kv_target *t, int *code)
+{
+	int i = cs_cli_begin(c, cmd, argc, argv, start, code);
+	if (i < 0)
+		return -1;
+	if (argc - i < 1) {
+		fprintf(stderr, "Not enough arguments (expected >1, got %d)\n", argc - i);
+		*code = 1;
+		return -1;
+	}
+	if (argc - i == 1 && !data_optional) {
+		fprintf(stderr, "Must supply data\n");
+		*code = 1;
+		return -1;
+	}
+	if (cs_cli_make_client(c)) {
+		*code = 2;
+		return -1;
+	}
+	*data = cs_cli_kv_data(argc - i - 1, argv + i + 1);
+	if (!*data) {
+		*code = 1;
+		return -1;
+	}
+	*code = kv_resolve(c, argv[i], t);
+	if (*code) {
+		cs_client_json_free_secure(*data);
+		kv_target_free(t);
+		return -1;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ kv: commands */
@@ -463,9 +532,9 @@ static int kv_get(struct cli *c, int argc, char **argv, int start)
 {
 	struct kv_target t;
 	int code;
-	if (kv_start(c, C_KGET, argc, argv, start, &t, &code) < 0)
+	char *full;
+	if (kv_start(c, C_KGET, argc, argv, start, &t, &full, &code) < 0)
 		return code;
-	char *full = kv_full_path(&t, "data");
 	char q[40] = "";
 	if (t.v2 && c->version > 0)
 		snprintf(q, sizeof q, "version=%ld", c->version);
@@ -563,6 +632,18 @@ static int kv_write(struct cli *c, const char *full, const cJSON *body, struct c
 	return 0;
 }
 
+/* kv_write, showing a returned body as a secret: undelete/destroy/metadata put. */
+static int kv_write_output(struct cli *c, const char *full, const cJSON *body)
+{
+	struct cs_client_resp r;
+	bool has_body;
+	int code = kv_write(c, full, body, &r, &has_body);
+	if (has_body)
+		code = cs_cli_output_secret(c, r.json);
+	cs_client_resp_free(&r);
+	return code;
+}
+
 /* {"data": data, "options": {"cas": N}} — the KV v2 write body (takes data). */
 static cJSON *kv_v2_body(cJSON *data, bool with_cas, double cas)
 {
@@ -577,29 +658,10 @@ static cJSON *kv_v2_body(cJSON *data, bool with_cas, double cas)
 static int kv_put(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = cs_cli_begin(c, C_KPUT, argc, argv, start, &code);
-	if (i < 0)
-		return code;
-	if (argc - i < 1) {
-		fprintf(stderr, "Not enough arguments (expected >1, got %d)\n", argc - i);
-		return 1;
-	}
-	if (argc - i == 1) {
-		fprintf(stderr, "Must supply data\n");
-		return 1;
-	}
-	if (cs_cli_make_client(c))
-		return 2;
-	cJSON *body = cs_cli_kv_data(argc - i - 1, argv + i + 1);
-	if (!body)
-		return 1;
+	cJSON *body;
 	struct kv_target t;
-	code = kv_resolve(c, argv[i], &t);
-	if (code) {
-		cs_client_json_free_secure(body);
-		kv_target_free(&t);
+	if (kv_write_start(c, C_KPUT, argc, argv, start, false, &body, &t, &code) < 0)
 		return code;
-	}
 	char *full = kv_full_path(&t, "data");
 	if (t.v2)
 		body = kv_v2_body(body, c->cas_set && c->cas > -1, (double)c->cas);
@@ -673,29 +735,14 @@ static int kv_patch_rw(struct cli *c, const char *full, const cJSON *patch,
 static int kv_patch(struct cli *c, int argc, char **argv, int start)
 {
 	int code;
-	int i = cs_cli_begin(c, C_KPATCH, argc, argv, start, &code);
-	if (i < 0)
-		return code;
-	if (argc - i < 1) {
-		fprintf(stderr, "Not enough arguments (expected >1, got %d)\n", argc - i);
-		return 1;
-	}
-	if (argc - i == 1 && !c->remove_data) {
-		fprintf(stderr, "Must supply data\n");
-		return 1;
-	}
-	if (cs_cli_make_client(c))
-		return 2;
-	cJSON *data = cs_cli_kv_data(argc - i - 1, argv + i + 1);
-	if (!data)
-		return 1;
+	cJSON *data;
 	struct kv_target t;
-	code = kv_resolve(c, argv[i], &t);
+	if (kv_write_start(c, C_KPATCH, argc, argv, start, c->remove_data != NULL, &data, &t,
+			   &code) < 0)
+		return code;
 	char *full = NULL;
 	struct cs_client_resp r;
 	memset(&r, 0, sizeof r);
-	if (code)
-		goto out;
 	if (!t.v2) {
 		fprintf(stderr, "K/V engine mount must be version 2 for patch support\n");
 		code = 2;
@@ -750,24 +797,20 @@ static int kv_delete(struct cli *c, int argc, char **argv, int start)
 {
 	struct kv_target t;
 	int code;
-	if (kv_start(c, C_KDELETE, argc, argv, start, &t, &code) < 0)
+	char *full;
+	if (kv_start(c, C_KDELETE, argc, argv, start, &t, &full, &code) < 0)
 		return code;
-	char *full = kv_full_path(&t, "data");
 	struct cs_client_resp r;
-	struct cs_buf what = CS_BUF_INIT;
-	cs_buf_printf(&what, "Error deleting %s", full);
 	bool ok;
 	if (t.v2 && c->versions) {
 		char *del = kv_prefixed(&t, "delete");
-		cJSON *body = cJSON_CreateObject();
-		cJSON_AddItemToObject(body, "versions", kv_versions(c->versions));
-		ok = call(c, "PUT", del, NULL, body, &r, what.data);
+		cJSON *body = kv_versions_body(c);
+		ok = call_delete(c, "PUT", del, body, full, &r);
 		cJSON_Delete(body);
 		free(del);
 	} else {
-		ok = call(c, "DELETE", full, NULL, NULL, &r, what.data);
+		ok = call_delete(c, "DELETE", full, NULL, full, &r);
 	}
-	cs_buf_free(&what);
 	code =
 	    ok ? cs_cli_finish_write(c, &r, "Success! Data deleted (if it existed) at: ", full) : 2;
 	cs_client_resp_free(&r);
@@ -797,24 +840,16 @@ static int kv_versions_op(struct cli *c, uint64_t cmd, int argc, char **argv, in
 		return 2;
 	struct kv_target t;
 	code = kv_resolve(c, argv[i], &t);
-	if (code == 0 && !t.v2) {
-		fprintf(stderr, "%s not supported on KV Version 1\n", verb);
-		code = 1;
-	}
 	if (code) {
 		kv_target_free(&t);
 		return code;
 	}
+	if (kv_require_v2(&t, verb))
+		return 1;
 	char *full = kv_prefixed(&t, op);
-	cJSON *body = cJSON_CreateObject();
-	cJSON_AddItemToObject(body, "versions", kv_versions(c->versions));
-	struct cs_client_resp r;
-	bool has_body;
-	code = kv_write(c, full, body, &r, &has_body);
-	if (has_body)
-		code = cs_cli_output_secret(c, r.json);
+	cJSON *body = kv_versions_body(c);
+	code = kv_write_output(c, full, body);
 	cJSON_Delete(body);
-	cs_client_resp_free(&r);
 	free(full);
 	kv_target_free(&t);
 	return code;
@@ -846,14 +881,11 @@ static int kv_list(struct cli *c, int argc, char **argv, int start)
 static int kv_metadata_start(struct cli *c, uint64_t cmd, int argc, char **argv, int start,
 			     struct kv_target *t, char **full, int *code)
 {
-	if (kv_start(c, cmd, argc, argv, start, t, code) < 0)
+	if (kv_start(c, cmd, argc, argv, start, t, NULL, code) < 0)
 		return -1;
-	if (!t->v2) {
-		fprintf(stderr, "Metadata not supported on KV Version 1\n");
-		kv_target_free(t);
-		*code = 1;
+	*code = kv_require_v2(t, "Metadata");
+	if (*code)
 		return -1;
-	}
 	*full = kv_prefixed(t, "metadata");
 	return 0;
 }
@@ -959,13 +991,8 @@ static int kv_metadata_put(struct cli *c, int argc, char **argv, int start)
 	if (c->custom_metadata && c->custom_metadata->child)
 		cJSON_AddItemToObject(body, "custom_metadata",
 				      cJSON_Duplicate(c->custom_metadata, true));
-	struct cs_client_resp r;
-	bool has_body;
-	code = kv_write(c, full, body, &r, &has_body);
-	if (has_body)
-		code = cs_cli_output_secret(c, r.json);
+	code = kv_write_output(c, full, body);
 	cJSON_Delete(body);
-	cs_client_resp_free(&r);
 	free(full);
 	kv_target_free(&t);
 	return code;
@@ -979,15 +1006,12 @@ static int kv_metadata_delete(struct cli *c, int argc, char **argv, int start)
 	if (kv_metadata_start(c, C_KMDELETE, argc, argv, start, &t, &full, &code) < 0)
 		return code;
 	struct cs_client_resp r;
-	struct cs_buf what = CS_BUF_INIT;
-	cs_buf_printf(&what, "Error deleting %s", full);
-	if (call(c, "DELETE", full, NULL, NULL, &r, what.data)) {
+	if (call_delete(c, "DELETE", full, NULL, full, &r)) {
 		printf("Success! Data deleted (if it existed) at: %s\n", full);
 		code = 0;
 	} else {
 		code = 2;
 	}
-	cs_buf_free(&what);
 	cs_client_resp_free(&r);
 	free(full);
 	kv_target_free(&t);
@@ -1202,11 +1226,10 @@ static int policy_delete(struct cli *c, int argc, char **argv, int start)
 	char *name = policy_start(c, C_PDELETE, argc, argv, start, &code);
 	if (!name)
 		return code;
-	struct cs_buf p = CS_BUF_INIT, what = CS_BUF_INIT;
+	struct cs_buf p = CS_BUF_INIT;
 	cs_buf_printf(&p, "sys/policies/acl/%s", name);
-	cs_buf_printf(&what, "Error deleting %s", name);
 	struct cs_client_resp r;
-	if (call(c, "DELETE", p.data, NULL, NULL, &r, what.data)) {
+	if (call_delete(c, "DELETE", p.data, NULL, name, &r)) {
 		printf("Success! Deleted policy: %s\n", name);
 		code = 0;
 	} else {
@@ -1214,7 +1237,6 @@ static int policy_delete(struct cli *c, int argc, char **argv, int start)
 	}
 	cs_client_resp_free(&r);
 	cs_buf_free(&p);
-	cs_buf_free(&what);
 	free(name);
 	return code;
 }
