@@ -82,6 +82,17 @@ void cs_config_free(struct cs_config *c)
 {
 	free(c->storage_path);
 	free(c->node_id);
+	for (int i = 0; i < c->n_retry_join; i++) {
+		struct cs_retry_join *r = &c->retry_join[i];
+		free(r->leader_api_addr);
+		free(r->leader_ca_cert);
+		free(r->leader_client_cert);
+		if (r->leader_client_key) {
+			cs_zero(r->leader_client_key, strlen(r->leader_client_key));
+			free(r->leader_client_key);
+		}
+		free(r->leader_tls_servername);
+	}
 	for (int i = 0; i < CS_MAX_LISTENERS; i++) {
 		free(c->listeners[i].address);
 		free(c->listeners[i].cluster_address);
@@ -247,6 +258,75 @@ static int each_block(struct ctx *x, const struct cs_hcl_node *n, const char *na
 
 /* ------------------------------------------------------------------ blocks */
 
+/* A *_file key: the file's contents replace the inline value. */
+static int want_file(struct ctx *x, const struct cs_hcl_node *n, const char *what, char **dst)
+{
+	char *path = NULL;
+	int rc = want_string(x, n, what, &path);
+	if (rc)
+		return rc;
+	char *text = NULL;
+	size_t len = 0;
+	int e = cs_read_file(path, &text, &len);
+	if (e) {
+		rc = fail(x, n->line, "%s: cannot read %.256s: %s", what, path, strerror(e));
+		free(path);
+		return rc;
+	}
+	free(path);
+	if (*dst) {
+		cs_zero(*dst, strlen(*dst));
+		free(*dst);
+	}
+	*dst = text; /* NUL-terminated by cs_read_file */
+	return 0;
+}
+
+static int retry_join_block(struct ctx *x, const struct cs_hcl_node *body)
+{
+	struct cs_config *c = x->c;
+	if (body->type != CS_HCL_OBJECT)
+		return fail(x, body->line, "retry_join must be a block, not %s",
+			    cs_hcl_type_name(body->type));
+	if (c->n_retry_join >= CS_MAX_RETRY_JOIN)
+		return fail(x, body->line, "too many retry_join blocks (at most %d)",
+			    CS_MAX_RETRY_JOIN);
+	struct cs_retry_join *r = &c->retry_join[c->n_retry_join++];
+	for (const struct cs_hcl_node *m = body->child; m; m = m->next) {
+		const char *k = m->key;
+		int rc;
+		if (strcmp(k, "leader_api_addr") == 0)
+			rc = want_string(x, m, k, &r->leader_api_addr);
+		else if (strcmp(k, "leader_ca_cert") == 0)
+			rc = want_string(x, m, k, &r->leader_ca_cert);
+		else if (strcmp(k, "leader_ca_cert_file") == 0)
+			rc = want_file(x, m, k, &r->leader_ca_cert);
+		else if (strcmp(k, "leader_client_cert") == 0)
+			rc = want_string(x, m, k, &r->leader_client_cert);
+		else if (strcmp(k, "leader_client_cert_file") == 0)
+			rc = want_file(x, m, k, &r->leader_client_cert);
+		else if (strcmp(k, "leader_client_key") == 0)
+			rc = want_string(x, m, k, &r->leader_client_key);
+		else if (strcmp(k, "leader_client_key_file") == 0)
+			rc = want_file(x, m, k, &r->leader_client_key);
+		else if (strcmp(k, "leader_tls_servername") == 0)
+			rc = want_string(x, m, k, &r->leader_tls_servername);
+		else if (strcmp(k, "auto_join") == 0 || strcmp(k, "auto_join_scheme") == 0 ||
+			 strcmp(k, "auto_join_port") == 0)
+			rc = fail(x, m->line, "retry_join: %s (cloud auto-join) is not supported; "
+					      "list the leaders with leader_api_addr", k);
+		else
+			rc = fail(x, m->line, "unknown key \"%.64s\" in retry_join", k);
+		if (rc)
+			return rc;
+	}
+	const char *a = r->leader_api_addr;
+	if (!a || (strncmp(a, "http://", 7) != 0 && strncmp(a, "https://", 8) != 0))
+		return fail(x, body->line,
+			    "retry_join: leader_api_addr must be an http:// or https:// URL");
+	return 0;
+}
+
 static int storage_block(struct ctx *x, const char *type, const struct cs_hcl_node *body, int line)
 {
 	struct cs_config *c = x->c;
@@ -263,6 +343,16 @@ static int storage_block(struct ctx *x, const char *type, const struct cs_hcl_no
 			path = m;
 		} else if (strcmp(m->key, "node_id") == 0) {
 			rc = want_string(x, m, "storage node_id", &c->node_id);
+		} else if (strcmp(m->key, "retry_join") == 0) {
+			if (m->type == CS_HCL_LIST) {
+				rc = 0;
+				for (const struct cs_hcl_node *e = m->child; e && !rc; e = e->next)
+					rc = retry_join_block(x, e);
+			} else {
+				rc = retry_join_block(x, m);
+			}
+		} else if (strcmp(m->key, "retry_join_as_non_voter") == 0) {
+			rc = want_bool(x, m, "retry_join_as_non_voter", &c->retry_join_as_non_voter);
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\" in storage", m->key);
 		}

@@ -1,7 +1,12 @@
 /*
  * The server configuration file: Vault-style HCL or JSON.
  *
- *   storage "raft" { path = "/var/lib/custos" node_id = "node-1" }
+ *   storage "raft" {
+ *     path = "/var/lib/custos"   node_id = "node-1"   retry_join_as_non_voter = false
+ *     retry_join { leader_api_addr = "https://10.0.0.1:8200"  leader_ca_cert_file = "..."
+ *                  leader_client_cert_file = "..."  leader_client_key_file = "..."
+ *                  leader_tls_servername = "..." }     # repeatable; inline leader_ca_cert,
+ *   }                                                  # leader_client_cert/key also work
  *   listener "tcp" {
  *     address = "127.0.0.1:8200"     cluster_address = "127.0.0.1:8201"
  *     tls_disable = false            tls_cert_file = "..."   tls_key_file = "..."
@@ -36,10 +41,25 @@ struct cs_listener_config {
 	size_t max_request_size; /* bytes; default 32 MiB; 0 or negative in the file → default */
 };
 
+#define CS_MAX_RETRY_JOIN 16
+
+/* One retry_join block: a candidate leader and the API TLS settings to reach it. PEM
+ * material is loaded from the *_file keys at parse time. */
+struct cs_retry_join {
+	char *leader_api_addr; /* "http(s)://host:port" */
+	char *leader_ca_cert;  /* PEM or NULL (then the system trust store) */
+	char *leader_client_cert;
+	char *leader_client_key;
+	char *leader_tls_servername;
+};
+
 struct cs_config {
 	/* storage "raft" */
 	char *storage_path;
 	char *node_id; /* default "node-1"... derived from hostname if absent */
+	struct cs_retry_join retry_join[CS_MAX_RETRY_JOIN];
+	int n_retry_join;
+	bool retry_join_as_non_voter;
 	/* listeners */
 	struct cs_listener_config listeners[CS_MAX_LISTENERS];
 	int n_listeners;

@@ -188,8 +188,8 @@ END_TEST
 START_TEST(test_unknown_keys)
 {
 	parse_fails(STORAGE PLAIN_LISTENER "\nbogus_key = 1\n", 10, "unknown key \"bogus_key\"");
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join = []\n}\n" PLAIN_LISTENER, 3,
-		    "unknown key \"retry_join\" in storage");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER, 3,
+		    "unknown key \"retry_joins\" in storage");
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = "
 			    "true\n  frobnicate = \"x\"\n}\n",
 		    8, "unknown key \"frobnicate\" in listener");
@@ -443,6 +443,59 @@ START_TEST(test_load_file_and_directory)
 END_TEST
 
 /* The -dev path fills the struct by hand and relies on cs_config_finish. */
+START_TEST(test_retry_join)
+{
+	char ca_path[] = "/tmp/custos-test-ca-XXXXXX";
+	int fd = mkstemp(ca_path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "PEM-CA", 6), 6);
+	close(fd);
+	char text[1024];
+	snprintf(text, sizeof text,
+		 "storage \"raft\" {\n  path = \"/d\"\n  node_id = \"n2\"\n"
+		 "  retry_join_as_non_voter = true\n"
+		 "  retry_join {\n    leader_api_addr = \"http://127.0.0.1:8200\"\n  }\n"
+		 "  retry_join {\n    leader_api_addr = \"https://10.0.0.3:8200\"\n"
+		 "    leader_ca_cert_file = \"%s\"\n    leader_tls_servername = \"v3\"\n  }\n"
+		 "}\n" PLAIN_LISTENER,
+		 ca_path);
+	struct cs_config c;
+	parse_ok(&c, text);
+	ck_assert_int_eq(c.n_retry_join, 2);
+	ck_assert(c.retry_join_as_non_voter);
+	ck_assert_str_eq(c.retry_join[0].leader_api_addr, "http://127.0.0.1:8200");
+	ck_assert_ptr_null(c.retry_join[0].leader_ca_cert);
+	ck_assert_str_eq(c.retry_join[1].leader_ca_cert, "PEM-CA");
+	ck_assert_str_eq(c.retry_join[1].leader_tls_servername, "v3");
+	cs_config_free(&c);
+
+	/* JSON: a list of blocks. */
+	parse_ok(&c, "{\"storage\": {\"raft\": {\"path\": \"/d\", \"retry_join\": ["
+		     "{\"leader_api_addr\": \"http://a:1\"}, {\"leader_api_addr\": "
+		     "\"http://b:2\"}]}},"
+		     " \"listener\": {\"tcp\": {\"address\": \"127.0.0.1:8200\", "
+		     "\"tls_disable\": true}}}");
+	ck_assert_int_eq(c.n_retry_join, 2);
+	ck_assert_str_eq(c.retry_join[1].leader_api_addr, "http://b:2");
+	cs_config_free(&c);
+
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
+		    "    leader_api_addr = \"10.0.0.1:8200\"\n  }\n}\n" PLAIN_LISTENER,
+		    3, "http:// or https://");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
+		    "    auto_join = \"provider=aws\"\n  }\n}\n" PLAIN_LISTENER,
+		    4, "not supported");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
+		    "    leader_api_addr = \"http://x:1\"\n    bogus = 1\n  }\n}\n" PLAIN_LISTENER,
+		    5, "unknown key");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
+		    "    leader_api_addr = \"http://x:1\"\n"
+		    "    leader_ca_cert_file = \"/nonexistent/ca.pem\"\n  }\n}\n" PLAIN_LISTENER,
+		    5, "cannot read");
+	unlink(ca_path);
+}
+END_TEST
+
 START_TEST(test_finish_by_hand)
 {
 	struct cs_config c;
@@ -483,6 +536,7 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_full_config_round_trip);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_retry_join);
 	tcase_add_test(tc, test_json_config);
 	tcase_add_test(tc, test_unknown_keys);
 	tcase_add_test(tc, test_wrong_types);
