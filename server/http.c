@@ -35,11 +35,31 @@
  *   5 min without progress while a body arrives or a response is being written.
  *   Nothing runs while the handler holds the request.
  *
+ * Adopted connections (cs_http_adopt): the cluster port hands over a finished mutual-TLS
+ * handshake; the SSL may already hold the first request, so it is drained before reading
+ * starts. From then on the normal path runs; requests are marked forwarded and take
+ * remote_addr from X-Custos-Forwarded-For.
+ *
+ * Spooled bodies: on_headers_complete asks the spool filter; a chosen request's body is
+ * written (synchronously, local disk) to an O_TMPFILE file as it arrives, and the file is
+ * rewound before dispatch. Over the spool limit → 413; open or write failure (ENOSPC,
+ * EFBIG...) → 500 {"errors":["http: could not store the request body: ..."]}, closed.
+ *
+ * Streamed responses (cs_http_stream_*): the head goes out at once, chunks are queued
+ * with the same write path (wbuf in flight, wpending behind it) and the producer learns
+ * the queued size from every write; on_write calls its drain callback once the queue
+ * falls under CS_HTTP_STREAM_LOW. While streaming, the request stays held; a client that
+ * stops reading hits the 5 min write deadline. If the connection dies while a producer
+ * waits for a drain, the drain callback still fires (from the connection's last close
+ * callback) so that the producer's next write fails and it releases the request.
+ *
  * Lifetime: a connection owns two uv handles (tcp, timer) and is freed in the last close
  * callback; the listener is freed once its own handle and every connection are gone.
  */
 #include "server/http.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -51,9 +71,11 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "server/cluster.h"
 
 #define IDLE_TIMEOUT_MS    (5u * 60 * 1000)
 #define HEADER_TIMEOUT_MS  (10u * 1000)
@@ -74,6 +96,13 @@ static const char err_malformed[] = "{\"errors\":[\"malformed HTTP request\"]}";
 static const char err_method[] = "{\"errors\":[]}";
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/* Request-body spooling (cs_http_set_spool): process-wide, loop thread only. */
+static struct {
+	bool (*want)(const char *method, const char *path);
+	char *dir;
+	uint64_t max;
+} spool;
+
 /* Offsets into http_req.strs while headers arrive: the buffer may move as it grows. */
 struct hdr_off {
 	size_t name;
@@ -92,6 +121,17 @@ struct http_req {
 	bool head;
 	bool http10;
 	bool keep_alive;
+	/* streaming response (cs_http_stream_*) */
+	bool streaming; /* begun, not yet ended */
+	bool chunked;   /* framing of the streamed body */
+	bool no_body;   /* HEAD, 204, 304: writes are dropped */
+	void (*drain_cb)(void *ctx);
+	void *drain_ctx;
+	/* Detached while a drain callback was pending: the closing connection fires it
+	 * from its last close callback, unless the request is released first. */
+	struct cs_http_conn *orphan_of;
+	/* spooled body */
+	uint64_t spool_max;
 };
 
 enum timer_mode { TM_NONE, TM_IDLE, TM_HEADER, TM_BODY, TM_WRITE, TM_LINGER };
@@ -100,7 +140,8 @@ enum timer_mode { TM_NONE, TM_IDLE, TM_HEADER, TM_BODY, TM_WRITE, TM_LINGER };
 enum hstate { HS_URL, HS_FIELD, HS_VALUE, HS_DONE };
 
 struct cs_http_conn {
-	uv_tcp_t tcp;
+	uv_tcp_t *tcp; /* &tcp_store, or the cluster's malloc'ed handle when adopted */
+	uv_tcp_t tcp_store;
 	uv_timer_t timer;
 	uv_write_t wreq;
 	uv_shutdown_t sreq;
@@ -140,10 +181,15 @@ struct cs_http_conn {
 	bool hs_done; /* TLS handshake finished */
 	bool tls_failed;
 	bool bytes_seen;
+	/* Handed over by the cluster port: tcp is malloc'ed, requests are forwarded ones. */
+	bool adopted;
+	struct http_req *orphan; /* detached streaming request owed a drain callback */
+	int spool_errno;         /* why the spool write failed (for the 500) */
 };
 
 struct cs_http_listener {
-	uv_tcp_t tcp;
+	uv_tcp_t tcp; /* never bound for an adopt listener: closing it still gives the
+		       * asynchronous close callback the close contract promises */
 	uv_loop_t *loop;
 	SSL_CTX *ssl_ctx;
 	cs_http_handler handler;
@@ -154,6 +200,7 @@ struct cs_http_listener {
 	size_t n_conns;
 	bool closing;
 	bool server_closed;
+	bool adopt; /* connections come from cs_http_adopt */
 	void (*close_cb)(void *ctx);
 	void *close_ctx;
 	time_t date_sec;
@@ -377,13 +424,34 @@ static struct http_req *req_new(void)
 	struct http_req *r = calloc(1, sizeof *r);
 	if (!r)
 		abort();
+	r->pub.body_fd = -1;
 	return r;
+}
+
+/* Per-request state beyond the buffers: the spool file, streaming, a pending drain. */
+static void req_reset_extras(struct http_req *r)
+{
+	if (r->pub.body_fd >= 0)
+		close(r->pub.body_fd);
+	r->pub.body_fd = -1;
+	r->pub.body_len = 0;
+	r->pub.forwarded = false;
+	if (r->orphan_of) {
+		/* Released before its closing connection could call the drain callback. */
+		r->orphan_of->orphan = NULL;
+		r->orphan_of = NULL;
+	}
+	r->drain_cb = NULL;
+	r->drain_ctx = NULL;
+	r->streaming = r->chunked = r->no_body = false;
+	r->spool_max = 0;
 }
 
 static void req_free(struct http_req *r)
 {
 	if (!r)
 		return;
+	req_reset_extras(r);
 	cs_buf_free_secure(&r->strs);
 	cs_buf_free_secure(&r->pub.body);
 	free(r->offs);
@@ -395,6 +463,7 @@ static void req_free(struct http_req *r)
  * secrets, so the bytes are wiped. */
 static void req_clear(struct http_req *r)
 {
+	req_reset_extras(r);
 	if (r->strs.cap > KEEP_BUF_CAP) {
 		cs_buf_free_secure(&r->strs);
 	} else if (r->strs.data) {
@@ -412,6 +481,55 @@ static void req_clear(struct http_req *r)
 	r->pub.headers = NULL;
 	r->pub.url = r->pub.path = r->pub.query = NULL;
 	r->pub.user = NULL;
+}
+
+/* ---------------------------------------------------------------- spooled bodies */
+
+void cs_http_set_spool(bool (*want)(const char *method, const char *path), const char *dir,
+		       uint64_t max_bytes)
+{
+	free(spool.dir);
+	spool.dir = want && dir ? strdup(dir) : NULL;
+	spool.want = spool.dir ? want : NULL;
+	spool.max = max_bytes;
+}
+
+/* An anonymous file in the spool directory: unlinked from the start (O_TMPFILE), or
+ * right after creation where the filesystem lacks O_TMPFILE, so a crash leaves nothing
+ * behind. Returns the fd or -1 with errno. */
+static int spool_open(void)
+{
+	int fd = open(spool.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+	char path[4096];
+	if ((size_t)snprintf(path, sizeof path, "%s/.custos-body-XXXXXX", spool.dir) >=
+	    sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+/* Synchronous (local disk) write of all `len` bytes. Returns 0 or an errno value. */
+static int spool_write(int fd, const char *p, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (n == 0)
+			return ENOSPC; /* no progress and no error: treat like a full disk */
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -433,7 +551,9 @@ static void timer_update(struct cs_http_conn *c)
 {
 	if (c->closing || c->lingering)
 		return;
-	if (c->held)
+	if (c->held && c->writing && c->req && c->req->streaming)
+		timer_set(c, TM_WRITE, IDLE_TIMEOUT_MS, false); /* a client that stops reading */
+	else if (c->held)
 		timer_set(c, TM_NONE, 0, false);
 	else if (c->writing)
 		timer_set(c, TM_WRITE, IDLE_TIMEOUT_MS, false);
@@ -463,7 +583,7 @@ static void on_write(uv_write_t *w, int status);
 static void start_write(struct cs_http_conn *c)
 {
 	uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
-	int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	int r = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
 	if (r == (int)c->wbuf.len) {
 		c->wbuf.len = 0;
 		return;
@@ -476,7 +596,7 @@ static void start_write(struct cs_http_conn *c)
 	if (r > 0)
 		cs_buf_consume(&c->wbuf, (size_t)r);
 	b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
-	r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, &b, 1, on_write);
 	if (r) {
 		cs_debug("http: %s: write: %s", c->remote_addr, uv_strerror(r));
 		conn_close(c);
@@ -501,7 +621,7 @@ static void write_bufs(struct cs_http_conn *c, uv_buf_t *bufs, unsigned n)
 		total += bufs[i].len;
 	if (total == 0)
 		return;
-	int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+	int r = uv_try_write((uv_stream_t *)c->tcp, bufs, n);
 	if (r == (int)total)
 		return;
 	if (r < 0 && r != UV_EAGAIN) {
@@ -520,7 +640,7 @@ static void write_bufs(struct cs_http_conn *c, uv_buf_t *bufs, unsigned n)
 	}
 	/* The kernel took part of it: no point in trying again right away. */
 	uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
-	r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+	r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, &b, 1, on_write);
 	if (r) {
 		cs_debug("http: %s: write: %s", c->remote_addr, uv_strerror(r));
 		conn_close(c);
@@ -555,11 +675,18 @@ static void send_plain(struct cs_http_conn *c, const char *p, size_t n)
 		return;
 	}
 	ERR_clear_error();
-	if (SSL_write(c->ssl, p, (int)n) <= 0) {
-		char err[256];
-		cs_debug("http: %s: TLS write: %s", c->remote_addr, tls_errstr(err, sizeof err));
-		conn_close(c);
-		return;
+	while (n) {
+		/* SSL_write takes an int; without partial writes it is all or nothing. */
+		int k = n > (1u << 30) ? 1 << 30 : (int)n;
+		if (SSL_write(c->ssl, p, k) <= 0) {
+			char err[256];
+			cs_debug("http: %s: TLS write: %s", c->remote_addr,
+				 tls_errstr(err, sizeof err));
+			conn_close(c);
+			return;
+		}
+		p += k;
+		n -= (size_t)k;
 	}
 	tls_flush(c);
 }
@@ -585,7 +712,7 @@ static void do_shutdown(struct cs_http_conn *c)
 	if (c->shutdown_started || c->closing)
 		return;
 	c->shutdown_started = true;
-	if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, on_shutdown))
+	if (uv_shutdown(&c->sreq, (uv_stream_t *)c->tcp, on_shutdown))
 		conn_close(c);
 }
 
@@ -606,6 +733,8 @@ static void finish_conn(struct cs_http_conn *c)
 		do_shutdown(c);
 }
 
+static void stream_maybe_drain(struct cs_http_conn *c);
+
 static void on_write(uv_write_t *w, int status)
 {
 	struct cs_http_conn *c = CS_CONTAINER_OF(w, struct cs_http_conn, wreq);
@@ -623,9 +752,21 @@ static void on_write(uv_write_t *w, int status)
 		c->wbuf = c->wpending;
 		c->wpending = t;
 		start_write(c);
-		if (c->writing || c->closing)
+		if (c->closing)
 			return;
 	}
+	if (c->held) {
+		/* A streamed response made progress: push the write deadline back and wake
+		 * the producer if it waits for room. */
+		if (c->writing)
+			timer_set(c, TM_WRITE, IDLE_TIMEOUT_MS, true);
+		else
+			timer_set(c, TM_NONE, 0, false);
+		stream_maybe_drain(c);
+		return;
+	}
+	if (c->writing)
+		return;
 	if (c->wbuf.cap > KEEP_BUF_CAP)
 		cs_buf_free_secure(&c->wbuf);
 	if (c->wpending.cap > KEEP_BUF_CAP)
@@ -637,17 +778,16 @@ static void on_write(uv_write_t *w, int status)
 	process_input(c);
 }
 
-/* Build and send one response. `head`: the request was HEAD (no body, same headers). */
-static void send_response(struct cs_http_conn *c, int status, const char *ct,
-			  const struct cs_http_header *extra, size_t n_extra, const void *body,
-			  size_t len, bool head, bool http10_keep_alive, bool close)
+/* How the body of a response is delimited. */
+enum framing { FR_LENGTH, FR_CHUNKED, FR_NONE };
+
+/* Response head into c->head. FR_NONE: neither Content-Length nor Transfer-Encoding
+ * (a bodyless status, or a body that ends with the connection). */
+static void build_head(struct cs_http_conn *c, int status, const char *ct,
+		       const struct cs_http_header *extra, size_t n_extra, enum framing fr,
+		       uint64_t len, bool http10_keep_alive, bool close)
 {
 	struct cs_buf *h = &c->head;
-	bool no_length = status == 204 || status == 304 || (status >= 100 && status < 200);
-	bool no_body = head || no_length;
-	if (status < 100 || status > 999)
-		status = 500;
-
 	h->len = 0;
 	put_str(h, "HTTP/1.1 ");
 	put_u64(h, (uint64_t)status);
@@ -659,10 +799,12 @@ static void send_response(struct cs_http_conn *c, int status, const char *ct,
 		put_str(h, ct);
 		put_str(h, "\r\n");
 	}
-	if (!no_length) {
+	if (fr == FR_LENGTH) {
 		put_str(h, "Content-Length: ");
-		put_u64(h, (uint64_t)len);
+		put_u64(h, len);
 		put_str(h, "\r\n");
+	} else if (fr == FR_CHUNKED) {
+		put_str(h, "Transfer-Encoding: chunked\r\n");
 	}
 	put_str(h, "Date: ");
 	put_str(h, http_date(c->l));
@@ -681,8 +823,25 @@ static void send_response(struct cs_http_conn *c, int status, const char *ct,
 	else if (http10_keep_alive)
 		put_str(h, "Connection: keep-alive\r\n");
 	put_str(h, "\r\n");
+}
 
-	if (no_body)
+static bool bodyless_status(int status)
+{
+	return status == 204 || status == 304 || (status >= 100 && status < 200);
+}
+
+/* Build and send one response. `head`: the request was HEAD (no body, same headers). */
+static void send_response(struct cs_http_conn *c, int status, const char *ct,
+			  const struct cs_http_header *extra, size_t n_extra, const void *body,
+			  size_t len, bool head, bool http10_keep_alive, bool close)
+{
+	if (status < 100 || status > 999)
+		status = 500;
+	bool no_length = bodyless_status(status);
+	build_head(c, status, ct, extra, n_extra, no_length ? FR_NONE : FR_LENGTH, len,
+		   http10_keep_alive, close);
+	struct cs_buf *h = &c->head;
+	if (head || no_length)
 		len = 0;
 	if (c->ssl) {
 		/* One SSL_write: small responses become a single record. */
@@ -716,6 +875,17 @@ static void reject(struct cs_http_conn *c, enum http_errno e)
 	const char *why = c->err_status == 400 ? "bad request target"
 			  : c->err_status      ? "size limit"
 					       : http_errno_description(e);
+	char spool_err[160];
+	if (status == 500) {
+		/* The body could not be spooled: an operator problem (disk), worth a warning. */
+		snprintf(spool_err, sizeof spool_err,
+			 "{\"errors\":[\"http: could not store the request body: %s\"]}",
+			 strerror(c->spool_errno));
+		body = spool_err;
+		why = "request body spool failed";
+		cs_warn("http: %s: request body spool in %s: %s", c->remote_addr,
+			spool.dir ? spool.dir : "?", strerror(c->spool_errno));
+	}
 	cs_debug("http: %s: rejecting request (%d): %s", c->remote_addr, status, why);
 	c->dead_input = true;
 	c->in_headers = c->in_body = false;
@@ -760,6 +930,7 @@ static int on_message_begin(http_parser *p)
 	if (!c->req)
 		c->req = req_new();
 	struct http_req *r = c->req;
+	req_reset_extras(r); /* e.g. the spool file of a request rejected midway */
 	r->pub.conn = c;
 	r->pub.tls = c->ssl != NULL;
 	memcpy(r->pub.remote_addr, c->remote_addr, sizeof r->pub.remote_addr);
@@ -891,6 +1062,22 @@ static bool split_target(struct http_req *r, bool connect, size_t *path_off, siz
 	return true;
 }
 
+/*
+ * Who the request comes from. On an adopted connection the peer is a standby that proved
+ * its identity with a cluster certificate and relays the original client's address in
+ * X-Custos-Forwarded-For; anywhere else that header is the client's own claim and is
+ * ignored (it would let anyone pick the address audit logs and rate limits see).
+ */
+static void set_origin(struct cs_http_conn *c, struct http_req *r)
+{
+	r->pub.forwarded = c->adopted;
+	if (!c->adopted)
+		return;
+	const char *ff = cs_http_header_get(&r->pub, "X-Custos-Forwarded-For");
+	if (ff && *ff)
+		snprintf(r->pub.remote_addr, sizeof r->pub.remote_addr, "%s", ff);
+}
+
 static int on_headers_complete(http_parser *p)
 {
 	struct cs_http_conn *c = p->data;
@@ -934,12 +1121,24 @@ static int on_headers_complete(http_parser *p)
 	r->head = p->method == HTTP_HEAD;
 	r->http10 = p->http_major == 1 && p->http_minor == 0;
 	r->keep_alive = http_should_keep_alive(p) != 0;
+	set_origin(c, r);
 
 	bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
 	bool chunked = (p->flags & F_CHUNKED) != 0;
-	if (has_len && p->content_length > c->l->max_body) {
+	bool spooled = spool.want && spool.want(r->pub.method, r->pub.path);
+	uint64_t limit = spooled ? spool.max : c->l->max_body;
+	if (has_len && p->content_length > limit) {
 		c->err_status = 413;
 		return -1;
+	}
+	if (spooled && (chunked || (has_len && p->content_length > 0))) {
+		r->spool_max = spool.max;
+		r->pub.body_fd = spool_open();
+		if (r->pub.body_fd < 0) {
+			c->spool_errno = errno;
+			c->err_status = 500;
+			return -1;
+		}
 	}
 	if ((chunked || (has_len && p->content_length > 0)) && p->http_major == 1 &&
 	    p->http_minor >= 1) {
@@ -947,11 +1146,29 @@ static int on_headers_complete(http_parser *p)
 		if (expect && strcasecmp(expect, "100-continue") == 0)
 			send_plain(c, continue_100, sizeof continue_100 - 1);
 	}
-	if (has_len && p->content_length > 0)
+	if (has_len && p->content_length > 0 && r->pub.body_fd < 0)
 		cs_buf_reserve(&r->pub.body, p->content_length < BODY_PREALLOC_MAX
 						 ? (size_t)p->content_length
 						 : BODY_PREALLOC_MAX);
 	c->in_body = true;
+	return 0;
+}
+
+/* A spooled body goes straight to its file: memory stays bounded by one read. */
+static int spool_body(struct cs_http_conn *c, const char *at, size_t len)
+{
+	struct http_req *r = c->req;
+	if (len > r->spool_max - r->pub.body_len) {
+		c->err_status = 413;
+		return -1;
+	}
+	int e = spool_write(r->pub.body_fd, at, len);
+	if (e) {
+		c->spool_errno = e;
+		c->err_status = 500;
+		return -1;
+	}
+	r->pub.body_len += len;
 	return 0;
 }
 
@@ -961,6 +1178,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
 	struct cs_buf *b = &c->req->pub.body;
 	if (c->closing)
 		return -1;
+	if (c->req->pub.body_fd >= 0)
+		return spool_body(c, at, len);
 	if (len > c->l->max_body - b->len) {
 		c->err_status = 413;
 		return -1;
@@ -1001,6 +1220,16 @@ static void dispatch(struct cs_http_conn *c)
 		r->keep_alive = false; /* we do not switch protocols; answer, then close */
 	if (!r->keep_alive)
 		c->dead_input = true; /* http-parser would reject anything after it anyway */
+	if (r->pub.body_fd >= 0) {
+		if (lseek(r->pub.body_fd, 0, SEEK_SET) != 0) {
+			c->spool_errno = errno;
+			c->err_status = 500;
+			reject(c, HPE_OK);
+			return;
+		}
+	} else {
+		r->pub.body_len = r->pub.body.len;
+	}
 	c->held = true;
 	timer_update(c);
 	c->l->handler(&r->pub, c->l->ctx);
@@ -1078,7 +1307,7 @@ static void process_input(struct cs_http_conn *c)
 		return;
 	}
 	if (c->held && c->reading && c->in.len > MAX_BUFFERED_INPUT) {
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		uv_read_stop((uv_stream_t *)c->tcp);
 		c->reading = false;
 	}
 	timer_update(c);
@@ -1097,6 +1326,11 @@ void cs_http_respond(struct cs_http_req *req, int status, const char *content_ty
 		req_free(r);
 		return;
 	}
+	if (r->streaming) {
+		/* A second head after a streamed one would corrupt the connection. */
+		cs_http_stream_abort(req);
+		return;
+	}
 	c->held = false;
 	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
 	send_response(c, status, content_type, extra, n_extra, body, len, r->head,
@@ -1110,11 +1344,152 @@ void cs_http_respond_json(struct cs_http_req *req, int status, const char *json,
 	cs_http_respond(req, status, "application/json", NULL, 0, json, len);
 }
 
+/* ---------------------------------------------------------------- streamed responses */
+
+/* Output accepted but not yet taken by the kernel. */
+static size_t queued_bytes(const struct cs_http_conn *c)
+{
+	size_t n = c->wbuf.len + c->wpending.len;
+	if (c->ssl)
+		n += BIO_ctrl_pending(c->wbio);
+	return n;
+}
+
+static void stream_maybe_drain(struct cs_http_conn *c)
+{
+	struct http_req *r = c->held ? c->req : NULL;
+	if (!r || !r->drain_cb || queued_bytes(c) >= CS_HTTP_STREAM_LOW)
+		return;
+	void (*cb)(void *) = r->drain_cb;
+	r->drain_cb = NULL;
+	cb(r->drain_ctx); /* may write, end or abort: c is not touched afterwards */
+}
+
+int cs_http_stream_begin(struct cs_http_req *req, int status, const char *content_type,
+			 const struct cs_http_header *extra, size_t n_extra)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	if (r->streaming)
+		return -1;
+	r->streaming = true;
+	if (status < 100 || status > 999)
+		status = 500;
+	bool bodyless = bodyless_status(status);
+	r->no_body = r->head || bodyless;
+	/* HTTP/1.0 knows no chunks: the body then ends with the connection. */
+	r->chunked = !bodyless && !r->http10;
+	if (!r->no_body && r->http10)
+		r->keep_alive = false;
+	if (!c)
+		return -1;
+	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
+	build_head(c, status, content_type, extra, n_extra, r->chunked ? FR_CHUNKED : FR_NONE, 0,
+		   r->http10 && r->keep_alive, close);
+	send_plain(c, c->head.data, c->head.len);
+	if (!req->conn)
+		return -1;
+	timer_update(c);
+	return 0;
+}
+
+long cs_http_stream_write(struct cs_http_req *req, const void *data, size_t len)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	if (!c || !r->streaming)
+		return -1;
+	if (r->no_body || len == 0)
+		return (long)queued_bytes(c); /* a zero-length chunk would end the body */
+	if (!r->chunked) {
+		send_plain(c, data, len);
+	} else {
+		char hdr[24];
+		int hl = snprintf(hdr, sizeof hdr, "%zx\r\n", len);
+		if (c->ssl && len < TLS_READ_CHUNK) {
+			/* Small chunk: one TLS record for size line, data and CRLF. */
+			struct cs_buf *h = &c->head;
+			h->len = 0;
+			cs_buf_append(h, hdr, (size_t)hl);
+			cs_buf_append(h, data, len);
+			cs_buf_append(h, "\r\n", 2);
+			send_plain(c, h->data, h->len);
+			cs_zero(h->data, h->len);
+		} else if (c->ssl) {
+			send_plain(c, hdr, (size_t)hl);
+			send_plain(c, data, len);
+			send_plain(c, "\r\n", 2);
+		} else {
+			uv_buf_t b[3] = {uv_buf_init(hdr, (unsigned)hl),
+					 uv_buf_init((char *)data, (unsigned)len),
+					 uv_buf_init("\r\n", 2)};
+			write_bufs(c, b, 3);
+		}
+	}
+	if (!req->conn)
+		return -1;
+	timer_update(c);
+	return (long)queued_bytes(c);
+}
+
+void cs_http_stream_on_drain(struct cs_http_req *req, void (*cb)(void *ctx), void *ctx)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	r->drain_cb = NULL;
+	if (!c || queued_bytes(c) < CS_HTTP_STREAM_LOW) {
+		cb(ctx);
+		return;
+	}
+	r->drain_cb = cb;
+	r->drain_ctx = ctx;
+}
+
+void cs_http_stream_end(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	if (!c) {
+		req_free(r);
+		return;
+	}
+	if (!r->streaming) {
+		cs_http_stream_abort(req); /* nothing was begun: there is no response to end */
+		return;
+	}
+	/* Not held from here: a failing write closes the connection, which then frees r. */
+	c->held = false;
+	if (r->chunked && !r->no_body)
+		send_plain(c, "0\r\n\r\n", 5);
+	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
+	if (c->head.cap > KEEP_BUF_CAP)
+		cs_buf_free_secure(&c->head);
+	req_clear(r);
+	if (close)
+		finish_conn(c);
+	process_input(c);
+}
+
+void cs_http_stream_abort(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	if (!c) {
+		req_free(r);
+		return;
+	}
+	r->drain_cb = NULL;
+	/* Still attached (not held) when the connection closes: conn_free frees it. */
+	c->held = false;
+	cs_debug("http: %s: response aborted", c->remote_addr);
+	conn_close(c);
+}
+
 /* ---------------------------------------------------------------- reading */
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct cs_http_conn *c = CS_CONTAINER_OF(h, struct cs_http_conn, tcp);
+	struct cs_http_conn *c = h->data;
 	*buf = uv_buf_init(c->l->rbuf, sizeof c->l->rbuf);
 }
 
@@ -1127,27 +1502,10 @@ static void tls_fail(struct cs_http_conn *c, const char *what)
 	finish_conn(c);
 }
 
-/* Decrypt what arrived into c->in. Returns -1 when the connection is failing, 1 on
- * close_notify, 0 otherwise. */
-static int tls_input(struct cs_http_conn *c, const char *data, size_t n)
+/* Decrypt whatever the SSL can give into c->in. Returns -1 when the connection is
+ * failing, 1 on close_notify, 0 otherwise. */
+static int tls_drain(struct cs_http_conn *c)
 {
-	if (BIO_write(c->rbio, data, (int)n) != (int)n) {
-		tls_fail(c, "input");
-		return -1;
-	}
-	ERR_clear_error();
-	if (!c->hs_done) {
-		int r = SSL_do_handshake(c->ssl);
-		if (r != 1) {
-			if (SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ) {
-				tls_flush(c);
-				return 0;
-			}
-			tls_fail(c, "handshake");
-			return -1;
-		}
-		c->hs_done = true;
-	}
 	int ret = 0;
 	for (;;) {
 		cs_buf_reserve(&c->in, TLS_READ_CHUNK);
@@ -1172,6 +1530,30 @@ static int tls_input(struct cs_http_conn *c, const char *data, size_t n)
 	return ret;
 }
 
+/* Feed ciphertext that arrived, finish the handshake, decrypt into c->in. Same returns
+ * as tls_drain. */
+static int tls_input(struct cs_http_conn *c, const char *data, size_t n)
+{
+	if (BIO_write(c->rbio, data, (int)n) != (int)n) {
+		tls_fail(c, "input");
+		return -1;
+	}
+	ERR_clear_error();
+	if (!c->hs_done) {
+		int r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			if (SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_READ) {
+				tls_flush(c);
+				return 0;
+			}
+			tls_fail(c, "handshake");
+			return -1;
+		}
+		c->hs_done = true;
+	}
+	return tls_drain(c);
+}
+
 static void on_eof(struct cs_http_conn *c)
 {
 	c->peer_eof = true;
@@ -1187,7 +1569,7 @@ static void on_eof(struct cs_http_conn *c)
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-	struct cs_http_conn *c = CS_CONTAINER_OF(s, struct cs_http_conn, tcp);
+	struct cs_http_conn *c = s->data;
 	if (c->closing || nread == 0)
 		return;
 	if (nread < 0) {
@@ -1223,7 +1605,7 @@ static void start_reading(struct cs_http_conn *c)
 {
 	if (c->reading || c->closing)
 		return;
-	int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	int r = uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
 	if (r) {
 		cs_debug("http: %s: read start: %s", c->remote_addr, uv_strerror(r));
 		conn_close(c);
@@ -1249,6 +1631,17 @@ static void listener_maybe_free(struct cs_http_listener *l)
 static void conn_free(struct cs_http_conn *c)
 {
 	struct cs_http_listener *l = c->l;
+	if (c->orphan) {
+		/* A producer waits for room on a connection that is gone: wake it so that
+		 * its next cs_http_stream_write fails and it releases the request. */
+		struct http_req *o = c->orphan;
+		void (*cb)(void *) = o->drain_cb;
+		c->orphan = NULL;
+		o->orphan_of = NULL;
+		o->drain_cb = NULL;
+		if (cb)
+			cb(o->drain_ctx);
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1270,6 +1663,8 @@ static void conn_free(struct cs_http_conn *c)
 static void on_conn_handle_closed(uv_handle_t *h)
 {
 	struct cs_http_conn *c = h->data;
+	if (c->adopted && h == (uv_handle_t *)c->tcp)
+		free(h); /* malloc'ed by the cluster listener, ours since the hand-off */
 	if (--c->handles == 0)
 		conn_free(c);
 }
@@ -1281,12 +1676,55 @@ static void conn_close(struct cs_http_conn *c)
 	c->closing = true;
 	if (c->held) {
 		/* The handler still owns the request: detach it. */
-		c->req->pub.conn = NULL;
+		struct http_req *r = c->req;
+		if (r->drain_cb) {
+			r->orphan_of = c;
+			c->orphan = r;
+		}
+		r->pub.conn = NULL;
 		c->req = NULL;
 		c->held = false;
 	}
-	uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+	uv_close((uv_handle_t *)c->tcp, on_conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+}
+
+/* A connection on `tcp` (adopted) or on a fresh handle of its own (tcp NULL). */
+static struct cs_http_conn *conn_new(struct cs_http_listener *l, uv_tcp_t *tcp)
+{
+	struct cs_http_conn *c = calloc(1, sizeof *c);
+	if (!c)
+		abort();
+	c->l = l;
+	if (tcp) {
+		c->tcp = tcp;
+		c->adopted = true;
+	} else {
+		c->tcp = &c->tcp_store;
+		uv_tcp_init(l->loop, c->tcp);
+	}
+	uv_timer_init(l->loop, &c->timer);
+	c->tcp->data = c;
+	c->timer.data = c;
+	c->handles = 2;
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	l->n_conns++;
+	snprintf(c->remote_addr, sizeof c->remote_addr, "unknown");
+	http_parser_init(&c->parser, HTTP_REQUEST);
+	c->parser.data = c;
+	c->at_boundary = true;
+	return c;
+}
+
+static void peer_name(struct cs_http_conn *c)
+{
+	struct sockaddr_storage ss;
+	int sl = sizeof ss;
+	if (uv_tcp_getpeername(c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+		format_addr(&ss, c->remote_addr, sizeof c->remote_addr);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -1298,33 +1736,15 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	if (l->closing)
 		return;
-	struct cs_http_conn *c = calloc(1, sizeof *c);
-	if (!c)
-		abort();
-	c->l = l;
-	uv_tcp_init(l->loop, &c->tcp);
-	uv_timer_init(l->loop, &c->timer);
-	c->tcp.data = c;
-	c->timer.data = c;
-	c->handles = 2;
-	c->next = l->conns;
-	if (l->conns)
-		l->conns->prev = c;
-	l->conns = c;
-	l->n_conns++;
-	snprintf(c->remote_addr, sizeof c->remote_addr, "unknown");
-
-	int r = uv_accept(server, (uv_stream_t *)&c->tcp);
+	struct cs_http_conn *c = conn_new(l, NULL);
+	int r = uv_accept(server, (uv_stream_t *)c->tcp);
 	if (r) {
 		cs_debug("http: accept: %s", uv_strerror(r));
 		conn_close(c);
 		return;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
-	struct sockaddr_storage ss;
-	int sl = sizeof ss;
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-		format_addr(&ss, c->remote_addr, sizeof c->remote_addr);
+	uv_tcp_nodelay(c->tcp, 1);
+	peer_name(c);
 
 	if (l->ssl_ctx) {
 		c->ssl = SSL_new(l->ssl_ctx);
@@ -1343,11 +1763,55 @@ static void on_connection(uv_stream_t *server, int status)
 		SSL_set_bio(c->ssl, c->rbio, c->wbio);
 		SSL_set_accept_state(c->ssl);
 	}
-	http_parser_init(&c->parser, HTTP_REQUEST);
-	c->parser.data = c;
-	c->at_boundary = true;
 	start_reading(c);
 	timer_update(c);
+}
+
+void cs_http_adopt(void *adopt_listener, SSL *ssl, uv_tcp_t *tcp)
+{
+	struct cs_http_listener *l = adopt_listener;
+	if (l->closing || !l->adopt) {
+		cs_cluster_conn_release(ssl, tcp);
+		return;
+	}
+	struct cs_http_conn *c = conn_new(l, tcp);
+	c->ssl = ssl;
+	c->rbio = SSL_get_rbio(ssl);
+	c->wbio = SSL_get_wbio(ssl);
+	c->hs_done = true;
+	c->bytes_seen = true;
+	peer_name(c);
+	/* The first request may have come with the end of the handshake: it is in the
+	 * SSL or its read BIO already, and the socket will not signal it again. */
+	int r = tls_drain(c);
+	if (r < 0 || c->closing)
+		return;
+	process_input(c);
+	if (r == 1 && !c->closing)
+		on_eof(c);
+	if (!c->closing && !c->held && !c->peer_eof)
+		start_reading(c);
+	if (!c->closing)
+		timer_update(c);
+}
+
+struct cs_http_listener *cs_http_adopt_listener(uv_loop_t *loop,
+						const struct cs_listener_config *cfg,
+						cs_http_handler handler, void *ctx)
+{
+	struct cs_http_listener *l = calloc(1, sizeof *l);
+	if (!l)
+		abort();
+	l->loop = loop;
+	l->handler = handler;
+	l->ctx = ctx;
+	l->adopt = true;
+	l->max_body =
+	    cfg && cfg->max_request_size ? cfg->max_request_size : CS_DEFAULT_MAX_REQUEST_SIZE;
+	/* Never bound or listening: the handle exists so that closing the listener calls
+	 * back from the loop, like a real one. */
+	uv_tcp_init(loop, &l->tcp);
+	return l;
 }
 
 /* ---------------------------------------------------------------- listener */

@@ -16,6 +16,15 @@
  * - idle keep-alive connections are closed after 5 minutes; a connection that sends no
  *   complete request header within 10 seconds of its first byte is closed.
  *
+ * Two more ways in and out:
+ * - Adopted connections: a listener made with cs_http_adopt_listener has no socket; the
+ *   cluster port (server/cluster.h) hands it mutual-TLS connections of ALPN
+ *   custos-forward through cs_http_adopt. Their requests carry `forwarded = true` and
+ *   take remote_addr from X-Custos-Forwarded-For (a header trusted nowhere else).
+ * - Big bodies: requests chosen by cs_http_set_spool get their body in an unlinked temp
+ *   file (body_fd) instead of memory; responses of unknown or large size are pushed with
+ *   the cs_http_stream_* API (chunked), with back-pressure.
+ *
  * Thread: everything runs on the loop thread passed to cs_http_listen.
  */
 #ifndef CS_SERVER_HTTP_H
@@ -23,6 +32,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "lib/buf.h"
@@ -44,10 +55,15 @@ struct cs_http_req {
 	char *query;               /* raw query string without '?', or NULL */
 	struct cs_http_header *headers;
 	size_t n_headers;
-	struct cs_buf body;
-	char remote_addr[64]; /* "127.0.0.1:53412" */
+	struct cs_buf body;   /* empty when the body was spooled (body_fd >= 0) */
+	int body_fd;          /* -1, or the spooled body: an unlinked temp file at offset 0
+			       * when the handler runs; closed by the HTTP layer on release */
+	uint64_t body_len;    /* body bytes, wherever they are */
+	char remote_addr[64]; /* "127.0.0.1:53412"; on adopted connections the value of
+			       * X-Custos-Forwarded-For (the original client) when present */
 	bool tls;
-	void *user; /* free for the handler */
+	bool forwarded; /* arrived on an adopted (cluster) connection: never forward it again */
+	void *user;     /* free for the handler */
 };
 
 /* Called once per complete request. The handler owns `req` until it calls
@@ -63,6 +79,23 @@ typedef void (*cs_http_handler)(struct cs_http_req *req, void *ctx);
 struct cs_http_listener *cs_http_listen(uv_loop_t *loop, const struct cs_listener_config *cfg,
 					cs_http_handler handler, void *ctx, char *errmsg,
 					size_t errlen);
+/*
+ * A listener without a socket: connections are handed to it with cs_http_adopt. `cfg`
+ * may be NULL; only max_request_size is used (TLS is the cluster port's). Never fails.
+ * Close it with cs_http_listener_close, which also closes adopted connections.
+ */
+struct cs_http_listener *cs_http_adopt_listener(uv_loop_t *loop,
+						const struct cs_listener_config *cfg,
+						cs_http_handler handler, void *ctx);
+/*
+ * Serve HTTP/1.1 on an established TLS connection from the cluster listener, following
+ * the cs_cluster_handler_fn ownership rules: `ssl` (handshake done, memory BIOs) and
+ * `tcp` (malloc'ed, not reading) become the listener's, which frees both. Usable
+ * directly as the CS_ALPN_FORWARD handler with ctx = the adopt listener. Loop thread;
+ * the handler may run before this returns (a request already buffered in the SSL).
+ */
+void cs_http_adopt(void *adopt_listener, SSL *ssl, uv_tcp_t *tcp);
+
 /* The port actually bound (useful when the address asked for port 0). */
 int cs_http_listener_port(const struct cs_http_listener *l);
 /* Stop accepting, close every connection (pending requests get conn = NULL), free the
@@ -75,7 +108,8 @@ const char *cs_http_header_get(const struct cs_http_req *req, const char *name);
 /*
  * Send the response and release `req`. Adds Content-Length, Date, Cache-Control:
  * no-store and Content-Type (when content_type != NULL and status != 204). `extra`
- * headers are sent as given. For HEAD requests and 204 the body is not sent.
+ * headers are sent as given. For HEAD requests and 204 the body is not sent; for HEAD
+ * `body` is never read, so a relay may pass NULL with len = the length a GET would have.
  * Safe when req->conn is NULL (then it only frees).
  */
 void cs_http_respond(struct cs_http_req *req, int status, const char *content_type,
@@ -83,6 +117,47 @@ void cs_http_respond(struct cs_http_req *req, int status, const char *content_ty
 		     size_t len);
 /* Convenience: JSON body. */
 void cs_http_respond_json(struct cs_http_req *req, int status, const char *json, size_t len);
+
+/*
+ * Streaming responses, for bodies too big to hold (snapshots). Pattern:
+ *   cs_http_stream_begin → loop { q = cs_http_stream_write(...); if q < 0: client gone,
+ *   cs_http_stream_abort; if q > CS_HTTP_STREAM_HIGH: cs_http_stream_on_drain and stop
+ *   producing until the callback } → cs_http_stream_end (or _abort on a producer error).
+ * The body is sent with chunked transfer-encoding (HTTP/1.0 clients: raw bytes, then the
+ * connection closes). HEAD, 204 and 304 send the head only; writes are then dropped.
+ * The handler keeps owning `req` until _end or _abort, which release it like
+ * cs_http_respond. All of these are safe once the client went away (req->conn NULL).
+ * Loop thread.
+ */
+#define CS_HTTP_STREAM_HIGH (4u << 20) /* pause producing above this many queued bytes */
+#define CS_HTTP_STREAM_LOW  (1u << 20) /* the drain callback fires below this */
+
+/* Send the head. Returns 0, or -1 when the client is gone (still call _end or _abort). */
+int cs_http_stream_begin(struct cs_http_req *req, int status, const char *content_type,
+			 const struct cs_http_header *extra, size_t n_extra);
+/* Queue one chunk (copied; len 0 is a no-op). Returns the bytes queued but not yet
+ * written to the socket, or < 0 if the client is gone. */
+long cs_http_stream_write(struct cs_http_req *req, const void *data, size_t len);
+/* Call cb(ctx) once, when the queued output falls below CS_HTTP_STREAM_LOW — from a
+ * later loop callback, or synchronously from within this call if it already is below or
+ * the client is gone. A new call replaces a pending callback. */
+void cs_http_stream_on_drain(struct cs_http_req *req, void (*cb)(void *ctx), void *ctx);
+/* The final chunk; releases req (like cs_http_respond). */
+void cs_http_stream_end(struct cs_http_req *req);
+/* Error mid-stream: close the connection (the client sees a truncated body) and
+ * release req. Also valid before cs_http_stream_begin (then nothing was sent). */
+void cs_http_stream_abort(struct cs_http_req *req);
+
+/*
+ * Request-body spooling, process-wide (every listener, including adopted ones). A
+ * request for which want(method, path) returns true gets its body written to an
+ * unlinked temp file in `dir` (body_fd, body_len) instead of memory, limited to
+ * max_bytes instead of max_request_size (413 beyond). A failing write (ENOSPC, EIO) is
+ * answered 500 and the connection closed. want == NULL turns spooling off. `dir` is
+ * copied. Call from the loop thread (or before the loop runs); `want` runs on it.
+ */
+void cs_http_set_spool(bool (*want)(const char *method, const char *path), const char *dir,
+		       uint64_t max_bytes);
 
 /* Reason phrase for a status ("OK", "Not Found", ...). */
 const char *cs_http_reason(int status);

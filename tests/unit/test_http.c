@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -40,6 +42,10 @@ struct srv {
 	int requests;
 	int held_conn_null; /* a held request saw req->conn == NULL when answered */
 	int held_answered;
+	int streams_done;  /* streamed responses ended normally */
+	int streams_gone;  /* streams that saw the client go away */
+	int drain_waits;   /* times a producer waited for the drain callback */
+	size_t max_queued; /* largest queue cs_http_stream_write reported */
 };
 
 struct delayed {
@@ -93,11 +99,107 @@ static void later(struct srv *s, struct cs_http_req *req, uint64_t ms, bool hold
 	uv_timer_start(&d->t, delayed_fire, ms, 0);
 }
 
+/* Test pattern for streamed and spooled bodies. */
+static uint8_t pat(uint64_t i)
+{
+	return (uint8_t)(i * 131 + (i >> 13));
+}
+
+/* A producer that streams `left` pattern bytes, honouring back-pressure. */
+struct streamer {
+	struct cs_http_req *req;
+	struct srv *s;
+	uint64_t off, left;
+};
+
+static void stream_more(void *arg)
+{
+	struct streamer *st = arg;
+	uint8_t chunk[48 * 1024];
+	while (st->left) {
+		size_t n = st->left < sizeof chunk ? (size_t)st->left : sizeof chunk;
+		for (size_t i = 0; i < n; i++)
+			chunk[i] = pat(st->off + i);
+		long q = cs_http_stream_write(st->req, chunk, n);
+		if (q < 0) {
+			st->s->streams_gone++;
+			cs_http_stream_abort(st->req);
+			free(st);
+			return;
+		}
+		st->off += n;
+		st->left -= n;
+		if ((size_t)q > st->s->max_queued)
+			st->s->max_queued = (size_t)q;
+		if ((size_t)q > CS_HTTP_STREAM_HIGH) {
+			st->s->drain_waits++;
+			cs_http_stream_on_drain(st->req, stream_more, st);
+			return;
+		}
+	}
+	st->s->streams_done++;
+	cs_http_stream_end(st->req);
+	free(st);
+}
+
+static void start_stream(struct srv *s, struct cs_http_req *req)
+{
+	struct streamer *st = calloc(1, sizeof *st);
+	ck_assert_ptr_nonnull(st);
+	st->req = req;
+	st->s = s;
+	st->left = req->query ? strtoull(req->query + 2, NULL, 10) : 0; /* "n=<bytes>" */
+	struct cs_http_header h = {"X-Stream", "yes"};
+	cs_http_stream_begin(req, 200, "application/octet-stream", &h, 1);
+	stream_more(st);
+}
+
+/* Spooled body: report where it was and whether it holds the pattern. */
+static void spool_report(struct cs_http_req *req)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	bool ok = true;
+	uint64_t got = 0;
+	long pos = -1;
+	if (req->body_fd >= 0) {
+		pos = (long)lseek(req->body_fd, 0, SEEK_CUR);
+		char buf[8192];
+		ssize_t n;
+		while ((n = read(req->body_fd, buf, sizeof buf)) > 0) {
+			for (ssize_t i = 0; i < n; i++)
+				ok = ok && (uint8_t)buf[i] == pat(got + (uint64_t)i);
+			got += (uint64_t)n;
+		}
+	} else {
+		for (size_t i = 0; i < req->body.len; i++)
+			ok = ok && (uint8_t)req->body.data[i] == pat(i);
+		got = req->body.len;
+	}
+	cs_buf_printf(&b, "fd=%d len=%llu got=%llu ok=%d pos=%ld mem=%zu", req->body_fd >= 0,
+		      (unsigned long long)req->body_len, (unsigned long long)got, ok, pos,
+		      req->body.len);
+	cs_http_respond(req, 200, "text/plain", NULL, 0, b.data, b.len);
+	cs_buf_free(&b);
+}
+
+static bool want_spool(const char *method, const char *path)
+{
+	return strncmp(path, "/spool", 6) == 0;
+}
+
 static void handler(struct cs_http_req *req, void *ctx)
 {
 	struct srv *s = ctx;
 	s->requests++;
-	if (strcmp(req->path, "/hold") == 0) {
+	if (strcmp(req->path, "/stream") == 0) {
+		start_stream(s, req);
+	} else if (strcmp(req->path, "/stream-abort") == 0) {
+		cs_http_stream_begin(req, 200, "text/plain", NULL, 0);
+		cs_http_stream_write(req, "partial", 7);
+		cs_http_stream_abort(req);
+	} else if (strncmp(req->path, "/spool", 6) == 0 || strcmp(req->path, "/nospool") == 0) {
+		spool_report(req);
+	} else if (strcmp(req->path, "/hold") == 0) {
 		later(s, req, 300, true);
 	} else if (strcmp(req->path, "/async") == 0) {
 		later(s, req, 30, false);
@@ -1235,6 +1337,263 @@ START_TEST(test_tls_config_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- streaming and spooling */
+
+static void check_pattern(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((uint8_t)p[i] != pat(i))
+			ck_abort_msg("pattern mismatch at byte %zu", i);
+}
+
+/* Read until the server closes; the raw bytes stay in c->buf. */
+static void cl_read_all(struct client *c)
+{
+	ssize_t k;
+	while ((k = cl_recv(c)) > 0)
+		;
+	ck_assert_int_eq(k, 0);
+}
+
+START_TEST(test_stream_response)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	/* More than the socket buffers hold while we do not read: the producer must wait
+	 * for drain callbacks, and the queue must stay near the high-water mark. */
+	const size_t big = 24u << 20;
+	cl_puts(c, "GET /stream?n=25165824 HTTP/1.1\r\nHost: x\r\n\r\n");
+	msleep(400);
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(has_header(&r, "Transfer-Encoding: chunked\n"));
+	ck_assert(has_header(&r, "X-Stream: yes\n"));
+	ck_assert(has_header(&r, "Content-Type: application/octet-stream\n"));
+	ck_assert(has_header(&r, "Cache-Control: no-store\n"));
+	ck_assert(!has_header(&r, "Content-Length"));
+	ck_assert_uint_eq(r.body.len, big);
+	check_pattern(r.body.data, big);
+	resp_free(&r);
+
+	/* HEAD: the same head, no body; the connection stays usable */
+	cl_puts(c, "HEAD /stream?n=1000 HTTP/1.1\r\nHost: x\r\n\r\n"
+		   "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(c, &r, true);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(has_header(&r, "Transfer-Encoding: chunked\n"));
+	resp_free(&r);
+	cl_read_resp(c, &r, false);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/after\n"));
+	resp_free(&r);
+	cl_close(c);
+
+	/* HTTP/1.0 knows no chunks: raw body, then the connection closes */
+	c = cl_open(s.port);
+	cl_puts(c, "GET /stream?n=100000 HTTP/1.0\r\n\r\n");
+	cl_read_all(c);
+	c->buf[c->len] = 0;
+	char *body = strstr(c->buf, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	*body = 0;
+	body += 4;
+	ck_assert_ptr_nonnull(strstr(c->buf, "HTTP/1.1 200 OK"));
+	ck_assert_ptr_nonnull(strstr(c->buf, "Connection: close"));
+	ck_assert_ptr_null(strstr(c->buf, "Transfer-Encoding"));
+	ck_assert_uint_eq((size_t)(c->buf + c->len - body), 100000);
+	check_pattern(body, 100000);
+	cl_close(c);
+
+	/* an aborted stream: the client sees the head, a partial body and the close */
+	c = cl_open(s.port);
+	cl_puts(c, "GET /stream-abort HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_all(c);
+	c->buf[c->len] = 0;
+	ck_assert_ptr_nonnull(strstr(c->buf, "HTTP/1.1 200 OK"));
+	ck_assert_ptr_nonnull(strstr(c->buf, "\r\n\r\n7\r\npartial\r\n"));
+	ck_assert_ptr_null(strstr(c->buf, "0\r\n\r\n"));
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.streams_done, 3);
+	ck_assert_int_gt(s.drain_waits, 0);
+	/* one chunk over the mark at most: the producer stops as soon as it passes it */
+	ck_assert_uint_lt(s.max_queued, CS_HTTP_STREAM_HIGH + 64 * 1024);
+}
+END_TEST
+
+START_TEST(test_stream_client_gone)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	srv_start(&s, &cfg);
+	/* The client never reads and resets the connection while the producer waits for a
+	 * drain: the drain callback must still come, and the next write must fail. */
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "GET /stream?n=400000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+	msleep(400);
+	struct linger lg = {1, 0};
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	cl_close(c);
+	msleep(300);
+	/* and one that leaves before a byte was read, with a graceful close */
+	c = cl_open(s.port);
+	cl_puts(c, "GET /stream?n=400000000 HTTP/1.1\r\nHost: x\r\n\r\n");
+	msleep(200);
+	cl_close(c);
+	msleep(300);
+	srv_stop(&s);
+	ck_assert_int_eq(s.streams_gone, 2);
+	ck_assert_int_eq(s.streams_done, 0);
+	ck_assert_int_ge(s.drain_waits, 2);
+}
+END_TEST
+
+static int count_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	ck_assert_ptr_nonnull(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int count_dir(const char *dir)
+{
+	int n = 0;
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* PUT `n` pattern bytes to `path`, chunked (in 3 chunks) or with Content-Length. */
+static void put_pattern(struct client *c, const char *path, size_t n, bool chunked)
+{
+	char *body = malloc(n + 1);
+	ck_assert_ptr_nonnull(body);
+	for (size_t i = 0; i < n; i++)
+		body[i] = (char)pat(i);
+	char head[256];
+	if (chunked) {
+		snprintf(head, sizeof head,
+			 "PUT %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", path);
+		cl_puts(c, head);
+		size_t part = n / 3 + 1, off = 0;
+		while (off < n) {
+			size_t k = n - off < part ? n - off : part;
+			char sz[32];
+			snprintf(sz, sizeof sz, "%zx\r\n", k);
+			cl_puts(c, sz);
+			cl_send(c, body + off, k);
+			cl_puts(c, "\r\n");
+			off += k;
+		}
+		cl_puts(c, "0\r\n\r\n");
+	} else {
+		snprintf(head, sizeof head,
+			 "PUT %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", path, n);
+		cl_puts(c, head);
+		cl_send(c, body, n);
+	}
+	free(body);
+}
+
+START_TEST(test_spool)
+{
+	char dir[] = "/tmp/cs-spool-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_http_set_spool(want_spool, dir, 1u << 20);
+	/* libuv opens a process-wide pipe with the first loop: not ours to count */
+	uv_loop_t tmp;
+	uv_loop_init(&tmp);
+	uv_loop_close(&tmp);
+	int fds = count_fds();
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(4096); /* spooled bodies ignore this */
+	srv_start(&s, &cfg);
+	struct client *c = cl_open(s.port);
+	struct resp r;
+	put_pattern(c, "/spool", 300000, false);
+	cl_read_resp(c, &r, false);
+	ck_assert_str_eq(r.body.data, "fd=1 len=300000 got=300000 ok=1 pos=0 mem=0");
+	resp_free(&r);
+	put_pattern(c, "/spool/x", 500000, true);
+	cl_read_resp(c, &r, false);
+	ck_assert_str_eq(r.body.data, "fd=1 len=500000 got=500000 ok=1 pos=0 mem=0");
+	resp_free(&r);
+	/* not chosen by `want`: memory, with the listener's limit */
+	put_pattern(c, "/nospool", 3000, false);
+	cl_read_resp(c, &r, false);
+	ck_assert_str_eq(r.body.data, "fd=0 len=3000 got=3000 ok=1 pos=-1 mem=3000");
+	resp_free(&r);
+	/* no body: nothing to spool */
+	cl_puts(c, "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_str_eq(r.body.data, "fd=0 len=0 got=0 ok=1 pos=-1 mem=0");
+	resp_free(&r);
+	cl_close(c);
+
+	/* over the spool limit: by Content-Length, and while a chunked body arrives */
+	c = cl_open(s.port);
+	cl_puts(c, "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n");
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 413);
+	resp_free(&r);
+	cl_close(c);
+	c = cl_open(s.port);
+	put_pattern(c, "/spool", (1u << 20) + 10, true);
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 413);
+	resp_free(&r);
+	cl_close(c);
+
+	/* a write that fails (file size limit, like a full disk): 500 and a JSON error */
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit old, lim = {65536, 65536};
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim.rlim_max = old.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	c = cl_open(s.port);
+	put_pattern(c, "/spool", 200000, false);
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 500);
+	ck_assert_str_eq(
+	    r.body.data,
+	    "{\"errors\":[\"http: could not store the request body: File too large\"]}");
+	resp_free(&r);
+	cl_close(c);
+	setrlimit(RLIMIT_FSIZE, &old);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 4);
+	ck_assert_int_eq(count_dir(dir), 0); /* temp files were never linked */
+	ck_assert_int_eq(count_fds(), fds);  /* and every one was closed */
+
+	/* a spool directory that does not exist: 500 before the body is read */
+	char missing[64];
+	snprintf(missing, sizeof missing, "%s/missing", dir);
+	cs_http_set_spool(want_spool, missing, 1u << 20);
+	srv_start(&s, &cfg);
+	c = cl_open(s.port);
+	put_pattern(c, "/spool", 1000, false);
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 500);
+	ck_assert_ptr_nonnull(strstr(r.body.data, "could not store the request body"));
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+	cs_http_set_spool(NULL, NULL, 0);
+	rmdir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1259,6 +1618,13 @@ int main(void)
 	tcase_add_test(tc, test_ipv6);
 	tcase_add_test(tc, test_large_plain_and_many);
 	suite_add_tcase(s, tc);
+
+	TCase *ts = tcase_create("stream");
+	tcase_set_timeout(ts, 60);
+	tcase_add_test(ts, test_stream_response);
+	tcase_add_test(ts, test_stream_client_gone);
+	tcase_add_test(ts, test_spool);
+	suite_add_tcase(s, ts);
 
 	TCase *th = tcase_create("helpers");
 	tcase_add_test(th, test_url_decode);
