@@ -639,25 +639,8 @@ static void connect_cb(uv_connect_t *creq, int status)
 		return;
 	}
 	uv_tcp_nodelay(c->tcp, 1);
-	char name[32];
-	unsigned char alpn[32];
-	cs_cluster_tls_node_name(c->peer_id, name, sizeof name);
-	size_t alpn_len = cs_cluster_tls_alpn(CS_ALPN_RAFT, alpn, sizeof alpn);
-	c->ssl = SSL_new(c->tr->client_ctx);
-	BIO *rbio = BIO_new(BIO_s_mem());
-	BIO *wbio = BIO_new(BIO_s_mem());
-	if (!c->ssl || !rbio || !wbio) {
-		BIO_free(rbio);
-		BIO_free(wbio);
-		conn_close(c, RAFT_NOCONNECTION, "out of memory");
-		return;
-	}
-	SSL_set_bio(c->ssl, rbio, wbio);
-	SSL_set_connect_state(c->ssl);
-	/* The server proves it is the id raft meant to reach. */
-	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
-	if (SSL_set1_host(c->ssl, name) != 1 ||
-	    SSL_set_alpn_protos(c->ssl, alpn, (unsigned)alpn_len) != 0) {
+	c->ssl = cs_cluster_tls_client_ssl(c->tr->client_ctx, c->peer_id, CS_ALPN_RAFT);
+	if (!c->ssl) {
 		conn_close(c, RAFT_NOCONNECTION, ssl_reason());
 		return;
 	}

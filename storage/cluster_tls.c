@@ -411,3 +411,29 @@ SSL_CTX *cs_cluster_tls_client_ctx(X509 *ca, X509 *cert, EVP_PKEY *key, char *er
 {
 	return ctx_new(TLS_client_method(), ca, cert, key, errmsg, errlen);
 }
+
+SSL *cs_cluster_tls_client_ssl(SSL_CTX *ctx, uint64_t peer_id, const char *alpn)
+{
+	char name[32];
+	unsigned char protos[64];
+	cs_cluster_tls_node_name(peer_id, name, sizeof name);
+	size_t n = cs_cluster_tls_alpn(alpn, protos, sizeof protos);
+	SSL *ssl = SSL_new(ctx);
+	BIO *rbio = BIO_new(BIO_s_mem());
+	BIO *wbio = BIO_new(BIO_s_mem());
+	if (!ssl || !rbio || !wbio || n == 0) {
+		BIO_free(rbio);
+		BIO_free(wbio);
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_set_bio(ssl, rbio, wbio);
+	SSL_set_connect_state(ssl);
+	/* The peer proves it is the node we mean by its DNS SAN, never by the CN. */
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+	if (SSL_set1_host(ssl, name) != 1 || SSL_set_alpn_protos(ssl, protos, (unsigned)n) != 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}

@@ -85,6 +85,11 @@ SSL_CTX *cs_cluster_tls_server_ctx(X509 *ca, X509 *cert, EVP_PKEY *key, char *er
 SSL_CTX *cs_cluster_tls_client_ctx(X509 *ca, X509 *cert, EVP_PKEY *key, char *errmsg,
 				   size_t errlen);
 
+/* A client SSL for one cluster-port connection to node `peer_id`: memory BIOs, connect
+ * state, ALPN `alpn`, and the peer must present DNS SAN node-<peer_id> (never the CN).
+ * NULL on failure (out of memory, or OpenSSL refused the settings). */
+SSL *cs_cluster_tls_client_ssl(SSL_CTX *ctx, uint64_t peer_id, const char *alpn);
+
 /* Wire-format ALPN list holding one protocol name, for SSL_set_alpn_protos. Returns its
  * length; out must hold strlen(proto)+1 bytes (<= 256). */
 size_t cs_cluster_tls_alpn(const char *proto, unsigned char *out, size_t outlen);
