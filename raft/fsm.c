@@ -14,6 +14,10 @@
  *                       the view and the bytes. With finalize set raft frees nothing.
  * Restore (every restart, and after an InstallSnapshot): cs_store_restore replaces LMDB
  * only if the snapshot is newer than what LMDB already applied.
+ * Snapshot restores of the API (RESTORE_BEGIN/CHUNK/COMMIT entries, storage/txn.h) are
+ * ordinary command entries here; a raft snapshot taken while one is being staged carries
+ * the staged records (store format 2) and installing one replaces the local staging, so
+ * a follower that catches up mid-restore applies the COMMIT like every other node.
  *
  * Failure modes:
  * - LMDB fails inside apply: abort(). Returning an error would make 0.15 retry the same

@@ -5,9 +5,12 @@ set -euo pipefail
 
 PKGS=(build-essential meson ninja-build pkg-config
       libuv1-dev libraft-dev liblmdb-dev libssl-dev libcjson-dev libhttp-parser-dev
-      libcurl4-openssl-dev check
-      openssl curl python3-hvac python3-pytest python3-requests)
-if [ "${CUSTOS_BENCH_DEPS:-0}" = 1 ]; then PKGS+=(wrk nginx); fi
+      libcurl4-openssl-dev libarchive-dev check
+      openssl curl python3-hvac python3-pytest python3-requests
+      haproxy)
+# haproxy: the load balancer of the cluster tests and deploy/cluster.sh.
+# etcd-server: the replicated-KV yardstick of tests/bench/cluster_bench.sh.
+if [ "${CUSTOS_BENCH_DEPS:-0}" = 1 ]; then PKGS+=(wrk nginx etcd-server); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -15,6 +15,14 @@
  * - Any LMDB error (disk, map full, corrupt pages) becomes CS_EIO with errmsg; the FSM
  *   treats that as fatal because skipping an entry would make this node diverge.
  * - A snapshot that fails validation is rejected (CS_EINVAL) before anything is written.
+ *
+ * Restore entries (txn.h types 2..4) follow the same rules: BEGIN empties "staging" and
+ * records the restore id in meta "restore"; each CHUNK that carries that id and the next
+ * sequence number is staged; COMMIT with the matching id and counts swaps "staging" into
+ * "data" in one write transaction that also advances "applied" and the digest, so every
+ * node replaces its data at the same index with the same bytes. Anything out of order
+ * (a chunk of an abandoned restore, a COMMIT whose counts disagree) is a no-op for the
+ * data, decided from replicated state only, hence the same on every node.
  */
 #include "storage/store.h"
 
@@ -22,17 +30,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/err.h"
 #include "lib/util.h"
 #include "storage/txn.h"
 
-#define META_APPLIED "applied"
-#define META_DIGEST  "digest"
+#define META_APPLIED     "applied"
+#define META_DIGEST      "digest"
+#define META_RESTORE     "restore"
+#define RESTORE_META_LEN (CS_RESTORE_ID_LEN + 8 + 8)
 
 static const uint8_t snap_magic[4] = {'C', 'S', 'S', '1'};
-#define SNAP_FORMAT     1
-#define SNAP_HEADER_LEN (4 + 4 + 8 + CS_DIGEST_LEN + 8)
+/* Format 1: data only. Format 2 (written only while a restore is staged, so that older
+ * binaries still read the usual snapshot): data, then the staged restore. */
+#define SNAP_FORMAT         1
+#define SNAP_FORMAT_STAGING 2
+#define SNAP_HEADER_LEN     (4 + 4 + 8 + CS_DIGEST_LEN + 8)
 
 /* Every LMDB failure is CS_EIO for callers; the LMDB text goes to errmsg for the log. */
 static int lmdb_fail(struct cs_store *s, const char *what, int rc)
@@ -113,6 +127,8 @@ static int write_meta(struct cs_store *s, MDB_txn *txn, uint64_t applied,
 int cs_store_open(struct cs_store *s, const char *dir, size_t map_size)
 {
 	memset(s, 0, sizeof *s);
+	atomic_init(&s->views, 0);
+	atomic_init(&s->closing, false);
 	int e = cs_mkdir_p(dir, 0700);
 	if (e != 0) {
 		snprintf(s->errmsg, sizeof s->errmsg, "create %s: %s", dir, strerror(e));
@@ -146,6 +162,8 @@ int cs_store_open(struct cs_store *s, const char *dir, size_t map_size)
 	rc = mdb_dbi_open(txn, "data", MDB_CREATE, &s->data);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &s->meta);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "staging", MDB_CREATE, &s->staging);
 	if (rc != 0) {
 		lmdb_fail(s, "open dbs", rc);
 		mdb_txn_abort(txn);
@@ -172,6 +190,11 @@ void cs_store_close(struct cs_store *s)
 {
 	if (!s->env)
 		return;
+	/* A view walked on another thread must end before the env goes: walkers poll
+	 * cs_store_closing and stop within a few thousand records. */
+	atomic_store(&s->closing, true);
+	while (atomic_load(&s->views) > 0)
+		usleep(1000);
 	if (s->snap_txn)
 		mdb_txn_abort(s->snap_txn);
 	if (s->rtxn)
@@ -337,10 +360,15 @@ static int chain_digest(const uint8_t prev[CS_DIGEST_LEN], uint64_t index, const
 	return ok ? 0 : CS_EIO;
 }
 
+static int apply_restore(struct cs_store *s, uint64_t index, const void *entry, size_t len);
+
 int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t len)
 {
 	if (index <= s->applied_index)
 		return 0; /* restart replay of an entry LMDB already holds */
+	int type = cs_entry_type(entry, len);
+	if (type >= CS_ENTRY_RESTORE_BEGIN && type <= CS_ENTRY_RESTORE_COMMIT)
+		return apply_restore(s, index, entry, len);
 
 	/* Decode once without side effects: cs_batch_decode gives no atomicity, and a
 	 * half-applied entry must never be committed. */
@@ -377,6 +405,233 @@ int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t
 		cs_batch_decode(entry, len, hook_op, s);
 	return 0;
 }
+
+/* ---------------------------------------------------------------- restore entries */
+
+struct restore_state {
+	bool active;
+	uint8_t id[CS_RESTORE_ID_LEN];
+	uint64_t next_seq;
+	uint64_t n_records;
+};
+
+static void restore_state_decode(const uint8_t *p, struct restore_state *rs)
+{
+	rs->active = true;
+	memcpy(rs->id, p, CS_RESTORE_ID_LEN);
+	rs->next_seq = get_le64(p + CS_RESTORE_ID_LEN);
+	rs->n_records = get_le64(p + CS_RESTORE_ID_LEN + 8);
+}
+
+static void restore_state_encode(const struct restore_state *rs, uint8_t *p)
+{
+	memcpy(p, rs->id, CS_RESTORE_ID_LEN);
+	put_le64(p + CS_RESTORE_ID_LEN, rs->next_seq);
+	put_le64(p + CS_RESTORE_ID_LEN + 8, rs->n_records);
+}
+
+/* Raw LMDB code (no errmsg): also used by the snapshot encoder on a worker thread. */
+static int get_restore_state(struct cs_store *s, MDB_txn *txn, struct restore_state *rs)
+{
+	MDB_val k = {sizeof META_RESTORE - 1, (void *)META_RESTORE}, v;
+	memset(rs, 0, sizeof *rs);
+	int rc = mdb_get(txn, s->meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc == 0 && v.mv_size != RESTORE_META_LEN)
+		return MDB_CORRUPTED;
+	if (rc == 0)
+		restore_state_decode(v.mv_data, rs);
+	return rc;
+}
+
+/* Store (or with !rs->active delete) meta "restore" in txn. */
+static int put_restore_state(struct cs_store *s, MDB_txn *txn, const struct restore_state *rs)
+{
+	MDB_val k = {sizeof META_RESTORE - 1, (void *)META_RESTORE};
+	uint8_t buf[RESTORE_META_LEN];
+	int rc;
+	if (!rs->active) {
+		rc = mdb_del(txn, s->meta, &k, NULL);
+		return rc == MDB_NOTFOUND ? 0 : rc;
+	}
+	restore_state_encode(rs, buf);
+	MDB_val v = {sizeof buf, buf};
+	return mdb_put(txn, s->meta, &k, &v, 0);
+}
+
+/* Validation visitor for chunk records: keys LMDB would refuse make the chunk a no-op. */
+static int validate_rec(void *ctx, const char *key, size_t klen, const void *val, size_t vlen)
+{
+	return validate_op(ctx, CS_WS_PUT, key, klen, val, vlen);
+}
+
+static int stage_rec(void *ctx, const char *key, size_t klen, const void *val, size_t vlen)
+{
+	struct apply_ctx *a = ctx;
+	MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+	int rc = mdb_put(a->txn, a->s->staging, &k, &v, 0);
+	return rc ? lmdb_fail(a->s, "stage", rc) : 0;
+}
+
+/* The swap: "data" becomes exactly the staged records (keys come sorted from the
+ * cursor, so MDB_APPEND), and the staging is emptied. One transaction: readers see
+ * the old data or the new, never a mix. */
+static int swap_in_staging(struct cs_store *s, MDB_txn *txn)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc = mdb_drop(txn, s->data, 0);
+	if (rc != 0)
+		return lmdb_fail(s, "drop data", rc);
+	rc = mdb_cursor_open(txn, s->staging, &cur);
+	if (rc != 0)
+		return lmdb_fail(s, "cursor", rc);
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		int prc = mdb_put(txn, s->data, &k, &v, MDB_APPEND);
+		if (prc != 0) {
+			mdb_cursor_close(cur);
+			return lmdb_fail(s, "restore put", prc);
+		}
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND)
+		return lmdb_fail(s, "cursor get", rc);
+	rc = mdb_drop(txn, s->staging, 0);
+	return rc ? lmdb_fail(s, "drop staging", rc) : 0;
+}
+
+/* One restore entry inside the apply transaction. Only LMDB failures are errors. */
+static int restore_step(struct cs_store *s, MDB_txn *txn, const struct cs_restore_hdr *h,
+			const void *entry, size_t len, bool *swapped)
+{
+	struct restore_state rs;
+	int rc = get_restore_state(s, txn, &rs);
+	if (rc != 0)
+		return lmdb_fail(s, "get restore", rc);
+	bool ours = rs.active && memcmp(rs.id, h->id, CS_RESTORE_ID_LEN) == 0;
+	switch (h->type) {
+	case CS_ENTRY_RESTORE_BEGIN:
+		/* A new restore discards whatever an abandoned one staged. */
+		rc = mdb_drop(txn, s->staging, 0);
+		if (rc != 0)
+			return lmdb_fail(s, "drop staging", rc);
+		rs = (struct restore_state){.active = true};
+		memcpy(rs.id, h->id, CS_RESTORE_ID_LEN);
+		break;
+	case CS_ENTRY_RESTORE_CHUNK: {
+		if (!ours || h->seq != rs.next_seq)
+			return 0; /* stale or out of order: the COMMIT's counts will disagree */
+		struct apply_ctx a = {s, txn};
+		struct cs_restore_hdr again;
+		int rv = cs_restore_decode(entry, len, &again, stage_rec, &a);
+		if (rv != 0)
+			return CS_EIO; /* validated before: only LMDB can fail here */
+		rs.next_seq++;
+		rs.n_records += h->n_records;
+		break;
+	}
+	case CS_ENTRY_RESTORE_COMMIT:
+		if (!ours)
+			return 0;
+		if (h->seq == rs.next_seq && h->n_records == rs.n_records) {
+			int rv = swap_in_staging(s, txn);
+			if (rv != 0)
+				return rv;
+			*swapped = true;
+		} else {
+			/* Chunks went missing: this restore can never complete. */
+			rc = mdb_drop(txn, s->staging, 0);
+			if (rc != 0)
+				return lmdb_fail(s, "drop staging", rc);
+		}
+		rs.active = false;
+		break;
+	default:
+		return 0;
+	}
+	rc = put_restore_state(s, txn, &rs);
+	return rc ? lmdb_fail(s, "put restore", rc) : 0;
+}
+
+static void notify_restored(struct cs_store *s)
+{
+	/* Every key may have changed: one call with an empty key says so. */
+	if (s->hook)
+		s->hook(s->hook_ctx, "", 0);
+	if (s->restored)
+		s->restored(s->restored_ctx);
+}
+
+static int apply_restore(struct cs_store *s, uint64_t index, const void *entry, size_t len)
+{
+	struct cs_restore_hdr h;
+	/* Validate everything first: a malformed entry is a no-op on every node alike. */
+	bool valid = cs_restore_decode(entry, len, &h, validate_rec, s) == 0;
+	uint8_t digest[CS_DIGEST_LEN];
+	if (chain_digest(s->digest, index, entry, len, digest) != 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "sha-256 failed");
+		return CS_EIO;
+	}
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return lmdb_fail(s, "begin", rc);
+	bool swapped = false;
+	int rv = valid ? restore_step(s, txn, &h, entry, len, &swapped) : 0;
+	if (rv == 0)
+		rv = write_meta(s, txn, index, digest);
+	if (rv != 0) {
+		mdb_txn_abort(txn);
+		return CS_EIO;
+	}
+	rc = mdb_txn_commit(txn);
+	if (rc != 0)
+		return lmdb_fail(s, "commit", rc);
+	s->applied_index = index;
+	memcpy(s->digest, digest, CS_DIGEST_LEN);
+	if (swapped) {
+		memcpy(s->last_restore_id, h.id, CS_RESTORE_ID_LEN);
+		s->restores_applied++;
+		notify_restored(s);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- views */
+
+int cs_store_view_begin(struct cs_store *s, MDB_txn **view, uint64_t *index)
+{
+	MDB_txn *t;
+	uint8_t digest[CS_DIGEST_LEN];
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t);
+	if (rc != 0)
+		return lmdb_fail(s, "view txn", rc);
+	int rv = read_meta(s, t, index, digest);
+	if (rv != 0) {
+		mdb_txn_abort(t);
+		return rv;
+	}
+	atomic_fetch_add(&s->views, 1);
+	*view = t;
+	return 0;
+}
+
+void cs_store_view_end(struct cs_store *s, MDB_txn *view)
+{
+	if (!view)
+		return;
+	mdb_txn_abort(view);
+	atomic_fetch_sub(&s->views, 1);
+}
+
+bool cs_store_closing(struct cs_store *s)
+{
+	return atomic_load(&s->closing);
+}
+
+/* ---------------------------------------------------------------- raft snapshots */
 
 int cs_store_snapshot_begin(struct cs_store *s, uint64_t index)
 {
@@ -433,35 +688,12 @@ static int snap_read_meta(struct cs_store *s, uint64_t *applied, uint8_t digest[
 	return 0;
 }
 
-/* Runs on a worker thread: touches only snap_txn, the dbi handles and snap_errmsg. */
-int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out)
+/* Append every record of `dbi` in the pinned view (worker thread): u32 klen | key |
+ * u32 vlen | value, in key order; *count must equal what mdb_stat said. */
+static int snap_encode_db(struct cs_store *s, MDB_dbi dbi, uint64_t expect, struct cs_buf *out)
 {
-	if (!s->snap_txn) {
-		snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "no snapshot view pinned");
-		return CS_EINVAL;
-	}
-	uint64_t applied;
-	uint8_t digest[CS_DIGEST_LEN];
-	MDB_stat st;
-	int rc = snap_read_meta(s, &applied, digest);
-	if (rc == 0)
-		rc = mdb_stat(s->snap_txn, s->data, &st);
-	if (rc != 0)
-		return snap_fail(s, "stat", rc);
-	/* The pages in use bound the encoded size closely: reserve once. */
-	size_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
-	cs_buf_reserve(out, SNAP_HEADER_LEN + pages * st.ms_psize);
-
-	/* Index and digest come from the pinned view itself, not from the cached fields
-	 * that the loop thread keeps updating while we encode. */
-	cs_buf_append(out, snap_magic, sizeof snap_magic);
-	cs_buf_put_u32(out, SNAP_FORMAT);
-	cs_buf_put_u64(out, applied);
-	cs_buf_append(out, digest, CS_DIGEST_LEN);
-	cs_buf_put_u64(out, (uint64_t)st.ms_entries);
-
 	MDB_cursor *cur;
-	rc = mdb_cursor_open(s->snap_txn, s->data, &cur);
+	int rc = mdb_cursor_open(s->snap_txn, dbi, &cur);
 	if (rc != 0)
 		return snap_fail(s, "cursor", rc);
 	MDB_val k, v;
@@ -482,13 +714,57 @@ int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out)
 	mdb_cursor_close(cur);
 	if (rc != MDB_NOTFOUND)
 		return snap_fail(s, "cursor get", rc);
-	if (count != st.ms_entries) {
+	if (count != expect) {
 		snprintf(s->snap_errmsg, sizeof s->snap_errmsg,
 			 "snapshot walked %llu of %llu entries", (unsigned long long)count,
-			 (unsigned long long)st.ms_entries);
+			 (unsigned long long)expect);
 		return CS_EIO;
 	}
 	return 0;
+}
+
+/* Runs on a worker thread: touches only snap_txn, the dbi handles and snap_errmsg. */
+int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out)
+{
+	if (!s->snap_txn) {
+		snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "no snapshot view pinned");
+		return CS_EINVAL;
+	}
+	uint64_t applied;
+	uint8_t digest[CS_DIGEST_LEN];
+	struct restore_state rs;
+	MDB_stat st, sst;
+	int rc = snap_read_meta(s, &applied, digest);
+	if (rc == 0)
+		rc = get_restore_state(s, s->snap_txn, &rs);
+	if (rc == 0)
+		rc = mdb_stat(s->snap_txn, s->data, &st);
+	if (rc == 0)
+		rc = mdb_stat(s->snap_txn, s->staging, &sst);
+	if (rc != 0)
+		return snap_fail(s, "stat", rc);
+	/* The pages in use bound the encoded size closely: reserve once. */
+	size_t pages = st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	if (rs.active)
+		pages += sst.ms_branch_pages + sst.ms_leaf_pages + sst.ms_overflow_pages;
+	cs_buf_reserve(out, SNAP_HEADER_LEN + pages * st.ms_psize);
+
+	/* Index and digest come from the pinned view itself, not from the cached fields
+	 * that the loop thread keeps updating while we encode. */
+	cs_buf_append(out, snap_magic, sizeof snap_magic);
+	cs_buf_put_u32(out, rs.active ? SNAP_FORMAT_STAGING : SNAP_FORMAT);
+	cs_buf_put_u64(out, applied);
+	cs_buf_append(out, digest, CS_DIGEST_LEN);
+	cs_buf_put_u64(out, (uint64_t)st.ms_entries);
+	int rv = snap_encode_db(s, s->data, st.ms_entries, out);
+	if (rv != 0 || !rs.active)
+		return rv;
+	/* A restore is being staged: its state is replicated state too (store.h). */
+	uint8_t meta[RESTORE_META_LEN];
+	restore_state_encode(&rs, meta);
+	cs_buf_append(out, meta, sizeof meta);
+	cs_buf_put_u64(out, (uint64_t)sst.ms_entries);
+	return snap_encode_db(s, s->staging, sst.ms_entries, out);
 }
 
 void cs_store_snapshot_end(struct cs_store *s)
@@ -499,8 +775,10 @@ void cs_store_snapshot_end(struct cs_store *s)
 	}
 }
 
-/* Walk a snapshot body; with txn == NULL only validate (sizes, key order, trailing). */
-static int restore_walk(struct cs_store *s, struct cs_reader *r, uint64_t count, MDB_txn *txn)
+/* Walk `count` records of a snapshot body into dbi; with txn == NULL only validate
+ * (sizes, strictly ascending keys). */
+static int restore_walk(struct cs_store *s, struct cs_reader *r, uint64_t count, MDB_txn *txn,
+			MDB_dbi dbi)
 {
 	const uint8_t *prev = NULL;
 	size_t prevlen = 0;
@@ -525,13 +803,59 @@ static int restore_walk(struct cs_store *s, struct cs_reader *r, uint64_t count,
 			continue;
 		}
 		MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
-		int rc = mdb_put(txn, s->data, &k, &v, MDB_APPEND);
+		int rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
 		if (rc != 0)
 			return lmdb_fail(s, "put", rc);
 	}
-	if (!txn && r->left != 0)
-		return CS_EINVAL;
 	return 0;
+}
+
+/* A decoded snapshot: the data records, then (format 2) the staged restore. */
+struct snap_body {
+	struct cs_reader data;
+	uint64_t count;
+	struct restore_state rs;
+	struct cs_reader staged;
+	uint64_t staged_count;
+};
+
+/* Validate the whole body, from r (just after the header) to the last byte. */
+static int snap_body_parse(struct cs_store *s, struct cs_reader *r, uint32_t format, uint64_t count,
+			   struct snap_body *b)
+{
+	memset(b, 0, sizeof *b);
+	b->data = *r;
+	b->count = count;
+	if (restore_walk(s, r, count, NULL, 0) != 0)
+		return CS_EINVAL;
+	if (format == SNAP_FORMAT_STAGING) {
+		const uint8_t *meta = cs_read_bytes(r, RESTORE_META_LEN);
+		b->staged_count = cs_read_u64(r);
+		if (r->err)
+			return CS_EINVAL;
+		restore_state_decode(meta, &b->rs);
+		b->staged = *r;
+		if (restore_walk(s, r, b->staged_count, NULL, 0) != 0)
+			return CS_EINVAL;
+	}
+	return r->left == 0 ? 0 : CS_EINVAL;
+}
+
+/* Replace data, staging and the restore state with the snapshot's, inside txn. */
+static int snap_body_load(struct cs_store *s, MDB_txn *txn, struct snap_body *b)
+{
+	int rc = mdb_drop(txn, s->data, 0);
+	if (rc == 0)
+		rc = mdb_drop(txn, s->staging, 0);
+	if (rc != 0)
+		return lmdb_fail(s, "drop", rc);
+	int rv = restore_walk(s, &b->data, b->count, txn, s->data);
+	if (rv == 0)
+		rv = restore_walk(s, &b->staged, b->staged_count, txn, s->staging);
+	if (rv != 0)
+		return rv;
+	rc = put_restore_state(s, txn, &b->rs);
+	return rc ? lmdb_fail(s, "put restore", rc) : 0;
 }
 
 int cs_store_restore(struct cs_store *s, const void *buf, size_t len)
@@ -542,14 +866,15 @@ int cs_store_restore(struct cs_store *s, const void *buf, size_t len)
 	uint64_t index = cs_read_u64(&r);
 	const uint8_t *digest = cs_read_bytes(&r, CS_DIGEST_LEN);
 	uint64_t count = cs_read_u64(&r);
-	if (r.err || memcmp(magic, snap_magic, sizeof snap_magic) != 0 || format != SNAP_FORMAT) {
-		snprintf(s->errmsg, sizeof s->errmsg, "not a custos snapshot (format 1)");
+	if (r.err || memcmp(magic, snap_magic, sizeof snap_magic) != 0 ||
+	    (format != SNAP_FORMAT && format != SNAP_FORMAT_STAGING)) {
+		snprintf(s->errmsg, sizeof s->errmsg, "not a custos snapshot (format 1 or 2)");
 		return CS_EINVAL;
 	}
 	/* Validate everything before the first write: a bad snapshot must leave the store
 	 * exactly as it was (raft keeps running on the old state). */
-	struct cs_reader body = r;
-	if (restore_walk(s, &body, count, NULL) != 0) {
+	struct snap_body body;
+	if (snap_body_parse(s, &r, format, count, &body) != 0) {
 		snprintf(s->errmsg, sizeof s->errmsg, "malformed snapshot body");
 		return CS_EINVAL;
 	}
@@ -560,13 +885,10 @@ int cs_store_restore(struct cs_store *s, const void *buf, size_t len)
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0)
 		return lmdb_fail(s, "begin", rc);
-	/* Emptying and refilling in one transaction: readers see old or new, never a mix. */
-	rc = mdb_drop(txn, s->data, 0);
-	int rv = rc != 0 ? lmdb_fail(s, "drop", rc) : 0;
-	if (rv == 0) {
-		body = r;
-		rv = restore_walk(s, &body, count, txn);
-	}
+	/* Emptying and refilling in one transaction: readers see old or new, never a mix.
+	 * The staging follows the snapshot too: staged chunks of a restore in progress are
+	 * in it (format 2), and anything staged locally that is not is stale. */
+	int rv = snap_body_load(s, txn, &body);
 	if (rv == 0)
 		rv = write_meta(s, txn, index, digest);
 	if (rv != 0) {
@@ -578,8 +900,6 @@ int cs_store_restore(struct cs_store *s, const void *buf, size_t len)
 		return lmdb_fail(s, "commit", rc);
 	s->applied_index = index;
 	memcpy(s->digest, digest, CS_DIGEST_LEN);
-	/* Every key may have changed: one call with an empty key says so. */
-	if (s->hook)
-		s->hook(s->hook_ctx, "", 0);
+	notify_restored(s);
 	return 0;
 }

@@ -9,6 +9,10 @@
  *   "meta"  "applied" → u64 LE raft index of the last applied entry;
  *           "digest"  → 32 bytes: running hash chain of applied entries
  *                       digest_i = SHA-256(digest_{i-1} || u64 LE i || entry bytes)
+ *           "restore" → only while a snapshot restore is being staged:
+ *                       id[16] | u64 next chunk seq | u64 records staged
+ *   "staging" the records of that restore (storage/txn.h, RESTORE_* entries), swapped
+ *           into "data" by its RESTORE_COMMIT; empty otherwise
  *
  * Durability: LMDB is opened with MDB_NOSYNC|MDB_NOTLS. The raft log is the durability
  * point: after a crash raft replays every entry after "applied", so LMDB needs integrity
@@ -21,11 +25,17 @@
  *   run on a worker thread between snapshot_begin and snapshot_end.
  * - cs_store_apply must be total: an undecodable entry is a no-op that still advances
  *   "applied" (every node sees the same bytes, so every node makes the same no-op).
+ * - The staging database is part of the replicated state: raft snapshots taken while a
+ *   restore is staged carry it (format 2), or a node catching up from such a snapshot
+ *   would ignore the COMMIT that every other node applies.
+ * - Views (cs_store_view_begin) may be walked on any thread; cs_store_close waits for
+ *   every view to end, and walkers should poll cs_store_closing to end early.
  */
 #ifndef CS_STORAGE_STORE_H
 #define CS_STORAGE_STORE_H
 
 #include <lmdb.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +54,7 @@ struct cs_store {
 	MDB_env *env;
 	MDB_dbi data;
 	MDB_dbi meta;
+	MDB_dbi staging;
 	MDB_txn *rtxn;          /* cached read-only txn, reset after each use */
 	int rtxn_depth;         /* nested users of rtxn (scan callback → get) */
 	uint64_t applied_index; /* cached copy of meta "applied" */
@@ -52,6 +63,14 @@ struct cs_store {
 	uint64_t snap_index;
 	cs_store_apply_hook hook;
 	void *hook_ctx;
+	/* After a RESTORE_COMMIT replaced the data, or cs_store_restore replaced the whole
+	 * store; after `hook`. Set by storage/txn.c (cs_storage_open). */
+	void (*restored)(void *ctx);
+	void *restored_ctx;
+	uint8_t last_restore_id[16]; /* id of the last RESTORE_COMMIT that took effect */
+	uint64_t restores_applied;   /* RESTORE_COMMITs that took effect in this process */
+	atomic_int views;            /* cs_store_view_begin without end */
+	atomic_bool closing;         /* cs_store_close is waiting for the views */
 	char errmsg[256];
 	char snap_errmsg[256]; /* cs_store_snapshot_encode's errors (worker thread) */
 };
@@ -96,9 +115,25 @@ int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out);
 void cs_store_snapshot_end(struct cs_store *s);
 /*
  * Restore from a snapshot buffer. If its index <= applied_index nothing changes (LMDB is
- * already newer: every restart reloads the last snapshot). Otherwise the data and meta
- * are replaced in one write transaction. CS_EINVAL for a malformed buffer, CS_EIO.
+ * already newer: every restart reloads the last snapshot). Otherwise the data, the
+ * staging and meta are replaced in one write transaction, then `hook` ("") and
+ * `restored` run. Formats 1 and 2 are read; encode writes 2 only while a restore is
+ * staged (then: data records | restore meta (32 bytes) | u64 count | staged records).
+ * CS_EINVAL for a malformed buffer, CS_EIO.
  */
 int cs_store_restore(struct cs_store *s, const void *buf, size_t len);
+
+/*
+ * A consistent read view of the whole store for a long walk on another thread (archive
+ * snapshots, raft/snapshot.h). begin (loop thread): a read-only LMDB transaction on the
+ * newest commit and the raft index it holds. The view may then be used from one thread
+ * at a time (the env is MDB_NOTLS); end it from any thread. Writers are never blocked,
+ * but LMDB cannot reuse pages freed after begin until end, so do not keep views longer
+ * than the walk. 0 or CS_EIO (errmsg).
+ */
+int cs_store_view_begin(struct cs_store *s, MDB_txn **view, uint64_t *index);
+void cs_store_view_end(struct cs_store *s, MDB_txn *view);
+/* True once cs_store_close started: walkers of a view should stop and end it. */
+bool cs_store_closing(struct cs_store *s);
 
 #endif

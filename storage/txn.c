@@ -136,6 +136,17 @@ void cs_batch_finish(struct cs_buf *entry, uint32_t n_writesets)
 		p[i] = (uint8_t)(n_writesets >> (8 * i));
 }
 
+/* Padding to the 8-byte multiple raft_uv needs (txn.h): zeros only. */
+static int check_padding(const struct cs_reader *r)
+{
+	if (r->err || r->left >= 8)
+		return CS_EINVAL;
+	for (size_t i = 0; i < r->left; i++)
+		if (r->p[i] != 0)
+			return CS_EINVAL;
+	return 0;
+}
+
 int cs_batch_decode(const void *entry, size_t len, cs_batch_op_cb cb, void *ctx)
 {
 	struct cs_reader r = {entry, len, 0};
@@ -174,13 +185,102 @@ int cs_batch_decode(const void *entry, size_t len, cs_batch_op_cb cb, void *ctx)
 		if (r.err)
 			return CS_EINVAL;
 	}
-	/* Padding to the 8-byte multiple raft_uv needs (txn.h): zeros only. */
-	if (r.left >= 8)
+	return check_padding(&r);
+}
+
+/* ---------------------------------------------------------------- restore entries */
+
+int cs_entry_type(const void *entry, size_t len)
+{
+	if (!entry || len < BATCH_HEADER_LEN - 4 ||
+	    memcmp(entry, batch_magic, sizeof batch_magic) != 0)
+		return 0;
+	return ((const uint8_t *)entry)[4];
+}
+
+static void restore_header(struct cs_buf *e, uint8_t type, const uint8_t id[CS_RESTORE_ID_LEN])
+{
+	cs_buf_append(e, batch_magic, sizeof batch_magic);
+	cs_buf_put_u8(e, type);
+	cs_buf_append(e, id, CS_RESTORE_ID_LEN);
+}
+
+void cs_restore_begin_entry(struct cs_buf *entry, const uint8_t id[CS_RESTORE_ID_LEN])
+{
+	restore_header(entry, CS_ENTRY_RESTORE_BEGIN, id);
+}
+
+void cs_restore_commit_entry(struct cs_buf *entry, const uint8_t id[CS_RESTORE_ID_LEN],
+			     uint64_t n_chunks, uint64_t n_records)
+{
+	restore_header(entry, CS_ENTRY_RESTORE_COMMIT, id);
+	cs_buf_put_u64(entry, n_chunks);
+	cs_buf_put_u64(entry, n_records);
+}
+
+#define CHUNK_COUNT_OFF (4 + 1 + CS_RESTORE_ID_LEN + 8)
+
+void cs_restore_chunk_init(struct cs_buf *entry, const uint8_t id[CS_RESTORE_ID_LEN], uint64_t seq)
+{
+	restore_header(entry, CS_ENTRY_RESTORE_CHUNK, id);
+	cs_buf_put_u64(entry, seq);
+	cs_buf_put_u32(entry, 0); /* patched by cs_restore_chunk_finish */
+}
+
+void cs_restore_chunk_add(struct cs_buf *entry, const void *key, size_t klen, const void *val,
+			  size_t vlen)
+{
+	cs_buf_reserve(entry, 8 + klen + vlen);
+	cs_buf_put_u32(entry, (uint32_t)klen);
+	cs_buf_append(entry, key, klen);
+	cs_buf_put_u32(entry, (uint32_t)vlen);
+	cs_buf_append(entry, val, vlen);
+}
+
+void cs_restore_chunk_finish(struct cs_buf *entry, uint32_t n_records)
+{
+	uint8_t *p = (uint8_t *)entry->data + CHUNK_COUNT_OFF;
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(n_records >> (8 * i));
+}
+
+int cs_restore_decode(const void *entry, size_t len, struct cs_restore_hdr *hdr,
+		      cs_restore_rec_cb cb, void *ctx)
+{
+	struct cs_reader r = {entry, len, 0};
+	const uint8_t *magic = cs_read_bytes(&r, sizeof batch_magic);
+	memset(hdr, 0, sizeof *hdr);
+	hdr->type = cs_read_u8(&r);
+	hdr->id = cs_read_bytes(&r, CS_RESTORE_ID_LEN);
+	if (r.err || memcmp(magic, batch_magic, sizeof batch_magic) != 0)
 		return CS_EINVAL;
-	for (size_t i = 0; i < r.left; i++)
-		if (r.p[i] != 0)
-			return CS_EINVAL;
-	return 0;
+	switch (hdr->type) {
+	case CS_ENTRY_RESTORE_BEGIN:
+		break;
+	case CS_ENTRY_RESTORE_COMMIT:
+		hdr->seq = cs_read_u64(&r);
+		hdr->n_records = cs_read_u64(&r);
+		break;
+	case CS_ENTRY_RESTORE_CHUNK:
+		hdr->seq = cs_read_u64(&r);
+		hdr->n_records = cs_read_u32(&r);
+		/* The count is bounded by the bytes left: each record needs 8 at least. */
+		for (uint64_t i = 0; i < hdr->n_records && !r.err; i++) {
+			uint32_t klen = cs_read_u32(&r);
+			const uint8_t *key = cs_read_bytes(&r, klen);
+			uint32_t vlen = cs_read_u32(&r);
+			const uint8_t *val = cs_read_bytes(&r, vlen);
+			if (r.err)
+				return CS_EINVAL;
+			int rv = cb ? cb(ctx, (const char *)key, klen, val, vlen) : 0;
+			if (rv != 0)
+				return rv;
+		}
+		break;
+	default:
+		return CS_EINVAL;
+	}
+	return check_padding(&r);
 }
 
 /* ---------------------------------------------------------------- the overlay */
@@ -364,8 +464,13 @@ struct cs_batch {
 	uint32_t n_ws;
 	uint64_t last_seq;
 	struct cs_commit_waiter *waiters, **wtail;
-	bool failed; /* fail_all ran while it was flying: batch_done only frees it */
+	bool failed;    /* fail_all ran while it was flying: batch_done only frees it */
+	bool raw;       /* a pre-built entry (cs_storage_propose_raw): never joined */
+	bool exclusive; /* a RESTORE_COMMIT: nothing after it flies before it is done */
 };
+
+static struct cs_commit_waiter *waiter_new(struct cs_storage *st, cs_commit_cb cb, void *data,
+					   uint64_t seq);
 
 static struct cs_batch *batch_new(void)
 {
@@ -427,6 +532,8 @@ static void flying_remove(struct cs_storage *st, struct cs_batch *b)
 
 static void flying_append(struct cs_storage *st, struct cs_batch *b)
 {
+	if (b->exclusive)
+		st->exclusive_flying = true;
 	b->next = NULL;
 	if (st->flying_tail)
 		st->flying_tail->next = b;
@@ -481,9 +588,10 @@ void cs_storage_fail_all(struct cs_storage *st, int status)
  * a refusal then fails waiters from a callback context, never inside cs_txn_commit. */
 static void flush(struct cs_storage *st)
 {
-	while (st->queued && st->inflight < CS_MAX_INFLIGHT) {
+	while (st->queued && st->inflight < CS_MAX_INFLIGHT && !st->exclusive_flying) {
 		struct cs_batch *b = st->queued;
-		cs_batch_finish(&b->entry, b->n_ws);
+		if (!b->raw)
+			cs_batch_finish(&b->entry, b->n_ws);
 		int rv = st->propose ? st->propose(st->propose_ctx, b->entry.data, b->entry.len, b)
 				     : CS_ENOTACTIVE;
 		if (rv != 0) {
@@ -527,6 +635,8 @@ void cs_storage_batch_done(struct cs_storage *st, void *token, int status)
 
 	flying_remove(st, b);
 	st->inflight--;
+	if (b->exclusive)
+		st->exclusive_flying = false;
 	if (b->failed) {
 		/* Its callbacks already ran with the fail_all status; the entry may have
 		 * applied anyway, but nothing can depend on that any more. */
@@ -554,6 +664,61 @@ void cs_storage_batch_done(struct cs_storage *st, void *token, int status)
 	flush(st);
 }
 
+/*
+ * The store applied a RESTORE_COMMIT (or installed a raft snapshot): inside the FSM
+ * apply, after the LMDB commit. On the leader that proposed it, the COMMIT is the only
+ * entry flying (it is exclusive and everything before it already reported back), and
+ * every write-set queued behind it, like every overlay entry and every parked reader,
+ * was computed from the state that was just replaced: they fail with CS_EBUSY and are
+ * never proposed. The COMMIT itself is hidden from fail_all so that its callback still
+ * learns that it applied. On other nodes there is nothing pending and this only drops
+ * an empty overlay.
+ */
+static void storage_restored(void *ctx)
+{
+	struct cs_storage *st = ctx;
+	struct cs_batch *flying = st->flying, *tail = st->flying_tail;
+	st->flying = st->flying_tail = NULL;
+	fail_all(st, CS_EBUSY, NULL);
+	st->flying = flying;
+	st->flying_tail = tail;
+	if (st->on_restore)
+		st->on_restore(st->restore_ctx);
+}
+
+int cs_storage_propose_raw(struct cs_storage *st, const void *entry, size_t len, cs_commit_cb cb,
+			   void *data)
+{
+	if (st->closed)
+		return CS_ESHUTDOWN;
+	struct cs_batch *b = xmalloc(sizeof *b);
+	memset(b, 0, sizeof *b);
+	b->wtail = &b->waiters;
+	b->raw = true;
+	b->exclusive = cs_entry_type(entry, len) == CS_ENTRY_RESTORE_COMMIT;
+	if (!st->queued && st->inflight < CS_MAX_INFLIGHT && !st->exclusive_flying) {
+		/* Nothing ahead of it: out now, as cs_txn_commit does for a lone write-set. */
+		int rv = st->propose ? st->propose(st->propose_ctx, entry, len, b) : CS_ENOTACTIVE;
+		if (rv != 0) {
+			free(b);
+			return CS_ENOTACTIVE;
+		}
+		st->entries_proposed++;
+		flying_append(st, b);
+	} else {
+		/* Its own queued entry, after everything committed so far. */
+		cs_buf_append(&b->entry, entry, len);
+		if (st->queued_tail)
+			st->queued_tail->next = b;
+		else
+			st->queued = b;
+		st->queued_tail = b;
+	}
+	b->last_seq = st->next_seq++;
+	batch_add_waiter(b, waiter_new(st, cb, data, b->last_seq));
+	return 0;
+}
+
 /* ---------------------------------------------------------------- storage lifecycle */
 
 int cs_storage_open(struct cs_storage *st, const char *dir, size_t map_size)
@@ -564,6 +729,8 @@ int cs_storage_open(struct cs_storage *st, const char *dir, size_t map_size)
 		return rv;
 	st->overlay = overlay_new();
 	st->next_seq = 1;
+	st->store.restored = storage_restored;
+	st->store.restored_ctx = st;
 	return 0;
 }
 
@@ -964,7 +1131,7 @@ int cs_txn_commit(struct cs_txn *t, cs_commit_cb cb, void *data, bool *pending)
 	uint64_t seq = st->next_seq;
 	size_t enclen = writeset_encoded_len(&t->ws);
 	struct cs_batch *b;
-	if (!st->queued && st->inflight < CS_MAX_INFLIGHT) {
+	if (!st->queued && st->inflight < CS_MAX_INFLIGHT && !st->exclusive_flying) {
 		/* Room in flight: this write-set goes out alone, now. Propose before touching
 		 * the overlay so that a refusal leaves no trace. */
 		b = batch_new();
@@ -985,7 +1152,7 @@ int cs_txn_commit(struct cs_txn *t, cs_commit_cb cb, void *data, bool *pending)
 	} else {
 		/* Join the newest queued entry unless that would pass the size cap. */
 		b = st->queued_tail;
-		if (!b || b->entry.len + enclen > CS_MAX_ENTRY_BYTES) {
+		if (!b || b->raw || b->entry.len + enclen > CS_MAX_ENTRY_BYTES) {
 			b = batch_new();
 			if (st->queued_tail)
 				st->queued_tail->next = b;

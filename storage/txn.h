@@ -84,6 +84,53 @@ void cs_strv_free(struct cs_strv *sv);
  * (raft/node.c) pads; the decoder accepts up to 7 trailing zero bytes.
  */
 void cs_batch_init(struct cs_buf *entry);
+/*
+ * Entry types (the byte after the magic). 1 is the write-set batch above; 2..4 carry a
+ * snapshot restore through raft (raft/snapshot.h drives them), so every node stages and
+ * swaps the same bytes and the digest chain covers them like any other entry:
+ *   2 RESTORE_BEGIN   magic | u8 2 | id[16]
+ *                     drop whatever is staged (an abandoned restore), start staging `id`
+ *   3 RESTORE_CHUNK   magic | u8 3 | id[16] | u64 seq | u32 n |
+ *                     n × (u32 klen | key | u32 vlen | value)
+ *                     staged only if `id` is being staged and seq is the next expected
+ *                     (0, 1, ...); otherwise a no-op
+ *   4 RESTORE_COMMIT  magic | u8 4 | id[16] | u64 n_chunks | u64 n_records
+ *                     if `id` is staged with exactly these counts: replace the whole
+ *                     "data" database with the staged records in one LMDB transaction;
+ *                     with other counts: drop the staging (a no-op for the data)
+ * Each may carry the same 0..7 zero bytes of padding. Data dirs written before these
+ * types existed hold only type 1 and decode unchanged.
+ */
+enum cs_entry_type {
+	CS_ENTRY_WRITESETS = 1,
+	CS_ENTRY_RESTORE_BEGIN = 2,
+	CS_ENTRY_RESTORE_CHUNK = 3,
+	CS_ENTRY_RESTORE_COMMIT = 4,
+};
+#define CS_RESTORE_ID_LEN 16
+/* The type of an encoded entry, or 0 when it has no valid header. */
+int cs_entry_type(const void *entry, size_t len);
+void cs_restore_begin_entry(struct cs_buf *entry, const uint8_t id[CS_RESTORE_ID_LEN]);
+void cs_restore_commit_entry(struct cs_buf *entry, const uint8_t id[CS_RESTORE_ID_LEN],
+			     uint64_t n_chunks, uint64_t n_records);
+/* A chunk: init, add records, then finish with the record count. */
+void cs_restore_chunk_init(struct cs_buf *entry, const uint8_t id[CS_RESTORE_ID_LEN], uint64_t seq);
+void cs_restore_chunk_add(struct cs_buf *entry, const void *key, size_t klen, const void *val,
+			  size_t vlen);
+void cs_restore_chunk_finish(struct cs_buf *entry, uint32_t n_records);
+/* A decoded restore entry; pointers point into the entry. */
+struct cs_restore_hdr {
+	uint8_t type;
+	const uint8_t *id;  /* CS_RESTORE_ID_LEN bytes */
+	uint64_t seq;       /* CHUNK: its sequence number; COMMIT: n_chunks */
+	uint64_t n_records; /* CHUNK: records in it; COMMIT: records in the whole restore */
+};
+typedef int (*cs_restore_rec_cb)(void *ctx, const char *key, size_t klen, const void *val,
+				 size_t vlen);
+/* Decode a type 2..4 entry; for a chunk visit every record (cb may be NULL). CS_EINVAL if
+ * malformed; a non-zero cb return stops and is returned. */
+int cs_restore_decode(const void *entry, size_t len, struct cs_restore_hdr *hdr,
+		      cs_restore_rec_cb cb, void *ctx);
 void cs_batch_add(struct cs_buf *entry, const struct cs_writeset *ws);
 /* Patch the write-set count into the header when done adding. */
 void cs_batch_finish(struct cs_buf *entry, uint32_t n_writesets);
@@ -109,6 +156,10 @@ typedef void (*cs_commit_cb)(void *data, int status);
 struct cs_commit_waiter;
 struct cs_batch;
 
+/* Loop thread, on every node: a RESTORE_COMMIT replaced the data (or a raft snapshot
+ * install replaced it, for a node that missed the COMMIT entry itself). */
+typedef void (*cs_storage_restore_cb)(void *ctx);
+
 struct cs_storage {
 	struct cs_store store;
 	struct cs_overlay *overlay;
@@ -121,6 +172,12 @@ struct cs_storage {
 	struct cs_commit_waiter *read_waiters; /* read-only txns waiting on applied_seq */
 	cs_propose_fn propose;
 	void *propose_ctx;
+	/* Called right after a restore replaced the data (see cs_storage_restore_cb), inside
+	 * the raft FSM apply, after the overlay was dropped and everything queued behind the
+	 * COMMIT failed with CS_EBUSY. It may seal the node or reload state from storage; it
+	 * must not close the storage. NULL: nothing to do. */
+	cs_storage_restore_cb on_restore;
+	void *restore_ctx;
 	/* counters for metrics and benchmarks */
 	uint64_t entries_proposed;
 	uint64_t writesets_committed;
@@ -131,6 +188,7 @@ struct cs_storage {
 	uint64_t epoch;   /* bumped by every fail_all: the overlay was dropped */
 	int fail_status;  /* status of the last fail_all */
 	bool closed;
+	bool exclusive_flying; /* a RESTORE_COMMIT is in flight: propose nothing after it */
 };
 
 /* Open the LMDB store under `dir` and set up empty overlay/committer. */
@@ -147,6 +205,20 @@ void cs_storage_batch_done(struct cs_storage *st, void *token, int status);
 void cs_storage_fail_all(struct cs_storage *st, int status);
 /* Number of write-sets/readers waiting (backpressure, metrics). */
 size_t cs_storage_pending(const struct cs_storage *st);
+/*
+ * Propose a pre-built entry (a restore entry from raft/snapshot.h; `entry` is copied)
+ * through the committer, in order with the write-sets: everything committed before it
+ * applies before it, everything after it applies after it. Never merged with other
+ * entries. Returns 0 and cb(data, status) runs exactly once later (status 0: the entry
+ * applied, which for a restore entry does not mean it took effect — check the store),
+ * or non-zero (CS_ENOTACTIVE: refused, CS_ESHUTDOWN: storage closed; cb is never called).
+ * A RESTORE_COMMIT is exclusive: nothing queued after it is proposed before it applied,
+ * and when it applies the overlay is dropped and whatever queued behind it fails with
+ * CS_EBUSY (computed from the state the restore replaced), so no cached read survives.
+ * Failure modes as for write-sets (txn.h head). Loop thread.
+ */
+int cs_storage_propose_raw(struct cs_storage *st, const void *entry, size_t len, cs_commit_cb cb,
+			   void *data);
 
 struct cs_txn {
 	struct cs_storage *st;
