@@ -92,6 +92,7 @@ struct cs_field {
 #define CS_PATH_ANY_FIELDS 0x04 /* free-form body (KV data): no field checks/warnings */
 #define CS_PATH_SEALED_OK  0x08 /* served while sealed or uninitialised */
 #define CS_PATH_NO_ACTIVE  0x10 /* served by a node that is not (yet) active */
+#define CS_PATH_LOCAL      0x20 /* answered by the node that receives it: never forwarded */
 
 struct cs_request;
 struct cs_mount;

@@ -8,6 +8,9 @@
  * callback; the HTTP layer keeps the cs_http_req alive even if the client goes away.
  */
 #include "server/core.h"
+#include "server/ha.h"
+#include "server/forward.h"
+#include "raft/autopilot.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -124,6 +127,10 @@ static void wait_timer_cb(uv_timer_t *t)
 		if (now - r->start_ms > WAIT_ACTIVE_MS) {
 			cs_req_error(r, CS_ENOTACTIVE, "node is not active");
 			finish_error(r, CS_ENOTACTIVE);
+		} else if ((core->active && !cs_ha_stepping_down(core)) ||
+			   (!core->active && cs_ha_leader_known(core) && r->http &&
+			    cs_forward_hops(r->http) < CS_FORWARD_MAX_HOPS)) {
+			run(r); /* may park it again */
 		} else {
 			r->next_waiting = keep;
 			keep = r;
@@ -143,6 +150,17 @@ static void wait_timer_cb(uv_timer_t *t)
 static void park(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
+	/* A standby's mount table is the one loaded at unseal: route again once this node
+	 * is active (it reloads the tables) or forwards. */
+	if (!core->active) {
+		for (int i = 0; i < req->n_caps; i++)
+			free(req->caps[i].value);
+		req->n_caps = 0;
+		req->route = NULL;
+		req->mount = NULL;
+		req->rel = NULL;
+		req->no_route = 0;
+	}
 	req->next_waiting = core->waiting_active;
 	core->waiting_active = req;
 	if (!uv_is_active((uv_handle_t *)&core->wait_timer))
@@ -172,6 +190,26 @@ static void resume_waiting(struct cs_core *core, int err)
 	}
 }
 
+void cs_core_retry_waiting(struct cs_core *core)
+{
+	resume_waiting(core, 0);
+}
+
+void cs_core_forward_done(struct cs_request *req, int status, const char *errmsg)
+{
+	if (status == 0) {
+		req->http = NULL; /* answered by the active node, relayed verbatim */
+		req_free(req);
+		return;
+	}
+	cs_warn("core: forwarding %s to the active node failed: %s", req->path,
+		errmsg ? errmsg : cs_strerror(status));
+	req->status = 503;
+	cs_req_error(req, CS_ENOTACTIVE, "error forwarding the request to the active node: %s",
+		     errmsg ? errmsg : cs_strerror(status));
+	finish_error(req, CS_ENOTACTIVE);
+}
+
 void cs_core_on_active(void *ctx, bool active)
 {
 	struct cs_core *core = ctx;
@@ -193,6 +231,8 @@ void cs_core_on_active(void *ctx, bool active)
 	}
 	if (core->expire_active)
 		core->expire_active(core, active);
+	cs_ha_on_active(core, active);
+	cs_autopilot_set_active(core, active);
 }
 
 /* ---------------------------------------------------------------- commit */
@@ -321,7 +361,12 @@ static void run(struct cs_request *req)
 		finish_error(req, CS_ESEALED);
 		return;
 	}
-	if (!core->active && !(flags & CS_PATH_NO_ACTIVE)) {
+	/* A standby sends what it cannot answer to the active node (before any token or
+	 * audit work: the active node does both). */
+	if (!sealed && !core->active && !(flags & CS_PATH_LOCAL) && cs_ha_forward(req))
+		return;
+	if ((!core->active && !(flags & CS_PATH_NO_ACTIVE)) ||
+	    (core->active && cs_ha_stepping_down(core) && !(flags & CS_PATH_LOCAL))) {
 		if (core->raft_started && !core->shutting_down) {
 			park(req);
 			return;
@@ -687,31 +732,12 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 			 core->st.store.errmsg);
 		return rc;
 	}
-	const struct cs_listener_config *l = &cfg->listeners[0];
-	rc = cs_raft_node_init(&core->node, loop, &core->st, core->data_dir,
-			       cs_raft_id_from_name(cfg->node_id), l->cluster_address,
-			       cs_core_on_active, core);
-	if (rc) {
-		snprintf(core->errmsg, sizeof core->errmsg, "raft: %s", core->node.errmsg);
-		return rc;
-	}
+	core->st.on_restore = cs_ha_on_restore;
+	core->st.restore_ctx = core;
 	rc = cs_seal_load_config(core);
 	if (rc)
 		return rc;
-	if (cs_raft_node_has_state(&core->node)) {
-		rc = cs_raft_node_start(&core->node);
-		if (rc) {
-			snprintf(core->errmsg, sizeof core->errmsg, "raft start: %s",
-				 core->node.errmsg);
-			return rc;
-		}
-		core->raft_started = true;
-		/* The replay may have brought the seal config in. */
-		rc = cs_seal_load_config(core);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return cs_ha_init(core);
 }
 
 int cs_core_listen(struct cs_core *core)
@@ -752,9 +778,8 @@ static void listener_closed(void *ctx)
 	shutdown_step_done(ctx);
 }
 
-static void node_closed(struct cs_raft_node *n)
+static void ha_closed(struct cs_core *core)
 {
-	struct cs_core *core = CS_CONTAINER_OF(n, struct cs_core, node);
 	shutdown_step_done(core);
 }
 
@@ -769,5 +794,5 @@ void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 	for (int i = 0; i < core->n_listeners; i++)
 		cs_http_listener_close(core->listeners[i], listener_closed, core);
 	core->n_listeners = 0;
-	cs_raft_node_close(&core->node, node_closed);
+	cs_ha_shutdown(core, ha_closed);
 }

@@ -66,8 +66,11 @@ struct cs_seal_state {
 
 typedef void (*cs_core_done_cb)(struct cs_core *core, int status, void *ctx);
 
+struct cs_ha;
+
 struct cs_core {
 	uv_loop_t *loop;
+	struct cs_ha *ha; /* server/ha.h: cluster port, join, forwarding */
 	struct cs_config *cfg;
 	char data_dir[4096];
 	struct cs_storage st;
@@ -106,8 +109,8 @@ struct cs_core {
 	char errmsg[1024];
 };
 
-/* Open storage and (if the data dir holds raft state) start raft. Returns 0 or an error
- * code with core->errmsg set. */
+/* Open storage, load the seal config and set up HA (raft starts at init, unseal or
+ * join: server/ha.h). Returns 0 or an error code with core->errmsg set. */
 int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg);
 /* Start the HTTP listeners from the config. */
 int cs_core_listen(struct cs_core *core);
@@ -136,6 +139,12 @@ void cs_core_seal(struct cs_core *core);
 int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, bool *done,
 			  char *errmsg, size_t errlen);
 void cs_core_unseal_reset(struct cs_core *core);
+
+/* A forwarded request finished (server/ha.c): status 0 = the active node's answer was
+ * relayed (the HTTP request is gone), else answer with an error now. Frees req. */
+void cs_core_forward_done(struct cs_request *req, int status, const char *errmsg);
+/* Run the requests waiting for the active node again (leader known or step-down over). */
+void cs_core_retry_waiting(struct cs_core *core);
 
 /* Called by the raft node's monitor. */
 void cs_core_on_active(void *ctx, bool active);

@@ -27,6 +27,9 @@
 #include "lib/util.h"
 #include "policy/store.h"
 #include "server/core.h"
+#include "server/ha.h"
+#include "server/raft_sys.h"
+#include "server/snapshot_sys.h"
 #include "server/sys.h"
 #include "server/wrap.h"
 
@@ -203,6 +206,10 @@ static int server_main(int argc, char **argv)
 	cs_cubbyhole_register(&s.core);
 	/* response wrapping, sys/wrapping/ endpoints */
 	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
+	/* cluster: join, challenge/answer, digest, step-down, ha-status */
+	cs_ha_register();
+	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
+	cs_raft_sys_register(&s.core);
 	/* end of module registrations */
 	s.core.token_lookup = cs_token_lookup;
 	s.core.token_create_root = cs_token_create_root;
@@ -213,6 +220,8 @@ static int server_main(int argc, char **argv)
 		cs_error("server: %s", s.core.errmsg);
 		return 1;
 	}
+	/* sys/storage/raft/snapshot[-force]: needs the data dir (request bodies spool there) */
+	cs_snapshot_register(&s.core);
 	uv_signal_init(&s.loop, &s.sigint);
 	uv_signal_init(&s.loop, &s.sigterm);
 	uv_signal_init(&s.loop, &s.sighup);

@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
+#include "server/ha.h"
 #include "server/sys.h"
 #include "storage/shamir.h"
 
@@ -22,6 +23,7 @@
 #define ROOT_KEY_PATH     "core/hsm/barrier-unseal-keys"
 #define KEYRING_PATH      "core/keyring"
 #define CLUSTER_INFO_PATH "core/cluster/local/info"
+#define SHAMIR_KEK_PATH   "core/shamir-kek"
 
 int cs_seal_load_config(struct cs_core *core)
 {
@@ -152,6 +154,12 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 		free(s);
 		cJSON_Delete(ci);
 	}
+	/* A barrier copy of the KEK (Vault's core/shamir-kek): the active node encrypts
+	 * join challenges and snapshot checksums with the seal without the shares. */
+	if (!rc)
+		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, kek, CS_KEY_LEN);
+	if (!rc)
+		rc = cs_ha_store_tls(core, txn);
 	/* Default tables: sys/ and auth/token/. Build them in a scratch router so the
 	 * live (sealed, empty) one is untouched until unseal loads them. */
 	if (!rc) {
@@ -312,8 +320,25 @@ int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, 
 		snprintf(errmsg, errlen, "unseal failed: invalid key shares");
 		return CS_EINVAL;
 	}
-	struct cs_keyring *kr = open_keyring(core, kek, &rc);
+	if (cs_ha_join_pending(core)) {
+		/* A joining node: the KEK answers the leader's challenge; the barrier opens
+		 * once raft brought the cluster's keyring in (cs_seal_unseal_with_kek). */
+		rc = cs_ha_join_unsealed(core, kek, errmsg, errlen);
+		cs_secmem_free(kek, CS_KEY_LEN);
+		return rc;
+	}
+	rc = cs_seal_unseal_with_kek(core, kek, errmsg, errlen);
 	cs_secmem_free(kek, CS_KEY_LEN);
+	if (!rc)
+		*done = true;
+	return rc;
+}
+
+int cs_seal_unseal_with_kek(struct cs_core *core, const uint8_t *kek, char *errmsg,
+			    size_t errlen)
+{
+	int rc;
+	struct cs_keyring *kr = open_keyring(core, kek, &rc);
 	if (!kr) {
 		if (rc == CS_ECRYPTO || rc == CS_EINVAL) {
 			snprintf(errmsg, errlen,
@@ -326,14 +351,55 @@ int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, 
 	}
 	core->kr = kr;
 	rc = cs_seal_post_unseal(core);
+	if (!rc)
+		rc = cs_ha_unsealed(core);
 	if (rc) {
 		snprintf(errmsg, errlen, "post-unseal setup failed: %s", core->errmsg);
 		cs_core_seal(core);
 		return CS_EINTERNAL;
 	}
 	cs_info("core: vault is unsealed");
-	*done = true;
 	return 0;
+}
+
+/* Read the barrier copy of the KEK into `kek` (CS_KEY_LEN bytes of secmem). */
+static int read_kek(struct cs_core *core, uint8_t *kek)
+{
+	if (!core->kr)
+		return CS_ESEALED;
+	struct cs_txn txn;
+	struct cs_buf b = CS_BUF_INIT;
+	cs_txn_begin(&txn, &core->st, core->kr);
+	int rc = cs_txn_get(&txn, SHAMIR_KEK_PATH, &b);
+	cs_txn_abort(&txn);
+	if (!rc && b.len != CS_KEY_LEN)
+		rc = CS_EIO;
+	if (!rc)
+		memcpy(kek, b.data, CS_KEY_LEN);
+	cs_buf_free_secure(&b);
+	return rc;
+}
+
+int cs_seal_encrypt(struct cs_core *core, const char *aad, const void *pt, size_t n,
+		    struct cs_buf *out)
+{
+	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
+	int rc = read_kek(core, kek);
+	if (!rc)
+		rc = cs_aead_seal(kek, 1, aad, strlen(aad), pt, n, out);
+	cs_secmem_free(kek, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_decrypt(struct cs_core *core, const char *aad, const void *ct, size_t n,
+		    struct cs_buf *out)
+{
+	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
+	int rc = read_kek(core, kek);
+	if (!rc)
+		rc = cs_aead_open(kek, aad, strlen(aad), ct, n, out);
+	cs_secmem_free(kek, CS_KEY_LEN);
+	return rc;
 }
 
 int cs_seal_post_unseal(struct cs_core *core)
@@ -427,7 +493,7 @@ cJSON *cs_seal_status_json(struct cs_core *core)
 	}
 	cJSON_AddBoolToObject(j, "recovery_seal", false);
 	cJSON_AddStringToObject(j, "storage_type", "raft");
-	cJSON_AddBoolToObject(j, "removed_from_cluster", false);
+	cJSON_AddBoolToObject(j, "removed_from_cluster", cs_ha_removed(core));
 	return j;
 }
 
@@ -546,15 +612,10 @@ void cs_core_dev_setup(struct cs_core *core, cs_core_done_cb cb, void *ctx)
 	core->dev_ctx = ctx;
 	core->dev_state = 1;
 	int rc = 0;
-	if (!core->raft_started) {
-		rc = cs_raft_node_bootstrap(&core->node);
-		if (!rc)
-			rc = cs_raft_node_start(&core->node);
-		if (!rc)
-			core->raft_started = true;
-	}
+	if (!core->raft_started)
+		rc = cs_ha_bootstrap(core);
 	if (rc) {
-		cs_error("dev: raft: %s", core->node.errmsg);
+		cs_error("dev: raft: %s", core->errmsg);
 		dev_fail(core, "raft start", rc);
 		return;
 	}

@@ -7,9 +7,11 @@
  *                                 (KEK), framing term 1, AAD = the path
  *   core/keyring                  keyring JSON, AES-GCM under the root key, AAD = path
  *   core/cluster/local/info       (barrier) {"name","id"}
+ *   core/shamir-kek               (barrier) the KEK, for seal encryption on the active node
+ *   core/raft/tls                 (barrier) the cluster CA (server/ha.h)
  *   core/mounts, core/auth        (barrier) mount tables
  *   sys/token/...                 (barrier) the root token, through the token store
- * The KEK is split into the unseal shares; it is never stored. Unseal = combine the
+ * The KEK is split into the unseal shares; outside the barrier it is never stored. Unseal = combine the
  * shares → KEK → root key → keyring → barrier open.
  */
 #ifndef CS_SERVER_SEAL_H
@@ -32,6 +34,17 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 /* After the barrier opened (or the node became active again): reload cluster info and
  * the mount tables from storage. */
 int cs_seal_post_unseal(struct cs_core *core);
+/* Open the barrier with a combined KEK (root key → keyring → post-unseal → raft/cluster
+ * start). 0, or an error with errmsg (the node stays sealed). */
+int cs_seal_unseal_with_kek(struct cs_core *core, const uint8_t *kek, char *errmsg,
+			    size_t errlen);
+/* Encrypt/decrypt with the seal (AES-256-GCM under the Shamir KEK, AAD `aad`), as
+ * Vault's seal.Encrypt: join challenges, SHA256SUMS.sealed. Unsealed nodes only
+ * (CS_ESEALED otherwise); CS_ECRYPTO when `ct` was sealed by another key. */
+int cs_seal_encrypt(struct cs_core *core, const char *aad, const void *pt, size_t n,
+		    struct cs_buf *out);
+int cs_seal_decrypt(struct cs_core *core, const char *aad, const void *ct, size_t n,
+		    struct cs_buf *out);
 /* Seal-status JSON (also the unseal response). */
 cJSON *cs_seal_status_json(struct cs_core *core);
 /* Decode an unseal key given as hex or base64. Returns malloc'd bytes or NULL. */

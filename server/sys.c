@@ -14,6 +14,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "server/ha.h"
 #include "server/seal.h"
 
 static struct cs_mount *sys_mount;
@@ -335,7 +336,7 @@ static int init_read(struct cs_request *req)
 static int init_write(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
-	if (core->initialized)
+	if (core->initialized && !cs_ha_join_pending(core))
 		return cs_req_error(req, CS_EINVAL, "Vault is already initialized");
 	const cJSON *pgp = cs_req_get(req, "pgp_keys");
 	if (cJSON_GetArraySize(pgp) > 0 || *cs_req_str(req, "root_token_pgp_key", ""))
@@ -346,13 +347,14 @@ static int init_write(struct cs_request *req)
 				    "to seal type shamir");
 	if (!cs_req_has(req, "secret_shares"))
 		return cs_req_error(req, CS_EINVAL, "secret_shares must be specified");
+	if (!cs_ha_join_cancel(core))
+		return cs_req_error(req, CS_EINVAL,
+				    "this node is joining a cluster; unseal it with the cluster's "
+				    "keys instead");
 	if (!core->raft_started) {
-		int rc = cs_raft_node_bootstrap(&core->node);
-		if (!rc)
-			rc = cs_raft_node_start(&core->node);
+		int rc = cs_ha_bootstrap(core);
 		if (rc)
-			return cs_req_error(req, CS_EIO, "raft: %s", core->node.errmsg);
-		core->raft_started = true;
+			return cs_req_error(req, CS_EIO, "%s", core->errmsg);
 	}
 	if (!core->active)
 		return CS_ENOTACTIVE; /* the core parks the request until the node is active */
@@ -417,6 +419,9 @@ static int seal(struct cs_request *req)
 				    "vault cannot seal when in standby mode; "
 				    "please restart instead");
 	cs_core_seal(core);
+	/* As in Vault, a sealed node leaves raft (the keyring is behind the barrier);
+	 * closing transfers leadership first when other voters exist. */
+	cs_ha_stop(core, NULL);
 	cs_info("core: vault is sealed");
 	return 0;
 }
@@ -433,6 +438,8 @@ static int health(struct cs_request *req)
 		code = (int)cs_req_int(req, "uninitcode", 501);
 	else if (sealed)
 		code = (int)cs_req_int(req, "sealedcode", 503);
+	else if (cs_ha_removed(core))
+		code = (int)cs_req_int(req, "removedcode", 530);
 	else if (standby && !cs_req_bool(req, "standbyok", false))
 		code = (int)cs_req_int(req, "standbycode", 429);
 	else
@@ -456,8 +463,9 @@ static int health(struct cs_request *req)
 	cJSON_AddNumberToObject(j, "echo_duration_ms", 0);
 	cJSON_AddNumberToObject(j, "clock_skew_ms", 0);
 	cJSON_AddNumberToObject(j, "replication_primary_canary_age_ms", 0);
-	cJSON_AddBoolToObject(j, "removed_from_cluster", false);
-	cJSON_AddBoolToObject(j, "ha_connection_healthy", !standby || core->raft_started);
+	cJSON_AddBoolToObject(j, "removed_from_cluster", cs_ha_removed(core));
+	cJSON_AddBoolToObject(j, "ha_connection_healthy",
+			      !standby || (core->raft_started && cs_ha_leader_known(core)));
 	req->raw = j;
 	req->status = code;
 	return 0;
@@ -467,15 +475,7 @@ static int leader(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	cJSON *j = cJSON_CreateObject();
-	char t[64] = "0001-01-01T00:00:00Z";
-	if (core->active)
-		cs_format_time(core->active_since_ns, t, sizeof t);
-	cJSON_AddBoolToObject(j, "ha_enabled", true);
-	cJSON_AddBoolToObject(j, "is_self", core->active);
-	cJSON_AddStringToObject(j, "active_time", t);
-	cJSON_AddStringToObject(j, "leader_address", core->active ? core->cfg->api_addr : "");
-	cJSON_AddStringToObject(j, "leader_cluster_address",
-				core->active ? core->cfg->cluster_addr : "");
+	cs_ha_leader_json(core, j);
 	cJSON_AddBoolToObject(j, "performance_standby", false);
 	cJSON_AddNumberToObject(j, "performance_standby_last_remote_wal", 0);
 	struct raft *r = &core->node.raft;
@@ -848,7 +848,7 @@ static const struct cs_field path_only[] = {
 		[CS_OP_READ] = r, [CS_OP_CREATE] = c, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d,      \
 		[CS_OP_LIST] = l                                                                   \
 	}
-#define UNSEALED_OK (CS_PATH_UNAUTH | CS_PATH_SEALED_OK | CS_PATH_NO_ACTIVE)
+#define UNSEALED_OK (CS_PATH_UNAUTH | CS_PATH_SEALED_OK | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL)
 
 static const struct cs_path sys_paths[] = {
     {"init", init_fields, OPS(init_read, NULL, init_write, NULL, NULL), NULL, UNSEALED_OK,
@@ -857,7 +857,8 @@ static const struct cs_path sys_paths[] = {
      "seal status"},
     {"unseal", unseal_fields, OPS(NULL, NULL, unseal, NULL, NULL), NULL, UNSEALED_OK,
      "submit an unseal key share"},
-    {"seal", NULL, OPS(NULL, NULL, seal, NULL, NULL), NULL, CS_PATH_SUDO | CS_PATH_NO_ACTIVE,
+    {"seal", NULL, OPS(NULL, NULL, seal, NULL, NULL), NULL,
+     CS_PATH_SUDO | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
      "seal this node"},
     {"health", health_fields, OPS(health, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK,
      "health for load balancers"},
