@@ -88,11 +88,11 @@ static const struct flag flags[] = {
 #define PARSE_HELP  (-1)
 #define PARSE_ERROR (-2)
 
-/* The row for -name (nlen bytes) that `cmd` accepts: commands.c's rows, then ours. */
+/* The row for -name (nlen bytes) that `cmd` accepts: ours, then commands.c's and raft.c's. */
 static const struct flag *find_flag(uint64_t cmd, const char *name, size_t nlen)
 {
-	const struct flag *tabs[] = {flags, cs_cli_cmd_flags};
-	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags};
+	const struct flag *tabs[] = {flags, cs_cli_cmd_flags, cs_cli_raft_flags};
+	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags, cs_cli_n_raft_flags};
 	for (size_t t = 0; t < CS_ARRAY_LEN(tabs); t++)
 		for (size_t k = 0; k < lens[t]; k++)
 			if ((tabs[t][k].cmds & cmd) && strlen(tabs[t][k].name) == nlen &&
@@ -771,7 +771,7 @@ static const char usage_main[] =
     "    audit       Interact with audit devices\n"
     "    auth        Interact with auth methods\n"
     "    kv          Interact with custos's Key-Value storage\n"
-    "    operator    Perform operator-specific tasks (init, unseal, seal)\n"
+    "    operator    Perform operator-specific tasks (init, unseal, seal, raft)\n"
     "    policy      Interact with policies\n"
     "    secrets     Interact with secrets engines (enable, disable, list)\n"
     "    server      Start a custos server\n"
@@ -794,12 +794,15 @@ static const char usage_http[] =
     "Output Options:\n"
     "  -format=<string>       table (default) or json (CUSTOS_FORMAT / VAULT_FORMAT).\n";
 
-static const char usage_operator[] = "Usage: custos operator <subcommand> [options] [args]\n"
-				     "\n"
-				     "Subcommands:\n"
-				     "    init      Initializes a server\n"
-				     "    seal      Seals the server\n"
-				     "    unseal    Unseals the server\n";
+static const char usage_operator[] =
+    "Usage: custos operator <subcommand> [options] [args]\n"
+    "\n"
+    "Subcommands:\n"
+    "    init         Initializes a server\n"
+    "    raft         Manages the raft cluster (join, peers, snapshots)\n"
+    "    seal         Seals the server\n"
+    "    step-down    Forces the active node to give up leadership\n"
+    "    unseal       Unseals the server\n";
 
 static const char usage_secrets[] = "Usage: custos secrets <subcommand> [options] [args]\n"
 				    "\n"
@@ -917,7 +920,10 @@ static void print_cmd_usage(uint64_t cmd)
 	for (size_t i = 0; i < cs_cli_n_cmd_usages; i++)
 		if (cs_cli_cmd_usages[i].cmd == cmd)
 			fputs(cs_cli_cmd_usages[i].text, stdout);
-	if (cmd != C_PFMT)
+	for (size_t i = 0; i < cs_cli_n_raft_usages; i++)
+		if (cs_cli_raft_usages[i].cmd == cmd)
+			fputs(cs_cli_raft_usages[i].text, stdout);
+	if (cmd != C_PFMT && cmd != C_RSINSPECT)
 		fputs(usage_http, stdout);
 }
 
@@ -1349,8 +1355,11 @@ int cs_cli_dispatch(struct cli *c, int argc, char **argv, int depth, const struc
 
 static int cmd_operator(struct cli *c, int argc, char **argv)
 {
-	static const struct cs_cli_sub subs[] = {
-	    {"init", cmd_init}, {"unseal", cmd_unseal}, {"seal", cmd_seal}};
+	static const struct cs_cli_sub subs[] = {{"init", cmd_init},
+						 {"unseal", cmd_unseal},
+						 {"seal", cmd_seal},
+						 {"raft", cs_cli_operator_raft},
+						 {"step-down", cs_cli_step_down}};
 	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_operator);
 }
 

@@ -54,6 +54,14 @@ struct cli {
 	/* login (commands.c). */
 	bool no_store, no_print, token_only;
 
+	/* operator raft / step-down (raft.c). */
+	const char *leader_ca_cert, *leader_client_cert, *leader_client_key;
+	bool retry, non_voter;
+	bool cleanup_dead_servers, cleanup_dead_servers_set;
+	int64_t last_contact_threshold, dead_server_last_contact_threshold;
+	int64_t server_stabilization_time;
+	long max_trailing_logs, min_quorum;
+
 	/* Runtime. */
 	const char *fmt; /* "table" or "json" once resolved */
 	char *token_owned;
@@ -107,6 +115,16 @@ enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
 #define C_DENABLE   CMD(36) /* audit devices */
 #define C_DDISABLE  CMD(37)
 #define C_DLIST     CMD(38)
+#define C_RJOIN     CMD(39) /* operator raft ... (raft.c) */
+#define C_RPEERS    CMD(40)
+#define C_RREMOVE   CMD(41)
+#define C_RAPSTATE  CMD(42)
+#define C_RAPGET    CMD(43)
+#define C_RAPSET    CMD(44)
+#define C_RSSAVE    CMD(45)
+#define C_RSRESTORE CMD(46)
+#define C_RSINSPECT CMD(47)
+#define C_STEPDOWN  CMD(48)
 #define C_ALL       UINT64_MAX
 
 struct flag {
@@ -130,6 +148,17 @@ extern const struct flag cs_cli_cmd_flags[];
 extern const size_t cs_cli_n_cmd_flags;
 extern const struct usage cs_cli_cmd_usages[];
 extern const size_t cs_cli_n_cmd_usages;
+
+/* raft.c's flag rows and usage texts (searched after commands.c's). */
+extern const struct flag cs_cli_raft_flags[];
+extern const size_t cs_cli_n_raft_flags;
+extern const struct usage cs_cli_raft_usages[];
+extern const size_t cs_cli_n_raft_usages;
+
+/* raft.c's verbs: `operator raft ...` (argv[2] is "raft") and `operator step-down`
+ * (flags from argv[start]). Return exit codes. */
+int cs_cli_operator_raft(struct cli *c, int argc, char **argv, int start);
+int cs_cli_step_down(struct cli *c, int argc, char **argv, int start);
 
 /* commands.c's verbs: argv[1] is "kv", "policy", "token" or "login". Return exit codes. */
 int cs_cli_kv(struct cli *c, int argc, char **argv);

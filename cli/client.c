@@ -3,9 +3,11 @@
  * that makes several calls (status = seal-status + leader) keeps its connection.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -76,8 +78,14 @@ static char *build_url(const char *addr, const char *path, const char *query)
 	return cs_buf_steal(&b, NULL);
 }
 
-int cs_client_request(struct cs_client *c, const char *method, const char *path, const char *query,
-		      const cJSON *body, struct cs_client_resp *resp)
+/*
+ * Everything a request needs but its body: reset the handle, URL, TLS, timeouts, the
+ * Vault headers (plus `extra`, may be NULL). Returns the header list, which the caller
+ * passes to finish_request (it holds a copy of the token).
+ */
+static struct curl_slist *prepare(struct cs_client *c, const char *method, const char *path,
+				  const char *query, struct cs_client_resp *resp, char *errbuf,
+				  const char *extra)
 {
 	CURL *h = c->curl;
 	memset(resp, 0, sizeof *resp);
@@ -85,10 +93,8 @@ int cs_client_request(struct cs_client *c, const char *method, const char *path,
 	resp->url = build_url(c->addr, path, query);
 
 	curl_easy_reset(h);
-	char errbuf[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
 	struct cs_buf hv = CS_BUF_INIT;
-	char *payload = NULL;
 
 	curl_easy_setopt(h, CURLOPT_URL, resp->url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -122,38 +128,28 @@ int cs_client_request(struct cs_client *c, const char *method, const char *path,
 		cs_buf_reset(&hv);
 	}
 	cs_buf_free_secure(&hv);
+	if (extra)
+		hdrs = curl_slist_append(hdrs, extra);
 
-	if (strcmp(method, "GET") == 0) {
+	if (strcmp(method, "GET") == 0)
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	} else {
+	else
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-	}
-	if (body) {
-		payload = cJSON_PrintUnformatted(body);
-		if (!payload) {
-			curl_slist_free_all(hdrs);
-			snprintf(resp->err, sizeof resp->err, "out of memory encoding request");
-			return CS_EIO;
-		}
-		/* Vault only accepts PATCH bodies as JSON merge patches (RFC 7386). */
-		hdrs = curl_slist_append(hdrs, strcmp(method, "PATCH") == 0
-						   ? "Content-Type: application/merge-patch+json"
-						   : "Content-Type: application/json");
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
-	}
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	return hdrs;
+}
 
+/* Run the prepared request, wipe and free the headers, fill status/json/err. */
+static int finish_request(struct cs_client *c, struct curl_slist *hdrs, struct cs_client_resp *resp,
+			  const char *errbuf)
+{
+	CURL *h = c->curl;
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	CURLcode rc = curl_easy_perform(h);
 
 	/* The header list holds a copy of the token: wipe before freeing. */
 	for (struct curl_slist *s = hdrs; s; s = s->next)
 		cs_zero(s->data, strlen(s->data));
 	curl_slist_free_all(hdrs);
-	if (payload) {
-		cs_zero(payload, strlen(payload));
-		cJSON_free(payload);
-	}
 
 	if (rc != CURLE_OK) {
 		snprintf(resp->err, sizeof resp->err, "%s",
@@ -168,6 +164,126 @@ int cs_client_request(struct cs_client *c, const char *method, const char *path,
 	if (resp->body.len > 0)
 		resp->json = cJSON_ParseWithLength(resp->body.data, resp->body.len);
 	return 0;
+}
+
+int cs_client_request(struct cs_client *c, const char *method, const char *path, const char *query,
+		      const cJSON *body, struct cs_client_resp *resp)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = prepare(c, method, path, query, resp, errbuf, NULL);
+	char *payload = NULL;
+	if (body) {
+		payload = cJSON_PrintUnformatted(body);
+		if (!payload) {
+			curl_slist_free_all(hdrs);
+			snprintf(resp->err, sizeof resp->err, "out of memory encoding request");
+			return CS_EIO;
+		}
+		/* Vault only accepts PATCH bodies as JSON merge patches (RFC 7386). */
+		hdrs = curl_slist_append(hdrs, strcmp(method, "PATCH") == 0
+						   ? "Content-Type: application/merge-patch+json"
+						   : "Content-Type: application/json");
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, payload);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+	}
+	int rc = finish_request(c, hdrs, resp, errbuf);
+	if (payload) {
+		cs_zero(payload, strlen(payload));
+		cJSON_free(payload);
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ streaming */
+
+/* State of one streamed request, shared by the curl callbacks below. */
+struct stream_ctx {
+	CURL *h;
+	struct cs_client_stream *s;
+	struct cs_client_resp *resp;
+	int werr; /* errno of a failed write to out_fd */
+};
+
+static size_t on_stream_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct stream_ctx *x = ud;
+	size_t n = size * nmemb;
+	long code = 0;
+	curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &code);
+	/* Only a success body is the payload; an error body is Vault's JSON error, kept in
+	 * memory (bounded) for the message. */
+	if (code < 200 || code >= 300 || x->s->out_fd < 0)
+		return on_body(p, size, nmemb, &x->resp->body);
+	for (size_t off = 0; off < n;) {
+		ssize_t w = write(x->s->out_fd, p + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			x->werr = w < 0 ? errno : EIO;
+			return 0; /* CURLE_WRITE_ERROR */
+		}
+		off += (size_t)w;
+	}
+	x->s->out_bytes += n;
+	if (x->s->progress) {
+		curl_off_t total = -1;
+		curl_easy_getinfo(x->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &total);
+		x->s->progress(x->s->ud, x->s->out_bytes, total > 0 ? (uint64_t)total : 0);
+	}
+	return n;
+}
+
+static size_t on_stream_read(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct stream_ctx *x = ud;
+	for (;;) {
+		ssize_t r = read(x->s->in_fd, p, size * nmemb);
+		if (r >= 0)
+			return (size_t)r;
+		if (errno != EINTR)
+			return CURL_READFUNC_ABORT;
+	}
+}
+
+/* curl rewinds the body when it follows a redirect (a standby's 307). */
+static int on_stream_seek(void *ud, curl_off_t off, int origin)
+{
+	struct stream_ctx *x = ud;
+	return lseek(x->s->in_fd, (off_t)off, origin) < 0 ? CURL_SEEKFUNC_FAIL : CURL_SEEKFUNC_OK;
+}
+
+int cs_client_request_stream(struct cs_client *c, const char *method, const char *path,
+			     struct cs_client_stream *s, struct cs_client_resp *resp)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	/* curl would send "Expect: 100-continue" for a large body and wait for an answer
+	 * some servers never give; the body is sent straight away instead. */
+	struct curl_slist *hdrs = prepare(c, method, path, NULL, resp, errbuf, "Expect:");
+	struct stream_ctx x = {c->curl, s, resp, 0};
+	CURL *h = c->curl;
+	s->out_bytes = 0;
+	/* A snapshot may take long: no overall limit unless the user set one, only a stall
+	 * limit (less than 1 byte/s for 5 minutes). */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, c->timeout_s > 0 ? c->timeout_s : 0L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 300L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_stream_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &x);
+	if (s->in_fd >= 0) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, on_stream_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, &x);
+		curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_stream_seek);
+		curl_easy_setopt(h, CURLOPT_SEEKDATA, &x);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->in_len);
+		/* CURLOPT_POST resets the verb to POST; keep the caller's. */
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	}
+	int rc = finish_request(c, hdrs, resp, errbuf);
+	if (rc != 0 && x.werr)
+		snprintf(resp->err, sizeof resp->err, "writing the response: %s", strerror(x.werr));
+	return rc;
 }
 
 bool cs_client_resp_ok(const struct cs_client_resp *resp)

@@ -14,6 +14,7 @@
 #define CS_CLI_CLIENT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -55,6 +56,32 @@ void cs_client_close(struct cs_client *c);
  */
 int cs_client_request(struct cs_client *c, const char *method, const char *path, const char *query,
 		      const cJSON *body, struct cs_client_resp *resp);
+
+/*
+ * A request whose body and/or answer are too large to hold in memory (raft snapshots).
+ * Both descriptors stay the caller's; the client only reads/writes (and, to replay the
+ * body after a redirect, seeks) them.
+ */
+struct cs_client_stream {
+	int in_fd;       /* request body is read from here, or -1 for none */
+	uint64_t in_len; /* its length in bytes (sent as Content-Length) */
+	int out_fd;      /* a 2xx answer's body is written here, or -1 to keep it in memory */
+	/* Called after each chunk written to out_fd with the bytes so far and the announced
+	 * total (0 if unknown); may be NULL. Runs on the caller's thread. */
+	void (*progress)(void *ud, uint64_t done, uint64_t total);
+	void *ud;
+	uint64_t out_bytes; /* set: bytes written to out_fd */
+};
+
+/*
+ * Like cs_client_request, with the body streamed from s->in_fd (Content-Type
+ * application/octet-stream) and a 2xx answer streamed to s->out_fd. Error answers
+ * (non-2xx) land in resp->body/json as usual. No overall timeout unless the user set
+ * one; a transfer stalled for 5 minutes fails. Returns 0 when an HTTP answer arrived
+ * (any status), CS_EIO on transport failure or a failed write to out_fd (resp->err).
+ */
+int cs_client_request_stream(struct cs_client *c, const char *method, const char *path,
+			     struct cs_client_stream *s, struct cs_client_resp *resp);
 
 /* True for 2xx/3xx answers (what Vault's Go client treats as success). */
 bool cs_client_resp_ok(const struct cs_client_resp *resp);

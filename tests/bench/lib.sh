@@ -135,7 +135,8 @@ HCL
     export ADDR TOKEN CACERT
 }
 
-# results_file NAME: prints the path of a new results file with the common header.
+# results_file NAME [SETUP]: prints the path of a new results file with the common
+# header; SETUP describes what was measured (default: the one-node TLS set-up above).
 results_file() {
     mkdir -p "$BENCH_HERE/results"
     local out version commit dirty=
@@ -146,7 +147,7 @@ results_file() {
     {
         echo "# custos $1 benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "# host: $(nproc) cores, $(uname -sr); $(openssl version)"
-        echo "# custos: $version, commit $commit$dirty, one node, raft storage in /tmp, TLS (ECDSA P-256), log_level=$LOG_LEVEL"
+        echo "# custos: $version, commit $commit$dirty, ${2:-one node, raft storage in /tmp, TLS (ECDSA P-256)}, log_level=$LOG_LEVEL"
         echo "# wrk: d=${DURATION}s runs=$RUNS (medians), keep-alive"
     } > "$out"
     echo "$out"

@@ -8,6 +8,9 @@ Fixtures
                    .keys / .root_token set
   dev_server       a `custos server -dev` (module scope), root token "root-<random>"
   cert             (cert.pem, key.pem): self-signed EC P-256 for 127.0.0.1
+  cluster_factory  make(n=3, tls=False, haproxy=False, start=True, **Cluster kwargs) ->
+                   a started H.Cluster (fresh tmp dir); its nodes and haproxy are killed
+                   by PID at the end of the test
 
 Every test is bounded by an alarm (default 180 s; @pytest.mark.timeout_s(N) to change);
 on any failure the tail of every involved server log is attached to the report.
@@ -55,6 +58,7 @@ def _unbound(old):
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
     item._custos_first_server = len(H.SERVERS)
+    item._custos_first_aux = len(H.AUX)
     old = _bounded(item, "setup")
     try:
         yield
@@ -77,14 +81,26 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         first = getattr(item, "_custos_first_server", len(H.SERVERS))
-        used = {id(v) for v in getattr(item, "funcargs", {}).values() if isinstance(v, H.Server)}
+        first_aux = getattr(item, "_custos_first_aux", len(H.AUX))
+        args = list(getattr(item, "funcargs", {}).values())
+        used = {id(v) for v in args if isinstance(v, H.Server)}
+        aux = {id(v) for v in args if isinstance(v, H.Aux)}
+        for c in (v for v in args if isinstance(v, H.Cluster)):
+            used.update(id(s) for s in c.nodes)
+            if c.haproxy:
+                aux.add(id(c.haproxy))
         for i, s in enumerate(H.SERVERS):
             if i >= first or id(s) in used:
                 rep.sections.append(("custos log %s (%s, pid %s, last exit %s)"
                                      % (s.name, s.url, s.pid, s.last_exit), s.log_tail(60)))
+        for i, a in enumerate(H.AUX):
+            if i >= first_aux or id(a) in aux:
+                rep.sections.append(("%s log" % a.name, a.log_tail(40)))
 
 
 def pytest_sessionfinish(session, exitstatus):
+    for a in H.AUX:
+        a.cleanup()
     for s in H.SERVERS:
         s.cleanup()
 
@@ -141,6 +157,22 @@ def module_unsealed(tmp_path_factory):
         yield s
     finally:
         s.cleanup()
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    made = []
+
+    def make(n=3, start=True, **kw):
+        c = H.Cluster(tmp_path / ("cluster%d" % (len(made) + 1)), n=n, **kw)
+        made.append(c)
+        if start:
+            c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.cleanup()
 
 
 @pytest.fixture(scope="session")
