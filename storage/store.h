@@ -104,7 +104,8 @@ int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t
  * `index` is raft's snapshot index: it may be lower than applied_index while raft replays
  * entries LMDB already holds (the view, and the header, then carry applied_index: a node
  * restoring it skips those entries on replay, which is correct because they are
- * committed). index > applied_index is CS_EINVAL; a second begin before end is CS_EBUSY.
+ * committed). It may also be higher when the last entries were barriers or configuration
+ * changes (they never reach the store). A second begin before end is CS_EBUSY.
  * encode: serialise that view into `out` (may run on a worker thread while the loop keeps
  * applying; errors go to snap_errmsg). end: release the view. Format (integers LE):
  *   magic "CSS1" (4 bytes) | u32 format 1 | u64 index | 32-byte digest | u64 count |

@@ -246,7 +246,11 @@ START_TEST(test_snapshot_roundtrip)
 		snprintf(v, sizeof v, "value-%d", i);
 		apply1(&a, (uint64_t)i, k, i % 10 == 0 ? NULL : v);
 	}
-	ck_assert_int_eq(cs_store_snapshot_begin(&a, 301), CS_EINVAL); /* not applied yet */
+	/* raft's index may run ahead through barriers and configuration entries, which never
+	 * reach the store: the view is the state at applied_index all the same. */
+	ck_assert_int_eq(cs_store_snapshot_begin(&a, 302), 0);
+	ck_assert_uint_eq(a.snap_index, 300);
+	cs_store_snapshot_end(&a);
 	ck_assert_int_eq(cs_store_snapshot_begin(&a, 300), 0);
 	ck_assert_int_eq(cs_store_snapshot_begin(&a, 300), CS_EBUSY);
 	struct cs_buf before = CS_BUF_INIT, after = CS_BUF_INIT, snap = CS_BUF_INIT;
