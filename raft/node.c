@@ -422,6 +422,40 @@ err_after_transport:
 	return CS_EIO;
 }
 
+void cs_raft_node_set_timing(struct cs_raft_node *n, unsigned election_ms, unsigned heartbeat_ms)
+{
+	/* Debian builds c-raft without its asserts: validate here (c-raft.md §7 #18). */
+	if (!n->initialized || heartbeat_ms == 0 || heartbeat_ms >= election_ms)
+		return;
+	raft_set_election_timeout(&n->raft, election_ms);
+	raft_set_heartbeat_timeout(&n->raft, heartbeat_ms);
+	raft_uv_set_connect_retry_delay(&n->io, heartbeat_ms);
+}
+
+static void snap_barrier_cb(struct raft_barrier *req, int status)
+{
+	struct cs_raft_node *n = CS_CONTAINER_OF(req, struct cs_raft_node, snap_barrier);
+	n->snap_barrier_pending = false;
+	if (status != 0)
+		cs_debug("raft: forced-snapshot barrier: %s", raft_code(status));
+}
+
+int cs_raft_node_force_snapshot(struct cs_raft_node *n)
+{
+	if (!n->started || n->closing || raft_state(&n->raft) != RAFT_LEADER)
+		return RAFT_NOTLEADER;
+	if (n->snap_barrier_pending || n->fsm_impl.snapshotting)
+		return RAFT_BUSY;
+	/* The FSM resets the adaptive threshold after this snapshot (its remembered value
+	 * no longer matches). */
+	n->fsm_impl.threshold = 1;
+	raft_set_snapshot_threshold(&n->raft, 1);
+	int rv = raft_barrier(&n->raft, &n->snap_barrier, snap_barrier_cb);
+	if (rv == 0)
+		n->snap_barrier_pending = true;
+	return rv;
+}
+
 bool cs_raft_node_has_state(const struct cs_raft_node *n)
 {
 	static const char *files[] = {"metadata1", "metadata2"};

@@ -79,6 +79,8 @@ struct cs_raft_node {
 	raft_term leader_term;       /* term in which last_state became RAFT_LEADER */
 	raft_term barrier_term;      /* term of the pending post-election barrier */
 	uint64_t proposals_inflight; /* raft_apply calls whose callback has not run */
+	struct raft_barrier snap_barrier; /* cs_raft_node_force_snapshot */
+	bool snap_barrier_pending;
 };
 
 /* Stable raft id (non-zero) derived from a node_id string. */
@@ -120,7 +122,19 @@ int cs_raft_node_bootstrap(struct cs_raft_node *n);
  */
 int cs_raft_node_bootstrap_voters(struct cs_raft_node *n, const raft_id *ids,
 				  const char *const *addresses, unsigned n_voters);
+/* Raft timing (after init, before start): election timeout and heartbeat in ms (the
+ * heartbeat also paces reconnects to a restarted peer). Defaults 1000/100 ms. */
+void cs_raft_node_set_timing(struct cs_raft_node *n, unsigned election_ms, unsigned heartbeat_ms);
 int cs_raft_node_start(struct cs_raft_node *n);
+/*
+ * Leader only: take a snapshot at the next applied entry (a barrier is appended to get
+ * one), then return to the adaptive threshold. Unsticks a follower that c-raft 0.15
+ * would otherwise probe forever: one whose own snapshot is newer than the leader's and
+ * who lacks the entry just below the leader's snapshot (every AppendEntries is rejected,
+ * the leader walks back, re-sends its older snapshot, which changes nothing, and starts
+ * over). A newer leader snapshot is installed and ends the loop. 0 or a RAFT_* code.
+ */
+int cs_raft_node_force_snapshot(struct cs_raft_node *n);
 bool cs_raft_node_is_leader(const struct cs_raft_node *n);
 /*
  * A cs_transport_claim_fn (ctx = the node): an id found in the node's current raft

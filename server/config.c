@@ -98,6 +98,8 @@ void cs_config_free(struct cs_config *c)
 		free(c->listeners[i].cluster_address);
 		free(c->listeners[i].tls_cert_file);
 		free(c->listeners[i].tls_key_file);
+		free(c->listeners[i].cluster_ca_cert_file);
+		free(c->listeners[i].cluster_ca_key_file);
 	}
 	free(c->api_addr);
 	free(c->cluster_addr);
@@ -351,6 +353,13 @@ static int storage_block(struct ctx *x, const char *type, const struct cs_hcl_no
 			} else {
 				rc = retry_join_block(x, m);
 			}
+		} else if (strcmp(m->key, "performance_multiplier") == 0) {
+			int64_t v = 0;
+			rc = want_int(x, m, "performance_multiplier", &v);
+			if (!rc && (v < 0 || v > 10))
+				rc = fail(x, m->line, "performance_multiplier must be between 0 and 10");
+			if (!rc)
+				c->raft_performance_multiplier = (int)v;
 		} else if (strcmp(m->key, "retry_join_as_non_voter") == 0) {
 			rc = want_bool(x, m, "retry_join_as_non_voter", &c->retry_join_as_non_voter);
 		} else {
@@ -386,6 +395,10 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 			rc = want_string(x, m, "tls_cert_file", &l->tls_cert_file);
 		} else if (strcmp(k, "tls_key_file") == 0) {
 			rc = want_string(x, m, "tls_key_file", &l->tls_key_file);
+		} else if (strcmp(k, "cluster_ca_cert_file") == 0) {
+			rc = want_string(x, m, k, &l->cluster_ca_cert_file);
+		} else if (strcmp(k, "cluster_ca_key_file") == 0) {
+			rc = want_string(x, m, k, &l->cluster_ca_key_file);
 		} else if (strcmp(k, "tls_min_version") == 0) {
 			if (m->type != CS_HCL_STRING)
 				rc = fail(x, m->line, "tls_min_version must be a string, not %s",
@@ -415,6 +428,9 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 		return fail(x, line,
 			    "listener: tls_cert_file and tls_key_file are required unless "
 			    "tls_disable = true");
+	if (!l->cluster_ca_cert_file != !l->cluster_ca_key_file)
+		return fail(x, line,
+			    "listener: cluster_ca_cert_file and cluster_ca_key_file go together");
 	if (!l->cluster_address && l->address && address_port(l->address) == 65535)
 		return fail(x, line,
 			    "listener: cannot derive cluster_address from port 65535; set it");

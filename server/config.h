@@ -3,6 +3,7 @@
  *
  *   storage "raft" {
  *     path = "/var/lib/custos"   node_id = "node-1"   retry_join_as_non_voter = false
+ *     performance_multiplier = 1          # raft timing: election 300 ms x m
  *     retry_join { leader_api_addr = "https://10.0.0.1:8200"  leader_ca_cert_file = "..."
  *                  leader_client_cert_file = "..."  leader_client_key_file = "..."
  *                  leader_tls_servername = "..." }     # repeatable; inline leader_ca_cert,
@@ -11,6 +12,7 @@
  *     address = "127.0.0.1:8200"     cluster_address = "127.0.0.1:8201"
  *     tls_disable = false            tls_cert_file = "..."   tls_key_file = "..."
  *     tls_min_version = "tls12"      max_request_size = 33554432
+ *     cluster_ca_cert_file = "..."   cluster_ca_key_file = "..."   # optional, both
  *   }
  *   api_addr = "https://127.0.0.1:8200"   cluster_addr = "https://127.0.0.1:8201"
  *   disable_mlock = true                  log_level = "info"
@@ -37,6 +39,10 @@ struct cs_listener_config {
 	bool tls_disable;      /* default false: then cert and key files are required */
 	char *tls_cert_file;
 	char *tls_key_file;
+	/* Operator-supplied cluster CA (PEM files, both or neither): node certificates for the
+	 * cluster port are minted from it instead of the CA generated at sys/init. */
+	char *cluster_ca_cert_file;
+	char *cluster_ca_key_file;
 	int tls_min_version;     /* OpenSSL constant: TLS1_2_VERSION (default) or TLS1_3_VERSION */
 	size_t max_request_size; /* bytes; default 32 MiB; 0 or negative in the file → default */
 };
@@ -60,6 +66,9 @@ struct cs_config {
 	struct cs_retry_join retry_join[CS_MAX_RETRY_JOIN];
 	int n_retry_join;
 	bool retry_join_as_non_voter;
+	/* Raft timing scale (Vault's key): election timeout 300 ms × m, heartbeat 50 ms × m;
+	 * 0 means 1. Raise it for slow or distant networks. */
+	int raft_performance_multiplier;
 	/* listeners */
 	struct cs_listener_config listeners[CS_MAX_LISTENERS];
 	int n_listeners;

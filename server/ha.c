@@ -41,6 +41,9 @@
 #define JOIN_STALL_MS   30000 /* joined but nothing replicated: ask again */
 #define STEP_DRAIN_MS   2000
 #define HTTP_TIMEOUT_S  10
+#define STUCK_MS        5000 /* follower match index frozen while lagging */
+#define ELECTION_MS     300 /* raft timing at performance_multiplier 1 */
+#define HEARTBEAT_MS    50
 
 enum join_phase {
 	JOIN_NONE,
@@ -93,9 +96,20 @@ struct cs_ha {
 	bool shutting_down;
 	void (*shutdown_cb)(struct cs_core *core);
 	bool advertised;
-	bool restore_reload;
-	bool restart_after_stop; /* unsealed while raft was still stopping */ /* a snapshot restore applied: restart the lease manager */
+	bool restore_reload;     /* a snapshot restore applied: restart the lease manager */
+	bool restart_after_stop; /* unsealed while raft was still stopping */
+	/* sealed by a forced restore while leading: keep raft up until the followers have
+	 * the restore too (they seal themselves when they apply it) */
+	bool stop_when_replicated;
+	uint64_t stop_deadline, all_matched_at;
 	int open_handles; /* shutdown: tick + async still closing */
+	/* followers whose match index stopped moving (stuck_tick) */
+	struct {
+		raft_id id;
+		raft_index match;
+		uint64_t since;
+	} lag[16];
+	uint64_t last_forced_snapshot;
 	/* step-down */
 	bool stepping_down, transfer_pending;
 	uint64_t step_started;
@@ -571,6 +585,12 @@ static int ha_start(struct cs_core *core, bool bootstrap)
 		snprintf(core->errmsg, sizeof core->errmsg, "raft: %s", core->node.errmsg);
 		goto fail;
 	}
+	/* With pre-vote, 300/50 ms elect a new leader ~0.5 s after a kill -9 (c-raft.md
+	 * §4.4); performance_multiplier scales it for slower networks. */
+	unsigned pm = core->cfg->raft_performance_multiplier > 0
+			  ? (unsigned)core->cfg->raft_performance_multiplier
+			  : 1;
+	cs_raft_node_set_timing(&core->node, ELECTION_MS * pm, HEARTBEAT_MS * pm);
 	if ((rc = apply_peers_json(core)))
 		goto fail_node;
 	if (bootstrap && (rc = cs_raft_node_bootstrap(&core->node))) {
@@ -598,9 +618,47 @@ fail:
 	return rc ? rc : CS_EINTERNAL;
 }
 
+/* listener cluster_ca_cert_file/key_file: the operator's CA replaces the generated or
+ * replicated one. 0 when none is configured or it loaded; else CS_EINVAL + errmsg. */
+static int config_ca_load(struct cs_core *core)
+{
+	const struct cs_listener_config *l = &core->cfg->listeners[0];
+	if (!l->cluster_ca_cert_file)
+		return 0;
+	struct cs_cluster_cred ca = {0};
+	char *cert = NULL, *key = NULL;
+	size_t cl = 0, kl = 0;
+	int e = cs_read_file(l->cluster_ca_cert_file, &cert, &cl);
+	if (!e)
+		e = cs_read_file(l->cluster_ca_key_file, &key, &kl);
+	int rc = e ? CS_EINVAL : cs_cluster_tls_cert_from_pem(cert, cl, &ca.cert);
+	if (!rc)
+		rc = cs_cluster_tls_key_from_pem(key, kl, &ca.key);
+	if (!rc && X509_check_private_key(ca.cert, ca.key) != 1)
+		rc = CS_EINVAL;
+	free(cert);
+	if (key) {
+		cs_zero(key, kl);
+		free(key);
+	}
+	if (rc) {
+		cs_cluster_cred_free(&ca);
+		snprintf(core->errmsg, sizeof core->errmsg,
+			 "cluster CA from %.300s / %.300s: unreadable, not PEM, or the key does "
+			 "not match the certificate",
+			 l->cluster_ca_cert_file, l->cluster_ca_key_file);
+		return rc;
+	}
+	cs_cluster_cred_free(&ha_of(core)->ca);
+	ha_of(core)->ca = ca;
+	return 0;
+}
+
 int cs_ha_bootstrap(struct cs_core *core)
 {
 	struct cs_ha *ha = ha_of(core);
+	if (!is_dev(core) && config_ca_load(core))
+		return CS_EINVAL;
 	if (!is_dev(core) && !ha->ca.cert) {
 		char err[256];
 		char cid[37];
@@ -614,9 +672,32 @@ int cs_ha_bootstrap(struct cs_core *core)
 	return ha_start(core, !raft_dir_has_state(core));
 }
 
+/* Does the CA stored behind the barrier differ from the one raft runs with? */
+static bool ca_changed(struct cs_core *core)
+{
+	struct cs_ha *ha = ha_of(core);
+	X509 *running = ha->ca.cert;
+	if (!running || core->cfg->listeners[0].cluster_ca_cert_file)
+		return false;
+	X509_up_ref(running);
+	struct cs_cluster_cred saved = ha->ca;
+	ha->ca = (struct cs_cluster_cred){0};
+	int rc = keyring_read(core); /* loads into ha->ca */
+	bool changed = rc == 0 && X509_cmp(running, ha->ca.cert) != 0;
+	if (rc == 0) {
+		cs_cluster_cred_free(&saved);
+	} else {
+		ha->ca = saved;
+	}
+	X509_free(running);
+	return changed;
+}
+
 /* The barrier is open: (re)load the cluster CA from storage and start raft. */
 static int start_unsealed(struct cs_core *core)
 {
+	if (!is_dev(core) && core->cfg->listeners[0].cluster_ca_cert_file)
+		return config_ca_load(core) ? CS_EINVAL : ha_start(core, false);
 	if (!is_dev(core)) {
 		int rc = keyring_read(core);
 		if (rc) {
@@ -638,6 +719,14 @@ int cs_ha_unsealed(struct cs_core *core)
 		return 0;
 	}
 	if (ha->running) {
+		if (!is_dev(core) && ca_changed(core)) {
+			/* Unsealed after a forced restore while raft still ran with the old
+			 * cluster's CA: start again with the restored one. */
+			cs_info("ha: the cluster CA changed with the restored data; restarting raft");
+			ha->restart_after_stop = true;
+			cs_ha_stop(core, NULL);
+			return 0;
+		}
 		advertise(core); /* active before the barrier opened (right after init) */
 		return 0;
 	}
@@ -751,6 +840,7 @@ void cs_ha_stop(struct cs_core *core, void (*cb)(struct cs_core *core))
 	ha->stopping = true;
 	ha->stop_cb = cb;
 	ha->stepping_down = false;
+	ha->stop_when_replicated = false;
 	core->raft_started = false;
 	while (ha->changes) {
 		struct change *c = ha->changes;
@@ -1051,7 +1141,13 @@ void cs_ha_on_restore(void *ctx)
 		cs_warn("ha: the restored snapshot is encrypted with other keys; sealing (unseal "
 			"with the snapshot's keys)");
 		cs_core_seal(core);
-		cs_ha_stop(core, NULL);
+		if (core->node.raft.state == RAFT_LEADER) {
+			ha->stop_when_replicated = true;
+			ha->stop_deadline = cs_mono_ms() + 3000;
+			ha->all_matched_at = 0;
+		} else {
+			cs_ha_stop(core, NULL);
+		}
 		return;
 	}
 	cs_info("ha: snapshot restored; reloading mount tables");
@@ -1061,12 +1157,74 @@ void cs_ha_on_restore(void *ctx)
 	ha->restore_reload = true;
 }
 
+/* After a forced restore sealed the leader: stop raft once every follower holds the
+ * log up to the restore (plus a few heartbeats to learn it committed), or after 3 s. */
+static void stop_when_replicated_tick(struct cs_core *core)
+{
+	struct cs_ha *ha = ha_of(core);
+	if (!ha->stop_when_replicated)
+		return;
+	struct raft *r = &core->node.raft;
+	bool matched = r->state == RAFT_LEADER && r->leader_state.progress;
+	for (unsigned i = 0; matched && i < r->configuration.n; i++)
+		if (r->configuration.servers[i].id != core->node.id &&
+		    r->leader_state.progress[i].match_index < r->commit_index)
+			matched = false;
+	uint64_t now = cs_mono_ms();
+	if (matched && !ha->all_matched_at)
+		ha->all_matched_at = now;
+	if (r->state == RAFT_LEADER && now < ha->stop_deadline &&
+	    (!ha->all_matched_at || now - ha->all_matched_at < 4 * HEARTBEAT_MS))
+		return;
+	ha->stop_when_replicated = false;
+	if (!core->kr)
+		cs_ha_stop(core, NULL);
+}
+
+/*
+ * Leader: a reachable follower whose match index has not moved for STUCK_MS while it
+ * lags the commit index is caught in c-raft 0.15's probe loop (see
+ * cs_raft_node_force_snapshot): take a fresh snapshot, which the leader then sends it.
+ */
+static void stuck_follower_tick(struct cs_core *core)
+{
+	struct cs_ha *ha = ha_of(core);
+	struct raft *r = &core->node.raft;
+	if (!ha->running || ha->stopping || !core->active || r->state != RAFT_LEADER ||
+	    !r->leader_state.progress)
+		return;
+	uint64_t now = cs_mono_ms();
+	bool stuck = false;
+	for (unsigned i = 0; i < r->configuration.n && i < CS_ARRAY_LEN(ha->lag); i++) {
+		const struct raft_server *srv = &r->configuration.servers[i];
+		const struct raft_progress *p = &r->leader_state.progress[i];
+		if (ha->lag[i].id != srv->id || p->match_index != ha->lag[i].match ||
+		    p->match_index >= r->commit_index || !p->recent_recv) {
+			ha->lag[i].id = srv->id;
+			ha->lag[i].match = p->match_index;
+			ha->lag[i].since = now;
+			continue;
+		}
+		if (srv->id != core->node.id && srv->role != RAFT_SPARE &&
+		    now - ha->lag[i].since > STUCK_MS)
+			stuck = true;
+	}
+	if (!stuck || now - ha->last_forced_snapshot < 3 * STUCK_MS)
+		return;
+	ha->last_forced_snapshot = now;
+	int rv = cs_raft_node_force_snapshot(&core->node);
+	cs_warn("ha: a follower has not caught up for %d s; taking a snapshot to send it%s%s",
+		STUCK_MS / 1000, rv ? ": " : "", rv ? raft_strerror(rv) : "");
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct cs_ha *ha = t->data;
 	struct cs_core *core = ha->core;
 	if (core->shutting_down)
 		return;
+	stop_when_replicated_tick(core);
+	stuck_follower_tick(core);
 	if (ha->restore_reload) {
 		/* Leases and tokens of the restored state: rebuild the expiration heap
 		 * outside the FSM callback (it may commit). */
@@ -1404,6 +1562,8 @@ static void got_answer(struct cs_ha *ha, long status, const char *body)
 	const cJSON *kr = cJSON_GetObjectItemCaseSensitive(data_of(j), "tls_keyring");
 	int rc = status == 200 && kr ? keyring_load(ha, kr) : CS_EINVAL;
 	secret_json_free(j);
+	if (!rc && core->cfg->listeners[0].cluster_ca_cert_file)
+		rc = config_ca_load(core); /* the operator's CA wins over the replicated one */
 	if (rc) {
 		cs_warn("ha: join: the leader refused the answer (HTTP %ld); asking again", status);
 		join_start_thread(ha, JOIN_SEEKING);
@@ -1490,10 +1650,11 @@ int cs_ha_join_unsealed(struct cs_core *core, const uint8_t *kek, char *errmsg, 
 	free(ha->result_body);
 	ha->result_body = answer;
 	pthread_mutex_unlock(&ha->mu);
-	if (!ha->kek) {
+	/* The challenge opened: these are the cluster's keys (replace any earlier ones). */
+	if (!ha->kek)
 		ha->kek = cs_secmem_alloc(CS_KEY_LEN);
+	if (ha->kek != kek)
 		memcpy(ha->kek, kek, CS_KEY_LEN);
-	}
 	join_start_thread(ha, JOIN_ANSWERING);
 	return 0;
 }

@@ -496,6 +496,27 @@ START_TEST(test_retry_join)
 }
 END_TEST
 
+START_TEST(test_cluster_ca_files)
+{
+	struct cs_config c;
+	parse_ok(&c, STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n"
+			     "  tls_disable = true\n  cluster_ca_cert_file = \"/e/ca.pem\"\n"
+			     "  cluster_ca_key_file = \"/e/ca.key\"\n}\n");
+	ck_assert_str_eq(c.listeners[0].cluster_ca_cert_file, "/e/ca.pem");
+	ck_assert_str_eq(c.listeners[0].cluster_ca_key_file, "/e/ca.key");
+	cs_config_free(&c);
+	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n"
+			    "  tls_disable = true\n  cluster_ca_key_file = \"/e/ca.key\"\n}\n",
+		    5, "go together");
+	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 3\n}\n"
+		     PLAIN_LISTENER);
+	ck_assert_int_eq(c.raft_performance_multiplier, 3);
+	cs_config_free(&c);
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 11\n}\n"
+		    PLAIN_LISTENER, 3, "between 0 and 10");
+}
+END_TEST
+
 START_TEST(test_finish_by_hand)
 {
 	struct cs_config c;
@@ -537,6 +558,7 @@ int main(void)
 	tcase_add_test(tc, test_full_config_round_trip);
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_retry_join);
+	tcase_add_test(tc, test_cluster_ca_files);
 	tcase_add_test(tc, test_json_config);
 	tcase_add_test(tc, test_unknown_keys);
 	tcase_add_test(tc, test_wrong_types);
