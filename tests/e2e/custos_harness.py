@@ -537,7 +537,7 @@ class Cluster:
     """
 
     def __init__(self, workdir, n=3, tls=False, haproxy=False, shares=3, threshold=2,
-                 stabilization="1s", seed_retry_join=True):
+                 stabilization="1s", seed_retry_join=True, extra_listener=""):
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.n = n
@@ -554,7 +554,7 @@ class Cluster:
             # seed_retry_join=False leaves n1 (the node initialised) without retry_join.
             joins = self._peers_fn(i - 1) if (i > 1 or seed_retry_join) else None
             s = Server(os.path.join(self.workdir, "n%d" % i), name="n%d" % i, tls=self.tls,
-                       retry_join=joins)
+                       retry_join=joins, extra_listener=extra_listener)
             self.nodes.append(s)
 
     def _peers_fn(self, idx):
