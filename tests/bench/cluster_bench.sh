@@ -5,7 +5,8 @@
 #   kv-write   PUT /v1/kv/<unique key> on the active node, KV v1, VALUE_BYTES value
 #              (lua/kv_write.lua), at each connection count of CONNS_LIST, with wrk
 #              (wrk_median.sh: RUNS runs of DURATION s, medians) - replicated writes
-#   fill       FILL more unique secrets (lua/kv_fill.lua, c32), then the RSS of every node
+#   fill       first, on the fresh cluster: FILL unique secrets (lua/kv_fill.lua, c32),
+#              then the RSS (VmRSS, RssAnon, RssFile = LMDB's mapped pages) of every node
 #              once all replicas report the same digest
 #   failover   FAILOVER_TRIALS times: kill -9 the active node, time until a write through
 #              haproxy succeeds (polled every POLL_MS), restart + unseal the node, wait
@@ -115,7 +116,7 @@ wait_converged() {
 node_rss() {
     local i out=""
     for i in $(seq 1 $N); do
-        out+="n$i: $(awk '/^(VmRSS|VmHWM):/ {printf "%s %s %s ", $1, $2, $3}' "/proc/$(cat "$CDIR/n$i/pid")/status") "
+        out+="n$i: $(awk '/^(VmRSS|VmHWM|RssAnon|RssFile):/ {printf "%s %s %s ", $1, $2, $3}' "/proc/$(cat "$CDIR/n$i/pid")/status") "
     done
     echo "$out"
 }
@@ -146,13 +147,8 @@ run_custos() {
     api POST sys/mounts/kv '{"type":"kv","options":{"version":"1"}}' >/dev/null
     echo "rss-after-setup: $(node_rss)" >> "$OUT"
 
-    local results=() c
-    for c in $CONNS_LIST; do
-        results+=("$(KEY_PREFIX="bench/c$c/" run_wrk "custos3-kv-write-c$c" "$c" "$ADDR/v1/kv/" \
-            -H "X-Vault-Token: $TOKEN" -s "$BENCH_HERE/lua/kv_write.lua")")
-    done
-    printf '%s\n' "${results[@]}" >> "$OUT"
-
+    # The fill runs first, on fresh nodes, so "RSS after 100k secrets" means exactly
+    # that (the throughput runs below add hundreds of thousands of keys).
     # wrk runs for its whole -d even when every thread has stopped, so the fill goes in
     # rounds of FILL_ROUND_S seconds, each under its own prefix, counted after each round.
     echo "--- fill: $FILL secrets" >&2
@@ -173,6 +169,13 @@ run_custos() {
         echo "fill: $keys secrets under kv/fill/ in $((t1 - t0)) ms (c32, $r rounds), replicas converged"
         echo "rss-after-fill: $(node_rss)"
     } >> "$OUT"
+
+    local results=() c
+    for c in $CONNS_LIST; do
+        results+=("$(KEY_PREFIX="bench/c$c/" run_wrk "custos3-kv-write-c$c" "$c" "$ADDR/v1/kv/" \
+            -H "X-Vault-Token: $TOKEN" -s "$BENCH_HERE/lua/kv_write.lua")")
+    done
+    printf '%s\n' "${results[@]}" >> "$OUT"
 
     local fo=() t ok pid new code
     local hap=$SCHEME://127.0.0.1:$((BASE + 10 * N))
