@@ -49,15 +49,25 @@ def _port_free(port):
 
 
 def free_port_pair():
-    """A port P such that P and P+1 are both free on 127.0.0.1 (API and cluster port)."""
-    for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p >= 65535 or p in _handed_out or (p + 1) in _handed_out:
+    """A port P such that P and P+1 are both free on 127.0.0.1 (API and cluster port).
+
+    Picked below the kernel's ephemeral range (32768-60999 here): a server binds its
+    cluster port only when it is unsealed, and a port from the ephemeral range can be
+    taken meanwhile by any outgoing connection on the machine."""
+    import random
+    lo, hi = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph = int(f.read().split()[0])
+        hi = min(hi, eph - 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    rnd = random.Random(os.getpid() ^ int(time.monotonic() * 1e6))
+    for _ in range(2000):
+        p = rnd.randrange(lo, hi)
+        if p in _handed_out or (p + 1) in _handed_out:
             continue
-        if _port_free(p + 1):
+        if _port_free(p) and _port_free(p + 1):
             _handed_out.update((p, p + 1))
             return p
     raise RuntimeError("no free port pair found")
