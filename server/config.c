@@ -315,8 +315,10 @@ static int retry_join_block(struct ctx *x, const struct cs_hcl_node *body)
 			rc = want_string(x, m, k, &r->leader_tls_servername);
 		else if (strcmp(k, "auto_join") == 0 || strcmp(k, "auto_join_scheme") == 0 ||
 			 strcmp(k, "auto_join_port") == 0)
-			rc = fail(x, m->line, "retry_join: %s (cloud auto-join) is not supported; "
-					      "list the leaders with leader_api_addr", k);
+			rc = fail(x, m->line,
+				  "retry_join: %s (cloud auto-join) is not supported; "
+				  "list the leaders with leader_api_addr",
+				  k);
 		else
 			rc = fail(x, m->line, "unknown key \"%.64s\" in retry_join", k);
 		if (rc)
@@ -357,11 +359,13 @@ static int storage_block(struct ctx *x, const char *type, const struct cs_hcl_no
 			int64_t v = 0;
 			rc = want_int(x, m, "performance_multiplier", &v);
 			if (!rc && (v < 0 || v > 10))
-				rc = fail(x, m->line, "performance_multiplier must be between 0 and 10");
+				rc = fail(x, m->line,
+					  "performance_multiplier must be between 0 and 10");
 			if (!rc)
 				c->raft_performance_multiplier = (int)v;
 		} else if (strcmp(m->key, "retry_join_as_non_voter") == 0) {
-			rc = want_bool(x, m, "retry_join_as_non_voter", &c->retry_join_as_non_voter);
+			rc =
+			    want_bool(x, m, "retry_join_as_non_voter", &c->retry_join_as_non_voter);
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\" in storage", m->key);
 		}

@@ -28,29 +28,29 @@
 #include "server/sys.h"
 #include "storage/cluster_tls.h"
 
-#define TLS_PATH        "core/raft/tls"
-#define LEADER_PATH     "core/leader"
-#define NODES_PREFIX    "core/raft/nodes/"
-#define REMOVED_PREFIX  "core/raft/removed/"
-#define CHALLENGE_AAD   "core/raft/challenge"
-#define ANSWER_LEN      16
-#define MAX_CHALLENGES  32
-#define CHALLENGE_TTL   (10 * 60 * 1000)
-#define TICK_MS         100
-#define JOIN_RETRY_MS   2000
-#define JOIN_STALL_MS   30000 /* joined but nothing replicated: ask again */
-#define STEP_DRAIN_MS   2000
-#define HTTP_TIMEOUT_S  10
-#define STUCK_MS        5000 /* follower match index frozen while lagging */
-#define ELECTION_MS     300 /* raft timing at performance_multiplier 1 */
-#define HEARTBEAT_MS    50
+#define TLS_PATH       "core/raft/tls"
+#define LEADER_PATH    "core/leader"
+#define NODES_PREFIX   "core/raft/nodes/"
+#define REMOVED_PREFIX "core/raft/removed/"
+#define CHALLENGE_AAD  "core/raft/challenge"
+#define ANSWER_LEN     16
+#define MAX_CHALLENGES 32
+#define CHALLENGE_TTL  (10 * 60 * 1000)
+#define TICK_MS        100
+#define JOIN_RETRY_MS  2000
+#define JOIN_STALL_MS  30000 /* joined but nothing replicated: ask again */
+#define STEP_DRAIN_MS  2000
+#define HTTP_TIMEOUT_S 10
+#define STUCK_MS       5000 /* follower match index frozen while lagging */
+#define ELECTION_MS    300  /* raft timing at performance_multiplier 1 */
+#define HEARTBEAT_MS   50
 
 enum join_phase {
 	JOIN_NONE,
-	JOIN_SEEKING,     /* thread asks the leaders for a challenge */
-	JOIN_CHALLENGED,  /* waiting for the unseal keys */
-	JOIN_ANSWERING,   /* thread sends the answer */
-	JOIN_SYNCING,     /* raft runs; waiting for the keyring to replicate */
+	JOIN_SEEKING,    /* thread asks the leaders for a challenge */
+	JOIN_CHALLENGED, /* waiting for the unseal keys */
+	JOIN_ANSWERING,  /* thread sends the answer */
+	JOIN_SYNCING,    /* raft runs; waiting for the keyring to replicate */
 };
 
 struct join_target {
@@ -214,8 +214,8 @@ static cJSON *node_info(struct cs_core *core, struct cs_txn *txn, raft_id id)
 	return j;
 }
 
-static void put_node_info(struct cs_txn *txn, raft_id id, const char *node_id,
-			  const char *api_addr, const char *cluster_addr, bool non_voter)
+static void put_node_info(struct cs_txn *txn, raft_id id, const char *node_id, const char *api_addr,
+			  const char *cluster_addr, bool non_voter)
 {
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "node_id", node_id);
@@ -296,8 +296,8 @@ static int keyring_load(struct cs_ha *ha, const cJSON *j)
 	if (!cJSON_IsString(cert) || !cJSON_IsString(key))
 		return CS_EINVAL;
 	struct cs_cluster_cred ca = {0};
-	int rc = cs_cluster_tls_cert_from_pem(cert->valuestring, strlen(cert->valuestring),
-					      &ca.cert);
+	int rc =
+	    cs_cluster_tls_cert_from_pem(cert->valuestring, strlen(cert->valuestring), &ca.cert);
 	if (!rc)
 		rc = cs_cluster_tls_key_from_pem(key->valuestring, strlen(key->valuestring),
 						 &ca.key);
@@ -499,8 +499,7 @@ static int apply_peers_json(struct cs_core *core)
 		return CS_EIO;
 	}
 	unlink(path);
-	cs_warn("ha: applied %s: the raft configuration was replaced (lost-quorum recovery)",
-		path);
+	cs_warn("ha: applied %s: the raft configuration was replaced (lost-quorum recovery)", path);
 	return 0;
 }
 
@@ -512,14 +511,14 @@ static int start_cluster_port(struct cs_core *core)
 	host_of(adv, ip, sizeof ip);
 	const char *ips[1] = {ip};
 	char err[256] = "";
-	int rc = cs_cluster_tls_gen_node(&ha->ca, core->node.id ? core->node.id
-							       : cs_raft_id_from_name(core->cfg->node_id),
-					 ips, 1, &ha->me, err, sizeof err);
+	int rc = cs_cluster_tls_gen_node(
+	    &ha->ca, core->node.id ? core->node.id : cs_raft_id_from_name(core->cfg->node_id), ips,
+	    1, &ha->me, err, sizeof err);
 	if (!rc) {
-		ha->server_ctx =
-		    cs_cluster_tls_server_ctx(ha->ca.cert, ha->me.cert, ha->me.key, err, sizeof err);
-		ha->client_ctx =
-		    cs_cluster_tls_client_ctx(ha->ca.cert, ha->me.cert, ha->me.key, err, sizeof err);
+		ha->server_ctx = cs_cluster_tls_server_ctx(ha->ca.cert, ha->me.cert, ha->me.key,
+							   err, sizeof err);
+		ha->client_ctx = cs_cluster_tls_client_ctx(ha->ca.cert, ha->me.cert, ha->me.key,
+							   err, sizeof err);
 		if (!ha->server_ctx || !ha->client_ctx)
 			rc = CS_EINTERNAL;
 	}
@@ -531,8 +530,8 @@ static int start_cluster_port(struct cs_core *core)
 			 core->cfg->listeners[0].cluster_address, err);
 		return rc;
 	}
-	ha->fwd_listener = cs_http_adopt_listener(core->loop, &core->cfg->listeners[0],
-						  cs_core_handle_http, core);
+	ha->fwd_listener =
+	    cs_http_adopt_listener(core->loop, &core->cfg->listeners[0], cs_core_handle_http, core);
 	cs_cluster_set_handler(ha->cl, CS_ALPN_FORWARD, cs_http_adopt, ha->fwd_listener);
 	ha->fw = cs_forward_new(core->loop, ha->client_ctx);
 	struct cs_transport_config tc = {ha->client_ctx, cs_raft_node_check_claim, &core->node, 0,
@@ -574,10 +573,9 @@ static int ha_start(struct cs_core *core, bool bootstrap)
 	} else {
 		rc = start_cluster_port(core);
 		if (!rc)
-			rc = cs_raft_node_init_transport(&core->node, core->loop, &core->st,
-							 core->data_dir, id,
-							 advertised_cluster_addr(core),
-							 &ha->transport, cs_core_on_active, core);
+			rc = cs_raft_node_init_transport(
+			    &core->node, core->loop, &core->st, core->data_dir, id,
+			    advertised_cluster_addr(core), &ha->transport, cs_core_on_active, core);
 		else
 			goto fail;
 	}
@@ -702,7 +700,8 @@ static int start_unsealed(struct cs_core *core)
 		int rc = keyring_read(core);
 		if (rc) {
 			snprintf(core->errmsg, sizeof core->errmsg,
-				 "read the cluster TLS keyring (%s): %s", TLS_PATH, cs_strerror(rc));
+				 "read the cluster TLS keyring (%s): %s", TLS_PATH,
+				 cs_strerror(rc));
 			return rc;
 		}
 	}
@@ -722,7 +721,8 @@ int cs_ha_unsealed(struct cs_core *core)
 		if (!is_dev(core) && ca_changed(core)) {
 			/* Unsealed after a forced restore while raft still ran with the old
 			 * cluster's CA: start again with the restored one. */
-			cs_info("ha: the cluster CA changed with the restored data; restarting raft");
+			cs_info(
+			    "ha: the cluster CA changed with the restored data; restarting raft");
 			ha->restart_after_stop = true;
 			cs_ha_stop(core, NULL);
 			return 0;
@@ -994,10 +994,10 @@ static void changes_kick(struct cs_core *core)
 	       !ha->stepping_down) {
 		struct change *c = ha->changes;
 		ha->change_req.data = core;
-		int rv = c->kind == CHANGE_ADD ? raft_add(&core->node.raft, &ha->change_req, c->id,
-							  c->address, change_cb)
-					       : raft_assign(&core->node.raft, &ha->change_req,
-							     c->id, c->role, change_cb);
+		int rv =
+		    c->kind == CHANGE_ADD
+			? raft_add(&core->node.raft, &ha->change_req, c->id, c->address, change_cb)
+			: raft_assign(&core->node.raft, &ha->change_req, c->id, c->role, change_cb);
 		if (rv == 0) {
 			ha->change_pending = true;
 			return;
@@ -1380,8 +1380,7 @@ static void sleep_ms_interruptible(struct cs_ha *ha, unsigned ms)
 		usleep(50 * 1000);
 }
 
-static void publish(struct cs_ha *ha, int target, long status, struct cs_buf *body,
-		    const char *err)
+static void publish(struct cs_ha *ha, int target, long status, struct cs_buf *body, const char *err)
 {
 	pthread_mutex_lock(&ha->mu);
 	free(ha->result_body);
@@ -1424,8 +1423,7 @@ static void *join_thread(void *arg)
 			}
 			if (rc == 0)
 				snprintf(err, sizeof err, "%s answered %ld: %.150s",
-					 ha->targets[ti].url, status,
-					 resp.data ? resp.data : "");
+					 ha->targets[ti].url, status, resp.data ? resp.data : "");
 			cs_debug("ha: join: %s", err);
 			cs_buf_free_secure(&resp);
 			if (job->phase == JOIN_ANSWERING) {
@@ -1466,8 +1464,8 @@ static void join_start_thread(struct cs_ha *ha, enum join_phase phase)
 		job->target = ha->result_target;
 		pthread_mutex_unlock(&ha->mu);
 		cJSON_AddStringToObject(b, "cluster_addr", advertised_cluster_addr(core));
-		cJSON_AddStringToObject(b, "api_addr", core->cfg->api_addr ? core->cfg->api_addr
-									  : "");
+		cJSON_AddStringToObject(b, "api_addr",
+					core->cfg->api_addr ? core->cfg->api_addr : "");
 		cJSON_AddBoolToObject(b, "non_voter", ha->non_voter);
 	}
 	job->body = cJSON_PrintUnformatted(b);
@@ -1629,9 +1627,9 @@ int cs_ha_join_unsealed(struct cs_core *core, const uint8_t *kek, char *errmsg, 
 	}
 	pthread_mutex_lock(&ha->mu);
 	size_t ctlen = 0;
-	uint8_t *ct = ha->result_body ? cs_b64_decode(ha->result_body, strlen(ha->result_body),
-						      &ctlen)
-				      : NULL;
+	uint8_t *ct = ha->result_body
+			  ? cs_b64_decode(ha->result_body, strlen(ha->result_body), &ctlen)
+			  : NULL;
 	pthread_mutex_unlock(&ha->mu);
 	struct cs_buf plain = CS_BUF_INIT;
 	int rc = ct ? cs_aead_open(kek, CHALLENGE_AAD, strlen(CHALLENGE_AAD), ct, ctlen, &plain)
@@ -1969,8 +1967,10 @@ static int ha_status_read(struct cs_request *req)
 		cJSON *n = cJSON_CreateObject();
 		char idbuf[32];
 		snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)s->id);
-		cJSON_AddStringToObject(n, "hostname", cJSON_IsString(nid) ? nid->valuestring : idbuf);
-		cJSON_AddStringToObject(n, "api_address", cJSON_IsString(api) ? api->valuestring : "");
+		cJSON_AddStringToObject(n, "hostname",
+					cJSON_IsString(nid) ? nid->valuestring : idbuf);
+		cJSON_AddStringToObject(n, "api_address",
+					cJSON_IsString(api) ? api->valuestring : "");
 		char caddr[300];
 		snprintf(caddr, sizeof caddr, "https://%s", s->address);
 		cJSON_AddStringToObject(n, "cluster_address", caddr);
@@ -2038,8 +2038,8 @@ static const struct cs_path ha_paths[] = {
     {"storage/raft/digest", NULL, OPS(digest_read, NULL, NULL, NULL, NULL), NULL,
      CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
      "this node's applied index and running digest of applied entries"},
-    {"step-down", NULL, OPS(NULL, step_down_write, step_down_write, NULL, NULL), NULL,
-     CS_PATH_SUDO, "transfer leadership to another voter"},
+    {"step-down", NULL, OPS(NULL, step_down_write, step_down_write, NULL, NULL), NULL, CS_PATH_SUDO,
+     "transfer leadership to another voter"},
     {"ha-status", NULL, OPS(ha_status_read, NULL, NULL, NULL, NULL), NULL, 0,
      "the cluster's nodes"},
 };

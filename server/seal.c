@@ -334,8 +334,7 @@ int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, 
 	return rc;
 }
 
-int cs_seal_unseal_with_kek(struct cs_core *core, const uint8_t *kek, char *errmsg,
-			    size_t errlen)
+int cs_seal_unseal_with_kek(struct cs_core *core, const uint8_t *kek, char *errmsg, size_t errlen)
 {
 	int rc;
 	struct cs_keyring *kr = open_keyring(core, kek, &rc);
