@@ -219,6 +219,15 @@ struct cs_async {
 /* Loop thread, from a handler (or a resume). Always returns CS_EASYNC; never calls back
  * synchronously. `a` stays owned by the backend. */
 int cs_req_defer(struct cs_request *req, struct cs_async *a);
+/*
+ * The same without a pool job: the request waits for an event on the loop thread (a
+ * raft membership change, say). `work` is unused. The backend calls cs_req_wake(a)
+ * exactly once, from a later loop callback (never from the handler itself); `resume`
+ * then runs as for cs_req_defer (fresh transaction, token and ACL again, or a failure
+ * status when the node was sealed, lost leadership or is shutting down meanwhile).
+ */
+int cs_req_wait(struct cs_request *req, struct cs_async *a);
+void cs_req_wake(struct cs_async *a);
 
 /* Field accessors over req->data (after validation/coercion). Absent → def. */
 const char *cs_req_str(const struct cs_request *req, const char *name, const char *def);

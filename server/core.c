@@ -467,13 +467,11 @@ static void suspend(struct cs_request *req)
 	async_start_next(req->core);
 }
 
-static void async_after_cb(uv_work_t *w, int status)
+/* A deferred request continues: its work finished, or the event it waited for came. */
+static void async_resume(struct cs_async *a, int rc)
 {
-	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
 	struct cs_request *req = a->req;
 	struct cs_core *core = req->core;
-	async_running--;
-	int rc = status ? CS_EINTERNAL : 0;
 	if (!rc && core->shutting_down)
 		rc = CS_ESHUTDOWN;
 	else if (!rc && !core->kr)
@@ -515,6 +513,25 @@ static void async_after_cb(uv_work_t *w, int status)
 		return;
 	}
 	async_start_next(core);
+}
+
+static void async_after_cb(uv_work_t *w, int status)
+{
+	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
+	async_running--;
+	async_resume(a, status ? CS_EINTERNAL : 0);
+}
+
+int cs_req_wait(struct cs_request *req, struct cs_async *a)
+{
+	a->req = req;
+	a->next = NULL;
+	return CS_EASYNC; /* run() aborts the handler's txn; nothing is queued */
+}
+
+void cs_req_wake(struct cs_async *a)
+{
+	async_resume(a, 0);
 }
 
 static int parse_method(const char *m, enum cs_op *op, bool *is_head)

@@ -2,25 +2,19 @@
  * sys/storage/raft/ membership and autopilot endpoints (see raft_sys.h).
  *
  * Happy path of a change (remove-peer, promote, demote): the handler resolves server_id
- * in the raft configuration, starts cs_autopilot_change with a ticket, and defers the
- * request; the job's pool thread sleeps on the ticket; the change's callback (loop
- * thread) fills and signals it; the core then resumes the request, which answers 204 or
- * the change's error.
+ * in the raft configuration, starts cs_autopilot_change and parks the request with
+ * cs_req_wait; the change's callback (loop thread) records the outcome and wakes it; the
+ * core then resumes the request, which answers 204 or the change's error.
  * Failure modes: the change cannot start (busy: 503, unknown id or active node: 400) →
  * answered at once; the change fails later → its status and message; the node is sealed,
- * loses leadership or shuts down while the request is deferred → the core's status (the
- * change still completes and releases its reference to the ticket); the change does not
- * finish within CS_RAFT_SYS_CHANGE_WAIT_S → 500 (the change goes on).
- * The ticket is shared by two threads and freed by whichever side lets go last.
+ * loses leadership or shuts down while the request waits → the core's status (raft
+ * always calls a change back, with an error on leadership loss or shutdown).
  */
 #include "server/raft_sys.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "lib/err.h"
 #include "lib/util.h"
@@ -28,94 +22,35 @@
 #include "server/core.h"
 #include "server/sys.h"
 
-/* ---------------------------------------------------------------- ticket */
+/* ---------------------------------------------------------------- change job */
 
-struct ticket {
-	pthread_mutex_t mu;
-	pthread_cond_t cv; /* CLOCK_MONOTONIC */
-	int refs;          /* the change's callback + the deferred job */
-	bool done;
+/* A membership change the request waits for (cs_req_wait): the autopilot change's
+ * callback records the outcome and wakes the request, whose resume answers. */
+struct change_job {
+	struct cs_async async;
 	int status;
 	char errmsg[512];
 };
 
-struct change_job {
-	struct cs_async async;
-	struct ticket *t;
-};
-
-static struct ticket *ticket_new(void)
-{
-	struct ticket *t = calloc(1, sizeof *t);
-	if (!t)
-		abort();
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_mutex_init(&t->mu, NULL);
-	t->refs = 2;
-	return t;
-}
-
-/* Drop one reference (mutex held); frees after unlocking when it was the last. */
-static void ticket_unlock_release(struct ticket *t)
-{
-	bool last = --t->refs == 0;
-	pthread_mutex_unlock(&t->mu);
-	if (last) {
-		pthread_cond_destroy(&t->cv);
-		pthread_mutex_destroy(&t->mu);
-		free(t);
-	}
-}
-
-/* cs_ap_change_cb, loop thread. */
+/* cs_ap_change_cb, loop thread, never from inside cs_autopilot_change. */
 static void change_done(void *ctx, int status, const char *errmsg)
 {
-	struct ticket *t = ctx;
-	pthread_mutex_lock(&t->mu);
-	t->done = true;
-	t->status = status;
-	snprintf(t->errmsg, sizeof t->errmsg, "%s", errmsg ? errmsg : "");
-	pthread_cond_signal(&t->cv);
-	ticket_unlock_release(t);
-}
-
-/* Pool thread: touches only the ticket. */
-static void change_wait(struct cs_async *a)
-{
-	struct change_job *job = CS_CONTAINER_OF(a, struct change_job, async);
-	struct ticket *t = job->t;
-	struct timespec deadline;
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += CS_RAFT_SYS_CHANGE_WAIT_S;
-	pthread_mutex_lock(&t->mu);
-	while (!t->done)
-		if (pthread_cond_timedwait(&t->cv, &t->mu, &deadline) == ETIMEDOUT)
-			break;
-	pthread_mutex_unlock(&t->mu);
+	struct change_job *job = ctx;
+	job->status = status;
+	snprintf(job->errmsg, sizeof job->errmsg, "%s", errmsg ? errmsg : "");
+	cs_req_wake(&job->async);
 }
 
 /* Loop thread, in a fresh transaction (or none, with status != 0). */
 static int change_resume(struct cs_request *req, struct cs_async *a, int status)
 {
 	struct change_job *job = CS_CONTAINER_OF(a, struct change_job, async);
-	struct ticket *t = job->t;
-	char msg[sizeof t->errmsg];
-	pthread_mutex_lock(&t->mu);
-	bool done = t->done;
-	int result = t->status;
-	snprintf(msg, sizeof msg, "%s", t->errmsg);
-	ticket_unlock_release(t);
+	int result = job->status;
+	char msg[sizeof job->errmsg];
+	snprintf(msg, sizeof msg, "%s", job->errmsg);
 	free(job);
 	if (status)
 		return status;
-	if (!done)
-		return cs_req_error(req, CS_EINTERNAL,
-				    "timed out waiting for the raft configuration change; it may "
-				    "still complete");
 	if (result)
 		return cs_req_error(req, result, "%s", msg[0] ? msg : cs_strerror(result));
 	return 0;
@@ -185,19 +120,13 @@ static int start_change(struct cs_request *req, enum cs_ap_change_kind kind)
 	struct change_job *job = calloc(1, sizeof *job);
 	if (!job)
 		abort();
-	job->t = ticket_new();
-	job->async.work = change_wait;
 	job->async.resume = change_resume;
-	rc = cs_autopilot_change(req->core, kind, id, name, change_done, job->t, err, sizeof err);
+	rc = cs_autopilot_change(req->core, kind, id, name, change_done, job, err, sizeof err);
 	if (rc) {
-		/* The callback will never run: both references are ours. */
-		pthread_cond_destroy(&job->t->cv);
-		pthread_mutex_destroy(&job->t->mu);
-		free(job->t);
-		free(job);
+		free(job); /* the callback will never run */
 		return cs_req_error(req, rc, "%s", err);
 	}
-	return cs_req_defer(req, &job->async);
+	return cs_req_wait(req, &job->async);
 }
 
 /* ---------------------------------------------------------------- handlers */

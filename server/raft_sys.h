@@ -16,19 +16,15 @@
  * answer would come from a node that is about to stop serving.
  *
  * remove-peer, promote and demote hold their response until the change is done: the
- * handler starts the change (cs_autopilot_change) and defers the request
- * (cs_req_defer); the deferred job's pool thread waits on a condition variable that the
- * change's callback (loop thread) signals, at most CS_RAFT_SYS_CHANGE_WAIT_S. The job
- * thus holds one of the CS_ASYNC_MAX_RUNNING pool slots for the duration of a change
- * (typically 200-400 ms for a removal, the catch-up time for a promotion).
+ * handler starts the change (cs_autopilot_change) and parks the request (cs_req_wait)
+ * until the change's callback wakes it (typically 200-400 ms for a removal, the catch-up
+ * time for a promotion); no thread waits meanwhile.
  * None of these paths needs sudo (not in Vault's root paths); ACL policies govern them.
  */
 #ifndef CS_SERVER_RAFT_SYS_H
 #define CS_SERVER_RAFT_SYS_H
 
 struct cs_core;
-
-#define CS_RAFT_SYS_CHANGE_WAIT_S 60
 
 /* Register the sys/storage/raft/ membership and autopilot paths. Call once at start-up,
  * before any request (main.c). The core's on_active hook must call
