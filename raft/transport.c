@@ -180,28 +180,26 @@ static int conn_write(struct conn *c, uv_stream_t *s, const void *data, size_t l
 	return rv;
 }
 
+static void tls_written(void *ctx, int status)
+{
+	struct conn *c = ctx;
+	/* Cancelled writes report before their handle's close callback: c is alive. */
+	if (c->phase == PH_CLOSING)
+		return;
+	if (status < 0) {
+		conn_close(c, RAFT_NOCONNECTION, uv_strerror(status));
+		return;
+	}
+	resume_if_drained(c);
+}
+
 /* Send what OpenSSL produced (records, alerts, post-handshake messages) in one write. */
 static void flush_tls(struct conn *c)
 {
 	if (c->phase == PH_CLOSING || !c->ssl || !c->tcp)
 		return;
-	BIO *wbio = SSL_get_wbio(c->ssl);
-	size_t n = BIO_ctrl_pending(wbio);
-	if (n == 0)
-		return;
-	struct wreq *r = malloc(sizeof *r + n);
-	if (!r) {
-		conn_close(c, RAFT_NOCONNECTION, "out of memory");
-		return;
-	}
-	r->c = c;
-	int got = BIO_read(wbio, r->data, (int)n);
-	uv_buf_t b = uv_buf_init(r->data, got > 0 ? (unsigned)got : 0);
-	int rv = got > 0 ? uv_write(&r->w, (uv_stream_t *)c->tcp, &b, 1, wreq_done) : -1;
-	if (rv != 0) {
-		free(r);
+	if (cs_tls_flush_cb(c->ssl, (uv_stream_t *)c->tcp, tls_written, c) != 0)
 		conn_close(c, RAFT_NOCONNECTION, "write to peer failed");
-	}
 }
 
 /* Best effort before closing: an alert or close_notify, if the socket takes it now. */

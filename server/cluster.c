@@ -66,15 +66,22 @@ struct cs_cluster {
 
 struct flush_req {
 	uv_write_t w;
+	cs_tls_written_cb cb;
+	void *ctx;
 	char data[];
 };
 
 static void flush_done(uv_write_t *w, int status)
 {
-	free(CS_CONTAINER_OF(w, struct flush_req, w));
+	struct flush_req *r = CS_CONTAINER_OF(w, struct flush_req, w);
+	cs_tls_written_cb cb = r->cb;
+	void *ctx = r->ctx;
+	free(r); /* ciphertext only: nothing to wipe */
+	if (cb)
+		cb(ctx, status);
 }
 
-int cs_tls_flush(SSL *ssl, uv_stream_t *s)
+int cs_tls_flush_cb(SSL *ssl, uv_stream_t *s, cs_tls_written_cb cb, void *ctx)
 {
 	BIO *wbio = SSL_get_wbio(ssl);
 	size_t n = BIO_ctrl_pending(wbio);
@@ -83,6 +90,8 @@ int cs_tls_flush(SSL *ssl, uv_stream_t *s)
 	struct flush_req *r = malloc(sizeof *r + n);
 	if (!r)
 		return UV_ENOMEM;
+	r->cb = cb;
+	r->ctx = ctx;
 	int got = BIO_read(wbio, r->data, (int)n);
 	if (got <= 0) {
 		free(r);
@@ -93,6 +102,11 @@ int cs_tls_flush(SSL *ssl, uv_stream_t *s)
 	if (rv != 0)
 		free(r);
 	return rv;
+}
+
+int cs_tls_flush(SSL *ssl, uv_stream_t *s)
+{
+	return cs_tls_flush_cb(ssl, s, NULL, NULL);
 }
 
 /* Push pending bytes (an alert, close_notify) synchronously, if the socket takes them. */

@@ -78,6 +78,11 @@ int cs_cluster_parse_address(const char *address, struct sockaddr_storage *sa);
  * on `s`; the request is self-contained (nothing to keep alive). Returns 0 or a libuv
  * error. Loop thread. */
 int cs_tls_flush(SSL *ssl, uv_stream_t *s);
+/* The same, and cb(ctx, status) once the write completed or was cancelled (status < 0;
+ * cancelled writes complete before their handle's close callback). Nothing pending: 0
+ * and no callback. */
+typedef void (*cs_tls_written_cb)(void *ctx, int status);
+int cs_tls_flush_cb(SSL *ssl, uv_stream_t *s, cs_tls_written_cb cb, void *ctx);
 /* Best effort: send close_notify (uv_try_write), close `tcp` (freed in its close
  * callback) and SSL_free(ssl). Either may be NULL. For handlers that refuse or finish a
  * handed-off connection. */

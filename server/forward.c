@@ -196,17 +196,9 @@ static void stats_fail(struct cs_forwarder *fw)
 
 /* ---------------------------------------------------------------- writing */
 
-struct wreq {
-	uv_write_t w;
-	struct conn *c;
-	char data[];
-};
-
-static void wreq_done(uv_write_t *w, int status)
+static void written(void *ctx, int status)
 {
-	struct wreq *r = CS_CONTAINER_OF(w, struct wreq, w);
-	struct conn *c = r->c;
-	free(r); /* ciphertext only: nothing to wipe */
+	struct conn *c = ctx;
 	/* Cancelled writes report before their handle's close callback: c is alive. */
 	if (c->state == ST_CLOSING)
 		return;
@@ -223,23 +215,9 @@ static void flush_tls(struct conn *c)
 {
 	if (c->state == ST_CLOSING || !c->ssl)
 		return;
-	BIO *wbio = SSL_get_wbio(c->ssl);
-	size_t n = BIO_ctrl_pending(wbio);
-	if (n == 0)
-		return;
-	struct wreq *r = malloc(sizeof *r + n);
-	if (!r) {
-		conn_fail(c, CS_ENOMEM, "out of memory");
-		return;
-	}
-	r->c = c;
-	int got = BIO_read(wbio, r->data, (int)n);
-	uv_buf_t b = uv_buf_init(r->data, got > 0 ? (unsigned)got : 0);
-	int rv = got > 0 ? uv_write(&r->w, (uv_stream_t *)&c->tcp, &b, 1, wreq_done) : UV_EIO;
-	if (rv != 0) {
-		free(r);
+	int rv = cs_tls_flush_cb(c->ssl, (uv_stream_t *)&c->tcp, written, c);
+	if (rv != 0)
 		conn_fail(c, CS_EIO, "write to %s: %s", c->addr, uv_strerror(rv));
-	}
 }
 
 /* Encrypt plaintext (all or nothing: memory BIOs, no partial writes). */
