@@ -19,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
+#include "raft/autopilot.h"
 #include "raft/transport.h"
 #include "server/cluster.h"
 #include "server/core.h"
@@ -30,7 +31,6 @@
 
 #define TLS_PATH       "core/raft/tls"
 #define LEADER_PATH    "core/leader"
-#define NODES_PREFIX   "core/raft/nodes/"
 #define REMOVED_PREFIX "core/raft/removed/"
 #define CHALLENGE_AAD  "core/raft/challenge"
 #define ANSWER_LEN     16
@@ -139,6 +139,17 @@ struct cs_ha {
 	char result_err[256];
 };
 
+/* Replace the join thread's shared result (mutex held by the caller). It may hold the
+ * decrypted challenge or the cluster CA's key: wiped before it is freed. */
+static void result_set(struct cs_ha *ha, char *body)
+{
+	if (ha->result_body) {
+		cs_zero(ha->result_body, strlen(ha->result_body));
+		free(ha->result_body);
+	}
+	ha->result_body = body;
+}
+
 static struct cs_ha *ha_of(const struct cs_core *core)
 {
 	return core->ha;
@@ -191,43 +202,15 @@ static void internal_commit(struct cs_txn *txn, const char *what)
 		cs_warn("ha: %s: %s", what, cs_strerror(rc));
 }
 
-static char *nodes_key(raft_id id)
-{
-	char *k = malloc(64);
-	if (!k)
-		abort();
-	snprintf(k, 64, NODES_PREFIX "%llu", (unsigned long long)id);
-	return k;
-}
-
-/* The stored {node_id, api_addr, cluster_addr, non_voter} of raft id `id`, or NULL. */
-static cJSON *node_info(struct cs_core *core, struct cs_txn *txn, raft_id id)
-{
-	char *k = nodes_key(id);
-	struct cs_buf b = CS_BUF_INIT;
-	cJSON *j = NULL;
-	if (cs_txn_get(txn, k, &b) == 0)
-		j = cJSON_ParseWithLength(b.data, b.len);
-	cs_buf_free_secure(&b);
-	free(k);
-	(void)core;
-	return j;
-}
-
+/* Record raft id `id` at core/raft/nodes/<id> (the autopilot's member record). */
 static void put_node_info(struct cs_txn *txn, raft_id id, const char *node_id, const char *api_addr,
 			  const char *cluster_addr, bool non_voter)
 {
-	cJSON *j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "node_id", node_id);
-	cJSON_AddStringToObject(j, "api_addr", api_addr ? api_addr : "");
-	cJSON_AddStringToObject(j, "cluster_addr", cluster_addr);
-	cJSON_AddBoolToObject(j, "non_voter", non_voter);
-	char *s = cJSON_PrintUnformatted(j);
-	char *k = nodes_key(id);
-	cs_txn_put(txn, k, s, strlen(s));
-	free(k);
-	free(s);
-	cJSON_Delete(j);
+	struct cs_autopilot_member m = {.non_voter = non_voter};
+	snprintf(m.node_id, sizeof m.node_id, "%s", node_id);
+	snprintf(m.api_addr, sizeof m.api_addr, "%s", api_addr ? api_addr : "");
+	snprintf(m.cluster_addr, sizeof m.cluster_addr, "%s", cluster_addr);
+	cs_autopilot_member_put(txn, id, &m);
 }
 
 /* ---------------------------------------------------------------- TLS keyring */
@@ -870,8 +853,7 @@ static void ha_handles_closed(uv_handle_t *h)
 	targets_free(ha);
 	cs_cluster_cred_free(&ha->ca);
 	pthread_mutex_lock(&ha->mu);
-	free(ha->result_body);
-	ha->result_body = NULL;
+	result_set(ha, NULL);
 	pthread_mutex_unlock(&ha->mu);
 	pthread_mutex_destroy(&ha->mu);
 	core->ha = NULL;
@@ -939,11 +921,10 @@ static void advertise(struct cs_core *core)
 	cs_txn_put(&txn, LEADER_PATH, s, strlen(s));
 	free(s);
 	cJSON_Delete(j);
-	cJSON *me = node_info(core, &txn, core->node.id);
-	if (!me)
+	struct cs_autopilot_member me;
+	if (cs_autopilot_member_get(&txn, core->node.id, &me) == CS_ENOTFOUND)
 		put_node_info(&txn, core->node.id, core->cfg->node_id, core->cfg->api_addr,
 			      advertised_cluster_addr(core), false);
-	cJSON_Delete(me);
 	internal_commit(&txn, "leader advertisement");
 }
 
@@ -1383,8 +1364,7 @@ static void sleep_ms_interruptible(struct cs_ha *ha, unsigned ms)
 static void publish(struct cs_ha *ha, int target, long status, struct cs_buf *body, const char *err)
 {
 	pthread_mutex_lock(&ha->mu);
-	free(ha->result_body);
-	ha->result_body = body ? strndup(body->data ? body->data : "", body->len) : NULL;
+	result_set(ha, body ? strndup(body->data ? body->data : "", body->len) : NULL);
 	ha->result_status = status;
 	ha->result_target = target;
 	snprintf(ha->result_err, sizeof ha->result_err, "%s", err ? err : "");
@@ -1534,8 +1514,7 @@ static void got_challenge(struct cs_ha *ha, const char *body)
 		return;
 	}
 	pthread_mutex_lock(&ha->mu);
-	free(ha->result_body);
-	ha->result_body = strdup(ch->valuestring); /* the challenge, until answered */
+	result_set(ha, strdup(ch->valuestring)); /* the challenge, until answered */
 	pthread_mutex_unlock(&ha->mu);
 	core->initialized = true;
 	core->seal.shares = n->valueint;
@@ -1645,8 +1624,7 @@ int cs_ha_join_unsealed(struct cs_core *core, const uint8_t *kek, char *errmsg, 
 	char *answer = cs_b64_encode((const uint8_t *)plain.data, plain.len);
 	cs_buf_free_secure(&plain);
 	pthread_mutex_lock(&ha->mu);
-	free(ha->result_body);
-	ha->result_body = answer;
+	result_set(ha, answer);
 	pthread_mutex_unlock(&ha->mu);
 	/* The challenge opened: these are the cluster's keys (replace any earlier ones). */
 	if (!ha->kek)
@@ -1791,13 +1769,10 @@ static cJSON *peers_json(struct cs_core *core, struct cs_txn *txn)
 	const struct raft_configuration *conf = &core->node.raft.configuration;
 	for (unsigned i = 0; i < conf->n; i++) {
 		cJSON *p = cJSON_CreateObject();
-		cJSON *info = node_info(core, txn, conf->servers[i].id);
-		const cJSON *nid = cJSON_GetObjectItemCaseSensitive(info, "node_id");
-		char idbuf[32];
-		snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)conf->servers[i].id);
-		cJSON_AddStringToObject(p, "id", cJSON_IsString(nid) ? nid->valuestring : idbuf);
+		char name[CS_AUTOPILOT_NODE_ID_MAX];
+		cs_autopilot_server_name(core, txn, conf->servers[i].id, name, sizeof name);
+		cJSON_AddStringToObject(p, "id", name);
 		cJSON_AddStringToObject(p, "address", conf->servers[i].address);
-		cJSON_Delete(info);
 		cJSON_AddItemToArray(a, p);
 	}
 	return a;
@@ -1901,12 +1876,12 @@ static int step_down_write(struct cs_request *req)
 void cs_ha_leader_json(struct cs_core *core, cJSON *j)
 {
 	char t[64] = "0001-01-01T00:00:00Z";
-	const char *addr = "", *caddr = "";
-	cJSON *info = NULL;
+	struct cs_autopilot_member m = {0};
 	if (core->active) {
 		cs_format_time(core->active_since_ns, t, sizeof t);
-		addr = core->cfg->api_addr;
-		caddr = core->cfg->cluster_addr;
+		snprintf(m.api_addr, sizeof m.api_addr, "%s",
+			 core->cfg->api_addr ? core->cfg->api_addr : "");
+		snprintf(m.cluster_addr, sizeof m.cluster_addr, "%s", core->cfg->cluster_addr);
 	} else if (core->kr && cs_ha_leader_known(core)) {
 		raft_id id = 0;
 		const char *ra = NULL;
@@ -1914,37 +1889,29 @@ void cs_ha_leader_json(struct cs_core *core, cJSON *j)
 		struct cs_txn txn;
 		struct cs_buf b = CS_BUF_INIT;
 		cs_txn_begin(&txn, &core->st, core->kr);
-		if (cs_txn_get(&txn, LEADER_PATH, &b) == 0)
-			info = cJSON_ParseWithLength(b.data, b.len);
-		const cJSON *rid = cJSON_GetObjectItemCaseSensitive(info, "raft_id");
-		if (!cJSON_IsNumber(rid) || (raft_id)rid->valuedouble != id) {
-			/* The advertisement is older than this leader: its node entry. */
-			cJSON_Delete(info);
-			info = node_info(core, &txn, id);
-		}
+		cJSON *adv = cs_txn_get(&txn, LEADER_PATH, &b) == 0
+				 ? cJSON_ParseWithLength(b.data, b.len)
+				 : NULL;
+		const cJSON *rid = cJSON_GetObjectItemCaseSensitive(adv, "raft_id");
+		const cJSON *at = cJSON_GetObjectItemCaseSensitive(adv, "active_time");
+		/* The advertisement names the active time; addresses come from the leader's
+		 * member record either way (the advertisement may predate this leader). */
+		if (cJSON_IsNumber(rid) && (raft_id)rid->valuedouble == id && cJSON_IsString(at))
+			snprintf(t, sizeof t, "%s", at->valuestring);
+		cs_autopilot_member_get(&txn, id, &m);
 		cs_txn_abort(&txn);
 		cs_buf_free_secure(&b);
-		const cJSON *a = cJSON_GetObjectItemCaseSensitive(info, "api_addr");
-		const cJSON *c = cJSON_GetObjectItemCaseSensitive(info, "cluster_addr");
-		const cJSON *at = cJSON_GetObjectItemCaseSensitive(info, "active_time");
-		if (cJSON_IsString(a))
-			addr = a->valuestring;
-		if (cJSON_IsString(c))
-			caddr = c->valuestring;
-		if (cJSON_IsString(at))
-			snprintf(t, sizeof t, "%s", at->valuestring);
+		cJSON_Delete(adv);
 	}
 	cJSON_AddBoolToObject(j, "ha_enabled", true);
 	cJSON_AddBoolToObject(j, "is_self", core->active);
 	cJSON_AddStringToObject(j, "active_time", t);
-	cJSON_AddStringToObject(j, "leader_address", addr ? addr : "");
+	cJSON_AddStringToObject(j, "leader_address", m.api_addr);
 	char cbuf[300] = "";
-	if (caddr && *caddr && !strstr(caddr, "://"))
-		snprintf(cbuf, sizeof cbuf, "https://%s", caddr);
-	else if (caddr)
-		snprintf(cbuf, sizeof cbuf, "%s", caddr);
+	if (m.cluster_addr[0])
+		snprintf(cbuf, sizeof cbuf, "%s%s", strstr(m.cluster_addr, "://") ? "" : "https://",
+			 m.cluster_addr);
 	cJSON_AddStringToObject(j, "leader_cluster_address", cbuf);
-	cJSON_Delete(info);
 }
 
 static int ha_status_read(struct cs_request *req)
@@ -1956,21 +1923,18 @@ static int ha_status_read(struct cs_request *req)
 	cs_format_time(cs_now_ns(), now, sizeof now);
 	for (unsigned i = 0; core->raft_started && i < conf->n; i++) {
 		const struct raft_server *s = &conf->servers[i];
-		cJSON *info = node_info(core, &req->txn, s->id);
-		const cJSON *nid = cJSON_GetObjectItemCaseSensitive(info, "node_id");
-		const cJSON *api = cJSON_GetObjectItemCaseSensitive(info, "api_addr");
+		struct cs_autopilot_member m = {0};
+		cs_autopilot_member_get(&req->txn, s->id, &m);
+		char name[CS_AUTOPILOT_NODE_ID_MAX];
+		cs_autopilot_server_name(core, &req->txn, s->id, name, sizeof name);
 		bool self = s->id == core->node.id;
 		bool recent = self;
 		if (!self && core->node.raft.state == RAFT_LEADER &&
 		    core->node.raft.leader_state.progress)
 			recent = core->node.raft.leader_state.progress[i].recent_recv;
 		cJSON *n = cJSON_CreateObject();
-		char idbuf[32];
-		snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)s->id);
-		cJSON_AddStringToObject(n, "hostname",
-					cJSON_IsString(nid) ? nid->valuestring : idbuf);
-		cJSON_AddStringToObject(n, "api_address",
-					cJSON_IsString(api) ? api->valuestring : "");
+		cJSON_AddStringToObject(n, "hostname", name);
+		cJSON_AddStringToObject(n, "api_address", m.api_addr);
 		char caddr[300];
 		snprintf(caddr, sizeof caddr, "https://%s", s->address);
 		cJSON_AddStringToObject(n, "cluster_address", caddr);
@@ -1982,7 +1946,6 @@ static int ha_status_read(struct cs_request *req)
 		cJSON_AddStringToObject(n, "version", CUSTOS_VERSION);
 		cJSON_AddBoolToObject(n, "voter", s->role == RAFT_VOTER);
 		cJSON_AddItemToArray(nodes, n);
-		cJSON_Delete(info);
 	}
 	req->raw = cJSON_CreateObject();
 	cJSON_AddItemToObject(req->raw, "nodes", nodes);
