@@ -294,6 +294,18 @@ static void deadline_cb(uv_timer_t *h)
 	conn_close(h->data, RAFT_NOCONNECTION, "handshake timed out");
 }
 
+/*
+ * Arm the handshake deadline from the current time, not the loop's cached time: connect
+ * and accept may run long after the loop last updated its clock (a caller outside any
+ * callback, or a callback after slow work), and a deadline measured from a stale clock
+ * fires early by that much.
+ */
+static void arm_deadline(struct conn *c, struct transport *tr)
+{
+	uv_update_time(tr->loop);
+	uv_timer_start(&c->timer, deadline_cb, tr->timeout_ms, 0);
+}
+
 /* OpenSSL's reason for the last failure, for logs (never secret). */
 static const char *ssl_reason(void)
 {
@@ -710,7 +722,7 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 	}
 	c->req = req;
 	c->cb = cb;
-	uv_timer_start(&c->timer, deadline_cb, tr->timeout_ms, 0);
+	arm_deadline(c, tr);
 	return 0;
 }
 
@@ -793,7 +805,7 @@ void cs_transport_accept(void *tp, SSL *ssl, uv_tcp_t *tcp)
 	c->ssl = ssl;
 	c->phase = PH_PREAMBLE;
 	c->pre_want = PREAMBLE_LEN;
-	uv_timer_start(&c->timer, deadline_cb, tr->timeout_ms, 0);
+	arm_deadline(c, tr);
 	if (uv_read_start((uv_stream_t *)tcp, tcp_alloc, tcp_read) != 0) {
 		conn_close(c, 0, "read failed");
 		return;

@@ -739,7 +739,9 @@ static bool dial_wait(struct dial *d, int ms)
 }
 
 /* Bulk transfer state: raft's outbound stream → peer's inbound stream. */
-#define BULK (64u << 20) /* beyond loopback TCP autotuning (rmem up to 32 MiB): back-pressure must engage */
+#define BULK                                                                                       \
+	(64u << 20) /* beyond loopback TCP autotuning (rmem up to 32 MiB): back-pressure must      \
+		       engage */
 static size_t bulk_recv;
 static bool bulk_bad;
 static char bulk_buf[65536];
@@ -824,7 +826,15 @@ START_TEST(test_outbound)
 		uv_buf_t b = uv_buf_init((char *)bulk_src + off, 1u << 20);
 		ck_assert_int_eq(uv_write(w, d.stream, &b, 1, bulk_write_cb), 0);
 	}
-	run_for(300);
+	/* Run until both sides have paused (not a fixed time: on a loaded machine the loop
+	 * may move too little in a fixed window for back-pressure to engage). */
+	struct cs_transport_stats ts, ts1;
+	uint64_t pause_deadline = cs_mono_ms() + 20000;
+	do {
+		run_for(50);
+		cs_transport_get_stats(&t2, &ts);
+		cs_transport_get_stats(&srv.t, &ts1);
+	} while ((ts.pauses == 0 || ts1.pauses == 0) && cs_mono_ms() < pause_deadline);
 	ck_assert_uint_eq(bulk_recv, 0);
 	ck_assert_int_eq(uv_read_start(srv.kept, bulk_alloc, bulk_read), 0);
 	uint64_t deadline = cs_mono_ms() + 15000;
@@ -832,15 +842,13 @@ START_TEST(test_outbound)
 		uv_run(&loop, UV_RUN_ONCE);
 	ck_assert_uint_eq(bulk_recv, BULK);
 	ck_assert(!bulk_bad);
-	fprintf(stderr, "transport: 64 MiB through the bridges in %.0f ms (incl. 300 ms stall)\n",
+	fprintf(stderr, "transport: 64 MiB through the bridges in %.0f ms (incl. the stall)\n",
 		since_ms(&t0));
-	struct cs_transport_stats ts;
 	cs_transport_get_stats(&t2, &ts);
 	ck_assert_uint_eq(ts.bytes_out, BULK);
 	ck_assert_uint_eq(ts.connects_ok, 1);
 	ck_assert_uint_eq(ts.connects_failed, 2);
 	ck_assert_uint_gt(ts.pauses, 0); /* raft → TLS side paused */
-	struct cs_transport_stats ts1;
 	cs_transport_get_stats(&srv.t, &ts1);
 	ck_assert_uint_gt(ts1.pauses, 0); /* TLS → raft side paused */
 	ck_assert_uint_eq(ts1.bytes_in, BULK);
@@ -969,6 +977,10 @@ START_TEST(test_connect_deadline)
 	ck_assert_int_eq(cs_transport_init(&t2, &loop, &tc), 0);
 	ck_assert_int_eq(t2.init(&t2, 2, "127.0.0.1:9002"), 0);
 	struct dial d;
+	/* Let the loop's cached clock go stale, as it does when connect is called after
+	 * slow work: the deadline must still be counted from the call. */
+	uv_update_time(&loop);
+	usleep(300 * 1000);
 	uint64_t t0 = cs_mono_ms();
 	ck_assert_int_eq(dial(&t2, &d, 1, hole_addr), 0);
 	ck_assert(dial_wait(&d, 3000));
