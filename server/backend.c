@@ -4,12 +4,14 @@
  */
 #include "server/backend.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/err.h"
+#include "lib/json.h"
 #include "lib/util.h"
 #include "server/router.h"
 
@@ -218,6 +220,16 @@ bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const 
 
 /* ------------------------------------------------------------------ fields */
 
+/* A JSON number that is an integer representable as int64_t. Casting a double outside
+ * that range is undefined behaviour, so the range is checked before any cast. */
+static bool int64_number(const cJSON *v)
+{
+	if (!cJSON_IsNumber(v))
+		return false;
+	double d = v->valuedouble;
+	return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(int64_t)d;
+}
+
 static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 {
 	char buf[64];
@@ -248,12 +260,14 @@ static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 		}
 		break;
 	case CS_FIELD_INT:
-		if (cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble)
+		if (int64_number(v))
 			return 0;
 		if (cJSON_IsString(v)) {
 			char *end;
+			errno = 0;
 			long long n = strtoll(v->valuestring, &end, 10);
-			if (*v->valuestring && *end == '\0') {
+			/* Beyond 2^53 the stored double rounds; cs_req_int saturates. */
+			if (*v->valuestring && *end == '\0' && errno == 0) {
 				cJSON_ReplaceItemInObjectCaseSensitive(
 				    req->data, f->name, cJSON_CreateNumber((double)n));
 				return 0;
@@ -279,13 +293,16 @@ static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 		break;
 	case CS_FIELD_DURATION: {
 		int64_t secs;
-		if (cJSON_IsNumber(v) && v->valuedouble >= 0) {
+		if (cJSON_IsNumber(v) && v->valuedouble >= 0 &&
+		    v->valuedouble <= (double)CS_MAX_DURATION_SECS) {
 			secs = (int64_t)v->valuedouble;
 		} else if (cJSON_IsString(v) && cs_parse_duration(v->valuestring, &secs) == 0) {
 			;
 		} else {
 			break;
 		}
+		if (secs > CS_MAX_DURATION_SECS)
+			break;
 		cJSON_ReplaceItemInObjectCaseSensitive(req->data, f->name,
 						       cJSON_CreateNumber((double)secs));
 		return 0;
@@ -345,11 +362,16 @@ static int validate(struct cs_request *req)
 	 * cs_req_capture instead. */
 	if (p->flags & CS_PATH_ANY_FIELDS)
 		return 0;
-	/* Captures become fields (they win over the body, as in Vault). */
+	/* Captures become fields and win over the body, as in Vault: a path parameter comes
+	 * only from the route, so the name the ACL saw in the path is the one the handler acts
+	 * on. Every member of that name goes (bodies with repeated keys are refused earlier,
+	 * but internal requests and form bodies must not be able to reintroduce the hole). */
 	for (int i = 0; i < req->n_caps; i++) {
 		char name[64];
 		snprintf(name, sizeof name, "%.*s", (int)req->caps[i].name_len, req->caps[i].name);
-		cJSON_DeleteItemFromObjectCaseSensitive(req->data, name);
+		cJSON *old;
+		while ((old = cJSON_DetachItemFromObjectCaseSensitive(req->data, name)))
+			cs_json_delete_wiped(old);
 		cJSON_AddStringToObject(req->data, name, req->caps[i].value);
 	}
 	struct cs_buf unknown = CS_BUF_INIT;
@@ -440,7 +462,15 @@ const char *cs_req_str(const struct cs_request *req, const char *name, const cha
 int64_t cs_req_int(const struct cs_request *req, const char *name, int64_t def)
 {
 	const cJSON *v = cs_req_get(req, name);
-	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : def;
+	if (!cJSON_IsNumber(v))
+		return def;
+	/* Saturate instead of casting an out-of-range double (undefined behaviour). */
+	double d = v->valuedouble;
+	if (d >= 9223372036854775807.0)
+		return INT64_MAX;
+	if (d <= -9223372036854775808.0)
+		return INT64_MIN;
+	return (int64_t)d;
 }
 
 bool cs_req_bool(const struct cs_request *req, const char *name, bool def)

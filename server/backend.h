@@ -79,6 +79,13 @@ enum cs_field_type {
 	CS_FIELD_ANY,      /* anything, passed through */
 };
 
+/*
+ * The longest duration a CS_FIELD_DURATION accepts, in seconds: half of what an int64 of
+ * nanoseconds holds (about 146 years), so that "now + duration" in nanoseconds cannot
+ * overflow before the year 2116. Go's time.Duration (Vault's) stops at about 292 years.
+ */
+#define CS_MAX_DURATION_SECS INT64_C(4611686018)
+
 struct cs_field {
 	const char *name; /* NULL terminates a field array */
 	enum cs_field_type type;
@@ -174,6 +181,12 @@ struct cs_request {
 	bool body_on_error; /* send the envelope even with an error status (KV v2) */
 	int64_t wrap_ttl;   /* X-Vault-Wrap-TTL in seconds; 0: no response wrapping */
 
+	/* Run by the core once the response has been sent for a request that succeeded,
+	 * after its transaction committed and its token bookkeeping (a last use revokes the
+	 * token) ended: for work that tears down what a live request still uses, such as
+	 * sys/seal wiping the keyring. */
+	void (*after_response)(struct cs_core *core);
+
 	/* Core bookkeeping. */
 	struct cs_request *next_waiting;
 	uint64_t start_ms;
@@ -205,6 +218,8 @@ struct cs_request {
  * A request whose client went away still runs to the end; its response is discarded.
  */
 #define CS_ASYNC_MAX_RUNNING 4
+/* Jobs that may wait for a pool thread; one more is refused with 503 (CS_EBUSY). */
+#define CS_ASYNC_MAX_QUEUED 1024
 struct cs_async;
 typedef void (*cs_async_work_fn)(struct cs_async *a);
 typedef int (*cs_async_resume_fn)(struct cs_request *req, struct cs_async *a, int status);
@@ -216,8 +231,10 @@ struct cs_async {
 	struct cs_request *req;
 	struct cs_async *next;
 };
-/* Loop thread, from a handler (or a resume). Always returns CS_EASYNC; never calls back
- * synchronously. `a` stays owned by the backend. */
+/* Loop thread, from a handler (or a resume). Returns CS_EASYNC. When CS_ASYNC_MAX_QUEUED
+ * jobs already wait, it instead calls resume(req, a, CS_EBUSY) at once (the job is then
+ * released as on any failure) and returns CS_EBUSY, which the handler returns as usual:
+ * `return cs_req_defer(req, &job->async);` covers both. */
 int cs_req_defer(struct cs_request *req, struct cs_async *a);
 /*
  * The same without a pool job: the request waits for an event on the loop thread (a

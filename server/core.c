@@ -20,7 +20,9 @@
 #include <strings.h>
 
 #include "lib/err.h"
+#include "lib/json.h"
 #include "lib/log.h"
+#include "lib/path.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
 #include "server/http.h"
@@ -32,6 +34,8 @@
 
 /* How long a request may wait for the node to become active after start-up/unseal. */
 #define WAIT_ACTIVE_MS 10000
+/* How many requests may wait for it; more get 503 at once. */
+#define CS_WAIT_ACTIVE_MAX 4096
 
 static void run(struct cs_request *req);
 static void suspend(struct cs_request *req);
@@ -46,16 +50,17 @@ static void req_free(struct cs_request *req)
 	for (int i = 0; i < req->n_caps; i++)
 		free(req->caps[i].value);
 	free(req->path);
-	cJSON_Delete(req->data);
+	/* Bodies carry passwords and secrets; responses and token entries carry tokens. */
+	cs_json_delete_wiped(req->data);
 	if (req->client_token) {
 		cs_zero(req->client_token, strlen(req->client_token));
 		free(req->client_token);
 	}
-	cJSON_Delete(req->token_entry);
-	cJSON_Delete(req->resp_data);
-	cJSON_Delete(req->resp_auth);
+	cs_json_delete_wiped(req->token_entry);
+	cs_json_delete_wiped(req->resp_data);
+	cs_json_delete_wiped(req->resp_auth);
 	cJSON_Delete(req->warnings);
-	cJSON_Delete(req->raw);
+	cs_json_delete_wiped(req->raw);
 	free(req->lease_id);
 	free(req->errmsg);
 	free(req);
@@ -79,6 +84,7 @@ static void finish_error(struct cs_request *req, int code)
 	cs_audit_response(req, &status, &body, &len); /* may turn it into a 500 */
 	if (req->http)
 		cs_http_respond_json(req->http, status, body, len);
+	cs_zero(body, len); /* KV v2 error envelopes carry data */
 	free(body);
 	req_free(req);
 }
@@ -110,7 +116,11 @@ static void finish(struct cs_request *req)
 	if (body)
 		cs_zero(body, len); /* responses carry secrets */
 	free(body);
+	void (*after)(struct cs_core *) = req->after_response;
+	struct cs_core *core = req->core;
 	req_free(req);
+	if (after)
+		after(core);
 }
 
 /* ---------------------------------------------------------------- waiting for active */
@@ -121,6 +131,7 @@ static void wait_timer_cb(uv_timer_t *t)
 	uint64_t now = cs_mono_ms();
 	struct cs_request *list = core->waiting_active, *keep = NULL;
 	core->waiting_active = NULL;
+	core->n_waiting = 0;
 	while (list) {
 		struct cs_request *r = list;
 		list = r->next_waiting;
@@ -142,6 +153,7 @@ static void wait_timer_cb(uv_timer_t *t)
 		keep = r->next_waiting;
 		r->next_waiting = core->waiting_active;
 		core->waiting_active = r;
+		core->n_waiting++;
 	}
 	if (!core->waiting_active)
 		uv_timer_stop(t);
@@ -161,6 +173,13 @@ static void park(struct cs_request *req)
 		req->rel = NULL;
 		req->no_route = 0;
 	}
+	if (core->n_waiting >= CS_WAIT_ACTIVE_MAX) {
+		/* Bounded: while no node is active, clients retry instead of piling up. */
+		cs_req_error(req, CS_EBUSY, "too many requests waiting for the active node");
+		finish_error(req, CS_EBUSY);
+		return;
+	}
+	core->n_waiting++;
 	req->next_waiting = core->waiting_active;
 	core->waiting_active = req;
 	if (!uv_is_active((uv_handle_t *)&core->wait_timer))
@@ -171,6 +190,7 @@ static void resume_waiting(struct cs_core *core, int err)
 {
 	struct cs_request *list = core->waiting_active;
 	core->waiting_active = NULL;
+	core->n_waiting = 0;
 	/* Reverse to keep arrival order. */
 	struct cs_request *ordered = NULL;
 	while (list) {
@@ -419,7 +439,7 @@ static void run(struct cs_request *req)
  * node was sealed, lost leadership or is shutting down meanwhile.
  */
 static struct cs_async *async_head, *async_tail;
-static int async_running;
+static int async_running, async_queued;
 
 static void async_work_cb(uv_work_t *w)
 {
@@ -437,6 +457,7 @@ static void async_start_next(struct cs_core *core)
 		if (!async_head)
 			async_tail = NULL;
 		a->next = NULL;
+		async_queued--;
 		if (uv_queue_work(core->loop, &a->uv, async_work_cb, async_after_cb) == 0) {
 			async_running++;
 			continue;
@@ -450,6 +471,12 @@ int cs_req_defer(struct cs_request *req, struct cs_async *a)
 {
 	a->req = req;
 	a->next = NULL;
+	if (async_queued >= CS_ASYNC_MAX_QUEUED) {
+		/* Bounded: a flood of slow requests must not grow memory without limit. */
+		cs_req_error(req, CS_EBUSY, "too many requests waiting for a worker; retry later");
+		return a->resume(req, a, CS_EBUSY);
+	}
+	async_queued++;
 	if (async_tail)
 		async_tail->next = a;
 	else
@@ -507,6 +534,7 @@ static void async_resume(struct cs_async *a, int rc)
 		while (async_head) {
 			struct cs_async *q = async_head;
 			async_head = q->next;
+			async_queued--;
 			finish_error(q->req, q->resume(q->req, q, CS_ESHUTDOWN));
 		}
 		async_tail = NULL;
@@ -554,19 +582,25 @@ static int parse_method(const char *m, enum cs_op *op, bool *is_head)
 	return 0;
 }
 
-/* Form bodies (application/x-www-form-urlencoded) become string fields. */
+/* Form bodies (application/x-www-form-urlencoded) become string fields. A repeated name
+ * is refused like a repeated JSON key: one name, one value. */
 static int parse_form(struct cs_request *req, const char *body)
 {
 	const char *cur = body;
 	char *name, *value;
-	while (cs_query_next(&cur, &name, &value)) {
-		cJSON_DeleteItemFromObjectCaseSensitive(req->data, name);
-		cJSON_AddStringToObject(req->data, name, value);
+	int rc = 0;
+	while (!rc && cs_query_next(&cur, &name, &value)) {
+		if (cJSON_GetObjectItemCaseSensitive(req->data, name))
+			rc = cs_req_error(req, CS_EINVAL,
+					  "failed to parse form input: duplicate key \"%.64s\"",
+					  name);
+		else
+			cJSON_AddStringToObject(req->data, name, value);
 		free(name);
 		cs_zero(value, strlen(value));
 		free(value);
 	}
-	return 0;
+	return rc;
 }
 
 static int parse_body(struct cs_request *req, struct cs_http_req *h)
@@ -587,19 +621,19 @@ static int parse_body(struct cs_request *req, struct cs_http_req *h)
 		return parse_form(req, h->body.data);
 	if (*p == '\0')
 		return 0;
-	const char *end = NULL;
-	cJSON *j = cJSON_ParseWithLengthOpts(h->body.data, h->body.len, &end, false);
+	/* A repeated key at any depth is refused: the ACL, the field checks and the handler
+	 * must all see the same value (docs/architecture.md, "security rules"). */
+	char err[160];
+	cJSON *j = cs_json_parse_strict(h->body.data, h->body.len, err, sizeof err);
 	if (!j)
-		return cs_req_error(req, CS_EINVAL,
-				    "failed to parse JSON input: invalid character near byte %ld",
-				    end ? (long)(end - h->body.data) : 0L);
+		return cs_req_error(req, CS_EINVAL, "%s", err);
 	if (!cJSON_IsObject(j)) {
-		cJSON_Delete(j);
+		cs_json_delete_wiped(j);
 		return cs_req_error(
 		    req, CS_EINVAL,
 		    "failed to parse JSON input: request body must be a JSON object");
 	}
-	cJSON_Delete(req->data);
+	cs_json_delete_wiped(req->data);
 	req->data = j;
 	return 0;
 }
@@ -611,9 +645,16 @@ static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list
 		return 0;
 	const char *cur = h->query;
 	char *name, *value;
+	bool seen_list = false;
 	while (cs_query_next(&cur, &name, &value)) {
 		int rc = 0;
-		if (strcmp(name, "list") == 0) {
+		if (strcmp(name, "list") == 0
+			? seen_list
+			: cJSON_GetObjectItemCaseSensitive(req->data, name) != NULL) {
+			rc = cs_req_error(req, CS_EINVAL, "duplicate query parameter \"%.64s\"",
+					  name);
+		} else if (strcmp(name, "list") == 0) {
+			seen_list = true;
 			bool b = false;
 			if (*value && cs_parse_bool(value, &b))
 				rc = cs_req_error(req, CS_EINVAL, "invalid value for \"list\"");
@@ -622,13 +663,43 @@ static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list
 			   (req->op == CS_OP_READ || req->op == CS_OP_LIST ||
 			    req->op == CS_OP_DELETE)) {
 			/* Vault turns the query string into request data for these. */
-			cJSON_DeleteItemFromObjectCaseSensitive(req->data, name);
 			cJSON_AddStringToObject(req->data, name, value);
 		}
 		free(name);
 		free(value);
 		if (rc)
 			return rc;
+	}
+	return 0;
+}
+
+/*
+ * One spelling per path, before routing and the ACL: the ACL must judge exactly the path
+ * the handler acts on, so "sys/mounts//prod", "sys/mounts/prod/" and "sys/mounts/prod"
+ * are one path and "a/./b", "a/../b" and "a%2Fb" are refused (lib/path.h has the rules).
+ * LIST paths always end in '/', every other path never does.
+ */
+static int canonical_path(struct cs_request *req, struct cs_http_req *h)
+{
+	if (cs_path_has_encoded_sep(h->url))
+		return cs_req_error(req, CS_EINVAL, "path cannot contain encoded slashes");
+	char *canon;
+	const char *why;
+	bool list = req->op == CS_OP_LIST;
+	if (cs_path_canonical(h->path + 4, list, &canon, &why))
+		return cs_req_error(req, CS_EINVAL, "%s", why);
+	free(req->path);
+	req->path = canon;
+	size_t n = strlen(canon);
+	if (list && (n == 0 || canon[n - 1] != '/')) {
+		char *p = malloc(n + 2);
+		if (!p)
+			abort();
+		memcpy(p, canon, n);
+		p[n] = '/';
+		p[n + 1] = '\0';
+		free(req->path);
+		req->path = p;
 	}
 	return 0;
 }
@@ -661,12 +732,7 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		finish_error(req, CS_ENOTFOUND);
 		return;
 	}
-	req->path = strdup(h->path + 4);
-	if (strstr(req->path, "..")) {
-		cs_req_error(req, CS_EINVAL, "path cannot contain parent references");
-		finish_error(req, CS_EINVAL);
-		return;
-	}
+	req->path = strdup(h->path + 4); /* replaced by its canonical form below */
 	if (parse_method(h->method, &req->op, &req->is_head)) {
 		cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
 		finish_error(req, CS_EUNSUPPORTED);
@@ -692,16 +758,9 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		}
 		req->op = CS_OP_LIST;
 	}
-	if (req->op == CS_OP_LIST) {
-		size_t n = strlen(req->path);
-		if (n == 0 || req->path[n - 1] != '/') {
-			char *p = malloc(n + 2);
-			memcpy(p, req->path, n);
-			p[n] = '/';
-			p[n + 1] = '\0';
-			free(req->path);
-			req->path = p;
-		}
+	if ((rc = canonical_path(req, h))) {
+		finish_error(req, rc);
+		return;
 	}
 	req->client_token = client_token(h);
 	if ((rc = cs_wrap_read_headers(req, h))) {

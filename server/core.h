@@ -85,6 +85,7 @@ struct cs_core {
 	char cluster_id[37];
 	int64_t active_since_ns;
 	struct cs_request *waiting_active; /* requests parked until the node is active */
+	size_t n_waiting;                  /* how many: bounded by CS_WAIT_ACTIVE_MAX */
 	uv_timer_t wait_timer;
 	struct cs_http_listener *listeners[CS_MAX_LISTENERS];
 	int n_listeners;

@@ -411,6 +411,17 @@ static int unseal(struct cs_request *req)
 	return 0;
 }
 
+static void seal_now(struct cs_core *core)
+{
+	if (!core->kr)
+		return; /* sealed meanwhile */
+	cs_core_seal(core);
+	/* As in Vault, a sealed node leaves raft (the keyring is behind the barrier);
+	 * closing transfers leadership first when other voters exist. */
+	cs_ha_stop(core, NULL);
+	cs_info("core: vault is sealed");
+}
+
 static int seal(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
@@ -418,11 +429,9 @@ static int seal(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL,
 				    "vault cannot seal when in standby mode; "
 				    "please restart instead");
-	cs_core_seal(core);
-	/* As in Vault, a sealed node leaves raft (the keyring is behind the barrier);
-	 * closing transfers leadership first when other voters exist. */
-	cs_ha_stop(core, NULL);
-	cs_info("core: vault is sealed");
+	/* Not here: the request's own transaction and the token's use count (its last use
+	 * revokes it) still need the keyring. The core seals once the response is out. */
+	req->after_response = seal_now;
 	return 0;
 }
 
@@ -542,13 +551,21 @@ static bool auth_row(const struct cs_request *req)
 	return strncmp(req->route->pattern, "auth/", 5) == 0;
 }
 
+/* The mount path of sys/mounts/:path and sys/auth/:path: only ever the route's capture,
+ * never the body, so the path the ACL checked is the mount these handlers change. */
+static const char *mount_param(const struct cs_request *req)
+{
+	const char *p = cs_req_capture(req, "path");
+	return p ? p : "";
+}
+
 static int mount_read(struct cs_request *req)
 {
 	bool auth = auth_row(req);
-	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth);
+	struct cs_mount *m = find_mount(req, mount_param(req), auth);
 	if (!m)
 		return cs_req_error(req, CS_EINVAL, "No %s mount at %s",
-				    auth ? "auth" : "secret engine", cs_req_str(req, "path", ""));
+				    auth ? "auth" : "secret engine", mount_param(req));
 	cs_req_set_data(req, cs_mount_to_json(m, cs_core_default_ttl(req->core, NULL),
 					      cs_core_max_ttl(req->core, NULL)));
 	req->data_to_top = true;
@@ -562,28 +579,27 @@ static int mount_enable(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "backend type must be specified as a string");
 	char err[512] = "";
 	bool auth = auth_row(req);
-	int rc = cs_sys_mount_add(req->core, &req->txn, cs_req_str(req, "path", ""), type,
+	int rc = cs_sys_mount_add(req->core, &req->txn, mount_param(req), type,
 				  cs_req_str(req, "description", NULL), cs_req_get(req, "config"),
 				  cs_req_get(req, "options"), auth, err, sizeof err);
 	if (rc)
 		return cs_req_error(req, rc, "%s", err);
 	if (cs_req_bool(req, "local", false)) {
-		struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth);
+		struct cs_mount *m = find_mount(req, mount_param(req), auth);
 		if (m) {
 			m->local = true;
 			rc = cs_sys_save_tables(req->core, &req->txn);
 		}
 	}
 	if (!rc && auth)
-		cs_info("core: enabled auth method %s at auth/%s", type,
-			cs_req_str(req, "path", ""));
+		cs_info("core: enabled auth method %s at auth/%s", type, mount_param(req));
 	return rc;
 }
 
 static int mount_disable(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
-	const char *path = cs_req_str(req, "path", "");
+	const char *path = mount_param(req);
 	bool auth = auth_row(req);
 	struct cs_mount *m = find_mount(req, path, auth);
 	if (!m)
@@ -618,10 +634,10 @@ static int mount_disable(struct cs_request *req)
 
 static int tune_read(struct cs_request *req)
 {
-	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth_row(req));
+	struct cs_mount *m = find_mount(req, mount_param(req), auth_row(req));
 	if (!m)
 		return cs_req_error(req, CS_EINVAL, "cannot fetch sysview for path \"%s\"",
-				    cs_req_str(req, "path", ""));
+				    mount_param(req));
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddNumberToObject(d, "default_lease_ttl", (double)cs_core_default_ttl(req->core, m));
 	cJSON_AddNumberToObject(d, "max_lease_ttl", (double)cs_core_max_ttl(req->core, m));
@@ -638,10 +654,10 @@ static int tune_read(struct cs_request *req)
 static int tune_write(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
-	struct cs_mount *m = find_mount(req, cs_req_str(req, "path", ""), auth_row(req));
+	struct cs_mount *m = find_mount(req, mount_param(req), auth_row(req));
 	if (!m)
 		return cs_req_error(req, CS_EINVAL, "cannot tune \"%s\": no mount there",
-				    cs_req_str(req, "path", ""));
+				    mount_param(req));
 	const cJSON *opts = cs_req_get(req, "options");
 	const cJSON *v = opts ? cJSON_GetObjectItemCaseSensitive(opts, "version") : NULL;
 	if (v && strcmp(m->type, "kv") == 0) {

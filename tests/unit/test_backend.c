@@ -243,6 +243,82 @@ START_TEST(test_dispatch_rejects_bad_values)
 }
 END_TEST
 
+/* Numbers that do not fit the field's type are a 400, never an out-of-range cast. */
+START_TEST(test_dispatch_rejects_out_of_range_numbers)
+{
+	const char *bad[] = {"{\"count\":1e300}",
+			     "{\"count\":-1e300}",
+			     "{\"count\":9.3e18}",
+			     "{\"count\":\"99999999999999999999\"}",
+			     "{\"ttl\":1e300}",
+			     "{\"ttl\":4611686019}",
+			     "{\"ttl\":\"9223372036854775807\"}",
+			     "{\"ttl\":\"2562047788h\"}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct cs_request *r = mkreq(CS_OP_UPDATE, bad[i]);
+		ck_assert(cs_backend_route(&be, r, "config"));
+		ck_assert_msg(cs_backend_dispatch(r) == CS_EINVAL, "accepted %s", bad[i]);
+		freereq(r);
+	}
+	/* The largest values that fit still do; cs_req_int saturates instead of casting. */
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"count\":\"9223372036854775807\","
+						   "\"ttl\":4611686018}");
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert(cs_req_int(r, "count", 0) == INT64_MAX);
+	ck_assert(cs_req_int(r, "ttl", 0) == CS_MAX_DURATION_SECS);
+	freereq(r);
+}
+END_TEST
+
+/* A path parameter comes only from the route: every body member of that name goes, even
+ * repeated ones (HTTP bodies with repeated keys are refused before this; internal
+ * requests are not parsed from text). */
+START_TEST(test_capture_wins_over_every_body_member)
+{
+	struct cs_request *r = mkreq(CS_OP_READ, "{}");
+	cJSON_AddStringToObject(r->data, "name", "body-1");
+	cJSON_AddStringToObject(r->data, "name", "body-2");
+	ck_assert(cs_backend_route(&be, r, "users/alice"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	int n = 0;
+	const cJSON *v;
+	cJSON_ArrayForEach(v, r->data) if (strcmp(v->string, "name") == 0) n++;
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(cs_req_str(r, "name", ""), "alice");
+	freereq(r);
+}
+END_TEST
+
+/* The queue of deferred work is bounded: one job more than CS_ASYNC_MAX_QUEUED is
+ * refused at once with CS_EBUSY (503), through its resume so that it is released. */
+static int busy_resumes;
+static int busy_resume(struct cs_request *req, struct cs_async *a, int status)
+{
+	(void)req;
+	(void)a;
+	ck_assert_int_eq(status, CS_EBUSY);
+	busy_resumes++;
+	return status;
+}
+
+START_TEST(test_defer_queue_bounded)
+{
+	static struct cs_async jobs[CS_ASYNC_MAX_QUEUED + 1];
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{}");
+	for (int i = 0; i < CS_ASYNC_MAX_QUEUED; i++) {
+		jobs[i].resume = busy_resume;
+		ck_assert_int_eq(cs_req_defer(r, &jobs[i]), CS_EASYNC);
+	}
+	ck_assert_int_eq(busy_resumes, 0);
+	jobs[CS_ASYNC_MAX_QUEUED].resume = busy_resume;
+	ck_assert_int_eq(cs_req_defer(r, &jobs[CS_ASYNC_MAX_QUEUED]), CS_EBUSY);
+	ck_assert_int_eq(busy_resumes, 1);
+	ck_assert_ptr_nonnull(r->errmsg);
+	freereq(r);
+}
+END_TEST
+
 START_TEST(test_dispatch_required_unknown_and_405)
 {
 	struct cs_request *r = mkreq(CS_OP_UPDATE, "{}");
@@ -330,6 +406,9 @@ int main(void)
 	tcase_add_test(tc, test_existence_check_picks_create);
 	tcase_add_test(tc, test_router_longest_prefix);
 	tcase_add_test(tc, test_acl_hook_order);
+	tcase_add_test(tc, test_dispatch_rejects_out_of_range_numbers);
+	tcase_add_test(tc, test_capture_wins_over_every_body_member);
+	tcase_add_test(tc, test_defer_queue_bounded);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
