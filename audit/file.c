@@ -116,8 +116,7 @@ static int open_in(int dfd, const char *base, unsigned mode, const char **why)
 			return -1;
 		int fd = openat(dfd, base, OPEN_FLAGS | O_CREAT | O_EXCL, (mode_t)mode);
 		if (fd >= 0) {
-			/* Ours: the umask may have narrowed the mode; set exactly what was asked.
-			 */
+			/* Ours: set exactly the mode asked for, whatever the umask. */
 			if (fchmod(fd, (mode_t)mode) != 0) {
 				int e = errno;
 				close(fd);
@@ -127,7 +126,8 @@ static int open_in(int dfd, const char *base, unsigned mode, const char **why)
 			return fd;
 		}
 		if (errno != EEXIST)
-			return -1; /* created by someone else meanwhile: look again */
+			return -1;
+		/* created by someone else meanwhile: look at it again */
 	}
 	*why = "the file keeps changing";
 	return -1;
