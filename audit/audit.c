@@ -20,7 +20,6 @@
  */
 #include "audit/audit.h"
 
-#include <ctype.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,38 +52,11 @@ char *cs_audit_hmac(const uint8_t *salt, size_t salt_len, const char *s)
 	return out;
 }
 
-static bool digits(const char *s, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (!isdigit((unsigned char)s[i]))
-			return false;
-	return true;
-}
-
-bool cs_audit_is_rfc3339(const char *s)
-{
-	/* 2006-01-02T15:04:05[.frac](Z|+07:00) */
-	if (strlen(s) < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
-	    !digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2) ||
-	    s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' || !digits(s + 17, 2))
-		return false;
-	const char *p = s + 19;
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return false;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
-		return true;
-	return (*p == '+' || *p == '-') && digits(p + 1, 2) && p[3] == ':' && digits(p + 4, 2) &&
-	       p[6] == '\0';
-}
-
 static void hash_string_item(cJSON *item, const uint8_t *salt, size_t salt_len)
 {
-	if (!cJSON_IsString(item) || !item->valuestring || cs_audit_is_rfc3339(item->valuestring))
+	/* No exception for strings shaped like timestamps (Vault has one): the value of a
+	 * request or response data field is whatever the client or the backend put there. */
+	if (!cJSON_IsString(item) || !item->valuestring)
 		return;
 	char *h = cs_audit_hmac(salt, salt_len, item->valuestring);
 	cs_zero(item->valuestring, strlen(item->valuestring));
@@ -135,6 +107,25 @@ static void secure_delete(cJSON *v)
 }
 
 /* ------------------------------------------------------------------ devices */
+
+static struct cs_audit_limits limits;
+
+void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing)
+{
+	snprintf(limits.storage_dir, sizeof limits.storage_dir, "%s",
+		 storage_dir ? storage_dir : "");
+	limits.allow_prefixing = allow_prefixing;
+}
+
+const struct cs_audit_limits *cs_audit_get_limits(void)
+{
+	return &limits;
+}
+
+static void limits_from_core(const struct cs_core *core)
+{
+	cs_audit_set_limits(core->data_dir, core->cfg && core->cfg->allow_audit_log_prefixing);
+}
 
 static const struct cs_audit_ops *ops_for(const char *type)
 {
@@ -191,6 +182,16 @@ int cs_audit_device_init(struct cs_audit_device *d, const char *type, const cJSO
 			      errlen);
 	if (rc)
 		return rc;
+	/* Vault 1.20: a prefix is attacker-chosen bytes at the start of every line of a file
+	 * the server writes (CVE-2025-6000); over the API only when the config allows it.
+	 * Present at all counts, as in Vault. */
+	if (probe && cJSON_GetObjectItemCaseSensitive(d->options, "prefix") &&
+	    !limits.allow_prefixing) {
+		snprintf(errmsg, errlen,
+			 "audit log prefixing is not allowed; set allow_audit_log_prefixing = true "
+			 "in the server configuration to use \"prefix\"");
+		return CS_EINVAL;
+	}
 	free(d->prefix);
 	d->prefix = strdup(opt_str(d->options, "prefix", ""));
 	return d->ops->open(d, probe, errmsg, errlen);
@@ -283,6 +284,7 @@ static int load_table(struct cs_core *core)
 		return 0;
 	if (!core->kr)
 		return CS_ESEALED;
+	limits_from_core(core);
 	struct cs_txn txn;
 	cs_txn_begin(&txn, &core->st, core->kr);
 	struct cs_buf b = CS_BUF_INIT;
@@ -824,6 +826,7 @@ static int audit_enable(struct cs_request *req)
 	cs_random(r, sizeof r);
 	cs_hex_encode(r, sizeof r, hex);
 	char err[512] = "";
+	limits_from_core(req->core);
 	rc = cs_audit_device_init(d, type, NULL, true, err, sizeof err);
 	if (rc) {
 		cs_audit_device_free(d);

@@ -16,11 +16,18 @@
  *   where the HTTP layer answers them: sys/init, seal-status, unseal, health, leader
  *   (the CS_PATH_SEALED_OK rows), requests refused before routing (bad method, bad body,
  *   sealed), and anything on a standby.
- * - Entries are JSON lines in Vault's shape. Every string inside request and response data
- *   is replaced by "hmac-sha256:<hex>" (HMAC-SHA256 keyed by the device salt), as are
- *   client tokens, token accessors (unless hmac_accessor=false) and wrapping tokens.
- *   Numbers, booleans, nulls and strings that parse as RFC 3339 timestamps are left as
- *   they are (Vault's HashStructure). log_raw=true turns all hashing off.
+ * - Entries are JSON lines in Vault's shape. Every string inside request data and response
+ *   data is replaced by "hmac-sha256:<hex>" (HMAC-SHA256 keyed by the device salt), as are
+ *   client tokens, token accessors (unless hmac_accessor=false) and the wrapping token and
+ *   accessors. Numbers, booleans and nulls are left as they are. Unlike Vault's
+ *   HashStructure, a string that parses as an RFC 3339 timestamp is hashed too: a secret
+ *   shaped like a date is still a secret. What stays readable is Vault's envelope, the
+ *   fields the server itself fills in: time, type, error, request id / operation / path /
+ *   namespace / mount_* / remote_address / remote_port / wrap_ttl, the auth blocks' names,
+ *   policies, metadata, token type/ttl/issue time, a response's secret.lease_id, warnings
+ *   and wrap_info's ttl / creation_time / creation_path. log_raw=true turns all hashing
+ *   off.
+ * - File device rules and the "prefix" option: see file.c and cs_audit_set_limits.
  * - Fail closed: when at least one device is enabled and none could write the request
  *   entry, the request fails with 500 "failed to audit request" before the handler ran
  *   (its transaction is aborted: nothing changes). When none could write the response
@@ -97,6 +104,18 @@ struct cs_audit_device {
 extern const struct cs_audit_ops cs_audit_file_ops;
 extern const struct cs_audit_ops cs_audit_socket_ops;
 
+/* Limits from the server config that devices enforce (CVE-2025-6000 / HCSEC-2025-14). */
+struct cs_audit_limits {
+	char storage_dir[4096]; /* raft/LMDB data directory: no file device inside; "" none */
+	/* allow_audit_log_prefixing: the API may set "prefix" and a file mode wider than
+	 * 0600. Vault 1.20's key; false by default. */
+	bool allow_prefixing;
+};
+/* Set the limits (the broker does, from the core, before it opens any device; tests call
+ * it directly). storage_dir may be NULL. Loop thread. */
+void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing);
+const struct cs_audit_limits *cs_audit_get_limits(void);
+
 /* Register the sys/ paths and the reset hook. Call once at start-up from main(). */
 void cs_audit_register(void);
 
@@ -135,10 +154,8 @@ void cs_audit_reset(void);
 /* "hmac-sha256:<hex>" of s under salt (malloc'd). */
 char *cs_audit_hmac(const uint8_t *salt, size_t salt_len, const char *s);
 /* Replace every string value inside `v` (objects and arrays, recursively; never keys)
- * by its HMAC, except RFC 3339 timestamps. */
+ * by its HMAC. */
 void cs_audit_hash_tree(cJSON *v, const uint8_t *salt, size_t salt_len);
-/* true if s parses as an RFC 3339 timestamp (Go's time.Time.UnmarshalText). */
-bool cs_audit_is_rfc3339(const char *s);
 /*
  * Format one entry for device d from an unhashed template {"auth":{...},"request":{...}}
  * plus, for a response, `response` (may be NULL) and `error` (may be NULL). Returns the
@@ -147,7 +164,9 @@ bool cs_audit_is_rfc3339(const char *s);
  */
 char *cs_audit_format(const struct cs_audit_device *d, const char *type, const cJSON *tmpl,
 		      const cJSON *response, const char *error, size_t *len);
-/* Device set-up from type/options without the broker (tests); see ops->open. */
+/* Device set-up from type/options without the broker (tests); see ops->open. `probe`
+ * also means "enabled over the API": the options are then held to the limits ("prefix"
+ * only with allow_prefixing, no executable file mode, ...). */
 int cs_audit_device_init(struct cs_audit_device *d, const char *type, const cJSON *options,
 			 bool probe, char *errmsg, size_t errlen);
 void cs_audit_device_free(struct cs_audit_device *d);

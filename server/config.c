@@ -461,6 +461,8 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			rc = want_bool(x, m, k, &c->disable_mlock);
 		} else if (strcmp(k, "ui") == 0) {
 			rc = want_bool(x, m, k, &c->ui);
+		} else if (strcmp(k, "allow_audit_log_prefixing") == 0) {
+			rc = want_bool(x, m, k, &c->allow_audit_log_prefixing);
 		} else if (strcmp(k, "log_level") == 0) {
 			if (m->type != CS_HCL_STRING) {
 				rc = fail(x, m->line, "log_level must be a string, not %s",

@@ -17,6 +17,7 @@
  *   api_addr = "https://127.0.0.1:8200"   cluster_addr = "https://127.0.0.1:8201"
  *   disable_mlock = true                  log_level = "info"
  *   ui = false   cluster_name = "..."   default_lease_ttl = "768h"   max_lease_ttl = "768h"
+ *   allow_audit_log_prefixing = false     # Vault 1.20: API may set audit "prefix", wide "mode"
  *
  * Any unknown key, wrong type or bad value is an error reported as
  * "FILE:LINE: reason" and start-up stops. Booleans accept true/false and the strings
@@ -80,6 +81,9 @@ struct cs_config {
 	int log_level;             /* enum cs_log_level; default info */
 	int64_t default_lease_ttl; /* seconds; default 768h */
 	int64_t max_lease_ttl;     /* seconds; default 768h */
+	/* Vault 1.20's key (CVE-2025-6000): only when true may sys/audit/:path set the "prefix"
+	 * option or a file "mode" wider than 0600. Default false. */
+	bool allow_audit_log_prefixing;
 
 	/* -dev mode (set by the command line, never by the file) */
 	bool dev;

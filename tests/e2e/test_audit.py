@@ -1,9 +1,13 @@
 """Audit devices: file and socket devices, Vault's entry shapes, HMAC of every secret
-(checked against sys/audit-hash), list/disable, persistence across restart + unseal,
-fail-closed when no device can write, and log rotation on SIGHUP."""
+(checked against sys/audit-hash; timestamp-shaped secrets too), list/disable, persistence
+across restart + unseal, fail-closed when no device can write, log rotation on SIGHUP, and
+the file device's limits (CVE-2025-6000 replays: storage and binary directories, symlinks,
+non-regular files, the mode of existing files, prefix and wide modes only with
+allow_audit_log_prefixing)."""
 
 import json
 import os
+import re
 import signal
 import socket
 import threading
@@ -109,8 +113,17 @@ def test_file_device_entries_hmac_and_list(unsealed, tmp_path):
     assert len(lines(log)) == n
 
 
-def test_options_and_errors(unsealed, tmp_path):
-    srv = unsealed
+ALLOW = "allow_audit_log_prefixing = true\n"
+
+
+def allowing_server(server_factory):
+    srv = server_factory(extra_config=ALLOW)
+    H.init_and_unseal(srv)
+    return srv
+
+
+def test_options_and_errors(server_factory, tmp_path):
+    srv = allowing_server(server_factory)
     t = srv.root_token
     bad = srv.put("sys/audit/x", token=t, json={"type": "nope"})
     assert bad.status_code == 400, bad.text
@@ -202,16 +215,23 @@ def test_fail_closed_and_sighup_reopen(unsealed, tmp_path):
     assert len(lines(log + ".1")) == n_old
 
 
-def test_dev_full_alone_fails_closed(unsealed, tmp_path):
+def break_dir(srv, d):
+    """Make every open of a log under directory d fail, even for root: the directory
+    becomes a regular file; SIGHUP makes the server reopen its devices."""
+    os.rename(str(d), str(d) + ".moved")
+    with open(str(d), "w") as f:
+        f.write("not a directory")
+    os.kill(srv.pid, signal.SIGHUP)
+    time.sleep(0.3)
+
+
+def test_broken_device_alone_fails_closed(unsealed, tmp_path):
     srv = unsealed
     t = srv.root_token
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    # /dev/full alone: every write fails with ENOSPC, the request is refused
-    enable = srv.put("sys/audit/full", token=t,
-                     json={"type": "file", "options": {"file_path": "/dev/full"}})
-    # no device was enabled when the enable arrived: it is not audited at all
-    assert enable.status_code == 204, enable.text
+    d = tmp_path / "logs"
+    d.mkdir()
+    enable_file(srv, "only", str(d / "a.log"))
+    break_dir(srv, d)
     r = srv.put("sys/mounts/kvx", token=t, json={"type": "kv"})
     assert r.status_code == 500, r.text
     assert "failed to audit request" in H.errors_of(r)[0]
@@ -226,20 +246,26 @@ def test_dev_full_alone_fails_closed(unsealed, tmp_path):
     H.unseal(srv, srv.keys[:2])
     H.wait_active(srv)
     assert srv.get("sys/mounts", token=t).status_code == 500
+    os.unlink(str(d))
+    os.rename(str(d) + ".moved", str(d))
+    r = srv.get("sys/mounts", token=t)
+    assert r.status_code == 200, r.text
+    assert "kvx/" not in r.json()["data"]
 
 
-def test_dev_full_alongside_good_device(unsealed, tmp_path):
+def test_broken_device_alongside_good_device(unsealed, tmp_path):
     srv = unsealed
     t = srv.root_token
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
     good = str(tmp_path / "good.log")
+    d = tmp_path / "other"
+    d.mkdir()
     enable_file(srv, "good", good)
-    enable_file(srv, "full", "/dev/full")  # one device writes: success
-    H.enable_kv(srv)
+    enable_file(srv, "other", str(d / "o.log"))
+    break_dir(srv, d)
+    H.enable_kv(srv)  # one device writes: success
     assert srv.put("kv/x", token=t, json={"v": SECRET}).status_code == 204
     assert SECRET not in open(good).read()
-    assert srv.request("DELETE", "sys/audit/full", token=t).status_code == 204
+    assert srv.request("DELETE", "sys/audit/other", token=t).status_code == 204
 
 
 class Collector:
@@ -349,3 +375,182 @@ def test_wrapped_response_tokens_hashed(unsealed, tmp_path):
             and e["request"]["operation"] == "read"][-1]
     assert resp["response"]["wrap_info"]["token"] == audit_hash(srv, "w", wi["token"])
     assert resp["request"]["wrap_ttl"] == 60
+
+
+# ---- CVE-2025-6000 class: what a sudo token may make the file device write ----------
+
+def audit_table(srv):
+    r = srv.get("sys/audit", token=srv.root_token)
+    assert r.status_code == 200, r.text
+    return sorted(k for k in r.json() if k.endswith("/") and isinstance(r.json()[k], dict)
+                  and "type" in r.json()[k])
+
+
+def refused(srv, path, options, what):
+    """sys/audit/<path> is a 400 naming `what`, and the audit table does not change."""
+    before = audit_table(srv)
+    r = srv.put("sys/audit/" + path, token=srv.root_token,
+                json={"type": "file", "options": options})
+    assert r.status_code == 400, r.text
+    assert what in H.errors_of(r)[0], r.text
+    assert audit_table(srv) == before
+    return r
+
+
+def test_file_path_in_storage_or_binary_dir_refused(unsealed, tmp_path):
+    srv = unsealed
+    data = os.path.realpath(srv.data_dir)
+    attempts = [os.path.join(data, "audit.log"),
+                os.path.join(data, "raft", "audit.log") if os.path.isdir(
+                    os.path.join(data, "raft")) else os.path.join(data, "x.log"),
+                os.path.join(data, "..", os.path.basename(data), "dotdot.log")]
+    link = tmp_path / "innocent"
+    os.symlink(data, str(link))  # a symlinked parent resolves into the data dir
+    attempts.append(str(link / "via-link.log"))
+    before = set(os.listdir(data))
+    for p in attempts:
+        refused(srv, "d", {"file_path": p}, "inside the storage directory")
+    assert set(os.listdir(data)) == before  # nothing written there
+    bindir = os.path.dirname(os.path.realpath(H.BIN))
+    victim = os.path.join(bindir, "audit-%s.log" % H.uid()[:8])
+    refused(srv, "b", {"file_path": victim}, "directory of the custos binary")
+    assert not os.path.exists(victim)
+    refused(srv, "b", {"file_path": os.path.realpath(H.BIN)}, "directory of the custos binary")
+    # the server still works, with no device (nothing was enabled)
+    assert audit_table(srv) == []
+    H.enable_kv(srv)
+    assert srv.put("kv/ok", token=srv.root_token, json={"v": "1"}).status_code == 204
+
+
+def test_dev_storage_dir_refused(dev_server):
+    srv = dev_server
+    # -dev keeps raft and LMDB in a mkdtemp directory: find it among the open files
+    found = set()
+    for fd in os.listdir("/proc/%d/fd" % srv.pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (srv.pid, fd))
+        except OSError:
+            continue
+        m = re.match(r"^(/tmp/custos-dev-[^/]+)/", target)
+        if m:
+            found.add(m.group(1))
+    assert len(found) == 1, found
+    data = found.pop()
+    assert os.path.isdir(data)
+    before = set(os.listdir(data))
+    refused(srv, "dev", {"file_path": os.path.join(data, "audit.log")},
+            "inside the storage directory")
+    assert set(os.listdir(data)) == before
+
+
+def test_symlink_and_special_files_refused(unsealed, tmp_path):
+    srv = unsealed
+    target = tmp_path / "elsewhere" / "authorized_keys"
+    target.parent.mkdir()
+    target.write_text("ssh-ed25519 AAAA original\n")
+    os.chmod(str(target), 0o640)
+    link = tmp_path / "audit.log"
+    os.symlink(str(target), str(link))
+    refused(srv, "s", {"file_path": str(link)}, "symbolic link")
+    refused(srv, "s", {"file_path": str(link), "mode": "0600"}, "symbolic link")
+    assert target.read_text() == "ssh-ed25519 AAAA original\n"
+    assert os.stat(str(target)).st_mode & 0o7777 == 0o640
+    for dev in ("/dev/null", "/dev/full"):
+        if os.path.exists(dev):
+            refused(srv, "s", {"file_path": dev}, "not a regular file")
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    refused(srv, "s", {"file_path": fifo}, "not a regular file")  # and did not hang
+
+    # planted after the enable: a SIGHUP reopen refuses it, nothing reaches the target
+    real = tmp_path / "real.log"
+    enable_file(srv, "s", str(real))
+    second = tmp_path / "second.log"
+    enable_file(srv, "keep", str(second))
+    os.unlink(str(real))
+    os.symlink(str(target), str(real))
+    os.kill(srv.pid, signal.SIGHUP)
+    assert wait_for(lambda: "refusing to follow a symbolic link" in srv.log_text())
+    H.enable_kv(srv)
+    assert srv.put("kv/after", token=srv.root_token, json={"v": SECRET}).status_code == 204
+    assert target.read_text() == "ssh-ed25519 AAAA original\n"
+    assert any(e["request"]["path"] == "kv/after" for e in lines(str(second)))
+
+
+def test_mode_and_prefix_need_config(unsealed, server_factory, tmp_path):
+    srv = unsealed
+    existing = tmp_path / "shared.log"
+    existing.write_text("")
+    os.chmod(str(existing), 0o644)
+    refused(srv, "m", {"file_path": str(existing), "mode": "0777"}, "executable")
+    refused(srv, "m", {"file_path": str(existing), "mode": "0640"},
+            "allow_audit_log_prefixing")
+    refused(srv, "m", {"file_path": str(existing), "prefix": "#!/bin/sh\n"},
+            "audit log prefixing is not allowed")
+    refused(srv, "m", {"file_path": "stdout", "prefix": ""},
+            "audit log prefixing is not allowed")
+    assert os.stat(str(existing)).st_mode & 0o7777 == 0o644
+    assert existing.read_text() == ""
+    # 0600 is accepted, and leaves the existing file's mode alone
+    enable_file(srv, "m", str(existing), mode="0600")
+    assert os.stat(str(existing)).st_mode & 0o7777 == 0o644
+    srv.client().sys.list_enabled_audit_devices()
+    assert len(lines(str(existing))) >= 2
+
+    # with allow_audit_log_prefixing = true: prefix and a wider mode are accepted
+    srv2 = allowing_server(server_factory)
+    other = tmp_path / "other.log"
+    other.write_text("")
+    os.chmod(str(other), 0o644)
+    r = srv2.put("sys/audit/p", token=srv2.root_token, json={
+        "type": "file", "options": {"file_path": str(other), "prefix": "@cee: ",
+                                    "mode": "0640"}})
+    assert r.status_code == 204, r.text
+    assert os.stat(str(other)).st_mode & 0o7777 == 0o644  # existing: mode unchanged
+    fresh = tmp_path / "fresh.log"
+    enable_file(srv2, "f", str(fresh), mode="0640")
+    assert os.stat(str(fresh)).st_mode & 0o7777 == 0o640  # created: mode applied
+    srv2.client().sys.list_enabled_audit_devices()
+    text = open(str(other)).read()
+    assert text and all(x.startswith("@cee: {") for x in text.splitlines())
+    # executable modes stay refused even then
+    refused(srv2, "x", {"file_path": str(tmp_path / "x.log"), "mode": "0755"}, "executable")
+    assert not os.path.exists(str(tmp_path / "x.log"))
+
+
+def test_timestamp_shaped_secret_is_hmaced(unsealed, tmp_path):
+    """Issue 9, item 9: a secret shaped like an RFC 3339 timestamp was logged in clear."""
+    srv = unsealed
+    log = str(tmp_path / "ts.log")
+    enable_file(srv, "ts", log)
+    H.enable_kv(srv)
+    stamp = "2024-01-01T00:00:00Z"
+    t = srv.root_token
+    assert srv.put("kv/cert", token=t, json={"not_after": stamp,
+                                             "l": ["2024-01-01T00:00:00+02:00"]}
+                   ).status_code == 204
+    r = srv.get("kv/cert", token=t)
+    assert r.json()["data"]["not_after"] == stamp
+    raw = open(log).read()
+    assert "2024-01-01" not in raw
+    h = audit_hash(srv, "ts", stamp)
+    es = [e for e in lines(log) if e["request"]["path"] == "kv/cert"]
+    w = [e for e in es if e["request"]["operation"] == "update" and e["type"] == "request"][0]
+    assert w["request"]["data"]["not_after"] == h
+    rd = [e for e in es if e["request"]["operation"] == "read" and e["type"] == "response"][0]
+    assert rd["response"]["data"]["not_after"] == h
+    # Vault's non-sensitive fields stay readable
+    for e in (w, rd):
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", e["time"])
+        assert re.match(r"^[0-9a-f-]{36}$", e["request"]["id"])
+        assert e["request"]["path"] == "kv/cert"
+        assert e["request"]["mount_type"] == "kv"
+        assert e["request"]["mount_accessor"].startswith("kv_")
+        assert e["request"]["remote_address"] == "127.0.0.1"
+        assert e["request"]["namespace"] == {"id": "root"}
+        assert e["auth"]["policies"] == ["root"]
+        assert e["auth"]["token_policies"] == ["root"]
+        assert e["auth"]["display_name"] == "root"
+        assert e["request"]["client_token"].startswith("hmac-sha256:")
+    assert rd["request"]["operation"] == "read"
+    assert rd["response"]["mount_type"] == "kv"

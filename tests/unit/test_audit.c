@@ -1,12 +1,18 @@
-/* Unit tests for audit/: HMAC and hashing of nested data, entry shapes, options
- * (log_raw, hmac_accessor, prefix, elide_list_responses), the file device (mode, reopen
- * after rotation, write failure) and the socket device (TCP). */
+/* Unit tests for audit/: HMAC and hashing of nested data (timestamp-shaped secrets too),
+ * entry shapes and the fields Vault leaves readable, options (log_raw, hmac_accessor,
+ * prefix, elide_list_responses), the file device (mode, reopen after rotation, write
+ * failure), the file device's limits (CVE-2025-6000 replays: storage and binary
+ * directories, symlinks, non-regular files, mode of existing files, prefix and wide modes
+ * only with allow_audit_log_prefixing) and the socket device (TCP). */
 #include <check.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,14 +29,16 @@ static char *h(const char *s)
 	return cs_audit_hmac(SALT, sizeof SALT, s);
 }
 
-/* A device with options given as JSON text, or NULL with the error in err. */
-static struct cs_audit_device *device(const char *type, const char *opts_json, char *err,
-				      size_t errlen)
+/* A device with options given as JSON text, or NULL with the error in err; `api`: enabled
+ * over the API (probe) rather than reloaded from the table. */
+static struct cs_audit_device *device_as(bool api, const char *type, const char *opts_json,
+					 char *err, size_t errlen)
 {
 	struct cs_audit_device *d = calloc(1, sizeof *d);
 	cJSON *o = cJSON_Parse(opts_json);
 	ck_assert_ptr_nonnull(o);
-	int rc = cs_audit_device_init(d, type, o, true, err, errlen);
+	err[0] = '\0';
+	int rc = cs_audit_device_init(d, type, o, api, err, errlen);
 	cJSON_Delete(o);
 	if (rc) {
 		cs_audit_device_free(d);
@@ -42,11 +50,31 @@ static struct cs_audit_device *device(const char *type, const char *opts_json, c
 	return d;
 }
 
+static struct cs_audit_device *device(const char *type, const char *opts_json, char *err,
+				      size_t errlen)
+{
+	return device_as(true, type, opts_json, err, errlen);
+}
+
+/* 2006-01-02T15:04:05[.frac]Z, as the envelope's "time" is written. */
+static bool is_utc_time(const char *s)
+{
+	int y, mo, d, h, mi, sec, n = 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+		return false;
+	const char *p = s + 19;
+	if (*p == '.')
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			;
+	return strcmp(p, "Z") == 0;
+}
+
 static char tmpdir[256];
 
 static void tmp_setup(void)
 {
 	cs_secmem_set_mlock(false);
+	cs_audit_set_limits(NULL, false);
 	snprintf(tmpdir, sizeof tmpdir, "/tmp/cs-audit-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
 }
@@ -71,19 +99,6 @@ START_TEST(test_hmac_vector)
 }
 END_TEST
 
-START_TEST(test_rfc3339)
-{
-	ck_assert(cs_audit_is_rfc3339("2026-11-22T13:54:08Z"));
-	ck_assert(cs_audit_is_rfc3339("2026-11-22T13:54:08.123456789Z"));
-	ck_assert(cs_audit_is_rfc3339("2026-11-22T13:54:08+02:00"));
-	ck_assert(!cs_audit_is_rfc3339("2026-11-22"));
-	ck_assert(!cs_audit_is_rfc3339("2026-11-22T13:54:08"));
-	ck_assert(!cs_audit_is_rfc3339("2026-11-22T13:54:08Zx"));
-	ck_assert(!cs_audit_is_rfc3339("password"));
-	ck_assert(!cs_audit_is_rfc3339(""));
-}
-END_TEST
-
 START_TEST(test_hash_nested)
 {
 	cJSON *v =
@@ -98,7 +113,10 @@ START_TEST(test_hash_nested)
 	ck_assert(cJSON_GetObjectItem(v, "f")->valuedouble == 1.5);
 	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(v, "b")));
 	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(v, "z")));
-	ck_assert_str_eq(cJSON_GetObjectItem(v, "t")->valuestring, "2026-01-02T03:04:05Z");
+	/* a string shaped like a timestamp is hashed like any other (Vault leaves it) */
+	char *t = h("2026-01-02T03:04:05Z");
+	ck_assert_str_eq(cJSON_GetObjectItem(v, "t")->valuestring, t);
+	free(t);
 	cJSON *m = cJSON_GetObjectItem(v, "m");
 	ck_assert_str_eq(cJSON_GetObjectItem(m, "k")->valuestring, y);
 	cJSON *l = cJSON_GetObjectItem(m, "l");
@@ -174,7 +192,7 @@ START_TEST(test_request_entry_hashed)
 	ck_assert_ptr_null(strstr(line, "hvs.TOKEN"));
 	ck_assert_ptr_null(strstr(line, "ACC\""));
 	ck_assert_str_eq(cJSON_GetObjectItem(e, "type")->valuestring, "request");
-	ck_assert(cs_audit_is_rfc3339(cJSON_GetObjectItem(e, "time")->valuestring));
+	ck_assert(is_utc_time(cJSON_GetObjectItem(e, "time")->valuestring));
 	ck_assert_ptr_null(cJSON_GetObjectItem(e, "response"));
 	ck_assert_ptr_null(cJSON_GetObjectItem(e, "error"));
 	char *tok = h("hvs.TOKEN"), *acc = h("ACC"), *sec = h("SECRET");
@@ -224,9 +242,120 @@ START_TEST(test_response_entry_hashed)
 }
 END_TEST
 
+/* A KV write and read of a secret shaped like a timestamp (issue 9, item 9): the value is
+ * only ever an HMAC; the fields Vault leaves readable stay readable. */
+static const char *TS_TMPL =
+    "{\"auth\":{\"client_token\":\"hvs.TOKEN\",\"accessor\":\"ACC\",\"display_name\":"
+    "\"token-ci\",\"policies\":[\"default\",\"kv-rw\"],\"token_policies\":[\"default\","
+    "\"kv-rw\"],\"metadata\":{\"team\":\"ci\"},\"token_type\":\"service\",\"token_ttl\":"
+    "3600,\"token_issue_time\":\"2026-12-07T10:00:00Z\"},"
+    "\"request\":{\"id\":\"9d3c2a1e-0000-4000-8000-000000000001\",\"operation\":\"update\","
+    "\"mount_point\":\"kv/\",\"mount_type\":\"kv\",\"mount_accessor\":\"kv_1a2b3c4d\","
+    "\"mount_class\":\"secret\",\"client_token\":\"hvs.TOKEN\",\"client_token_accessor\":"
+    "\"ACC\",\"namespace\":{\"id\":\"root\"},\"path\":\"kv/app\",\"data\":{\"not_after\":"
+    "\"2024-01-01T00:00:00Z\",\"list\":[\"2024-01-01T00:00:00+02:00\"]},"
+    "\"remote_address\":\"127.0.0.1\",\"remote_port\":51000,\"wrap_ttl\":60}}";
+
+static const char *TS_RESP =
+    "{\"mount_point\":\"kv/\",\"mount_type\":\"kv\",\"mount_accessor\":\"kv_1a2b3c4d\","
+    "\"secret\":{\"lease_id\":\"kv/app/lease-1\"},"
+    "\"data\":{\"not_after\":\"2024-01-01T00:00:00Z\",\"nested\":{\"t\":"
+    "\"2024-01-01T00:00:00.5Z\"}},\"warnings\":[\"a warning\"],"
+    "\"wrap_info\":{\"token\":\"hvs.WRAP\",\"accessor\":\"WACC\",\"ttl\":60,"
+    "\"creation_time\":\"2026-12-07T10:00:01Z\",\"creation_path\":\"kv/app\"}}";
+
+START_TEST(test_timestamp_secret_hashed_envelope_readable)
+{
+	char err[256];
+	struct cs_audit_device *d = device("file", "{\"file_path\":\"discard\"}", err, sizeof err);
+	ck_assert_ptr_nonnull(d);
+	cJSON *tmpl = cJSON_Parse(TS_TMPL), *resp = cJSON_Parse(TS_RESP);
+	ck_assert_ptr_nonnull(tmpl);
+	ck_assert_ptr_nonnull(resp);
+	char *ts = h("2024-01-01T00:00:00Z");
+	for (int i = 0; i < 2; i++) {
+		size_t len;
+		char *line = cs_audit_format(d, i ? "response" : "request", tmpl, i ? resp : NULL,
+					     NULL, &len);
+		/* the secret appears only as its HMAC */
+		ck_assert_msg(strstr(line, "2024-01-01") == NULL, "%s", line);
+		cJSON *e = cJSON_Parse(line);
+		ck_assert_ptr_nonnull(e);
+		cJSON *req = cJSON_GetObjectItem(e, "request");
+		cJSON *rd = cJSON_GetObjectItem(req, "data");
+		ck_assert_str_eq(cJSON_GetObjectItem(rd, "not_after")->valuestring, ts);
+		char *off = h("2024-01-01T00:00:00+02:00");
+		ck_assert_str_eq(
+		    cJSON_GetArrayItem(cJSON_GetObjectItem(rd, "list"), 0)->valuestring, off);
+		free(off);
+		/* Vault's envelope: readable */
+		ck_assert(is_utc_time(cJSON_GetObjectItem(e, "time")->valuestring));
+		ck_assert_str_eq(cJSON_GetObjectItem(e, "type")->valuestring,
+				 i ? "response" : "request");
+		ck_assert_str_eq(str_at(e, "request", "id"),
+				 "9d3c2a1e-0000-4000-8000-000000000001");
+		ck_assert_str_eq(str_at(e, "request", "operation"), "update");
+		ck_assert_str_eq(str_at(e, "request", "path"), "kv/app");
+		ck_assert_str_eq(str_at(e, "request", "mount_point"), "kv/");
+		ck_assert_str_eq(str_at(e, "request", "mount_type"), "kv");
+		ck_assert_str_eq(str_at(e, "request", "mount_accessor"), "kv_1a2b3c4d");
+		ck_assert_str_eq(str_at(e, "request", "mount_class"), "secret");
+		ck_assert_str_eq(str_at(e, "request", "remote_address"), "127.0.0.1");
+		ck_assert_int_eq(cJSON_GetObjectItem(req, "remote_port")->valueint, 51000);
+		ck_assert_int_eq(cJSON_GetObjectItem(req, "wrap_ttl")->valueint, 60);
+		ck_assert_str_eq(str_at(req, "namespace", "id"), "root");
+		ck_assert_str_eq(str_at(e, "auth", "display_name"), "token-ci");
+		ck_assert_str_eq(str_at(e, "auth", "token_type"), "service");
+		ck_assert_str_eq(str_at(e, "auth", "token_issue_time"), "2026-12-07T10:00:00Z");
+		cJSON *auth = cJSON_GetObjectItem(e, "auth");
+		ck_assert_str_eq(
+		    cJSON_GetArrayItem(cJSON_GetObjectItem(auth, "policies"), 1)->valuestring,
+		    "kv-rw");
+		ck_assert_str_eq(
+		    cJSON_GetArrayItem(cJSON_GetObjectItem(auth, "token_policies"), 1)->valuestring,
+		    "kv-rw");
+		ck_assert_str_eq(str_at(auth, "metadata", "team"), "ci");
+		/* token and accessor: HMAC'd (hmac_accessor defaults to true) */
+		ck_assert_int_eq(strncmp(str_at(e, "auth", "client_token"), "hmac-sha256:", 12), 0);
+		ck_assert_int_eq(strncmp(str_at(e, "auth", "accessor"), "hmac-sha256:", 12), 0);
+		ck_assert_int_eq(
+		    strncmp(str_at(e, "request", "client_token_accessor"), "hmac-sha256:", 12), 0);
+		if (i) {
+			cJSON *r = cJSON_GetObjectItem(e, "response");
+			cJSON *data = cJSON_GetObjectItem(r, "data");
+			ck_assert_str_eq(cJSON_GetObjectItem(data, "not_after")->valuestring, ts);
+			char *half = h("2024-01-01T00:00:00.5Z");
+			ck_assert_str_eq(str_at(data, "nested", "t"), half);
+			free(half);
+			ck_assert_str_eq(str_at(r, "secret", "lease_id"), "kv/app/lease-1");
+			ck_assert_str_eq(str_at(r, "wrap_info", "creation_time"),
+					 "2026-12-07T10:00:01Z");
+			ck_assert_str_eq(str_at(r, "wrap_info", "creation_path"), "kv/app");
+			ck_assert_int_eq(
+			    cJSON_GetObjectItem(cJSON_GetObjectItem(r, "wrap_info"), "ttl")
+				->valueint,
+			    60);
+			ck_assert_str_eq(
+			    cJSON_GetArrayItem(cJSON_GetObjectItem(r, "warnings"), 0)->valuestring,
+			    "a warning");
+			ck_assert_str_eq(cJSON_GetObjectItem(r, "mount_type")->valuestring, "kv");
+			ck_assert_int_eq(
+			    strncmp(str_at(r, "wrap_info", "token"), "hmac-sha256:", 12), 0);
+		}
+		cJSON_Delete(e);
+		free(line);
+	}
+	free(ts);
+	cJSON_Delete(tmpl);
+	cJSON_Delete(resp);
+	cs_audit_device_free(d);
+}
+END_TEST
+
 START_TEST(test_log_raw_and_prefix)
 {
 	char err[256];
+	cs_audit_set_limits(NULL, true); /* allow_audit_log_prefixing */
 	struct cs_audit_device *d =
 	    device("file",
 		   "{\"file_path\":\"discard\",\"log_raw\":\"true\",\"prefix\":\"@cee: \","
@@ -331,7 +460,8 @@ START_TEST(test_file_write_mode_reopen)
 	ck_assert_uint_eq(count_lines(path), 2);
 	cs_audit_device_free(d);
 
-	/* mode option */
+	/* mode option (wider than 0600: allow_audit_log_prefixing) */
+	cs_audit_set_limits(NULL, true);
 	snprintf(path, sizeof path, "%s/m.log", tmpdir);
 	snprintf(opts, sizeof opts, "{\"file_path\":\"%s\",\"mode\":\"0640\"}", path);
 	d = device("file", opts, err, sizeof err);
@@ -344,17 +474,24 @@ END_TEST
 
 START_TEST(test_file_write_failure)
 {
-	char err[256];
-	if (access("/dev/full", W_OK) != 0)
-		return;
-	struct cs_audit_device *d =
-	    device("file", "{\"file_path\":\"/dev/full\"}", err, sizeof err);
+	char err[256], opts[400];
+	/* a regular file that cannot grow: every write fails with EFBIG, and the retry too */
+	char path[300];
+	snprintf(path, sizeof path, "%s/big.log", tmpdir);
+	snprintf(opts, sizeof opts, "{\"file_path\":\"%s\"}", path);
+	struct cs_audit_device *d = device("file", opts, err, sizeof err);
 	ck_assert_msg(d != NULL, "%s", err);
-	ck_assert_int_eq(d->ops->write(d, "x\n", 2), CS_EIO);
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit old, lim = {.rlim_cur = 4, .rlim_max = RLIM_INFINITY};
+	getrlimit(RLIMIT_FSIZE, &old);
+	lim.rlim_max = old.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	ck_assert_int_eq(d->ops->write(d, "0123456789\n", 11), CS_EIO);
+	ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
 	cs_audit_device_free(d);
 
 	/* the directory disappears: the reopen fails, writes fail, and recover after */
-	char dir[300], path[320], moved[310], opts[400];
+	char dir[280], moved[310];
 	snprintf(dir, sizeof dir, "%s/d", tmpdir);
 	snprintf(moved, sizeof moved, "%s/moved", tmpdir);
 	snprintf(path, sizeof path, "%s/a.log", dir);
@@ -368,6 +505,257 @@ START_TEST(test_file_write_failure)
 	ck_assert_int_eq(rename(moved, dir), 0);
 	ck_assert_int_eq(d->ops->write(d, "y\n", 2), 0);
 	ck_assert_uint_eq(count_lines(path), 1);
+	cs_audit_device_free(d);
+}
+END_TEST
+
+/* ---- file device limits: replays of the CVE-2025-6000 class ---- */
+
+static struct cs_audit_device *file_device(bool api, const char *path, const char *extra, char *err,
+					   size_t errlen)
+{
+	char opts[PATH_MAX + 600];
+	snprintf(opts, sizeof opts, "{\"file_path\":\"%s\"%s%s}", path, extra ? "," : "",
+		 extra ? extra : "");
+	return device_as(api, "file", opts, err, errlen);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	ck_assert_int_eq(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void assert_file(const char *path, const char *text, mode_t mode)
+{
+	char buf[256] = "";
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	ck_assert_str_eq(buf, text);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, mode);
+}
+
+START_TEST(test_refuse_storage_dir)
+{
+	char data[300], sub[320], link[300], p[400], err[512];
+	snprintf(data, sizeof data, "%s/data", tmpdir);
+	snprintf(sub, sizeof sub, "%s/raft", data);
+	ck_assert_int_eq(mkdir(data, 0700), 0);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	/* the storage dir is given through a symlink: it is compared resolved */
+	snprintf(link, sizeof link, "%s/datalink", tmpdir);
+	ck_assert_int_eq(symlink(data, link), 0);
+	cs_audit_set_limits(link, true);
+
+	const char *bad[] = {"/data/audit.log", "/data/raft/audit.log", "/data/raft/../x.log",
+			     "/datalink/y.log", "/./data/z.log"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		snprintf(p, sizeof p, "%s%s", tmpdir, bad[i]);
+		ck_assert_ptr_null(file_device(true, p, NULL, err, sizeof err));
+		ck_assert_msg(strstr(err, "inside the storage directory"), "%s: %s", p, err);
+		ck_assert_msg(strstr(err, "sanity check failed; unable to open"), "%s", err);
+		/* at load too: a stored device pointing there never opens */
+		ck_assert_ptr_null(file_device(false, p, NULL, err, sizeof err));
+	}
+	/* the storage directory itself, named from its parent */
+	snprintf(p, sizeof p, "%s/data", tmpdir);
+	ck_assert_ptr_null(file_device(true, p, NULL, err, sizeof err));
+	/* nothing was created anywhere under it */
+	snprintf(p, sizeof p, "%s/data/audit.log", tmpdir);
+	ck_assert(!exists(p));
+	snprintf(p, sizeof p, "%s/x.log", data);
+	ck_assert(!exists(p));
+	snprintf(p, sizeof p, "%s/audit.log", sub);
+	ck_assert(!exists(p));
+	/* next to it is fine */
+	snprintf(p, sizeof p, "%s/datanot.log", tmpdir);
+	struct cs_audit_device *d = file_device(true, p, NULL, err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cs_audit_device_free(d);
+}
+END_TEST
+
+START_TEST(test_refuse_binary_dir)
+{
+	char exe[PATH_MAX], p[PATH_MAX + 32], err[512];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	ck_assert_int_gt(n, 0);
+	exe[n] = '\0';
+	*strrchr(exe, '/') = '\0';
+	snprintf(p, sizeof p, "%s/audit-%d.log", exe, (int)getpid());
+	ck_assert_ptr_null(file_device(true, p, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, "directory of the custos binary"), "%s", err);
+	ck_assert(!exists(p));
+	/* the binary itself */
+	snprintf(p, sizeof p, "%s/test_audit", exe);
+	ck_assert_ptr_null(file_device(true, p, NULL, err, sizeof err));
+}
+END_TEST
+
+START_TEST(test_refuse_symlink)
+{
+	char target[300], link[300], dirlink[300], p[400], err[512];
+	snprintf(target, sizeof target, "%s/target", tmpdir);
+	snprintf(link, sizeof link, "%s/audit.log", tmpdir);
+	write_file(target, "original\n", 0640);
+	ck_assert_int_eq(symlink(target, link), 0);
+	ck_assert_ptr_null(file_device(true, link, "\"mode\":\"0600\"", err, sizeof err));
+	ck_assert_msg(strstr(err, "symbolic link"), "%s", err);
+	ck_assert_ptr_null(file_device(false, link, NULL, err, sizeof err));
+	assert_file(target, "original\n", 0640);
+	/* a dangling symlink is not created through either */
+	char missing[300];
+	snprintf(missing, sizeof missing, "%s/missing", tmpdir);
+	snprintf(p, sizeof p, "%s/dangling.log", tmpdir);
+	ck_assert_int_eq(symlink(missing, p), 0);
+	ck_assert_ptr_null(file_device(true, p, NULL, err, sizeof err));
+	ck_assert(!exists(missing));
+	/* a symlinked parent directory is resolved, and then judged where it points */
+	snprintf(dirlink, sizeof dirlink, "%s/dirlink", tmpdir);
+	ck_assert_int_eq(symlink(tmpdir, dirlink), 0);
+	snprintf(p, sizeof p, "%s/via.log", dirlink);
+	struct cs_audit_device *d = file_device(true, p, NULL, err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cs_audit_device_free(d);
+
+	/* swapped for a symlink after the enable: the next reopen refuses it */
+	char real[300];
+	snprintf(real, sizeof real, "%s/real.log", tmpdir);
+	d = file_device(true, real, NULL, err, sizeof err);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(unlink(real), 0);
+	ck_assert_int_eq(symlink(target, real), 0);
+	d->ops->reopen(d);
+	ck_assert_int_eq(d->ops->write(d, "leak\n", 5), CS_EIO);
+	cs_audit_device_free(d);
+	assert_file(target, "original\n", 0640);
+}
+END_TEST
+
+START_TEST(test_refuse_non_regular)
+{
+	char fifo[300], dir[300], err[512];
+	const char *devs[] = {"/dev/null", "/dev/full", "/dev/zero"};
+	for (size_t i = 0; i < sizeof devs / sizeof *devs; i++) {
+		if (!exists(devs[i]))
+			continue;
+		ck_assert_ptr_null(file_device(true, devs[i], NULL, err, sizeof err));
+		ck_assert_msg(strstr(err, "not a regular file"), "%s: %s", devs[i], err);
+	}
+	/* a FIFO with no reader: refused at once (the open must not block the loop) */
+	snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	ck_assert_ptr_null(file_device(true, fifo, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, "not a regular file"), "%s", err);
+	snprintf(dir, sizeof dir, "%s/sub", tmpdir);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_ptr_null(file_device(true, dir, NULL, err, sizeof err));
+	snprintf(dir, sizeof dir, "%s/", tmpdir);
+	ck_assert_ptr_null(file_device(true, dir, NULL, err, sizeof err));
+	ck_assert_msg(strstr(err, "must name a file"), "%s", err);
+	/* the keywords still work, in any case, as in Vault */
+	struct cs_audit_device *d = file_device(true, "STDOUT", NULL, err, sizeof err);
+	ck_assert_ptr_nonnull(d);
+	ck_assert(!d->fd_owned);
+	cs_audit_device_free(d);
+	d = file_device(true, "discard", NULL, err, sizeof err);
+	ck_assert_ptr_nonnull(d);
+	ck_assert_int_eq(d->ops->write(d, "x\n", 2), 0);
+	cs_audit_device_free(d);
+}
+END_TEST
+
+START_TEST(test_mode_only_on_create)
+{
+	char existing[300], fresh[300], err[512];
+	snprintf(existing, sizeof existing, "%s/existing.log", tmpdir);
+	write_file(existing, "old\n", 0644);
+	/* executable or special bits: refused, whatever the config says */
+	cs_audit_set_limits(NULL, true);
+	const char *bad[] = {"\"mode\":\"0777\"", "\"mode\":\"0755\"", "\"mode\":\"0700\"",
+			     "\"mode\":\"4600\"", "\"mode\":\"2600\"", "\"mode\":\"1600\""};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		ck_assert_ptr_null(file_device(true, existing, bad[i], err, sizeof err));
+		ck_assert_msg(strstr(err, "executable"), "%s", err);
+	}
+	assert_file(existing, "old\n", 0644);
+	/* wider than 0600 without allow_audit_log_prefixing: refused */
+	cs_audit_set_limits(NULL, false);
+	ck_assert_ptr_null(file_device(true, existing, "\"mode\":\"0640\"", err, sizeof err));
+	ck_assert_msg(strstr(err, "allow_audit_log_prefixing"), "%s", err);
+	ck_assert_ptr_null(file_device(true, existing, "\"mode\":\"0666\"", err, sizeof err));
+	assert_file(existing, "old\n", 0644);
+	/* accepted, and an existing file keeps its mode */
+	struct cs_audit_device *d =
+	    file_device(true, existing, "\"mode\":\"0600\"", err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cs_audit_device_free(d);
+	cs_audit_set_limits(NULL, true);
+	d = file_device(true, existing, "\"mode\":\"0440\"", err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	ck_assert_int_eq(d->ops->write(d, "new\n", 4), 0);
+	d->ops->reopen(d);
+	cs_audit_device_free(d);
+	assert_file(existing, "old\nnew\n", 0644);
+	/* a new file gets exactly the mode asked for, whatever the umask */
+	mode_t old_umask = umask(077);
+	snprintf(fresh, sizeof fresh, "%s/fresh.log", tmpdir);
+	d = file_device(true, fresh, "\"mode\":\"0640\"", err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cs_audit_device_free(d);
+	assert_file(fresh, "", 0640);
+	/* "0000": the default for a new file */
+	snprintf(fresh, sizeof fresh, "%s/zero.log", tmpdir);
+	d = file_device(true, fresh, "\"mode\":\"0000\"", err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cs_audit_device_free(d);
+	assert_file(fresh, "", 0600);
+	umask(old_umask);
+	/* a device stored before these rules still loads, minus the executable bits */
+	cs_audit_set_limits(NULL, false);
+	snprintf(fresh, sizeof fresh, "%s/legacy.log", tmpdir);
+	d = file_device(false, fresh, "\"mode\":\"0755\"", err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	cs_audit_device_free(d);
+	assert_file(fresh, "", 0644);
+}
+END_TEST
+
+START_TEST(test_prefix_needs_config)
+{
+	char err[512];
+	const char *opts[] = {"{\"file_path\":\"discard\",\"prefix\":\"#!/bin/sh\\n\"}",
+			      "{\"file_path\":\"discard\",\"prefix\":\"\"}"};
+	for (size_t i = 0; i < 2; i++) {
+		ck_assert_ptr_null(device("file", opts[i], err, sizeof err));
+		ck_assert_msg(strstr(err, "audit log prefixing is not allowed"), "%s", err);
+		ck_assert_ptr_null(device(
+		    "socket", "{\"address\":\"127.0.0.1:1\",\"prefix\":\"x\"}", err, sizeof err));
+		ck_assert_msg(strstr(err, "prefixing"), "%s", err);
+	}
+	/* a device already in the table keeps its prefix */
+	struct cs_audit_device *d = device_as(false, "file", opts[0], err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
+	ck_assert_str_eq(d->prefix, "#!/bin/sh\n");
+	cs_audit_device_free(d);
+	/* allowed by the config */
+	cs_audit_set_limits(NULL, true);
+	d = device("file", opts[0], err, sizeof err);
+	ck_assert_msg(d != NULL, "%s", err);
 	cs_audit_device_free(d);
 }
 END_TEST
@@ -416,7 +804,6 @@ int main(void)
 	Suite *s = suite_create("audit");
 	TCase *hash = tcase_create("hash");
 	tcase_add_test(hash, test_hmac_vector);
-	tcase_add_test(hash, test_rfc3339);
 	tcase_add_test(hash, test_hash_nested);
 	suite_add_tcase(s, hash);
 
@@ -424,6 +811,7 @@ int main(void)
 	tcase_add_checked_fixture(fmt, tmp_setup, tmp_teardown);
 	tcase_add_test(fmt, test_request_entry_hashed);
 	tcase_add_test(fmt, test_response_entry_hashed);
+	tcase_add_test(fmt, test_timestamp_secret_hashed_envelope_readable);
 	tcase_add_test(fmt, test_log_raw_and_prefix);
 	tcase_add_test(fmt, test_hmac_accessor_false);
 	tcase_add_test(fmt, test_bad_options);
@@ -434,6 +822,12 @@ int main(void)
 	tcase_add_test(dev, test_file_write_mode_reopen);
 	tcase_add_test(dev, test_file_write_failure);
 	tcase_add_test(dev, test_socket_tcp);
+	tcase_add_test(dev, test_refuse_storage_dir);
+	tcase_add_test(dev, test_refuse_binary_dir);
+	tcase_add_test(dev, test_refuse_symlink);
+	tcase_add_test(dev, test_refuse_non_regular);
+	tcase_add_test(dev, test_mode_only_on_create);
+	tcase_add_test(dev, test_prefix_needs_config);
 	suite_add_tcase(s, dev);
 
 	SRunner *sr = srunner_create(s);

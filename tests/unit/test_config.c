@@ -238,6 +238,32 @@ START_TEST(test_bad_bool)
 }
 END_TEST
 
+/* Vault 1.20's allow_audit_log_prefixing: top level, false unless set, a checked boolean. */
+START_TEST(test_allow_audit_log_prefixing)
+{
+	struct cs_config c;
+	parse_ok(&c, STORAGE PLAIN_LISTENER);
+	ck_assert(!c.allow_audit_log_prefixing);
+	cs_config_free(&c);
+	parse_ok(&c, STORAGE PLAIN_LISTENER "allow_audit_log_prefixing = true\n");
+	ck_assert(c.allow_audit_log_prefixing);
+	cs_config_free(&c);
+	parse_ok(&c, "{\"storage\": {\"raft\": {\"path\": \"/j\"}},"
+		     " \"listener\": {\"tcp\": {\"tls_disable\": true}},"
+		     " \"allow_audit_log_prefixing\": \"true\"}");
+	ck_assert(c.allow_audit_log_prefixing);
+	cs_config_free(&c);
+	parse_fails(STORAGE PLAIN_LISTENER "allow_audit_log_prefixing = \"sometimes\"\n", 9,
+		    "allow_audit_log_prefixing: invalid boolean");
+	parse_fails(STORAGE PLAIN_LISTENER "allow_audit_log_prefixing = [true]\n", 9,
+		    "allow_audit_log_prefixing must be a boolean");
+	/* it is a server key, not a storage or listener one */
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  allow_audit_log_prefixing = "
+		    "true\n}\n" PLAIN_LISTENER,
+		    3, "unknown key \"allow_audit_log_prefixing\" in storage");
+}
+END_TEST
+
 START_TEST(test_bad_address)
 {
 	static const char *bad[] = {"localhost", "host:99999", "host:80a", ":80",
@@ -563,6 +589,7 @@ int main(void)
 	tcase_add_test(tc, test_unknown_keys);
 	tcase_add_test(tc, test_wrong_types);
 	tcase_add_test(tc, test_bad_bool);
+	tcase_add_test(tc, test_allow_audit_log_prefixing);
 	tcase_add_test(tc, test_bad_address);
 	tcase_add_test(tc, test_bad_tls);
 	tcase_add_test(tc, test_storage_and_listener_rules);
