@@ -4,7 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
-int cs_path_canonical(const char *in, bool keep_trailing, char **out, const char **why)
+int cs_path_canonical(const char *in, bool list, char **out, const char **why)
 {
 	*out = NULL;
 	if (strstr(in, "..")) {
@@ -13,7 +13,7 @@ int cs_path_canonical(const char *in, bool keep_trailing, char **out, const char
 		return -1;
 	}
 	size_t n = strlen(in);
-	char *o = malloc(n + 1);
+	char *o = malloc(n + 2);
 	if (!o)
 		abort();
 	size_t len = 0;
@@ -35,8 +35,7 @@ int cs_path_canonical(const char *in, bool keep_trailing, char **out, const char
 		len += seg;
 		p += seg;
 	}
-	bool trailing = n > 0 && in[n - 1] == '/';
-	if (keep_trailing && trailing && len)
+	if (list)
 		o[len++] = '/';
 	o[len] = '\0';
 	*out = o;

@@ -13,12 +13,12 @@
  *   - runs of '/' collapse to one, and leading slashes go ("//sys//mounts" → "sys/mounts");
  *   - a "." or ".." segment, or ".." anywhere, is refused (CVE-2026-3605's class: the
  *     ACL and the handler would otherwise disagree on which path is meant);
- *   - a trailing '/' is kept only when `keep_trailing` (LIST paths always end in '/';
- *     for every other operation "a/b/" and "a/b" are one path, spelled "a/b").
+ *   - a LIST path always ends in one '/' ("" becomes "/"); for every other operation
+ *     "a/b/" and "a/b" are one path, spelled "a/b".
  * Returns 0 and a malloc'd canonical path in *out, or -1 with *why set to a static
  * message suited to a 400.
  */
-int cs_path_canonical(const char *in, bool keep_trailing, char **out, const char **why);
+int cs_path_canonical(const char *in, bool list, char **out, const char **why);
 
 /* Whether the raw (still percent-encoded) request target's path part — up to '?' or '#'
  * — contains an encoded slash (%2F) or backslash (%5C), which would let one segment

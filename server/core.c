@@ -677,7 +677,6 @@ static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list
  * One spelling per path, before routing and the ACL: the ACL must judge exactly the path
  * the handler acts on, so "sys/mounts//prod", "sys/mounts/prod/" and "sys/mounts/prod"
  * are one path and "a/./b", "a/../b" and "a%2Fb" are refused (lib/path.h has the rules).
- * LIST paths always end in '/', every other path never does.
  */
 static int canonical_path(struct cs_request *req, struct cs_http_req *h)
 {
@@ -690,17 +689,6 @@ static int canonical_path(struct cs_request *req, struct cs_http_req *h)
 		return cs_req_error(req, CS_EINVAL, "%s", why);
 	free(req->path);
 	req->path = canon;
-	size_t n = strlen(canon);
-	if (list && (n == 0 || canon[n - 1] != '/')) {
-		char *p = malloc(n + 2);
-		if (!p)
-			abort();
-		memcpy(p, canon, n);
-		p[n] = '/';
-		p[n + 1] = '\0';
-		free(req->path);
-		req->path = p;
-	}
 	return 0;
 }
 

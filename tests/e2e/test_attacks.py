@@ -108,41 +108,30 @@ path "sys/mounts/prod" { capabilities = ["deny"] }
 '''
 
 
-@pytest.mark.parametrize("target", [
-    "/v1/sys/mounts//prod",
-    "/v1/sys//mounts/prod",
-    "//v1/sys/mounts/prod",
-    "/v1//sys/mounts/prod",
-    "/v1/sys/mounts/prod/",
-    "/v1/sys/mounts/prod//",
-    "/v1/sys/mounts///prod/",
+@pytest.mark.parametrize("target,want", [
+    ("/v1/sys/mounts//prod", 403),
+    ("/v1/sys//mounts/prod", 403),
+    ("/v1//sys/mounts/prod", 403),
+    ("/v1/sys/mounts/prod/", 403),
+    ("/v1/sys/mounts/prod//", 403),
+    ("/v1/sys/mounts///prod/", 403),
+    ("//v1/sys/mounts/prod", 404),  # not under /v1/ at all
+    ("/v1/sys/mounts/./prod", 400),
+    ("/v1/sys/mounts/x/../prod", 400),
+    ("/v1/sys/mounts/%2e%2e/prod", 400),
+    ("/v1/sys/mounts/a%2Fprod", 400),
+    ("/v1/sys/mounts/a%2fprod", 400),
+    ("/v1/sys/mounts/prod/.", 400),
 ])
-def test_spelling_cannot_slip_past_deny(srv, target):
+def test_spelling_cannot_slip_past_deny(srv, target, want):
+    """Every spelling of sys/mounts/prod is denied like it, or refused."""
     tok = make_token(srv, "deny-prod", DENY_PROD)
     before = mounts(srv)
-    status, _, data = srv.raw_request("DELETE", target, headers={"X-Vault-Token": tok})
-    if target.startswith("//v1"):
-        assert status in (400, 404), data  # not under /v1/ at all
-    else:
-        assert status == 403, data
-        assert DENIED in json.loads(data)["errors"][0]
-    assert mounts(srv) == before
     assert "prod/" in before
-
-
-@pytest.mark.parametrize("target", [
-    "/v1/sys/mounts/./prod",
-    "/v1/sys/mounts/x/../prod",
-    "/v1/sys/mounts/%2e%2e/prod",
-    "/v1/sys/mounts/a%2Fprod",
-    "/v1/sys/mounts/a%2fprod",
-    "/v1/sys/mounts/prod/.",
-])
-def test_dot_segments_and_encoded_slashes_refused(srv, target):
-    tok = make_token(srv, "deny-prod", DENY_PROD)
-    before = mounts(srv)
     status, _, data = srv.raw_request("DELETE", target, headers={"X-Vault-Token": tok})
-    assert status == 400, data
+    assert status == want, data
+    if want == 403:
+        assert DENIED in json.loads(data)["errors"][0]
     assert mounts(srv) == before
 
 
