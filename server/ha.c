@@ -251,7 +251,8 @@ static int pem_pair(const struct cs_cluster_cred *c, char **cert, size_t *cl, ch
 	return rc;
 }
 
-/* The keyring as Vault shapes it (tls_keyring in the join answer, core/raft/tls). */
+/* The keyring as Vault shapes it (core/raft/tls, behind the barrier; never in a join
+ * answer: a joiner gets a certificate minted for its own key instead). */
 static cJSON *keyring_json(const struct cs_cluster_cred *ca)
 {
 	char *cert, *key;

@@ -246,5 +246,27 @@ def test_second_join_while_pending_is_refused(tmp_path, tls, leader):
         assert r.status_code == 204, r.text
         r = leader.get("sys/mounts", token=leader.root_token)
         assert "kvj/" in r.json()["data"], r.text
+
+        # Once unsealed, the joined node holds the CA key from behind the barrier, so
+        # it can certify the next joiner when it becomes the active node.
+        r = leader.request("POST", "sys/storage/raft/autopilot/configuration",
+                           token=leader.root_token, json={"server_stabilization_time": "1s"})
+        assert r.status_code in (200, 204), r.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conf = config_ids(leader)
+            if conf.get("joiner", {}).get("voter"):
+                break
+            time.sleep(0.3)
+        assert config_ids(leader)["joiner"]["voter"] is True
+        r = leader.put("sys/step-down", token=leader.root_token)
+        assert r.status_code == 204, r.text
+        H.wait_active(node, timeout=30)
+        e = FakeJoiner("node-e", H.free_port_pair())
+        nonce = open_challenge(kek_of(leader), e.challenge(node))["nonce"]
+        r = answer(node, "node-e", nonce)
+        assert r.status_code == 200, r.text
+        cert = x509.load_pem_x509_certificate(r.json()["data"]["node_cert"].encode())
+        assert cert.public_key().public_numbers() == e.key.public_key().public_numbers()
     finally:
         node.cleanup()
