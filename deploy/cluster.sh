@@ -144,6 +144,9 @@ write_config() { # write_config I
         joins+="  }
 "
     done
+    # Plain HTTP on loopback only: joins over http:// must be allowed explicitly.
+    [ "$TLS" = 1 ] || joins+="  unsafe_allow_plaintext_join = true
+"
     local tls_lines="  tls_disable     = true"
     [ "$TLS" = 1 ] && tls_lines="  tls_cert_file   = \"$DIR/tls/cert.pem\"
   tls_key_file    = \"$DIR/tls/key.pem\""

@@ -547,7 +547,26 @@ bool cs_raft_node_check_claim(void *node, raft_id id, const char *address)
 	for (unsigned i = 0; i < conf->n; i++)
 		if (conf->servers[i].id == id)
 			return strcmp(conf->servers[i].address, address) == 0;
-	return true;
+	if (conf->n > 0)
+		return false; /* not a member: removed, or never added */
+	for (unsigned i = 0; i < n->n_expected; i++)
+		if (n->expected[i].id == id)
+			return strcmp(n->expected[i].address, address) == 0;
+	return false;
+}
+
+void cs_raft_node_expect_peers(struct cs_raft_node *n, const raft_id *ids,
+			       const char *const *addresses, unsigned count)
+{
+	n->n_expected = 0;
+	for (unsigned i = 0; i < count && n->n_expected < CS_RAFT_MAX_EXPECTED; i++) {
+		if (!ids[i] || !addresses[i])
+			continue;
+		n->expected[n->n_expected].id = ids[i];
+		snprintf(n->expected[n->n_expected].address,
+			 sizeof n->expected[n->n_expected].address, "%s", addresses[i]);
+		n->n_expected++;
+	}
 }
 
 static void handle_closed(uv_handle_t *h)

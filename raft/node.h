@@ -39,6 +39,8 @@ struct cs_raft_node;
 typedef void (*cs_raft_active_cb)(void *ctx, bool active);
 typedef void (*cs_raft_close_cb)(struct cs_raft_node *n);
 
+#define CS_RAFT_MAX_EXPECTED 16
+
 struct cs_raft_node {
 	uv_loop_t *loop;
 	struct cs_storage *st;
@@ -76,10 +78,16 @@ struct cs_raft_node {
 	raft_io_close_cb raft_io_close_cb;
 	bool io_close_fired;
 	struct raft_transfer transfer;
-	raft_term leader_term;       /* term in which last_state became RAFT_LEADER */
-	raft_term barrier_term;      /* term of the pending post-election barrier */
-	uint64_t proposals_inflight; /* raft_apply calls whose callback has not run */
+	raft_term leader_term;            /* term in which last_state became RAFT_LEADER */
+	raft_term barrier_term;           /* term of the pending post-election barrier */
+	uint64_t proposals_inflight;      /* raft_apply calls whose callback has not run */
 	struct raft_barrier snap_barrier; /* cs_raft_node_force_snapshot */
+	/* cs_raft_node_expect_peers: whom a joiner accepts before its configuration arrives */
+	struct {
+		raft_id id;
+		char address[256];
+	} expected[CS_RAFT_MAX_EXPECTED];
+	unsigned n_expected;
 	bool snap_barrier_pending;
 };
 
@@ -137,12 +145,23 @@ int cs_raft_node_start(struct cs_raft_node *n);
 int cs_raft_node_force_snapshot(struct cs_raft_node *n);
 bool cs_raft_node_is_leader(const struct cs_raft_node *n);
 /*
- * A cs_transport_claim_fn (ctx = the node): an id found in the node's current raft
- * configuration must claim exactly the address recorded there; an id not (yet) in it is
- * accepted, because a joining node starts with an empty configuration and must accept
- * the leader's first connection (its certificate already proved the id). Loop thread.
+ * A cs_transport_claim_fn (ctx = the node): the peer must be a member of the node's
+ * current raft configuration (a leader's includes the node it is adding: raft_add
+ * changes it at once) and claim exactly the address recorded there. A certificate signed
+ * by the cluster CA is not enough: a node removed from the cluster, or one that was
+ * never added, is refused. Only while the configuration is still empty (a joining node,
+ * before the leader's first entries or snapshot) are the peers given to
+ * cs_raft_node_expect_peers accepted instead. Loop thread.
  */
 bool cs_raft_node_check_claim(void *node, raft_id id, const char *address);
+/*
+ * A joining node: the members the leader named in its join answer (up to
+ * CS_RAFT_MAX_EXPECTED; more are ignored), accepted by check_claim until the node's own
+ * configuration is non-empty. Call after init (which clears the list). Copies ids and
+ * addresses. Loop thread.
+ */
+void cs_raft_node_expect_peers(struct cs_raft_node *n, const raft_id *ids,
+			       const char *const *addresses, unsigned count);
 /* Close asynchronously; cb runs once everything is released (may be NULL) and n may be
  * freed from it. Safe to call from any callback (raft_close is deferred to a zero timer);
  * safe when never started or when init failed; later calls are ignored. In-flight

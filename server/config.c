@@ -328,6 +328,7 @@ static int retry_join_block(struct ctx *x, const struct cs_hcl_node *body)
 	if (!a || (strncmp(a, "http://", 7) != 0 && strncmp(a, "https://", 8) != 0))
 		return fail(x, body->line,
 			    "retry_join: leader_api_addr must be an http:// or https:// URL");
+	r->line = body->line; /* the http:// check waits for the whole storage block */
 	return 0;
 }
 
@@ -366,6 +367,9 @@ static int storage_block(struct ctx *x, const char *type, const struct cs_hcl_no
 		} else if (strcmp(m->key, "retry_join_as_non_voter") == 0) {
 			rc =
 			    want_bool(x, m, "retry_join_as_non_voter", &c->retry_join_as_non_voter);
+		} else if (strcmp(m->key, "unsafe_allow_plaintext_join") == 0) {
+			rc = want_bool(x, m, "unsafe_allow_plaintext_join",
+				       &c->unsafe_allow_plaintext_join);
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\" in storage", m->key);
 		}
@@ -374,6 +378,14 @@ static int storage_block(struct ctx *x, const char *type, const struct cs_hcl_no
 	}
 	if (!path || !*path->str)
 		return fail(x, path ? path->line : line, "storage \"raft\" requires a path");
+	/* The join challenge, its answer and the node's certificate cross this connection:
+	 * https with the leader's certificate verified, unless explicitly waived. */
+	for (int i = 0; i < c->n_retry_join && !c->unsafe_allow_plaintext_join; i++)
+		if (strncmp(c->retry_join[i].leader_api_addr, "https://", 8) != 0)
+			return fail(x, c->retry_join[i].line,
+				    "retry_join: leader_api_addr must be an https:// URL (http:// "
+				    "is allowed only with unsafe_allow_plaintext_join = true, for "
+				    "tests on a trusted network)");
 	return 0;
 }
 

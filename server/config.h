@@ -7,7 +7,9 @@
  *     retry_join { leader_api_addr = "https://10.0.0.1:8200"  leader_ca_cert_file = "..."
  *                  leader_client_cert_file = "..."  leader_client_key_file = "..."
  *                  leader_tls_servername = "..." }     # repeatable; inline leader_ca_cert,
- *   }                                                  # leader_client_cert/key also work
+ *                                                      # leader_client_cert/key also work
+ *     unsafe_allow_plaintext_join = false  # true lets joins use http:// (tests only)
+ *   }
  *   listener "tcp" {
  *     address = "127.0.0.1:8200"     cluster_address = "127.0.0.1:8201"
  *     tls_disable = false            tls_cert_file = "..."   tls_key_file = "..."
@@ -58,6 +60,7 @@ struct cs_retry_join {
 	char *leader_client_cert;
 	char *leader_client_key;
 	char *leader_tls_servername;
+	int line; /* of the block, for errors found after it */
 };
 
 struct cs_config {
@@ -67,6 +70,10 @@ struct cs_config {
 	struct cs_retry_join retry_join[CS_MAX_RETRY_JOIN];
 	int n_retry_join;
 	bool retry_join_as_non_voter;
+	/* UNSAFE, tests on a trusted loopback only: accept http:// leader_api_addr for joins
+	 * (API and retry_join). Off by default: a join runs over https with the leader's
+	 * certificate verified, since the challenge, answer and node certificate cross it. */
+	bool unsafe_allow_plaintext_join;
 	/* Raft timing scale (Vault's key): election timeout 300 ms × m, heartbeat 50 ms × m;
 	 * 0 means 1. Raise it for slow or distant networks. */
 	int raft_performance_multiplier;

@@ -6,6 +6,7 @@
 #include "server/ha.h"
 
 #include <curl/curl.h>
+#include <openssl/x509v3.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,7 +34,7 @@
 #define LEADER_PATH    "core/leader"
 #define REMOVED_PREFIX "core/raft/removed/"
 #define CHALLENGE_AAD  "core/raft/challenge"
-#define ANSWER_LEN     16
+#define NONCE_LEN      32 /* the secret a joiner proves it decrypted */
 #define MAX_CHALLENGES 32
 #define CHALLENGE_TTL  (10 * 60 * 1000)
 #define TICK_MS        100
@@ -58,9 +59,16 @@ struct join_target {
 	char *ca, *cert, *key, *sni;
 };
 
+/* A challenge the active node issued, bound to the node that asked for it: its
+ * server_id, cluster address and public key are sealed inside the challenge too, and
+ * only this identity is added and certified when the answer comes back. */
 struct challenge {
 	char server_id[128];
-	uint8_t answer[ANSWER_LEN];
+	char cluster_addr[256];
+	char api_addr[256];
+	bool non_voter;
+	EVP_PKEY *pub; /* the joiner's key: its node certificate is minted for it */
+	uint8_t nonce[NONCE_LEN];
 	uint64_t expires;
 };
 
@@ -125,7 +133,9 @@ struct cs_ha {
 	struct join_target targets[CS_MAX_RETRY_JOIN];
 	int n_targets;
 	bool retry, non_voter;
-	uint8_t *kek; /* secmem, from unseal until the barrier opened */
+	uint8_t *kek;                  /* secmem, from unseal until the barrier opened */
+	EVP_PKEY *join_key;            /* this join's node key; its public half is in the request */
+	struct cs_cluster_cred minted; /* the leader's certificate for join_key (cred owns it) */
 	uint64_t sync_since;
 	uint64_t synced_index; /* applied index when sync_since was last reset */
 	pthread_t thread;
@@ -148,6 +158,20 @@ static void result_set(struct cs_ha *ha, char *body)
 		free(ha->result_body);
 	}
 	ha->result_body = body;
+}
+
+static void challenge_clear(struct challenge *c)
+{
+	EVP_PKEY_free(c->pub);
+	cs_zero(c, sizeof *c);
+}
+
+/* This join's key and the certificate minted for it. */
+static void join_creds_free(struct cs_ha *ha)
+{
+	EVP_PKEY_free(ha->join_key);
+	ha->join_key = NULL;
+	cs_cluster_cred_free(&ha->minted);
 }
 
 static struct cs_ha *ha_of(const struct cs_core *core)
@@ -227,7 +251,8 @@ static int pem_pair(const struct cs_cluster_cred *c, char **cert, size_t *cl, ch
 	return rc;
 }
 
-/* The keyring as Vault shapes it (tls_keyring in the join answer, core/raft/tls). */
+/* The keyring as Vault shapes it (core/raft/tls, behind the barrier; never in a join
+ * answer: a joiner gets a certificate minted for its own key instead). */
 static cJSON *keyring_json(const struct cs_cluster_cred *ca)
 {
 	char *cert, *key;
@@ -494,9 +519,19 @@ static int start_cluster_port(struct cs_core *core)
 	host_of(adv, ip, sizeof ip);
 	const char *ips[1] = {ip};
 	char err[256] = "";
-	int rc = cs_cluster_tls_gen_node(
-	    &ha->ca, core->node.id ? core->node.id : cs_raft_id_from_name(core->cfg->node_id), ips,
-	    1, &ha->me, err, sizeof err);
+	int rc = 0;
+	if (!ha->ca.key && ha->minted.cert) {
+		/* Just joined, barrier still closed: the CA key is not ours to hold yet; use
+		 * the certificate the active node minted for this node's key. */
+		X509_up_ref(ha->minted.cert);
+		EVP_PKEY_up_ref(ha->minted.key);
+		ha->me = ha->minted;
+	} else {
+		rc = cs_cluster_tls_gen_node(
+		    &ha->ca,
+		    core->node.id ? core->node.id : cs_raft_id_from_name(core->cfg->node_id), ips,
+		    1, &ha->me, err, sizeof err);
+	}
 	if (!rc) {
 		ha->server_ctx = cs_cluster_tls_server_ctx(ha->ca.cert, ha->me.cert, ha->me.key,
 							   err, sizeof err);
@@ -852,6 +887,9 @@ static void ha_handles_closed(uv_handle_t *h)
 	void (*cb)(struct cs_core *) = ha->shutdown_cb;
 	targets_free(ha);
 	cs_cluster_cred_free(&ha->ca);
+	join_creds_free(ha);
+	for (int i = 0; i < MAX_CHALLENGES; i++)
+		challenge_clear(&ha->challenges[i]);
 	pthread_mutex_lock(&ha->mu);
 	result_set(ha, NULL);
 	pthread_mutex_unlock(&ha->mu);
@@ -941,7 +979,8 @@ void cs_ha_on_active(struct cs_core *core, bool active)
 	} else {
 		ha->advertised = false;
 		ha->stepping_down = false;
-		memset(ha->challenges, 0, sizeof ha->challenges);
+		for (int i = 0; i < MAX_CHALLENGES; i++)
+			challenge_clear(&ha->challenges[i]);
 	}
 }
 
@@ -1330,6 +1369,11 @@ static int http_post(struct cs_ha *ha, const struct join_target *t, const char *
 	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, curl_progress);
 	curl_easy_setopt(c, CURLOPT_XFERINFODATA, ha);
 	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	/* The leader's certificate is always verified (leader_ca_cert, else the system
+	 * store), as its name: the challenge and the node certificate come from it. No
+	 * redirects are followed (curl's default). */
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
 	struct curl_blob ca = {t->ca, t->ca ? strlen(t->ca) : 0, CURL_BLOB_COPY};
 	struct curl_blob cert = {t->cert, t->cert ? strlen(t->cert) : 0, CURL_BLOB_COPY};
 	struct curl_blob key = {t->key, t->key ? strlen(t->key) : 0, CURL_BLOB_COPY};
@@ -1437,13 +1481,25 @@ static void join_start_thread(struct cs_ha *ha, enum join_phase phase)
 	job->phase = phase;
 	cJSON *b = cJSON_CreateObject();
 	cJSON_AddStringToObject(b, "server_id", core->cfg->node_id);
+	cJSON_AddStringToObject(b, "cluster_addr", advertised_cluster_addr(core));
 	if (phase == JOIN_ANSWERING) {
 		/* The answer was put in result_body by join_unsealed (base64). */
 		pthread_mutex_lock(&ha->mu);
 		cJSON_AddStringToObject(b, "answer", ha->result_body ? ha->result_body : "");
 		job->target = ha->result_target;
 		pthread_mutex_unlock(&ha->mu);
-		cJSON_AddStringToObject(b, "cluster_addr", advertised_cluster_addr(core));
+	} else if (phase == JOIN_SEEKING) {
+		/* A fresh key per attempt: the leader binds its public half into the challenge
+		 * and certifies only it, so an answer seen by anyone else is worthless. */
+		join_creds_free(ha);
+		char *pem = NULL;
+		size_t pl = 0;
+		if (cs_cluster_tls_gen_key(&ha->join_key) == 0 &&
+		    cs_cluster_tls_pubkey_to_pem(ha->join_key, &pem, &pl) == 0)
+			cJSON_AddStringToObject(b, "public_key", pem);
+		else
+			cs_error("ha: join: cannot generate this node's cluster key");
+		cs_cluster_tls_pem_free(pem, pl);
 		cJSON_AddStringToObject(b, "api_addr",
 					core->cfg->api_addr ? core->cfg->api_addr : "");
 		cJSON_AddBoolToObject(b, "non_voter", ha->non_voter);
@@ -1479,6 +1535,7 @@ bool cs_ha_join_cancel(struct cs_core *core)
 		cs_secmem_free(ha->kek, CS_KEY_LEN);
 		ha->kek = NULL;
 	}
+	join_creds_free(ha);
 	core->initialized = false;
 	cs_info("ha: join abandoned: this node is being initialised as a new cluster");
 	return true;
@@ -1532,26 +1589,89 @@ static void got_challenge(struct cs_ha *ha, const char *body)
 	}
 }
 
+/* The active node's answer: the cluster CA certificate (never its key), this node's
+ * certificate minted for join_key, and the members to accept connections from until
+ * raft brings the configuration. 0, or CS_EINVAL when anything does not fit. */
+static int answer_load(struct cs_ha *ha, const cJSON *d)
+{
+	struct cs_core *core = ha->core;
+	const cJSON *ca_pem = cJSON_GetObjectItemCaseSensitive(d, "ca_cert");
+	const cJSON *node_pem = cJSON_GetObjectItemCaseSensitive(d, "node_cert");
+	if (!cJSON_IsString(ca_pem) || !cJSON_IsString(node_pem) || !ha->join_key)
+		return CS_EINVAL;
+	X509 *ca = NULL, *cert = NULL;
+	char name[32], err[256] = "";
+	cs_cluster_tls_node_name(cs_raft_id_from_name(core->cfg->node_id), name, sizeof name);
+	int rc =
+	    cs_cluster_tls_cert_from_pem(ca_pem->valuestring, strlen(ca_pem->valuestring), &ca);
+	if (!rc)
+		rc = cs_cluster_tls_cert_from_pem(node_pem->valuestring,
+						  strlen(node_pem->valuestring), &cert);
+	/* Our key, our raft id, the cluster's CA. */
+	if (!rc && (X509_check_private_key(cert, ha->join_key) != 1 ||
+		    X509_check_host(cert, name, strlen(name), X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+				    NULL) != 1 ||
+		    cs_cluster_tls_verify(ca, cert, err, sizeof err) != 0))
+		rc = CS_EINVAL;
+	if (rc) {
+		X509_free(ca);
+		X509_free(cert);
+		cs_warn("ha: join: the answer's certificates do not fit this node %s", err);
+		return CS_EINVAL;
+	}
+	cs_cluster_cred_free(&ha->ca);
+	ha->ca.cert = ca;
+	cs_cluster_cred_free(&ha->minted);
+	ha->minted.cert = cert;
+	ha->minted.key = ha->join_key;
+	ha->join_key = NULL;
+	return 0;
+}
+
+/* Accept the members the leader listed until our own configuration arrives. */
+static void expect_peers(struct cs_core *core, const cJSON *peers)
+{
+	raft_id ids[CS_RAFT_MAX_EXPECTED];
+	const char *addrs[CS_RAFT_MAX_EXPECTED];
+	unsigned n = 0;
+	const cJSON *p;
+	cJSON_ArrayForEach(p, peers)
+	{
+		const cJSON *rid = cJSON_GetObjectItemCaseSensitive(p, "raft_id");
+		const cJSON *addr = cJSON_GetObjectItemCaseSensitive(p, "address");
+		if (n == CS_RAFT_MAX_EXPECTED || !cJSON_IsString(rid) || !cJSON_IsString(addr))
+			continue;
+		ids[n] = strtoull(rid->valuestring, NULL, 10);
+		addrs[n++] = addr->valuestring;
+	}
+	cs_raft_node_expect_peers(&core->node, ids, addrs, n);
+}
+
 static void got_answer(struct cs_ha *ha, long status, const char *body)
 {
 	struct cs_core *core = ha->core;
 	cJSON *j = cJSON_Parse(body ? body : "");
-	const cJSON *kr = cJSON_GetObjectItemCaseSensitive(data_of(j), "tls_keyring");
-	int rc = status == 200 && kr ? keyring_load(ha, kr) : CS_EINVAL;
-	secret_json_free(j);
-	if (!rc && core->cfg->listeners[0].cluster_ca_cert_file)
-		rc = config_ca_load(core); /* the operator's CA wins over the replicated one */
+	const cJSON *d = data_of(j);
+	int rc = status == 200 ? answer_load(ha, d) : CS_EINVAL;
+	if (!rc && core->cfg->listeners[0].cluster_ca_cert_file) {
+		rc = config_ca_load(core); /* the operator's CA wins: we mint our own */
+		cs_cluster_cred_free(&ha->minted);
+	}
 	if (rc) {
 		cs_warn("ha: join: the leader refused the answer (HTTP %ld); asking again", status);
+		cJSON_Delete(j);
 		join_start_thread(ha, JOIN_SEEKING);
 		return;
 	}
 	rc = ha_start(core, false);
 	if (rc) {
 		cs_error("ha: join: %s", core->errmsg);
+		cJSON_Delete(j);
 		join_start_thread(ha, JOIN_SEEKING);
 		return;
 	}
+	expect_peers(core, cJSON_GetObjectItemCaseSensitive(d, "peers"));
+	cJSON_Delete(j);
 	ha->phase = JOIN_SYNCING;
 	ha->sync_since = cs_mono_ms();
 	ha->synced_index = core->st.store.applied_index;
@@ -1593,6 +1713,36 @@ static void async_cb(uv_async_t *a)
 	}
 }
 
+/* The opened challenge must name this node: its server_id, cluster address and this
+ * join's key. Returns the answer (the nonce, base64, malloc'd) or NULL with errmsg. */
+static char *challenge_check(struct cs_ha *ha, const struct cs_buf *plain, char *errmsg,
+			     size_t errlen)
+{
+	struct cs_core *core = ha->core;
+	cJSON *j = cJSON_ParseWithLength(plain->data, plain->len);
+	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(j, "nonce");
+	const cJSON *sid = cJSON_GetObjectItemCaseSensitive(j, "server_id");
+	const cJSON *addr = cJSON_GetObjectItemCaseSensitive(j, "cluster_addr");
+	const cJSON *fp = cJSON_GetObjectItemCaseSensitive(j, "public_key_sha256");
+	uint8_t mine[32];
+	char hex[65];
+	bool ok = cJSON_IsString(nonce) && cJSON_IsString(sid) && cJSON_IsString(addr) &&
+		  cJSON_IsString(fp) && ha->join_key &&
+		  cs_cluster_tls_pubkey_sha256(ha->join_key, mine) == 0;
+	if (ok) {
+		cs_hex_encode(mine, sizeof mine, hex);
+		ok = strcmp(sid->valuestring, core->cfg->node_id) == 0 &&
+		     strcmp(addr->valuestring, advertised_cluster_addr(core)) == 0 &&
+		     strcmp(fp->valuestring, hex) == 0;
+	}
+	char *answer = ok ? strdup(nonce->valuestring) : NULL;
+	if (!ok)
+		snprintf(errmsg, errlen,
+			 "the join challenge was issued for another node or key, not this one");
+	secret_json_free(j);
+	return answer;
+}
+
 int cs_ha_join_unsealed(struct cs_core *core, const uint8_t *kek, char *errmsg, size_t errlen)
 {
 	struct cs_ha *ha = ha_of(core);
@@ -1621,8 +1771,14 @@ int cs_ha_join_unsealed(struct cs_core *core, const uint8_t *kek, char *errmsg, 
 			 "cluster's");
 		return CS_EINVAL;
 	}
-	char *answer = cs_b64_encode((const uint8_t *)plain.data, plain.len);
+	char *answer = challenge_check(ha, &plain, errmsg, errlen);
 	cs_buf_free_secure(&plain);
+	if (!answer) {
+		/* Issued for another node (or a stale key): never answer it; ask afresh. */
+		cs_warn("ha: join: %s; asking for a new challenge", errmsg);
+		join_start_thread(ha, JOIN_SEEKING);
+		return CS_EINVAL;
+	}
 	pthread_mutex_lock(&ha->mu);
 	result_set(ha, answer);
 	pthread_mutex_unlock(&ha->mu);
@@ -1676,12 +1832,25 @@ static int join_write(struct cs_request *req)
 				    "node is already initialized or part of a cluster");
 	if (ha->running || raft_dir_has_state(core))
 		return cs_req_error(req, CS_EINVAL, "node is already part of a raft cluster");
+	if (ha->phase != JOIN_NONE)
+		/* One join at a time: a second request must not re-point a pending join
+		 * (its challenge and the operator's unseal keys) at another leader. */
+		return cs_req_error(req, CS_EINVAL,
+				    "a join is already in progress; it must finish, fail or be "
+				    "cancelled (sys/init, or a restart) before another");
 	if (cs_req_has(req, "auto_join"))
 		return cs_req_error(req, CS_EINVAL, "auto_join is not supported");
 	const char *leader = cs_req_str(req, "leader_api_addr", "");
-	if (strncmp(leader, "http://", 7) != 0 && strncmp(leader, "https://", 8) != 0)
+	bool plain = strncmp(leader, "http://", 7) == 0;
+	if (!plain && strncmp(leader, "https://", 8) != 0)
+		return cs_req_error(req, CS_EINVAL, "leader_api_addr must be an https:// URL");
+	if (plain && !core->cfg->unsafe_allow_plaintext_join)
 		return cs_req_error(req, CS_EINVAL,
-				    "leader_api_addr must be an http:// or https:// URL");
+				    "leader_api_addr must be an https:// URL: the join challenge, "
+				    "its answer and this node's certificate cross that connection "
+				    "(http:// is allowed only with unsafe_allow_plaintext_join = "
+				    "true in the storage \"raft\" block, for tests on a trusted "
+				    "network)");
 	join_stop_thread(ha);
 	targets_free(ha);
 	struct join_target *t = &ha->targets[ha->n_targets++];
@@ -1715,7 +1884,7 @@ static struct challenge *challenge_slot(struct cs_ha *ha, const char *server_id,
 	for (int i = 0; i < MAX_CHALLENGES; i++) {
 		struct challenge *c = &ha->challenges[i];
 		if (c->server_id[0] && c->expires < now)
-			memset(c, 0, sizeof *c);
+			challenge_clear(c);
 		if (c->server_id[0] && strcmp(c->server_id, server_id) == 0)
 			return c;
 		if (!c->server_id[0] && !free_slot)
@@ -1726,25 +1895,77 @@ static struct challenge *challenge_slot(struct cs_ha *ha, const char *server_id,
 	if (!create)
 		return NULL;
 	struct challenge *c = free_slot ? free_slot : oldest;
-	memset(c, 0, sizeof *c);
+	challenge_clear(c);
 	snprintf(c->server_id, sizeof c->server_id, "%s", server_id);
 	return c;
+}
+
+/* The sealed part of a challenge: the nonce to send back and the identity it was
+ * issued to, which the joiner checks is its own before answering. */
+static char *challenge_plaintext(const struct challenge *c)
+{
+	uint8_t fp[32];
+	char hex[65];
+	if (cs_cluster_tls_pubkey_sha256(c->pub, fp))
+		return NULL;
+	cs_hex_encode(fp, sizeof fp, hex);
+	char *nonce = cs_b64_encode(c->nonce, NONCE_LEN);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "nonce", nonce);
+	cJSON_AddStringToObject(j, "server_id", c->server_id);
+	cJSON_AddStringToObject(j, "cluster_addr", c->cluster_addr);
+	cJSON_AddStringToObject(j, "public_key_sha256", hex);
+	char *s = cJSON_PrintUnformatted(j);
+	cs_zero(nonce, strlen(nonce));
+	free(nonce);
+	secret_json_free(j);
+	return s;
 }
 
 static int challenge_write(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
+	struct cs_ha *ha = ha_of(core);
 	const char *sid = cs_req_str(req, "server_id", "");
+	const char *addr = strip_scheme(cs_req_str(req, "cluster_addr", ""));
+	const char *api = cs_req_str(req, "api_addr", "");
+	const char *pk = cs_req_str(req, "public_key", "");
+	struct sockaddr_storage sa;
 	if (!*sid)
 		return cs_req_error(req, CS_EINVAL, "no server id provided");
-	if (strlen(sid) >= sizeof ha_of(core)->challenges[0].server_id)
+	if (strlen(sid) >= sizeof ha->challenges[0].server_id)
 		return cs_req_error(req, CS_EINVAL, "server id too long");
-	struct challenge *c = challenge_slot(ha_of(core), sid, true);
-	cs_random(c->answer, ANSWER_LEN);
+	if (strlen(addr) >= sizeof ha->challenges[0].cluster_addr ||
+	    cs_cluster_parse_address(addr, &sa))
+		return cs_req_error(req, CS_EINVAL,
+				    "cluster_addr must be an IP address and port, as in "
+				    "10.0.0.2:8201");
+	if (strlen(api) >= sizeof ha->challenges[0].api_addr)
+		return cs_req_error(req, CS_EINVAL, "api_addr too long");
+	EVP_PKEY *pub = NULL;
+	if (cs_cluster_tls_pubkey_from_pem(pk, strlen(pk), &pub))
+		return cs_req_error(req, CS_EINVAL,
+				    "public_key must be the joining node's EC public key (PEM)");
+	if (!ha->ca.key) {
+		EVP_PKEY_free(pub);
+		return cs_req_error(req, CS_EINTERNAL, "no cluster TLS keyring loaded");
+	}
+	struct challenge *c = challenge_slot(ha, sid, true);
+	snprintf(c->cluster_addr, sizeof c->cluster_addr, "%s", addr);
+	snprintf(c->api_addr, sizeof c->api_addr, "%s", api);
+	c->non_voter = cs_req_bool(req, "non_voter", false);
+	c->pub = pub;
+	cs_random(c->nonce, NONCE_LEN);
 	c->expires = cs_mono_ms() + CHALLENGE_TTL;
+	char *pt = challenge_plaintext(c);
 	struct cs_buf ct = CS_BUF_INIT;
-	int rc = cs_seal_encrypt(core, CHALLENGE_AAD, c->answer, ANSWER_LEN, &ct);
+	int rc = pt ? cs_seal_encrypt(core, CHALLENGE_AAD, pt, strlen(pt), &ct) : CS_ECRYPTO;
+	if (pt) {
+		cs_zero(pt, strlen(pt));
+		free(pt);
+	}
 	if (rc) {
+		challenge_clear(c);
 		cs_buf_free(&ct);
 		return cs_req_error(req, rc, "error encrypting the join challenge: %s",
 				    cs_strerror(rc));
@@ -1763,19 +1984,53 @@ static int challenge_write(struct cs_request *req)
 	return 0;
 }
 
+static void peer_add(cJSON *a, const char *name, raft_id id, const char *address)
+{
+	char rid[24];
+	snprintf(rid, sizeof rid, "%llu", (unsigned long long)id);
+	cJSON *p = cJSON_CreateObject();
+	cJSON_AddStringToObject(p, "id", name);
+	cJSON_AddStringToObject(p, "raft_id", rid); /* a string: 64 bits do not fit a double */
+	cJSON_AddStringToObject(p, "address", address);
+	cJSON_AddItemToArray(a, p);
+}
+
 static cJSON *peers_json(struct cs_core *core, struct cs_txn *txn)
 {
 	cJSON *a = cJSON_CreateArray();
 	const struct raft_configuration *conf = &core->node.raft.configuration;
 	for (unsigned i = 0; i < conf->n; i++) {
-		cJSON *p = cJSON_CreateObject();
 		char name[CS_AUTOPILOT_NODE_ID_MAX];
 		cs_autopilot_server_name(core, txn, conf->servers[i].id, name, sizeof name);
-		cJSON_AddStringToObject(p, "id", name);
-		cJSON_AddStringToObject(p, "address", conf->servers[i].address);
-		cJSON_AddItemToArray(a, p);
+		peer_add(a, name, conf->servers[i].id, conf->servers[i].address);
 	}
 	return a;
+}
+
+/* A certificate for the challenge's node and key, signed here: the CA key never
+ * leaves the active node. The answer carries it with the CA certificate. */
+static int mint_for(struct cs_ha *ha, const struct challenge *c, cJSON *d, char *err, size_t errlen)
+{
+	char ip[128];
+	host_of(c->cluster_addr, ip, sizeof ip);
+	const char *ips[1] = {ip};
+	X509 *cert = NULL;
+	int rc = cs_cluster_tls_sign_node(&ha->ca, cs_raft_id_from_name(c->server_id), ips, 1,
+					  c->pub, &cert, err, errlen);
+	char *ca_pem = NULL, *node_pem = NULL;
+	size_t cl = 0, nl = 0;
+	if (!rc)
+		rc = cs_cluster_tls_cert_to_pem(ha->ca.cert, &ca_pem, &cl);
+	if (!rc)
+		rc = cs_cluster_tls_cert_to_pem(cert, &node_pem, &nl);
+	if (!rc) {
+		cJSON_AddStringToObject(d, "ca_cert", ca_pem);
+		cJSON_AddStringToObject(d, "node_cert", node_pem);
+	}
+	cs_cluster_tls_pem_free(ca_pem, cl);
+	cs_cluster_tls_pem_free(node_pem, nl);
+	X509_free(cert);
+	return rc;
 }
 
 static int answer_write(struct cs_request *req)
@@ -1789,47 +2044,43 @@ static int answer_write(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "no server id provided");
 	if (!*ans)
 		return cs_req_error(req, CS_EINVAL, "no answer provided");
-	struct sockaddr_storage sa;
-	if (cs_cluster_parse_address(addr, &sa))
-		return cs_req_error(req, CS_EINVAL,
-				    "cluster_addr must be an IP address and port, as in "
-				    "10.0.0.2:8201");
 	struct challenge *c = challenge_slot(ha, sid, false);
 	if (!c)
 		return cs_req_error(req, CS_EINVAL,
 				    "no expected answer for the server id provided");
 	size_t n = 0;
 	uint8_t *raw = cs_b64_decode(ans, strlen(ans), &n);
-	bool ok = raw && cs_ct_equal(raw, n, c->answer, ANSWER_LEN);
+	bool ok = raw && cs_ct_equal(raw, n, c->nonce, NONCE_LEN);
 	if (raw) {
 		cs_zero(raw, n);
 		free(raw);
 	}
 	if (!ok)
 		return cs_req_error(req, CS_EINVAL, "invalid answer given");
-	memset(c, 0, sizeof *c); /* single use */
-	if (!ha->ca.cert)
+	/* The node is the one the challenge was issued to: it may restate its address,
+	 * never change it. */
+	if (*addr && strcmp(addr, c->cluster_addr) != 0)
+		return cs_req_error(req, CS_EINVAL,
+				    "cluster_addr differs from the address bound in the join "
+				    "challenge");
+	if (!ha->ca.key)
 		return cs_req_error(req, CS_EINTERNAL, "no cluster TLS keyring loaded");
-	raft_id id = cs_raft_id_from_name(sid);
-	bool non_voter = cs_req_bool(req, "non_voter", false);
-	put_node_info(&req->txn, id, sid, cs_req_str(req, "api_addr", ""), addr, non_voter);
-	queue_change(core, CHANGE_ADD, id, 0, addr);
-	queue_change(core, CHANGE_ASSIGN, id, RAFT_STANDBY, addr);
-	cs_info("ha: node %s (%s) answered its join challenge; adding it as a non-voter", sid,
-		addr);
 	cJSON *d = cJSON_CreateObject();
-	cJSON *peers = peers_json(core, &req->txn);
-	cJSON *p = cJSON_CreateObject();
-	cJSON_AddStringToObject(p, "id", sid);
-	cJSON_AddStringToObject(p, "address", addr);
-	cJSON_AddItemToArray(peers, p);
-	cJSON_AddItemToObject(d, "peers", peers);
-	cJSON *kr = keyring_json(&ha->ca);
-	if (!kr) {
+	char err[256] = "";
+	if (mint_for(ha, c, d, err, sizeof err)) {
 		cJSON_Delete(d);
-		return cs_req_error(req, CS_EINTERNAL, "cannot encode the cluster TLS keyring");
+		return cs_req_error(req, CS_EINTERNAL, "cannot certify the joining node: %s", err);
 	}
-	cJSON_AddItemToObject(d, "tls_keyring", kr);
+	raft_id id = cs_raft_id_from_name(c->server_id);
+	cJSON *peers = peers_json(core, &req->txn);
+	peer_add(peers, c->server_id, id, c->cluster_addr);
+	cJSON_AddItemToObject(d, "peers", peers);
+	put_node_info(&req->txn, id, c->server_id, c->api_addr, c->cluster_addr, c->non_voter);
+	queue_change(core, CHANGE_ADD, id, 0, c->cluster_addr);
+	queue_change(core, CHANGE_ASSIGN, id, RAFT_STANDBY, c->cluster_addr);
+	cs_info("ha: node %s (%s) answered its join challenge; adding it as a non-voter",
+		c->server_id, c->cluster_addr);
+	challenge_clear(c); /* single use */
 	cs_req_set_data(req, d);
 	return 0;
 }
@@ -1970,15 +2221,17 @@ static const struct cs_field join_fields[] = {
 
 static const struct cs_field challenge_fields[] = {
     {"server_id", CS_FIELD_STRING, "node_id of the joining node", false},
+    {"cluster_addr", CS_FIELD_STRING, "the joining node's cluster address (bound)", false},
+    {"api_addr", CS_FIELD_STRING, "the joining node's API address", false},
+    {"non_voter", CS_FIELD_BOOL, "join as a permanent non-voter", false},
+    {"public_key", CS_FIELD_STRING, "the joining node's EC public key, PEM (certified)", false},
     {NULL, 0, NULL, false},
 };
 
 static const struct cs_field answer_fields[] = {
     {"server_id", CS_FIELD_STRING, "node_id of the joining node", false},
     {"answer", CS_FIELD_STRING, "the decrypted challenge, base64", false},
-    {"cluster_addr", CS_FIELD_STRING, "the joining node's cluster address", false},
-    {"api_addr", CS_FIELD_STRING, "the joining node's API address", false},
-    {"non_voter", CS_FIELD_BOOL, "join as a permanent non-voter", false},
+    {"cluster_addr", CS_FIELD_STRING, "must equal the one bound in the challenge", false},
     {NULL, 0, NULL, false},
 };
 

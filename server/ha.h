@@ -2,19 +2,25 @@
  * High availability: the cluster side of the core (ARCHITECTURE.md "Cluster").
  *
  * - Cluster TLS keyring: a cluster CA (EC P-256) generated at sys/init, stored behind the
- *   barrier at core/raft/tls and replicated. Every node mints its own node certificate
- *   (SAN node-<raft id> + its cluster IP) from it when raft starts, so the raft
- *   transport and request forwarding authenticate both ends.
+ *   barrier at core/raft/tls and replicated. An unsealed node mints its own node
+ *   certificate (SAN node-<raft id> + its cluster IP) from it when raft starts, so the
+ *   raft transport and request forwarding authenticate both ends. A joining node, whose
+ *   barrier is still closed, runs with the certificate the active node minted for it.
  * - Raft runs only while the node is unsealed (the keyring is behind the barrier, as in
  *   Vault): started by sys/init (bootstrap), by unseal, or by a completed join; stopped
  *   by sys/seal, removal from the cluster and shutdown.
  * - Standbys forward every request that is not answered locally (CS_PATH_LOCAL) to the
  *   raft leader over the cluster port (ALPN custos-forward) and relay the answer.
- * - Join (vault-api.md §3.3): sys/storage/raft/join or retry_join blocks → challenge from
- *   the leader (encrypted with the seal) → operator unseals the joiner with the
- *   cluster's shares → the KEK decrypts the challenge → answer → the leader adds the node
- *   as a non-voter (autopilot promotes it) and returns peers + the CA → raft starts, the
- *   log/snapshot arrives, and the barrier opens once the keyring is there.
+ * - Join (vault-api.md §3.3, hardened): sys/storage/raft/join (one pending at a time) or
+ *   retry_join blocks, https only unless unsafe_allow_plaintext_join → the joiner sends
+ *   server_id, cluster address and a fresh public key → challenge from the leader
+ *   (a nonce plus that identity, encrypted with the seal) → operator unseals the joiner
+ *   with the cluster's shares → the KEK opens the challenge, the joiner checks it names
+ *   itself → answer (the nonce) → the leader checks it against the bound server_id and
+ *   address, adds that node as a non-voter (autopilot promotes it) and returns the
+ *   peers, the CA certificate and a node certificate minted for the bound key (never a
+ *   private key) → raft starts, accepting only the listed peers until its configuration
+ *   arrives, and the barrier opens once the keyring is there.
  * - sys/step-down drains in-flight writes, then transfers leadership; requests arriving
  *   meanwhile wait and are forwarded to the new leader.
  * - Removal: the active node commits core/raft/removed/<node_id> before removing a peer;

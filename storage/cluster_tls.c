@@ -142,13 +142,24 @@ int cs_cluster_tls_gen_ca(const char *cluster_id, struct cs_cluster_cred *out, c
 	return 0;
 }
 
-int cs_cluster_tls_gen_node(const struct cs_cluster_cred *ca, uint64_t id, const char *const *ips,
-			    size_t n_ips, struct cs_cluster_cred *out, char *errmsg, size_t errlen)
+int cs_cluster_tls_gen_key(EVP_PKEY **out)
 {
-	out->key = NULL;
-	out->cert = NULL;
-	if (!ca || !ca->key || !ca->cert || id == 0) {
-		seterr(errmsg, errlen, "node certificate needs a CA and a non-zero raft id");
+	*out = gen_key();
+	if (!*out) {
+		ERR_clear_error();
+		return CS_ECRYPTO;
+	}
+	return 0;
+}
+
+int cs_cluster_tls_sign_node(const struct cs_cluster_cred *ca, uint64_t id, const char *const *ips,
+			     size_t n_ips, EVP_PKEY *pub, X509 **out, char *errmsg, size_t errlen)
+{
+	*out = NULL;
+	if (!ca || !ca->key || !ca->cert || id == 0 || !pub) {
+		seterr(errmsg, errlen,
+		       "node certificate needs a CA with its key, a public key and a non-zero "
+		       "raft id");
 		return CS_EINVAL;
 	}
 	char name[32];
@@ -171,8 +182,7 @@ int cs_cluster_tls_gen_node(const struct cs_cluster_cred *ca, uint64_t id, const
 	}
 
 	int rv = CS_ECRYPTO;
-	EVP_PKEY *key = gen_key();
-	X509 *x = key ? new_cert(key, name, CS_CLUSTER_CERT_DAYS) : NULL;
+	X509 *x = new_cert(pub, name, CS_CLUSTER_CERT_DAYS);
 	if (!x || X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1 ||
 	    !add_ext(x, ca->cert, NID_basic_constraints, "critical,CA:FALSE") ||
 	    !add_ext(x, ca->cert, NID_key_usage, "critical,digitalSignature,keyAgreement") ||
@@ -183,15 +193,32 @@ int cs_cluster_tls_gen_node(const struct cs_cluster_cred *ca, uint64_t id, const
 	    X509_sign(x, ca->key, EVP_sha256()) <= 0) {
 		seterr(errmsg, errlen, "build node certificate for %s", name);
 		X509_free(x);
-		EVP_PKEY_free(key);
 		goto out;
 	}
-	out->key = key;
-	out->cert = x;
+	*out = x;
 	rv = 0;
 out:
 	free(san);
 	return rv;
+}
+
+int cs_cluster_tls_gen_node(const struct cs_cluster_cred *ca, uint64_t id, const char *const *ips,
+			    size_t n_ips, struct cs_cluster_cred *out, char *errmsg, size_t errlen)
+{
+	out->key = NULL;
+	out->cert = NULL;
+	EVP_PKEY *key = NULL;
+	if (cs_cluster_tls_gen_key(&key)) {
+		seterr(errmsg, errlen, "generate node key");
+		return CS_ECRYPTO;
+	}
+	int rv = cs_cluster_tls_sign_node(ca, id, ips, n_ips, key, &out->cert, errmsg, errlen);
+	if (rv) {
+		EVP_PKEY_free(key);
+		return rv;
+	}
+	out->key = key;
+	return 0;
 }
 
 int cs_cluster_tls_verify(X509 *ca, X509 *cert, char *errmsg, size_t errlen)
@@ -312,6 +339,48 @@ int cs_cluster_tls_key_from_pem(const char *pem, size_t len, EVP_PKEY **out)
 	BIO_free(b);
 	ERR_clear_error();
 	return *out ? 0 : CS_EINVAL;
+}
+
+int cs_cluster_tls_pubkey_to_pem(EVP_PKEY *key, char **pem, size_t *len)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int rv = CS_ECRYPTO;
+	if (b && PEM_write_bio_PUBKEY(b, key) == 1)
+		rv = bio_to_string(b, pem, len);
+	BIO_free(b);
+	ERR_clear_error();
+	return rv;
+}
+
+int cs_cluster_tls_pubkey_from_pem(const char *pem, size_t len, EVP_PKEY **out)
+{
+	*out = NULL;
+	if (len > INT32_MAX)
+		return CS_EINVAL;
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	if (!b)
+		return CS_ENOMEM;
+	*out = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
+	BIO_free(b);
+	ERR_clear_error();
+	/* Only the cluster's key type: an RSA or other key would sign nothing we verify. */
+	if (*out && !EVP_PKEY_is_a(*out, "EC")) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+	}
+	return *out ? 0 : CS_EINVAL;
+}
+
+int cs_cluster_tls_pubkey_sha256(EVP_PKEY *key, uint8_t out[32])
+{
+	unsigned char *der = NULL;
+	int n = i2d_PUBKEY(key, &der);
+	unsigned int olen = 0;
+	int ok =
+	    n > 0 && EVP_Digest(der, (size_t)n, out, &olen, EVP_sha256(), NULL) == 1 && olen == 32;
+	OPENSSL_free(der);
+	ERR_clear_error();
+	return ok ? 0 : CS_ECRYPTO;
 }
 
 /* ---------------------------------------------------------------- SSL_CTX */

@@ -52,6 +52,16 @@ int cs_cluster_tls_gen_ca(const char *cluster_id, struct cs_cluster_cred *out, c
 int cs_cluster_tls_gen_node(const struct cs_cluster_cred *ca, uint64_t id, const char *const *ips,
 			    size_t n_ips, struct cs_cluster_cred *out, char *errmsg, size_t errlen);
 
+/* A fresh EC P-256 key (the kind every cluster credential uses); caller frees. */
+int cs_cluster_tls_gen_key(EVP_PKEY **out);
+
+/* A node certificate for raft id `id` over someone else's public key `pub` (only read),
+ * signed by `ca` (which must hold its key): the active node mints one for a joining node
+ * that proved who it is, so the CA key never leaves the cluster. Same names and
+ * extensions as cs_cluster_tls_gen_node. *out is the caller's (X509_free). */
+int cs_cluster_tls_sign_node(const struct cs_cluster_cred *ca, uint64_t id, const char *const *ips,
+			     size_t n_ips, EVP_PKEY *pub, X509 **out, char *errmsg, size_t errlen);
+
 /* "node-<id>" into out (>= 32 bytes). */
 void cs_cluster_tls_node_name(uint64_t id, char *out, size_t outlen);
 
@@ -68,6 +78,13 @@ void cs_cluster_tls_pem_free(char *pem, size_t len);
  * EVP_PKEY_free). CS_EINVAL if it does not parse. The input is not modified. */
 int cs_cluster_tls_cert_from_pem(const char *pem, size_t len, X509 **out);
 int cs_cluster_tls_key_from_pem(const char *pem, size_t len, EVP_PKEY **out);
+
+/* Public keys (SubjectPublicKeyInfo PEM). from_pem accepts only EC keys (CS_EINVAL
+ * otherwise). pubkey_sha256: SHA-256 of the DER SubjectPublicKeyInfo, the key's
+ * fingerprint bound into a join challenge. */
+int cs_cluster_tls_pubkey_to_pem(EVP_PKEY *key, char **pem, size_t *len);
+int cs_cluster_tls_pubkey_from_pem(const char *pem, size_t len, EVP_PKEY **out);
+int cs_cluster_tls_pubkey_sha256(EVP_PKEY *key, uint8_t out[32]);
 
 /*
  * SSL_CTXs of the cluster port. Both: TLS >= 1.2, the peer must present a certificate

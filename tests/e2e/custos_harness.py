@@ -107,7 +107,7 @@ class Server:
 
     def __init__(self, workdir, name="n1", tls=None, max_request_size=None,
                  tls_min_version=None, extra_listener="", extra_config="", dev=False,
-                 dev_root_token=None, retry_join=None):
+                 dev_root_token=None, retry_join=None, plaintext_join=None):
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.name = name
@@ -121,6 +121,9 @@ class Server:
         # retry_join: None, or a callable returning the Servers this node asks for a join
         # challenge (re-evaluated at every start, so restarted peers' ports are current).
         self.retry_join = retry_join
+        # Joins over http:// need the server's explicit unsafe_allow_plaintext_join; the
+        # plain-HTTP test clusters on loopback set it (None: set it when tls is off).
+        self.plaintext_join = (not tls) if plaintext_join is None else plaintext_join
         self.data_dir = os.path.join(self.workdir, "data")
         self.config_path = os.path.join(self.workdir, "custos.hcl")
         self.log_path = os.path.join(self.workdir, "server.log")
@@ -217,6 +220,8 @@ class Server:
             if peer.tls:
                 joins += '    leader_ca_cert_file = "%s"\n' % peer.tls[0]
             joins += "  }\n"
+        if self.plaintext_join:
+            joins += "  unsafe_allow_plaintext_join = true\n"
         text = (
             'storage "raft" {\n  path = "%s"\n  node_id = "%s"\n%s}\n'
             'listener "tcp" {\n%s\n}\n'

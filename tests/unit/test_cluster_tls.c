@@ -215,6 +215,74 @@ static bool handshake_pair(SSL *cli, SSL *srv)
 	return rc == 1 && rs == 1;
 }
 
+/* The join path: the joiner keeps its key, the active node certifies only the public
+ * half it was shown, and the CA key never has to leave the active node. */
+START_TEST(test_sign_for_public_key)
+{
+	struct cs_cluster_cred ca = make_ca("signer");
+	EVP_PKEY *joiner = NULL;
+	ck_assert_int_eq(cs_cluster_tls_gen_key(&joiner), 0);
+
+	/* The joiner sends its public key as PEM; nothing private in it. */
+	char *pem = NULL;
+	size_t pl = 0;
+	ck_assert_int_eq(cs_cluster_tls_pubkey_to_pem(joiner, &pem, &pl), 0);
+	ck_assert_ptr_nonnull(strstr(pem, "-----BEGIN PUBLIC KEY-----"));
+	ck_assert_ptr_null(strstr(pem, "PRIVATE"));
+	EVP_PKEY *pub = NULL;
+	ck_assert_int_eq(cs_cluster_tls_pubkey_from_pem(pem, pl, &pub), 0);
+	uint8_t a[32], b[32];
+	ck_assert_int_eq(cs_cluster_tls_pubkey_sha256(joiner, a), 0);
+	ck_assert_int_eq(cs_cluster_tls_pubkey_sha256(pub, b), 0);
+	ck_assert_mem_eq(a, b, 32);
+
+	static const char *const ips[] = {"10.0.0.7"};
+	X509 *cert = NULL;
+	ck_assert_int_eq(cs_cluster_tls_sign_node(&ca, 77, ips, 1, pub, &cert, err, sizeof err), 0);
+	ck_assert_int_eq(X509_check_private_key(cert, joiner), 1); /* the joiner's key */
+	ck_assert_int_eq(cs_cluster_tls_verify(ca.cert, cert, err, sizeof err), 0);
+	ck_assert_int_eq(
+	    X509_check_host(cert, "node-77", 7, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL), 1);
+	ck_assert_int_eq(X509_check_ip_asc(cert, "10.0.0.7", 0), 1);
+
+	/* Another key gets a different fingerprint. */
+	EVP_PKEY *other = NULL;
+	ck_assert_int_eq(cs_cluster_tls_gen_key(&other), 0);
+	ck_assert_int_eq(cs_cluster_tls_pubkey_sha256(other, b), 0);
+	ck_assert(memcmp(a, b, 32) != 0);
+	ck_assert_int_eq(X509_check_private_key(cert, other), 0);
+	ERR_clear_error();
+
+	/* A CA without its key (what a joined node holds until unsealed) cannot sign. */
+	struct cs_cluster_cred ca_cert_only = {.cert = ca.cert};
+	X509 *none = NULL;
+	ck_assert_int_eq(
+	    cs_cluster_tls_sign_node(&ca_cert_only, 77, ips, 1, pub, &none, err, sizeof err),
+	    CS_EINVAL);
+	ck_assert_ptr_null(none);
+
+	/* Not a public key, or not an EC one: refused. */
+	EVP_PKEY *bad = NULL;
+	ck_assert_int_eq(cs_cluster_tls_pubkey_from_pem("junk", 4, &bad), CS_EINVAL);
+	EVP_PKEY *rsa = EVP_RSA_gen(2048);
+	ck_assert_ptr_nonnull(rsa);
+	char *rpem = NULL;
+	size_t rl = 0;
+	ck_assert_int_eq(cs_cluster_tls_pubkey_to_pem(rsa, &rpem, &rl), 0);
+	ck_assert_int_eq(cs_cluster_tls_pubkey_from_pem(rpem, rl, &bad), CS_EINVAL);
+	ck_assert_ptr_null(bad);
+
+	cs_cluster_tls_pem_free(rpem, rl);
+	cs_cluster_tls_pem_free(pem, pl);
+	EVP_PKEY_free(rsa);
+	EVP_PKEY_free(other);
+	EVP_PKEY_free(pub);
+	EVP_PKEY_free(joiner);
+	X509_free(cert);
+	cs_cluster_cred_free(&ca);
+}
+END_TEST
+
 START_TEST(test_ctx_handshake)
 {
 	struct cs_cluster_cred ca = make_ca("ctx"), rogue = make_ca("rogue");
@@ -297,6 +365,7 @@ static Suite *cluster_tls_suite(void)
 	tcase_add_test(tc, test_foreign_ca);
 	tcase_add_test(tc, test_pem_roundtrip);
 	tcase_add_test(tc, test_ctx_handshake);
+	tcase_add_test(tc, test_sign_for_public_key);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -481,6 +481,7 @@ START_TEST(test_retry_join)
 		 "storage \"raft\" {\n  path = \"/d\"\n  node_id = \"n2\"\n"
 		 "  retry_join_as_non_voter = true\n"
 		 "  retry_join {\n    leader_api_addr = \"http://127.0.0.1:8200\"\n  }\n"
+		 "  unsafe_allow_plaintext_join = true\n"
 		 "  retry_join {\n    leader_api_addr = \"https://10.0.0.3:8200\"\n"
 		 "    leader_ca_cert_file = \"%s\"\n    leader_tls_servername = \"v3\"\n  }\n"
 		 "}\n" PLAIN_LISTENER,
@@ -496,7 +497,8 @@ START_TEST(test_retry_join)
 	cs_config_free(&c);
 
 	/* JSON: a list of blocks. */
-	parse_ok(&c, "{\"storage\": {\"raft\": {\"path\": \"/d\", \"retry_join\": ["
+	parse_ok(&c, "{\"storage\": {\"raft\": {\"path\": \"/d\", "
+		     "\"unsafe_allow_plaintext_join\": true, \"retry_join\": ["
 		     "{\"leader_api_addr\": \"http://a:1\"}, {\"leader_api_addr\": "
 		     "\"http://b:2\"}]}},"
 		     " \"listener\": {\"tcp\": {\"address\": \"127.0.0.1:8200\", "
@@ -508,6 +510,16 @@ START_TEST(test_retry_join)
 	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
 		    "    leader_api_addr = \"10.0.0.1:8200\"\n  }\n}\n" PLAIN_LISTENER,
 		    3, "http:// or https://");
+	/* http:// leaders only with the explicit, unsafe opt-in (the join's challenge,
+	 * answer and node certificate would cross in clear). */
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
+		    "    leader_api_addr = \"https://10.0.0.1:8200\"\n  }\n  retry_join {\n"
+		    "    leader_api_addr = \"http://10.0.0.2:8200\"\n  }\n}\n" PLAIN_LISTENER,
+		    6, "must be an https:// URL");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
+		    "    leader_api_addr = \"http://10.0.0.2:8200\"\n  }\n"
+		    "  unsafe_allow_plaintext_join = \"yes\"\n}\n" PLAIN_LISTENER,
+		    6, "unsafe_allow_plaintext_join");
 	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_join {\n"
 		    "    auto_join = \"provider=aws\"\n  }\n}\n" PLAIN_LISTENER,
 		    4, "not supported");

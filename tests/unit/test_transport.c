@@ -307,7 +307,9 @@ START_TEST(test_three_nodes)
 	/* The claim check: known ids must claim their configured address. */
 	ck_assert(cs_raft_node_check_claim(&leader->node, 2, nodes[2].address));
 	ck_assert(!cs_raft_node_check_claim(&leader->node, 2, nodes[3].address));
-	ck_assert(cs_raft_node_check_claim(&leader->node, 99, "127.0.0.1:1")); /* joining */
+	/* A CA-signed certificate is not membership: an id outside the configuration is
+	 * refused (a joiner is accepted only through cs_raft_node_expect_peers). */
+	ck_assert(!cs_raft_node_check_claim(&leader->node, 99, "127.0.0.1:1"));
 	for (int i = 1; i <= 3; i++) {
 		cs_transport_get_stats(&nodes[i].t, &ts);
 		ck_assert_uint_eq(ts.accepts_refused, 0);
@@ -995,6 +997,103 @@ START_TEST(test_connect_deadline)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- membership */
+
+/* Start nodes[i] on a fresh listener with the real claim check; bootstrapped as the
+ * only voter when `bootstrap`, else an empty configuration (a node about to join). */
+static void member_start(int i, bool bootstrap)
+{
+	struct rnode *r = &nodes[i];
+	r->sctx = server_ctx(&cred[i]);
+	r->cctx = client_ctx(&cred[i]);
+	ck_assert_int_eq(cs_cluster_listen(&r->cl, &loop, "127.0.0.1:0", r->sctx, err, sizeof err),
+			 0);
+	snprintf(r->address, sizeof r->address, "127.0.0.1:%d", cs_cluster_port(r->cl));
+	struct cs_transport_config tc = {r->cctx, cs_raft_node_check_claim, &r->node, 0, true};
+	ck_assert_int_eq(cs_transport_init(&r->t, &loop, &tc), 0);
+	cs_cluster_set_handler(r->cl, CS_ALPN_RAFT, cs_transport_accept, &r->t);
+	char data[128], fsm[160];
+	snprintf(data, sizeof data, "%s/m%d", dir, i);
+	ck_assert_int_eq(cs_mkdir_p(data, 0700), 0);
+	snprintf(fsm, sizeof fsm, "%s/fsm", data);
+	ck_assert_int_eq(cs_storage_open(&r->st, fsm, 64 << 20), 0);
+	ck_assert_int_eq(cs_raft_node_init_transport(&r->node, &loop, &r->st, data, (raft_id)i,
+						     r->address, &r->t, on_active, r),
+			 0);
+	if (bootstrap) {
+		raft_id id = (raft_id)i;
+		const char *addr = r->address;
+		ck_assert_int_eq(cs_raft_node_bootstrap_voters(&r->node, &id, &addr, 1), 0);
+	}
+	ck_assert_int_eq(cs_raft_node_start(&r->node), 0);
+}
+
+static void member_stop(int i)
+{
+	struct rnode *r = &nodes[i];
+	cs_raft_node_close(&r->node, on_node_closed);
+	ck_assert(run_until(&r->closed, 10000));
+	cs_cluster_set_handler(r->cl, CS_ALPN_RAFT, NULL, NULL);
+	cs_transport_free(&r->t);
+	close_listener(r->cl);
+	cs_storage_close(&r->st);
+	SSL_CTX_free(r->sctx);
+	SSL_CTX_free(r->cctx);
+}
+
+/* A raft handshake to nodes[to] from a holder of `cred` claiming (id, addr). */
+static int claim_ack(int to, const struct cs_cluster_cred *c, raft_id id, const char *addr)
+{
+	SSL_CTX *ctx = client_ctx(c);
+	char host[32];
+	cs_cluster_tls_node_name((uint64_t)to, host, sizeof host);
+	struct client cl = {.port = cs_cluster_port(nodes[to].cl),
+			    .ctx = ctx,
+			    .alpn = CS_ALPN_RAFT,
+			    .host = host,
+			    .claim_id = id,
+			    .claim_addr = addr};
+	client_run(&cl);
+	SSL_CTX_free(ctx);
+	ck_assert(cl.handshake_ok);
+	return cl.ack;
+}
+
+START_TEST(test_claim_needs_membership)
+{
+	/* The attack: a certificate signed by the cluster CA for a raft id that is not in
+	 * the configuration (a removed node, or one that obtained a certificate without
+	 * being added). Once accepted, its AppendEntries or RequestVote would reach raft. */
+	member_start(1, true);
+	uint64_t deadline = cs_mono_ms() + 10000;
+	while (!nodes[1].active && cs_mono_ms() < deadline)
+		uv_run(&loop, UV_RUN_ONCE);
+	ck_assert(nodes[1].active);
+	ck_assert_int_eq(claim_ack(1, &node9, 9, "127.0.0.1:9009"), -1);
+	ck_assert_int_eq(claim_ack(1, &cred[2], 2, "127.0.0.1:9002"), -1);
+	struct cs_transport_stats ts;
+	cs_transport_get_stats(&nodes[1].t, &ts);
+	ck_assert_uint_eq(ts.accepts_refused, 2);
+	ck_assert_uint_eq(ts.accepts_ok, 0);
+
+	/* A joining node (empty configuration) accepts exactly the members its join answer
+	 * named, at their addresses, and nobody else. */
+	member_start(2, false);
+	raft_id ids[1] = {1};
+	const char *addrs[1] = {nodes[1].address};
+	ck_assert_int_eq(claim_ack(2, &cred[1], 1, nodes[1].address), -1); /* not yet told */
+	cs_raft_node_expect_peers(&nodes[2].node, ids, addrs, 1);
+	ck_assert_int_eq(claim_ack(2, &node9, 9, "127.0.0.1:9009"), -1);
+	ck_assert_int_eq(claim_ack(2, &cred[1], 1, "127.0.0.1:6666"), -1);
+	ck_assert_int_eq(claim_ack(2, &cred[1], 1, nodes[1].address), 1);
+	cs_transport_get_stats(&nodes[2].t, &ts);
+	ck_assert_uint_eq(ts.accepts_refused, 3);
+	ck_assert_uint_eq(ts.accepts_ok, 1);
+	member_stop(2);
+	member_stop(1);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
 	Suite *s = suite_create("transport");
@@ -1007,6 +1106,7 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_close_pending);
 	tcase_add_test(tc, test_connect_deadline);
 	tcase_add_test(tc, test_three_nodes);
+	tcase_add_test(tc, test_claim_needs_membership);
 	suite_add_tcase(s, tc);
 	return s;
 }
