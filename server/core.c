@@ -290,9 +290,13 @@ static int authorize(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	unsigned flags = req->route ? req->route->flags : 0;
-	if (flags & CS_PATH_UNAUTH)
+	bool has_token = req->client_token && *req->client_token;
+	/* An unauthenticated path ignores the token, unless its answer depends on the caller
+	 * (CS_PATH_OPT_TOKEN): a token sent there is checked as everywhere else, so a token
+	 * that is expired or refused by its token_bound_cidrs never reveals more. */
+	if ((flags & CS_PATH_UNAUTH) && !(has_token && (flags & CS_PATH_OPT_TOKEN)))
 		return 0;
-	if (!req->client_token || !*req->client_token || !core->token_lookup)
+	if (!has_token || !core->token_lookup)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	cJSON *entry = NULL;
 	int rc = core->token_lookup(core, &req->txn, req->client_token, &entry);
