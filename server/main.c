@@ -2,7 +2,8 @@
  * The custos binary: `custos server ...` runs the server; every other verb is the CLI.
  *
  * Server start-up: parse flags → load config (or build the -dev one) → no core dumps
- * (unless allow_core_dumps) → mlock probe → register backends → open storage and start raft if the data dir has state → listen
+ * (unless allow_core_dumps) → mlock probe → register backends → open storage and start raft if the
+ * data dir has state → listen
  * (-dev: bootstrap, init, unseal and mount secret/ first) → run the loop until SIGINT or
  * SIGTERM → orderly shutdown (listeners, raft, storage) → exit 0.
  */
@@ -217,8 +218,7 @@ static int harden_core_dumps(const struct cs_config *cfg)
 	}
 	struct rlimit none = {0, 0};
 	if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		fprintf(stderr, "custos server: cannot disable core dumps: %s\n",
-			strerror(errno));
+		fprintf(stderr, "custos server: cannot disable core dumps: %s\n", strerror(errno));
 		return 1;
 	}
 	return 0;

@@ -15,9 +15,9 @@ static const struct {
 	unsigned bit;
 	const char *name;
 } flag_names[] = {
-    {CS_PATH_UNAUTH, "unauth"},       {CS_PATH_SUDO, "sudo"},
+    {CS_PATH_UNAUTH, "unauth"},         {CS_PATH_SUDO, "sudo"},
     {CS_PATH_ANY_FIELDS, "any_fields"}, {CS_PATH_SEALED_OK, "sealed_ok"},
-    {CS_PATH_NO_ACTIVE, "no_active"}, {CS_PATH_LOCAL, "local"},
+    {CS_PATH_NO_ACTIVE, "no_active"},   {CS_PATH_LOCAL, "local"},
     {CS_PATH_OPT_TOKEN, "opt_token"},
 };
 

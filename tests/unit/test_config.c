@@ -188,8 +188,8 @@ END_TEST
 START_TEST(test_unknown_keys)
 {
 	parse_fails(STORAGE PLAIN_LISTENER "\nbogus_key = 1\n", 10, "unknown key \"bogus_key\"");
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER, 3,
-		    "unknown key \"retry_joins\" in storage");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER,
+		    3, "unknown key \"retry_joins\" in storage");
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = "
 			    "true\n  frobnicate = \"x\"\n}\n",
 		    8, "unknown key \"frobnicate\" in listener");
@@ -235,6 +235,21 @@ START_TEST(test_bad_bool)
 		    "disable_mlock: invalid boolean \"perhaps\"");
 	parse_fails(STORAGE "listener \"tcp\" {\n  tls_disable = \"yes\"\n}\n", 6,
 		    "tls_disable: invalid boolean \"yes\"");
+}
+END_TEST
+
+/* Core dumps stay off unless the file asks for them (issue 9 §1.8). */
+START_TEST(test_allow_core_dumps)
+{
+	struct cs_config c;
+	parse_ok(&c, STORAGE PLAIN_LISTENER);
+	ck_assert(!c.allow_core_dumps);
+	cs_config_free(&c);
+	parse_ok(&c, STORAGE PLAIN_LISTENER "allow_core_dumps = true\n");
+	ck_assert(c.allow_core_dumps);
+	cs_config_free(&c);
+	parse_fails(STORAGE PLAIN_LISTENER "allow_core_dumps = \"sometimes\"\n", 9,
+		    "allow_core_dumps: invalid boolean \"sometimes\"");
 }
 END_TEST
 
@@ -508,12 +523,13 @@ START_TEST(test_cluster_ca_files)
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n"
 			    "  tls_disable = true\n  cluster_ca_key_file = \"/e/ca.key\"\n}\n",
 		    5, "go together");
-	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 3\n}\n"
-		     PLAIN_LISTENER);
+	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = "
+		     "3\n}\n" PLAIN_LISTENER);
 	ck_assert_int_eq(c.raft_performance_multiplier, 3);
 	cs_config_free(&c);
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 11\n}\n"
-		    PLAIN_LISTENER, 3, "between 0 and 10");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = "
+		    "11\n}\n" PLAIN_LISTENER,
+		    3, "between 0 and 10");
 }
 END_TEST
 
@@ -563,6 +579,7 @@ int main(void)
 	tcase_add_test(tc, test_unknown_keys);
 	tcase_add_test(tc, test_wrong_types);
 	tcase_add_test(tc, test_bad_bool);
+	tcase_add_test(tc, test_allow_core_dumps);
 	tcase_add_test(tc, test_bad_address);
 	tcase_add_test(tc, test_bad_tls);
 	tcase_add_test(tc, test_storage_and_listener_rules);
