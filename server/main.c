@@ -2,10 +2,10 @@
  * The custos binary: `custos server ...` runs the server; every other verb is the CLI.
  *
  * Server start-up: parse flags → load config (or build the -dev one) → no core dumps
- * (unless allow_core_dumps) → mlock probe → register backends → open storage and start raft if the
- * data dir has state → listen
- * (-dev: bootstrap, init, unseal and mount secret/ first) → run the loop until SIGINT or
- * SIGTERM → orderly shutdown (listeners, raft, storage) → exit 0.
+ * (unless allow_core_dumps) → mlock probe → register backends → open storage and start
+ * raft if the data dir has state → listen (-dev: bootstrap, init, unseal and mount
+ * secret/ first) → run the loop until SIGINT or SIGTERM → orderly shutdown (listeners,
+ * raft, storage) → exit 0.
  */
 #include <errno.h>
 #include <ftw.h>
