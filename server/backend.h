@@ -94,10 +94,10 @@ struct cs_field {
 #define CS_PATH_NO_ACTIVE  0x10 /* served by a node that is not (yet) active */
 #define CS_PATH_LOCAL      0x20 /* answered by the node that receives it: never forwarded */
 /* With CS_PATH_UNAUTH: a client token is optional, but one that is sent is checked by the
- * core exactly as on an authenticated path (unknown, expired, used up or refused by its
- * token_bound_cidrs → 403; one use is spent) and the handler sees req->token_entry and
- * req->root. For unauthenticated paths whose answer depends on the caller
- * (sys/internal/ui/mounts). No ACL check on the path itself. */
+ * core as on an authenticated path (unknown, expired, used up or refused by its
+ * token_bound_cidrs → 403; as in Vault, no use is spent) and the handler sees
+ * req->token_entry and req->root. For unauthenticated paths whose answer depends on the
+ * caller (sys/internal/ui/mounts). No ACL check on the path itself. */
 #define CS_PATH_OPT_TOKEN 0x40
 
 struct cs_request;

@@ -704,7 +704,8 @@ static int tune_write(struct cs_request *req)
  * sys/internal/ui/mounts[/path] (Vault's pathInternalUIMountsRead/MountRead). Both rows
  * are CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN: without a token the caller sees only mounts
  * tuned listing_visibility="unauth"; a token that is sent was checked by the core like on
- * every other path (403 when unknown, expired or refused by its token_bound_cidrs), and
+ * every other path (403 when unknown, expired or refused by its token_bound_cidrs; no use
+ * spent, as in Vault's preflight), and
  * it sees the mounts where it has some capability on some path (cs_req_mount_visible;
  * root sees all). The single-mount form needs a token and answers the same 403 for a
  * missing and a hidden mount, so it cannot be used to probe which mounts exist.

@@ -155,3 +155,17 @@ def test_other_unauthenticated_paths_ignore_a_bad_token(ui):
     assert r.status_code == 204, r.text
     r = ui.request("POST", "auth/ui-up/login/alice", token=bad, json={"password": "pw-alice"})
     assert r.status_code == 200, r.text
+
+
+def test_limited_use_token_not_spent(ui):
+    """Checked, not counted: the `vault kv` preflight leaves a limited-use token's uses
+    alone, as in Vault."""
+    r = ui.request("POST", "auth/token/create", token=ui.root_token,
+                   json={"policies": ["ui-reader"], "no_default_policy": True, "num_uses": 2})
+    assert r.status_code == 200, r.text
+    tok = r.json()["auth"]["client_token"]
+    for _ in range(3):
+        assert "ui-vis/" in listing(ui, tok)[0]
+        assert ui.get("sys/internal/ui/mounts/ui-vis/data/app/x", token=tok).status_code == 200
+    r = ui.request("POST", "auth/token/lookup", token=ui.root_token, json={"token": tok})
+    assert r.status_code == 200 and r.json()["data"]["num_uses"] == 2, r.text
