@@ -23,8 +23,8 @@ import custos_harness as H
 NOBODY = 65534
 
 # Runs between the harness's fork and custos (which it execs with the same pid): raise the
-# soft core limit to the hard one, drop to nobody when root (the parent-death signal is reset by the uid change, so set it
-# again).
+# soft core limit to the hard one, drop to nobody when root (the uid change resets the
+# parent-death signal, so set it again).
 WRAPPER = r"""
 import ctypes, os, resource, signal, sys
 soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
@@ -35,7 +35,8 @@ if os.getuid() == 0:
     os.setuid(%d)
 ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 # An ASan build lowers the soft core limit itself unless told not to.
-os.environ["ASAN_OPTIONS"] = (os.environ.get("ASAN_OPTIONS", "") + ":disable_coredump=0").lstrip(":")
+asan = os.environ.get("ASAN_OPTIONS", "")
+os.environ["ASAN_OPTIONS"] = (asan + ":disable_coredump=0").lstrip(":")
 os.execv(sys.argv[1], sys.argv[1:])
 """ % (NOBODY, NOBODY)
 

@@ -9,7 +9,9 @@ backend type, for every row and every operation with a handler:
   phase 1  no token, a token whose only policy does not exist, and a token with only the
            `default` policy: 403 "permission denied" everywhere, except the rows flagged
            unauthenticated and, for the default token, what the default policy (read from
-           the server, evaluated here by a small independent ACL oracle) grants;
+           the server, evaluated here by a small independent ACL oracle) grants; an
+           unauthenticated row that reads a token it is sent (opt_token) refuses an
+           unknown one;
   phase 2  a token whose one policy names exactly that concrete path with every
            capability and sudo: anything but 403 "permission denied" (400/404/405 from the
            handler are fine: the ACL let it through).
@@ -393,13 +395,15 @@ def test_route_token_matrix(server_factory, routes):
                         # Served without a token by design (compared with Vault's list in
                         # test_unauthenticated_routes_are_vaults); never a server error.
                         if r.status_code >= 500 and r.status_code != 503:
-                            failures.append("%s as %s: %s %s" % (what, ident, r.status_code, r.text[:200]))
+                            failures.append("%s as %s: %s %s"
+                                            % (what, ident, r.status_code, r.text[:200]))
                         fx.check_intact(what, shared)
                         continue
                     expect_allow = False
                     if ident == "default token":
-                        granted = oracle.caps(path + ("/" if method == "LIST" and not path.endswith("/") else ""),
-                                              method == "LIST")
+                        is_list = method == "LIST"
+                        acl_path = path + ("/" if is_list and not path.endswith("/") else "")
+                        granted = oracle.caps(acl_path, is_list)
                         need = cap_candidates(op, row)
                         allow = [c in granted and (not sudo or "sudo" in granted) for c in need]
                         if all(allow):
@@ -416,6 +420,13 @@ def test_route_token_matrix(server_factory, routes):
                         failures.append("%s as %s: expected 403 %r, got %s %s"
                                         % (what, ident, DENIED, r.status_code, r.text[:200]))
                         fx.check_intact(what, shared)
+                # A row that looks at a token it is sent checks it: an unknown one is refused.
+                if "opt_token" in row["flags"]:
+                    r = fx.req(method, path, token=H.random_token())
+                    checked += 1
+                    if not is_denied(r):
+                        failures.append("%s with an unknown token: expected 403 %r, got %s %s"
+                                        % (what, DENIED, r.status_code, r.text[:200]))
                 # ---- phase 2
                 if unauth:
                     continue
