@@ -1,11 +1,11 @@
 /*
  * The custos binary: `custos server ...` runs the server; every other verb is the CLI.
  *
- * Server start-up: parse flags → load config (or build the -dev one) → no core dumps
- * (unless allow_core_dumps) → mlock probe → register backends → open storage and start
- * raft if the data dir has state → listen (-dev: bootstrap, init, unseal and mount
- * secret/ first) → run the loop until SIGINT or SIGTERM → orderly shutdown (listeners,
- * raft, storage) → exit 0.
+ * Server start-up: parse flags → core dumps off → load config (or build the -dev
+ * one) → core dumps back on only with allow_core_dumps → mlock probe → register
+ * backends → open storage and start raft if the data dir has state → listen (-dev:
+ * bootstrap, init, unseal and mount secret/ first) → run the loop until SIGINT or
+ * SIGTERM → orderly shutdown (listeners, raft, storage) → exit 0.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -205,22 +205,34 @@ static int list_routes(bool unauth_only)
 }
 
 /*
- * Keep key material out of core files (issue §1.8): RLIMIT_CORE 0 (soft and hard, so a
- * child or a later setrlimit cannot raise it) and PR_SET_DUMPABLE 0, which also stops
- * ptrace attach and /proc/<pid>/mem reads by the same unprivileged user. The config's
- * allow_core_dumps = true leaves both as inherited, for debugging.
+ * Keep key material out of core files (issue 9 §1.8). Before anything is read (the config
+ * may hold TLS client keys), core_dumps_off turns dumps off and keeps the hard limit, so
+ * that the config's allow_core_dumps = true (debugging only) can turn them back on;
+ * otherwise core_dumps_settle also lowers the hard limit, which no later setrlimit of an
+ * unprivileged process can raise. PR_SET_DUMPABLE 0 also stops same-user ptrace and
+ * /proc/<pid>/mem reads.
  */
-static int harden_core_dumps(const struct cs_config *cfg)
+static struct rlimit inherited_core;
+
+static int core_dumps_off(void)
 {
-	if (cfg->allow_core_dumps) {
-		cs_warn("server: allow_core_dumps = true: a core file may contain key material");
-		return 0;
+	if (getrlimit(RLIMIT_CORE, &inherited_core) != 0)
+		return -1;
+	struct rlimit off = {0, inherited_core.rlim_max};
+	if (setrlimit(RLIMIT_CORE, &off) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		return -1;
+	return 0;
+}
+
+static int core_dumps_settle(const struct cs_config *cfg)
+{
+	if (!cfg->allow_core_dumps) {
+		struct rlimit none = {0, 0};
+		return setrlimit(RLIMIT_CORE, &none);
 	}
-	struct rlimit none = {0, 0};
-	if (setrlimit(RLIMIT_CORE, &none) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-		fprintf(stderr, "custos server: cannot disable core dumps: %s\n", strerror(errno));
-		return 1;
-	}
+	cs_warn("server: allow_core_dumps = true: a core file may contain key material");
+	if (setrlimit(RLIMIT_CORE, &inherited_core) != 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+		return -1;
 	return 0;
 }
 
@@ -258,6 +270,10 @@ static int server_main(int argc, char **argv)
 	}
 	if (list || list_unauth)
 		return list_routes(list_unauth);
+	if (core_dumps_off()) {
+		fprintf(stderr, "custos server: cannot disable core dumps: %s\n", strerror(errno));
+		return 1;
+	}
 	if (!dev && !config) {
 		fprintf(stderr,
 			"custos server: a config file is required (-config=FILE), or -dev\n");
@@ -283,8 +299,10 @@ static int server_main(int argc, char **argv)
 		}
 		cs_log_set_level((enum cs_log_level)l);
 	}
-	if (harden_core_dumps(&s.cfg))
+	if (core_dumps_settle(&s.cfg)) {
+		fprintf(stderr, "custos server: cannot set core dumps: %s\n", strerror(errno));
 		return 1;
+	}
 	/* Fail now, not at unseal, if key memory cannot be locked. */
 	cs_secmem_set_mlock(!s.cfg.disable_mlock);
 	cs_secmem_free(cs_secmem_alloc(CS_KEY_LEN), CS_KEY_LEN);
