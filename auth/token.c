@@ -226,14 +226,19 @@ int cs_token_lookup_accessor(struct cs_core *core, struct cs_txn *txn, const cha
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
+bool cs_token_bound_ok(const cJSON *entry, const char *remote)
+{
+	/* A token bound to CIDR blocks (token_bound_cidrs of its login) only works from
+	 * there, as in Vault. Internal requests (remote NULL) are not bound. */
+	return !remote || cs_tokenutil_cidr_list_ok(
+			      cJSON_GetObjectItemCaseSensitive(entry, "bound_cidrs"), remote);
+}
+
 int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJSON *entry,
 		 const char *remote)
 {
 	(void)core;
-	/* A token bound to CIDR blocks (token_bound_cidrs of its login) only works from
-	 * there, as in Vault. Internal requests (remote NULL) are not bound. */
-	if (remote && !cs_tokenutil_cidr_list_ok(
-			  cJSON_GetObjectItemCaseSensitive(entry, "bound_cidrs"), remote))
+	if (!cs_token_bound_ok(entry, remote))
 		return CS_EPERM;
 	double uses = cs_tokenutil_num(entry, "num_uses");
 	if (uses <= 0)
@@ -1479,6 +1484,7 @@ void cs_token_register(struct cs_core *core)
 	core->token_lookup = cs_token_lookup;
 	core->token_create_root = cs_token_create_root;
 	core->token_use = cs_token_use;
+	core->token_bound_ok = cs_token_bound_ok;
 	core->token_after = cs_token_after;
 	core->token_issue = cs_token_issue;
 	cs_expire_register(core);

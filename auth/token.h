@@ -33,6 +33,8 @@ int cs_token_create_root(struct cs_core *core, struct cs_txn *txn, const char *i
  * sys/capabilities-accessor): *entry is new and owned by the caller, NULL if unknown. */
 int cs_token_lookup_accessor(struct cs_core *core, struct cs_txn *txn, const char *accessor,
 			     cJSON **entry);
+/* cs_token_bound_ok_fn of server/core.h. */
+bool cs_token_bound_ok(const cJSON *entry, const char *remote);
 /* cs_token_use_fn, cs_token_after_fn and cs_token_issue_fn of server/core.h. */
 int cs_token_use(struct cs_core *core, struct cs_txn *txn, const char *token, cJSON *entry,
 		 const char *remote);

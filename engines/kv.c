@@ -102,6 +102,12 @@ static const struct cs_path kv_paths[] = {
      "pass-through secret storage"},
 };
 
+/* The variants kv_variant can pick, for the route listing (server/routes.h). */
+static const struct cs_backend_variant kv_variants[] = {
+    {"{\"version\":\"2\"}", &cs_kv2_backend},
+    {NULL, NULL},
+};
+
 const struct cs_backend cs_kv_backend = {
     .type = "kv",
     .is_auth = false,
@@ -109,4 +115,5 @@ const struct cs_backend cs_kv_backend = {
     .n_paths = CS_ARRAY_LEN(kv_paths),
     .validate_mount = kv_validate_mount,
     .variant = kv_variant,
+    .variants = kv_variants,
 };

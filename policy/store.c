@@ -9,6 +9,7 @@
  * write time, so only corruption can do that) contributes nothing: fail closed.
  */
 #include "policy/store.h"
+#include "policy/visibility.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -502,6 +503,17 @@ static bool sudo_hook(struct cs_request *req)
 	return (caps & CS_CAP_SUDO) && !(caps & CS_CAP_DENY);
 }
 
+/* cs_req_mount_visible for non-root tokens (sys/internal/ui/mounts). */
+static bool mount_visible_hook(struct cs_request *req, const char *mount_path)
+{
+	struct polset ps = {0};
+	if (load_policies(&req->txn, req->token_entry, &ps))
+		return false;
+	bool ok = cs_acl_mount_visible(ps.v, ps.n, mount_path);
+	free(ps.v);
+	return ok;
+}
+
 static int capabilities_for(struct cs_request *req, const cJSON *entry)
 {
 	const cJSON *paths = cs_req_get(req, "paths");
@@ -645,5 +657,6 @@ void cs_policy_module_init(void)
 	cs_sys_add_paths(policy_paths, CS_ARRAY_LEN(policy_paths));
 	cs_backend_set_acl_hook(cs_policy_acl_hook);
 	cs_backend_set_sudo_hook(sudo_hook);
+	cs_backend_set_mount_visible_hook(mount_visible_hook);
 	cs_backend_register(&cache_owner);
 }

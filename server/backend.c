@@ -84,6 +84,25 @@ const struct cs_backend *cs_backend_find(const char *type, bool is_auth)
 	return NULL;
 }
 
+const struct cs_backend *cs_backend_at(size_t i)
+{
+	return i < n_registry ? registry[i] : NULL;
+}
+
+static cs_mount_visible_fn mount_visible_hook;
+
+void cs_backend_set_mount_visible_hook(cs_mount_visible_fn fn)
+{
+	mount_visible_hook = fn;
+}
+
+bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
+{
+	if (req->root)
+		return true;
+	return mount_visible_hook && req->token_entry && mount_visible_hook(req, mount_path);
+}
+
 void cs_backend_reset_all(void)
 {
 	for (size_t i = 0; i < n_registry; i++)

@@ -100,6 +100,12 @@ struct cs_field {
 #define CS_PATH_SEALED_OK  0x08 /* served while sealed or uninitialised */
 #define CS_PATH_NO_ACTIVE  0x10 /* served by a node that is not (yet) active */
 #define CS_PATH_LOCAL      0x20 /* answered by the node that receives it: never forwarded */
+/* With CS_PATH_UNAUTH: a client token is optional, but one that is sent is checked by the
+ * core as on an authenticated path (unknown, expired, used up or refused by its
+ * token_bound_cidrs → 403; as in Vault, no use is spent) and the handler sees
+ * req->token_entry and req->root. For unauthenticated paths whose answer depends on the
+ * caller (sys/internal/ui/mounts). No ACL check on the path itself. */
+#define CS_PATH_OPT_TOKEN 0x40
 
 struct cs_request;
 struct cs_mount;
@@ -131,6 +137,15 @@ struct cs_backend {
 	/* Optional: the backend that really serves a mount with these options (the "kv"
 	 * type answers with KV v1 or v2 by options.version). NULL → this backend. */
 	const struct cs_backend *(*variant)(const cJSON *options);
+	/* Optional, with `variant`: every backend it can return and the mount options (JSON
+	 * text) that select it, ended by a NULL backend. Lets `custos server -list-routes`
+	 * (server/routes.h) walk every path table that a mount can serve. */
+	const struct cs_backend_variant *variants;
+};
+
+struct cs_backend_variant {
+	const char *options_json; /* e.g. "{\"version\":\"2\"}" */
+	const struct cs_backend *backend;
 };
 
 #define CS_MAX_CAPTURES 4
@@ -292,5 +307,17 @@ void cs_backend_register(const struct cs_backend *b);
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth);
 /* Call every registered backend's reset hook. */
 void cs_backend_reset_all(void);
+/* The registered backends in registration order: the i-th, or NULL past the end. */
+const struct cs_backend *cs_backend_at(size_t i);
+
+/*
+ * The mount-visibility hook (policy/): whether the request's token has some capability on
+ * some path under `mount_path` ("secret/", "auth/userpass/"), as Vault's hasMountAccess
+ * decides which mounts sys/internal/ui/mounts shows. Root tokens see every mount; without
+ * a token entry or a hook, none.
+ */
+typedef bool (*cs_mount_visible_fn)(struct cs_request *req, const char *mount_path);
+void cs_backend_set_mount_visible_hook(cs_mount_visible_fn fn);
+bool cs_req_mount_visible(struct cs_request *req, const char *mount_path);
 
 #endif

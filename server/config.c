@@ -471,6 +471,8 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			rc = want_string(x, m, k, &c->cluster_name);
 		} else if (strcmp(k, "disable_mlock") == 0) {
 			rc = want_bool(x, m, k, &c->disable_mlock);
+		} else if (strcmp(k, "allow_core_dumps") == 0) {
+			rc = want_bool(x, m, k, &c->allow_core_dumps);
 		} else if (strcmp(k, "ui") == 0) {
 			rc = want_bool(x, m, k, &c->ui);
 		} else if (strcmp(k, "allow_audit_log_prefixing") == 0) {

@@ -18,6 +18,7 @@
  *   }
  *   api_addr = "https://127.0.0.1:8200"   cluster_addr = "https://127.0.0.1:8201"
  *   disable_mlock = true                  log_level = "info"
+ *   allow_core_dumps = false              # true: keep core dumps on (debugging only)
  *   ui = false   cluster_name = "..."   default_lease_ttl = "768h"   max_lease_ttl = "768h"
  *   allow_audit_log_prefixing = false     # Vault 1.20: API may set audit "prefix", wide "mode"
  *
@@ -84,6 +85,9 @@ struct cs_config {
 	char *cluster_addr; /* default: https://first listener cluster address */
 	char *cluster_name; /* may be NULL: generated at init */
 	bool disable_mlock;
+	/* Default false: the server sets RLIMIT_CORE to 0 and PR_SET_DUMPABLE off at start,
+	 * so no core file (or same-user ptrace) exposes key material. */
+	bool allow_core_dumps;
 	bool ui;
 	int log_level;             /* enum cs_log_level; default info */
 	int64_t default_lease_ttl; /* seconds; default 768h */

@@ -310,9 +310,13 @@ static int authorize(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	unsigned flags = req->route ? req->route->flags : 0;
-	if (flags & CS_PATH_UNAUTH)
+	bool has_token = req->client_token && *req->client_token;
+	/* An unauthenticated path ignores the token, unless its answer depends on the caller
+	 * (CS_PATH_OPT_TOKEN): a token sent there is checked as everywhere else, so a token
+	 * that is expired or refused by its token_bound_cidrs never reveals more. */
+	if ((flags & CS_PATH_UNAUTH) && !(has_token && (flags & CS_PATH_OPT_TOKEN)))
 		return 0;
-	if (!req->client_token || !*req->client_token || !core->token_lookup)
+	if (!has_token || !core->token_lookup)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	cJSON *entry = NULL;
 	int rc = core->token_lookup(core, &req->txn, req->client_token, &entry);
@@ -321,10 +325,17 @@ static int authorize(struct cs_request *req)
 	if (!entry)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	req->token_entry = entry;
-	/* Limited-use tokens: one use is spent in this request's transaction. */
-	if (core->token_use && (rc = core->token_use(core, &req->txn, req->client_token, entry,
-						     req->http ? req->http->remote_addr : NULL)))
+	const char *remote = req->http ? req->http->remote_addr : NULL;
+	if (flags & CS_PATH_UNAUTH) {
+		/* CS_PATH_OPT_TOKEN: checked, not counted (as Vault, whose UI preflight leaves a
+		 * limited-use token's uses alone). */
+		if (core->token_bound_ok && !core->token_bound_ok(entry, remote))
+			return cs_req_error(req, CS_EPERM, "permission denied");
+	} else if (core->token_use &&
+		   (rc = core->token_use(core, &req->txn, req->client_token, entry, remote))) {
+		/* Limited-use tokens: one use is spent in this request's transaction. */
 		return rc;
+	}
 	/* Root tokens skip the ACL; everybody else is checked by the ACL hook once the
 	 * operation is final (cs_backend_dispatch), or here for a path with no route. */
 	req->root = token_has_root(entry);

@@ -44,6 +44,10 @@ typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn,
 /* `remote` is the client's "addr:port", or NULL for internal requests. */
 typedef int (*cs_token_use_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
 			       cJSON *entry, const char *remote);
+/* Token store hook: whether the token `entry` may be used from `remote` ("addr:port"; its
+ * token_bound_cidrs), without spending a use. Checks a token sent to an unauthenticated
+ * path that looks at it (CS_PATH_OPT_TOKEN), where Vault validates but never counts. */
+typedef bool (*cs_token_bound_ok_fn)(const cJSON *entry, const char *remote);
 /* Token store hook, called after a successful handler, before the commit, in the same
  * transaction: revokes a token whose last use this request was (Vault semantics). */
 typedef int (*cs_token_after_fn)(struct cs_request *req);
@@ -95,6 +99,8 @@ struct cs_core {
 	cs_token_after_fn token_after;     /* optional */
 	cs_token_issue_fn token_issue;     /* optional, for auth methods */
 	cs_expire_active_fn expire_active; /* optional */
+	/* optional: a sent token's bound CIDRs on CS_PATH_OPT_TOKEN paths */
+	cs_token_bound_ok_fn token_bound_ok;
 	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
 	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
 	bool shutting_down;

@@ -1,9 +1,10 @@
 /*
  * The custos binary: `custos server ...` runs the server; every other verb is the CLI.
  *
- * Server start-up: parse flags → load config (or build the -dev one) → mlock probe →
- * register backends → open storage and start raft if the data dir has state → listen
- * (-dev: bootstrap, init, unseal and mount secret/ first) → run the loop until SIGINT or
+ * Server start-up: parse flags → core dumps off → load config (or build the -dev
+ * one) → core dumps back on only with allow_core_dumps → mlock probe → register
+ * backends → open storage and start raft if the data dir has state → listen (-dev:
+ * bootstrap, init, unseal and mount secret/ first) → run the loop until SIGINT or
  * SIGTERM → orderly shutdown (listeners, raft, storage) → exit 0.
  */
 #include <errno.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -29,6 +32,7 @@
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
+#include "server/routes.h"
 #include "server/snapshot_sys.h"
 #include "server/sys.h"
 #include "server/wrap.h"
@@ -52,7 +56,9 @@ static void usage(void)
 		"                            initialised, unsealed, plain HTTP\n"
 		"  -dev-listen-address=ADDR  -dev listener address (default 127.0.0.1:8200)\n"
 		"  -dev-root-token-id=ID     -dev root token (default: random)\n"
-		"  -log-level=LEVEL          trace, debug, info, warn, error\n");
+		"  -log-level=LEVEL          trace, debug, info, warn, error\n"
+		"  -list-routes              print every route of every backend (JSON) and exit\n"
+		"  -list-unauthenticated     print the routes that need no token and exit\n");
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -135,11 +141,106 @@ static int build_dev_config(struct server *s, const char *listen, const char *ro
 	return 0;
 }
 
+/*
+ * Module registrations: one line per module (backends, sys/ paths, hooks), here or in
+ * register_late. `-list-routes` runs both, so the route x token matrix test
+ * (tests/e2e/test_route_matrix.py) walks every row any module adds.
+ */
+static void register_modules(struct cs_core *core)
+{
+	cs_backend_register(&cs_sys_backend);
+	cs_token_register(core); /* token store + expiration manager + sys/leases */
+	cs_backend_register(&cs_kv_backend);
+	cs_policy_module_init(); /* ACL policies, sys/policy*, sys/capabilities*, ACL hook */
+	/* sys/capabilities-accessor resolves accessors through the token store */
+	cs_policy_set_accessor_lookup(cs_token_lookup_accessor);
+	cs_userpass_register(); /* auth method "userpass" */
+	cs_approle_register();  /* auth method "approle" */
+	/* audit devices, sys/audit*, sys/audit-hash */
+	cs_audit_register();
+	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
+	cs_cubbyhole_register(core);
+	/* response wrapping, sys/wrapping/ endpoints */
+	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
+	/* cluster: join, challenge/answer, digest, step-down, ha-status */
+	cs_ha_register();
+	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
+	cs_raft_sys_register(core);
+	core->token_lookup = cs_token_lookup;
+	core->token_create_root = cs_token_create_root;
+}
+
+/* Registrations that need core->data_dir (cs_core_init sets it). */
+static void register_late(struct cs_core *core)
+{
+	/* sys/storage/raft/snapshot[-force]: request bodies spool into the data dir */
+	cs_snapshot_register(core);
+}
+
+/* -list-routes / -list-unauthenticated: register every module as the server does, print
+ * the tables, exit. Nothing is opened or stored; register_late gets a scratch data dir
+ * that is removed again. */
+static int list_routes(bool unauth_only)
+{
+	static struct cs_core core;
+	register_modules(&core);
+	snprintf(core.data_dir, sizeof core.data_dir, "/tmp/custos-routes-XXXXXX");
+	if (!mkdtemp(core.data_dir)) {
+		fprintf(stderr, "custos: cannot create a temporary directory: %s\n",
+			strerror(errno));
+		return 1;
+	}
+	register_late(&core);
+	nftw(core.data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (unauth_only) {
+		cs_routes_print_unauthenticated(stdout);
+	} else {
+		cJSON *j = cs_routes_json();
+		char *text = cJSON_Print(j);
+		puts(text);
+		free(text);
+		cJSON_Delete(j);
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * Keep key material out of core files (issue 9 §1.8). Before anything is read (the config
+ * may hold TLS client keys), core_dumps_off turns dumps off and keeps the hard limit, so
+ * that the config's allow_core_dumps = true (debugging only) can turn them back on;
+ * otherwise core_dumps_settle also lowers the hard limit, which no later setrlimit of an
+ * unprivileged process can raise. PR_SET_DUMPABLE 0 also stops same-user ptrace and
+ * /proc/<pid>/mem reads.
+ */
+static struct rlimit inherited_core;
+
+static int core_dumps_off(void)
+{
+	if (getrlimit(RLIMIT_CORE, &inherited_core) != 0)
+		return -1;
+	struct rlimit off = {0, inherited_core.rlim_max};
+	if (setrlimit(RLIMIT_CORE, &off) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		return -1;
+	return 0;
+}
+
+static int core_dumps_settle(const struct cs_config *cfg)
+{
+	if (!cfg->allow_core_dumps) {
+		struct rlimit none = {0, 0};
+		return setrlimit(RLIMIT_CORE, &none);
+	}
+	cs_warn("server: allow_core_dumps = true: a core file may contain key material");
+	if (setrlimit(RLIMIT_CORE, &inherited_core) != 0 || prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+		return -1;
+	return 0;
+}
+
 static int server_main(int argc, char **argv)
 {
 	static struct server s; /* large; lives for the whole process */
 	const char *config = NULL, *dev_listen = NULL, *dev_root = NULL, *level = NULL;
-	bool dev = false;
+	bool dev = false, list = false, list_unauth = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v;
 		if ((v = flag_value(a, "config", &i, argc, argv)))
@@ -152,6 +253,11 @@ static int server_main(int argc, char **argv)
 			level = v;
 		else if (strcmp(a, "-dev") == 0 || strcmp(a, "--dev") == 0)
 			dev = true;
+		else if (strcmp(a, "-list-routes") == 0 || strcmp(a, "--list-routes") == 0)
+			list = true;
+		else if (strcmp(a, "-list-unauthenticated") == 0 ||
+			 strcmp(a, "--list-unauthenticated") == 0)
+			list_unauth = true;
 		else if (strcmp(a, "-h") == 0 || strcmp(a, "-help") == 0 ||
 			 strcmp(a, "--help") == 0) {
 			usage();
@@ -161,6 +267,12 @@ static int server_main(int argc, char **argv)
 			usage();
 			return 1;
 		}
+	}
+	if (list || list_unauth)
+		return list_routes(list_unauth);
+	if (core_dumps_off()) {
+		fprintf(stderr, "custos server: cannot disable core dumps: %s\n", strerror(errno));
+		return 1;
 	}
 	if (!dev && !config) {
 		fprintf(stderr,
@@ -187,32 +299,15 @@ static int server_main(int argc, char **argv)
 		}
 		cs_log_set_level((enum cs_log_level)l);
 	}
+	if (core_dumps_settle(&s.cfg)) {
+		fprintf(stderr, "custos server: cannot set core dumps: %s\n", strerror(errno));
+		return 1;
+	}
 	/* Fail now, not at unseal, if key memory cannot be locked. */
 	cs_secmem_set_mlock(!s.cfg.disable_mlock);
 	cs_secmem_free(cs_secmem_alloc(CS_KEY_LEN), CS_KEY_LEN);
 
-	/* Module registrations: one line per module (backends, sys/ paths, hooks). */
-	cs_backend_register(&cs_sys_backend);
-	cs_token_register(&s.core); /* token store + expiration manager + sys/leases */
-	cs_backend_register(&cs_kv_backend);
-	cs_policy_module_init(); /* ACL policies, sys/policy*, sys/capabilities*, ACL hook */
-	/* sys/capabilities-accessor resolves accessors through the token store */
-	cs_policy_set_accessor_lookup(cs_token_lookup_accessor);
-	cs_userpass_register(); /* auth method "userpass" */
-	cs_approle_register();  /* auth method "approle" */
-	/* audit devices, sys/audit*, sys/audit-hash */
-	cs_audit_register();
-	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
-	cs_cubbyhole_register(&s.core);
-	/* response wrapping, sys/wrapping/ endpoints */
-	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
-	/* cluster: join, challenge/answer, digest, step-down, ha-status */
-	cs_ha_register();
-	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
-	cs_raft_sys_register(&s.core);
-	/* end of module registrations */
-	s.core.token_lookup = cs_token_lookup;
-	s.core.token_create_root = cs_token_create_root;
+	register_modules(&s.core);
 
 	uv_loop_init(&s.loop);
 	int rc = cs_core_init(&s.core, &s.loop, &s.cfg);
@@ -220,8 +315,7 @@ static int server_main(int argc, char **argv)
 		cs_error("server: %s", s.core.errmsg);
 		return 1;
 	}
-	/* sys/storage/raft/snapshot[-force]: needs the data dir (request bodies spool there) */
-	cs_snapshot_register(&s.core);
+	register_late(&s.core);
 	uv_signal_init(&s.loop, &s.sigint);
 	uv_signal_init(&s.loop, &s.sigterm);
 	uv_signal_init(&s.loop, &s.sighup);

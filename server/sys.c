@@ -716,17 +716,16 @@ static int tune_write(struct cs_request *req)
 
 /* ------------------------------------------------------------------ internal/ui */
 
-static bool token_is_valid(struct cs_request *req)
-{
-	struct cs_core *core = req->core;
-	if (!req->client_token || !core->token_lookup)
-		return false;
-	cJSON *e = NULL;
-	if (core->token_lookup(core, &req->txn, req->client_token, &e) || !e)
-		return false;
-	cJSON_Delete(e);
-	return true;
-}
+/*
+ * sys/internal/ui/mounts[/path] (Vault's pathInternalUIMountsRead/MountRead). Both rows
+ * are CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN: without a token the caller sees only mounts
+ * tuned listing_visibility="unauth"; a token that is sent was checked by the core like on
+ * every other path (403 when unknown, expired or refused by its token_bound_cidrs; no use
+ * spent, as in Vault's preflight), and
+ * it sees the mounts where it has some capability on some path (cs_req_mount_visible;
+ * root sees all). The single-mount form needs a token and answers the same 403 for a
+ * missing and a hidden mount, so it cannot be used to probe which mounts exist.
+ */
 
 static cJSON *ui_mount(const struct cs_mount *m)
 {
@@ -740,20 +739,25 @@ static cJSON *ui_mount(const struct cs_mount *m)
 	return e;
 }
 
+static bool ui_visible(struct cs_request *req, struct cs_mount *m)
+{
+	if (m->listing_visibility && strcmp(m->listing_visibility, "unauth") == 0)
+		return true;
+	return req->token_entry && cs_req_mount_visible(req, m->path);
+}
+
 static int ui_mounts(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
-	bool all = token_is_valid(req); /* root-only tokens exist until ACLs land */
 	cJSON *d = cJSON_CreateObject();
 	cJSON *secret = cJSON_AddObjectToObject(d, "secret");
 	cJSON *auth = cJSON_AddObjectToObject(d, "auth");
-	if (all) {
-		struct cs_mount *sys = cs_sys_mount(core);
+	struct cs_mount *sys = cs_sys_mount(core);
+	if (ui_visible(req, sys))
 		cJSON_AddItemToObject(secret, sys->path, ui_mount(sys));
-	}
 	for (size_t i = 0; i < core->router.n; i++) {
 		struct cs_mount *m = core->router.mounts[i];
-		if (!all && strcmp(m->listing_visibility, "unauth") != 0)
+		if (!ui_visible(req, m))
 			continue;
 		if (m->is_auth)
 			cJSON_AddItemToObject(auth, m->path + 5, ui_mount(m));
@@ -767,13 +771,15 @@ static int ui_mounts(struct cs_request *req)
 static int ui_mount_path(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
-	const char *path = cs_req_str(req, "path", "");
+	const char *path = cs_req_capture(req, "path");
+	if (!path)
+		path = "";
 	struct cs_mount *m = NULL;
 	if (strncmp(path, "sys/", 4) == 0 || strcmp(path, "sys") == 0)
 		m = cs_sys_mount(core);
 	else
 		m = cs_router_match(&core->router, path);
-	if (!m) {
+	if (!m || !req->token_entry || !cs_req_mount_visible(req, m->path)) {
 		req->status = 403;
 		return cs_req_error(req, CS_EPERM,
 				    "preflight capability check returned 403, please ensure "
@@ -889,10 +895,10 @@ static const struct cs_path sys_paths[] = {
      CS_PATH_SUDO, "tune an auth method"},
     {"auth/{path*}", mount_fields, OPS(mount_read, NULL, mount_enable, mount_disable, NULL), NULL,
      CS_PATH_SUDO, "enable, read or disable an auth method"},
-    {"internal/ui/mounts", NULL, OPS(ui_mounts, NULL, NULL, NULL, NULL), NULL, CS_PATH_UNAUTH,
-     "mounts visible to the caller"},
-    {"internal/ui/mounts/{path*}", path_only, OPS(ui_mount_path, NULL, NULL, NULL, NULL), NULL, 0,
-     "the mount serving a path"},
+    {"internal/ui/mounts", NULL, OPS(ui_mounts, NULL, NULL, NULL, NULL), NULL,
+     CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN, "mounts visible to the caller"},
+    {"internal/ui/mounts/{path*}", path_only, OPS(ui_mount_path, NULL, NULL, NULL, NULL), NULL,
+     CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN, "the mount serving a path"},
 };
 
 struct cs_backend cs_sys_backend = {

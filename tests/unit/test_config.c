@@ -264,6 +264,21 @@ START_TEST(test_allow_audit_log_prefixing)
 }
 END_TEST
 
+/* Core dumps stay off unless the file asks for them (issue 9 §1.8). */
+START_TEST(test_allow_core_dumps)
+{
+	struct cs_config c;
+	parse_ok(&c, STORAGE PLAIN_LISTENER);
+	ck_assert(!c.allow_core_dumps);
+	cs_config_free(&c);
+	parse_ok(&c, STORAGE PLAIN_LISTENER "allow_core_dumps = true\n");
+	ck_assert(c.allow_core_dumps);
+	cs_config_free(&c);
+	parse_fails(STORAGE PLAIN_LISTENER "allow_core_dumps = \"sometimes\"\n", 9,
+		    "allow_core_dumps: invalid boolean \"sometimes\"");
+}
+END_TEST
+
 START_TEST(test_bad_address)
 {
 	static const char *bad[] = {"localhost", "host:99999", "host:80a", ":80",
@@ -602,6 +617,7 @@ int main(void)
 	tcase_add_test(tc, test_wrong_types);
 	tcase_add_test(tc, test_bad_bool);
 	tcase_add_test(tc, test_allow_audit_log_prefixing);
+	tcase_add_test(tc, test_allow_core_dumps);
 	tcase_add_test(tc, test_bad_address);
 	tcase_add_test(tc, test_bad_tls);
 	tcase_add_test(tc, test_storage_and_listener_rules);
