@@ -80,6 +80,9 @@ struct cs_config {
 	int log_level;             /* enum cs_log_level; default info */
 	int64_t default_lease_ttl; /* seconds; default 768h */
 	int64_t max_lease_ttl;     /* seconds; default 768h */
+	/* Lowest max_operations sys/rotate/config accepts; 0 means Vault's 1000000. Lower
+	 * only to exercise automatic rotation in tests (1..1000000). */
+	int64_t rotation_min_operations;
 
 	/* -dev mode (set by the command line, never by the file) */
 	bool dev;

@@ -29,6 +29,7 @@
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
+#include "server/rotate_sys.h"
 #include "server/snapshot_sys.h"
 #include "server/sys.h"
 #include "server/wrap.h"
@@ -222,6 +223,8 @@ static int server_main(int argc, char **argv)
 	}
 	/* sys/storage/raft/snapshot[-force]: needs the data dir (request bodies spool there) */
 	cs_snapshot_register(&s.core);
+	/* sys/rotate, sys/key-status, sys/rotate/config: needs the open storage (apply hook) */
+	cs_rotate_register(&s.core);
 	uv_signal_init(&s.loop, &s.sigint);
 	uv_signal_init(&s.loop, &s.sigterm);
 	uv_signal_init(&s.loop, &s.sighup);
