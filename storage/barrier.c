@@ -297,17 +297,11 @@ void cs_keyring_install(struct cs_keyring *kr, struct cs_keyring *fresh)
 	kr->rotation_disabled = fresh->rotation_disabled;
 	kr->max_operations = fresh->max_operations;
 	kr->rotation_interval = fresh->rotation_interval;
-	if (!kr->count) {
-		/* nothing counted */
-	} else if (kr->active_term != old_term || kr->count->term != kr->active_term) {
+	/* Same term (a config change): keep what this process counted. The record's field
+	 * is a snapshot of some node's count; the count records (cs_keyring_account) are
+	 * what a node reads when it becomes the one that encrypts. */
+	if (kr->count && (kr->active_term != old_term || kr->count->term != kr->active_term))
 		count_reset(kr);
-	} else {
-		/* Same term (a config change, or a record another node wrote): keep what this
-		 * process counted, never go below what the record says. */
-		const struct cs_keyring_key *k = cs_keyring_term(kr, kr->active_term);
-		if (k && k->encryptions > kr->count->base)
-			kr->count->base = k->encryptions;
-	}
 	cs_keyring_free(fresh);
 }
 
