@@ -285,6 +285,17 @@ void cs_keyring_rotate(struct cs_keyring *kr)
 void cs_keyring_install(struct cs_keyring *kr, struct cs_keyring *fresh)
 {
 	uint32_t old_term = kr->active_term;
+	/* A key's use never shrinks: a record older than what this process knows (a
+	 * snapshot restored from before later writes) keeps the higher count per term. */
+	for (size_t i = 0; i < fresh->n_keys; i++) {
+		struct cs_keyring_key *f = &fresh->keys[i];
+		const struct cs_keyring_key *k = cs_keyring_term(kr, f->term);
+		uint64_t known = k ? k->encryptions : 0;
+		if (k && f->term == old_term && kr->count && kr->count->term == old_term)
+			known = cs_keyring_encryptions(kr);
+		if (known > f->encryptions)
+			f->encryptions = known;
+	}
 	for (size_t i = 0; i < kr->n_keys; i++)
 		cs_secmem_free(kr->keys[i].key, CS_KEY_LEN);
 	free(kr->keys);

@@ -575,6 +575,18 @@ START_TEST(test_install_in_place)
 	cs_keyring_install(kr, fresh);
 	ck_assert_uint_eq(kr->max_operations, 1234567);
 	ck_assert_uint_eq(cs_keyring_encryptions(kr), 2);
+	/* An older record (a restored snapshot: term 1 only, fewer encryptions) goes back to
+	 * term 1 but never forgets how much each key was used. */
+	struct cs_keyring *older = NULL;
+	cs_buf_reset(&json);
+	const char *js = "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+			 "\",\"encryptions\":0}]}";
+	ck_assert_int_eq(cs_keyring_decode(js, strlen(js), &older), 0);
+	uint64_t used1 = cs_keyring_term(kr, 1)->encryptions;
+	ck_assert_uint_ge(used1, 1);
+	cs_keyring_install(kr, older);
+	ck_assert_uint_eq(kr->active_term, 1);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), used1);
 	cs_buf_free(&b2);
 	cs_buf_free(&nw);
 	cs_buf_free(&old);
