@@ -693,15 +693,20 @@ static void count_key(uint32_t term, char *key, size_t keylen)
 	snprintf(key, keylen, CS_KEYRING_COUNT_PREFIX "%lu", (unsigned long)term);
 }
 
-/* The count record of `term` as t sees it; 0 when there is none. A record that does not
- * parse is CS_EIO: guessing low would under-count. */
-static int read_count(struct cs_txn *t, uint32_t term, uint64_t *v)
+/* The newest count record of `term` (pending or applied; 0 when there is none), read in
+ * a transaction of its own so that a damaged record never poisons the caller's. A record
+ * that does not parse is CS_EIO: guessing low would under-count. */
+static int read_count(struct cs_storage *st, const struct cs_keyring *kr, uint32_t term,
+		      uint64_t *v)
 {
 	char key[64];
 	count_key(term, key, sizeof key);
+	struct cs_txn r;
 	struct cs_buf b = CS_BUF_INIT;
 	*v = 0;
-	int rc = cs_txn_get(t, key, &b);
+	cs_txn_begin(&r, st, kr);
+	int rc = cs_txn_get(&r, key, &b);
+	cs_txn_abort(&r);
 	if (rc == CS_ENOTFOUND) {
 		rc = 0;
 	} else if (rc == 0) {
@@ -725,7 +730,9 @@ int cs_keyring_rotate_txn(struct cs_txn *t, const struct cs_keyring *live)
 	for (size_t i = 0; rc == 0 && i < kr->n_keys; i++) {
 		struct cs_keyring_key *k = &kr->keys[i];
 		uint64_t n = 0;
-		rc = read_count(t, k->term, &n);
+		/* An unreadable count record is informational here: keep what is known. */
+		if (read_count(t->st, live, k->term, &n) != 0)
+			n = 0;
 		if (n > k->encryptions)
 			k->encryptions = n;
 		if (k->term == live->active_term && live->count && live->count->term == k->term &&
@@ -749,16 +756,12 @@ static bool count_cached(const struct cs_keyring_count *c, const struct cs_stora
 	return c->cached && c->epoch == st->epoch && (c->seq == 0 || st->next_seq > c->seq);
 }
 
-/* Read the newest count record (pending or applied) in a transaction of its own, so the
- * caller's read set is untouched, and never count below it. */
+/* Read the newest count record and never count below it. */
 static int count_refresh(const struct cs_keyring *kr, struct cs_storage *st)
 {
 	struct cs_keyring_count *c = kr->count;
-	struct cs_txn r;
 	uint64_t v = 0;
-	cs_txn_begin(&r, st, kr);
-	int rc = read_count(&r, kr->active_term, &v);
-	cs_txn_abort(&r);
+	int rc = read_count(st, kr, kr->active_term, &v);
 	if (rc != 0)
 		return rc;
 	if (v > c->base)
@@ -784,14 +787,11 @@ int cs_keyring_account(struct cs_txn *t)
 	struct cs_storage *st = t->st;
 	if (!c || c->term != kr->active_term)
 		return 0; /* cs_keyring_install resets it; never seen in practice */
-	int rc = count_cached(c, st) ? 0 : count_refresh(kr, st);
-	if (rc == CS_EIO) {
-		/* An unreadable record: write a fresh one above everything we know. */
+	if (!count_cached(c, st) && count_refresh(kr, st) != 0) {
+		/* An unreadable record (tampered, or not a number): write a fresh one above
+		 * everything this process knows rather than stop every write. */
 		c->reserved = 0;
-		rc = 0;
 	}
-	if (rc != 0)
-		return rc;
 	uint64_t n = cs_keyring_encryptions(kr);
 	if (n <= c->reserved)
 		return 0;
@@ -800,7 +800,7 @@ int cs_keyring_account(struct cs_txn *t)
 	char key[64], val[32];
 	count_key(kr->active_term, key, sizeof key);
 	int len = snprintf(val, sizeof val, "%llu", (unsigned long long)v);
-	rc = cs_txn_put(t, key, val, (size_t)len);
+	int rc = cs_txn_put(t, key, val, (size_t)len);
 	if (rc != 0)
 		return rc;
 	/* Valid once cs_txn_commit accepts this write-set as seq next_seq. */

@@ -834,6 +834,58 @@ START_TEST(test_dropped_reservation_is_rewritten)
 }
 END_TEST
 
+START_TEST(test_unreadable_count_record_is_replaced)
+{
+	struct cs_keyring *kr = bootstrap(25600);
+	ck_assert_int_eq(write_n(kr, 3, NULL), 0);
+	apply_all();
+	const char *key = CS_KEYRING_COUNT_PREFIX "1";
+	/* Not a number, then not even a ciphertext: writes go on, and the next one puts a
+	 * valid record above the count again. */
+	for (int round = 0; round < 2; round++) {
+		struct cs_txn t;
+		bool pending;
+		cs_txn_begin(&t, &S, kr);
+		if (round == 0)
+			ck_assert_int_eq(cs_txn_put(&t, key, "lots", 4), 0);
+		else
+			ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
+		S.count_encryptions = false; /* the damage itself goes in unaccounted */
+		ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+		S.count_encryptions = true;
+		apply_all();
+		/* Forget the cache, as a restarted process would. */
+		kr->count->cached = false;
+		ck_assert_int_eq(write_n(kr, 2, NULL), 0);
+		apply_all();
+		ck_assert_uint_ge(stored_count(kr, 1), cs_keyring_encryptions(kr));
+	}
+	/* Damaged again right before a rotation: it still works and keeps term 1's count. */
+	{
+		struct cs_txn t;
+		bool pending;
+		cs_txn_begin(&t, &S, kr);
+		ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
+		S.count_encryptions = false;
+		ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+		S.count_encryptions = true;
+		apply_all();
+	}
+	struct cs_txn t;
+	bool pending;
+	uint64_t n = cs_keyring_encryptions(kr);
+	cs_txn_begin(&t, &S, kr);
+	ck_assert_int_eq(cs_keyring_rotate_txn(&t, kr), 0);
+	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+	apply_all();
+	struct cs_keyring *fresh = reopen(kr);
+	ck_assert_uint_eq(fresh->active_term, 2);
+	ck_assert_uint_ge(cs_keyring_term(fresh, 1)->encryptions, n);
+	cs_keyring_free(fresh);
+	cs_keyring_free(kr);
+}
+END_TEST
+
 START_TEST(test_rotate_through_txn)
 {
 	struct cs_keyring *kr = bootstrap(CS_ROTATE_MAX_OPERATIONS);
@@ -907,6 +959,7 @@ int main(void)
 	tcase_add_test(cnt, test_counts_persisted_in_batches);
 	tcase_add_test(cnt, test_crash_never_under_counts);
 	tcase_add_test(cnt, test_dropped_reservation_is_rewritten);
+	tcase_add_test(cnt, test_unreadable_count_record_is_replaced);
 	tcase_add_test(cnt, test_rotate_through_txn);
 	suite_add_tcase(s, cnt);
 	SRunner *sr = srunner_create(s);
