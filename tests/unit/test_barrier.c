@@ -834,43 +834,40 @@ START_TEST(test_dropped_reservation_is_rewritten)
 }
 END_TEST
 
+/* Overwrite term 1's count record, outside the accounting (the damage itself). */
+static void damage_count_record(struct cs_keyring *kr, bool not_even_ciphertext)
+{
+	const char *key = CS_KEYRING_COUNT_PREFIX "1";
+	struct cs_txn t;
+	bool pending;
+	cs_txn_begin(&t, &S, kr);
+	if (not_even_ciphertext)
+		ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
+	else
+		ck_assert_int_eq(cs_txn_put(&t, key, "lots", 4), 0);
+	S.count_encryptions = false;
+	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+	S.count_encryptions = true;
+	apply_all();
+	/* Forget the cache, as a restarted process would. */
+	kr->count->cached = false;
+}
+
 START_TEST(test_unreadable_count_record_is_replaced)
 {
 	struct cs_keyring *kr = bootstrap(25600);
 	ck_assert_int_eq(write_n(kr, 3, NULL), 0);
 	apply_all();
-	const char *key = CS_KEYRING_COUNT_PREFIX "1";
 	/* Not a number, then not even a ciphertext: writes go on, and the next one puts a
 	 * valid record above the count again. */
 	for (int round = 0; round < 2; round++) {
-		struct cs_txn t;
-		bool pending;
-		cs_txn_begin(&t, &S, kr);
-		if (round == 0)
-			ck_assert_int_eq(cs_txn_put(&t, key, "lots", 4), 0);
-		else
-			ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
-		S.count_encryptions = false; /* the damage itself goes in unaccounted */
-		ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
-		S.count_encryptions = true;
-		apply_all();
-		/* Forget the cache, as a restarted process would. */
-		kr->count->cached = false;
+		damage_count_record(kr, round == 1);
 		ck_assert_int_eq(write_n(kr, 2, NULL), 0);
 		apply_all();
 		ck_assert_uint_ge(stored_count(kr, 1), cs_keyring_encryptions(kr));
 	}
 	/* Damaged again right before a rotation: it still works and keeps term 1's count. */
-	{
-		struct cs_txn t;
-		bool pending;
-		cs_txn_begin(&t, &S, kr);
-		ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
-		S.count_encryptions = false;
-		ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
-		S.count_encryptions = true;
-		apply_all();
-	}
+	damage_count_record(kr, true);
 	struct cs_txn t;
 	bool pending;
 	uint64_t n = cs_keyring_encryptions(kr);
