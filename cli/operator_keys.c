@@ -35,8 +35,8 @@ static const char usage_rotate[] =
 
 static const char usage_key_status[] =
     "Usage: custos operator key-status [options]\n\n"
-    "  Provides information about the active barrier encryption key. Specifically,\n"
-    "  the current key term and the key installation time.\n";
+    "  Provides information about the active barrier encryption key: the current\n"
+    "  key term, its installation time and how many values it has encrypted.\n";
 
 /* -h/-help anywhere among the leading flags: our text first; cs_cli_begin then adds the
  * shared HTTP options and exits 0. */
