@@ -15,6 +15,7 @@
  */
 #include "server/rotate_sys.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,9 @@ static int h_config_write(struct cs_request *req)
 		char dur[32];
 		cs_format_duration(CS_ROTATE_MIN_INTERVAL, dur, sizeof dur);
 		rc = cs_req_error(req, CS_EINVAL, "interval must be greater or equal to %s", dur);
+	} else if (new_iv > INT64_MAX / 1000000000LL) {
+		/* Stored as a Go time.Duration (int64 nanoseconds), as Vault does. */
+		rc = cs_req_error(req, CS_EINVAL, "interval is too large");
 	} else if (new_ops < floor || new_ops > CS_ROTATE_MAX_OPERATIONS) {
 		rc = cs_req_error(req, CS_EINVAL, "max_operations must be in the range [%llu,%llu]",
 				  (unsigned long long)floor,
