@@ -799,7 +799,9 @@ static const char usage_operator[] =
     "\n"
     "Subcommands:\n"
     "    init         Initializes a server\n"
+    "    key-status   Provides information about the active encryption key\n"
     "    raft         Manages the raft cluster (join, peers, snapshots)\n"
+    "    rotate       Rotates the underlying encryption key\n"
     "    seal         Seals the server\n"
     "    step-down    Forces the active node to give up leadership\n"
     "    unseal       Unseals the server\n";
@@ -1359,7 +1361,9 @@ static int cmd_operator(struct cli *c, int argc, char **argv)
 						 {"unseal", cmd_unseal},
 						 {"seal", cmd_seal},
 						 {"raft", cs_cli_operator_raft},
-						 {"step-down", cs_cli_step_down}};
+						 {"step-down", cs_cli_step_down},
+						 {"rotate", cs_cli_operator_rotate},
+						 {"key-status", cs_cli_operator_key_status}};
 	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_operator);
 }
 

@@ -125,6 +125,10 @@ enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
 #define C_RSRESTORE CMD(46)
 #define C_RSINSPECT CMD(47)
 #define C_STEPDOWN  CMD(48)
+/* operator rotate / key-status (operator_keys.c); high bits so parallel additions do
+ * not collide. */
+#define C_OROTATE    CMD(58)
+#define C_OKEYSTATUS CMD(59)
 #define C_ALL       UINT64_MAX
 
 struct flag {
@@ -159,6 +163,9 @@ extern const size_t cs_cli_n_raft_usages;
  * (flags from argv[start]). Return exit codes. */
 int cs_cli_operator_raft(struct cli *c, int argc, char **argv, int start);
 int cs_cli_step_down(struct cli *c, int argc, char **argv, int start);
+/* operator_keys.c: `operator rotate` and `operator key-status`. */
+int cs_cli_operator_rotate(struct cli *c, int argc, char **argv, int start);
+int cs_cli_operator_key_status(struct cli *c, int argc, char **argv, int start);
 
 /* commands.c's verbs: argv[1] is "kv", "policy", "token" or "login". Return exit codes. */
 int cs_cli_kv(struct cli *c, int argc, char **argv);

@@ -495,6 +495,11 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			rc = want_duration(x, m, k, &c->default_lease_ttl);
 		} else if (strcmp(k, "max_lease_ttl") == 0) {
 			rc = want_duration(x, m, k, &c->max_lease_ttl);
+		} else if (strcmp(k, "rotation_min_operations") == 0) {
+			rc = want_int(x, m, k, &c->rotation_min_operations);
+			if (!rc && (c->rotation_min_operations < 1 ||
+				    c->rotation_min_operations > 1000000))
+				rc = fail(x, m->line, "rotation_min_operations must be 1..1000000");
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\"", k);
 		}

@@ -95,6 +95,9 @@ struct cs_config {
 	/* Vault 1.20's key (CVE-2025-6000): only when true may sys/audit/:path set the "prefix"
 	 * option or a file "mode" wider than 0600. Default false. */
 	bool allow_audit_log_prefixing;
+	/* Lowest max_operations sys/rotate/config accepts; 0 means Vault's 1000000. Lower
+	 * only to exercise automatic rotation in tests (1..1000000). */
+	int64_t rotation_min_operations;
 
 	/* -dev mode (set by the command line, never by the file) */
 	bool dev;

@@ -26,6 +26,7 @@
 #include "server/core.h"
 #include "server/forward.h"
 #include "server/http.h"
+#include "server/rotate_sys.h"
 #include "server/seal.h"
 #include "server/sys.h"
 #include "storage/cluster_tls.h"
@@ -1257,6 +1258,7 @@ static void tick_cb(uv_timer_t *t)
 	if (ha->running && !ha->advertised)
 		advertise(core);
 	check_removed(core);
+	cs_rotate_tick(core); /* automatic barrier key rotation (rotate_sys.h) */
 	step_down_tick(core);
 	join_sync_tick(core);
 	changes_kick(core);

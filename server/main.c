@@ -32,6 +32,7 @@
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
+#include "server/rotate_sys.h"
 #include "server/routes.h"
 #include "server/snapshot_sys.h"
 #include "server/sys.h"
@@ -175,6 +176,9 @@ static void register_late(struct cs_core *core)
 {
 	/* sys/storage/raft/snapshot[-force]: request bodies spool into the data dir */
 	cs_snapshot_register(core);
+	/* sys/rotate, sys/key-status, sys/rotate/config: the apply hook goes on the open store
+	 * (cs_storage_open clears it); listing only reads the rows. */
+	cs_rotate_register(core);
 }
 
 /* -list-routes / -list-unauthenticated: register every module as the server does, print

@@ -177,6 +177,9 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 	if (!rc && core->token_create_root)
 		rc = core->token_create_root(core, txn, p->root_token_id, root, sizeof root);
 	txn->kr = saved;
+	/* Again, now that it counted the encryptions above (storage/barrier.h). */
+	if (!rc)
+		rc = cs_keyring_store(txn, kr);
 
 	if (!rc) {
 		char *hex[CS_MAX_SHARES], *b64[CS_MAX_SHARES];

@@ -12,6 +12,7 @@
 #include "lib/err.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
+#include "storage/txn.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -25,8 +26,8 @@
 
 #define HDR_LEN (4 + 1 + CS_BARRIER_NONCE_LEN)
 
-/* Vault's defaults for a new keyring (vault/barrier_aes_gcm.go): 2^32 * 0.9 ops. */
-#define DEFAULT_MAX_OPERATIONS 3865470566ULL
+/* Largest count reservation (cs_keyring_batch): the most a crash can over-count. */
+#define MAX_BATCH 65536
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -196,10 +197,55 @@ static void keyring_add(struct cs_keyring *kr, uint32_t term, int64_t install_ti
 static struct cs_keyring *keyring_alloc(void)
 {
 	struct cs_keyring *kr = calloc(1, sizeof *kr);
-	if (!kr)
+	struct cs_keyring_count *c = calloc(1, sizeof *c);
+	if (!kr || !c)
 		abort();
+	atomic_init(&c->local, 0);
+	kr->count = c;
 	kr->root_key = cs_secmem_alloc(CS_KEY_LEN);
+	kr->max_operations = CS_ROTATE_MAX_OPERATIONS;
 	return kr;
+}
+
+/* Start counting the active term from what is stored for it. */
+static void count_reset(struct cs_keyring *kr)
+{
+	struct cs_keyring_count *c = kr->count;
+	const struct cs_keyring_key *k = cs_keyring_term(kr, kr->active_term);
+	if (!c)
+		return;
+	atomic_store(&c->local, 0);
+	c->base = k ? k->encryptions : 0;
+	c->term = kr->active_term;
+	c->cached = false;
+	c->reserved = c->epoch = c->seq = 0;
+}
+
+uint64_t cs_keyring_encryptions(const struct cs_keyring *kr)
+{
+	if (!kr->count) /* a keyring built by hand (tests) */
+		return 0;
+	return kr->count->base + atomic_load_explicit(&kr->count->local, memory_order_relaxed);
+}
+
+uint64_t cs_keyring_batch(const struct cs_keyring *kr)
+{
+	uint64_t b = kr->max_operations / 256;
+	return b < 1 ? 1 : b > MAX_BATCH ? MAX_BATCH : b;
+}
+
+const char *cs_keyring_rotation_due(const struct cs_keyring *kr, uint64_t count, int64_t now_ns)
+{
+	if (kr->rotation_disabled)
+		return NULL;
+	if (count >= kr->max_operations)
+		return "reached max operations";
+	const struct cs_keyring_key *k = cs_keyring_term(kr, kr->active_term);
+	/* An unknown install time (0) never counts as old. */
+	if (kr->rotation_interval > 0 && k && k->install_time_ns > 0 &&
+	    now_ns - k->install_time_ns >= kr->rotation_interval * 1000000000LL)
+		return "rotation interval reached";
+	return NULL;
 }
 
 struct cs_keyring *cs_keyring_new(void)
@@ -208,6 +254,7 @@ struct cs_keyring *cs_keyring_new(void)
 	cs_random(kr->root_key, CS_KEY_LEN);
 	keyring_add(kr, 1, cs_now_ns(), 0, NULL);
 	kr->active_term = 1;
+	count_reset(kr);
 	return kr;
 }
 
@@ -219,13 +266,54 @@ void cs_keyring_free(struct cs_keyring *kr)
 		cs_secmem_free(kr->keys[i].key, CS_KEY_LEN);
 	free(kr->keys);
 	cs_secmem_free(kr->root_key, CS_KEY_LEN);
+	free(kr->count);
 	free(kr);
 }
 
 void cs_keyring_rotate(struct cs_keyring *kr)
 {
+	/* The retiring term keeps its final count in the record. */
+	struct cs_keyring_key *old = (struct cs_keyring_key *)cs_keyring_term(kr, kr->active_term);
+	uint64_t n = cs_keyring_encryptions(kr);
+	if (old && kr->count && kr->count->term == old->term && n > old->encryptions)
+		old->encryptions = n;
 	keyring_add(kr, kr->active_term + 1, cs_now_ns(), 0, NULL);
 	kr->active_term++;
+	count_reset(kr);
+}
+
+void cs_keyring_install(struct cs_keyring *kr, struct cs_keyring *fresh)
+{
+	uint32_t old_term = kr->active_term;
+	/* A key's use never shrinks: a record older than what this process knows (a
+	 * snapshot restored from before later writes) keeps the higher count per term. */
+	for (size_t i = 0; i < fresh->n_keys; i++) {
+		struct cs_keyring_key *f = &fresh->keys[i];
+		const struct cs_keyring_key *k = cs_keyring_term(kr, f->term);
+		uint64_t known = k ? k->encryptions : 0;
+		if (k && f->term == old_term && kr->count && kr->count->term == old_term)
+			known = cs_keyring_encryptions(kr);
+		if (known > f->encryptions)
+			f->encryptions = known;
+	}
+	for (size_t i = 0; i < kr->n_keys; i++)
+		cs_secmem_free(kr->keys[i].key, CS_KEY_LEN);
+	free(kr->keys);
+	kr->keys = fresh->keys;
+	kr->n_keys = fresh->n_keys;
+	fresh->keys = NULL;
+	fresh->n_keys = 0;
+	memcpy(kr->root_key, fresh->root_key, CS_KEY_LEN);
+	kr->active_term = fresh->active_term;
+	kr->rotation_disabled = fresh->rotation_disabled;
+	kr->max_operations = fresh->max_operations;
+	kr->rotation_interval = fresh->rotation_interval;
+	/* Same term (a config change): keep what this process counted. The record's field
+	 * is a snapshot of some node's count; the count records (cs_keyring_account) are
+	 * what a node reads when it becomes the one that encrypts. */
+	if (kr->count && (kr->active_term != old_term || kr->count->term != kr->active_term))
+		count_reset(kr);
+	cs_keyring_free(fresh);
 }
 
 const struct cs_keyring_key *cs_keyring_term(const struct cs_keyring *kr, uint32_t term)
@@ -242,7 +330,7 @@ const struct cs_keyring_key *cs_keyring_term(const struct cs_keyring *kr, uint32
  * Go's time.Time JSON form: RFC 3339 with the fraction's trailing zeros dropped (and
  * the dot too when the fraction is zero), "Z" for UTC. out >= 40 bytes.
  */
-static void format_go_time(int64_t ns, char *out, size_t outlen)
+void cs_format_go_time(int64_t ns, char *out, size_t outlen)
 {
 	/* Floor division so instants before 1970 keep a non-negative fraction. */
 	int64_t sec = ns / 1000000000LL, frac = ns % 1000000000LL;
@@ -362,21 +450,27 @@ void cs_keyring_encode(const struct cs_keyring *kr, struct cs_buf *out)
 	for (size_t i = 0; i < kr->n_keys; i++) {
 		const struct cs_keyring_key *k = &kr->keys[i];
 		char when[64];
-		format_go_time(k->install_time_ns, when, sizeof when);
+		cs_format_go_time(k->install_time_ns, when, sizeof when);
+		uint64_t enc = k->encryptions;
+		if (k->term == kr->active_term && kr->count && kr->count->term == k->term &&
+		    cs_keyring_encryptions(kr) > enc)
+			enc = cs_keyring_encryptions(kr);
 		b64 = cs_b64_encode(k->key, CS_KEY_LEN);
 		cs_buf_printf(
 		    out,
 		    "%s{\"Term\":%lu,\"Version\":1,\"Value\":\"%s\",\"InstallTime\":\"%s\","
 		    "\"encryptions\":%llu}",
-		    i ? "," : "", (unsigned long)k->term, b64, when,
-		    (unsigned long long)k->encryptions);
+		    i ? "," : "", (unsigned long)k->term, b64, when, (unsigned long long)enc);
 		cs_zero(b64, strlen(b64));
 		free(b64);
 	}
+	/* Interval is a Go time.Duration: nanoseconds. */
 	cs_buf_printf(out,
-		      "],\"RotationConfig\":{\"Disabled\":false,\"MaxOperations\":%llu,"
-		      "\"Interval\":0}}",
-		      DEFAULT_MAX_OPERATIONS);
+		      "],\"RotationConfig\":{\"Disabled\":%s,\"MaxOperations\":%llu,"
+		      "\"Interval\":%lld}}",
+		      kr->rotation_disabled ? "true" : "false",
+		      (unsigned long long)kr->max_operations,
+		      (long long)kr->rotation_interval * 1000000000LL);
 	/* The bound above is generous; if it ever is not, that is a bug to catch in tests. */
 	if (out->cap != cap_before)
 		abort();
@@ -437,6 +531,31 @@ static int cmp_term(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Vault's RotationConfig; absent means the defaults. As Vault does when it loads one,
+ * MaxOperations 0 or above the maximum becomes the maximum. */
+static int decode_rotation_config(const cJSON *rc, struct cs_keyring *kr)
+{
+	if (!rc)
+		return 0;
+	if (!cJSON_IsObject(rc))
+		return CS_EINVAL;
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(rc, "Disabled");
+	if (d && !cJSON_IsBool(d))
+		return CS_EINVAL;
+	kr->rotation_disabled = cJSON_IsTrue(d);
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(rc, "MaxOperations");
+	uint64_t ops = 0, ns = 0;
+	if (m && !json_uint(m, UINT64_MAX, &ops))
+		return CS_EINVAL;
+	kr->max_operations =
+	    ops == 0 || ops > CS_ROTATE_MAX_OPERATIONS ? CS_ROTATE_MAX_OPERATIONS : ops;
+	const cJSON *iv = cJSON_GetObjectItemCaseSensitive(rc, "Interval");
+	if (iv && !json_uint(iv, INT64_MAX, &ns))
+		return CS_EINVAL;
+	kr->rotation_interval = (int64_t)(ns / 1000000000ULL);
+	return 0;
+}
+
 static int decode_tree(const cJSON *root, struct cs_keyring *kr)
 {
 	if (!cJSON_IsObject(root))
@@ -478,7 +597,7 @@ static int decode_tree(const cJSON *root, struct cs_keyring *kr)
 		return rc;
 	qsort(kr->keys, kr->n_keys, sizeof *kr->keys, cmp_term);
 	kr->active_term = kr->keys[kr->n_keys - 1].term;
-	return 0;
+	return decode_rotation_config(cJSON_GetObjectItemCaseSensitive(root, "RotationConfig"), kr);
 }
 
 int cs_keyring_decode(const void *json, size_t len, struct cs_keyring **out)
@@ -496,6 +615,7 @@ int cs_keyring_decode(const void *json, size_t len, struct cs_keyring **out)
 		cs_keyring_free(kr);
 		return rc;
 	}
+	count_reset(kr);
 	*out = kr;
 	return 0;
 }
@@ -508,6 +628,9 @@ int cs_barrier_encrypt(const struct cs_keyring *kr, const char *path, const void
 	const struct cs_keyring_key *k = cs_keyring_term(kr, kr->active_term);
 	if (!k)
 		return CS_ECRYPTO;
+	/* Counted before the nonce is drawn: a failed seal over-counts, never under. */
+	if (kr->count)
+		atomic_fetch_add_explicit(&kr->count->local, 1, memory_order_relaxed);
 	return cs_aead_seal(k->key, k->term, path, strlen(path), pt, n, out);
 }
 
@@ -520,4 +643,170 @@ int cs_barrier_decrypt(const struct cs_keyring *kr, const char *path, const void
 	if (!k)
 		return CS_ECRYPTO;
 	return cs_aead_open(k->key, path, strlen(path), ct, n, out);
+}
+
+/* ---- the stored keyring ---- */
+
+int cs_keyring_seal(const struct cs_keyring *kr, struct cs_buf *out)
+{
+	struct cs_buf plain = CS_BUF_INIT;
+	cs_keyring_encode(kr, &plain);
+	int rc = cs_aead_seal(kr->root_key, 1, CS_KEYRING_PATH, strlen(CS_KEYRING_PATH), plain.data,
+			      plain.len, out);
+	cs_buf_free_secure(&plain);
+	return rc;
+}
+
+int cs_keyring_open(const uint8_t root_key[CS_KEY_LEN], const void *ct, size_t n,
+		    struct cs_keyring **out)
+{
+	struct cs_buf plain = CS_BUF_INIT;
+	int rc = cs_aead_open(root_key, CS_KEYRING_PATH, strlen(CS_KEYRING_PATH), ct, n, &plain);
+	if (rc == 0)
+		rc = cs_keyring_decode(plain.data, plain.len, out);
+	cs_buf_free_secure(&plain);
+	return rc;
+}
+
+int cs_keyring_store(struct cs_txn *t, const struct cs_keyring *kr)
+{
+	struct cs_buf ct = CS_BUF_INIT;
+	int rc = cs_keyring_seal(kr, &ct);
+	if (rc == 0)
+		rc = cs_txn_put_raw(t, CS_KEYRING_PATH, ct.data, ct.len);
+	cs_buf_free(&ct);
+	return rc;
+}
+
+int cs_keyring_load(struct cs_txn *t, const struct cs_keyring *live, struct cs_keyring **out)
+{
+	struct cs_buf ct = CS_BUF_INIT;
+	int rc = cs_txn_get_raw(t, CS_KEYRING_PATH, &ct);
+	if (rc == 0)
+		rc = cs_keyring_open(live->root_key, ct.data, ct.len, out);
+	cs_buf_free(&ct);
+	return rc;
+}
+
+static void count_key(uint32_t term, char *key, size_t keylen)
+{
+	snprintf(key, keylen, CS_KEYRING_COUNT_PREFIX "%lu", (unsigned long)term);
+}
+
+/* The newest count record of `term` (pending or applied; 0 when there is none), read in
+ * a transaction of its own so that a damaged record never poisons the caller's. A record
+ * that does not parse is CS_EIO: guessing low would under-count. */
+static int read_count(struct cs_storage *st, const struct cs_keyring *kr, uint32_t term,
+		      uint64_t *v)
+{
+	char key[64];
+	count_key(term, key, sizeof key);
+	struct cs_txn r;
+	struct cs_buf b = CS_BUF_INIT;
+	*v = 0;
+	cs_txn_begin(&r, st, kr);
+	int rc = cs_txn_get(&r, key, &b);
+	cs_txn_abort(&r);
+	if (rc == CS_ENOTFOUND) {
+		rc = 0;
+	} else if (rc == 0) {
+		char *end = NULL;
+		unsigned long long n = b.len ? strtoull(b.data, &end, 10) : 0;
+		if (!end || end != b.data + b.len || b.data[0] < '0' || b.data[0] > '9')
+			rc = CS_EIO;
+		else
+			*v = n;
+	}
+	cs_buf_free(&b);
+	return rc;
+}
+
+int cs_keyring_rotate_txn(struct cs_txn *t, const struct cs_keyring *live)
+{
+	struct cs_keyring *kr = NULL;
+	int rc = cs_keyring_load(t, live, &kr);
+	/* Each term's final count: the record, and for the live term what this process
+	 * counted on top (not yet reserved ones included). */
+	for (size_t i = 0; rc == 0 && i < kr->n_keys; i++) {
+		struct cs_keyring_key *k = &kr->keys[i];
+		uint64_t n = 0;
+		/* An unreadable count record is informational here: keep what is known. */
+		if (read_count(t->st, live, k->term, &n) != 0)
+			n = 0;
+		if (n > k->encryptions)
+			k->encryptions = n;
+		if (k->term == live->active_term && live->count && live->count->term == k->term &&
+		    cs_keyring_encryptions(live) > k->encryptions)
+			k->encryptions = cs_keyring_encryptions(live);
+	}
+	if (rc == 0) {
+		count_reset(kr);
+		cs_keyring_rotate(kr);
+		rc = cs_keyring_store(t, kr);
+	}
+	cs_keyring_free(kr);
+	return rc;
+}
+
+/* ---- encryption accounting ---- */
+
+static bool count_cached(const struct cs_keyring_count *c, const struct cs_storage *st)
+{
+	/* The overlay was not dropped since, and our own record was not refused. */
+	return c->cached && c->epoch == st->epoch && (c->seq == 0 || st->next_seq > c->seq);
+}
+
+/* Read the newest count record and never count below it. */
+static int count_refresh(const struct cs_keyring *kr, struct cs_storage *st)
+{
+	struct cs_keyring_count *c = kr->count;
+	uint64_t v = 0;
+	int rc = read_count(st, kr, kr->active_term, &v);
+	if (rc != 0)
+		return rc;
+	if (v > c->base)
+		c->base = v;
+	c->reserved = v;
+	c->epoch = st->epoch;
+	c->seq = 0;
+	c->cached = true;
+	return 0;
+}
+
+uint64_t cs_keyring_refresh(const struct cs_keyring *kr, struct cs_storage *st)
+{
+	if (kr->count && kr->count->term == kr->active_term && !count_cached(kr->count, st))
+		count_refresh(kr, st);
+	return cs_keyring_encryptions(kr);
+}
+
+int cs_keyring_account(struct cs_txn *t)
+{
+	const struct cs_keyring *kr = t->kr;
+	struct cs_keyring_count *c = kr->count;
+	struct cs_storage *st = t->st;
+	if (!c || c->term != kr->active_term)
+		return 0; /* cs_keyring_install resets it; never seen in practice */
+	if (!count_cached(c, st) && count_refresh(kr, st) != 0) {
+		/* An unreadable record (tampered, or not a number): write a fresh one above
+		 * everything this process knows rather than stop every write. */
+		c->reserved = 0;
+	}
+	uint64_t n = cs_keyring_encryptions(kr);
+	if (n <= c->reserved)
+		return 0;
+	/* +1: the record's own encryption. */
+	uint64_t v = n + 1 + cs_keyring_batch(kr);
+	char key[64], val[32];
+	count_key(kr->active_term, key, sizeof key);
+	int len = snprintf(val, sizeof val, "%llu", (unsigned long long)v);
+	int rc = cs_txn_put(t, key, val, (size_t)len);
+	if (rc != 0)
+		return rc;
+	/* Valid once cs_txn_commit accepts this write-set as seq next_seq. */
+	c->reserved = v;
+	c->epoch = st->epoch;
+	c->seq = st->next_seq;
+	c->cached = true;
+	return 0;
 }

@@ -15,11 +15,18 @@
  * Caveats:
  * - Functions are pure computation and thread-safe for concurrent use of one keyring as
  *   long as nobody rotates or frees it meanwhile (the loop thread owns rotation).
+ * - Rotation (sys/rotate): a new term is written to the keyring record through a
+ *   transaction and raft; every node installs it in place when the record applies
+ *   (server/rotate_sys.c). Every encryption is counted per term, and the count is
+ *   persisted in batches ahead of use (cs_keyring_account), so a crash over-counts by
+ *   at most one batch and never under-counts.
  * - Decryption failures never say why beyond CS_ECRYPTO ("wrong key, path or tampered").
  */
 #ifndef CS_STORAGE_BARRIER_H
 #define CS_STORAGE_BARRIER_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +37,11 @@
 #define CS_BARRIER_NONCE_LEN 12
 #define CS_BARRIER_TAG_LEN   16
 #define CS_BARRIER_OVERHEAD  (4 + 1 + CS_BARRIER_NONCE_LEN + CS_BARRIER_TAG_LEN)
+
+/* Where the keyring lives (sealed under the root key) and where each term's encryption
+ * count is persisted (barrier-encrypted decimal, "core/keyring-count/<term>"). */
+#define CS_KEYRING_PATH         "core/keyring"
+#define CS_KEYRING_COUNT_PREFIX "core/keyring-count/"
 
 /*
  * One AEAD operation with the framing above and a single key. Appends to `out`.
@@ -48,7 +60,25 @@ struct cs_keyring_key {
 	uint32_t term;
 	uint8_t *key; /* CS_KEY_LEN bytes of cs_secmem memory */
 	int64_t install_time_ns;
-	uint64_t encryptions; /* estimated count, for sys/key-status */
+	uint64_t encryptions; /* as stored; for the active term see cs_keyring_encryptions */
+};
+
+/*
+ * Encryption accounting for the active term (sys/key-status, max_operations). Counted
+ * with `local` (atomic: cs_barrier_encrypt may run on any thread) on top of `base`, the
+ * highest count this process knows was persisted for the term. The rest is loop-thread
+ * state of cs_keyring_account (below): `reserved` caches the newest count record visible
+ * in storage, valid while the storage epoch stays `epoch` and, when this process wrote
+ * it, once the write-set that carries it was accepted (storage next_seq passed `seq`).
+ */
+struct cs_keyring_count {
+	_Atomic uint64_t local;
+	uint64_t base;
+	uint32_t term;
+	bool cached;
+	uint64_t reserved;
+	uint64_t epoch;
+	uint64_t seq; /* 0: read from storage */
 };
 
 struct cs_keyring {
@@ -56,14 +86,45 @@ struct cs_keyring {
 	struct cs_keyring_key *keys; /* ascending term order */
 	size_t n_keys;
 	uint32_t active_term; /* term used for new encryptions (the highest) */
+	/* Vault's RotationConfig (sys/rotate/config). */
+	bool rotation_disabled;
+	uint64_t max_operations;   /* rotate once the active term encrypted this many values */
+	int64_t rotation_interval; /* seconds; rotate when the active term is older; 0: never */
+	/* Mutable through a const keyring: counting is not a change of the keys. */
+	struct cs_keyring_count *count;
 };
+
+/* Vault's bounds for max_operations (the default is the maximum, about 0.9 * 2^32
+ * random 96-bit nonces per key) and the shortest rotation interval. */
+#define CS_ROTATE_MAX_OPERATIONS 3865470566ULL
+#define CS_ROTATE_MIN_OPERATIONS 1000000ULL
+#define CS_ROTATE_MIN_INTERVAL   (24 * 3600)
 
 /* A new keyring: random root key and one random key at term 1. Never fails. */
 struct cs_keyring *cs_keyring_new(void);
 /* Zeroise and free; NULL allowed. */
 void cs_keyring_free(struct cs_keyring *kr);
-/* Add term active+1 with a fresh random key and make it active. */
+/* Add term active+1 with a fresh random key and make it active. Loop thread. */
 void cs_keyring_rotate(struct cs_keyring *kr);
+/*
+ * Replace kr's keys, active term and rotation config with those of `fresh` (which is
+ * freed), in place: pointers to kr held by open transactions stay valid. When the active
+ * term changes the count restarts from the new term's stored count. Loop thread, with no
+ * encryption or decryption running on another thread.
+ */
+void cs_keyring_install(struct cs_keyring *kr, struct cs_keyring *fresh);
+/* Encryptions under the active term as far as this process knows (never less than what
+ * was persisted when it last looked, plus its own since). */
+uint64_t cs_keyring_encryptions(const struct cs_keyring *kr);
+/* Encryptions after which the active term gets a new reservation record: 1/256 of
+ * max_operations, at least 1 and at most 65536 (the most a crash can over-count). */
+uint64_t cs_keyring_batch(const struct cs_keyring *kr);
+/*
+ * Whether automatic rotation is due at wall-clock `now_ns` for `count` encryptions:
+ * NULL if not (or disabled), else the reason ("reached max operations", "rotation
+ * interval reached").
+ */
+const char *cs_keyring_rotation_due(const struct cs_keyring *kr, uint64_t count, int64_t now_ns);
 /* Key for a term, or NULL. */
 const struct cs_keyring_key *cs_keyring_term(const struct cs_keyring *kr, uint32_t term);
 
@@ -77,6 +138,43 @@ const struct cs_keyring_key *cs_keyring_term(const struct cs_keyring *kr, uint32
 void cs_keyring_encode(const struct cs_keyring *kr, struct cs_buf *out);
 /* Parse the JSON above. Returns 0 and a new keyring, or CS_EINVAL. */
 int cs_keyring_decode(const void *json, size_t len, struct cs_keyring **out);
+/* Go's time.Time JSON form of Unix ns (RFC 3339, fraction without trailing zeros, "Z"),
+ * as in the keyring and sys/key-status. out >= 40 bytes. */
+void cs_format_go_time(int64_t ns, char *out, size_t outlen);
+/* The stored form: the JSON sealed under the root key (term 1 framing, AAD
+ * CS_KEYRING_PATH), and back. open: 0, CS_ECRYPTO (wrong root key or tampered) or
+ * CS_EINVAL. */
+int cs_keyring_seal(const struct cs_keyring *kr, struct cs_buf *out);
+int cs_keyring_open(const uint8_t root_key[CS_KEY_LEN], const void *ct, size_t n,
+		    struct cs_keyring **out);
+
+/*
+ * Keyring records through a transaction (storage/txn.h), loop thread.
+ *
+ * cs_keyring_store puts kr's sealed record into t; the active term's "encryptions" is
+ * the live count, so a record written after a batch of encryptions covers them.
+ * cs_keyring_load reads the newest record t can see (a pending rotation included) and
+ * opens it with live's root key: read-modify-write of the keyring always starts there,
+ * never from the in-memory copy, which changes only when raft applies the record.
+ * cs_keyring_rotate_txn: load, record each term's final count, add a term, store.
+ */
+struct cs_txn;
+struct cs_storage;
+int cs_keyring_store(struct cs_txn *t, const struct cs_keyring *kr);
+int cs_keyring_load(struct cs_txn *t, const struct cs_keyring *live, struct cs_keyring **out);
+int cs_keyring_rotate_txn(struct cs_txn *t, const struct cs_keyring *live);
+/*
+ * The commit hook (cs_txn_commit calls it for a non-empty write-set when the storage
+ * counts encryptions): if the active term's count passed the newest count record, add a
+ * record of count + cs_keyring_batch() to the write-set. Raft applies that record with
+ * (or before) every ciphertext it covers, so after a crash the persisted count is never
+ * lower than the encryptions that reached storage; at most one batch is over-counted.
+ * Returns 0 or the put's error (the commit then fails).
+ */
+int cs_keyring_account(struct cs_txn *t);
+/* Raise kr's base to the newest count record in `st` when the cached one is stale, and
+ * return cs_keyring_encryptions. For sys/key-status on a freshly active node. */
+uint64_t cs_keyring_refresh(const struct cs_keyring *kr, struct cs_storage *st);
 
 /* Encrypt a value for storage at `path` with the active term. Appends to `out`. */
 int cs_barrier_encrypt(const struct cs_keyring *kr, const char *path, const void *pt, size_t n,

@@ -1127,6 +1127,12 @@ int cs_txn_commit(struct cs_txn *t, cs_commit_cb cb, void *data, bool *pending)
 		return rv;
 	}
 
+	/* The count record rides in the write-set whose ciphertexts it covers. */
+	if (st->count_encryptions && t->kr && (rv = cs_keyring_account(t)) != 0) {
+		ws_release(&t->ws);
+		t->err = CS_EINVAL;
+		return rv;
+	}
 	/* The seq is consumed only once the write-set is accepted (proposed or queued). */
 	uint64_t seq = st->next_seq;
 	size_t enclen = writeset_encoded_len(&t->ws);

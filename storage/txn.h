@@ -178,6 +178,9 @@ struct cs_storage {
 	 * must not close the storage. NULL: nothing to do. */
 	cs_storage_restore_cb on_restore;
 	void *restore_ctx;
+	/* Persist the barrier's encryption counts with the write-sets (cs_keyring_account,
+	 * storage/barrier.h): set by the server; off for bare storage (tests, tools). */
+	bool count_encryptions;
 	/* counters for metrics and benchmarks */
 	uint64_t entries_proposed;
 	uint64_t writesets_committed;

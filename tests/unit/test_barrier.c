@@ -1,6 +1,8 @@
 /* Unit tests for the AES-GCM barrier framing and the keyring codec (storage/barrier.c). */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -9,6 +11,7 @@
 #include "lib/secmem.h"
 #include "lib/util.h"
 #include "storage/barrier.h"
+#include "storage/txn.h"
 
 /* Keep mlock on (the production default) unless the memlock limit is too small for a
  * few dozen pages. */
@@ -448,6 +451,481 @@ START_TEST(test_keyring_sealed_under_root)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- rotation */
+
+START_TEST(test_rotation_config_codec)
+{
+	struct cs_keyring *kr = cs_keyring_new();
+	ck_assert(!kr->rotation_disabled);
+	ck_assert_uint_eq(kr->max_operations, CS_ROTATE_MAX_OPERATIONS);
+	ck_assert_int_eq(kr->rotation_interval, 0);
+	kr->rotation_disabled = true;
+	kr->max_operations = 2000000;
+	kr->rotation_interval = 48 * 3600;
+	struct cs_buf json = CS_BUF_INIT;
+	cs_keyring_encode(kr, &json);
+	/* Vault's shape: Interval is a Go time.Duration (nanoseconds). */
+	ck_assert_ptr_nonnull(strstr(json.data, "\"RotationConfig\":{\"Disabled\":true,"
+						"\"MaxOperations\":2000000,"
+						"\"Interval\":172800000000000}"));
+	struct cs_keyring *back = NULL;
+	ck_assert_int_eq(cs_keyring_decode(json.data, json.len, &back), 0);
+	ck_assert(back->rotation_disabled);
+	ck_assert_uint_eq(back->max_operations, 2000000);
+	ck_assert_int_eq(back->rotation_interval, 48 * 3600);
+	cs_keyring_free(back);
+	cs_buf_free_secure(&json);
+	cs_keyring_free(kr);
+
+	/* As Vault loads it: 0 or too many operations mean the maximum. */
+	const char *zero = "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+			   "\"}],\"RotationConfig\":{\"Disabled\":false,\"MaxOperations\":0,"
+			   "\"Interval\":0}}";
+	ck_assert_int_eq(cs_keyring_decode(zero, strlen(zero), &back), 0);
+	ck_assert_uint_eq(back->max_operations, CS_ROTATE_MAX_OPERATIONS);
+	cs_keyring_free(back);
+	const char *bad[] = {
+	    "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+	    "\"}],\"RotationConfig\":7}",
+	    "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+	    "\"}],\"RotationConfig\":{\"Disabled\":\"no\"}}",
+	    "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+	    "\"}],\"RotationConfig\":{\"MaxOperations\":-1}}",
+	    "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+	    "\"}],\"RotationConfig\":{\"Interval\":-5}}",
+	};
+	for (size_t i = 0; i < CS_ARRAY_LEN(bad); i++) {
+		back = NULL;
+		ck_assert_int_eq(cs_keyring_decode(bad[i], strlen(bad[i]), &back), CS_EINVAL);
+		ck_assert_ptr_null(back);
+	}
+}
+END_TEST
+
+START_TEST(test_encryptions_counted_per_term)
+{
+	struct cs_keyring *kr = cs_keyring_new();
+	struct cs_buf ct = CS_BUF_INIT, out = CS_BUF_INIT;
+	for (int i = 0; i < 5; i++) {
+		cs_buf_reset(&ct);
+		ck_assert_int_eq(cs_barrier_encrypt(kr, "k", "v", 1, &ct), 0);
+	}
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), 5);
+	/* Decryption is not an encryption. */
+	ck_assert_int_eq(cs_barrier_decrypt(kr, "k", ct.data, ct.len, &out), 0);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), 5);
+	/* The retiring term keeps its count; the new one starts at zero. */
+	cs_keyring_rotate(kr);
+	ck_assert_uint_eq(cs_keyring_term(kr, 1)->encryptions, 5);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), 0);
+	struct cs_buf ct2 = CS_BUF_INIT;
+	ck_assert_int_eq(cs_barrier_encrypt(kr, "k", "w", 1, &ct2), 0);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), 1);
+	/* The record carries the live count of the active term. */
+	struct cs_buf json = CS_BUF_INIT;
+	cs_keyring_encode(kr, &json);
+	struct cs_keyring *back = NULL;
+	ck_assert_int_eq(cs_keyring_decode(json.data, json.len, &back), 0);
+	ck_assert_uint_eq(cs_keyring_term(back, 1)->encryptions, 5);
+	ck_assert_uint_eq(cs_keyring_encryptions(back), 1);
+	cs_keyring_free(back);
+	cs_buf_free_secure(&json);
+	cs_buf_free(&ct);
+	cs_buf_free(&ct2);
+	cs_buf_free_secure(&out);
+	cs_keyring_free(kr);
+}
+END_TEST
+
+START_TEST(test_install_in_place)
+{
+	struct cs_keyring *kr = cs_keyring_new();
+	struct cs_buf old = CS_BUF_INIT, json = CS_BUF_INIT, out = CS_BUF_INIT;
+	ck_assert_int_eq(cs_barrier_encrypt(kr, "k", "old", 3, &old), 0);
+	/* Another node's view: the same keyring, rotated, as raft would bring it. */
+	cs_keyring_encode(kr, &json);
+	struct cs_keyring *other = NULL;
+	ck_assert_int_eq(cs_keyring_decode(json.data, json.len, &other), 0);
+	cs_keyring_rotate(other);
+	cs_buf_reset(&json);
+	cs_keyring_encode(other, &json);
+	cs_keyring_free(other);
+	struct cs_keyring *fresh = NULL;
+	ck_assert_int_eq(cs_keyring_decode(json.data, json.len, &fresh), 0);
+
+	const struct cs_keyring *same = kr;
+	cs_keyring_install(kr, fresh);
+	ck_assert_ptr_eq(kr, same);
+	ck_assert_uint_eq(kr->active_term, 2);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), 0);
+	/* Old terms keep decrypting; new writes use the newest. */
+	ck_assert_int_eq(cs_barrier_decrypt(kr, "k", old.data, old.len, &out), 0);
+	ck_assert_str_eq(out.data, "old");
+	struct cs_buf nw = CS_BUF_INIT;
+	ck_assert_int_eq(cs_barrier_encrypt(kr, "k", "new", 3, &nw), 0);
+	ck_assert_uint_eq(cs_aead_term(nw.data, nw.len), 2);
+
+	/* Same term again (a config change): this process's count is kept. */
+	cs_buf_reset(&json);
+	cs_keyring_encode(kr, &json);
+	ck_assert_int_eq(cs_keyring_decode(json.data, json.len, &fresh), 0);
+	fresh->max_operations = 1234567;
+	struct cs_buf b2 = CS_BUF_INIT;
+	ck_assert_int_eq(cs_barrier_encrypt(kr, "k", "x", 1, &b2), 0);
+	cs_keyring_install(kr, fresh);
+	ck_assert_uint_eq(kr->max_operations, 1234567);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), 2);
+	/* An older record (a restored snapshot: term 1 only, fewer encryptions) goes back to
+	 * term 1 but never forgets how much each key was used. */
+	struct cs_keyring *older = NULL;
+	cs_buf_reset(&json);
+	const char *js = "{\"MasterKey\":\"" K32 "\",\"Keys\":[{\"Term\":1,\"Value\":\"" K32
+			 "\",\"encryptions\":0}]}";
+	ck_assert_int_eq(cs_keyring_decode(js, strlen(js), &older), 0);
+	uint64_t used1 = cs_keyring_term(kr, 1)->encryptions;
+	ck_assert_uint_ge(used1, 1);
+	cs_keyring_install(kr, older);
+	ck_assert_uint_eq(kr->active_term, 1);
+	ck_assert_uint_eq(cs_keyring_encryptions(kr), used1);
+	cs_buf_free(&b2);
+	cs_buf_free(&nw);
+	cs_buf_free(&old);
+	cs_buf_free_secure(&json);
+	cs_buf_free_secure(&out);
+	cs_keyring_free(kr);
+}
+END_TEST
+
+START_TEST(test_rotation_due)
+{
+	struct cs_keyring *kr = cs_keyring_new();
+	int64_t t0 = kr->keys[0].install_time_ns, day = 86400LL * 1000000000LL;
+	kr->max_operations = 1000;
+	ck_assert_ptr_null(cs_keyring_rotation_due(kr, 999, t0 + 365 * day));
+	ck_assert_str_eq(cs_keyring_rotation_due(kr, 1000, t0), "reached max operations");
+	kr->rotation_interval = 86400;
+	ck_assert_ptr_null(cs_keyring_rotation_due(kr, 0, t0 + day - 1));
+	ck_assert_str_eq(cs_keyring_rotation_due(kr, 0, t0 + day), "rotation interval reached");
+	/* An unknown install time is never "old". */
+	kr->keys[0].install_time_ns = 0;
+	ck_assert_ptr_null(cs_keyring_rotation_due(kr, 0, t0 + day));
+	kr->rotation_disabled = true;
+	ck_assert_ptr_null(cs_keyring_rotation_due(kr, 5000, t0 + day));
+	/* Reservation batches: 1/256 of the limit, within [1, 65536]. */
+	kr->max_operations = 100;
+	ck_assert_uint_eq(cs_keyring_batch(kr), 1);
+	kr->max_operations = 1000000;
+	ck_assert_uint_eq(cs_keyring_batch(kr), 3906);
+	kr->max_operations = CS_ROTATE_MAX_OPERATIONS;
+	ck_assert_uint_eq(cs_keyring_batch(kr), 65536);
+	cs_keyring_free(kr);
+}
+END_TEST
+
+/* ---- through storage: a fake raft (as in test_txn.c) applies what is proposed ---- */
+
+#define MAX_PROPS 512
+static struct cs_storage S;
+static char dir[64];
+static struct {
+	uint8_t *data;
+	size_t len;
+	void *token;
+} props[MAX_PROPS];
+static size_t n_props, next_apply;
+static uint64_t raft_index;
+static int refuse;
+
+static int fake_propose(void *ctx, const void *data, size_t len, void *token)
+{
+	if (refuse)
+		return refuse;
+	ck_assert_uint_lt(n_props, MAX_PROPS);
+	props[n_props].data = malloc(len);
+	memcpy(props[n_props].data, data, len);
+	props[n_props].len = len;
+	props[n_props].token = token;
+	n_props++;
+	return 0;
+}
+
+static void apply_all(void)
+{
+	while (next_apply < n_props) {
+		size_t i = next_apply++;
+		ck_assert_int_eq(
+		    cs_store_apply(&S.store, ++raft_index, props[i].data, props[i].len), 0);
+		cs_storage_batch_done(&S, props[i].token, 0);
+	}
+}
+
+/* The oldest pending entries never apply (leadership lost): outcome unknown, dropped. */
+static void fail_all_pending(void)
+{
+	while (next_apply < n_props)
+		cs_storage_batch_done(&S, props[next_apply++].token, CS_ELEADERSHIP);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void storage_setup(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/cs-test-barrier-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(cs_storage_open(&S, dir, 64 << 20), 0);
+	cs_storage_set_proposer(&S, fake_propose, &S);
+	S.count_encryptions = true;
+	n_props = next_apply = 0;
+	raft_index = 0;
+	refuse = 0;
+}
+
+static void storage_teardown(void)
+{
+	cs_storage_close(&S);
+	for (size_t i = 0; i < n_props; i++)
+		free(props[i].data);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void noop_cb(void *data, int status)
+{
+	int *st = data;
+	if (st)
+		*st = status;
+}
+
+/* One request: `n` encrypted puts, committed. Returns cs_txn_commit's code. */
+static int write_n(struct cs_keyring *kr, int n, int *status)
+{
+	struct cs_txn t;
+	cs_txn_begin(&t, &S, kr);
+	for (int i = 0; i < n; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "data/%d", i);
+		ck_assert_int_eq(cs_txn_put(&t, key, "value", 5), 0);
+	}
+	bool pending = false;
+	return cs_txn_commit(&t, noop_cb, status, &pending);
+}
+
+/* The count record of `term` in LMDB (0 if none). */
+static uint64_t stored_count(const struct cs_keyring *kr, uint32_t term)
+{
+	char key[64];
+	snprintf(key, sizeof key, CS_KEYRING_COUNT_PREFIX "%u", term);
+	struct cs_buf ct = CS_BUF_INIT, pt = CS_BUF_INIT;
+	uint64_t v = 0;
+	if (cs_store_get(&S.store, key, strlen(key), &ct) == 0) {
+		ck_assert_int_eq(cs_barrier_decrypt(kr, key, ct.data, ct.len, &pt), 0);
+		v = strtoull(pt.data, NULL, 10);
+	}
+	cs_buf_free(&ct);
+	cs_buf_free_secure(&pt);
+	return v;
+}
+
+/* What a restarted node would hold: the keyring record from LMDB, count refreshed. */
+static struct cs_keyring *reopen(const struct cs_keyring *kr)
+{
+	struct cs_buf ct = CS_BUF_INIT;
+	struct cs_keyring *back = NULL;
+	ck_assert_int_eq(cs_store_get(&S.store, CS_KEYRING_PATH, strlen(CS_KEYRING_PATH), &ct), 0);
+	ck_assert_int_eq(cs_keyring_open(kr->root_key, ct.data, ct.len, &back), 0);
+	cs_buf_free(&ct);
+	cs_keyring_refresh(back, &S);
+	return back;
+}
+
+static struct cs_keyring *bootstrap(uint64_t max_ops)
+{
+	struct cs_keyring *kr = cs_keyring_new();
+	kr->max_operations = max_ops;
+	struct cs_txn t;
+	cs_txn_begin(&t, &S, kr);
+	ck_assert_int_eq(cs_keyring_store(&t, kr), 0);
+	bool pending;
+	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+	apply_all();
+	return kr;
+}
+
+START_TEST(test_counts_persisted_in_batches)
+{
+	/* max 25600 → batches of 100 encryptions. */
+	struct cs_keyring *kr = bootstrap(25600);
+	ck_assert_uint_eq(cs_keyring_batch(kr), 100);
+	size_t props_before = n_props;
+	int records = 0;
+	for (int i = 0; i < 200; i++) {
+		uint64_t before = stored_count(kr, 1);
+		ck_assert_int_eq(write_n(kr, 3, NULL), 0);
+		apply_all();
+		uint64_t after = stored_count(kr, 1);
+		if (after != before)
+			records++;
+		/* Every encryption that reached storage is covered by the record. */
+		ck_assert_uint_ge(after, cs_keyring_encryptions(kr));
+		ck_assert_uint_le(after, cs_keyring_encryptions(kr) + 100 + 1);
+	}
+	ck_assert_uint_eq(n_props - props_before, 200);
+	/* 600+ encryptions in batches of 100: a handful of records, not one per write. */
+	ck_assert_int_ge(records, 5);
+	ck_assert_int_le(records, 8);
+	cs_keyring_free(kr);
+}
+END_TEST
+
+START_TEST(test_crash_never_under_counts)
+{
+	struct cs_keyring *kr = bootstrap(25600);
+	for (int i = 0; i < 37; i++) {
+		ck_assert_int_eq(write_n(kr, 4, NULL), 0);
+		apply_all();
+	}
+	uint64_t actual = cs_keyring_encryptions(kr);
+	/* "Crash": the process is gone; a new one opens the stored keyring. */
+	struct cs_keyring *again = reopen(kr);
+	ck_assert_uint_ge(cs_keyring_encryptions(again), actual);
+	ck_assert_uint_le(cs_keyring_encryptions(again), actual + cs_keyring_batch(kr) + 1);
+	/* It keeps counting from there and reserves above it. */
+	uint64_t start = cs_keyring_encryptions(again);
+	ck_assert_int_eq(write_n(again, 2, NULL), 0);
+	apply_all();
+	/* The two values, and the new count record they needed. */
+	ck_assert_uint_eq(cs_keyring_encryptions(again), start + 3);
+	ck_assert_uint_ge(stored_count(kr, 1), cs_keyring_encryptions(again));
+	cs_keyring_free(again);
+	cs_keyring_free(kr);
+}
+END_TEST
+
+START_TEST(test_dropped_reservation_is_rewritten)
+{
+	struct cs_keyring *kr = bootstrap(25600);
+	ck_assert_int_eq(write_n(kr, 1, NULL), 0);
+	apply_all();
+	uint64_t durable = stored_count(kr, 1);
+	ck_assert_uint_gt(durable, 0);
+	/* Enough encryptions to need a new record, whose entry is then lost with the
+	 * leadership: the next write must not trust the cached reservation. */
+	int st = 0;
+	ck_assert_int_eq(write_n(kr, 150, &st), 0);
+	fail_all_pending();
+	ck_assert_int_eq(st, CS_ELEADERSHIP);
+	ck_assert_uint_eq(stored_count(kr, 1), durable);
+	ck_assert_int_eq(write_n(kr, 1, NULL), 0);
+	apply_all();
+	ck_assert_uint_ge(stored_count(kr, 1), cs_keyring_encryptions(kr));
+
+	/* Same for a proposal refused outright (not the leader). */
+	durable = stored_count(kr, 1);
+	refuse = CS_ENOTACTIVE;
+	ck_assert_int_eq(write_n(kr, 150, NULL), CS_ENOTACTIVE);
+	refuse = 0;
+	ck_assert_uint_eq(stored_count(kr, 1), durable);
+	ck_assert_int_eq(write_n(kr, 1, NULL), 0);
+	apply_all();
+	ck_assert_uint_ge(stored_count(kr, 1), cs_keyring_encryptions(kr));
+	cs_keyring_free(kr);
+}
+END_TEST
+
+/* Overwrite term 1's count record, outside the accounting (the damage itself). */
+static void damage_count_record(struct cs_keyring *kr, bool not_even_ciphertext)
+{
+	const char *key = CS_KEYRING_COUNT_PREFIX "1";
+	struct cs_txn t;
+	bool pending;
+	cs_txn_begin(&t, &S, kr);
+	if (not_even_ciphertext)
+		ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
+	else
+		ck_assert_int_eq(cs_txn_put(&t, key, "lots", 4), 0);
+	S.count_encryptions = false;
+	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+	S.count_encryptions = true;
+	apply_all();
+	/* Forget the cache, as a restarted process would. */
+	kr->count->cached = false;
+}
+
+START_TEST(test_unreadable_count_record_is_replaced)
+{
+	struct cs_keyring *kr = bootstrap(25600);
+	ck_assert_int_eq(write_n(kr, 3, NULL), 0);
+	apply_all();
+	/* Not a number, then not even a ciphertext: writes go on, and the next one puts a
+	 * valid record above the count again. */
+	for (int round = 0; round < 2; round++) {
+		damage_count_record(kr, round == 1);
+		ck_assert_int_eq(write_n(kr, 2, NULL), 0);
+		apply_all();
+		ck_assert_uint_ge(stored_count(kr, 1), cs_keyring_encryptions(kr));
+	}
+	/* Damaged again right before a rotation: it still works and keeps term 1's count. */
+	damage_count_record(kr, true);
+	struct cs_txn t;
+	bool pending;
+	uint64_t n = cs_keyring_encryptions(kr);
+	cs_txn_begin(&t, &S, kr);
+	ck_assert_int_eq(cs_keyring_rotate_txn(&t, kr), 0);
+	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+	apply_all();
+	struct cs_keyring *fresh = reopen(kr);
+	ck_assert_uint_eq(fresh->active_term, 2);
+	ck_assert_uint_ge(cs_keyring_term(fresh, 1)->encryptions, n);
+	cs_keyring_free(fresh);
+	cs_keyring_free(kr);
+}
+END_TEST
+
+START_TEST(test_rotate_through_txn)
+{
+	struct cs_keyring *kr = bootstrap(CS_ROTATE_MAX_OPERATIONS);
+	struct cs_buf old = CS_BUF_INIT, out = CS_BUF_INIT;
+	ck_assert_int_eq(cs_barrier_encrypt(kr, "k", "old", 3, &old), 0);
+	ck_assert_int_eq(write_n(kr, 2, NULL), 0);
+	uint64_t term1 = cs_keyring_encryptions(kr);
+	/* Two rotations before either applied: the second sees the first in the overlay. */
+	for (int i = 0; i < 2; i++) {
+		struct cs_txn t;
+		cs_txn_begin(&t, &S, kr);
+		ck_assert_int_eq(cs_keyring_rotate_txn(&t, kr), 0);
+		bool pending;
+		ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
+	}
+	/* Nothing changes in memory until raft applies the record. */
+	ck_assert_uint_eq(kr->active_term, 1);
+	apply_all();
+	struct cs_keyring *fresh = reopen(kr);
+	ck_assert_uint_eq(fresh->active_term, 3);
+	ck_assert_uint_eq(fresh->n_keys, 3);
+	ck_assert_uint_ge(cs_keyring_term(fresh, 1)->encryptions, term1);
+	ck_assert_uint_eq(cs_keyring_term(fresh, 2)->encryptions, 0);
+	ck_assert_int_gt(cs_keyring_term(fresh, 3)->install_time_ns, 0);
+	cs_keyring_install(kr, fresh);
+	ck_assert_uint_eq(kr->active_term, 3);
+	ck_assert_int_eq(cs_barrier_decrypt(kr, "k", old.data, old.len, &out), 0);
+	ck_assert_str_eq(out.data, "old");
+	/* New writes carry term 3 and are counted and recorded under it. */
+	ck_assert_int_eq(write_n(kr, 1, NULL), 0);
+	apply_all();
+	struct cs_buf ct = CS_BUF_INIT;
+	ck_assert_int_eq(cs_store_get(&S.store, "data/0", 6, &ct), 0);
+	ck_assert_uint_eq(cs_aead_term(ct.data, ct.len), 3);
+	ck_assert_uint_ge(stored_count(kr, 3), cs_keyring_encryptions(kr));
+	ck_assert_uint_gt(cs_keyring_encryptions(kr), 0);
+	cs_buf_free(&ct);
+	cs_buf_free(&old);
+	cs_buf_free_secure(&out);
+	cs_keyring_free(kr);
+}
+END_TEST
+
 int main(void)
 {
 	secmem_setup();
@@ -467,6 +945,20 @@ int main(void)
 	tcase_add_test(kr, test_keyring_decode_rejects);
 	tcase_add_test(kr, test_keyring_sealed_under_root);
 	suite_add_tcase(s, kr);
+	TCase *rot = tcase_create("rotation");
+	tcase_add_test(rot, test_rotation_config_codec);
+	tcase_add_test(rot, test_encryptions_counted_per_term);
+	tcase_add_test(rot, test_install_in_place);
+	tcase_add_test(rot, test_rotation_due);
+	suite_add_tcase(s, rot);
+	TCase *cnt = tcase_create("counting");
+	tcase_add_checked_fixture(cnt, storage_setup, storage_teardown);
+	tcase_add_test(cnt, test_counts_persisted_in_batches);
+	tcase_add_test(cnt, test_crash_never_under_counts);
+	tcase_add_test(cnt, test_dropped_reservation_is_rewritten);
+	tcase_add_test(cnt, test_unreadable_count_record_is_replaced);
+	tcase_add_test(cnt, test_rotate_through_txn);
+	suite_add_tcase(s, cnt);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -604,6 +604,24 @@ START_TEST(test_finish_by_hand)
 }
 END_TEST
 
+START_TEST(test_rotation_min_operations)
+{
+	struct cs_config c;
+	parse_ok(&c, STORAGE PLAIN_LISTENER);
+	ck_assert_int_eq(c.rotation_min_operations, 0); /* Vault's 1000000 */
+	cs_config_free(&c);
+	parse_ok(&c, STORAGE PLAIN_LISTENER "rotation_min_operations = 100\n");
+	ck_assert_int_eq(c.rotation_min_operations, 100);
+	cs_config_free(&c);
+	parse_fails(STORAGE PLAIN_LISTENER "rotation_min_operations = 0\n", 9,
+		    "rotation_min_operations must be 1..1000000");
+	parse_fails(STORAGE PLAIN_LISTENER "rotation_min_operations = 1000001\n", 9,
+		    "rotation_min_operations must be 1..1000000");
+	parse_fails(STORAGE PLAIN_LISTENER "rotation_min_operations = \"few\"\n", 9,
+		    "rotation_min_operations: invalid integer");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -624,6 +642,7 @@ int main(void)
 	tcase_add_test(tc, test_syntax_errors_name_file_and_line);
 	tcase_add_test(tc, test_load_file_and_directory);
 	tcase_add_test(tc, test_finish_by_hand);
+	tcase_add_test(tc, test_rotation_min_operations);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

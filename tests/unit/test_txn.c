@@ -797,7 +797,7 @@ START_TEST(test_barrier_values)
 	memset(root, 1, sizeof root);
 	memset(key1, 2, sizeof key1);
 	struct cs_keyring_key keys[1] = {{1, key1, 0, 0}};
-	struct cs_keyring kr = {root, keys, 1, 1};
+	struct cs_keyring kr = {.root_key = root, .keys = keys, .n_keys = 1, .active_term = 1};
 	static const char secret[] = "s3cr3t value";
 	struct cs_txn t;
 	bool pending;
