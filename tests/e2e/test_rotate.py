@@ -153,7 +153,7 @@ def test_rotate_config_round_trip_and_bad_values(unsealed):
         ({"max_operations": -1}, "max_operations must be in the range"),
         ({"interval": "1h"}, "interval must be greater or equal to 24h0m0s"),
         ({"interval": 86399}, "interval must be greater or equal to 24h0m0s"),
-        ({"interval": "3000000h"}, "interval is too large"),
+        ({"interval": "3000000h"}, None),  # past every duration field's bound
         ({"interval": "soon"}, None),
         ({"enabled": "maybe"}, None),
         ({"max_operations": "many"}, None),
