@@ -696,6 +696,8 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 			p.renewable = false;
 		no_default |=
 		    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(role, "token_no_default_policy"));
+		/* As Vault: a role's CIDR binding holds for every token made from it. */
+		p.bound_cidrs = cJSON_GetObjectItemCaseSensitive(role, "token_bound_cidrs");
 	}
 	if (cs_req_int(req, "period", 0) > 0 && !is_root) {
 		rc = cs_req_error(req, CS_EINVAL,
@@ -974,6 +976,10 @@ static cJSON *lookup_data(const cJSON *e, const char *id)
 		cJSON_AddNullToObject(d, "expire_time");
 		cJSON_AddNumberToObject(d, "ttl", 0);
 	}
+	/* As Vault: listed only when the token is bound. */
+	const cJSON *cidrs = cJSON_GetObjectItemCaseSensitive(e, "bound_cidrs");
+	if (cJSON_GetArraySize(cidrs) > 0)
+		cJSON_AddItemToObject(d, "bound_cidrs", cJSON_Duplicate(cidrs, true));
 	cJSON_AddStringToObject(d, "entity_id", "");
 	cJSON_AddStringToObject(d, "id", id);
 	cJSON_AddNullToObject(d, "identity_policies");
@@ -1326,6 +1332,11 @@ static int h_role_write(struct cs_request *req)
 	if (cs_req_has(req, "explicit_max_ttl") && !cs_req_has(req, "token_explicit_max_ttl"))
 		set_in_place(r, "token_explicit_max_ttl",
 			     cJSON_CreateNumber((double)cs_req_int(req, "explicit_max_ttl", 0)));
+	const cJSON *cidrs = cs_req_get(req, "token_bound_cidrs");
+	if (cidrs && (rc = cs_tokenutil_check_cidrs(req, cidrs, "token_bound_cidrs"))) {
+		cJSON_Delete(r);
+		return rc;
+	}
 	for (size_t i = 0; i < CS_ARRAY_LEN(role_keys); i++) {
 		const cJSON *v = cs_req_get(req, role_keys[i]);
 		if (v)

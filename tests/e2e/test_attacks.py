@@ -185,3 +185,27 @@ def test_number_out_of_range_is_400(srv, field, value):
                     json={field: value, "policies": ["default"]})
     assert r.status_code == 400, r.text
     assert "error converting input" in r.json()["errors"][0]
+
+
+def test_role_cidr_binding_holds_for_its_tokens(srv):
+    """auth/token/create/:role used to drop the role's token_bound_cidrs: a token made
+    from a role bound to 10.0.0.0/8 worked from anywhere."""
+    root = srv.root_token
+    r = srv.request("POST", "auth/token/roles/far", token=root,
+                    json={"allowed_policies": ["default"], "token_bound_cidrs": ["10.0.0.0/8"]})
+    assert r.status_code == 204, r.text
+    r = srv.request("POST", "auth/token/roles/near", token=root,
+                    json={"allowed_policies": ["default"],
+                          "token_bound_cidrs": "127.0.0.1/32"})
+    assert r.status_code == 204, r.text
+    far = srv.request("POST", "auth/token/create/far", token=root, json={}).json()
+    near = srv.request("POST", "auth/token/create/near", token=root, json={}).json()
+    assert srv.get("auth/token/lookup-self",
+                   token=far["auth"]["client_token"]).status_code == 403
+    r = srv.get("auth/token/lookup-self", token=near["auth"]["client_token"])
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["bound_cidrs"] == ["127.0.0.1/32"]
+    r = srv.request("POST", "auth/token/roles/bad", token=root,
+                    json={"token_bound_cidrs": ["10.0.0.0/33"]})
+    assert r.status_code == 400, r.text
+    assert srv.get("auth/token/roles/bad", token=root).status_code == 404
