@@ -188,4 +188,31 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
     fi
 fi
 
+# ---- attack replays and the route x token matrix under ASan+UBSan -----------------------
+# The security tests (issue 9) also run against the sanitized server, so a use-after-free
+# or overflow that an attack provokes shows up even when the answer looks right.
+ASAN_E2E_TESTS=(tests/e2e/test_attacks.py tests/e2e/test_route_matrix.py)
+if [ "${SKIP_E2E:-0}" != 1 ] && [ "$SANITIZE" = 1 ] && [ "${E2E_ASAN:-0}" != 1 ] &&
+    [ -x "$ROOT/build-asan/custos" ]; then
+    say "attack replays and route matrix (against build-asan/custos)"
+    JUNIT=$ROOT/build-asan/e2e-asan-junit.xml
+    rm -f "$JUNIT"
+    CUSTOS_BIN=$ROOT/build-asan/custos \
+    ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=0} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1} \
+        timeout -k 30 900 "$PY" -m pytest "${ASAN_E2E_TESTS[@]}" -q -p no:cacheprovider \
+        -o junit_family=xunit2 --junitxml="$JUNIT" -rfE
+    rc=$?
+    if [ ! -s "$JUNIT" ]; then
+        failure "pytest (asan) exited $rc without a junit report"
+    else
+        counts=$(count_junit "$JUNIT")
+        add_counts "$counts"
+        f=$(awk '{print $2}' <<<"$counts")
+        if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+            failure "pytest (asan) exited $rc"
+        fi
+    fi
+fi
+
 finish
