@@ -29,6 +29,7 @@
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
+#include "server/rekey.h"
 #include "server/snapshot_sys.h"
 #include "server/sys.h"
 #include "server/wrap.h"
@@ -210,6 +211,9 @@ static int server_main(int argc, char **argv)
 	cs_ha_register();
 	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
 	cs_raft_sys_register(&s.core);
+	/* sys/rekey*, sys/generate-root* (key custody) */
+	cs_rekey_register(&s.core);
+	cs_generate_root_register(&s.core);
 	/* end of module registrations */
 	s.core.token_lookup = cs_token_lookup;
 	s.core.token_create_root = cs_token_create_root;
