@@ -91,8 +91,9 @@ static const struct flag flags[] = {
 /* The row for -name (nlen bytes) that `cmd` accepts: ours, then commands.c's and raft.c's. */
 static const struct flag *find_flag(uint64_t cmd, const char *name, size_t nlen)
 {
-	const struct flag *tabs[] = {flags, cs_cli_cmd_flags, cs_cli_raft_flags};
-	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags, cs_cli_n_raft_flags};
+	const struct flag *tabs[] = {flags, cs_cli_cmd_flags, cs_cli_raft_flags, cs_cli_keys_flags};
+	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags, cs_cli_n_raft_flags,
+			       cs_cli_n_keys_flags};
 	for (size_t t = 0; t < CS_ARRAY_LEN(tabs); t++)
 		for (size_t k = 0; k < lens[t]; k++)
 			if ((tabs[t][k].cmds & cmd) && strlen(tabs[t][k].name) == nlen &&
@@ -798,8 +799,10 @@ static const char usage_operator[] =
     "Usage: custos operator <subcommand> [options] [args]\n"
     "\n"
     "Subcommands:\n"
+    "    generate-root Generates a new root token from unseal keys\n"
     "    init         Initializes a server\n"
     "    raft         Manages the raft cluster (join, peers, snapshots)\n"
+    "    rekey        Generates new unseal keys\n"
     "    seal         Seals the server\n"
     "    step-down    Forces the active node to give up leadership\n"
     "    unseal       Unseals the server\n";
@@ -923,6 +926,9 @@ static void print_cmd_usage(uint64_t cmd)
 	for (size_t i = 0; i < cs_cli_n_raft_usages; i++)
 		if (cs_cli_raft_usages[i].cmd == cmd)
 			fputs(cs_cli_raft_usages[i].text, stdout);
+	for (size_t i = 0; i < cs_cli_n_keys_usages; i++)
+		if (cs_cli_keys_usages[i].cmd == cmd)
+			fputs(cs_cli_keys_usages[i].text, stdout);
 	if (cmd != C_PFMT && cmd != C_RSINSPECT)
 		fputs(usage_http, stdout);
 }
@@ -1359,6 +1365,8 @@ static int cmd_operator(struct cli *c, int argc, char **argv)
 						 {"unseal", cmd_unseal},
 						 {"seal", cmd_seal},
 						 {"raft", cs_cli_operator_raft},
+						 {"rekey", cs_cli_operator_rekey},
+						 {"generate-root", cs_cli_operator_generate_root},
 						 {"step-down", cs_cli_step_down}};
 	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_operator);
 }

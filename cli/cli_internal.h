@@ -62,6 +62,11 @@ struct cli {
 	int64_t server_stabilization_time;
 	long max_trailing_logs, min_quorum;
 
+	/* operator rekey / generate-root (keys.c). */
+	bool k_init, k_cancel, k_status, k_verify, k_backup, k_backup_delete, k_backup_retrieve;
+	bool k_generate_otp;
+	const char *k_nonce, *k_target, *k_pgp_keys, *k_decode, *k_otp, *k_pgp_key;
+
 	/* Runtime. */
 	const char *fmt; /* "table" or "json" once resolved */
 	char *token_owned;
@@ -125,6 +130,8 @@ enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
 #define C_RSRESTORE CMD(46)
 #define C_RSINSPECT CMD(47)
 #define C_STEPDOWN  CMD(48)
+#define C_REKEY     CMD(58) /* operator rekey (keys.c) */
+#define C_GENROOT   CMD(59) /* operator generate-root (keys.c) */
 #define C_ALL       UINT64_MAX
 
 struct flag {
@@ -154,6 +161,14 @@ extern const struct flag cs_cli_raft_flags[];
 extern const size_t cs_cli_n_raft_flags;
 extern const struct usage cs_cli_raft_usages[];
 extern const size_t cs_cli_n_raft_usages;
+
+/* keys.c's flag rows, usage texts and verbs (`operator rekey`, `operator generate-root`). */
+extern const struct flag cs_cli_keys_flags[];
+extern const size_t cs_cli_n_keys_flags;
+extern const struct usage cs_cli_keys_usages[];
+extern const size_t cs_cli_n_keys_usages;
+int cs_cli_operator_rekey(struct cli *c, int argc, char **argv, int start);
+int cs_cli_operator_generate_root(struct cli *c, int argc, char **argv, int start);
 
 /* raft.c's verbs: `operator raft ...` (argv[2] is "raft") and `operator step-down`
  * (flags from argv[start]). Return exit codes. */
