@@ -212,7 +212,7 @@ static int server_main(int argc, char **argv)
 	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
 	cs_raft_sys_register(&s.core);
 	/* sys/rekey*, sys/generate-root* (key custody) */
-	cs_rekey_register(&s.core);
+	cs_rekey_register(&s.cfg);
 	cs_generate_root_register(&s.core);
 	/* end of module registrations */
 	s.core.token_lookup = cs_token_lookup;

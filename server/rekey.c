@@ -61,13 +61,24 @@ static bool rk_live(struct cs_core *core)
 	return rk.started;
 }
 
+/* Vault's unauthenticated rekey (a listener set disable_unauthed_rekey_endpoints = false):
+ * then the status never shows the nonce, which only the caller of init learns. */
+static bool unauthed;
+
+static cJSON *rekey_status_nonce(struct cs_request *req, bool show_nonce);
+
 static cJSON *rekey_status(struct cs_request *req)
+{
+	return rekey_status_nonce(req, !unauthed);
+}
+
+static cJSON *rekey_status_nonce(struct cs_request *req, bool show_nonce)
 {
 	int n = 0, t = 0;
 	cs_keys_seal_config(req, &n, &t);
 	bool live = rk_live(req->core);
 	cJSON *j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "nonce", live ? rk.nonce : "");
+	cJSON_AddStringToObject(j, "nonce", live && show_nonce ? rk.nonce : "");
 	cJSON_AddBoolToObject(j, "started", live);
 	cJSON_AddNumberToObject(j, "t", live ? rk.threshold : 0);
 	cJSON_AddNumberToObject(j, "n", live ? rk.shares : 0);
@@ -121,7 +132,7 @@ static int init_write(struct cs_request *req)
 	rk.require_verification = cs_req_bool(req, "require_verification", false);
 	cs_info("core: rekey initialized (%d shares, threshold %d%s)", n, t,
 		rk.require_verification ? ", verification required" : "");
-	req->raw = rekey_status(req);
+	req->raw = rekey_status_nonce(req, true);
 	return 0;
 }
 
@@ -362,9 +373,20 @@ static const struct cs_path rekey_paths[] = {
      "recovery keys (auto-unseal only)"},
 };
 
-void cs_rekey_register(struct cs_core *core)
+void cs_rekey_register(const struct cs_config *cfg)
 {
-	(void)core;
 	rk_clear();
-	cs_sys_add_paths(rekey_paths, CS_ARRAY_LEN(rekey_paths));
+	unauthed = false;
+	for (int i = 0; cfg && i < cfg->n_listeners; i++)
+		if (!cfg->listeners[i].disable_unauthed_rekey_endpoints)
+			unauthed = true;
+	struct cs_path rows[CS_ARRAY_LEN(rekey_paths)];
+	memcpy(rows, rekey_paths, sizeof rows);
+	if (unauthed) {
+		for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
+			rows[i].flags = (rows[i].flags & ~(unsigned)CS_PATH_SUDO) | CS_PATH_UNAUTH;
+		cs_warn("core: sys/rekey endpoints are unauthenticated "
+			"(disable_unauthed_rekey_endpoints = false)");
+	}
+	cs_sys_add_paths(rows, CS_ARRAY_LEN(rows));
 }

@@ -33,9 +33,15 @@
 #define CS_SERVER_REKEY_H
 
 struct cs_core;
+struct cs_config;
 
-/* Register the sys/rekey*, sys/rekey-recovery-key* rows. Once, at start-up. */
-void cs_rekey_register(struct cs_core *core);
+/* Register the sys/rekey*, sys/rekey-recovery-key* rows. Once, at start-up, after the
+ * config is loaded: they need a sudo token unless a listener of `cfg` (NULL: none) sets
+ * disable_unauthed_rekey_endpoints = false, which makes them unauthenticated on this
+ * node, as in Vault (for every listener: a forwarded request is authorised on the active
+ * node, which does not know the listener it arrived on; set it alike on every node). In
+ * that mode the status never shows the nonce. */
+void cs_rekey_register(const struct cs_config *cfg);
 /* Register the sys/generate-root* rows. Once, at start-up. */
 void cs_generate_root_register(struct cs_core *core);
 

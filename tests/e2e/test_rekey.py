@@ -293,3 +293,21 @@ def test_cluster_rekey_and_generate_root_through_standbys(cluster_factory):
         c.unseal_node(n)
     c.leader()
     c.wait_voters(3)
+
+
+def test_listener_option_restores_unauthenticated_rekey(server_factory):
+    s = server_factory(extra_listener="disable_unauthed_rekey_endpoints = false")
+    H.init_and_unseal(s)
+    anon = hvac.Client(url=s.url, verify=s.verify)
+    st = anon.sys.start_rekey(secret_shares=2, secret_threshold=2)
+    nonce = st["nonce"]
+    assert nonce
+    # the unauthenticated status does not show the nonce, and cancelling still needs it
+    assert anon.sys.read_rekey_progress()["nonce"] == ""
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        anon.sys.cancel_rekey()
+    for k in s.keys[:2]:
+        res = anon.sys.rekey(k, nonce=nonce)
+    assert res["complete"] and len(res["keys"]) == 2
+    assert s.put("sys/seal", token=s.root_token).status_code == 204
+    H.unseal(s, res["keys_base64"])

@@ -20,7 +20,7 @@ static void keys_setup(void)
 {
 	(void)create_as; /* the fixture's helper, unused here */
 	fx_setup();
-	cs_rekey_register(&core);
+	cs_rekey_register(&cfg);
 	cs_generate_root_register(&core);
 }
 
