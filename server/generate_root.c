@@ -21,6 +21,7 @@
 #include "lib/util.h"
 #include "server/core.h"
 #include "server/keys_common.h"
+#include "server/pgp.h"
 #include "server/rekey.h"
 #include "server/seal.h"
 #include "server/sys.h"
@@ -31,12 +32,15 @@ static struct {
 	int64_t epoch;
 	char nonce[37];
 	char otp[CS_ROOT_OTP_LEN + 1];
+	char *pgp_key; /* instead of the OTP: base64 public key */
+	char fpr[CS_PGP_FPR_LEN + 1];
 	struct cs_share_set progress;
 } gr;
 
 static void gr_clear(void)
 {
 	cs_share_set_clear(&gr.progress);
+	free(gr.pgp_key);
 	cs_zero(&gr, sizeof gr);
 }
 
@@ -63,7 +67,7 @@ static cJSON *status(struct cs_request *req, bool show_nonce, const char *otp)
 	cJSON_AddBoolToObject(j, "complete", false);
 	cJSON_AddStringToObject(j, "encoded_token", "");
 	cJSON_AddStringToObject(j, "encoded_root_token", "");
-	cJSON_AddStringToObject(j, "pgp_fingerprint", "");
+	cJSON_AddStringToObject(j, "pgp_fingerprint", live ? gr.fpr : "");
 	cJSON_AddStringToObject(j, "otp", otp ? otp : "");
 	cJSON_AddNumberToObject(j, "otp_length", CS_ROOT_OTP_LEN);
 	return j;
@@ -80,10 +84,8 @@ static int attempt_start(struct cs_request *req)
 	struct cs_core *core = req->core;
 	const char *otp = cs_req_str(req, "otp", "");
 	const char *pgp = cs_req_str(req, "pgp_key", "");
-	if (*pgp)
-		return cs_req_error(req, CS_EINVAL,
-				    "PGP-encrypted root tokens are not supported by this server; "
-				    "use the OTP flow");
+	if (*pgp && *otp)
+		return cs_req_error(req, CS_EINVAL, "only one of otp and pgp_key may be given");
 	if (*otp && strlen(otp) != CS_ROOT_OTP_LEN)
 		return cs_req_error(req, CS_EINVAL, "OTP string has incorrect length");
 	if (gr_live(core))
@@ -92,11 +94,28 @@ static int attempt_start(struct cs_request *req)
 	int rc = cs_keys_seal_config(req, &n, &t);
 	if (rc)
 		return rc;
+	char fpr[CS_PGP_FPR_LEN + 1] = "";
+	if (*pgp) {
+		cJSON *a = cJSON_CreateArray(), *f = NULL;
+		cJSON_AddItemToArray(a, cJSON_CreateString(pgp));
+		char err[256] = "";
+		rc = cs_keys_pgp_check(a, &f, err, sizeof err);
+		cJSON_Delete(a);
+		if (!rc)
+			snprintf(fpr, sizeof fpr, "%s", cJSON_GetArrayItem(f, 0)->valuestring);
+		cJSON_Delete(f);
+		if (rc)
+			return cs_req_error(req, rc, "error parsing PGP key: %s", err);
+	}
 	gr_clear();
-	bool made = !*otp;
+	if (*pgp) {
+		gr.pgp_key = strdup(pgp);
+		memcpy(gr.fpr, fpr, sizeof fpr);
+	}
+	bool made = !*otp && !*pgp;
 	if (made)
 		cs_random_base62(gr.otp, CS_ROOT_OTP_LEN);
-	else
+	else if (*otp)
 		memcpy(gr.otp, otp, CS_ROOT_OTP_LEN);
 	gr.otp[CS_ROOT_OTP_LEN] = '\0';
 	gr.started = true;
@@ -145,6 +164,8 @@ static int mint_root(struct cs_request *req, char *out, size_t outlen)
 	return rc;
 }
 
+static int finish_encoded(struct cs_request *req, int t, char *enc);
+
 static int update(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
@@ -171,6 +192,15 @@ static int update(struct cs_request *req)
 				    "this cluster's key; progress reset");
 	char token[160];
 	rc = mint_root(req, token, sizeof token);
+	char *enc = NULL;
+	if (!rc && gr.pgp_key) {
+		char err[256] = "", fpr[CS_PGP_FPR_LEN + 1];
+		rc = cs_keys_pgp_encrypt_text(gr.pgp_key, token, &enc, fpr, err, sizeof err);
+		cs_zero(token, sizeof token);
+		if (rc)
+			return cs_req_error(req, rc, "%s", err);
+		return finish_encoded(req, t, enc);
+	}
 	if (!rc && strlen(token) != CS_ROOT_OTP_LEN)
 		rc = CS_EINTERNAL; /* the OTP is sized to the tokens this server mints */
 	if (rc) {
@@ -180,12 +210,18 @@ static int update(struct cs_request *req)
 	uint8_t x[CS_ROOT_OTP_LEN];
 	for (size_t i = 0; i < CS_ROOT_OTP_LEN; i++)
 		x[i] = (uint8_t)token[i] ^ (uint8_t)gr.otp[i];
-	char *enc = cs_b64_encode(x, sizeof x);
+	enc = cs_b64_encode(x, sizeof x);
 	cs_zero(x, sizeof x);
 	cs_zero(token, sizeof token);
 	/* Vault encodes with base64.RawStdEncoding: no padding. */
 	for (size_t l = strlen(enc); l > 0 && enc[l - 1] == '='; l--)
 		enc[l - 1] = '\0';
+	return finish_encoded(req, t, enc);
+}
+
+/* The completed status with the encoded token `enc` (taken); forgets the attempt. */
+static int finish_encoded(struct cs_request *req, int t, char *enc)
+{
 	cJSON *r = cJSON_CreateObject();
 	cJSON_AddStringToObject(r, "nonce", gr.nonce);
 	cJSON_AddBoolToObject(r, "started", true);
@@ -194,7 +230,7 @@ static int update(struct cs_request *req)
 	cJSON_AddBoolToObject(r, "complete", true);
 	cJSON_AddStringToObject(r, "encoded_token", enc);
 	cJSON_AddStringToObject(r, "encoded_root_token", enc);
-	cJSON_AddStringToObject(r, "pgp_fingerprint", "");
+	cJSON_AddStringToObject(r, "pgp_fingerprint", gr.fpr);
 	cJSON_AddStringToObject(r, "otp", "");
 	cJSON_AddNumberToObject(r, "otp_length", CS_ROOT_OTP_LEN);
 	free(enc);

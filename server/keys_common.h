@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "server/pgp.h"
 #include "server/seal.h"
 
 /* Whether an attempt started at `epoch` (core->active_since_ns then) is still valid:
@@ -31,3 +32,21 @@ int cs_keys_add_share(struct cs_request *req, struct cs_share_set *set, const ch
 void cs_keys_free_secret_json(cJSON *j);
 
 #endif
+
+/*
+ * PGP (Vault's pgp_keys): replace obj's "keys" (hex shares) and "keys_base64" with each
+ * share's hex string encrypted to pgp_keys[i] (a JSON array of base64 public keys, as
+ * many as shares): "keys" = hex of the OpenPGP message, "keys_base64" = its base64; add
+ * "pgp_fingerprints". When backup is not NULL, *backup = {"keys": {fpr: [hex...]},
+ * "keys_base64": {fpr: [b64...]}} (Vault's rekey backup). 0, or an error with errmsg
+ * (obj unchanged).
+ */
+int cs_keys_pgp_shares(cJSON *obj, const cJSON *pgp_keys, cJSON **backup, char *errmsg,
+		       size_t errlen);
+/* Check a JSON array of base64 public keys (each parses); fingerprints into a new array
+ * (*fprs, may be NULL). 0 or CS_EINVAL with errmsg. */
+int cs_keys_pgp_check(const cJSON *pgp_keys, cJSON **fprs, char *errmsg, size_t errlen);
+/* Encrypt `text` to one base64 public key; *out = base64 (padded) of the message, malloc'd;
+ * fpr gets the key's fingerprint. 0 or an error with errmsg. */
+int cs_keys_pgp_encrypt_text(const char *key, const char *text, char **out,
+			     char fpr[CS_PGP_FPR_LEN + 1], char *errmsg, size_t errlen);

@@ -39,6 +39,7 @@ static struct {
 	char nonce[37];
 	int shares, threshold;
 	bool require_verification, backup;
+	cJSON *pgp_keys, *pgp_fprs;   /* the new shares' PGP keys and their fingerprints */
 	struct cs_share_set progress; /* current shares given so far */
 	uint8_t *vkek;                /* the fresh KEK awaiting verification (secmem) */
 	char vnonce[37];
@@ -51,6 +52,8 @@ static void rk_clear(void)
 	cs_share_set_clear(&rk.vprogress);
 	if (rk.vkek)
 		cs_secmem_free(rk.vkek, CS_KEY_LEN);
+	cJSON_Delete(rk.pgp_keys);
+	cJSON_Delete(rk.pgp_fprs);
 	memset(&rk, 0, sizeof rk);
 }
 
@@ -84,7 +87,10 @@ static cJSON *rekey_status_nonce(struct cs_request *req, bool show_nonce)
 	cJSON_AddNumberToObject(j, "n", live ? rk.shares : 0);
 	cJSON_AddNumberToObject(j, "progress", live ? rk.progress.n : 0);
 	cJSON_AddNumberToObject(j, "required", t);
-	cJSON_AddNullToObject(j, "pgp_fingerprints");
+	if (live && rk.pgp_fprs)
+		cJSON_AddItemToObject(j, "pgp_fingerprints", cJSON_Duplicate(rk.pgp_fprs, true));
+	else
+		cJSON_AddNullToObject(j, "pgp_fingerprints");
 	cJSON_AddBoolToObject(j, "backup", live && rk.backup);
 	cJSON_AddBoolToObject(j, "verification_required", live && rk.require_verification);
 	if (live && rk.vkek)
@@ -119,10 +125,21 @@ static int init_write(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL,
 				    "cannot request a backup of the new keys without providing PGP "
 				    "keys for encryption");
-	if (cJSON_GetArraySize(pgp) > 0)
-		return cs_req_error(req, CS_EINVAL,
-				    "PGP-encrypted key shares are not supported by this server");
+	cJSON *fprs = NULL;
+	if (cJSON_GetArraySize(pgp) > 0) {
+		if (cJSON_GetArraySize(pgp) != n)
+			return cs_req_error(req, CS_EINVAL,
+					    "incorrect number of PGP keys for rekey");
+		char err[256] = "";
+		int rc = cs_keys_pgp_check(pgp, &fprs, err, sizeof err);
+		if (rc)
+			return cs_req_error(req, rc, "%s", err);
+	}
 	rk_clear();
+	if (fprs) {
+		rk.pgp_keys = cJSON_Duplicate(pgp, true);
+		rk.pgp_fprs = fprs;
+	}
 	rk.started = true;
 	rk.epoch = core->active_since_ns;
 	cs_uuid(rk.nonce);
@@ -203,7 +220,26 @@ static int update(struct cs_request *req)
 	cJSON_AddBoolToObject(r, "complete", true);
 	cs_seal_add_shares_json(r, mem, rk.shares, share_len);
 	cs_secmem_free(mem, share_len * (size_t)rk.shares);
-	cJSON_AddNullToObject(r, "pgp_fingerprints");
+	if (rk.pgp_keys) {
+		char err[256] = "";
+		cJSON *bk = NULL;
+		rc = cs_keys_pgp_shares(r, rk.pgp_keys, rk.backup ? &bk : NULL, err, sizeof err);
+		if (!rc && bk) {
+			/* Vault's core/unseal-keys-backup, here behind the barrier. */
+			cJSON_AddStringToObject(bk, "nonce", rk.nonce);
+			char *js = cJSON_PrintUnformatted(bk);
+			rc = cs_txn_put(&req->txn, BACKUP_PATH, js, strlen(js));
+			free(js);
+		}
+		cJSON_Delete(bk);
+		if (rc) {
+			cs_secmem_free(kek, CS_KEY_LEN);
+			cs_keys_free_secret_json(r);
+			return cs_req_error(req, rc, "failed to encrypt shares: %s", err);
+		}
+	} else {
+		cJSON_AddNullToObject(r, "pgp_fingerprints");
+	}
 	cJSON_AddBoolToObject(r, "backup", rk.backup);
 	cJSON_AddBoolToObject(r, "verification_required", rk.require_verification);
 	if (rk.require_verification) {
@@ -296,7 +332,7 @@ static int verify_restart(struct cs_request *req)
 static int backup_read(struct cs_request *req)
 {
 	struct cs_buf b = CS_BUF_INIT;
-	int rc = cs_txn_get_raw(&req->txn, BACKUP_PATH, &b);
+	int rc = cs_txn_get(&req->txn, BACKUP_PATH, &b);
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EINVAL, "no backup found");
 	if (rc)

@@ -311,3 +311,93 @@ def test_listener_option_restores_unauthenticated_rekey(server_factory):
     assert res["complete"] and len(res["keys"]) == 2
     assert s.put("sys/seal", token=s.root_token).status_code == 204
     H.unseal(s, res["keys_base64"])
+
+
+# ---------------------------------------------------------------- PGP (GPGME)
+
+import os
+import shutil
+import subprocess
+
+
+@pytest.fixture
+def gpg(tmp_path):
+    """A throw-away GnuPG home with helpers to make keys and decrypt messages."""
+    if not shutil.which("gpg"):
+        pytest.skip("gpg is not installed (scripts/install-deps.sh installs gnupg)")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = dict(os.environ, GNUPGHOME=str(home))
+
+    def run(*args, data=None):
+        r = subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+                           + list(args), env=env, input=data, capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        return r.stdout
+
+    class G:
+        def make_key(self, name):
+            run("--quick-gen-key", "%s <%s@custos.test>" % (name, name), "future-default",
+                "default", "never")
+            pub = run("--export", "%s@custos.test" % name)
+            fpr = [line.split(b":")[9].decode() for line in run(
+                "--with-colons", "--fingerprint", "%s@custos.test" % name).splitlines()
+                if line.startswith(b"fpr:")][0]
+            return base64.b64encode(pub).decode(), fpr.lower()
+
+        def decrypt_b64(self, b64):
+            return run("--decrypt", data=base64.b64decode(b64)).decode()
+
+    yield G()
+    subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, timeout=30)
+
+
+def test_pgp_init_rekey_backup_and_generate_root(server_factory, gpg):
+    s = server_factory()
+    k1, f1 = gpg.make_key("op1")
+    k2, f2 = gpg.make_key("op2")
+    kr, fr = gpg.make_key("rootop")
+    # refused clearly: keybase, garbage, wrong count -- and nothing is initialised
+    for bad in (["keybase:someone", k2], ["bm90IGEga2V5", k2], [k1]):
+        r = s.put("sys/init", json={"secret_shares": 2, "secret_threshold": 2, "pgp_keys": bad})
+        assert r.status_code == 400, r.text
+    assert s.get("sys/init").json()["initialized"] is False
+    r = s.put("sys/init", json={"secret_shares": 2, "secret_threshold": 2, "pgp_keys": [k1, k2],
+                                "root_token_pgp_key": kr})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    shares = [gpg.decrypt_b64(b) for b in body["keys_base64"]]
+    assert all(len(x) == 66 for x in shares)  # hex of a 33-byte share
+    root = gpg.decrypt_b64(body["root_token"])
+    assert root.startswith("hvs.")
+    s.root_token = root
+    H.unseal(s, shares)
+    H.wait_active(s)
+    c = s.client(root)
+
+    # rekey to PGP-encrypted shares with a backup
+    st = c.sys.start_rekey(secret_shares=2, secret_threshold=2, pgp_keys=[k2, k1], backup=True)
+    assert st["pgp_fingerprints"] == [f2, f1] and st["backup"] is True
+    for k in shares:
+        res = c.sys.rekey(k, nonce=st["nonce"])
+    assert res["complete"] and res["pgp_fingerprints"] == [f2, f1]
+    new = [gpg.decrypt_b64(b) for b in res["keys_base64"]]
+    b = c.sys.read_backup_keys()["data"]
+    assert b["nonce"] == st["nonce"] and set(b["keys"]) == {f1, f2}
+    assert b["keys"][f2] == [res["keys"][0]]
+    r = s.request("DELETE", "sys/rekey/backup", token=root)
+    assert r.status_code in (200, 204)
+    assert s.get("sys/rekey/backup", token=root).status_code == 400
+
+    # generate-root to a PGP key
+    a = s.put("sys/generate-root/attempt", json={"pgp_key": kr}).json()
+    assert a["pgp_fingerprint"] == fr
+    for k in new:
+        res = s.put("sys/generate-root/update", json={"key": k, "nonce": a["nonce"]}).json()
+    assert res["complete"] and res["pgp_fingerprint"] == fr
+    tok = gpg.decrypt_b64(res["encoded_token"])
+    assert s.client(tok).auth.token.lookup_self()["data"]["policies"] == ["root"]
+
+    assert s.put("sys/seal", token=root).status_code == 204
+    assert unseal_fails_with(s, shares)
+    H.unseal(s, new)
