@@ -7,6 +7,7 @@
 #include "token_fixture.h"
 
 #include "lib/secmem.h"
+#include "server/pgp.h"
 #include "server/rekey.h"
 #include "server/seal.h"
 
@@ -571,6 +572,89 @@ START_TEST(test_generate_root_wrong_shares)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- PGP */
+
+START_TEST(test_pgp_refuses_bad_keys)
+{
+	char fpr[1][CS_PGP_FPR_LEN + 1];
+	char err[256];
+	const char *keybase[] = {"keybase:alice"};
+	ck_assert_int_eq(cs_pgp_fingerprints(keybase, 1, fpr, err, sizeof err), CS_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "keybase"));
+	const char *notb64[] = {"***not base64***"};
+	ck_assert_int_eq(cs_pgp_fingerprints(notb64, 1, fpr, err, sizeof err), CS_EINVAL);
+	const char *notkey[] = {"bm90IGEga2V5IGF0IGFsbA=="};
+	ck_assert_int_eq(cs_pgp_fingerprints(notkey, 1, fpr, err, sizeof err), CS_EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "PGP key 1"));
+}
+END_TEST
+
+/* Read all of a shell command's output (small). */
+static char *sh_out(const char *cmd)
+{
+	FILE *f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	static char buf[16384];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = '\0';
+	ck_assert_int_eq(pclose(f), 0);
+	return buf;
+}
+
+/* A key made by gpg: encrypt with cs_pgp_encrypt, decrypt with gpg, same bytes. */
+START_TEST(test_pgp_roundtrip_with_gpg)
+{
+	if (system("command -v gpg >/dev/null 2>&1") != 0)
+		return; /* gnupg not installed: the refusal test still ran */
+	char home[64] = "/tmp/cs-test-gpg-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(home));
+	char cmd[1024];
+	snprintf(cmd, sizeof cmd,
+		 "GNUPGHOME=%s gpg --batch --pinentry-mode loopback --passphrase '' "
+		 "--quick-gen-key 'u <u@custos.test>' future-default default never 2>/dev/null",
+		 home);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(cmd, sizeof cmd, "GNUPGHOME=%s gpg --batch --export u@custos.test | base64 -w0",
+		 home);
+	char *key = strdup(sh_out(cmd));
+	snprintf(cmd, sizeof cmd,
+		 "GNUPGHOME=%s gpg --batch --with-colons --fingerprint u@custos.test | "
+		 "awk -F: '/^fpr/ {print tolower($10); exit}'",
+		 home);
+	char want_fpr[64];
+	snprintf(want_fpr, sizeof want_fpr, "%.40s", sh_out(cmd));
+
+	const char *keys[2] = {key, key};
+	const char *msg[2] = {"00aa11bb22cc", "second share"};
+	const uint8_t *in[2] = {(const uint8_t *)msg[0], (const uint8_t *)msg[1]};
+	size_t len[2] = {strlen(msg[0]), strlen(msg[1])};
+	struct cs_buf out[2];
+	char fpr[2][CS_PGP_FPR_LEN + 1], err[256] = "";
+	ck_assert_int_eq(cs_pgp_encrypt(keys, in, len, 2, out, fpr, err, sizeof err), 0);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_str_eq(fpr[i], want_fpr);
+		ck_assert(out[i].len > 0 &&
+			  memmem(out[i].data, out[i].len, msg[i], len[i]) == NULL);
+		char path[128];
+		snprintf(path, sizeof path, "%s/ct%d", home, i);
+		FILE *f = fopen(path, "wb");
+		ck_assert_ptr_nonnull(f);
+		fwrite(out[i].data, 1, out[i].len, f);
+		fclose(f);
+		snprintf(cmd, sizeof cmd,
+			 "GNUPGHOME=%s gpg --batch --pinentry-mode loopback --passphrase '' -d %s "
+			 "2>/dev/null",
+			 home, path);
+		ck_assert_str_eq(sh_out(cmd), msg[i]);
+		cs_buf_free(&out[i]);
+	}
+	free(key);
+	snprintf(cmd, sizeof cmd, "GNUPGHOME=%s gpgconf --kill all >/dev/null 2>&1; rm -rf %s",
+		 home, home);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *keys_suite(void)
 {
 	Suite *s = suite_create("keys");
@@ -589,6 +673,8 @@ static Suite *keys_suite(void)
 	tcase_add_test(tc, test_rekey_bad_config);
 	tcase_add_test(tc, test_generate_root_otp);
 	tcase_add_test(tc, test_generate_root_wrong_shares);
+	tcase_add_test(tc, test_pgp_refuses_bad_keys);
+	tcase_add_test(tc, test_pgp_roundtrip_with_gpg);
 	suite_add_tcase(s, tc);
 	return s;
 }
