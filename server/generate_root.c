@@ -271,6 +271,7 @@ static const struct cs_path generate_root_paths[] = {
 
 void cs_generate_root_register(struct cs_core *core)
 {
+	cs_pgp_init();
 	(void)core;
 	gr_clear();
 	cs_sys_add_paths(generate_root_paths, CS_ARRAY_LEN(generate_root_paths));

@@ -55,16 +55,16 @@ static void session_end(struct session *s)
 	}
 }
 
+void cs_pgp_init(void)
+{
+	gpgme_check_version(NULL);
+}
+
 /* Import keys[0..n) into a fresh home; s->keys[i] = the key of keys[i]. */
 static int session_start(struct session *s, const char *const *keys, int n,
 			 char (*fpr)[CS_PGP_FPR_LEN + 1], char *errmsg, size_t errlen)
 {
 	memset(s, 0, sizeof *s);
-	static int inited;
-	if (!inited) {
-		gpgme_check_version(NULL);
-		inited = 1;
-	}
 	for (int i = 0; i < n; i++) {
 		if (strncmp(keys[i], "keybase:", 8) == 0) {
 			snprintf(errmsg, errlen,

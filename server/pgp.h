@@ -8,8 +8,8 @@
  *
  * Each call works in a fresh temporary GnuPG home (removed before returning): the
  * server's own keyrings, if any, are never read or changed. Synchronous: it runs gpg as a
- * child process, a few tens of milliseconds per key; callers are operator endpoints
- * (init, rekey, generate-root) that run rarely.
+ * child process, a few tens of milliseconds per key. Rekey runs it on the worker pool;
+ * init and generate-root (one key each) on the loop, as they are rare operator calls.
  */
 #ifndef CS_SERVER_PGP_H
 #define CS_SERVER_PGP_H
@@ -20,6 +20,10 @@
 #include "lib/buf.h"
 
 #define CS_PGP_FPR_LEN 40 /* hex digits of a v4 fingerprint */
+
+/* Initialise GPGME. Once, on the main thread, before any other call (which may then run
+ * on any thread: each call has its own context and GnuPG home). */
+void cs_pgp_init(void);
 
 /*
  * Encrypt in[i] (in_len[i] bytes) to keys[i] (base64 public key) for i < n. On success

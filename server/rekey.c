@@ -26,6 +26,7 @@
 #include "lib/util.h"
 #include "server/core.h"
 #include "server/keys_common.h"
+#include "server/pgp.h"
 #include "server/seal.h"
 #include "server/sys.h"
 #include "storage/barrier.h"
@@ -40,6 +41,7 @@ static struct {
 	int shares, threshold;
 	bool require_verification, backup;
 	cJSON *pgp_keys, *pgp_fprs;   /* the new shares' PGP keys and their fingerprints */
+	bool busy;                    /* a PGP job for this attempt is on the worker pool */
 	struct cs_share_set progress; /* current shares given so far */
 	uint8_t *vkek;                /* the fresh KEK awaiting verification (secmem) */
 	char vnonce[37];
@@ -177,11 +179,102 @@ static int finish(struct cs_request *req, const uint8_t *kek)
 	return 0;
 }
 
+/* The shares are out (r, kek taken): write the backup, then either wait for
+ * verification or write the new seal. The response is r. */
+static int complete(struct cs_request *req, cJSON *r, cJSON *backup, uint8_t *kek)
+{
+	int rc = 0;
+	if (backup) {
+		/* Vault's core/unseal-keys-backup, here behind the barrier. */
+		cJSON_AddStringToObject(backup, "nonce", rk.nonce);
+		char *js = cJSON_PrintUnformatted(backup);
+		rc = cs_txn_put(&req->txn, BACKUP_PATH, js, strlen(js));
+		free(js);
+	}
+	if (!cJSON_GetObjectItemCaseSensitive(r, "pgp_fingerprints"))
+		cJSON_AddNullToObject(r, "pgp_fingerprints");
+	cJSON_AddBoolToObject(r, "backup", rk.backup);
+	cJSON_AddBoolToObject(r, "verification_required", rk.require_verification);
+	if (!rc && rk.require_verification) {
+		/* Nothing is written until the new shares prove they rebuild the key. */
+		rk.vkek = kek;
+		cs_uuid(rk.vnonce);
+		cJSON_AddStringToObject(r, "verification_nonce", rk.vnonce);
+		req->raw = r;
+		cs_info("core: rekey: new shares issued, awaiting verification");
+		return 0;
+	}
+	if (!rc)
+		rc = finish(req, kek);
+	cs_secmem_free(kek, CS_KEY_LEN);
+	if (rc) {
+		cs_keys_free_secret_json(r);
+		return req->errmsg ? rc : cs_req_error(req, rc, "failed to store the rekey");
+	}
+	req->raw = r;
+	return 0;
+}
+
+/* PGP encryption runs gpg: on the worker pool, off the loop (backend.h cs_req_defer). */
+struct pgp_job {
+	struct cs_async async;
+	cJSON *resp, *pgp_keys, *backup;
+	bool want_backup;
+	uint8_t *kek; /* secmem: the new KEK, until complete() takes it */
+	char nonce[37];
+	int rc;
+	char err[256];
+};
+
+static void pgp_job_free(struct pgp_job *j)
+{
+	cs_keys_free_secret_json(j->resp);
+	cJSON_Delete(j->pgp_keys);
+	cJSON_Delete(j->backup);
+	if (j->kek)
+		cs_secmem_free(j->kek, CS_KEY_LEN);
+	free(j);
+}
+
+static void pgp_work(struct cs_async *a)
+{
+	struct pgp_job *j = (struct pgp_job *)a;
+	j->rc = cs_keys_pgp_shares(j->resp, j->pgp_keys, j->want_backup ? &j->backup : NULL, j->err,
+				   sizeof j->err);
+}
+
+static int pgp_resume(struct cs_request *req, struct cs_async *a, int status)
+{
+	struct pgp_job *j = (struct pgp_job *)a;
+	bool same = rk.busy && rk_live(req->core) && strcmp(rk.nonce, j->nonce) == 0;
+	if (same)
+		rk.busy = false;
+	int rc = status;
+	if (!rc && j->rc)
+		rc = cs_req_error(req, j->rc, "failed to encrypt shares: %s", j->err);
+	else if (!rc && !same)
+		rc = cs_req_error(req, CS_EINVAL, "the rekey was cancelled meanwhile");
+	if (rc) {
+		pgp_job_free(j);
+		return rc;
+	}
+	cJSON *r = j->resp, *bk = j->backup;
+	uint8_t *kek = j->kek;
+	j->resp = j->backup = NULL;
+	j->kek = NULL;
+	pgp_job_free(j);
+	rc = complete(req, r, bk, kek);
+	cJSON_Delete(bk);
+	return rc;
+}
+
 static int update(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	if (!rk_live(core))
 		return cs_req_error(req, CS_EINVAL, "no barrier rekey in progress");
+	if (rk.busy)
+		return cs_req_error(req, CS_EBUSY, "the new shares are being encrypted");
 	if (rk.vkek)
 		return cs_req_error(req, CS_EINVAL,
 				    "rekey operation already finished; verification must be "
@@ -220,45 +313,20 @@ static int update(struct cs_request *req)
 	cJSON_AddBoolToObject(r, "complete", true);
 	cs_seal_add_shares_json(r, mem, rk.shares, share_len);
 	cs_secmem_free(mem, share_len * (size_t)rk.shares);
-	if (rk.pgp_keys) {
-		char err[256] = "";
-		cJSON *bk = NULL;
-		rc = cs_keys_pgp_shares(r, rk.pgp_keys, rk.backup ? &bk : NULL, err, sizeof err);
-		if (!rc && bk) {
-			/* Vault's core/unseal-keys-backup, here behind the barrier. */
-			cJSON_AddStringToObject(bk, "nonce", rk.nonce);
-			char *js = cJSON_PrintUnformatted(bk);
-			rc = cs_txn_put(&req->txn, BACKUP_PATH, js, strlen(js));
-			free(js);
-		}
-		cJSON_Delete(bk);
-		if (rc) {
-			cs_secmem_free(kek, CS_KEY_LEN);
-			cs_keys_free_secret_json(r);
-			return cs_req_error(req, rc, "failed to encrypt shares: %s", err);
-		}
-	} else {
-		cJSON_AddNullToObject(r, "pgp_fingerprints");
-	}
-	cJSON_AddBoolToObject(r, "backup", rk.backup);
-	cJSON_AddBoolToObject(r, "verification_required", rk.require_verification);
-	if (rk.require_verification) {
-		/* Nothing is written until the new shares prove they rebuild the key. */
-		rk.vkek = kek;
-		cs_uuid(rk.vnonce);
-		cJSON_AddStringToObject(r, "verification_nonce", rk.vnonce);
-		req->raw = r;
-		cs_info("core: rekey: new shares issued, awaiting verification");
-		return 0;
-	}
-	rc = finish(req, kek);
-	cs_secmem_free(kek, CS_KEY_LEN);
-	if (rc) {
-		cs_keys_free_secret_json(r);
-		return rc;
-	}
-	req->raw = r;
-	return 0;
+	if (!rk.pgp_keys)
+		return complete(req, r, NULL, kek);
+	struct pgp_job *j = calloc(1, sizeof *j);
+	if (!j)
+		abort();
+	j->async.work = pgp_work;
+	j->async.resume = pgp_resume;
+	j->resp = r;
+	j->pgp_keys = cJSON_Duplicate(rk.pgp_keys, true);
+	j->want_backup = rk.backup;
+	j->kek = kek;
+	memcpy(j->nonce, rk.nonce, sizeof j->nonce);
+	rk.busy = true; /* no other share is taken until the job is back */
+	return cs_req_defer(req, &j->async);
 }
 
 static cJSON *verify_status(void)
@@ -411,6 +479,7 @@ static const struct cs_path rekey_paths[] = {
 
 void cs_rekey_register(const struct cs_config *cfg)
 {
+	cs_pgp_init();
 	rk_clear();
 	unauthed = false;
 	for (int i = 0; cfg && i < cfg->n_listeners; i++)
