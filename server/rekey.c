@@ -174,6 +174,10 @@ static int finish(struct cs_request *req, const uint8_t *kek)
 	int rc = cs_seal_rekey_write(req->core, &req->txn, kek, rk.shares, rk.threshold);
 	if (rc)
 		return cs_req_error(req, rc, "failed to store the new seal: %s", cs_strerror(rc));
+	/* The active node hands the config out (join challenges) before anyone reads
+	 * seal-status: take the new counts now (seal-status re-reads storage anyway). */
+	req->core->seal.shares = rk.shares;
+	req->core->seal.threshold = rk.threshold;
 	cs_info("core: rekey complete: %d shares, threshold %d", rk.shares, rk.threshold);
 	rk_clear();
 	return 0;

@@ -81,7 +81,7 @@ int cs_seal_load_config(struct cs_core *core)
 /* Re-read the seal config of an initialised node (a rekey applied through raft changes
  * it under a running standby). Leaves the in-memory config alone when storage has none
  * (a joining node takes it from the leader's challenge) or while shares are pending. */
-static void refresh_config(struct cs_core *core)
+void cs_seal_refresh_config(struct cs_core *core)
 {
 	if (core->seal.progress > 0 || cs_ha_join_pending(core))
 		return;
@@ -453,7 +453,7 @@ int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, 
 		*done = true;
 		return 0;
 	}
-	refresh_config(core);
+	cs_seal_refresh_config(core);
 	/* The progress array holds CS_MAX_SHARES entries and is emptied whenever it reaches
 	 * the threshold: both bounds must hold before one more share is stored. */
 	if (!cs_seal_config_valid(core->seal.shares, core->seal.threshold) ||
@@ -651,7 +651,7 @@ cJSON *cs_seal_status_json(struct cs_core *core)
 	cJSON *j = cJSON_CreateObject();
 	bool sealed = core->kr == NULL;
 	if (core->initialized)
-		refresh_config(core);
+		cs_seal_refresh_config(core);
 	cJSON_AddStringToObject(j, "type", "shamir");
 	cJSON_AddBoolToObject(j, "initialized", core->initialized);
 	cJSON_AddBoolToObject(j, "sealed", sealed);

@@ -34,6 +34,11 @@ int cs_seal_config_decode(const cJSON *sc, int *shares, int *threshold);
  * counts. 0, or CS_EIO with core->errmsg (also for a config cs_seal_config_decode
  * refuses: the node does not start). */
 int cs_seal_load_config(struct cs_core *core);
+/* Re-read the share counts from storage (after a rekey applied through raft) unless
+ * storage has none (a joining node) or unseal shares are pending. Cheap (one LMDB read);
+ * seal-status and unseal call it, and so should anything that hands the config out
+ * (the join challenge). */
+void cs_seal_refresh_config(struct cs_core *core);
 /*
  * Write a new cluster's key material and tables into `txn` (which must belong to the
  * active node, with no keyring). On success *resp is sys/init's response body.

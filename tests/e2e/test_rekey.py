@@ -6,7 +6,10 @@ attempt without its nonce (CVE-2026-5807) fails and the attempt goes on; rekey w
 token that lacks sudo is 403."""
 
 import base64
+import os
 import re
+import shutil
+import subprocess
 
 import hvac
 import pytest
@@ -283,6 +286,16 @@ def test_cluster_rekey_and_generate_root_through_standbys(cluster_factory):
     tok = generate_root(anon0, anon1, new[1:4])
     assert leader.client(tok).auth.token.lookup_self()["data"]["policies"] == ["root"]
 
+    # A node that joins now is told the new config and answers with the new shares.
+    first = list(c.nodes)
+    n4 = H.Server(os.path.join(c.workdir, "n4"), name="n4", tls=c.tls,
+                  retry_join=lambda: first)
+    c.nodes.append(n4)
+    n4.start()
+    st = c.unseal_node(n4)
+    assert (st["n"], st["t"]) == (5, 3)
+    c.wait_voters(4)
+
     # Every node, restarted, refuses the old shares and unseals with the new ones only.
     for n in sb + [leader]:
         n.stop()
@@ -292,7 +305,7 @@ def test_cluster_rekey_and_generate_root_through_standbys(cluster_factory):
         assert unseal_fails_with(n, old), n.name
         c.unseal_node(n)
     c.leader()
-    c.wait_voters(3)
+    c.wait_voters(4)
 
 
 def test_listener_option_restores_unauthenticated_rekey(server_factory):
@@ -314,10 +327,6 @@ def test_listener_option_restores_unauthenticated_rekey(server_factory):
 
 
 # ---------------------------------------------------------------- PGP (GPGME)
-
-import os
-import shutil
-import subprocess
 
 
 @pytest.fixture
