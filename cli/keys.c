@@ -52,22 +52,26 @@ const struct flag cs_cli_keys_flags[] = {
 const size_t cs_cli_n_keys_flags = CS_ARRAY_LEN(cs_cli_keys_flags);
 
 const struct usage cs_cli_keys_usages[] = {
-    {C_REKEY, "Usage: custos operator rekey [options] [KEY]\n\n"
-	      "  Generates a new set of unseal key shares, optionally changing their number\n"
-	      "  and threshold. The old shares keep working until the rekey completes.\n\n"
-	      "      $ custos operator rekey -init -key-shares=5 -key-threshold=3 [-verify]\n"
-	      "      $ custos operator rekey -nonce=NONCE KEY      (repeat up to the threshold)\n"
-	      "      $ custos operator rekey -verify -nonce=VNONCE NEWKEY\n\n"
-	      "  -init              Start a rekey.\n"
-	      "  -key-shares=<int>  Number of new key shares (default 5).\n"
-	      "  -key-threshold=<int> Shares needed to unseal (default 3).\n"
-	      "  -verify            Require (or, with a key, give) verification of the new keys.\n"
-	      "  -nonce=<string>    The operation's nonce (printed by -init).\n"
-	      "  -status            Print the progress of the current rekey.\n"
-	      "  -cancel            Cancel the rekey (or, with -verify, restart verification);\n"
-	      "                     needs -nonce.\n"
-	      "  -backup-retrieve   Print the PGP-encrypted backup of the new keys.\n"
-	      "  -backup-delete     Delete that backup.\n"},
+    {C_REKEY,
+     "Usage: custos operator rekey [options] [KEY]\n\n"
+     "  Generates a new set of unseal key shares, optionally changing their number\n"
+     "  and threshold. The old shares keep working until the rekey completes.\n\n"
+     "      $ custos operator rekey -init -key-shares=5 -key-threshold=3 [-verify]\n"
+     "      $ custos operator rekey -nonce=NONCE KEY      (repeat up to the threshold)\n"
+     "      $ custos operator rekey -verify -nonce=VNONCE NEWKEY\n\n"
+     "  -init              Start a rekey.\n"
+     "  -key-shares=<int>  Number of new key shares (default 5).\n"
+     "  -key-threshold=<int> Shares needed to unseal (default 3).\n"
+     "  -verify            Require (or, with a key, give) verification of the new keys.\n"
+     "  -nonce=<string>    The operation's nonce (printed by -init).\n"
+     "  -status            Print the progress of the current rekey.\n"
+     "  -cancel            Cancel the rekey (or, with -verify, restart verification);\n"
+     "                     needs -nonce.\n"
+     "  -pgp-keys=<files>  Comma-separated public key files (binary or base64), one per\n"
+     "                     share: the new shares come back encrypted to them.\n"
+     "  -backup            With -pgp-keys: keep the encrypted shares for -backup-retrieve.\n"
+     "  -backup-retrieve   Print the PGP-encrypted backup of the new keys.\n"
+     "  -backup-delete     Delete that backup.\n"},
     {C_GENROOT,
      "Usage: custos operator generate-root [options] [KEY]\n\n"
      "  Generates a new root token from a threshold of unseal key shares.\n\n"
@@ -76,6 +80,7 @@ const struct usage cs_cli_keys_usages[] = {
      "      $ custos operator generate-root -decode=ENCODED -otp=OTP\n\n"
      "  -init              Start a root token generation (an OTP is made unless -otp).\n"
      "  -otp=<string>      OTP for -init or -decode.\n"
+     "  -pgp-key=<file>    Encrypt the new token to this public key instead of an OTP.\n"
      "  -generate-otp      Print a fresh OTP of the right length.\n"
      "  -decode=<string>   Decode an encoded token with -otp (\"-\" reads stdin).\n"
      "  -nonce=<string>    The attempt's nonce (printed by -init).\n"
@@ -172,6 +177,40 @@ static int read_key(struct cli *c, int argc, char **argv, int i, const char *pro
 	return 0;
 }
 
+/* Vault's PubKeyFileFlag: "keybase:NAME" is passed on (the server refuses it); otherwise
+ * a file holding a base64 or binary public key, sent as base64. NULL after printing. */
+static char *pgp_key_arg(const char *arg)
+{
+	if (strncmp(arg, "keybase:", 8) == 0)
+		return strdup(arg);
+	FILE *f = fopen(arg, "rb");
+	if (!f) {
+		fprintf(stderr, "Error reading PGP key file %s\n", arg);
+		return NULL;
+	}
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_cli_read_stream(f, &b);
+	fclose(f);
+	if (rc || !b.len) {
+		cs_buf_free(&b);
+		fprintf(stderr, "Error reading PGP key file %s\n", arg);
+		return NULL;
+	}
+	char *text = cs_cli_trim_dup(b.data, b.len);
+	size_t n = 0;
+	uint8_t *dec = cs_b64_decode(text, strlen(text), &n);
+	char *out;
+	if (dec && n > 0) {
+		out = text; /* already base64 */
+	} else {
+		free(text);
+		out = cs_b64_encode((const uint8_t *)b.data, b.len);
+	}
+	free(dec);
+	cs_buf_free(&b);
+	return out;
+}
+
 /* ------------------------------------------------------------------ rekey */
 
 static int print_rekey_status(struct cli *c, const cJSON *s, bool verify)
@@ -206,6 +245,14 @@ static int print_rekey_status(struct cli *c, const cJSON *s, bool verify)
 				cs_fmt_lines_add(&l, "Verification Nonce | %s",
 						 jstr(s, "verification_nonce"));
 		}
+		const cJSON *fp = cs_cli_get(s, "pgp_fingerprints");
+		if (cJSON_GetArraySize(fp) > 0) {
+			struct cs_buf v = CS_BUF_INIT;
+			cs_fmt_value(&v, fp);
+			cs_fmt_lines_add(&l, "PGP Fingerprints | %s", v.data);
+			cs_fmt_lines_add(&l, "Backup | %s", jbool(s, "backup") ? "true" : "false");
+			cs_buf_free(&v);
+		}
 	}
 	emit_table(&l, true);
 	return 0;
@@ -231,10 +278,20 @@ static int rekey_init(struct cli *c)
 	cJSON_AddBoolToObject(body, "backup", c->k_backup);
 	cJSON_AddBoolToObject(body, "require_verification", c->k_verify);
 	if (c->k_pgp_keys && *c->k_pgp_keys) {
-		fprintf(stderr, "Error initializing rekey: PGP-encrypted key shares are not "
-				"supported by custos\n");
-		cJSON_Delete(body);
-		return 1;
+		/* comma-separated, one per share, as the vault CLI takes them */
+		cJSON *a = cJSON_AddArrayToObject(body, "pgp_keys");
+		char *list = strdup(c->k_pgp_keys), *save = NULL;
+		for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			char *k = pgp_key_arg(p);
+			if (!k) {
+				free(list);
+				cJSON_Delete(body);
+				return 1;
+			}
+			cJSON_AddItemToArray(a, cJSON_CreateString(k));
+			free(k);
+		}
+		free(list);
 	}
 	struct cs_client_resp r;
 	int code = call(c, "PUT", "sys/rekey/init", NULL, body, &r, "Error initializing rekey");
@@ -337,7 +394,13 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 	cs_buf_printf(&b, "\n");
 	for (int k = 0; k < nk; k++) {
 		const cJSON *v = cJSON_GetArrayItem(use_b64 ? b64 : keys, k);
-		cs_buf_printf(&b, "Key %d: %s\n", k + 1, cJSON_IsString(v) ? v->valuestring : "");
+		const cJSON *f = cJSON_GetArrayItem(cs_cli_get(r.json, "pgp_fingerprints"), k);
+		if (cJSON_IsString(f))
+			cs_buf_printf(&b, "Key %d fingerprint: %s; value: %s\n", k + 1,
+				      f->valuestring, cJSON_IsString(v) ? v->valuestring : "");
+		else
+			cs_buf_printf(&b, "Key %d: %s\n", k + 1,
+				      cJSON_IsString(v) ? v->valuestring : "");
 	}
 	cs_buf_printf(&b, "\nOperation nonce: %s\n", jstr(r.json, "nonce"));
 	vreq = vreq || jbool(r.json, "verification_required");
@@ -544,14 +607,22 @@ static int root_decode(struct cli *c)
 
 static int root_init(struct cli *c)
 {
-	if (c->k_pgp_key && *c->k_pgp_key) {
-		fprintf(stderr, "Error initializing root generation: PGP-encrypted root tokens "
-				"are not supported by custos; use the OTP flow\n");
+	if (c->k_otp && *c->k_otp && c->k_pgp_key && *c->k_pgp_key) {
+		fprintf(stderr, "Error initializing: cannot specify both -otp and -pgp-key\n");
 		return 1;
 	}
 	cJSON *body = cJSON_CreateObject();
 	if (c->k_otp && *c->k_otp)
 		cJSON_AddStringToObject(body, "otp", c->k_otp);
+	if (c->k_pgp_key && *c->k_pgp_key) {
+		char *k = pgp_key_arg(c->k_pgp_key);
+		if (!k) {
+			cJSON_Delete(body);
+			return 1;
+		}
+		cJSON_AddStringToObject(body, "pgp_key", k);
+		free(k);
+	}
 	struct cs_client_resp r;
 	int code = call(c, "PUT", "sys/generate-root/attempt", NULL, body, &r,
 			"Error initializing root generation");

@@ -410,3 +410,40 @@ def test_pgp_init_rekey_backup_and_generate_root(server_factory, gpg):
     assert s.put("sys/seal", token=root).status_code == 204
     assert unseal_fails_with(s, shares)
     H.unseal(s, new)
+
+
+def test_cli_pgp_rekey_and_generate_root(unsealed, gpg, tmp_path):
+    s = unsealed
+    (k1, f1), (k2, f2) = gpg.make_key("cli1"), gpg.make_key("cli2")
+    p1, p2 = tmp_path / "k1.bin", tmp_path / "k2.asc"
+    p1.write_bytes(base64.b64decode(k1))  # binary key file
+    p2.write_text(k2 + "\n")               # base64 key file
+    r = cli(s, "operator", "rekey", "-init", "-key-shares=2", "-key-threshold=2",
+            "-pgp-keys=%s,%s" % (p1, p2), "-backup")
+    assert r.returncode == 0, r.stderr
+    assert f1 in r.stdout and f2 in r.stdout
+    nonce = re.search(r"^Nonce\s+(\S+)", r.stdout, re.M).group(1)
+    for k in s.keys[:2]:
+        r = cli(s, "operator", "rekey", "-nonce=" + nonce, k)
+        assert r.returncode == 0, r.stderr
+    got = re.findall(r"^Key \d+ fingerprint: (\w+); value: (\S+)$", r.stdout, re.M)
+    assert [g[0] for g in got] == [f1, f2]
+    new = [gpg.decrypt_b64(v) for _, v in got]
+    r = cli(s, "operator", "rekey", "-backup-retrieve", "-format=json")
+    assert r.returncode == 0, r.stderr
+    assert set(H.json_or_fail(r.stdout)["data"]["keys"]) == {f1, f2}
+    assert cli(s, "operator", "rekey", "-backup-delete").returncode == 0
+    r = cli(s, "operator", "generate-root", "-init", "-pgp-key=%s" % p1, "-format=json",
+            token=False)
+    assert r.returncode == 0, r.stderr
+    a = H.json_or_fail(r.stdout)
+    assert a["pgp_fingerprint"] == f1 and a["otp"] == ""
+    for k in new:
+        r = cli(s, "operator", "generate-root", "-format=json", "-nonce=" + a["nonce"], k,
+                token=False)
+        assert r.returncode == 0, r.stderr
+    tok = gpg.decrypt_b64(H.json_or_fail(r.stdout)["encoded_token"])
+    assert s.client(tok).auth.token.lookup_self()["data"]["policies"] == ["root"]
+    # keybase: is refused by the server, clearly
+    r = cli(s, "operator", "generate-root", "-init", "-pgp-key=keybase:someone", token=False)
+    assert r.returncode == 2 and "keybase" in r.stderr
