@@ -1081,6 +1081,10 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 		cJSON_AddNumberToObject(body, "recovery_shares", (double)c->recovery_shares);
 		cJSON_AddNumberToObject(body, "recovery_threshold", (double)c->recovery_threshold);
 	}
+	if (cs_cli_pgp_flags(c, body)) { /* cli/keys.c */
+		cJSON_Delete(body);
+		return 1;
+	}
 	int rc = cs_client_request(&c->client, "PUT", "sys/init", NULL, body, &r);
 	cJSON_Delete(body);
 	if (rc != 0 || !cs_client_resp_ok(&r) || !cJSON_IsObject(r.json)) {

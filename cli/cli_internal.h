@@ -66,6 +66,7 @@ struct cli {
 	bool k_init, k_cancel, k_status, k_verify, k_backup, k_backup_delete, k_backup_retrieve;
 	bool k_generate_otp;
 	const char *k_nonce, *k_target, *k_pgp_keys, *k_decode, *k_otp, *k_pgp_key;
+	const char *k_root_pgp_key; /* operator init */
 
 	/* Runtime. */
 	const char *fmt; /* "table" or "json" once resolved */
@@ -169,6 +170,9 @@ extern const struct usage cs_cli_keys_usages[];
 extern const size_t cs_cli_n_keys_usages;
 int cs_cli_operator_rekey(struct cli *c, int argc, char **argv, int start);
 int cs_cli_operator_generate_root(struct cli *c, int argc, char **argv, int start);
+/* -pgp-keys / -root-token-pgp-key (key files) into a sys/init or rekey body. 0, or -1
+ * after printing (an exit-1 error). */
+int cs_cli_pgp_flags(struct cli *c, cJSON *body);
 
 /* raft.c's verbs: `operator raft ...` (argv[2] is "raft") and `operator step-down`
  * (flags from argv[start]). Return exit codes. */

@@ -40,7 +40,8 @@ const struct flag cs_cli_keys_flags[] = {
     {"key-threshold", F_INT, OFF(key_threshold), C_REKEY, 0},
     {"target", F_STR, OFF(k_target), C_REKEY, 0},
     {"verify", F_BOOL, OFF(k_verify), C_REKEY, 0},
-    {"pgp-keys", F_STR, OFF(k_pgp_keys), C_REKEY, 0},
+    {"pgp-keys", F_STR, OFF(k_pgp_keys), C_REKEY | C_INIT, 0},
+    {"root-token-pgp-key", F_STR, OFF(k_root_pgp_key), C_INIT, 0},
     {"backup", F_BOOL, OFF(k_backup), C_REKEY, 0},
     {"backup-delete", F_BOOL, OFF(k_backup_delete), C_REKEY, 0},
     {"backup-retrieve", F_BOOL, OFF(k_backup_retrieve), C_REKEY, 0},
@@ -211,6 +212,33 @@ static char *pgp_key_arg(const char *arg)
 	return out;
 }
 
+int cs_cli_pgp_flags(struct cli *c, cJSON *body)
+{
+	if (c->k_pgp_keys && *c->k_pgp_keys) {
+		/* comma-separated, one per share, as the vault CLI takes them */
+		cJSON *a = cJSON_AddArrayToObject(body, "pgp_keys");
+		char *list = strdup(c->k_pgp_keys), *save = NULL;
+		for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			char *k = pgp_key_arg(p);
+			if (!k) {
+				free(list);
+				return -1;
+			}
+			cJSON_AddItemToArray(a, cJSON_CreateString(k));
+			free(k);
+		}
+		free(list);
+	}
+	if (c->k_root_pgp_key && *c->k_root_pgp_key) {
+		char *k = pgp_key_arg(c->k_root_pgp_key);
+		if (!k)
+			return -1;
+		cJSON_AddStringToObject(body, "root_token_pgp_key", k);
+		free(k);
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ rekey */
 
 static int print_rekey_status(struct cli *c, const cJSON *s, bool verify)
@@ -277,21 +305,9 @@ static int rekey_init(struct cli *c)
 				(double)(c->key_threshold ? c->key_threshold : 3));
 	cJSON_AddBoolToObject(body, "backup", c->k_backup);
 	cJSON_AddBoolToObject(body, "require_verification", c->k_verify);
-	if (c->k_pgp_keys && *c->k_pgp_keys) {
-		/* comma-separated, one per share, as the vault CLI takes them */
-		cJSON *a = cJSON_AddArrayToObject(body, "pgp_keys");
-		char *list = strdup(c->k_pgp_keys), *save = NULL;
-		for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-			char *k = pgp_key_arg(p);
-			if (!k) {
-				free(list);
-				cJSON_Delete(body);
-				return 1;
-			}
-			cJSON_AddItemToArray(a, cJSON_CreateString(k));
-			free(k);
-		}
-		free(list);
+	if (cs_cli_pgp_flags(c, body)) {
+		cJSON_Delete(body);
+		return 1;
 	}
 	struct cs_client_resp r;
 	int code = call(c, "PUT", "sys/rekey/init", NULL, body, &r, "Error initializing rekey");

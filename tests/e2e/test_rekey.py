@@ -447,3 +447,21 @@ def test_cli_pgp_rekey_and_generate_root(unsealed, gpg, tmp_path):
     # keybase: is refused by the server, clearly
     r = cli(s, "operator", "generate-root", "-init", "-pgp-key=keybase:someone", token=False)
     assert r.returncode == 2 and "keybase" in r.stderr
+
+
+def test_cli_init_with_pgp_keys(server_factory, gpg, tmp_path):
+    s = server_factory()
+    (k1, f1), (k2, f2) = gpg.make_key("init1"), gpg.make_key("init2")
+    p1, p2 = tmp_path / "i1.bin", tmp_path / "i2.b64"
+    p1.write_bytes(base64.b64decode(k1))
+    p2.write_text(k2)
+    r = H.run_cli(["operator", "init", "-key-shares=2", "-key-threshold=2",
+                   "-pgp-keys=%s,%s" % (p1, p2), "-root-token-pgp-key=%s" % p2, "-format=json"],
+                  env={"VAULT_ADDR": s.url, "HOME": s.workdir})
+    assert r.returncode == 0, r.stderr
+    out = H.json_or_fail(r.stdout)
+    shares = [gpg.decrypt_b64(b) for b in out["unseal_keys_b64"]]
+    root = gpg.decrypt_b64(out["root_token"])
+    H.unseal(s, shares)
+    H.wait_active(s)
+    assert s.client(root).auth.token.lookup_self()["data"]["policies"] == ["root"]
