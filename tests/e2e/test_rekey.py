@@ -465,3 +465,23 @@ def test_cli_init_with_pgp_keys(server_factory, gpg, tmp_path):
     H.unseal(s, shares)
     H.wait_active(s)
     assert s.client(root).auth.token.lookup_self()["data"]["policies"] == ["root"]
+
+
+def test_300_bogus_unseal_keys_stay_in_bounds(server):
+    """Issue 9 item 1.6 against a real process (run it with the ASan build): distinct
+    bogus shares never push the progress past the threshold, and the node still unseals
+    with its real keys afterwards."""
+    H.init(server, shares=5, threshold=3)
+    failures = 0
+    for i in range(300):
+        key = base64.b64encode(os.urandom(32) + bytes([i % 255 + 1])).decode()
+        r = server.put("sys/unseal", json={"key": key})
+        if r.status_code == 400:
+            failures += 1
+            continue
+        assert r.status_code == 200, r.text
+        st = r.json()
+        assert st["sealed"] and 0 < st["progress"] < st["t"] == 3, st
+    assert failures == 100
+    assert server.running()
+    H.unseal(server, server.keys[:3])
