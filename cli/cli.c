@@ -91,8 +91,9 @@ static const struct flag flags[] = {
 /* The row for -name (nlen bytes) that `cmd` accepts: ours, then commands.c's and raft.c's. */
 static const struct flag *find_flag(uint64_t cmd, const char *name, size_t nlen)
 {
-	const struct flag *tabs[] = {flags, cs_cli_cmd_flags, cs_cli_raft_flags};
-	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags, cs_cli_n_raft_flags};
+	const struct flag *tabs[] = {flags, cs_cli_cmd_flags, cs_cli_raft_flags, cs_cli_keys_flags};
+	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags, cs_cli_n_raft_flags,
+			       cs_cli_n_keys_flags};
 	for (size_t t = 0; t < CS_ARRAY_LEN(tabs); t++)
 		for (size_t k = 0; k < lens[t]; k++)
 			if ((tabs[t][k].cmds & cmd) && strlen(tabs[t][k].name) == nlen &&
@@ -798,13 +799,15 @@ static const char usage_operator[] =
     "Usage: custos operator <subcommand> [options] [args]\n"
     "\n"
     "Subcommands:\n"
-    "    init         Initializes a server\n"
-    "    key-status   Provides information about the active encryption key\n"
-    "    raft         Manages the raft cluster (join, peers, snapshots)\n"
-    "    rotate       Rotates the underlying encryption key\n"
-    "    seal         Seals the server\n"
-    "    step-down    Forces the active node to give up leadership\n"
-    "    unseal       Unseals the server\n";
+    "    generate-root  Generates a new root token from unseal keys\n"
+    "    init           Initializes a server\n"
+    "    key-status     Provides information about the active encryption key\n"
+    "    raft           Manages the raft cluster (join, peers, snapshots)\n"
+    "    rekey          Generates new unseal keys\n"
+    "    rotate         Rotates the underlying encryption key\n"
+    "    seal           Seals the server\n"
+    "    step-down      Forces the active node to give up leadership\n"
+    "    unseal         Unseals the server\n";
 
 static const char usage_secrets[] = "Usage: custos secrets <subcommand> [options] [args]\n"
 				    "\n"
@@ -925,6 +928,9 @@ static void print_cmd_usage(uint64_t cmd)
 	for (size_t i = 0; i < cs_cli_n_raft_usages; i++)
 		if (cs_cli_raft_usages[i].cmd == cmd)
 			fputs(cs_cli_raft_usages[i].text, stdout);
+	for (size_t i = 0; i < cs_cli_n_keys_usages; i++)
+		if (cs_cli_keys_usages[i].cmd == cmd)
+			fputs(cs_cli_keys_usages[i].text, stdout);
 	if (cmd != C_PFMT && cmd != C_RSINSPECT)
 		fputs(usage_http, stdout);
 }
@@ -1076,6 +1082,10 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 	if (recovery) {
 		cJSON_AddNumberToObject(body, "recovery_shares", (double)c->recovery_shares);
 		cJSON_AddNumberToObject(body, "recovery_threshold", (double)c->recovery_threshold);
+	}
+	if (cs_cli_pgp_flags(c, body)) { /* cli/keys.c */
+		cJSON_Delete(body);
+		return 1;
 	}
 	int rc = cs_client_request(&c->client, "PUT", "sys/init", NULL, body, &r);
 	cJSON_Delete(body);
@@ -1363,7 +1373,9 @@ static int cmd_operator(struct cli *c, int argc, char **argv)
 						 {"raft", cs_cli_operator_raft},
 						 {"step-down", cs_cli_step_down},
 						 {"rotate", cs_cli_operator_rotate},
-						 {"key-status", cs_cli_operator_key_status}};
+						 {"key-status", cs_cli_operator_key_status},
+						 {"rekey", cs_cli_operator_rekey},
+						 {"generate-root", cs_cli_operator_generate_root}};
 	return cs_cli_dispatch(c, argc, argv, 2, subs, CS_ARRAY_LEN(subs), usage_operator);
 }
 

@@ -62,6 +62,12 @@ struct cli {
 	int64_t server_stabilization_time;
 	long max_trailing_logs, min_quorum;
 
+	/* operator rekey / generate-root (keys.c). */
+	bool k_init, k_cancel, k_status, k_verify, k_backup, k_backup_delete, k_backup_retrieve;
+	bool k_generate_otp;
+	const char *k_nonce, *k_target, *k_pgp_keys, *k_decode, *k_otp, *k_pgp_key;
+	const char *k_root_pgp_key; /* operator init */
+
 	/* Runtime. */
 	const char *fmt; /* "table" or "json" once resolved */
 	char *token_owned;
@@ -125,10 +131,12 @@ enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
 #define C_RSRESTORE CMD(46)
 #define C_RSINSPECT CMD(47)
 #define C_STEPDOWN  CMD(48)
-/* operator rotate / key-status (operator_keys.c); high bits so parallel additions do
- * not collide. */
+/* operator rotate / key-status (operator_keys.c), rekey / generate-root (keys.c); high
+ * bits so parallel additions do not collide. */
 #define C_OROTATE    CMD(58)
 #define C_OKEYSTATUS CMD(59)
+#define C_REKEY      CMD(60)
+#define C_GENROOT    CMD(61)
 #define C_ALL       UINT64_MAX
 
 struct flag {
@@ -158,6 +166,17 @@ extern const struct flag cs_cli_raft_flags[];
 extern const size_t cs_cli_n_raft_flags;
 extern const struct usage cs_cli_raft_usages[];
 extern const size_t cs_cli_n_raft_usages;
+
+/* keys.c's flag rows, usage texts and verbs (`operator rekey`, `operator generate-root`). */
+extern const struct flag cs_cli_keys_flags[];
+extern const size_t cs_cli_n_keys_flags;
+extern const struct usage cs_cli_keys_usages[];
+extern const size_t cs_cli_n_keys_usages;
+int cs_cli_operator_rekey(struct cli *c, int argc, char **argv, int start);
+int cs_cli_operator_generate_root(struct cli *c, int argc, char **argv, int start);
+/* -pgp-keys / -root-token-pgp-key (key files) into a sys/init or rekey body. 0, or -1
+ * after printing (an exit-1 error). */
+int cs_cli_pgp_flags(struct cli *c, cJSON *body);
 
 /* raft.c's verbs: `operator raft ...` (argv[2] is "raft") and `operator step-down`
  * (flags from argv[start]). Return exit codes. */

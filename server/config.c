@@ -66,6 +66,7 @@ static void listener_defaults(struct cs_listener_config *l)
 	memset(l, 0, sizeof *l);
 	l->tls_min_version = TLS1_2_VERSION;
 	l->max_request_size = CS_DEFAULT_MAX_REQUEST_SIZE;
+	l->disable_unauthed_rekey_endpoints = true;
 }
 
 void cs_config_init(struct cs_config *c)
@@ -433,6 +434,9 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 				l->max_request_size = v > 0 && (uint64_t)v <= SIZE_MAX
 							  ? (size_t)v
 							  : CS_DEFAULT_MAX_REQUEST_SIZE;
+		} else if (strcmp(k, "disable_unauthed_rekey_endpoints") == 0) {
+			rc = want_bool(x, m, "disable_unauthed_rekey_endpoints",
+				       &l->disable_unauthed_rekey_endpoints);
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\" in listener", k);
 		}

@@ -49,6 +49,9 @@ struct cs_listener_config {
 	char *cluster_ca_key_file;
 	int tls_min_version;     /* OpenSSL constant: TLS1_2_VERSION (default) or TLS1_3_VERSION */
 	size_t max_request_size; /* bytes; default 32 MiB; 0 or negative in the file → default */
+	/* OpenBao 2.5: sys/rekey* needs a sudo token (default true); false restores Vault's
+	 * unauthenticated rekey (server/rekey.h). */
+	bool disable_unauthed_rekey_endpoints;
 };
 
 #define CS_MAX_RETRY_JOIN 16

@@ -1563,9 +1563,10 @@ static void got_challenge(struct cs_ha *ha, const char *body)
 	const cJSON *ch = cJSON_GetObjectItemCaseSensitive(d, "challenge");
 	const cJSON *sc = cJSON_GetObjectItemCaseSensitive(d, "seal_config");
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(sc, "type");
-	const cJSON *n = cJSON_GetObjectItemCaseSensitive(sc, "secret_shares");
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(sc, "secret_threshold");
-	if (!cJSON_IsString(ch) || !cJSON_IsNumber(n) || !cJSON_IsNumber(t) ||
+	int shares = 0, threshold = 0;
+	/* The same bounds as a stored config (1 <= threshold <= shares <= 255): the counts
+	 * size this node's unseal progress. */
+	if (!cJSON_IsString(ch) || cs_seal_config_decode(sc, &shares, &threshold) ||
 	    (cJSON_IsString(type) && strcmp(type->valuestring, "shamir") != 0)) {
 		cs_warn("ha: join: the leader's challenge is malformed or its seal type differs");
 		cJSON_Delete(j);
@@ -1576,8 +1577,8 @@ static void got_challenge(struct cs_ha *ha, const char *body)
 	result_set(ha, strdup(ch->valuestring)); /* the challenge, until answered */
 	pthread_mutex_unlock(&ha->mu);
 	core->initialized = true;
-	core->seal.shares = n->valueint;
-	core->seal.threshold = t->valueint;
+	core->seal.shares = shares;
+	core->seal.threshold = threshold;
 	ha->phase = JOIN_CHALLENGED;
 	cJSON_Delete(j);
 	cs_info("ha: join: challenge received from %s; unseal this node with the cluster's "
@@ -1974,6 +1975,7 @@ static int challenge_write(struct cs_request *req)
 	}
 	char *b64 = cs_b64_encode((const uint8_t *)ct.data, ct.len);
 	cs_buf_free(&ct);
+	cs_seal_refresh_config(core); /* the shares a joiner needs, after any rekey */
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "challenge", b64);
 	free(b64);

@@ -32,6 +32,7 @@
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
+#include "server/rekey.h"
 #include "server/rotate_sys.h"
 #include "server/routes.h"
 #include "server/snapshot_sys.h"
@@ -179,6 +180,10 @@ static void register_late(struct cs_core *core)
 	/* sys/rotate, sys/key-status, sys/rotate/config: the apply hook goes on the open store
 	 * (cs_storage_open clears it); listing only reads the rows. */
 	cs_rotate_register(core);
+	/* sys/rekey*, sys/generate-root* (key custody); the listeners' options decide whether
+	 * rekey needs a token (core->cfg is NULL when only listing routes: the default). */
+	cs_rekey_register(core->cfg);
+	cs_generate_root_register(core);
 }
 
 /* -list-routes / -list-unauthenticated: register every module as the server does, print

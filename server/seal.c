@@ -25,6 +25,25 @@
 #define CLUSTER_INFO_PATH "core/cluster/local/info"
 #define SHAMIR_KEK_PATH   "core/shamir-kek"
 
+bool cs_seal_config_valid(int shares, int threshold)
+{
+	return shares >= 1 && shares <= CS_MAX_SHARES && threshold >= 1 && threshold <= shares;
+}
+
+int cs_seal_config_decode(const cJSON *sc, int *shares, int *threshold)
+{
+	const cJSON *n = cJSON_GetObjectItemCaseSensitive(sc, "secret_shares");
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(sc, "secret_threshold");
+	/* Compare as doubles first: valueint saturates, and 255.5 is not a share count. */
+	if (!cJSON_IsNumber(n) || !cJSON_IsNumber(t) || n->valuedouble != (double)n->valueint ||
+	    t->valuedouble != (double)t->valueint ||
+	    !cs_seal_config_valid(n->valueint, t->valueint))
+		return CS_EINVAL;
+	*shares = n->valueint;
+	*threshold = t->valueint;
+	return 0;
+}
+
 int cs_seal_load_config(struct cs_core *core)
 {
 	struct cs_buf b = CS_BUF_INIT;
@@ -40,18 +59,182 @@ int cs_seal_load_config(struct cs_core *core)
 	}
 	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
 	cs_buf_free(&b);
-	const cJSON *n = cJSON_GetObjectItemCaseSensitive(j, "secret_shares");
-	const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "secret_threshold");
-	if (!cJSON_IsNumber(n) || !cJSON_IsNumber(t)) {
-		cJSON_Delete(j);
-		snprintf(core->errmsg, sizeof core->errmsg, "stored seal config is corrupt");
+	int n = 0, t = 0;
+	rc = cs_seal_config_decode(j, &n, &t);
+	cJSON_Delete(j);
+	if (rc) {
+		/* A threshold above the share array would let unseal submissions write past
+		 * it: refuse to start rather than guess. */
+		snprintf(core->errmsg, sizeof core->errmsg,
+			 "stored seal config is corrupt: need 1 <= secret_threshold <= "
+			 "secret_shares <= %d",
+			 CS_MAX_SHARES);
 		return CS_EIO;
 	}
-	core->seal.shares = n->valueint;
-	core->seal.threshold = t->valueint;
+	cs_core_unseal_reset(core);
+	core->seal.shares = n;
+	core->seal.threshold = t;
 	core->initialized = true;
-	cJSON_Delete(j);
 	return 0;
+}
+
+/* Re-read the seal config of an initialised node (a rekey applied through raft changes
+ * it under a running standby). Leaves the in-memory config alone when storage has none
+ * (a joining node takes it from the leader's challenge) or while shares are pending. */
+void cs_seal_refresh_config(struct cs_core *core)
+{
+	if (core->seal.progress > 0 || cs_ha_join_pending(core))
+		return;
+	struct cs_buf b = CS_BUF_INIT;
+	if (cs_store_get(&core->st.store, SEAL_CONFIG_PATH, strlen(SEAL_CONFIG_PATH), &b))
+		return;
+	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
+	cs_buf_free(&b);
+	int n, t;
+	if (!cs_seal_config_decode(j, &n, &t)) {
+		core->seal.shares = n;
+		core->seal.threshold = t;
+		core->initialized = true;
+	}
+	cJSON_Delete(j);
+}
+
+/* core/hsm/barrier-unseal-keys: the root key under the KEK, bound to its path. */
+static int wrap_root_key(struct cs_txn *txn, const uint8_t *kek, const uint8_t *root_key)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	int rc =
+	    cs_aead_seal(kek, 1, ROOT_KEY_PATH, strlen(ROOT_KEY_PATH), root_key, CS_KEY_LEN, &b);
+	if (!rc)
+		rc = cs_txn_put_raw(txn, ROOT_KEY_PATH, b.data, b.len);
+	cs_buf_free(&b);
+	return rc;
+}
+
+int cs_seal_make_shares(const uint8_t *kek, int n, int t, uint8_t **mem, size_t *share_len)
+{
+	*mem = NULL;
+	if (!cs_seal_config_valid(n, t) || (n > 1 && t < 2))
+		return CS_EINVAL;
+	/* One share is the KEK itself (Vault's rule); otherwise KEK+1 bytes each. */
+	size_t len = n == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	uint8_t *m = cs_secmem_alloc(len * (size_t)n);
+	int rc = 0;
+	if (n == 1) {
+		memcpy(m, kek, CS_KEY_LEN);
+	} else {
+		uint8_t *shares[CS_MAX_SHARES];
+		for (int i = 0; i < n; i++)
+			shares[i] = m + len * (size_t)i;
+		rc = cs_shamir_split(kek, CS_KEY_LEN, n, t, shares);
+	}
+	if (rc) {
+		cs_secmem_free(m, len * (size_t)n);
+		return rc;
+	}
+	*mem = m;
+	*share_len = len;
+	return 0;
+}
+
+static cJSON *string_array_take(char **v, int n);
+
+void cs_seal_add_shares_json(cJSON *obj, const uint8_t *mem, int n, size_t share_len)
+{
+	char *hex[CS_MAX_SHARES], *b64[CS_MAX_SHARES];
+	for (int i = 0; i < n; i++) {
+		const uint8_t *sh = mem + share_len * (size_t)i;
+		hex[i] = malloc(2 * share_len + 1);
+		if (!hex[i])
+			abort();
+		cs_hex_encode(sh, share_len, hex[i]);
+		b64[i] = cs_b64_encode(sh, share_len);
+	}
+	cJSON_AddItemToObject(obj, "keys", string_array_take(hex, n));
+	cJSON_AddItemToObject(obj, "keys_base64", string_array_take(b64, n));
+}
+
+/* ------------------------------------------------------------------ share sets */
+
+int cs_share_set_add(struct cs_share_set *s, const uint8_t *key, size_t len)
+{
+	for (int i = 0; i < s->n; i++)
+		if (cs_ct_equal(s->keys[i], s->len[i], key, len))
+			return CS_EEXIST;
+	if (s->n < 0 || s->n >= CS_MAX_SHARES)
+		return CS_EINVAL;
+	s->keys[s->n] = cs_secmem_alloc(len);
+	memcpy(s->keys[s->n], key, len);
+	s->len[s->n] = len;
+	s->n++;
+	return 0;
+}
+
+void cs_share_set_clear(struct cs_share_set *s)
+{
+	for (int i = 0; i < s->n && i < CS_MAX_SHARES; i++) {
+		cs_secmem_free(s->keys[i], s->len[i]);
+		s->keys[i] = NULL;
+	}
+	s->n = 0;
+}
+
+int cs_share_set_combine(const struct cs_share_set *s, uint8_t *kek)
+{
+	if (s->n == 1) { /* a single-share seal: the share is the key */
+		if (s->len[0] != CS_KEY_LEN)
+			return CS_EINVAL;
+		memcpy(kek, s->keys[0], CS_KEY_LEN);
+		return 0;
+	}
+	if (s->n < 2 || s->len[0] != CS_KEY_LEN + 1)
+		return CS_EINVAL;
+	for (int i = 1; i < s->n; i++)
+		if (s->len[i] != s->len[0])
+			return CS_EINVAL;
+	return cs_shamir_combine((const uint8_t *const *)s->keys, s->n, s->len[0], kek);
+}
+
+static int read_kek(struct cs_core *core, uint8_t *kek);
+
+int cs_seal_check_shares(struct cs_core *core, const struct cs_share_set *s, uint8_t *kek)
+{
+	uint8_t *cur = cs_secmem_alloc(CS_KEY_LEN);
+	int rc = cs_share_set_combine(s, kek);
+	if (!rc)
+		rc = read_kek(core, cur);
+	if (!rc && !cs_ct_equal(kek, CS_KEY_LEN, cur, CS_KEY_LEN))
+		rc = CS_EINVAL;
+	if (rc == CS_EINVAL)
+		cs_zero(kek, CS_KEY_LEN);
+	cs_secmem_free(cur, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_rekey_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *new_kek, int n,
+			int t)
+{
+	if (!core->kr)
+		return CS_ESEALED;
+	if (!cs_seal_config_valid(n, t))
+		return CS_EINVAL;
+	cJSON *sc = cJSON_CreateObject();
+	cJSON_AddStringToObject(sc, "type", "shamir");
+	cJSON_AddNumberToObject(sc, "secret_shares", n);
+	cJSON_AddNumberToObject(sc, "secret_threshold", t);
+	cJSON_AddStringToObject(sc, "nonce", "");
+	cJSON_AddBoolToObject(sc, "backup", false);
+	char *js = cJSON_PrintUnformatted(sc);
+	cJSON_Delete(sc);
+	/* All three in the one write-set: a node applies the new config, the re-wrapped
+	 * root key and the new barrier copy of the KEK together or not at all. */
+	int rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, js, strlen(js));
+	free(js);
+	if (!rc)
+		rc = wrap_root_key(txn, new_kek, core->kr->root_key);
+	if (!rc)
+		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, new_kek, CS_KEY_LEN);
+	return rc;
 }
 
 static cJSON *string_array_take(char **v, int n)
@@ -87,16 +270,9 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 	cs_random(kek, CS_KEY_LEN);
 	int rc = 0;
 
-	/* Shares: one share = the KEK itself (Vault's rule); otherwise KEK+1 bytes each. */
-	size_t share_len = n == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
-	uint8_t *shares[CS_MAX_SHARES] = {0};
-	uint8_t *share_mem = cs_secmem_alloc(share_len * (size_t)n);
-	for (int i = 0; i < n; i++)
-		shares[i] = share_mem + share_len * (size_t)i;
-	if (n == 1)
-		memcpy(shares[0], kek, CS_KEY_LEN);
-	else
-		rc = cs_shamir_split(kek, CS_KEY_LEN, n, t, shares);
+	size_t share_len = 0;
+	uint8_t *share_mem = NULL;
+	rc = cs_seal_make_shares(kek, n, t, &share_mem, &share_len);
 
 	struct cs_buf b = CS_BUF_INIT;
 	if (!rc) {
@@ -112,13 +288,8 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 		free(s);
 		cJSON_Delete(sc);
 	}
-	if (!rc) {
-		rc = cs_aead_seal(kek, 1, ROOT_KEY_PATH, strlen(ROOT_KEY_PATH), kr->root_key,
-				  CS_KEY_LEN, &b);
-		if (!rc)
-			rc = cs_txn_put_raw(txn, ROOT_KEY_PATH, b.data, b.len);
-		cs_buf_reset(&b);
-	}
+	if (!rc)
+		rc = wrap_root_key(txn, kek, kr->root_key);
 	if (!rc) {
 		struct cs_buf plain = CS_BUF_INIT;
 		cs_keyring_encode(kr, &plain);
@@ -182,21 +353,14 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 		rc = cs_keyring_store(txn, kr);
 
 	if (!rc) {
-		char *hex[CS_MAX_SHARES], *b64[CS_MAX_SHARES];
-		for (int i = 0; i < n; i++) {
-			hex[i] = malloc(2 * share_len + 1);
-			cs_hex_encode(shares[i], share_len, hex[i]);
-			b64[i] = cs_b64_encode(shares[i], share_len);
-		}
 		cJSON *r = cJSON_CreateObject();
-		cJSON_AddItemToObject(r, "keys", string_array_take(hex, n));
-		cJSON_AddItemToObject(r, "keys_base64", string_array_take(b64, n));
+		cs_seal_add_shares_json(r, share_mem, n, share_len);
 		cJSON_AddStringToObject(r, "root_token", root);
 		*resp = r;
 		if (core->dev_cb) {
 			/* -dev unseals itself right after the init commit. */
 			core->dev_unseal_key = cs_secmem_alloc(share_len);
-			memcpy(core->dev_unseal_key, shares[0], share_len);
+			memcpy(core->dev_unseal_key, share_mem, share_len);
 			core->dev_unseal_key_len = share_len;
 			snprintf(core->dev_root_token, sizeof core->dev_root_token, "%s", root);
 		}
@@ -204,7 +368,8 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 		snprintf(errmsg, errlen, "initialisation failed: %s", cs_strerror(rc));
 	}
 	cs_zero(root, sizeof root);
-	cs_secmem_free(share_mem, share_len * (size_t)n);
+	if (share_mem)
+		cs_secmem_free(share_mem, share_len * (size_t)n);
 	cs_secmem_free(kek, CS_KEY_LEN);
 	cs_keyring_free(kr);
 	return rc;
@@ -290,6 +455,15 @@ int cs_core_unseal_submit(struct cs_core *core, const uint8_t *key, size_t len, 
 	if (core->kr) {
 		*done = true;
 		return 0;
+	}
+	cs_seal_refresh_config(core);
+	/* The progress array holds CS_MAX_SHARES entries and is emptied whenever it reaches
+	 * the threshold: both bounds must hold before one more share is stored. */
+	if (!cs_seal_config_valid(core->seal.shares, core->seal.threshold) ||
+	    core->seal.progress < 0 || core->seal.progress >= core->seal.threshold) {
+		cs_core_unseal_reset(core);
+		snprintf(errmsg, errlen, "unseal failed: invalid seal configuration");
+		return CS_EINVAL;
 	}
 	size_t want = core->seal.shares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
 	if (len != want) {
@@ -479,6 +653,8 @@ cJSON *cs_seal_status_json(struct cs_core *core)
 {
 	cJSON *j = cJSON_CreateObject();
 	bool sealed = core->kr == NULL;
+	if (core->initialized)
+		cs_seal_refresh_config(core);
 	cJSON_AddStringToObject(j, "type", "shamir");
 	cJSON_AddBoolToObject(j, "initialized", core->initialized);
 	cJSON_AddBoolToObject(j, "sealed", sealed);

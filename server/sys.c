@@ -15,6 +15,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "server/ha.h"
+#include "server/keys_common.h"
 #include "server/seal.h"
 
 static struct cs_mount *sys_mount;
@@ -339,14 +340,28 @@ static int init_write(struct cs_request *req)
 	if (core->initialized && !cs_ha_join_pending(core))
 		return cs_req_error(req, CS_EINVAL, "Vault is already initialized");
 	const cJSON *pgp = cs_req_get(req, "pgp_keys");
-	if (cJSON_GetArraySize(pgp) > 0 || *cs_req_str(req, "root_token_pgp_key", ""))
-		return cs_req_error(req, CS_EINVAL, "PGP-encrypted key shares are not supported");
+	const char *root_pgp = cs_req_str(req, "root_token_pgp_key", "");
 	if (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0))
 		return cs_req_error(req, CS_EINVAL,
 				    "parameters recovery_shares,recovery_threshold not applicable "
 				    "to seal type shamir");
 	if (!cs_req_has(req, "secret_shares"))
 		return cs_req_error(req, CS_EINVAL, "secret_shares must be specified");
+	/* PGP keys are checked before anything starts (server/keys_common.h). */
+	char perr[256] = "";
+	if (cJSON_GetArraySize(pgp) > 0 &&
+	    cJSON_GetArraySize(pgp) != cs_req_int(req, "secret_shares", 0))
+		return cs_req_error(req, CS_EINVAL, "incorrect number of PGP keys");
+	if (cJSON_GetArraySize(pgp) > 0 && cs_keys_pgp_check(pgp, NULL, perr, sizeof perr))
+		return cs_req_error(req, CS_EINVAL, "%s", perr);
+	if (*root_pgp) {
+		cJSON *a = cJSON_CreateArray();
+		cJSON_AddItemToArray(a, cJSON_CreateString(root_pgp));
+		int prc = cs_keys_pgp_check(a, NULL, perr, sizeof perr);
+		cJSON_Delete(a);
+		if (prc)
+			return cs_req_error(req, CS_EINVAL, "root_token_pgp_key: %s", perr);
+	}
 	if (!cs_ha_join_cancel(core))
 		return cs_req_error(req, CS_EINVAL,
 				    "this node is joining a cluster; unseal it with the cluster's "
@@ -366,6 +381,24 @@ static int init_write(struct cs_request *req)
 	int rc = cs_seal_init(core, &req->txn, &p, &resp, err, sizeof err);
 	if (rc)
 		return cs_req_error(req, rc, "%s", err);
+	if (cJSON_GetArraySize(pgp) > 0)
+		rc = cs_keys_pgp_shares(resp, pgp, NULL, err, sizeof err);
+	if (!rc && *root_pgp) {
+		char *enc = NULL, fpr[CS_PGP_FPR_LEN + 1];
+		const cJSON *rt = cJSON_GetObjectItemCaseSensitive(resp, "root_token");
+		rc = cs_keys_pgp_encrypt_text(root_pgp, cJSON_IsString(rt) ? rt->valuestring : "",
+					      &enc, fpr, err, sizeof err);
+		if (!rc) {
+			cs_zero(rt->valuestring, strlen(rt->valuestring));
+			cJSON_ReplaceItemInObjectCaseSensitive(resp, "root_token",
+							       cJSON_CreateString(enc));
+			free(enc);
+		}
+	}
+	if (rc) {
+		cs_keys_free_secret_json(resp);
+		return cs_req_error(req, rc, "%s", err);
+	}
 	core->initialized = true;
 	core->seal.shares = p.shares;
 	core->seal.threshold = p.threshold;
@@ -798,8 +831,8 @@ static int ui_mount_path(struct cs_request *req)
 static const struct cs_field init_fields[] = {
     {"secret_shares", CS_FIELD_INT, "number of key shares", false},
     {"secret_threshold", CS_FIELD_INT, "shares needed to unseal", false},
-    {"pgp_keys", CS_FIELD_STRLIST, "PGP keys to encrypt shares (unsupported)", false},
-    {"root_token_pgp_key", CS_FIELD_STRING, "PGP key for the root token (unsupported)", false},
+    {"pgp_keys", CS_FIELD_STRLIST, "PGP public keys (base64) to encrypt the shares", false},
+    {"root_token_pgp_key", CS_FIELD_STRING, "PGP public key (base64) for the root token", false},
     {"recovery_shares", CS_FIELD_INT, "auto-unseal only", false},
     {"recovery_threshold", CS_FIELD_INT, "auto-unseal only", false},
     {"recovery_pgp_keys", CS_FIELD_STRLIST, "auto-unseal only", false},
