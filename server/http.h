@@ -14,7 +14,12 @@
  * - client disconnects while the handler still holds the request: req->conn becomes
  *   NULL; the handler still calls cs_http_respond, which then only frees the request.
  * - idle keep-alive connections are closed after 5 minutes; a connection that sends no
- *   complete request header within 10 seconds of its first byte is closed.
+ *   complete request header within http_read_header_timeout (10 s) of its first byte,
+ *   or no complete request within http_read_timeout (30 s), is closed (an upload
+ *   admitted by the spool policy is bounded by the 5-minute gap between bytes only);
+ * - more than max_connections (4096) open client connections: a new plain-HTTP
+ *   connection is answered 503 {"errors":["too many open connections"]} and closed; a
+ *   new TLS connection is closed right after accept (answering would need a handshake).
  *
  * Two more ways in and out:
  * - Adopted connections: a listener made with cs_http_adopt_listener has no socket; the
@@ -22,8 +27,10 @@
  *   custos-forward through cs_http_adopt. Their requests carry `forwarded = true` and
  *   take remote_addr from X-Custos-Forwarded-For (a header trusted nowhere else).
  * - Big bodies: requests chosen by cs_http_set_spool get their body in an unlinked temp
- *   file (body_fd) instead of memory; responses of unknown or large size are pushed with
- *   the cs_http_stream_* API (chunked), with back-pressure.
+ *   file (body_fd) instead of memory, written by a thread (server/spool.h) while the
+ *   loop keeps serving; cs_http_set_spool_policy decides who may upload before the body
+ *   is read. Responses of unknown or large size are pushed with the cs_http_stream_*
+ *   API (chunked), with back-pressure.
  *
  * Thread: everything runs on the loop thread passed to cs_http_listen.
  */
@@ -152,12 +159,31 @@ void cs_http_stream_abort(struct cs_http_req *req);
  * Request-body spooling, process-wide (every listener, including adopted ones). A
  * request for which want(method, path) returns true gets its body written to an
  * unlinked temp file in `dir` (body_fd, body_len) instead of memory, limited to
- * max_bytes instead of max_request_size (413 beyond). A failing write (ENOSPC, EIO) is
- * answered 500 and the connection closed. want == NULL turns spooling off. `dir` is
+ * max_bytes instead of max_request_size (413 beyond). The handler runs once the whole
+ * body is on disk. A failing write (EIO, EFBIG) is answered 500, a full disk or a
+ * crossed reserve 507, and the connection closed. want == NULL turns spooling off. `dir` is
  * copied. Call from the loop thread (or before the loop runs); `want` runs on it.
  */
 void cs_http_set_spool(bool (*want)(const char *method, const char *path), const char *dir,
 		       uint64_t max_bytes);
+
+/*
+ * Who may spool, decided when the header block of a request chosen by `want` is
+ * complete, before a byte of its body is read. admit(req, ctx, &body, &len) returns 0
+ * to accept (a malloc'd *body, if set, is freed), or an HTTP status with *body a
+ * malloc'd JSON error of *len bytes: the HTTP layer sends it and closes the connection
+ * without reading the body (and frees body). Only the request line, headers and
+ * remote_addr of req are meaningful then; admit must not answer or keep req. For every
+ * accepted request done(ctx) runs once, when the request is released (answered, failed
+ * or the client gone), so that the owner can count uploads in progress.
+ * reserve_percent: an upload is refused with 507 when it would leave less than this
+ * share of the spool volume free (checked with Content-Length before the body, and
+ * before every write); 0 turns the check off. admit == NULL: every request is accepted.
+ * Loop thread (or before the loop runs); admit and done run on it.
+ */
+typedef int (*cs_http_admit_fn)(struct cs_http_req *req, void *ctx, char **body, size_t *len);
+void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), void *ctx,
+			      int reserve_percent);
 
 /* Reason phrase for a status ("OK", "Not Found", ...). */
 const char *cs_http_reason(int status);

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -586,6 +587,76 @@ static int snapshot_restore_force(struct cs_request *req)
 	return snapshot_restore(req, true);
 }
 
+/* ================================================================ uploads */
+
+/*
+ * Upload admission (cs_http_set_spool_policy), when the header block is complete and
+ * before a byte of the archive is read: the core's own token and ACL check (sudo on the
+ * path), then one upload at a time. The slot is held from admission until the HTTP
+ * request is released, which for a restore is its answer, after the restore ended.
+ */
+static int uploads; /* admitted uploads whose request is not released yet */
+
+static int admit_upload(struct cs_http_req *h, void *ctx, char **body, size_t *len)
+{
+	struct cs_core *core = ctx;
+	int status = cs_core_admit(core, h, body, len);
+	if (status)
+		return status;
+	if (uploads > 0 || restoring) {
+		cs_info("snapshot: upload from %s refused: another one is in progress",
+			h->remote_addr);
+		*body = cs_response_errors("a snapshot upload or restore is already in progress; "
+					   "try again once it has finished",
+					   len);
+		return 503;
+	}
+	uploads++;
+	return 0;
+}
+
+static void upload_done(void *ctx)
+{
+	(void)ctx;
+	if (uploads > 0)
+		uploads--;
+}
+
+/* Whether `dir` is `root` or below it (both resolved; a missing dir is not below). */
+static bool path_within(const char *dir, const char *root)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	if (!realpath(dir, a) || !realpath(root, b))
+		return false;
+	size_t n = strlen(b);
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+/* The spool directory: the configured one, or <data dir>/snapshot-spool; never inside
+ * the raft or LMDB directories (c-raft and LMDB own every file there). */
+static void spool_dir(struct cs_core *core, char *out, size_t outlen)
+{
+	const char *cfg = core->cfg ? core->cfg->snapshot_spool_dir : NULL;
+	snprintf(out, outlen, "%s/snapshot-spool", core->data_dir);
+	if (cfg && *cfg) {
+		char raft[4200], fsm[4200];
+		snprintf(raft, sizeof raft, "%s/raft", core->data_dir);
+		snprintf(fsm, sizeof fsm, "%s/fsm", core->data_dir);
+		int e = cs_mkdir_p(cfg, 0700);
+		if (e)
+			cs_error("snapshot: snapshot_spool_dir %s: %s", cfg, strerror(e));
+		else if (path_within(cfg, raft) || path_within(cfg, fsm))
+			cs_error("snapshot: snapshot_spool_dir %s is inside the raft or LMDB "
+				 "directory; using %s",
+				 cfg, out);
+		else
+			snprintf(out, outlen, "%s", cfg);
+	}
+	int e = cs_mkdir_p(out, 0700);
+	if (e)
+		cs_error("snapshot: spool directory %s: %s (uploads will fail)", out, strerror(e));
+}
+
 /* ================================================================ registration */
 
 static bool want_spool(const char *method, const char *path)
@@ -616,9 +687,15 @@ static const struct cs_path snapshot_paths[] = {
 void cs_snapshot_register(struct cs_core *core)
 {
 	cs_sys_add_paths(snapshot_paths, sizeof snapshot_paths / sizeof snapshot_paths[0]);
-	if (!core->data_dir[0])
+	if (!core->data_dir[0]) {
 		cs_error("snapshot: cs_snapshot_register before cs_core_init: restores will "
 			 "not be spooled");
-	else
-		cs_http_set_spool(want_spool, core->data_dir, CS_SNAPSHOT_MAX_UPLOAD);
+		return;
+	}
+	char dir[4200];
+	spool_dir(core, dir, sizeof dir);
+	cs_http_set_spool(want_spool, dir, CS_SNAPSHOT_MAX_UPLOAD);
+	cs_http_set_spool_policy(admit_upload, upload_done, core,
+				 core->cfg ? core->cfg->snapshot_spool_reserve_percent
+					   : CS_DEFAULT_SPOOL_RESERVE_PERCENT);
 }
