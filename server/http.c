@@ -375,6 +375,26 @@ const char *cs_http_header_get(const struct cs_http_req *req, const char *name)
 	return NULL;
 }
 
+/*
+ * Request and response bytes carry tokens and secrets: buffers are wiped as they are
+ * consumed, not only when freed (cs_buf_consume moves the rest down and leaves the old
+ * tail behind; resetting len leaves everything).
+ */
+static void consume_wipe(struct cs_buf *b, size_t n)
+{
+	size_t old = b->len;
+	cs_buf_consume(b, n);
+	if (b->data && old > b->len)
+		cs_zero(b->data + b->len, old - b->len);
+}
+
+static void reset_wipe(struct cs_buf *b)
+{
+	if (b->data)
+		cs_zero(b->data, b->len);
+	b->len = 0;
+}
+
 static void put_str(struct cs_buf *b, const char *s)
 {
 	cs_buf_append(b, s, strlen(s));
@@ -609,7 +629,7 @@ static void start_write(struct cs_http_conn *c)
 	uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
 	int r = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
 	if (r == (int)c->wbuf.len) {
-		c->wbuf.len = 0;
+		reset_wipe(&c->wbuf);
 		return;
 	}
 	if (r < 0 && r != UV_EAGAIN) {
@@ -618,7 +638,7 @@ static void start_write(struct cs_http_conn *c)
 		return;
 	}
 	if (r > 0)
-		cs_buf_consume(&c->wbuf, (size_t)r);
+		consume_wipe(&c->wbuf, (size_t)r);
 	b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
 	r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, &b, 1, on_write);
 	if (r) {
@@ -763,7 +783,7 @@ static void on_write(uv_write_t *w, int status)
 {
 	struct cs_http_conn *c = CS_CONTAINER_OF(w, struct cs_http_conn, wreq);
 	c->writing = false;
-	c->wbuf.len = 0;
+	reset_wipe(&c->wbuf);
 	if (c->closing)
 		return;
 	if (status < 0) {
@@ -1409,16 +1429,16 @@ static void process_input(struct cs_http_conn *c)
 		return;
 	}
 	if (c->in_off >= c->in.len) {
-		c->in.len = 0;
+		reset_wipe(&c->in);
 		c->in_off = 0;
 		if (c->in.cap > KEEP_BUF_CAP)
 			cs_buf_free_secure(&c->in);
 	} else if (c->in_off) {
-		cs_buf_consume(&c->in, c->in_off);
+		consume_wipe(&c->in, c->in_off);
 		c->in_off = 0;
 	}
 	if (c->dead_input)
-		c->in.len = 0;
+		reset_wipe(&c->in);
 
 	if (c->peer_eof && !c->held && !c->close_after_write && !c->writing) {
 		/* The client is gone and everything it sent is answered. */
@@ -1714,6 +1734,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->bytes_seen = true;
 	if (c->dead_input) {
+		if (!c->ssl)
+			cs_zero(buf->base, (size_t)nread);
 		if (!c->lingering)
 			timer_update(c);
 		return; /* draining before close */
@@ -1728,6 +1750,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	cs_buf_append(&c->in, buf->base, (size_t)nread);
+	cs_zero(buf->base, (size_t)nread); /* the listener's shared read buffer */
 	process_input(c);
 }
 

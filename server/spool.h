@@ -27,8 +27,8 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define CS_SPOOL_HIGH (4u << 20) /* the owner stops reading above this many queued bytes */
-#define CS_SPOOL_LOW  (1u << 20) /* and resumes below this */
+#define CS_SPOOL_HIGH (1u << 20) /* the owner stops reading above this many queued bytes */
+#define CS_SPOOL_LOW  (256u << 10) /* and resumes below this */
 
 struct cs_spool;
 
