@@ -142,6 +142,14 @@ struct http_req {
 	uint64_t spool_max;
 	struct cs_spool *spool; /* while the body arrives; the file becomes body_fd */
 	bool gated;             /* admitted by spool.admit: spool.done is owed */
+	/* streamed body (pub.body_stream): the handler runs after the header block */
+	void (*body_data)(void *ctx, const char *p, size_t n);
+	void (*body_end)(void *ctx, int err);
+	void *body_ctx;
+	uint64_t body_seen;
+	bool body_open;    /* dispatched, body not complete yet */
+	bool body_started; /* a consumer is registered */
+	bool body_paused;
 };
 
 enum timer_mode { TM_NONE, TM_IDLE, TM_HEADER, TM_BODY, TM_WRITE, TM_LINGER };
@@ -199,6 +207,8 @@ struct cs_http_conn {
 	bool spool_blocked;      /* reading paused: the spool writer is behind */
 	bool spool_wait;         /* request complete, waiting for the spool to be written */
 	bool refusing;           /* over max_connections: answered 503 and closing */
+	bool early;              /* header block of a streamed-body request: dispatch it now */
+	int body_err;            /* why a streamed body failed (errno), for its on_end */
 	uint64_t req_start;      /* uv_now when the current request's first byte arrived */
 };
 
@@ -493,6 +503,12 @@ static void req_reset_extras(struct http_req *r)
 	r->drain_ctx = NULL;
 	r->streaming = r->chunked = r->no_body = false;
 	r->spool_max = 0;
+	r->pub.body_stream = false;
+	r->body_data = NULL;
+	r->body_end = NULL;
+	r->body_ctx = NULL;
+	r->body_seen = 0;
+	r->body_open = r->body_started = r->body_paused = false;
 }
 
 static void req_free(struct http_req *r)
@@ -564,6 +580,13 @@ static void timer_set(struct cs_http_conn *c, enum timer_mode m, uint64_t ms, bo
 		uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
+/* A streamed body the consumer wants now: parse it even though the request is held. */
+static bool body_active(const struct cs_http_conn *c)
+{
+	const struct http_req *r = c->req;
+	return r && r->body_open && r->body_started && !r->body_paused;
+}
+
 /*
  * While a body arrives: the gap between bytes (IDLE_TIMEOUT_MS), and the whole request's
  * read time (http_read_timeout) counted from its first byte, so that a client trickling
@@ -591,6 +614,8 @@ static void timer_update(struct cs_http_conn *c)
 	struct cs_http_listener *l = c->l;
 	if (c->held && c->writing && c->req && c->req->streaming)
 		timer_set(c, TM_WRITE, IDLE_TIMEOUT_MS, false); /* a client that stops reading */
+	else if (c->held && body_active(c))
+		timer_set(c, TM_BODY, body_deadline(c), true); /* a streamed body still arrives */
 	else if (c->held)
 		timer_set(c, TM_NONE, 0, false);
 	else if (c->writing)
@@ -998,6 +1023,8 @@ static int on_message_begin(http_parser *p)
 	memcpy(r->pub.remote_addr, c->remote_addr, sizeof r->pub.remote_addr);
 	r->n = 0;
 	c->hdr_bytes = 0;
+	c->early = false;
+	c->body_err = 0;
 	c->req_start = uv_now(c->l->loop);
 	c->hstate = HS_URL;
 	c->in_headers = true;
@@ -1214,7 +1241,19 @@ static int on_headers_complete(http_parser *p)
 		free(body);
 		r->gated = true;
 	}
-	if (spooled && (chunked || (has_len && p->content_length > 0))) {
+	bool has_body = chunked || (has_len && p->content_length > 0);
+	if (!has_body)
+		r->pub.body_stream = false;
+	if (r->pub.body_stream) {
+		/* Passed through: the handler runs now (process_input sees the pause) and
+		 * the body is parsed as its consumer asks (cs_http_body_start). */
+		r->spool_max = spool.max;
+		r->body_open = true;
+		r->pub.body_len = has_len ? p->content_length : 0;
+		c->early = true;
+		http_parser_pause(p, 1);
+	}
+	if (spooled && has_body && !r->pub.body_stream) {
 		r->spool_max = spool.max;
 		int e = cs_spool_open(c->l->loop, spool.dir, spool.reserve_percent,
 				      has_len ? p->content_length : 0, spool_wake, c, &r->spool);
@@ -1230,7 +1269,7 @@ static int on_headers_complete(http_parser *p)
 		if (expect && strcasecmp(expect, "100-continue") == 0)
 			send_plain(c, continue_100, sizeof continue_100 - 1);
 	}
-	if (has_len && p->content_length > 0 && r->pub.body_fd < 0)
+	if (has_len && p->content_length > 0 && !r->spool && !r->pub.body_stream)
 		cs_buf_reserve(&r->pub.body, p->content_length < BODY_PREALLOC_MAX
 						 ? (size_t)p->content_length
 						 : BODY_PREALLOC_MAX);
@@ -1256,12 +1295,32 @@ static int spool_body(struct cs_http_conn *c, const char *at, size_t len)
 	return 0;
 }
 
+/* A streamed body goes to its consumer, which may pause us from within the call. */
+static int stream_body(struct cs_http_conn *c, http_parser *p, const char *at, size_t len)
+{
+	struct http_req *r = c->req;
+	if (len > r->spool_max - r->body_seen) {
+		c->err_status = 413;
+		return -1;
+	}
+	r->body_seen += len;
+	if (r->body_data)
+		r->body_data(r->body_ctx, at, len);
+	if (c->closing)
+		return -1;
+	if (r->body_paused)
+		http_parser_pause(p, 1); /* the bytes of this call are consumed */
+	return 0;
+}
+
 static int on_body(http_parser *p, const char *at, size_t len)
 {
 	struct cs_http_conn *c = p->data;
 	struct cs_buf *b = &c->req->pub.body;
 	if (c->closing)
 		return -1;
+	if (c->req->body_open)
+		return stream_body(c, p, at, len);
 	if (c->req->spool)
 		return spool_body(c, at, len);
 	if (len > c->l->max_body - b->len) {
@@ -1343,6 +1402,80 @@ static void dispatch(struct cs_http_conn *c)
 	c->l->handler(&r->pub, c->l->ctx);
 }
 
+/* The header block of a streamed-body request: the handler takes it now. */
+static void dispatch_early(struct cs_http_conn *c)
+{
+	c->held = true;
+	timer_update(c);
+	c->l->handler(&c->req->pub, c->l->ctx);
+}
+
+/* The streamed body ended: the request is complete (it stays the handler's). */
+static void body_finish(struct cs_http_conn *c)
+{
+	struct http_req *r = c->req;
+	c->msg_done = false;
+	c->at_boundary = true;
+	c->is_list = false;
+	if (c->parser.upgrade)
+		r->keep_alive = false;
+	if (!r->keep_alive)
+		c->dead_input = true;
+	void (*end)(void *, int) = r->body_end;
+	r->body_open = false;
+	r->body_data = NULL;
+	r->body_end = NULL;
+	if (end)
+		end(r->body_ctx, 0);
+}
+
+void cs_http_body_start(struct cs_http_req *req, void (*on_data)(void *ctx, const char *p, size_t n),
+			void (*on_end)(void *ctx, int err), void *ctx)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	if (!r->body_open) {
+		on_end(ctx, c ? 0 : ECONNRESET); /* no body, or the client is gone */
+		return;
+	}
+	if (!c) {
+		r->body_open = false;
+		on_end(ctx, ECONNRESET);
+		return;
+	}
+	r->body_data = on_data;
+	r->body_end = on_end;
+	r->body_ctx = ctx;
+	r->body_started = true;
+	r->body_paused = false;
+	process_input(c);
+}
+
+void cs_http_body_pause(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	if (r->body_open)
+		r->body_paused = true;
+}
+
+void cs_http_body_resume(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	if (!r->body_open || !r->body_paused)
+		return;
+	r->body_paused = false;
+	if (req->conn)
+		process_input(req->conn);
+}
+
+void cs_http_body_stop(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	r->body_data = NULL;
+	r->body_end = NULL;
+	r->body_ctx = NULL;
+}
+
 /* The spool writer finished a batch: report its error, resume reading, or dispatch the
  * request that waited for its body to reach the disk. */
 static void spool_wake(void *ctx)
@@ -1381,8 +1514,8 @@ static void process_input(struct cs_http_conn *c)
 	if (c->processing || c->closing)
 		return;
 	c->processing = true;
-	while (!c->closing && !c->held && !c->dead_input && !c->writing && !c->spool_wait &&
-	       !c->spool_blocked && c->in_off < c->in.len) {
+	while (!c->closing && (!c->held || body_active(c)) && !c->dead_input && !c->writing &&
+	       !c->spool_wait && !c->spool_blocked && c->in_off < c->in.len) {
 		char *p = c->in.data + c->in_off;
 		size_t n = c->in.len - c->in_off;
 		if (c->at_boundary) {
@@ -1409,13 +1542,38 @@ static void process_input(struct cs_http_conn *c)
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 		if (c->closing)
 			break;
+		if (c->dead_input) {
+			/* Answered while its streamed body still arrived: what follows is
+			 * dropped, the connection ends once the answer is out. */
+			break;
+		}
+		if (e == HPE_PAUSED && c->early) {
+			c->early = false;
+			http_parser_pause(&c->parser, 0);
+			dispatch_early(c);
+			continue;
+		}
 		if (e == HPE_PAUSED && c->msg_done) {
 			http_parser_pause(&c->parser, 0);
-			dispatch(c);
+			if (c->held)
+				body_finish(c); /* the end of a streamed body */
+			else
+				dispatch(c);
+			continue;
+		}
+		if (e == HPE_PAUSED && c->held) {
+			http_parser_pause(&c->parser, 0); /* the consumer paused the body */
 			continue;
 		}
 		if (e != HPE_OK) {
-			reject(c, e);
+			if (c->held) {
+				/* A streamed body that cannot complete: its consumer learns it
+				 * from on_end; the handler still answers (to nobody). */
+				c->body_err = c->err_status == 413 ? EFBIG : EPROTO;
+				conn_close(c);
+			} else {
+				reject(c, e);
+			}
 			break;
 		}
 		if (used < n) {
@@ -1462,7 +1620,8 @@ static void process_input(struct cs_http_conn *c)
 	}
 	timer_update(c);
 	c->processing = false;
-	if (!c->held && !c->reading && !c->peer_eof && !c->spool_blocked && !c->spool_wait)
+	if ((!c->held || c->in.len <= MAX_BUFFERED_INPUT) && !c->reading && !c->peer_eof &&
+	    !c->spool_blocked && !c->spool_wait)
 		start_reading(c);
 }
 
@@ -1482,7 +1641,7 @@ void cs_http_respond(struct cs_http_req *req, int status, const char *content_ty
 		return;
 	}
 	c->held = false;
-	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
+	bool close = !r->keep_alive || c->peer_eof || c->l->closing || r->body_open;
 	send_response(c, status, content_type, extra, n_extra, body, len, r->head,
 		      r->http10 && r->keep_alive, close);
 	req_clear(r);
@@ -1533,6 +1692,14 @@ int cs_http_stream_begin(struct cs_http_req *req, int status, const char *conten
 		r->keep_alive = false;
 	if (!c)
 		return -1;
+	if (r->body_open) {
+		/* Answered before its streamed body ended: the rest of it is not read. */
+		r->keep_alive = false;
+		r->body_open = false;
+		r->body_data = NULL;
+		r->body_end = NULL;
+		c->dead_input = true;
+	}
 	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
 	build_head(c, status, content_type, extra, n_extra, r->chunked ? FR_CHUNKED : FR_NONE, 0,
 		   r->http10 && r->keep_alive, close);
@@ -1830,6 +1997,7 @@ static void conn_close(struct cs_http_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	struct http_req *body_of = NULL;
 	if (c->held) {
 		/* The handler still owns the request: detach it. */
 		struct http_req *r = c->req;
@@ -1840,9 +2008,22 @@ static void conn_close(struct cs_http_conn *c)
 		r->pub.conn = NULL;
 		c->req = NULL;
 		c->held = false;
+		if (r->body_open)
+			body_of = r;
 	}
 	uv_close((uv_handle_t *)c->tcp, on_conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+	if (body_of) {
+		/* Its streamed body will not complete: tell the consumer (last, since it
+		 * may answer the request, which then is only freed). */
+		void (*end)(void *, int) = body_of->body_end;
+		void *ctx = body_of->body_ctx;
+		body_of->body_open = false;
+		body_of->body_data = NULL;
+		body_of->body_end = NULL;
+		if (end)
+			end(ctx, c->body_err ? c->body_err : ECONNRESET);
+	}
 }
 
 /* A connection on `tcp` (adopted) or on a fresh handle of its own (tcp NULL). */

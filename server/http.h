@@ -70,7 +70,12 @@ struct cs_http_req {
 			       * X-Custos-Forwarded-For (the original client) when present */
 	bool tls;
 	bool forwarded; /* arrived on an adopted (cluster) connection: never forward it again */
-	void *user;     /* free for the handler */
+	/* Set by the spool policy's admit (cs_http_set_spool_policy) to pass the body
+	 * through instead of storing it: the handler then runs as soon as the header
+	 * block is complete, and reads the body with cs_http_body_start (a standby relaying
+	 * an upload to the active node). Read-only for handlers. */
+	bool body_stream;
+	void *user; /* free for the handler */
 };
 
 /* Called once per complete request. The handler owns `req` until it calls
@@ -184,6 +189,23 @@ void cs_http_set_spool(bool (*want)(const char *method, const char *path), const
 typedef int (*cs_http_admit_fn)(struct cs_http_req *req, void *ctx, char **body, size_t *len);
 void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), void *ctx,
 			      int reserve_percent);
+
+/*
+ * Streamed request bodies (req->body_stream). The handler owns req from the header
+ * block on; the body is parsed only once cs_http_body_start registered the consumer:
+ * on_data(ctx, p, n) for every piece of the body (p valid during the call only), then
+ * on_end(ctx, 0) once it is complete, or on_end(ctx, error) if it cannot be (malformed
+ * framing, over the spool limit, the client went away) — exactly one on_end, never from
+ * within cs_http_body_start. on_data may call cs_http_body_pause; reading resumes with
+ * cs_http_body_resume. cs_http_body_stop unregisters the consumer (no more calls).
+ * Answering (cs_http_respond / stream) before the body is complete also unregisters it
+ * and closes the connection once the answer is out. Loop thread.
+ */
+void cs_http_body_start(struct cs_http_req *req, void (*on_data)(void *ctx, const char *p, size_t n),
+			void (*on_end)(void *ctx, int err), void *ctx);
+void cs_http_body_pause(struct cs_http_req *req);
+void cs_http_body_resume(struct cs_http_req *req);
+void cs_http_body_stop(struct cs_http_req *req);
 
 /* Reason phrase for a status ("OK", "Not Found", ...). */
 const char *cs_http_reason(int status);

@@ -28,6 +28,7 @@
 #include "lib/util.h"
 #include "raft/snapshot.h"
 #include "server/core.h"
+#include "server/ha.h"
 #include "server/http.h"
 #include "server/response.h"
 #include "server/seal.h"
@@ -600,6 +601,23 @@ static int uploads; /* admitted uploads whose request is not released yet */
 static int admit_upload(struct cs_http_req *h, void *ctx, char **body, size_t *len)
 {
 	struct cs_core *core = ctx;
+	if (core->kr && !core->active && !h->forwarded && !core->shutting_down &&
+	    cs_ha_leader_known(core)) {
+		/* A standby: the active node decides (token, sudo, its own upload slot,
+		 * disk reserve) when the relayed headers reach it, and its answer comes
+		 * back at once; the body passes through without being stored here. */
+		if (uploads > 0) {
+			*body = cs_response_errors("a snapshot upload is already being relayed "
+						   "by this node; try again once it has finished",
+						   len);
+			return 503;
+		}
+		cs_info("snapshot: relaying the upload from %s to the active node as it arrives",
+			h->remote_addr);
+		h->body_stream = true;
+		uploads++;
+		return 0;
+	}
 	int status = cs_core_admit(core, h, body, len);
 	if (status)
 		return status;
