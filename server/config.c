@@ -502,7 +502,8 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			int64_t v;
 			rc = want_int(x, m, k, &v);
 			if (!rc && (v < 0 || v > 99))
-				rc = fail(x, m->line, "snapshot_spool_reserve_percent: must be 0 to 99");
+				rc = fail(x, m->line,
+					  "snapshot_spool_reserve_percent: must be 0 to 99");
 			if (!rc)
 				c->snapshot_spool_reserve_percent = (int)v;
 		} else {

@@ -34,7 +34,9 @@
 #define CS_MAX_LISTENERS            4
 #define CS_DEFAULT_MAX_REQUEST_SIZE (32u * 1024 * 1024)
 #define CS_DEFAULT_LEASE_TTL        (768 * 3600)
-#define CS_DEFAULT_MAX_CONNECTIONS  4096
+
+/* listener max_connections; snapshot_spool_reserve_percent */
+#define CS_DEFAULT_MAX_CONNECTIONS       4096
 #define CS_DEFAULT_SPOOL_RESERVE_PERCENT 10
 
 struct cs_listener_config {

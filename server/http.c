@@ -81,7 +81,7 @@
 #define IDLE_TIMEOUT_MS    (5u * 60 * 1000)
 #define HEADER_TIMEOUT_MS  (10u * 1000) /* Vault's http_read_header_timeout default */
 #define READ_TIMEOUT_MS    (30u * 1000) /* Vault's http_read_timeout default */
-#define MAX_REFUSING       64 /* over-limit connections being answered 503 at once */
+#define MAX_REFUSING       64           /* over-limit connections being answered 503 at once */
 #define LINGER_TIMEOUT_MS  (2u * 1000)
 #define MAX_HEADER_BYTES   (64u * 1024)
 #define MAX_HEADERS        256
@@ -223,8 +223,8 @@ struct cs_http_listener {
 	int port;
 	struct cs_http_conn *conns;
 	size_t n_conns;
-	size_t n_refusing; /* of n_conns: over-limit connections being refused */
-	size_t max_conns;  /* 0: unlimited (adopted connections) */
+	size_t n_refusing;  /* of n_conns: over-limit connections being refused */
+	size_t max_conns;   /* 0: unlimited (adopted connections) */
 	uint64_t header_ms; /* 0: no limit */
 	uint64_t read_ms;   /* headers + body; 0: no limit */
 	bool closing;
@@ -627,7 +627,7 @@ static void timer_update(struct cs_http_conn *c)
 	else if (c->in_headers || c->in_off < c->in.len || (c->ssl && !c->hs_done && c->bytes_seen))
 		timer_set(c, TM_HEADER,
 			  l->header_ms && (!l->read_ms || l->header_ms < l->read_ms) ? l->header_ms
-			  : l->read_ms ? l->read_ms
+			  : l->read_ms                                               ? l->read_ms
 				       : IDLE_TIMEOUT_MS,
 			  false);
 	else
@@ -1429,7 +1429,8 @@ static void body_finish(struct cs_http_conn *c)
 		end(r->body_ctx, 0);
 }
 
-void cs_http_body_start(struct cs_http_req *req, void (*on_data)(void *ctx, const char *p, size_t n),
+void cs_http_body_start(struct cs_http_req *req,
+			void (*on_data)(void *ctx, const char *p, size_t n),
 			void (*on_end)(void *ctx, int err), void *ctx)
 {
 	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
@@ -2076,8 +2077,8 @@ static void refuse(struct cs_http_conn *c)
 	struct cs_http_listener *l = c->l;
 	c->refusing = true;
 	l->n_refusing++;
-	cs_debug("http: %s: refused: %zu connections open (max_connections %zu)",
-		 c->remote_addr, l->n_conns - l->n_refusing, l->max_conns);
+	cs_debug("http: %s: refused: %zu connections open (max_connections %zu)", c->remote_addr,
+		 l->n_conns - l->n_refusing, l->max_conns);
 	if (l->ssl_ctx || l->n_refusing > MAX_REFUSING) {
 		conn_close(c);
 		return;

@@ -201,7 +201,8 @@ void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), v
  * Answering (cs_http_respond / stream) before the body is complete also unregisters it
  * and closes the connection once the answer is out. Loop thread.
  */
-void cs_http_body_start(struct cs_http_req *req, void (*on_data)(void *ctx, const char *p, size_t n),
+void cs_http_body_start(struct cs_http_req *req,
+			void (*on_data)(void *ctx, const char *p, size_t n),
 			void (*on_end)(void *ctx, int err), void *ctx);
 void cs_http_body_pause(struct cs_http_req *req);
 void cs_http_body_resume(struct cs_http_req *req);

@@ -48,8 +48,8 @@ bool cs_spool_room(uint64_t avail, uint64_t total, int reserve_percent, uint64_t
 {
 	if (reserve_percent <= 0)
 		return true;
-	uint64_t reserve = total / 100 * (uint64_t)reserve_percent +
-			   total % 100 * (uint64_t)reserve_percent / 100;
+	uint64_t reserve =
+	    total / 100 * (uint64_t)reserve_percent + total % 100 * (uint64_t)reserve_percent / 100;
 	return avail >= reserve && avail - reserve >= need;
 }
 

@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define CS_SPOOL_HIGH (1u << 20) /* the owner stops reading above this many queued bytes */
+#define CS_SPOOL_HIGH (1u << 20)   /* the owner stops reading above this many queued bytes */
 #define CS_SPOOL_LOW  (256u << 10) /* and resumes below this */
 
 struct cs_spool;

@@ -715,10 +715,8 @@ START_TEST(test_relay_verbatim)
 	resp_free(&r);
 
 	/* hops are counted by the forwarder, not taken from the client; the limit holds */
-	o = roundtrip_json(c,
-			   "GET /reforward HTTP/1.1\r\nHost: x\r\n" CS_FORWARD_HOPS_HEADER
-			   ": 0\r\n\r\n",
-			   200);
+	o = roundtrip_json(
+	    c, "GET /reforward HTTP/1.1\r\nHost: x\r\n" CS_FORWARD_HOPS_HEADER ": 0\r\n\r\n", 200);
 	ck_assert_str_eq(jstr(o, "rc"), "CS_EINVAL");
 	ck_assert_int_eq(cJSON_GetObjectItem(o, "hops")->valueint, 1);
 	cJSON_Delete(o);
@@ -955,7 +953,6 @@ START_TEST(test_spooled_upload)
 }
 END_TEST
 
-
 /* ---------------------------------------------------------------- streamed uploads */
 
 static int stream_admits, active_admits, admit_releases;
@@ -1002,8 +999,8 @@ START_TEST(test_streamed_upload)
 	/* The active node sees the headers while most of the body is still on its way:
 	 * the standby relays, it does not store first. */
 	char head[160];
-	snprintf(head, sizeof head,
-		 "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n", BIG);
+	snprintf(head, sizeof head, "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n",
+		 BIG);
 	cl_puts(c, head);
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
 	EVP_DigestInit_ex(md, EVP_sha256(), NULL);

@@ -1596,7 +1596,6 @@ START_TEST(test_spool)
 }
 END_TEST
 
-
 /* ---------------------------------------------------------------- upload admission */
 
 static int admit_calls, admit_done;
