@@ -195,8 +195,8 @@ void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), v
  * block on; the body is parsed only once cs_http_body_start registered the consumer:
  * on_data(ctx, p, n) for every piece of the body (p valid during the call only), then
  * on_end(ctx, 0) once it is complete, or on_end(ctx, error) if it cannot be (malformed
- * framing, over the spool limit, the client went away) — exactly one on_end, never from
- * within cs_http_body_start. on_data may call cs_http_body_pause; reading resumes with
+ * framing, over the spool limit, the client went away) — exactly one on_end, which
+ * runs from within cs_http_body_start when the client is already gone. on_data may call cs_http_body_pause; reading resumes with
  * cs_http_body_resume. cs_http_body_stop unregisters the consumer (no more calls).
  * Answering (cs_http_respond / stream) before the body is complete also unregisters it
  * and closes the connection once the answer is out. Loop thread.

@@ -454,3 +454,23 @@ def test_upload_on_sealed_node_refused_before_body(kvnode):
     assert status == 503, body
     assert json.loads(body)["errors"] == ["Vault is sealed"]
     assert spool_fds(kvnode) == []
+
+
+def test_refused_upload_is_audited(kvnode, tmp_path):
+    """The early refusal goes through the core's own check, audit included."""
+    log = str(tmp_path / "audit.log")
+    r = kvnode.put("sys/audit/file", token=kvnode.root_token,
+                   json={"type": "file", "options": {"file_path": log}})
+    assert r.status_code == 204, r.text
+    weak = kvnode.client().auth.token.create(policies=["default"])["auth"]["client_token"]
+    s = socket.create_connection(("127.0.0.1", kvnode.port), timeout=20)
+    s.sendall(upload_head("sys/storage/raft/snapshot", TEN_GIB, weak) + b"x")
+    status, _ = read_response(s)
+    s.close()
+    assert status == 403
+    entries = [json.loads(line) for line in open(log) if line.strip()]
+    refused = [e for e in entries if e.get("type") == "request" and
+               e["request"]["path"] == "sys/storage/raft/snapshot"]
+    assert len(refused) == 1, entries[-3:]
+    assert "permission denied" in refused[0]["error"]
+    assert refused[0]["request"]["operation"] == "update"
