@@ -32,18 +32,31 @@
  *   requests are still answered, then the connection closes.
  * - timers (one uv_timer per connection): 5 min idle between requests, 10 s from the
  *   first byte of a request (or of the TLS handshake) to the end of its header block,
- *   5 min without progress while a body arrives or a response is being written.
- *   Nothing runs while the handler holds the request.
+ *   5 min without progress while a body arrives or a response is being written, and
+ *   30 s (http_read_timeout) for the whole request. Nothing runs while the handler
+ *   holds the request (except the body gap of a streamed body).
  *
  * Adopted connections (cs_http_adopt): the cluster port hands over a finished mutual-TLS
  * handshake; the SSL may already hold the first request, so it is drained before reading
  * starts. From then on the normal path runs; requests are marked forwarded and take
  * remote_addr from X-Custos-Forwarded-For.
  *
- * Spooled bodies: on_headers_complete asks the spool filter; a chosen request's body is
- * written (synchronously, local disk) to an O_TMPFILE file as it arrives, and the file is
- * rewound before dispatch. Over the spool limit → 413; open or write failure (ENOSPC,
- * EFBIG...) → 500 {"errors":["http: could not store the request body: ..."]}, closed.
+ * Spooled bodies: on_headers_complete asks the spool filter, then the spool policy's
+ * admit (token and ACL, one upload at a time) before a byte of the body is read; a
+ * refusal is answered at once and the connection ends. An admitted body goes to a
+ * server/spool.c writer thread as it arrives (reading stops while more than
+ * CS_SPOOL_HIGH bytes wait for the disk, so the loop never blocks on it and memory stays
+ * bounded); the handler runs once everything is written. Over the spool limit → 413;
+ * the volume's free-space reserve crossed → 507; open or write failure (EIO, EFBIG...) →
+ * 500 {"errors":["http: could not store the request body: ..."]}, closed.
+ *
+ * Streamed request bodies (pub.body_stream, chosen by admit on a standby): the parser
+ * pauses after the header block and the handler runs at once; the body is parsed only
+ * while its consumer (the forwarder) wants it, and handed over piece by piece.
+ *
+ * Limits: http_read_header_timeout and http_read_timeout (a whole request, counted from
+ * its first byte) bound slow clients; max_connections refuses new connections (503 on
+ * plain HTTP, a close on TLS). Consumed input and written output are wiped at once.
  *
  * Streamed responses (cs_http_stream_*): the head goes out at once, chunks are queued
  * with the same write path (wbuf in flight, wpending behind it) and the producer learns

@@ -196,10 +196,10 @@ void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), v
  * on_data(ctx, p, n) for every piece of the body (p valid during the call only), then
  * on_end(ctx, 0) once it is complete, or on_end(ctx, error) if it cannot be (malformed
  * framing, over the spool limit, the client went away) — exactly one on_end, which
- * runs from within cs_http_body_start when the client is already gone. on_data may call cs_http_body_pause; reading resumes with
- * cs_http_body_resume. cs_http_body_stop unregisters the consumer (no more calls).
- * Answering (cs_http_respond / stream) before the body is complete also unregisters it
- * and closes the connection once the answer is out. Loop thread.
+ * runs from within cs_http_body_start when the client is already gone. on_data may call
+ * cs_http_body_pause; reading resumes with cs_http_body_resume. cs_http_body_stop unregisters the
+ * consumer (no more calls). Answering (cs_http_respond / stream) before the body is complete also
+ * unregisters it and closes the connection once the answer is out. Loop thread.
  */
 void cs_http_body_start(struct cs_http_req *req,
 			void (*on_data)(void *ctx, const char *p, size_t n),
