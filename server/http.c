@@ -1618,6 +1618,14 @@ static void process_input(struct cs_http_conn *c)
 		conn_close(c);
 		return;
 	}
+	if (c->peer_eof && c->held && !c->lingering && (!c->req->body_open || body_active(c))) {
+		/* A streamed body over (complete or cut short) after the client's EOF: as for
+		 * any held request, the handler keeps it and the connection closes. */
+		c->processing = false;
+		c->body_err = EPIPE;
+		conn_close(c);
+		return;
+	}
 	if (c->held && c->reading && c->in.len > MAX_BUFFERED_INPUT) {
 		uv_read_stop((uv_stream_t *)c->tcp);
 		c->reading = false;
@@ -1888,6 +1896,12 @@ static int tls_input(struct cs_http_conn *c, const char *data, size_t n)
 static void on_eof(struct cs_http_conn *c)
 {
 	c->peer_eof = true;
+	if (c->held && !c->lingering && c->req && c->req->body_open && c->in.len) {
+		/* A client that half-closed after sending its body: what is buffered is
+		 * still passed on; process_input ends the connection once it is used up. */
+		process_input(c);
+		return;
+	}
 	if (c->held || c->lingering) {
 		/* The handler keeps the request (req->conn becomes NULL). */
 		conn_close(c);
