@@ -363,11 +363,23 @@ def test_sealed_node_503(unsealed):
 # ---- listener limits (security issue 9, item 1.9) -----------------------------------
 def test_max_connections_refused_politely(server_factory):
     srv = server_factory(extra_listener="  max_connections = 3")
-    held = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(3)]
-    try:
-        for s in held:  # each is accepted and served
+    held = []
+
+    def hold_one():
+        """A kept-alive connection that was served (the harness's own probe may still
+        hold a slot for a moment: retry until the server has let it go)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
             s.sendall(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert s.recv(65536).startswith(b"HTTP/1.1 501")  # not initialised
+            if s.recv(65536).startswith(b"HTTP/1.1 501"):  # served: not initialised
+                return s
+            s.close()
+            time.sleep(0.05)
+        raise AssertionError("a connection under the limit was not served")
+    try:
+        for _ in range(3):
+            held.append(hold_one())
         out = raw_exchange(srv, b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 503"), out[:200]
         assert out.endswith(b'{"errors":["too many open connections"]}'), out[-200:]
