@@ -32,6 +32,7 @@
 #include "server/http.h"
 #include "server/response.h"
 #include "server/seal.h"
+#include "server/spool.h"
 #include "server/sys.h"
 
 #define STREAM_READ          ((size_t)256 << 10) /* file bytes per cs_http_stream_write */
@@ -105,17 +106,17 @@ static void respond_error(struct cs_http_req *h, int status, const char *msg)
 	free(body);
 }
 
-/* An unlinked file in the data dir: disk, not memory, and gone when closed. */
+/* An unlinked file in the spool dir: disk, not memory, and gone when closed. */
 static int temp_file(const char *dirpath, char *err, size_t errlen)
 {
 	int fd = open(dirpath, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		return fd;
-	char path[4200];
+	char path[4300];
 	snprintf(path, sizeof path, "%s/.snapshot-XXXXXX", dirpath);
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "creating a temporary file in %s: %s", dirpath,
+		snprintf(err, errlen, "creating a temporary file in %.160s: %s", dirpath,
 			 strerror(errno));
 		return -1;
 	}
@@ -136,6 +137,10 @@ static bool core_gone(struct cs_core *core)
 {
 	return core->shutting_down;
 }
+
+/* Where snapshots are written and uploads spooled (cs_snapshot_register). */
+static char spool_path[4200];
+static int spool_reserve;
 
 /* ================================================================ save */
 
@@ -307,7 +312,17 @@ static int snapshot_save(struct cs_request *req)
 	if (!op)
 		abort();
 	op->core = core;
-	op->fd = temp_file(core->data_dir, err, sizeof err);
+	/* The archive is as big as the store: it goes where uploads go, under the same
+	 * free-space reserve. */
+	int room = cs_spool_check_room(spool_path, spool_reserve, 0);
+	if (room == ENOSPC) {
+		req->status = 507; /* as for an upload that would cross the reserve */
+		return cs_req_error(req, CS_EIO,
+				    "not enough free space to write the snapshot: the spool volume "
+				    "is under its %d%% free-space reserve",
+				    spool_reserve);
+	}
+	op->fd = temp_file(spool_path, err, sizeof err);
 	if (op->fd < 0) {
 		free(op);
 		return cs_req_error(req, CS_EIO, "%s", err);
@@ -710,10 +725,9 @@ void cs_snapshot_register(struct cs_core *core)
 			 "not be spooled");
 		return;
 	}
-	char dir[4200];
-	spool_dir(core, dir, sizeof dir);
-	cs_http_set_spool(want_spool, dir, CS_SNAPSHOT_MAX_UPLOAD);
-	cs_http_set_spool_policy(admit_upload, upload_done, core,
-				 core->cfg ? core->cfg->snapshot_spool_reserve_percent
-					   : CS_DEFAULT_SPOOL_RESERVE_PERCENT);
+	spool_dir(core, spool_path, sizeof spool_path);
+	spool_reserve = core->cfg ? core->cfg->snapshot_spool_reserve_percent
+				  : CS_DEFAULT_SPOOL_RESERVE_PERCENT;
+	cs_http_set_spool(want_spool, spool_path, CS_SNAPSHOT_MAX_UPLOAD);
+	cs_http_set_spool_policy(admit_upload, upload_done, core, spool_reserve);
 }

@@ -66,6 +66,11 @@ static int check_room(int fd, const char *dir, int reserve_percent, uint64_t nee
 	return cs_spool_room(avail, total, reserve_percent, need) ? 0 : ENOSPC;
 }
 
+int cs_spool_check_room(const char *dir, int reserve_percent, uint64_t need)
+{
+	return check_room(-1, dir, reserve_percent, need);
+}
+
 static int write_all(int fd, const char *p, size_t len)
 {
 	while (len) {

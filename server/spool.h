@@ -54,6 +54,9 @@ int cs_spool_take_fd(struct cs_spool *s);
 /* Release: no more wake calls; the file is closed (unless taken) and the spool freed
  * once the thread is done with its current batch. NULL is a no-op. */
 void cs_spool_close(struct cs_spool *s);
+/* 0 if `need` more bytes fit in the volume of `dir` above its reserve, ENOSPC if not,
+ * or the errno of statvfs. Loop thread (one metadata call). */
+int cs_spool_check_room(const char *dir, int reserve_percent, uint64_t need);
 /* Whether `avail` free bytes out of `total` can take `need` more while keeping
  * reserve_percent of total free. Exposed for tests. */
 bool cs_spool_room(uint64_t avail, uint64_t total, int reserve_percent, uint64_t need);
