@@ -17,10 +17,10 @@
  * snapshot_spool_reserve_percent of its volume free (507 otherwise).
  *
  * Save: pin an LMDB view on the loop thread → worker thread writes meta.json, state.bin
- * and SHA256SUMS into an unlinked temp file in the spool dir (507 when it is under its reserve) →
- * loop seals SHA256SUMS → worker adds SHA256SUMS.sealed and re-reads the whole file, checking every
- * hash
- * ("verified at save") → loop streams the file (chunked, back-pressured).
+ * and SHA256SUMS into an unlinked temp file in the spool dir (507 when that volume is
+ * under its reserve) → loop seals SHA256SUMS → worker adds SHA256SUMS.sealed and
+ * re-reads the whole file, checking every hash ("verified at save") → loop streams the
+ * file (chunked, back-pressured).
  * Restore: worker verifies the archive → loop checks the sealed sums (not with -force) →
  * RESTORE_BEGIN, then RESTORE_CHUNKs of ~1 MiB read by the worker (at most two in flight
  * and one waiting), then RESTORE_COMMIT, all through the storage committer, so every node
