@@ -188,8 +188,8 @@ END_TEST
 START_TEST(test_unknown_keys)
 {
 	parse_fails(STORAGE PLAIN_LISTENER "\nbogus_key = 1\n", 10, "unknown key \"bogus_key\"");
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER, 3,
-		    "unknown key \"retry_joins\" in storage");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER,
+		    3, "unknown key \"retry_joins\" in storage");
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = "
 			    "true\n  frobnicate = \"x\"\n}\n",
 		    8, "unknown key \"frobnicate\" in listener");
@@ -561,12 +561,13 @@ START_TEST(test_cluster_ca_files)
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n"
 			    "  tls_disable = true\n  cluster_ca_key_file = \"/e/ca.key\"\n}\n",
 		    5, "go together");
-	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 3\n}\n"
-		     PLAIN_LISTENER);
+	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = "
+		     "3\n}\n" PLAIN_LISTENER);
 	ck_assert_int_eq(c.raft_performance_multiplier, 3);
 	cs_config_free(&c);
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 11\n}\n"
-		    PLAIN_LISTENER, 3, "between 0 and 10");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = "
+		    "11\n}\n" PLAIN_LISTENER,
+		    3, "between 0 and 10");
 }
 END_TEST
 
