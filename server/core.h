@@ -1,7 +1,7 @@
 /*
  * The core: one per process, owned by the loop thread. It holds the storage, the raft
  * node, the seal state (keyring, unseal progress), the mount tables, and drives every
- * request through the pipeline of ARCHITECTURE.md:
+ * request through the pipeline of docs/architecture.md ("How a request travels"):
  *
  *   HTTP request → parse path/body/query → sealed? → mount + path row → token → ACL →
  *   handler (synchronous, in a transaction) → commit through raft → response

@@ -10,7 +10,7 @@
  * A worker is one thread per step (uv_thread_create) that reports back through the
  * operation's uv_async_t; the loop joins it and runs the step's after-function. An
  * operation is freed only in its async handle's close callback, once no worker runs and
- * no proposal is in flight (pattern 3 of STYLE.md).
+ * no proposal is in flight (an object dies in its last close callback, and only there).
  */
 #include "server/snapshot_sys.h"
 

@@ -1,5 +1,6 @@
 /*
- * Raft snapshot endpoints (vault-api.md §2.7.17, §3.7; archive format in raft/snapshot.h):
+ * Raft snapshot endpoints (https://developer.hashicorp.com/vault/api-docs/system/storage/raft;
+ * archive format in raft/snapshot.h):
  *
  *   GET  sys/storage/raft/snapshot        200 application/gzip, Content-Disposition:
  *                                         attachment; filename="raft.snap"; the archive
