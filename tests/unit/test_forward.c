@@ -806,8 +806,12 @@ START_TEST(test_pool_limit_queue)
 	fx_stop(&fx);
 	ck_assert_int_eq(fx.done_calls, N);
 	ck_assert_int_eq(fx.done_errors, 0);
-	ck_assert_uint_eq(fx.stats.conns_opened, CS_FORWARD_MAX_CONNS);
-	ck_assert_uint_eq(fx.stats.reused, 10);
+	/* Never more than the limit; the rest reused a connection. (Exactly the limit only
+	 * when every request arrived before the first answer: on a loaded machine an early
+	 * answer may free a connection first.) */
+	ck_assert_uint_le(fx.stats.conns_opened, CS_FORWARD_MAX_CONNS);
+	ck_assert_uint_ge(fx.stats.reused, 10);
+	ck_assert_uint_eq(fx.stats.conns_opened + fx.stats.reused, N);
 }
 END_TEST
 
