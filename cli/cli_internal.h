@@ -191,6 +191,16 @@ int cs_cli_kv(struct cli *c, int argc, char **argv);
 int cs_cli_policy(struct cli *c, int argc, char **argv);
 int cs_cli_token(struct cli *c, int argc, char **argv);
 int cs_cli_login(struct cli *c, int argc, char **argv);
+/* operator.c, read_write.c, mounts.c: the verbs that lived in cli.c. */
+int cs_cli_operator(struct cli *c, int argc, char **argv);
+int cs_cli_status(struct cli *c, int argc, char **argv, int start);
+int cs_cli_read(struct cli *c, int argc, char **argv, int start);
+int cs_cli_write(struct cli *c, int argc, char **argv, int start);
+int cs_cli_list(struct cli *c, int argc, char **argv, int start);
+int cs_cli_delete(struct cli *c, int argc, char **argv, int start);
+int cs_cli_secrets(struct cli *c, int argc, char **argv);
+int cs_cli_auth(struct cli *c, int argc, char **argv);
+int cs_cli_audit(struct cli *c, int argc, char **argv);
 
 /* A subcommand: run(c, argc, argv, index of its first flag). */
 struct cs_cli_sub {
@@ -255,6 +265,18 @@ cJSON *cs_cli_kv_data(int argc, char **argv);
 int cs_cli_read_stream(FILE *f, struct cs_buf *out);
 /* One line from stdin, echo off on a terminal. Returns 0 or -1 on EOF/error. */
 int cs_cli_read_secret_line(char *buf, size_t cap, bool tty);
+
+/* getenv(a) if set and non-empty, else getenv(b) likewise, else NULL. */
+const char *cs_cli_env2(const char *a, const char *b);
+/* -field was given (and is not empty). */
+bool cs_cli_has_field(const struct cli *c);
+/* One API call; on failure prints "<what>: <API error>" and returns false. The caller
+ * frees *r either way. */
+bool cs_cli_call(struct cli *c, const char *method, const char *path, const char *query,
+		 const cJSON *body, struct cs_client_resp *r, const char *what);
+/* A delete-type request whose failure reads "Error deleting WHAT: <API error>". */
+bool cs_cli_call_delete(struct cli *c, const char *method, const char *path, const cJSON *body,
+			const char *what_path, struct cs_client_resp *r);
 
 static inline const cJSON *cs_cli_get(const cJSON *o, const char *k)
 {
