@@ -32,49 +32,25 @@ static const struct flag flags[] = {
     {"ns", F_STR, OFF(namespace), C_ALL, 0},
     {"non-interactive", F_BOOL, OFF(non_interactive), C_ALL, 0},
     {"format", F_STR, OFF(format), C_ALL, 0},
-    {"field", F_STR, OFF(field), C_READ | C_WRITE | C_DELETE | C_STATUS, 0},
-    {"key-shares", F_INT, OFF(key_shares), C_INIT, 0},
-    {"n", F_INT, OFF(key_shares), C_INIT, 0},
-    {"key-threshold", F_INT, OFF(key_threshold), C_INIT, 0},
-    {"t", F_INT, OFF(key_threshold), C_INIT, 0},
-    {"recovery-shares", F_INT, OFF(recovery_shares), C_INIT, 0},
-    {"recovery-threshold", F_INT, OFF(recovery_threshold), C_INIT, 0},
-    {"status", F_BOOL, OFF(init_status), C_INIT, 0},
-    {"reset", F_BOOL, OFF(reset), C_UNSEAL, 0},
-    {"migrate", F_BOOL, OFF(migrate), C_UNSEAL, 0},
-    {"force", F_BOOL, OFF(force), C_WRITE, 0},
-    {"f", F_BOOL, OFF(force), C_WRITE, 0},
-    {"detailed", F_BOOL, OFF(detailed), C_LIST | C_SLIST | C_ALIST | C_DLIST, 0},
-    {"path", F_STR, OFF(path), C_SENABLE | C_AENABLE | C_DENABLE, 0},
-    {"description", F_STR, OFF(description), C_SENABLE | C_AENABLE | C_ATUNE | C_DENABLE, 0},
-    {"version", F_INT, OFF(version), C_SENABLE | C_AENABLE | C_ATUNE, 0},
-    {"default-lease-ttl", F_DUR, OFF(default_lease_ttl), C_SENABLE | C_AENABLE | C_ATUNE,
-     OFF(default_lease_ttl_set)},
-    {"max-lease-ttl", F_DUR, OFF(max_lease_ttl), C_SENABLE | C_AENABLE | C_ATUNE,
-     OFF(max_lease_ttl_set)},
-    {"listing-visibility", F_STR, OFF(listing_visibility), C_SENABLE | C_AENABLE | C_ATUNE, 0},
-    {"token-type", F_STR, OFF(token_type), C_AENABLE | C_ATUNE, 0},
-    {"local", F_BOOL, OFF(local), C_SENABLE | C_AENABLE | C_DENABLE, 0},
-    {"seal-wrap", F_BOOL, OFF(seal_wrap), C_SENABLE | C_AENABLE, 0},
-    {"force-no-cache", F_BOOL, OFF(force_no_cache), C_SENABLE, 0},
-    {"options", F_KV, OFF(options), C_SENABLE | C_AENABLE | C_ATUNE, 0},
 };
 
 /* Result of flag parsing: index of the first positional argument, or one of these. */
 #define PARSE_HELP  (-1)
 #define PARSE_ERROR (-2)
 
-/* The row for -name (nlen bytes) that `cmd` accepts: ours, then commands.c's and raft.c's. */
-static const struct flag *find_flag(uint64_t cmd, const char *name, size_t nlen)
+/* The row for -name (nlen bytes) that `cmd` accepts: the HTTP/output flags every
+ * command takes, then the tables of the families cs_cli_main registered in c. */
+static const struct flag *find_flag(const struct cli *c, uint64_t cmd, const char *name,
+				    size_t nlen)
 {
-	const struct flag *tabs[] = {flags, cs_cli_cmd_flags, cs_cli_raft_flags, cs_cli_keys_flags};
-	const size_t lens[] = {CS_ARRAY_LEN(flags), cs_cli_n_cmd_flags, cs_cli_n_raft_flags,
-			       cs_cli_n_keys_flags};
-	for (size_t t = 0; t < CS_ARRAY_LEN(tabs); t++)
-		for (size_t k = 0; k < lens[t]; k++)
-			if ((tabs[t][k].cmds & cmd) && strlen(tabs[t][k].name) == nlen &&
-			    strncmp(tabs[t][k].name, name, nlen) == 0)
-				return &tabs[t][k];
+	for (size_t t = 0; t <= c->n_families; t++) {
+		const struct flag *tab = t == 0 ? flags : c->families[t - 1]->flags;
+		size_t n = t == 0 ? CS_ARRAY_LEN(flags) : c->families[t - 1]->n_flags;
+		for (size_t k = 0; k < n; k++)
+			if ((tab[k].cmds & cmd) && strlen(tab[k].name) == nlen &&
+			    strncmp(tab[k].name, name, nlen) == 0)
+				return &tab[k];
+	}
 	return NULL;
 }
 
@@ -174,7 +150,7 @@ static int parse_flags(struct cli *c, uint64_t cmd, int argc, char **argv, int i
 		const char *value = eq ? eq + 1 : NULL;
 		if ((nlen == 1 && name[0] == 'h') || (nlen == 4 && strncmp(name, "help", 4) == 0))
 			return PARSE_HELP;
-		const struct flag *f = find_flag(cmd, name, nlen);
+		const struct flag *f = find_flag(c, cmd, name, nlen);
 		if (!f) {
 			fprintf(stderr, "flag provided but not defined: -%.*s\n", (int)nlen, name);
 			return PARSE_ERROR;
@@ -247,106 +223,12 @@ static const char usage_http[] =
     "Output Options:\n"
     "  -format=<string>       table (default) or json (CUSTOS_FORMAT / VAULT_FORMAT).\n";
 
-#define TTL_HELP                                                                                   \
-	"  -default-lease-ttl=<dur>    Default lease TTL (default: the server's).\n"               \
-	"  -max-lease-ttl=<dur>        Maximum lease TTL (default: the server's).\n"               \
-	"  -listing-visibility=<str>   \"unauth\" to list it in the unauthenticated UI\n"          \
-	"                              listing, \"hidden\" or \"\" not to.\n"
-
-static const struct usage usages[] = {
-    {C_INIT, "Usage: custos operator init [options]\n\n"
-	     "  Initializes the server: generates the root key, splits it into key shares\n"
-	     "  and prints them with the initial root token.\n\n"
-	     "  -key-shares=<int>      Number of key shares (default 5).\n"
-	     "  -key-threshold=<int>   Shares required to unseal (default 3).\n"
-	     "  -status                Print the init status; exit 0 if initialized, 2 if not.\n"},
-    {C_UNSEAL, "Usage: custos operator unseal [options] [KEY]\n\n"
-	       "  Provides one unseal key share. Without KEY it is read without echo from a\n"
-	       "  terminal, or as one line from standard input.\n\n"
-	       "  -reset                 Discard previously provided shares.\n"},
-    {C_SEAL, "Usage: custos operator seal [options]\n\n  Seals the server.\n"},
-    {C_STATUS, "Usage: custos status [options]\n\n"
-	       "  Prints the seal status. Exit code 0 unsealed, 2 sealed, 1 error.\n"},
-    {C_READ, "Usage: custos read [options] PATH [K=V...]\n\n"
-	     "  Reads data at PATH.\n\n"
-	     "  -field=<string>        Print only this field, without a trailing newline.\n"},
-    {C_WRITE, "Usage: custos write [options] PATH [DATA K=V...]\n\n"
-	      "  Writes data to PATH. A value of @file reads a file, - reads stdin; a lone -\n"
-	      "  reads a JSON object from stdin.\n\n"
-	      "  -field=<string>        Print only this field of the response.\n"
-	      "  -force                 Allow writing with no data.\n"},
-    {C_LIST, "Usage: custos list [options] PATH\n\n  Lists the keys at PATH.\n"},
-    {C_DELETE, "Usage: custos delete [options] PATH\n\n  Deletes the data at PATH.\n"},
-    {C_SENABLE,
-     "Usage: custos secrets enable [options] TYPE\n\n"
-     "  Enables a secrets engine of type TYPE (kv, kv-v2, ...).\n\n"
-     "  -path=<string>              Mount path (default: TYPE).\n"
-     "  -description=<string>       Human-friendly description.\n"
-     "  -version=<int>              Engine version (options.version; 2 = versioned KV).\n"
-     "  -options=<key=value>        Engine option (repeatable).\n" TTL_HELP
-     "  -local, -seal-wrap, -force-no-cache\n"},
-    {C_SDISABLE, "Usage: custos secrets disable [options] PATH\n\n"
-		 "  Disables the secrets engine at PATH, deleting its data.\n"},
-    {C_SLIST, "Usage: custos secrets list [options]\n\n"
-	      "  Lists enabled secrets engines.\n\n"
-	      "  -detailed              Show all mount details.\n"},
-    {C_AENABLE, "Usage: custos auth enable [options] TYPE\n\n"
-		"  Enables a new auth method (userpass, approle, ...) at auth/PATH.\n\n"
-		"      $ custos auth enable userpass\n"
-		"      $ custos auth enable -path=people userpass\n\n"
-		"  -path=<string>              Mount path (default: TYPE).\n"
-		"  -description=<string>       Human-friendly description.\n"
-		"  -options=<key=value>        Mount option (repeatable).\n"
-		"  -version=<int>              Auth method version (options.version).\n"
-		"  -token-type=<string>        Force the type of the tokens it issues.\n" TTL_HELP
-		"  -local                      Mark it local-only (not replicated).\n"
-		"  -seal-wrap                  Seal-wrap its critical values.\n"},
-    {C_ADISABLE, "Usage: custos auth disable [options] PATH\n\n"
-		 "  Disables the auth method at PATH (the path, not the type). Every token\n"
-		 "  issued through it is revoked.\n\n"
-		 "      $ custos auth disable userpass/\n"},
-    {C_ALIST, "Usage: custos auth list [options]\n\n"
-	      "  Lists the enabled auth methods. A TTL of \"system\" means the server's\n"
-	      "  default is in use.\n\n"
-	      "  -detailed              Show configuration and replication details.\n"},
-    {C_ATUNE, "Usage: custos auth tune [options] PATH\n\n"
-	      "  Tunes the configuration of the auth method at PATH (the path, not the\n"
-	      "  type).\n\n"
-	      "      $ custos auth tune -default-lease-ttl=72h userpass/\n\n"
-	      "  -description=<string>       Replace the description.\n"
-	      "  -options=<key=value>        Mount option (repeatable).\n"
-	      "  -version=<int>              Auth method version (options.version).\n"
-	      "  -token-type=<string>        Force the type of the tokens it issues.\n" TTL_HELP},
-    {C_DENABLE, "Usage: custos audit enable [options] TYPE [CONFIG K=V...]\n\n"
-		"  Enables an audit device of TYPE (file, socket, ...); its options follow\n"
-		"  the type as K=V pairs, as for `custos write`.\n\n"
-		"      $ custos audit enable file file_path=/var/log/custos_audit.log\n\n"
-		"  -path=<string>         Device path (default: TYPE).\n"
-		"  -description=<string>  Human-friendly description.\n"
-		"  -local                 Mark it local-only (not replicated).\n"},
-    {C_DDISABLE, "Usage: custos audit disable [options] PATH\n\n"
-		 "  Disables the audit device at PATH (the path, not the type). Logs already\n"
-		 "  written are left alone.\n\n"
-		 "      $ custos audit disable file/\n"},
-    {C_DLIST, "Usage: custos audit list [options]\n\n"
-	      "  Lists the enabled audit devices.\n\n"
-	      "  -detailed              Also show replication and options.\n"},
-};
-
-static void print_cmd_usage(uint64_t cmd)
+static void print_cmd_usage(const struct cli *c, uint64_t cmd)
 {
-	for (size_t i = 0; i < CS_ARRAY_LEN(usages); i++)
-		if (usages[i].cmd == cmd)
-			fputs(usages[i].text, stdout);
-	for (size_t i = 0; i < cs_cli_n_cmd_usages; i++)
-		if (cs_cli_cmd_usages[i].cmd == cmd)
-			fputs(cs_cli_cmd_usages[i].text, stdout);
-	for (size_t i = 0; i < cs_cli_n_raft_usages; i++)
-		if (cs_cli_raft_usages[i].cmd == cmd)
-			fputs(cs_cli_raft_usages[i].text, stdout);
-	for (size_t i = 0; i < cs_cli_n_keys_usages; i++)
-		if (cs_cli_keys_usages[i].cmd == cmd)
-			fputs(cs_cli_keys_usages[i].text, stdout);
+	for (size_t t = 0; t < c->n_families; t++)
+		for (size_t i = 0; i < c->families[t]->n_usages; i++)
+			if (c->families[t]->usages[i].cmd == cmd)
+				fputs(c->families[t]->usages[i].text, stdout);
 	if (cmd != C_PFMT && cmd != C_RSINSPECT)
 		fputs(usage_http, stdout);
 }
@@ -359,7 +241,7 @@ int cs_cli_begin(struct cli *c, uint64_t cmd, int argc, char **argv, int start, 
 {
 	int i = parse_flags(c, cmd, argc, argv, start);
 	if (i == PARSE_HELP) {
-		print_cmd_usage(cmd);
+		print_cmd_usage(c, cmd);
 		*code = 0;
 		return -1;
 	}

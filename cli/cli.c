@@ -12,24 +12,17 @@
  * unreadable input and output problems (and any error in `status`, where 2 means
  * sealed); 2 for errors reported by the server or while reaching it ("Error reading
  * ...", "No value found at ..."); 127 for an unknown top-level command.
+ *
+ * This file is only the entry point: it picks the family for argv[1] (see families.h
+ * for which file holds which verbs) and hands it the families' flag tables. Flag
+ * parsing lives in args.c, shared helpers in common.c (both behind cli_internal.h).
  */
-#include <ctype.h>
-#include <errno.h>
-#include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli.h"
 #include "cli/cli_internal.h"
-#include "cli/client.h"
-#include "cli/format.h"
-#include "lib/buf.h"
+#include "cli/families.h"
 #include "lib/util.h"
 
 #ifndef CUSTOS_VERSION
@@ -39,11 +32,7 @@
 #define CUSTOS_BUILD_DATE "unknown"
 #endif
 
-#define DEFAULT_ADDR          CS_CLI_DEFAULT_ADDR
-#define DEFAULT_KEY_SHARES    5
-#define DEFAULT_KEY_THRESHOLD 3
-/* Largest input accepted from stdin or a file for `write` values. */
-#define MAX_INPUT (32u * 1024 * 1024)
+#define DEFAULT_ADDR CS_CLI_DEFAULT_ADDR
 
 /* ------------------------------------------------------------------ usage */
 
@@ -75,6 +64,29 @@ static const char usage_main[] =
 
 /* ------------------------------------------------------------------ entry point */
 
+/* Every family's flag and usage table; args.c searches them in this order after the
+ * HTTP/output flags. A command's rows live in exactly one family. */
+static const struct cs_cli_family *const families[] = {
+    &cs_cli_operator_family, &cs_cli_read_write_family, &cs_cli_mounts_family, &cs_cli_kv_family,
+    &cs_cli_policy_family,   &cs_cli_token_family,      &cs_cli_raft_family,   &cs_cli_keys_family,
+};
+
+/* Top-level verbs: a single command (run, flags from argv[2]) or a group that picks
+ * its subcommand from argv[2] (run_group). */
+static const struct {
+	const char *name;
+	int (*run)(struct cli *c, int argc, char **argv, int start);
+	int (*run_group)(struct cli *c, int argc, char **argv);
+} verbs[] = {
+    {"operator", NULL, cs_cli_operator}, {"status", cs_cli_status, NULL},
+    {"read", cs_cli_read, NULL},         {"write", cs_cli_write, NULL},
+    {"list", cs_cli_list, NULL},         {"delete", cs_cli_delete, NULL},
+    {"secrets", NULL, cs_cli_secrets},   {"auth", NULL, cs_cli_auth},
+    {"audit", NULL, cs_cli_audit},       {"kv", NULL, cs_cli_kv},
+    {"policy", NULL, cs_cli_policy},     {"token", NULL, cs_cli_token},
+    {"login", NULL, cs_cli_login},
+};
+
 int cs_cli_main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -95,34 +107,17 @@ int cs_cli_main(int argc, char **argv)
 
 	struct cli c;
 	memset(&c, 0, sizeof c);
-	int code;
-	if (strcmp(verb, "operator") == 0)
-		code = cs_cli_operator(&c, argc, argv);
-	else if (strcmp(verb, "status") == 0)
-		code = cs_cli_status(&c, argc, argv, 2);
-	else if (strcmp(verb, "read") == 0)
-		code = cs_cli_read(&c, argc, argv, 2);
-	else if (strcmp(verb, "write") == 0)
-		code = cs_cli_write(&c, argc, argv, 2);
-	else if (strcmp(verb, "list") == 0)
-		code = cs_cli_list(&c, argc, argv, 2);
-	else if (strcmp(verb, "delete") == 0)
-		code = cs_cli_delete(&c, argc, argv, 2);
-	else if (strcmp(verb, "secrets") == 0)
-		code = cs_cli_secrets(&c, argc, argv);
-	else if (strcmp(verb, "auth") == 0)
-		code = cs_cli_auth(&c, argc, argv);
-	else if (strcmp(verb, "audit") == 0)
-		code = cs_cli_audit(&c, argc, argv);
-	else if (strcmp(verb, "kv") == 0)
-		code = cs_cli_kv(&c, argc, argv);
-	else if (strcmp(verb, "policy") == 0)
-		code = cs_cli_policy(&c, argc, argv);
-	else if (strcmp(verb, "token") == 0)
-		code = cs_cli_token(&c, argc, argv);
-	else if (strcmp(verb, "login") == 0)
-		code = cs_cli_login(&c, argc, argv);
-	else {
+	c.families = families;
+	c.n_families = CS_ARRAY_LEN(families);
+	int code = -1;
+	for (size_t i = 0; i < CS_ARRAY_LEN(verbs); i++) {
+		if (strcmp(verb, verbs[i].name) != 0)
+			continue;
+		code = verbs[i].run ? verbs[i].run(&c, argc, argv, 2)
+				    : verbs[i].run_group(&c, argc, argv);
+		break;
+	}
+	if (code < 0) {
 		fprintf(stderr, "Unknown command: %s\n\n", verb);
 		fputs(usage_main, stderr);
 		code = 127;

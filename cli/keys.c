@@ -26,12 +26,13 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/format.h"
 #include "lib/util.h"
 
 #define DEFAULT_OTP_LEN 28
 
-const struct flag cs_cli_keys_flags[] = {
+static const struct flag keys_flags[] = {
     {"init", F_BOOL, OFF(k_init), C_REKEY | C_GENROOT, 0},
     {"cancel", F_BOOL, OFF(k_cancel), C_REKEY | C_GENROOT, 0},
     {"status", F_BOOL, OFF(k_status), C_REKEY | C_GENROOT, 0},
@@ -50,9 +51,8 @@ const struct flag cs_cli_keys_flags[] = {
     {"otp", F_STR, OFF(k_otp), C_GENROOT, 0},
     {"pgp-key", F_STR, OFF(k_pgp_key), C_GENROOT, 0},
 };
-const size_t cs_cli_n_keys_flags = CS_ARRAY_LEN(cs_cli_keys_flags);
 
-const struct usage cs_cli_keys_usages[] = {
+static const struct usage keys_usages[] = {
     {C_REKEY,
      "Usage: custos operator rekey [options] [KEY]\n\n"
      "  Generates a new set of unseal key shares, optionally changing their number\n"
@@ -88,7 +88,7 @@ const struct usage cs_cli_keys_usages[] = {
      "  -status            Print the progress of the current attempt.\n"
      "  -cancel            Cancel the attempt; needs -nonce.\n"},
 };
-const size_t cs_cli_n_keys_usages = CS_ARRAY_LEN(cs_cli_keys_usages);
+const struct cs_cli_family cs_cli_keys_family = CS_CLI_FAMILY(keys_flags, keys_usages);
 
 /* ------------------------------------------------------------------ helpers */
 

@@ -24,23 +24,26 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/format.h"
 #include "lib/hcl.h"
 #include "lib/util.h"
-
-/* ------------------------------------------------------------------ flags & usage */
 
 #define C_KV_ALL                                                                                   \
 	(C_KGET | C_KPUT | C_KPATCH | C_KDELETE | C_KUNDELETE | C_KDESTROY | C_KLIST | C_KMGET |   \
 	 C_KMPUT | C_KMDELETE)
 
-const struct flag cs_cli_cmd_flags[] = {
+/* ------------------------------------------------------------------ flags & usage */
+
+#define MOUNT_HELP                                                                                 \
+	"  -mount=<string>        Mount path of the KV engine; PATH is then relative to it.\n"
+
+static const struct flag kv_flags[] = {
     {"mount", F_STR, OFF(mount), C_KV_ALL, 0},
-    {"field", F_STR, OFF(field),
-     C_KGET | C_KPUT | C_KPATCH | C_KDELETE | C_TCREATE | C_TLOOKUP | C_LOGIN, 0},
+    {"field", F_STR, OFF(field), C_KGET | C_KPUT | C_KPATCH | C_KDELETE, 0},
     {"version", F_INT, OFF(version), C_KGET, 0},
     {"cas", F_INT, OFF(cas), C_KPUT | C_KPATCH, OFF(cas_set)},
-    {"method", F_STR, OFF(method), C_KPATCH | C_LOGIN, 0},
+    {"method", F_STR, OFF(method), C_KPATCH, 0},
     {"remove-data", F_LIST, OFF(remove_data), C_KPATCH, 0},
     {"versions", F_LIST, OFF(versions), C_KDELETE | C_KUNDELETE | C_KDESTROY, 0},
     {"detailed", F_BOOL, OFF(detailed), C_KLIST, 0},
@@ -49,36 +52,9 @@ const struct flag cs_cli_cmd_flags[] = {
     {"delete-version-after", F_DUR, OFF(delete_version_after), C_KMPUT,
      OFF(delete_version_after_set)},
     {"custom-metadata", F_KV, OFF(custom_metadata), C_KMPUT, 0},
-    {"id", F_STR, OFF(id), C_TCREATE, 0},
-    {"display-name", F_STR, OFF(display_name), C_TCREATE, 0},
-    {"ttl", F_DUR, OFF(ttl), C_TCREATE, 0},
-    {"explicit-max-ttl", F_DUR, OFF(explicit_max_ttl), C_TCREATE, 0},
-    {"period", F_DUR, OFF(period), C_TCREATE, 0},
-    {"renewable", F_BOOL, OFF(renewable), C_TCREATE, OFF(renewable_set)},
-    {"orphan", F_BOOL, OFF(orphan), C_TCREATE, 0},
-    {"no-default-policy", F_BOOL, OFF(no_default_policy), C_TCREATE, 0},
-    {"use-limit", F_INT, OFF(use_limit), C_TCREATE, 0},
-    {"role", F_STR, OFF(role), C_TCREATE, 0},
-    {"type", F_STR, OFF(token_type), C_TCREATE, 0},
-    {"metadata", F_KV, OFF(metadata), C_TCREATE, 0},
-    {"policy", F_LIST, OFF(policies), C_TCREATE, 0},
-    {"entity-alias", F_STR, OFF(entity_alias), C_TCREATE, 0},
-    {"accessor", F_BOOL, OFF(accessor), C_TLOOKUP | C_TRENEW | C_TREVOKE, 0},
-    {"increment", F_DUR, OFF(increment), C_TRENEW, 0},
-    {"i", F_DUR, OFF(increment), C_TRENEW, 0},
-    {"self", F_BOOL, OFF(self), C_TREVOKE, 0},
-    {"mode", F_STR, OFF(mode), C_TREVOKE, 0},
-    {"path", F_STR, OFF(path), C_LOGIN, 0},
-    {"no-store", F_BOOL, OFF(no_store), C_LOGIN, 0},
-    {"no-print", F_BOOL, OFF(no_print), C_LOGIN, 0},
-    {"token-only", F_BOOL, OFF(token_only), C_LOGIN, 0},
 };
-const size_t cs_cli_n_cmd_flags = CS_ARRAY_LEN(cs_cli_cmd_flags);
 
-#define MOUNT_HELP                                                                                 \
-	"  -mount=<string>        Mount path of the KV engine; PATH is then relative to it.\n"
-
-const struct usage cs_cli_cmd_usages[] = {
+static const struct usage kv_usages[] = {
     {C_KGET,
      "Usage: custos kv get [options] PATH\n\n"
      "  Retrieves the value at PATH (KV v1 or v2). On v2 the latest version unless\n"
@@ -117,60 +93,9 @@ const struct usage cs_cli_cmd_usages[] = {
 	      "  -custom-metadata=<key=value>  Custom metadata (repeatable).\n" MOUNT_HELP},
     {C_KMDELETE, "Usage: custos kv metadata delete [options] PATH\n\n"
 		 "  Deletes all versions and the metadata of a KV v2 secret.\n\n" MOUNT_HELP},
-    {C_PWRITE, "Usage: custos policy write [options] NAME PATH\n\n"
-	       "  Uploads the ACL policy NAME from the file PATH (\"-\" reads stdin), in HCL\n"
-	       "  or JSON.\n"},
-    {C_PREAD, "Usage: custos policy read [options] NAME\n\n  Prints the policy NAME.\n"},
-    {C_PLIST, "Usage: custos policy list [options]\n\n  Lists the ACL policies.\n"},
-    {C_PDELETE, "Usage: custos policy delete [options] NAME\n\n  Deletes the policy NAME.\n"},
-    {C_PFMT, "Usage: custos policy fmt [options] PATH\n\n"
-	     "  Rewrites the HCL policy file PATH in canonical form (comments are dropped).\n"},
-    {C_TCREATE, "Usage: custos token create [options]\n\n"
-		"  Creates a token (a child of the current one unless -orphan).\n\n"
-		"  -policy=<string>             Policy to attach (repeatable).\n"
-		"  -ttl=<dur>                   Initial TTL.\n"
-		"  -explicit-max-ttl=<dur>      Hard maximum lifetime.\n"
-		"  -period=<dur>                Make a periodic token.\n"
-		"  -use-limit=<int>             Number of uses (0: unlimited).\n"
-		"  -renewable                   Allow renewal (default true).\n"
-		"  -orphan                      Create without a parent.\n"
-		"  -no-default-policy           Do not attach the \"default\" policy.\n"
-		"  -display-name=<string>       Name shown in audit logs.\n"
-		"  -metadata=<key=value>        Metadata (repeatable).\n"
-		"  -type=<string>               \"service\" (default) or \"batch\".\n"
-		"  -role=<string>               Create against auth/token/create/ROLE.\n"
-		"  -id=<string>                 Token value (needs sudo).\n"
-		"  -entity-alias=<string>       Entity alias (with -role).\n"
-		"  -field=<string>              Print only this field.\n"},
-    {C_TLOOKUP, "Usage: custos token lookup [options] [TOKEN | ACCESSOR]\n\n"
-		"  Shows a token's properties (the current token without an argument).\n\n"
-		"  -accessor              The argument is an accessor.\n"
-		"  -field=<string>        Print only this field.\n"},
-    {C_TRENEW, "Usage: custos token renew [options] [TOKEN]\n\n"
-	       "  Renews a token's lease (the current token without an argument).\n\n"
-	       "  -increment=<dur>       Requested extension (alias -i).\n"
-	       "  -accessor              The argument is an accessor.\n"},
-    {C_TREVOKE, "Usage: custos token revoke [options] [TOKEN | ACCESSOR]\n\n"
-		"  Revokes a token and, by default, all its children.\n\n"
-		"  -self                  Revoke the current token.\n"
-		"  -accessor              The argument is an accessor.\n"
-		"  -mode=<string>         \"orphan\" (keep children) or \"path\" (revoke by\n"
-		"                         creation path prefix).\n"},
-    {C_TCAPS, "Usage: custos token capabilities [options] [TOKEN] PATH\n\n"
-	      "  Prints a token's capabilities on PATH (the current token without TOKEN).\n"},
-    {C_LOGIN, "Usage: custos login [options] [AUTH K=V...]\n\n"
-	      "  Authenticates and stores the token in ~/.vault-token.\n\n"
-	      "    custos login TOKEN\n"
-	      "    custos login -method=userpass username=NAME [password=PASS]\n"
-	      "    custos login -method=approle role_id=ID secret_id=SECRET\n\n"
-	      "  -method=<string>       token (default), userpass or approle.\n"
-	      "  -path=<string>         Mount path of the auth method (default: METHOD).\n"
-	      "  -no-store              Do not store the token.\n"
-	      "  -no-print              Do not print the token.\n"
-	      "  -token-only            Print only the token (implies -no-store).\n"
-	      "  -field=<string>        Print only this field.\n"},
 };
-const size_t cs_cli_n_cmd_usages = CS_ARRAY_LEN(cs_cli_cmd_usages);
+
+const struct cs_cli_family cs_cli_kv_family = CS_CLI_FAMILY(kv_flags, kv_usages);
 
 /* ------------------------------------------------------------------ small helpers */
 

@@ -16,10 +16,95 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "lib/buf.h"
 #include "lib/util.h"
+
+/* ------------------------------------------------------------------ flags & usage */
+
+#define TTL_HELP                                                                                   \
+	"  -default-lease-ttl=<dur>    Default lease TTL (default: the server's).\n"               \
+	"  -max-lease-ttl=<dur>        Maximum lease TTL (default: the server's).\n"               \
+	"  -listing-visibility=<str>   \"unauth\" to list it in the unauthenticated UI\n"          \
+	"                              listing, \"hidden\" or \"\" not to.\n"
+
+static const struct flag mounts_flags[] = {
+    {"detailed", F_BOOL, OFF(detailed), C_SLIST | C_ALIST | C_DLIST, 0},
+    {"path", F_STR, OFF(path), C_SENABLE | C_AENABLE | C_DENABLE, 0},
+    {"description", F_STR, OFF(description), C_SENABLE | C_AENABLE | C_ATUNE | C_DENABLE, 0},
+    {"version", F_INT, OFF(version), C_SENABLE | C_AENABLE | C_ATUNE, 0},
+    {"default-lease-ttl", F_DUR, OFF(default_lease_ttl), C_SENABLE | C_AENABLE | C_ATUNE,
+     OFF(default_lease_ttl_set)},
+    {"max-lease-ttl", F_DUR, OFF(max_lease_ttl), C_SENABLE | C_AENABLE | C_ATUNE,
+     OFF(max_lease_ttl_set)},
+    {"listing-visibility", F_STR, OFF(listing_visibility), C_SENABLE | C_AENABLE | C_ATUNE, 0},
+    {"token-type", F_STR, OFF(token_type), C_AENABLE | C_ATUNE, 0},
+    {"local", F_BOOL, OFF(local), C_SENABLE | C_AENABLE | C_DENABLE, 0},
+    {"seal-wrap", F_BOOL, OFF(seal_wrap), C_SENABLE | C_AENABLE, 0},
+    {"force-no-cache", F_BOOL, OFF(force_no_cache), C_SENABLE, 0},
+    {"options", F_KV, OFF(options), C_SENABLE | C_AENABLE | C_ATUNE, 0},
+};
+
+static const struct usage mounts_usages[] = {
+    {C_SENABLE,
+     "Usage: custos secrets enable [options] TYPE\n\n"
+     "  Enables a secrets engine of type TYPE (kv, kv-v2, ...).\n\n"
+     "  -path=<string>              Mount path (default: TYPE).\n"
+     "  -description=<string>       Human-friendly description.\n"
+     "  -version=<int>              Engine version (options.version; 2 = versioned KV).\n"
+     "  -options=<key=value>        Engine option (repeatable).\n" TTL_HELP
+     "  -local, -seal-wrap, -force-no-cache\n"},
+    {C_SDISABLE, "Usage: custos secrets disable [options] PATH\n\n"
+		 "  Disables the secrets engine at PATH, deleting its data.\n"},
+    {C_SLIST, "Usage: custos secrets list [options]\n\n"
+	      "  Lists enabled secrets engines.\n\n"
+	      "  -detailed              Show all mount details.\n"},
+    {C_AENABLE, "Usage: custos auth enable [options] TYPE\n\n"
+		"  Enables a new auth method (userpass, approle, ...) at auth/PATH.\n\n"
+		"      $ custos auth enable userpass\n"
+		"      $ custos auth enable -path=people userpass\n\n"
+		"  -path=<string>              Mount path (default: TYPE).\n"
+		"  -description=<string>       Human-friendly description.\n"
+		"  -options=<key=value>        Mount option (repeatable).\n"
+		"  -version=<int>              Auth method version (options.version).\n"
+		"  -token-type=<string>        Force the type of the tokens it issues.\n" TTL_HELP
+		"  -local                      Mark it local-only (not replicated).\n"
+		"  -seal-wrap                  Seal-wrap its critical values.\n"},
+    {C_ADISABLE, "Usage: custos auth disable [options] PATH\n\n"
+		 "  Disables the auth method at PATH (the path, not the type). Every token\n"
+		 "  issued through it is revoked.\n\n"
+		 "      $ custos auth disable userpass/\n"},
+    {C_ALIST, "Usage: custos auth list [options]\n\n"
+	      "  Lists the enabled auth methods. A TTL of \"system\" means the server's\n"
+	      "  default is in use.\n\n"
+	      "  -detailed              Show configuration and replication details.\n"},
+    {C_ATUNE, "Usage: custos auth tune [options] PATH\n\n"
+	      "  Tunes the configuration of the auth method at PATH (the path, not the\n"
+	      "  type).\n\n"
+	      "      $ custos auth tune -default-lease-ttl=72h userpass/\n\n"
+	      "  -description=<string>       Replace the description.\n"
+	      "  -options=<key=value>        Mount option (repeatable).\n"
+	      "  -version=<int>              Auth method version (options.version).\n"
+	      "  -token-type=<string>        Force the type of the tokens it issues.\n" TTL_HELP},
+    {C_DENABLE, "Usage: custos audit enable [options] TYPE [CONFIG K=V...]\n\n"
+		"  Enables an audit device of TYPE (file, socket, ...); its options follow\n"
+		"  the type as K=V pairs, as for `custos write`.\n\n"
+		"      $ custos audit enable file file_path=/var/log/custos_audit.log\n\n"
+		"  -path=<string>         Device path (default: TYPE).\n"
+		"  -description=<string>  Human-friendly description.\n"
+		"  -local                 Mark it local-only (not replicated).\n"},
+    {C_DDISABLE, "Usage: custos audit disable [options] PATH\n\n"
+		 "  Disables the audit device at PATH (the path, not the type). Logs already\n"
+		 "  written are left alone.\n\n"
+		 "      $ custos audit disable file/\n"},
+    {C_DLIST, "Usage: custos audit list [options]\n\n"
+	      "  Lists the enabled audit devices.\n\n"
+	      "  -detailed              Also show replication and options.\n"},
+};
+
+const struct cs_cli_family cs_cli_mounts_family = CS_CLI_FAMILY(mounts_flags, mounts_usages);
 
 static const char usage_secrets[] = "Usage: custos secrets <subcommand> [options] [args]\n"
 				    "\n"

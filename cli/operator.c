@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "lib/buf.h"
@@ -23,6 +24,39 @@
 
 #define DEFAULT_KEY_SHARES    5
 #define DEFAULT_KEY_THRESHOLD 3
+
+/* ------------------------------------------------------------------ flags & usage */
+
+static const struct flag operator_flags[] = {
+    {"field", F_STR, OFF(field), C_STATUS, 0},
+    {"key-shares", F_INT, OFF(key_shares), C_INIT, 0},
+    {"n", F_INT, OFF(key_shares), C_INIT, 0},
+    {"key-threshold", F_INT, OFF(key_threshold), C_INIT, 0},
+    {"t", F_INT, OFF(key_threshold), C_INIT, 0},
+    {"recovery-shares", F_INT, OFF(recovery_shares), C_INIT, 0},
+    {"recovery-threshold", F_INT, OFF(recovery_threshold), C_INIT, 0},
+    {"status", F_BOOL, OFF(init_status), C_INIT, 0},
+    {"reset", F_BOOL, OFF(reset), C_UNSEAL, 0},
+    {"migrate", F_BOOL, OFF(migrate), C_UNSEAL, 0},
+};
+
+static const struct usage operator_usages[] = {
+    {C_INIT, "Usage: custos operator init [options]\n\n"
+	     "  Initializes the server: generates the root key, splits it into key shares\n"
+	     "  and prints them with the initial root token.\n\n"
+	     "  -key-shares=<int>      Number of key shares (default 5).\n"
+	     "  -key-threshold=<int>   Shares required to unseal (default 3).\n"
+	     "  -status                Print the init status; exit 0 if initialized, 2 if not.\n"},
+    {C_UNSEAL, "Usage: custos operator unseal [options] [KEY]\n\n"
+	       "  Provides one unseal key share. Without KEY it is read without echo from a\n"
+	       "  terminal, or as one line from standard input.\n\n"
+	       "  -reset                 Discard previously provided shares.\n"},
+    {C_SEAL, "Usage: custos operator seal [options]\n\n  Seals the server.\n"},
+    {C_STATUS, "Usage: custos status [options]\n\n"
+	       "  Prints the seal status. Exit code 0 unsealed, 2 sealed, 1 error.\n"},
+};
+
+const struct cs_cli_family cs_cli_operator_family = CS_CLI_FAMILY(operator_flags, operator_usages);
 
 static const char usage_operator[] =
     "Usage: custos operator <subcommand> [options] [args]\n"

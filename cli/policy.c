@@ -16,11 +16,28 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "lib/buf.h"
 #include "lib/util.h"
 #include "lib/hcl.h"
+
+/* ------------------------------------------------------------------ flags & usage */
+
+static const struct usage policy_usages[] = {
+    {C_PWRITE, "Usage: custos policy write [options] NAME PATH\n\n"
+	       "  Uploads the ACL policy NAME from the file PATH (\"-\" reads stdin), in HCL\n"
+	       "  or JSON.\n"},
+    {C_PREAD, "Usage: custos policy read [options] NAME\n\n  Prints the policy NAME.\n"},
+    {C_PLIST, "Usage: custos policy list [options]\n\n  Lists the ACL policies.\n"},
+    {C_PDELETE, "Usage: custos policy delete [options] NAME\n\n  Deletes the policy NAME.\n"},
+    {C_PFMT, "Usage: custos policy fmt [options] PATH\n\n"
+	     "  Rewrites the HCL policy file PATH in canonical form (comments are dropped).\n"},
+};
+
+const struct cs_cli_family cs_cli_policy_family = {NULL, 0, policy_usages,
+						   CS_ARRAY_LEN(policy_usages)};
 
 /* ------------------------------------------------------------------ policy */
 

@@ -28,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/format.h"
 #include "lib/util.h"
 
@@ -38,7 +39,7 @@
 
 /* ------------------------------------------------------------------ flags & usage */
 
-const struct flag cs_cli_raft_flags[] = {
+static const struct flag raft_flags[] = {
     {"leader-ca-cert", F_STR, OFF(leader_ca_cert), C_RJOIN, 0},
     {"leader-client-cert", F_STR, OFF(leader_client_cert), C_RJOIN, 0},
     {"leader-client-key", F_STR, OFF(leader_client_key), C_RJOIN, 0},
@@ -54,9 +55,8 @@ const struct flag cs_cli_raft_flags[] = {
     {"min-quorum", F_INT, OFF(min_quorum), C_RAPSET, 0},
     {"force", F_BOOL, OFF(force), C_RSRESTORE, 0},
 };
-const size_t cs_cli_n_raft_flags = CS_ARRAY_LEN(cs_cli_raft_flags);
 
-const struct usage cs_cli_raft_usages[] = {
+static const struct usage raft_usages[] = {
     {C_RJOIN, "Usage: custos operator raft join [options] LEADER_API_ADDR\n\n"
 	      "  Joins this (uninitialised) node to the raft cluster of the node at\n"
 	      "  LEADER_API_ADDR; then unseal it with the cluster's unseal keys.\n\n"
@@ -98,7 +98,7 @@ const struct usage cs_cli_raft_usages[] = {
     {C_STEPDOWN, "Usage: custos operator step-down [options]\n\n"
 		 "  Makes the active node give up leadership; another voter takes over.\n"},
 };
-const size_t cs_cli_n_raft_usages = CS_ARRAY_LEN(cs_cli_raft_usages);
+const struct cs_cli_family cs_cli_raft_family = CS_CLI_FAMILY(raft_flags, raft_usages);
 
 static const char usage_raft[] = "Usage: custos operator raft <subcommand> [options] [args]\n"
 				 "\n"

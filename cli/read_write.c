@@ -16,10 +16,52 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "lib/buf.h"
 #include "lib/util.h"
+
+/* ------------------------------------------------------------------ flags & usage */
+
+static const struct flag read_write_flags[] = {
+    {"field", F_STR, OFF(field), C_READ | C_WRITE | C_DELETE | C_LOGIN, 0},
+    {"force", F_BOOL, OFF(force), C_WRITE, 0},
+    {"f", F_BOOL, OFF(force), C_WRITE, 0},
+    {"detailed", F_BOOL, OFF(detailed), C_LIST, 0},
+    {"path", F_STR, OFF(path), C_LOGIN, 0},
+    {"method", F_STR, OFF(method), C_LOGIN, 0},
+    {"no-store", F_BOOL, OFF(no_store), C_LOGIN, 0},
+    {"no-print", F_BOOL, OFF(no_print), C_LOGIN, 0},
+    {"token-only", F_BOOL, OFF(token_only), C_LOGIN, 0},
+};
+
+static const struct usage read_write_usages[] = {
+    {C_READ, "Usage: custos read [options] PATH [K=V...]\n\n"
+	     "  Reads data at PATH.\n\n"
+	     "  -field=<string>        Print only this field, without a trailing newline.\n"},
+    {C_WRITE, "Usage: custos write [options] PATH [DATA K=V...]\n\n"
+	      "  Writes data to PATH. A value of @file reads a file, - reads stdin; a lone -\n"
+	      "  reads a JSON object from stdin.\n\n"
+	      "  -field=<string>        Print only this field of the response.\n"
+	      "  -force                 Allow writing with no data.\n"},
+    {C_LIST, "Usage: custos list [options] PATH\n\n  Lists the keys at PATH.\n"},
+    {C_DELETE, "Usage: custos delete [options] PATH\n\n  Deletes the data at PATH.\n"},
+    {C_LOGIN, "Usage: custos login [options] [AUTH K=V...]\n\n"
+	      "  Authenticates and stores the token in ~/.vault-token.\n\n"
+	      "    custos login TOKEN\n"
+	      "    custos login -method=userpass username=NAME [password=PASS]\n"
+	      "    custos login -method=approle role_id=ID secret_id=SECRET\n\n"
+	      "  -method=<string>       token (default), userpass or approle.\n"
+	      "  -path=<string>         Mount path of the auth method (default: METHOD).\n"
+	      "  -no-store              Do not store the token.\n"
+	      "  -no-print              Do not print the token.\n"
+	      "  -token-only            Print only the token (implies -no-store).\n"
+	      "  -field=<string>        Print only this field.\n"},
+};
+
+const struct cs_cli_family cs_cli_read_write_family =
+    CS_CLI_FAMILY(read_write_flags, read_write_usages);
 
 static void query_escape(struct cs_buf *b, const char *s)
 {

@@ -16,10 +16,74 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/client.h"
 #include "cli/format.h"
 #include "lib/buf.h"
 #include "lib/util.h"
+
+/* ------------------------------------------------------------------ flags & usage */
+
+static const struct flag token_flags[] = {
+    {"field", F_STR, OFF(field), C_TCREATE | C_TLOOKUP, 0},
+    {"id", F_STR, OFF(id), C_TCREATE, 0},
+    {"display-name", F_STR, OFF(display_name), C_TCREATE, 0},
+    {"ttl", F_DUR, OFF(ttl), C_TCREATE, 0},
+    {"explicit-max-ttl", F_DUR, OFF(explicit_max_ttl), C_TCREATE, 0},
+    {"period", F_DUR, OFF(period), C_TCREATE, 0},
+    {"renewable", F_BOOL, OFF(renewable), C_TCREATE, OFF(renewable_set)},
+    {"orphan", F_BOOL, OFF(orphan), C_TCREATE, 0},
+    {"no-default-policy", F_BOOL, OFF(no_default_policy), C_TCREATE, 0},
+    {"use-limit", F_INT, OFF(use_limit), C_TCREATE, 0},
+    {"role", F_STR, OFF(role), C_TCREATE, 0},
+    {"type", F_STR, OFF(token_type), C_TCREATE, 0},
+    {"metadata", F_KV, OFF(metadata), C_TCREATE, 0},
+    {"policy", F_LIST, OFF(policies), C_TCREATE, 0},
+    {"entity-alias", F_STR, OFF(entity_alias), C_TCREATE, 0},
+    {"accessor", F_BOOL, OFF(accessor), C_TLOOKUP | C_TRENEW | C_TREVOKE, 0},
+    {"increment", F_DUR, OFF(increment), C_TRENEW, 0},
+    {"i", F_DUR, OFF(increment), C_TRENEW, 0},
+    {"self", F_BOOL, OFF(self), C_TREVOKE, 0},
+    {"mode", F_STR, OFF(mode), C_TREVOKE, 0},
+};
+
+static const struct usage token_usages[] = {
+    {C_TCREATE, "Usage: custos token create [options]\n\n"
+		"  Creates a token (a child of the current one unless -orphan).\n\n"
+		"  -policy=<string>             Policy to attach (repeatable).\n"
+		"  -ttl=<dur>                   Initial TTL.\n"
+		"  -explicit-max-ttl=<dur>      Hard maximum lifetime.\n"
+		"  -period=<dur>                Make a periodic token.\n"
+		"  -use-limit=<int>             Number of uses (0: unlimited).\n"
+		"  -renewable                   Allow renewal (default true).\n"
+		"  -orphan                      Create without a parent.\n"
+		"  -no-default-policy           Do not attach the \"default\" policy.\n"
+		"  -display-name=<string>       Name shown in audit logs.\n"
+		"  -metadata=<key=value>        Metadata (repeatable).\n"
+		"  -type=<string>               \"service\" (default) or \"batch\".\n"
+		"  -role=<string>               Create against auth/token/create/ROLE.\n"
+		"  -id=<string>                 Token value (needs sudo).\n"
+		"  -entity-alias=<string>       Entity alias (with -role).\n"
+		"  -field=<string>              Print only this field.\n"},
+    {C_TLOOKUP, "Usage: custos token lookup [options] [TOKEN | ACCESSOR]\n\n"
+		"  Shows a token's properties (the current token without an argument).\n\n"
+		"  -accessor              The argument is an accessor.\n"
+		"  -field=<string>        Print only this field.\n"},
+    {C_TRENEW, "Usage: custos token renew [options] [TOKEN]\n\n"
+	       "  Renews a token's lease (the current token without an argument).\n\n"
+	       "  -increment=<dur>       Requested extension (alias -i).\n"
+	       "  -accessor              The argument is an accessor.\n"},
+    {C_TREVOKE, "Usage: custos token revoke [options] [TOKEN | ACCESSOR]\n\n"
+		"  Revokes a token and, by default, all its children.\n\n"
+		"  -self                  Revoke the current token.\n"
+		"  -accessor              The argument is an accessor.\n"
+		"  -mode=<string>         \"orphan\" (keep children) or \"path\" (revoke by\n"
+		"                         creation path prefix).\n"},
+    {C_TCAPS, "Usage: custos token capabilities [options] [TOKEN] PATH\n\n"
+	      "  Prints a token's capabilities on PATH (the current token without TOKEN).\n"},
+};
+
+const struct cs_cli_family cs_cli_token_family = CS_CLI_FAMILY(token_flags, token_usages);
 
 /* ------------------------------------------------------------------ token */
 
