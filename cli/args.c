@@ -1,25 +1,14 @@
 /*
- * Flag parsing and the common start of every command (moved verbatim from cli.c).
+ * Flag parsing with Go's flag-package rules and the common start of every command
+ * (cs_cli_begin / cs_cli_start / cs_cli_dispatch). The flags every command takes
+ * (HTTP and output) are here; each family's own rows come from the tables cs_cli_main
+ * stores in struct cli, so this file depends on no family.
  */
-#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
-#include "cli/client.h"
-#include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 
 /* ------------------------------------------------------------------ flags */
 

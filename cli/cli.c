@@ -17,13 +17,11 @@
  * for which file holds which verbs) and hands it the families' flag tables. Flag
  * parsing lives in args.c, shared helpers in common.c (both behind cli_internal.h).
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/cli_internal.h"
 #include "cli/families.h"
-#include "lib/util.h"
 
 #ifndef CUSTOS_VERSION
 #define CUSTOS_VERSION "0.0.0-dev"

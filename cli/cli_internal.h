@@ -247,7 +247,8 @@ int cs_cli_read_secret_line(char *buf, size_t cap, bool tty);
 const char *cs_cli_env2(const char *a, const char *b);
 /* -field was given (and is not empty). */
 bool cs_cli_has_field(const struct cli *c);
-/* One API call; on failure prints "<what>: <API error>" and returns false. The caller
+/* One API call; false (after "<what>: <API error>" on stderr, or the bare error when
+ * what is NULL) unless it answered 2xx/3xx. The caller
  * frees *r either way. */
 bool cs_cli_call(struct cli *c, const char *method, const char *path, const char *query,
 		 const cJSON *body, struct cs_client_resp *r, const char *what);

@@ -1,25 +1,17 @@
 /*
- * Helpers shared by every command family (moved verbatim from cli.c).
+ * Helpers every command family shares: the HTTP client built from flags and
+ * environment, one-call wrappers, Vault-shaped output (secrets, fields, lists, API
+ * errors), K=V / @file / stdin input, and the hidden-line prompt.
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
-#include "cli/client.h"
 #include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 
 #define DEFAULT_ADDR CS_CLI_DEFAULT_ADDR
 /* Largest input accepted from stdin or a file for `write` values. */
@@ -49,7 +41,10 @@ bool cs_cli_call(struct cli *c, const char *method, const char *path, const char
 	if (cs_client_request(&c->client, method, path, query, body, r) == 0 &&
 	    cs_client_resp_ok(r))
 		return true;
-	cs_cli_api_error(r, "%s", what);
+	if (what)
+		cs_cli_api_error(r, "%s", what);
+	else
+		cs_cli_api_error(r, NULL);
 	return false;
 }
 

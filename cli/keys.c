@@ -103,18 +103,6 @@ static void trim(char *s)
 		s[--n] = '\0';
 }
 
-/* Request; on failure print "<what>: <API error>" and return 2. r is filled either way. */
-static int call(struct cli *c, const char *method, const char *path, const char *query,
-		const cJSON *body, struct cs_client_resp *r, const char *what)
-{
-	if (cs_client_request(&c->client, method, path, query, body, r) != 0 ||
-	    !cs_client_resp_ok(r)) {
-		cs_cli_api_error(r, "%s", what);
-		return 2;
-	}
-	return 0;
-}
-
 static const char *jstr(const cJSON *o, const char *k)
 {
 	const cJSON *v = cs_cli_get(o, k);
@@ -290,7 +278,8 @@ static int rekey_status(struct cli *c)
 {
 	struct cs_client_resp r;
 	const char *path = c->k_verify ? "sys/rekey/verify" : "sys/rekey/init";
-	int code = call(c, "GET", path, NULL, NULL, &r, "Error reading rekey status");
+	int code =
+	    (cs_cli_call(c, "GET", path, NULL, NULL, &r, "Error reading rekey status") ? 0 : 2);
 	if (!code)
 		code = print_rekey_status(c, r.json, c->k_verify);
 	cs_client_resp_free(&r);
@@ -310,7 +299,10 @@ static int rekey_init(struct cli *c)
 		return 1;
 	}
 	struct cs_client_resp r;
-	int code = call(c, "PUT", "sys/rekey/init", NULL, body, &r, "Error initializing rekey");
+	int code =
+	    (cs_cli_call(c, "PUT", "sys/rekey/init", NULL, body, &r, "Error initializing rekey")
+		 ? 0
+		 : 2);
 	cJSON_Delete(body);
 	if (!code) {
 		if (!cs_cli_is_json(c)) {
@@ -335,8 +327,10 @@ static int rekey_cancel(struct cli *c)
 	struct cs_buf q = CS_BUF_INIT;
 	cs_buf_printf(&q, "nonce=%s", c->k_nonce);
 	struct cs_client_resp r;
-	int code = call(c, "DELETE", c->k_verify ? "sys/rekey/verify" : "sys/rekey/init", q.data,
-			NULL, &r, "Error canceling rekey");
+	int code = (cs_cli_call(c, "DELETE", c->k_verify ? "sys/rekey/verify" : "sys/rekey/init",
+				q.data, NULL, &r, "Error canceling rekey")
+			? 0
+			: 2);
 	cs_buf_free(&q);
 	cs_client_resp_free(&r);
 	if (!code)
@@ -348,7 +342,8 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 {
 	const char *path = c->k_verify ? "sys/rekey/verify" : "sys/rekey/init";
 	struct cs_client_resp r;
-	int code = call(c, "GET", path, NULL, NULL, &r, "Error getting rekey status");
+	int code =
+	    (cs_cli_call(c, "GET", path, NULL, NULL, &r, "Error getting rekey status") ? 0 : 2);
 	if (code) {
 		cs_client_resp_free(&r);
 		return code;
@@ -381,8 +376,10 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 	cJSON_AddStringToObject(body, "key", key);
 	cJSON_AddStringToObject(body, "nonce", nonce);
 	cs_zero(key, sizeof key);
-	code = call(c, "PUT", c->k_verify ? "sys/rekey/verify" : "sys/rekey/update", NULL, body, &r,
-		    "Error posting unseal key");
+	code = (cs_cli_call(c, "PUT", c->k_verify ? "sys/rekey/verify" : "sys/rekey/update", NULL,
+			    body, &r, "Error posting unseal key")
+		    ? 0
+		    : 2);
 	cs_client_json_free_secure(body);
 	if (code) {
 		cs_client_resp_free(&r);
@@ -466,9 +463,11 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 static int rekey_backup(struct cli *c, bool del)
 {
 	struct cs_client_resp r;
-	int code = call(c, del ? "DELETE" : "GET", "sys/rekey/backup", NULL, NULL, &r,
-			del ? "Error deleting rekey backed up keys"
-			    : "Error retrieving rekey backed up keys");
+	int code = (cs_cli_call(c, del ? "DELETE" : "GET", "sys/rekey/backup", NULL, NULL, &r,
+				del ? "Error deleting rekey backed up keys"
+				    : "Error retrieving rekey backed up keys")
+			? 0
+			: 2);
 	if (!code && del)
 		printf("Success! Deleted backed up keys (if they existed)\n");
 	else if (!code)
@@ -535,8 +534,10 @@ static int print_root_status(struct cli *c, const cJSON *s)
 static int root_status(struct cli *c, cJSON **out)
 {
 	struct cs_client_resp r;
-	int code = call(c, "GET", "sys/generate-root/attempt", NULL, NULL, &r,
-			"Error getting root generation status");
+	int code = (cs_cli_call(c, "GET", "sys/generate-root/attempt", NULL, NULL, &r,
+				"Error getting root generation status")
+			? 0
+			: 2);
 	if (!code && out) {
 		*out = r.json;
 		r.json = NULL;
@@ -640,8 +641,10 @@ static int root_init(struct cli *c)
 		free(k);
 	}
 	struct cs_client_resp r;
-	int code = call(c, "PUT", "sys/generate-root/attempt", NULL, body, &r,
-			"Error initializing root generation");
+	int code = (cs_cli_call(c, "PUT", "sys/generate-root/attempt", NULL, body, &r,
+				"Error initializing root generation")
+			? 0
+			: 2);
 	cs_client_json_free_secure(body);
 	if (!code)
 		code = print_root_status(c, r.json);
@@ -659,8 +662,10 @@ static int root_cancel(struct cli *c)
 	struct cs_buf q = CS_BUF_INIT;
 	cs_buf_printf(&q, "nonce=%s", c->k_nonce);
 	struct cs_client_resp r;
-	int code = call(c, "DELETE", "sys/generate-root/attempt", q.data, NULL, &r,
-			"Error canceling root token generation");
+	int code = (cs_cli_call(c, "DELETE", "sys/generate-root/attempt", q.data, NULL, &r,
+				"Error canceling root token generation")
+			? 0
+			: 2);
 	cs_buf_free(&q);
 	cs_client_resp_free(&r);
 	if (!code)
@@ -703,8 +708,10 @@ static int root_provide(struct cli *c, int argc, char **argv, int i)
 	cJSON_AddStringToObject(body, "nonce", c->k_nonce);
 	cs_zero(key, sizeof key);
 	struct cs_client_resp r;
-	code =
-	    call(c, "PUT", "sys/generate-root/update", NULL, body, &r, "Error posting unseal key");
+	code = (cs_cli_call(c, "PUT", "sys/generate-root/update", NULL, body, &r,
+			    "Error posting unseal key")
+		    ? 0
+		    : 2);
 	cs_client_json_free_secure(body);
 	if (!code)
 		code = print_root_status(c, r.json);

@@ -1,8 +1,8 @@
 /*
- * The access-control verbs of the CLI: `kv`, `policy`, `token` and `login`, with the
- * Vault CLI's flags, output and exit codes (OpenBao's command/kv_*.go, policy_*.go,
- * token_*.go and login.go are the reference). Shared plumbing (flag parsing, client,
- * output helpers) lives in cli.c behind cli_internal.h.
+ * `kv get|put|patch|delete|undelete|destroy|list|metadata`, with the Vault CLI's flags,
+ * output and exit codes (OpenBao's command/kv_*.go is the reference). Shared plumbing
+ * (flag parsing, client, output helpers) lives in args.c and common.c behind
+ * cli_internal.h.
  *
  * Exit codes as in Vault: 1 for flag/argument errors (and a few "not supported on this
  * KV version" refusals, as Vault does), 2 for errors from or while reaching the server.
@@ -12,22 +12,12 @@
  * treated as v1), then rewrite the friendly path: secret/foo → secret/data/foo,
  * secret/metadata/foo, secret/delete/foo ... on v2; unchanged on v1.
  */
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
 #include "cli/families.h"
 #include "cli/format.h"
-#include "lib/hcl.h"
-#include "lib/util.h"
 
 #define C_KV_ALL                                                                                   \
 	(C_KGET | C_KPUT | C_KPATCH | C_KDELETE | C_KUNDELETE | C_KDESTROY | C_KLIST | C_KMGET |   \

@@ -1,26 +1,13 @@
 /*
- * `secrets`, `auth` and `audit` (moved verbatim from cli.c).
+ * `secrets`, `auth` and `audit`: enable, disable and list the three mount tables
+ * (sys/mounts, sys/auth, sys/audit), plus `auth tune`.
  */
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
 #include "cli/families.h"
-#include "cli/client.h"
 #include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 
 /* ------------------------------------------------------------------ flags & usage */
 

@@ -1,26 +1,15 @@
 /*
- * `operator init|unseal|seal` and `status` (moved verbatim from cli.c).
+ * `operator init|unseal|seal`, the `operator` subcommand table (its other verbs live in
+ * operator_keys.c, keys.c and raft.c), and `status`. The seal-status table is shared by
+ * unseal and status.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
 #include "cli/families.h"
-#include "cli/client.h"
 #include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 
 #define DEFAULT_KEY_SHARES    5
 #define DEFAULT_KEY_THRESHOLD 3
@@ -148,108 +137,69 @@ static int output_seal_status(struct cli *c, const cJSON *status, bool *sealed)
 
 /* ------------------------------------------------------------------ operator */
 
-static int cmd_init(struct cli *c, int argc, char **argv, int start)
+/* `operator init -status`: exit 0 if initialized, 2 if not, 1 on error. */
+static int init_status(struct cli *c)
 {
-	int code;
-	int i = cs_cli_start(c, C_INIT, argc, argv, start, 0, 0, "0", &code);
-	if (i < 0)
-		return code;
-
 	struct cs_client_resp r;
-	if (c->init_status) {
-		if (cs_client_request(&c->client, "GET", "sys/init", NULL, NULL, &r) != 0 ||
-		    !cs_client_resp_ok(&r)) {
-			cs_cli_api_error(&r, "Error checking init status");
-			cs_client_resp_free(&r);
-			return 1; /* 2 means "not initialized" here */
-		}
-		bool inited = cJSON_IsTrue(cs_cli_get(r.json, "initialized"));
-		if (cs_cli_is_json(c)) {
-			cJSON *o = cJSON_CreateObject();
-			cJSON_AddBoolToObject(o, "initialized", inited);
-			cs_cli_print_json(o, false);
-			cJSON_Delete(o);
-		} else {
-			printf("%s\n",
-			       inited ? "Vault is initialized" : "Vault is not initialized");
-		}
-		cs_client_resp_free(&r);
-		return inited ? 0 : 2;
-	}
-
-	if (cs_client_request(&c->client, "GET", "sys/seal-status", NULL, NULL, &r) != 0 ||
+	if (cs_client_request(&c->client, "GET", "sys/init", NULL, NULL, &r) != 0 ||
 	    !cs_client_resp_ok(&r)) {
-		cs_cli_api_error(&r, NULL);
+		cs_cli_api_error(&r, "Error checking init status");
 		cs_client_resp_free(&r);
-		return 2;
+		return 1; /* 2 means "not initialized" here */
 	}
-	bool recovery = cJSON_IsTrue(cs_cli_get(r.json, "recovery_seal"));
-	cs_client_resp_free(&r);
-	if (!recovery) {
-		if (c->key_shares == 0)
-			c->key_shares = DEFAULT_KEY_SHARES;
-		if (c->key_threshold == 0)
-			c->key_threshold = DEFAULT_KEY_THRESHOLD;
-		c->recovery_shares = 0;
-		c->recovery_threshold = 0;
-	}
-	cJSON *body = cJSON_CreateObject();
-	cJSON_AddNumberToObject(body, "secret_shares", (double)c->key_shares);
-	cJSON_AddNumberToObject(body, "secret_threshold", (double)c->key_threshold);
-	if (recovery) {
-		cJSON_AddNumberToObject(body, "recovery_shares", (double)c->recovery_shares);
-		cJSON_AddNumberToObject(body, "recovery_threshold", (double)c->recovery_threshold);
-	}
-	if (cs_cli_pgp_flags(c, body)) { /* cli/keys.c */
-		cJSON_Delete(body);
-		return 1;
-	}
-	int rc = cs_client_request(&c->client, "PUT", "sys/init", NULL, body, &r);
-	cJSON_Delete(body);
-	if (rc != 0 || !cs_client_resp_ok(&r) || !cJSON_IsObject(r.json)) {
-		if (rc == 0 && cs_client_resp_ok(&r)) {
-			fprintf(stderr, "Error initializing: unexpected response from server\n");
-		} else {
-			cs_cli_api_error(&r, "Error initializing");
-		}
-		cs_client_resp_free(&r);
-		return 2;
-	}
-
-	const cJSON *keys = cs_cli_get(r.json, "keys"), *b64 = cs_cli_get(r.json, "keys_base64");
-	const cJSON *rkeys = cs_cli_get(r.json, "recovery_keys");
-	const cJSON *rb64 = cs_cli_get(r.json, "recovery_keys_base64");
-	const cJSON *root = cs_cli_get(r.json, "root_token");
-	int nkeys = cJSON_GetArraySize(keys), nrkeys = cJSON_GetArraySize(rkeys);
-
+	bool inited = cJSON_IsTrue(cs_cli_get(r.json, "initialized"));
 	if (cs_cli_is_json(c)) {
-		/* Vault's machineInit struct, in its field order. */
 		cJSON *o = cJSON_CreateObject();
-		cJSON_AddItemToObject(o, "unseal_keys_b64",
-				      cJSON_IsArray(b64) ? cJSON_Duplicate(b64, true)
-							 : cJSON_CreateArray());
-		cJSON_AddItemToObject(o, "unseal_keys_hex",
-				      cJSON_IsArray(keys) ? cJSON_Duplicate(keys, true)
-							  : cJSON_CreateArray());
-		cJSON_AddNumberToObject(o, "unseal_shares", nkeys ? (double)c->key_shares : 1);
-		cJSON_AddNumberToObject(o, "unseal_threshold",
-					nkeys ? (double)c->key_threshold : 1);
-		cJSON_AddItemToObject(o, "recovery_keys_b64",
-				      cJSON_IsArray(rb64) ? cJSON_Duplicate(rb64, true)
-							  : cJSON_CreateArray());
-		cJSON_AddItemToObject(o, "recovery_keys_hex",
-				      cJSON_IsArray(rkeys) ? cJSON_Duplicate(rkeys, true)
-							   : cJSON_CreateArray());
-		cJSON_AddNumberToObject(o, "recovery_keys_shares", (double)c->recovery_shares);
-		cJSON_AddNumberToObject(o, "recovery_keys_threshold",
-					(double)c->recovery_threshold);
-		cJSON_AddStringToObject(o, "root_token",
-					cJSON_IsString(root) ? root->valuestring : "");
+		cJSON_AddBoolToObject(o, "initialized", inited);
 		cs_cli_print_json(o, false);
-		cs_client_json_free_secure(o);
-		cs_client_resp_free(&r);
-		return 0;
+		cJSON_Delete(o);
+	} else {
+		printf("%s\n", inited ? "Vault is initialized" : "Vault is not initialized");
 	}
+	cs_client_resp_free(&r);
+	return inited ? 0 : 2;
+}
+
+/* The sys/init answer as Vault's machineInit struct, in its field order. */
+static int init_output_json(struct cli *c, const cJSON *resp)
+{
+	const cJSON *keys = cs_cli_get(resp, "keys"), *b64 = cs_cli_get(resp, "keys_base64");
+	const cJSON *rkeys = cs_cli_get(resp, "recovery_keys");
+	const cJSON *rb64 = cs_cli_get(resp, "recovery_keys_base64");
+	const cJSON *root = cs_cli_get(resp, "root_token");
+	int nkeys = cJSON_GetArraySize(keys);
+
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddItemToObject(o, "unseal_keys_b64",
+			      cJSON_IsArray(b64) ? cJSON_Duplicate(b64, true)
+						 : cJSON_CreateArray());
+	cJSON_AddItemToObject(o, "unseal_keys_hex",
+			      cJSON_IsArray(keys) ? cJSON_Duplicate(keys, true)
+						  : cJSON_CreateArray());
+	cJSON_AddNumberToObject(o, "unseal_shares", nkeys ? (double)c->key_shares : 1);
+	cJSON_AddNumberToObject(o, "unseal_threshold", nkeys ? (double)c->key_threshold : 1);
+	cJSON_AddItemToObject(o, "recovery_keys_b64",
+			      cJSON_IsArray(rb64) ? cJSON_Duplicate(rb64, true)
+						  : cJSON_CreateArray());
+	cJSON_AddItemToObject(o, "recovery_keys_hex",
+			      cJSON_IsArray(rkeys) ? cJSON_Duplicate(rkeys, true)
+						   : cJSON_CreateArray());
+	cJSON_AddNumberToObject(o, "recovery_keys_shares", (double)c->recovery_shares);
+	cJSON_AddNumberToObject(o, "recovery_keys_threshold", (double)c->recovery_threshold);
+	cJSON_AddStringToObject(o, "root_token", cJSON_IsString(root) ? root->valuestring : "");
+	cs_cli_print_json(o, false);
+	cs_client_json_free_secure(o);
+	return 0;
+}
+
+/* The sys/init answer as Vault's table output: the keys, the root token, the advice. */
+static int init_output_table(struct cli *c, const cJSON *resp)
+{
+	const cJSON *keys = cs_cli_get(resp, "keys"), *b64 = cs_cli_get(resp, "keys_base64");
+	const cJSON *rkeys = cs_cli_get(resp, "recovery_keys");
+	const cJSON *rb64 = cs_cli_get(resp, "recovery_keys_base64");
+	const cJSON *root = cs_cli_get(resp, "root_token");
+	int nkeys = cJSON_GetArraySize(keys), nrkeys = cJSON_GetArraySize(rkeys);
 
 	struct cs_buf b = CS_BUF_INIT;
 	bool use_b64 = cJSON_GetArraySize(b64) == nkeys;
@@ -306,8 +256,63 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 	}
 	cs_buf_free(&t);
 	cs_cli_emit(stdout, &b);
-	cs_client_resp_free(&r);
 	return 0;
+}
+
+static int cmd_init(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = cs_cli_start(c, C_INIT, argc, argv, start, 0, 0, "0", &code);
+	if (i < 0)
+		return code;
+
+	if (c->init_status)
+		return init_status(c);
+
+	struct cs_client_resp r;
+
+	if (cs_client_request(&c->client, "GET", "sys/seal-status", NULL, NULL, &r) != 0 ||
+	    !cs_client_resp_ok(&r)) {
+		cs_cli_api_error(&r, NULL);
+		cs_client_resp_free(&r);
+		return 2;
+	}
+	bool recovery = cJSON_IsTrue(cs_cli_get(r.json, "recovery_seal"));
+	cs_client_resp_free(&r);
+	if (!recovery) {
+		if (c->key_shares == 0)
+			c->key_shares = DEFAULT_KEY_SHARES;
+		if (c->key_threshold == 0)
+			c->key_threshold = DEFAULT_KEY_THRESHOLD;
+		c->recovery_shares = 0;
+		c->recovery_threshold = 0;
+	}
+	cJSON *body = cJSON_CreateObject();
+	cJSON_AddNumberToObject(body, "secret_shares", (double)c->key_shares);
+	cJSON_AddNumberToObject(body, "secret_threshold", (double)c->key_threshold);
+	if (recovery) {
+		cJSON_AddNumberToObject(body, "recovery_shares", (double)c->recovery_shares);
+		cJSON_AddNumberToObject(body, "recovery_threshold", (double)c->recovery_threshold);
+	}
+	if (cs_cli_pgp_flags(c, body)) { /* cli/keys.c */
+		cJSON_Delete(body);
+		return 1;
+	}
+	int rc = cs_client_request(&c->client, "PUT", "sys/init", NULL, body, &r);
+	cJSON_Delete(body);
+	if (rc != 0 || !cs_client_resp_ok(&r) || !cJSON_IsObject(r.json)) {
+		if (rc == 0 && cs_client_resp_ok(&r)) {
+			fprintf(stderr, "Error initializing: unexpected response from server\n");
+		} else {
+			cs_cli_api_error(&r, "Error initializing");
+		}
+		cs_client_resp_free(&r);
+		return 2;
+	}
+
+	code = cs_cli_is_json(c) ? init_output_json(c, r.json) : init_output_table(c, r.json);
+	cs_client_resp_free(&r);
+	return code;
 }
 
 static int cmd_unseal(struct cli *c, int argc, char **argv, int start)

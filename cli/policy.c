@@ -1,26 +1,14 @@
 /*
- * `policy` (moved verbatim from commands.c).
+ * `policy write|read|list|delete|fmt` against sys/policies/acl; `fmt` parses the HCL
+ * locally and prints it in canonical form.
  */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
 #include "cli/families.h"
-#include "cli/client.h"
-#include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 #include "lib/hcl.h"
 
 /* ------------------------------------------------------------------ flags & usage */

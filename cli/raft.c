@@ -154,20 +154,6 @@ static int start_exact(struct cli *c, uint64_t cmd, int argc, char **argv, int s
 	return i;
 }
 
-/* One request; false (after "<what>: <error>" on stderr) unless it answered 2xx/3xx.
- * r is the caller's to free either way. */
-static bool call(struct cli *c, const char *method, const char *path, const cJSON *body,
-		 struct cs_client_resp *r, const char *what)
-{
-	if (cs_client_request(&c->client, method, path, NULL, body, r) == 0 && cs_client_resp_ok(r))
-		return true;
-	if (what)
-		cs_cli_api_error(r, "%s", what);
-	else
-		cs_cli_api_error(r, NULL);
-	return false;
-}
-
 /* The envelope's data object (Vault's responses), or the body itself for servers that
  * answer bare objects. Borrowed from r, NULL if neither is an object. */
 static const cJSON *data_of(const struct cs_client_resp *r)
@@ -269,8 +255,8 @@ static int raft_join(struct cli *c, int argc, char **argv, int start)
 	cJSON_AddBoolToObject(body, "non_voter", c->non_voter);
 
 	struct cs_client_resp r;
-	if (!call(c, "POST", "sys/storage/raft/join", body, &r,
-		  "Error joining the node to the Raft cluster")) {
+	if (!cs_cli_call(c, "POST", "sys/storage/raft/join", NULL, body, &r,
+			 "Error joining the node to the Raft cluster")) {
 		code = 2;
 	} else {
 		bool joined = cJSON_IsTrue(cs_cli_get(data_of(&r), "joined"));
@@ -349,8 +335,8 @@ static int raft_remove_peer(struct cli *c, int argc, char **argv, int start)
 	cJSON_AddStringToObject(body, "server_id", id);
 	free(id);
 	struct cs_client_resp r;
-	if (call(c, "POST", "sys/storage/raft/remove-peer", body, &r,
-		 "Error removing the peer from raft cluster")) {
+	if (cs_cli_call(c, "POST", "sys/storage/raft/remove-peer", NULL, body, &r,
+			"Error removing the peer from raft cluster")) {
 		printf("Peer removed successfully!\n");
 		code = 0;
 	} else {
@@ -606,7 +592,8 @@ static int autopilot_set_config(struct cli *c, int argc, char **argv, int start)
 	add_dur(body, "dead_server_last_contact_threshold", c->dead_server_last_contact_threshold);
 	add_dur(body, "server_stabilization_time", c->server_stabilization_time);
 	struct cs_client_resp r;
-	if (!call(c, "POST", "sys/storage/raft/autopilot/configuration", body, &r, NULL)) {
+	if (!cs_cli_call(c, "POST", "sys/storage/raft/autopilot/configuration", NULL, body, &r,
+			 NULL)) {
 		code = 2;
 	} else if (r.status != 204 && r.body.len && cJSON_IsObject(r.json)) {
 		code = cs_cli_output_secret(c, r.json);
@@ -888,7 +875,7 @@ int cs_cli_step_down(struct cli *c, int argc, char **argv, int start)
 	if (cs_cli_start(c, C_STEPDOWN, argc, argv, start, 0, 0, "0", &code) < 0)
 		return code;
 	struct cs_client_resp r;
-	if (call(c, "PUT", "sys/step-down", NULL, &r, "Error stepping down")) {
+	if (cs_cli_call(c, "PUT", "sys/step-down", NULL, NULL, &r, "Error stepping down")) {
 		printf("Success! Stepped down: %s\n", c->client.addr);
 		code = 0;
 	} else {

@@ -1,26 +1,19 @@
 /*
- * `read`, `write`, `list`, `delete` (moved verbatim from cli.c) and `login` (from commands.c).
+ * The generic path verbs `read`, `write`, `list`, `delete`, and `login` (token,
+ * userpass and approle methods; the token goes to ~/.vault-token unless -no-store).
+ * read/delete send K=V pairs as URL parameters, write as the JSON body.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
 #include "cli/families.h"
-#include "cli/client.h"
 #include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 
 /* ------------------------------------------------------------------ flags & usage */
 
@@ -495,20 +488,10 @@ static cJSON *login_extract(struct cli *c, cJSON *secret, bool unwrap, bool *wra
 	return NULL;
 }
 
-int cs_cli_login(struct cli *c, int argc, char **argv)
+/* -method, defaulting to "token"; malloc'd, or NULL after printing that it is not one
+ * we support (an exit-1 error). */
+static char *login_method(const struct cli *c)
 {
-	int code;
-	int i = cs_cli_begin(c, C_LOGIN, argc, argv, 2, &code);
-	if (i < 0)
-		return code;
-	if (c->token_only) {
-		c->no_store = true;
-		c->field = "token";
-	}
-	if (c->no_store && c->no_print) {
-		fprintf(stderr, "-no-store and -no-print cannot be used together\n");
-		return 1;
-	}
 	char *method = cs_cli_sanitize_path(c->method ? c->method : "");
 	if (!*method) {
 		free(method);
@@ -527,16 +510,22 @@ int cs_cli_login(struct cli *c, int argc, char **argv)
 		cs_cli_emit(stderr, &w);
 		cs_buf_free(&b);
 		free(method);
-		return 1;
+		return NULL;
 	}
-	/* `custos login TOKEN` is `custos login token=TOKEN`. */
-	int nargs = argc - i;
+	return method;
+}
+
+/* The K=V arguments into cfg; a bare first argument to the token method is the token
+ * (`custos login TOKEN` is `custos login token=TOKEN`). Returns cs_cli_parse_kv's
+ * result, the reason in err. */
+static int login_config(const char *method, int nargs, char **argv, cJSON *cfg, struct cs_buf *err)
+{
 	char **args = calloc((size_t)nargs + 1, sizeof *args);
 	if (!args)
 		abort();
 	char *token_arg = NULL;
 	for (int k = 0; k < nargs; k++)
-		args[k] = argv[i + k];
+		args[k] = argv[k];
 	if (strcmp(method, "token") == 0 && nargs > 0 && !strchr(args[0], '=')) {
 		size_t n = strlen(args[0]) + 7;
 		token_arg = malloc(n);
@@ -545,14 +534,81 @@ int cs_cli_login(struct cli *c, int argc, char **argv)
 		snprintf(token_arg, n, "token=%s", args[0]);
 		args[0] = token_arg;
 	}
-	cJSON *cfg = cJSON_CreateObject();
-	struct cs_buf err = CS_BUF_INIT;
-	int prc = cs_cli_parse_kv(cfg, nargs, args, &err);
+	int prc = cs_cli_parse_kv(cfg, nargs, args, err);
 	if (token_arg) {
 		cs_zero(token_arg, strlen(token_arg));
 		free(token_arg);
 	}
 	free(args);
+	return prc;
+}
+
+/* After a successful, unwrapped login: store the token unless -no-store, then print
+ * what the flags ask for. Returns the exit code. */
+static int login_finish(struct cli *c, const cJSON *secret)
+{
+	const char *token = cfg_str(cs_cli_get(secret, "auth"), "client_token");
+	if (!c->no_store) {
+		struct cs_buf serr = CS_BUF_INIT;
+		if (store_token(token ? token : "", &serr) != 0) {
+			fprintf(stderr, "Error storing token: %s\n", serr.data);
+			warn_wrapped("Authentication was successful, but the token was not "
+				     "persisted. The resulting token is shown below for your "
+				     "records.");
+			cs_buf_free(&serr);
+			cs_cli_output_secret(c, secret);
+			return 2;
+		}
+		cs_buf_free(&serr);
+		if (getenv("VAULT_TOKEN") && *getenv("VAULT_TOKEN"))
+			warn_wrapped("WARNING! The VAULT_TOKEN environment variable is set! The "
+				     "value of this variable will take precedence; if this is "
+				     "unwanted please unset VAULT_TOKEN or update its value "
+				     "accordingly.");
+	} else if (!c->token_only) {
+		warn_wrapped("The token was not stored in token helper. Set the VAULT_TOKEN "
+			     "environment variable or pass the token below with each request to "
+			     "custos.");
+	}
+	if (c->no_print)
+		return 0;
+	if (cs_cli_has_field(c)) {
+		return cs_cli_print_field(c, secret, c->field, true, "secret");
+	}
+	if (!cs_cli_is_json(c)) {
+		struct cs_buf b = CS_BUF_INIT;
+		cs_fmt_wrap(&b,
+			    "Success! You are now authenticated. The token information displayed "
+			    "below is already stored in the token helper. You do NOT need to run "
+			    "\"custos login\" again. Future custos requests will automatically use "
+			    "this token.",
+			    0);
+		cs_buf_putc(&b, '\n');
+		cs_cli_emit(stdout, &b);
+	}
+	return cs_cli_output_secret(c, secret);
+}
+
+int cs_cli_login(struct cli *c, int argc, char **argv)
+{
+	int code;
+	int i = cs_cli_begin(c, C_LOGIN, argc, argv, 2, &code);
+	if (i < 0)
+		return code;
+	if (c->token_only) {
+		c->no_store = true;
+		c->field = "token";
+	}
+	if (c->no_store && c->no_print) {
+		fprintf(stderr, "-no-store and -no-print cannot be used together\n");
+		return 1;
+	}
+	char *method = login_method(c);
+	if (!method)
+		return 1;
+	cJSON *cfg = cJSON_CreateObject();
+	struct cs_buf err = CS_BUF_INIT;
+	int prc = login_config(method, argc - i, argv + i, cfg, &err);
 	cJSON *secret = NULL;
 	char *mount = NULL;
 	if (prc != 0) {
@@ -590,49 +646,7 @@ int cs_cli_login(struct cli *c, int argc, char **argv)
 			   : cs_cli_output_secret(c, secret);
 		goto out;
 	}
-	const char *token = cfg_str(cs_cli_get(secret, "auth"), "client_token");
-	if (!c->no_store) {
-		struct cs_buf serr = CS_BUF_INIT;
-		if (store_token(token ? token : "", &serr) != 0) {
-			fprintf(stderr, "Error storing token: %s\n", serr.data);
-			warn_wrapped("Authentication was successful, but the token was not "
-				     "persisted. The resulting token is shown below for your "
-				     "records.");
-			cs_buf_free(&serr);
-			cs_cli_output_secret(c, secret);
-			code = 2;
-			goto out;
-		}
-		cs_buf_free(&serr);
-		if (getenv("VAULT_TOKEN") && *getenv("VAULT_TOKEN"))
-			warn_wrapped("WARNING! The VAULT_TOKEN environment variable is set! The "
-				     "value of this variable will take precedence; if this is "
-				     "unwanted please unset VAULT_TOKEN or update its value "
-				     "accordingly.");
-	} else if (!c->token_only) {
-		warn_wrapped("The token was not stored in token helper. Set the VAULT_TOKEN "
-			     "environment variable or pass the token below with each request to "
-			     "custos.");
-	}
-	code = 0;
-	if (c->no_print)
-		goto out;
-	if (cs_cli_has_field(c)) {
-		code = cs_cli_print_field(c, secret, c->field, true, "secret");
-		goto out;
-	}
-	if (!cs_cli_is_json(c)) {
-		struct cs_buf b = CS_BUF_INIT;
-		cs_fmt_wrap(&b,
-			    "Success! You are now authenticated. The token information displayed "
-			    "below is already stored in the token helper. You do NOT need to run "
-			    "\"custos login\" again. Future custos requests will automatically use "
-			    "this token.",
-			    0);
-		cs_buf_putc(&b, '\n');
-		cs_cli_emit(stdout, &b);
-	}
-	code = cs_cli_output_secret(c, secret);
+	code = login_finish(c, secret);
 out:
 	cs_client_json_free_secure(secret);
 	cs_client_json_free_secure(cfg);

@@ -1,26 +1,12 @@
 /*
- * `token` (moved verbatim from commands.c).
+ * `token create|lookup|renew|revoke|capabilities` against auth/token/.
  */
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
 #include "cli/families.h"
-#include "cli/client.h"
 #include "cli/format.h"
-#include "lib/buf.h"
-#include "lib/util.h"
 
 /* ------------------------------------------------------------------ flags & usage */
 
