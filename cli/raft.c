@@ -32,10 +32,7 @@
 #include "cli/format.h"
 #include "lib/util.h"
 
-#if __has_include("raft/snapshot.h")
 #include "raft/snapshot.h"
-#define HAVE_SNAPSHOT_INSPECT 1
-#endif
 
 /* ------------------------------------------------------------------ flags & usage */
 
@@ -734,7 +731,6 @@ static int snapshot_restore(struct cli *c, int argc, char **argv, int start)
 	return code;
 }
 
-#ifdef HAVE_SNAPSHOT_INSPECT
 /* Vault's ByteSize: 1024-based units with one decimal, ".0" dropped. */
 static void byte_size(struct cs_buf *b, double n)
 {
@@ -865,7 +861,6 @@ static int snapshot_inspect(struct cli *c, int argc, char **argv, int start)
 	cJSON_Delete(meta);
 	return 0;
 }
-#endif
 
 /* ------------------------------------------------------------------ step-down */
 
@@ -900,9 +895,7 @@ static int raft_snapshot(struct cli *c, int argc, char **argv, int start)
 	static const struct cs_cli_sub subs[] = {
 	    {"save", snapshot_save},
 	    {"restore", snapshot_restore},
-#ifdef HAVE_SNAPSHOT_INSPECT
 	    {"inspect", snapshot_inspect},
-#endif
 	};
 	return cs_cli_dispatch(c, argc, argv, start, subs, CS_ARRAY_LEN(subs), usage_snapshot);
 }
