@@ -1,7 +1,13 @@
 /*
- * What cli.c (the original verbs, flag parsing, client set-up, output helpers) shares
- * with commands.c (kv, policy, token, login). Not a public interface: only the two CLI
- * files include it. Everything runs on the one CLI thread; nothing here calls back.
+ * What every CLI command family shares: the flag struct and flag/usage tables, flag
+ * parsing and the common start of a command (args.c), client set-up, output helpers and
+ * input readers (common.c). Not a public interface: only cli/ files include it.
+ *
+ * Dependencies run one way: cli.c (entry point) -> the families (families.h: kv.c,
+ * token.c, policy.c, operator.c, operator_keys.c, keys.c, raft.c, mounts.c,
+ * read_write.c) -> args.c, common.c -> client.c, format.c. args.c finds a command's
+ * flags through the family tables cs_cli_main stores in struct cli, so it needs no
+ * family. Everything runs on the one CLI thread; nothing here calls back.
  */
 #ifndef CS_CLI_CLI_INTERNAL_H
 #define CS_CLI_CLI_INTERNAL_H
@@ -15,6 +21,7 @@
 
 #include "cli/client.h"
 #include "lib/buf.h"
+#include "lib/util.h"
 
 #define CS_CLI_DEFAULT_ADDR "https://127.0.0.1:8200"
 
@@ -25,7 +32,7 @@ struct cli {
 	/* HTTP and output flags shared by every command. */
 	const char *address, *ca_cert, *ca_path, *namespace, *format, *field;
 	bool tls_skip_verify, tls_skip_verify_set, non_interactive;
-	/* Flags of the original commands (cli.c). */
+	/* operator init/unseal, read/write/list/delete, secrets/auth/audit. */
 	long key_shares, key_threshold, recovery_shares, recovery_threshold, version;
 	bool init_status, reset, migrate, force, detailed, local, seal_wrap, force_no_cache;
 	const char *path, *description;
@@ -36,7 +43,7 @@ struct cli {
 	bool default_lease_ttl_set, max_lease_ttl_set;
 	const char *listing_visibility; /* NULL unless given, like -token-type below */
 
-	/* kv (commands.c). */
+	/* kv (kv.c). */
 	const char *mount, *method;
 	long cas, max_versions;
 	bool cas_set, max_versions_set, cas_required, cas_required_set;
@@ -44,14 +51,14 @@ struct cli {
 	bool delete_version_after_set;
 	cJSON *versions, *remove_data, *custom_metadata;
 
-	/* token (commands.c). */
+	/* token (token.c). */
 	cJSON *policies, *metadata;
 	int64_t ttl, explicit_max_ttl, period, increment;
 	long use_limit;
 	bool renewable, renewable_set, orphan, no_default_policy, accessor, self;
 	const char *display_name, *token_type, *role, *id, *entity_alias, *mode;
 
-	/* login (commands.c). */
+	/* login (read_write.c). */
 	bool no_store, no_print, token_only;
 
 	/* operator raft / step-down (raft.c). */
@@ -73,14 +80,18 @@ struct cli {
 	char *token_owned;
 	struct cs_client client;
 	bool client_ready;
+	/* The command families' flag and usage tables, set by cs_cli_main (cli.c) before
+	 * it runs a command; args.c searches them. */
+	const struct cs_cli_family *const *families;
+	size_t n_families;
 };
 
 /* F_LIST appends to a cJSON array (repeatable flag); F_KV sets a key of a cJSON object
  * (repeatable k=v flag); F_DUR parses a Vault duration into int64_t seconds. */
 enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
 
-/* Which commands accept a flag: one bit per command (cli.c's verbs, then commands.c's,
- * then cli.c's auth and audit). */
+/* Which commands accept a flag: one bit per command. Numbers are stable (the order the
+ * commands were added), not grouped by family. */
 #define CMD(n)      (UINT64_C(1) << (n))
 #define C_INIT      CMD(0)
 #define C_UNSEAL    CMD(1)
@@ -155,42 +166,18 @@ struct usage {
 	const char *text;
 };
 
-/* commands.c's flag rows and usage texts (cli.c searches them after its own). */
-extern const struct flag cs_cli_cmd_flags[];
-extern const size_t cs_cli_n_cmd_flags;
-extern const struct usage cs_cli_cmd_usages[];
-extern const size_t cs_cli_n_cmd_usages;
-
-/* raft.c's flag rows and usage texts (searched after commands.c's). */
-extern const struct flag cs_cli_raft_flags[];
-extern const size_t cs_cli_n_raft_flags;
-extern const struct usage cs_cli_raft_usages[];
-extern const size_t cs_cli_n_raft_usages;
-
-/* keys.c's flag rows, usage texts and verbs (`operator rekey`, `operator generate-root`). */
-extern const struct flag cs_cli_keys_flags[];
-extern const size_t cs_cli_n_keys_flags;
-extern const struct usage cs_cli_keys_usages[];
-extern const size_t cs_cli_n_keys_usages;
-int cs_cli_operator_rekey(struct cli *c, int argc, char **argv, int start);
-int cs_cli_operator_generate_root(struct cli *c, int argc, char **argv, int start);
-/* -pgp-keys / -root-token-pgp-key (key files) into a sys/init or rekey body. 0, or -1
- * after printing (an exit-1 error). */
-int cs_cli_pgp_flags(struct cli *c, cJSON *body);
-
-/* raft.c's verbs: `operator raft ...` (argv[2] is "raft") and `operator step-down`
- * (flags from argv[start]). Return exit codes. */
-int cs_cli_operator_raft(struct cli *c, int argc, char **argv, int start);
-int cs_cli_step_down(struct cli *c, int argc, char **argv, int start);
-/* operator_keys.c: `operator rotate` and `operator key-status`. */
-int cs_cli_operator_rotate(struct cli *c, int argc, char **argv, int start);
-int cs_cli_operator_key_status(struct cli *c, int argc, char **argv, int start);
-
-/* commands.c's verbs: argv[1] is "kv", "policy", "token" or "login". Return exit codes. */
-int cs_cli_kv(struct cli *c, int argc, char **argv);
-int cs_cli_policy(struct cli *c, int argc, char **argv);
-int cs_cli_token(struct cli *c, int argc, char **argv);
-int cs_cli_login(struct cli *c, int argc, char **argv);
+/* One command family's flag rows and usage texts (each family file defines one, see
+ * families.h). flags may be NULL when the family takes only the common flags. */
+struct cs_cli_family {
+	const struct flag *flags;
+	size_t n_flags;
+	const struct usage *usages;
+	size_t n_usages;
+};
+#define CS_CLI_FAMILY(f, u)                                                                        \
+	{                                                                                          \
+		(f), CS_ARRAY_LEN(f), (u), CS_ARRAY_LEN(u)                                         \
+	}
 
 /* A subcommand: run(c, argc, argv, index of its first flag). */
 struct cs_cli_sub {
@@ -246,7 +233,7 @@ int cs_cli_list_path(struct cli *c, const char *path);
 char *cs_cli_sanitize_path(const char *s);
 /* Trimmed malloc'd copy of n bytes. */
 char *cs_cli_trim_dup(const char *s, size_t n);
-/* kv-builder K=V parsing (see cli.c). Returns 0 or -1 with the reason in err. */
+/* kv-builder K=V parsing (see common.c). Returns 0 or -1 with the reason in err. */
 int cs_cli_parse_kv(cJSON *obj, int argc, char **argv, struct cs_buf *err);
 /* K=V arguments (cs_cli_parse_kv) into a new object, or NULL after printing "Failed to
  * parse K=V data: ..." (an exit-1 error). */
@@ -255,6 +242,19 @@ cJSON *cs_cli_kv_data(int argc, char **argv);
 int cs_cli_read_stream(FILE *f, struct cs_buf *out);
 /* One line from stdin, echo off on a terminal. Returns 0 or -1 on EOF/error. */
 int cs_cli_read_secret_line(char *buf, size_t cap, bool tty);
+
+/* getenv(a) if set and non-empty, else getenv(b) likewise, else NULL. */
+const char *cs_cli_env2(const char *a, const char *b);
+/* -field was given (and is not empty). */
+bool cs_cli_has_field(const struct cli *c);
+/* One API call; false (after "<what>: <API error>" on stderr, or the bare error when
+ * what is NULL) unless it answered 2xx/3xx. The caller
+ * frees *r either way. */
+bool cs_cli_call(struct cli *c, const char *method, const char *path, const char *query,
+		 const cJSON *body, struct cs_client_resp *r, const char *what);
+/* A delete-type request whose failure reads "Error deleting WHAT: <API error>". */
+bool cs_cli_call_delete(struct cli *c, const char *method, const char *path, const cJSON *body,
+			const char *what_path, struct cs_client_resp *r);
 
 static inline const cJSON *cs_cli_get(const cJSON *o, const char *k)
 {

@@ -26,12 +26,13 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/format.h"
 #include "lib/util.h"
 
 #define DEFAULT_OTP_LEN 28
 
-const struct flag cs_cli_keys_flags[] = {
+static const struct flag keys_flags[] = {
     {"init", F_BOOL, OFF(k_init), C_REKEY | C_GENROOT, 0},
     {"cancel", F_BOOL, OFF(k_cancel), C_REKEY | C_GENROOT, 0},
     {"status", F_BOOL, OFF(k_status), C_REKEY | C_GENROOT, 0},
@@ -50,9 +51,8 @@ const struct flag cs_cli_keys_flags[] = {
     {"otp", F_STR, OFF(k_otp), C_GENROOT, 0},
     {"pgp-key", F_STR, OFF(k_pgp_key), C_GENROOT, 0},
 };
-const size_t cs_cli_n_keys_flags = CS_ARRAY_LEN(cs_cli_keys_flags);
 
-const struct usage cs_cli_keys_usages[] = {
+static const struct usage keys_usages[] = {
     {C_REKEY,
      "Usage: custos operator rekey [options] [KEY]\n\n"
      "  Generates a new set of unseal key shares, optionally changing their number\n"
@@ -88,7 +88,7 @@ const struct usage cs_cli_keys_usages[] = {
      "  -status            Print the progress of the current attempt.\n"
      "  -cancel            Cancel the attempt; needs -nonce.\n"},
 };
-const size_t cs_cli_n_keys_usages = CS_ARRAY_LEN(cs_cli_keys_usages);
+const struct cs_cli_family cs_cli_keys_family = CS_CLI_FAMILY(keys_flags, keys_usages);
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -101,18 +101,6 @@ static void trim(char *s)
 	size_t n = strlen(s);
 	while (n > 0 && isspace((unsigned char)s[n - 1]))
 		s[--n] = '\0';
-}
-
-/* Request; on failure print "<what>: <API error>" and return 2. r is filled either way. */
-static int call(struct cli *c, const char *method, const char *path, const char *query,
-		const cJSON *body, struct cs_client_resp *r, const char *what)
-{
-	if (cs_client_request(&c->client, method, path, query, body, r) != 0 ||
-	    !cs_client_resp_ok(r)) {
-		cs_cli_api_error(r, "%s", what);
-		return 2;
-	}
-	return 0;
 }
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -290,7 +278,8 @@ static int rekey_status(struct cli *c)
 {
 	struct cs_client_resp r;
 	const char *path = c->k_verify ? "sys/rekey/verify" : "sys/rekey/init";
-	int code = call(c, "GET", path, NULL, NULL, &r, "Error reading rekey status");
+	int code =
+	    (cs_cli_call(c, "GET", path, NULL, NULL, &r, "Error reading rekey status") ? 0 : 2);
 	if (!code)
 		code = print_rekey_status(c, r.json, c->k_verify);
 	cs_client_resp_free(&r);
@@ -310,7 +299,10 @@ static int rekey_init(struct cli *c)
 		return 1;
 	}
 	struct cs_client_resp r;
-	int code = call(c, "PUT", "sys/rekey/init", NULL, body, &r, "Error initializing rekey");
+	int code =
+	    (cs_cli_call(c, "PUT", "sys/rekey/init", NULL, body, &r, "Error initializing rekey")
+		 ? 0
+		 : 2);
 	cJSON_Delete(body);
 	if (!code) {
 		if (!cs_cli_is_json(c)) {
@@ -335,8 +327,10 @@ static int rekey_cancel(struct cli *c)
 	struct cs_buf q = CS_BUF_INIT;
 	cs_buf_printf(&q, "nonce=%s", c->k_nonce);
 	struct cs_client_resp r;
-	int code = call(c, "DELETE", c->k_verify ? "sys/rekey/verify" : "sys/rekey/init", q.data,
-			NULL, &r, "Error canceling rekey");
+	int code = (cs_cli_call(c, "DELETE", c->k_verify ? "sys/rekey/verify" : "sys/rekey/init",
+				q.data, NULL, &r, "Error canceling rekey")
+			? 0
+			: 2);
 	cs_buf_free(&q);
 	cs_client_resp_free(&r);
 	if (!code)
@@ -348,7 +342,8 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 {
 	const char *path = c->k_verify ? "sys/rekey/verify" : "sys/rekey/init";
 	struct cs_client_resp r;
-	int code = call(c, "GET", path, NULL, NULL, &r, "Error getting rekey status");
+	int code =
+	    (cs_cli_call(c, "GET", path, NULL, NULL, &r, "Error getting rekey status") ? 0 : 2);
 	if (code) {
 		cs_client_resp_free(&r);
 		return code;
@@ -381,8 +376,10 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 	cJSON_AddStringToObject(body, "key", key);
 	cJSON_AddStringToObject(body, "nonce", nonce);
 	cs_zero(key, sizeof key);
-	code = call(c, "PUT", c->k_verify ? "sys/rekey/verify" : "sys/rekey/update", NULL, body, &r,
-		    "Error posting unseal key");
+	code = (cs_cli_call(c, "PUT", c->k_verify ? "sys/rekey/verify" : "sys/rekey/update", NULL,
+			    body, &r, "Error posting unseal key")
+		    ? 0
+		    : 2);
 	cs_client_json_free_secure(body);
 	if (code) {
 		cs_client_resp_free(&r);
@@ -466,9 +463,11 @@ static int rekey_provide(struct cli *c, int argc, char **argv, int i)
 static int rekey_backup(struct cli *c, bool del)
 {
 	struct cs_client_resp r;
-	int code = call(c, del ? "DELETE" : "GET", "sys/rekey/backup", NULL, NULL, &r,
-			del ? "Error deleting rekey backed up keys"
-			    : "Error retrieving rekey backed up keys");
+	int code = (cs_cli_call(c, del ? "DELETE" : "GET", "sys/rekey/backup", NULL, NULL, &r,
+				del ? "Error deleting rekey backed up keys"
+				    : "Error retrieving rekey backed up keys")
+			? 0
+			: 2);
 	if (!code && del)
 		printf("Success! Deleted backed up keys (if they existed)\n");
 	else if (!code)
@@ -535,8 +534,10 @@ static int print_root_status(struct cli *c, const cJSON *s)
 static int root_status(struct cli *c, cJSON **out)
 {
 	struct cs_client_resp r;
-	int code = call(c, "GET", "sys/generate-root/attempt", NULL, NULL, &r,
-			"Error getting root generation status");
+	int code = (cs_cli_call(c, "GET", "sys/generate-root/attempt", NULL, NULL, &r,
+				"Error getting root generation status")
+			? 0
+			: 2);
 	if (!code && out) {
 		*out = r.json;
 		r.json = NULL;
@@ -640,8 +641,10 @@ static int root_init(struct cli *c)
 		free(k);
 	}
 	struct cs_client_resp r;
-	int code = call(c, "PUT", "sys/generate-root/attempt", NULL, body, &r,
-			"Error initializing root generation");
+	int code = (cs_cli_call(c, "PUT", "sys/generate-root/attempt", NULL, body, &r,
+				"Error initializing root generation")
+			? 0
+			: 2);
 	cs_client_json_free_secure(body);
 	if (!code)
 		code = print_root_status(c, r.json);
@@ -659,8 +662,10 @@ static int root_cancel(struct cli *c)
 	struct cs_buf q = CS_BUF_INIT;
 	cs_buf_printf(&q, "nonce=%s", c->k_nonce);
 	struct cs_client_resp r;
-	int code = call(c, "DELETE", "sys/generate-root/attempt", q.data, NULL, &r,
-			"Error canceling root token generation");
+	int code = (cs_cli_call(c, "DELETE", "sys/generate-root/attempt", q.data, NULL, &r,
+				"Error canceling root token generation")
+			? 0
+			: 2);
 	cs_buf_free(&q);
 	cs_client_resp_free(&r);
 	if (!code)
@@ -703,8 +708,10 @@ static int root_provide(struct cli *c, int argc, char **argv, int i)
 	cJSON_AddStringToObject(body, "nonce", c->k_nonce);
 	cs_zero(key, sizeof key);
 	struct cs_client_resp r;
-	code =
-	    call(c, "PUT", "sys/generate-root/update", NULL, body, &r, "Error posting unseal key");
+	code = (cs_cli_call(c, "PUT", "sys/generate-root/update", NULL, body, &r,
+			    "Error posting unseal key")
+		    ? 0
+		    : 2);
 	cs_client_json_free_secure(body);
 	if (!code)
 		code = print_root_status(c, r.json);

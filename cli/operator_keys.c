@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/format.h"
 
 static const char usage_rotate[] =

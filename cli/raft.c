@@ -28,17 +28,15 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_internal.h"
+#include "cli/families.h"
 #include "cli/format.h"
 #include "lib/util.h"
 
-#if __has_include("raft/snapshot.h")
 #include "raft/snapshot.h"
-#define HAVE_SNAPSHOT_INSPECT 1
-#endif
 
 /* ------------------------------------------------------------------ flags & usage */
 
-const struct flag cs_cli_raft_flags[] = {
+static const struct flag raft_flags[] = {
     {"leader-ca-cert", F_STR, OFF(leader_ca_cert), C_RJOIN, 0},
     {"leader-client-cert", F_STR, OFF(leader_client_cert), C_RJOIN, 0},
     {"leader-client-key", F_STR, OFF(leader_client_key), C_RJOIN, 0},
@@ -54,9 +52,8 @@ const struct flag cs_cli_raft_flags[] = {
     {"min-quorum", F_INT, OFF(min_quorum), C_RAPSET, 0},
     {"force", F_BOOL, OFF(force), C_RSRESTORE, 0},
 };
-const size_t cs_cli_n_raft_flags = CS_ARRAY_LEN(cs_cli_raft_flags);
 
-const struct usage cs_cli_raft_usages[] = {
+static const struct usage raft_usages[] = {
     {C_RJOIN, "Usage: custos operator raft join [options] LEADER_API_ADDR\n\n"
 	      "  Joins this (uninitialised) node to the raft cluster of the node at\n"
 	      "  LEADER_API_ADDR; then unseal it with the cluster's unseal keys.\n\n"
@@ -98,7 +95,7 @@ const struct usage cs_cli_raft_usages[] = {
     {C_STEPDOWN, "Usage: custos operator step-down [options]\n\n"
 		 "  Makes the active node give up leadership; another voter takes over.\n"},
 };
-const size_t cs_cli_n_raft_usages = CS_ARRAY_LEN(cs_cli_raft_usages);
+const struct cs_cli_family cs_cli_raft_family = CS_CLI_FAMILY(raft_flags, raft_usages);
 
 static const char usage_raft[] = "Usage: custos operator raft <subcommand> [options] [args]\n"
 				 "\n"
@@ -152,20 +149,6 @@ static int start_exact(struct cli *c, uint64_t cmd, int argc, char **argv, int s
 		return -1;
 	}
 	return i;
-}
-
-/* One request; false (after "<what>: <error>" on stderr) unless it answered 2xx/3xx.
- * r is the caller's to free either way. */
-static bool call(struct cli *c, const char *method, const char *path, const cJSON *body,
-		 struct cs_client_resp *r, const char *what)
-{
-	if (cs_client_request(&c->client, method, path, NULL, body, r) == 0 && cs_client_resp_ok(r))
-		return true;
-	if (what)
-		cs_cli_api_error(r, "%s", what);
-	else
-		cs_cli_api_error(r, NULL);
-	return false;
 }
 
 /* The envelope's data object (Vault's responses), or the body itself for servers that
@@ -269,8 +252,8 @@ static int raft_join(struct cli *c, int argc, char **argv, int start)
 	cJSON_AddBoolToObject(body, "non_voter", c->non_voter);
 
 	struct cs_client_resp r;
-	if (!call(c, "POST", "sys/storage/raft/join", body, &r,
-		  "Error joining the node to the Raft cluster")) {
+	if (!cs_cli_call(c, "POST", "sys/storage/raft/join", NULL, body, &r,
+			 "Error joining the node to the Raft cluster")) {
 		code = 2;
 	} else {
 		bool joined = cJSON_IsTrue(cs_cli_get(data_of(&r), "joined"));
@@ -349,8 +332,8 @@ static int raft_remove_peer(struct cli *c, int argc, char **argv, int start)
 	cJSON_AddStringToObject(body, "server_id", id);
 	free(id);
 	struct cs_client_resp r;
-	if (call(c, "POST", "sys/storage/raft/remove-peer", body, &r,
-		 "Error removing the peer from raft cluster")) {
+	if (cs_cli_call(c, "POST", "sys/storage/raft/remove-peer", NULL, body, &r,
+			"Error removing the peer from raft cluster")) {
 		printf("Peer removed successfully!\n");
 		code = 0;
 	} else {
@@ -606,7 +589,8 @@ static int autopilot_set_config(struct cli *c, int argc, char **argv, int start)
 	add_dur(body, "dead_server_last_contact_threshold", c->dead_server_last_contact_threshold);
 	add_dur(body, "server_stabilization_time", c->server_stabilization_time);
 	struct cs_client_resp r;
-	if (!call(c, "POST", "sys/storage/raft/autopilot/configuration", body, &r, NULL)) {
+	if (!cs_cli_call(c, "POST", "sys/storage/raft/autopilot/configuration", NULL, body, &r,
+			 NULL)) {
 		code = 2;
 	} else if (r.status != 204 && r.body.len && cJSON_IsObject(r.json)) {
 		code = cs_cli_output_secret(c, r.json);
@@ -747,7 +731,6 @@ static int snapshot_restore(struct cli *c, int argc, char **argv, int start)
 	return code;
 }
 
-#ifdef HAVE_SNAPSHOT_INSPECT
 /* Vault's ByteSize: 1024-based units with one decimal, ".0" dropped. */
 static void byte_size(struct cs_buf *b, double n)
 {
@@ -878,7 +861,6 @@ static int snapshot_inspect(struct cli *c, int argc, char **argv, int start)
 	cJSON_Delete(meta);
 	return 0;
 }
-#endif
 
 /* ------------------------------------------------------------------ step-down */
 
@@ -888,7 +870,7 @@ int cs_cli_step_down(struct cli *c, int argc, char **argv, int start)
 	if (cs_cli_start(c, C_STEPDOWN, argc, argv, start, 0, 0, "0", &code) < 0)
 		return code;
 	struct cs_client_resp r;
-	if (call(c, "PUT", "sys/step-down", NULL, &r, "Error stepping down")) {
+	if (cs_cli_call(c, "PUT", "sys/step-down", NULL, NULL, &r, "Error stepping down")) {
 		printf("Success! Stepped down: %s\n", c->client.addr);
 		code = 0;
 	} else {
@@ -913,9 +895,7 @@ static int raft_snapshot(struct cli *c, int argc, char **argv, int start)
 	static const struct cs_cli_sub subs[] = {
 	    {"save", snapshot_save},
 	    {"restore", snapshot_restore},
-#ifdef HAVE_SNAPSHOT_INSPECT
 	    {"inspect", snapshot_inspect},
-#endif
 	};
 	return cs_cli_dispatch(c, argc, argv, start, subs, CS_ARRAY_LEN(subs), usage_snapshot);
 }

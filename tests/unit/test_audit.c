@@ -21,6 +21,7 @@
 #include "lib/err.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
+#include "tests/unit/fixtures.h"
 
 static const uint8_t SALT[CS_AUDIT_SALT_LEN] = "0123456789abcdef0123456789abcdef";
 
@@ -75,15 +76,12 @@ static void tmp_setup(void)
 {
 	cs_secmem_set_mlock(false);
 	cs_audit_set_limits(NULL, false);
-	snprintf(tmpdir, sizeof tmpdir, "/tmp/cs-audit-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	cs_fx_tmpdir(tmpdir, sizeof tmpdir, "audit");
 }
 
 static void tmp_teardown(void)
 {
-	char cmd[300];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-	ck_assert_int_eq(system(cmd), 0);
+	cs_fx_rm_rf(tmpdir);
 }
 
 /* ---- hashing ---- */

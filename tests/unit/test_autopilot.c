@@ -5,7 +5,6 @@
  * inside one uncommitted transaction.
  */
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "lib/util.h"
 #include "raft/autopilot.h"
 #include "storage/barrier.h"
+#include "tests/unit/fixtures.h"
 
 #define S_MS 1000ULL
 
@@ -305,15 +305,9 @@ static char dir[64];
 static struct cs_storage st;
 static struct cs_keyring *kr;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void storage_setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/cs-test-autopilot-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_fx_tmpdir(dir, sizeof dir, "autopilot");
 	ck_assert_int_eq(cs_storage_open(&st, dir, 16 << 20), 0);
 	kr = cs_keyring_new();
 }
@@ -322,7 +316,7 @@ static void storage_teardown(void)
 {
 	cs_keyring_free(kr);
 	cs_storage_close(&st);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cs_fx_rm_rf(dir);
 }
 
 START_TEST(test_member_records)

@@ -1,7 +1,6 @@
 /* Unit tests for the AES-GCM barrier framing and the keyring codec (storage/barrier.c). */
 #include <check.h>
 #include <cjson/cJSON.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "lib/secmem.h"
 #include "lib/util.h"
 #include "storage/barrier.h"
+#include "tests/unit/fixtures.h"
 #include "storage/txn.h"
 
 /* Keep mlock on (the production default) unless the memlock limit is too small for a
@@ -624,71 +624,28 @@ END_TEST
 
 /* ---- through storage: a fake raft (as in test_txn.c) applies what is proposed ---- */
 
-#define MAX_PROPS 512
-static struct cs_storage S;
-static char dir[64];
-static struct {
-	uint8_t *data;
-	size_t len;
-	void *token;
-} props[MAX_PROPS];
-static size_t n_props, next_apply;
-static uint64_t raft_index;
-static int refuse;
-
-static int fake_propose(void *ctx, const void *data, size_t len, void *token)
-{
-	if (refuse)
-		return refuse;
-	ck_assert_uint_lt(n_props, MAX_PROPS);
-	props[n_props].data = malloc(len);
-	memcpy(props[n_props].data, data, len);
-	props[n_props].len = len;
-	props[n_props].token = token;
-	n_props++;
-	return 0;
-}
+static struct cs_fx_storage fx;
 
 static void apply_all(void)
 {
-	while (next_apply < n_props) {
-		size_t i = next_apply++;
-		ck_assert_int_eq(
-		    cs_store_apply(&S.store, ++raft_index, props[i].data, props[i].len), 0);
-		cs_storage_batch_done(&S, props[i].token, 0);
-	}
+	cs_fx_apply_all(&fx);
 }
 
 /* The oldest pending entries never apply (leadership lost): outcome unknown, dropped. */
 static void fail_all_pending(void)
 {
-	while (next_apply < n_props)
-		cs_storage_batch_done(&S, props[next_apply++].token, CS_ELEADERSHIP);
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
+	cs_fx_fail_all(&fx, CS_ELEADERSHIP);
 }
 
 static void storage_setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/cs-test-barrier-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	ck_assert_int_eq(cs_storage_open(&S, dir, 64 << 20), 0);
-	cs_storage_set_proposer(&S, fake_propose, &S);
-	S.count_encryptions = true;
-	n_props = next_apply = 0;
-	raft_index = 0;
-	refuse = 0;
+	cs_fx_storage_open(&fx, "barrier", 64 << 20);
+	fx.st.count_encryptions = true;
 }
 
 static void storage_teardown(void)
 {
-	cs_storage_close(&S);
-	for (size_t i = 0; i < n_props; i++)
-		free(props[i].data);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cs_fx_storage_close(&fx);
 }
 
 static void noop_cb(void *data, int status)
@@ -702,7 +659,7 @@ static void noop_cb(void *data, int status)
 static int write_n(struct cs_keyring *kr, int n, int *status)
 {
 	struct cs_txn t;
-	cs_txn_begin(&t, &S, kr);
+	cs_txn_begin(&t, &fx.st, kr);
 	for (int i = 0; i < n; i++) {
 		char key[32];
 		snprintf(key, sizeof key, "data/%d", i);
@@ -719,7 +676,7 @@ static uint64_t stored_count(const struct cs_keyring *kr, uint32_t term)
 	snprintf(key, sizeof key, CS_KEYRING_COUNT_PREFIX "%u", term);
 	struct cs_buf ct = CS_BUF_INIT, pt = CS_BUF_INIT;
 	uint64_t v = 0;
-	if (cs_store_get(&S.store, key, strlen(key), &ct) == 0) {
+	if (cs_store_get(&fx.st.store, key, strlen(key), &ct) == 0) {
 		ck_assert_int_eq(cs_barrier_decrypt(kr, key, ct.data, ct.len, &pt), 0);
 		v = strtoull(pt.data, NULL, 10);
 	}
@@ -733,10 +690,11 @@ static struct cs_keyring *reopen(const struct cs_keyring *kr)
 {
 	struct cs_buf ct = CS_BUF_INIT;
 	struct cs_keyring *back = NULL;
-	ck_assert_int_eq(cs_store_get(&S.store, CS_KEYRING_PATH, strlen(CS_KEYRING_PATH), &ct), 0);
+	ck_assert_int_eq(cs_store_get(&fx.st.store, CS_KEYRING_PATH, strlen(CS_KEYRING_PATH), &ct),
+			 0);
 	ck_assert_int_eq(cs_keyring_open(kr->root_key, ct.data, ct.len, &back), 0);
 	cs_buf_free(&ct);
-	cs_keyring_refresh(back, &S);
+	cs_keyring_refresh(back, &fx.st);
 	return back;
 }
 
@@ -745,7 +703,7 @@ static struct cs_keyring *bootstrap(uint64_t max_ops)
 	struct cs_keyring *kr = cs_keyring_new();
 	kr->max_operations = max_ops;
 	struct cs_txn t;
-	cs_txn_begin(&t, &S, kr);
+	cs_txn_begin(&t, &fx.st, kr);
 	ck_assert_int_eq(cs_keyring_store(&t, kr), 0);
 	bool pending;
 	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
@@ -758,7 +716,7 @@ START_TEST(test_counts_persisted_in_batches)
 	/* max 25600 → batches of 100 encryptions. */
 	struct cs_keyring *kr = bootstrap(25600);
 	ck_assert_uint_eq(cs_keyring_batch(kr), 100);
-	size_t props_before = n_props;
+	size_t props_before = fx.n_props;
 	int records = 0;
 	for (int i = 0; i < 200; i++) {
 		uint64_t before = stored_count(kr, 1);
@@ -771,7 +729,7 @@ START_TEST(test_counts_persisted_in_batches)
 		ck_assert_uint_ge(after, cs_keyring_encryptions(kr));
 		ck_assert_uint_le(after, cs_keyring_encryptions(kr) + 100 + 1);
 	}
-	ck_assert_uint_eq(n_props - props_before, 200);
+	ck_assert_uint_eq(fx.n_props - props_before, 200);
 	/* 600+ encryptions in batches of 100: a handful of records, not one per write. */
 	ck_assert_int_ge(records, 5);
 	ck_assert_int_le(records, 8);
@@ -823,9 +781,9 @@ START_TEST(test_dropped_reservation_is_rewritten)
 
 	/* Same for a proposal refused outright (not the leader). */
 	durable = stored_count(kr, 1);
-	refuse = CS_ENOTACTIVE;
+	fx.refuse = CS_ENOTACTIVE;
 	ck_assert_int_eq(write_n(kr, 150, NULL), CS_ENOTACTIVE);
-	refuse = 0;
+	fx.refuse = 0;
 	ck_assert_uint_eq(stored_count(kr, 1), durable);
 	ck_assert_int_eq(write_n(kr, 1, NULL), 0);
 	apply_all();
@@ -840,14 +798,14 @@ static void damage_count_record(struct cs_keyring *kr, bool not_even_ciphertext)
 	const char *key = CS_KEYRING_COUNT_PREFIX "1";
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, kr);
+	cs_txn_begin(&t, &fx.st, kr);
 	if (not_even_ciphertext)
 		ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
 	else
 		ck_assert_int_eq(cs_txn_put(&t, key, "lots", 4), 0);
-	S.count_encryptions = false;
+	fx.st.count_encryptions = false;
 	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
-	S.count_encryptions = true;
+	fx.st.count_encryptions = true;
 	apply_all();
 	/* Forget the cache, as a restarted process would. */
 	kr->count->cached = false;
@@ -871,7 +829,7 @@ START_TEST(test_unreadable_count_record_is_replaced)
 	struct cs_txn t;
 	bool pending;
 	uint64_t n = cs_keyring_encryptions(kr);
-	cs_txn_begin(&t, &S, kr);
+	cs_txn_begin(&t, &fx.st, kr);
 	ck_assert_int_eq(cs_keyring_rotate_txn(&t, kr), 0);
 	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
 	apply_all();
@@ -893,7 +851,7 @@ START_TEST(test_rotate_through_txn)
 	/* Two rotations before either applied: the second sees the first in the overlay. */
 	for (int i = 0; i < 2; i++) {
 		struct cs_txn t;
-		cs_txn_begin(&t, &S, kr);
+		cs_txn_begin(&t, &fx.st, kr);
 		ck_assert_int_eq(cs_keyring_rotate_txn(&t, kr), 0);
 		bool pending;
 		ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
@@ -915,7 +873,7 @@ START_TEST(test_rotate_through_txn)
 	ck_assert_int_eq(write_n(kr, 1, NULL), 0);
 	apply_all();
 	struct cs_buf ct = CS_BUF_INIT;
-	ck_assert_int_eq(cs_store_get(&S.store, "data/0", 6, &ct), 0);
+	ck_assert_int_eq(cs_store_get(&fx.st.store, "data/0", 6, &ct), 0);
 	ck_assert_uint_eq(cs_aead_term(ct.data, ct.len), 3);
 	ck_assert_uint_ge(stored_count(kr, 3), cs_keyring_encryptions(kr));
 	ck_assert_uint_gt(cs_keyring_encryptions(kr), 0);

@@ -4,7 +4,6 @@
  * restart with replay skipped, snapshots, and rebuilding a wiped LMDB from them.
  */
 #include <check.h>
-#include <ftw.h>
 #include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,30 +16,18 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "raft/node.h"
+#include "tests/unit/fixtures.h"
 
 static char dir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
-static void rm_rf(const char *path)
-{
-	nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/cs-test-fsm-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_fx_tmpdir(dir, sizeof dir, "fsm");
 }
 
 static void teardown(void)
 {
-	/* KEEP_DIR=1 keeps the raft and LMDB files for inspection (with CK_FORK=no). */
-	if (!getenv("KEEP_DIR"))
-		rm_rf(dir);
+	cs_fx_tmpdir_done(dir); /* KEEP_DIR=1 keeps the raft and LMDB files */
 }
 
 static void subdir(char *out, size_t n, const char *name)
@@ -348,15 +335,6 @@ static void walk_cb(uv_handle_t *handle, void *arg)
 		uv_is_closing(handle) ? " (closing)" : "");
 }
 
-/* Run the loop until *flag or the deadline; returns *flag. */
-static bool run_until(struct harness *h, const bool *flag, int ms)
-{
-	uint64_t deadline = cs_mono_ms() + (uint64_t)ms;
-	while (!*flag && cs_mono_ms() < deadline)
-		uv_run(&h->loop, UV_RUN_ONCE);
-	return *flag;
-}
-
 static void start_node(struct harness *h, bool bootstrap)
 {
 	char fsm[128];
@@ -377,7 +355,7 @@ static void run_node(struct harness *h)
 {
 	int rv = cs_raft_node_start(&h->node);
 	ck_assert_msg(rv == 0, "start: %s", h->node.errmsg);
-	ck_assert_msg(run_until(h, &h->active, 10000), "node never became active");
+	ck_assert_msg(cs_fx_run_until(&h->loop, &h->active, 10000), "node never became active");
 	ck_assert(cs_raft_node_is_leader(&h->node));
 }
 
@@ -385,7 +363,7 @@ static void stop_node(struct harness *h)
 {
 	cs_raft_node_close(&h->node, on_closed);
 	cs_raft_node_close(&h->node, on_closed); /* second call: ignored */
-	ck_assert(run_until(h, &h->closed, 10000));
+	ck_assert(cs_fx_run_until(&h->loop, &h->closed, 10000));
 	ck_assert(!h->active);
 	cs_storage_close(&h->st);
 }
@@ -560,7 +538,7 @@ START_TEST(test_snapshots_and_rebuild)
 	 * byte for byte (same digest). */
 	char fsm[128];
 	subdir(fsm, sizeof fsm, "fsm");
-	rm_rf(fsm);
+	cs_fx_rm_rf(fsm);
 	start_node(h, false);
 	ck_assert_uint_eq(h->st.store.applied_index, 0);
 	run_node(h);
@@ -606,7 +584,7 @@ START_TEST(test_close_paths)
 			 CS_EINVAL);
 	cs_raft_node_close(&h->node, on_closed);
 	ck_assert(!h->closed);
-	ck_assert(run_until(h, &h->closed, 1000));
+	ck_assert(cs_fx_run_until(&h->loop, &h->closed, 1000));
 	cs_storage_close(&h->st);
 
 	/* Close while commits are in flight: they fail with CS_ESHUTDOWN or succeed, and
@@ -616,7 +594,7 @@ START_TEST(test_close_paths)
 	for (int i = 0; i < 50; i++)
 		put_key(h, h->next_key++, commit_cb);
 	cs_raft_node_close(&h->node, on_closed);
-	ck_assert(run_until(h, &h->closed, 10000));
+	ck_assert(cs_fx_run_until(&h->loop, &h->closed, 10000));
 	ck_assert_int_eq(h->outstanding, 0);
 	ck_assert_int_eq(h->ok + h->failed, 50);
 	/* After close the proposer is gone: commits are refused synchronously. */

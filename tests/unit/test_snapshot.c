@@ -9,7 +9,6 @@
 #include <archive_entry.h>
 #include <check.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <signal.h>
@@ -23,24 +22,18 @@
 #include "lib/util.h"
 #include "raft/node.h"
 #include "raft/snapshot.h"
+#include "tests/unit/fixtures.h"
 
 static char dir[64];
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/cs-test-snap-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_fx_tmpdir(dir, sizeof dir, "snap");
 }
 
 static void teardown(void)
 {
-	if (!getenv("KEEP_DIR"))
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cs_fx_tmpdir_done(dir);
 }
 
 static void open_store(struct cs_store *s, const char *name)
@@ -737,14 +730,6 @@ static void on_restore(void *ctx)
 	ck_assert_uint_eq(cs_storage_pending(&h->st), (size_t)h->outstanding);
 }
 
-static bool run_until(struct harness *h, const bool *flag, int ms)
-{
-	uint64_t deadline = cs_mono_ms() + (uint64_t)ms;
-	while (!*flag && cs_mono_ms() < deadline)
-		uv_run(&h->loop, UV_RUN_ONCE);
-	return *flag;
-}
-
 static void run_outstanding(struct harness *h)
 {
 	uint64_t deadline = cs_mono_ms() + 10000;
@@ -768,14 +753,14 @@ static void start_node(struct harness *h)
 	if (!cs_raft_node_has_state(&h->node))
 		ck_assert_int_eq(cs_raft_node_bootstrap(&h->node), 0);
 	ck_assert_int_eq(cs_raft_node_start(&h->node), 0);
-	ck_assert_msg(run_until(h, &h->active, 10000), "node never became active");
+	ck_assert_msg(cs_fx_run_until(&h->loop, &h->active, 10000), "node never became active");
 }
 
 static void stop_node(struct harness *h)
 {
 	h->closed = false;
 	cs_raft_node_close(&h->node, on_closed);
-	ck_assert(run_until(h, &h->closed, 10000));
+	ck_assert(cs_fx_run_until(&h->loop, &h->closed, 10000));
 	cs_storage_close(&h->st);
 	h->active = false;
 }

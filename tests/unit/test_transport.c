@@ -13,7 +13,6 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <pthread.h>
@@ -35,6 +34,7 @@
 #include "server/cluster.h"
 #include "storage/cluster_tls.h"
 #include "storage/txn.h"
+#include "tests/unit/fixtures.h"
 
 /* ---------------------------------------------------------------- fixture */
 
@@ -44,11 +44,6 @@ static struct cs_cluster_cred ca, rogue_ca;
 static struct cs_cluster_cred cred[4]; /* node-1 .. node-3 */
 static struct cs_cluster_cred node9, rogue2;
 static char err[256];
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static struct cs_cluster_cred gen_node(const struct cs_cluster_cred *issuer, uint64_t id)
 {
@@ -60,8 +55,7 @@ static struct cs_cluster_cred gen_node(const struct cs_cluster_cred *issuer, uin
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/cs-test-transport-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_fx_tmpdir(dir, sizeof dir, "transport");
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
 	ck_assert_int_eq(cs_cluster_tls_gen_ca("test", &ca, err, sizeof err), 0);
 	ck_assert_int_eq(cs_cluster_tls_gen_ca("rogue", &rogue_ca, err, sizeof err), 0);
@@ -89,8 +83,7 @@ static void teardown(void)
 	cs_cluster_cred_free(&rogue2);
 	cs_cluster_cred_free(&ca);
 	cs_cluster_cred_free(&rogue_ca);
-	if (!getenv("KEEP_DIR"))
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cs_fx_tmpdir_done(dir);
 	ck_assert_int_eq(rv, 0);
 }
 
@@ -108,22 +101,10 @@ static SSL_CTX *client_ctx(const struct cs_cluster_cred *c)
 	return x;
 }
 
-/* Run the loop until *flag (polled: other threads may set it) or the deadline. */
-static bool run_until(const atomic_bool *flag, int ms)
-{
-	uint64_t deadline = cs_mono_ms() + (uint64_t)ms;
-	while (!atomic_load(flag) && cs_mono_ms() < deadline) {
-		uv_run(&loop, UV_RUN_NOWAIT);
-		if (!atomic_load(flag))
-			usleep(200);
-	}
-	return atomic_load(flag);
-}
-
 static void run_for(int ms)
 {
 	atomic_bool never = false;
-	run_until(&never, ms);
+	cs_fx_run_until_polled(&loop, &never, ms);
 }
 
 static void listener_closed(void *ctx)
@@ -135,7 +116,7 @@ static void close_listener(struct cs_cluster *cl)
 {
 	atomic_bool done = false;
 	cs_cluster_close(cl, listener_closed, &done);
-	ck_assert(run_until(&done, 5000));
+	ck_assert(cs_fx_run_until_polled(&loop, &done, 5000));
 }
 
 static void raft_free_cb(uv_handle_t *h)
@@ -320,7 +301,7 @@ START_TEST(test_three_nodes)
 	 * committing while the leader's bridge to it breaks and reconnects fail. */
 	struct rnode *gone = &nodes[leader == &nodes[1] ? 2 : 1];
 	cs_raft_node_close(&gone->node, on_node_closed);
-	ck_assert(run_until(&gone->closed, 10000));
+	ck_assert(cs_fx_run_until_polled(&loop, &gone->closed, 10000));
 	for (int i = 0; i < 20; i++)
 		put_key(&leader->st, 200 + i);
 	wait_commits();
@@ -331,7 +312,7 @@ START_TEST(test_three_nodes)
 		if (&nodes[i] != gone)
 			cs_raft_node_close(&nodes[i].node, on_node_closed);
 	for (int i = 1; i <= 3; i++)
-		ck_assert(run_until(&nodes[i].closed, 10000));
+		ck_assert(cs_fx_run_until_polled(&loop, &nodes[i].closed, 10000));
 	for (int i = 1; i <= 3; i++) {
 		struct rnode *r = &nodes[i];
 		cs_cluster_set_handler(r->cl, CS_ALPN_RAFT, NULL, NULL);
@@ -417,7 +398,7 @@ static void client_run(struct client *c)
 {
 	atomic_store(&c->done, false);
 	ck_assert_int_eq(pthread_create(&c->thread, NULL, client_main, c), 0);
-	ck_assert(run_until(&c->done, 8000));
+	ck_assert(cs_fx_run_until_polled(&loop, &c->done, 8000));
 	pthread_join(c->thread, NULL);
 	run_for(20); /* let the server side finish closing */
 }
@@ -468,7 +449,7 @@ static void close_transport(struct raft_uv_transport *t)
 	close_flag = &done;
 	t->close(t, flag_closed);
 	ck_assert(!atomic_load(&done)); /* never from inside close */
-	ck_assert(run_until(&done, 5000));
+	ck_assert(cs_fx_run_until_polled(&loop, &done, 5000));
 }
 
 static void server_start(void)
@@ -1032,7 +1013,7 @@ static void member_stop(int i)
 {
 	struct rnode *r = &nodes[i];
 	cs_raft_node_close(&r->node, on_node_closed);
-	ck_assert(run_until(&r->closed, 10000));
+	ck_assert(cs_fx_run_until_polled(&loop, &r->closed, 10000));
 	cs_cluster_set_handler(r->cl, CS_ALPN_RAFT, NULL, NULL);
 	cs_transport_free(&r->t);
 	close_listener(r->cl);

@@ -4,7 +4,6 @@
  * increasing indexes and reports them with cs_storage_batch_done, as the raft node does.
  */
 #include <check.h>
-#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,92 +11,34 @@
 #include <unistd.h>
 
 #include "lib/err.h"
+#include "tests/unit/fixtures.h"
 #include "storage/txn.h"
 
-#define MAX_PROPS 256
+static struct cs_fx_storage fx;
 
-struct prop {
-	uint8_t *data;
-	size_t len;
-	void *token;
-	bool done;
-};
-
-static struct cs_storage S;
-static char dir[64];
-static struct prop props[MAX_PROPS];
-static size_t n_props, next_apply;
-static uint64_t raft_index;
-static int refuse; /* non-zero: the fake proposer refuses with this code */
-
-static int fake_propose(void *ctx, const void *data, size_t len, void *token)
-{
-	ck_assert_ptr_eq(ctx, &S);
-	if (refuse)
-		return refuse;
-	ck_assert_uint_lt(n_props, MAX_PROPS);
-	struct prop *p = &props[n_props++];
-	p->data = malloc(len);
-	memcpy(p->data, data, len);
-	p->len = len;
-	p->token = token;
-	p->done = false;
-	return 0;
-}
-
-/* Apply proposal i to LMDB (as the FSM would) and report it (as the apply callback). */
-static void apply_prop(size_t i)
-{
-	struct prop *p = &props[i];
-	ck_assert(!p->done);
-	p->done = true;
-	ck_assert_int_eq(cs_store_apply(&S.store, ++raft_index, p->data, p->len), 0);
-	cs_storage_batch_done(&S, p->token, 0);
-}
-
-/* Apply the oldest proposals in order, as raft does. */
 static void apply_next(void)
 {
-	ck_assert_uint_lt(next_apply, n_props);
-	apply_prop(next_apply++);
+	cs_fx_apply_next(&fx);
 }
 
 static void apply_all(void)
 {
-	while (next_apply < n_props)
-		apply_next();
+	cs_fx_apply_all(&fx);
 }
 
 static void fail_next(int status)
 {
-	ck_assert_uint_lt(next_apply, n_props);
-	struct prop *p = &props[next_apply++];
-	p->done = true;
-	cs_storage_batch_done(&S, p->token, status);
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
+	cs_fx_fail_next(&fx, status);
 }
 
 static void setup(void)
 {
-	snprintf(dir, sizeof dir, "/tmp/cs-test-txn-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
-	ck_assert_int_eq(cs_storage_open(&S, dir, 64 << 20), 0);
-	cs_storage_set_proposer(&S, fake_propose, &S);
-	n_props = next_apply = 0;
-	raft_index = 0;
-	refuse = 0;
+	cs_fx_storage_open(&fx, "txn", 64 << 20);
 }
 
 static void teardown(void)
 {
-	cs_storage_close(&S);
-	for (size_t i = 0; i < n_props; i++)
-		free(props[i].data);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cs_fx_storage_close(&fx);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -140,7 +81,7 @@ static bool commit_put(const char *k, const char *v, struct rec *r)
 {
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, k, v);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, r, &pending), 0);
 	return pending;
@@ -156,7 +97,7 @@ static void seed(const char *k, const char *v)
 	ck_assert_int_eq(r.status, 0);
 }
 
-static uint32_t entry_writesets(const struct prop *p)
+static uint32_t entry_writesets(const struct cs_fx_prop *p)
 {
 	ck_assert_uint_ge(p->len, 9);
 	return (uint32_t)p->data[5] | (uint32_t)p->data[6] << 8 | (uint32_t)p->data[7] << 16 |
@@ -180,7 +121,7 @@ static void expect_list(struct cs_txn *t, const char *prefix, bool recursive,
 START_TEST(test_read_own_writes)
 {
 	struct cs_txn t;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "a", NULL);
 	put(&t, "a", "1");
 	expect_get(&t, "a", "1");
@@ -204,7 +145,7 @@ START_TEST(test_read_own_writes)
 
 	/* The last write won in LMDB too. */
 	struct cs_buf b = CS_BUF_INIT;
-	ck_assert_int_eq(cs_store_get(&S.store, "a", 1, &b), 0);
+	ck_assert_int_eq(cs_store_get(&fx.st.store, "a", 1, &b), 0);
 	ck_assert_str_eq(b.data, "3");
 	cs_buf_free(&b);
 }
@@ -214,21 +155,21 @@ START_TEST(test_overlay_visible_and_reader_held)
 {
 	struct rec w = {0}, rd = {0}, other = {0};
 	ck_assert(commit_put("k", "v1", &w));
-	ck_assert_uint_eq(n_props, 1);
+	ck_assert_uint_eq(fx.n_props, 1);
 
 	/* A second txn sees the pending write at once... */
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "k", "v1");
 	ck_assert_uint_eq(t.read_seq, 1);
 	/* ...and is held until it applied. */
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &rd, &pending), 0);
 	ck_assert(pending);
-	ck_assert_uint_eq(cs_storage_pending(&S), 2);
+	ck_assert_uint_eq(cs_storage_pending(&fx.st), 2);
 
 	/* A reader of LMDB-only keys does not wait. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "nothing-pending", NULL);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &other, &pending), 0);
 	ck_assert(!pending);
@@ -240,11 +181,11 @@ START_TEST(test_overlay_visible_and_reader_held)
 	ck_assert_int_eq(rd.calls, 1);
 	ck_assert_int_eq(rd.status, 0);
 	ck_assert_int_eq(other.calls, 0);
-	ck_assert_uint_eq(cs_storage_pending(&S), 0);
-	ck_assert_uint_eq(S.applied_seq, 1);
+	ck_assert_uint_eq(cs_storage_pending(&fx.st), 0);
+	ck_assert_uint_eq(fx.st.applied_seq, 1);
 
 	/* The overlay entry is gone; the value now comes from LMDB. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "k", "v1");
 	ck_assert_uint_eq(t.read_seq, 0);
 	cs_txn_abort(&t);
@@ -256,10 +197,10 @@ START_TEST(test_reader_waits_for_newest)
 	struct rec w1 = {0}, w2 = {0}, rd = {0};
 	commit_put("a", "1", &w1);
 	commit_put("b", "2", &w2);
-	ck_assert_uint_eq(n_props, 2);
+	ck_assert_uint_eq(fx.n_props, 2);
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "a", "1");
 	expect_get(&t, "b", "2");
 	ck_assert_uint_eq(t.read_seq, 2);
@@ -284,13 +225,13 @@ START_TEST(test_group_commit)
 		ck_assert(commit_put(key, "v", &r[i]));
 	}
 	/* Two entries in flight, the other ten queued. */
-	ck_assert_int_eq(S.inflight, CS_MAX_INFLIGHT);
-	ck_assert_uint_eq(n_props, 2);
-	ck_assert_uint_eq(cs_storage_pending(&S), 12);
+	ck_assert_int_eq(fx.st.inflight, CS_MAX_INFLIGHT);
+	ck_assert_uint_eq(fx.n_props, 2);
+	ck_assert_uint_eq(cs_storage_pending(&fx.st), 12);
 
 	/* The queued ones are all visible already. */
 	struct cs_txn t;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "k11", "v");
 	ck_assert_uint_eq(t.read_seq, 12);
 	cs_txn_abort(&t);
@@ -298,10 +239,10 @@ START_TEST(test_group_commit)
 	apply_next();
 	ck_assert_int_eq(r[0].calls, 1);
 	/* Room in flight: the ten queued write-sets leave as ONE entry. */
-	ck_assert_uint_eq(n_props, 3);
-	ck_assert_uint_eq(entry_writesets(&props[2]), 10);
-	ck_assert_uint_eq(S.entries_proposed, 3);
-	ck_assert_uint_eq(S.writesets_committed, 12);
+	ck_assert_uint_eq(fx.n_props, 3);
+	ck_assert_uint_eq(entry_writesets(&fx.props[2]), 10);
+	ck_assert_uint_eq(fx.st.entries_proposed, 3);
+	ck_assert_uint_eq(fx.st.writesets_committed, 12);
 	apply_all();
 	for (int i = 0; i < 12; i++) {
 		ck_assert_int_eq(r[i].calls, 1);
@@ -310,12 +251,12 @@ START_TEST(test_group_commit)
 	/* Callbacks of one entry run in commit order. */
 	for (int i = 3; i < 12; i++)
 		ck_assert_int_lt(r[i - 1].order, r[i].order);
-	ck_assert_uint_eq(S.applied_seq, 12);
-	ck_assert_int_eq(S.inflight, 0);
+	ck_assert_uint_eq(fx.st.applied_seq, 12);
+	ck_assert_int_eq(fx.st.inflight, 0);
 	for (int i = 0; i < 12; i++) {
 		struct cs_buf b = CS_BUF_INIT;
 		snprintf(key, sizeof key, "k%02d", i);
-		ck_assert_int_eq(cs_store_get(&S.store, key, strlen(key), &b), 0);
+		ck_assert_int_eq(cs_store_get(&fx.st.store, key, strlen(key), &b), 0);
 		cs_buf_free(&b);
 	}
 }
@@ -334,14 +275,14 @@ START_TEST(test_entry_size_cap)
 	commit_put("b1", v, &r[2]);
 	commit_put("b2", v, &r[3]);
 	commit_put("s3", "v", &r[4]);
-	ck_assert_uint_eq(n_props, 2);
+	ck_assert_uint_eq(fx.n_props, 2);
 	apply_next();
-	ck_assert_uint_eq(n_props, 3);
-	ck_assert_uint_eq(entry_writesets(&props[2]), 1);
+	ck_assert_uint_eq(fx.n_props, 3);
+	ck_assert_uint_eq(entry_writesets(&fx.props[2]), 1);
 	apply_next();
-	ck_assert_uint_eq(n_props, 4);
-	ck_assert_uint_eq(entry_writesets(&props[3]), 2);
-	ck_assert_uint_le(props[3].len, CS_MAX_ENTRY_BYTES);
+	ck_assert_uint_eq(fx.n_props, 4);
+	ck_assert_uint_eq(entry_writesets(&fx.props[3]), 2);
+	ck_assert_uint_le(fx.props[3].len, CS_MAX_ENTRY_BYTES);
 	apply_all();
 	for (int i = 0; i < 5; i++)
 		ck_assert_int_eq(r[i].status, 0);
@@ -357,12 +298,12 @@ START_TEST(test_failure_drops_everything)
 	commit_put("x", "p2", &w[1]);
 	commit_put("y", "q1", &w[2]);
 	commit_put("z", "q2", &w[3]);
-	ck_assert_uint_eq(n_props, 3);
-	ck_assert_int_eq(S.inflight, 2);
+	ck_assert_uint_eq(fx.n_props, 3);
+	ck_assert_int_eq(fx.st.inflight, 2);
 
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "z", "q2");
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &rd, &pending), 0);
 	ck_assert(pending);
@@ -375,12 +316,12 @@ START_TEST(test_failure_drops_everything)
 	}
 	ck_assert_int_eq(rd.calls, 1);
 	ck_assert_int_eq(rd.status, CS_ELEADERSHIP);
-	ck_assert_uint_eq(cs_storage_pending(&S), 0);
+	ck_assert_uint_eq(cs_storage_pending(&fx.st), 0);
 	/* The second entry is still in raft's hands. */
-	ck_assert_int_eq(S.inflight, 1);
+	ck_assert_int_eq(fx.st.inflight, 1);
 
 	/* The overlay is gone: reads fall back to LMDB. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "base", "lmdb");
 	expect_get(&t, "z", NULL);
 	ck_assert_uint_eq(t.read_seq, 0);
@@ -388,19 +329,19 @@ START_TEST(test_failure_drops_everything)
 
 	/* A commit now goes out at once (one slot free) and waits normally. */
 	ck_assert(commit_put("after", "1", &w[4]));
-	ck_assert_uint_eq(n_props, 4);
-	ck_assert_int_eq(S.inflight, 2);
+	ck_assert_uint_eq(fx.n_props, 4);
+	ck_assert_int_eq(fx.st.inflight, 2);
 
 	/* The failed entry applies after all: its batch_done is a harmless no-op. */
 	apply_next();
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(w[i].calls, 1);
-	ck_assert_int_eq(S.inflight, 1);
+	ck_assert_int_eq(fx.st.inflight, 1);
 	apply_next();
 	ck_assert_int_eq(w[4].calls, 1);
 	ck_assert_int_eq(w[4].status, 0);
-	ck_assert_int_eq(S.inflight, 0);
-	ck_assert_uint_eq(S.applied_seq, 6);
+	ck_assert_int_eq(fx.st.inflight, 0);
+	ck_assert_uint_eq(fx.st.applied_seq, 6);
 }
 END_TEST
 
@@ -412,20 +353,20 @@ START_TEST(test_fail_all_and_late_done)
 		snprintf(k, sizeof k, "k%d", i);
 		commit_put(k, "v", &w[i]);
 	}
-	ck_assert_uint_eq(n_props, 2);
-	cs_storage_fail_all(&S, CS_ELEADERSHIP);
+	ck_assert_uint_eq(fx.n_props, 2);
+	cs_storage_fail_all(&fx.st, CS_ELEADERSHIP);
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(w[i].status, CS_ELEADERSHIP);
-	ck_assert_int_eq(S.inflight, 2);
+	ck_assert_int_eq(fx.st.inflight, 2);
 	/* Both late results, success and failure, are ignored. */
 	fail_next(CS_ELEADERSHIP);
 	apply_next();
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(w[i].calls, 1);
-	ck_assert_int_eq(S.inflight, 0);
-	ck_assert_uint_eq(cs_storage_pending(&S), 0);
+	ck_assert_int_eq(fx.st.inflight, 0);
+	ck_assert_uint_eq(cs_storage_pending(&fx.st), 0);
 	/* Fail twice in a row: nothing left to fail, nothing breaks. */
-	cs_storage_fail_all(&S, CS_ESEALED);
+	cs_storage_fail_all(&fx.st, CS_ESEALED);
 	struct rec r = {0};
 	ck_assert(commit_put("k", "v", &r));
 	apply_all();
@@ -440,47 +381,47 @@ START_TEST(test_refused_commit)
 	bool pending = true;
 
 	/* Refused while proposing its own entry: error returned, no trace anywhere. */
-	refuse = 7;
-	cs_txn_begin(&t, &S, NULL);
+	fx.refuse = 7;
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "k", "v");
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), CS_ENOTACTIVE);
 	ck_assert(!pending);
 	ck_assert_int_eq(r.calls, 0);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "k", NULL);
 	cs_txn_abort(&t);
-	ck_assert_uint_eq(S.next_seq, 1);
+	ck_assert_uint_eq(fx.st.next_seq, 1);
 
 	/* No proposer at all (standby, sealed): the same. */
-	refuse = 0;
-	cs_storage_set_proposer(&S, NULL, NULL);
-	cs_txn_begin(&t, &S, NULL);
+	fx.refuse = 0;
+	cs_storage_set_proposer(&fx.st, NULL, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "k", "v");
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), CS_ENOTACTIVE);
 	ck_assert(!pending);
 
 	/* Refused while flushing the queue: everything pending fails, from batch_done. */
-	cs_storage_set_proposer(&S, fake_propose, &S);
+	cs_storage_set_proposer(&fx.st, cs_fx_propose, &fx);
 	struct rec a = {0}, b = {0}, q1 = {0}, q2 = {0};
 	commit_put("a", "1", &a);
 	commit_put("b", "1", &b);
 	commit_put("q1", "1", &q1);
 	commit_put("q2", "1", &q2);
-	refuse = 7;
+	fx.refuse = 7;
 	apply_next(); /* a applies; flushing q1+q2 is refused */
 	ck_assert_int_eq(a.status, 0);
 	ck_assert_int_eq(b.status, CS_ENOTACTIVE);
 	ck_assert_int_eq(q1.status, CS_ENOTACTIVE);
 	ck_assert_int_eq(q2.status, CS_ENOTACTIVE);
 	ck_assert_int_eq(q2.calls, 1);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "a", "1");
 	expect_get(&t, "q1", NULL);
 	cs_txn_abort(&t);
-	refuse = 0;
+	fx.refuse = 0;
 	apply_next(); /* b's late success is ignored */
 	ck_assert_int_eq(b.calls, 1);
-	ck_assert_int_eq(S.inflight, 0);
+	ck_assert_int_eq(fx.st.inflight, 0);
 	(void)w;
 }
 END_TEST
@@ -491,19 +432,19 @@ START_TEST(test_dropped_overlay_read)
 	commit_put("k", "v", &w);
 	struct cs_txn t;
 	bool pending = true;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "k", "v");
 	put(&t, "derived", "from-k");
 	/* Leadership lost while the handler ran (e.g. it waited on a worker). */
-	cs_storage_fail_all(&S, CS_ELEADERSHIP);
+	cs_storage_fail_all(&fx.st, CS_ELEADERSHIP);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), CS_ELEADERSHIP);
 	ck_assert(!pending);
 	ck_assert_int_eq(r.calls, 0);
-	ck_assert_uint_eq(n_props, 1);
+	ck_assert_uint_eq(fx.n_props, 1);
 
 	/* A blind write that began before the failure is fine. */
-	cs_txn_begin(&t, &S, NULL);
-	cs_storage_fail_all(&S, CS_ELEADERSHIP);
+	cs_txn_begin(&t, &fx.st, NULL);
+	cs_storage_fail_all(&fx.st, CS_ELEADERSHIP);
 	put(&t, "blind", "1");
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
 	ck_assert(pending);
@@ -520,7 +461,7 @@ START_TEST(test_list_merge)
 	struct cs_txn t;
 	bool pending;
 	struct rec r = {0};
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "kv/a", "1");
 	put(&t, "kv/b/x", "1");
 	put(&t, "kv/b/y", "1");
@@ -534,7 +475,7 @@ START_TEST(test_list_merge)
 
 	/* Overlay: a new key, a new folder, tombstones for a key and a whole folder. */
 	struct rec o = {0};
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "kv/aa", "1");
 	put(&t, "kv/f/g", "1");
 	ck_assert_int_eq(cs_txn_delete(&t, "kv/c"), 0);
@@ -542,7 +483,7 @@ START_TEST(test_list_merge)
 	ck_assert_int_eq(cs_txn_delete(&t, "kv/b/x"), 0);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &o, &pending), 0);
 
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	const char *want1[] = {"a", "aa", "b/", "e", "f/"};
 	expect_list(&t, "kv/", false, want1, 5);
 	ck_assert_uint_gt(t.read_seq, 0); /* the listing depends on pending writes */
@@ -567,7 +508,7 @@ START_TEST(test_list_merge)
 	/* After apply the same listing comes from LMDB alone. */
 	apply_all();
 	ck_assert_int_eq(o.status, 0);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_list(&t, "kv/", false, want1, 5);
 	ck_assert_uint_eq(t.read_seq, 0);
 	const char *want6[] = {"kv/a", "kv/aa", "kv/b/y", "kv/e", "kv/f/g"};
@@ -582,7 +523,7 @@ START_TEST(test_scan_large)
 	bool pending;
 	struct rec r = {0};
 	char k[32];
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	for (int i = 0; i < 2000; i += 2) {
 		snprintf(k, sizeof k, "m/%05d", i);
 		put(&t, k, "v");
@@ -590,13 +531,13 @@ START_TEST(test_scan_large)
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
 	apply_all();
 	/* Pending odd keys interleave with the LMDB even ones. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	for (int i = 1; i < 2000; i += 2) {
 		snprintf(k, sizeof k, "m/%05d", i);
 		put(&t, k, "v");
 	}
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	struct cs_strv sv = {0};
 	ck_assert_int_eq(cs_txn_scan(&t, "m/", &sv), 0);
 	ck_assert_uint_eq(sv.n, 2000);
@@ -615,7 +556,7 @@ START_TEST(test_scan_large)
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
 	apply_all();
 	ck_assert_int_eq(r.status, 0);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	ck_assert_int_eq(cs_txn_scan(&t, "m/", &sv), 0);
 	ck_assert_uint_eq(sv.n, 0);
 	cs_txn_abort(&t);
@@ -632,7 +573,7 @@ START_TEST(test_poisoning)
 	memset(longkey, 'k', sizeof longkey - 1);
 	longkey[sizeof longkey - 1] = '\0';
 
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "ok", "1");
 	/* Not found is an answer, not a failure. */
 	ck_assert_int_eq(cs_txn_get_raw(&t, "missing", &b), CS_ENOTFOUND);
@@ -645,17 +586,17 @@ START_TEST(test_poisoning)
 	ck_assert_int_eq(cs_txn_list(&t, "", &sv), CS_EINVAL);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), CS_EINVAL);
 	ck_assert(!pending);
-	ck_assert_uint_eq(n_props, 0);
+	ck_assert_uint_eq(fx.n_props, 0);
 
 	/* Empty key, and barrier access without a keyring. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	ck_assert_int_eq(cs_txn_delete(&t, ""), CS_EINVAL);
 	cs_txn_abort(&t);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	ck_assert_int_eq(cs_txn_get(&t, "x", &b), CS_ESEALED);
 	ck_assert_int_eq(cs_txn_put_raw(&t, "x", "v", 1), CS_ESEALED);
 	cs_txn_abort(&t);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	ck_assert_int_eq(cs_txn_put(&t, "x", "v", 1), CS_ESEALED);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), CS_ESEALED);
 	cs_buf_free(&b);
@@ -669,20 +610,20 @@ START_TEST(test_delete_then_get)
 	struct rec r = {0};
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "gone", "1");
 	ck_assert_int_eq(cs_txn_delete(&t, "gone"), 0);
 	ck_assert_int_eq(cs_txn_delete(&t, "never-existed"), 0);
 	expect_get(&t, "gone", NULL);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
 	/* Pending tombstone hides the LMDB value from the next txn. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "gone", NULL);
 	ck_assert_uint_eq(t.read_seq, 2); /* seq 1 was the seed */
 	cs_txn_abort(&t);
 	apply_all();
 	ck_assert_int_eq(r.status, 0);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "gone", NULL);
 	ck_assert_uint_eq(t.read_seq, 0);
 	cs_txn_abort(&t);
@@ -707,7 +648,7 @@ static void chain_cb(void *data, int status)
 	bool pending;
 	char k[16];
 	snprintf(k, sizeof k, "chain%d", c->depth);
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	/* It sees what the previous link wrote, already in LMDB. */
 	put(&t, k, "v");
 	ck_assert_int_eq(cs_txn_commit(&t, chain_cb, c, &pending), 0);
@@ -719,7 +660,7 @@ static void fail_in_cb(void *data, int status)
 	struct rec *r = data;
 	rec_cb(r, status);
 	if (r->calls == 1 && status == 0)
-		cs_storage_fail_all(&S, CS_ESEALED);
+		cs_storage_fail_all(&fx.st, CS_ESEALED);
 }
 
 START_TEST(test_reentrant_callbacks)
@@ -727,7 +668,7 @@ START_TEST(test_reentrant_callbacks)
 	struct chain c = {.depth = 5};
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "start", "v");
 	ck_assert_int_eq(cs_txn_commit(&t, chain_cb, &c, &pending), 0);
 	/* Each apply runs the callback, which proposes the next link. */
@@ -735,24 +676,24 @@ START_TEST(test_reentrant_callbacks)
 		apply_all();
 	ck_assert_int_eq(c.done, 6);
 	ck_assert_int_eq(c.status, 0);
-	ck_assert_uint_eq(n_props, 6);
+	ck_assert_uint_eq(fx.n_props, 6);
 
 	/* A callback that fails everything while its own entry's callbacks still run:
 	 * the rest of that entry (applied) still succeeds; later entries fail. */
 	struct rec e1 = {0}, e2 = {0}, f = {0}, same = {0}, later = {0};
-	size_t base = n_props;
+	size_t base = fx.n_props;
 	commit_put("x1", "1", &e1); /* entry 1, in flight */
 	commit_put("x2", "1", &e2); /* entry 2, in flight */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	put(&t, "x3", "1");
 	ck_assert_int_eq(cs_txn_commit(&t, fail_in_cb, &f, &pending), 0); /* queued */
 	commit_put("x4", "1", &same);                                     /* queued */
 	apply_next(); /* entry 1; entry 3 = {x3, x4} goes out */
-	ck_assert_uint_eq(n_props, base + 3);
-	ck_assert_uint_eq(entry_writesets(&props[base + 2]), 2);
+	ck_assert_uint_eq(fx.n_props, base + 3);
+	ck_assert_uint_eq(entry_writesets(&fx.props[base + 2]), 2);
 	commit_put("x5", "1", &later); /* queued */
 	apply_next();                  /* entry 2; entry 4 = {x5} goes out */
-	ck_assert_uint_eq(n_props, base + 4);
+	ck_assert_uint_eq(fx.n_props, base + 4);
 	apply_next(); /* entry 3: x3's callback fails everything */
 	ck_assert_int_eq(f.calls, 1);
 	ck_assert_int_eq(f.status, 0);
@@ -762,8 +703,8 @@ START_TEST(test_reentrant_callbacks)
 	ck_assert_int_eq(later.status, CS_ESEALED);
 	apply_next(); /* entry 4's late result is ignored */
 	ck_assert_int_eq(later.calls, 1);
-	ck_assert_uint_eq(cs_storage_pending(&S), 0);
-	ck_assert_int_eq(S.inflight, 0);
+	ck_assert_uint_eq(cs_storage_pending(&fx.st), 0);
+	ck_assert_int_eq(fx.st.inflight, 0);
 }
 END_TEST
 
@@ -777,15 +718,15 @@ START_TEST(test_close_fails_pending)
 	}
 	struct cs_txn t;
 	bool pending;
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	expect_get(&t, "k3", "v");
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &rd, &pending), 0);
-	cs_storage_close(&S);
+	cs_storage_close(&fx.st);
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(w[i].status, CS_ESHUTDOWN);
 	ck_assert_int_eq(rd.status, CS_ESHUTDOWN);
 	/* Teardown closes again: a no-op. Commits after close are refused. */
-	cs_txn_begin(&t, &S, NULL);
+	cs_txn_begin(&t, &fx.st, NULL);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &rd, &pending), CS_ESHUTDOWN);
 }
 END_TEST
@@ -804,7 +745,7 @@ START_TEST(test_barrier_values)
 	struct rec r = {0};
 	struct cs_buf b = CS_BUF_INIT;
 
-	cs_txn_begin(&t, &S, &kr);
+	cs_txn_begin(&t, &fx.st, &kr);
 	ck_assert_int_eq(cs_txn_put(&t, "secret/a", secret, sizeof secret - 1), 0);
 	/* Own write, decrypted. */
 	ck_assert_int_eq(cs_txn_get(&t, "secret/a", &b), 0);
@@ -812,14 +753,14 @@ START_TEST(test_barrier_values)
 	cs_buf_free_secure(&b);
 	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
 	/* From the overlay, then from LMDB. */
-	cs_txn_begin(&t, &S, &kr);
+	cs_txn_begin(&t, &fx.st, &kr);
 	ck_assert_int_eq(cs_txn_get(&t, "secret/a", &b), 0);
 	ck_assert_str_eq(b.data, secret);
 	cs_buf_free_secure(&b);
 	cs_txn_abort(&t);
 	apply_all();
 	ck_assert_int_eq(r.status, 0);
-	cs_txn_begin(&t, &S, &kr);
+	cs_txn_begin(&t, &fx.st, &kr);
 	ck_assert_int_eq(cs_txn_get(&t, "secret/a", &b), 0);
 	ck_assert_str_eq(b.data, secret);
 	cs_buf_free_secure(&b);

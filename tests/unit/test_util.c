@@ -18,6 +18,7 @@
 #include "lib/err.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
+#include "tests/unit/fixtures.h"
 
 static const char base62[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -306,20 +307,12 @@ static char tmpdir[64];
 
 static void tmpdir_setup(void)
 {
-	strcpy(tmpdir, "/tmp/cs_test_util.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void rm_rf(const char *path)
-{
-	char cmd[256];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-	ck_assert_int_eq(system(cmd), 0);
+	cs_fx_tmpdir(tmpdir, sizeof tmpdir, "util");
 }
 
 static void tmpdir_teardown(void)
 {
-	rm_rf(tmpdir);
+	cs_fx_rm_rf(tmpdir);
 }
 
 static void write_file(const char *path, const void *data, size_t n)

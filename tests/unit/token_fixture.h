@@ -8,7 +8,6 @@
 #define CS_TEST_TOKEN_FIXTURE_H
 
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +18,7 @@
 #include "lib/err.h"
 #include "lib/util.h"
 #include "server/sys.h"
+#include "tests/unit/fixtures.h"
 
 #define FX_MAX_PROPS 4096
 
@@ -69,12 +69,6 @@ static int fake_propose(void *ctx, const void *data, size_t len, void *token)
 	return 0;
 }
 
-static int fx_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb, (void)flag, (void)ftw;
-	return remove(path);
-}
-
 static void commit_noted(void *data, int status)
 {
 	*(int *)data = status + 1000;
@@ -111,8 +105,7 @@ static void fx_setup(void)
 	uv_timer_init(&loop, &apply_timer);
 	core.loop = &loop;
 	core.cfg = &cfg;
-	snprintf(dir, sizeof dir, "/tmp/cs-test-token-XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_fx_tmpdir(dir, sizeof dir, "token");
 	ck_assert_int_eq(cs_storage_open(&core.st, dir, 64 << 20), 0);
 	cs_storage_set_proposer(&core.st, fake_propose, &core);
 	core.kr = cs_keyring_new();
@@ -140,7 +133,7 @@ static void fx_teardown(void)
 	cs_keyring_free(core.kr);
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 	cs_config_free(&cfg);
-	nftw(dir, fx_rm, 16, FTW_DEPTH | FTW_PHYS);
+	cs_fx_rm_rf(dir);
 }
 
 /* ---------------------------------------------------------------- requests */
