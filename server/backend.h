@@ -280,6 +280,30 @@ void cs_req_warn(struct cs_request *req, const char *fmt, ...)
 /* Set the response data (takes ownership). */
 void cs_req_set_data(struct cs_request *req, cJSON *data);
 
+/* What a backend knows of its mount and client (server/backend_env.c), so that it needs
+ * no other header of server/. */
+/* The mount's routing path ("secret/", "auth/approle/"), or NULL without a mount. */
+const char *cs_req_mount_path(const struct cs_request *req);
+/* The mount's default and maximum lease TTL in seconds: its own tuning, else the
+ * server's (config default_lease_ttl / max_lease_ttl, else 32 days). */
+int64_t cs_req_default_ttl(const struct cs_request *req);
+int64_t cs_req_max_ttl(const struct cs_request *req);
+/* The client's "addr:port", or "" for an internal request. */
+const char *cs_req_remote_addr(const struct cs_request *req);
+/* For auth methods (login): have the token store create an orphan token from `params`
+ * (the fields of auth/token/create plus "path") in req->txn and fill req->resp_auth.
+ * CS_EINTERNAL with a message when no token store is registered. */
+int cs_req_issue_token(struct cs_request *req, const cJSON *params);
+/* The storage prefix of the mount at `mount_path` ("cubbyhole/"), or NULL if none. */
+const char *cs_backend_mount_prefix(struct cs_core *core, const char *mount_path);
+/*
+ * Required mounts (Vault's "cubbyhole/"): every cluster has them, they cannot be
+ * disabled, and nobody else may mount at their path. The owning module registers one at
+ * start-up (the strings must be static); server/sys.c adds the missing ones at init and
+ * unseal (cs_sys_add_required_mounts).
+ */
+void cs_sys_require_mount(const char *path, const char *type, const char *description);
+
 /*
  * Storage under the mount's prefix ("logical/<uuid>/" for engines, "auth/<uuid>/" for
  * auth methods): the key is relative to the mount, values go through the barrier.

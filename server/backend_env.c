@@ -1,0 +1,45 @@
+/*
+ * What a backend may know of its mount, its client and the core, as functions declared in
+ * server/backend.h: so that engines and auth methods include nothing else from server/
+ * (issue 10 §1; scripts/check-layers.py enforces it) and the core's structs can change
+ * without touching a backend.
+ */
+#include "server/backend.h"
+
+#include "lib/err.h"
+#include "server/core.h"
+#include "server/http.h"
+#include "server/router.h"
+
+const char *cs_req_mount_path(const struct cs_request *req)
+{
+	return req->mount ? req->mount->path : NULL;
+}
+
+int64_t cs_req_default_ttl(const struct cs_request *req)
+{
+	return cs_core_default_ttl(req->core, req->mount);
+}
+
+int64_t cs_req_max_ttl(const struct cs_request *req)
+{
+	return cs_core_max_ttl(req->core, req->mount);
+}
+
+const char *cs_req_remote_addr(const struct cs_request *req)
+{
+	return req->http ? req->http->remote_addr : "";
+}
+
+int cs_req_issue_token(struct cs_request *req, const cJSON *params)
+{
+	if (!req->core || !req->core->token_issue)
+		return cs_req_error(req, CS_EINTERNAL, "no token store to issue a token");
+	return req->core->token_issue(req, params);
+}
+
+const char *cs_backend_mount_prefix(struct cs_core *core, const char *mount_path)
+{
+	const struct cs_mount *m = core ? cs_router_get(&core->router, mount_path) : NULL;
+	return m ? m->storage_prefix : NULL;
+}
