@@ -49,8 +49,6 @@ ONE_BACKEND = [
 # "file: included header" -> why it is still here (the step of issue 10 that removes it).
 # Loops are listed as "loop: folder/a <-> folder/b".
 ALLOWED = {
-    # step 3: the raft entry codec moves out of storage/txn.c into its own file
-    "loop: storage/store <-> storage/txn": "step 3",
     # step 4: the sys/policy endpoints move to server/; policy/ keeps parse, eval, cache
     "policy/store.c: server/backend.h": "step 4",
     "policy/store.c: server/sys.h": "step 4",
