@@ -49,10 +49,6 @@ ONE_BACKEND = [
 # "file: included header" -> why it is still here (the step of issue 10 that removes it).
 # Loops are listed as "loop: folder/a <-> folder/b".
 ALLOWED = {
-    # step 4: the sys/policy endpoints move to server/; policy/ keeps parse, eval, cache
-    "policy/store.c: server/backend.h": "step 4",
-    "policy/store.c: server/sys.h": "step 4",
-    "policy/store.h: server/core.h": "step 4",
     # step 5: server/cluster.* moves to raft/; autopilot gets a narrow environment
     "raft/autopilot.c: server/core.h": "step 5",
     "raft/transport.c: server/cluster.h": "step 5",

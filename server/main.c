@@ -28,7 +28,7 @@
 #include "lib/log.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
-#include "policy/store.h"
+#include "server/policy_sys.h"
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
