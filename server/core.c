@@ -252,7 +252,7 @@ void cs_core_on_active(void *ctx, bool active)
 	if (core->expire_active)
 		core->expire_active(core, active);
 	cs_ha_on_active(core, active);
-	cs_autopilot_set_active(core, active);
+	cs_autopilot_set_active(&core->autopilot, active);
 }
 
 /* ---------------------------------------------------------------- commit */
@@ -786,10 +786,29 @@ int64_t cs_core_max_ttl(const struct cs_core *core, const struct cs_mount *m)
 	return core->cfg->max_lease_ttl > 0 ? core->cfg->max_lease_ttl : CS_DEFAULT_LEASE_TTL;
 }
 
+static const struct cs_keyring *autopilot_keyring(void *ctx)
+{
+	return ((struct cs_core *)ctx)->kr;
+}
+
+static bool autopilot_is_active(void *ctx)
+{
+	return ((struct cs_core *)ctx)->active;
+}
+
 int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 {
 	core->loop = loop;
 	core->cfg = cfg;
+	core->autopilot = (struct cs_autopilot_env){
+	    .loop = loop,
+	    .node = &core->node,
+	    .st = &core->st,
+	    .node_id = cfg->node_id,
+	    .keyring = autopilot_keyring,
+	    .is_active = autopilot_is_active,
+	    .ctx = core,
+	};
 	cs_router_init(&core->router);
 	uv_timer_init(loop, &core->wait_timer);
 	snprintf(core->data_dir, sizeof core->data_dir, "%s", cfg->storage_path);

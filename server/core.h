@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "raft/autopilot.h"
 #include "raft/node.h"
 #include "server/backend.h"
 #include "server/config.h"
@@ -79,6 +80,7 @@ struct cs_core {
 	char data_dir[4096];
 	struct cs_storage st;
 	struct cs_raft_node node;
+	struct cs_autopilot_env autopilot; /* what raft/autopilot.c sees of the core */
 	bool raft_started;
 	bool active; /* leader whose election barrier applied */
 	bool initialized;

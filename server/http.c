@@ -75,7 +75,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 
 #define IDLE_TIMEOUT_MS    (5u * 60 * 1000)
 #define HEADER_TIMEOUT_MS  (10u * 1000)
