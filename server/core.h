@@ -60,6 +60,19 @@ typedef int (*cs_token_issue_fn)(struct cs_request *req, const cJSON *params);
  * active (stop timers, drop state). Runs on the loop thread. */
 typedef void (*cs_expire_active_fn)(struct cs_core *core, bool active);
 
+/*
+ * The audit broker as the core sees it: audit/ registers one at start-up with
+ * cs_core_set_audit (before any request), so the core never includes audit/. Without one
+ * nothing is audited. The hooks are audit/audit.h's cs_audit_request, _response and
+ * _discard; see there for what each does.
+ */
+struct cs_core_audit {
+	int (*request)(struct cs_request *req, int rc);
+	void (*response)(struct cs_request *req, int *status, char **body, size_t *len);
+	void (*discard)(struct cs_request *req);
+};
+void cs_core_set_audit(const struct cs_core_audit *broker);
+
 struct cs_seal_state {
 	int shares; /* seal config: secret_shares (0 when uninitialised) */
 	int threshold;
