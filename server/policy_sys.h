@@ -11,7 +11,7 @@
 #include "server/core.h"
 
 /* Register the sys/ paths, the ACL hook and the cache reset hook. Call once at
- * start-up, before any request (server/main.c's module registrations). */
+ * start-up, before any request (cmd/main.c's module registrations). */
 void cs_policy_module_init(void);
 
 /*
