@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/token.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -40,6 +39,7 @@ static struct {
 	size_t n, cap;
 	size_t stale; /* hints made stale by deletes/renewals since the last (re)build */
 	uint64_t revoked;
+	const struct cs_expire_tokens *tokens; /* the token store's hooks */
 } E;
 
 /* Rebuild the heap from storage once more than half of it is stale (and it is big):
@@ -210,7 +210,7 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id)
 		return rc;
 	const char *tk = str_of(r, "token_key");
 	if (tk)
-		rc = cs_token_revoke_key(txn, tk, false); /* deletes the record too */
+		rc = E.tokens->revoke_key(txn, tk); /* deletes the record too */
 	if (!rc)
 		rc = cs_expire_delete(txn, lease_id);
 	cJSON_Delete(r);
@@ -655,7 +655,7 @@ static int leases_tidy(struct cs_request *req)
 			continue;
 		}
 		const char *tk = rc ? NULL : str_of(r, "token_key");
-		if (tk && !cs_token_key_exists(&req->txn, tk)) {
+		if (tk && !E.tokens->key_exists(&req->txn, tk)) {
 			rc = cs_txn_delete(&req->txn, v.v[i]);
 			dropped++;
 		}
@@ -718,9 +718,10 @@ static const struct cs_path lease_paths[] = {
     {"leases/tidy", NULL, UPD(leases_tidy), NULL, 0, "remove dangling leases"},
 };
 
-void cs_expire_register(struct cs_core *core)
+void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tokens)
 {
 	E.core = core;
+	E.tokens = tokens;
 	core->expire_active = on_active;
 	core->revoke_prefix = core_revoke_prefix;
 	cs_sys_add_paths(lease_paths, CS_ARRAY_LEN(lease_paths));

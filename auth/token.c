@@ -1489,6 +1489,17 @@ const struct cs_backend cs_token_backend = {
     .reset = token_reset,
 };
 
+/* The expiration manager revokes token leases through these (it does not include us). */
+static int expire_revoke_key(struct cs_txn *txn, const char *token_key)
+{
+	return cs_token_revoke_key(txn, token_key, false);
+}
+
+static const struct cs_expire_tokens expire_tokens = {
+    .revoke_key = expire_revoke_key,
+    .key_exists = cs_token_key_exists,
+};
+
 void cs_token_register(struct cs_core *core)
 {
 	cs_backend_register(&cs_token_backend);
@@ -1498,5 +1509,5 @@ void cs_token_register(struct cs_core *core)
 	core->token_bound_ok = cs_token_bound_ok;
 	core->token_after = cs_token_after;
 	core->token_issue = cs_token_issue;
-	cs_expire_register(core);
+	cs_expire_register(core, &expire_tokens);
 }
