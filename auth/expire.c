@@ -12,7 +12,6 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/sys.h"
 
 struct hint {
 	int64_t at_ms; /* unix milliseconds */
@@ -279,7 +278,7 @@ static void process_due(void)
 	if (!E.running || E.inflight)
 		return;
 	struct cs_core *core = E.core;
-	if (!core->kr || !core->active) {
+	if (!cs_core_keyring(core) || !cs_core_is_active(core)) {
 		cs_expire_stop();
 		return;
 	}
@@ -288,7 +287,7 @@ static void process_due(void)
 		abort();
 	b->gen = E.gen;
 	struct cs_txn txn;
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	int64_t now = now_ms();
 	int rc = 0;
 	while (E.n && E.h[0].at_ms <= now && b->n < CS_EXPIRE_BATCH) {
@@ -350,7 +349,8 @@ static void kick_cb(uv_timer_t *t)
 		struct cs_core *core = E.core;
 		if (E.running) /* compaction: rebuild from storage */
 			cs_expire_stop();
-		if (core && core->kr && core->active && !core->shutting_down)
+		if (core && cs_core_keyring(core) && cs_core_is_active(core) &&
+		    !cs_core_shutting_down(core))
 			cs_expire_start(core);
 		return;
 	}
@@ -359,10 +359,10 @@ static void kick_cb(uv_timer_t *t)
 
 static void ensure_handles(void)
 {
-	if (E.handles || !E.core || !E.core->loop)
+	if (E.handles || !E.core || !cs_core_loop(E.core))
 		return;
-	uv_timer_init(E.core->loop, &E.timer);
-	uv_timer_init(E.core->loop, &E.kick);
+	uv_timer_init(cs_core_loop(E.core), &E.timer);
+	uv_timer_init(cs_core_loop(E.core), &E.kick);
 	E.handles = true;
 }
 
@@ -384,11 +384,11 @@ int cs_expire_start(struct cs_core *core)
 	E.core = core;
 	if (E.running)
 		return 0;
-	if (!core->kr || !core->active || core->shutting_down)
+	if (!cs_core_keyring(core) || !cs_core_is_active(core) || cs_core_shutting_down(core))
 		return CS_ENOTACTIVE;
 	ensure_handles();
 	struct cs_txn txn;
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	struct cs_strv keys = {0};
 	int rc = cs_txn_scan(&txn, CS_EXPIRE_PREFIX, &keys);
 	size_t plen = strlen(CS_EXPIRE_PREFIX);
@@ -433,7 +433,7 @@ void cs_expire_stop(void)
 	if (E.handles) {
 		uv_timer_stop(&E.timer);
 		uv_timer_stop(&E.kick);
-		if (E.core && E.core->shutting_down) {
+		if (E.core && cs_core_shutting_down(E.core)) {
 			uv_close((uv_handle_t *)&E.timer, NULL);
 			uv_close((uv_handle_t *)&E.kick, NULL);
 			E.handles = false;
@@ -445,7 +445,8 @@ void cs_expire_reset(void)
 {
 	cs_expire_stop();
 	struct cs_core *core = E.core;
-	if (!core || !core->loop || core->shutting_down || !core->kr || !core->active)
+	if (!core || !cs_core_loop(core) || cs_core_shutting_down(core) || !cs_core_keyring(core) ||
+	    !cs_core_is_active(core))
 		return;
 	ensure_handles();
 	/* Not now: the reset runs in the middle of unseal/activation, before the mount
@@ -457,7 +458,7 @@ void cs_expire_reset(void)
 static void on_active(struct cs_core *core, bool active)
 {
 	E.core = core;
-	if (active && core->kr) {
+	if (active && cs_core_keyring(core)) {
 		int rc = cs_expire_start(core);
 		if (rc)
 			cs_warn("expire: not started: %s", cs_strerror(rc));
@@ -572,7 +573,7 @@ static int leases_renew(struct cs_request *req)
 	int64_t inc = cs_req_int(req, "increment", 0);
 	if (inc <= 0)
 		inc = (int64_t)(exp - cs_tokenutil_num(r, "issue_time"));
-	int64_t max = cs_core_max_ttl(req->core, NULL);
+	int64_t max = cs_core_sys_max_ttl(req->core);
 	double limit = cs_tokenutil_num(r, "issue_time") + (double)max;
 	double nexp = now + (double)inc;
 	if (nexp > limit)
@@ -635,7 +636,7 @@ static int revoke_prefix(struct cs_request *req)
 	return revoke_prefix_txn(req, &req->txn, prefix);
 }
 
-/* core->revoke_prefix: a mount being disabled takes its leases (and tokens) along. */
+/* cs_expiration.revoke_prefix: a mount being disabled takes its leases (and tokens) along. */
 static int core_revoke_prefix(struct cs_request *req, const char *prefix)
 {
 	return revoke_prefix_txn(req, &req->txn, prefix);
@@ -718,11 +719,15 @@ static const struct cs_path lease_paths[] = {
     {"leases/tidy", NULL, UPD(leases_tidy), NULL, 0, "remove dangling leases"},
 };
 
+static const struct cs_expiration expiration = {
+    .active = on_active,
+    .revoke_prefix = core_revoke_prefix,
+};
+
 void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tokens)
 {
 	E.core = core;
 	E.tokens = tokens;
-	core->expire_active = on_active;
-	core->revoke_prefix = core_revoke_prefix;
+	cs_core_set_expiration(core, &expiration);
 	cs_sys_add_paths(lease_paths, CS_ARRAY_LEN(lease_paths));
 }

@@ -32,7 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server/core.h"
+#include "server/backend.h"
 
 #define CS_EXPIRE_PREFIX "sys/expire/id/"
 /* Leases revoked per transaction before yielding to the loop. */

@@ -49,11 +49,6 @@ ONE_BACKEND = [
 # "file: included header" -> why it is still here (the step of issue 10 that removes it).
 # Loops are listed as "loop: folder/a <-> folder/b".
 ALLOWED = {
-    # step 6: the core reaches audit, the token store and expiry through registered interfaces
-    # (the token store and the expiration manager set and read the core's own fields)
-    "auth/expire.c: server/sys.h": "step 6",
-    "auth/expire.h: server/core.h": "step 6",
-    "auth/token.h: server/core.h": "step 6",
     # Not in section 1 of issue 10: loops among the server's own modules (the ha.c split,
     # section 2, and state owned by the core, section 3, untangle them) and between the
     # barrier and the write-set (they share the keyring's types).

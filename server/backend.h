@@ -326,6 +326,73 @@ bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const 
  */
 int cs_backend_dispatch(struct cs_request *req);
 
+/*
+ * The token store and the expiration manager as the core sees them: one interface each,
+ * registered once at start-up by their module (auth/), so that server/ never includes
+ * auth/ and auth/ needs nothing of server/ but this header.
+ */
+/* Token store hook: look the token up in `txn`; *entry is a new cJSON object owned by
+ * the caller, or NULL when the token does not exist / expired. Returns 0 or an error. */
+typedef int (*cs_token_lookup_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
+				  cJSON **entry);
+/* Token store hook: create a root token (id given or random) inside `txn` at init. The
+ * token string is written to `out` (NUL-terminated, <= 128 bytes). */
+typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn, const char *id,
+				       char *out, size_t outlen);
+
+/* Token store hook, called by authorize() right after a successful lookup, inside the
+ * request's transaction: account for one use of a limited-use token (num_uses). May
+ * modify `entry` (the request's copy). Returns 0 or an error (the request fails). */
+/* `remote` is the client's "addr:port", or NULL for internal requests. */
+typedef int (*cs_token_use_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
+			       cJSON *entry, const char *remote);
+/* Token store hook: whether the token `entry` may be used from `remote` ("addr:port"; its
+ * token_bound_cidrs), without spending a use. Checks a token sent to an unauthenticated
+ * path that looks at it (CS_PATH_OPT_TOKEN), where Vault validates but never counts. */
+typedef bool (*cs_token_bound_ok_fn)(const cJSON *entry, const char *remote);
+/* Token store hook, called after a successful handler, before the commit, in the same
+ * transaction: revokes a token whose last use this request was (Vault semantics). */
+typedef int (*cs_token_after_fn)(struct cs_request *req);
+/* Token store hook for auth methods (login): create an orphan token from `params` (the
+ * fields of auth/token/create plus "path", e.g. "auth/userpass/login/bob") in req->txn and
+ * fill req->resp_auth (the envelope's "auth" block). `params` stays owned by the caller. */
+typedef int (*cs_token_issue_fn)(struct cs_request *req, const cJSON *params);
+/* Expiration manager hook: the node became active (start, load leases) or stopped being
+ * active (stop timers, drop state). Runs on the loop thread. */
+typedef void (*cs_expire_active_fn)(struct cs_core *core, bool active);
+
+struct cs_token_store {
+	cs_token_lookup_fn lookup;
+	cs_token_create_root_fn create_root;
+	cs_token_use_fn use;           /* optional */
+	cs_token_after_fn after;       /* optional */
+	cs_token_issue_fn issue;       /* optional, for auth methods */
+	cs_token_bound_ok_fn bound_ok; /* optional: bound CIDRs on CS_PATH_OPT_TOKEN paths */
+};
+void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *ts);
+
+struct cs_expiration {
+	cs_expire_active_fn active; /* optional */
+	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
+	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
+};
+void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex);
+
+/* What the expiration manager reads of the core (server/backend_env.c). */
+uv_loop_t *cs_core_loop(struct cs_core *core);
+struct cs_storage *cs_core_storage(struct cs_core *core);
+/* The barrier keyring, NULL while sealed. */
+const struct cs_keyring *cs_core_keyring(const struct cs_core *core);
+/* The active node: the leader whose election barrier applied. */
+bool cs_core_is_active(const struct cs_core *core);
+bool cs_core_shutting_down(const struct cs_core *core);
+/* The server-wide maximum lease TTL in seconds (config max_lease_ttl, else 32 days). */
+int64_t cs_core_sys_max_ttl(const struct cs_core *core);
+
+/* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
+ * request, from the module that owns them (server/sys.c). The rows are copied. */
+void cs_sys_add_paths(const struct cs_path *paths, size_t n);
+
 /* Registry of backend types, filled at start-up by main(). */
 void cs_backend_register(const struct cs_backend *b);
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth);

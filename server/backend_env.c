@@ -33,13 +33,53 @@ const char *cs_req_remote_addr(const struct cs_request *req)
 
 int cs_req_issue_token(struct cs_request *req, const cJSON *params)
 {
-	if (!req->core || !req->core->token_issue)
+	if (!req->core || !req->core->tokens.issue)
 		return cs_req_error(req, CS_EINTERNAL, "no token store to issue a token");
-	return req->core->token_issue(req, params);
+	return req->core->tokens.issue(req, params);
 }
 
 const char *cs_backend_mount_prefix(struct cs_core *core, const char *mount_path)
 {
 	const struct cs_mount *m = core ? cs_router_get(&core->router, mount_path) : NULL;
 	return m ? m->storage_prefix : NULL;
+}
+
+void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *ts)
+{
+	core->tokens = *ts;
+}
+
+void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex)
+{
+	core->expire = *ex;
+}
+
+uv_loop_t *cs_core_loop(struct cs_core *core)
+{
+	return core->loop;
+}
+
+struct cs_storage *cs_core_storage(struct cs_core *core)
+{
+	return &core->st;
+}
+
+const struct cs_keyring *cs_core_keyring(const struct cs_core *core)
+{
+	return core->kr;
+}
+
+bool cs_core_is_active(const struct cs_core *core)
+{
+	return core->active;
+}
+
+bool cs_core_shutting_down(const struct cs_core *core)
+{
+	return core->shutting_down;
+}
+
+int64_t cs_core_sys_max_ttl(const struct cs_core *core)
+{
+	return cs_core_max_ttl(core, NULL);
 }

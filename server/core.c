@@ -260,8 +260,8 @@ void cs_core_on_active(void *ctx, bool active)
 		cs_warn("core: no longer the active node");
 		cs_backend_reset_all();
 	}
-	if (core->expire_active)
-		core->expire_active(core, active);
+	if (core->expire.active)
+		core->expire.active(core, active);
 	cs_ha_on_active(core, active);
 	cs_autopilot_set_active(&core->autopilot, active);
 }
@@ -327,10 +327,10 @@ static int authorize(struct cs_request *req)
 	 * that is expired or refused by its token_bound_cidrs never reveals more. */
 	if ((flags & CS_PATH_UNAUTH) && !(has_token && (flags & CS_PATH_OPT_TOKEN)))
 		return 0;
-	if (!has_token || !core->token_lookup)
+	if (!has_token || !core->tokens.lookup)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	cJSON *entry = NULL;
-	int rc = core->token_lookup(core, &req->txn, req->client_token, &entry);
+	int rc = core->tokens.lookup(core, &req->txn, req->client_token, &entry);
 	if (rc)
 		return rc;
 	if (!entry)
@@ -340,10 +340,10 @@ static int authorize(struct cs_request *req)
 	if (flags & CS_PATH_UNAUTH) {
 		/* CS_PATH_OPT_TOKEN: checked, not counted (as Vault, whose UI preflight leaves a
 		 * limited-use token's uses alone). */
-		if (core->token_bound_ok && !core->token_bound_ok(entry, remote))
+		if (core->tokens.bound_ok && !core->tokens.bound_ok(entry, remote))
 			return cs_req_error(req, CS_EPERM, "permission denied");
-	} else if (core->token_use &&
-		   (rc = core->token_use(core, &req->txn, req->client_token, entry, remote))) {
+	} else if (core->tokens.use &&
+		   (rc = core->tokens.use(core, &req->txn, req->client_token, entry, remote))) {
 		/* Limited-use tokens: one use is spent in this request's transaction. */
 		return rc;
 	}
@@ -434,8 +434,8 @@ static void run(struct cs_request *req)
 		suspend(req);
 		return;
 	}
-	if (!rc && req->token_entry && core->token_after)
-		rc = core->token_after(req);
+	if (!rc && req->token_entry && core->tokens.after)
+		rc = core->tokens.after(req);
 	if (rc == CS_ENOTACTIVE && core->raft_started && !core->shutting_down &&
 	    !(req->errmsg && req->status)) {
 		/* The handler needs the active node (sys/init right after bootstrap). */
@@ -546,8 +546,8 @@ static void async_resume(struct cs_async *a, int rc)
 		suspend(req);
 		return;
 	}
-	if (!rc && req->token_entry && core->token_after)
-		rc = core->token_after(req);
+	if (!rc && req->token_entry && core->tokens.after)
+		rc = core->tokens.after(req);
 	if (rc)
 		finish_error(req, rc);
 	else

@@ -1250,9 +1250,9 @@ static void tick_cb(uv_timer_t *t)
 		/* Leases and tokens of the restored state: rebuild the expiration heap
 		 * outside the FSM callback (it may commit). */
 		ha->restore_reload = false;
-		if (core->active && core->expire_active) {
-			core->expire_active(core, false);
-			core->expire_active(core, true);
+		if (core->active && core->expire.active) {
+			core->expire.active(core, false);
+			core->expire.active(core, true);
 		}
 	}
 	if (ha->running && !ha->advertised)

@@ -322,7 +322,7 @@ static int caps_token(struct cs_request *req)
 	if (!*token)
 		return cs_req_error(req, CS_EINVAL, "missing token");
 	cJSON *entry = NULL;
-	int rc = core->token_lookup ? core->token_lookup(core, &req->txn, token, &entry) : 0;
+	int rc = core->tokens.lookup ? core->tokens.lookup(core, &req->txn, token, &entry) : 0;
 	if (rc)
 		return rc;
 	if (!entry)

@@ -11,9 +11,7 @@
 
 extern struct cs_backend cs_sys_backend;
 
-/* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
- * request, from the module that owns them. The rows are copied. */
-void cs_sys_add_paths(const struct cs_path *paths, size_t n);
+/* cs_sys_add_paths: server/backend.h. */
 
 /* The sys/ mount (created on first use). */
 struct cs_mount *cs_sys_mount(struct cs_core *core);
