@@ -284,6 +284,8 @@ void cs_req_set_data(struct cs_request *req, cJSON *data);
  * no other header of server/. */
 /* The mount's routing path ("secret/", "auth/approle/"), or NULL without a mount. */
 const char *cs_req_mount_path(const struct cs_request *req);
+/* The mount's storage prefix ("logical/<uuid>/"), or "" without a mount. */
+const char *cs_req_storage_prefix(const struct cs_request *req);
 /* The mount's default and maximum lease TTL in seconds: its own tuning, else the
  * server's (config default_lease_ttl / max_lease_ttl, else 32 days). */
 int64_t cs_req_default_ttl(const struct cs_request *req);

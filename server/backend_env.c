@@ -16,6 +16,11 @@ const char *cs_req_mount_path(const struct cs_request *req)
 	return req->mount ? req->mount->path : NULL;
 }
 
+const char *cs_req_storage_prefix(const struct cs_request *req)
+{
+	return req->mount ? req->mount->storage_prefix : "";
+}
+
 int64_t cs_req_default_ttl(const struct cs_request *req)
 {
 	return cs_core_default_ttl(req->core, req->mount);
