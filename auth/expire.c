@@ -263,10 +263,14 @@ static void batch_done(void *data, int status)
 	free(b);
 	if (!current)
 		return;
-	/* More due right now: continue on the next loop turn, after other events. */
+	/* More due right now: continue on the next loop turn, after other events. Not with a
+	 * 0 ms timer: libuv 1.44 runs a timer started inside its timer phase with timeout 0
+	 * in that same pass, so when the commit completed synchronously (no raft peers to
+	 * wait for) every batch would run back to back and starve requests. 1 ms is past the
+	 * loop's cached time, so the pass ends and the loop polls first. */
 	if (E.n && E.h[0].at_ms <= now_ms()) {
 		E.kick_start = false;
-		uv_timer_start(&E.kick, timer_cb, 0, 0);
+		uv_timer_start(&E.kick, timer_cb, 1, 0);
 	} else {
 		arm();
 	}

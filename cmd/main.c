@@ -358,9 +358,9 @@ static int server_main(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	/* A peer that goes away must not kill us on write (c-raft.md §0.7). */
+	/* A peer that goes away must not kill us on write (docs/architecture.md, C1). */
 	signal(SIGPIPE, SIG_IGN);
-	/* raft's disk I/O lives in libuv's pool: keep it roomy (c-raft.md §2.3). */
+	/* raft's disk I/O lives in libuv's pool: keep it roomy (docs/architecture.md, C2). */
 	setenv("UV_THREADPOOL_SIZE", "16", 0);
 	if (argc >= 2 && strcmp(argv[1], "server") == 0)
 		return server_main(argc - 1, argv + 1);

@@ -1,6 +1,7 @@
 /*
  * The KV secrets engine (mount type "kv"). Version 1: each path holds one JSON object,
- * replaced whole on write (vault-api.md §2.7.21). Stored barrier-encrypted under the
+ * replaced whole on write (https://developer.hashicorp.com/vault/api-docs/secret/kv/kv-v1).
+ * Stored barrier-encrypted under the
  * mount's prefix, one storage key per secret path, so LIST is a prefix scan.
  * A mount with options.version "2" is served by cs_kv2_backend (engines/kv2.h) through
  * the variant hook.

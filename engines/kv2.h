@@ -1,5 +1,7 @@
 /*
- * The KV secrets engine, version 2 (vault-api.md §2.7.22): versioned secrets with
+ * The KV secrets engine, version 2
+ * (https://developer.hashicorp.com/vault/api-docs/secret/kv/kv-v2):
+ * versioned secrets with
  * check-and-set, soft delete, undelete, destroy, per-key metadata and subkeys.
  *
  * A "kv" mount whose options.version is "2" (and every "kv-v2" mount) is served by

@@ -1,5 +1,6 @@
 /*
- * Autopilot: membership upkeep on the active node (vault-api.md §3.6), and the one
+ * Autopilot: membership upkeep on the active node
+ * (https://developer.hashicorp.com/vault/docs/concepts/integrated-storage/autopilot), and the one
  * executor through which every raft membership change of custos goes.
  *
  * What it does, every tick (CS_AUTOPILOT_SAMPLE_MS) while the node is active:

@@ -1,6 +1,6 @@
 /*
  * The cluster port: one mutual-TLS listener on cluster_address, multiplexed by ALPN
- * (ARCHITECTURE.md "Cluster", c-raft.md §5.2).
+ * (docs/architecture.md, "The cluster" and C8).
  *
  *   accept → TLS handshake (server SSL_CTX from storage/cluster_tls.h: the peer must
  *   present a certificate chaining to the cluster CA) within a deadline → explicit ALPN

@@ -1,5 +1,5 @@
 /*
- * The raft FSM v3 over the LMDB store (c-raft.md §3; contract in fsm.h).
+ * The raft FSM v3 over the LMDB store (docs/architecture.md, C3, C4; contract in fsm.h).
  *
  * Happy path, per committed command entry (loop thread): apply → cs_store_apply at
  * raft_last_applied + 1 (0.15 bumps last_applied only after apply returns) → 0.

@@ -1,6 +1,6 @@
 /*
  * The raft state machine: a thin adaptor from c-raft 0.15's FSM v3 interface to the
- * LMDB store (storage/store.h). See shared/c-raft.md §3 for the rules this follows:
+ * LMDB store (storage/store.h). See docs/architecture.md, C3 and C4, for the rules this follows:
  * - apply: index = raft_last_applied(r) + 1 (0.15 quirk); total and deterministic;
  *   an LMDB failure aborts the process (restart replays from the log).
  * - snapshot: pins an LMDB read view at the snapshot index (loop thread);

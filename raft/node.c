@@ -1,5 +1,6 @@
 /*
- * One c-raft 0.15 node per process (contract in node.h; rules in c-raft.md §0, §2, §8).
+ * One c-raft 0.15 node per process (contract in node.h; rules in
+ * docs/architecture.md, "c-raft 0.15").
  *
  * Happy path:
  *   init       raft_uv_init (then io.version = 2 so the v3 FSM is accepted, compression
@@ -24,7 +25,7 @@
  * - apply callback with NOTLEADER/LEADERSHIPLOST/SHUTDOWN/CANCELED: the write's outcome
  *   is unknown; storage gets CS_ELEADERSHIP (CS_ESHUTDOWN while closing) and fails
  *   everything pending. Any other status is a disk error on the leader: 0.15 would keep
- *   leading and may reuse the index for another entry (c-raft.md §7 #5), so abort().
+ *   leading and may reuse the index for another entry (docs/architecture.md, C10), so abort().
  * - leaving LEADER (or a new term while leader): active = false, storage fails everything
  *   pending, on_active(false).
  * - post-election barrier fails: the monitor issues a new one while still leader.
@@ -51,7 +52,7 @@
 /* The Debian build compiles raft's own asserts out: check the invariant ourselves. */
 _Static_assert(HEARTBEAT_TIMEOUT_MS < ELECTION_TIMEOUT_MS, "heartbeat must be < election");
 
-/* raft_strerror only knows codes 1..18 in 0.15 (c-raft.md §1). */
+/* raft_strerror only knows codes 1..18 in 0.15 (docs/architecture.md, C12). */
 static const char *raft_code(int rv)
 {
 	static const char *names[] = {"ok",
@@ -242,7 +243,7 @@ static int node_propose(void *ctx, const void *data, size_t len, void *token)
 	p->req.data = p;
 	int rv = raft_apply(&n->raft, &p->req, &buf, 1, apply_cb);
 	if (rv != 0) {
-		/* Refused: the payload is still ours (c-raft.md §3.6). */
+		/* Refused: the payload is still ours (docs/architecture.md, C5). */
 		raft_free(buf.base);
 		free(p);
 		return rv;
@@ -302,7 +303,8 @@ static void monitor(struct cs_raft_node *n)
 	n->last_state = state;
 	if (is_leader && !n->active && !n->barrier_pending && !n->closing) {
 		/* 0.15 appends no entry on election: until an entry of this term applied,
-		 * LMDB may lag entries committed by the previous leader (c-raft.md §4.3). */
+		 * LMDB may lag entries committed by the previous leader (docs/architecture.md,
+		 * C6). */
 		int rv = raft_barrier(&n->raft, &n->barrier, barrier_cb);
 		if (rv == 0) {
 			n->barrier_pending = true;
@@ -381,7 +383,7 @@ int cs_raft_node_init_transport(struct cs_raft_node *n, uv_loop_t *loop, struct 
 	n->uv_io_close = n->io.close;
 	n->io.close = io_close_once;
 	/* 0.15 implements async_work but advertises version 1, and raft_init refuses a v3
-	 * FSM with snapshot_async unless io->version >= 2 (c-raft.md §3.1). */
+	 * FSM with snapshot_async unless io->version >= 2 (docs/architecture.md, C3). */
 	n->io.version = 2;
 	raft_uv_set_snapshot_compression(&n->io, false); /* ciphertext does not compress */
 	raft_uv_set_auto_recovery(&n->io, false);        /* never drop acknowledged entries */
@@ -424,7 +426,7 @@ err_after_transport:
 
 void cs_raft_node_set_timing(struct cs_raft_node *n, unsigned election_ms, unsigned heartbeat_ms)
 {
-	/* Debian builds c-raft without its asserts: validate here (c-raft.md §7 #18). */
+	/* Debian builds c-raft without its asserts: validate here (docs/architecture.md, C13). */
 	if (!n->initialized || heartbeat_ms == 0 || heartbeat_ms >= election_ms)
 		return;
 	raft_set_election_timeout(&n->raft, election_ms);

@@ -7,13 +7,13 @@
  *   cs_raft_node_bootstrap  once per cluster, on a fresh data dir (sys/init)
  *   cs_raft_node_start   raft_start: replays the log into LMDB (skipping what LMDB has)
  *   ... leadership changes are polled from a uv_prepare/uv_check pair; a new leader
- *       issues a raft_barrier and only becomes *active* when it applied (c-raft.md §4.3)
+ *       issues a raft_barrier and only becomes *active* when it applied (docs/architecture.md, C6)
  *   cs_raft_node_close   deferred raft_close (never from inside a raft callback);
  *                        leadership transfer first when leading with other voters
  *
  * Failure modes:
  * - apply callback status other than 0 / NOTLEADER / LEADERSHIPLOST / SHUTDOWN /
- *   CANCELED: a disk error on the leader → abort() (fail-stop, c-raft.md §7 #5).
+ *   CANCELED: a disk error on the leader → abort() (fail-stop, docs/architecture.md, C10).
  * - leadership lost: storage fails every pending write (cs_storage_fail_all) and the
  *   on_active(false) hook runs.
  *

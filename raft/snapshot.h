@@ -1,7 +1,8 @@
 /*
  * Snapshot archives: the file GET sys/storage/raft/snapshot streams and POST
  * sys/storage/raft/snapshot[-force] restores (server/snapshot_sys.c drives both).
- * It is the layout of Vault's archive (vault-api.md §3.7), a gzip'd tar, so that the
+ * It is the layout of Vault's archive (archive.go of https://github.com/hashicorp/raft-snapshot,
+ * plus Vault's SHA256SUMS.sealed), a gzip'd tar, so that the
  * vault CLI's `operator raft snapshot save` (which insists on a non-empty
  * SHA256SUMS.sealed member) and `restore` work unchanged. Members, in this order:
  *

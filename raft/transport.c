@@ -1,6 +1,6 @@
 /*
  * c-raft's raft_uv_transport over mutual TLS, through a socketpair bridge (contract in
- * transport.h; design in c-raft.md §5.2).
+ * transport.h; design in docs/architecture.md, C8).
  *
  * Happy path, outbound (t->connect from raft):
  *   parse the IP literal → uv_tcp_connect, 5 s deadline → SSL (client ctx, memory BIOs,

@@ -1,5 +1,5 @@
 /*
- * c-raft's network transport over the cluster port's mutual TLS (c-raft.md §5).
+ * c-raft's network transport over the cluster port's mutual TLS (docs/architecture.md, C8).
  *
  * raft_uv only knows uv streams, so every authenticated connection is bridged: raft gets
  * one end of an AF_UNIX socketpair (a raft_malloc'ed uv_pipe_t it owns and frees), and

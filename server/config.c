@@ -77,6 +77,7 @@ void cs_config_init(struct cs_config *c)
 	c->log_level = CS_LOG_INFO;
 	c->default_lease_ttl = CS_DEFAULT_LEASE_TTL;
 	c->max_lease_ttl = CS_DEFAULT_LEASE_TTL;
+	c->snapshot_spool_reserve_percent = CS_DEFAULT_SPOOL_RESERVE_PERCENT;
 }
 
 void cs_config_free(struct cs_config *c)
@@ -105,6 +106,7 @@ void cs_config_free(struct cs_config *c)
 	free(c->api_addr);
 	free(c->cluster_addr);
 	free(c->cluster_name);
+	free(c->snapshot_spool_dir);
 	free(c->dev_root_token_id);
 	memset(c, 0, sizeof *c);
 }
@@ -437,6 +439,21 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 		} else if (strcmp(k, "disable_unauthed_rekey_endpoints") == 0) {
 			rc = want_bool(x, m, "disable_unauthed_rekey_endpoints",
 				       &l->disable_unauthed_rekey_endpoints);
+		} else if (strcmp(k, "http_read_header_timeout") == 0 ||
+			   strcmp(k, "http_read_timeout") == 0) {
+			rc = want_duration(x, m, k, &v);
+			/* "0" means no limit, as in Vault */
+			int64_t ms = v == 0 ? -1 : v > INT64_MAX / 1000 ? INT64_MAX : v * 1000;
+			if (!rc && strcmp(k, "http_read_header_timeout") == 0)
+				l->http_read_header_timeout_ms = ms;
+			else if (!rc)
+				l->http_read_timeout_ms = ms;
+		} else if (strcmp(k, "max_connections") == 0) {
+			rc = want_int(x, m, k, &v);
+			if (!rc && (v < 1 || v > 1000000))
+				rc = fail(x, m->line, "max_connections: must be 1 to 1000000");
+			if (!rc)
+				l->max_connections = (int)v;
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\" in listener", k);
 		}
@@ -504,6 +521,16 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			if (!rc && (c->rotation_min_operations < 1 ||
 				    c->rotation_min_operations > 1000000))
 				rc = fail(x, m->line, "rotation_min_operations must be 1..1000000");
+		} else if (strcmp(k, "snapshot_spool_dir") == 0) {
+			rc = want_string(x, m, k, &c->snapshot_spool_dir);
+		} else if (strcmp(k, "snapshot_spool_reserve_percent") == 0) {
+			int64_t v;
+			rc = want_int(x, m, k, &v);
+			if (!rc && (v < 0 || v > 99))
+				rc = fail(x, m->line,
+					  "snapshot_spool_reserve_percent: must be 0 to 99");
+			if (!rc)
+				c->snapshot_spool_reserve_percent = (int)v;
 		} else {
 			rc = fail(x, m->line, "unknown key \"%.64s\"", k);
 		}

@@ -14,6 +14,7 @@
  *     address = "127.0.0.1:8200"     cluster_address = "127.0.0.1:8201"
  *     tls_disable = false            tls_cert_file = "..."   tls_key_file = "..."
  *     tls_min_version = "tls12"      max_request_size = 33554432
+ *     http_read_header_timeout = "10s"  http_read_timeout = "30s"  max_connections = 4096
  *     cluster_ca_cert_file = "..."   cluster_ca_key_file = "..."   # optional, both
  *   }
  *   api_addr = "https://127.0.0.1:8200"   cluster_addr = "https://127.0.0.1:8201"
@@ -21,6 +22,7 @@
  *   allow_core_dumps = false              # true: keep core dumps on (debugging only)
  *   ui = false   cluster_name = "..."   default_lease_ttl = "768h"   max_lease_ttl = "768h"
  *   allow_audit_log_prefixing = false     # Vault 1.20: API may set audit "prefix", wide "mode"
+ *   snapshot_spool_dir = "/var/lib/custos/snapshot-spool"   snapshot_spool_reserve_percent = 10
  *
  * Any unknown key, wrong type or bad value is an error reported as
  * "FILE:LINE: reason" and start-up stops. Booleans accept true/false and the strings
@@ -37,6 +39,10 @@
 #define CS_DEFAULT_MAX_REQUEST_SIZE (32u * 1024 * 1024)
 #define CS_DEFAULT_LEASE_TTL        (768 * 3600)
 
+/* listener max_connections; snapshot_spool_reserve_percent */
+#define CS_DEFAULT_MAX_CONNECTIONS       4096
+#define CS_DEFAULT_SPOOL_RESERVE_PERCENT 10
+
 struct cs_listener_config {
 	char *address;         /* "host:port"; default "127.0.0.1:8200" */
 	char *cluster_address; /* default: same host, port + 1 */
@@ -52,6 +58,13 @@ struct cs_listener_config {
 	/* OpenBao 2.5: sys/rekey* needs a sudo token (default true); false restores Vault's
 	 * unauthenticated rekey (server/rekey.h). */
 	bool disable_unauthed_rekey_endpoints;
+	/* Vault's listener timeouts, in milliseconds here (durations in the file): 0 = the
+	 * default (10 s for the header block, 30 s for the whole request), negative = none
+	 * ("0" in the file, as in Vault). http_read_timeout bounds headers + body together. */
+	int64_t http_read_header_timeout_ms;
+	int64_t http_read_timeout_ms;
+	/* Open client connections at most (0 = default 4096); more are refused with a 503. */
+	int max_connections;
 };
 
 #define CS_MAX_RETRY_JOIN 16
@@ -101,6 +114,12 @@ struct cs_config {
 	/* Lowest max_operations sys/rotate/config accepts; 0 means Vault's 1000000. Lower
 	 * only to exercise automatic rotation in tests (1..1000000). */
 	int64_t rotation_min_operations;
+	/* Snapshot uploads (sys/storage/raft/snapshot[-force]) are spooled here; default
+	 * <storage path>/snapshot-spool, never inside the raft or LMDB directories. */
+	char *snapshot_spool_dir;
+	/* Refuse an upload that would leave less than this share of the spool volume free
+	 * (default 10; 0 turns the check off). */
+	int snapshot_spool_reserve_percent;
 
 	/* -dev mode (set by the command line, never by the file) */
 	bool dev;

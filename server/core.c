@@ -902,3 +902,65 @@ void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 	core->n_listeners = 0;
 	cs_ha_shutdown(core, ha_closed);
 }
+
+/* ---------------------------------------------------------------- admission */
+
+/*
+ * cs_core_admit (core.h): the same first steps as cs_core_handle_http and run() — path,
+ * method, sealed, route, then authorize() and the ACL hook exactly as a resumed request
+ * runs them — for a request whose body has not been read. Read-only: the transaction is
+ * aborted, so a limited-use token spends its use in the real request, not here.
+ */
+int cs_core_admit(struct cs_core *core, struct cs_http_req *h, char **body, size_t *len)
+{
+	struct cs_request *req = calloc(1, sizeof *req);
+	if (!req)
+		abort();
+	req->core = core;
+	req->http = h;
+	req->start_ms = cs_mono_ms();
+	req->data = cJSON_CreateObject();
+	req->path = strdup(strncmp(h->path, "/v1/", 4) == 0 ? h->path + 4 : h->path);
+	bool is_head = false;
+	int rc = 0;
+	if (strncmp(h->path, "/v1/", 4) != 0)
+		rc = CS_ENOTFOUND;
+	else if (parse_method(h->method, &req->op, &is_head))
+		rc = cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
+	else if (core->shutting_down)
+		rc = CS_ESHUTDOWN;
+	else
+		rc = canonical_path(req, h); /* the same path the full pipeline would judge */
+	if (!rc) {
+		bool sealed = core->kr == NULL;
+		route_once(req, sealed);
+		unsigned flags = req->route ? req->route->flags : 0;
+		if (sealed && !(flags & CS_PATH_SEALED_OK))
+			rc = CS_ESEALED;
+	}
+	if (!rc) {
+		req->client_token = client_token(h);
+		cs_txn_begin(&req->txn, &core->st, core->kr);
+		req->txn_open = true;
+		rc = authorize(req);
+		if (!rc && req->route && !(req->route->flags & CS_PATH_UNAUTH))
+			rc = cs_backend_acl(req);
+		else if (!rc && req->no_route)
+			rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
+		if (rc && audit_broker) /* a refusal is logged like any other */
+			rc = audit_broker->request(req, rc);
+	}
+	int status = 0;
+	*body = NULL;
+	*len = 0;
+	if (rc) {
+		status = req->status ? req->status : cs_err_status(rc);
+		const char *msg = req->errmsg;
+		if (!msg && rc != CS_ENOTFOUND)
+			msg = cs_strerror(rc);
+		*body = cs_response_errors(msg, len);
+	}
+	req->http = NULL;
+	req_free(req);
+	return status;
+}

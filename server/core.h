@@ -1,7 +1,7 @@
 /*
  * The core: one per process, owned by the loop thread. It holds the storage, the raft
  * node, the seal state (keyring, unseal progress), the mount tables, and drives every
- * request through the pipeline of ARCHITECTURE.md:
+ * request through the pipeline of docs/architecture.md ("How a request travels"):
  *
  *   HTTP request → parse path/body/query → sealed? → mount + path row → token → ACL →
  *   handler (synchronous, in a transaction) → commit through raft → response
@@ -129,6 +129,17 @@ void cs_core_unseal_reset(struct cs_core *core);
 void cs_core_forward_done(struct cs_request *req, int status, const char *errmsg);
 /* Run the requests waiting for the active node again (leader known or step-down over). */
 void cs_core_retry_waiting(struct cs_core *core);
+
+/*
+ * Admission before the body: the pipeline's first steps (path, method, sealed, route,
+ * token lookup, ACL with the route's flags, e.g. sudo for sys/storage/raft/snapshot)
+ * for `h`, whose header block is complete but whose body has not been read. Changes
+ * nothing (the transaction is aborted). Returns 0 when the request may go on, else the
+ * HTTP status with *body a malloc'd JSON error ({"errors":[...]}, *len bytes); a
+ * refusal is audited like any refused request. A standby decides from its own copy of
+ * the token store. Loop thread. Used as the spool policy (cs_http_set_spool_policy).
+ */
+int cs_core_admit(struct cs_core *core, struct cs_http_req *h, char **body, size_t *len);
 
 /* Called by the raft node's monitor. */
 void cs_core_on_active(void *ctx, bool active);

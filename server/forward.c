@@ -105,6 +105,8 @@ struct conn {
 	/* request body */
 	uint64_t body_off, body_len;
 	bool sending;
+	bool body_stream; /* relaying a streamed body (hreq->body_stream) as it arrives */
+	bool body_paused; /* we paused the client: the TCP write queue is full */
 	/* response */
 	http_parser parser;
 	struct cs_buf hstrs; /* header names and values, NUL-separated */
@@ -208,6 +210,10 @@ static void written(void *ctx, int status)
 	}
 	if (c->sending)
 		pump_body(c);
+	if (c->body_paused && c->state == ST_BUSY && c->tcp.write_queue_size < SEND_HIGH / 4) {
+		c->body_paused = false;
+		cs_http_body_resume(c->job->hreq); /* may call body_data at once */
+	}
 }
 
 /* Queue whatever OpenSSL produced (records, alerts) as one uv_write. */
@@ -245,13 +251,51 @@ static bool send_head(struct conn *c)
 			continue;
 		cs_buf_printf(&b, "%s: %s\r\n", n, h->headers[i].value);
 	}
-	cs_buf_printf(&b,
-		      "X-Custos-Forwarded-For: %s\r\n" CS_FORWARD_HOPS_HEADER
-		      ": %d\r\nContent-Length: %llu\r\n\r\n",
-		      h->remote_addr, cs_forward_hops(h) + 1, (unsigned long long)c->body_len);
+	cs_buf_printf(&b, "X-Custos-Forwarded-For: %s\r\n" CS_FORWARD_HOPS_HEADER ": %d\r\n",
+		      h->remote_addr, cs_forward_hops(h) + 1);
+	if (c->body_stream)
+		cs_buf_puts(&b, "Transfer-Encoding: chunked\r\n\r\n"); /* as it arrives */
+	else
+		cs_buf_printf(&b, "Content-Length: %llu\r\n\r\n", (unsigned long long)c->body_len);
 	bool ok = ssl_send(c, b.data, b.len);
 	cs_buf_free_secure(&b);
 	return ok;
+}
+
+/* A piece of a streamed request body, relayed as one chunk; the client is paused while
+ * the TCP write queue is full (resumed from `written`). */
+static void stream_body_data(void *ctx, const char *p, size_t n)
+{
+	struct conn *c = ctx;
+	if (c->state != ST_BUSY || !c->body_stream)
+		return;
+	char hdr[24];
+	int hl = snprintf(hdr, sizeof hdr, "%zx\r\n", n);
+	if (!ssl_send(c, hdr, (size_t)hl) || !ssl_send(c, p, n) || !ssl_send(c, "\r\n", 2))
+		return;
+	flush_tls(c);
+	if (c->state != ST_BUSY)
+		return;
+	uv_timer_again(&c->timer);
+	if (c->tcp.write_queue_size >= SEND_HIGH && !c->body_paused) {
+		c->body_paused = true;
+		cs_http_body_pause(c->job->hreq);
+	}
+}
+
+static void stream_body_end(void *ctx, int err)
+{
+	struct conn *c = ctx;
+	if (c->state != ST_BUSY || !c->body_stream)
+		return;
+	c->body_stream = false;
+	if (err) {
+		conn_fail(c, CS_EIO, "the client's request body did not complete: %s",
+			  strerror(err));
+		return;
+	}
+	if (ssl_send(c, "0\r\n\r\n", 5))
+		flush_tls(c);
 }
 
 /* Send body bytes while the socket keeps up; write completions call back here. */
@@ -498,8 +542,10 @@ static void complete_job(struct conn *c)
 	struct cs_forwarder *fw = c->fw;
 	struct job *j = c->job;
 	struct cs_http_req *h = j->hreq;
-	bool reusable = !c->no_reuse && !c->sending && http_should_keep_alive(&c->parser) &&
-			c->gen == fw->gen && !fw->closing;
+	/* A body still streaming (answered early, e.g. 403) leaves the request unfinished. */
+	bool reusable = !c->no_reuse && !c->sending && !c->body_stream &&
+			http_should_keep_alive(&c->parser) && c->gen == fw->gen && !fw->closing;
+	c->body_stream = false;
 	if (c->streaming) {
 		cs_http_stream_end(h);
 	} else {
@@ -707,7 +753,9 @@ static void start_request(struct conn *c)
 	c->head_req = !strcmp(h->method, "HEAD");
 	c->body_off = 0;
 	c->body_len = h->body_fd >= 0 ? h->body_len : h->body.len;
-	c->sending = true;
+	c->body_stream = h->body_stream;
+	c->body_paused = false;
+	c->sending = !c->body_stream;
 	http_parser_init(&c->parser, HTTP_RESPONSE);
 	c->parser.data = c;
 	/* One repeating timer: uv_timer_again pushes it back on every byte that moves. */
@@ -715,7 +763,10 @@ static void start_request(struct conn *c)
 	if (!send_head(c))
 		return;
 	flush_tls(c);
-	pump_body(c);
+	if (c->body_stream)
+		cs_http_body_start(h, stream_body_data, stream_body_end, c);
+	else
+		pump_body(c);
 	if (c->state == ST_BUSY)
 		start_reading(c);
 }
@@ -875,6 +926,8 @@ static void conn_handle_closed(uv_handle_t *h)
 	int status = c->fail_status ? c->fail_status : CS_ESHUTDOWN;
 	char why[sizeof c->errmsg];
 	snprintf(why, sizeof why, "%s", c->errmsg[0] ? c->errmsg : "forwarder closing");
+	if (j && !j->released && c->body_stream)
+		cs_http_body_stop(j->hreq); /* no call may reach this conn any more */
 	SSL_free(c->ssl);
 	reset_response(c);
 	cs_buf_free_secure(&c->pending);

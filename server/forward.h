@@ -1,5 +1,6 @@
 /*
- * Request forwarding, standby side (ARCHITECTURE.md "Cluster", vault-api.md §2.6, §3.2).
+ * Request forwarding, standby side (docs/architecture.md, "The cluster"; Vault's behaviour:
+ * https://developer.hashicorp.com/vault/docs/concepts/ha#request-forwarding).
  *
  * A standby relays every request it cannot answer to the active node over the cluster
  * port and copies the answer back verbatim, so clients never see a 307:

@@ -602,8 +602,8 @@ static int ha_start(struct cs_core *core, bool bootstrap)
 		snprintf(core->errmsg, sizeof core->errmsg, "raft: %s", core->node.errmsg);
 		goto fail;
 	}
-	/* With pre-vote, 300/50 ms elect a new leader ~0.5 s after a kill -9 (c-raft.md
-	 * §4.4); performance_multiplier scales it for slower networks. */
+	/* With pre-vote, 300/50 ms elect a new leader ~0.5 s after a kill -9 (docs/architecture.md,
+	 * C7); performance_multiplier scales it for slower networks. */
 	unsigned pm = core->cfg->raft_performance_multiplier > 0
 			  ? (unsigned)core->cfg->raft_performance_multiplier
 			  : 1;

@@ -1,5 +1,5 @@
 /*
- * High availability: the cluster side of the core (ARCHITECTURE.md "Cluster").
+ * High availability: the cluster side of the core (docs/architecture.md, "The cluster").
  *
  * - Cluster TLS keyring: a cluster CA (EC P-256) generated at sys/init, stored behind the
  *   barrier at core/raft/tls and replicated. An unsealed node mints its own node
@@ -11,7 +11,7 @@
  *   by sys/seal, removal from the cluster and shutdown.
  * - Standbys forward every request that is not answered locally (CS_PATH_LOCAL) to the
  *   raft leader over the cluster port (ALPN custos-forward) and relay the answer.
- * - Join (vault-api.md §3.3, hardened): sys/storage/raft/join (one pending at a time) or
+ * - Join (Vault's protocol, hardened): sys/storage/raft/join (one pending at a time) or
  *   retry_join blocks, https only unless unsafe_allow_plaintext_join → the joiner sends
  *   server_id, cluster address and a fresh public key → challenge from the leader
  *   (a nonce plus that identity, encrypted with the seal) → operator unseals the joiner

@@ -32,18 +32,31 @@
  *   requests are still answered, then the connection closes.
  * - timers (one uv_timer per connection): 5 min idle between requests, 10 s from the
  *   first byte of a request (or of the TLS handshake) to the end of its header block,
- *   5 min without progress while a body arrives or a response is being written.
- *   Nothing runs while the handler holds the request.
+ *   5 min without progress while a body arrives or a response is being written, and
+ *   30 s (http_read_timeout) for the whole request. Nothing runs while the handler
+ *   holds the request (except the body gap of a streamed body).
  *
  * Adopted connections (cs_http_adopt): the cluster port hands over a finished mutual-TLS
  * handshake; the SSL may already hold the first request, so it is drained before reading
  * starts. From then on the normal path runs; requests are marked forwarded and take
  * remote_addr from X-Custos-Forwarded-For.
  *
- * Spooled bodies: on_headers_complete asks the spool filter; a chosen request's body is
- * written (synchronously, local disk) to an O_TMPFILE file as it arrives, and the file is
- * rewound before dispatch. Over the spool limit → 413; open or write failure (ENOSPC,
- * EFBIG...) → 500 {"errors":["http: could not store the request body: ..."]}, closed.
+ * Spooled bodies: on_headers_complete asks the spool filter, then the spool policy's
+ * admit (token and ACL, one upload at a time) before a byte of the body is read; a
+ * refusal is answered at once and the connection ends. An admitted body goes to a
+ * server/spool.c writer thread as it arrives (reading stops while more than
+ * CS_SPOOL_HIGH bytes wait for the disk, so the loop never blocks on it and memory stays
+ * bounded); the handler runs once everything is written. Over the spool limit → 413;
+ * the volume's free-space reserve crossed → 507; open or write failure (EIO, EFBIG...) →
+ * 500 {"errors":["http: could not store the request body: ..."]}, closed.
+ *
+ * Streamed request bodies (pub.body_stream, chosen by admit on a standby): the parser
+ * pauses after the header block and the handler runs at once; the body is parsed only
+ * while its consumer (the forwarder) wants it, and handed over piece by piece.
+ *
+ * Limits: http_read_header_timeout and http_read_timeout (a whole request, counted from
+ * its first byte) bound slow clients; max_connections refuses new connections (503 on
+ * plain HTTP, a close on TLS). Consumed input and written output are wiped at once.
  *
  * Streamed responses (cs_http_stream_*): the head goes out at once, chunks are queued
  * with the same write path (wbuf in flight, wpending behind it) and the producer learns
@@ -76,9 +89,12 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "raft/cluster.h"
+#include "server/spool.h"
 
 #define IDLE_TIMEOUT_MS    (5u * 60 * 1000)
-#define HEADER_TIMEOUT_MS  (10u * 1000)
+#define HEADER_TIMEOUT_MS  (10u * 1000) /* Vault's http_read_header_timeout default */
+#define READ_TIMEOUT_MS    (30u * 1000) /* Vault's http_read_timeout default */
+#define MAX_REFUSING       64           /* over-limit connections being answered 503 at once */
 #define LINGER_TIMEOUT_MS  (2u * 1000)
 #define MAX_HEADER_BYTES   (64u * 1024)
 #define MAX_HEADERS        256
@@ -96,11 +112,16 @@ static const char err_malformed[] = "{\"errors\":[\"malformed HTTP request\"]}";
 static const char err_method[] = "{\"errors\":[]}";
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-/* Request-body spooling (cs_http_set_spool): process-wide, loop thread only. */
+/* Request-body spooling (cs_http_set_spool, cs_http_set_spool_policy): process-wide,
+ * loop thread only. */
 static struct {
 	bool (*want)(const char *method, const char *path);
 	char *dir;
 	uint64_t max;
+	cs_http_admit_fn admit;
+	void (*done)(void *ctx);
+	void *ctx;
+	int reserve_percent;
 } spool;
 
 /* Offsets into http_req.strs while headers arrive: the buffer may move as it grows. */
@@ -132,6 +153,16 @@ struct http_req {
 	struct cs_http_conn *orphan_of;
 	/* spooled body */
 	uint64_t spool_max;
+	struct cs_spool *spool; /* while the body arrives; the file becomes body_fd */
+	bool gated;             /* admitted by spool.admit: spool.done is owed */
+	/* streamed body (pub.body_stream): the handler runs after the header block */
+	void (*body_data)(void *ctx, const char *p, size_t n);
+	void (*body_end)(void *ctx, int err);
+	void *body_ctx;
+	uint64_t body_seen;
+	bool body_open;    /* dispatched, body not complete yet */
+	bool body_started; /* a consumer is registered */
+	bool body_paused;
 };
 
 enum timer_mode { TM_NONE, TM_IDLE, TM_HEADER, TM_BODY, TM_WRITE, TM_LINGER };
@@ -185,6 +216,13 @@ struct cs_http_conn {
 	bool adopted;
 	struct http_req *orphan; /* detached streaming request owed a drain callback */
 	int spool_errno;         /* why the spool write failed (for the 500) */
+	char *err_body;          /* JSON for the next reject(), from spool.admit */
+	bool spool_blocked;      /* reading paused: the spool writer is behind */
+	bool spool_wait;         /* request complete, waiting for the spool to be written */
+	bool refusing;           /* over max_connections: answered 503 and closing */
+	bool early;              /* header block of a streamed-body request: dispatch it now */
+	int body_err;            /* why a streamed body failed (errno), for its on_end */
+	uint64_t req_start;      /* uv_now when the current request's first byte arrived */
 };
 
 struct cs_http_listener {
@@ -198,6 +236,10 @@ struct cs_http_listener {
 	int port;
 	struct cs_http_conn *conns;
 	size_t n_conns;
+	size_t n_refusing;  /* of n_conns: over-limit connections being refused */
+	size_t max_conns;   /* 0: unlimited (adopted connections) */
+	uint64_t header_ms; /* 0: no limit */
+	uint64_t read_ms;   /* headers + body; 0: no limit */
 	bool closing;
 	bool server_closed;
 	bool adopt; /* connections come from cs_http_adopt */
@@ -214,6 +256,7 @@ static void process_input(struct cs_http_conn *c);
 static void start_reading(struct cs_http_conn *c);
 static void conn_close(struct cs_http_conn *c);
 static void on_timer(uv_timer_t *t);
+static void spool_wake(void *ctx);
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -256,6 +299,7 @@ static const struct {
     {502, "Bad Gateway"},
     {503, "Service Unavailable"},
     {504, "Gateway Timeout"},
+    {507, "Insufficient Storage"},
 };
 
 const char *cs_http_reason(int status)
@@ -354,6 +398,26 @@ const char *cs_http_header_get(const struct cs_http_req *req, const char *name)
 	return NULL;
 }
 
+/*
+ * Request and response bytes carry tokens and secrets: buffers are wiped as they are
+ * consumed, not only when freed (cs_buf_consume moves the rest down and leaves the old
+ * tail behind; resetting len leaves everything).
+ */
+static void consume_wipe(struct cs_buf *b, size_t n)
+{
+	size_t old = b->len;
+	cs_buf_consume(b, n);
+	if (b->data && old > b->len)
+		cs_zero(b->data + b->len, old - b->len);
+}
+
+static void reset_wipe(struct cs_buf *b)
+{
+	if (b->data)
+		cs_zero(b->data, b->len);
+	b->len = 0;
+}
+
 static void put_str(struct cs_buf *b, const char *s)
 {
 	cs_buf_append(b, s, strlen(s));
@@ -431,6 +495,13 @@ static struct http_req *req_new(void)
 /* Per-request state beyond the buffers: the spool file, streaming, a pending drain. */
 static void req_reset_extras(struct http_req *r)
 {
+	cs_spool_close(r->spool);
+	r->spool = NULL;
+	if (r->gated) {
+		r->gated = false;
+		if (spool.done)
+			spool.done(spool.ctx);
+	}
 	if (r->pub.body_fd >= 0)
 		close(r->pub.body_fd);
 	r->pub.body_fd = -1;
@@ -445,6 +516,12 @@ static void req_reset_extras(struct http_req *r)
 	r->drain_ctx = NULL;
 	r->streaming = r->chunked = r->no_body = false;
 	r->spool_max = 0;
+	r->pub.body_stream = false;
+	r->body_data = NULL;
+	r->body_end = NULL;
+	r->body_ctx = NULL;
+	r->body_seen = 0;
+	r->body_open = r->body_started = r->body_paused = false;
 }
 
 static void req_free(struct http_req *r)
@@ -494,42 +571,13 @@ void cs_http_set_spool(bool (*want)(const char *method, const char *path), const
 	spool.max = max_bytes;
 }
 
-/* An anonymous file in the spool directory: unlinked from the start (O_TMPFILE), or
- * right after creation where the filesystem lacks O_TMPFILE, so a crash leaves nothing
- * behind. Returns the fd or -1 with errno. */
-static int spool_open(void)
+void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), void *ctx,
+			      int reserve_percent)
 {
-	int fd = open(spool.dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
-		return fd;
-	char path[4096];
-	if ((size_t)snprintf(path, sizeof path, "%s/.custos-body-XXXXXX", spool.dir) >=
-	    sizeof path) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
-}
-
-/* Synchronous (local disk) write of all `len` bytes. Returns 0 or an errno value. */
-static int spool_write(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno;
-		}
-		if (n == 0)
-			return ENOSPC; /* no progress and no error: treat like a full disk */
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	spool.admit = admit;
+	spool.done = admit ? done : NULL;
+	spool.ctx = ctx;
+	spool.reserve_percent = reserve_percent;
 }
 
 /* ---------------------------------------------------------------- timers */
@@ -545,22 +593,56 @@ static void timer_set(struct cs_http_conn *c, enum timer_mode m, uint64_t ms, bo
 		uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
+/* A streamed body the consumer wants now: parse it even though the request is held. */
+static bool body_active(const struct cs_http_conn *c)
+{
+	const struct http_req *r = c->req;
+	return r && r->body_open && r->body_started && !r->body_paused;
+}
+
+/*
+ * While a body arrives: the gap between bytes (IDLE_TIMEOUT_MS), and the whole request's
+ * read time (http_read_timeout) counted from its first byte, so that a client trickling
+ * bytes just under the gap is still cut. An upload admitted by spool.admit (a sudo token
+ * restoring a snapshot of many GiB) is bounded by the gap only.
+ */
+static uint64_t body_deadline(const struct cs_http_conn *c)
+{
+	const struct cs_http_listener *l = c->l;
+	if (!l->read_ms || (c->req && c->req->gated))
+		return IDLE_TIMEOUT_MS;
+	uint64_t elapsed = uv_now(l->loop) - c->req_start;
+	if (elapsed >= l->read_ms)
+		return 1;
+	uint64_t left = l->read_ms - elapsed;
+	return left < IDLE_TIMEOUT_MS ? left : IDLE_TIMEOUT_MS;
+}
+
 /* Pick the deadline for the connection's current state. The header deadline is not
  * pushed back by further bytes: it counts from the first byte of the request. */
 static void timer_update(struct cs_http_conn *c)
 {
 	if (c->closing || c->lingering)
 		return;
+	struct cs_http_listener *l = c->l;
 	if (c->held && c->writing && c->req && c->req->streaming)
 		timer_set(c, TM_WRITE, IDLE_TIMEOUT_MS, false); /* a client that stops reading */
+	else if (c->held && body_active(c))
+		timer_set(c, TM_BODY, body_deadline(c), true); /* a streamed body still arrives */
 	else if (c->held)
 		timer_set(c, TM_NONE, 0, false);
 	else if (c->writing)
 		timer_set(c, TM_WRITE, IDLE_TIMEOUT_MS, false);
+	else if (c->spool_wait || c->spool_blocked)
+		timer_set(c, TM_NONE, 0, false); /* waiting for our own disk, not the client */
 	else if (c->in_body)
-		timer_set(c, TM_BODY, IDLE_TIMEOUT_MS, true);
+		timer_set(c, TM_BODY, body_deadline(c), true);
 	else if (c->in_headers || c->in_off < c->in.len || (c->ssl && !c->hs_done && c->bytes_seen))
-		timer_set(c, TM_HEADER, HEADER_TIMEOUT_MS, false);
+		timer_set(c, TM_HEADER,
+			  l->header_ms && (!l->read_ms || l->header_ms < l->read_ms) ? l->header_ms
+			  : l->read_ms                                               ? l->read_ms
+				       : IDLE_TIMEOUT_MS,
+			  false);
 	else
 		timer_set(c, TM_IDLE, IDLE_TIMEOUT_MS, false);
 }
@@ -585,7 +667,7 @@ static void start_write(struct cs_http_conn *c)
 	uv_buf_t b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
 	int r = uv_try_write((uv_stream_t *)c->tcp, &b, 1);
 	if (r == (int)c->wbuf.len) {
-		c->wbuf.len = 0;
+		reset_wipe(&c->wbuf);
 		return;
 	}
 	if (r < 0 && r != UV_EAGAIN) {
@@ -594,7 +676,7 @@ static void start_write(struct cs_http_conn *c)
 		return;
 	}
 	if (r > 0)
-		cs_buf_consume(&c->wbuf, (size_t)r);
+		consume_wipe(&c->wbuf, (size_t)r);
 	b = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
 	r = uv_write(&c->wreq, (uv_stream_t *)c->tcp, &b, 1, on_write);
 	if (r) {
@@ -739,7 +821,7 @@ static void on_write(uv_write_t *w, int status)
 {
 	struct cs_http_conn *c = CS_CONTAINER_OF(w, struct cs_http_conn, wreq);
 	c->writing = false;
-	c->wbuf.len = 0;
+	reset_wipe(&c->wbuf);
 	if (c->closing)
 		return;
 	if (status < 0) {
@@ -875,8 +957,21 @@ static void reject(struct cs_http_conn *c, enum http_errno e)
 	const char *why = c->err_status == 400 ? "bad request target"
 			  : c->err_status      ? "size limit"
 					       : http_errno_description(e);
-	char spool_err[160];
-	if (status == 500) {
+	char spool_err[300];
+	if (c->err_body) {
+		body = c->err_body; /* spool.admit refused the upload */
+		why = "upload refused before its body";
+	} else if (status == 507) {
+		snprintf(spool_err, sizeof spool_err,
+			 "{\"errors\":[\"http: not enough free space to store the request body: "
+			 "the upload would leave less than %d%% of the spool volume free\"]}",
+			 spool.reserve_percent);
+		body = spool_err;
+		why = "request body spool: disk reserve";
+		cs_warn("http: %s: request body refused: %s would fall under its %d%% free-space "
+			"reserve",
+			c->remote_addr, spool.dir ? spool.dir : "?", spool.reserve_percent);
+	} else if (status == 500) {
 		/* The body could not be spooled: an operator problem (disk), worth a warning. */
 		snprintf(spool_err, sizeof spool_err,
 			 "{\"errors\":[\"http: could not store the request body: %s\"]}",
@@ -889,8 +984,13 @@ static void reject(struct cs_http_conn *c, enum http_errno e)
 	cs_debug("http: %s: rejecting request (%d): %s", c->remote_addr, status, why);
 	c->dead_input = true;
 	c->in_headers = c->in_body = false;
+	c->spool_wait = c->spool_blocked = false;
+	if (c->req)
+		req_reset_extras(c->req); /* the spool file goes, and the upload slot */
 	send_response(c, status, "application/json", NULL, 0, body, strlen(body), false, false,
 		      true);
+	free(c->err_body);
+	c->err_body = NULL;
 }
 
 /*
@@ -936,6 +1036,9 @@ static int on_message_begin(http_parser *p)
 	memcpy(r->pub.remote_addr, c->remote_addr, sizeof r->pub.remote_addr);
 	r->n = 0;
 	c->hdr_bytes = 0;
+	c->early = false;
+	c->body_err = 0;
+	c->req_start = uv_now(c->l->loop);
 	c->hstate = HS_URL;
 	c->in_headers = true;
 	c->in_body = false;
@@ -1131,12 +1234,45 @@ static int on_headers_complete(http_parser *p)
 		c->err_status = 413;
 		return -1;
 	}
-	if (spooled && (chunked || (has_len && p->content_length > 0))) {
+	if (spooled && spool.admit) {
+		/* Who may upload is decided now, before a byte of the body is read: a refused
+		 * client gets its answer and the connection closes (lingering briefly, so the
+		 * answer is not lost to a reset while the client still sends). */
+		char *body = NULL;
+		size_t blen = 0;
+		int status = spool.admit(&r->pub, spool.ctx, &body, &blen);
+		if (c->closing) {
+			free(body);
+			return -1;
+		}
+		if (status) {
+			free(c->err_body);
+			c->err_body = body;
+			c->err_status = status;
+			return -1;
+		}
+		free(body);
+		r->gated = true;
+	}
+	bool has_body = chunked || (has_len && p->content_length > 0);
+	if (!has_body)
+		r->pub.body_stream = false;
+	if (r->pub.body_stream) {
+		/* Passed through: the handler runs now (process_input sees the pause) and
+		 * the body is parsed as its consumer asks (cs_http_body_start). */
 		r->spool_max = spool.max;
-		r->pub.body_fd = spool_open();
-		if (r->pub.body_fd < 0) {
-			c->spool_errno = errno;
-			c->err_status = 500;
+		r->body_open = true;
+		r->pub.body_len = has_len ? p->content_length : 0;
+		c->early = true;
+		http_parser_pause(p, 1);
+	}
+	if (spooled && has_body && !r->pub.body_stream) {
+		r->spool_max = spool.max;
+		int e = cs_spool_open(c->l->loop, spool.dir, spool.reserve_percent,
+				      has_len ? p->content_length : 0, spool_wake, c, &r->spool);
+		if (e) {
+			c->spool_errno = e;
+			c->err_status = e == ENOSPC ? 507 : 500;
 			return -1;
 		}
 	}
@@ -1146,7 +1282,7 @@ static int on_headers_complete(http_parser *p)
 		if (expect && strcasecmp(expect, "100-continue") == 0)
 			send_plain(c, continue_100, sizeof continue_100 - 1);
 	}
-	if (has_len && p->content_length > 0 && r->pub.body_fd < 0)
+	if (has_len && p->content_length > 0 && !r->spool && !r->pub.body_stream)
 		cs_buf_reserve(&r->pub.body, p->content_length < BODY_PREALLOC_MAX
 						 ? (size_t)p->content_length
 						 : BODY_PREALLOC_MAX);
@@ -1162,13 +1298,31 @@ static int spool_body(struct cs_http_conn *c, const char *at, size_t len)
 		c->err_status = 413;
 		return -1;
 	}
-	int e = spool_write(r->pub.body_fd, at, len);
+	int e = cs_spool_write(r->spool, at, len);
 	if (e) {
 		c->spool_errno = e;
-		c->err_status = 500;
+		c->err_status = e == ENOSPC ? 507 : 500;
 		return -1;
 	}
 	r->pub.body_len += len;
+	return 0;
+}
+
+/* A streamed body goes to its consumer, which may pause us from within the call. */
+static int stream_body(struct cs_http_conn *c, http_parser *p, const char *at, size_t len)
+{
+	struct http_req *r = c->req;
+	if (len > r->spool_max - r->body_seen) {
+		c->err_status = 413;
+		return -1;
+	}
+	r->body_seen += len;
+	if (r->body_data)
+		r->body_data(r->body_ctx, at, len);
+	if (c->closing)
+		return -1;
+	if (r->body_paused)
+		http_parser_pause(p, 1); /* the bytes of this call are consumed */
 	return 0;
 }
 
@@ -1178,7 +1332,9 @@ static int on_body(http_parser *p, const char *at, size_t len)
 	struct cs_buf *b = &c->req->pub.body;
 	if (c->closing)
 		return -1;
-	if (c->req->pub.body_fd >= 0)
+	if (c->req->body_open)
+		return stream_body(c, p, at, len);
+	if (c->req->spool)
 		return spool_body(c, at, len);
 	if (len > c->l->max_body - b->len) {
 		c->err_status = 413;
@@ -1220,6 +1376,30 @@ static void dispatch(struct cs_http_conn *c)
 		r->keep_alive = false; /* we do not switch protocols; answer, then close */
 	if (!r->keep_alive)
 		c->dead_input = true; /* http-parser would reject anything after it anyway */
+	if (r->spool) {
+		/* The body is complete once the writer thread has written all of it. */
+		int e = cs_spool_error(r->spool);
+		if (e) {
+			c->spool_errno = e;
+			c->err_status = e == ENOSPC ? 507 : 500;
+			reject(c, HPE_OK);
+			return;
+		}
+		if (cs_spool_queued(r->spool) > 0) {
+			c->spool_wait = true;
+			timer_update(c);
+			return; /* spool_wake calls us again */
+		}
+		r->pub.body_fd = cs_spool_take_fd(r->spool);
+		if (r->pub.body_fd < 0) {
+			c->spool_errno = errno;
+			c->err_status = 500;
+			reject(c, HPE_OK);
+			return;
+		}
+		cs_spool_close(r->spool);
+		r->spool = NULL;
+	}
 	if (r->pub.body_fd >= 0) {
 		if (lseek(r->pub.body_fd, 0, SEEK_SET) != 0) {
 			c->spool_errno = errno;
@@ -1235,6 +1415,112 @@ static void dispatch(struct cs_http_conn *c)
 	c->l->handler(&r->pub, c->l->ctx);
 }
 
+/* The header block of a streamed-body request: the handler takes it now. */
+static void dispatch_early(struct cs_http_conn *c)
+{
+	c->held = true;
+	timer_update(c);
+	c->l->handler(&c->req->pub, c->l->ctx);
+}
+
+/* The streamed body ended: the request is complete (it stays the handler's). */
+static void body_finish(struct cs_http_conn *c)
+{
+	struct http_req *r = c->req;
+	c->msg_done = false;
+	c->at_boundary = true;
+	c->is_list = false;
+	if (c->parser.upgrade)
+		r->keep_alive = false;
+	if (!r->keep_alive)
+		c->dead_input = true;
+	void (*end)(void *, int) = r->body_end;
+	r->body_open = false;
+	r->body_data = NULL;
+	r->body_end = NULL;
+	if (end)
+		end(r->body_ctx, 0);
+}
+
+void cs_http_body_start(struct cs_http_req *req,
+			void (*on_data)(void *ctx, const char *p, size_t n),
+			void (*on_end)(void *ctx, int err), void *ctx)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	struct cs_http_conn *c = req->conn;
+	if (!r->body_open) {
+		on_end(ctx, c ? 0 : ECONNRESET); /* no body, or the client is gone */
+		return;
+	}
+	if (!c) {
+		r->body_open = false;
+		on_end(ctx, ECONNRESET);
+		return;
+	}
+	r->body_data = on_data;
+	r->body_end = on_end;
+	r->body_ctx = ctx;
+	r->body_started = true;
+	r->body_paused = false;
+	process_input(c);
+}
+
+void cs_http_body_pause(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	if (r->body_open)
+		r->body_paused = true;
+}
+
+void cs_http_body_resume(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	if (!r->body_open || !r->body_paused)
+		return;
+	r->body_paused = false;
+	if (req->conn)
+		process_input(req->conn);
+}
+
+void cs_http_body_stop(struct cs_http_req *req)
+{
+	struct http_req *r = CS_CONTAINER_OF(req, struct http_req, pub);
+	r->body_data = NULL;
+	r->body_end = NULL;
+	r->body_ctx = NULL;
+}
+
+/* The spool writer finished a batch: report its error, resume reading, or dispatch the
+ * request that waited for its body to reach the disk. */
+static void spool_wake(void *ctx)
+{
+	struct cs_http_conn *c = ctx;
+	struct http_req *r = c->req;
+	if (c->closing || c->processing || !r || !r->spool)
+		return;
+	int e = cs_spool_error(r->spool);
+	if (e) {
+		c->spool_errno = e;
+		c->err_status = e == ENOSPC ? 507 : 500;
+		reject(c, HPE_OK);
+		return;
+	}
+	if (c->spool_wait) {
+		if (cs_spool_queued(r->spool) > 0)
+			return;
+		c->spool_wait = false;
+		c->processing = true; /* the handler may answer at once: not re-entered */
+		dispatch(c);
+		c->processing = false;
+		process_input(c);
+		return;
+	}
+	if (c->spool_blocked && cs_spool_queued(r->spool) < CS_SPOOL_LOW) {
+		c->spool_blocked = false;
+		process_input(c); /* the input still buffered, then reading again */
+	}
+}
+
 /* Parse and dispatch whatever is buffered, one request at a time. Re-entrant calls
  * (a handler answering synchronously) return at once; the outer loop continues. */
 static void process_input(struct cs_http_conn *c)
@@ -1242,7 +1528,8 @@ static void process_input(struct cs_http_conn *c)
 	if (c->processing || c->closing)
 		return;
 	c->processing = true;
-	while (!c->closing && !c->held && !c->dead_input && !c->writing && c->in_off < c->in.len) {
+	while (!c->closing && (!c->held || body_active(c)) && !c->dead_input && !c->writing &&
+	       !c->spool_wait && !c->spool_blocked && c->in_off < c->in.len) {
 		char *p = c->in.data + c->in_off;
 		size_t n = c->in.len - c->in_off;
 		if (c->at_boundary) {
@@ -1269,13 +1556,38 @@ static void process_input(struct cs_http_conn *c)
 		enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
 		if (c->closing)
 			break;
+		if (c->dead_input) {
+			/* Answered while its streamed body still arrived: what follows is
+			 * dropped, the connection ends once the answer is out. */
+			break;
+		}
+		if (e == HPE_PAUSED && c->early) {
+			c->early = false;
+			http_parser_pause(&c->parser, 0);
+			dispatch_early(c);
+			continue;
+		}
 		if (e == HPE_PAUSED && c->msg_done) {
 			http_parser_pause(&c->parser, 0);
-			dispatch(c);
+			if (c->held)
+				body_finish(c); /* the end of a streamed body */
+			else
+				dispatch(c);
+			continue;
+		}
+		if (e == HPE_PAUSED && c->held) {
+			http_parser_pause(&c->parser, 0); /* the consumer paused the body */
 			continue;
 		}
 		if (e != HPE_OK) {
-			reject(c, e);
+			if (c->held) {
+				/* A streamed body that cannot complete: its consumer learns it
+				 * from on_end; the handler still answers (to nobody). */
+				c->body_err = c->err_status == 413 ? EFBIG : EPROTO;
+				conn_close(c);
+			} else {
+				reject(c, e);
+			}
 			break;
 		}
 		if (used < n) {
@@ -1289,16 +1601,16 @@ static void process_input(struct cs_http_conn *c)
 		return;
 	}
 	if (c->in_off >= c->in.len) {
-		c->in.len = 0;
+		reset_wipe(&c->in);
 		c->in_off = 0;
 		if (c->in.cap > KEEP_BUF_CAP)
 			cs_buf_free_secure(&c->in);
 	} else if (c->in_off) {
-		cs_buf_consume(&c->in, c->in_off);
+		consume_wipe(&c->in, c->in_off);
 		c->in_off = 0;
 	}
 	if (c->dead_input)
-		c->in.len = 0;
+		reset_wipe(&c->in);
 
 	if (c->peer_eof && !c->held && !c->close_after_write && !c->writing) {
 		/* The client is gone and everything it sent is answered. */
@@ -1306,13 +1618,32 @@ static void process_input(struct cs_http_conn *c)
 		conn_close(c);
 		return;
 	}
+	if (c->peer_eof && c->held && !c->lingering && (!c->req->body_open || body_active(c))) {
+		/* A streamed body over (complete or cut short) after the client's EOF: as for
+		 * any held request, the handler keeps it and the connection closes. */
+		c->processing = false;
+		c->body_err = EPIPE;
+		conn_close(c);
+		return;
+	}
 	if (c->held && c->reading && c->in.len > MAX_BUFFERED_INPUT) {
+		uv_read_stop((uv_stream_t *)c->tcp);
+		c->reading = false;
+	}
+	if (!c->spool_blocked && !c->spool_wait && c->req && c->req->spool &&
+	    cs_spool_queued(c->req->spool) > CS_SPOOL_HIGH) {
+		/* The disk is behind the client: stop reading until the writer catches up
+		 * (spool_wake), so memory stays bounded whatever the upload's size. */
+		c->spool_blocked = true;
+	}
+	if ((c->spool_blocked || c->spool_wait) && c->reading) {
 		uv_read_stop((uv_stream_t *)c->tcp);
 		c->reading = false;
 	}
 	timer_update(c);
 	c->processing = false;
-	if (!c->held && !c->reading && !c->peer_eof)
+	if ((!c->held || c->in.len <= MAX_BUFFERED_INPUT) && !c->reading && !c->peer_eof &&
+	    !c->spool_blocked && !c->spool_wait)
 		start_reading(c);
 }
 
@@ -1332,7 +1663,7 @@ void cs_http_respond(struct cs_http_req *req, int status, const char *content_ty
 		return;
 	}
 	c->held = false;
-	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
+	bool close = !r->keep_alive || c->peer_eof || c->l->closing || r->body_open;
 	send_response(c, status, content_type, extra, n_extra, body, len, r->head,
 		      r->http10 && r->keep_alive, close);
 	req_clear(r);
@@ -1383,6 +1714,14 @@ int cs_http_stream_begin(struct cs_http_req *req, int status, const char *conten
 		r->keep_alive = false;
 	if (!c)
 		return -1;
+	if (r->body_open) {
+		/* Answered before its streamed body ended: the rest of it is not read. */
+		r->keep_alive = false;
+		r->body_open = false;
+		r->body_data = NULL;
+		r->body_end = NULL;
+		c->dead_input = true;
+	}
 	bool close = !r->keep_alive || c->peer_eof || c->l->closing;
 	build_head(c, status, content_type, extra, n_extra, r->chunked ? FR_CHUNKED : FR_NONE, 0,
 		   r->http10 && r->keep_alive, close);
@@ -1557,6 +1896,12 @@ static int tls_input(struct cs_http_conn *c, const char *data, size_t n)
 static void on_eof(struct cs_http_conn *c)
 {
 	c->peer_eof = true;
+	if (c->held && !c->lingering && c->req && c->req->body_open && c->in.len) {
+		/* A client that half-closed after sending its body: what is buffered is
+		 * still passed on; process_input ends the connection once it is used up. */
+		process_input(c);
+		return;
+	}
 	if (c->held || c->lingering) {
 		/* The handler keeps the request (req->conn becomes NULL). */
 		conn_close(c);
@@ -1584,6 +1929,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	}
 	c->bytes_seen = true;
 	if (c->dead_input) {
+		if (!c->ssl)
+			cs_zero(buf->base, (size_t)nread);
 		if (!c->lingering)
 			timer_update(c);
 		return; /* draining before close */
@@ -1598,6 +1945,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	}
 	cs_buf_append(&c->in, buf->base, (size_t)nread);
+	cs_zero(buf->base, (size_t)nread); /* the listener's shared read buffer */
 	process_input(c);
 }
 
@@ -1649,6 +1997,9 @@ static void conn_free(struct cs_http_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	l->n_conns--;
+	if (c->refusing)
+		l->n_refusing--;
+	free(c->err_body);
 	if (c->ssl)
 		SSL_free(c->ssl);
 	req_free(c->req);
@@ -1674,6 +2025,7 @@ static void conn_close(struct cs_http_conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	struct http_req *body_of = NULL;
 	if (c->held) {
 		/* The handler still owns the request: detach it. */
 		struct http_req *r = c->req;
@@ -1684,9 +2036,22 @@ static void conn_close(struct cs_http_conn *c)
 		r->pub.conn = NULL;
 		c->req = NULL;
 		c->held = false;
+		if (r->body_open)
+			body_of = r;
 	}
 	uv_close((uv_handle_t *)c->tcp, on_conn_handle_closed);
 	uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+	if (body_of) {
+		/* Its streamed body will not complete: tell the consumer (last, since it
+		 * may answer the request, which then is only freed). */
+		void (*end)(void *, int) = body_of->body_end;
+		void *ctx = body_of->body_ctx;
+		body_of->body_open = false;
+		body_of->body_data = NULL;
+		body_of->body_end = NULL;
+		if (end)
+			end(ctx, c->body_err ? c->body_err : ECONNRESET);
+	}
 }
 
 /* A connection on `tcp` (adopted) or on a fresh handle of its own (tcp NULL). */
@@ -1727,6 +2092,31 @@ static void peer_name(struct cs_http_conn *c)
 		format_addr(&ss, c->remote_addr, sizeof c->remote_addr);
 }
 
+/*
+ * Over max_connections. A plain-HTTP client is told why (503 and a JSON error, sent at
+ * once, then the usual lingering close); a TLS client would need a handshake first,
+ * which is the very work the limit is there to refuse, so it is closed right after
+ * accept. Refusals in progress are bounded too: beyond MAX_REFUSING, close at once.
+ */
+static void refuse(struct cs_http_conn *c)
+{
+	static const char body[] = "{\"errors\":[\"too many open connections\"]}";
+	struct cs_http_listener *l = c->l;
+	c->refusing = true;
+	l->n_refusing++;
+	cs_debug("http: %s: refused: %zu connections open (max_connections %zu)", c->remote_addr,
+		 l->n_conns - l->n_refusing, l->max_conns);
+	if (l->ssl_ctx || l->n_refusing > MAX_REFUSING) {
+		conn_close(c);
+		return;
+	}
+	c->dead_input = true;
+	send_response(c, 503, "application/json", NULL, 0, body, sizeof body - 1, false, false,
+		      true);
+	if (!c->closing)
+		start_reading(c); /* discard what the client sends until it sees the answer */
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct cs_http_listener *l = CS_CONTAINER_OF(server, struct cs_http_listener, tcp);
@@ -1745,6 +2135,10 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	uv_tcp_nodelay(c->tcp, 1);
 	peer_name(c);
+	if (l->max_conns && l->n_conns - l->n_refusing > l->max_conns) {
+		refuse(c);
+		return;
+	}
 
 	if (l->ssl_ctx) {
 		c->ssl = SSL_new(l->ssl_ctx);
@@ -1795,6 +2189,17 @@ void cs_http_adopt(void *adopt_listener, SSL *ssl, uv_tcp_t *tcp)
 		timer_update(c);
 }
 
+/* Timeouts and the connection cap from the listener config (defaults as in Vault). */
+static void set_limits(struct cs_http_listener *l, const struct cs_listener_config *cfg)
+{
+	int64_t h = cfg ? cfg->http_read_header_timeout_ms : 0;
+	int64_t r = cfg ? cfg->http_read_timeout_ms : 0;
+	l->header_ms = h == 0 ? HEADER_TIMEOUT_MS : h < 0 ? 0 : (uint64_t)h;
+	l->read_ms = r == 0 ? READ_TIMEOUT_MS : r < 0 ? 0 : (uint64_t)r;
+	l->max_conns = cfg && cfg->max_connections > 0 ? (size_t)cfg->max_connections
+						       : CS_DEFAULT_MAX_CONNECTIONS;
+}
+
 struct cs_http_listener *cs_http_adopt_listener(uv_loop_t *loop,
 						const struct cs_listener_config *cfg,
 						cs_http_handler handler, void *ctx)
@@ -1808,6 +2213,8 @@ struct cs_http_listener *cs_http_adopt_listener(uv_loop_t *loop,
 	l->adopt = true;
 	l->max_body =
 	    cfg && cfg->max_request_size ? cfg->max_request_size : CS_DEFAULT_MAX_REQUEST_SIZE;
+	set_limits(l, cfg);
+	l->max_conns = 0; /* the cluster port's mutual TLS bounds who gets here */
 	/* Never bound or listening: the handle exists so that closing the listener calls
 	 * back from the loop, like a real one. */
 	uv_tcp_init(loop, &l->tcp);
@@ -1957,6 +2364,7 @@ struct cs_http_listener *cs_http_listen(uv_loop_t *loop, const struct cs_listene
 	l->handler = handler;
 	l->ctx = ctx;
 	l->max_body = cfg->max_request_size ? cfg->max_request_size : CS_DEFAULT_MAX_REQUEST_SIZE;
+	set_limits(l, cfg);
 	if (!cfg->tls_disable) {
 		l->ssl_ctx = tls_ctx_new(cfg, errmsg, errlen);
 		if (!l->ssl_ctx) {

@@ -14,7 +14,12 @@
  * - client disconnects while the handler still holds the request: req->conn becomes
  *   NULL; the handler still calls cs_http_respond, which then only frees the request.
  * - idle keep-alive connections are closed after 5 minutes; a connection that sends no
- *   complete request header within 10 seconds of its first byte is closed.
+ *   complete request header within http_read_header_timeout (10 s) of its first byte,
+ *   or no complete request within http_read_timeout (30 s), is closed (an upload
+ *   admitted by the spool policy is bounded by the 5-minute gap between bytes only);
+ * - more than max_connections (4096) open client connections: a new plain-HTTP
+ *   connection is answered 503 {"errors":["too many open connections"]} and closed; a
+ *   new TLS connection is closed right after accept (answering would need a handshake).
  *
  * Two more ways in and out:
  * - Adopted connections: a listener made with cs_http_adopt_listener has no socket; the
@@ -22,8 +27,10 @@
  *   custos-forward through cs_http_adopt. Their requests carry `forwarded = true` and
  *   take remote_addr from X-Custos-Forwarded-For (a header trusted nowhere else).
  * - Big bodies: requests chosen by cs_http_set_spool get their body in an unlinked temp
- *   file (body_fd) instead of memory; responses of unknown or large size are pushed with
- *   the cs_http_stream_* API (chunked), with back-pressure.
+ *   file (body_fd) instead of memory, written by a thread (server/spool.h) while the
+ *   loop keeps serving; cs_http_set_spool_policy decides who may upload before the body
+ *   is read. Responses of unknown or large size are pushed with the cs_http_stream_*
+ *   API (chunked), with back-pressure.
  *
  * Thread: everything runs on the loop thread passed to cs_http_listen.
  */
@@ -63,7 +70,12 @@ struct cs_http_req {
 			       * X-Custos-Forwarded-For (the original client) when present */
 	bool tls;
 	bool forwarded; /* arrived on an adopted (cluster) connection: never forward it again */
-	void *user;     /* free for the handler */
+	/* Set by the spool policy's admit (cs_http_set_spool_policy) to pass the body
+	 * through instead of storing it: the handler then runs as soon as the header
+	 * block is complete, and reads the body with cs_http_body_start (a standby relaying
+	 * an upload to the active node). Read-only for handlers. */
+	bool body_stream;
+	void *user; /* free for the handler */
 };
 
 /* Called once per complete request. The handler owns `req` until it calls
@@ -152,12 +164,49 @@ void cs_http_stream_abort(struct cs_http_req *req);
  * Request-body spooling, process-wide (every listener, including adopted ones). A
  * request for which want(method, path) returns true gets its body written to an
  * unlinked temp file in `dir` (body_fd, body_len) instead of memory, limited to
- * max_bytes instead of max_request_size (413 beyond). A failing write (ENOSPC, EIO) is
- * answered 500 and the connection closed. want == NULL turns spooling off. `dir` is
+ * max_bytes instead of max_request_size (413 beyond). The handler runs once the whole
+ * body is on disk. A failing write (EIO, EFBIG) is answered 500, a full disk or a
+ * crossed reserve 507, and the connection closed. want == NULL turns spooling off. `dir` is
  * copied. Call from the loop thread (or before the loop runs); `want` runs on it.
  */
 void cs_http_set_spool(bool (*want)(const char *method, const char *path), const char *dir,
 		       uint64_t max_bytes);
+
+/*
+ * Who may spool, decided when the header block of a request chosen by `want` is
+ * complete, before a byte of its body is read. admit(req, ctx, &body, &len) returns 0
+ * to accept (a malloc'd *body, if set, is freed), or an HTTP status with *body a
+ * malloc'd JSON error of *len bytes: the HTTP layer sends it and closes the connection
+ * without reading the body (and frees body). Only the request line, headers and
+ * remote_addr of req are meaningful then; admit must not answer or keep req. For every
+ * accepted request done(ctx) runs once, when the request is released (answered, failed
+ * or the client gone), so that the owner can count uploads in progress.
+ * reserve_percent: an upload is refused with 507 when it would leave less than this
+ * share of the spool volume free (checked with Content-Length before the body, and
+ * before every write); 0 turns the check off. admit == NULL: every request is accepted.
+ * Loop thread (or before the loop runs); admit and done run on it.
+ */
+typedef int (*cs_http_admit_fn)(struct cs_http_req *req, void *ctx, char **body, size_t *len);
+void cs_http_set_spool_policy(cs_http_admit_fn admit, void (*done)(void *ctx), void *ctx,
+			      int reserve_percent);
+
+/*
+ * Streamed request bodies (req->body_stream). The handler owns req from the header
+ * block on; the body is parsed only once cs_http_body_start registered the consumer:
+ * on_data(ctx, p, n) for every piece of the body (p valid during the call only), then
+ * on_end(ctx, 0) once it is complete, or on_end(ctx, error) if it cannot be (malformed
+ * framing, over the spool limit, the client went away) — exactly one on_end, which
+ * runs from within cs_http_body_start when the client is already gone. on_data may call
+ * cs_http_body_pause; reading resumes with cs_http_body_resume. cs_http_body_stop unregisters the
+ * consumer (no more calls). Answering (cs_http_respond / stream) before the body is complete also
+ * unregisters it and closes the connection once the answer is out. Loop thread.
+ */
+void cs_http_body_start(struct cs_http_req *req,
+			void (*on_data)(void *ctx, const char *p, size_t n),
+			void (*on_end)(void *ctx, int err), void *ctx);
+void cs_http_body_pause(struct cs_http_req *req);
+void cs_http_body_resume(struct cs_http_req *req);
+void cs_http_body_stop(struct cs_http_req *req);
 
 /* Reason phrase for a status ("OK", "Not Found", ...). */
 const char *cs_http_reason(int status);

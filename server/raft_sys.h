@@ -1,5 +1,6 @@
 /*
- * Raft membership endpoints under sys/storage/raft/ (vault-api.md §2.7.17):
+ * Raft membership endpoints under sys/storage/raft/
+ * (https://developer.hashicorp.com/vault/api-docs/system/storage/raft):
  *
  *   GET  configuration            data.config{index, servers[{node_id, address, leader,
  *                                 protocol_version "3", voter}]}

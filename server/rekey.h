@@ -1,5 +1,7 @@
 /*
- * Key custody endpoints under sys/ (Vault's API shapes, vault-api.md; OpenBao's
+ * Key custody endpoints under sys/ (Vault's API shapes:
+ * https://developer.hashicorp.com/vault/api-docs/system/rekey
+ * and .../system/generate-root; OpenBao's
  * vault/rekey.go and vault/generate_root.go for the behaviour):
  *
  *   sys/rekey/init    GET status · PUT {secret_shares, secret_threshold, pgp_keys, backup,

@@ -1,5 +1,6 @@
 /*
- * Vault's JSON bodies: the response envelope and error lists (vault-api.md §2.4–2.5).
+ * Vault's JSON bodies: the response envelope and error lists
+ * (https://developer.hashicorp.com/vault/api-docs).
  * Both return malloc'd, NUL-terminated JSON and its length.
  */
 #ifndef CS_SERVER_RESPONSE_H

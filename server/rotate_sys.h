@@ -1,5 +1,5 @@
 /*
- * Barrier key rotation (vault-api.md §2.7.14):
+ * Barrier key rotation (https://developer.hashicorp.com/vault/api-docs/system/rotate):
  *
  *   POST sys/rotate (and sys/rotate/keyring)   sudo; 204 once the new term applied
  *   GET  sys/key-status                        data{term, install_time, encryptions}

@@ -1,7 +1,8 @@
 /*
  * Seal and unseal (Shamir seal), cluster initialisation and the -dev bootstrap.
  *
- * Storage layout written at init (vault-api.md §3.8), all in one transaction:
+ * Storage layout written at init (Vault's paths; docs/architecture.md, "Seal, barrier and keys"),
+ * all in one transaction:
  *   core/seal-config              plaintext JSON {type, secret_shares, secret_threshold}
  *   core/hsm/barrier-unseal-keys  root key, AES-GCM under the Shamir key-encryption key
  *                                 (KEK), framing term 1, AAD = the path

@@ -10,12 +10,13 @@
  * A worker is one thread per step (uv_thread_create) that reports back through the
  * operation's uv_async_t; the loop joins it and runs the step's after-function. An
  * operation is freed only in its async handle's close callback, once no worker runs and
- * no proposal is in flight (pattern 3 of STYLE.md).
+ * no proposal is in flight (an object dies in its last close callback, and only there).
  */
 #include "server/snapshot_sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,11 @@
 #include "lib/util.h"
 #include "raft/snapshot.h"
 #include "server/core.h"
+#include "server/ha.h"
 #include "server/http.h"
 #include "server/response.h"
 #include "server/seal.h"
+#include "server/spool.h"
 #include "server/sys.h"
 
 #define STREAM_READ          ((size_t)256 << 10) /* file bytes per cs_http_stream_write */
@@ -103,17 +106,17 @@ static void respond_error(struct cs_http_req *h, int status, const char *msg)
 	free(body);
 }
 
-/* An unlinked file in the data dir: disk, not memory, and gone when closed. */
+/* An unlinked file in the spool dir: disk, not memory, and gone when closed. */
 static int temp_file(const char *dirpath, char *err, size_t errlen)
 {
 	int fd = open(dirpath, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		return fd;
-	char path[4200];
+	char path[4300];
 	snprintf(path, sizeof path, "%s/.snapshot-XXXXXX", dirpath);
 	fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "creating a temporary file in %s: %s", dirpath,
+		snprintf(err, errlen, "creating a temporary file in %.160s: %s", dirpath,
 			 strerror(errno));
 		return -1;
 	}
@@ -134,6 +137,10 @@ static bool core_gone(struct cs_core *core)
 {
 	return core->shutting_down;
 }
+
+/* Where snapshots are written and uploads spooled (cs_snapshot_register). */
+static char spool_path[4200];
+static int spool_reserve;
 
 /* ================================================================ save */
 
@@ -305,7 +312,17 @@ static int snapshot_save(struct cs_request *req)
 	if (!op)
 		abort();
 	op->core = core;
-	op->fd = temp_file(core->data_dir, err, sizeof err);
+	/* The archive is as big as the store: it goes where uploads go, under the same
+	 * free-space reserve. */
+	int room = cs_spool_check_room(spool_path, spool_reserve, 0);
+	if (room == ENOSPC) {
+		req->status = 507; /* as for an upload that would cross the reserve */
+		return cs_req_error(req, CS_EIO,
+				    "not enough free space to write the snapshot: the spool volume "
+				    "is under its %d%% free-space reserve",
+				    spool_reserve);
+	}
+	op->fd = temp_file(spool_path, err, sizeof err);
 	if (op->fd < 0) {
 		free(op);
 		return cs_req_error(req, CS_EIO, "%s", err);
@@ -586,6 +603,93 @@ static int snapshot_restore_force(struct cs_request *req)
 	return snapshot_restore(req, true);
 }
 
+/* ================================================================ uploads */
+
+/*
+ * Upload admission (cs_http_set_spool_policy), when the header block is complete and
+ * before a byte of the archive is read: the core's own token and ACL check (sudo on the
+ * path), then one upload at a time. The slot is held from admission until the HTTP
+ * request is released, which for a restore is its answer, after the restore ended.
+ */
+static int uploads; /* admitted uploads whose request is not released yet */
+
+static int admit_upload(struct cs_http_req *h, void *ctx, char **body, size_t *len)
+{
+	struct cs_core *core = ctx;
+	if (core->kr && !core->active && !h->forwarded && !core->shutting_down &&
+	    cs_ha_leader_known(core)) {
+		/* A standby: the active node decides (token, sudo, its own upload slot,
+		 * disk reserve) when the relayed headers reach it, and its answer comes
+		 * back at once; the body passes through without being stored here. */
+		if (uploads > 0) {
+			*body = cs_response_errors("a snapshot upload is already being relayed "
+						   "by this node; try again once it has finished",
+						   len);
+			return 503;
+		}
+		cs_info("snapshot: relaying the upload from %s to the active node as it arrives",
+			h->remote_addr);
+		h->body_stream = true;
+		uploads++;
+		return 0;
+	}
+	int status = cs_core_admit(core, h, body, len);
+	if (status)
+		return status;
+	if (uploads > 0 || restoring) {
+		cs_info("snapshot: upload from %s refused: another one is in progress",
+			h->remote_addr);
+		*body = cs_response_errors("a snapshot upload or restore is already in progress; "
+					   "try again once it has finished",
+					   len);
+		return 503;
+	}
+	uploads++;
+	return 0;
+}
+
+static void upload_done(void *ctx)
+{
+	(void)ctx;
+	if (uploads > 0)
+		uploads--;
+}
+
+/* Whether `dir` is `root` or below it (both resolved; a missing dir is not below). */
+static bool path_within(const char *dir, const char *root)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	if (!realpath(dir, a) || !realpath(root, b))
+		return false;
+	size_t n = strlen(b);
+	return strncmp(a, b, n) == 0 && (a[n] == '\0' || a[n] == '/');
+}
+
+/* The spool directory: the configured one, or <data dir>/snapshot-spool; never inside
+ * the raft or LMDB directories (c-raft and LMDB own every file there). */
+static void spool_dir(struct cs_core *core, char *out, size_t outlen)
+{
+	const char *cfg = core->cfg ? core->cfg->snapshot_spool_dir : NULL;
+	snprintf(out, outlen, "%s/snapshot-spool", core->data_dir);
+	if (cfg && *cfg) {
+		char raft[4200], fsm[4200];
+		snprintf(raft, sizeof raft, "%s/raft", core->data_dir);
+		snprintf(fsm, sizeof fsm, "%s/fsm", core->data_dir);
+		int e = cs_mkdir_p(cfg, 0700);
+		if (e)
+			cs_error("snapshot: snapshot_spool_dir %s: %s", cfg, strerror(e));
+		else if (path_within(cfg, raft) || path_within(cfg, fsm))
+			cs_error("snapshot: snapshot_spool_dir %s is inside the raft or LMDB "
+				 "directory; using %s",
+				 cfg, out);
+		else
+			snprintf(out, outlen, "%s", cfg);
+	}
+	int e = cs_mkdir_p(out, 0700);
+	if (e)
+		cs_error("snapshot: spool directory %s: %s (uploads will fail)", out, strerror(e));
+}
+
 /* ================================================================ registration */
 
 static bool want_spool(const char *method, const char *path)
@@ -616,9 +720,14 @@ static const struct cs_path snapshot_paths[] = {
 void cs_snapshot_register(struct cs_core *core)
 {
 	cs_sys_add_paths(snapshot_paths, sizeof snapshot_paths / sizeof snapshot_paths[0]);
-	if (!core->data_dir[0])
+	if (!core->data_dir[0]) {
 		cs_error("snapshot: cs_snapshot_register before cs_core_init: restores will "
 			 "not be spooled");
-	else
-		cs_http_set_spool(want_spool, core->data_dir, CS_SNAPSHOT_MAX_UPLOAD);
+		return;
+	}
+	spool_dir(core, spool_path, sizeof spool_path);
+	spool_reserve = core->cfg ? core->cfg->snapshot_spool_reserve_percent
+				  : CS_DEFAULT_SPOOL_RESERVE_PERCENT;
+	cs_http_set_spool(want_spool, spool_path, CS_SNAPSHOT_MAX_UPLOAD);
+	cs_http_set_spool_policy(admit_upload, upload_done, core, spool_reserve);
 }

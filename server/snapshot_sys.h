@@ -1,5 +1,6 @@
 /*
- * Raft snapshot endpoints (vault-api.md §2.7.17, §3.7; archive format in raft/snapshot.h):
+ * Raft snapshot endpoints (https://developer.hashicorp.com/vault/api-docs/system/storage/raft;
+ * archive format in raft/snapshot.h):
  *
  *   GET  sys/storage/raft/snapshot        200 application/gzip, Content-Disposition:
  *                                         attachment; filename="raft.snap"; the archive
@@ -9,13 +10,18 @@
  *
  * All three need sudo (Vault's root paths) and the active node (a standby forwards them:
  * the core's forwarding, server/ha.h). The request bodies of the two POSTs are spooled by
- * the HTTP layer into an unlinked file in the data directory (cs_http_set_spool), so a
- * restore never holds the archive in memory.
+ * the HTTP layer into an unlinked file in the spool directory (snapshot_spool_dir,
+ * default <storage path>/snapshot-spool; cs_http_set_spool), so a restore never holds
+ * the archive in memory. Before a byte of that body is read, the token is checked
+ * (cs_core_admit: 403 without sudo on the path, 503 sealed) and only one upload may be
+ * in progress (503 for a second one while an upload or restore runs); the spool keeps
+ * snapshot_spool_reserve_percent of its volume free (507 otherwise).
  *
  * Save: pin an LMDB view on the loop thread → worker thread writes meta.json, state.bin
- * and SHA256SUMS into an unlinked temp file in the data dir → loop seals SHA256SUMS →
- * worker adds SHA256SUMS.sealed and re-reads the whole file, checking every hash
- * ("verified at save") → loop streams the file (chunked, back-pressured).
+ * and SHA256SUMS into an unlinked temp file in the spool dir (507 when that volume is
+ * under its reserve) → loop seals SHA256SUMS → worker adds SHA256SUMS.sealed and
+ * re-reads the whole file, checking every hash ("verified at save") → loop streams the
+ * file (chunked, back-pressured).
  * Restore: worker verifies the archive → loop checks the sealed sums (not with -force) →
  * RESTORE_BEGIN, then RESTORE_CHUNKs of ~1 MiB read by the worker (at most two in flight
  * and one waiting), then RESTORE_COMMIT, all through the storage committer, so every node

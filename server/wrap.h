@@ -1,5 +1,5 @@
 /*
- * Response wrapping (vault-api.md §2.7.12).
+ * Response wrapping (https://developer.hashicorp.com/vault/docs/concepts/response-wrapping).
  *
  * A request carrying X-Vault-Wrap-TTL whose response has data or auth does not get that
  * response: the core (commit_and_finish) hands it to cs_wrap_response, which, inside the

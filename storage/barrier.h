@@ -1,6 +1,6 @@
 /*
  * The barrier: every value custos stores is AES-256-GCM encrypted with Vault's framing
- * (vault-api.md §3.9):
+ * (OpenBao's vault/barrier_aes_gcm.go, https://github.com/openbao/openbao):
  *
  *     [term: u32 big-endian][version: 0x02][nonce: 12 random bytes][ciphertext][tag: 16]
  *

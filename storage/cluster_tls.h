@@ -1,6 +1,6 @@
 /*
  * Cluster TLS material: the self-generated cluster CA, node certificates, PEM codecs and
- * the SSL_CTXs of the cluster port (ARCHITECTURE.md "Cluster", c-raft.md §5.2).
+ * the SSL_CTXs of the cluster port (docs/architecture.md, "The cluster" and C8).
  *
  * Pure OpenSSL; no I/O, no libuv, thread-safe. Every function returns 0 or a CS_E* code
  * (CS_EINVAL for bad input, CS_ECRYPTO for an OpenSSL failure) and writes detail to

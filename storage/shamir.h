@@ -1,5 +1,6 @@
 /*
- * Shamir's secret sharing over GF(2^8) exactly as Vault does it (vault-api.md §3.10):
+ * Shamir's secret sharing over GF(2^8) exactly as Vault does it (shamir/shamir.go in
+ * https://github.com/openbao/openbao):
  * field reduced by x^8+x^4+x^3+x+1, constant-time arithmetic, one random polynomial of
  * degree threshold-1 per secret byte, x-coordinates a random permutation of 1..255, and
  * each share = y-bytes followed by its x byte (so a share is secret_len + 1 bytes).

@@ -11,7 +11,7 @@
  * Failure modes:
  * - An entry that does not decode, or carries a key LMDB cannot store, is applied as a
  *   no-op that still advances "applied" and the digest: every node sees the same bytes
- *   and so makes the same decision, and raft never retries it (c-raft.md §3.2).
+ *   and so makes the same decision, and raft never retries it (docs/architecture.md, C4).
  * - Any LMDB error (disk, map full, corrupt pages) becomes CS_EIO with errmsg; the FSM
  *   treats that as fatal because skipping an entry would make this node diverge.
  * - A snapshot that fails validation is rejected (CS_EINVAL) before anything is written.
@@ -343,7 +343,7 @@ static int hook_op(void *ctx, uint8_t op, const char *key, size_t klen, const vo
 
 /* The digest chains every applied entry with its index, so two nodes with the same
  * digest applied the same entries at the same indexes: comparing one number across the
- * cluster detects divergence (c-raft.md §7 #3). No-op entries are chained too. */
+ * cluster detects divergence (docs/architecture.md, C11). No-op entries are chained too. */
 static int chain_digest(const uint8_t prev[CS_DIGEST_LEN], uint64_t index, const void *data,
 			size_t len, uint8_t out[CS_DIGEST_LEN])
 {

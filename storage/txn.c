@@ -573,8 +573,8 @@ size_t cs_storage_pending(const struct cs_storage *st)
 
 /* ---------------------------------------------------------------- transactions */
 
-/* LMDB's rule (STYLE.md pattern 8): after a failure only abort is meaningful, so the
- * first error is returned by every later call, including commit. */
+/* LMDB's rule (a failed txn is only good for mdb_txn_abort): after a failure only abort is
+ * meaningful, so the first error is returned by every later call, including commit. */
 static int poison(struct cs_txn *t, int err)
 {
 	if (err != 0 && err != CS_ENOTFOUND && t->err == 0)

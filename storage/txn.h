@@ -1,6 +1,6 @@
 /*
  * Request-scoped transactions over the store, the pending overlay, and the committer.
- * This is ARCHITECTURE.md's "the request is the transaction".
+ * This is docs/architecture.md's "Storage: the request is the transaction".
  *
  * Reads see, in order: the transaction's own writes, then the overlay (write-sets the
  * leader proposed to raft that have not applied yet), then LMDB. Writes collect in the

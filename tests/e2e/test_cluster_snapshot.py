@@ -123,3 +123,48 @@ def test_snapshot_via_standby_and_force_restore_into_new_cluster(cluster_factory
     b.wait_converged()
     for s in b.nodes:
         assert read(s, a.root_token, "after") == "after"
+
+
+@pytest.mark.timeout_s(240)
+def test_upload_through_standby_is_relayed_not_stored(cluster_factory):
+    """Security issue 9, item 1.4: a standby passes an upload through to the active
+    node as it arrives (no spool file of its own); the active node's answer to a
+    caller without sudo comes back right after the headers."""
+    import socket
+    from test_snapshot import spool_fds, upload_head, read_response, closed_by_server, \
+        TEN_GIB
+    c = cluster_factory(n=3)
+    H.enable_kv(c.leader(), "kv", c.root_token)
+    fill(c, "k", 10)
+    standby = c.standbys()[0]
+    leader = c.leader()
+    snap = leader.get("sys/storage/raft/snapshot", token=c.root_token, timeout=60).content
+    weak = leader.client(c.root_token).auth.token.create(
+        policies=["default"])["auth"]["client_token"]
+
+    for token in (None, weak):
+        s = socket.create_connection(("127.0.0.1", standby.port), timeout=30)
+        s.sendall(upload_head("sys/storage/raft/snapshot-force", TEN_GIB, token) + b"x" * 100)
+        status, body = read_response(s)
+        assert status in (400, 403), body
+        assert "permission denied" in body.decode()
+        assert closed_by_server(s)
+        s.close()
+        assert spool_fds(standby) == [] and spool_fds(leader) == []
+
+    # A real restore through the standby: relayed while it arrives, applied by the
+    # active node; the standby never opens a spool file for it.
+    half = len(snap) // 2
+    s = socket.create_connection(("127.0.0.1", standby.port), timeout=60)
+    s.sendall(upload_head("sys/storage/raft/snapshot", len(snap), c.root_token) + snap[:half])
+    deadline = time.monotonic() + 20
+    while not spool_fds(leader) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(spool_fds(leader)) == 1  # the active node stores it ...
+    assert spool_fds(standby) == []      # ... the standby does not
+    s.sendall(snap[half:])
+    status, body = read_response(s)
+    s.close()
+    assert status == 204, body
+    assert "relaying the upload" in standby.log_text()
+    assert read(c.leader(), c.root_token, "k003") == "k003"

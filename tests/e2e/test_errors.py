@@ -358,3 +358,64 @@ def test_sealed_node_503(unsealed):
     H.unseal(srv)
     H.wait_active(srv)
     assert srv.get("kv/x", token=srv.root_token).json()["data"] == {"a": "b"}
+
+
+# ---- listener limits (security issue 9, item 1.9) -----------------------------------
+def test_max_connections_refused_politely(server_factory):
+    srv = server_factory(extra_listener="  max_connections = 3")
+    held = []
+
+    def hold_one():
+        """A kept-alive connection that was served (the harness's own probe may still
+        hold a slot for a moment: retry until the server has let it go)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            if s.recv(65536).startswith(b"HTTP/1.1 501"):  # served: not initialised
+                return s
+            s.close()
+            time.sleep(0.05)
+        raise AssertionError("a connection under the limit was not served")
+    try:
+        for _ in range(3):
+            held.append(hold_one())
+        out = raw_exchange(srv, b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 503"), out[:200]
+        assert out.endswith(b'{"errors":["too many open connections"]}'), out[-200:]
+    finally:
+        for s in held:
+            s.close()
+    # slots free up again once clients leave
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        r = srv.get("sys/health")
+        if r.status_code == 501:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 501
+
+
+def test_read_timeout_cuts_a_trickled_request(server_factory):
+    """Slowloris: one byte every 0.2 s, far under the 5-minute gap between bytes, is cut
+    by http_read_timeout (here 1 s) bounding the whole request."""
+    srv = server_factory(extra_listener='  http_read_timeout = "1s"')
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"PUT /v1/sys/init HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n")
+    sent, cut = 0, False
+    for _ in range(200):
+        try:
+            s.sendall(b" ")
+            sent += 1
+            s.settimeout(0.2)
+            if s.recv(65536) == b"":
+                cut = True
+                break
+        except socket.timeout:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            cut = True
+            break
+    s.close()
+    assert cut and sent < 200, "the trickled request was never cut (%d bytes sent)" % sent
+    assert srv.get("sys/health").status_code == 501  # still serving, nothing initialised

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 
 import hvac
 import pytest
@@ -273,3 +274,207 @@ def test_force_restore_from_other_cluster(two_clusters):
     assert kv_state(b, 20) == want
     assert get(b, "only-in-b") is None
     assert b.get("auth/token/lookup-self", token=a.root_token).status_code == 200
+
+
+# ---- uploads: who, how many, how much disk (security issue 9, item 1.4) -----------------
+import socket  # noqa: E402
+
+TEN_GIB = 10 << 30
+
+
+def spool_dir(srv):
+    return os.path.realpath(os.path.join(srv.data_dir, "snapshot-spool"))
+
+
+def spool_fds(srv):
+    """Open files of the server in its spool directory. Spool files are unlinked from
+    the start (O_TMPFILE), so the directory listing is always empty: the fd table is
+    where an upload being stored shows."""
+    d, out = spool_dir(srv), []
+    for fd in os.listdir("/proc/%d/fd" % srv.pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (srv.pid, fd))
+        except OSError:
+            continue
+        if target.startswith(d + "/"):
+            out.append(target)
+    return out
+
+
+def wait_no_spool_fds(srv, secs=10):
+    """The restore releases its copy of the file from a loop callback after answering."""
+    deadline = time.time() + secs
+    while spool_fds(srv) and time.time() < deadline:
+        time.sleep(0.05)
+    return spool_fds(srv)
+
+
+def upload_head(path, length=None, token=None):
+    head = "POST /v1/%s HTTP/1.1\r\nHost: x\r\n" % path
+    if token:
+        head += "X-Vault-Token: %s\r\n" % token
+    head += ("Content-Length: %d\r\n" % length) if length is not None else \
+        "Transfer-Encoding: chunked\r\n"
+    return (head + "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+
+def read_response(sock):
+    """(status, body bytes) of one Content-Length response from a raw socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed before a response: %r" % buf
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        if k.lower() == "content-length":
+            length = int(v)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed in the response body"
+        body += chunk
+    return status, body[:length]
+
+
+def closed_by_server(sock):
+    """True once the server has ended the connection (EOF or reset) within a short
+    wait: it must not keep the connection open for the announced body."""
+    sock.settimeout(10)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("path", ["sys/storage/raft/snapshot", "sys/storage/raft/snapshot-force"])
+def test_upload_refused_after_the_headers(kvnode, path):
+    """The attack: announce 10 GiB without a token, or with a token lacking sudo. The
+    answer comes after the headers and a few body bytes (the server never waited for the
+    body), the connection is closed, no spool file was ever opened, nothing changed."""
+    before = kv_state(kvnode, 40)
+    weak = kvnode.client().auth.token.create(policies=["default"])["auth"]["client_token"]
+    for token in (None, weak, "not-a-token"):
+        s = socket.create_connection(("127.0.0.1", kvnode.port), timeout=20)
+        s.sendall(upload_head(path, TEN_GIB, token) + b"\x1f\x8b" + b"A" * 1000)
+        status, body = read_response(s)
+        assert status in (400, 403), (token, status, body)
+        assert "permission denied" in json.loads(body)["errors"][0], body
+        assert spool_fds(kvnode) == []
+        assert closed_by_server(s), "the server kept the connection for the body"
+        s.close()
+    # chunked, no length known: same answer
+    s = socket.create_connection(("127.0.0.1", kvnode.port), timeout=20)
+    s.sendall(upload_head(path, None, weak) + b"1000\r\n" + b"A" * 100)
+    status, body = read_response(s)
+    assert status == 403, body
+    s.close()
+    assert spool_fds(kvnode) == []
+    assert kv_state(kvnode, 40) == before
+    # the refusals are audited like any refused request: here, no device, still works
+    assert kvnode.get("sys/health").status_code == 200
+
+
+def test_second_concurrent_upload_refused(kvnode):
+    data = save(kvnode)
+    before = kv_state(kvnode, 40)
+    put(kvnode, "k003", "later")
+    half = len(data) // 2
+    a = socket.create_connection(("127.0.0.1", kvnode.port), timeout=60)
+    a.sendall(upload_head("sys/storage/raft/snapshot", len(data), kvnode.root_token) +
+              data[:half])
+    # The first upload is being stored (its spool file is open) ...
+    deadline = time.time() + 20
+    while not spool_fds(kvnode) and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(spool_fds(kvnode)) == 1
+    # ... so a second one, even fully authorised, is turned away before its body.
+    for path in ("sys/storage/raft/snapshot", "sys/storage/raft/snapshot-force"):
+        r = restore(kvnode, data, force=path.endswith("force"))
+        assert r.status_code == 503, r.text
+        assert "already in progress" in H.errors_of(r)[0]
+    assert len(spool_fds(kvnode)) == 1
+    # The first one completes normally, and the slot is free again afterwards.
+    a.sendall(data[half:])
+    status, body = read_response(a)
+    a.close()
+    assert status == 204, body
+    assert kv_state(kvnode, 40) == before
+    assert restore(kvnode, data).status_code == 204
+    assert wait_no_spool_fds(kvnode) == []
+
+
+@pytest.fixture
+def reserve_node(server_factory):
+    srv = server_factory(extra_config="snapshot_spool_reserve_percent = 99\n")
+    H.init_and_unseal(srv)
+    H.enable_kv(srv, "kv")
+    for i in range(10):
+        put(srv, "k%03d" % i, "v%d" % i)
+    return srv
+
+
+def test_upload_refused_when_disk_reserve_would_be_crossed(reserve_node, kvnode):
+    srv = reserve_node
+    st = os.statvfs(spool_dir(srv))
+    assert st.f_bavail < st.f_blocks * 0.99, "test needs a volume less than 99% free"
+    # A save writes a copy of the store next to the uploads: refused the same way.
+    r = srv.get("sys/storage/raft/snapshot", token=srv.root_token)
+    assert r.status_code == 507, r.text
+    assert "free-space reserve" in H.errors_of(r)[0]
+    data = save(kvnode)  # from elsewhere: the reserve is checked before the archive
+    put(srv, "k001", "later")
+    before = kv_state(srv, 10)
+    r = restore(srv, data)  # with Content-Length
+    assert r.status_code == 507, r.text
+    assert H.errors_of(r) == [
+        "http: not enough free space to store the request body: the upload would leave "
+        "less than 99% of the spool volume free"]
+
+    def body():
+        yield data
+    r = restore(srv, body(), force=True)  # chunked
+    assert r.status_code == 507, r.text
+    assert kv_state(srv, 10) == before
+    assert spool_fds(srv) == []
+    # The slot was released: a refused upload does not block the next one.
+    r = restore(srv, data)
+    assert r.status_code == 507, r.text
+
+
+def test_upload_on_sealed_node_refused_before_body(kvnode):
+    kvnode.put("sys/seal", token=kvnode.root_token)
+    s = socket.create_connection(("127.0.0.1", kvnode.port), timeout=20)
+    s.sendall(upload_head("sys/storage/raft/snapshot", TEN_GIB, kvnode.root_token) + b"x")
+    status, body = read_response(s)
+    s.close()
+    assert status == 503, body
+    assert json.loads(body)["errors"] == ["Vault is sealed"]
+    assert spool_fds(kvnode) == []
+
+
+def test_refused_upload_is_audited(kvnode, tmp_path):
+    """The early refusal goes through the core's own check, audit included."""
+    log = str(tmp_path / "audit.log")
+    r = kvnode.put("sys/audit/file", token=kvnode.root_token,
+                   json={"type": "file", "options": {"file_path": log}})
+    assert r.status_code == 204, r.text
+    weak = kvnode.client().auth.token.create(policies=["default"])["auth"]["client_token"]
+    s = socket.create_connection(("127.0.0.1", kvnode.port), timeout=20)
+    s.sendall(upload_head("sys/storage/raft/snapshot", TEN_GIB, weak) + b"x")
+    status, _ = read_response(s)
+    s.close()
+    assert status == 403
+    entries = [json.loads(line) for line in open(log) if line.strip()]
+    refused = [e for e in entries if e.get("type") == "request" and
+               e["request"]["path"] == "sys/storage/raft/snapshot"]
+    assert len(refused) == 1, entries[-3:]
+    assert "permission denied" in refused[0]["error"]
+    assert refused[0]["request"]["operation"] == "update"

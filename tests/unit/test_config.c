@@ -188,8 +188,8 @@ END_TEST
 START_TEST(test_unknown_keys)
 {
 	parse_fails(STORAGE PLAIN_LISTENER "\nbogus_key = 1\n", 10, "unknown key \"bogus_key\"");
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER, 3,
-		    "unknown key \"retry_joins\" in storage");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  retry_joins = []\n}\n" PLAIN_LISTENER,
+		    3, "unknown key \"retry_joins\" in storage");
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:1\"\n  tls_disable = "
 			    "true\n  frobnicate = \"x\"\n}\n",
 		    8, "unknown key \"frobnicate\" in listener");
@@ -561,12 +561,50 @@ START_TEST(test_cluster_ca_files)
 	parse_fails(STORAGE "listener \"tcp\" {\n  address = \"127.0.0.1:8200\"\n"
 			    "  tls_disable = true\n  cluster_ca_key_file = \"/e/ca.key\"\n}\n",
 		    5, "go together");
-	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 3\n}\n"
-		     PLAIN_LISTENER);
+	parse_ok(&c, "storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = "
+		     "3\n}\n" PLAIN_LISTENER);
 	ck_assert_int_eq(c.raft_performance_multiplier, 3);
 	cs_config_free(&c);
-	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = 11\n}\n"
-		    PLAIN_LISTENER, 3, "between 0 and 10");
+	parse_fails("storage \"raft\" {\n  path = \"/d\"\n  performance_multiplier = "
+		    "11\n}\n" PLAIN_LISTENER,
+		    3, "between 0 and 10");
+}
+END_TEST
+
+START_TEST(test_listener_limits_and_spool)
+{
+	struct cs_config c;
+	parse_ok(&c, STORAGE PLAIN_LISTENER);
+	ck_assert_int_eq(c.listeners[0].http_read_header_timeout_ms, 0); /* 0: listener default */
+	ck_assert_int_eq(c.listeners[0].http_read_timeout_ms, 0);
+	ck_assert_int_eq(c.listeners[0].max_connections, 0);
+	ck_assert_ptr_null(c.snapshot_spool_dir);
+	ck_assert_int_eq(c.snapshot_spool_reserve_percent, CS_DEFAULT_SPOOL_RESERVE_PERCENT);
+	cs_config_free(&c);
+	parse_ok(&c,
+		 STORAGE "listener \"tcp\" {\n  tls_disable = true\n"
+			 "  http_read_header_timeout = \"5s\"\n  http_read_timeout = \"2m\"\n"
+			 "  max_connections = 100\n}\n"
+			 "snapshot_spool_dir = \"/spool\"\nsnapshot_spool_reserve_percent = 25\n");
+	ck_assert_int_eq(c.listeners[0].http_read_header_timeout_ms, 5000);
+	ck_assert_int_eq(c.listeners[0].http_read_timeout_ms, 120000);
+	ck_assert_int_eq(c.listeners[0].max_connections, 100);
+	ck_assert_str_eq(c.snapshot_spool_dir, "/spool");
+	ck_assert_int_eq(c.snapshot_spool_reserve_percent, 25);
+	cs_config_free(&c);
+	/* "0" turns a timeout off, as in Vault */
+	parse_ok(&c, STORAGE "listener \"tcp\" {\n  tls_disable = true\n"
+			     "  http_read_timeout = 0\n}\nsnapshot_spool_reserve_percent = 0\n");
+	ck_assert_int_lt(c.listeners[0].http_read_timeout_ms, 0);
+	ck_assert_int_eq(c.snapshot_spool_reserve_percent, 0);
+	cs_config_free(&c);
+	parse_fails(STORAGE "listener \"tcp\" {\n  tls_disable = true\n  max_connections = 0\n}\n",
+		    7, "max_connections");
+	parse_fails(STORAGE "listener \"tcp\" {\n  tls_disable = true\n"
+			    "  http_read_timeout = \"soon\"\n}\n",
+		    7, "http_read_timeout");
+	parse_fails(STORAGE PLAIN_LISTENER "snapshot_spool_reserve_percent = 100\n", 9,
+		    "snapshot_spool_reserve_percent");
 }
 END_TEST
 
@@ -643,6 +681,7 @@ int main(void)
 	tcase_add_test(tc, test_load_file_and_directory);
 	tcase_add_test(tc, test_finish_by_hand);
 	tcase_add_test(tc, test_rotation_min_operations);
+	tcase_add_test(tc, test_listener_limits_and_spool);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -806,8 +806,12 @@ START_TEST(test_pool_limit_queue)
 	fx_stop(&fx);
 	ck_assert_int_eq(fx.done_calls, N);
 	ck_assert_int_eq(fx.done_errors, 0);
-	ck_assert_uint_eq(fx.stats.conns_opened, CS_FORWARD_MAX_CONNS);
-	ck_assert_uint_eq(fx.stats.reused, 10);
+	/* Never more than the limit; the rest reused a connection. (Exactly the limit only
+	 * when every request arrived before the first answer: on a loaded machine an early
+	 * answer may free a connection first.) */
+	ck_assert_uint_le(fx.stats.conns_opened, CS_FORWARD_MAX_CONNS);
+	ck_assert_uint_ge(fx.stats.reused, 10);
+	ck_assert_uint_eq(fx.stats.conns_opened + fx.stats.reused, N);
 }
 END_TEST
 
@@ -947,6 +951,126 @@ START_TEST(test_spooled_upload)
 	if (getenv("CS_TEST_VERBOSE"))
 		fprintf(stderr, "upload: peak RSS growth %llu\n", (unsigned long long)growth);
 	ck_assert_int_eq(fx.done_errors, 0);
+	ck_assert_int_eq(count_dir(dir), 0);
+	rmdir(dir);
+	if (!UNDER_ASAN)
+		ck_assert_msg(growth < (16u << 20), "peak RSS grew by %llu bytes",
+			      (unsigned long long)growth);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- streamed uploads */
+
+static int stream_admits, active_admits, admit_releases;
+
+/* The standby passes uploads through; the active node decides and spools. */
+static int stream_admit(struct cs_http_req *req, void *ctx, char **body, size_t *len)
+{
+	if (!req->forwarded) {
+		__atomic_add_fetch(&stream_admits, 1, __ATOMIC_SEQ_CST);
+		req->body_stream = true;
+		return 0;
+	}
+	__atomic_add_fetch(&active_admits, 1, __ATOMIC_SEQ_CST);
+	if (cs_http_header_get(req, "X-Deny")) {
+		*body = strdup("{\"errors\":[\"permission denied\"]}");
+		*len = strlen(*body);
+		return 403;
+	}
+	return 0;
+}
+
+static void stream_admit_done(void *ctx)
+{
+	__atomic_add_fetch(&admit_releases, 1, __ATOMIC_SEQ_CST);
+}
+
+static int atomic_get(int *v)
+{
+	return __atomic_load_n(v, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(test_streamed_upload)
+{
+	char dir[] = "/tmp/cs-fwstream-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_http_set_spool(want_upload, dir, 64u << 20);
+	cs_http_set_spool_policy(stream_admit, stream_admit_done, NULL, 0);
+	stream_admits = active_admits = admit_releases = 0;
+	struct fx fx;
+	fx_start(&fx, 1, NULL, 0);
+	uint64_t hwm0 = vm_hwm();
+	struct client *c = cl_open(fx.port);
+
+	/* The active node sees the headers while most of the body is still on its way:
+	 * the standby relays, it does not store first. */
+	char head[160];
+	snprintf(head, sizeof head, "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %u\r\n\r\n",
+		 BIG);
+	cl_puts(c, head);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	char chunk[65536];
+	size_t off = 0;
+	for (; off < 65536 * 4; off += sizeof chunk) {
+		for (size_t i = 0; i < sizeof chunk; i++)
+			chunk[i] = (char)pat(off + i);
+		EVP_DigestUpdate(md, chunk, sizeof chunk);
+		cl_send(c, chunk, sizeof chunk);
+	}
+	for (int i = 0; i < 1000 && atomic_get(&active_admits) < 1; i++)
+		usleep(10000);
+	ck_assert_int_eq(atomic_get(&active_admits), 1);
+	for (; off < BIG; off += sizeof chunk) {
+		for (size_t i = 0; i < sizeof chunk; i++)
+			chunk[i] = (char)pat(off + i);
+		EVP_DigestUpdate(md, chunk, sizeof chunk);
+		cl_send(c, chunk, sizeof chunk);
+	}
+	uint8_t d[32];
+	char hex[65];
+	EVP_DigestFinal_ex(md, d, NULL);
+	EVP_MD_CTX_free(md);
+	cs_hex_encode(d, 32, hex);
+	cJSON *o = roundtrip_json(c, "", 200);
+	ck_assert_str_eq(jstr(o, "sha256"), hex);
+	ck_assert_uint_eq((uint64_t)cJSON_GetObjectItem(o, "len")->valuedouble, BIG);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(o, "spooled"))); /* at the active node */
+	cJSON_Delete(o);
+	uint64_t growth = vm_hwm() - hwm0;
+	/* a second one on the same keep-alive connection */
+	check_upload(c, "/upload", 300000, true);
+	cl_close(c);
+
+	/* Refused by the active node after the headers: the answer comes back at once
+	 * through the standby, though 60 MB were announced, and the connection ends. */
+	c = cl_open(fx.port);
+	cl_puts(c, "PUT /upload HTTP/1.1\r\nHost: x\r\nX-Deny: 1\r\n"
+		   "Content-Length: 60000000\r\n\r\nsome bytes");
+	o = roundtrip_json(c, "", 403);
+	cJSON_Delete(o);
+	ck_assert_uint_eq(c->len, 0);
+	ck_assert_int_le(cl_recv(c), 0); /* closed */
+	cl_close(c);
+
+	/* A client that leaves mid-body: the relay is abandoned, nothing is left behind. */
+	c = cl_open(fx.port);
+	cl_puts(c, "PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial");
+	int before = atomic_get(&active_admits);
+	for (int i = 0; i < 1000 && atomic_get(&active_admits) == before; i++)
+		usleep(10000);
+	cl_close(c);
+	for (int i = 0; i < 1000 && atomic_get(&admit_releases) < 7; i++)
+		usleep(10000);
+	fx_stop(&fx);
+	cs_http_set_spool_policy(NULL, NULL, NULL, 0);
+	cs_http_set_spool(NULL, NULL, 0);
+	if (getenv("CS_TEST_VERBOSE"))
+		fprintf(stderr, "streamed upload: peak RSS growth %llu\n",
+			(unsigned long long)growth);
+	ck_assert_int_eq(atomic_get(&stream_admits), 4);
+	ck_assert_int_eq(atomic_get(&active_admits), 4);
+	ck_assert_int_eq(atomic_get(&admit_releases), 7); /* the refused one owes none */
 	ck_assert_int_eq(count_dir(dir), 0);
 	rmdir(dir);
 	if (!UNDER_ASAN)
@@ -1106,6 +1230,7 @@ int main(void)
 	tcase_add_test(tc, test_pool_limit_queue);
 	tcase_add_test(tc, test_stream_relay);
 	tcase_add_test(tc, test_spooled_upload);
+	tcase_add_test(tc, test_streamed_upload);
 	suite_add_tcase(s, tc);
 	TCase *tf = tcase_create("failures");
 	tcase_set_timeout(tf, 60);

@@ -674,7 +674,7 @@ static Suite *fsm_suite(void)
 
 int main(void)
 {
-	/* The server's main() does both before anything else (c-raft.md §0.7). */
+	/* The server's main() does both before anything else (docs/architecture.md, C1). */
 	signal(SIGPIPE, SIG_IGN);
 	setenv("UV_THREADPOOL_SIZE", "16", 1);
 	cs_log_set_level(CS_LOG_WARN);

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
 #include <http_parser.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -28,6 +29,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "server/http.h"
+#include "server/spool.h"
 
 /* ---------------------------------------------------------------- server fixture */
 
@@ -1594,6 +1596,271 @@ START_TEST(test_spool)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- upload admission */
+
+static int admit_calls, admit_done;
+
+/* Accepts only "X-Vault-Token: good", like the core's token check would. */
+static int test_admit(struct cs_http_req *req, void *ctx, char **body, size_t *len)
+{
+	__atomic_add_fetch(&admit_calls, 1, __ATOMIC_SEQ_CST);
+	const char *t = cs_http_header_get(req, "X-Vault-Token");
+	if (t && strcmp(t, "good") == 0)
+		return 0;
+	*body = strdup("{\"errors\":[\"permission denied\"]}");
+	*len = strlen(*body);
+	return 403;
+}
+
+static void test_admit_done(void *ctx)
+{
+	admit_done++;
+}
+
+START_TEST(test_upload_admission)
+{
+	char dir[] = "/tmp/cs-admit-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	cs_http_set_spool(want_spool, dir, (uint64_t)64 << 30);
+	cs_http_set_spool_policy(test_admit, test_admit_done, NULL, 0);
+	admit_calls = admit_done = 0;
+	uv_loop_t tmp;
+	uv_loop_init(&tmp);
+	uv_loop_close(&tmp);
+	int fds = count_fds();
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(4096);
+	srv_start(&s, &cfg);
+	struct resp r;
+
+	/* The attack: 10 GiB announced, a few bytes sent, no or a bad token. The answer
+	 * comes at once (the body was never waited for), then the connection ends. */
+	const char *heads[] = {
+	    "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: 10737418240\r\n\r\n",
+	    "PUT /spool HTTP/1.1\r\nHost: x\r\nX-Vault-Token: bad\r\n"
+	    "Content-Length: 10737418240\r\n\r\n",
+	    "PUT /spool HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1000\r\n",
+	};
+	for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+		struct client *c = cl_open(s.port);
+		cl_puts(c, heads[i]);
+		cl_puts(c, "some body bytes");
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 403);
+		ck_assert_str_eq(r.body.data, "{\"errors\":[\"permission denied\"]}");
+		ck_assert(has_header(&r, "Connection: close"));
+		resp_free(&r);
+		cl_expect_eof(c);
+		cl_close(c);
+	}
+	ck_assert_int_eq(admit_calls, 3);
+	ck_assert_int_eq(s.requests, 0); /* the handler never saw them */
+	ck_assert_int_eq(admit_done, 0);
+
+	/* Admitted: spooled as before, and done() once the request is released. A body
+	 * of many times CS_SPOOL_HIGH goes through the writer's back-pressure. */
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "PUT /spool HTTP/1.1\r\nHost: x\r\nX-Vault-Token: good\r\n"
+		   "Content-Length: 20000000\r\n\r\n");
+	char *body = malloc(20000000);
+	ck_assert_ptr_nonnull(body);
+	for (size_t i = 0; i < 20000000; i++)
+		body[i] = (char)pat(i);
+	cl_send(c, body, 20000000);
+	free(body);
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body.data, "fd=1 len=20000000 got=20000000 ok=1 pos=0 mem=0");
+	resp_free(&r);
+	/* not an upload: admission is not asked */
+	put_pattern(c, "/nospool", 1000, false);
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cl_close(c);
+	ck_assert_int_eq(admit_calls, 4);
+
+	/* A client that leaves mid-upload releases its slot too. */
+	c = cl_open(s.port);
+	cl_puts(c, "PUT /spool HTTP/1.1\r\nHost: x\r\nX-Vault-Token: good\r\n"
+		   "Content-Length: 100000\r\n\r\npartial");
+	for (int i = 0; i < 500 && __atomic_load_n(&admit_calls, __ATOMIC_SEQ_CST) < 5; i++)
+		msleep(10); /* admitted (and spooling) before the client leaves */
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(admit_calls, 5);
+	ck_assert_int_eq(admit_done, 2);
+	ck_assert_int_eq(count_fds(), fds); /* no spool file left open */
+
+	/* A reserve the volume cannot keep: 507 before the body, for both framings. */
+	cs_http_set_spool_policy(test_admit, test_admit_done, NULL, 99);
+	srv_start(&s, &cfg);
+	for (int chunked = 0; chunked < 2; chunked++) {
+		c = cl_open(s.port);
+		cl_puts(c, chunked ? "PUT /spool HTTP/1.1\r\nHost: x\r\nX-Vault-Token: good\r\n"
+				     "Transfer-Encoding: chunked\r\n\r\n"
+				   : "PUT /spool HTTP/1.1\r\nHost: x\r\nX-Vault-Token: good\r\n"
+				     "Content-Length: 1000\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 507);
+		ck_assert_ptr_nonnull(strstr(r.body.data, "not enough free space"));
+		resp_free(&r);
+		cl_close(c);
+	}
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 0);
+	ck_assert_int_eq(admit_done, 4);
+	ck_assert_int_eq(count_fds(), fds);
+	cs_http_set_spool_policy(NULL, NULL, NULL, 0);
+	cs_http_set_spool(NULL, NULL, 0);
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_spool_room)
+{
+	/* 10% of 1000 kept free: 100 bytes */
+	ck_assert(cs_spool_room(500, 1000, 10, 400));
+	ck_assert(!cs_spool_room(500, 1000, 10, 401));
+	ck_assert(!cs_spool_room(90, 1000, 10, 0));
+	ck_assert(cs_spool_room(90, 1000, 0, 90));
+	ck_assert(cs_spool_room(5, 1000, 0, UINT64_MAX));
+	/* no overflow on huge volumes */
+	uint64_t total = UINT64_MAX - 7;
+	ck_assert(cs_spool_room(total, total, 99, total / 100 - 1));
+	ck_assert(!cs_spool_room(total, total, 99, total / 50));
+}
+END_TEST
+
+/* ---------------------------------------------------------------- listener limits */
+
+START_TEST(test_max_connections)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	cfg.max_connections = 2;
+	srv_start(&s, &cfg);
+	struct resp r;
+	struct client *a = cl_open(s.port), *b = cl_open(s.port);
+	/* both are served (a round trip each proves the server has accepted them) */
+	cl_puts(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(a, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cl_puts(b, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(b, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	/* the third is told why, then closed */
+	for (int i = 0; i < 3; i++) {
+		struct client *c = cl_open(s.port);
+		cl_puts(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		ck_assert_int_eq(r.status, 503);
+		ck_assert_str_eq(r.body.data, "{\"errors\":[\"too many open connections\"]}");
+		resp_free(&r);
+		cl_expect_eof(c);
+		cl_close(c);
+	}
+	ck_assert_int_eq(s.requests, 2);
+	/* a slot frees when a client leaves */
+	cl_close(a);
+	bool served = false;
+	for (int i = 0; i < 100 && !served; i++) {
+		struct client *c = cl_open(s.port);
+		cl_puts(c, "GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
+		cl_read_resp(c, &r, false);
+		served = r.status == 200;
+		resp_free(&r);
+		cl_close(c);
+		if (!served)
+			msleep(20);
+	}
+	ck_assert(served);
+	cl_close(b);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(test_max_connections_tls)
+{
+	struct tls_files t;
+	make_tls_files(&t);
+	struct srv s;
+	struct cs_listener_config cfg = tls_cfg(&t, 0);
+	cfg.max_connections = 1;
+	srv_start(&s, &cfg);
+	struct resp r;
+	struct client *a = cl_open_tls(s.port, 0, 0, t.cert);
+	ck_assert_ptr_nonnull(a);
+	cl_puts(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+	cl_read_resp(a, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	/* over the limit on TLS: closed right after accept, no handshake */
+	struct client *b = cl_open_tls(s.port, 0, 0, t.cert);
+	ck_assert_ptr_null(b);
+	cl_close(a);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 1);
+	remove_tls_files(&t);
+}
+END_TEST
+
+/* Send the body one byte at a time, well under the gap between bytes. Returns how many
+ * bytes went out before the server ended the connection (n if it never did). */
+static int trickle(struct client *c, int n, int gap_ms)
+{
+	for (int i = 0; i < n; i++) {
+		char buf[512];
+		ssize_t k = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			return i;
+		if (send(c->fd, "x", 1, MSG_NOSIGNAL) != 1)
+			return i;
+		msleep(gap_ms);
+	}
+	return n;
+}
+
+START_TEST(test_read_timeout)
+{
+	struct srv s;
+	struct cs_listener_config cfg = plain_cfg(0);
+	cfg.http_read_timeout_ms = 500;
+	srv_start(&s, &cfg);
+	/* slowloris: a body trickled under the idle gap is still cut at the total bound */
+	struct client *c = cl_open(s.port);
+	cl_puts(c, "PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n");
+	int sent = trickle(c, 200, 50);
+	ck_assert_int_lt(sent, 200);
+	cl_close(c);
+	/* the same in the header block */
+	c = cl_open(s.port);
+	cl_puts(c, "GET /slow HTTP/1.1\r\n");
+	sent = trickle(c, 200, 50);
+	ck_assert_int_lt(sent, 200);
+	cl_close(c);
+	ck_assert_int_eq(s.requests, 0);
+	srv_stop(&s);
+
+	/* with http_read_timeout off, the same trickle completes: the gap alone is not
+	 * what cut it above */
+	cfg.http_read_timeout_ms = -1;
+	srv_start(&s, &cfg);
+	c = cl_open(s.port);
+	cl_puts(c, "PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n");
+	ck_assert_int_eq(trickle(c, 30, 50), 30);
+	struct resp r;
+	cl_read_resp(c, &r, false);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	cl_close(c);
+	srv_stop(&s);
+	ck_assert_int_eq(s.requests, 1);
+}
+END_TEST
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1624,6 +1891,10 @@ int main(void)
 	tcase_add_test(ts, test_stream_response);
 	tcase_add_test(ts, test_stream_client_gone);
 	tcase_add_test(ts, test_spool);
+	tcase_add_test(ts, test_upload_admission);
+	tcase_add_test(ts, test_spool_room);
+	tcase_add_test(ts, test_max_connections);
+	tcase_add_test(ts, test_read_timeout);
 	suite_add_tcase(s, ts);
 
 	TCase *th = tcase_create("helpers");
@@ -1636,6 +1907,7 @@ int main(void)
 	tcase_add_test(tt, test_tls_roundtrip);
 	tcase_add_test(tt, test_tls_versions);
 	tcase_add_test(tt, test_tls_config_errors);
+	tcase_add_test(tt, test_max_connections_tls);
 	suite_add_tcase(s, tt);
 
 	SRunner *sr = srunner_create(s);

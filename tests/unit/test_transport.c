@@ -1113,7 +1113,7 @@ static Suite *transport_suite(void)
 
 int main(void)
 {
-	/* The server's main() does this first (c-raft.md §0.7). */
+	/* The server's main() does this first (docs/architecture.md, C1). */
 	signal(SIGPIPE, SIG_IGN);
 	setenv("UV_THREADPOOL_SIZE", "8", 0);
 	cs_log_set_level(getenv("CS_DEBUG") ? CS_LOG_DEBUG : CS_LOG_WARN);
