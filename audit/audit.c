@@ -942,8 +942,15 @@ static const struct cs_backend table_owner = {
     .reset = cs_audit_reset,
 };
 
+static const struct cs_core_audit broker = {
+    .request = cs_audit_request,
+    .response = cs_audit_response,
+    .discard = cs_audit_discard,
+};
+
 void cs_audit_register(void)
 {
+	cs_core_set_audit(&broker);
 	cs_sys_add_paths(audit_paths, CS_ARRAY_LEN(audit_paths));
 	cs_backend_register(&table_owner);
 }

@@ -116,7 +116,8 @@ struct cs_audit_limits {
 void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing);
 const struct cs_audit_limits *cs_audit_get_limits(void);
 
-/* Register the sys/ paths and the reset hook. Call once at start-up from main(). */
+/* Register the broker with the core (cs_core_set_audit), the sys/ paths and the reset
+ * hook. Call once at start-up from main(). */
 void cs_audit_register(void);
 
 /*

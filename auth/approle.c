@@ -12,7 +12,6 @@
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/util.h"
-#include "server/router.h"
 
 #define INVALID_ROLE   "invalid role or secret ID"
 #define INVALID_SECRET "invalid secret id"
@@ -806,7 +805,7 @@ static int login(struct cs_request *req)
 	meta = cJSON_IsObject(m) ? cJSON_Duplicate(m, true) : cJSON_CreateObject();
 	cs_tokenutil_set(meta, "role_name", cJSON_CreateString(name));
 	char path[400];
-	snprintf(path, sizeof path, "%slogin", req->mount->path);
+	snprintf(path, sizeof path, "%slogin", cs_req_mount_path(req));
 	rc = cs_tokenutil_issue(req, r, meta, "", path);
 out:
 	free(name);

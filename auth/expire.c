@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/token.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/sys.h"
 
 struct hint {
 	int64_t at_ms; /* unix milliseconds */
@@ -40,6 +38,7 @@ static struct {
 	size_t n, cap;
 	size_t stale; /* hints made stale by deletes/renewals since the last (re)build */
 	uint64_t revoked;
+	const struct cs_expire_tokens *tokens; /* the token store's hooks */
 } E;
 
 /* Rebuild the heap from storage once more than half of it is stale (and it is big):
@@ -210,7 +209,7 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id)
 		return rc;
 	const char *tk = str_of(r, "token_key");
 	if (tk)
-		rc = cs_token_revoke_key(txn, tk, false); /* deletes the record too */
+		rc = E.tokens->revoke_key(txn, tk); /* deletes the record too */
 	if (!rc)
 		rc = cs_expire_delete(txn, lease_id);
 	cJSON_Delete(r);
@@ -283,7 +282,7 @@ static void process_due(void)
 	if (!E.running || E.inflight)
 		return;
 	struct cs_core *core = E.core;
-	if (!core->kr || !core->active) {
+	if (!cs_core_keyring(core) || !cs_core_is_active(core)) {
 		cs_expire_stop();
 		return;
 	}
@@ -292,7 +291,7 @@ static void process_due(void)
 		abort();
 	b->gen = E.gen;
 	struct cs_txn txn;
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	int64_t now = now_ms();
 	int rc = 0;
 	while (E.n && E.h[0].at_ms <= now && b->n < CS_EXPIRE_BATCH) {
@@ -354,7 +353,8 @@ static void kick_cb(uv_timer_t *t)
 		struct cs_core *core = E.core;
 		if (E.running) /* compaction: rebuild from storage */
 			cs_expire_stop();
-		if (core && core->kr && core->active && !core->shutting_down)
+		if (core && cs_core_keyring(core) && cs_core_is_active(core) &&
+		    !cs_core_shutting_down(core))
 			cs_expire_start(core);
 		return;
 	}
@@ -363,10 +363,10 @@ static void kick_cb(uv_timer_t *t)
 
 static void ensure_handles(void)
 {
-	if (E.handles || !E.core || !E.core->loop)
+	if (E.handles || !E.core || !cs_core_loop(E.core))
 		return;
-	uv_timer_init(E.core->loop, &E.timer);
-	uv_timer_init(E.core->loop, &E.kick);
+	uv_timer_init(cs_core_loop(E.core), &E.timer);
+	uv_timer_init(cs_core_loop(E.core), &E.kick);
 	E.handles = true;
 }
 
@@ -388,11 +388,11 @@ int cs_expire_start(struct cs_core *core)
 	E.core = core;
 	if (E.running)
 		return 0;
-	if (!core->kr || !core->active || core->shutting_down)
+	if (!cs_core_keyring(core) || !cs_core_is_active(core) || cs_core_shutting_down(core))
 		return CS_ENOTACTIVE;
 	ensure_handles();
 	struct cs_txn txn;
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	struct cs_strv keys = {0};
 	int rc = cs_txn_scan(&txn, CS_EXPIRE_PREFIX, &keys);
 	size_t plen = strlen(CS_EXPIRE_PREFIX);
@@ -437,7 +437,7 @@ void cs_expire_stop(void)
 	if (E.handles) {
 		uv_timer_stop(&E.timer);
 		uv_timer_stop(&E.kick);
-		if (E.core && E.core->shutting_down) {
+		if (E.core && cs_core_shutting_down(E.core)) {
 			uv_close((uv_handle_t *)&E.timer, NULL);
 			uv_close((uv_handle_t *)&E.kick, NULL);
 			E.handles = false;
@@ -449,7 +449,8 @@ void cs_expire_reset(void)
 {
 	cs_expire_stop();
 	struct cs_core *core = E.core;
-	if (!core || !core->loop || core->shutting_down || !core->kr || !core->active)
+	if (!core || !cs_core_loop(core) || cs_core_shutting_down(core) || !cs_core_keyring(core) ||
+	    !cs_core_is_active(core))
 		return;
 	ensure_handles();
 	/* Not now: the reset runs in the middle of unseal/activation, before the mount
@@ -461,7 +462,7 @@ void cs_expire_reset(void)
 static void on_active(struct cs_core *core, bool active)
 {
 	E.core = core;
-	if (active && core->kr) {
+	if (active && cs_core_keyring(core)) {
 		int rc = cs_expire_start(core);
 		if (rc)
 			cs_warn("expire: not started: %s", cs_strerror(rc));
@@ -576,7 +577,7 @@ static int leases_renew(struct cs_request *req)
 	int64_t inc = cs_req_int(req, "increment", 0);
 	if (inc <= 0)
 		inc = (int64_t)(exp - cs_tokenutil_num(r, "issue_time"));
-	int64_t max = cs_core_max_ttl(req->core, NULL);
+	int64_t max = cs_core_sys_max_ttl(req->core);
 	double limit = cs_tokenutil_num(r, "issue_time") + (double)max;
 	double nexp = now + (double)inc;
 	if (nexp > limit)
@@ -639,7 +640,7 @@ static int revoke_prefix(struct cs_request *req)
 	return revoke_prefix_txn(req, &req->txn, prefix);
 }
 
-/* core->revoke_prefix: a mount being disabled takes its leases (and tokens) along. */
+/* cs_expiration.revoke_prefix: a mount being disabled takes its leases (and tokens) along. */
 static int core_revoke_prefix(struct cs_request *req, const char *prefix)
 {
 	return revoke_prefix_txn(req, &req->txn, prefix);
@@ -659,7 +660,7 @@ static int leases_tidy(struct cs_request *req)
 			continue;
 		}
 		const char *tk = rc ? NULL : str_of(r, "token_key");
-		if (tk && !cs_token_key_exists(&req->txn, tk)) {
+		if (tk && !E.tokens->key_exists(&req->txn, tk)) {
 			rc = cs_txn_delete(&req->txn, v.v[i]);
 			dropped++;
 		}
@@ -722,10 +723,15 @@ static const struct cs_path lease_paths[] = {
     {"leases/tidy", NULL, UPD(leases_tidy), NULL, 0, "remove dangling leases"},
 };
 
-void cs_expire_register(struct cs_core *core)
+static const struct cs_expiration expiration = {
+    .active = on_active,
+    .revoke_prefix = core_revoke_prefix,
+};
+
+void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tokens)
 {
 	E.core = core;
-	core->expire_active = on_active;
-	core->revoke_prefix = core_revoke_prefix;
+	E.tokens = tokens;
+	cs_core_set_expiration(core, &expiration);
 	cs_sys_add_paths(lease_paths, CS_ARRAY_LEN(lease_paths));
 }

@@ -32,7 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server/core.h"
+#include "server/backend.h"
 
 #define CS_EXPIRE_PREFIX "sys/expire/id/"
 /* Leases revoked per transaction before yielding to the loop. */
@@ -41,10 +41,23 @@
 #define CS_EXPIRE_PREFIX_MAX 10000
 
 /*
- * Module registration (main, before cs_core_init): remember `core` (not owned), install
- * the core's expire_active hook and add the sys/leases/ rows to the sys/ backend.
+ * What the manager needs of the token store, to revoke token leases: registered by the
+ * token store (auth/token.c) so that the manager does not include it.
+ *   revoke_key   revoke the token under its storage key and its whole child tree, in txn
+ *                (cs_token_revoke_key with orphan_children false); CS_ENOTFOUND if gone
+ *   key_exists   whether a token entry exists under that key (errors count as "exists")
  */
-void cs_expire_register(struct cs_core *core);
+struct cs_expire_tokens {
+	int (*revoke_key)(struct cs_txn *txn, const char *token_key);
+	bool (*key_exists)(struct cs_txn *txn, const char *token_key);
+};
+
+/*
+ * Module registration (the token store's, before cs_core_init): remember `core` (not
+ * owned) and `tokens` (static), install the core's expire_active hook and add the
+ * sys/leases/ rows to the sys/ backend.
+ */
+void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tokens);
 
 /* Load every lease from storage and arm the timer. Idempotent while running. Needs an
  * unsealed, active core. Returns 0 or a storage error. */

@@ -525,9 +525,8 @@ static int create_token(struct cs_request *req, struct create_params *p)
 	}
 	double now = (double)(cs_now_ns() / 1000000000);
 	bool has_root = list_has(p->policies, "root");
-	int64_t ttl =
-	    cs_token_create_ttl(p->ttl, p->period, p->explicit_max,
-				cs_core_default_ttl(req->core, req->mount), p->max_ttl, has_root);
+	int64_t ttl = cs_token_create_ttl(p->ttl, p->period, p->explicit_max,
+					  cs_req_default_ttl(req), p->max_ttl, has_root);
 	if (p->period <= 0 && p->ttl > ttl && p->max_ttl > 0 && ttl == p->max_ttl)
 		cs_req_warn(req,
 			    "TTL of \"%llds\" exceeded the effective max_ttl of \"%llds\"; "
@@ -678,7 +677,7 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 	p.period = cs_req_int(req, "period", 0);
 	p.renewable = cs_req_bool(req, "renewable", true);
 	bool no_default = cs_req_bool(req, "no_default_policy", false);
-	p.max_ttl = cs_core_max_ttl(req->core, req->mount);
+	p.max_ttl = cs_req_max_ttl(req);
 	if (role) {
 		int64_t rp = role_int(role, "token_period", "period");
 		int64_t re = role_int(role, "token_explicit_max_ttl", "explicit_max_ttl");
@@ -873,7 +872,7 @@ int cs_token_issue(struct cs_request *req, const cJSON *params)
 	p.explicit_max = (int64_t)cs_tokenutil_num(params, "explicit_max_ttl");
 	p.num_uses = (int64_t)cs_tokenutil_num(params, "num_uses");
 	int64_t mx = (int64_t)cs_tokenutil_num(params, "max_ttl");
-	p.max_ttl = cs_core_max_ttl(req->core, req->mount);
+	p.max_ttl = cs_req_max_ttl(req);
 	if (mx > 0 && mx < p.max_ttl)
 		p.max_ttl = mx;
 	p.batch = strcmp(cs_tokenutil_str(params, "type"), "batch") == 0;
@@ -1489,14 +1488,29 @@ const struct cs_backend cs_token_backend = {
     .reset = token_reset,
 };
 
+/* The expiration manager revokes token leases through these (it does not include us). */
+static int expire_revoke_key(struct cs_txn *txn, const char *token_key)
+{
+	return cs_token_revoke_key(txn, token_key, false);
+}
+
+static const struct cs_token_store token_store = {
+    .lookup = cs_token_lookup,
+    .create_root = cs_token_create_root,
+    .use = cs_token_use,
+    .after = cs_token_after,
+    .issue = cs_token_issue,
+    .bound_ok = cs_token_bound_ok,
+};
+
+static const struct cs_expire_tokens expire_tokens = {
+    .revoke_key = expire_revoke_key,
+    .key_exists = cs_token_key_exists,
+};
+
 void cs_token_register(struct cs_core *core)
 {
 	cs_backend_register(&cs_token_backend);
-	core->token_lookup = cs_token_lookup;
-	core->token_create_root = cs_token_create_root;
-	core->token_use = cs_token_use;
-	core->token_bound_ok = cs_token_bound_ok;
-	core->token_after = cs_token_after;
-	core->token_issue = cs_token_issue;
-	cs_expire_register(core);
+	cs_core_set_token_store(core, &token_store);
+	cs_expire_register(core, &expire_tokens);
 }

@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "server/core.h"
+#include "server/backend.h"
 
 #define CS_TOKEN_TREE_MAX 4096
 

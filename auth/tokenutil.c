@@ -12,9 +12,6 @@
 
 #include "lib/err.h"
 #include "lib/util.h"
-#include "server/core.h"
-#include "server/http.h"
-#include "server/router.h"
 
 /* ---------------------------------------------------------------- CIDRs */
 
@@ -144,7 +141,7 @@ bool cs_tokenutil_cidr_list_ok(const cJSON *list, const char *remote)
 
 const char *cs_tokenutil_remote(const struct cs_request *req)
 {
-	return req->http ? req->http->remote_addr : "";
+	return cs_req_remote_addr(req);
 }
 
 int cs_tokenutil_check_cidrs(struct cs_request *req, const cJSON *list, const char *field)
@@ -405,12 +402,9 @@ cJSON *cs_tokenutil_params(const cJSON *entry, const cJSON *meta, const char *di
 int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *meta,
 		       const char *display, const char *path)
 {
-	struct cs_core *core = req->core;
-	if (!core->token_issue)
-		return cs_req_error(req, CS_EINTERNAL, "no token store to issue a token");
 	/* Vault: "<mount path without auth/ and trailing slash>-<display name>". */
 	char dn[256];
-	const char *mp = req->mount ? req->mount->path : "auth/";
+	const char *mp = cs_req_mount_path(req) ? cs_req_mount_path(req) : "auth/";
 	if (strncmp(mp, "auth/", 5) == 0)
 		mp += 5;
 	size_t ml = strlen(mp);
@@ -424,7 +418,7 @@ int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *
 		snprintf(dn + n, sizeof dn - n, "-%s", display);
 	}
 	cJSON *params = cs_tokenutil_params(entry, meta, dn, path);
-	int rc = core->token_issue(req, params);
+	int rc = cs_req_issue_token(req, params);
 	cJSON_Delete(params);
 	return rc;
 }

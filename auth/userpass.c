@@ -26,7 +26,6 @@
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/util.h"
-#include "server/router.h"
 
 #define HASH_PREFIX "pbkdf2-sha256$"
 #define INVALID     "invalid username or password"
@@ -427,7 +426,7 @@ static int login_resume(struct cs_request *req, struct cs_async *a, int status)
 		rc = cs_req_error(req, CS_EPERM, "permission denied");
 	if (!rc) {
 		char path[600];
-		snprintf(path, sizeof path, "%slogin/%s", req->mount->path, name);
+		snprintf(path, sizeof path, "%slogin/%s", cs_req_mount_path(req), name);
 		cJSON *meta = cJSON_CreateObject();
 		cJSON_AddStringToObject(meta, "username", name);
 		rc = cs_tokenutil_issue(req, e, meta, name, path);

@@ -14,8 +14,6 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/router.h"
-#include "server/sys.h"
 
 #define CUBBY_PATH "cubbyhole/"
 
@@ -92,11 +90,11 @@ int cs_cubbyhole_destroy(struct cs_txn *txn, const char *token_key_hex)
 {
 	if (!cubby_core || !token_key_hex || !*token_key_hex || strchr(token_key_hex, '/'))
 		return 0;
-	struct cs_mount *m = cs_router_get(&cubby_core->router, CUBBY_PATH);
-	if (!m)
+	const char *mount_prefix = cs_backend_mount_prefix(cubby_core, CUBBY_PATH);
+	if (!mount_prefix)
 		return 0;
 	char prefix[512];
-	int n = snprintf(prefix, sizeof prefix, "%s%s/", m->storage_prefix, token_key_hex);
+	int n = snprintf(prefix, sizeof prefix, "%s%s/", mount_prefix, token_key_hex);
 	if (n < 0 || (size_t)n >= sizeof prefix)
 		return CS_EINVAL;
 	struct cs_strv keys = {0};

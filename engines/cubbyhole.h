@@ -21,7 +21,7 @@
 #ifndef CS_ENGINES_CUBBYHOLE_H
 #define CS_ENGINES_CUBBYHOLE_H
 
-#include "server/core.h"
+#include "server/backend.h"
 
 extern const struct cs_backend cs_cubbyhole_backend;
 

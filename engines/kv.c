@@ -7,8 +7,6 @@
 #include "engines/kvutil.h"
 #include "lib/err.h"
 #include "lib/util.h"
-#include "server/core.h"
-#include "server/router.h"
 
 static int kv_exists(struct cs_request *req, bool *exists)
 {
@@ -24,7 +22,7 @@ static int64_t lease_for(struct cs_request *req, const cJSON *data)
 		return (int64_t)ttl->valuedouble;
 	if (cJSON_IsString(ttl) && cs_parse_duration(ttl->valuestring, &secs) == 0)
 		return secs;
-	return cs_core_default_ttl(req->core, req->mount);
+	return cs_req_default_ttl(req);
 }
 
 static int kv_read(struct cs_request *req)

@@ -1,7 +1,6 @@
 /*
- * The policy store: ACL policies in storage, a cache of parsed policies, the sys/
- * endpoints (sys/policy, sys/policies/acl, sys/capabilities*) and the ACL hook the core
- * calls for every non-root request.
+ * The policy store: ACL policies in storage and a cache of parsed policies. The sys/
+ * endpoints and the core's ACL hook built on it live in server/policy_sys.h.
  *
  * Storage: one barrier-encrypted key per policy, "sys/policy/<name>", holding the raw
  * policy text exactly as written (names are lower-cased). "default" is served from the
@@ -21,29 +20,35 @@
 #define CS_POLICY_STORE_H
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 
+#include "lib/buf.h"
 #include "policy/policy.h"
-#include "server/core.h"
+#include "storage/txn.h"
 
-/* Register the sys/ paths, the ACL hook and the cache reset hook. Call once at
- * start-up, before any request (server/main.c's module registrations). */
-void cs_policy_module_init(void);
-
-/*
- * Token store hook for sys/capabilities-accessor: look up the token entry of an
- * accessor in `txn`; *entry is a new cJSON object owned by the caller (the same shape as
- * cs_token_lookup_fn's), or NULL when there is no such accessor. Until one is set the
- * endpoint answers 400.
- */
-typedef int (*cs_policy_accessor_lookup_fn)(struct cs_core *core, struct cs_txn *txn,
-					    const char *accessor, cJSON **entry);
-void cs_policy_set_accessor_lookup(cs_policy_accessor_lookup_fn fn);
+#define CS_POLICY_KEY_PREFIX "sys/policy/"
+#define CS_POLICY_MAX_NAME   256
 
 /* Vault's built-in "default" policy text (static storage). */
 const char *cs_policy_default_text(void);
 
-/* The ACL hook (cs_acl_hook_fn); exposed for tests. */
-int cs_policy_acl_hook(struct cs_request *req);
+/* Whether `name` (already trimmed and lower-cased) may name a stored policy. */
+bool cs_policy_name_ok(const char *name);
+/* Read a policy's text: 0 with *raw set (stored or built-in), CS_ENOTFOUND, or an
+ * error. `raw` must be released with cs_buf_free_secure. */
+int cs_policy_read_text(struct cs_txn *txn, const char *name, struct cs_buf *raw);
+
+/* The parsed policies of a token entry; v (malloc'd) points into the cache, valid until
+ * the next load or reset. Free v only. */
+struct cs_polset {
+	const struct cs_policy **v;
+	size_t n;
+};
+/* Load every policy named in the token entry's "policies". Names are matched as stored:
+ * lower case; unknown names and "root" contribute nothing. 0 or a storage error. */
+int cs_policy_load(struct cs_txn *txn, const cJSON *entry, struct cs_polset *out);
+/* Whether the token entry carries the root policy. */
+bool cs_policy_entry_has_root(const cJSON *entry);
 
 /* Drop every cached policy (the reset hook). */
 void cs_policy_cache_reset(void);

@@ -18,7 +18,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/core.h"
+#include "raft/node.h"
 
 /* ---------------------------------------------------------------- configuration */
 
@@ -258,11 +258,11 @@ void cs_autopilot_member_name(struct cs_txn *txn, raft_id id, char *out, size_t 
 		snprintf(out, outlen, "%llu", (unsigned long long)id);
 }
 
-void cs_autopilot_server_name(struct cs_core *core, struct cs_txn *txn, raft_id id, char *out,
-			      size_t outlen)
+void cs_autopilot_server_name(const struct cs_autopilot_env *env, struct cs_txn *txn, raft_id id,
+			      char *out, size_t outlen)
 {
-	if (id == core->node.id && core->cfg && core->cfg->node_id)
-		snprintf(out, outlen, "%s", core->cfg->node_id);
+	if (id == env->node->id && env->node_id)
+		snprintf(out, outlen, "%s", env->node_id);
 	else
 		cs_autopilot_member_name(txn, id, out, outlen);
 }
@@ -414,7 +414,7 @@ void cs_ap_format_ms(uint64_t ms, char *out, size_t outlen)
 /* ---------------------------------------------------------------- tracker */
 
 static struct {
-	struct cs_core *core;
+	const struct cs_autopilot_env *env;
 	bool active;
 	uv_timer_t *timer; /* one per activation; closed (and freed) on deactivation */
 	uint64_t last_update;
@@ -424,9 +424,15 @@ static struct {
 	struct cs_autopilot_config cfg;
 } ap = {.update_ms = CS_AUTOPILOT_UPDATE_MS};
 
-static bool leading(struct cs_core *core)
+/* The environment's monotonic clock in milliseconds (cs_mono_ms unless a test set one). */
+static uint64_t ap_now(const struct cs_autopilot_env *env)
 {
-	return ap.active && core->active && raft_state(&core->node.raft) == RAFT_LEADER;
+	return env->now_ms ? env->now_ms(env->ctx) : cs_mono_ms();
+}
+
+static bool leading(const struct cs_autopilot_env *env)
+{
+	return ap.active && env->is_active(env->ctx) && raft_state(&env->node->raft) == RAFT_LEADER;
 }
 
 static const struct cs_ap_server *find_server(const struct cs_ap_server *s, size_t n, raft_id id)
@@ -493,7 +499,7 @@ enum op_stage { OP_IDLE, OP_PREWRITE, OP_WAIT, OP_CHANGE, OP_CHANGING, OP_DONE }
 
 static struct {
 	enum op_stage stage;
-	struct cs_core *core;
+	const struct cs_autopilot_env *env;
 	enum cs_ap_change_kind kind;
 	bool record; /* write the member record / marker (operator changes) */
 	raft_id id;
@@ -533,15 +539,16 @@ static void log_commit_cb(void *data, int status)
 }
 
 /* After a removal the member record is stale; a re-join writes a new one. */
-static void forget_member(struct cs_core *core, raft_id id)
+static void forget_member(const struct cs_autopilot_env *env, raft_id id)
 {
-	if (!core->kr || !core->active)
+	const struct cs_keyring *kr = env->keyring(env->ctx);
+	if (!kr || !env->is_active(env->ctx))
 		return;
 	char key[64];
 	bool pending = false;
 	struct cs_txn txn;
 	member_key(id, key, sizeof key);
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, env->st, kr);
 	int rc = cs_txn_delete(&txn, key);
 	if (rc) {
 		cs_txn_abort(&txn);
@@ -565,7 +572,7 @@ static void op_finish(void)
 	int status = op.status;
 	snprintf(msg, sizeof msg, "%s", op.errmsg);
 	if (!status && op.kind == CS_AP_REMOVE)
-		forget_member(op.core, op.id);
+		forget_member(op.env, op.id);
 	const char *what = op.kind == CS_AP_REMOVE    ? "removal"
 			   : op.kind == CS_AP_PROMOTE ? "promotion"
 						      : "demotion";
@@ -633,7 +640,7 @@ static int server_index(struct raft *r, raft_id id)
 
 static void op_change(void)
 {
-	struct raft *r = &op.core->node.raft;
+	struct raft *r = &op.env->node->raft;
 	int i = server_index(r, op.id);
 	if (i < 0) {
 		/* Gone already (removed meanwhile): for a removal that is success. */
@@ -653,7 +660,7 @@ static void op_change(void)
 	op.rc.data = NULL;
 	int rv = op.kind == CS_AP_REMOVE ? raft_remove(r, &op.rc, op.id, change_cb)
 					 : raft_assign(r, &op.rc, op.id, want, change_cb);
-	uint64_t now = cs_mono_ms();
+	uint64_t now = ap_now(op.env);
 	if (!op.change_deadline)
 		op.change_deadline = now + CS_AUTOPILOT_CHANGE_RETRY_MS;
 	if (rv == RAFT_CANTCHANGE && now < op.change_deadline) {
@@ -680,8 +687,8 @@ static void op_change(void)
  */
 static void op_wait(void)
 {
-	struct raft *r = &op.core->node.raft;
-	uint64_t now = cs_mono_ms();
+	struct raft *r = &op.env->node->raft;
+	uint64_t now = ap_now(op.env);
 	int i = server_index(r, op.id);
 	if (i >= 0 && r->leader_state.progress &&
 	    r->leader_state.progress[i].match_index >= op.target) {
@@ -708,7 +715,7 @@ static void op_tick(uv_timer_t *t)
 		op_finish();
 		return;
 	}
-	if (!leading(op.core)) {
+	if (!leading(op.env)) {
 		/* A pending commit or raft change reports through its own callback. */
 		if (op.stage == OP_PREWRITE || op.stage == OP_CHANGING)
 			return;
@@ -734,10 +741,10 @@ static void prewrite_cb(void *data, int status)
 		return;
 	}
 	if (op.kind == CS_AP_REMOVE) {
-		struct raft *r = &op.core->node.raft;
+		struct raft *r = &op.env->node->raft;
 		op.target = r->commit_index; /* >= the marker's index: it has applied */
 		op.caught_at = 0;
-		op.deadline = cs_mono_ms() + CS_AUTOPILOT_REMOVE_WAIT_MS;
+		op.deadline = ap_now(op.env) + CS_AUTOPILOT_REMOVE_WAIT_MS;
 		op.stage = OP_WAIT;
 	} else {
 		op.stage = OP_CHANGE;
@@ -776,12 +783,13 @@ static int prewrite(struct cs_txn *txn)
 
 static void autopilot_change_cb(void *ctx, int status, const char *errmsg);
 
-static int start_change(struct cs_core *core, enum cs_ap_change_kind kind, bool record, raft_id id,
-			const char *node_id, cs_ap_change_cb cb, void *ctx, char *errmsg,
-			size_t errlen)
+static int start_change(const struct cs_autopilot_env *env, enum cs_ap_change_kind kind,
+			bool record, raft_id id, const char *node_id, cs_ap_change_cb cb, void *ctx,
+			char *errmsg, size_t errlen)
 {
-	struct raft *r = &core->node.raft;
-	if (!ap.active || !core->active || !core->kr || raft_state(r) != RAFT_LEADER) {
+	struct raft *r = &env->node->raft;
+	if (!ap.active || !env->is_active(env->ctx) || !env->keyring(env->ctx) ||
+	    raft_state(r) != RAFT_LEADER) {
 		snprintf(errmsg, errlen, "node is not the active node");
 		return CS_ENOTACTIVE;
 	}
@@ -800,7 +808,7 @@ static int start_change(struct cs_core *core, enum cs_ap_change_kind kind, bool 
 		return CS_EINVAL;
 	}
 	memset(&op, 0, sizeof op);
-	op.core = core;
+	op.env = env;
 	op.kind = kind;
 	op.record = record;
 	op.id = id;
@@ -810,7 +818,7 @@ static int start_change(struct cs_core *core, enum cs_ap_change_kind kind, bool 
 
 	struct cs_txn txn;
 	bool pending = false;
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, env->st, env->keyring(env->ctx));
 	int rc = record ? prewrite(&txn) : 0;
 	if (rc) {
 		cs_txn_abort(&txn);
@@ -825,7 +833,7 @@ static int start_change(struct cs_core *core, enum cs_ap_change_kind kind, bool 
 	op.timer = malloc(sizeof *op.timer);
 	if (!op.timer)
 		abort();
-	uv_timer_init(core->loop, op.timer);
+	uv_timer_init(env->loop, op.timer);
 	op.stage = OP_PREWRITE;
 	cs_info("autopilot: %s %s (%s)",
 		kind == CS_AP_REMOVE    ? "removing"
@@ -839,16 +847,16 @@ static int start_change(struct cs_core *core, enum cs_ap_change_kind kind, bool 
 	return 0;
 }
 
-int cs_autopilot_change(struct cs_core *core, enum cs_ap_change_kind kind, raft_id id,
+int cs_autopilot_change(const struct cs_autopilot_env *env, enum cs_ap_change_kind kind, raft_id id,
 			const char *node_id, cs_ap_change_cb cb, void *ctx, char *errmsg,
 			size_t errlen)
 {
-	return start_change(core, kind, true, id, node_id, cb, ctx, errmsg, errlen);
+	return start_change(env, kind, true, id, node_id, cb, ctx, errmsg, errlen);
 }
 
-bool cs_autopilot_change_busy(struct cs_core *core)
+bool cs_autopilot_change_busy(const struct cs_autopilot_env *env)
 {
-	struct raft *r = &core->node.raft;
+	struct raft *r = &env->node->raft;
 	if (op.stage != OP_IDLE)
 		return true;
 	if (raft_state(r) != RAFT_LEADER)
@@ -866,7 +874,7 @@ static void autopilot_change_cb(void *ctx, int status, const char *errmsg)
 		cs_warn("autopilot: %s", errmsg[0] ? errmsg : cs_strerror(status));
 }
 
-static void reconcile(struct cs_core *core, uint64_t now)
+static void reconcile(const struct cs_autopilot_env *env, uint64_t now)
 {
 	char name[CS_AUTOPILOT_NODE_ID_MAX], err[512];
 	long i = cs_ap_pick_promotion(&ap.cfg, ap.servers, ap.n, now);
@@ -878,50 +886,50 @@ static void reconcile(struct cs_core *core, uint64_t now)
 	if (i < 0)
 		return;
 	struct cs_txn txn;
-	cs_txn_begin(&txn, &core->st, core->kr);
-	cs_autopilot_server_name(core, &txn, ap.servers[i].id, name, sizeof name);
+	cs_txn_begin(&txn, env->st, env->keyring(env->ctx));
+	cs_autopilot_server_name(env, &txn, ap.servers[i].id, name, sizeof name);
 	cs_txn_abort(&txn);
 	/* A promotion needs no record (the server is already unpinned); a dead-server
 	 * removal writes the marker in case the server comes back. */
-	int rc = start_change(core, kind, kind == CS_AP_REMOVE, ap.servers[i].id, name,
+	int rc = start_change(env, kind, kind == CS_AP_REMOVE, ap.servers[i].id, name,
 			      autopilot_change_cb, NULL, err, sizeof err);
 	if (rc && rc != CS_EBUSY)
 		cs_warn("autopilot: %s", err);
 }
 
-static void update(struct cs_core *core, uint64_t now)
+static void update(const struct cs_autopilot_env *env, uint64_t now)
 {
-	struct raft *r = &core->node.raft;
+	struct raft *r = &env->node->raft;
 	struct cs_txn txn;
-	cs_txn_begin(&txn, &core->st, core->kr);
+	cs_txn_begin(&txn, env->st, env->keyring(env->ctx));
 	if (cs_autopilot_config_load(&txn, &ap.cfg, NULL))
 		cs_warn("autopilot: cannot read the configuration; using the defaults");
 	read_members(&txn);
 	cs_txn_abort(&txn);
 	cs_ap_update_health(&ap.cfg, ap.servers, ap.n, now, raft_last_index(r));
-	if (!cs_autopilot_change_busy(core))
-		reconcile(core, now);
+	if (!cs_autopilot_change_busy(env))
+		reconcile(env, now);
 }
 
 static void tick(uv_timer_t *t)
 {
-	struct cs_core *core = ap.core;
-	if (!leading(core) || !core->kr)
+	const struct cs_autopilot_env *env = ap.env;
+	if (!leading(env) || !env->keyring(env->ctx))
 		return;
-	uint64_t now = cs_mono_ms();
-	track(&core->node.raft, now);
+	uint64_t now = ap_now(env);
+	track(&env->node->raft, now);
 	if (now - ap.last_update >= ap.update_ms) {
 		ap.last_update = now;
-		update(core, now);
+		update(env, now);
 	}
 }
 
-void cs_autopilot_set_active(struct cs_core *core, bool active)
+void cs_autopilot_set_active(const struct cs_autopilot_env *env, bool active)
 {
 	if (active == ap.active)
 		return;
 	ap.active = active;
-	ap.core = core;
+	ap.env = env;
 	if (active) {
 		/* Fresh history: a new leader has no contact data yet; dead-server timers start
 		 * now, so nobody is removed right after a failover. */
@@ -933,7 +941,7 @@ void cs_autopilot_set_active(struct cs_core *core, bool active)
 		ap.timer = malloc(sizeof *ap.timer);
 		if (!ap.timer)
 			abort();
-		uv_timer_init(core->loop, ap.timer);
+		uv_timer_init(env->loop, ap.timer);
 		/* Never what keeps the loop alive at shutdown. */
 		uv_unref((uv_handle_t *)ap.timer);
 		uv_timer_start(ap.timer, tick, 0, CS_AUTOPILOT_SAMPLE_MS);
@@ -963,12 +971,12 @@ void cs_autopilot_config_changed(void)
 
 /* ---------------------------------------------------------------- state */
 
-static cJSON *server_json(struct cs_core *core, struct cs_txn *txn, const struct cs_ap_server *s,
-			  uint64_t now, int64_t wall_ns)
+static cJSON *server_json(const struct cs_autopilot_env *env, struct cs_txn *txn,
+			  const struct cs_ap_server *s, uint64_t now, int64_t wall_ns)
 {
-	struct raft *r = &core->node.raft;
+	struct raft *r = &env->node->raft;
 	char name[CS_AUTOPILOT_NODE_ID_MAX], d[32], when[48];
-	cs_autopilot_server_name(core, txn, s->id, name, sizeof name);
+	cs_autopilot_server_name(env, txn, s->id, name, sizeof name);
 	int i = server_index(r, s->id);
 	uint64_t since = cs_ap_since_contact(s, now);
 
@@ -1002,12 +1010,12 @@ static cJSON *server_json(struct cs_core *core, struct cs_txn *txn, const struct
 	return j;
 }
 
-cJSON *cs_autopilot_state_json(struct cs_core *core, struct cs_txn *txn)
+cJSON *cs_autopilot_state_json(const struct cs_autopilot_env *env, struct cs_txn *txn)
 {
-	if (!leading(core))
+	if (!leading(env))
 		return NULL;
-	struct raft *r = &core->node.raft;
-	uint64_t now = cs_mono_ms();
+	struct raft *r = &env->node->raft;
+	uint64_t now = ap_now(env);
 	int64_t wall = cs_now_ns();
 	/* Fresh numbers for the answer (the same rules as the periodic update). */
 	track(r, now);
@@ -1023,7 +1031,7 @@ cJSON *cs_autopilot_state_json(struct cs_core *core, struct cs_txn *txn)
 	cJSON *servers = cJSON_CreateObject();
 	char leader[CS_AUTOPILOT_NODE_ID_MAX] = "";
 	for (size_t i = 0; i < ap.n; i++) {
-		cJSON *s = server_json(core, txn, &ap.servers[i], now, wall);
+		cJSON *s = server_json(env, txn, &ap.servers[i], now, wall);
 		const char *name = cJSON_GetObjectItemCaseSensitive(s, "id")->valuestring;
 		if (ap.servers[i].leader)
 			snprintf(leader, sizeof leader, "%s", name);

@@ -57,10 +57,32 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "storage/txn.h"
 
-struct cs_core;
+struct cs_raft_node;
+
+/*
+ * What autopilot needs of the node, and nothing more (issue 10: a narrow environment
+ * instead of the whole core): the raft node (its raft and this server's id), the store,
+ * the loop, a clock, this node's configured name, and two questions whose answers change
+ * (seal, leadership). The core fills one at start-up and passes the same pointer to
+ * every call below; it must stay valid while autopilot may run.
+ */
+struct cs_autopilot_env {
+	uv_loop_t *loop;
+	struct cs_raft_node *node;
+	struct cs_storage *st;
+	const char *node_id; /* this node's configured node_id, or NULL (then its raft id) */
+	/* The barrier keyring, NULL while sealed. */
+	const struct cs_keyring *(*keyring)(void *ctx);
+	/* Whether the node is the active node (leader whose election barrier applied). */
+	bool (*is_active)(void *ctx);
+	/* Monotonic milliseconds; NULL: cs_mono_ms. */
+	uint64_t (*now_ms)(void *ctx);
+	void *ctx;
+};
 
 #define CS_AUTOPILOT_SAMPLE_MS       250
 #define CS_AUTOPILOT_UPDATE_MS       2000
@@ -120,8 +142,8 @@ int cs_autopilot_member_put(struct cs_txn *txn, raft_id id, const struct cs_auto
 void cs_autopilot_member_name(struct cs_txn *txn, raft_id id, char *out, size_t outlen);
 /* As cs_autopilot_member_name, but this node is always named by its own node_id (its
  * record may not be written yet). */
-void cs_autopilot_server_name(struct cs_core *core, struct cs_txn *txn, raft_id id, char *out,
-			      size_t outlen);
+void cs_autopilot_server_name(const struct cs_autopilot_env *env, struct cs_txn *txn, raft_id id,
+			      char *out, size_t outlen);
 
 /* ---------------------------------------------------------------- pure server logic */
 
@@ -173,14 +195,14 @@ void cs_ap_format_ms(uint64_t ms, char *out, size_t outlen);
 /* The node became active (true: start tracking and reconciling) or stopped being active
  * (false: stop; a change in flight completes through raft's callback). Called by the
  * core's on_active hook. Loop thread. */
-void cs_autopilot_set_active(struct cs_core *core, bool active);
+void cs_autopilot_set_active(const struct cs_autopilot_env *env, bool active);
 /* Reconcile period (tests, autopilot_update_interval); at least CS_AUTOPILOT_SAMPLE_MS. */
 void cs_autopilot_set_update_interval(unsigned ms);
 /* The configuration changed in storage: reload at the next tick. */
 void cs_autopilot_config_changed(void);
 /* sys/storage/raft/autopilot/state's data object (names read through txn). NULL when
  * not active. New object. */
-cJSON *cs_autopilot_state_json(struct cs_core *core, struct cs_txn *txn);
+cJSON *cs_autopilot_state_json(const struct cs_autopilot_env *env, struct cs_txn *txn);
 
 enum cs_ap_change_kind {
 	CS_AP_REMOVE,  /* marker, wait, raft_remove, delete the member record */
@@ -196,10 +218,10 @@ typedef void (*cs_ap_change_cb)(void *ctx, int status, const char *errmsg);
  * errmsg, and never calls cb. A server already in the wanted role succeeds after the
  * record write. Loop thread.
  */
-int cs_autopilot_change(struct cs_core *core, enum cs_ap_change_kind kind, raft_id id,
+int cs_autopilot_change(const struct cs_autopilot_env *env, enum cs_ap_change_kind kind, raft_id id,
 			const char *node_id, cs_ap_change_cb cb, void *ctx, char *errmsg,
 			size_t errlen);
 /* Whether a membership change (ours or raft's) is pending. */
-bool cs_autopilot_change_busy(struct cs_core *core);
+bool cs_autopilot_change_busy(const struct cs_autopilot_env *env);
 
 #endif

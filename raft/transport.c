@@ -49,7 +49,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 #include "storage/cluster_tls.h"
 
 #define PREAMBLE_LEN    24  /* u64 protocol, u64 id, u64 address length */

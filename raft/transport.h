@@ -9,7 +9,7 @@
  *   outbound (raft's connect): TCP connect → TLS as client, ALPN "custos-raft", server
  *     name "node-<peer id>" checked against its certificate → raft's handshake (protocol
  *     1, our id, our address) sent inside TLS → one ack byte 0x01 → bridge → connect cb.
- *   inbound: the cluster listener (server/cluster.h) does TLS + ALPN and hands the
+ *   inbound: the cluster listener (raft/cluster.h) does TLS + ALPN and hands the
  *     connection to cs_transport_accept → raft's handshake read (protocol 1, address
  *     length a multiple of 8 and <= 256, NUL-terminated) → the peer certificate must
  *     carry "node-<claimed id>" (and, with require_ip_san, the address's IP) and the
@@ -89,7 +89,7 @@ void cs_transport_free(struct raft_uv_transport *t);
 /*
  * The cluster listener's CS_ALPN_RAFT handler (a cs_cluster_handler_fn with ctx = the
  * struct raft_uv_transport *). Takes ownership of `ssl` and `tcp` as described in
- * server/cluster.h. Before raft listens or after close started, the connection is
+ * raft/cluster.h. Before raft listens or after close started, the connection is
  * released at once. Never calls back synchronously into the listener.
  */
 void cs_transport_accept(void *t, SSL *ssl, uv_tcp_t *tcp);

@@ -55,6 +55,14 @@ build_tree() { # build_tree DIR [meson setup options...]
     meson compile -C "$dir" 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\] ' ; return "${PIPESTATUS[0]}"
 }
 
+# ---- layer map: no #include up the order or sideways between backends (issue 10) ---------
+say "layer check (scripts/check-layers.py)"
+if "$PY" scripts/check-layers.py; then
+    PASSED=$((PASSED + 1))
+else
+    failure "scripts/check-layers.py: an #include breaks the layer map"
+fi
+
 say "building build/"
 if ! build_tree build; then
     failure "build (meson setup/compile build)"

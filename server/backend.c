@@ -13,7 +13,6 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
-#include "server/router.h"
 
 const char *cs_op_name(enum cs_op op)
 {
@@ -542,7 +541,7 @@ void cs_req_set_data(struct cs_request *req, cJSON *data)
 
 static char *view_key(const struct cs_request *req, const char *key)
 {
-	const char *prefix = req->mount ? req->mount->storage_prefix : "";
+	const char *prefix = cs_req_storage_prefix(req);
 	size_t pl = strlen(prefix), kl = strlen(key);
 	char *k = malloc(pl + kl + 1);
 	if (!k)

@@ -280,6 +280,32 @@ void cs_req_warn(struct cs_request *req, const char *fmt, ...)
 /* Set the response data (takes ownership). */
 void cs_req_set_data(struct cs_request *req, cJSON *data);
 
+/* What a backend knows of its mount and client (server/backend_env.c), so that it needs
+ * no other header of server/. */
+/* The mount's routing path ("secret/", "auth/approle/"), or NULL without a mount. */
+const char *cs_req_mount_path(const struct cs_request *req);
+/* The mount's storage prefix ("logical/<uuid>/"), or "" without a mount. */
+const char *cs_req_storage_prefix(const struct cs_request *req);
+/* The mount's default and maximum lease TTL in seconds: its own tuning, else the
+ * server's (config default_lease_ttl / max_lease_ttl, else 32 days). */
+int64_t cs_req_default_ttl(const struct cs_request *req);
+int64_t cs_req_max_ttl(const struct cs_request *req);
+/* The client's "addr:port", or "" for an internal request. */
+const char *cs_req_remote_addr(const struct cs_request *req);
+/* For auth methods (login): have the token store create an orphan token from `params`
+ * (the fields of auth/token/create plus "path") in req->txn and fill req->resp_auth.
+ * CS_EINTERNAL with a message when no token store is registered. */
+int cs_req_issue_token(struct cs_request *req, const cJSON *params);
+/* The storage prefix of the mount at `mount_path` ("cubbyhole/"), or NULL if none. */
+const char *cs_backend_mount_prefix(struct cs_core *core, const char *mount_path);
+/*
+ * Required mounts (Vault's "cubbyhole/"): every cluster has them, they cannot be
+ * disabled, and nobody else may mount at their path. The owning module registers one at
+ * start-up (the strings must be static); server/sys.c adds the missing ones at init and
+ * unseal (cs_sys_add_required_mounts).
+ */
+void cs_sys_require_mount(const char *path, const char *type, const char *description);
+
 /*
  * Storage under the mount's prefix ("logical/<uuid>/" for engines, "auth/<uuid>/" for
  * auth methods): the key is relative to the mount, values go through the barrier.
@@ -301,6 +327,73 @@ bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const 
  * Returns the handler's code (or CS_EUNSUPPORTED / CS_EINVAL from validation).
  */
 int cs_backend_dispatch(struct cs_request *req);
+
+/*
+ * The token store and the expiration manager as the core sees them: one interface each,
+ * registered once at start-up by their module (auth/), so that server/ never includes
+ * auth/ and auth/ needs nothing of server/ but this header.
+ */
+/* Token store hook: look the token up in `txn`; *entry is a new cJSON object owned by
+ * the caller, or NULL when the token does not exist / expired. Returns 0 or an error. */
+typedef int (*cs_token_lookup_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
+				  cJSON **entry);
+/* Token store hook: create a root token (id given or random) inside `txn` at init. The
+ * token string is written to `out` (NUL-terminated, <= 128 bytes). */
+typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn, const char *id,
+				       char *out, size_t outlen);
+
+/* Token store hook, called by authorize() right after a successful lookup, inside the
+ * request's transaction: account for one use of a limited-use token (num_uses). May
+ * modify `entry` (the request's copy). Returns 0 or an error (the request fails). */
+/* `remote` is the client's "addr:port", or NULL for internal requests. */
+typedef int (*cs_token_use_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
+			       cJSON *entry, const char *remote);
+/* Token store hook: whether the token `entry` may be used from `remote` ("addr:port"; its
+ * token_bound_cidrs), without spending a use. Checks a token sent to an unauthenticated
+ * path that looks at it (CS_PATH_OPT_TOKEN), where Vault validates but never counts. */
+typedef bool (*cs_token_bound_ok_fn)(const cJSON *entry, const char *remote);
+/* Token store hook, called after a successful handler, before the commit, in the same
+ * transaction: revokes a token whose last use this request was (Vault semantics). */
+typedef int (*cs_token_after_fn)(struct cs_request *req);
+/* Token store hook for auth methods (login): create an orphan token from `params` (the
+ * fields of auth/token/create plus "path", e.g. "auth/userpass/login/bob") in req->txn and
+ * fill req->resp_auth (the envelope's "auth" block). `params` stays owned by the caller. */
+typedef int (*cs_token_issue_fn)(struct cs_request *req, const cJSON *params);
+/* Expiration manager hook: the node became active (start, load leases) or stopped being
+ * active (stop timers, drop state). Runs on the loop thread. */
+typedef void (*cs_expire_active_fn)(struct cs_core *core, bool active);
+
+struct cs_token_store {
+	cs_token_lookup_fn lookup;
+	cs_token_create_root_fn create_root;
+	cs_token_use_fn use;           /* optional */
+	cs_token_after_fn after;       /* optional */
+	cs_token_issue_fn issue;       /* optional, for auth methods */
+	cs_token_bound_ok_fn bound_ok; /* optional: bound CIDRs on CS_PATH_OPT_TOKEN paths */
+};
+void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *ts);
+
+struct cs_expiration {
+	cs_expire_active_fn active; /* optional */
+	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
+	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
+};
+void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex);
+
+/* What the expiration manager reads of the core (server/backend_env.c). */
+uv_loop_t *cs_core_loop(struct cs_core *core);
+struct cs_storage *cs_core_storage(struct cs_core *core);
+/* The barrier keyring, NULL while sealed. */
+const struct cs_keyring *cs_core_keyring(const struct cs_core *core);
+/* The active node: the leader whose election barrier applied. */
+bool cs_core_is_active(const struct cs_core *core);
+bool cs_core_shutting_down(const struct cs_core *core);
+/* The server-wide maximum lease TTL in seconds (config max_lease_ttl, else 32 days). */
+int64_t cs_core_sys_max_ttl(const struct cs_core *core);
+
+/* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
+ * request, from the module that owns them (server/sys.c). The rows are copied. */
+void cs_sys_add_paths(const struct cs_path *paths, size_t n);
 
 /* Registry of backend types, filled at start-up by main(). */
 void cs_backend_register(const struct cs_backend *b);

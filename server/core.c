@@ -30,7 +30,6 @@
 #include "server/seal.h"
 #include "server/sys.h"
 #include "server/wrap.h"
-#include "audit/audit.h"
 
 /* How long a request may wait for the node to become active after start-up/unseal. */
 #define WAIT_ACTIVE_MS 10000
@@ -40,11 +39,21 @@
 static void run(struct cs_request *req);
 static void suspend(struct cs_request *req);
 
+/* The audit broker (audit/), registered once at start-up: the core never includes audit/.
+ * Without one nothing is audited. */
+static const struct cs_core_audit *audit_broker;
+
+void cs_core_set_audit(const struct cs_core_audit *broker)
+{
+	audit_broker = broker;
+}
+
 /* ---------------------------------------------------------------- responses */
 
 static void req_free(struct cs_request *req)
 {
-	cs_audit_discard(req);
+	if (audit_broker)
+		audit_broker->discard(req);
 	if (req->txn_open)
 		cs_txn_abort(&req->txn);
 	for (int i = 0; i < req->n_caps; i++)
@@ -81,7 +90,8 @@ static void finish_error(struct cs_request *req, int code)
 			msg = cs_strerror(code);
 		body = cs_response_errors(msg, &len);
 	}
-	cs_audit_response(req, &status, &body, &len); /* may turn it into a 500 */
+	if (audit_broker) /* may turn it into a 500 */
+		audit_broker->response(req, &status, &body, &len);
 	if (req->http)
 		cs_http_respond_json(req->http, status, body, len);
 	cs_zero(body, len); /* KV v2 error envelopes carry data */
@@ -106,7 +116,8 @@ static void finish(struct cs_request *req)
 	} else if (!status) {
 		status = 204;
 	}
-	cs_audit_response(req, &status, &body, &len); /* may turn it into a 500 */
+	if (audit_broker) /* may turn it into a 500 */
+		audit_broker->response(req, &status, &body, &len);
 	if (req->http) {
 		if (body)
 			cs_http_respond_json(req->http, status, body, len);
@@ -249,10 +260,10 @@ void cs_core_on_active(void *ctx, bool active)
 		cs_warn("core: no longer the active node");
 		cs_backend_reset_all();
 	}
-	if (core->expire_active)
-		core->expire_active(core, active);
+	if (core->expire.active)
+		core->expire.active(core, active);
 	cs_ha_on_active(core, active);
-	cs_autopilot_set_active(core, active);
+	cs_autopilot_set_active(&core->autopilot, active);
 }
 
 /* ---------------------------------------------------------------- commit */
@@ -316,10 +327,10 @@ static int authorize(struct cs_request *req)
 	 * that is expired or refused by its token_bound_cidrs never reveals more. */
 	if ((flags & CS_PATH_UNAUTH) && !(has_token && (flags & CS_PATH_OPT_TOKEN)))
 		return 0;
-	if (!has_token || !core->token_lookup)
+	if (!has_token || !core->tokens.lookup)
 		return cs_req_error(req, CS_EPERM, "permission denied");
 	cJSON *entry = NULL;
-	int rc = core->token_lookup(core, &req->txn, req->client_token, &entry);
+	int rc = core->tokens.lookup(core, &req->txn, req->client_token, &entry);
 	if (rc)
 		return rc;
 	if (!entry)
@@ -329,10 +340,10 @@ static int authorize(struct cs_request *req)
 	if (flags & CS_PATH_UNAUTH) {
 		/* CS_PATH_OPT_TOKEN: checked, not counted (as Vault, whose UI preflight leaves a
 		 * limited-use token's uses alone). */
-		if (core->token_bound_ok && !core->token_bound_ok(entry, remote))
+		if (core->tokens.bound_ok && !core->tokens.bound_ok(entry, remote))
 			return cs_req_error(req, CS_EPERM, "permission denied");
-	} else if (core->token_use &&
-		   (rc = core->token_use(core, &req->txn, req->client_token, entry, remote))) {
+	} else if (core->tokens.use &&
+		   (rc = core->tokens.use(core, &req->txn, req->client_token, entry, remote))) {
 		/* Limited-use tokens: one use is spent in this request's transaction. */
 		return rc;
 	}
@@ -410,7 +421,8 @@ static void run(struct cs_request *req)
 	cs_txn_begin(&req->txn, &core->st, core->kr);
 	req->txn_open = true;
 	int rc = authorize(req);
-	rc = cs_audit_request(req, rc); /* request entry; fails closed */
+	if (audit_broker) /* request entry; fails closed */
+		rc = audit_broker->request(req, rc);
 	if (!rc && req->no_route == 1)
 		rc = cs_req_error(req, CS_ENOTFOUND,
 				  "no handler for route \"%s\". route entry not found.", req->path);
@@ -422,8 +434,8 @@ static void run(struct cs_request *req)
 		suspend(req);
 		return;
 	}
-	if (!rc && req->token_entry && core->token_after)
-		rc = core->token_after(req);
+	if (!rc && req->token_entry && core->tokens.after)
+		rc = core->tokens.after(req);
 	if (rc == CS_ENOTACTIVE && core->raft_started && !core->shutting_down &&
 	    !(req->errmsg && req->status)) {
 		/* The handler needs the active node (sys/init right after bootstrap). */
@@ -534,8 +546,8 @@ static void async_resume(struct cs_async *a, int rc)
 		suspend(req);
 		return;
 	}
-	if (!rc && req->token_entry && core->token_after)
-		rc = core->token_after(req);
+	if (!rc && req->token_entry && core->tokens.after)
+		rc = core->tokens.after(req);
 	if (rc)
 		finish_error(req, rc);
 	else
@@ -786,10 +798,29 @@ int64_t cs_core_max_ttl(const struct cs_core *core, const struct cs_mount *m)
 	return core->cfg->max_lease_ttl > 0 ? core->cfg->max_lease_ttl : CS_DEFAULT_LEASE_TTL;
 }
 
+static const struct cs_keyring *autopilot_keyring(void *ctx)
+{
+	return ((struct cs_core *)ctx)->kr;
+}
+
+static bool autopilot_is_active(void *ctx)
+{
+	return ((struct cs_core *)ctx)->active;
+}
+
 int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 {
 	core->loop = loop;
 	core->cfg = cfg;
+	core->autopilot = (struct cs_autopilot_env){
+	    .loop = loop,
+	    .node = &core->node,
+	    .st = &core->st,
+	    .node_id = cfg->node_id,
+	    .keyring = autopilot_keyring,
+	    .is_active = autopilot_is_active,
+	    .ctx = core,
+	};
 	cs_router_init(&core->router);
 	uv_timer_init(loop, &core->wait_timer);
 	snprintf(core->data_dir, sizeof core->data_dir, "%s", cfg->storage_path);
@@ -916,8 +947,8 @@ int cs_core_admit(struct cs_core *core, struct cs_http_req *h, char **body, size
 			rc = cs_backend_acl(req);
 		else if (!rc && req->no_route)
 			rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
-		if (rc)
-			rc = cs_audit_request(req, rc); /* a refusal is logged like any other */
+		if (rc && audit_broker) /* a refusal is logged like any other */
+			rc = audit_broker->request(req, rc);
 	}
 	int status = 0;
 	*body = NULL;

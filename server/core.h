@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "raft/autopilot.h"
 #include "raft/node.h"
 #include "server/backend.h"
 #include "server/config.h"
@@ -29,35 +30,18 @@
 
 #define CS_MAX_SHARES 255
 
-/* Token store hook: look the token up in `txn`; *entry is a new cJSON object owned by
- * the caller, or NULL when the token does not exist / expired. Returns 0 or an error. */
-typedef int (*cs_token_lookup_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
-				  cJSON **entry);
-/* Token store hook: create a root token (id given or random) inside `txn` at init. The
- * token string is written to `out` (NUL-terminated, <= 128 bytes). */
-typedef int (*cs_token_create_root_fn)(struct cs_core *core, struct cs_txn *txn, const char *id,
-				       char *out, size_t outlen);
-
-/* Token store hook, called by authorize() right after a successful lookup, inside the
- * request's transaction: account for one use of a limited-use token (num_uses). May
- * modify `entry` (the request's copy). Returns 0 or an error (the request fails). */
-/* `remote` is the client's "addr:port", or NULL for internal requests. */
-typedef int (*cs_token_use_fn)(struct cs_core *core, struct cs_txn *txn, const char *token,
-			       cJSON *entry, const char *remote);
-/* Token store hook: whether the token `entry` may be used from `remote` ("addr:port"; its
- * token_bound_cidrs), without spending a use. Checks a token sent to an unauthenticated
- * path that looks at it (CS_PATH_OPT_TOKEN), where Vault validates but never counts. */
-typedef bool (*cs_token_bound_ok_fn)(const cJSON *entry, const char *remote);
-/* Token store hook, called after a successful handler, before the commit, in the same
- * transaction: revokes a token whose last use this request was (Vault semantics). */
-typedef int (*cs_token_after_fn)(struct cs_request *req);
-/* Token store hook for auth methods (login): create an orphan token from `params` (the
- * fields of auth/token/create plus "path", e.g. "auth/userpass/login/bob") in req->txn and
- * fill req->resp_auth (the envelope's "auth" block). `params` stays owned by the caller. */
-typedef int (*cs_token_issue_fn)(struct cs_request *req, const cJSON *params);
-/* Expiration manager hook: the node became active (start, load leases) or stopped being
- * active (stop timers, drop state). Runs on the loop thread. */
-typedef void (*cs_expire_active_fn)(struct cs_core *core, bool active);
+/*
+ * The audit broker as the core sees it: audit/ registers one at start-up with
+ * cs_core_set_audit (before any request), so the core never includes audit/. Without one
+ * nothing is audited. The hooks are audit/audit.h's cs_audit_request, _response and
+ * _discard; see there for what each does.
+ */
+struct cs_core_audit {
+	int (*request)(struct cs_request *req, int rc);
+	void (*response)(struct cs_request *req, int *status, char **body, size_t *len);
+	void (*discard)(struct cs_request *req);
+};
+void cs_core_set_audit(const struct cs_core_audit *broker);
 
 struct cs_seal_state {
 	int shares; /* seal config: secret_shares (0 when uninitialised) */
@@ -79,6 +63,7 @@ struct cs_core {
 	char data_dir[4096];
 	struct cs_storage st;
 	struct cs_raft_node node;
+	struct cs_autopilot_env autopilot; /* what raft/autopilot.c sees of the core */
 	bool raft_started;
 	bool active; /* leader whose election barrier applied */
 	bool initialized;
@@ -93,16 +78,8 @@ struct cs_core {
 	uv_timer_t wait_timer;
 	struct cs_http_listener *listeners[CS_MAX_LISTENERS];
 	int n_listeners;
-	cs_token_lookup_fn token_lookup;
-	cs_token_create_root_fn token_create_root;
-	cs_token_use_fn token_use;         /* optional */
-	cs_token_after_fn token_after;     /* optional */
-	cs_token_issue_fn token_issue;     /* optional, for auth methods */
-	cs_expire_active_fn expire_active; /* optional */
-	/* optional: a sent token's bound CIDRs on CS_PATH_OPT_TOKEN paths */
-	cs_token_bound_ok_fn token_bound_ok;
-	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
-	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
+	struct cs_token_store tokens; /* registered by auth/token.c (server/backend.h) */
+	struct cs_expiration expire;  /* registered by auth/expire.c (server/backend.h) */
 	bool shutting_down;
 	/* -dev bootstrap */
 	cs_core_done_cb dev_cb;

@@ -44,7 +44,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 #include "storage/cluster_tls.h"
 
 #define IDLE_MS          60000u      /* under the active node's 5 min keep-alive */

@@ -142,7 +142,7 @@ static int attempt_cancel(struct cs_request *req)
 static int mint_root(struct cs_request *req, char *out, size_t outlen)
 {
 	struct cs_core *core = req->core;
-	if (!core->token_issue)
+	if (!core->tokens.issue)
 		return cs_req_error(req, CS_EINTERNAL, "no token store");
 	cJSON *p = cJSON_CreateObject();
 	cJSON *pol = cJSON_AddArrayToObject(p, "policies");
@@ -151,7 +151,7 @@ static int mint_root(struct cs_request *req, char *out, size_t outlen)
 	cJSON_AddStringToObject(p, "display_name", "root");
 	cJSON_AddStringToObject(p, "path", "auth/token/root");
 	cJSON_AddBoolToObject(p, "renewable", false);
-	int rc = core->token_issue(req, p);
+	int rc = core->tokens.issue(req, p);
 	cJSON_Delete(p);
 	const cJSON *ct = cJSON_GetObjectItemCaseSensitive(req->resp_auth, "client_token");
 	if (!rc && (!cJSON_IsString(ct) || strlen(ct->valuestring) >= outlen))

@@ -22,7 +22,7 @@
 #include "lib/util.h"
 #include "raft/autopilot.h"
 #include "raft/transport.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 #include "server/core.h"
 #include "server/forward.h"
 #include "server/http.h"
@@ -1250,9 +1250,9 @@ static void tick_cb(uv_timer_t *t)
 		/* Leases and tokens of the restored state: rebuild the expiration heap
 		 * outside the FSM callback (it may commit). */
 		ha->restore_reload = false;
-		if (core->active && core->expire_active) {
-			core->expire_active(core, false);
-			core->expire_active(core, true);
+		if (core->active && core->expire.active) {
+			core->expire.active(core, false);
+			core->expire.active(core, true);
 		}
 	}
 	if (ha->running && !ha->advertised)
@@ -2005,7 +2005,8 @@ static cJSON *peers_json(struct cs_core *core, struct cs_txn *txn)
 	const struct raft_configuration *conf = &core->node.raft.configuration;
 	for (unsigned i = 0; i < conf->n; i++) {
 		char name[CS_AUTOPILOT_NODE_ID_MAX];
-		cs_autopilot_server_name(core, txn, conf->servers[i].id, name, sizeof name);
+		cs_autopilot_server_name(&core->autopilot, txn, conf->servers[i].id, name,
+					 sizeof name);
 		peer_add(a, name, conf->servers[i].id, conf->servers[i].address);
 	}
 	return a;
@@ -2181,7 +2182,7 @@ static int ha_status_read(struct cs_request *req)
 		struct cs_autopilot_member m = {0};
 		cs_autopilot_member_get(&req->txn, s->id, &m);
 		char name[CS_AUTOPILOT_NODE_ID_MAX];
-		cs_autopilot_server_name(core, &req->txn, s->id, name, sizeof name);
+		cs_autopilot_server_name(&core->autopilot, &req->txn, s->id, name, sizeof name);
 		bool self = s->id == core->node.id;
 		bool recent = self;
 		if (!self && core->node.raft.state == RAFT_LEADER &&

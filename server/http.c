@@ -88,7 +88,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 #include "server/spool.h"
 
 #define IDLE_TIMEOUT_MS    (5u * 60 * 1000)

@@ -23,7 +23,7 @@
  *
  * Two more ways in and out:
  * - Adopted connections: a listener made with cs_http_adopt_listener has no socket; the
- *   cluster port (server/cluster.h) hands it mutual-TLS connections of ALPN
+ *   cluster port (raft/cluster.h) hands it mutual-TLS connections of ALPN
  *   custos-forward through cs_http_adopt. Their requests carry `forwarded = true` and
  *   take remote_addr from X-Custos-Forwarded-For (a header trusted nowhere else).
  * - Big bodies: requests chosen by cs_http_set_spool get their body in an unlinked temp

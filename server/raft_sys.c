@@ -77,7 +77,7 @@ static int resolve(struct cs_request *req, struct raft *r, const char *server_id
 	for (unsigned i = 0; i < r->configuration.n; i++) {
 		raft_id sid = r->configuration.servers[i].id;
 		char nm[CS_AUTOPILOT_NODE_ID_MAX];
-		cs_autopilot_server_name(req->core, &req->txn, sid, nm, sizeof nm);
+		cs_autopilot_server_name(&req->core->autopilot, &req->txn, sid, nm, sizeof nm);
 		snprintf(dec, sizeof dec, "%llu", (unsigned long long)sid);
 		if (strcmp(nm, server_id) == 0) {
 			*id = sid;
@@ -121,7 +121,8 @@ static int start_change(struct cs_request *req, enum cs_ap_change_kind kind)
 	if (!job)
 		abort();
 	job->async.resume = change_resume;
-	rc = cs_autopilot_change(req->core, kind, id, name, change_done, job, err, sizeof err);
+	rc = cs_autopilot_change(&req->core->autopilot, kind, id, name, change_done, job, err,
+				 sizeof err);
 	if (rc) {
 		free(job); /* the callback will never run */
 		return cs_req_error(req, rc, "%s", err);
@@ -155,7 +156,8 @@ static int h_configuration(struct cs_request *req)
 	for (unsigned i = 0; i < r->configuration.n; i++) {
 		const struct raft_server *s = &r->configuration.servers[i];
 		char name[CS_AUTOPILOT_NODE_ID_MAX];
-		cs_autopilot_server_name(req->core, &req->txn, s->id, name, sizeof name);
+		cs_autopilot_server_name(&req->core->autopilot, &req->txn, s->id, name,
+					 sizeof name);
 		cJSON *o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "node_id", name);
 		cJSON_AddStringToObject(o, "address", s->address ? s->address : "");
@@ -178,7 +180,7 @@ static int h_configuration(struct cs_request *req)
 
 static int h_autopilot_state(struct cs_request *req)
 {
-	cJSON *state = cs_autopilot_state_json(req->core, &req->txn);
+	cJSON *state = cs_autopilot_state_json(&req->core->autopilot, &req->txn);
 	if (!state)
 		return cs_req_error(req, CS_ENOTACTIVE, "autopilot is not running on this node");
 	cs_req_set_data(req, state);

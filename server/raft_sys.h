@@ -28,7 +28,7 @@
 struct cs_core;
 
 /* Register the sys/storage/raft/ membership and autopilot paths. Call once at start-up,
- * before any request (main.c). The core's on_active hook must call
+ * before any request (cmd/main.c). The core's on_active hook must call
  * cs_autopilot_set_active (raft/autopilot.h). */
 void cs_raft_sys_register(struct cs_core *core);
 

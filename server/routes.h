@@ -3,7 +3,7 @@
  * `custos server -list-unauthenticated` (text): every row of every registered backend
  * and of every variant a mount can select (kv version 2), with its operations, flags and
  * a sample path that routes to that very row. No server runs and nothing is stored: the
- * tables are static, filled by the module registrations in server/main.c.
+ * tables are static, filled by the module registrations in cmd/main.c.
  *
  * The route x token matrix test (tests/e2e/test_route_matrix.py) is generated from this
  * listing, so a new row is checked by the ACL test the day it is added.

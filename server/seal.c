@@ -345,8 +345,8 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 		core->router = saved_router;
 	}
 	char root[160] = "";
-	if (!rc && core->token_create_root)
-		rc = core->token_create_root(core, txn, p->root_token_id, root, sizeof root);
+	if (!rc && core->tokens.create_root)
+		rc = core->tokens.create_root(core, txn, p->root_token_id, root, sizeof root);
 	txn->kr = saved;
 	/* Again, now that it counted the encryptions above (storage/barrier.h). */
 	if (!rc)

@@ -645,7 +645,7 @@ static int mount_disable(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "cannot unmount \"%s\"", m->path);
 	/* As Vault: the mount's leases and the tokens issued through it go with it, in the
 	 * same transaction as the data and the table change. */
-	int rc = core->revoke_prefix ? core->revoke_prefix(req, m->path) : 0;
+	int rc = core->expire.revoke_prefix ? core->expire.revoke_prefix(req, m->path) : 0;
 	if (rc)
 		return rc;
 	/* Delete the mount's data in the same transaction as the table change. */

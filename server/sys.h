@@ -11,9 +11,7 @@
 
 extern struct cs_backend cs_sys_backend;
 
-/* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
- * request, from the module that owns them. The rows are copied. */
-void cs_sys_add_paths(const struct cs_path *paths, size_t n);
+/* cs_sys_add_paths: server/backend.h. */
 
 /* The sys/ mount (created on first use). */
 struct cs_mount *cs_sys_mount(struct cs_core *core);
@@ -25,16 +23,13 @@ int cs_sys_mount_add(struct cs_core *core, struct cs_txn *txn, const char *path,
 		     const char *description, const cJSON *config, const cJSON *options,
 		     bool is_auth, char *errmsg, size_t errlen);
 /*
- * Required mounts (Vault's "cubbyhole/"): every cluster has them, they cannot be
- * disabled, and nobody else may mount at their path. The owning module registers one at
- * start-up (the strings must be static). cs_sys_add_required_mounts adds those missing
- * from core->router: at init (txn given: the tables are persisted into it) and after the
+ * Required mounts (cs_sys_require_mount, server/backend.h). cs_sys_add_required_mounts adds those
+ * missing from core->router: at init (txn given: the tables are persisted into it) and after the
  * tables were loaded at unseal (txn NULL: in memory only, for data dirs older than the
  * module; the uuid and accessor are derived from the cluster id and path so that every
  * node and every restart agrees on the storage prefix, and the row is persisted with the
  * next mount-table write).
  */
-void cs_sys_require_mount(const char *path, const char *type, const char *description);
 int cs_sys_add_required_mounts(struct cs_core *core, struct cs_txn *txn);
 /* Whether `mount_path` ("cubbyhole/") is a required mount. */
 bool cs_sys_mount_required(const char *mount_path);

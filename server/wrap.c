@@ -1,7 +1,7 @@
 /*
  * Response wrapping (see wrap.h).
  *
- * The wrapping token is made by the token store (core->token_issue) inside the request's
+ * The wrapping token is made by the token store (core->tokens.issue) inside the request's
  * transaction, so a failed commit leaves neither the token nor the stored response
  * behind. The stored response is written straight into the cubbyhole mount's view rather
  * than through a nested request: the layout is the one engines/cubbyhole.c reads
@@ -143,7 +143,7 @@ static int wrap_payload(struct cs_request *req, const char *response, int64_t tt
 {
 	struct cs_core *core = req->core;
 	*info = NULL;
-	if (!core->token_issue)
+	if (!core->tokens.issue)
 		return cs_req_error(req, CS_EINTERNAL, "response wrapping is not available");
 	cJSON *params = cJSON_CreateObject();
 	cJSON *pol = cJSON_AddArrayToObject(params, "policies");
@@ -159,7 +159,7 @@ static int wrap_payload(struct cs_request *req, const char *response, int64_t tt
 	cJSON *saved_auth = req->resp_auth, *saved_warn = req->warnings;
 	req->resp_auth = NULL;
 	req->warnings = NULL;
-	int rc = core->token_issue(req, params);
+	int rc = core->tokens.issue(req, params);
 	cJSON_Delete(params);
 	cJSON *auth = req->resp_auth;
 	cJSON_Delete(req->warnings);
@@ -239,10 +239,10 @@ static int wrapping_token(struct cs_request *req, const char **token, cJSON **en
 	*token = cs_req_str(req, "token", NULL);
 	if (!*token || !**token)
 		*token = req->client_token;
-	if (!*token || !**token || !core->token_lookup)
+	if (!*token || !**token || !core->tokens.lookup)
 		return cs_req_error(req, CS_EINVAL, CS_WRAP_INVALID_MSG);
 	cJSON *e = NULL;
-	int rc = core->token_lookup(core, &req->txn, *token, &e);
+	int rc = core->tokens.lookup(core, &req->txn, *token, &e);
 	if (rc)
 		return rc;
 	const cJSON *pol = cJSON_GetObjectItemCaseSensitive(e, "policies");

@@ -34,7 +34,7 @@
 
 #include "lib/err.h"
 #include "lib/util.h"
-#include "storage/txn.h"
+#include "storage/entry.h"
 
 #define META_APPLIED     "applied"
 #define META_DIGEST      "digest"

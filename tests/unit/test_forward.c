@@ -31,7 +31,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 #include "server/forward.h"
 #include "server/http.h"
 #include "storage/cluster_tls.h"

@@ -31,7 +31,7 @@
 #include "lib/util.h"
 #include "raft/node.h"
 #include "raft/transport.h"
-#include "server/cluster.h"
+#include "raft/cluster.h"
 #include "storage/cluster_tls.h"
 #include "storage/txn.h"
 #include "tests/unit/fixtures.h"

@@ -28,7 +28,7 @@
 #include "lib/log.h"
 #include "lib/secmem.h"
 #include "lib/util.h"
-#include "policy/store.h"
+#include "server/policy_sys.h"
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/raft_sys.h"
@@ -168,8 +168,6 @@ static void register_modules(struct cs_core *core)
 	cs_ha_register();
 	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
 	cs_raft_sys_register(core);
-	core->token_lookup = cs_token_lookup;
-	core->token_create_root = cs_token_create_root;
 }
 
 /* Registrations that need core->data_dir (cs_core_init sets it). */

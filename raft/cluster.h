@@ -23,8 +23,8 @@
  * the connection is closed and counted in `rejected`; nothing reaches a handler. Errors
  * are logged at debug level (peers retry; a flood must not flood the log).
  */
-#ifndef CS_SERVER_CLUSTER_H
-#define CS_SERVER_CLUSTER_H
+#ifndef CS_RAFT_CLUSTER_H
+#define CS_RAFT_CLUSTER_H
 
 #include <openssl/ssl.h>
 #include <stddef.h>

@@ -20,7 +20,7 @@
  * timer; the listener owns its server handle and frees itself when that and every
  * hconn have closed.
  */
-#include "server/cluster.h"
+#include "raft/cluster.h"
 
 #include <openssl/err.h>
 #include <stdio.h>

@@ -1,0 +1,90 @@
+/*
+ * What a backend may know of its mount, its client and the core, as functions declared in
+ * server/backend.h: so that engines and auth methods include nothing else from server/
+ * (issue 10 §1; scripts/check-layers.py enforces it) and the core's structs can change
+ * without touching a backend.
+ */
+#include "server/backend.h"
+
+#include "lib/err.h"
+#include "server/core.h"
+#include "server/http.h"
+#include "server/router.h"
+
+const char *cs_req_mount_path(const struct cs_request *req)
+{
+	return req->mount ? req->mount->path : NULL;
+}
+
+const char *cs_req_storage_prefix(const struct cs_request *req)
+{
+	return req->mount ? req->mount->storage_prefix : "";
+}
+
+int64_t cs_req_default_ttl(const struct cs_request *req)
+{
+	return cs_core_default_ttl(req->core, req->mount);
+}
+
+int64_t cs_req_max_ttl(const struct cs_request *req)
+{
+	return cs_core_max_ttl(req->core, req->mount);
+}
+
+const char *cs_req_remote_addr(const struct cs_request *req)
+{
+	return req->http ? req->http->remote_addr : "";
+}
+
+int cs_req_issue_token(struct cs_request *req, const cJSON *params)
+{
+	if (!req->core || !req->core->tokens.issue)
+		return cs_req_error(req, CS_EINTERNAL, "no token store to issue a token");
+	return req->core->tokens.issue(req, params);
+}
+
+const char *cs_backend_mount_prefix(struct cs_core *core, const char *mount_path)
+{
+	const struct cs_mount *m = core ? cs_router_get(&core->router, mount_path) : NULL;
+	return m ? m->storage_prefix : NULL;
+}
+
+void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *ts)
+{
+	core->tokens = *ts;
+}
+
+void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex)
+{
+	core->expire = *ex;
+}
+
+uv_loop_t *cs_core_loop(struct cs_core *core)
+{
+	return core->loop;
+}
+
+struct cs_storage *cs_core_storage(struct cs_core *core)
+{
+	return &core->st;
+}
+
+const struct cs_keyring *cs_core_keyring(const struct cs_core *core)
+{
+	return core->kr;
+}
+
+bool cs_core_is_active(const struct cs_core *core)
+{
+	return core->active;
+}
+
+bool cs_core_shutting_down(const struct cs_core *core)
+{
+	return core->shutting_down;
+}
+
+int64_t cs_core_sys_max_ttl(const struct cs_core *core)
+{
+	return cs_core_max_ttl(core, NULL);
+}
