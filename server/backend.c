@@ -4,6 +4,7 @@
  */
 #include "server/backend.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -218,6 +219,12 @@ bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const 
 
 /* ------------------------------------------------------------------ fields */
 
+/* Whether a JSON number converts to int64_t without undefined behaviour (issue 9, 1.9). */
+static bool fits_i64(double d)
+{
+	return d >= -9223372036854775808.0 && d < 9223372036854775808.0;
+}
+
 static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 {
 	char buf[64];
@@ -232,7 +239,8 @@ static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 		if (cJSON_IsString(v))
 			return 0;
 		if (cJSON_IsNumber(v)) {
-			if (v->valuedouble == (double)(int64_t)v->valuedouble)
+			if (fits_i64(v->valuedouble) &&
+			    v->valuedouble == (double)(int64_t)v->valuedouble)
 				snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
 			else
 				snprintf(buf, sizeof buf, "%g", v->valuedouble);
@@ -248,12 +256,14 @@ static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 		}
 		break;
 	case CS_FIELD_INT:
-		if (cJSON_IsNumber(v) && v->valuedouble == (double)(int64_t)v->valuedouble)
+		if (cJSON_IsNumber(v) && fits_i64(v->valuedouble) &&
+		    v->valuedouble == (double)(int64_t)v->valuedouble)
 			return 0;
 		if (cJSON_IsString(v)) {
 			char *end;
+			errno = 0;
 			long long n = strtoll(v->valuestring, &end, 10);
-			if (*v->valuestring && *end == '\0') {
+			if (*v->valuestring && *end == '\0' && errno != ERANGE) {
 				cJSON_ReplaceItemInObjectCaseSensitive(
 				    req->data, f->name, cJSON_CreateNumber((double)n));
 				return 0;
@@ -279,7 +289,7 @@ static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 		break;
 	case CS_FIELD_DURATION: {
 		int64_t secs;
-		if (cJSON_IsNumber(v) && v->valuedouble >= 0) {
+		if (cJSON_IsNumber(v) && v->valuedouble >= 0 && fits_i64(v->valuedouble)) {
 			secs = (int64_t)v->valuedouble;
 		} else if (cJSON_IsString(v) && cs_parse_duration(v->valuestring, &secs) == 0) {
 			;
@@ -440,7 +450,8 @@ const char *cs_req_str(const struct cs_request *req, const char *name, const cha
 int64_t cs_req_int(const struct cs_request *req, const char *name, int64_t def)
 {
 	const cJSON *v = cs_req_get(req, name);
-	return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : def;
+	/* Declared int fields were range-checked by validate(); a free-form one may not be. */
+	return cJSON_IsNumber(v) && fits_i64(v->valuedouble) ? (int64_t)v->valuedouble : def;
 }
 
 bool cs_req_bool(const struct cs_request *req, const char *name, bool def)
