@@ -43,6 +43,8 @@ static int fz_exists_fn(struct cs_request *req, bool *exists)
 static int fz_handler(struct cs_request *req)
 {
 	const cJSON *v;
+	if (req->route->fields != fz_fields)
+		goto read; /* free-form body (CS_PATH_ANY_FIELDS) or another schema */
 	if ((v = cs_req_get(req, "name")) && !cJSON_IsString(v))
 		abort();
 	if ((v = cs_req_get(req, "count")) && !cJSON_IsNumber(v))
@@ -59,6 +61,7 @@ static int fz_handler(struct cs_request *req)
 		const cJSON *e;
 		cJSON_ArrayForEach(e, v) if (!cJSON_IsString(e)) abort();
 	}
+read:
 	(void)cs_req_str(req, "name", "");
 	(void)cs_req_int(req, "count", 0);
 	(void)cs_req_int(req, "ttl", 0);

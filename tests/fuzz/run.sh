@@ -14,6 +14,8 @@
 #               file gets the new rows appended (one long run made of several invocations)
 #   -B DIR      build directory (default build-fuzz); configured with clang + libFuzzer +
 #               ASan/UBSan if it does not exist, and always (re)compiled
+#   -a ARGS     extra libFuzzer arguments, e.g. "-fork=1 -ignore_crashes=1" to keep going
+#               past crashes (each is still saved and counted)
 #   -N          do not configure or compile (the binaries in DIR are used as they are)
 #   TARGET      hcl, policy, http, ... (the part after fuzz_); default: every fuzz_*.c here
 #
@@ -24,8 +26,8 @@ set -uo pipefail
 exec </dev/null
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-RUNS=100000 SECS=300 MERGE=0 OUT="" BUILD=build-fuzz NOBUILD=0
-while getopts "n:t:mo:B:Nh" o; do
+RUNS=100000 SECS=300 MERGE=0 OUT="" BUILD=build-fuzz NOBUILD=0 EXTRA=""
+while getopts "n:t:mo:B:Na:h" o; do
     case $o in
     n) RUNS=$OPTARG ;;
     t) SECS=$OPTARG ;;
@@ -33,7 +35,8 @@ while getopts "n:t:mo:B:Nh" o; do
     o) OUT=$OPTARG ;;
     B) BUILD=$OPTARG ;;
     N) NOBUILD=1 ;;
-    *) sed -n '2,23p' "$0"; exit 2 ;;
+    a) EXTRA=$OPTARG ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -87,7 +90,7 @@ for t in "${TARGETS[@]}"; do
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
         nice -n 10 "$exe" -runs="$RUNS" -max_total_time="$SECS" -print_final_stats=1 \
-        -timeout=25 -rss_limit_mb=2048 -artifact_prefix="$art" "$work" "$seed" >"$log" 2>&1
+        -timeout=25 -rss_limit_mb=2048 -artifact_prefix="$art" $EXTRA "$work" "$seed" >"$log" 2>&1
     rc=$?
     secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
     after=$(find "$art" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' \
@@ -113,7 +116,7 @@ for t in "${TARGETS[@]}"; do
         STATUS=1
     fi
     printf '| fuzz_%s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
-        "-runs=$RUNS -max_total_time=$SECS" "${execs:-?}" \
+        "-runs=$RUNS -max_total_time=$SECS${EXTRA:+ $EXTRA}" "${execs:-?}" \
         "$secs" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corp" "$crashes" "$result" >>"$OUT"
     echo "    $result: ${execs:-?} runs in ${secs}s, cov ${cov:-?} ft ${ft:-?}, $crashes crashes"
     if [ "$MERGE" = 1 ] && [ "$crashes" -eq 0 ]; then
