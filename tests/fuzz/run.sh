@@ -4,12 +4,12 @@
 # target the executions reached, the wall time, exec/s, coverage (cov:/ft: of libFuzzer's
 # last status line), the corpus size and the crashes found.
 #
-#   tests/fuzz/run.sh [-n RUNS] [-t SECONDS] [-j] [-m] [-o FILE] [-B BUILDDIR] [TARGET...]
+#   tests/fuzz/run.sh [-n RUNS] [-t SECONDS] [-m] [-o FILE] [-B DIR] [-a ARGS] [-N] [TARGET...]
 #
 #   -n RUNS     stop a target after RUNS executions (libFuzzer -runs=); default 100000
 #   -t SECONDS  stop a target after SECONDS at most (-max_total_time=); default 300
-#   -m          afterwards merge (-merge=1) the inputs that add coverage into the seed corpus
-#               tests/fuzz/corpus/TARGET (review and commit them)
+#   -m          afterwards merge (-merge=1, edges only) the inputs that add coverage into the
+#               seed corpus tests/fuzz/corpus/TARGET (review and commit them)
 #   -o FILE     results file (default tests/fuzz/results/run-<UTC date>.md); an existing
 #               file gets the new rows appended (one long run made of several invocations)
 #   -B DIR      build directory (default build-fuzz); configured with clang + libFuzzer +
@@ -120,7 +120,7 @@ for t in "${TARGETS[@]}"; do
         "$secs" "${eps:-?}" "${cov:-?}" "${ft:-?}" "$corp" "$crashes" "$result" >>"$OUT"
     echo "    $result: ${execs:-?} runs in ${secs}s, cov ${cov:-?} ft ${ft:-?}, $crashes crashes"
     if [ "$MERGE" = 1 ] && [ "$crashes" -eq 0 ]; then
-        nice -n 10 "$exe" -merge=1 -timeout=25 "$seed" "$work" >>"$log" 2>&1 ||
+        nice -n 10 "$exe" -merge=1 -use_counters=0 -timeout=25 "$seed" "$work" >>"$log" 2>&1 ||
             echo "    merge into $seed failed (see $log)"
     fi
 done
