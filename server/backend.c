@@ -262,7 +262,7 @@ static int coerce(struct cs_request *req, const struct cs_field *f, cJSON *v)
 		if (cJSON_IsString(v))
 			return 0;
 		if (cJSON_IsNumber(v)) {
-			if (v->valuedouble == (double)(int64_t)v->valuedouble)
+			if (int64_number(v))
 				snprintf(buf, sizeof buf, "%lld", (long long)v->valuedouble);
 			else
 				snprintf(buf, sizeof buf, "%g", v->valuedouble);

@@ -1545,7 +1545,7 @@ static void process_input(struct cs_http_conn *c)
 			 * and remember what the client really sent. */
 			if (n < 5 && memcmp(p, "LIST ", n) == 0)
 				break; /* wait for more bytes */
-			c->is_list = memcmp(p, "LIST ", 5) == 0;
+			c->is_list = n >= 5 && memcmp(p, "LIST ", 5) == 0;
 			c->line_ok = request_line_ok(p, n);
 			if (c->is_list)
 				memcpy(p, "LOCK", 4);

@@ -394,6 +394,36 @@ START_TEST(test_router_longest_prefix)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_json (corpus/json/huge_int): a number out of int64_t range
+ * was cast to int64_t (undefined behaviour, UBSan abort) in the int, duration and string
+ * coercions. It is now a 400 for int and duration fields and a plain string otherwise. */
+START_TEST(test_dispatch_number_out_of_range)
+{
+	static const char *bad[] = {
+	    "{\"count\":1e300}",
+	    "{\"count\":-1e300}",
+	    "{\"count\":9223372036854775808}",
+	    "{\"count\":\"99999999999999999999\"}",
+	    "{\"ttl\":1e300}",
+	    "{\"ttl\":9.3e18}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct cs_request *r = mkreq(CS_OP_UPDATE, bad[i]);
+		ck_assert(cs_backend_route(&be, r, "config"));
+		ck_assert_msg(cs_backend_dispatch(r) == CS_EINVAL, "%s", bad[i]);
+		ck_assert_ptr_nonnull(r->errmsg);
+		freereq(r);
+	}
+	struct cs_request *r =
+	    mkreq(CS_OP_UPDATE, "{\"name\":1e300,\"count\":-9223372036854775808}");
+	ck_assert(cs_backend_route(&be, r, "config"));
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_str_eq(cs_req_str(r, "name", ""), "1e+300");
+	ck_assert(cs_req_int(r, "count", 0) == INT64_MIN);
+	freereq(r);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("backend");
@@ -409,6 +439,7 @@ int main(void)
 	tcase_add_test(tc, test_dispatch_rejects_out_of_range_numbers);
 	tcase_add_test(tc, test_capture_wins_over_every_body_member);
 	tcase_add_test(tc, test_defer_queue_bounded);
+	tcase_add_test(tc, test_dispatch_number_out_of_range);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
