@@ -10,7 +10,9 @@
  * Challenge: got_challenge() must refuse the body (back to no join) or take it; a taken
  * challenge is then opened with a fixed key-encryption key the way unsealing does
  * (cs_ha_join_unsealed), which must fail cleanly (the body was not sealed by that key).
- * Answer: the JSON reply's tls_keyring through keyring_load(), refused or loaded.
+ * Answer: the JSON reply through answer_load() (CA certificate, this node's certificate,
+ * which must fit the node's own join key, raft id and the CA), refused or loaded; and
+ * its "tls_keyring" through keyring_load(), the decoder of the stored cluster keyring.
  * The harness resets the join state after each input.
  *
  * ha.c is included rather than linked so its static decoders are reachable without an
@@ -29,13 +31,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static struct cs_core fcore;
 static struct cs_config fcfg;
 static struct cs_ha *fha;
+static EVP_PKEY *fkey; /* the joining node's key: answer_load takes a reference */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	cs_log_set_level(CS_LOG_ERROR);
 	cs_config_init(&fcfg);
 	fcfg.n_listeners = 1;
+	static char node_id[] = "node-2";
+	fcfg.node_id = node_id;
 	fcore.cfg = &fcfg;
+	if (cs_cluster_tls_gen_key(&fkey) != 0)
+		abort();
 	fha = calloc(1, sizeof *fha);
 	fha->core = &fcore;
 	pthread_mutex_init(&fha->mu, NULL);
@@ -80,9 +87,23 @@ static void answer(const char *body)
 		fprintf(stderr, "keyring_load: %d\n", lrc);
 	if (lrc == 0 && (!fha->ca.cert || !fha->ca.key))
 		abort();
+	cs_cluster_cred_free(&fha->ca);
+	memset(&fha->ca, 0, sizeof fha->ca);
+
+	if (!fha->join_key) {
+		EVP_PKEY_up_ref(fkey);
+		fha->join_key = fkey;
+	}
+	int arc = answer_load(fha, data_of(j));
+	if (getenv("FUZZ_VERBOSE"))
+		fprintf(stderr, "answer_load: %d\n", arc);
+	if (arc == 0 && (!fha->ca.cert || !fha->minted.cert || fha->join_key))
+		abort();
 	secret_json_free(j);
 	cs_cluster_cred_free(&fha->ca);
 	memset(&fha->ca, 0, sizeof fha->ca);
+	cs_cluster_cred_free(&fha->minted);
+	memset(&fha->minted, 0, sizeof fha->minted);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
