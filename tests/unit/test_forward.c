@@ -715,10 +715,8 @@ START_TEST(test_relay_verbatim)
 	resp_free(&r);
 
 	/* hops are counted by the forwarder, not taken from the client; the limit holds */
-	o = roundtrip_json(c,
-			   "GET /reforward HTTP/1.1\r\nHost: x\r\n" CS_FORWARD_HOPS_HEADER
-			   ": 0\r\n\r\n",
-			   200);
+	o = roundtrip_json(
+	    c, "GET /reforward HTTP/1.1\r\nHost: x\r\n" CS_FORWARD_HOPS_HEADER ": 0\r\n\r\n", 200);
 	ck_assert_str_eq(jstr(o, "rc"), "CS_EINVAL");
 	ck_assert_int_eq(cJSON_GetObjectItem(o, "hops")->valueint, 1);
 	cJSON_Delete(o);
