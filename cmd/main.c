@@ -22,6 +22,7 @@
 #include "auth/token.h"
 #include "auth/userpass.h"
 #include "cli/cli.h"
+#include "cmd/modules.h"
 #include "engines/cubbyhole.h"
 #include "engines/kv.h"
 #include "lib/err.h"
@@ -143,61 +144,20 @@ static int build_dev_config(struct server *s, const char *listen, const char *ro
 	return 0;
 }
 
-/*
- * Module registrations: one line per module (backends, sys/ paths, hooks), here or in
- * register_late. `-list-routes` runs both, so the route x token matrix test
- * (tests/e2e/test_route_matrix.py) walks every row any module adds.
- */
-static void register_modules(struct cs_core *core)
-{
-	cs_backend_register(&cs_sys_backend);
-	cs_token_register(core); /* token store + expiration manager + sys/leases */
-	cs_backend_register(&cs_kv_backend);
-	cs_policy_module_init(); /* ACL policies, sys/policy*, sys/capabilities*, ACL hook */
-	/* sys/capabilities-accessor resolves accessors through the token store */
-	cs_policy_set_accessor_lookup(cs_token_lookup_accessor);
-	cs_userpass_register(); /* auth method "userpass" */
-	cs_approle_register();  /* auth method "approle" */
-	/* audit devices, sys/audit*, sys/audit-hash */
-	cs_audit_register();
-	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
-	cs_cubbyhole_register(core);
-	/* response wrapping, sys/wrapping/ endpoints */
-	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
-	/* cluster: join, challenge/answer, digest, step-down, ha-status */
-	cs_ha_register();
-	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
-	cs_raft_sys_register(core);
-}
-
-/* Registrations that need core->data_dir (cs_core_init sets it). */
-static void register_late(struct cs_core *core)
-{
-	/* sys/storage/raft/snapshot[-force]: request bodies spool into the data dir */
-	cs_snapshot_register(core);
-	/* sys/rotate, sys/key-status, sys/rotate/config: the apply hook goes on the open store
-	 * (cs_storage_open clears it); listing only reads the rows. */
-	cs_rotate_register(core);
-	/* sys/rekey*, sys/generate-root* (key custody); the listeners' options decide whether
-	 * rekey needs a token (core->cfg is NULL when only listing routes: the default). */
-	cs_rekey_register(core->cfg);
-	cs_generate_root_register(core);
-}
-
 /* -list-routes / -list-unauthenticated: register every module as the server does, print
  * the tables, exit. Nothing is opened or stored; register_late gets a scratch data dir
  * that is removed again. */
 static int list_routes(bool unauth_only)
 {
 	static struct cs_core core;
-	register_modules(&core);
+	cs_modules_register(&core);
 	snprintf(core.data_dir, sizeof core.data_dir, "/tmp/custos-routes-XXXXXX");
 	if (!mkdtemp(core.data_dir)) {
 		fprintf(stderr, "custos: cannot create a temporary directory: %s\n",
 			strerror(errno));
 		return 1;
 	}
-	register_late(&core);
+	cs_modules_register_late(&core);
 	nftw(core.data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	if (unauth_only) {
 		cs_routes_print_unauthenticated(stdout);
@@ -314,7 +274,7 @@ static int server_main(int argc, char **argv)
 	cs_secmem_set_mlock(!s.cfg.disable_mlock);
 	cs_secmem_free(cs_secmem_alloc(CS_KEY_LEN), CS_KEY_LEN);
 
-	register_modules(&s.core);
+	cs_modules_register(&s.core);
 
 	uv_loop_init(&s.loop);
 	int rc = cs_core_init(&s.core, &s.loop, &s.cfg);
@@ -322,7 +282,7 @@ static int server_main(int argc, char **argv)
 		cs_error("server: %s", s.core.errmsg);
 		return 1;
 	}
-	register_late(&s.core);
+	cs_modules_register_late(&s.core);
 	uv_signal_init(&s.loop, &s.sigint);
 	uv_signal_init(&s.loop, &s.sigterm);
 	uv_signal_init(&s.loop, &s.sighup);

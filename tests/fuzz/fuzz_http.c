@@ -32,6 +32,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "cmd/modules.h"
 #include "audit/audit.h"
 #include "auth/approle.h"
 #include "auth/token.h"
@@ -94,23 +95,6 @@ static void dev_ready(struct cs_core *c, int status, void *ctx)
 	ready = 1;
 }
 
-static void register_modules(void)
-{
-	/* As cmd/main.c's register_modules, in the same order. */
-	cs_backend_register(&cs_sys_backend);
-	cs_token_register(&core);
-	cs_backend_register(&cs_kv_backend);
-	cs_policy_module_init();
-	cs_policy_set_accessor_lookup(cs_token_lookup_accessor);
-	cs_userpass_register();
-	cs_approle_register();
-	cs_audit_register();
-	cs_cubbyhole_register(&core);
-	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
-	cs_ha_register();
-	cs_raft_sys_register(&core);
-}
-
 /* The -dev banner goes to stdout; read the unseal key from it. */
 static void capture_unseal_key(int memfd)
 {
@@ -147,7 +131,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	atexit(cleanup);
 
-	register_modules();
+	cs_modules_register(&core); /* the server's own module table */
 	cs_config_init(&cfg);
 	cfg.dev = true;
 	cfg.storage_path = strdup(dir);
@@ -165,7 +149,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz_http: %s\n", core.errmsg);
 		abort();
 	}
-	cs_snapshot_register(&core);
+	cs_modules_register_late(&core);
 
 	int memfd = memfd_create("banner", 0), saved = dup(1);
 	fflush(stdout);
