@@ -959,11 +959,6 @@ void cs_autopilot_set_active(const struct cs_autopilot_env *env, bool active)
 		op_kick(0);
 }
 
-void cs_autopilot_set_update_interval(unsigned ms)
-{
-	ap.update_ms = ms < CS_AUTOPILOT_SAMPLE_MS ? CS_AUTOPILOT_SAMPLE_MS : ms;
-}
-
 void cs_autopilot_config_changed(void)
 {
 	ap.last_update = 0; /* reload and reconcile at the next tick */

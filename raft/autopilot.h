@@ -196,8 +196,6 @@ void cs_ap_format_ms(uint64_t ms, char *out, size_t outlen);
  * (false: stop; a change in flight completes through raft's callback). Called by the
  * core's on_active hook. Loop thread. */
 void cs_autopilot_set_active(const struct cs_autopilot_env *env, bool active);
-/* Reconcile period (tests, autopilot_update_interval); at least CS_AUTOPILOT_SAMPLE_MS. */
-void cs_autopilot_set_update_interval(unsigned ms);
 /* The configuration changed in storage: reload at the next tick. */
 void cs_autopilot_config_changed(void);
 /* sys/storage/raft/autopilot/state's data object (names read through txn). NULL when

@@ -425,13 +425,6 @@ void cs_cluster_set_handler(struct cs_cluster *cl, const char *alpn, cs_cluster_
 	}
 }
 
-void cs_cluster_set_server_ctx(struct cs_cluster *cl, SSL_CTX *server_ctx)
-{
-	SSL_CTX_up_ref(server_ctx);
-	SSL_CTX_free(cl->ctx);
-	cl->ctx = server_ctx;
-}
-
 void cs_cluster_set_handshake_timeout(struct cs_cluster *cl, unsigned ms)
 {
 	cl->timeout_ms = ms ? ms : CS_CLUSTER_HANDSHAKE_MS;

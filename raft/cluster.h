@@ -61,8 +61,6 @@ int cs_cluster_port(const struct cs_cluster *cl);
  * affected. Remove the raft handler before freeing the transport it points to. */
 void cs_cluster_set_handler(struct cs_cluster *cl, const char *alpn, cs_cluster_handler_fn fn,
 			    void *ctx);
-/* Certificate rotation: new handshakes use `server_ctx` (up-ref'd). */
-void cs_cluster_set_server_ctx(struct cs_cluster *cl, SSL_CTX *server_ctx);
 /* Handshake deadline for new connections (tests); default CS_CLUSTER_HANDSHAKE_MS. */
 void cs_cluster_set_handshake_timeout(struct cs_cluster *cl, unsigned ms);
 void cs_cluster_get_stats(const struct cs_cluster *cl, struct cs_cluster_stats *out);

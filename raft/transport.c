@@ -814,21 +814,6 @@ void cs_transport_accept(void *tp, SSL *ssl, uv_tcp_t *tcp)
 	flush_tls(c);
 }
 
-void cs_transport_set_client_ctx(struct raft_uv_transport *t, SSL_CTX *client_ctx)
-{
-	struct transport *tr = t->impl;
-	SSL_CTX_up_ref(client_ctx);
-	SSL_CTX_free(tr->client_ctx);
-	tr->client_ctx = client_ctx;
-}
-
-void cs_transport_reset(struct raft_uv_transport *t)
-{
-	struct transport *tr = t->impl;
-	for (struct conn *c = tr->conns; c; c = c->next)
-		conn_close(c, RAFT_NOCONNECTION, NULL);
-}
-
 void cs_transport_get_stats(const struct raft_uv_transport *t, struct cs_transport_stats *out)
 {
 	const struct transport *tr = t->impl;

@@ -94,13 +94,6 @@ void cs_transport_free(struct raft_uv_transport *t);
  */
 void cs_transport_accept(void *t, SSL *ssl, uv_tcp_t *tcp);
 
-/* Certificate rotation: new outbound connections use `client_ctx` (up-ref'd). Close the
- * existing ones with cs_transport_reset to force re-handshakes (raft reconnects). */
-void cs_transport_set_client_ctx(struct raft_uv_transport *t, SSL_CTX *client_ctx);
-/* Close every established and pending connection (pending connects fail with
- * RAFT_NOCONNECTION). Raft reconnects by itself. */
-void cs_transport_reset(struct raft_uv_transport *t);
-
 void cs_transport_get_stats(const struct raft_uv_transport *t, struct cs_transport_stats *out);
 
 #endif
