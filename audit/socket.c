@@ -11,8 +11,11 @@
  * Blocking bound: the device runs on the loop thread. Sockets are non-blocking; connect
  * and every wait for writability go through poll() with what is left of write_timeout,
  * so one attempt costs at most write_timeout for the connect plus write_timeout for the
- * send, and one entry at most 2 × 2 × write_timeout (with the retry). Host names are
- * resolved with getaddrinfo, which may block on DNS: use IP addresses in production.
+ * send, and one entry at most 2 × 2 × write_timeout (with the retry). For that bound to
+ * hold, nothing is resolved through DNS (getaddrinfo on a name blocks for as long as the
+ * resolver takes, on the loop thread, for every request): a tcp/udp address is an IP
+ * literal and a numeric port ("127.0.0.1:9090", "[::1]:9090"), or "localhost:PORT",
+ * which means 127.0.0.1. Anything else is refused when the device is enabled.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -92,6 +95,28 @@ static int connect_addr(struct cs_audit_device *d, const struct sockaddr *sa, so
 	return fd;
 }
 
+/* "IP:PORT", "[IPv6]:PORT" or "localhost:PORT" to addresses without touching DNS (the
+ * device runs on the loop thread). 0, or -1 when the address is not of that form. */
+static int numeric_addr(const char *address, int sock_type, struct addrinfo **res)
+{
+	char host[256];
+	const char *colon = strrchr(address, ':');
+	if (!colon || !colon[1])
+		return -1;
+	const char *h = address;
+	size_t hl = (size_t)(colon - h);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
+		h++, hl -= 2;
+	if (hl == 0 || hl >= sizeof host)
+		return -1;
+	snprintf(host, sizeof host, "%.*s", (int)hl, h);
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof host, "127.0.0.1");
+	struct addrinfo hints = {.ai_socktype = sock_type,
+				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+	return getaddrinfo(host, colon + 1, &hints, res) == 0 ? 0 : -1;
+}
+
 static int sock_connect(struct cs_audit_device *d)
 {
 	if (d->sock >= 0)
@@ -102,21 +127,9 @@ static int sock_connect(struct cs_audit_device *d)
 		d->sock = connect_addr(d, (struct sockaddr *)&sun, sizeof sun, AF_UNIX);
 		return d->sock >= 0 ? 0 : -1;
 	}
-	char host[256];
-	const char *colon = strrchr(d->address, ':');
-	if (!colon) {
+	struct addrinfo *res = NULL;
+	if (numeric_addr(d->address, d->sock_type, &res) != 0) {
 		errno = EINVAL;
-		return -1;
-	}
-	const char *h = d->address;
-	size_t hl = (size_t)(colon - h);
-	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
-		h++, hl -= 2;
-	snprintf(host, sizeof host, "%.*s", (int)hl, h);
-	struct addrinfo hints = {.ai_socktype = d->sock_type}, *res = NULL;
-	int g = getaddrinfo(host, colon + 1, &hints, &res);
-	if (g != 0) {
-		errno = EHOSTUNREACH;
 		return -1;
 	}
 	int e = ECONNREFUSED;
@@ -180,6 +193,18 @@ static int sock_open(struct cs_audit_device *d, bool probe, char *errmsg, size_t
 			return CS_EINVAL;
 		}
 		d->write_timeout_ms = secs ? (int)secs * 1000 : 2000;
+	}
+	struct addrinfo *res = NULL;
+	if (d->family != AF_UNIX) {
+		if (numeric_addr(d->address, d->sock_type, &res) != 0) {
+			snprintf(errmsg, errlen,
+				 "address \"%s\" must be IP:PORT, [IPv6]:PORT or localhost:PORT "
+				 "(host names are not resolved: a DNS lookup would stall every "
+				 "request)",
+				 d->address);
+			return CS_EINVAL;
+		}
+		freeaddrinfo(res);
 	}
 	if (!probe)
 		return 0;

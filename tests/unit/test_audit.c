@@ -413,6 +413,15 @@ START_TEST(test_bad_options)
 	ck_assert_ptr_null(device("socket", "{}", err, sizeof err));
 	ck_assert_ptr_null(device(
 	    "socket", "{\"address\":\"127.0.0.1:1\",\"socket_type\":\"sctp\"}", err, sizeof err));
+	/* No DNS on the loop thread: host names are refused before any lookup. */
+	const char *named[] = {
+	    "collector.invalid:9090", "127.0.0.1", "127.0.0.1:http", ":9090", "[]:9090", "[::1]"};
+	for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+		char opts[128];
+		snprintf(opts, sizeof opts, "{\"address\":\"%s\"}", named[i]);
+		ck_assert_ptr_null(device("socket", opts, err, sizeof err));
+		ck_assert_msg(strstr(err, "host names are not resolved"), "%s: %s", named[i], err);
+	}
 }
 END_TEST
 
