@@ -317,25 +317,31 @@ static int rekey_init(struct cli *c)
 	return code;
 }
 
-static int rekey_cancel(struct cli *c)
+/* DELETE `path` with the attempt's nonce (the server refuses a cancel without it). */
+static int cancel_attempt(struct cli *c, const char *path, const char *errprefix,
+			  const char *success)
 {
 	if (!c->k_nonce || !*c->k_nonce) {
-		fprintf(stderr, "Missing nonce value: cancelling needs the operation's nonce; "
+		fprintf(stderr, "Missing nonce value: cancelling needs the attempt's nonce; "
 				"specify it via the -nonce flag\n");
 		return 1;
 	}
 	struct cs_buf q = CS_BUF_INIT;
 	cs_buf_printf(&q, "nonce=%s", c->k_nonce);
 	struct cs_client_resp r;
-	int code = (cs_cli_call(c, "DELETE", c->k_verify ? "sys/rekey/verify" : "sys/rekey/init",
-				q.data, NULL, &r, "Error canceling rekey")
-			? 0
-			: 2);
+	int code = cs_cli_call(c, "DELETE", path, q.data, NULL, &r, errprefix) ? 0 : 2;
 	cs_buf_free(&q);
 	cs_client_resp_free(&r);
 	if (!code)
-		printf("Success! Canceled rekeying (if it was started)\n");
+		printf("%s\n", success);
 	return code;
+}
+
+static int rekey_cancel(struct cli *c)
+{
+	return cancel_attempt(c, c->k_verify ? "sys/rekey/verify" : "sys/rekey/init",
+			      "Error canceling rekey",
+			      "Success! Canceled rekeying (if it was started)");
 }
 
 static int rekey_provide(struct cli *c, int argc, char **argv, int i)
@@ -654,23 +660,9 @@ static int root_init(struct cli *c)
 
 static int root_cancel(struct cli *c)
 {
-	if (!c->k_nonce || !*c->k_nonce) {
-		fprintf(stderr, "Missing nonce value: cancelling needs the attempt's nonce; "
-				"specify it via the -nonce flag\n");
-		return 1;
-	}
-	struct cs_buf q = CS_BUF_INIT;
-	cs_buf_printf(&q, "nonce=%s", c->k_nonce);
-	struct cs_client_resp r;
-	int code = (cs_cli_call(c, "DELETE", "sys/generate-root/attempt", q.data, NULL, &r,
-				"Error canceling root token generation")
-			? 0
-			: 2);
-	cs_buf_free(&q);
-	cs_client_resp_free(&r);
-	if (!code)
-		printf("Success! Root token generation canceled (if it was started)\n");
-	return code;
+	return cancel_attempt(c, "sys/generate-root/attempt",
+			      "Error canceling root token generation",
+			      "Success! Root token generation canceled (if it was started)");
 }
 
 static int root_provide(struct cli *c, int argc, char **argv, int i)
