@@ -311,6 +311,7 @@ static int validate_op(void *ctx, uint8_t op, const char *key, size_t klen, cons
 struct apply_ctx {
 	struct cs_store *s;
 	MDB_txn *txn;
+	bool hook_hit; /* a key the hook watches (hook_prefix) was put or deleted */
 };
 
 static int apply_op(void *ctx, uint8_t op, const char *key, size_t klen, const void *val,
@@ -319,6 +320,10 @@ static int apply_op(void *ctx, uint8_t op, const char *key, size_t klen, const v
 	struct apply_ctx *a = ctx;
 	MDB_val k = {klen, (void *)key};
 	int rc;
+	const char *hp = a->s->hook_prefix;
+	if (a->s->hook && !a->hook_hit &&
+	    (!hp || (klen >= strlen(hp) && memcmp(key, hp, strlen(hp)) == 0)))
+		a->hook_hit = true;
 	if (op == CS_WS_PUT) {
 		MDB_val v = {vlen, (void *)val};
 		rc = mdb_put(a->txn, a->s->data, &k, &v, 0);
@@ -382,7 +387,7 @@ int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t
 
 	/* One write transaction for the whole entry: a crash leaves it all or nothing, and
 	 * group commit makes it one LMDB commit for many requests. */
-	struct apply_ctx a = {s, NULL};
+	struct apply_ctx a = {s, NULL, false};
 	int rc = mdb_txn_begin(s->env, NULL, 0, &a.txn);
 	if (rc != 0)
 		return lmdb_fail(s, "begin", rc);
@@ -401,7 +406,7 @@ int cs_store_apply(struct cs_store *s, uint64_t index, const void *entry, size_t
 	s->applied_index = index;
 	memcpy(s->digest, digest, CS_DIGEST_LEN);
 	/* The hook runs after the commit so that it may read the new values. */
-	if (valid && s->hook)
+	if (valid && a.hook_hit)
 		cs_batch_decode(entry, len, hook_op, s);
 	return 0;
 }
@@ -523,7 +528,7 @@ static int restore_step(struct cs_store *s, MDB_txn *txn, const struct cs_restor
 	case CS_ENTRY_RESTORE_CHUNK: {
 		if (!ours || h->seq != rs.next_seq)
 			return 0; /* stale or out of order: the COMMIT's counts will disagree */
-		struct apply_ctx a = {s, txn};
+		struct apply_ctx a = {s, txn, false};
 		struct cs_restore_hdr again;
 		int rv = cs_restore_decode(entry, len, &again, stage_rec, &a);
 		if (rv != 0)

@@ -63,6 +63,10 @@ struct cs_store {
 	uint64_t snap_index;
 	cs_store_apply_hook hook;
 	void *hook_ctx;
+	/* When set, `hook` sees only entries that touch a key starting with this prefix:
+	 * the apply pass notes a match with one memcmp per key, so the FSM does not decode
+	 * every entry a third time for a hook that watches one record. NULL: every entry. */
+	const char *hook_prefix;
 	/* After a RESTORE_COMMIT replaced the data, or cs_store_restore replaced the whole
 	 * store; after `hook`. Set by storage/txn.c (cs_storage_open). */
 	void (*restored)(void *ctx);
