@@ -403,7 +403,7 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 	for (const struct cs_hcl_node *m = body->child; m; m = m->next) {
 		const char *k = m->key;
 		int rc;
-		int64_t v;
+		int64_t v = 0;
 		if (strcmp(k, "address") == 0) {
 			rc = want_address(x, m, "address", &l->address);
 		} else if (strcmp(k, "cluster_address") == 0) {
@@ -442,12 +442,17 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 		} else if (strcmp(k, "http_read_header_timeout") == 0 ||
 			   strcmp(k, "http_read_timeout") == 0) {
 			rc = want_duration(x, m, k, &v);
-			/* "0" means no limit, as in Vault */
-			int64_t ms = v == 0 ? -1 : v > INT64_MAX / 1000 ? INT64_MAX : v * 1000;
-			if (!rc && strcmp(k, "http_read_header_timeout") == 0)
-				l->http_read_header_timeout_ms = ms;
-			else if (!rc)
-				l->http_read_timeout_ms = ms;
+			if (!rc) {
+				/* "0" means no limit, as in Vault. v is only read once parsed:
+				 * on an error it holds nothing (was undefined behaviour). */
+				int64_t ms = v == 0                 ? -1
+					     : v > INT64_MAX / 1000 ? INT64_MAX
+								    : v * 1000;
+				if (strcmp(k, "http_read_header_timeout") == 0)
+					l->http_read_header_timeout_ms = ms;
+				else
+					l->http_read_timeout_ms = ms;
+			}
 		} else if (strcmp(k, "max_connections") == 0) {
 			rc = want_int(x, m, k, &v);
 			if (!rc && (v < 1 || v > 1000000))
@@ -524,7 +529,7 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 		} else if (strcmp(k, "snapshot_spool_dir") == 0) {
 			rc = want_string(x, m, k, &c->snapshot_spool_dir);
 		} else if (strcmp(k, "snapshot_spool_reserve_percent") == 0) {
-			int64_t v;
+			int64_t v = 0;
 			rc = want_int(x, m, k, &v);
 			if (!rc && (v < 0 || v > 99))
 				rc = fail(x, m->line,
