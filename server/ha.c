@@ -553,8 +553,10 @@ static int start_cluster_port(struct cs_core *core)
 	    cs_http_adopt_listener(core->loop, &core->cfg->listeners[0], cs_core_handle_http, core);
 	cs_cluster_set_handler(ha->cl, CS_ALPN_FORWARD, cs_http_adopt, ha->fwd_listener);
 	ha->fw = cs_forward_new(core->loop, ha->client_ctx);
-	struct cs_transport_config tc = {ha->client_ctx, cs_raft_node_check_claim, &core->node, 0,
-					 true};
+	struct cs_transport_config tc = {.client_ctx = ha->client_ctx,
+					 .check_claim = cs_raft_node_check_claim,
+					 .claim_ctx = &core->node,
+					 .require_ip_san = true};
 	rc = cs_transport_init(&ha->transport, core->loop, &tc);
 	if (rc) {
 		snprintf(core->errmsg, sizeof core->errmsg, "raft transport: %s", cs_strerror(rc));
