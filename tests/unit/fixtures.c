@@ -216,6 +216,13 @@ size_t cs_fx_resp_feed(struct cs_fx_resp *r, const void *buf, size_t len)
 	return n;
 }
 
+bool cs_fx_resp_feed_eof(struct cs_fx_resp *r)
+{
+	if (!r->done)
+		http_parser_execute(r->parser, &rp_settings, NULL, 0);
+	return r->done;
+}
+
 void cs_fx_resp_free(struct cs_fx_resp *r)
 {
 	cs_buf_free(&r->hdrs);
@@ -224,13 +231,9 @@ void cs_fx_resp_free(struct cs_fx_resp *r)
 	r->parser = NULL;
 }
 
-bool cs_fx_resp_has_header(const struct cs_fx_resp *r, const char *line)
+bool cs_fx_resp_has_header(const struct cs_fx_resp *r, const char *text)
 {
-	size_t n = strlen(line);
-	for (const char *p = r->hdrs.data; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-		if (strncasecmp(p, line, n) == 0)
-			return true;
-	return false;
+	return strcasestr(r->hdrs.data, text) != NULL;
 }
 
 int cs_fx_resp_count_header(const struct cs_fx_resp *r, const char *name)
@@ -238,7 +241,7 @@ int cs_fx_resp_count_header(const struct cs_fx_resp *r, const char *name)
 	size_t n = strlen(name);
 	int count = 0;
 	for (const char *p = r->hdrs.data; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-		count += strncasecmp(p, name, n) == 0 && p[n] == ':';
+		count += strncasecmp(p, name, n) == 0;
 	return count;
 }
 

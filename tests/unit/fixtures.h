@@ -98,10 +98,13 @@ void cs_fx_resp_init(struct cs_fx_resp *r, bool head);
 /* Parse up to len bytes; returns how many were consumed (fewer once r->done). A
  * malformed response fails the test. */
 size_t cs_fx_resp_feed(struct cs_fx_resp *r, const void *buf, size_t len);
+/* The connection closed: ends a body delimited by the close (HTTP/1.0). Returns done. */
+bool cs_fx_resp_feed_eof(struct cs_fx_resp *r);
 void cs_fx_resp_free(struct cs_fx_resp *r);
-/* Whether the header block contains `line` ("Name: value" prefix, case-insensitive). */
-bool cs_fx_resp_has_header(const struct cs_fx_resp *r, const char *line);
-/* How many header lines are named `name`. */
+/* Whether the header block contains `text` anywhere (case-insensitive): a whole line
+ * is "Name: value\n". */
+bool cs_fx_resp_has_header(const struct cs_fx_resp *r, const char *text);
+/* How many header lines start with `name` (give "Name:" to count one header). */
 int cs_fx_resp_count_header(const struct cs_fx_resp *r, const char *name);
 
 /* A blocking plain-TCP client to 127.0.0.1 with a receive buffer. The recv hook lets a
