@@ -585,6 +585,34 @@ START_TEST(test_write_commits)
 }
 END_TEST
 
+/* sys/health answers in every state, with Vault's status codes (overridable). */
+START_TEST(test_health_codes)
+{
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("GET", "sys/health", NULL, NULL, &o), 501);
+	ck_assert(!jbool(o, "initialized"));
+	cJSON_Delete(o);
+	ck_assert_int_eq(req("GET", "sys/health?uninitcode=299", NULL, NULL, NULL), 299);
+	init_node(3, 2);
+	ck_assert_int_eq(req("GET", "sys/health", NULL, NULL, &o), 503);
+	ck_assert(jbool(o, "initialized"));
+	ck_assert(jbool(o, "sealed"));
+	cJSON_Delete(o);
+	ck_assert_int_eq(req("GET", "sys/health?sealedcode=298", NULL, NULL, NULL), 298);
+	unseal_all();
+	ck_assert_int_eq(req("GET", "sys/health", NULL, NULL, &o), 200);
+	ck_assert(!jbool(o, "sealed"));
+	ck_assert(!jbool(o, "standby"));
+	cJSON_Delete(o);
+	/* HEAD: the status, no body. */
+	struct cs_fx_resp r;
+	cs_fx_client_request(cl, "HEAD", "/v1/sys/health", NULL, NULL, &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_uint_eq(r.body.len, 0);
+	cs_fx_resp_free(&r);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- admission */
 
 struct admit_call {
@@ -780,6 +808,12 @@ START_TEST(test_raft_snapshot)
 	/* Garbage is refused and changes nothing. */
 	expect_error("POST", "sys/storage/raft/snapshot", root_token, "{\"not\":\"a snapshot\"}",
 		     400, "");
+	expect_error("POST", "sys/storage/raft/snapshot-force", root_token, "garbage", 400, "");
+	/* Refused before the body is read (cs_core_admit): the server then closes. */
+	expect_error("POST", "sys/storage/raft/snapshot-force", NULL, "garbage", 403, "permission");
+	cs_fx_client_close(cl);
+	cl = cs_fx_client_connect(n.port);
+	ck_assert_ptr_nonnull(cl);
 	ck_assert_int_eq(req("GET", "sys/policy/after", root_token, NULL, NULL), 200);
 	/* Restore the real one. */
 	struct cs_buf h = CS_BUF_INIT;
@@ -820,6 +854,7 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_write_commits);
 	tcase_add_test(tc, test_admit);
+	tcase_add_test(tc, test_health_codes);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("raft_sys");
 	tcase_add_checked_fixture(tc, node_setup, node_teardown);
