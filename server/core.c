@@ -409,7 +409,9 @@ static void run(struct cs_request *req)
 		return;
 	if ((!core->active && !(flags & CS_PATH_NO_ACTIVE)) ||
 	    (core->active && cs_ha_stepping_down(core) && !(flags & CS_PATH_LOCAL))) {
-		if (core->raft_started && !core->shutting_down) {
+		/* Raft about to start again (unsealed right after a seal) counts as started:
+		 * the request waits for it like any request right after unseal. */
+		if ((core->raft_started || cs_ha_restart_pending(core)) && !core->shutting_down) {
 			park(req);
 			return;
 		}

@@ -939,6 +939,12 @@ bool cs_ha_removed(const struct cs_core *core)
 	return ha && ha->removed;
 }
 
+bool cs_ha_restart_pending(const struct cs_core *core)
+{
+	const struct cs_ha *ha = ha_of(core);
+	return ha && ha->restart_after_stop;
+}
+
 /* ---------------------------------------------------------------- active node */
 
 /* Tell the cluster who leads (sys/leader on standbys) and record this node. */

@@ -68,6 +68,8 @@ bool cs_ha_stepping_down(const struct cs_core *core);
 bool cs_ha_leader_known(struct cs_core *core);
 /* Removed from the cluster (health 530). */
 bool cs_ha_removed(const struct cs_core *core);
+/* Unsealed while raft still closed from the last seal: raft starts again once closed. */
+bool cs_ha_restart_pending(const struct cs_core *core);
 
 /* sys/init on a node that was still looking for a leader (retry_join): stop joining.
  * false when the join is too far along (answered: raft already runs). */
