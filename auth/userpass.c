@@ -456,60 +456,54 @@ static int login(struct cs_request *req)
 /* ---------------------------------------------------------------- table */
 
 static const struct cs_field user_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"password", CS_FIELD_STRING, "password", false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "password"},
     CS_TOKENUTIL_FIELDS,
-    {NULL, 0, NULL, false},
+    {.name = NULL},
 };
 
 static const struct cs_field password_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"password", CS_FIELD_STRING, "new password", false},
-    {NULL, 0, NULL, false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "new password"},
+    {.name = NULL},
 };
 
 static const struct cs_field policies_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"token_policies", CS_FIELD_STRLIST, "policies of issued tokens", false},
-    {"policies", CS_FIELD_STRLIST, "deprecated: token_policies", false},
-    {NULL, 0, NULL, false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "token_policies", .type = CS_FIELD_STRLIST, .desc = "policies of issued tokens"},
+    {.name = "policies", .type = CS_FIELD_STRLIST, .desc = "deprecated: token_policies"},
+    {.name = NULL},
 };
 
 static const struct cs_field login_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"password", CS_FIELD_STRING, "password", false},
-    {NULL, 0, NULL, false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "password"},
+    {.name = NULL},
 };
 
 static const struct cs_path userpass_paths[] = {
-    {"users", NULL, {[CS_OP_LIST] = user_list}, NULL, 0, "list users"},
-    {"users/{username}/password",
-     password_fields,
-     {[CS_OP_UPDATE] = user_password},
-     NULL,
-     0,
-     "change a user's password"},
-    {"users/{username}/policies",
-     policies_fields,
-     {[CS_OP_UPDATE] = user_policies},
-     NULL,
-     0,
-     "change a user's policies"},
-    {"users/{username}",
-     user_fields,
-     {[CS_OP_READ] = user_read,
-      [CS_OP_CREATE] = user_write,
-      [CS_OP_UPDATE] = user_write,
-      [CS_OP_DELETE] = user_delete},
-     user_exists,
-     0,
-     "manage users"},
-    {"login/{username}",
-     login_fields,
-     {[CS_OP_UPDATE] = login},
-     NULL,
-     CS_PATH_UNAUTH,
-     "log in with a user name and password"},
+    {.pattern = "users", .ops = {[CS_OP_LIST] = user_list}, .synopsis = "list users"},
+    {.pattern = "users/{username}/password",
+     .fields = password_fields,
+     .ops = {[CS_OP_UPDATE] = user_password},
+     .synopsis = "change a user's password"},
+    {.pattern = "users/{username}/policies",
+     .fields = policies_fields,
+     .ops = {[CS_OP_UPDATE] = user_policies},
+     .synopsis = "change a user's policies"},
+    {.pattern = "users/{username}",
+     .fields = user_fields,
+     .ops = {[CS_OP_READ] = user_read,
+	     [CS_OP_CREATE] = user_write,
+	     [CS_OP_UPDATE] = user_write,
+	     [CS_OP_DELETE] = user_delete},
+     .exists = user_exists,
+     .synopsis = "manage users"},
+    {.pattern = "login/{username}",
+     .fields = login_fields,
+     .ops = {[CS_OP_UPDATE] = login},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "log in with a user name and password"},
 };
 
 const struct cs_backend cs_userpass_backend = {

@@ -363,38 +363,52 @@ static int caps_accessor(struct cs_request *req)
 /* ------------------------------------------------------------------ table */
 
 static const struct cs_field policy_fields[] = {
-    {"name", CS_FIELD_STRING, "policy name", false},
-    {"policy", CS_FIELD_STRING, "policy text (HCL or JSON, optionally base64)", false},
-    {"rules", CS_FIELD_STRING, "deprecated alias of policy", false},
-    {NULL, 0, NULL, false},
+    {.name = "name", .type = CS_FIELD_STRING, .desc = "policy name"},
+    {.name = "policy",
+     .type = CS_FIELD_STRING,
+     .desc = "policy text (HCL or JSON, optionally base64)"},
+    {.name = "rules", .type = CS_FIELD_STRING, .desc = "deprecated alias of policy"},
+    {.name = NULL},
 };
 
 static const struct cs_field caps_fields[] = {
-    {"token", CS_FIELD_STRING, "token to check", false},
-    {"accessor", CS_FIELD_STRING, "accessor of the token to check", false},
-    {"paths", CS_FIELD_STRLIST, "paths to check", false},
-    {"path", CS_FIELD_STRLIST, "deprecated alias of paths", false},
-    {NULL, 0, NULL, false},
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check"},
+    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor of the token to check"},
+    {.name = "paths", .type = CS_FIELD_STRLIST, .desc = "paths to check"},
+    {.name = "path", .type = CS_FIELD_STRLIST, .desc = "deprecated alias of paths"},
+    {.name = NULL},
 };
 
-#define OPS(r, u, d, l)                                                                            \
-	{                                                                                          \
-		[CS_OP_READ] = r, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d, [CS_OP_LIST] = l         \
-	}
-
 static const struct cs_path policy_paths[] = {
-    {"policy", NULL, OPS(legacy_list, NULL, NULL, legacy_list), NULL, 0, "list ACL policies"},
-    {"policy/{name}", policy_fields, OPS(legacy_read, policy_write, policy_delete, NULL), NULL, 0,
-     "read, write or delete an ACL policy"},
-    {"policies/acl", NULL, OPS(acl_list, NULL, NULL, acl_list), NULL, 0, "list ACL policies"},
-    {"policies/acl/{name}", policy_fields, OPS(acl_read, policy_write, policy_delete, NULL), NULL,
-     0, "read, write or delete an ACL policy"},
-    {"capabilities", caps_fields, OPS(NULL, caps_token, NULL, NULL), NULL, 0,
-     "capabilities of a token on paths"},
-    {"capabilities-self", caps_fields, OPS(NULL, caps_self, NULL, NULL), NULL, 0,
-     "capabilities of the client token on paths"},
-    {"capabilities-accessor", caps_fields, OPS(NULL, caps_accessor, NULL, NULL), NULL, 0,
-     "capabilities of a token, by accessor, on paths"},
+    {.pattern = "policy",
+     .ops = {[CS_OP_READ] = legacy_list, [CS_OP_LIST] = legacy_list},
+     .synopsis = "list ACL policies"},
+    {.pattern = "policy/{name}",
+     .fields = policy_fields,
+     .ops = {[CS_OP_READ] = legacy_read,
+	     [CS_OP_UPDATE] = policy_write,
+	     [CS_OP_DELETE] = policy_delete},
+     .synopsis = "read, write or delete an ACL policy"},
+    {.pattern = "policies/acl",
+     .ops = {[CS_OP_READ] = acl_list, [CS_OP_LIST] = acl_list},
+     .synopsis = "list ACL policies"},
+    {.pattern = "policies/acl/{name}",
+     .fields = policy_fields,
+     .ops =
+	 {[CS_OP_READ] = acl_read, [CS_OP_UPDATE] = policy_write, [CS_OP_DELETE] = policy_delete},
+     .synopsis = "read, write or delete an ACL policy"},
+    {.pattern = "capabilities",
+     .fields = caps_fields,
+     .ops = {[CS_OP_UPDATE] = caps_token},
+     .synopsis = "capabilities of a token on paths"},
+    {.pattern = "capabilities-self",
+     .fields = caps_fields,
+     .ops = {[CS_OP_UPDATE] = caps_self},
+     .synopsis = "capabilities of the client token on paths"},
+    {.pattern = "capabilities-accessor",
+     .fields = caps_fields,
+     .ops = {[CS_OP_UPDATE] = caps_accessor},
+     .synopsis = "capabilities of a token, by accessor, on paths"},
 };
 
 /*

@@ -36,33 +36,33 @@ static int h_exists(struct cs_request *req, bool *exists)
 }
 
 static const struct cs_field fields[] = {
-    {"count", CS_FIELD_INT, "", false},
-    {"flag", CS_FIELD_BOOL, "", false},
-    {"ttl", CS_FIELD_DURATION, "", false},
-    {"name", CS_FIELD_STRING, "", false},
-    {"list", CS_FIELD_STRLIST, "", false},
-    {"must", CS_FIELD_STRING, "", true},
-    {NULL, 0, NULL, false},
+    {.name = "count", .type = CS_FIELD_INT},
+    {.name = "flag", .type = CS_FIELD_BOOL},
+    {.name = "ttl", .type = CS_FIELD_DURATION},
+    {.name = "name", .type = CS_FIELD_STRING},
+    {.name = "list", .type = CS_FIELD_STRLIST},
+    {.name = "must", .type = CS_FIELD_STRING, .required = true},
+    {.name = NULL},
 };
 static const struct cs_field opt_fields[] = {
-    {"count", CS_FIELD_INT, "", false},    {"flag", CS_FIELD_BOOL, "", false},
-    {"ttl", CS_FIELD_DURATION, "", false}, {"name", CS_FIELD_STRING, "", false},
-    {"list", CS_FIELD_STRLIST, "", false}, {NULL, 0, NULL, false},
+    {.name = "count", .type = CS_FIELD_INT},    {.name = "flag", .type = CS_FIELD_BOOL},
+    {.name = "ttl", .type = CS_FIELD_DURATION}, {.name = "name", .type = CS_FIELD_STRING},
+    {.name = "list", .type = CS_FIELD_STRLIST}, {.name = NULL},
 };
 
 static const struct cs_path paths[] = {
-    {"config", opt_fields, {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update}, NULL, 0, ""},
-    {"needs", fields, {[CS_OP_UPDATE] = h_update}, NULL, 0, ""},
-    {"users/{name}", opt_fields, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"users/{name}/keys/{key}", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"mounts/{path*}/tune", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"mounts/{path*}", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"data/{path*}",
-     NULL,
-     {[CS_OP_READ] = h_read, [CS_OP_CREATE] = h_create, [CS_OP_UPDATE] = h_update},
-     h_exists,
-     CS_PATH_ANY_FIELDS,
-     ""},
+    {.pattern = "config",
+     .fields = opt_fields,
+     .ops = {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update}},
+    {.pattern = "needs", .fields = fields, .ops = {[CS_OP_UPDATE] = h_update}},
+    {.pattern = "users/{name}", .fields = opt_fields, .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "users/{name}/keys/{key}", .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "mounts/{path*}/tune", .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "mounts/{path*}", .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "data/{path*}",
+     .ops = {[CS_OP_READ] = h_read, [CS_OP_CREATE] = h_create, [CS_OP_UPDATE] = h_update},
+     .exists = h_exists,
+     .flags = CS_PATH_ANY_FIELDS},
 };
 
 static const struct cs_backend be = {
