@@ -119,6 +119,7 @@ static int role_put(struct cs_request *req, const char *name, const cJSON *role)
 static int role_find(struct cs_request *req, const char **name, cJSON **role)
 {
 	*role = NULL;
+	/* The route always captures a non-empty name: this refuses an over-long one. */
 	if (!role_name(req, name))
 		return cs_req_error(req, CS_EINVAL, "missing role_name");
 	return role_get(req, *name, role);
@@ -401,9 +402,7 @@ static int roleid_write(struct cs_request *req)
 {
 	const char *name;
 	cJSON *r = NULL;
-	const char *rid = cs_req_str(req, "role_id", "");
-	if (!*rid)
-		return cs_req_error(req, CS_EINVAL, "missing role_id");
+	const char *rid = cs_req_str(req, "role_id", ""); /* required by the table */
 	int rc = role_must(req, &name, &r);
 	if (!rc)
 		rc = set_role_id(req, name, r, rid);
@@ -555,9 +554,7 @@ static int secret_generate(struct cs_request *req)
 
 static int secret_custom(struct cs_request *req)
 {
-	const char *sid = cs_req_str(req, "secret_id", "");
-	if (!*sid)
-		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+	const char *sid = cs_req_str(req, "secret_id", ""); /* required by the table */
 	if (strlen(sid) > 1024)
 		return cs_req_error(req, CS_EINVAL, "secret_id too long");
 	return secret_create(req, sid);
@@ -629,9 +626,11 @@ static int secret_by_value(struct cs_request *req, const char **name, char h[65]
 {
 	cJSON *r = NULL;
 	*e = NULL;
+	/* Required by the table, which the framework checks on writes only: the DELETE form
+	 * of secret-id/destroy is checked here. */
 	const char *sid = cs_req_str(req, "secret_id", "");
 	if (!*sid)
-		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+		return cs_req_error(req, CS_EINVAL, "missing required field \"secret_id\"");
 	int rc = role_must(req, name, &r);
 	cJSON_Delete(r);
 	if (!rc)
@@ -649,9 +648,11 @@ static int secret_by_accessor(struct cs_request *req, const char **name, char h[
 {
 	cJSON *r = NULL, *a = NULL;
 	*e = NULL;
+	/* As in secret_by_value: here for the DELETE form of secret-id-accessor/destroy. */
 	const char *acc = cs_req_str(req, "secret_id_accessor", "");
 	if (!*acc)
-		return cs_req_error(req, CS_EINVAL, "missing secret_id_accessor");
+		return cs_req_error(req, CS_EINVAL,
+				    "missing required field \"secret_id_accessor\"");
 	int rc = role_must(req, name, &r);
 	cJSON_Delete(r);
 	char akey[100], key[400];
@@ -724,6 +725,8 @@ static int accessor_destroy(struct cs_request *req)
 /* Check and spend one use of the secret id; fills *tcidrs (borrowed from *e) and *meta. */
 static int use_secret(struct cs_request *req, const char *name, const char *remote, cJSON **e_out)
 {
+	/* By hand, not in the table: login needs a secret id only when the role binds one
+	 * (bind_secret_id), which only the role read here tells. */
 	const char *sid = cs_req_str(req, "secret_id", "");
 	if (!*sid)
 		return cs_req_error(req, CS_EINVAL, "missing secret_id");
@@ -768,9 +771,7 @@ static int use_secret(struct cs_request *req, const char *name, const char *remo
 
 static int login(struct cs_request *req)
 {
-	const char *rid = cs_req_str(req, "role_id", "");
-	if (!*rid)
-		return cs_req_error(req, CS_EINVAL, "missing role_id");
+	const char *rid = cs_req_str(req, "role_id", ""); /* required by the table */
 	char *name = NULL;
 	cJSON *r = NULL, *e = NULL, *meta = NULL;
 	const char *remote = cs_tokenutil_remote(req);
@@ -840,44 +841,63 @@ static const struct cs_field role_fields[] = {
 
 static const struct cs_field roleid_fields[] = {
     {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
-    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "custom role id"},
+    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "custom role id", .required = true},
     {.name = NULL},
 };
+
+/* The options of a new secret id, shared by secret-id and custom-secret-id. */
+#define SECRET_ID_OPTIONS                                                                          \
+	{.name = "metadata",                                                                       \
+	 .type = CS_FIELD_ANY,                                                                     \
+	 .desc = "JSON map of strings for the token metadata"},                                    \
+	    {.name = "cidr_list",                                                                  \
+	     .type = CS_FIELD_STRLIST,                                                             \
+	     .desc = "CIDRs allowed to use this secret id"},                                       \
+	    {.name = "token_bound_cidrs",                                                          \
+	     .type = CS_FIELD_STRLIST,                                                             \
+	     .desc = "CIDRs allowed to use issued tokens"},                                        \
+	    {.name = "ttl",                                                                        \
+	     .type = CS_FIELD_DURATION,                                                            \
+	     .desc = "lifetime (at most the role's secret_id_ttl)"},                               \
+	    {.name = "num_uses",                                                                   \
+	     .type = CS_FIELD_INT,                                                                 \
+	     .desc = "uses (at most the role's secret_id_num_uses)"},                              \
+	{                                                                                          \
+		.name = "wrap_ttl", .type = CS_FIELD_ANY, .desc = "ignored"                        \
+	}
 
 static const struct cs_field secret_fields[] = {
     {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
     {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "custom secret id"},
-    {.name = "metadata",
-     .type = CS_FIELD_ANY,
-     .desc = "JSON map of strings for the token metadata"},
-    {.name = "cidr_list", .type = CS_FIELD_STRLIST, .desc = "CIDRs allowed to use this secret id"},
-    {.name = "token_bound_cidrs",
-     .type = CS_FIELD_STRLIST,
-     .desc = "CIDRs allowed to use issued tokens"},
-    {.name = "ttl",
-     .type = CS_FIELD_DURATION,
-     .desc = "lifetime (at most the role's secret_id_ttl)"},
-    {.name = "num_uses",
-     .type = CS_FIELD_INT,
-     .desc = "uses (at most the role's secret_id_num_uses)"},
-    {.name = "wrap_ttl", .type = CS_FIELD_ANY, .desc = "ignored"},
+    SECRET_ID_OPTIONS,
+    {.name = NULL},
+};
+
+static const struct cs_field custom_secret_fields[] = {
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "the secret id", .required = true},
+    SECRET_ID_OPTIONS,
     {.name = NULL},
 };
 
 static const struct cs_field by_value_fields[] = {
     {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
-    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "the secret id"},
+    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "the secret id", .required = true},
     {.name = NULL},
 };
 
 static const struct cs_field by_accessor_fields[] = {
     {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
-    {.name = "secret_id_accessor", .type = CS_FIELD_STRING, .desc = "the secret id's accessor"},
+    {.name = "secret_id_accessor",
+     .type = CS_FIELD_STRING,
+     .desc = "the secret id's accessor",
+     .required = true},
     {.name = NULL},
 };
 
 static const struct cs_field login_fields[] = {
-    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "role id"},
+    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "role id", .required = true},
+    /* Needed only when the role binds a secret id: checked by the handler. */
     {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "secret id"},
     {.name = NULL},
 };
@@ -914,7 +934,7 @@ static const struct cs_path approle_paths[] = {
      .ops = {[CS_OP_UPDATE] = secret_generate, [CS_OP_LIST] = secret_list},
      .synopsis = "generate a secret id, or list accessors"},
     {.pattern = "role/{role_name}/custom-secret-id",
-     .fields = secret_fields,
+     .fields = custom_secret_fields,
      .ops = {[CS_OP_UPDATE] = secret_custom},
      .synopsis = "register a given secret id"},
     {.pattern = "role/{role_name}",

@@ -493,6 +493,8 @@ int64_t cs_expire_next_ms(void)
 
 /* ---------------------------------------------------------------- sys/leases */
 
+/* The lease id of a renew or revoke: from the body or from the path (url_lease_id), so
+ * neither field alone is required and the handlers check by hand. */
 static const char *lease_arg(struct cs_request *req)
 {
 	const char *id = cs_req_str(req, "lease_id", NULL);
@@ -514,9 +516,7 @@ static void add_time(cJSON *d, const char *name, double unix_s)
 
 static int leases_lookup(struct cs_request *req)
 {
-	const char *id = lease_arg(req);
-	if (!id)
-		return cs_req_error(req, CS_EINVAL, "missing lease id");
+	const char *id = cs_req_str(req, "lease_id", ""); /* required by the table */
 	cJSON *r = NULL;
 	int rc = record_get(&req->txn, id, &r);
 	if (rc == CS_ENOTFOUND)
@@ -677,6 +677,14 @@ static int leases_tidy(struct cs_request *req)
 	return 0;
 }
 
+static const struct cs_field lookup_fields[] = {
+    {.name = "lease_id", .type = CS_FIELD_STRING, .desc = "lease id", .required = true},
+    {.name = "url_lease_id", .type = CS_FIELD_STRING, .desc = "unused"},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "unused"},
+    {.name = "sync", .type = CS_FIELD_BOOL, .desc = "unused"},
+    {.name = NULL},
+};
+
 static const struct cs_field lease_fields[] = {
     {.name = "lease_id", .type = CS_FIELD_STRING, .desc = "lease id"},
     {.name = "url_lease_id", .type = CS_FIELD_STRING, .desc = "lease id (path)"},
@@ -693,7 +701,7 @@ static const struct cs_field prefix_fields[] = {
 
 static const struct cs_path lease_paths[] = {
     {.pattern = "leases/lookup",
-     .fields = lease_fields,
+     .fields = lookup_fields,
      .ops = {[CS_OP_UPDATE] = leases_lookup},
      .synopsis = "lease information"},
     {.pattern = "leases/lookup/{prefix*}",

@@ -994,22 +994,12 @@ static int lookup_self(struct cs_request *req)
 	return 0;
 }
 
-static int token_arg(struct cs_request *req, const char **token)
-{
-	*token = cs_req_str(req, "token", NULL);
-	if (!*token || !**token)
-		return cs_req_error(req, CS_EINVAL, "missing token");
-	return 0;
-}
-
 /* Entry of the token given in the body; the error for an unknown one is "bad token". */
 static int by_token(struct cs_request *req, const char **token, char *hex, cJSON **e)
 {
 	*e = NULL;
-	int rc = token_arg(req, token);
-	if (rc)
-		return rc;
-	rc = lookup_valid(&req->txn, *token, hex, e);
+	*token = cs_req_str(req, "token", ""); /* required by the table */
+	int rc = lookup_valid(&req->txn, *token, hex, e);
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EPERM, "bad token");
 	return rc;
@@ -1031,9 +1021,7 @@ static int h_lookup(struct cs_request *req)
 /* Entry by accessor; the error for an unknown one is Vault's "invalid accessor". */
 static int by_accessor(struct cs_request *req, char *hex, cJSON **e)
 {
-	const char *acc = cs_req_str(req, "accessor", NULL);
-	if (!acc || !*acc)
-		return cs_req_error(req, CS_EINVAL, "missing accessor");
+	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
 	int rc = accessor_resolve(&req->txn, acc, hex);
 	if (!rc)
 		rc = entry_get(&req->txn, hex, e);
@@ -1140,12 +1128,9 @@ static int revoke_result(struct cs_request *req, int rc)
 /* Revoke the token given in the body: its tree, or only itself (orphaning children). */
 static int revoke_token(struct cs_request *req, bool orphan_children)
 {
-	const char *token;
-	int rc = token_arg(req, &token);
-	if (rc)
-		return rc;
+	const char *token = cs_req_str(req, "token", ""); /* required by the table */
 	char hex[65];
-	rc = cs_token_key_of(&req->txn, token, hex);
+	int rc = cs_token_key_of(&req->txn, token, hex);
 	if (!rc)
 		rc = cs_token_revoke_key(&req->txn, hex, orphan_children);
 	return revoke_result(req, rc);
@@ -1175,9 +1160,7 @@ static int h_revoke_self(struct cs_request *req)
 static int h_revoke_accessor(struct cs_request *req)
 {
 	char hex[65];
-	const char *acc = cs_req_str(req, "accessor", NULL);
-	if (!acc || !*acc)
-		return cs_req_error(req, CS_EINVAL, "missing accessor");
+	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
 	int rc = accessor_resolve(&req->txn, acc, hex);
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EINVAL, "invalid accessor");
@@ -1403,13 +1386,20 @@ static const struct cs_field create_fields[] = {
 };
 
 static const struct cs_field token_fields[] = {
-    {.name = "token", .type = CS_FIELD_STRING, .desc = "token"},
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token", .required = true},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "renew increment"},
+    {.name = NULL},
+};
+
+/* The *-self paths act on the client token: a "token" in the body is accepted, not needed. */
+static const struct cs_field self_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "ignored: the client token is used"},
     {.name = "increment", .type = CS_FIELD_DURATION, .desc = "renew increment"},
     {.name = NULL},
 };
 
 static const struct cs_field accessor_fields[] = {
-    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor"},
+    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor", .required = true},
     {.name = "increment", .type = CS_FIELD_DURATION, .desc = "renew increment"},
     {.name = NULL},
 };
@@ -1451,7 +1441,7 @@ static const struct cs_path token_paths[] = {
      .ops = {[CS_OP_UPDATE] = h_create},
      .synopsis = "create a token"},
     {.pattern = "lookup-self",
-     .fields = token_fields,
+     .fields = self_fields,
      .ops = {[CS_OP_READ] = lookup_self, [CS_OP_UPDATE] = lookup_self},
      .synopsis = "information about the client token"},
     {.pattern = "lookup-accessor",
@@ -1463,7 +1453,7 @@ static const struct cs_path token_paths[] = {
      .ops = {[CS_OP_UPDATE] = h_lookup},
      .synopsis = "information about a token"},
     {.pattern = "renew-self",
-     .fields = token_fields,
+     .fields = self_fields,
      .ops = {[CS_OP_UPDATE] = h_renew_self},
      .synopsis = "renew the client token"},
     {.pattern = "renew-accessor",

@@ -217,14 +217,15 @@ static void set_hash(cJSON *entry, const char *hash)
 	cs_tokenutil_set(entry, "password_hash", cJSON_CreateString(hash));
 }
 
-/* The user name of the path and a non-empty "password" from the body (borrowed). */
+/* The user name of the path and the "password" of the body (borrowed; the tables of
+ * login and users/{username}/password mark it required, so it is not empty). The route
+ * always captures a non-empty name: "missing username" refuses an over-long one. */
 static int name_and_password(struct cs_request *req, char name[256], const char **pw)
 {
+	*pw = "";
 	if (!username(req, name, 256))
 		return cs_req_error(req, CS_EINVAL, "missing username");
 	*pw = cs_req_str(req, "password", "");
-	if (!**pw)
-		return cs_req_error(req, CS_EINVAL, "missing password");
 	return 0;
 }
 
@@ -290,6 +291,7 @@ static int user_store(struct cs_request *req, const char *hash)
 	if (is_new)
 		e = cJSON_CreateObject();
 	rc = cs_tokenutil_update(req, e, is_new);
+	/* A user may be created by an update too (it vanished meanwhile): no password yet. */
 	if (!rc && is_new && !hash)
 		rc = cs_req_error(req, CS_EINVAL, "missing password");
 	if (!rc && hash)
@@ -318,6 +320,8 @@ static int user_write(struct cs_request *req)
 	if (!username(req, name, sizeof name))
 		return cs_req_error(req, CS_EINVAL, "missing username");
 	const char *pw = cs_req_str(req, "password", NULL);
+	/* By hand, not in the table: a password is needed to create a user, not to update
+	 * one (the same row serves both). */
 	if (!pw || !*pw) {
 		if (req->op == CS_OP_CREATE)
 			return cs_req_error(req, CS_EINVAL, "missing password");
@@ -464,7 +468,7 @@ static const struct cs_field user_fields[] = {
 
 static const struct cs_field password_fields[] = {
     {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
-    {.name = "password", .type = CS_FIELD_STRING, .desc = "new password"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "new password", .required = true},
     {.name = NULL},
 };
 
@@ -477,7 +481,7 @@ static const struct cs_field policies_fields[] = {
 
 static const struct cs_field login_fields[] = {
     {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
-    {.name = "password", .type = CS_FIELD_STRING, .desc = "password"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "password", .required = true},
     {.name = NULL},
 };
 

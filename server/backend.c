@@ -373,6 +373,23 @@ static const struct cs_field *find_field(const struct cs_field *fields, const ch
 	return NULL;
 }
 
+const struct cs_field *cs_backend_missing_field(const struct cs_field *fields, const cJSON *data,
+						enum cs_op op)
+{
+	/* Writes only: one row often serves read, write and delete with one schema, and a
+	 * patch is partial by definition. */
+	if (op != CS_OP_CREATE && op != CS_OP_UPDATE)
+		return NULL;
+	for (const struct cs_field *f = fields; f && f->name; f++) {
+		if (!f->required)
+			continue;
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, f->name);
+		if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !*v->valuestring))
+			return f;
+	}
+	return NULL;
+}
+
 static int validate(struct cs_request *req)
 {
 	const struct cs_path *p = req->route;
@@ -411,19 +428,18 @@ static int validate(struct cs_request *req)
 	}
 	for (const struct cs_field *f = p->fields; f && f->name; f++) {
 		cJSON *fv = cJSON_GetObjectItemCaseSensitive(req->data, f->name);
-		if (!fv) {
-			if (f->required && (req->op == CS_OP_CREATE || req->op == CS_OP_UPDATE)) {
-				cs_buf_free(&unknown);
-				return cs_req_error(req, CS_EINVAL, "missing required field \"%s\"",
-						    f->name);
-			}
-			continue;
-		}
-		int rc = coerce(req, f, fv);
+		int rc = fv ? coerce(req, f, fv) : 0;
 		if (rc) {
 			cs_buf_free(&unknown);
 			return rc;
 		}
+	}
+	/* After coercion, so that a badly typed field is reported as before and a null (which
+	 * coercion drops) counts as absent. */
+	const struct cs_field *miss = cs_backend_missing_field(p->fields, req->data, req->op);
+	if (miss) {
+		cs_buf_free(&unknown);
+		return cs_req_error(req, CS_EINVAL, "missing required field \"%s\"", miss->name);
 	}
 	if (unknown.len && req->op != CS_OP_READ && req->op != CS_OP_LIST)
 		cs_req_warn(req, "Endpoint ignored these unrecognized parameters: [%s]",

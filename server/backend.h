@@ -89,9 +89,19 @@ enum cs_field_type {
 struct cs_field {
 	const char *name; /* NULL terminates a field array */
 	enum cs_field_type type;
-	const char *desc;
+	const char *desc; /* one line, shown by ?help=1 / path-help */
+	/* The framework refuses a create or update without it (absent, null or an empty
+	 * string) with 400 `missing required field "NAME"` (OpenBao's text), before the
+	 * handler runs; other operations on the row are never refused for it. Where
+	 * requiredness depends on the operation or on other fields, the handler checks by
+	 * hand and says why. */
 	bool required;
 };
+
+/* The first required field of `fields` that `data` lacks for `op`, or NULL (the check
+ * cs_backend_dispatch makes; exposed for tests and for handlers that share a schema). */
+const struct cs_field *cs_backend_missing_field(const struct cs_field *fields, const cJSON *data,
+						enum cs_op op);
 
 /* Path flags, checked by the core before the handler runs. */
 #define CS_PATH_UNAUTH     0x01 /* no client token needed */

@@ -318,9 +318,9 @@ static int capabilities_for(struct cs_request *req, const cJSON *entry)
 static int caps_token(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
+	/* Required by the table of sys/capabilities; capabilities-self comes here only with
+	 * a non-empty token. */
 	const char *token = cs_req_str(req, "token", "");
-	if (!*token)
-		return cs_req_error(req, CS_EINVAL, "missing token");
 	cJSON *entry = NULL;
 	int rc = core->tokens.lookup ? core->tokens.lookup(core, &req->txn, token, &entry) : 0;
 	if (rc)
@@ -344,9 +344,7 @@ static int caps_self(struct cs_request *req)
 
 static int caps_accessor(struct cs_request *req)
 {
-	const char *acc = cs_req_str(req, "accessor", "");
-	if (!*acc)
-		return cs_req_error(req, CS_EINVAL, "missing accessor");
+	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
 	if (!accessor_lookup)
 		return cs_req_error(req, CS_EINVAL, "accessor lookup is not supported yet");
 	cJSON *entry = NULL;
@@ -371,11 +369,34 @@ static const struct cs_field policy_fields[] = {
     {.name = NULL},
 };
 
+/* The three capabilities paths share one schema and differ in what is required. */
+#define CAPS_PATHS_FIELDS                                                                          \
+	{.name = "paths", .type = CS_FIELD_STRLIST, .desc = "paths to check"},                     \
+	{                                                                                          \
+		.name = "path", .type = CS_FIELD_STRLIST, .desc = "deprecated alias of paths"      \
+	}
+
 static const struct cs_field caps_fields[] = {
-    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check"},
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check", .required = true},
     {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor of the token to check"},
-    {.name = "paths", .type = CS_FIELD_STRLIST, .desc = "paths to check"},
-    {.name = "path", .type = CS_FIELD_STRLIST, .desc = "deprecated alias of paths"},
+    CAPS_PATHS_FIELDS,
+    {.name = NULL},
+};
+
+static const struct cs_field caps_self_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check (default: the client's)"},
+    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor of the token to check"},
+    CAPS_PATHS_FIELDS,
+    {.name = NULL},
+};
+
+static const struct cs_field caps_accessor_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check"},
+    {.name = "accessor",
+     .type = CS_FIELD_STRING,
+     .desc = "accessor of the token to check",
+     .required = true},
+    CAPS_PATHS_FIELDS,
     {.name = NULL},
 };
 
@@ -402,11 +423,11 @@ static const struct cs_path policy_paths[] = {
      .ops = {[CS_OP_UPDATE] = caps_token},
      .synopsis = "capabilities of a token on paths"},
     {.pattern = "capabilities-self",
-     .fields = caps_fields,
+     .fields = caps_self_fields,
      .ops = {[CS_OP_UPDATE] = caps_self},
      .synopsis = "capabilities of the client token on paths"},
     {.pattern = "capabilities-accessor",
-     .fields = caps_fields,
+     .fields = caps_accessor_fields,
      .ops = {[CS_OP_UPDATE] = caps_accessor},
      .synopsis = "capabilities of a token, by accessor, on paths"},
 };

@@ -342,6 +342,51 @@ START_TEST(test_dispatch_required_unknown_and_405)
 }
 END_TEST
 
+/* A required field is enforced by the framework with OpenBao's text, before the handler;
+ * absent, null and "" all count as missing; a type error on another field is reported
+ * first; only creates and updates are refused. */
+START_TEST(test_required_field_enforced)
+{
+	static const char *missing[] = {"{}", "{\"must\":null}", "{\"must\":\"\"}",
+					"{\"count\":2}"};
+	for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+		struct cs_request *r = mkreq(CS_OP_UPDATE, missing[i]);
+		ck_assert(cs_backend_route(&be, r, "needs"));
+		last_handler = 0;
+		ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+		ck_assert_str_eq(r->errmsg, "missing required field \"must\"");
+		ck_assert_int_eq(cs_err_status(CS_EINVAL), 400);
+		ck_assert_int_eq(last_handler, 0);
+		freereq(r);
+	}
+
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"count\":\"x\"}");
+	ck_assert(cs_backend_route(&be, r, "needs"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+	ck_assert_str_eq(r->errmsg, "error converting input for field \"count\"");
+	freereq(r);
+
+	/* A number is coerced to a non-empty string and satisfies the requirement. */
+	r = mkreq(CS_OP_UPDATE, "{\"must\":7}");
+	ck_assert(cs_backend_route(&be, r, "needs"));
+	last_handler = 0;
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(last_handler, 3);
+	ck_assert_str_eq(cs_req_str(r, "must", ""), "7");
+	freereq(r);
+
+	cJSON *none = cJSON_CreateObject();
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_READ));
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_LIST));
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_DELETE));
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_PATCH));
+	ck_assert_str_eq(cs_backend_missing_field(fields, none, CS_OP_CREATE)->name, "must");
+	ck_assert_ptr_null(cs_backend_missing_field(opt_fields, none, CS_OP_UPDATE));
+	ck_assert_ptr_null(cs_backend_missing_field(NULL, none, CS_OP_UPDATE));
+	cJSON_Delete(none);
+}
+END_TEST
+
 START_TEST(test_existence_check_picks_create)
 {
 	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"path\":\"not-a-capture\"}");
@@ -433,6 +478,7 @@ int main(void)
 	tcase_add_test(tc, test_dispatch_coerces_fields);
 	tcase_add_test(tc, test_dispatch_rejects_bad_values);
 	tcase_add_test(tc, test_dispatch_required_unknown_and_405);
+	tcase_add_test(tc, test_required_field_enforced);
 	tcase_add_test(tc, test_existence_check_picks_create);
 	tcase_add_test(tc, test_router_longest_prefix);
 	tcase_add_test(tc, test_acl_hook_order);
