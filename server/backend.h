@@ -191,6 +191,8 @@ struct cs_request {
 	bool txn_open;
 	unsigned char no_route; /* 1: no mount, 2: mount has no such path (404 after auth) */
 	bool is_head;           /* HTTP HEAD: status only */
+	bool help; /* ?help=<non-empty>: answer with the route's help, run nothing (needs a
+		    * valid token on every path, and no ACL capability, as in Vault) */
 
 	/* Response. */
 	int status;       /* 0: core decides (200 with body / 204 without) */
@@ -329,6 +331,10 @@ int cs_view_get_json(struct cs_request *req, const char *key, cJSON **out);
 int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);
 
 /* ---- generic dispatch, used by the core ---- */
+
+/* The help of the request's route (req->route set): {"help": text with the synopsis and
+ * the fields, "see_also": [], "openapi": a one-path OpenAPI 3 document}. server/help.c */
+cJSON *cs_backend_help(const struct cs_request *req);
 
 /* Match `rel` against the backend's table; fills req->route and captures. false if no row. */
 bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel);

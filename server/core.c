@@ -321,6 +321,8 @@ static int authorize(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	unsigned flags = req->route ? req->route->flags : 0;
+	if (req->help) /* help needs a valid token everywhere (and spends a use, as a read) */
+		flags &= ~(unsigned)(CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN);
 	bool has_token = req->client_token && *req->client_token;
 	/* An unauthenticated path ignores the token, unless its answer depends on the caller
 	 * (CS_PATH_OPT_TOKEN): a token sent there is checked as everywhere else, so a token
@@ -399,7 +401,7 @@ static void run(struct cs_request *req)
 
 	route_once(req, sealed);
 	unsigned flags = req->route ? req->route->flags : 0;
-	if (sealed && !(flags & CS_PATH_SEALED_OK)) {
+	if (sealed && (req->help || !(flags & CS_PATH_SEALED_OK))) {
 		finish_error(req, CS_ESEALED);
 		return;
 	}
@@ -428,6 +430,8 @@ static void run(struct cs_request *req)
 				  "no handler for route \"%s\". route entry not found.", req->path);
 	else if (!rc && req->no_route)
 		rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
+	else if (!rc && req->help)
+		req->raw = cs_backend_help(req);
 	else if (!rc)
 		rc = cs_backend_dispatch(req);
 	if (rc == CS_EASYNC) {
@@ -682,8 +686,9 @@ static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list
 			if (*value && cs_parse_bool(value, &b))
 				rc = cs_req_error(req, CS_EINVAL, "invalid value for \"list\"");
 			*list = b;
-		} else if (strcmp(name, "help") != 0 &&
-			   (req->op == CS_OP_READ || req->op == CS_OP_LIST ||
+		} else if (strcmp(name, "help") == 0) {
+			req->help = *value != '\0'; /* as Vault: any non-empty value */
+		} else if ((req->op == CS_OP_READ || req->op == CS_OP_LIST ||
 			    req->op == CS_OP_DELETE)) {
 			/* Vault turns the query string into request data for these. */
 			cJSON_AddStringToObject(req->data, name, value);
