@@ -14,6 +14,8 @@
 #include "lib/json.h"
 #include "lib/util.h"
 
+_Static_assert(CS_EASYNC >= CS_E__COUNT, "CS_EASYNC must not be an error code");
+
 const char *cs_op_name(enum cs_op op)
 {
 	static const char *names[] = {"read", "create", "update", "delete", "list", "patch"};
@@ -532,6 +534,19 @@ int cs_req_error(struct cs_request *req, int code, const char *fmt, ...)
 	free(req->errmsg);
 	req->errmsg = cs_buf_steal(&b, NULL);
 	return code;
+}
+
+int cs_req_error_after_commit(struct cs_request *req, int code, const char *fmt, ...)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	cs_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	free(req->errmsg);
+	req->errmsg = cs_buf_steal(&b, NULL);
+	req->commit_error = code;
+	return 0;
 }
 
 void cs_req_warn(struct cs_request *req, const char *fmt, ...)

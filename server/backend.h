@@ -203,8 +203,11 @@ struct cs_request {
 	int64_t lease_duration;
 	bool renewable;
 	char *lease_id;
-	bool data_to_top;   /* copy data keys to the top level (sys/mounts, ...) */
-	char *errmsg;       /* message for an error return */
+	bool data_to_top; /* copy data keys to the top level (sys/mounts, ...) */
+	char *errmsg;     /* message for an error return */
+	/* 0, or the code the request answers with although it succeeded: its writes are
+	 * committed first (cs_req_error_after_commit). */
+	int commit_error;
 	bool body_on_error; /* send the envelope even with an error status (KV v2) */
 	int64_t wrap_ttl;   /* X-Vault-Wrap-TTL in seconds; 0: no response wrapping */
 
@@ -244,6 +247,10 @@ struct cs_request {
  * at once (the pool also serves c-raft's disk work); later jobs wait in FIFO order.
  * A request whose client went away still runs to the end; its response is discarded.
  */
+/* What cs_req_defer / cs_req_wait return and the handler hands back: not an error (the
+ * request is suspended, its answer comes later), so not in lib/err.h's table and never a
+ * status; outside the range of the CS_E* codes. */
+#define CS_EASYNC            1000
 #define CS_ASYNC_MAX_RUNNING 4
 /* Jobs that may wait for a pool thread; one more is refused with 503 (CS_EBUSY). */
 #define CS_ASYNC_MAX_QUEUED 1024
@@ -285,6 +292,14 @@ const char *cs_req_capture(const struct cs_request *req, const char *name);
 
 /* Record an error message (printf-style) and return `code`, for `return cs_req_error(...)`. */
 int cs_req_error(struct cs_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/*
+ * The one way to answer with an error AND keep the handler's writes: record the message
+ * and the code, and return 0 so that the core commits the transaction as for a success,
+ * then answers with the error (sys/wrapping/unwrap burns a wrapping token that was also
+ * the client token, then refuses, as Vault does). A failed commit answers its own error.
+ */
+int cs_req_error_after_commit(struct cs_request *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Append a warning string to the response. */
 void cs_req_warn(struct cs_request *req, const char *fmt, ...)

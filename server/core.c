@@ -101,6 +101,10 @@ static void finish_error(struct cs_request *req, int code)
 
 static void finish(struct cs_request *req)
 {
+	if (req->commit_error) { /* committed; the answer is still an error */
+		finish_error(req, req->commit_error);
+		return;
+	}
 	size_t len = 0;
 	char *body = NULL;
 	int status = req->status;
@@ -278,6 +282,9 @@ static void commit_cb(void *data, int status)
 		req->raw = NULL;
 		req->status = 0;
 		req->body_on_error = false;
+		req->commit_error = 0;
+		free(req->errmsg);
+		req->errmsg = NULL;
 		finish_error(req, status);
 		return;
 	}

@@ -308,12 +308,7 @@ static int h_unwrap(struct cs_request *req)
 		cJSON_Delete(e);
 		if (rc)
 			return rc;
-		size_t len;
-		char *body = cs_response_errors(CS_WRAP_INVALID_MSG, &len);
-		req->raw = cJSON_Parse(body);
-		free(body);
-		req->status = 400;
-		return 0;
+		return cs_req_error_after_commit(req, CS_EINVAL, "%s", CS_WRAP_INVALID_MSG);
 	}
 	char *resp = NULL;
 	rc = read_response(req, token, &resp);
