@@ -954,6 +954,6 @@ static const struct cs_core_audit broker = {
 void cs_audit_register(void)
 {
 	cs_core_set_audit(&broker);
-	cs_sys_add_paths(audit_paths, CS_ARRAY_LEN(audit_paths));
+	cs_sys_set_paths(CS_SYS_AUDIT, audit_paths, CS_ARRAY_LEN(audit_paths));
 	cs_backend_register(&table_owner);
 }

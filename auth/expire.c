@@ -776,5 +776,5 @@ void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tok
 	E.core = core;
 	E.tokens = tokens;
 	cs_core_set_expiration(core, &expiration);
-	cs_sys_add_paths(lease_paths, CS_ARRAY_LEN(lease_paths));
+	cs_sys_set_paths(CS_SYS_LEASES, lease_paths, CS_ARRAY_LEN(lease_paths));
 }

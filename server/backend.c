@@ -226,16 +226,43 @@ static bool match(const char *pattern, const char *rel, struct cs_request *req)
 	return true;
 }
 
-bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel)
+size_t cs_backend_n_rows(const struct cs_backend *b)
 {
-	for (size_t i = 0; i < b->n_paths; i++) {
-		if (match(b->paths[i].pattern, rel, req)) {
-			req->route = &b->paths[i];
+	size_t n = b->n_paths;
+	for (size_t t = 0; t < b->n_tables; t++)
+		n += b->tables[t].n;
+	return n;
+}
+
+const struct cs_path *cs_backend_row(const struct cs_backend *b, size_t i)
+{
+	for (size_t t = 0; t < b->n_tables; t++) {
+		if (i < b->tables[t].n)
+			return &b->tables[t].paths[i];
+		i -= b->tables[t].n;
+	}
+	return i < b->n_paths ? &b->paths[i] : NULL;
+}
+
+static bool route_table(const struct cs_path *paths, size_t n, struct cs_request *req,
+			const char *rel)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (match(paths[i].pattern, rel, req)) {
+			req->route = &paths[i];
 			return true;
 		}
 		clear_captures(req);
 	}
 	return false;
+}
+
+bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel)
+{
+	for (size_t t = 0; t < b->n_tables; t++)
+		if (route_table(b->tables[t].paths, b->tables[t].n, req, rel))
+			return true;
+	return route_table(b->paths, b->n_paths, req, rel);
 }
 
 /* ------------------------------------------------------------------ fields */

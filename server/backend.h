@@ -151,6 +151,15 @@ struct cs_backend {
 	 * text) that select it, ended by a NULL backend. Lets `custos server -list-routes`
 	 * (server/routes.h) walk every path table that a mount can serve. */
 	const struct cs_backend_variant *variants;
+	/* Optional: row tables searched before `paths`, in array order (the sys/ backend's
+	 * slots, cs_sys_set_paths); an empty entry is skipped. */
+	const struct cs_path_table *tables;
+	size_t n_tables;
+};
+
+struct cs_path_table {
+	const struct cs_path *paths;
+	size_t n;
 };
 
 struct cs_backend_variant {
@@ -351,6 +360,10 @@ int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);
  * the fields, "see_also": [], "openapi": a one-path OpenAPI 3 document}. server/help.c */
 cJSON *cs_backend_help(const struct cs_request *req);
 
+/* The backend's rows, `tables` then `paths`, as routing searches them: how many, and the
+ * i-th (NULL past the end). */
+size_t cs_backend_n_rows(const struct cs_backend *b);
+const struct cs_path *cs_backend_row(const struct cs_backend *b, size_t i);
 /* Match `rel` against the backend's table; fills req->route and captures. false if no row. */
 bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel);
 /*
@@ -422,9 +435,27 @@ bool cs_core_shutting_down(const struct cs_core *core);
 /* The server-wide maximum lease TTL in seconds (config max_lease_ttl, else 32 days). */
 int64_t cs_core_sys_max_ttl(const struct cs_core *core);
 
-/* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
- * request, from the module that owns them (server/sys.c). The rows are copied. */
-void cs_sys_add_paths(const struct cs_path *paths, size_t n);
+/*
+ * The sys/ backend is static tables: server/sys.c's own, and one per module that serves
+ * more sys/ paths (policies, leases, audit, ...). Each module sets its table in its slot
+ * at start-up, before any request; routing searches the slots in this fixed order, then
+ * server/sys.c's table (which ends with its most general patterns), so the row order
+ * never depends on which module registers first. The table is not copied: static.
+ */
+enum cs_sys_table {
+	CS_SYS_GENERATE_ROOT,
+	CS_SYS_REKEY,
+	CS_SYS_ROTATE,
+	CS_SYS_SNAPSHOT,
+	CS_SYS_RAFT,
+	CS_SYS_HA,
+	CS_SYS_WRAP,
+	CS_SYS_AUDIT,
+	CS_SYS_POLICY,
+	CS_SYS_LEASES,
+	CS_SYS__COUNT
+};
+void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n);
 
 /* Registry of backend types, filled at start-up by main(). */
 void cs_backend_register(const struct cs_backend *b);

@@ -278,5 +278,6 @@ void cs_generate_root_register(struct cs_core *core)
 	cs_pgp_init();
 	(void)core;
 	gr_clear();
-	cs_sys_add_paths(generate_root_paths, CS_ARRAY_LEN(generate_root_paths));
+	cs_sys_set_paths(CS_SYS_GENERATE_ROOT, generate_root_paths,
+			 CS_ARRAY_LEN(generate_root_paths));
 }

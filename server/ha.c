@@ -2279,5 +2279,5 @@ static const struct cs_path ha_paths[] = {
 
 void cs_ha_register(void)
 {
-	cs_sys_add_paths(ha_paths, CS_ARRAY_LEN(ha_paths));
+	cs_sys_set_paths(CS_SYS_HA, ha_paths, CS_ARRAY_LEN(ha_paths));
 }

@@ -446,7 +446,7 @@ static const struct cs_backend cache_owner = {
 
 void cs_policy_module_init(void)
 {
-	cs_sys_add_paths(policy_paths, CS_ARRAY_LEN(policy_paths));
+	cs_sys_set_paths(CS_SYS_POLICY, policy_paths, CS_ARRAY_LEN(policy_paths));
 	cs_backend_set_acl_hook(cs_policy_acl_hook);
 	cs_backend_set_sudo_hook(sudo_hook);
 	cs_backend_set_mount_visible_hook(mount_visible_hook);

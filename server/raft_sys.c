@@ -286,5 +286,5 @@ static const struct cs_path raft_paths[] = {
 void cs_raft_sys_register(struct cs_core *core)
 {
 	(void)core;
-	cs_sys_add_paths(raft_paths, CS_ARRAY_LEN(raft_paths));
+	cs_sys_set_paths(CS_SYS_RAFT, raft_paths, CS_ARRAY_LEN(raft_paths));
 }

@@ -452,36 +452,43 @@ static const struct cs_field key_fields[] = {
 };
 
 /* As in OpenBao 2.5 (authenticated rekey): every rekey path needs sudo. */
-static const struct cs_path rekey_paths[] = {
-    {.pattern = "rekey/init",
-     .fields = init_fields,
-     .ops = {[CS_OP_READ] = init_read, [CS_OP_UPDATE] = init_write, [CS_OP_DELETE] = init_cancel},
-     .flags = CS_PATH_SUDO,
-     .synopsis = "start, read or cancel a rekey"},
-    {.pattern = "rekey/update",
-     .fields = key_fields,
-     .ops = {[CS_OP_UPDATE] = update},
-     .flags = CS_PATH_SUDO,
-     .synopsis = "give one current unseal key share to the rekey"},
-    {.pattern = "rekey/verify",
-     .fields = key_fields,
-     .ops = {[CS_OP_READ] = verify_read,
-	     [CS_OP_UPDATE] = verify_update,
-	     [CS_OP_DELETE] = verify_restart},
-     .flags = CS_PATH_SUDO,
-     .synopsis = "verify the new key shares"},
-    {.pattern = "rekey/backup",
-     .ops = {[CS_OP_READ] = backup_read, [CS_OP_DELETE] = backup_delete},
-     .flags = CS_PATH_SUDO,
-     .synopsis = "the PGP-encrypted backup of the last rekey's shares"},
-    {.pattern = "rekey-recovery-key/{op}",
-     .fields = key_fields,
-     .ops = {[CS_OP_READ] = recovery_unsupported,
-	     [CS_OP_UPDATE] = recovery_unsupported,
-	     [CS_OP_DELETE] = recovery_unsupported},
-     .flags = CS_PATH_SUDO | CS_PATH_ANY_FIELDS,
-     .synopsis = "recovery keys (auto-unseal only)"},
-};
+/* The rows, with the access the listeners' disable_unauthed_rekey_endpoints picks:
+ * sudo, or unauthenticated (Vault's default). Two static tables, no copy at run time. */
+#define REKEY_ROWS(access)                                                                         \
+	{.pattern = "rekey/init",                                                                  \
+	 .fields = init_fields,                                                                    \
+	 .ops = {[CS_OP_READ] = init_read,                                                         \
+		 [CS_OP_UPDATE] = init_write,                                                      \
+		 [CS_OP_DELETE] = init_cancel},                                                    \
+	 .flags = (access),                                                                        \
+	 .synopsis = "start, read or cancel a rekey"},                                             \
+	    {.pattern = "rekey/update",                                                            \
+	     .fields = key_fields,                                                                 \
+	     .ops = {[CS_OP_UPDATE] = update},                                                     \
+	     .flags = (access),                                                                    \
+	     .synopsis = "give one current unseal key share to the rekey"},                        \
+	    {.pattern = "rekey/verify",                                                            \
+	     .fields = key_fields,                                                                 \
+	     .ops = {[CS_OP_READ] = verify_read,                                                   \
+		     [CS_OP_UPDATE] = verify_update,                                               \
+		     [CS_OP_DELETE] = verify_restart},                                             \
+	     .flags = (access),                                                                    \
+	     .synopsis = "verify the new key shares"},                                             \
+	    {.pattern = "rekey/backup",                                                            \
+	     .ops = {[CS_OP_READ] = backup_read, [CS_OP_DELETE] = backup_delete},                  \
+	     .flags = (access),                                                                    \
+	     .synopsis = "the PGP-encrypted backup of the last rekey's shares"},                   \
+	{                                                                                          \
+		.pattern = "rekey-recovery-key/{op}", .fields = key_fields,                        \
+		.ops = {[CS_OP_READ] = recovery_unsupported,                                       \
+			[CS_OP_UPDATE] = recovery_unsupported,                                     \
+			[CS_OP_DELETE] = recovery_unsupported},                                    \
+		.flags = (access) | CS_PATH_ANY_FIELDS,                                            \
+		.synopsis = "recovery keys (auto-unseal only)"                                     \
+	}
+
+static const struct cs_path rekey_paths[] = {REKEY_ROWS(CS_PATH_SUDO)};
+static const struct cs_path rekey_paths_unauthed[] = {REKEY_ROWS(CS_PATH_UNAUTH)};
 
 void cs_rekey_register(const struct cs_config *cfg)
 {
@@ -491,13 +498,11 @@ void cs_rekey_register(const struct cs_config *cfg)
 	for (int i = 0; cfg && i < cfg->n_listeners; i++)
 		if (!cfg->listeners[i].disable_unauthed_rekey_endpoints)
 			unauthed = true;
-	struct cs_path rows[CS_ARRAY_LEN(rekey_paths)];
-	memcpy(rows, rekey_paths, sizeof rows);
-	if (unauthed) {
-		for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
-			rows[i].flags = (rows[i].flags & ~(unsigned)CS_PATH_SUDO) | CS_PATH_UNAUTH;
+	_Static_assert(CS_ARRAY_LEN(rekey_paths) == CS_ARRAY_LEN(rekey_paths_unauthed),
+		       "one table per access");
+	if (unauthed)
 		cs_warn("core: sys/rekey endpoints are unauthenticated "
 			"(disable_unauthed_rekey_endpoints = false)");
-	}
-	cs_sys_add_paths(rows, CS_ARRAY_LEN(rows));
+	cs_sys_set_paths(CS_SYS_REKEY, unauthed ? rekey_paths_unauthed : rekey_paths,
+			 CS_ARRAY_LEN(rekey_paths));
 }

@@ -257,5 +257,5 @@ void cs_rotate_register(struct cs_core *core)
 	/* Only the keyring record matters here; a hook registered before watched every key. */
 	core->st.store.hook_prefix = R.prev_hook ? NULL : CS_KEYRING_PATH;
 	core->st.count_encryptions = true;
-	cs_sys_add_paths(rotate_paths, CS_ARRAY_LEN(rotate_paths));
+	cs_sys_set_paths(CS_SYS_ROTATE, rotate_paths, CS_ARRAY_LEN(rotate_paths));
 }

@@ -716,7 +716,8 @@ static const struct cs_path snapshot_paths[] = {
 
 void cs_snapshot_register(struct cs_core *core)
 {
-	cs_sys_add_paths(snapshot_paths, sizeof snapshot_paths / sizeof snapshot_paths[0]);
+	cs_sys_set_paths(CS_SYS_SNAPSHOT, snapshot_paths,
+			 sizeof snapshot_paths / sizeof snapshot_paths[0]);
 	if (!core->data_dir[0]) {
 		cs_error("snapshot: cs_snapshot_register before cs_core_init: restores will "
 			 "not be spooled");

@@ -966,24 +966,20 @@ static const struct cs_path sys_paths[] = {
      .synopsis = "the mount serving a path"},
 };
 
-struct cs_backend cs_sys_backend = {
+/* The slots of cs_sys_set_paths, searched in enum order before sys_paths. */
+static struct cs_path_table sys_tables[CS_SYS__COUNT];
+
+const struct cs_backend cs_sys_backend = {
     .type = "system",
     .is_auth = false,
     .paths = sys_paths,
     .n_paths = CS_ARRAY_LEN(sys_paths),
+    .tables = sys_tables,
+    .n_tables = CS_SYS__COUNT,
 };
 
-void cs_sys_add_paths(const struct cs_path *paths, size_t n)
+void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n)
 {
-	/* Added rows go first: the built-in table ends with its most general patterns. */
-	size_t total = cs_sys_backend.n_paths + n;
-	struct cs_path *all = malloc(total * sizeof *all);
-	if (!all)
-		abort();
-	memcpy(all, paths, n * sizeof *all);
-	memcpy(all + n, cs_sys_backend.paths, cs_sys_backend.n_paths * sizeof *all);
-	if (cs_sys_backend.paths != sys_paths)
-		free((void *)cs_sys_backend.paths);
-	cs_sys_backend.paths = all;
-	cs_sys_backend.n_paths = total;
+	if ((unsigned)slot < CS_SYS__COUNT)
+		sys_tables[slot] = (struct cs_path_table){.paths = paths, .n = n};
 }

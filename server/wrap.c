@@ -426,5 +426,5 @@ void cs_wrap_register(cs_wrap_key_of_fn key_of_fn, cs_wrap_revoke_key_fn revoke_
 {
 	key_of = key_of_fn;
 	revoke_key = revoke_key_fn;
-	cs_sys_add_paths(wrap_paths, CS_ARRAY_LEN(wrap_paths));
+	cs_sys_set_paths(CS_SYS_WRAP, wrap_paths, CS_ARRAY_LEN(wrap_paths));
 }
