@@ -387,6 +387,115 @@ START_TEST(test_required_field_enforced)
 }
 END_TEST
 
+/* ?help=1: the row's synopsis and fields in Vault's help shape, and a one-path OpenAPI
+ * document whose request body lists the required fields. */
+static const struct cs_field help_fields[] = {
+    {.name = "name", .type = CS_FIELD_STRING, .desc = "the user"},
+    {.name = "must", .type = CS_FIELD_STRING, .desc = "needed", .required = true},
+    {.name = "ttl", .type = CS_FIELD_DURATION, .desc = "lifetime"},
+    {.name = NULL},
+};
+static const struct cs_path help_row = {.pattern = "users/{name}",
+					.fields = help_fields,
+					.ops = {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update},
+					.synopsis = "manage one user"};
+
+START_TEST(test_help_shape)
+{
+	struct cs_request *r = mkreq(CS_OP_READ, NULL);
+	r->path = strdup("secret/users/bob");
+	r->route = &help_row;
+	cJSON *h = cs_backend_help(r);
+	ck_assert_ptr_nonnull(h);
+	const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "help"));
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "Request:        secret/users/bob\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Matching Route: users/{name}\n"));
+	ck_assert_ptr_nonnull(strstr(text, "manage one user"));
+	ck_assert_ptr_nonnull(strstr(text, "    must (string, required)\n        needed\n"));
+	ck_assert_ptr_nonnull(strstr(text, "    ttl (duration (sec))\n        lifetime\n"));
+	ck_assert_ptr_nonnull(strstr(text, " read update\n"));
+	ck_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(h, "see_also")));
+
+	const cJSON *doc = cJSON_GetObjectItemCaseSensitive(h, "openapi");
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(doc, "paths"), "/users/{name}");
+	ck_assert_ptr_nonnull(item);
+	ck_assert_str_eq(
+	    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "description")),
+	    "manage one user");
+	/* The captured field is a path parameter, the others the body's properties. */
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(item, "parameters");
+	ck_assert_int_eq(cJSON_GetArraySize(params), 1);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+			     cJSON_GetArrayItem(params, 0), "name")),
+			 "name");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(item, "get"));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(item, "delete"));
+	const cJSON *schema = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "post"),
+						     "requestBody"),
+		    "content"),
+		"application/json"),
+	    "schema");
+	ck_assert_ptr_nonnull(schema);
+	const cJSON *req = cJSON_GetObjectItemCaseSensitive(schema, "required");
+	ck_assert_int_eq(cJSON_GetArraySize(req), 1);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetArrayItem(req, 0)), "must");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(schema, "properties"), "ttl"));
+	cJSON_Delete(h);
+	free(r->path);
+	freereq(r);
+}
+END_TEST
+
+/* A backend's row tables are searched in order before its own rows, whatever order they
+ * were filled in (the sys/ slots), and cs_backend_row walks them the same way. */
+START_TEST(test_tables_order)
+{
+	static const struct cs_path first[] = {
+	    {.pattern = "a/{x*}", .ops = {[CS_OP_READ] = h_read}}};
+	static const struct cs_path second[] = {{.pattern = "a/b", .ops = {[CS_OP_READ] = h_read}},
+						{.pattern = "c", .ops = {[CS_OP_READ] = h_read}}};
+	struct cs_path_table tables[3] = {{0}};
+	struct cs_backend b = {
+	    .type = "t", .paths = paths, .n_paths = 1, .tables = tables, .n_tables = 3};
+	/* Filled in reverse order; slot 1 stays empty. */
+	tables[2] = (struct cs_path_table){.paths = second, .n = 2};
+	tables[0] = (struct cs_path_table){.paths = first, .n = 1};
+	ck_assert_uint_eq(cs_backend_n_rows(&b), 4);
+	ck_assert_ptr_eq(cs_backend_row(&b, 0), &first[0]);
+	ck_assert_ptr_eq(cs_backend_row(&b, 1), &second[0]);
+	ck_assert_ptr_eq(cs_backend_row(&b, 2), &second[1]);
+	ck_assert_ptr_eq(cs_backend_row(&b, 3), &paths[0]);
+	ck_assert_ptr_null(cs_backend_row(&b, 4));
+
+	struct cs_request *r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&b, r, "a/b")); /* slot 0 wins over slot 2's literal */
+	ck_assert_ptr_eq(r->route, &first[0]);
+	freereq(r);
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&b, r, "config"));
+	ck_assert_ptr_eq(r->route, &paths[0]);
+	freereq(r);
+}
+END_TEST
+
+/* The one way to keep the writes and still answer an error: a flag, and a 0 return. */
+START_TEST(test_error_after_commit)
+{
+	struct cs_request *r = mkreq(CS_OP_UPDATE, NULL);
+	ck_assert_int_eq(cs_req_error_after_commit(r, CS_EINVAL, "bad %s", "thing"), 0);
+	ck_assert_int_eq(r->commit_error, CS_EINVAL);
+	ck_assert_str_eq(r->errmsg, "bad thing");
+	freereq(r);
+	ck_assert_int_ge(CS_EASYNC, CS_E__COUNT);
+}
+END_TEST
+
 START_TEST(test_existence_check_picks_create)
 {
 	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"path\":\"not-a-capture\"}");
@@ -479,6 +588,9 @@ int main(void)
 	tcase_add_test(tc, test_dispatch_rejects_bad_values);
 	tcase_add_test(tc, test_dispatch_required_unknown_and_405);
 	tcase_add_test(tc, test_required_field_enforced);
+	tcase_add_test(tc, test_help_shape);
+	tcase_add_test(tc, test_tables_order);
+	tcase_add_test(tc, test_error_after_commit);
 	tcase_add_test(tc, test_existence_check_picks_create);
 	tcase_add_test(tc, test_router_longest_prefix);
 	tcase_add_test(tc, test_acl_hook_order);
