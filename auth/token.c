@@ -994,22 +994,12 @@ static int lookup_self(struct cs_request *req)
 	return 0;
 }
 
-static int token_arg(struct cs_request *req, const char **token)
-{
-	*token = cs_req_str(req, "token", NULL);
-	if (!*token || !**token)
-		return cs_req_error(req, CS_EINVAL, "missing token");
-	return 0;
-}
-
 /* Entry of the token given in the body; the error for an unknown one is "bad token". */
 static int by_token(struct cs_request *req, const char **token, char *hex, cJSON **e)
 {
 	*e = NULL;
-	int rc = token_arg(req, token);
-	if (rc)
-		return rc;
-	rc = lookup_valid(&req->txn, *token, hex, e);
+	*token = cs_req_str(req, "token", ""); /* required by the table */
+	int rc = lookup_valid(&req->txn, *token, hex, e);
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EPERM, "bad token");
 	return rc;
@@ -1031,9 +1021,7 @@ static int h_lookup(struct cs_request *req)
 /* Entry by accessor; the error for an unknown one is Vault's "invalid accessor". */
 static int by_accessor(struct cs_request *req, char *hex, cJSON **e)
 {
-	const char *acc = cs_req_str(req, "accessor", NULL);
-	if (!acc || !*acc)
-		return cs_req_error(req, CS_EINVAL, "missing accessor");
+	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
 	int rc = accessor_resolve(&req->txn, acc, hex);
 	if (!rc)
 		rc = entry_get(&req->txn, hex, e);
@@ -1140,12 +1128,9 @@ static int revoke_result(struct cs_request *req, int rc)
 /* Revoke the token given in the body: its tree, or only itself (orphaning children). */
 static int revoke_token(struct cs_request *req, bool orphan_children)
 {
-	const char *token;
-	int rc = token_arg(req, &token);
-	if (rc)
-		return rc;
+	const char *token = cs_req_str(req, "token", ""); /* required by the table */
 	char hex[65];
-	rc = cs_token_key_of(&req->txn, token, hex);
+	int rc = cs_token_key_of(&req->txn, token, hex);
 	if (!rc)
 		rc = cs_token_revoke_key(&req->txn, hex, orphan_children);
 	return revoke_result(req, rc);
@@ -1175,9 +1160,7 @@ static int h_revoke_self(struct cs_request *req)
 static int h_revoke_accessor(struct cs_request *req)
 {
 	char hex[65];
-	const char *acc = cs_req_str(req, "accessor", NULL);
-	if (!acc || !*acc)
-		return cs_req_error(req, CS_EINVAL, "missing accessor");
+	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
 	int rc = accessor_resolve(&req->txn, acc, hex);
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EINVAL, "invalid accessor");
@@ -1384,100 +1367,133 @@ static int role_exists(struct cs_request *req, bool *exists)
 /* ---------------------------------------------------------------- table */
 
 static const struct cs_field create_fields[] = {
-    {"id", CS_FIELD_STRING, "token id (root only)", false},
-    {"role_name", CS_FIELD_STRING, "role", false},
-    {"policies", CS_FIELD_STRLIST, "policies", false},
-    {"meta", CS_FIELD_ANY, "metadata", false},
-    {"no_parent", CS_FIELD_BOOL, "orphan token (root/sudo)", false},
-    {"no_default_policy", CS_FIELD_BOOL, "do not add default", false},
-    {"renewable", CS_FIELD_BOOL, "renewable", false},
-    {"ttl", CS_FIELD_DURATION, "ttl", false},
-    {"lease", CS_FIELD_DURATION, "ttl (legacy)", false},
-    {"explicit_max_ttl", CS_FIELD_DURATION, "hard max ttl", false},
-    {"period", CS_FIELD_DURATION, "periodic token", false},
-    {"display_name", CS_FIELD_STRING, "display name", false},
-    {"num_uses", CS_FIELD_INT, "uses", false},
-    {"type", CS_FIELD_STRING, "service or batch", false},
-    {"entity_alias", CS_FIELD_STRING, "ignored", false},
-    {NULL, 0, NULL, false},
+    {.name = "id", .type = CS_FIELD_STRING, .desc = "token id (root only)"},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role"},
+    {.name = "policies", .type = CS_FIELD_STRLIST, .desc = "policies"},
+    {.name = "meta", .type = CS_FIELD_ANY, .desc = "metadata"},
+    {.name = "no_parent", .type = CS_FIELD_BOOL, .desc = "orphan token (root/sudo)"},
+    {.name = "no_default_policy", .type = CS_FIELD_BOOL, .desc = "do not add default"},
+    {.name = "renewable", .type = CS_FIELD_BOOL, .desc = "renewable"},
+    {.name = "ttl", .type = CS_FIELD_DURATION, .desc = "ttl"},
+    {.name = "lease", .type = CS_FIELD_DURATION, .desc = "ttl (legacy)"},
+    {.name = "explicit_max_ttl", .type = CS_FIELD_DURATION, .desc = "hard max ttl"},
+    {.name = "period", .type = CS_FIELD_DURATION, .desc = "periodic token"},
+    {.name = "display_name", .type = CS_FIELD_STRING, .desc = "display name"},
+    {.name = "num_uses", .type = CS_FIELD_INT, .desc = "uses"},
+    {.name = "type", .type = CS_FIELD_STRING, .desc = "service or batch"},
+    {.name = "entity_alias", .type = CS_FIELD_STRING, .desc = "ignored"},
+    {.name = NULL},
 };
 
 static const struct cs_field token_fields[] = {
-    {"token", CS_FIELD_STRING, "token", false},
-    {"increment", CS_FIELD_DURATION, "renew increment", false},
-    {NULL, 0, NULL, false},
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token", .required = true},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "renew increment"},
+    {.name = NULL},
+};
+
+/* The *-self paths act on the client token: a "token" in the body is accepted, not needed. */
+static const struct cs_field self_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "ignored: the client token is used"},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "renew increment"},
+    {.name = NULL},
 };
 
 static const struct cs_field accessor_fields[] = {
-    {"accessor", CS_FIELD_STRING, "accessor", false},
-    {"increment", CS_FIELD_DURATION, "renew increment", false},
-    {NULL, 0, NULL, false},
+    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor", .required = true},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "renew increment"},
+    {.name = NULL},
 };
 
 static const struct cs_field role_fields[] = {
-    {"role_name", CS_FIELD_STRING, "role", false},
-    {"allowed_policies", CS_FIELD_STRLIST, "", false},
-    {"disallowed_policies", CS_FIELD_STRLIST, "", false},
-    {"allowed_policies_glob", CS_FIELD_STRLIST, "ignored", false},
-    {"disallowed_policies_glob", CS_FIELD_STRLIST, "ignored", false},
-    {"orphan", CS_FIELD_BOOL, "", false},
-    {"renewable", CS_FIELD_BOOL, "", false},
-    {"path_suffix", CS_FIELD_STRING, "", false},
-    {"token_type", CS_FIELD_STRING, "", false},
-    {"token_period", CS_FIELD_DURATION, "", false},
-    {"period", CS_FIELD_DURATION, "", false},
-    {"token_explicit_max_ttl", CS_FIELD_DURATION, "", false},
-    {"explicit_max_ttl", CS_FIELD_DURATION, "", false},
-    {"token_ttl", CS_FIELD_DURATION, "", false},
-    {"token_max_ttl", CS_FIELD_DURATION, "", false},
-    {"token_num_uses", CS_FIELD_INT, "", false},
-    {"token_no_default_policy", CS_FIELD_BOOL, "", false},
-    {"allowed_entity_aliases", CS_FIELD_STRLIST, "", false},
-    {"token_bound_cidrs", CS_FIELD_STRLIST, "", false},
-    {NULL, 0, NULL, false},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role"},
+    {.name = "allowed_policies", .type = CS_FIELD_STRLIST},
+    {.name = "disallowed_policies", .type = CS_FIELD_STRLIST},
+    {.name = "allowed_policies_glob", .type = CS_FIELD_STRLIST, .desc = "ignored"},
+    {.name = "disallowed_policies_glob", .type = CS_FIELD_STRLIST, .desc = "ignored"},
+    {.name = "orphan", .type = CS_FIELD_BOOL},
+    {.name = "renewable", .type = CS_FIELD_BOOL},
+    {.name = "path_suffix", .type = CS_FIELD_STRING},
+    {.name = "token_type", .type = CS_FIELD_STRING},
+    {.name = "token_period", .type = CS_FIELD_DURATION},
+    {.name = "period", .type = CS_FIELD_DURATION},
+    {.name = "token_explicit_max_ttl", .type = CS_FIELD_DURATION},
+    {.name = "explicit_max_ttl", .type = CS_FIELD_DURATION},
+    {.name = "token_ttl", .type = CS_FIELD_DURATION},
+    {.name = "token_max_ttl", .type = CS_FIELD_DURATION},
+    {.name = "token_num_uses", .type = CS_FIELD_INT},
+    {.name = "token_no_default_policy", .type = CS_FIELD_BOOL},
+    {.name = "allowed_entity_aliases", .type = CS_FIELD_STRLIST},
+    {.name = "token_bound_cidrs", .type = CS_FIELD_STRLIST},
+    {.name = NULL},
 };
 
-#define UPD(fn)                                                                                    \
-	{                                                                                          \
-		[CS_OP_UPDATE] = fn                                                                \
-	}
-
 static const struct cs_path token_paths[] = {
-    {"create-orphan", create_fields, UPD(h_create_orphan), NULL, 0, "create an orphan token"},
-    {"create/{role_name}", create_fields, UPD(h_create_role), NULL, 0,
-     "create a token from a role"},
-    {"create", create_fields, UPD(h_create), NULL, 0, "create a token"},
-    {"lookup-self",
-     token_fields,
-     {[CS_OP_READ] = lookup_self, [CS_OP_UPDATE] = lookup_self},
-     NULL,
-     0,
-     "information about the client token"},
-    {"lookup-accessor", accessor_fields, UPD(h_lookup_accessor), NULL, 0,
-     "information about a token by accessor"},
-    {"lookup", token_fields, UPD(h_lookup), NULL, 0, "information about a token"},
-    {"renew-self", token_fields, UPD(h_renew_self), NULL, 0, "renew the client token"},
-    {"renew-accessor", accessor_fields, UPD(h_renew_accessor), NULL, 0,
-     "renew a token by accessor"},
-    {"renew", token_fields, UPD(h_renew), NULL, 0, "renew a token"},
-    {"revoke-self", NULL, UPD(h_revoke_self), NULL, 0, "revoke the client token and its tree"},
-    {"revoke-accessor", accessor_fields, UPD(h_revoke_accessor), NULL, 0,
-     "revoke a token by accessor"},
-    {"revoke-orphan", token_fields, UPD(h_revoke_orphan), NULL, CS_PATH_SUDO,
-     "revoke a token, orphaning its children"},
-    {"revoke", token_fields, UPD(h_revoke), NULL, 0, "revoke a token and its tree"},
-    {"accessors", NULL, {[CS_OP_LIST] = h_accessors}, NULL, CS_PATH_SUDO, "list accessors"},
-    {"roles", NULL, {[CS_OP_LIST] = h_role_list}, NULL, 0, "list roles"},
-    {"roles/{role_name}",
-     role_fields,
-     {[CS_OP_READ] = h_role_read,
-      [CS_OP_CREATE] = h_role_write,
-      [CS_OP_UPDATE] = h_role_write,
-      [CS_OP_DELETE] = h_role_delete},
-     role_exists,
-     0,
-     "token roles"},
-    {"tidy", NULL, UPD(h_tidy), NULL, 0, "tidy the token store"},
+    {.pattern = "create-orphan",
+     .fields = create_fields,
+     .ops = {[CS_OP_UPDATE] = h_create_orphan},
+     .synopsis = "create an orphan token"},
+    {.pattern = "create/{role_name}",
+     .fields = create_fields,
+     .ops = {[CS_OP_UPDATE] = h_create_role},
+     .synopsis = "create a token from a role"},
+    {.pattern = "create",
+     .fields = create_fields,
+     .ops = {[CS_OP_UPDATE] = h_create},
+     .synopsis = "create a token"},
+    {.pattern = "lookup-self",
+     .fields = self_fields,
+     .ops = {[CS_OP_READ] = lookup_self, [CS_OP_UPDATE] = lookup_self},
+     .synopsis = "information about the client token"},
+    {.pattern = "lookup-accessor",
+     .fields = accessor_fields,
+     .ops = {[CS_OP_UPDATE] = h_lookup_accessor},
+     .synopsis = "information about a token by accessor"},
+    {.pattern = "lookup",
+     .fields = token_fields,
+     .ops = {[CS_OP_UPDATE] = h_lookup},
+     .synopsis = "information about a token"},
+    {.pattern = "renew-self",
+     .fields = self_fields,
+     .ops = {[CS_OP_UPDATE] = h_renew_self},
+     .synopsis = "renew the client token"},
+    {.pattern = "renew-accessor",
+     .fields = accessor_fields,
+     .ops = {[CS_OP_UPDATE] = h_renew_accessor},
+     .synopsis = "renew a token by accessor"},
+    {.pattern = "renew",
+     .fields = token_fields,
+     .ops = {[CS_OP_UPDATE] = h_renew},
+     .synopsis = "renew a token"},
+    {.pattern = "revoke-self",
+     .ops = {[CS_OP_UPDATE] = h_revoke_self},
+     .synopsis = "revoke the client token and its tree"},
+    {.pattern = "revoke-accessor",
+     .fields = accessor_fields,
+     .ops = {[CS_OP_UPDATE] = h_revoke_accessor},
+     .synopsis = "revoke a token by accessor"},
+    {.pattern = "revoke-orphan",
+     .fields = token_fields,
+     .ops = {[CS_OP_UPDATE] = h_revoke_orphan},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "revoke a token, orphaning its children"},
+    {.pattern = "revoke",
+     .fields = token_fields,
+     .ops = {[CS_OP_UPDATE] = h_revoke},
+     .synopsis = "revoke a token and its tree"},
+    {.pattern = "accessors",
+     .ops = {[CS_OP_LIST] = h_accessors},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "list accessors"},
+    {.pattern = "roles", .ops = {[CS_OP_LIST] = h_role_list}, .synopsis = "list roles"},
+    {.pattern = "roles/{role_name}",
+     .fields = role_fields,
+     .ops = {[CS_OP_READ] = h_role_read,
+	     [CS_OP_CREATE] = h_role_write,
+	     [CS_OP_UPDATE] = h_role_write,
+	     [CS_OP_DELETE] = h_role_delete},
+     .exists = role_exists,
+     .synopsis = "token roles"},
+    {.pattern = "tidy", .ops = {[CS_OP_UPDATE] = h_tidy}, .synopsis = "tidy the token store"},
 };
 
 const struct cs_backend cs_token_backend = {

@@ -101,6 +101,10 @@ static void finish_error(struct cs_request *req, int code)
 
 static void finish(struct cs_request *req)
 {
+	if (req->commit_error) { /* committed; the answer is still an error */
+		finish_error(req, req->commit_error);
+		return;
+	}
 	size_t len = 0;
 	char *body = NULL;
 	int status = req->status;
@@ -278,6 +282,9 @@ static void commit_cb(void *data, int status)
 		req->raw = NULL;
 		req->status = 0;
 		req->body_on_error = false;
+		req->commit_error = 0;
+		free(req->errmsg);
+		req->errmsg = NULL;
 		finish_error(req, status);
 		return;
 	}
@@ -321,6 +328,8 @@ static int authorize(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	unsigned flags = req->route ? req->route->flags : 0;
+	if (req->help) /* help needs a valid token everywhere (and spends a use, as a read) */
+		flags &= ~(unsigned)(CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN);
 	bool has_token = req->client_token && *req->client_token;
 	/* An unauthenticated path ignores the token, unless its answer depends on the caller
 	 * (CS_PATH_OPT_TOKEN): a token sent there is checked as everywhere else, so a token
@@ -399,7 +408,7 @@ static void run(struct cs_request *req)
 
 	route_once(req, sealed);
 	unsigned flags = req->route ? req->route->flags : 0;
-	if (sealed && !(flags & CS_PATH_SEALED_OK)) {
+	if (sealed && (req->help || !(flags & CS_PATH_SEALED_OK))) {
 		finish_error(req, CS_ESEALED);
 		return;
 	}
@@ -430,6 +439,8 @@ static void run(struct cs_request *req)
 				  "no handler for route \"%s\". route entry not found.", req->path);
 	else if (!rc && req->no_route)
 		rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
+	else if (!rc && req->help)
+		req->raw = cs_backend_help(req);
 	else if (!rc)
 		rc = cs_backend_dispatch(req);
 	if (rc == CS_EASYNC) {
@@ -684,8 +695,9 @@ static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list
 			if (*value && cs_parse_bool(value, &b))
 				rc = cs_req_error(req, CS_EINVAL, "invalid value for \"list\"");
 			*list = b;
-		} else if (strcmp(name, "help") != 0 &&
-			   (req->op == CS_OP_READ || req->op == CS_OP_LIST ||
+		} else if (strcmp(name, "help") == 0) {
+			req->help = *value != '\0'; /* as Vault: any non-empty value */
+		} else if ((req->op == CS_OP_READ || req->op == CS_OP_LIST ||
 			    req->op == CS_OP_DELETE)) {
 			/* Vault turns the query string into request data for these. */
 			cJSON_AddStringToObject(req->data, name, value);

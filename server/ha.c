@@ -2219,61 +2219,73 @@ static int ha_status_read(struct cs_request *req)
 /* ---------------------------------------------------------------- registration */
 
 static const struct cs_field join_fields[] = {
-    {"leader_api_addr", CS_FIELD_STRING, "API address of a cluster member", false},
-    {"leader_ca_cert", CS_FIELD_STRING, "PEM CA to verify the leader's API TLS", false},
-    {"leader_client_cert", CS_FIELD_STRING, "PEM client certificate", false},
-    {"leader_client_key", CS_FIELD_STRING, "PEM client key", false},
-    {"leader_tls_servername", CS_FIELD_STRING, "TLS server name to expect", false},
-    {"retry", CS_FIELD_BOOL, "keep retrying every 2 s", false},
-    {"non_voter", CS_FIELD_BOOL, "join as a permanent non-voter", false},
-    {"auto_join", CS_FIELD_STRING, "cloud auto-join (unsupported)", false},
-    {"auto_join_scheme", CS_FIELD_STRING, "(unsupported)", false},
-    {"auto_join_port", CS_FIELD_INT, "(unsupported)", false},
-    {NULL, 0, NULL, false},
+    {.name = "leader_api_addr", .type = CS_FIELD_STRING, .desc = "API address of a cluster member"},
+    {.name = "leader_ca_cert",
+     .type = CS_FIELD_STRING,
+     .desc = "PEM CA to verify the leader's API TLS"},
+    {.name = "leader_client_cert", .type = CS_FIELD_STRING, .desc = "PEM client certificate"},
+    {.name = "leader_client_key", .type = CS_FIELD_STRING, .desc = "PEM client key"},
+    {.name = "leader_tls_servername", .type = CS_FIELD_STRING, .desc = "TLS server name to expect"},
+    {.name = "retry", .type = CS_FIELD_BOOL, .desc = "keep retrying every 2 s"},
+    {.name = "non_voter", .type = CS_FIELD_BOOL, .desc = "join as a permanent non-voter"},
+    {.name = "auto_join", .type = CS_FIELD_STRING, .desc = "cloud auto-join (unsupported)"},
+    {.name = "auto_join_scheme", .type = CS_FIELD_STRING, .desc = "(unsupported)"},
+    {.name = "auto_join_port", .type = CS_FIELD_INT, .desc = "(unsupported)"},
+    {.name = NULL},
 };
 
 static const struct cs_field challenge_fields[] = {
-    {"server_id", CS_FIELD_STRING, "node_id of the joining node", false},
-    {"cluster_addr", CS_FIELD_STRING, "the joining node's cluster address (bound)", false},
-    {"api_addr", CS_FIELD_STRING, "the joining node's API address", false},
-    {"non_voter", CS_FIELD_BOOL, "join as a permanent non-voter", false},
-    {"public_key", CS_FIELD_STRING, "the joining node's EC public key, PEM (certified)", false},
-    {NULL, 0, NULL, false},
+    {.name = "server_id", .type = CS_FIELD_STRING, .desc = "node_id of the joining node"},
+    {.name = "cluster_addr",
+     .type = CS_FIELD_STRING,
+     .desc = "the joining node's cluster address (bound)"},
+    {.name = "api_addr", .type = CS_FIELD_STRING, .desc = "the joining node's API address"},
+    {.name = "non_voter", .type = CS_FIELD_BOOL, .desc = "join as a permanent non-voter"},
+    {.name = "public_key",
+     .type = CS_FIELD_STRING,
+     .desc = "the joining node's EC public key, PEM (certified)"},
+    {.name = NULL},
 };
 
 static const struct cs_field answer_fields[] = {
-    {"server_id", CS_FIELD_STRING, "node_id of the joining node", false},
-    {"answer", CS_FIELD_STRING, "the decrypted challenge, base64", false},
-    {"cluster_addr", CS_FIELD_STRING, "must equal the one bound in the challenge", false},
-    {NULL, 0, NULL, false},
+    {.name = "server_id", .type = CS_FIELD_STRING, .desc = "node_id of the joining node"},
+    {.name = "answer", .type = CS_FIELD_STRING, .desc = "the decrypted challenge, base64"},
+    {.name = "cluster_addr",
+     .type = CS_FIELD_STRING,
+     .desc = "must equal the one bound in the challenge"},
+    {.name = NULL},
 };
 
-#define OPS(r, c, u, d, l)                                                                         \
-	{                                                                                          \
-		[CS_OP_READ] = r, [CS_OP_CREATE] = c, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d,      \
-		[CS_OP_LIST] = l                                                                   \
-	}
-
 static const struct cs_path ha_paths[] = {
-    {"storage/raft/join", join_fields, OPS(NULL, join_write, join_write, NULL, NULL), NULL,
-     CS_PATH_UNAUTH | CS_PATH_SEALED_OK | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
-     "join this node to a raft cluster"},
-    {"storage/raft/bootstrap/challenge", challenge_fields,
-     OPS(NULL, challenge_write, challenge_write, NULL, NULL), NULL, CS_PATH_UNAUTH,
-     "issue a join challenge (active node)"},
-    {"storage/raft/bootstrap/answer", answer_fields,
-     OPS(NULL, answer_write, answer_write, NULL, NULL), NULL, CS_PATH_UNAUTH,
-     "answer a join challenge (active node)"},
-    {"storage/raft/digest", NULL, OPS(digest_read, NULL, NULL, NULL, NULL), NULL,
-     CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
-     "this node's applied index and running digest of applied entries"},
-    {"step-down", NULL, OPS(NULL, step_down_write, step_down_write, NULL, NULL), NULL, CS_PATH_SUDO,
-     "transfer leadership to another voter"},
-    {"ha-status", NULL, OPS(ha_status_read, NULL, NULL, NULL, NULL), NULL, 0,
-     "the cluster's nodes"},
+    {.pattern = "storage/raft/join",
+     .fields = join_fields,
+     .ops = {[CS_OP_CREATE] = join_write, [CS_OP_UPDATE] = join_write},
+     .flags = CS_PATH_UNAUTH | CS_PATH_SEALED_OK | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
+     .synopsis = "join this node to a raft cluster"},
+    {.pattern = "storage/raft/bootstrap/challenge",
+     .fields = challenge_fields,
+     .ops = {[CS_OP_CREATE] = challenge_write, [CS_OP_UPDATE] = challenge_write},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "issue a join challenge (active node)"},
+    {.pattern = "storage/raft/bootstrap/answer",
+     .fields = answer_fields,
+     .ops = {[CS_OP_CREATE] = answer_write, [CS_OP_UPDATE] = answer_write},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "answer a join challenge (active node)"},
+    {.pattern = "storage/raft/digest",
+     .ops = {[CS_OP_READ] = digest_read},
+     .flags = CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
+     .synopsis = "this node's applied index and running digest of applied entries"},
+    {.pattern = "step-down",
+     .ops = {[CS_OP_CREATE] = step_down_write, [CS_OP_UPDATE] = step_down_write},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "transfer leadership to another voter"},
+    {.pattern = "ha-status",
+     .ops = {[CS_OP_READ] = ha_status_read},
+     .synopsis = "the cluster's nodes"},
 };
 
 void cs_ha_register(void)
 {
-	cs_sys_add_paths(ha_paths, CS_ARRAY_LEN(ha_paths));
+	cs_sys_set_paths(CS_SYS_HA, ha_paths, CS_ARRAY_LEN(ha_paths));
 }
