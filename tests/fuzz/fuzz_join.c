@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for join challenge/answer decoding on the joining node (server/ha.c):
+ * libFuzzer target for join challenge/answer decoding on the joining node (server/ha_join.c):
  * the bodies a node gets back from whatever answered at its join target — the challenge
  * reply (challenge + seal_config) and the answer reply (the cluster TLS keyring with the
  * CA certificate and key in PEM). The leader's side of the exchange (the unauthenticated
@@ -12,15 +12,17 @@
  * (cs_ha_join_unsealed), which must fail cleanly (the body was not sealed by that key).
  * Answer: the JSON reply through answer_load() (CA certificate, this node's certificate,
  * which must fit the node's own join key, raft id and the CA), refused or loaded; and
- * its "tls_keyring" through keyring_load(), the decoder of the stored cluster keyring.
+ * its "tls_keyring" through cs_cluster_keyring_decode(), the decoder of the stored cluster
+ * keyring (storage/cluster_keyring.c).
  * The harness resets the join state after each input.
  *
- * ha.c is included rather than linked so its static decoders are reachable without an
- * exported fuzz entry point (the library's ha.o is then never pulled in). Only the cs_ha
- * state the decoders touch is set up: no loop, no raft, no thread. A change to those
- * functions' signatures in ha.c must be mirrored here.
+ * ha_join.c is included rather than linked so its static decoders are reachable without an
+ * exported fuzz entry point (the library's ha_join.o is then never pulled in). Only the
+ * cs_ha state the decoders touch is set up: no loop, no raft, no thread. A change to those
+ * functions' signatures in ha_join.c must be mirrored here.
  */
-#include "server/ha.c"
+#include "server/ha_join.c"
+#include "storage/cluster_keyring.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -82,9 +84,9 @@ static void answer(const char *body)
 {
 	cJSON *j = cJSON_Parse(body);
 	const cJSON *kr = cJSON_GetObjectItemCaseSensitive(data_of(j), "tls_keyring");
-	int lrc = kr ? keyring_load(fha, kr) : -1;
+	int lrc = kr ? cs_cluster_keyring_decode(kr, &fha->ca) : -1;
 	if (getenv("FUZZ_VERBOSE"))
-		fprintf(stderr, "keyring_load: %d\n", lrc);
+		fprintf(stderr, "cs_cluster_keyring_decode: %d\n", lrc);
 	if (lrc == 0 && (!fha->ca.cert || !fha->ca.key))
 		abort();
 	cs_cluster_cred_free(&fha->ca);
@@ -99,7 +101,7 @@ static void answer(const char *body)
 		fprintf(stderr, "answer_load: %d\n", arc);
 	if (arc == 0 && (!fha->ca.cert || !fha->minted.cert || fha->join_key))
 		abort();
-	secret_json_free(j);
+	cs_json_delete_wiped(j);
 	cs_cluster_cred_free(&fha->ca);
 	memset(&fha->ca, 0, sizeof fha->ca);
 	cs_cluster_cred_free(&fha->minted);
