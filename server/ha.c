@@ -111,8 +111,6 @@ int cs_ha_init(struct cs_core *core)
 	core->ha = ha;
 	uv_timer_init(core->loop, &ha->tick);
 	ha->tick.data = ha;
-	uv_async_init(core->loop, &ha->async, cs_ha_join_async_cb);
-	ha->async.data = ha;
 	uv_timer_start(&ha->tick, tick_cb, TICK_MS, TICK_MS);
 	char *rf = removed_file(core);
 	struct stat sb;
@@ -563,15 +561,13 @@ void cs_ha_stop(struct cs_core *core, void (*cb)(struct cs_core *core))
 	cs_raft_node_close(&core->node, node_closed);
 }
 
-static void ha_handles_closed(uv_handle_t *h)
+static void ha_closed(struct cs_ha *ha)
 {
-	struct cs_ha *ha = h->data;
 	if (--ha->open_handles > 0)
-		return; /* the tick and the async: free with the last one */
+		return; /* the tick and the joiner: free with the last one */
 	struct cs_core *core = ha->core;
 	void (*cb)(struct cs_core *) = ha->shutdown_cb;
 	cs_cluster_cred_free(&ha->ca);
-	cs_ha_join_free(ha);
 	cs_ha_challenges_clear(ha);
 	core->ha = NULL;
 	free(ha);
@@ -579,12 +575,17 @@ static void ha_handles_closed(uv_handle_t *h)
 		cb(core);
 }
 
+static void tick_closed(uv_handle_t *h)
+{
+	ha_closed(h->data);
+}
+
 static void ha_stopped_for_shutdown(struct cs_core *core)
 {
 	struct cs_ha *ha = ha_of(core);
 	ha->open_handles = 2;
-	uv_close((uv_handle_t *)&ha->tick, ha_handles_closed);
-	uv_close((uv_handle_t *)&ha->async, ha_handles_closed);
+	uv_close((uv_handle_t *)&ha->tick, tick_closed);
+	cs_ha_join_close(ha, ha_closed);
 }
 
 void cs_ha_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
@@ -597,11 +598,7 @@ void cs_ha_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 	}
 	ha->shutting_down = true;
 	ha->shutdown_cb = cb;
-	cs_ha_join_stop(ha);
-	if (ha->kek) {
-		cs_secmem_free(ha->kek, CS_KEY_LEN);
-		ha->kek = NULL;
-	}
+	cs_join_fire(&ha->join, CS_JOIN_EV_SHUTDOWN); /* nothing more goes out */
 	uv_timer_stop(&ha->tick);
 	if (ha->running)
 		cs_ha_stop(core, ha_stopped_for_shutdown);

@@ -3,49 +3,31 @@
  *   ha.c       the node's lifecycle: raft and cluster port start/stop, forwarding,
  *              membership changes, the tick;
  *   ha_step.c  step-down, stop-after-replication and stuck-follower ticks;
- *   ha_join.c  the joiner side of the join (config targets, challenge, answer, sync);
+ *   ha_join.c  the join's environment (raft/join.h holds the protocol and its states);
  *   ha_sys.c   the HA sys/ endpoints and the leader side of the join.
  * Everything here runs on the loop thread unless a comment says otherwise.
  */
 #ifndef CS_SERVER_HA_INT_H
 #define CS_SERVER_HA_INT_H
 
-#include <pthread.h>
-#include <stdatomic.h>
-
 #include "raft/autopilot.h"
 #include "raft/cluster.h"
+#include "raft/join.h"
 #include "raft/transport.h"
 #include "server/core.h"
 #include "storage/cluster_tls.h"
 
 #define LEADER_PATH    "core/leader"
 #define REMOVED_PREFIX "core/raft/removed/"
-#define CHALLENGE_AAD  "core/raft/challenge"
 #define NONCE_LEN      32 /* the secret a joiner proves it decrypted */
 #define MAX_CHALLENGES 32
 #define CHALLENGE_TTL  (10 * 60 * 1000)
 #define TICK_MS        100
-#define JOIN_RETRY_MS  2000
 #define JOIN_STALL_MS  30000 /* joined but nothing replicated: ask again */
 #define STEP_DRAIN_MS  2000
-#define HTTP_TIMEOUT_S 10
 #define STUCK_MS       5000 /* follower match index frozen while lagging */
 #define ELECTION_MS    300  /* raft timing at performance_multiplier 1 */
 #define HEARTBEAT_MS   50
-
-enum join_phase {
-	JOIN_NONE,
-	JOIN_SEEKING,    /* thread asks the leaders for a challenge */
-	JOIN_CHALLENGED, /* waiting for the unseal keys */
-	JOIN_ANSWERING,  /* thread sends the answer */
-	JOIN_SYNCING,    /* raft runs; waiting for the keyring to replicate */
-};
-
-struct join_target {
-	char *url; /* without a trailing '/' */
-	char *ca, *cert, *key, *sni;
-};
 
 /* A challenge the active node issued, bound to the node that asked for it: its
  * server_id, cluster address and public key are sealed inside the challenge too, and
@@ -73,7 +55,6 @@ struct change {
 struct cs_ha {
 	struct cs_core *core;
 	uv_timer_t tick;
-	uv_async_t async;
 	/* cluster TLS */
 	struct cs_cluster_cred ca, me;
 	SSL_CTX *server_ctx, *client_ctx;
@@ -98,7 +79,7 @@ struct cs_ha {
 	 * the restore too (they seal themselves when they apply it) */
 	bool stop_when_replicated;
 	uint64_t stop_deadline, all_matched_at;
-	int open_handles; /* shutdown: tick + async still closing */
+	int open_handles; /* shutdown: the tick and the joiner still closing */
 	/* followers whose match index stopped moving (stuck_tick) */
 	struct {
 		raft_id id;
@@ -116,25 +97,10 @@ struct cs_ha {
 	bool change_pending;
 	/* leader side of join */
 	struct challenge challenges[MAX_CHALLENGES];
-	/* joiner side */
-	enum join_phase phase;
-	struct join_target targets[CS_MAX_RETRY_JOIN];
-	int n_targets;
-	bool retry, non_voter;
-	uint8_t *kek;                  /* secmem, from unseal until the barrier opened */
-	EVP_PKEY *join_key;            /* this join's node key; its public half is in the request */
-	struct cs_cluster_cred minted; /* the leader's certificate for join_key (cred owns it) */
-	uint64_t sync_since;
-	uint64_t synced_index; /* applied index when sync_since was last reset */
-	pthread_t thread;
-	bool thread_running;
-	atomic_bool thread_stop;
-	pthread_mutex_t mu; /* guards the thread's results below */
-	bool result_ready;
-	int result_target;
-	char *result_body;
-	long result_status;
-	char result_err[256];
+	/* joiner side (raft/join.h; ha_join.c is its environment) */
+	struct cs_join join;
+	struct cs_cluster_cred minted; /* the leader's certificate for this node's join key */
+	void (*join_close_cb)(struct cs_ha *ha);
 };
 
 static inline struct cs_ha *ha_of(const struct cs_core *core)
@@ -180,20 +146,18 @@ void cs_ha_step_down_tick(struct cs_core *core);
 
 /* ---------------------------------------------------------------- ha_join.c */
 
-/* The joiner's state; with retry_join blocks in the config (and no cluster yet), start
- * asking their leaders (cs_ha_init). */
+/* The joiner (an idle state machine); with retry_join blocks in the config and no cluster
+ * yet, start asking their leaders (cs_ha_init). */
 void cs_ha_join_init(struct cs_ha *ha);
-/* sys/storage/raft/join: replace the targets with this one leader and start seeking. */
+/* sys/storage/raft/join: this one leader as the target; start seeking. */
 void cs_ha_join_request(struct cs_ha *ha, const char *leader, const char *ca, const char *cert,
 			const char *key, const char *sni, bool retry, bool non_voter);
-/* Stop outbound join work (shutdown). */
-void cs_ha_join_stop(struct cs_ha *ha);
-/* Free the joiner's state (the last step of shutdown). */
-void cs_ha_join_free(struct cs_ha *ha);
+/* No join under way. */
+bool cs_ha_join_idle(const struct cs_ha *ha);
+/* Shutdown: stop the joiner; cb runs once its handles closed. */
+void cs_ha_join_close(struct cs_ha *ha, void (*cb)(struct cs_ha *ha));
 /* Joined and raft runs: unseal once the keyring replicated, ask again when stalled. */
 void cs_ha_join_sync_tick(struct cs_core *core);
-/* The join thread's result arrived (uv_async_t callback). */
-void cs_ha_join_async_cb(uv_async_t *a);
 
 /* ---------------------------------------------------------------- ha_sys.c */
 

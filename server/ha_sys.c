@@ -36,12 +36,12 @@ static int join_write(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	struct cs_ha *ha = ha_of(core);
-	if (core->initialized && ha->phase == JOIN_NONE)
+	if (core->initialized && cs_ha_join_idle(ha))
 		return cs_req_error(req, CS_EINVAL,
 				    "node is already initialized or part of a cluster");
 	if (ha->running || cs_ha_raft_dir_has_state(core))
 		return cs_req_error(req, CS_EINVAL, "node is already part of a raft cluster");
-	if (ha->phase != JOIN_NONE)
+	if (!cs_ha_join_idle(ha))
 		/* One join at a time: a second request must not re-point a pending join
 		 * (its challenge and the operator's unseal keys) at another leader. */
 		return cs_req_error(req, CS_EINVAL,
@@ -156,7 +156,8 @@ static int challenge_write(struct cs_request *req)
 	c->expires = cs_mono_ms() + CHALLENGE_TTL;
 	char *pt = challenge_plaintext(c);
 	struct cs_buf ct = CS_BUF_INIT;
-	int rc = pt ? cs_seal_encrypt(core, CHALLENGE_AAD, pt, strlen(pt), &ct) : CS_ECRYPTO;
+	int rc =
+	    pt ? cs_seal_encrypt(core, CS_JOIN_CHALLENGE_AAD, pt, strlen(pt), &ct) : CS_ECRYPTO;
 	if (pt) {
 		cs_zero(pt, strlen(pt));
 		free(pt);
