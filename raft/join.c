@@ -23,7 +23,7 @@
 #include "raft/node.h"
 #include "storage/barrier.h"
 
-typedef void (*join_action)(struct cs_join *j);
+typedef void (*join_action)(struct cs_join *j, struct cs_join_slot *slot);
 
 struct transition {
 	bool ok; /* false: the state refuses the event */
@@ -31,19 +31,21 @@ struct transition {
 	join_action act;
 };
 
-static void act_none(struct cs_join *j);
-static void act_seek(struct cs_join *j);
-static void act_next_target(struct cs_join *j);
-static void act_backoff(struct cs_join *j);
-static void act_round(struct cs_join *j);
-static void act_give_up(struct cs_join *j);
-static void act_challenged(struct cs_join *j);
-static void act_malformed(struct cs_join *j);
-static void act_answer(struct cs_join *j);
-static void act_accepted(struct cs_join *j);
-static void act_synced(struct cs_join *j);
-static void act_cancel(struct cs_join *j);
-static void act_shutdown(struct cs_join *j);
+static void act_none(struct cs_join *j, struct cs_join_slot *slot);
+static void act_seek(struct cs_join *j, struct cs_join_slot *slot);
+static void act_next_target(struct cs_join *j, struct cs_join_slot *slot);
+static void act_backoff(struct cs_join *j, struct cs_join_slot *slot);
+static void act_round(struct cs_join *j, struct cs_join_slot *slot);
+static void act_give_up(struct cs_join *j, struct cs_join_slot *slot);
+static void act_challenged(struct cs_join *j, struct cs_join_slot *slot);
+static void act_malformed(struct cs_join *j, struct cs_join_slot *slot);
+static void act_answer(struct cs_join *j, struct cs_join_slot *slot);
+static void act_accepted(struct cs_join *j, struct cs_join_slot *slot);
+static void act_synced(struct cs_join *j, struct cs_join_slot *slot);
+static void act_cancel(struct cs_join *j, struct cs_join_slot *slot);
+static void act_shutdown(struct cs_join *j, struct cs_join_slot *slot);
+static void slot_issue(struct cs_join *j, struct cs_join_slot *slot);
+static void slot_clear(struct cs_join *j, struct cs_join_slot *slot);
 
 #define T(n, a)                                                                                    \
 	{                                                                                          \
@@ -94,17 +96,30 @@ static const struct transition table[CS_JOIN_NSTATES][CS_JOIN_NEVENTS] =
 		[CS_JOIN_EV_REASK] = T(SEEKING, act_seek), /* nothing replicated */
 		[CS_JOIN_EV_SHUTDOWN] = T(IDLE, act_shutdown),
 	    },
+	[CS_JOIN_SLOT_FREE] =
+	    {
+		[CS_JOIN_EV_ISSUE] = T(SLOT_ISSUED, slot_issue),
+		[CS_JOIN_EV_WITHDRAW] = T(SLOT_FREE, act_none),
+	    },
+	[CS_JOIN_SLOT_ISSUED] =
+	    {
+		[CS_JOIN_EV_ISSUE] = T(SLOT_ISSUED, slot_issue),  /* asked again: fresh nonce */
+		[CS_JOIN_EV_ANSWERED] = T(SLOT_FREE, slot_clear), /* single use */
+		[CS_JOIN_EV_EXPIRED] = T(SLOT_FREE, slot_clear),
+		[CS_JOIN_EV_WITHDRAW] = T(SLOT_FREE, slot_clear),
+	    },
 };
 
 #undef T
 
 static const char *const state_names[CS_JOIN_NSTATES] = {
-    "idle", "seeking", "backoff", "challenged", "answering", "syncing",
+    "idle", "seeking", "backoff", "challenged", "answering", "syncing", "slot_free", "slot_issued",
 };
 
 static const char *const event_names[CS_JOIN_NEVENTS] = {
-    "start", "target_failed", "round_failed", "give_up", "timer",  "challenge", "malformed",
-    "keys",  "accepted",      "reask",        "synced",  "cancel", "shutdown",
+    "start",     "target_failed", "round_failed", "give_up", "timer",    "challenge",
+    "malformed", "keys",          "accepted",     "reask",   "synced",   "cancel",
+    "shutdown",  "issue",         "answered",     "expired", "withdraw",
 };
 
 const char *cs_join_state_name(enum cs_join_state s)
@@ -125,18 +140,30 @@ int cs_join_transition(enum cs_join_state state, enum cs_join_event ev, enum cs_
 	return 0;
 }
 
-int cs_join_fire(struct cs_join *j, enum cs_join_event ev)
+/* The one way a state changes: *state is the joiner's or a slot's. */
+static int fire(struct cs_join *j, struct cs_join_slot *slot, enum cs_join_state *state,
+		enum cs_join_event ev)
 {
 	enum cs_join_state next;
-	if (cs_join_transition(j->state, ev, &next)) {
+	if (cs_join_transition(*state, ev, &next)) {
 		cs_debug("join: %s refused in state %s", cs_join_event_name(ev),
-			 cs_join_state_name(j->state));
+			 cs_join_state_name(*state));
 		return CS_EINVAL;
 	}
-	join_action act = table[j->state][ev].act;
-	j->state = next;
-	act(j);
+	join_action act = table[*state][ev].act;
+	*state = next;
+	act(j, slot);
 	return 0;
+}
+
+int cs_join_fire(struct cs_join *j, enum cs_join_event ev)
+{
+	return fire(j, NULL, &j->state, ev);
+}
+
+void cs_join_slot_fire(struct cs_join *j, struct cs_join_slot *s, enum cs_join_event ev)
+{
+	fire(j, s, &s->state, ev);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -225,14 +252,14 @@ static void challenge_reply(void *ctx, int rc, long status, struct cs_buf *body,
 
 /* ---------------------------------------------------------------- actions */
 
-static void act_none(struct cs_join *j)
+static void act_none(struct cs_join *j, struct cs_join_slot *slot)
 {
 	(void)j;
 }
 
 /* A fresh key per attempt: the leader binds its public half into the challenge and
  * certifies only it, so an answer seen by anyone else is worthless. */
-static void act_seek(struct cs_join *j)
+static void act_seek(struct cs_join *j, struct cs_join_slot *slot)
 {
 	quiesce(j);
 	str_wipe_free(&j->challenge);
@@ -260,7 +287,7 @@ static void act_seek(struct cs_join *j)
 	post(j, CS_JOIN_CHALLENGE_PATH, j->body, challenge_reply);
 }
 
-static void act_next_target(struct cs_join *j)
+static void act_next_target(struct cs_join *j, struct cs_join_slot *slot)
 {
 	j->cur++;
 	post(j, CS_JOIN_CHALLENGE_PATH, j->body, challenge_reply);
@@ -272,23 +299,23 @@ static void retry_cb(uv_timer_t *t)
 	cs_join_fire(j, CS_JOIN_EV_TIMER);
 }
 
-static void act_backoff(struct cs_join *j)
+static void act_backoff(struct cs_join *j, struct cs_join_slot *slot)
 {
 	uv_timer_start(&j->retry_timer, retry_cb, CS_JOIN_RETRY_MS, 0);
 }
 
-static void act_round(struct cs_join *j)
+static void act_round(struct cs_join *j, struct cs_join_slot *slot)
 {
 	j->cur = 0;
 	post(j, CS_JOIN_CHALLENGE_PATH, j->body, challenge_reply);
 }
 
-static void act_give_up(struct cs_join *j)
+static void act_give_up(struct cs_join *j, struct cs_join_slot *slot)
 {
 	cs_warn("ha: join failed: %s", j->last_err[0] ? j->last_err : "no leader to join");
 }
 
-static void act_challenged(struct cs_join *j)
+static void act_challenged(struct cs_join *j, struct cs_join_slot *slot)
 {
 	j->env.challenged(j->env.ctx, j->shares, j->threshold);
 	cs_info("ha: join: challenge received from %s; unseal this node with the cluster's "
@@ -302,12 +329,12 @@ static void act_challenged(struct cs_join *j)
 	}
 }
 
-static void act_malformed(struct cs_join *j)
+static void act_malformed(struct cs_join *j, struct cs_join_slot *slot)
 {
 	cs_warn("ha: join: the leader's challenge is malformed or its seal type differs");
 }
 
-static void act_answer(struct cs_join *j)
+static void act_answer(struct cs_join *j, struct cs_join_slot *slot)
 {
 	str_wipe_free(&j->body);
 	cJSON *b = cJSON_CreateObject();
@@ -319,19 +346,19 @@ static void act_answer(struct cs_join *j)
 	post(j, CS_JOIN_ANSWER_PATH, j->body, answer_reply);
 }
 
-static void act_accepted(struct cs_join *j)
+static void act_accepted(struct cs_join *j, struct cs_join_slot *slot)
 {
 	str_wipe_free(&j->body);
 	str_wipe_free(&j->answer);
 	cs_info("ha: join: accepted by the leader; catching up");
 }
 
-static void act_synced(struct cs_join *j)
+static void act_synced(struct cs_join *j, struct cs_join_slot *slot)
 {
 	cs_join_forget_keys(j);
 }
 
-static void act_cancel(struct cs_join *j)
+static void act_cancel(struct cs_join *j, struct cs_join_slot *slot)
 {
 	quiesce(j);
 	str_wipe_free(&j->challenge);
@@ -342,7 +369,7 @@ static void act_cancel(struct cs_join *j)
 	j->env.cancelled(j->env.ctx);
 }
 
-static void act_shutdown(struct cs_join *j)
+static void act_shutdown(struct cs_join *j, struct cs_join_slot *slot)
 {
 	quiesce(j);
 	str_wipe_free(&j->challenge);
@@ -510,6 +537,106 @@ static void answer_reply(void *ctx, int rc, long status, struct cs_buf *body, co
 	cs_join_fire(j, rc ? CS_JOIN_EV_REASK : CS_JOIN_EV_ACCEPTED);
 }
 
+/* ---------------------------------------------------------------- leader side */
+
+static void slot_issue(struct cs_join *j, struct cs_join_slot *s)
+{
+	cs_random(s->nonce, CS_JOIN_NONCE_LEN);
+	s->expires = cs_mono_ms() + CS_JOIN_CHALLENGE_TTL_MS;
+}
+
+static void slot_clear(struct cs_join *j, struct cs_join_slot *s)
+{
+	EVP_PKEY_free(s->pub);
+	cs_zero(s, sizeof *s);
+	s->state = CS_JOIN_SLOT_FREE;
+}
+
+/* The slot of server_id (create: or a free one, else the one closest to expiry); expired
+ * challenges are freed on the way. */
+static struct cs_join_slot *slot_of(struct cs_join *j, const char *server_id, bool create)
+{
+	uint64_t now = cs_mono_ms();
+	struct cs_join_slot *free_slot = NULL, *oldest = &j->slots[0];
+	for (int i = 0; i < CS_JOIN_MAX_CHALLENGES; i++) {
+		struct cs_join_slot *s = &j->slots[i];
+		if (s->state == CS_JOIN_SLOT_ISSUED && s->expires < now)
+			cs_join_slot_fire(j, s, CS_JOIN_EV_EXPIRED);
+		if (s->state == CS_JOIN_SLOT_ISSUED && strcmp(s->server_id, server_id) == 0)
+			return s;
+		if (s->state != CS_JOIN_SLOT_ISSUED && !free_slot)
+			free_slot = s;
+		if (s->expires < oldest->expires)
+			oldest = s;
+	}
+	if (!create)
+		return NULL;
+	struct cs_join_slot *s = free_slot ? free_slot : oldest;
+	cs_join_slot_fire(j, s, CS_JOIN_EV_WITHDRAW);
+	return s;
+}
+
+/* The sealed part of a challenge: the nonce to send back and the identity it was
+ * issued to, which the joiner checks is its own before answering. */
+static char *challenge_plaintext(const struct cs_join_slot *c)
+{
+	uint8_t fp[32];
+	char hex[65];
+	if (cs_cluster_tls_pubkey_sha256(c->pub, fp))
+		return NULL;
+	cs_hex_encode(fp, sizeof fp, hex);
+	char *nonce = cs_b64_encode(c->nonce, CS_JOIN_NONCE_LEN);
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "nonce", nonce);
+	cJSON_AddStringToObject(j, "server_id", c->server_id);
+	cJSON_AddStringToObject(j, "cluster_addr", c->cluster_addr);
+	cJSON_AddStringToObject(j, "public_key_sha256", hex);
+	char *s = cJSON_PrintUnformatted(j);
+	cs_zero(nonce, strlen(nonce));
+	free(nonce);
+	cs_json_delete_wiped(j);
+	return s;
+}
+
+struct cs_join_slot *cs_join_issue(struct cs_join *j, const char *server_id,
+				   const char *cluster_addr, const char *api_addr, bool non_voter,
+				   EVP_PKEY *pub, char **plaintext)
+{
+	struct cs_join_slot *s = slot_of(j, server_id, true);
+	snprintf(s->server_id, sizeof s->server_id, "%s", server_id);
+	snprintf(s->cluster_addr, sizeof s->cluster_addr, "%s", cluster_addr);
+	snprintf(s->api_addr, sizeof s->api_addr, "%s", api_addr);
+	s->non_voter = non_voter;
+	EVP_PKEY_free(s->pub); /* issued before to the same node: its new key counts */
+	s->pub = pub;
+	cs_join_slot_fire(j, s, CS_JOIN_EV_ISSUE);
+	*plaintext = challenge_plaintext(s);
+	return s;
+}
+
+struct cs_join_slot *cs_join_find(struct cs_join *j, const char *server_id)
+{
+	return slot_of(j, server_id, false);
+}
+
+bool cs_join_answer_ok(const struct cs_join_slot *s, const char *answer)
+{
+	size_t n = 0;
+	uint8_t *raw = cs_b64_decode(answer, strlen(answer), &n);
+	bool ok = raw && cs_ct_equal(raw, n, s->nonce, CS_JOIN_NONCE_LEN);
+	if (raw) {
+		cs_zero(raw, n);
+		free(raw);
+	}
+	return ok;
+}
+
+void cs_join_withdraw_all(struct cs_join *j)
+{
+	for (int i = 0; i < CS_JOIN_MAX_CHALLENGES; i++)
+		cs_join_slot_fire(j, &j->slots[i], CS_JOIN_EV_WITHDRAW);
+}
+
 /* ---------------------------------------------------------------- lifecycle */
 
 int cs_join_init(struct cs_join *j, uv_loop_t *loop, const struct cs_join_env *env, char *errmsg,
@@ -518,6 +645,8 @@ int cs_join_init(struct cs_join *j, uv_loop_t *loop, const struct cs_join_env *e
 	memset(j, 0, sizeof *j);
 	j->env = *env;
 	j->state = CS_JOIN_IDLE;
+	for (int i = 0; i < CS_JOIN_MAX_CHALLENGES; i++)
+		j->slots[i].state = CS_JOIN_SLOT_FREE;
 	uv_timer_init(loop, &j->retry_timer);
 	int rc = cs_curlm_init(&j->http, loop, errmsg, errlen);
 	j->http_ready = rc == 0;

@@ -1,7 +1,8 @@
 /*
- * The joining node's side of the join protocol (docs/architecture.md, "The cluster") as
- * one explicit state machine: a static transition table (state × event → next state and
- * action) in join.c; an event a state does not list is refused and changes nothing.
+ * The join protocol (docs/architecture.md, "The cluster") — the joining node's side and
+ * the leader's challenge slots — as one explicit state machine: a static transition table
+ * (state × event → next state and action) in join.c; an event a state does not list is
+ * refused and changes nothing.
  *
  *   IDLE ──START──▶ SEEKING ──CHALLENGE──▶ CHALLENGED ──KEYS──▶ ANSWERING ──ACCEPTED──▶ SYNCING
  *                    │  ▲ ▲                    │                  │                      │
@@ -10,6 +11,10 @@
  *                   BACKOFF                                                              ▼
  *   SEEKING ──GIVE_UP / MALFORMED──▶ IDLE        SEEKING, BACKOFF, CHALLENGED ──CANCEL──▶ IDLE
  *   any ──SHUTDOWN──▶ IDLE
+ *
+ * The leader keeps one slot per joining node in the same table:
+ *   SLOT_FREE ──ISSUE──▶ SLOT_ISSUED (ISSUE again: a fresh nonce)
+ *   SLOT_ISSUED ──ANSWERED / EXPIRED / WITHDRAW──▶ SLOT_FREE
  *
  * The wire protocol (Vault's, hardened): POST /v1/sys/storage/raft/bootstrap/challenge
  * {server_id, cluster_addr, public_key (a fresh EC key per START/REASK), api_addr,
@@ -51,6 +56,9 @@ enum cs_join_state {
 	CS_JOIN_CHALLENGED, /* holding a challenge; waiting for the unseal keys */
 	CS_JOIN_ANSWERING,  /* the answer is on its way to targets[cur] */
 	CS_JOIN_SYNCING,    /* raft runs; waiting for the keyring to replicate */
+	/* The leader's side: one challenge slot per joining node. */
+	CS_JOIN_SLOT_FREE,   /* no challenge */
+	CS_JOIN_SLOT_ISSUED, /* a challenge is out, bound to that node's identity and key */
 	CS_JOIN_NSTATES
 };
 
@@ -68,6 +76,11 @@ enum cs_join_event {
 	CS_JOIN_EV_SYNCED,        /* the barrier opened */
 	CS_JOIN_EV_CANCEL,        /* sys/init on this node */
 	CS_JOIN_EV_SHUTDOWN,      /* the node shuts down */
+	/* leader side */
+	CS_JOIN_EV_ISSUE,    /* a node asked for a challenge (again: a fresh nonce) */
+	CS_JOIN_EV_ANSWERED, /* it answered and was certified: the challenge is used up */
+	CS_JOIN_EV_EXPIRED,  /* CS_JOIN_CHALLENGE_TTL_MS passed */
+	CS_JOIN_EV_WITHDRAW, /* sealing it failed, leadership lost, or shutdown */
 	CS_JOIN_NEVENTS
 };
 
@@ -89,6 +102,24 @@ struct cs_join_env {
 	 * certificate and key) are the callee's from now on; `peers` is the reply's list.
 	 * Start raft; 0, or non-zero to ask for a new challenge. */
 	int (*accepted)(void *ctx, X509 *ca, struct cs_cluster_cred *minted, const cJSON *peers);
+};
+
+#define CS_JOIN_NONCE_LEN        32 /* the secret a joiner proves it decrypted */
+#define CS_JOIN_MAX_CHALLENGES   32
+#define CS_JOIN_CHALLENGE_TTL_MS (10 * 60 * 1000)
+
+/* A challenge the leader issued, bound to the node that asked for it: its server_id,
+ * cluster address and public key are sealed inside the challenge too, and only this
+ * identity is added and certified when the answer comes back. */
+struct cs_join_slot {
+	enum cs_join_state state; /* CS_JOIN_SLOT_FREE or CS_JOIN_SLOT_ISSUED */
+	char server_id[128];
+	char cluster_addr[256];
+	char api_addr[256];
+	bool non_voter;
+	EVP_PKEY *pub; /* the joiner's key: its node certificate is minted for it */
+	uint8_t nonce[CS_JOIN_NONCE_LEN];
+	uint64_t expires;
 };
 
 struct cs_join_target {
@@ -119,6 +150,8 @@ struct cs_join {
 	bool closing;
 	int open_handles;
 	void (*close_cb)(struct cs_join *j);
+	/* leader side */
+	struct cs_join_slot slots[CS_JOIN_MAX_CHALLENGES];
 };
 
 /* No HTTP yet; the state is IDLE. 0, or CS_EINTERNAL with errmsg (libcurl unusable). */
@@ -145,6 +178,22 @@ int cs_join_set_targets(struct cs_join *j, const struct cs_join_target *t, int n
 int cs_join_keys(struct cs_join *j, const uint8_t *kek, char *errmsg, size_t errlen);
 /* Drop the KEK (secmem). */
 void cs_join_forget_keys(struct cs_join *j);
+
+/* Leader: issue (or issue anew) the challenge for server_id, bound to cluster_addr and
+ * `pub` (taken). The strings must fit the slot (the caller checks). Returns the slot and,
+ * in *plaintext, the JSON to seal for the joiner (malloc'd, wipe it; NULL when it could
+ * not be built: withdraw the slot). A full table reuses the slot closest to expiry. */
+struct cs_join_slot *cs_join_issue(struct cs_join *j, const char *server_id,
+				   const char *cluster_addr, const char *api_addr, bool non_voter,
+				   EVP_PKEY *pub, char **plaintext);
+/* Leader: the live challenge issued to server_id, or NULL (expired ones are freed). */
+struct cs_join_slot *cs_join_find(struct cs_join *j, const char *server_id);
+/* Leader: does `answer` (base64) hold the slot's nonce? Constant time. */
+bool cs_join_answer_ok(const struct cs_join_slot *s, const char *answer);
+/* Leader: the slot's challenge was answered (ANSWERED) or withdrawn (WITHDRAW). */
+void cs_join_slot_fire(struct cs_join *j, struct cs_join_slot *s, enum cs_join_event ev);
+/* Leader: withdraw every challenge (leadership lost, shutdown). */
+void cs_join_withdraw_all(struct cs_join *j);
 
 /* Decoders, exposed for the fuzz target: the challenge reply (fires CHALLENGE or
  * MALFORMED) and the answer reply's certificates (0 with ca and minted, or CS_EINVAL). */

@@ -568,7 +568,7 @@ static void ha_closed(struct cs_ha *ha)
 	struct cs_core *core = ha->core;
 	void (*cb)(struct cs_core *) = ha->shutdown_cb;
 	cs_cluster_cred_free(&ha->ca);
-	cs_ha_challenges_clear(ha);
+	cs_join_withdraw_all(&ha->join);
 	core->ha = NULL;
 	free(ha);
 	if (cb)
@@ -655,7 +655,7 @@ void cs_ha_on_active(struct cs_core *core, bool active)
 	} else {
 		ha->advertised = false;
 		ha->stepping_down = false;
-		cs_ha_challenges_clear(ha);
+		cs_join_withdraw_all(&ha->join);
 	}
 }
 

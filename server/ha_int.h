@@ -19,28 +19,12 @@
 
 #define LEADER_PATH    "core/leader"
 #define REMOVED_PREFIX "core/raft/removed/"
-#define NONCE_LEN      32 /* the secret a joiner proves it decrypted */
-#define MAX_CHALLENGES 32
-#define CHALLENGE_TTL  (10 * 60 * 1000)
 #define TICK_MS        100
 #define JOIN_STALL_MS  30000 /* joined but nothing replicated: ask again */
 #define STEP_DRAIN_MS  2000
 #define STUCK_MS       5000 /* follower match index frozen while lagging */
 #define ELECTION_MS    300  /* raft timing at performance_multiplier 1 */
 #define HEARTBEAT_MS   50
-
-/* A challenge the active node issued, bound to the node that asked for it: its
- * server_id, cluster address and public key are sealed inside the challenge too, and
- * only this identity is added and certified when the answer comes back. */
-struct challenge {
-	char server_id[128];
-	char cluster_addr[256];
-	char api_addr[256];
-	bool non_voter;
-	EVP_PKEY *pub; /* the joiner's key: its node certificate is minted for it */
-	uint8_t nonce[NONCE_LEN];
-	uint64_t expires;
-};
 
 enum change_kind { CHANGE_ADD, CHANGE_ASSIGN };
 
@@ -95,8 +79,6 @@ struct cs_ha {
 	struct change *changes;
 	struct raft_change change_req;
 	bool change_pending;
-	/* leader side of join */
-	struct challenge challenges[MAX_CHALLENGES];
 	/* joiner side (raft/join.h; ha_join.c is its environment) */
 	struct cs_join join;
 	struct cs_cluster_cred minted; /* the leader's certificate for this node's join key */
@@ -158,10 +140,5 @@ bool cs_ha_join_idle(const struct cs_ha *ha);
 void cs_ha_join_close(struct cs_ha *ha, void (*cb)(struct cs_ha *ha));
 /* Joined and raft runs: unseal once the keyring replicated, ask again when stalled. */
 void cs_ha_join_sync_tick(struct cs_core *core);
-
-/* ---------------------------------------------------------------- ha_sys.c */
-
-/* Forget every challenge this node issued (leadership lost, shutdown). */
-void cs_ha_challenges_clear(struct cs_ha *ha);
 
 #endif

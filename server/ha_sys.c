@@ -1,5 +1,6 @@
 /*
- * The HA sys/ endpoints (see ha.h for the design) and the leader side of the join:
+ * The HA sys/ endpoints (see ha.h for the design) and the leader side of the join (its
+ * challenge slots are in raft/join.h):
  * storage/raft/join (on the joining node), bootstrap/challenge and bootstrap/answer (on
  * the active node), storage/raft/digest, step-down, ha-status, and sys/leader's fields.
  * Loop thread.
@@ -17,20 +18,6 @@
 #include "server/ha_int.h"
 #include "server/seal.h"
 #include "server/sys.h"
-
-static void challenge_clear(struct challenge *c)
-{
-	EVP_PKEY_free(c->pub);
-	cs_zero(c, sizeof *c);
-}
-
-void cs_ha_challenges_clear(struct cs_ha *ha)
-{
-	for (int i = 0; i < MAX_CHALLENGES; i++)
-		challenge_clear(&ha->challenges[i]);
-}
-
-/* ---------------------------------------------------------------- join: endpoints */
 
 static int join_write(struct cs_request *req)
 {
@@ -74,51 +61,6 @@ static int join_write(struct cs_request *req)
 
 /* ---------------------------------------------------------------- join: leader side */
 
-static struct challenge *challenge_slot(struct cs_ha *ha, const char *server_id, bool create)
-{
-	uint64_t now = cs_mono_ms();
-	struct challenge *free_slot = NULL, *oldest = &ha->challenges[0];
-	for (int i = 0; i < MAX_CHALLENGES; i++) {
-		struct challenge *c = &ha->challenges[i];
-		if (c->server_id[0] && c->expires < now)
-			challenge_clear(c);
-		if (c->server_id[0] && strcmp(c->server_id, server_id) == 0)
-			return c;
-		if (!c->server_id[0] && !free_slot)
-			free_slot = c;
-		if (c->expires < oldest->expires)
-			oldest = c;
-	}
-	if (!create)
-		return NULL;
-	struct challenge *c = free_slot ? free_slot : oldest;
-	challenge_clear(c);
-	snprintf(c->server_id, sizeof c->server_id, "%s", server_id);
-	return c;
-}
-
-/* The sealed part of a challenge: the nonce to send back and the identity it was
- * issued to, which the joiner checks is its own before answering. */
-static char *challenge_plaintext(const struct challenge *c)
-{
-	uint8_t fp[32];
-	char hex[65];
-	if (cs_cluster_tls_pubkey_sha256(c->pub, fp))
-		return NULL;
-	cs_hex_encode(fp, sizeof fp, hex);
-	char *nonce = cs_b64_encode(c->nonce, NONCE_LEN);
-	cJSON *j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "nonce", nonce);
-	cJSON_AddStringToObject(j, "server_id", c->server_id);
-	cJSON_AddStringToObject(j, "cluster_addr", c->cluster_addr);
-	cJSON_AddStringToObject(j, "public_key_sha256", hex);
-	char *s = cJSON_PrintUnformatted(j);
-	cs_zero(nonce, strlen(nonce));
-	free(nonce);
-	cs_json_delete_wiped(j);
-	return s;
-}
-
 static int challenge_write(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
@@ -130,14 +72,14 @@ static int challenge_write(struct cs_request *req)
 	struct sockaddr_storage sa;
 	if (!*sid)
 		return cs_req_error(req, CS_EINVAL, "no server id provided");
-	if (strlen(sid) >= sizeof ha->challenges[0].server_id)
+	if (strlen(sid) >= sizeof ha->join.slots[0].server_id)
 		return cs_req_error(req, CS_EINVAL, "server id too long");
-	if (strlen(addr) >= sizeof ha->challenges[0].cluster_addr ||
+	if (strlen(addr) >= sizeof ha->join.slots[0].cluster_addr ||
 	    cs_cluster_parse_address(addr, &sa))
 		return cs_req_error(req, CS_EINVAL,
 				    "cluster_addr must be an IP address and port, as in "
 				    "10.0.0.2:8201");
-	if (strlen(api) >= sizeof ha->challenges[0].api_addr)
+	if (strlen(api) >= sizeof ha->join.slots[0].api_addr)
 		return cs_req_error(req, CS_EINVAL, "api_addr too long");
 	EVP_PKEY *pub = NULL;
 	if (cs_cluster_tls_pubkey_from_pem(pk, strlen(pk), &pub))
@@ -147,14 +89,9 @@ static int challenge_write(struct cs_request *req)
 		EVP_PKEY_free(pub);
 		return cs_req_error(req, CS_EINTERNAL, "no cluster TLS keyring loaded");
 	}
-	struct challenge *c = challenge_slot(ha, sid, true);
-	snprintf(c->cluster_addr, sizeof c->cluster_addr, "%s", addr);
-	snprintf(c->api_addr, sizeof c->api_addr, "%s", api);
-	c->non_voter = cs_req_bool(req, "non_voter", false);
-	c->pub = pub;
-	cs_random(c->nonce, NONCE_LEN);
-	c->expires = cs_mono_ms() + CHALLENGE_TTL;
-	char *pt = challenge_plaintext(c);
+	char *pt = NULL;
+	struct cs_join_slot *c = cs_join_issue(&ha->join, sid, addr, api,
+					       cs_req_bool(req, "non_voter", false), pub, &pt);
 	struct cs_buf ct = CS_BUF_INIT;
 	int rc =
 	    pt ? cs_seal_encrypt(core, CS_JOIN_CHALLENGE_AAD, pt, strlen(pt), &ct) : CS_ECRYPTO;
@@ -163,7 +100,7 @@ static int challenge_write(struct cs_request *req)
 		free(pt);
 	}
 	if (rc) {
-		challenge_clear(c);
+		cs_join_slot_fire(&ha->join, c, CS_JOIN_EV_WITHDRAW);
 		cs_buf_free(&ct);
 		return cs_req_error(req, rc, "error encrypting the join challenge: %s",
 				    cs_strerror(rc));
@@ -209,7 +146,8 @@ static cJSON *peers_json(struct cs_core *core, struct cs_txn *txn)
 
 /* A certificate for the challenge's node and key, signed here: the CA key never
  * leaves the active node. The answer carries it with the CA certificate. */
-static int mint_for(struct cs_ha *ha, const struct challenge *c, cJSON *d, char *err, size_t errlen)
+static int mint_for(struct cs_ha *ha, const struct cs_join_slot *c, cJSON *d, char *err,
+		    size_t errlen)
 {
 	char ip[128];
 	cs_ha_host_of(c->cluster_addr, ip, sizeof ip);
@@ -244,18 +182,11 @@ static int answer_write(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "no server id provided");
 	if (!*ans)
 		return cs_req_error(req, CS_EINVAL, "no answer provided");
-	struct challenge *c = challenge_slot(ha, sid, false);
+	struct cs_join_slot *c = cs_join_find(&ha->join, sid);
 	if (!c)
 		return cs_req_error(req, CS_EINVAL,
 				    "no expected answer for the server id provided");
-	size_t n = 0;
-	uint8_t *raw = cs_b64_decode(ans, strlen(ans), &n);
-	bool ok = raw && cs_ct_equal(raw, n, c->nonce, NONCE_LEN);
-	if (raw) {
-		cs_zero(raw, n);
-		free(raw);
-	}
-	if (!ok)
+	if (!cs_join_answer_ok(c, ans))
 		return cs_req_error(req, CS_EINVAL, "invalid answer given");
 	/* The node is the one the challenge was issued to: it may restate its address,
 	 * never change it. */
@@ -281,7 +212,7 @@ static int answer_write(struct cs_request *req)
 	cs_ha_queue_change(core, CHANGE_ASSIGN, id, RAFT_STANDBY, c->cluster_addr);
 	cs_info("ha: node %s (%s) answered its join challenge; adding it as a non-voter",
 		c->server_id, c->cluster_addr);
-	challenge_clear(c); /* single use */
+	cs_join_slot_fire(&ha->join, c, CS_JOIN_EV_ANSWERED); /* single use */
 	cs_req_set_data(req, d);
 	return 0;
 }

@@ -392,18 +392,35 @@ static const struct {
 	enum cs_join_event ev;
 	enum cs_join_state to;
 } expected[] = {
-    {S(IDLE), E(START), S(SEEKING)},           {S(IDLE), E(CANCEL), S(IDLE)},
-    {S(IDLE), E(SHUTDOWN), S(IDLE)},           {S(SEEKING), E(TARGET_FAILED), S(SEEKING)},
-    {S(SEEKING), E(ROUND_FAILED), S(BACKOFF)}, {S(SEEKING), E(GIVE_UP), S(IDLE)},
-    {S(SEEKING), E(CHALLENGE), S(CHALLENGED)}, {S(SEEKING), E(MALFORMED), S(IDLE)},
-    {S(SEEKING), E(CANCEL), S(IDLE)},          {S(SEEKING), E(SHUTDOWN), S(IDLE)},
-    {S(BACKOFF), E(TIMER), S(SEEKING)},        {S(BACKOFF), E(CANCEL), S(IDLE)},
-    {S(BACKOFF), E(SHUTDOWN), S(IDLE)},        {S(CHALLENGED), E(KEYS), S(ANSWERING)},
-    {S(CHALLENGED), E(REASK), S(SEEKING)},     {S(CHALLENGED), E(CANCEL), S(IDLE)},
-    {S(CHALLENGED), E(SHUTDOWN), S(IDLE)},     {S(ANSWERING), E(ACCEPTED), S(SYNCING)},
-    {S(ANSWERING), E(REASK), S(SEEKING)},      {S(ANSWERING), E(SHUTDOWN), S(IDLE)},
-    {S(SYNCING), E(SYNCED), S(IDLE)},          {S(SYNCING), E(REASK), S(SEEKING)},
+    {S(IDLE), E(START), S(SEEKING)},
+    {S(IDLE), E(CANCEL), S(IDLE)},
+    {S(IDLE), E(SHUTDOWN), S(IDLE)},
+    {S(SEEKING), E(TARGET_FAILED), S(SEEKING)},
+    {S(SEEKING), E(ROUND_FAILED), S(BACKOFF)},
+    {S(SEEKING), E(GIVE_UP), S(IDLE)},
+    {S(SEEKING), E(CHALLENGE), S(CHALLENGED)},
+    {S(SEEKING), E(MALFORMED), S(IDLE)},
+    {S(SEEKING), E(CANCEL), S(IDLE)},
+    {S(SEEKING), E(SHUTDOWN), S(IDLE)},
+    {S(BACKOFF), E(TIMER), S(SEEKING)},
+    {S(BACKOFF), E(CANCEL), S(IDLE)},
+    {S(BACKOFF), E(SHUTDOWN), S(IDLE)},
+    {S(CHALLENGED), E(KEYS), S(ANSWERING)},
+    {S(CHALLENGED), E(REASK), S(SEEKING)},
+    {S(CHALLENGED), E(CANCEL), S(IDLE)},
+    {S(CHALLENGED), E(SHUTDOWN), S(IDLE)},
+    {S(ANSWERING), E(ACCEPTED), S(SYNCING)},
+    {S(ANSWERING), E(REASK), S(SEEKING)},
+    {S(ANSWERING), E(SHUTDOWN), S(IDLE)},
+    {S(SYNCING), E(SYNCED), S(IDLE)},
+    {S(SYNCING), E(REASK), S(SEEKING)},
     {S(SYNCING), E(SHUTDOWN), S(IDLE)},
+    {S(SLOT_FREE), E(ISSUE), S(SLOT_ISSUED)},
+    {S(SLOT_FREE), E(WITHDRAW), S(SLOT_FREE)},
+    {S(SLOT_ISSUED), E(ISSUE), S(SLOT_ISSUED)},
+    {S(SLOT_ISSUED), E(ANSWERED), S(SLOT_FREE)},
+    {S(SLOT_ISSUED), E(EXPIRED), S(SLOT_FREE)},
+    {S(SLOT_ISSUED), E(WITHDRAW), S(SLOT_FREE)},
 };
 
 static bool expected_cell(enum cs_join_state st, enum cs_join_event ev, enum cs_join_state *to)
@@ -462,6 +479,65 @@ START_TEST(fire_refuses_illegal)
 			ck_assert_ptr_null(j.req);
 			ck_assert_ptr_null(j.body);
 		}
+}
+END_TEST
+
+/* ---------------------------------------------------------------- leader side */
+
+static EVP_PKEY *new_pub(void)
+{
+	EVP_PKEY *k = NULL;
+	ck_assert_int_eq(cs_cluster_tls_gen_key(&k), 0);
+	return k;
+}
+
+/* A challenge is bound to one node, answered once, and only with its nonce. */
+START_TEST(leader_issue_answer_once)
+{
+	struct cs_join j;
+	memset(&j, 0, sizeof j);
+	j.closing = true;
+	for (int i = 0; i < CS_JOIN_MAX_CHALLENGES; i++)
+		j.slots[i].state = S(SLOT_FREE); /* as cs_join_init leaves them */
+	char *pt = NULL;
+	struct cs_join_slot *s =
+	    cs_join_issue(&j, "node-2", "127.0.0.1:8202", "http://x", true, new_pub(), &pt);
+	ck_assert_int_eq(s->state, S(SLOT_ISSUED));
+	ck_assert_ptr_nonnull(pt);
+	cJSON *p = cJSON_Parse(pt);
+	ck_assert_str_eq(cJSON_GetObjectItem(p, "server_id")->valuestring, "node-2");
+	ck_assert_str_eq(cJSON_GetObjectItem(p, "cluster_addr")->valuestring, "127.0.0.1:8202");
+	char *nonce = strdup(cJSON_GetObjectItem(p, "nonce")->valuestring);
+	cJSON_Delete(p);
+	free(pt);
+	ck_assert_ptr_eq(cs_join_find(&j, "node-2"), s);
+	ck_assert_ptr_null(cs_join_find(&j, "node-3"));
+	ck_assert(!cs_join_answer_ok(s, "bm9uY2U="));
+	ck_assert(!cs_join_answer_ok(s, "not base64!"));
+	ck_assert(cs_join_answer_ok(s, nonce));
+	/* Asked again by the same node: the same slot, a fresh nonce. */
+	ck_assert_ptr_eq(cs_join_issue(&j, "node-2", "127.0.0.1:8202", "", false, new_pub(), &pt),
+			 s);
+	free(pt);
+	ck_assert(!cs_join_answer_ok(s, nonce));
+	free(nonce);
+	cs_join_slot_fire(&j, s, E(ANSWERED));
+	ck_assert_int_eq(s->state, S(SLOT_FREE));
+	ck_assert_ptr_null(s->pub);
+	ck_assert_ptr_null(cs_join_find(&j, "node-2")); /* single use */
+	/* A full table reuses a slot; withdraw_all frees them all. */
+	for (int i = 0; i < CS_JOIN_MAX_CHALLENGES + 3; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "n-%d", i);
+		cs_join_issue(&j, id, "127.0.0.1:1", "", false, new_pub(), &pt);
+		free(pt);
+	}
+	ck_assert_ptr_nonnull(cs_join_find(&j, "n-34"));
+	cs_join_withdraw_all(&j);
+	for (int i = 0; i < CS_JOIN_MAX_CHALLENGES; i++) {
+		ck_assert_int_eq(j.slots[i].state, S(SLOT_FREE));
+		ck_assert_ptr_null(j.slots[i].pub);
+	}
 }
 END_TEST
 
@@ -735,6 +811,7 @@ static Suite *suite(void)
 	TCase *t = tcase_create("table");
 	tcase_add_test(t, table_every_cell);
 	tcase_add_test(t, fire_refuses_illegal);
+	tcase_add_test(t, leader_issue_answer_once);
 	suite_add_tcase(s, t);
 	t = tcase_create("curlm");
 	tcase_set_timeout(t, 60);
