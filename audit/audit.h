@@ -49,6 +49,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct cs_core;
 struct cs_request;
 
 #define CS_AUDIT_SALT_LEN 32
@@ -118,7 +119,7 @@ const struct cs_audit_limits *cs_audit_get_limits(void);
 
 /* Register the broker with the core (cs_core_set_audit), the sys/ paths and the reset
  * hook. Call once at start-up from main(). */
-void cs_audit_register(void);
+void cs_audit_register(struct cs_core *core);
 
 /*
  * Pipeline hook (a), from the core right after the token lookup (authorize) with its
@@ -145,10 +146,10 @@ void cs_audit_response(struct cs_request *req, int *status, char **body, size_t 
 void cs_audit_discard(struct cs_request *req);
 
 /* SIGHUP: reopen every device (file rotation). Loop thread. */
-void cs_audit_reopen(void);
+void cs_audit_reopen(struct cs_core *core);
 
 /* Drop the in-memory table and close the devices (the reset hook). */
-void cs_audit_reset(void);
+void cs_audit_reset(struct cs_core *core);
 
 /* ---- exposed for the unit tests ---- */
 

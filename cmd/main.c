@@ -83,7 +83,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	struct server *s = h->data;
 	if (signum == SIGHUP) {
 		cs_info("server: SIGHUP received, reopening audit devices");
-		cs_audit_reopen(); /* log rotation */
+		cs_audit_reopen(&s->core); /* log rotation */
 		return;
 	}
 	cs_info("server: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");

@@ -27,7 +27,7 @@ void cs_modules_register(struct cs_core *core)
 	cs_userpass_register(); /* auth method "userpass" */
 	cs_approle_register();  /* auth method "approle" */
 	/* audit devices, sys/audit*, sys/audit-hash */
-	cs_audit_register();
+	cs_audit_register(core);
 	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
 	cs_cubbyhole_register(core);
 	/* response wrapping, sys/wrapping/ endpoints */

@@ -102,11 +102,11 @@ bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
 	return mount_visible_hook && req->token_entry && mount_visible_hook(req, mount_path);
 }
 
-void cs_backend_reset_all(void)
+void cs_backend_reset_all(struct cs_core *core)
 {
 	for (size_t i = 0; i < n_registry; i++)
 		if (registry[i]->reset)
-			registry[i]->reset();
+			registry[i]->reset(core);
 }
 
 /* ------------------------------------------------------------------ matching */

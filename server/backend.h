@@ -133,7 +133,7 @@ struct cs_backend {
 	/* Optional: validate a new mount's options (enable time). 0 or CS_EINVAL + message. */
 	int (*validate_mount)(struct cs_request *req, const cJSON *options);
 	/* Optional: drop in-memory state derived from storage (on seal / leadership loss). */
-	void (*reset)(void);
+	void (*reset)(struct cs_core *core);
 	/* Optional: the backend that really serves a mount with these options (the "kv"
 	 * type answers with KV v1 or v2 by options.version). NULL → this backend. */
 	const struct cs_backend *(*variant)(const cJSON *options);
@@ -391,6 +391,25 @@ bool cs_core_shutting_down(const struct cs_core *core);
 /* The server-wide maximum lease TTL in seconds (config max_lease_ttl, else 32 days). */
 int64_t cs_core_sys_max_ttl(const struct cs_core *core);
 
+/*
+ * Per-core module state: a module that keeps state between requests (the token store's
+ * salt, the expiration heap, the audit devices, ...) keeps it here, never in a file-level
+ * variable, so that two cores in one process never share it (tests/unit/test_two_cores.c).
+ * `type` is the module's static descriptor (its address is the key); the state is
+ * allocated zeroed on first use and lives until cs_core_release_state, which calls
+ * type->release (if set) and frees it. Loop thread only. Aborts on out-of-memory (the
+ * blocks are small and taken at start-up or on the first request).
+ */
+struct cs_core_state_type {
+	const char *name; /* for messages */
+	size_t size;
+	void (*release)(void *state); /* optional: free what the state points to */
+};
+void *cs_core_state(struct cs_core *core, const struct cs_core_state_type *type);
+/* The core whose storage `txn` reads (every server transaction is on a core's storage):
+ * lets a txn-only API (cs_expire_put, the token-revoked hook) find its core's state. */
+struct cs_core *cs_txn_core(const struct cs_txn *txn);
+
 /* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
  * request, from the module that owns them (server/sys.c). The rows are copied. */
 void cs_sys_add_paths(const struct cs_path *paths, size_t n);
@@ -398,8 +417,8 @@ void cs_sys_add_paths(const struct cs_path *paths, size_t n);
 /* Registry of backend types, filled at start-up by main(). */
 void cs_backend_register(const struct cs_backend *b);
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth);
-/* Call every registered backend's reset hook. */
-void cs_backend_reset_all(void);
+/* Call every registered backend's reset hook for `core`. */
+void cs_backend_reset_all(struct cs_core *core);
 /* The registered backends in registration order: the i-th, or NULL past the end. */
 const struct cs_backend *cs_backend_at(size_t i);
 

@@ -6,7 +6,11 @@
  */
 #include "server/backend.h"
 
+#include <stdlib.h>
+
 #include "lib/err.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "server/core.h"
 #include "server/http.h"
 #include "server/router.h"
@@ -87,4 +91,40 @@ bool cs_core_shutting_down(const struct cs_core *core)
 int64_t cs_core_sys_max_ttl(const struct cs_core *core)
 {
 	return cs_core_max_ttl(core, NULL);
+}
+
+void *cs_core_state(struct cs_core *core, const struct cs_core_state_type *type)
+{
+	for (size_t i = 0; i < core->n_states; i++)
+		if (core->states[i].type == type)
+			return core->states[i].state;
+	void *s = calloc(1, type->size);
+	if (!s || core->n_states == CS_CORE_MAX_STATES) {
+		/* A fixed, small number of modules, each a few hundred bytes: neither happens
+		 * outside a broken build or a machine already out of memory. */
+		cs_error("core: cannot keep the state of %s", type->name);
+		abort();
+	}
+	core->states[core->n_states].type = type;
+	core->states[core->n_states].state = s;
+	core->n_states++;
+	return s;
+}
+
+void cs_core_release_state(struct cs_core *core)
+{
+	while (core->n_states > 0) {
+		core->n_states--;
+		const struct cs_core_state_type *t = core->states[core->n_states].type;
+		void *s = core->states[core->n_states].state;
+		if (t->release)
+			t->release(s);
+		free(s);
+		core->states[core->n_states].state = NULL;
+	}
+}
+
+struct cs_core *cs_txn_core(const struct cs_txn *txn)
+{
+	return CS_CONTAINER_OF(txn->st, struct cs_core, st);
 }

@@ -28,6 +28,23 @@
 
 /* ------------------------------------------------------------------ ACL hook */
 
+static void policy_cache_release(void *state)
+{
+	cs_policy_cache_reset(state);
+}
+
+static const struct cs_core_state_type policy_cache_type = {
+    .name = "policy cache",
+    .size = sizeof(struct cs_policy_cache),
+    .release = policy_cache_release,
+};
+
+/* The core's parsed-policy cache (policy/store.h). */
+static struct cs_policy_cache *policy_cache(struct cs_core *core)
+{
+	return cs_core_state(core, &policy_cache_type);
+}
+
 static enum cs_acl_op acl_op(enum cs_op op)
 {
 	switch (op) {
@@ -54,7 +71,7 @@ int cs_policy_acl_hook(struct cs_request *req)
 	if (!req->token_entry)
 		return cs_req_error(req, CS_EPERM, DENIED_MSG);
 	struct cs_polset ps;
-	int rc = cs_policy_load(&req->txn, req->token_entry, &ps);
+	int rc = cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps);
 	if (rc)
 		return rc;
 	struct cs_acl_request ar = {
@@ -253,7 +270,7 @@ void cs_policy_set_accessor_lookup(cs_policy_accessor_lookup_fn fn)
 static bool sudo_hook(struct cs_request *req)
 {
 	struct cs_polset ps = {0};
-	if (cs_policy_load(&req->txn, req->token_entry, &ps))
+	if (cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps))
 		return false;
 	unsigned caps = cs_acl_capabilities(ps.v, ps.n, req->path);
 	free(ps.v);
@@ -264,7 +281,7 @@ static bool sudo_hook(struct cs_request *req)
 static bool mount_visible_hook(struct cs_request *req, const char *mount_path)
 {
 	struct cs_polset ps = {0};
-	if (cs_policy_load(&req->txn, req->token_entry, &ps))
+	if (cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps))
 		return false;
 	bool ok = cs_acl_mount_visible(ps.v, ps.n, mount_path);
 	free(ps.v);
@@ -281,7 +298,7 @@ static int capabilities_for(struct cs_request *req, const cJSON *entry)
 	bool root = cs_policy_entry_has_root(entry);
 	struct cs_polset ps = {0};
 	if (!root) {
-		int rc = cs_policy_load(&req->txn, entry, &ps);
+		int rc = cs_policy_load(policy_cache(req->core), &req->txn, entry, &ps);
 		if (rc)
 			return rc;
 	}
@@ -397,6 +414,11 @@ static const struct cs_path policy_paths[] = {
      "capabilities of a token, by accessor, on paths"},
 };
 
+static void cache_reset(struct cs_core *core)
+{
+	cs_policy_cache_reset(policy_cache(core));
+}
+
 /*
  * Not a mount: a registered backend only so that cs_backend_reset_all (seal, leadership
  * loss) frees the cache. Its empty type cannot be mounted (sys/mounts requires a type).
@@ -406,7 +428,7 @@ static const struct cs_backend cache_owner = {
     .is_auth = false,
     .paths = NULL,
     .n_paths = 0,
-    .reset = cs_policy_cache_reset,
+    .reset = cache_reset,
 };
 
 void cs_policy_module_init(void)

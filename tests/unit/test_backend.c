@@ -5,6 +5,7 @@
 
 #include "lib/err.h"
 #include "server/backend.h"
+#include "server/core.h"
 #include "server/router.h"
 
 static int last_handler;
@@ -305,7 +306,9 @@ static int busy_resume(struct cs_request *req, struct cs_async *a, int status)
 START_TEST(test_defer_queue_bounded)
 {
 	static struct cs_async jobs[CS_ASYNC_MAX_QUEUED + 1];
+	static struct cs_core core; /* the queue is the core's */
 	struct cs_request *r = mkreq(CS_OP_UPDATE, "{}");
+	r->core = &core;
 	for (int i = 0; i < CS_ASYNC_MAX_QUEUED; i++) {
 		jobs[i].resume = busy_resume;
 		ck_assert_int_eq(cs_req_defer(r, &jobs[i]), CS_EASYNC);

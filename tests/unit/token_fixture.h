@@ -123,8 +123,8 @@ static void fx_setup(void)
 static void fx_teardown(void)
 {
 	core.shutting_down = true;
-	cs_expire_stop();
-	cs_backend_reset_all();
+	cs_expire_stop(&core);
+	cs_backend_reset_all(&core);
 	uv_close((uv_handle_t *)&apply_timer, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	cs_storage_close(&core.st);
