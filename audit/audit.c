@@ -465,7 +465,8 @@ char *cs_audit_format(const struct cs_audit_device *d, const char *type, const c
 }
 
 /* Write one entry to every device; true if at least one recorded it. */
-static bool log_all(struct audit_state *A, const char *type, const cJSON *tmpl, const cJSON *response, const char *error)
+static bool log_all(struct audit_state *A, const char *type, const cJSON *tmpl,
+		    const cJSON *response, const char *error)
 {
 	bool any = false;
 	for (size_t i = 0; i < A->n_devs; i++) {

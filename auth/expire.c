@@ -51,8 +51,9 @@ static void expire_state_release(void *state)
 	free(E->h);
 }
 
-static const struct cs_core_state_type expire_state_type = {
-    .name = "expiration manager", .size = sizeof(struct expire_state), .release = expire_state_release};
+static const struct cs_core_state_type expire_state_type = {.name = "expiration manager",
+							    .size = sizeof(struct expire_state),
+							    .release = expire_state_release};
 
 static struct expire_state *state_of(struct cs_core *core)
 {
@@ -60,7 +61,6 @@ static struct expire_state *state_of(struct cs_core *core)
 	E->core = core;
 	return E;
 }
-
 
 /* Rebuild the heap from storage once more than half of it is stale (and it is big):
  * revoked and renewed leases leave their old hints behind until they fall due, which
@@ -232,7 +232,8 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id)
 		return rc;
 	const char *tk = str_of(r, "token_key");
 	if (tk)
-		rc = state_of(cs_txn_core(txn))->tokens->revoke_key(txn, tk); /* deletes the record too */
+		rc = state_of(cs_txn_core(txn))
+			 ->tokens->revoke_key(txn, tk); /* deletes the record too */
 	if (!rc)
 		rc = cs_expire_delete(txn, lease_id);
 	cJSON_Delete(r);

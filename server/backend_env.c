@@ -113,6 +113,8 @@ void *cs_core_state(struct cs_core *core, const struct cs_core_state_type *type)
 
 void cs_core_release_state(struct cs_core *core)
 {
+	cs_autopilot_state_free(core->autopilot.state);
+	core->autopilot.state = NULL;
 	while (core->n_states > 0) {
 		core->n_states--;
 		const struct cs_core_state_type *t = core->states[core->n_states].type;

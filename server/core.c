@@ -814,7 +814,12 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 	    .keyring = autopilot_keyring,
 	    .is_active = autopilot_is_active,
 	    .ctx = core,
+	    .state = cs_autopilot_state_new(),
 	};
+	if (!core->autopilot.state) {
+		snprintf(core->errmsg, sizeof core->errmsg, "out of memory");
+		return CS_ENOMEM;
+	}
 	cs_router_init(&core->router);
 	uv_timer_init(loop, &core->wait_timer);
 	snprintf(core->data_dir, sizeof core->data_dir, "%s", cfg->storage_path);

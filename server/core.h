@@ -28,7 +28,7 @@
 #include "storage/barrier.h"
 #include "storage/txn.h"
 
-#define CS_MAX_SHARES 255
+#define CS_MAX_SHARES      255
 #define CS_CORE_MAX_STATES 32
 
 /*
