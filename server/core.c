@@ -869,7 +869,7 @@ static void shutdown_step_done(struct cs_core *core)
 	cs_storage_close(&core->st);
 	cs_core_seal(core);
 	cs_router_clear(&core->router);
-	cs_sys_mount_free();
+	cs_sys_mount_free(core);
 	uv_close((uv_handle_t *)&core->wait_timer, NULL);
 	if (core->shutdown_cb)
 		core->shutdown_cb(core);

@@ -71,6 +71,7 @@ struct cs_core {
 	struct cs_keyring *kr; /* NULL while sealed */
 	struct cs_seal_state seal;
 	struct cs_router router;
+	struct cs_mount *sys_mount; /* the sys/ mount row (server/sys.c: cs_sys_mount) */
 	char cluster_name[128];
 	char cluster_id[37];
 	int64_t active_since_ns;
