@@ -1521,6 +1521,9 @@ static const struct cs_token_store token_store = {
     .after = cs_token_after,
     .issue = cs_token_issue,
     .bound_ok = cs_token_bound_ok,
+    .key_of = cs_token_key_of,
+    .revoke_key = cs_token_revoke_key,
+    .lookup_accessor = cs_token_lookup_accessor,
 };
 
 static const struct cs_expire_tokens expire_tokens = {

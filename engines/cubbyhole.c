@@ -124,10 +124,13 @@ const struct cs_backend cs_cubbyhole_backend = {
     .n_paths = CS_ARRAY_LEN(cubby_paths),
 };
 
+static const struct cs_token_events token_events = {
+    .revoked = cs_cubbyhole_destroy, /* a token's cubbyhole goes with it */
+};
+
 void cs_cubbyhole_register(struct cs_core *core)
 {
-	(void)core;
 	cs_backend_register(&cs_cubbyhole_backend);
 	cs_sys_require_mount(CUBBY_PATH, "cubbyhole", "per-token private secret storage");
-	cs_backend_set_token_revoked_hook(cs_cubbyhole_destroy);
+	cs_core_set_token_events(core, &token_events);
 }

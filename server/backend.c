@@ -13,6 +13,7 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
+#include "server/core.h"
 
 const char *cs_op_name(enum cs_op op)
 {
@@ -35,44 +36,26 @@ void cs_backend_register(const struct cs_backend *b)
 		registry[n_registry++] = b;
 }
 
-static cs_acl_hook_fn acl_hook;
-
-void cs_backend_set_acl_hook(cs_acl_hook_fn fn)
-{
-	acl_hook = fn;
-}
-
-static cs_sudo_hook_fn sudo_hook;
-
-void cs_backend_set_sudo_hook(cs_sudo_hook_fn fn)
-{
-	sudo_hook = fn;
-}
-
 bool cs_req_has_sudo(struct cs_request *req)
 {
-	return req->root || (sudo_hook && req->token_entry && sudo_hook(req));
-}
-
-static cs_token_revoked_fn token_revoked_hook;
-
-void cs_backend_set_token_revoked_hook(cs_token_revoked_fn fn)
-{
-	token_revoked_hook = fn;
+	if (req->root)
+		return true;
+	return req->core && req->core->acl.sudo && req->token_entry && req->core->acl.sudo(req);
 }
 
 int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
 {
-	return token_revoked_hook ? token_revoked_hook(txn, token_key) : 0;
+	struct cs_core *core = cs_txn_core(txn);
+	return core->token_events.revoked ? core->token_events.revoked(txn, token_key) : 0;
 }
 
 int cs_backend_acl(struct cs_request *req)
 {
 	if (req->root)
 		return 0;
-	if (!acl_hook)
+	if (!req->core || !req->core->acl.check)
 		return cs_req_error(req, CS_EPERM, "permission denied");
-	return acl_hook(req);
+	return req->core->acl.check(req);
 }
 
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth)
@@ -88,18 +71,12 @@ const struct cs_backend *cs_backend_at(size_t i)
 	return i < n_registry ? registry[i] : NULL;
 }
 
-static cs_mount_visible_fn mount_visible_hook;
-
-void cs_backend_set_mount_visible_hook(cs_mount_visible_fn fn)
-{
-	mount_visible_hook = fn;
-}
-
 bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
 {
 	if (req->root)
 		return true;
-	return mount_visible_hook && req->token_entry && mount_visible_hook(req, mount_path);
+	return req->core && req->core->acl.mount_visible && req->token_entry &&
+	       req->core->acl.mount_visible(req, mount_path);
 }
 
 void cs_backend_reset_all(struct cs_core *core)

@@ -58,6 +58,16 @@ void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *
 	core->tokens = *ts;
 }
 
+void cs_core_set_acl(struct cs_core *core, const struct cs_acl_hooks *acl)
+{
+	core->acl = *acl;
+}
+
+void cs_core_set_token_events(struct cs_core *core, const struct cs_token_events *ev)
+{
+	core->token_events = *ev;
+}
+
 void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex)
 {
 	core->expire = *ex;

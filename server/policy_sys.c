@@ -258,13 +258,6 @@ static int policy_delete(struct cs_request *req)
 
 /* ------------------------------------------------------------------ capabilities */
 
-static cs_policy_accessor_lookup_fn accessor_lookup;
-
-void cs_policy_set_accessor_lookup(cs_policy_accessor_lookup_fn fn)
-{
-	accessor_lookup = fn;
-}
-
 /* Fill the response for `entry` (borrowed; NULL = no such token, handled by callers). */
 /* cs_req_has_sudo for non-root tokens: sudo on the request path, and no deny. */
 static bool sudo_hook(struct cs_request *req)
@@ -364,10 +357,10 @@ static int caps_accessor(struct cs_request *req)
 	const char *acc = cs_req_str(req, "accessor", "");
 	if (!*acc)
 		return cs_req_error(req, CS_EINVAL, "missing accessor");
-	if (!accessor_lookup)
+	if (!req->core->tokens.lookup_accessor)
 		return cs_req_error(req, CS_EINVAL, "accessor lookup is not supported yet");
 	cJSON *entry = NULL;
-	int rc = accessor_lookup(req->core, &req->txn, acc, &entry);
+	int rc = req->core->tokens.lookup_accessor(req->core, &req->txn, acc, &entry);
 	if (rc)
 		return rc;
 	if (!entry)
@@ -431,11 +424,15 @@ static const struct cs_backend cache_owner = {
     .reset = cache_reset,
 };
 
-void cs_policy_module_init(void)
+static const struct cs_acl_hooks acl_hooks = {
+    .check = cs_policy_acl_hook,
+    .sudo = sudo_hook,
+    .mount_visible = mount_visible_hook,
+};
+
+void cs_policy_module_init(struct cs_core *core)
 {
 	cs_sys_add_paths(policy_paths, CS_ARRAY_LEN(policy_paths));
-	cs_backend_set_acl_hook(cs_policy_acl_hook);
-	cs_backend_set_sudo_hook(sudo_hook);
-	cs_backend_set_mount_visible_hook(mount_visible_hook);
+	cs_core_set_acl(core, &acl_hooks);
 	cs_backend_register(&cache_owner);
 }
