@@ -13,7 +13,6 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
-#include "server/core.h"
 
 const char *cs_op_name(enum cs_op op)
 {
@@ -36,28 +35,6 @@ void cs_backend_register(const struct cs_backend *b)
 		registry[n_registry++] = b;
 }
 
-bool cs_req_has_sudo(struct cs_request *req)
-{
-	if (req->root)
-		return true;
-	return req->core && req->core->acl.sudo && req->token_entry && req->core->acl.sudo(req);
-}
-
-int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
-{
-	struct cs_core *core = cs_txn_core(txn);
-	return core->token_events.revoked ? core->token_events.revoked(txn, token_key) : 0;
-}
-
-int cs_backend_acl(struct cs_request *req)
-{
-	if (req->root)
-		return 0;
-	if (!req->core || !req->core->acl.check)
-		return cs_req_error(req, CS_EPERM, "permission denied");
-	return req->core->acl.check(req);
-}
-
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth)
 {
 	for (size_t i = 0; i < n_registry; i++)
@@ -69,14 +46,6 @@ const struct cs_backend *cs_backend_find(const char *type, bool is_auth)
 const struct cs_backend *cs_backend_at(size_t i)
 {
 	return i < n_registry ? registry[i] : NULL;
-}
-
-bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
-{
-	if (req->root)
-		return true;
-	return req->core && req->core->acl.mount_visible && req->token_entry &&
-	       req->core->acl.mount_visible(req, mount_path);
 }
 
 void cs_backend_reset_all(struct cs_core *core)

@@ -140,3 +140,35 @@ struct cs_core *cs_txn_core(const struct cs_txn *txn)
 {
 	return CS_CONTAINER_OF(txn->st, struct cs_core, st);
 }
+
+/* ---- the hooks of the request's core (server/backend.h, "Hooks") ---- */
+
+bool cs_req_has_sudo(struct cs_request *req)
+{
+	if (req->root)
+		return true;
+	return req->core && req->core->acl.sudo && req->token_entry && req->core->acl.sudo(req);
+}
+
+int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
+{
+	struct cs_core *core = cs_txn_core(txn);
+	return core->token_events.revoked ? core->token_events.revoked(txn, token_key) : 0;
+}
+
+int cs_backend_acl(struct cs_request *req)
+{
+	if (req->root)
+		return 0;
+	if (!req->core || !req->core->acl.check)
+		return cs_req_error(req, CS_EPERM, "permission denied");
+	return req->core->acl.check(req);
+}
+
+bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
+{
+	if (req->root)
+		return true;
+	return req->core && req->core->acl.mount_visible && req->token_entry &&
+	       req->core->acl.mount_visible(req, mount_path);
+}
