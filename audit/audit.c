@@ -108,23 +108,15 @@ static void secure_delete(cJSON *v)
 
 /* ------------------------------------------------------------------ devices */
 
-static struct cs_audit_limits limits;
-
-void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing)
+void cs_audit_limits_set(struct cs_audit_limits *l, const char *storage_dir, bool allow_prefixing)
 {
-	snprintf(limits.storage_dir, sizeof limits.storage_dir, "%s",
-		 storage_dir ? storage_dir : "");
-	limits.allow_prefixing = allow_prefixing;
+	snprintf(l->storage_dir, sizeof l->storage_dir, "%s", storage_dir ? storage_dir : "");
+	l->allow_prefixing = allow_prefixing;
 }
 
-const struct cs_audit_limits *cs_audit_get_limits(void)
+static void limits_from_core(const struct cs_core *core, struct cs_audit_limits *l)
 {
-	return &limits;
-}
-
-static void limits_from_core(const struct cs_core *core)
-{
-	cs_audit_set_limits(core->data_dir, core->cfg && core->cfg->allow_audit_log_prefixing);
+	cs_audit_limits_set(l, core->data_dir, core->cfg && core->cfg->allow_audit_log_prefixing);
 }
 
 static const struct cs_audit_ops *ops_for(const char *type)
@@ -186,7 +178,7 @@ int cs_audit_device_init(struct cs_audit_device *d, const char *type, const cJSO
 	 * the server writes (CVE-2025-6000); over the API only when the config allows it.
 	 * Present at all counts, as in Vault. */
 	if (probe && cJSON_GetObjectItemCaseSensitive(d->options, "prefix") &&
-	    !limits.allow_prefixing) {
+	    !d->limits.allow_prefixing) {
 		snprintf(errmsg, errlen,
 			 "audit log prefixing is not allowed; set allow_audit_log_prefixing = true "
 			 "in the server configuration to use \"prefix\"");
@@ -303,7 +295,6 @@ static int load_table(struct cs_core *core)
 		return 0;
 	if (!core->kr)
 		return CS_ESEALED;
-	limits_from_core(core);
 	struct cs_txn txn;
 	cs_txn_begin(&txn, &core->st, core->kr);
 	struct cs_buf b = CS_BUF_INIT;
@@ -331,6 +322,7 @@ static int load_table(struct cs_core *core)
 		d->local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "local"));
 		const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "options");
 		d->options = cJSON_IsObject(o) ? cJSON_Duplicate(o, true) : cJSON_CreateObject();
+		limits_from_core(core, &d->limits);
 		char err[256] = "";
 		if (cs_audit_device_init(d, d->type, NULL, false, err, sizeof err))
 			cs_warn("audit: device %s (%s) does not open: %s", d->path, d->type, err);
@@ -850,7 +842,7 @@ static int audit_enable(struct cs_request *req)
 	cs_random(r, sizeof r);
 	cs_hex_encode(r, sizeof r, hex);
 	char err[512] = "";
-	limits_from_core(req->core);
+	limits_from_core(req->core, &d->limits);
 	rc = cs_audit_device_init(d, type, NULL, true, err, sizeof err);
 	if (rc) {
 		cs_audit_device_free(d);

@@ -27,7 +27,7 @@
  *   policies, metadata, token type/ttl/issue time, a response's secret.lease_id, warnings
  *   and wrap_info's ttl / creation_time / creation_path. log_raw=true turns all hashing
  *   off.
- * - File device rules and the "prefix" option: see file.c and cs_audit_set_limits.
+ * - File device rules and the "prefix" option: see file.c and cs_audit_limits.
  * - Fail closed: when at least one device is enabled and none could write the request
  *   entry, the request fails with 500 "failed to audit request" before the handler ran
  *   (its transaction is aborted: nothing changes). When none could write the response
@@ -73,6 +73,18 @@ struct cs_audit_ops {
 	void (*close)(struct cs_audit_device *d);
 };
 
+/* Limits from the server config that devices enforce (CVE-2025-6000 / HCSEC-2025-14):
+ * each device carries its core's (cs_audit_device.limits). */
+struct cs_audit_limits {
+	char storage_dir[4096]; /* raft/LMDB data directory: no file device inside; "" none */
+	/* allow_audit_log_prefixing: the API may set "prefix" and a file mode wider than
+	 * 0600. Vault 1.20's key; false by default. */
+	bool allow_prefixing;
+};
+/* Fill *l (storage_dir may be NULL). The broker does, from the core, before it opens a
+ * device; tests call it directly. */
+void cs_audit_limits_set(struct cs_audit_limits *l, const char *storage_dir, bool allow_prefixing);
+
 struct cs_audit_device {
 	char *path; /* "file/" */
 	char *type;
@@ -88,6 +100,7 @@ struct cs_audit_device {
 	bool elide_list;
 	char *prefix; /* written before every line; "" when unset */
 	const struct cs_audit_ops *ops;
+	struct cs_audit_limits limits; /* set before cs_audit_device_init */
 	/* file device (file.c) */
 	int fd;
 	bool fd_owned; /* false for stdout */
@@ -104,18 +117,6 @@ struct cs_audit_device {
 
 extern const struct cs_audit_ops cs_audit_file_ops;
 extern const struct cs_audit_ops cs_audit_socket_ops;
-
-/* Limits from the server config that devices enforce (CVE-2025-6000 / HCSEC-2025-14). */
-struct cs_audit_limits {
-	char storage_dir[4096]; /* raft/LMDB data directory: no file device inside; "" none */
-	/* allow_audit_log_prefixing: the API may set "prefix" and a file mode wider than
-	 * 0600. Vault 1.20's key; false by default. */
-	bool allow_prefixing;
-};
-/* Set the limits (the broker does, from the core, before it opens any device; tests call
- * it directly). storage_dir may be NULL. Loop thread. */
-void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing);
-const struct cs_audit_limits *cs_audit_get_limits(void);
 
 /* Register the broker with the core (cs_core_set_audit), the sys/ paths and the reset
  * hook. Call once at start-up from main(). */
