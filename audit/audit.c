@@ -108,23 +108,15 @@ static void secure_delete(cJSON *v)
 
 /* ------------------------------------------------------------------ devices */
 
-static struct cs_audit_limits limits;
-
-void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing)
+void cs_audit_limits_set(struct cs_audit_limits *l, const char *storage_dir, bool allow_prefixing)
 {
-	snprintf(limits.storage_dir, sizeof limits.storage_dir, "%s",
-		 storage_dir ? storage_dir : "");
-	limits.allow_prefixing = allow_prefixing;
+	snprintf(l->storage_dir, sizeof l->storage_dir, "%s", storage_dir ? storage_dir : "");
+	l->allow_prefixing = allow_prefixing;
 }
 
-const struct cs_audit_limits *cs_audit_get_limits(void)
+static void limits_from_core(const struct cs_core *core, struct cs_audit_limits *l)
 {
-	return &limits;
-}
-
-static void limits_from_core(const struct cs_core *core)
-{
-	cs_audit_set_limits(core->data_dir, core->cfg && core->cfg->allow_audit_log_prefixing);
+	cs_audit_limits_set(l, core->data_dir, core->cfg && core->cfg->allow_audit_log_prefixing);
 }
 
 static const struct cs_audit_ops *ops_for(const char *type)
@@ -186,7 +178,7 @@ int cs_audit_device_init(struct cs_audit_device *d, const char *type, const cJSO
 	 * the server writes (CVE-2025-6000); over the API only when the config allows it.
 	 * Present at all counts, as in Vault. */
 	if (probe && cJSON_GetObjectItemCaseSensitive(d->options, "prefix") &&
-	    !limits.allow_prefixing) {
+	    !d->limits.allow_prefixing) {
 		snprintf(errmsg, errlen,
 			 "audit log prefixing is not allowed; set allow_audit_log_prefixing = true "
 			 "in the server configuration to use \"prefix\"");
@@ -214,43 +206,61 @@ void cs_audit_device_free(struct cs_audit_device *d)
 	free(d);
 }
 
-/* The table, in enable order. Loaded lazily; `loaded` false after a reset. */
-static struct cs_audit_device **devs;
-static size_t n_devs;
-static bool loaded;
+/* The broker's state in its core (cs_core_state): the device table, in enable order.
+ * Loaded lazily; `loaded` false after a reset. */
+struct audit_state {
+	struct cs_audit_device **devs;
+	size_t n_devs;
+	bool loaded;
+};
 
-void cs_audit_reset(void)
+static void audit_state_release(void *state)
 {
-	for (size_t i = 0; i < n_devs; i++)
-		cs_audit_device_free(devs[i]);
-	free(devs);
-	devs = NULL;
-	n_devs = 0;
-	loaded = false;
+	struct audit_state *A = state;
+	for (size_t i = 0; i < A->n_devs; i++)
+		cs_audit_device_free(A->devs[i]);
+	free(A->devs);
+	A->devs = NULL;
+	A->n_devs = 0;
+	A->loaded = false;
 }
 
-void cs_audit_reopen(void)
+static const struct cs_core_state_type audit_state_type = {
+    .name = "audit broker", .size = sizeof(struct audit_state), .release = audit_state_release};
+
+static struct audit_state *state_of(struct cs_core *core)
 {
-	for (size_t i = 0; i < n_devs; i++)
-		devs[i]->ops->reopen(devs[i]);
-	if (n_devs)
-		cs_info("audit: reopened %zu device(s)", n_devs);
+	return cs_core_state(core, &audit_state_type);
 }
 
-static void table_add(struct cs_audit_device *d)
+void cs_audit_reset(struct cs_core *core)
 {
-	struct cs_audit_device **v = realloc(devs, (n_devs + 1) * sizeof *v);
+	audit_state_release(state_of(core));
+}
+
+void cs_audit_reopen(struct cs_core *core)
+{
+	struct audit_state *A = state_of(core);
+	for (size_t i = 0; i < A->n_devs; i++)
+		A->devs[i]->ops->reopen(A->devs[i]);
+	if (A->n_devs)
+		cs_info("audit: reopened %zu device(s)", A->n_devs);
+}
+
+static void table_add(struct audit_state *A, struct cs_audit_device *d)
+{
+	struct cs_audit_device **v = realloc(A->devs, (A->n_devs + 1) * sizeof *v);
 	if (!v)
 		abort();
-	devs = v;
-	devs[n_devs++] = d;
+	A->devs = v;
+	A->devs[A->n_devs++] = d;
 }
 
-static struct cs_audit_device *table_get(const char *path)
+static struct cs_audit_device *table_get(struct audit_state *A, const char *path)
 {
-	for (size_t i = 0; i < n_devs; i++)
-		if (strcmp(devs[i]->path, path) == 0)
-			return devs[i];
+	for (size_t i = 0; i < A->n_devs; i++)
+		if (strcmp(A->devs[i]->path, path) == 0)
+			return A->devs[i];
 	return NULL;
 }
 
@@ -280,11 +290,11 @@ static int load_salt(struct cs_txn *txn, struct cs_audit_device *d)
  * operator sees failures instead of a silently missing device. */
 static int load_table(struct cs_core *core)
 {
-	if (loaded)
+	struct audit_state *A = state_of(core);
+	if (A->loaded)
 		return 0;
 	if (!core->kr)
 		return CS_ESEALED;
-	limits_from_core(core);
 	struct cs_txn txn;
 	cs_txn_begin(&txn, &core->st, core->kr);
 	struct cs_buf b = CS_BUF_INIT;
@@ -312,12 +322,13 @@ static int load_table(struct cs_core *core)
 		d->local = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "local"));
 		const cJSON *o = cJSON_GetObjectItemCaseSensitive(e, "options");
 		d->options = cJSON_IsObject(o) ? cJSON_Duplicate(o, true) : cJSON_CreateObject();
+		limits_from_core(core, &d->limits);
 		char err[256] = "";
 		if (cs_audit_device_init(d, d->type, NULL, false, err, sizeof err))
 			cs_warn("audit: device %s (%s) does not open: %s", d->path, d->type, err);
 		if (load_salt(&txn, d))
 			cs_warn("audit: device %s has no salt; it cannot log", d->path);
-		table_add(d);
+		table_add(A, d);
 	}
 	cJSON_Delete(t);
 	cs_txn_abort(&txn);
@@ -325,19 +336,19 @@ static int load_table(struct cs_core *core)
 		cs_warn("audit: cannot load the audit table: %s", cs_strerror(rc));
 		return rc;
 	}
-	loaded = true;
-	if (n_devs)
-		cs_info("audit: %zu device(s) enabled", n_devs);
+	A->loaded = true;
+	if (A->n_devs)
+		cs_info("audit: %zu device(s) enabled", A->n_devs);
 	return 0;
 }
 
-static cJSON *table_json(void)
+static cJSON *table_json(struct audit_state *A)
 {
 	cJSON *t = cJSON_CreateObject();
 	cJSON_AddStringToObject(t, "type", "audit");
 	cJSON *a = cJSON_AddArrayToObject(t, "entries");
-	for (size_t i = 0; i < n_devs; i++) {
-		const struct cs_audit_device *d = devs[i];
+	for (size_t i = 0; i < A->n_devs; i++) {
+		const struct cs_audit_device *d = A->devs[i];
 		cJSON *e = cJSON_CreateObject();
 		cJSON_AddStringToObject(e, "table", "audit");
 		cJSON_AddStringToObject(e, "path", d->path);
@@ -353,9 +364,9 @@ static cJSON *table_json(void)
 	return t;
 }
 
-static int save_table(struct cs_txn *txn)
+static int save_table(struct audit_state *A, struct cs_txn *txn)
 {
-	cJSON *t = table_json();
+	cJSON *t = table_json(A);
 	char *s = cJSON_PrintUnformatted(t);
 	int rc = cs_txn_put(txn, TABLE_KEY, s, strlen(s));
 	free(s);
@@ -446,11 +457,12 @@ char *cs_audit_format(const struct cs_audit_device *d, const char *type, const c
 }
 
 /* Write one entry to every device; true if at least one recorded it. */
-static bool log_all(const char *type, const cJSON *tmpl, const cJSON *response, const char *error)
+static bool log_all(struct audit_state *A, const char *type, const cJSON *tmpl,
+		    const cJSON *response, const char *error)
 {
 	bool any = false;
-	for (size_t i = 0; i < n_devs; i++) {
-		struct cs_audit_device *d = devs[i];
+	for (size_t i = 0; i < A->n_devs; i++) {
+		struct cs_audit_device *d = A->devs[i];
 		if (!d->salt)
 			continue;
 		size_t len;
@@ -595,7 +607,8 @@ int cs_audit_request(struct cs_request *req, int rc)
 	if (!audited(req))
 		return rc;
 	int lrc = load_table(req->core);
-	if (!lrc && n_devs == 0)
+	struct audit_state *A = state_of(req->core);
+	if (!lrc && A->n_devs == 0)
 		return rc;
 	struct record *r = calloc(1, sizeof *r);
 	if (!r)
@@ -607,7 +620,7 @@ int cs_audit_request(struct cs_request *req, int rc)
 	const char *err = NULL;
 	if (rc)
 		err = req->errmsg ? req->errmsg : cs_strerror(rc);
-	bool ok = !lrc && log_all("request", r->tmpl, NULL, err);
+	bool ok = !lrc && log_all(A, "request", r->tmpl, NULL, err);
 	if (!ok || rc) {
 		/* Refused requests get no response entry (Vault); nor do unlogged ones. */
 		record_free(r);
@@ -703,7 +716,8 @@ void cs_audit_response(struct cs_request *req, int *status, char **body, size_t 
 	    (*body)[sizeof rid - 1 + 36] == '"')
 		memcpy(*body + sizeof rid - 1, r->id, 36);
 	int lrc = load_table(req->core);
-	if (lrc || n_devs == 0) {
+	struct audit_state *A = state_of(req->core);
+	if (lrc || A->n_devs == 0) {
 		/* Sealed meanwhile (sys/seal), or the last device was just disabled. */
 		if (lrc)
 			cs_warn("audit: no audit table for the response to %s (%s)", req->path,
@@ -713,7 +727,7 @@ void cs_audit_response(struct cs_request *req, int *status, char **body, size_t 
 	}
 	char *error = NULL;
 	cJSON *resp = response_block(req, *status, *body, *len, &error);
-	bool ok = log_all("response", r->tmpl, resp, error);
+	bool ok = log_all(A, "response", r->tmpl, resp, error);
 	secure_delete(resp);
 	free(error);
 	record_free(r);
@@ -779,8 +793,9 @@ static int audit_list(struct cs_request *req)
 	if (rc)
 		return rc;
 	cJSON *data = cJSON_CreateObject();
-	for (size_t i = 0; i < n_devs; i++)
-		cJSON_AddItemToObject(data, devs[i]->path, device_json(devs[i]));
+	struct audit_state *A = state_of(req->core);
+	for (size_t i = 0; i < A->n_devs; i++)
+		cJSON_AddItemToObject(data, A->devs[i]->path, device_json(A->devs[i]));
 	cs_req_set_data(req, data);
 	req->data_to_top = true;
 	return 0;
@@ -794,8 +809,9 @@ static int audit_enable(struct cs_request *req)
 	char *path = device_path(cs_req_str(req, "path", NULL));
 	if (!path)
 		return cs_req_error(req, CS_EINVAL, "invalid path");
-	for (size_t i = 0; i < n_devs; i++) {
-		const char *q = devs[i]->path;
+	struct audit_state *A = state_of(req->core);
+	for (size_t i = 0; i < A->n_devs; i++) {
+		const char *q = A->devs[i]->path;
 		if (strncmp(q, path, strlen(q)) == 0 || strncmp(path, q, strlen(path)) == 0) {
 			free(path);
 			return cs_req_error(req, CS_EINVAL, "path already in use");
@@ -826,7 +842,7 @@ static int audit_enable(struct cs_request *req)
 	cs_random(r, sizeof r);
 	cs_hex_encode(r, sizeof r, hex);
 	char err[512] = "";
-	limits_from_core(req->core);
+	limits_from_core(req->core, &d->limits);
 	rc = cs_audit_device_init(d, type, NULL, true, err, sizeof err);
 	if (rc) {
 		cs_audit_device_free(d);
@@ -837,12 +853,12 @@ static int audit_enable(struct cs_request *req)
 	cs_random(d->salt, CS_AUDIT_SALT_LEN);
 	char key[128];
 	salt_key(d, key, sizeof key);
-	table_add(d);
+	table_add(A, d);
 	rc = cs_txn_put(&req->txn, key, d->salt, CS_AUDIT_SALT_LEN);
 	if (!rc)
-		rc = save_table(&req->txn);
+		rc = save_table(A, &req->txn);
 	if (rc) {
-		n_devs--;
+		A->n_devs--;
 		cs_audit_device_free(d);
 		return cs_req_error(req, rc, "failed to persist the audit table");
 	}
@@ -859,21 +875,22 @@ static int audit_disable(struct cs_request *req)
 	if (!path)
 		return cs_req_error(req, CS_EINVAL, "invalid path");
 	size_t i = 0;
-	while (i < n_devs && strcmp(devs[i]->path, path) != 0)
+	struct audit_state *A = state_of(req->core);
+	while (i < A->n_devs && strcmp(A->devs[i]->path, path) != 0)
 		i++;
 	free(path);
-	if (i == n_devs)
+	if (i == A->n_devs)
 		return 0; /* Vault: disabling a missing device succeeds */
-	struct cs_audit_device *d = devs[i];
-	memmove(&devs[i], &devs[i + 1], (n_devs - i - 1) * sizeof *devs);
-	n_devs--;
+	struct cs_audit_device *d = A->devs[i];
+	memmove(&A->devs[i], &A->devs[i + 1], (A->n_devs - i - 1) * sizeof *A->devs);
+	A->n_devs--;
 	char key[128];
 	salt_key(d, key, sizeof key);
 	rc = cs_txn_delete(&req->txn, key);
 	if (!rc)
-		rc = save_table(&req->txn);
+		rc = save_table(A, &req->txn);
 	if (rc) {
-		table_add(d); /* the order changes; harmless */
+		table_add(A, d); /* the order changes; harmless */
 		return cs_req_error(req, rc, "failed to persist the audit table");
 	}
 	cs_info("audit: disabled %s device at %s", d->type, d->path);
@@ -887,7 +904,7 @@ static int audit_hash(struct cs_request *req)
 	if (rc)
 		return rc;
 	char *path = device_path(cs_req_str(req, "path", NULL));
-	const struct cs_audit_device *d = path ? table_get(path) : NULL;
+	const struct cs_audit_device *d = path ? table_get(state_of(req->core), path) : NULL;
 	free(path);
 	if (!d)
 		return cs_req_error(req, CS_EINVAL, "unknown audit backend");
@@ -951,9 +968,9 @@ static const struct cs_core_audit broker = {
     .discard = cs_audit_discard,
 };
 
-void cs_audit_register(void)
+void cs_audit_register(struct cs_core *core)
 {
-	cs_core_set_audit(&broker);
+	cs_core_set_audit(core, &broker);
 	cs_sys_set_paths(CS_SYS_AUDIT, audit_paths, CS_ARRAY_LEN(audit_paths));
 	cs_backend_register(&table_owner);
 }

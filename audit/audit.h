@@ -27,7 +27,7 @@
  *   policies, metadata, token type/ttl/issue time, a response's secret.lease_id, warnings
  *   and wrap_info's ttl / creation_time / creation_path. log_raw=true turns all hashing
  *   off.
- * - File device rules and the "prefix" option: see file.c and cs_audit_set_limits.
+ * - File device rules and the "prefix" option: see file.c and cs_audit_limits.
  * - Fail closed: when at least one device is enabled and none could write the request
  *   entry, the request fails with 500 "failed to audit request" before the handler ran
  *   (its transaction is aborted: nothing changes). When none could write the response
@@ -49,6 +49,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct cs_core;
 struct cs_request;
 
 #define CS_AUDIT_SALT_LEN 32
@@ -72,6 +73,18 @@ struct cs_audit_ops {
 	void (*close)(struct cs_audit_device *d);
 };
 
+/* Limits from the server config that devices enforce (CVE-2025-6000 / HCSEC-2025-14):
+ * each device carries its core's (cs_audit_device.limits). */
+struct cs_audit_limits {
+	char storage_dir[4096]; /* raft/LMDB data directory: no file device inside; "" none */
+	/* allow_audit_log_prefixing: the API may set "prefix" and a file mode wider than
+	 * 0600. Vault 1.20's key; false by default. */
+	bool allow_prefixing;
+};
+/* Fill *l (storage_dir may be NULL). The broker does, from the core, before it opens a
+ * device; tests call it directly. */
+void cs_audit_limits_set(struct cs_audit_limits *l, const char *storage_dir, bool allow_prefixing);
+
 struct cs_audit_device {
 	char *path; /* "file/" */
 	char *type;
@@ -87,6 +100,7 @@ struct cs_audit_device {
 	bool elide_list;
 	char *prefix; /* written before every line; "" when unset */
 	const struct cs_audit_ops *ops;
+	struct cs_audit_limits limits; /* set before cs_audit_device_init */
 	/* file device (file.c) */
 	int fd;
 	bool fd_owned; /* false for stdout */
@@ -104,21 +118,9 @@ struct cs_audit_device {
 extern const struct cs_audit_ops cs_audit_file_ops;
 extern const struct cs_audit_ops cs_audit_socket_ops;
 
-/* Limits from the server config that devices enforce (CVE-2025-6000 / HCSEC-2025-14). */
-struct cs_audit_limits {
-	char storage_dir[4096]; /* raft/LMDB data directory: no file device inside; "" none */
-	/* allow_audit_log_prefixing: the API may set "prefix" and a file mode wider than
-	 * 0600. Vault 1.20's key; false by default. */
-	bool allow_prefixing;
-};
-/* Set the limits (the broker does, from the core, before it opens any device; tests call
- * it directly). storage_dir may be NULL. Loop thread. */
-void cs_audit_set_limits(const char *storage_dir, bool allow_prefixing);
-const struct cs_audit_limits *cs_audit_get_limits(void);
-
 /* Register the broker with the core (cs_core_set_audit), the sys/ paths and the reset
  * hook. Call once at start-up from main(). */
-void cs_audit_register(void);
+void cs_audit_register(struct cs_core *core);
 
 /*
  * Pipeline hook (a), from the core right after the token lookup (authorize) with its
@@ -145,10 +147,10 @@ void cs_audit_response(struct cs_request *req, int *status, char **body, size_t 
 void cs_audit_discard(struct cs_request *req);
 
 /* SIGHUP: reopen every device (file rotation). Loop thread. */
-void cs_audit_reopen(void);
+void cs_audit_reopen(struct cs_core *core);
 
 /* Drop the in-memory table and close the devices (the reset hook). */
-void cs_audit_reset(void);
+void cs_audit_reset(struct cs_core *core);
 
 /* ---- exposed for the unit tests ---- */
 

@@ -62,7 +62,7 @@ static void canonical(const char *dir, char *out)
 }
 
 /* Why the directory opened as dfd may not hold an audit log, or NULL. */
-static const char *forbidden_dir(int dfd)
+static const char *forbidden_dir(const struct cs_audit_device *d, int dfd)
 {
 	char link[64], opened[PATH_MAX], guard[PATH_MAX];
 	snprintf(link, sizeof link, "/proc/self/fd/%d", dfd);
@@ -70,7 +70,7 @@ static const char *forbidden_dir(int dfd)
 	if (n <= 0)
 		return "cannot resolve its directory";
 	opened[n] = '\0';
-	const struct cs_audit_limits *lim = cs_audit_get_limits();
+	const struct cs_audit_limits *lim = &d->limits;
 	if (lim->storage_dir[0]) {
 		canonical(lim->storage_dir, guard);
 		if (inside(opened, guard))
@@ -151,7 +151,7 @@ static int file_open_fd(struct cs_audit_device *d, char *errmsg, size_t errlen)
 		why = "file_path must name a file";
 	else if (!realpath(dir, real) || (dfd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		why = NULL; /* errno says why */
-	else if (!(why = forbidden_dir(dfd)))
+	else if (!(why = forbidden_dir(d, dfd)))
 		fd = open_in(dfd, base, d->mode ? d->mode : 0600, &why);
 	if (fd >= 0) {
 		struct stat st;
@@ -206,7 +206,7 @@ static int parse_mode(struct cs_audit_device *d, bool probe, char *errmsg, size_
 			 m->valuestring);
 		return CS_EINVAL;
 	}
-	if ((mode & ~0600u) && !cs_audit_get_limits()->allow_prefixing) {
+	if ((mode & ~0600u) && !d->limits.allow_prefixing) {
 		snprintf(errmsg, errlen,
 			 "mode \"%s\" is wider than 0600; set allow_audit_log_prefixing = true in "
 			 "the server configuration to allow it",

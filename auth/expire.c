@@ -20,12 +20,14 @@ struct hint {
 
 /* A batch of popped hints whose transaction is committing. */
 struct batch {
+	struct expire_state *E;
 	uint64_t gen;
 	size_t n;
 	struct hint items[CS_EXPIRE_BATCH];
 };
 
-static struct {
+/* The manager's state in its core (cs_core_state). */
+struct expire_state {
 	struct cs_core *core;
 	bool handles;     /* timer/kick initialised on core->loop */
 	bool running;     /* heap loaded, timers armed */
@@ -39,7 +41,26 @@ static struct {
 	size_t stale; /* hints made stale by deletes/renewals since the last (re)build */
 	uint64_t revoked;
 	const struct cs_expire_tokens *tokens; /* the token store's hooks */
-} E;
+};
+
+static void expire_state_release(void *state)
+{
+	struct expire_state *E = state;
+	for (size_t i = 0; i < E->n; i++)
+		free(E->h[i].lease_id);
+	free(E->h);
+}
+
+static const struct cs_core_state_type expire_state_type = {.name = "expiration manager",
+							    .size = sizeof(struct expire_state),
+							    .release = expire_state_release};
+
+static struct expire_state *state_of(struct cs_core *core)
+{
+	struct expire_state *E = cs_core_state(core, &expire_state_type);
+	E->core = core;
+	return E;
+}
 
 /* Rebuild the heap from storage once more than half of it is stale (and it is big):
  * revoked and renewed leases leave their old hints behind until they fall due, which
@@ -48,14 +69,14 @@ static struct {
 
 static void kick_cb(uv_timer_t *t);
 
-static void maybe_compact(void)
+static void maybe_compact(struct expire_state *E)
 {
-	if (!E.running || E.kick_start || E.n < COMPACT_MIN || E.stale <= E.n / 2)
+	if (!E->running || E->kick_start || E->n < COMPACT_MIN || E->stale <= E->n / 2)
 		return;
 	/* Not now: the caller is inside a request whose writes are not yet visible to a
 	 * new transaction. On the next loop turn they are (overlay) or never will be. */
-	E.kick_start = true;
-	uv_timer_start(&E.kick, kick_cb, 0, 0);
+	E->kick_start = true;
+	uv_timer_start(&E->kick, kick_cb, 0, 0);
 }
 
 static int64_t now_ms(void)
@@ -65,61 +86,61 @@ static int64_t now_ms(void)
 
 /* ---------------------------------------------------------------- heap */
 
-static void heap_swap(size_t a, size_t b)
+static void heap_swap(struct expire_state *E, size_t a, size_t b)
 {
-	struct hint t = E.h[a];
-	E.h[a] = E.h[b];
-	E.h[b] = t;
+	struct hint t = E->h[a];
+	E->h[a] = E->h[b];
+	E->h[b] = t;
 }
 
-static void heap_push(int64_t at, char *id /* owned */)
+static void heap_push(struct expire_state *E, int64_t at, char *id /* owned */)
 {
-	if (E.n == E.cap) {
-		size_t cap = E.cap ? E.cap * 2 : 64;
-		struct hint *nh = realloc(E.h, cap * sizeof *nh);
+	if (E->n == E->cap) {
+		size_t cap = E->cap ? E->cap * 2 : 64;
+		struct hint *nh = realloc(E->h, cap * sizeof *nh);
 		if (!nh)
 			abort();
-		E.h = nh;
-		E.cap = cap;
+		E->h = nh;
+		E->cap = cap;
 	}
-	size_t i = E.n++;
-	E.h[i].at_ms = at;
-	E.h[i].lease_id = id;
+	size_t i = E->n++;
+	E->h[i].at_ms = at;
+	E->h[i].lease_id = id;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
-		if (E.h[p].at_ms <= E.h[i].at_ms)
+		if (E->h[p].at_ms <= E->h[i].at_ms)
 			break;
-		heap_swap(p, i);
+		heap_swap(E, p, i);
 		i = p;
 	}
 }
 
-static struct hint heap_pop(void)
+static struct hint heap_pop(struct expire_state *E)
 {
-	struct hint top = E.h[0];
-	E.h[0] = E.h[--E.n];
+	struct hint top = E->h[0];
+	E->h[0] = E->h[--E->n];
 	size_t i = 0;
 	for (;;) {
 		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < E.n && E.h[l].at_ms < E.h[m].at_ms)
+		if (l < E->n && E->h[l].at_ms < E->h[m].at_ms)
 			m = l;
-		if (r < E.n && E.h[r].at_ms < E.h[m].at_ms)
+		if (r < E->n && E->h[r].at_ms < E->h[m].at_ms)
 			m = r;
 		if (m == i)
 			break;
-		heap_swap(i, m);
+		heap_swap(E, i, m);
 		i = m;
 	}
 	return top;
 }
 
-static void heap_clear(void)
+static void heap_clear(struct expire_state *E)
 {
-	for (size_t i = 0; i < E.n; i++)
-		free(E.h[i].lease_id);
-	free(E.h);
-	E.h = NULL;
-	E.n = E.cap = 0;
+	for (size_t i = 0; i < E->n; i++)
+		free(E->h[i].lease_id);
+	free(E->h);
+	E->h = NULL;
+	E->n = E->cap = 0;
 }
 
 /* ---------------------------------------------------------------- records */
@@ -178,10 +199,11 @@ int cs_expire_put(struct cs_txn *txn, const char *lease_id, const char *path, do
 	int rc = record_put(txn, lease_id, r);
 	cJSON_Delete(r);
 	if (!rc) {
-		cs_expire_schedule(lease_id, (int64_t)(expire_time * 1000));
+		struct expire_state *E = state_of(cs_txn_core(txn));
+		cs_expire_schedule(E->core, lease_id, (int64_t)(expire_time * 1000));
 		if (existed) {
-			E.stale++;
-			maybe_compact();
+			E->stale++;
+			maybe_compact(E);
 		}
 	}
 	return rc;
@@ -195,8 +217,9 @@ int cs_expire_delete(struct cs_txn *txn, const char *lease_id)
 	record_key(lease_id, key, sizeof key);
 	int rc = cs_txn_delete(txn, key);
 	if (!rc) {
-		E.stale++;
-		maybe_compact();
+		struct expire_state *E = state_of(cs_txn_core(txn));
+		E->stale++;
+		maybe_compact(E);
 	}
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
@@ -209,7 +232,8 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id)
 		return rc;
 	const char *tk = str_of(r, "token_key");
 	if (tk)
-		rc = E.tokens->revoke_key(txn, tk); /* deletes the record too */
+		rc = state_of(cs_txn_core(txn))
+			 ->tokens->revoke_key(txn, tk); /* deletes the record too */
 	if (!rc)
 		rc = cs_expire_delete(txn, lease_id);
 	cJSON_Delete(r);
@@ -218,45 +242,45 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id)
 
 /* ---------------------------------------------------------------- timers */
 
-static void process_due(void);
+static void process_due(struct expire_state *E);
 
 static void timer_cb(uv_timer_t *t)
 {
-	(void)t;
-	process_due();
+	process_due(t->data);
 }
 
-static void arm(void)
+static void arm(struct expire_state *E)
 {
-	if (!E.running || E.inflight)
+	if (!E->running || E->inflight)
 		return;
-	if (E.n == 0) {
-		uv_timer_stop(&E.timer);
+	if (E->n == 0) {
+		uv_timer_stop(&E->timer);
 		return;
 	}
-	int64_t delay = E.h[0].at_ms - now_ms();
+	int64_t delay = E->h[0].at_ms - now_ms();
 	if (delay < 0)
 		delay = 0;
 	/* Wall clock and monotonic clock may drift apart: re-check at least hourly. */
 	if (delay > 3600 * 1000)
 		delay = 3600 * 1000;
-	uv_timer_start(&E.timer, timer_cb, (uint64_t)delay, 0);
+	uv_timer_start(&E->timer, timer_cb, (uint64_t)delay, 0);
 }
 
 static void batch_done(void *data, int status)
 {
 	struct batch *b = data;
-	bool current = b->gen == E.gen && E.running;
+	struct expire_state *E = b->E;
+	bool current = b->gen == E->gen && E->running;
 	if (current)
-		E.inflight = false;
+		E->inflight = false;
 	if (status && current) {
 		cs_warn("expire: revoking %zu leases failed: %s; retrying", b->n,
 			cs_strerror(status));
 		for (size_t i = 0; i < b->n; i++)
-			heap_push(now_ms() + 1000, b->items[i].lease_id);
+			heap_push(E, now_ms() + 1000, b->items[i].lease_id);
 		b->n = 0;
 	} else if (!status && current) {
-		E.revoked += b->n;
+		E->revoked += b->n;
 	}
 	for (size_t i = 0; i < b->n; i++)
 		free(b->items[i].lease_id);
@@ -268,34 +292,35 @@ static void batch_done(void *data, int status)
 	 * in that same pass, so when the commit completed synchronously (no raft peers to
 	 * wait for) every batch would run back to back and starve requests. 1 ms is past the
 	 * loop's cached time, so the pass ends and the loop polls first. */
-	if (E.n && E.h[0].at_ms <= now_ms()) {
-		E.kick_start = false;
-		uv_timer_start(&E.kick, timer_cb, 1, 0);
+	if (E->n && E->h[0].at_ms <= now_ms()) {
+		E->kick_start = false;
+		uv_timer_start(&E->kick, timer_cb, 1, 0);
 	} else {
-		arm();
+		arm(E);
 	}
 }
 
 /* Revoke up to CS_EXPIRE_BATCH due leases in one transaction. */
-static void process_due(void)
+static void process_due(struct expire_state *E)
 {
-	if (!E.running || E.inflight)
+	if (!E->running || E->inflight)
 		return;
-	struct cs_core *core = E.core;
+	struct cs_core *core = E->core;
 	if (!cs_core_keyring(core) || !cs_core_is_active(core)) {
-		cs_expire_stop();
+		cs_expire_stop(core);
 		return;
 	}
 	struct batch *b = calloc(1, sizeof *b);
 	if (!b)
 		abort();
-	b->gen = E.gen;
+	b->E = E;
+	b->gen = E->gen;
 	struct cs_txn txn;
 	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	int64_t now = now_ms();
 	int rc = 0;
-	while (E.n && E.h[0].at_ms <= now && b->n < CS_EXPIRE_BATCH) {
-		struct hint h = heap_pop();
+	while (E->n && E->h[0].at_ms <= now && b->n < CS_EXPIRE_BATCH) {
+		struct hint h = heap_pop(E);
 		cJSON *r = NULL;
 		int grc = record_get(&txn, h.lease_id, &r);
 		if (grc == CS_ENOTFOUND) { /* revoked meanwhile: stale hint */
@@ -325,72 +350,74 @@ static void process_due(void)
 		cs_txn_abort(&txn);
 		cs_warn("expire: %s; retrying in 1s", cs_strerror(rc));
 		for (size_t i = 0; i < b->n; i++)
-			heap_push(now + 1000, b->items[i].lease_id);
+			heap_push(E, now + 1000, b->items[i].lease_id);
 		free(b);
-		arm();
+		arm(E);
 		return;
 	}
 	if (b->n == 0) {
 		cs_txn_abort(&txn);
 		free(b);
-		arm();
+		arm(E);
 		return;
 	}
 	bool pending = false;
-	E.inflight = true;
+	E->inflight = true;
 	rc = cs_txn_commit(&txn, batch_done, b, &pending);
 	if (rc || !pending) {
-		E.inflight = true; /* batch_done clears it */
+		E->inflight = true; /* batch_done clears it */
 		batch_done(b, rc);
 	}
 }
 
 static void kick_cb(uv_timer_t *t)
 {
-	(void)t;
-	if (E.kick_start) {
-		E.kick_start = false;
-		struct cs_core *core = E.core;
-		if (E.running) /* compaction: rebuild from storage */
-			cs_expire_stop();
+	struct expire_state *E = t->data;
+	if (E->kick_start) {
+		E->kick_start = false;
+		struct cs_core *core = E->core;
+		if (E->running) /* compaction: rebuild from storage */
+			cs_expire_stop(core);
 		if (core && cs_core_keyring(core) && cs_core_is_active(core) &&
 		    !cs_core_shutting_down(core))
 			cs_expire_start(core);
 		return;
 	}
-	process_due();
+	process_due(E);
 }
 
-static void ensure_handles(void)
+static void ensure_handles(struct expire_state *E)
 {
-	if (E.handles || !E.core || !cs_core_loop(E.core))
+	if (E->handles || !E->core || !cs_core_loop(E->core))
 		return;
-	uv_timer_init(cs_core_loop(E.core), &E.timer);
-	uv_timer_init(cs_core_loop(E.core), &E.kick);
-	E.handles = true;
+	uv_timer_init(cs_core_loop(E->core), &E->timer);
+	uv_timer_init(cs_core_loop(E->core), &E->kick);
+	E->timer.data = E->kick.data = E;
+	E->handles = true;
 }
 
-void cs_expire_schedule(const char *lease_id, int64_t expire_ms)
+void cs_expire_schedule(struct cs_core *core, const char *lease_id, int64_t expire_ms)
 {
-	if (!E.running)
+	struct expire_state *E = state_of(core);
+	if (!E->running)
 		return;
 	char *id = strdup(lease_id);
 	if (!id)
 		abort();
-	bool earliest = E.n == 0 || expire_ms < E.h[0].at_ms;
-	heap_push(expire_ms, id);
+	bool earliest = E->n == 0 || expire_ms < E->h[0].at_ms;
+	heap_push(E, expire_ms, id);
 	if (earliest)
-		arm();
+		arm(E);
 }
 
 int cs_expire_start(struct cs_core *core)
 {
-	E.core = core;
-	if (E.running)
+	struct expire_state *E = state_of(core);
+	if (E->running)
 		return 0;
 	if (!cs_core_keyring(core) || !cs_core_is_active(core) || cs_core_shutting_down(core))
 		return CS_ENOTACTIVE;
-	ensure_handles();
+	ensure_handles(E);
 	struct cs_txn txn;
 	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	struct cs_strv keys = {0};
@@ -409,86 +436,90 @@ int cs_expire_start(struct cs_core *core)
 		char *dup = strdup(id);
 		if (!dup)
 			abort();
-		heap_push((int64_t)(cs_tokenutil_num(r, "expire_time") * 1000), dup);
+		heap_push(E, (int64_t)(cs_tokenutil_num(r, "expire_time") * 1000), dup);
 		cJSON_Delete(r);
 	}
 	cs_strv_free(&keys);
 	cs_txn_abort(&txn);
 	if (rc) {
 		cs_warn("expire: loading leases failed: %s", cs_strerror(rc));
-		heap_clear();
+		heap_clear(E);
 		return rc;
 	}
-	E.running = true;
-	E.revoked = 0;
-	E.stale = 0;
-	cs_info("expire: loaded %zu leases", E.n);
-	arm();
+	E->running = true;
+	E->revoked = 0;
+	E->stale = 0;
+	cs_info("expire: loaded %zu leases", E->n);
+	arm(E);
 	return 0;
 }
 
-void cs_expire_stop(void)
+void cs_expire_stop(struct cs_core *core)
 {
-	E.gen++;
-	E.kick_start = false;
-	E.running = false;
-	E.inflight = false;
-	heap_clear();
-	if (E.handles) {
-		uv_timer_stop(&E.timer);
-		uv_timer_stop(&E.kick);
-		if (E.core && cs_core_shutting_down(E.core)) {
-			uv_close((uv_handle_t *)&E.timer, NULL);
-			uv_close((uv_handle_t *)&E.kick, NULL);
-			E.handles = false;
+	struct expire_state *E = state_of(core);
+	E->gen++;
+	E->kick_start = false;
+	E->running = false;
+	E->inflight = false;
+	heap_clear(E);
+	if (E->handles) {
+		uv_timer_stop(&E->timer);
+		uv_timer_stop(&E->kick);
+		if (E->core && cs_core_shutting_down(E->core)) {
+			uv_close((uv_handle_t *)&E->timer, NULL);
+			uv_close((uv_handle_t *)&E->kick, NULL);
+			E->handles = false;
 		}
 	}
 }
 
-void cs_expire_reset(void)
+void cs_expire_reset(struct cs_core *core)
 {
-	cs_expire_stop();
-	struct cs_core *core = E.core;
-	if (!core || !cs_core_loop(core) || cs_core_shutting_down(core) || !cs_core_keyring(core) ||
+	struct expire_state *E = state_of(core);
+	cs_expire_stop(core);
+	if (!cs_core_loop(core) || cs_core_shutting_down(core) || !cs_core_keyring(core) ||
 	    !cs_core_is_active(core))
 		return;
-	ensure_handles();
+	ensure_handles(E);
 	/* Not now: the reset runs in the middle of unseal/activation, before the mount
 	 * tables are loaded. */
-	E.kick_start = true;
-	uv_timer_start(&E.kick, kick_cb, 0, 0);
+	E->kick_start = true;
+	uv_timer_start(&E->kick, kick_cb, 0, 0);
 }
 
 static void on_active(struct cs_core *core, bool active)
 {
-	E.core = core;
 	if (active && cs_core_keyring(core)) {
 		int rc = cs_expire_start(core);
 		if (rc)
 			cs_warn("expire: not started: %s", cs_strerror(rc));
 	} else if (!active) {
-		cs_expire_stop();
+		cs_expire_stop(core);
 	}
 }
 
-size_t cs_expire_pending(void)
+size_t cs_expire_pending(struct cs_core *core)
 {
-	return E.n;
+	struct expire_state *E = state_of(core);
+	return E->n;
 }
 
-bool cs_expire_running(void)
+bool cs_expire_running(struct cs_core *core)
 {
-	return E.running;
+	struct expire_state *E = state_of(core);
+	return E->running;
 }
 
-uint64_t cs_expire_revoked_count(void)
+uint64_t cs_expire_revoked_count(struct cs_core *core)
 {
-	return E.revoked;
+	struct expire_state *E = state_of(core);
+	return E->revoked;
 }
 
-int64_t cs_expire_next_ms(void)
+int64_t cs_expire_next_ms(struct cs_core *core)
 {
-	return E.n ? E.h[0].at_ms : -1;
+	struct expire_state *E = state_of(core);
+	return E->n ? E->h[0].at_ms : -1;
 }
 
 /* ---------------------------------------------------------------- sys/leases */
@@ -588,7 +619,7 @@ static int leases_renew(struct cs_request *req)
 	cJSON_Delete(r);
 	if (rc)
 		return rc;
-	cs_expire_schedule(id, (int64_t)(nexp * 1000));
+	cs_expire_schedule(req->core, id, (int64_t)(nexp * 1000));
 	req->lease_id = strdup(id);
 	req->renewable = true;
 	req->lease_duration = (int64_t)(nexp - now);
@@ -660,7 +691,7 @@ static int leases_tidy(struct cs_request *req)
 			continue;
 		}
 		const char *tk = rc ? NULL : str_of(r, "token_key");
-		if (tk && !E.tokens->key_exists(&req->txn, tk)) {
+		if (tk && !state_of(req->core)->tokens->key_exists(&req->txn, tk)) {
 			rc = cs_txn_delete(&req->txn, v.v[i]);
 			dropped++;
 		}
@@ -773,8 +804,7 @@ static const struct cs_expiration expiration = {
 
 void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tokens)
 {
-	E.core = core;
-	E.tokens = tokens;
+	state_of(core)->tokens = tokens;
 	cs_core_set_expiration(core, &expiration);
 	cs_sys_set_paths(CS_SYS_LEASES, lease_paths, CS_ARRAY_LEN(lease_paths));
 }

@@ -24,7 +24,8 @@
  * and shutdown stop the timers and free the heap; a stale commit callback from a
  * previous run is recognised by its generation number and ignored.
  *
- * Everything runs on the loop thread. There is one manager per process (one core).
+ * Everything runs on the loop thread. There is one manager per core; its state hangs off
+ * the core (cs_core_state), so two cores in one process never share a heap.
  */
 #ifndef CS_AUTH_EXPIRE_H
 #define CS_AUTH_EXPIRE_H
@@ -64,12 +65,12 @@ void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tok
 int cs_expire_start(struct cs_core *core);
 /* Stop timers and drop the heap. Closes the uv handles when the core is shutting down.
  * Safe to call at any time, also before start. */
-void cs_expire_stop(void);
+void cs_expire_stop(struct cs_core *core);
 /*
  * Called by the token store's reset hook (seal, unseal, leadership change): stop, and if
  * the core is still active and unsealed, start again from storage on the next loop turn.
  */
-void cs_expire_reset(void);
+void cs_expire_reset(struct cs_core *core);
 
 /*
  * Write a lease record into `txn` and schedule it (a hint; see above). issue/expire are
@@ -81,7 +82,7 @@ int cs_expire_put(struct cs_txn *txn, const char *lease_id, const char *path, do
 /* Delete a lease record in `txn` (the hint stays and is dropped when it fires). */
 int cs_expire_delete(struct cs_txn *txn, const char *lease_id);
 /* Push a hint: revoke `lease_id` at `expire_ms` (unix milliseconds). No-op when stopped. */
-void cs_expire_schedule(const char *lease_id, int64_t expire_ms);
+void cs_expire_schedule(struct cs_core *core, const char *lease_id, int64_t expire_ms);
 
 /*
  * Revoke one lease inside `txn`: a token lease revokes the token and its whole child
@@ -91,10 +92,10 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id);
 
 /* For tests and metrics: hints in the heap; whether the manager runs; leases revoked by
  * the timer since start. */
-size_t cs_expire_pending(void);
-bool cs_expire_running(void);
-uint64_t cs_expire_revoked_count(void);
+size_t cs_expire_pending(struct cs_core *core);
+bool cs_expire_running(struct cs_core *core);
+uint64_t cs_expire_revoked_count(struct cs_core *core);
 /* For tests: the earliest hint (unix ms), or -1. */
-int64_t cs_expire_next_ms(void);
+int64_t cs_expire_next_ms(struct cs_core *core);
 
 #endif

@@ -36,43 +36,62 @@
 #define ACCESSOR_PREFIX "sys/token/accessor/"
 #define PARENT_PREFIX   "sys/token/parent/"
 
-/* The salt, cached between unseal and seal (reset hook). */
-static uint8_t *salt;
+/* The token store's state in its core: the salt, cached between unseal and seal (reset
+ * hook). */
+struct token_state {
+	uint8_t *salt; /* secmem, SALT_LEN bytes, or NULL */
+};
 
-static void token_reset(void)
+static void token_state_release(void *state)
 {
-	cs_secmem_free(salt, SALT_LEN);
-	salt = NULL;
-	cs_expire_reset();
+	struct token_state *ts = state;
+	cs_secmem_free(ts->salt, SALT_LEN);
+	ts->salt = NULL;
+}
+
+static const struct cs_core_state_type token_state_type = {
+    .name = "token store", .size = sizeof(struct token_state), .release = token_state_release};
+
+static struct token_state *state_of(struct cs_txn *txn)
+{
+	return cs_core_state(cs_txn_core(txn), &token_state_type);
+}
+
+static void token_reset(struct cs_core *core)
+{
+	token_state_release(cs_core_state(core, &token_state_type));
+	cs_expire_reset(core);
 }
 
 static int load_salt(struct cs_txn *txn)
 {
-	if (salt)
+	struct token_state *ts = state_of(txn);
+	if (ts->salt)
 		return 0;
 	struct cs_buf b = CS_BUF_INIT;
 	int rc = cs_txn_get(txn, SALT_PATH, &b);
 	if (!rc && b.len != SALT_LEN)
 		rc = CS_EIO;
 	if (!rc) {
-		salt = cs_secmem_alloc(SALT_LEN);
-		memcpy(salt, b.data, SALT_LEN);
+		ts->salt = cs_secmem_alloc(SALT_LEN);
+		memcpy(ts->salt, b.data, SALT_LEN);
 	}
 	cs_buf_free_secure(&b);
 	return rc;
 }
 
-/* hex(HMAC-SHA256(salt, value)); out >= 65 bytes. The salt must be loaded. */
-static void hmac_hex(const char *value, char *out)
+/* hex(HMAC-SHA256(salt, value)); out >= 65 bytes. The salt must be loaded (load_salt on
+ * the same core's txn). */
+static void hmac_hex(struct cs_txn *txn, const char *value, char *out)
 {
-	cs_tokenutil_hmac_hex(salt, SALT_LEN, value, out);
+	cs_tokenutil_hmac_hex(state_of(txn)->salt, SALT_LEN, value, out);
 }
 
 /* The accessor index key of `accessor`. The salt must be loaded. */
-static void accessor_key(const char *accessor, char key[128])
+static void accessor_key(struct cs_txn *txn, const char *accessor, char key[128])
 {
 	char ah[65];
-	hmac_hex(accessor, ah);
+	hmac_hex(txn, accessor, ah);
 	snprintf(key, 128, "%s%s", ACCESSOR_PREFIX, ah);
 }
 
@@ -81,7 +100,7 @@ int cs_token_key_of(struct cs_txn *txn, const char *token, char *out)
 	int rc = load_salt(txn);
 	if (rc)
 		return rc;
-	hmac_hex(token, out);
+	hmac_hex(txn, token, out);
 	return 0;
 }
 
@@ -169,7 +188,7 @@ static int accessor_resolve(struct cs_txn *txn, const char *accessor, char *hex)
 	if (rc)
 		return rc;
 	char key[128];
-	accessor_key(accessor, key);
+	accessor_key(txn, accessor, key);
 	cJSON *a = NULL;
 	rc = cs_tokenutil_txn_get_json(txn, key, &a);
 	if (!rc) {
@@ -198,7 +217,7 @@ int cs_token_lookup(struct cs_core *core, struct cs_txn *txn, const char *token,
 	if (rc)
 		return rc;
 	char hex[65];
-	hmac_hex(token, hex);
+	hmac_hex(txn, token, hex);
 	rc = entry_get(txn, hex, entry);
 	if (rc == CS_ENOTFOUND)
 		return 0;
@@ -273,7 +292,7 @@ static int delete_one(struct cs_txn *txn, const char *hex, const cJSON *e)
 	int rc = 0;
 	const char *acc = cs_tokenutil_str(e, "accessor");
 	if (*acc) {
-		accessor_key(acc, key);
+		accessor_key(txn, acc, key);
 		rc = delete_opt(txn, key);
 	}
 	const char *lease = cs_tokenutil_str(e, "lease_id");
@@ -491,7 +510,7 @@ static void fill_auth(struct cs_request *req, const char *token, const cJSON *e,
 static int accessor_put(struct cs_txn *txn, const char *accessor, const char *hex)
 {
 	char key[128];
-	accessor_key(accessor, key);
+	accessor_key(txn, accessor, key);
 	cJSON *a = cJSON_CreateObject();
 	cJSON_AddStringToObject(a, "token_key", hex);
 	cJSON_AddStringToObject(a, "accessor", accessor);
@@ -517,7 +536,7 @@ static int create_token(struct cs_request *req, struct create_params *p)
 		cs_random_base62(token + 4, 24);
 	}
 	cs_random_base62(accessor, 24);
-	hmac_hex(token, hex);
+	hmac_hex(txn, token, hex);
 	if (p->id && cs_token_key_exists(txn, hex)) {
 		cJSON_Delete(p->policies);
 		cs_zero(token, sizeof token);
@@ -889,9 +908,10 @@ int cs_token_create_root(struct cs_core *core, struct cs_txn *txn, const char *i
 	int rc = cs_txn_put(txn, SALT_PATH, fresh, sizeof fresh);
 	if (rc)
 		return rc;
-	cs_secmem_free(salt, SALT_LEN);
-	salt = cs_secmem_alloc(SALT_LEN);
-	memcpy(salt, fresh, SALT_LEN);
+	struct token_state *ts = state_of(txn);
+	cs_secmem_free(ts->salt, SALT_LEN);
+	ts->salt = cs_secmem_alloc(SALT_LEN);
+	memcpy(ts->salt, fresh, SALT_LEN);
 	cs_zero(fresh, sizeof fresh);
 
 	char token[160], accessor[32], hex[65];
@@ -904,7 +924,7 @@ int cs_token_create_root(struct cs_core *core, struct cs_txn *txn, const char *i
 		cs_random_base62(token + 4, 24);
 	}
 	cs_random_base62(accessor, 24);
-	hmac_hex(token, hex);
+	hmac_hex(txn, token, hex);
 
 	cJSON *e = cJSON_CreateObject();
 	cJSON_AddStringToObject(e, "key", hex);
@@ -1517,6 +1537,9 @@ static const struct cs_token_store token_store = {
     .after = cs_token_after,
     .issue = cs_token_issue,
     .bound_ok = cs_token_bound_ok,
+    .key_of = cs_token_key_of,
+    .revoke_key = cs_token_revoke_key,
+    .lookup_accessor = cs_token_lookup_accessor,
 };
 
 static const struct cs_expire_tokens expire_tokens = {

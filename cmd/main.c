@@ -83,7 +83,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	struct server *s = h->data;
 	if (signum == SIGHUP) {
 		cs_info("server: SIGHUP received, reopening audit devices");
-		cs_audit_reopen(); /* log rotation */
+		cs_audit_reopen(&s->core); /* log rotation */
 		return;
 	}
 	cs_info("server: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -309,6 +309,7 @@ static int server_main(int argc, char **argv)
 	uv_run(&s.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&s.loop) == UV_EBUSY)
 		cs_warn("server: event loop closed with live handles");
+	cs_core_release_state(&s.core); /* wipes what modules kept (salt, key custody) */
 	if (dev && s.dev_dir[0])
 		nftw(s.dev_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	cs_config_free(&s.cfg);

@@ -21,17 +21,15 @@ void cs_modules_register(struct cs_core *core)
 	cs_backend_register(&cs_sys_backend);
 	cs_token_register(core); /* token store + expiration manager + sys/leases */
 	cs_backend_register(&cs_kv_backend);
-	cs_policy_module_init(); /* ACL policies, sys/policy*, sys/capabilities*, ACL hook */
-	/* sys/capabilities-accessor resolves accessors through the token store */
-	cs_policy_set_accessor_lookup(cs_token_lookup_accessor);
-	cs_userpass_register(); /* auth method "userpass" */
-	cs_approle_register();  /* auth method "approle" */
+	cs_policy_module_init(core); /* ACL policies, sys/policy*, sys/capabilities*, ACL hooks */
+	cs_userpass_register();      /* auth method "userpass" */
+	cs_approle_register();       /* auth method "approle" */
 	/* audit devices, sys/audit*, sys/audit-hash */
-	cs_audit_register();
+	cs_audit_register(core);
 	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
 	cs_cubbyhole_register(core);
 	/* response wrapping, sys/wrapping/ endpoints */
-	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
+	cs_wrap_register();
 	/* cluster: join, challenge/answer, digest, step-down, ha-status */
 	cs_ha_register();
 	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */

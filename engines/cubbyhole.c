@@ -17,8 +17,6 @@
 
 #define CUBBY_PATH "cubbyhole/"
 
-static struct cs_core *cubby_core;
-
 /* The caller's storage key, or NULL (no token: the path is never unauthenticated, so this
  * only happens for internal requests). */
 static const char *token_key(const struct cs_request *req)
@@ -88,9 +86,9 @@ static int cubby_list(struct cs_request *req)
 
 int cs_cubbyhole_destroy(struct cs_txn *txn, const char *token_key_hex)
 {
-	if (!cubby_core || !token_key_hex || !*token_key_hex || strchr(token_key_hex, '/'))
+	if (!token_key_hex || !*token_key_hex || strchr(token_key_hex, '/'))
 		return 0;
-	const char *mount_prefix = cs_backend_mount_prefix(cubby_core, CUBBY_PATH);
+	const char *mount_prefix = cs_backend_mount_prefix(cs_txn_core(txn), CUBBY_PATH);
 	if (!mount_prefix)
 		return 0;
 	char prefix[512];
@@ -125,10 +123,13 @@ const struct cs_backend cs_cubbyhole_backend = {
     .n_paths = CS_ARRAY_LEN(cubby_paths),
 };
 
+static const struct cs_token_events token_events = {
+    .revoked = cs_cubbyhole_destroy, /* a token's cubbyhole goes with it */
+};
+
 void cs_cubbyhole_register(struct cs_core *core)
 {
-	cubby_core = core;
 	cs_backend_register(&cs_cubbyhole_backend);
 	cs_sys_require_mount(CUBBY_PATH, "cubbyhole", "per-token private secret storage");
-	cs_backend_set_token_revoked_hook(cs_cubbyhole_destroy);
+	cs_core_set_token_events(core, &token_events);
 }

@@ -122,29 +122,27 @@ struct cached {
 	struct cs_policy *pol;
 };
 
-static struct cached *cache;
-static size_t n_cache, cap_cache;
-
-void cs_policy_cache_reset(void)
+void cs_policy_cache_reset(struct cs_policy_cache *pc)
 {
-	for (size_t i = 0; i < n_cache; i++) {
-		free(cache[i].name);
-		free(cache[i].raw);
-		cs_policy_free(cache[i].pol);
+	for (size_t i = 0; i < pc->n; i++) {
+		free(pc->v[i].name);
+		free(pc->v[i].raw);
+		cs_policy_free(pc->v[i].pol);
 	}
-	free(cache);
-	cache = NULL;
-	n_cache = cap_cache = 0;
+	free(pc->v);
+	pc->v = NULL;
+	pc->n = pc->cap = 0;
 }
 
 /* The parsed policy for this exact text; NULL if it does not parse. The pointer stays
  * valid until the next cache_get for the same name with other text, or a reset. */
-static const struct cs_policy *cache_get(const char *name, const char *raw, size_t len)
+static const struct cs_policy *cache_get(struct cs_policy_cache *pc, const char *name,
+					 const char *raw, size_t len)
 {
 	struct cached *c = NULL;
-	for (size_t i = 0; i < n_cache; i++)
-		if (strcmp(cache[i].name, name) == 0) {
-			c = &cache[i];
+	for (size_t i = 0; i < pc->n; i++)
+		if (strcmp(pc->v[i].name, name) == 0) {
+			c = &pc->v[i];
 			break;
 		}
 	if (c && c->raw_len == len && memcmp(c->raw, raw, len) == 0)
@@ -161,13 +159,13 @@ static const struct cs_policy *cache_get(const char *name, const char *raw, size
 	memcpy(copy, raw, len);
 	copy[len] = '\0';
 	if (!c) {
-		if (n_cache == cap_cache) {
-			cap_cache = cap_cache ? cap_cache * 2 : 16;
-			cache = realloc(cache, cap_cache * sizeof *cache);
-			if (!cache)
+		if (pc->n == pc->cap) {
+			pc->cap = pc->cap ? pc->cap * 2 : 16;
+			pc->v = realloc(pc->v, pc->cap * sizeof *pc->v);
+			if (!pc->v)
 				abort();
 		}
-		c = &cache[n_cache++];
+		c = &pc->v[pc->n++];
 		c->name = strdup(name);
 		if (!c->name)
 			abort();
@@ -209,7 +207,8 @@ int cs_policy_read_text(struct cs_txn *txn, const char *name, struct cs_buf *raw
 	return rc;
 }
 
-int cs_policy_load(struct cs_txn *txn, const cJSON *entry, struct cs_polset *out)
+int cs_policy_load(struct cs_policy_cache *pc, struct cs_txn *txn, const cJSON *entry,
+		   struct cs_polset *out)
 {
 	const cJSON *names = cJSON_GetObjectItemCaseSensitive(entry, "policies");
 	int total = cJSON_GetArraySize(names);
@@ -217,8 +216,8 @@ int cs_policy_load(struct cs_txn *txn, const cJSON *entry, struct cs_polset *out
 	out->v = calloc((size_t)total + 1, sizeof *out->v);
 	if (!out->v)
 		abort();
-	if (n_cache > CACHE_MAX)
-		cs_policy_cache_reset(); /* before any pointer into the cache is taken */
+	if (pc->n > CACHE_MAX)
+		cs_policy_cache_reset(pc); /* before any pointer into the cache is taken */
 	const cJSON *nm;
 	cJSON_ArrayForEach(nm, names)
 	{
@@ -236,7 +235,7 @@ int cs_policy_load(struct cs_txn *txn, const cJSON *entry, struct cs_polset *out
 			out->v = NULL;
 			return rc;
 		}
-		const struct cs_policy *p = cache_get(nm->valuestring, raw.data, raw.len);
+		const struct cs_policy *p = cache_get(pc, nm->valuestring, raw.data, raw.len);
 		cs_buf_free_secure(&raw);
 		if (p)
 			out->v[out->n++] = p;

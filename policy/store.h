@@ -38,6 +38,14 @@ bool cs_policy_name_ok(const char *name);
  * error. `raw` must be released with cs_buf_free_secure. */
 int cs_policy_read_text(struct cs_txn *txn, const char *name, struct cs_buf *raw);
 
+/* Parsed policies by name, re-parsed when the stored text changes. One per core (the
+ * caller owns it: server/policy_sys.c keeps it in the core's state); zero-initialised is
+ * empty. */
+struct cs_policy_cache {
+	struct cached *v;
+	size_t n, cap;
+};
+
 /* The parsed policies of a token entry; v (malloc'd) points into the cache, valid until
  * the next load or reset. Free v only. */
 struct cs_polset {
@@ -46,11 +54,12 @@ struct cs_polset {
 };
 /* Load every policy named in the token entry's "policies". Names are matched as stored:
  * lower case; unknown names and "root" contribute nothing. 0 or a storage error. */
-int cs_policy_load(struct cs_txn *txn, const cJSON *entry, struct cs_polset *out);
+int cs_policy_load(struct cs_policy_cache *pc, struct cs_txn *txn, const cJSON *entry,
+		   struct cs_polset *out);
 /* Whether the token entry carries the root policy. */
 bool cs_policy_entry_has_root(const cJSON *entry);
 
-/* Drop every cached policy (the reset hook). */
-void cs_policy_cache_reset(void);
+/* Drop every cached policy (the reset hook); pc stays usable. */
+void cs_policy_cache_reset(struct cs_policy_cache *pc);
 
 #endif

@@ -413,7 +413,7 @@ void cs_ap_format_ms(uint64_t ms, char *out, size_t outlen)
 
 /* ---------------------------------------------------------------- tracker */
 
-static struct {
+struct ap_tracker {
 	const struct cs_autopilot_env *env;
 	bool active;
 	uv_timer_t *timer; /* one per activation; closed (and freed) on deactivation */
@@ -422,7 +422,51 @@ static struct {
 	struct cs_ap_server *servers; /* configuration order */
 	size_t n;
 	struct cs_autopilot_config cfg;
-} ap = {.update_ms = CS_AUTOPILOT_UPDATE_MS};
+};
+
+enum op_stage { OP_IDLE, OP_PREWRITE, OP_WAIT, OP_CHANGE, OP_CHANGING, OP_DONE };
+
+struct ap_op {
+	enum op_stage stage;
+	const struct cs_autopilot_env *env;
+	enum cs_ap_change_kind kind;
+	bool record; /* write the member record / marker (operator changes) */
+	raft_id id;
+	char node_id[CS_AUTOPILOT_NODE_ID_MAX];
+	cs_ap_change_cb cb;
+	void *ctx;
+	struct raft_change rc;
+	uv_timer_t *timer;
+	raft_index target;        /* removal: index the target must acknowledge */
+	uint64_t caught_at;       /* removal: when it did */
+	uint64_t deadline;        /* removal: stop waiting for it */
+	uint64_t change_deadline; /* stop retrying a raft change refused with CANTCHANGE */
+	int status;
+	char errmsg[512];
+};
+
+/* One node's autopilot: the env points at it (cs_autopilot_env.state), so two nodes in
+ * one process each have their own. */
+struct cs_autopilot_state {
+	struct ap_tracker ap;
+	struct ap_op op;
+};
+
+struct cs_autopilot_state *cs_autopilot_state_new(void)
+{
+	struct cs_autopilot_state *S = calloc(1, sizeof *S);
+	if (S)
+		S->ap.update_ms = CS_AUTOPILOT_UPDATE_MS;
+	return S;
+}
+
+void cs_autopilot_state_free(struct cs_autopilot_state *S)
+{
+	if (!S)
+		return;
+	free(S->ap.servers);
+	free(S);
+}
 
 /* The environment's monotonic clock in milliseconds (cs_mono_ms unless a test set one). */
 static uint64_t ap_now(const struct cs_autopilot_env *env)
@@ -432,7 +476,8 @@ static uint64_t ap_now(const struct cs_autopilot_env *env)
 
 static bool leading(const struct cs_autopilot_env *env)
 {
-	return ap.active && env->is_active(env->ctx) && raft_state(&env->node->raft) == RAFT_LEADER;
+	return env->state->ap.active && env->is_active(env->ctx) &&
+	       raft_state(&env->node->raft) == RAFT_LEADER;
 }
 
 static const struct cs_ap_server *find_server(const struct cs_ap_server *s, size_t n, raft_id id)
@@ -449,7 +494,7 @@ static const struct cs_ap_server *find_server(const struct cs_ap_server *s, size
  * any AppendEntries result and cleared by raft every election timeout, so sampling it
  * more often than that (CS_AUTOPILOT_SAMPLE_MS) sees every live follower.
  */
-static void track(struct raft *r, uint64_t now)
+static void track(struct cs_autopilot_state *S, struct raft *r, uint64_t now)
 {
 	unsigned n = r->configuration.n;
 	struct cs_ap_server *next = calloc(n ? n : 1, sizeof *next);
@@ -457,7 +502,7 @@ static void track(struct raft *r, uint64_t now)
 		abort();
 	for (unsigned i = 0; i < n; i++) {
 		const struct raft_server *rs = &r->configuration.servers[i];
-		const struct cs_ap_server *old = find_server(ap.servers, ap.n, rs->id);
+		const struct cs_ap_server *old = find_server(S->ap.servers, S->ap.n, rs->id);
 		struct cs_ap_server *s = &next[i];
 		if (old) {
 			*s = *old;
@@ -477,59 +522,38 @@ static void track(struct raft *r, uint64_t now)
 			s->match_index = p->match_index;
 		}
 	}
-	free(ap.servers);
-	ap.servers = next;
-	ap.n = n;
+	free(S->ap.servers);
+	S->ap.servers = next;
+	S->ap.n = n;
 }
 
 /* Member records: names don't matter here, only whether a server may be promoted. */
-static void read_members(struct cs_txn *txn)
+static void read_members(struct cs_autopilot_state *S, struct cs_txn *txn)
 {
-	for (size_t i = 0; i < ap.n; i++) {
+	for (size_t i = 0; i < S->ap.n; i++) {
 		struct cs_autopilot_member m;
-		int rc = cs_autopilot_member_get(txn, ap.servers[i].id, &m);
-		ap.servers[i].known = rc == 0;
-		ap.servers[i].non_voter = rc == 0 && m.non_voter;
+		int rc = cs_autopilot_member_get(txn, S->ap.servers[i].id, &m);
+		S->ap.servers[i].known = rc == 0;
+		S->ap.servers[i].non_voter = rc == 0 && m.non_voter;
 	}
 }
 
 /* ---------------------------------------------------------------- change executor */
 
-enum op_stage { OP_IDLE, OP_PREWRITE, OP_WAIT, OP_CHANGE, OP_CHANGING, OP_DONE };
-
-static struct {
-	enum op_stage stage;
-	const struct cs_autopilot_env *env;
-	enum cs_ap_change_kind kind;
-	bool record; /* write the member record / marker (operator changes) */
-	raft_id id;
-	char node_id[CS_AUTOPILOT_NODE_ID_MAX];
-	cs_ap_change_cb cb;
-	void *ctx;
-	struct raft_change rc;
-	uv_timer_t *timer;
-	raft_index target;        /* removal: index the target must acknowledge */
-	uint64_t caught_at;       /* removal: when it did */
-	uint64_t deadline;        /* removal: stop waiting for it */
-	uint64_t change_deadline; /* stop retrying a raft change refused with CANTCHANGE */
-	int status;
-	char errmsg[512];
-} op;
-
 static void op_tick(uv_timer_t *t);
 
-static void op_kick(unsigned ms)
+static void op_kick(struct cs_autopilot_state *S, unsigned ms)
 {
-	uv_timer_start(op.timer, op_tick, ms, 0);
+	uv_timer_start(S->op.timer, op_tick, ms, 0);
 }
 
 /* Finish with `status` and the client's message (may be NULL), from the timer. */
-static void op_done(int status, const char *msg)
+static void op_done(struct cs_autopilot_state *S, int status, const char *msg)
 {
-	op.status = status;
-	snprintf(op.errmsg, sizeof op.errmsg, "%s", msg ? msg : "");
-	op.stage = OP_DONE;
-	op_kick(0);
+	S->op.status = status;
+	snprintf(S->op.errmsg, sizeof S->op.errmsg, "%s", msg ? msg : "");
+	S->op.stage = OP_DONE;
+	op_kick(S, 0);
 }
 
 static void log_commit_cb(void *data, int status)
@@ -564,32 +588,33 @@ static void timer_closed(uv_handle_t *h)
 	free(h);
 }
 
-static void op_finish(void)
+static void op_finish(struct cs_autopilot_state *S)
 {
-	cs_ap_change_cb cb = op.cb;
-	void *ctx = op.ctx;
-	char msg[sizeof op.errmsg];
-	int status = op.status;
-	snprintf(msg, sizeof msg, "%s", op.errmsg);
-	if (!status && op.kind == CS_AP_REMOVE)
-		forget_member(op.env, op.id);
-	const char *what = op.kind == CS_AP_REMOVE    ? "removal"
-			   : op.kind == CS_AP_PROMOTE ? "promotion"
-						      : "demotion";
+	cs_ap_change_cb cb = S->op.cb;
+	void *ctx = S->op.ctx;
+	char msg[sizeof S->op.errmsg];
+	int status = S->op.status;
+	snprintf(msg, sizeof msg, "%s", S->op.errmsg);
+	if (!status && S->op.kind == CS_AP_REMOVE)
+		forget_member(S->op.env, S->op.id);
+	const char *what = S->op.kind == CS_AP_REMOVE    ? "removal"
+			   : S->op.kind == CS_AP_PROMOTE ? "promotion"
+							 : "demotion";
 	if (status)
-		cs_warn("autopilot: %s of %s failed: %s", what, op.node_id,
+		cs_warn("autopilot: %s of %s failed: %s", what, S->op.node_id,
 			msg[0] ? msg : cs_strerror(status));
 	else
-		cs_info("autopilot: %s of %s done", what, op.node_id);
-	uv_close((uv_handle_t *)op.timer, timer_closed);
-	op.timer = NULL;
-	op.stage = OP_IDLE;
+		cs_info("autopilot: %s of %s done", what, S->op.node_id);
+	uv_close((uv_handle_t *)S->op.timer, timer_closed);
+	S->op.timer = NULL;
+	S->op.stage = OP_IDLE;
 	if (cb)
 		cb(ctx, status, msg);
 }
 
 /* A CS_E* code for a raft status, with the client's message in msg. */
-static int map_raft_error(int rv, const char *what, char *msg, size_t len)
+static int map_raft_error(struct cs_autopilot_state *S, int rv, const char *what, char *msg,
+			  size_t len)
 {
 	switch (rv) {
 	case 0:
@@ -609,11 +634,11 @@ static int map_raft_error(int rv, const char *what, char *msg, size_t len)
 	case RAFT_NOCONNECTION:
 		snprintf(msg, len,
 			 "server %s did not catch up with the leader's log; it stays a non-voter",
-			 op.node_id);
+			 S->op.node_id);
 		return CS_EINTERNAL;
 	case RAFT_BADID:
 	case RAFT_NOTFOUND:
-		snprintf(msg, len, "server %s is not in the raft configuration", op.node_id);
+		snprintf(msg, len, "server %s is not in the raft configuration", S->op.node_id);
 		return CS_EINVAL;
 	default:
 		snprintf(msg, len, "%s: %s", what, raft_strerror(rv));
@@ -623,11 +648,12 @@ static int map_raft_error(int rv, const char *what, char *msg, size_t len)
 
 static void change_cb(struct raft_change *req, int status)
 {
-	if (op.stage != OP_CHANGING)
+	struct cs_autopilot_state *S = req->data;
+	if (S->op.stage != OP_CHANGING)
 		return; /* cannot happen: the op waits for this callback */
-	char msg[sizeof op.errmsg];
-	int rc = map_raft_error(status, "raft configuration change", msg, sizeof msg);
-	op_done(rc, msg);
+	char msg[sizeof S->op.errmsg];
+	int rc = map_raft_error(S, status, "raft configuration change", msg, sizeof msg);
+	op_done(S, rc, msg);
 }
 
 static int server_index(struct raft *r, raft_id id)
@@ -638,44 +664,45 @@ static int server_index(struct raft *r, raft_id id)
 	return -1;
 }
 
-static void op_change(void)
+static void op_change(struct cs_autopilot_state *S)
 {
-	struct raft *r = &op.env->node->raft;
-	int i = server_index(r, op.id);
+	struct raft *r = &S->op.env->node->raft;
+	int i = server_index(r, S->op.id);
 	if (i < 0) {
 		/* Gone already (removed meanwhile): for a removal that is success. */
-		char msg[sizeof op.errmsg];
-		snprintf(msg, sizeof msg, "server %s is not in the raft configuration", op.node_id);
-		if (op.kind == CS_AP_REMOVE)
-			op_done(0, NULL);
+		char msg[sizeof S->op.errmsg];
+		snprintf(msg, sizeof msg, "server %s is not in the raft configuration",
+			 S->op.node_id);
+		if (S->op.kind == CS_AP_REMOVE)
+			op_done(S, 0, NULL);
 		else
-			op_done(CS_EINVAL, msg);
+			op_done(S, CS_EINVAL, msg);
 		return;
 	}
-	int want = op.kind == CS_AP_PROMOTE ? RAFT_VOTER : RAFT_STANDBY;
-	if (op.kind != CS_AP_REMOVE && r->configuration.servers[i].role == want) {
-		op_done(0, NULL);
+	int want = S->op.kind == CS_AP_PROMOTE ? RAFT_VOTER : RAFT_STANDBY;
+	if (S->op.kind != CS_AP_REMOVE && r->configuration.servers[i].role == want) {
+		op_done(S, 0, NULL);
 		return;
 	}
-	op.rc.data = NULL;
-	int rv = op.kind == CS_AP_REMOVE ? raft_remove(r, &op.rc, op.id, change_cb)
-					 : raft_assign(r, &op.rc, op.id, want, change_cb);
-	uint64_t now = ap_now(op.env);
-	if (!op.change_deadline)
-		op.change_deadline = now + CS_AUTOPILOT_CHANGE_RETRY_MS;
-	if (rv == RAFT_CANTCHANGE && now < op.change_deadline) {
+	S->op.rc.data = S;
+	int rv = S->op.kind == CS_AP_REMOVE ? raft_remove(r, &S->op.rc, S->op.id, change_cb)
+					    : raft_assign(r, &S->op.rc, S->op.id, want, change_cb);
+	uint64_t now = ap_now(S->op.env);
+	if (!S->op.change_deadline)
+		S->op.change_deadline = now + CS_AUTOPILOT_CHANGE_RETRY_MS;
+	if (rv == RAFT_CANTCHANGE && now < S->op.change_deadline) {
 		/* The join code's change (or a catch-up) is in flight: ours goes next. */
-		op.stage = OP_CHANGE;
-		op_kick(100);
+		S->op.stage = OP_CHANGE;
+		op_kick(S, 100);
 		return;
 	}
 	if (rv) {
-		char msg[sizeof op.errmsg];
-		int rc = map_raft_error(rv, raft_errmsg(r), msg, sizeof msg);
-		op_done(rc, msg);
+		char msg[sizeof S->op.errmsg];
+		int rc = map_raft_error(S, rv, raft_errmsg(r), msg, sizeof msg);
+		op_done(S, rc, msg);
 		return;
 	}
-	op.stage = OP_CHANGING;
+	S->op.stage = OP_CHANGING;
 }
 
 /*
@@ -685,100 +712,102 @@ static void op_change(void)
  * next AppendEntries carries the commit index), or give up after the deadline (a dead
  * server must still be removable).
  */
-static void op_wait(void)
+static void op_wait(struct cs_autopilot_state *S)
 {
-	struct raft *r = &op.env->node->raft;
-	uint64_t now = ap_now(op.env);
-	int i = server_index(r, op.id);
+	struct raft *r = &S->op.env->node->raft;
+	uint64_t now = ap_now(S->op.env);
+	int i = server_index(r, S->op.id);
 	if (i >= 0 && r->leader_state.progress &&
-	    r->leader_state.progress[i].match_index >= op.target) {
-		if (!op.caught_at)
-			op.caught_at = now;
-		if (now - op.caught_at >= 2ULL * r->heartbeat_timeout) {
-			op.stage = OP_CHANGE;
-			op_change();
+	    r->leader_state.progress[i].match_index >= S->op.target) {
+		if (!S->op.caught_at)
+			S->op.caught_at = now;
+		if (now - S->op.caught_at >= 2ULL * r->heartbeat_timeout) {
+			S->op.stage = OP_CHANGE;
+			op_change(S);
 			return;
 		}
-	} else if (now >= op.deadline) {
+	} else if (now >= S->op.deadline) {
 		cs_info("autopilot: %s did not acknowledge its removal marker; removing it anyway",
-			op.node_id);
-		op.stage = OP_CHANGE;
-		op_change();
+			S->op.node_id);
+		S->op.stage = OP_CHANGE;
+		op_change(S);
 		return;
 	}
-	op_kick(50);
+	op_kick(S, 50);
 }
 
 static void op_tick(uv_timer_t *t)
 {
-	if (op.stage == OP_DONE) {
-		op_finish();
+	struct cs_autopilot_state *S = t->data;
+	if (S->op.stage == OP_DONE) {
+		op_finish(S);
 		return;
 	}
-	if (!leading(op.env)) {
+	if (!leading(S->op.env)) {
 		/* A pending commit or raft change reports through its own callback. */
-		if (op.stage == OP_PREWRITE || op.stage == OP_CHANGING)
+		if (S->op.stage == OP_PREWRITE || S->op.stage == OP_CHANGING)
 			return;
-		op.status = CS_ENOTACTIVE;
-		snprintf(op.errmsg, sizeof op.errmsg, "node is no longer the active node");
-		op_finish();
+		S->op.status = CS_ENOTACTIVE;
+		snprintf(S->op.errmsg, sizeof S->op.errmsg, "node is no longer the active node");
+		op_finish(S);
 		return;
 	}
-	if (op.stage == OP_WAIT)
-		op_wait();
-	else if (op.stage == OP_CHANGE)
-		op_change();
+	if (S->op.stage == OP_WAIT)
+		op_wait(S);
+	else if (S->op.stage == OP_CHANGE)
+		op_change(S);
 }
 
 static void prewrite_cb(void *data, int status)
 {
-	if (op.stage != OP_PREWRITE)
+	struct cs_autopilot_state *S = data;
+	if (S->op.stage != OP_PREWRITE)
 		return; /* cannot happen: the op waits for this callback */
 	if (status) {
-		char msg[sizeof op.errmsg];
+		char msg[sizeof S->op.errmsg];
 		snprintf(msg, sizeof msg, "could not record the change: %s", cs_strerror(status));
-		op_done(status, msg);
+		op_done(S, status, msg);
 		return;
 	}
-	if (op.kind == CS_AP_REMOVE) {
-		struct raft *r = &op.env->node->raft;
-		op.target = r->commit_index; /* >= the marker's index: it has applied */
-		op.caught_at = 0;
-		op.deadline = ap_now(op.env) + CS_AUTOPILOT_REMOVE_WAIT_MS;
-		op.stage = OP_WAIT;
+	if (S->op.kind == CS_AP_REMOVE) {
+		struct raft *r = &S->op.env->node->raft;
+		S->op.target = r->commit_index; /* >= the marker's index: it has applied */
+		S->op.caught_at = 0;
+		S->op.deadline = ap_now(S->op.env) + CS_AUTOPILOT_REMOVE_WAIT_MS;
+		S->op.stage = OP_WAIT;
 	} else {
-		op.stage = OP_CHANGE;
+		S->op.stage = OP_CHANGE;
 	}
-	op_kick(0);
+	op_kick(S, 0);
 }
 
 /* The write that must commit before the raft change: the removal marker (plaintext, the
  * removed node may have no keyring) or the member record's non_voter flag. */
-static int prewrite(struct cs_txn *txn)
+static int prewrite(struct cs_autopilot_state *S, struct cs_txn *txn)
 {
-	if (op.kind == CS_AP_REMOVE) {
+	if (S->op.kind == CS_AP_REMOVE) {
 		char key[sizeof CS_AUTOPILOT_REMOVED_PREFIX + CS_AUTOPILOT_NODE_ID_MAX];
 		char when[48], val[160];
 		cs_format_time(cs_now_ns(), when, sizeof when);
-		snprintf(key, sizeof key, CS_AUTOPILOT_REMOVED_PREFIX "%s", op.node_id);
+		snprintf(key, sizeof key, CS_AUTOPILOT_REMOVED_PREFIX "%s", S->op.node_id);
 		int n = snprintf(val, sizeof val, "{\"removed_at\":\"%s\",\"raft_id\":\"%llu\"}",
-				 when, (unsigned long long)op.id);
+				 when, (unsigned long long)S->op.id);
 		return cs_txn_put_raw(txn, key, val, (size_t)n);
 	}
 	struct cs_autopilot_member m;
-	int rc = cs_autopilot_member_get(txn, op.id, &m);
+	int rc = cs_autopilot_member_get(txn, S->op.id, &m);
 	if (rc && rc != CS_ENOTFOUND)
 		return rc;
-	bool pin = op.kind == CS_AP_DEMOTE;
+	bool pin = S->op.kind == CS_AP_DEMOTE;
 	if (rc == CS_ENOTFOUND) {
 		if (!pin)
 			return 0; /* nothing pinned; autopilot ignores unknown servers anyway */
-		snprintf(m.node_id, sizeof m.node_id, "%s", op.node_id);
+		snprintf(m.node_id, sizeof m.node_id, "%s", S->op.node_id);
 	} else if (m.non_voter == pin) {
 		return 0;
 	}
 	m.non_voter = pin;
-	return cs_autopilot_member_put(txn, op.id, &m);
+	return cs_autopilot_member_put(txn, S->op.id, &m);
 }
 
 static void autopilot_change_cb(void *ctx, int status, const char *errmsg);
@@ -787,14 +816,15 @@ static int start_change(const struct cs_autopilot_env *env, enum cs_ap_change_ki
 			bool record, raft_id id, const char *node_id, cs_ap_change_cb cb, void *ctx,
 			char *errmsg, size_t errlen)
 {
+	struct cs_autopilot_state *S = env->state;
 	struct raft *r = &env->node->raft;
-	if (!ap.active || !env->is_active(env->ctx) || !env->keyring(env->ctx) ||
+	if (!S->ap.active || !env->is_active(env->ctx) || !env->keyring(env->ctx) ||
 	    raft_state(r) != RAFT_LEADER) {
 		snprintf(errmsg, errlen, "node is not the active node");
 		return CS_ENOTACTIVE;
 	}
 	/* Ours only: a raft change of the join code is waited for (op_change retries). */
-	if (op.stage != OP_IDLE) {
+	if (S->op.stage != OP_IDLE) {
 		snprintf(errmsg, errlen,
 			 "a raft configuration change is already in progress; try again");
 		return CS_EBUSY;
@@ -807,43 +837,44 @@ static int start_change(const struct cs_autopilot_env *env, enum cs_ap_change_ki
 		snprintf(errmsg, errlen, "cannot change the active node's membership");
 		return CS_EINVAL;
 	}
-	memset(&op, 0, sizeof op);
-	op.env = env;
-	op.kind = kind;
-	op.record = record;
-	op.id = id;
-	snprintf(op.node_id, sizeof op.node_id, "%s", node_id);
-	op.cb = cb;
-	op.ctx = ctx;
+	memset(&S->op, 0, sizeof S->op);
+	S->op.env = env;
+	S->op.kind = kind;
+	S->op.record = record;
+	S->op.id = id;
+	snprintf(S->op.node_id, sizeof S->op.node_id, "%s", node_id);
+	S->op.cb = cb;
+	S->op.ctx = ctx;
 
 	struct cs_txn txn;
 	bool pending = false;
 	cs_txn_begin(&txn, env->st, env->keyring(env->ctx));
-	int rc = record ? prewrite(&txn) : 0;
+	int rc = record ? prewrite(S, &txn) : 0;
 	if (rc) {
 		cs_txn_abort(&txn);
 		snprintf(errmsg, errlen, "could not record the change: %s", cs_strerror(rc));
 		return rc;
 	}
-	rc = cs_txn_commit(&txn, prewrite_cb, NULL, &pending);
+	rc = cs_txn_commit(&txn, prewrite_cb, S, &pending);
 	if (rc) {
 		snprintf(errmsg, errlen, "could not record the change: %s", cs_strerror(rc));
 		return rc;
 	}
-	op.timer = malloc(sizeof *op.timer);
-	if (!op.timer)
+	S->op.timer = malloc(sizeof *S->op.timer);
+	if (!S->op.timer)
 		abort();
-	uv_timer_init(env->loop, op.timer);
-	op.stage = OP_PREWRITE;
+	uv_timer_init(env->loop, S->op.timer);
+	S->op.timer->data = S;
+	S->op.stage = OP_PREWRITE;
 	cs_info("autopilot: %s %s (%s)",
 		kind == CS_AP_REMOVE    ? "removing"
 		: kind == CS_AP_PROMOTE ? "promoting"
 					: "demoting",
-		op.node_id,
+		S->op.node_id,
 		cb == autopilot_change_cb ? (kind == CS_AP_REMOVE ? "dead server" : "stable")
 					  : "operator request");
 	if (!pending)
-		prewrite_cb(NULL, 0); /* only kicks the timer: no callback runs from here */
+		prewrite_cb(S, 0); /* only kicks the timer: no callback runs from here */
 	return 0;
 }
 
@@ -856,8 +887,9 @@ int cs_autopilot_change(const struct cs_autopilot_env *env, enum cs_ap_change_ki
 
 bool cs_autopilot_change_busy(const struct cs_autopilot_env *env)
 {
+	struct cs_autopilot_state *S = env->state;
 	struct raft *r = &env->node->raft;
-	if (op.stage != OP_IDLE)
+	if (S->op.stage != OP_IDLE)
 		return true;
 	if (raft_state(r) != RAFT_LEADER)
 		return false;
@@ -876,22 +908,23 @@ static void autopilot_change_cb(void *ctx, int status, const char *errmsg)
 
 static void reconcile(const struct cs_autopilot_env *env, uint64_t now)
 {
+	struct cs_autopilot_state *S = env->state;
 	char name[CS_AUTOPILOT_NODE_ID_MAX], err[512];
-	long i = cs_ap_pick_promotion(&ap.cfg, ap.servers, ap.n, now);
+	long i = cs_ap_pick_promotion(&S->ap.cfg, S->ap.servers, S->ap.n, now);
 	enum cs_ap_change_kind kind = CS_AP_PROMOTE;
 	if (i < 0) {
-		i = cs_ap_pick_dead(&ap.cfg, ap.servers, ap.n, now);
+		i = cs_ap_pick_dead(&S->ap.cfg, S->ap.servers, S->ap.n, now);
 		kind = CS_AP_REMOVE;
 	}
 	if (i < 0)
 		return;
 	struct cs_txn txn;
 	cs_txn_begin(&txn, env->st, env->keyring(env->ctx));
-	cs_autopilot_server_name(env, &txn, ap.servers[i].id, name, sizeof name);
+	cs_autopilot_server_name(env, &txn, S->ap.servers[i].id, name, sizeof name);
 	cs_txn_abort(&txn);
 	/* A promotion needs no record (the server is already unpinned); a dead-server
 	 * removal writes the marker in case the server comes back. */
-	int rc = start_change(env, kind, kind == CS_AP_REMOVE, ap.servers[i].id, name,
+	int rc = start_change(env, kind, kind == CS_AP_REMOVE, S->ap.servers[i].id, name,
 			      autopilot_change_cb, NULL, err, sizeof err);
 	if (rc && rc != CS_EBUSY)
 		cs_warn("autopilot: %s", err);
@@ -899,69 +932,74 @@ static void reconcile(const struct cs_autopilot_env *env, uint64_t now)
 
 static void update(const struct cs_autopilot_env *env, uint64_t now)
 {
+	struct cs_autopilot_state *S = env->state;
 	struct raft *r = &env->node->raft;
 	struct cs_txn txn;
 	cs_txn_begin(&txn, env->st, env->keyring(env->ctx));
-	if (cs_autopilot_config_load(&txn, &ap.cfg, NULL))
+	if (cs_autopilot_config_load(&txn, &S->ap.cfg, NULL))
 		cs_warn("autopilot: cannot read the configuration; using the defaults");
-	read_members(&txn);
+	read_members(S, &txn);
 	cs_txn_abort(&txn);
-	cs_ap_update_health(&ap.cfg, ap.servers, ap.n, now, raft_last_index(r));
+	cs_ap_update_health(&S->ap.cfg, S->ap.servers, S->ap.n, now, raft_last_index(r));
 	if (!cs_autopilot_change_busy(env))
 		reconcile(env, now);
 }
 
 static void tick(uv_timer_t *t)
 {
-	const struct cs_autopilot_env *env = ap.env;
+	struct cs_autopilot_state *S = t->data;
+	const struct cs_autopilot_env *env = S->ap.env;
 	if (!leading(env) || !env->keyring(env->ctx))
 		return;
 	uint64_t now = ap_now(env);
-	track(&env->node->raft, now);
-	if (now - ap.last_update >= ap.update_ms) {
-		ap.last_update = now;
+	track(S, &env->node->raft, now);
+	if (now - S->ap.last_update >= S->ap.update_ms) {
+		S->ap.last_update = now;
 		update(env, now);
 	}
 }
 
 void cs_autopilot_set_active(const struct cs_autopilot_env *env, bool active)
 {
-	if (active == ap.active)
+	struct cs_autopilot_state *S = env->state;
+	if (active == S->ap.active)
 		return;
-	ap.active = active;
-	ap.env = env;
+	S->ap.active = active;
+	S->ap.env = env;
 	if (active) {
 		/* Fresh history: a new leader has no contact data yet; dead-server timers start
 		 * now, so nobody is removed right after a failover. */
-		free(ap.servers);
-		ap.servers = NULL;
-		ap.n = 0;
-		cs_autopilot_config_defaults(&ap.cfg);
-		ap.last_update = 0;
-		ap.timer = malloc(sizeof *ap.timer);
-		if (!ap.timer)
+		free(S->ap.servers);
+		S->ap.servers = NULL;
+		S->ap.n = 0;
+		cs_autopilot_config_defaults(&S->ap.cfg);
+		S->ap.last_update = 0;
+		S->ap.timer = malloc(sizeof *S->ap.timer);
+		if (!S->ap.timer)
 			abort();
-		uv_timer_init(env->loop, ap.timer);
+		uv_timer_init(env->loop, S->ap.timer);
+		S->ap.timer->data = S;
 		/* Never what keeps the loop alive at shutdown. */
-		uv_unref((uv_handle_t *)ap.timer);
-		uv_timer_start(ap.timer, tick, 0, CS_AUTOPILOT_SAMPLE_MS);
+		uv_unref((uv_handle_t *)S->ap.timer);
+		uv_timer_start(S->ap.timer, tick, 0, CS_AUTOPILOT_SAMPLE_MS);
 		cs_info("autopilot: running");
 		return;
 	}
-	if (ap.timer) {
-		uv_timer_stop(ap.timer);
-		uv_close((uv_handle_t *)ap.timer, timer_closed);
-		ap.timer = NULL;
+	if (S->ap.timer) {
+		uv_timer_stop(S->ap.timer);
+		uv_close((uv_handle_t *)S->ap.timer, timer_closed);
+		S->ap.timer = NULL;
 		cs_info("autopilot: stopped");
 	}
 	/* A change in flight finishes through its pending callback or its timer. */
-	if (op.stage != OP_IDLE)
-		op_kick(0);
+	if (S->op.stage != OP_IDLE)
+		op_kick(S, 0);
 }
 
-void cs_autopilot_config_changed(void)
+void cs_autopilot_config_changed(const struct cs_autopilot_env *env)
 {
-	ap.last_update = 0; /* reload and reconcile at the next tick */
+	struct cs_autopilot_state *S = env->state;
+	S->ap.last_update = 0; /* reload and reconcile at the next tick */
 }
 
 /* ---------------------------------------------------------------- state */
@@ -969,6 +1007,7 @@ void cs_autopilot_config_changed(void)
 static cJSON *server_json(const struct cs_autopilot_env *env, struct cs_txn *txn,
 			  const struct cs_ap_server *s, uint64_t now, int64_t wall_ns)
 {
+	struct cs_autopilot_state *S = env->state;
 	struct raft *r = &env->node->raft;
 	char name[CS_AUTOPILOT_NODE_ID_MAX], d[32], when[48];
 	cs_autopilot_server_name(env, txn, s->id, name, sizeof name);
@@ -979,10 +1018,10 @@ static cJSON *server_json(const struct cs_autopilot_env *env, struct cs_txn *txn
 	cJSON_AddStringToObject(j, "id", name);
 	cJSON_AddStringToObject(j, "name", name);
 	cJSON_AddStringToObject(j, "address", i >= 0 ? r->configuration.servers[i].address : "");
-	cJSON_AddStringToObject(j, "node_status",
-				since >= (uint64_t)ap.cfg.dead_server_last_contact_threshold * 1000
-				    ? "failed"
-				    : "alive");
+	cJSON_AddStringToObject(
+	    j, "node_status",
+	    since >= (uint64_t)S->ap.cfg.dead_server_last_contact_threshold * 1000 ? "failed"
+										   : "alive");
 	cs_ap_format_ms(since, d, sizeof d);
 	cJSON_AddStringToObject(j, "last_contact", d);
 	cJSON_AddNumberToObject(j, "last_term", (double)r->current_term);
@@ -1007,30 +1046,32 @@ static cJSON *server_json(const struct cs_autopilot_env *env, struct cs_txn *txn
 
 cJSON *cs_autopilot_state_json(const struct cs_autopilot_env *env, struct cs_txn *txn)
 {
+	struct cs_autopilot_state *S = env->state;
 	if (!leading(env))
 		return NULL;
 	struct raft *r = &env->node->raft;
 	uint64_t now = ap_now(env);
 	int64_t wall = cs_now_ns();
 	/* Fresh numbers for the answer (the same rules as the periodic update). */
-	track(r, now);
-	read_members(txn);
-	cs_ap_update_health(&ap.cfg, ap.servers, ap.n, now, raft_last_index(r));
+	track(S, r, now);
+	read_members(S, txn);
+	cs_ap_update_health(&S->ap.cfg, S->ap.servers, S->ap.n, now, raft_last_index(r));
 
 	cJSON *j = cJSON_CreateObject();
-	cJSON_AddBoolToObject(j, "healthy", cs_ap_cluster_healthy(ap.servers, ap.n));
-	cJSON_AddNumberToObject(j, "failure_tolerance", cs_ap_failure_tolerance(ap.servers, ap.n));
+	cJSON_AddBoolToObject(j, "healthy", cs_ap_cluster_healthy(S->ap.servers, S->ap.n));
+	cJSON_AddNumberToObject(j, "failure_tolerance",
+				cs_ap_failure_tolerance(S->ap.servers, S->ap.n));
 	cJSON_AddNumberToObject(j, "optimistic_failure_tolerance",
-				cs_ap_optimistic_failure_tolerance(ap.servers, ap.n));
+				cs_ap_optimistic_failure_tolerance(S->ap.servers, S->ap.n));
 	cJSON *voters = cJSON_CreateArray(), *non_voters = cJSON_CreateArray();
 	cJSON *servers = cJSON_CreateObject();
 	char leader[CS_AUTOPILOT_NODE_ID_MAX] = "";
-	for (size_t i = 0; i < ap.n; i++) {
-		cJSON *s = server_json(env, txn, &ap.servers[i], now, wall);
+	for (size_t i = 0; i < S->ap.n; i++) {
+		cJSON *s = server_json(env, txn, &S->ap.servers[i], now, wall);
 		const char *name = cJSON_GetObjectItemCaseSensitive(s, "id")->valuestring;
-		if (ap.servers[i].leader)
+		if (S->ap.servers[i].leader)
 			snprintf(leader, sizeof leader, "%s", name);
-		cJSON_AddItemToArray(ap.servers[i].role == RAFT_VOTER ? voters : non_voters,
+		cJSON_AddItemToArray(S->ap.servers[i].role == RAFT_VOTER ? voters : non_voters,
 				     cJSON_CreateString(name));
 		cJSON_AddItemToObject(servers, name, s);
 	}

@@ -82,7 +82,12 @@ struct cs_autopilot_env {
 	/* Monotonic milliseconds; NULL: cs_mono_ms. */
 	uint64_t (*now_ms)(void *ctx);
 	void *ctx;
+	/* The tracker and change executor of this node (cs_autopilot_state_new; owned by
+	 * whoever owns the env, freed with cs_autopilot_state_free once its timers closed). */
+	struct cs_autopilot_state *state;
 };
+struct cs_autopilot_state *cs_autopilot_state_new(void);
+void cs_autopilot_state_free(struct cs_autopilot_state *state);
 
 #define CS_AUTOPILOT_SAMPLE_MS       250
 #define CS_AUTOPILOT_UPDATE_MS       2000
@@ -197,7 +202,7 @@ void cs_ap_format_ms(uint64_t ms, char *out, size_t outlen);
  * core's on_active hook. Loop thread. */
 void cs_autopilot_set_active(const struct cs_autopilot_env *env, bool active);
 /* The configuration changed in storage: reload at the next tick. */
-void cs_autopilot_config_changed(void);
+void cs_autopilot_config_changed(const struct cs_autopilot_env *env);
 /* sys/storage/raft/autopilot/state's data object (names read through txn). NULL when
  * not active. New object. */
 cJSON *cs_autopilot_state_json(const struct cs_autopilot_env *env, struct cs_txn *txn);

@@ -37,46 +37,6 @@ void cs_backend_register(const struct cs_backend *b)
 		registry[n_registry++] = b;
 }
 
-static cs_acl_hook_fn acl_hook;
-
-void cs_backend_set_acl_hook(cs_acl_hook_fn fn)
-{
-	acl_hook = fn;
-}
-
-static cs_sudo_hook_fn sudo_hook;
-
-void cs_backend_set_sudo_hook(cs_sudo_hook_fn fn)
-{
-	sudo_hook = fn;
-}
-
-bool cs_req_has_sudo(struct cs_request *req)
-{
-	return req->root || (sudo_hook && req->token_entry && sudo_hook(req));
-}
-
-static cs_token_revoked_fn token_revoked_hook;
-
-void cs_backend_set_token_revoked_hook(cs_token_revoked_fn fn)
-{
-	token_revoked_hook = fn;
-}
-
-int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
-{
-	return token_revoked_hook ? token_revoked_hook(txn, token_key) : 0;
-}
-
-int cs_backend_acl(struct cs_request *req)
-{
-	if (req->root)
-		return 0;
-	if (!acl_hook)
-		return cs_req_error(req, CS_EPERM, "permission denied");
-	return acl_hook(req);
-}
-
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth)
 {
 	for (size_t i = 0; i < n_registry; i++)
@@ -90,25 +50,11 @@ const struct cs_backend *cs_backend_at(size_t i)
 	return i < n_registry ? registry[i] : NULL;
 }
 
-static cs_mount_visible_fn mount_visible_hook;
-
-void cs_backend_set_mount_visible_hook(cs_mount_visible_fn fn)
-{
-	mount_visible_hook = fn;
-}
-
-bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
-{
-	if (req->root)
-		return true;
-	return mount_visible_hook && req->token_entry && mount_visible_hook(req, mount_path);
-}
-
-void cs_backend_reset_all(void)
+void cs_backend_reset_all(struct cs_core *core)
 {
 	for (size_t i = 0; i < n_registry; i++)
 		if (registry[i]->reset)
-			registry[i]->reset();
+			registry[i]->reset(core);
 }
 
 /* ------------------------------------------------------------------ matching */

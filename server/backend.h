@@ -40,30 +40,58 @@ enum cs_op {
 };
 
 /*
- * The ACL hook (policy/): called for every authenticated request of a non-root token,
- * once the operation is final (after the existence check turned an update into a
- * create), before the handler and before the 405 check. Returns 0 to allow, or
- * CS_EPERM with a message. Without a hook only root tokens get through.
+ * Hooks: how server/ reaches code above it (policy evaluation, the token store, the
+ * expiration manager, audit, cubbyhole) without including it. There is one mechanism:
+ * each hook is a field of an interface struct owned by the core, and the module that
+ * implements it registers the struct once at start-up, from its register function
+ * (called by cmd/modules.c), with cs_core_set_<interface>(core, &iface). The struct is
+ * copied; a NULL field means "not provided" and each interface says what happens then.
+ * Nothing is a file-level variable, so two cores in one process have their own.
+ *
+ *   cs_core_set_acl          struct cs_acl_hooks       policy (server/policy_sys.c)
+ *   cs_core_set_token_store  struct cs_token_store     auth/token.c
+ *   cs_core_set_token_events struct cs_token_events    engines/cubbyhole.c
+ *   cs_core_set_expiration   struct cs_expiration      auth/expire.c
+ *   cs_core_set_audit        struct cs_core_audit      audit/audit.c (server/core.h)
  */
 struct cs_request;
+struct cs_core;
+
+/* The ACL check (policy/): called for every authenticated request of a non-root token,
+ * once the operation is final (after the existence check turned an update into a
+ * create), before the handler and before the 405 check. Returns 0 to allow, or
+ * CS_EPERM with a message. Without one only root tokens get through. */
 typedef int (*cs_acl_hook_fn)(struct cs_request *req);
-void cs_backend_set_acl_hook(cs_acl_hook_fn fn);
-/* Run the hook (CS_EPERM when none is set); 0 for root tokens. */
+/* Whether the request's token has sudo on the request's path. */
+typedef bool (*cs_sudo_hook_fn)(struct cs_request *req);
+/* Whether the request's token has some capability on some path under `mount_path`
+ * ("secret/", "auth/userpass/"), as Vault's hasMountAccess decides which mounts
+ * sys/internal/ui/mounts shows. */
+typedef bool (*cs_mount_visible_fn)(struct cs_request *req, const char *mount_path);
+struct cs_acl_hooks {
+	cs_acl_hook_fn check;              /* without: only root tokens */
+	cs_sudo_hook_fn sudo;              /* without: only root tokens have sudo */
+	cs_mount_visible_fn mount_visible; /* without: only root tokens see mounts */
+};
+void cs_core_set_acl(struct cs_core *core, const struct cs_acl_hooks *acl);
+/* Run the ACL check of the request's core (CS_EPERM when none); 0 for root tokens. */
 int cs_backend_acl(struct cs_request *req);
 /* Whether the request's token has sudo on the request's path (root tokens do). Handlers
  * use it for "root or sudo" options (auth/token/create no_parent, id, period). */
-typedef bool (*cs_sudo_hook_fn)(struct cs_request *req);
-void cs_backend_set_sudo_hook(cs_sudo_hook_fn fn);
 bool cs_req_has_sudo(struct cs_request *req);
 
 /*
- * The token-revocation hook (engines/cubbyhole): the token store calls it for every token
- * it deletes (revoke, tree revoke, expiry, last use), inside the revoking transaction, with
+ * Token events (engines/cubbyhole): the token store calls `revoked` for every token it
+ * deletes (revoke, tree revoke, expiry, last use), inside the revoking transaction, with
  * the token's storage key (the salted HMAC hex, never the token). A non-zero return fails
- * the revocation. Without a hook it is a no-op returning 0.
+ * the revocation. Without one it is a no-op returning 0.
  */
 typedef int (*cs_token_revoked_fn)(struct cs_txn *txn, const char *token_key);
-void cs_backend_set_token_revoked_hook(cs_token_revoked_fn fn);
+struct cs_token_events {
+	cs_token_revoked_fn revoked;
+};
+void cs_core_set_token_events(struct cs_core *core, const struct cs_token_events *ev);
+/* Tell the core of `txn` (cs_txn_core) that the token under `token_key` is revoked. */
 int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key);
 
 /* "read", "create", ... (Vault's operation names). */
@@ -143,7 +171,7 @@ struct cs_backend {
 	/* Optional: validate a new mount's options (enable time). 0 or CS_EINVAL + message. */
 	int (*validate_mount)(struct cs_request *req, const cJSON *options);
 	/* Optional: drop in-memory state derived from storage (on seal / leadership loss). */
-	void (*reset)(void);
+	void (*reset)(struct cs_core *core);
 	/* Optional: the backend that really serves a mount with these options (the "kv"
 	 * type answers with KV v1 or v2 by options.version). NULL → this backend. */
 	const struct cs_backend *(*variant)(const cJSON *options);
@@ -374,8 +402,8 @@ int cs_backend_dispatch(struct cs_request *req);
 
 /*
  * The token store and the expiration manager as the core sees them: one interface each,
- * registered once at start-up by their module (auth/), so that server/ never includes
- * auth/ and auth/ needs nothing of server/ but this header.
+ * registered once at start-up by their module (auth/) as described under "Hooks" above,
+ * so that server/ never includes auth/ and auth/ needs nothing of server/ but this header.
  */
 /* Token store hook: look the token up in `txn`; *entry is a new cJSON object owned by
  * the caller, or NULL when the token does not exist / expired. Returns 0 or an error. */
@@ -414,6 +442,15 @@ struct cs_token_store {
 	cs_token_after_fn after;       /* optional */
 	cs_token_issue_fn issue;       /* optional, for auth methods */
 	cs_token_bound_ok_fn bound_ok; /* optional: bound CIDRs on CS_PATH_OPT_TOKEN paths */
+	/* Optional, for sys/wrapping (server/wrap.c): a token's storage key (64 hex + NUL in
+	 * out), and revoking the token under a storage key. Without them wrapping tokens
+	 * cannot be created or consumed. */
+	int (*key_of)(struct cs_txn *txn, const char *token, char *out);
+	int (*revoke_key)(struct cs_txn *txn, const char *key_hex, bool orphan_children);
+	/* Optional, for sys/capabilities-accessor: the token entry of an accessor (*entry as
+	 * for lookup; NULL when there is none). Without it that endpoint answers 400. */
+	int (*lookup_accessor)(struct cs_core *core, struct cs_txn *txn, const char *accessor,
+			       cJSON **entry);
 };
 void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *ts);
 
@@ -457,22 +494,35 @@ enum cs_sys_table {
 };
 void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n);
 
+/*
+ * Per-core module state: a module that keeps state between requests (the token store's
+ * salt, the expiration heap, the audit devices, ...) keeps it here, never in a file-level
+ * variable, so that two cores in one process never share it (tests/unit/test_two_cores.c).
+ * `type` is the module's static descriptor (its address is the key); the state is
+ * allocated zeroed on first use and lives until cs_core_release_state, which calls
+ * type->release (if set) and frees it. Loop thread only. Aborts on out-of-memory (the
+ * blocks are small and taken at start-up or on the first request).
+ */
+struct cs_core_state_type {
+	const char *name; /* for messages */
+	size_t size;
+	void (*release)(void *state); /* optional: free what the state points to */
+};
+void *cs_core_state(struct cs_core *core, const struct cs_core_state_type *type);
+/* The core whose storage `txn` reads (every server transaction is on a core's storage):
+ * lets a txn-only API (cs_expire_put, the token-revoked hook) find its core's state. */
+struct cs_core *cs_txn_core(const struct cs_txn *txn);
+
 /* Registry of backend types, filled at start-up by main(). */
 void cs_backend_register(const struct cs_backend *b);
 const struct cs_backend *cs_backend_find(const char *type, bool is_auth);
-/* Call every registered backend's reset hook. */
-void cs_backend_reset_all(void);
+/* Call every registered backend's reset hook for `core`. */
+void cs_backend_reset_all(struct cs_core *core);
 /* The registered backends in registration order: the i-th, or NULL past the end. */
 const struct cs_backend *cs_backend_at(size_t i);
 
-/*
- * The mount-visibility hook (policy/): whether the request's token has some capability on
- * some path under `mount_path` ("secret/", "auth/userpass/"), as Vault's hasMountAccess
- * decides which mounts sys/internal/ui/mounts shows. Root tokens see every mount; without
- * a token entry or a hook, none.
- */
-typedef bool (*cs_mount_visible_fn)(struct cs_request *req, const char *mount_path);
-void cs_backend_set_mount_visible_hook(cs_mount_visible_fn fn);
+/* The mount-visibility check (cs_acl_hooks.mount_visible) of the request's core. Root
+ * tokens see every mount; without a token entry or a hook, none. */
 bool cs_req_mount_visible(struct cs_request *req, const char *mount_path);
 
 #endif

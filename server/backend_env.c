@@ -6,7 +6,11 @@
  */
 #include "server/backend.h"
 
+#include <stdlib.h>
+
 #include "lib/err.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "server/core.h"
 #include "server/http.h"
 #include "server/router.h"
@@ -54,6 +58,16 @@ void cs_core_set_token_store(struct cs_core *core, const struct cs_token_store *
 	core->tokens = *ts;
 }
 
+void cs_core_set_acl(struct cs_core *core, const struct cs_acl_hooks *acl)
+{
+	core->acl = *acl;
+}
+
+void cs_core_set_token_events(struct cs_core *core, const struct cs_token_events *ev)
+{
+	core->token_events = *ev;
+}
+
 void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex)
 {
 	core->expire = *ex;
@@ -87,4 +101,74 @@ bool cs_core_shutting_down(const struct cs_core *core)
 int64_t cs_core_sys_max_ttl(const struct cs_core *core)
 {
 	return cs_core_max_ttl(core, NULL);
+}
+
+void *cs_core_state(struct cs_core *core, const struct cs_core_state_type *type)
+{
+	for (size_t i = 0; i < core->n_states; i++)
+		if (core->states[i].type == type)
+			return core->states[i].state;
+	void *s = calloc(1, type->size);
+	if (!s || core->n_states == CS_CORE_MAX_STATES) {
+		/* A fixed, small number of modules, each a few hundred bytes: neither happens
+		 * outside a broken build or a machine already out of memory. */
+		cs_error("core: cannot keep the state of %s", type->name);
+		abort();
+	}
+	core->states[core->n_states].type = type;
+	core->states[core->n_states].state = s;
+	core->n_states++;
+	return s;
+}
+
+void cs_core_release_state(struct cs_core *core)
+{
+	cs_autopilot_state_free(core->autopilot.state);
+	core->autopilot.state = NULL;
+	while (core->n_states > 0) {
+		core->n_states--;
+		const struct cs_core_state_type *t = core->states[core->n_states].type;
+		void *s = core->states[core->n_states].state;
+		if (t->release)
+			t->release(s);
+		free(s);
+		core->states[core->n_states].state = NULL;
+	}
+}
+
+struct cs_core *cs_txn_core(const struct cs_txn *txn)
+{
+	return CS_CONTAINER_OF(txn->st, struct cs_core, st);
+}
+
+/* ---- the hooks of the request's core (server/backend.h, "Hooks") ---- */
+
+bool cs_req_has_sudo(struct cs_request *req)
+{
+	if (req->root)
+		return true;
+	return req->core && req->core->acl.sudo && req->token_entry && req->core->acl.sudo(req);
+}
+
+int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
+{
+	struct cs_core *core = cs_txn_core(txn);
+	return core->token_events.revoked ? core->token_events.revoked(txn, token_key) : 0;
+}
+
+int cs_backend_acl(struct cs_request *req)
+{
+	if (req->root)
+		return 0;
+	if (!req->core || !req->core->acl.check)
+		return cs_req_error(req, CS_EPERM, "permission denied");
+	return req->core->acl.check(req);
+}
+
+bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
+{
+	if (req->root)
+		return true;
+	return req->core && req->core->acl.mount_visible && req->token_entry &&
+	       req->core->acl.mount_visible(req, mount_path);
 }

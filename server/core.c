@@ -39,21 +39,17 @@
 static void run(struct cs_request *req);
 static void suspend(struct cs_request *req);
 
-/* The audit broker (audit/), registered once at start-up: the core never includes audit/.
- * Without one nothing is audited. */
-static const struct cs_core_audit *audit_broker;
-
-void cs_core_set_audit(const struct cs_core_audit *broker)
+void cs_core_set_audit(struct cs_core *core, const struct cs_core_audit *broker)
 {
-	audit_broker = broker;
+	core->audit = *broker;
 }
 
 /* ---------------------------------------------------------------- responses */
 
 static void req_free(struct cs_request *req)
 {
-	if (audit_broker)
-		audit_broker->discard(req);
+	if (req->core->audit.request)
+		req->core->audit.discard(req);
 	if (req->txn_open)
 		cs_txn_abort(&req->txn);
 	for (int i = 0; i < req->n_caps; i++)
@@ -90,8 +86,8 @@ static void finish_error(struct cs_request *req, int code)
 			msg = cs_strerror(code);
 		body = cs_response_errors(msg, &len);
 	}
-	if (audit_broker) /* may turn it into a 500 */
-		audit_broker->response(req, &status, &body, &len);
+	if (req->core->audit.request) /* may turn it into a 500 */
+		req->core->audit.response(req, &status, &body, &len);
 	if (req->http)
 		cs_http_respond_json(req->http, status, body, len);
 	cs_zero(body, len); /* KV v2 error envelopes carry data */
@@ -120,8 +116,8 @@ static void finish(struct cs_request *req)
 	} else if (!status) {
 		status = 204;
 	}
-	if (audit_broker) /* may turn it into a 500 */
-		audit_broker->response(req, &status, &body, &len);
+	if (req->core->audit.request) /* may turn it into a 500 */
+		req->core->audit.response(req, &status, &body, &len);
 	if (req->http) {
 		if (body)
 			cs_http_respond_json(req->http, status, body, len);
@@ -262,7 +258,7 @@ void cs_core_on_active(void *ctx, bool active)
 			cs_seal_dev_continue(core);
 	} else {
 		cs_warn("core: no longer the active node");
-		cs_backend_reset_all();
+		cs_backend_reset_all(core);
 	}
 	if (core->expire.active)
 		core->expire.active(core, active);
@@ -432,8 +428,8 @@ static void run(struct cs_request *req)
 	cs_txn_begin(&req->txn, &core->st, core->kr);
 	req->txn_open = true;
 	int rc = authorize(req);
-	if (audit_broker) /* request entry; fails closed */
-		rc = audit_broker->request(req, rc);
+	if (req->core->audit.request) /* request entry; fails closed */
+		rc = req->core->audit.request(req, rc);
 	if (!rc && req->no_route == 1)
 		rc = cs_req_error(req, CS_ENOTFOUND,
 				  "no handler for route \"%s\". route entry not found.", req->path);
@@ -474,9 +470,6 @@ static void run(struct cs_request *req)
  * transaction, or fails it (through the backend's resume, so the job is freed) when the
  * node was sealed, lost leadership or is shutting down meanwhile.
  */
-static struct cs_async *async_head, *async_tail;
-static int async_running, async_queued;
-
 static void async_work_cb(uv_work_t *w)
 {
 	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
@@ -487,15 +480,15 @@ static void async_after_cb(uv_work_t *w, int status);
 
 static void async_start_next(struct cs_core *core)
 {
-	while (async_running < CS_ASYNC_MAX_RUNNING && async_head) {
-		struct cs_async *a = async_head;
-		async_head = a->next;
-		if (!async_head)
-			async_tail = NULL;
+	while (core->async_running < CS_ASYNC_MAX_RUNNING && core->async_head) {
+		struct cs_async *a = core->async_head;
+		core->async_head = a->next;
+		if (!core->async_head)
+			core->async_tail = NULL;
 		a->next = NULL;
-		async_queued--;
+		core->async_queued--;
 		if (uv_queue_work(core->loop, &a->uv, async_work_cb, async_after_cb) == 0) {
-			async_running++;
+			core->async_running++;
 			continue;
 		}
 		struct cs_request *req = a->req;
@@ -505,19 +498,20 @@ static void async_start_next(struct cs_core *core)
 
 int cs_req_defer(struct cs_request *req, struct cs_async *a)
 {
+	struct cs_core *core = req->core;
 	a->req = req;
 	a->next = NULL;
-	if (async_queued >= CS_ASYNC_MAX_QUEUED) {
+	if (core->async_queued >= CS_ASYNC_MAX_QUEUED) {
 		/* Bounded: a flood of slow requests must not grow memory without limit. */
 		cs_req_error(req, CS_EBUSY, "too many requests waiting for a worker; retry later");
 		return a->resume(req, a, CS_EBUSY);
 	}
-	async_queued++;
-	if (async_tail)
-		async_tail->next = a;
+	core->async_queued++;
+	if (core->async_tail)
+		core->async_tail->next = a;
 	else
-		async_head = a;
-	async_tail = a;
+		core->async_head = a;
+	core->async_tail = a;
 	return CS_EASYNC;
 }
 
@@ -567,13 +561,13 @@ static void async_resume(struct cs_async *a, int rc)
 		commit_and_finish(req);
 	if (core->shutting_down) {
 		/* Fail the jobs that have not started: storage is closing. */
-		while (async_head) {
-			struct cs_async *q = async_head;
-			async_head = q->next;
-			async_queued--;
+		while (core->async_head) {
+			struct cs_async *q = core->async_head;
+			core->async_head = q->next;
+			core->async_queued--;
 			finish_error(q->req, q->resume(q->req, q, CS_ESHUTDOWN));
 		}
-		async_tail = NULL;
+		core->async_tail = NULL;
 		return;
 	}
 	async_start_next(core);
@@ -582,7 +576,7 @@ static void async_resume(struct cs_async *a, int rc)
 static void async_after_cb(uv_work_t *w, int status)
 {
 	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
-	async_running--;
+	a->req->core->async_running--;
 	async_resume(a, status ? CS_EINTERNAL : 0);
 }
 
@@ -834,7 +828,12 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 	    .keyring = autopilot_keyring,
 	    .is_active = autopilot_is_active,
 	    .ctx = core,
+	    .state = cs_autopilot_state_new(),
 	};
+	if (!core->autopilot.state) {
+		snprintf(core->errmsg, sizeof core->errmsg, "out of memory");
+		return CS_ENOMEM;
+	}
 	cs_router_init(&core->router);
 	uv_timer_init(loop, &core->wait_timer);
 	snprintf(core->data_dir, sizeof core->data_dir, "%s", cfg->storage_path);
@@ -877,20 +876,17 @@ int cs_core_listen(struct cs_core *core)
 	return 0;
 }
 
-static void (*shutdown_cb)(struct cs_core *core);
-static int shutdown_pending;
-
 static void shutdown_step_done(struct cs_core *core)
 {
-	if (--shutdown_pending > 0)
+	if (--core->shutdown_pending > 0)
 		return;
 	cs_storage_close(&core->st);
 	cs_core_seal(core);
 	cs_router_clear(&core->router);
-	cs_sys_mount_free();
+	cs_sys_mount_free(core);
 	uv_close((uv_handle_t *)&core->wait_timer, NULL);
-	if (shutdown_cb)
-		shutdown_cb(core);
+	if (core->shutdown_cb)
+		core->shutdown_cb(core);
 }
 
 static void listener_closed(void *ctx)
@@ -908,8 +904,8 @@ void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 	if (core->shutting_down)
 		return;
 	core->shutting_down = true;
-	shutdown_cb = cb;
-	shutdown_pending = 1 + core->n_listeners;
+	core->shutdown_cb = cb;
+	core->shutdown_pending = 1 + core->n_listeners;
 	resume_waiting(core, CS_ESHUTDOWN);
 	for (int i = 0; i < core->n_listeners; i++)
 		cs_http_listener_close(core->listeners[i], listener_closed, core);
@@ -961,8 +957,8 @@ int cs_core_admit(struct cs_core *core, struct cs_http_req *h, char **body, size
 			rc = cs_backend_acl(req);
 		else if (!rc && req->no_route)
 			rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
-		if (rc && audit_broker) /* a refusal is logged like any other */
-			rc = audit_broker->request(req, rc);
+		if (rc && req->core->audit.request) /* a refusal is logged like any other */
+			rc = req->core->audit.request(req, rc);
 	}
 	int status = 0;
 	*body = NULL;

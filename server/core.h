@@ -28,20 +28,21 @@
 #include "storage/barrier.h"
 #include "storage/txn.h"
 
-#define CS_MAX_SHARES 255
+#define CS_MAX_SHARES      255
+#define CS_CORE_MAX_STATES 32
 
 /*
  * The audit broker as the core sees it: audit/ registers one at start-up with
  * cs_core_set_audit (before any request), so the core never includes audit/. Without one
  * nothing is audited. The hooks are audit/audit.h's cs_audit_request, _response and
- * _discard; see there for what each does.
+ * _discard; see there for what each does. All three or none.
  */
 struct cs_core_audit {
 	int (*request)(struct cs_request *req, int rc);
 	void (*response)(struct cs_request *req, int *status, char **body, size_t *len);
 	void (*discard)(struct cs_request *req);
 };
-void cs_core_set_audit(const struct cs_core_audit *broker);
+void cs_core_set_audit(struct cs_core *core, const struct cs_core_audit *broker);
 
 struct cs_seal_state {
 	int shares; /* seal config: secret_shares (0 when uninitialised) */
@@ -70,6 +71,7 @@ struct cs_core {
 	struct cs_keyring *kr; /* NULL while sealed */
 	struct cs_seal_state seal;
 	struct cs_router router;
+	struct cs_mount *sys_mount; /* the sys/ mount row (server/sys.c: cs_sys_mount) */
 	char cluster_name[128];
 	char cluster_id[37];
 	int64_t active_since_ns;
@@ -80,6 +82,15 @@ struct cs_core {
 	int n_listeners;
 	struct cs_token_store tokens; /* registered by auth/token.c (server/backend.h) */
 	struct cs_expiration expire;  /* registered by auth/expire.c (server/backend.h) */
+	struct cs_core_audit audit;   /* registered by audit/audit.c (above) */
+	struct cs_acl_hooks acl;      /* registered by server/policy_sys.c (server/backend.h) */
+	struct cs_token_events token_events; /* registered by engines/cubbyhole.c */
+	/* Deferred work (cs_req_defer): a FIFO beyond CS_ASYNC_MAX_RUNNING jobs. */
+	struct cs_async *async_head, *async_tail;
+	int async_running, async_queued;
+	/* cs_core_shutdown: steps still to finish, then the caller's callback. */
+	void (*shutdown_cb)(struct cs_core *core);
+	int shutdown_pending;
 	bool shutting_down;
 	/* -dev bootstrap */
 	cs_core_done_cb dev_cb;
@@ -88,6 +99,12 @@ struct cs_core {
 	uint8_t *dev_unseal_key; /* secmem, until printed */
 	size_t dev_unseal_key_len;
 	char dev_root_token[160];
+	/* Module state (cs_core_state in server/backend.h), in first-use order. */
+	struct {
+		const struct cs_core_state_type *type;
+		void *state;
+	} states[CS_CORE_MAX_STATES];
+	size_t n_states;
 	/* metrics */
 	uint64_t requests;
 	char errmsg[1024];
@@ -96,6 +113,9 @@ struct cs_core {
 /* Open storage, load the seal config and set up HA (raft starts at init, unseal or
  * join: server/ha.h). Returns 0 or an error code with core->errmsg set. */
 int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg);
+/* Free every module's state (cs_core_state) once the core's loop has no live handles
+ * left (after cs_core_shutdown's callback and uv_run's return): state may embed handles. */
+void cs_core_release_state(struct cs_core *core);
 /* Start the HTTP listeners from the config. */
 int cs_core_listen(struct cs_core *core);
 /* Stop listeners, fail waiting requests, close raft and storage; cb when done. */

@@ -27,7 +27,8 @@
 #include "server/sys.h"
 #include "storage/barrier.h"
 
-static struct {
+/* This module's state in its core (cs_core_state): never a file-level variable. */
+struct generate_root_state {
 	bool started;
 	int64_t epoch;
 	char nonce[37];
@@ -35,20 +36,40 @@ static struct {
 	char *pgp_key; /* instead of the OTP: base64 public key */
 	char fpr[CS_PGP_FPR_LEN + 1];
 	struct cs_share_set progress;
-} gr;
+};
 
-static void gr_clear(void)
+static void gr_clear(struct generate_root_state *x);
+
+/* Custody material (shares, keys) is wiped with the core. */
+static void generate_root_state_release(void *state)
 {
-	cs_share_set_clear(&gr.progress);
-	free(gr.pgp_key);
-	cs_zero(&gr, sizeof gr);
+	gr_clear(state);
+}
+
+static const struct cs_core_state_type generate_root_state_type = {
+    .name = "generate-root",
+    .size = sizeof(struct generate_root_state),
+    .release = generate_root_state_release,
+};
+
+static struct generate_root_state *generate_root_state_of(struct cs_core *core)
+{
+	return cs_core_state(core, &generate_root_state_type);
+}
+
+static void gr_clear(struct generate_root_state *gr)
+{
+	cs_share_set_clear(&gr->progress);
+	free(gr->pgp_key);
+	cs_zero(gr, sizeof *gr);
 }
 
 static bool gr_live(struct cs_core *core)
 {
-	if (gr.started && !cs_keys_attempt_current(core, gr.epoch))
-		gr_clear();
-	return gr.started;
+	struct generate_root_state *gr = generate_root_state_of(core);
+	if (gr->started && !cs_keys_attempt_current(core, gr->epoch))
+		gr_clear(gr);
+	return gr->started;
 }
 
 /* Vault's GenerateRootStatusResponse. The nonce is shown only to the caller who started
@@ -56,18 +77,19 @@ static bool gr_live(struct cs_core *core)
  * one cancel or feed the attempt. */
 static cJSON *status(struct cs_request *req, bool show_nonce, const char *otp)
 {
+	struct generate_root_state *gr = generate_root_state_of(req->core);
 	int n = 0, t = 0;
 	cs_keys_seal_config(req, &n, &t);
 	bool live = gr_live(req->core);
 	cJSON *j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "nonce", live && show_nonce ? gr.nonce : "");
+	cJSON_AddStringToObject(j, "nonce", live && show_nonce ? gr->nonce : "");
 	cJSON_AddBoolToObject(j, "started", live);
-	cJSON_AddNumberToObject(j, "progress", live ? gr.progress.n : 0);
+	cJSON_AddNumberToObject(j, "progress", live ? gr->progress.n : 0);
 	cJSON_AddNumberToObject(j, "required", t);
 	cJSON_AddBoolToObject(j, "complete", false);
 	cJSON_AddStringToObject(j, "encoded_token", "");
 	cJSON_AddStringToObject(j, "encoded_root_token", "");
-	cJSON_AddStringToObject(j, "pgp_fingerprint", live ? gr.fpr : "");
+	cJSON_AddStringToObject(j, "pgp_fingerprint", live ? gr->fpr : "");
 	cJSON_AddStringToObject(j, "otp", otp ? otp : "");
 	cJSON_AddNumberToObject(j, "otp_length", CS_ROOT_OTP_LEN);
 	return j;
@@ -81,6 +103,7 @@ static int attempt_read(struct cs_request *req)
 
 static int attempt_start(struct cs_request *req)
 {
+	struct generate_root_state *gr = generate_root_state_of(req->core);
 	struct cs_core *core = req->core;
 	const char *otp = cs_req_str(req, "otp", "");
 	const char *pgp = cs_req_str(req, "pgp_key", "");
@@ -107,33 +130,34 @@ static int attempt_start(struct cs_request *req)
 		if (rc)
 			return cs_req_error(req, rc, "error parsing PGP key: %s", err);
 	}
-	gr_clear();
+	gr_clear(gr);
 	if (*pgp) {
-		gr.pgp_key = strdup(pgp);
-		memcpy(gr.fpr, fpr, sizeof fpr);
+		gr->pgp_key = strdup(pgp);
+		memcpy(gr->fpr, fpr, sizeof fpr);
 	}
 	bool made = !*otp && !*pgp;
 	if (made)
-		cs_random_base62(gr.otp, CS_ROOT_OTP_LEN);
+		cs_random_base62(gr->otp, CS_ROOT_OTP_LEN);
 	else if (*otp)
-		memcpy(gr.otp, otp, CS_ROOT_OTP_LEN);
-	gr.otp[CS_ROOT_OTP_LEN] = '\0';
-	gr.started = true;
-	gr.epoch = core->active_since_ns;
-	cs_uuid(gr.nonce);
+		memcpy(gr->otp, otp, CS_ROOT_OTP_LEN);
+	gr->otp[CS_ROOT_OTP_LEN] = '\0';
+	gr->started = true;
+	gr->epoch = core->active_since_ns;
+	cs_uuid(gr->nonce);
 	cs_info("core: root generation initialized");
-	req->raw = status(req, true, made ? gr.otp : NULL);
+	req->raw = status(req, true, made ? gr->otp : NULL);
 	return 0;
 }
 
 static int attempt_cancel(struct cs_request *req)
 {
+	struct generate_root_state *gr = generate_root_state_of(req->core);
 	if (!gr_live(req->core))
 		return 0;
-	if (!cs_keys_nonce_ok(req, gr.nonce))
+	if (!cs_keys_nonce_ok(req, gr->nonce))
 		return cs_req_error(req, CS_EINVAL,
 				    "the root generation attempt's nonce is required to cancel it");
-	gr_clear();
+	gr_clear(gr);
 	cs_info("core: root generation cancelled");
 	return 0;
 }
@@ -168,6 +192,7 @@ static int finish_encoded(struct cs_request *req, int t, char *enc);
 
 static int update(struct cs_request *req)
 {
+	struct generate_root_state *gr = generate_root_state_of(req->core);
 	struct cs_core *core = req->core;
 	if (!gr_live(core))
 		return cs_req_error(req, CS_EINVAL, "no root generation in progress");
@@ -175,17 +200,17 @@ static int update(struct cs_request *req)
 	int rc = cs_keys_seal_config(req, &n, &t);
 	if (rc)
 		return rc;
-	rc = cs_keys_add_share(req, &gr.progress, gr.nonce, n);
+	rc = cs_keys_add_share(req, &gr->progress, gr->nonce, n);
 	if (rc)
 		return rc;
-	if (gr.progress.n < t) {
+	if (gr->progress.n < t) {
 		req->raw = status(req, true, NULL);
 		return 0;
 	}
 	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
-	rc = cs_seal_check_shares(core, &gr.progress, kek);
+	rc = cs_seal_check_shares(core, &gr->progress, kek);
 	cs_secmem_free(kek, CS_KEY_LEN);
-	cs_share_set_clear(&gr.progress);
+	cs_share_set_clear(&gr->progress);
 	if (rc)
 		return cs_req_error(req, rc,
 				    "root generation aborted: the unseal keys given do not rebuild "
@@ -193,9 +218,9 @@ static int update(struct cs_request *req)
 	char token[160];
 	rc = mint_root(req, token, sizeof token);
 	char *enc = NULL;
-	if (!rc && gr.pgp_key) {
+	if (!rc && gr->pgp_key) {
 		char err[256] = "", fpr[CS_PGP_FPR_LEN + 1];
-		rc = cs_keys_pgp_encrypt_text(gr.pgp_key, token, &enc, fpr, err, sizeof err);
+		rc = cs_keys_pgp_encrypt_text(gr->pgp_key, token, &enc, fpr, err, sizeof err);
 		cs_zero(token, sizeof token);
 		if (rc)
 			return cs_req_error(req, rc, "%s", err);
@@ -209,7 +234,7 @@ static int update(struct cs_request *req)
 	}
 	uint8_t x[CS_ROOT_OTP_LEN];
 	for (size_t i = 0; i < CS_ROOT_OTP_LEN; i++)
-		x[i] = (uint8_t)token[i] ^ (uint8_t)gr.otp[i];
+		x[i] = (uint8_t)token[i] ^ (uint8_t)gr->otp[i];
 	enc = cs_b64_encode(x, sizeof x);
 	cs_zero(x, sizeof x);
 	cs_zero(token, sizeof token);
@@ -222,20 +247,21 @@ static int update(struct cs_request *req)
 /* The completed status with the encoded token `enc` (taken); forgets the attempt. */
 static int finish_encoded(struct cs_request *req, int t, char *enc)
 {
+	struct generate_root_state *gr = generate_root_state_of(req->core);
 	cJSON *r = cJSON_CreateObject();
-	cJSON_AddStringToObject(r, "nonce", gr.nonce);
+	cJSON_AddStringToObject(r, "nonce", gr->nonce);
 	cJSON_AddBoolToObject(r, "started", true);
 	cJSON_AddNumberToObject(r, "progress", t);
 	cJSON_AddNumberToObject(r, "required", t);
 	cJSON_AddBoolToObject(r, "complete", true);
 	cJSON_AddStringToObject(r, "encoded_token", enc);
 	cJSON_AddStringToObject(r, "encoded_root_token", enc);
-	cJSON_AddStringToObject(r, "pgp_fingerprint", gr.fpr);
+	cJSON_AddStringToObject(r, "pgp_fingerprint", gr->fpr);
 	cJSON_AddStringToObject(r, "otp", "");
 	cJSON_AddNumberToObject(r, "otp_length", CS_ROOT_OTP_LEN);
 	free(enc);
 	req->raw = r;
-	gr_clear();
+	gr_clear(gr);
 	cs_info("core: root generation finished");
 	return 0;
 }
@@ -276,8 +302,7 @@ static const struct cs_path generate_root_paths[] = {
 void cs_generate_root_register(struct cs_core *core)
 {
 	cs_pgp_init();
-	(void)core;
-	gr_clear();
+	(void)core; /* the state starts empty (cs_core_state) */
 	cs_sys_set_paths(CS_SYS_GENERATE_ROOT, generate_root_paths,
 			 CS_ARRAY_LEN(generate_root_paths));
 }

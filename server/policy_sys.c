@@ -28,6 +28,23 @@
 
 /* ------------------------------------------------------------------ ACL hook */
 
+static void policy_cache_release(void *state)
+{
+	cs_policy_cache_reset(state);
+}
+
+static const struct cs_core_state_type policy_cache_type = {
+    .name = "policy cache",
+    .size = sizeof(struct cs_policy_cache),
+    .release = policy_cache_release,
+};
+
+/* The core's parsed-policy cache (policy/store.h). */
+static struct cs_policy_cache *policy_cache(struct cs_core *core)
+{
+	return cs_core_state(core, &policy_cache_type);
+}
+
 static enum cs_acl_op acl_op(enum cs_op op)
 {
 	switch (op) {
@@ -54,7 +71,7 @@ int cs_policy_acl_hook(struct cs_request *req)
 	if (!req->token_entry)
 		return cs_req_error(req, CS_EPERM, DENIED_MSG);
 	struct cs_polset ps;
-	int rc = cs_policy_load(&req->txn, req->token_entry, &ps);
+	int rc = cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps);
 	if (rc)
 		return rc;
 	struct cs_acl_request ar = {
@@ -241,19 +258,12 @@ static int policy_delete(struct cs_request *req)
 
 /* ------------------------------------------------------------------ capabilities */
 
-static cs_policy_accessor_lookup_fn accessor_lookup;
-
-void cs_policy_set_accessor_lookup(cs_policy_accessor_lookup_fn fn)
-{
-	accessor_lookup = fn;
-}
-
 /* Fill the response for `entry` (borrowed; NULL = no such token, handled by callers). */
 /* cs_req_has_sudo for non-root tokens: sudo on the request path, and no deny. */
 static bool sudo_hook(struct cs_request *req)
 {
 	struct cs_polset ps = {0};
-	if (cs_policy_load(&req->txn, req->token_entry, &ps))
+	if (cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps))
 		return false;
 	unsigned caps = cs_acl_capabilities(ps.v, ps.n, req->path);
 	free(ps.v);
@@ -264,7 +274,7 @@ static bool sudo_hook(struct cs_request *req)
 static bool mount_visible_hook(struct cs_request *req, const char *mount_path)
 {
 	struct cs_polset ps = {0};
-	if (cs_policy_load(&req->txn, req->token_entry, &ps))
+	if (cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps))
 		return false;
 	bool ok = cs_acl_mount_visible(ps.v, ps.n, mount_path);
 	free(ps.v);
@@ -281,7 +291,7 @@ static int capabilities_for(struct cs_request *req, const cJSON *entry)
 	bool root = cs_policy_entry_has_root(entry);
 	struct cs_polset ps = {0};
 	if (!root) {
-		int rc = cs_policy_load(&req->txn, entry, &ps);
+		int rc = cs_policy_load(policy_cache(req->core), &req->txn, entry, &ps);
 		if (rc)
 			return rc;
 	}
@@ -345,10 +355,10 @@ static int caps_self(struct cs_request *req)
 static int caps_accessor(struct cs_request *req)
 {
 	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
-	if (!accessor_lookup)
+	if (!req->core->tokens.lookup_accessor)
 		return cs_req_error(req, CS_EINVAL, "accessor lookup is not supported yet");
 	cJSON *entry = NULL;
-	int rc = accessor_lookup(req->core, &req->txn, acc, &entry);
+	int rc = req->core->tokens.lookup_accessor(req->core, &req->txn, acc, &entry);
 	if (rc)
 		return rc;
 	if (!entry)
@@ -432,6 +442,11 @@ static const struct cs_path policy_paths[] = {
      .synopsis = "capabilities of a token, by accessor, on paths"},
 };
 
+static void cache_reset(struct cs_core *core)
+{
+	cs_policy_cache_reset(policy_cache(core));
+}
+
 /*
  * Not a mount: a registered backend only so that cs_backend_reset_all (seal, leadership
  * loss) frees the cache. Its empty type cannot be mounted (sys/mounts requires a type).
@@ -441,14 +456,18 @@ static const struct cs_backend cache_owner = {
     .is_auth = false,
     .paths = NULL,
     .n_paths = 0,
-    .reset = cs_policy_cache_reset,
+    .reset = cache_reset,
 };
 
-void cs_policy_module_init(void)
+static const struct cs_acl_hooks acl_hooks = {
+    .check = cs_policy_acl_hook,
+    .sudo = sudo_hook,
+    .mount_visible = mount_visible_hook,
+};
+
+void cs_policy_module_init(struct cs_core *core)
 {
 	cs_sys_set_paths(CS_SYS_POLICY, policy_paths, CS_ARRAY_LEN(policy_paths));
-	cs_backend_set_acl_hook(cs_policy_acl_hook);
-	cs_backend_set_sudo_hook(sudo_hook);
-	cs_backend_set_mount_visible_hook(mount_visible_hook);
+	cs_core_set_acl(core, &acl_hooks);
 	cs_backend_register(&cache_owner);
 }

@@ -12,17 +12,7 @@
 
 /* Register the sys/ paths, the ACL hook and the cache reset hook. Call once at
  * start-up, before any request (cmd/main.c's module registrations). */
-void cs_policy_module_init(void);
-
-/*
- * Token store hook for sys/capabilities-accessor: look up the token entry of an
- * accessor in `txn`; *entry is a new cJSON object owned by the caller (the same shape as
- * cs_token_lookup_fn's), or NULL when there is no such accessor. Until one is set the
- * endpoint answers 400.
- */
-typedef int (*cs_policy_accessor_lookup_fn)(struct cs_core *core, struct cs_txn *txn,
-					    const char *accessor, cJSON **entry);
-void cs_policy_set_accessor_lookup(cs_policy_accessor_lookup_fn fn);
+void cs_policy_module_init(struct cs_core *core);
 
 /* The ACL hook (cs_acl_hook_fn); exposed for tests. */
 int cs_policy_acl_hook(struct cs_request *req);

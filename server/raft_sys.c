@@ -222,7 +222,7 @@ static int h_autopilot_config_write(struct cs_request *req)
 	cJSON_Delete(overrides);
 	if (rc)
 		return cs_req_error(req, rc, "%s", err);
-	cs_autopilot_config_changed();
+	cs_autopilot_config_changed(&req->core->autopilot);
 	return 0;
 }
 

@@ -34,7 +34,8 @@
 #define BACKUP_PATH "core/unseal-keys-backup"
 
 /* The one rekey attempt of this process (the loop thread owns it). */
-static struct {
+/* This module's state in its core (cs_core_state): never a file-level variable. */
+struct rekey_state {
 	bool started;
 	int64_t epoch; /* core->active_since_ns when it started: a new term forgets it */
 	char nonce[37];
@@ -46,57 +47,84 @@ static struct {
 	uint8_t *vkek;                /* the fresh KEK awaiting verification (secmem) */
 	char vnonce[37];
 	struct cs_share_set vprogress; /* new shares given to verify */
-} rk;
+};
 
-static void rk_clear(void)
+static void rk_clear(struct rekey_state *x);
+
+/* Custody material (shares, keys) is wiped with the core. */
+static void rekey_state_release(void *state)
 {
-	cs_share_set_clear(&rk.progress);
-	cs_share_set_clear(&rk.vprogress);
-	if (rk.vkek)
-		cs_secmem_free(rk.vkek, CS_KEY_LEN);
-	cJSON_Delete(rk.pgp_keys);
-	cJSON_Delete(rk.pgp_fprs);
-	memset(&rk, 0, sizeof rk);
+	rk_clear(state);
+}
+
+static const struct cs_core_state_type rekey_state_type = {
+    .name = "rekey",
+    .size = sizeof(struct rekey_state),
+    .release = rekey_state_release,
+};
+
+static struct rekey_state *rekey_state_of(struct cs_core *core)
+{
+	return cs_core_state(core, &rekey_state_type);
+}
+
+static void rk_clear(struct rekey_state *rk)
+{
+	cs_share_set_clear(&rk->progress);
+	cs_share_set_clear(&rk->vprogress);
+	if (rk->vkek)
+		cs_secmem_free(rk->vkek, CS_KEY_LEN);
+	cJSON_Delete(rk->pgp_keys);
+	cJSON_Delete(rk->pgp_fprs);
+	memset(rk, 0, sizeof *rk);
 }
 
 static bool rk_live(struct cs_core *core)
 {
-	if (rk.started && !cs_keys_attempt_current(core, rk.epoch))
-		rk_clear();
-	return rk.started;
+	struct rekey_state *rk = rekey_state_of(core);
+	if (rk->started && !cs_keys_attempt_current(core, rk->epoch))
+		rk_clear(rk);
+	return rk->started;
 }
 
 /* Vault's unauthenticated rekey (a listener set disable_unauthed_rekey_endpoints = false):
  * then the status never shows the nonce, which only the caller of init learns. */
-static bool unauthed;
+static bool unauthed(const struct cs_config *cfg)
+{
+	for (int i = 0; cfg && i < cfg->n_listeners; i++)
+		if (!cfg->listeners[i].disable_unauthed_rekey_endpoints)
+			return true;
+	return false;
+}
 
 static cJSON *rekey_status_nonce(struct cs_request *req, bool show_nonce);
 
 static cJSON *rekey_status(struct cs_request *req)
 {
-	return rekey_status_nonce(req, !unauthed);
+	return rekey_status_nonce(req, !unauthed(req->core->cfg));
 }
 
 static cJSON *rekey_status_nonce(struct cs_request *req, bool show_nonce)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	int n = 0, t = 0;
 	cs_keys_seal_config(req, &n, &t);
 	bool live = rk_live(req->core);
 	cJSON *j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "nonce", live && show_nonce ? rk.nonce : "");
+	cJSON_AddStringToObject(j, "nonce", live && show_nonce ? rk->nonce : "");
 	cJSON_AddBoolToObject(j, "started", live);
-	cJSON_AddNumberToObject(j, "t", live ? rk.threshold : 0);
-	cJSON_AddNumberToObject(j, "n", live ? rk.shares : 0);
-	cJSON_AddNumberToObject(j, "progress", live ? rk.progress.n : 0);
+	cJSON_AddNumberToObject(j, "t", live ? rk->threshold : 0);
+	cJSON_AddNumberToObject(j, "n", live ? rk->shares : 0);
+	cJSON_AddNumberToObject(j, "progress", live ? rk->progress.n : 0);
 	cJSON_AddNumberToObject(j, "required", t);
-	if (live && rk.pgp_fprs)
-		cJSON_AddItemToObject(j, "pgp_fingerprints", cJSON_Duplicate(rk.pgp_fprs, true));
+	if (live && rk->pgp_fprs)
+		cJSON_AddItemToObject(j, "pgp_fingerprints", cJSON_Duplicate(rk->pgp_fprs, true));
 	else
 		cJSON_AddNullToObject(j, "pgp_fingerprints");
-	cJSON_AddBoolToObject(j, "backup", live && rk.backup);
-	cJSON_AddBoolToObject(j, "verification_required", live && rk.require_verification);
-	if (live && rk.vkek)
-		cJSON_AddStringToObject(j, "verification_nonce", rk.vnonce);
+	cJSON_AddBoolToObject(j, "backup", live && rk->backup);
+	cJSON_AddBoolToObject(j, "verification_required", live && rk->require_verification);
+	if (live && rk->vkek)
+		cJSON_AddStringToObject(j, "verification_nonce", rk->vnonce);
 	return j;
 }
 
@@ -108,6 +136,7 @@ static int init_read(struct cs_request *req)
 
 static int init_write(struct cs_request *req)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	struct cs_core *core = req->core;
 	if (rk_live(core))
 		return cs_req_error(req, CS_EINVAL, "rekey already in progress");
@@ -137,33 +166,34 @@ static int init_write(struct cs_request *req)
 		if (rc)
 			return cs_req_error(req, rc, "%s", err);
 	}
-	rk_clear();
+	rk_clear(rk);
 	if (fprs) {
-		rk.pgp_keys = cJSON_Duplicate(pgp, true);
-		rk.pgp_fprs = fprs;
+		rk->pgp_keys = cJSON_Duplicate(pgp, true);
+		rk->pgp_fprs = fprs;
 	}
-	rk.started = true;
-	rk.epoch = core->active_since_ns;
-	cs_uuid(rk.nonce);
-	rk.shares = n;
-	rk.threshold = t;
-	rk.backup = backup;
-	rk.require_verification = cs_req_bool(req, "require_verification", false);
+	rk->started = true;
+	rk->epoch = core->active_since_ns;
+	cs_uuid(rk->nonce);
+	rk->shares = n;
+	rk->threshold = t;
+	rk->backup = backup;
+	rk->require_verification = cs_req_bool(req, "require_verification", false);
 	cs_info("core: rekey initialized (%d shares, threshold %d%s)", n, t,
-		rk.require_verification ? ", verification required" : "");
+		rk->require_verification ? ", verification required" : "");
 	req->raw = rekey_status_nonce(req, true);
 	return 0;
 }
 
 static int init_cancel(struct cs_request *req)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	if (!rk_live(req->core))
 		return 0;
 	/* A stranger who cannot show the nonce cannot abort an operator's attempt. */
-	if (!cs_keys_nonce_ok(req, rk.nonce))
+	if (!cs_keys_nonce_ok(req, rk->nonce))
 		return cs_req_error(req, CS_EINVAL,
 				    "the rekey attempt's nonce is required to cancel it");
-	rk_clear();
+	rk_clear(rk);
 	cs_info("core: rekey cancelled");
 	return 0;
 }
@@ -171,15 +201,16 @@ static int init_cancel(struct cs_request *req)
 /* Write the new seal with `kek` in the request's transaction and forget the attempt. */
 static int finish(struct cs_request *req, const uint8_t *kek)
 {
-	int rc = cs_seal_rekey_write(req->core, &req->txn, kek, rk.shares, rk.threshold);
+	struct rekey_state *rk = rekey_state_of(req->core);
+	int rc = cs_seal_rekey_write(req->core, &req->txn, kek, rk->shares, rk->threshold);
 	if (rc)
 		return cs_req_error(req, rc, "failed to store the new seal: %s", cs_strerror(rc));
 	/* The active node hands the config out (join challenges) before anyone reads
 	 * seal-status: take the new counts now (seal-status re-reads storage anyway). */
-	req->core->seal.shares = rk.shares;
-	req->core->seal.threshold = rk.threshold;
-	cs_info("core: rekey complete: %d shares, threshold %d", rk.shares, rk.threshold);
-	rk_clear();
+	req->core->seal.shares = rk->shares;
+	req->core->seal.threshold = rk->threshold;
+	cs_info("core: rekey complete: %d shares, threshold %d", rk->shares, rk->threshold);
+	rk_clear(rk);
 	return 0;
 }
 
@@ -187,23 +218,24 @@ static int finish(struct cs_request *req, const uint8_t *kek)
  * verification or write the new seal. The response is r. */
 static int complete(struct cs_request *req, cJSON *r, cJSON *backup, uint8_t *kek)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	int rc = 0;
 	if (backup) {
 		/* Vault's core/unseal-keys-backup, here behind the barrier. */
-		cJSON_AddStringToObject(backup, "nonce", rk.nonce);
+		cJSON_AddStringToObject(backup, "nonce", rk->nonce);
 		char *js = cJSON_PrintUnformatted(backup);
 		rc = cs_txn_put(&req->txn, BACKUP_PATH, js, strlen(js));
 		free(js);
 	}
 	if (!cJSON_GetObjectItemCaseSensitive(r, "pgp_fingerprints"))
 		cJSON_AddNullToObject(r, "pgp_fingerprints");
-	cJSON_AddBoolToObject(r, "backup", rk.backup);
-	cJSON_AddBoolToObject(r, "verification_required", rk.require_verification);
-	if (!rc && rk.require_verification) {
+	cJSON_AddBoolToObject(r, "backup", rk->backup);
+	cJSON_AddBoolToObject(r, "verification_required", rk->require_verification);
+	if (!rc && rk->require_verification) {
 		/* Nothing is written until the new shares prove they rebuild the key. */
-		rk.vkek = kek;
-		cs_uuid(rk.vnonce);
-		cJSON_AddStringToObject(r, "verification_nonce", rk.vnonce);
+		rk->vkek = kek;
+		cs_uuid(rk->vnonce);
+		cJSON_AddStringToObject(r, "verification_nonce", rk->vnonce);
 		req->raw = r;
 		cs_info("core: rekey: new shares issued, awaiting verification");
 		return 0;
@@ -249,10 +281,11 @@ static void pgp_work(struct cs_async *a)
 
 static int pgp_resume(struct cs_request *req, struct cs_async *a, int status)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	struct pgp_job *j = (struct pgp_job *)a;
-	bool same = rk.busy && rk_live(req->core) && strcmp(rk.nonce, j->nonce) == 0;
+	bool same = rk->busy && rk_live(req->core) && strcmp(rk->nonce, j->nonce) == 0;
 	if (same)
-		rk.busy = false;
+		rk->busy = false;
 	int rc = status;
 	if (!rc && j->rc)
 		rc = cs_req_error(req, j->rc, "failed to encrypt shares: %s", j->err);
@@ -274,12 +307,13 @@ static int pgp_resume(struct cs_request *req, struct cs_async *a, int status)
 
 static int update(struct cs_request *req)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	struct cs_core *core = req->core;
 	if (!rk_live(core))
 		return cs_req_error(req, CS_EINVAL, "no barrier rekey in progress");
-	if (rk.busy)
+	if (rk->busy)
 		return cs_req_error(req, CS_EBUSY, "the new shares are being encrypted");
-	if (rk.vkek)
+	if (rk->vkek)
 		return cs_req_error(req, CS_EINVAL,
 				    "rekey operation already finished; verification must be "
 				    "performed");
@@ -287,16 +321,16 @@ static int update(struct cs_request *req)
 	int rc = cs_keys_seal_config(req, &n, &t);
 	if (rc)
 		return rc;
-	rc = cs_keys_add_share(req, &rk.progress, rk.nonce, n);
+	rc = cs_keys_add_share(req, &rk->progress, rk->nonce, n);
 	if (rc)
 		return rc;
-	if (rk.progress.n < t) {
+	if (rk->progress.n < t) {
 		req->raw = rekey_status(req);
 		return 0;
 	}
 	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
-	rc = cs_seal_check_shares(core, &rk.progress, kek);
-	cs_share_set_clear(&rk.progress);
+	rc = cs_seal_check_shares(core, &rk->progress, kek);
+	cs_share_set_clear(&rk->progress);
 	if (rc) {
 		cs_secmem_free(kek, CS_KEY_LEN);
 		return cs_req_error(req, rc == CS_EINVAL ? CS_EINVAL : rc,
@@ -307,17 +341,17 @@ static int update(struct cs_request *req)
 	cs_random(kek, CS_KEY_LEN);
 	uint8_t *mem = NULL;
 	size_t share_len = 0;
-	rc = cs_seal_make_shares(kek, rk.shares, rk.threshold, &mem, &share_len);
+	rc = cs_seal_make_shares(kek, rk->shares, rk->threshold, &mem, &share_len);
 	if (rc) {
 		cs_secmem_free(kek, CS_KEY_LEN);
 		return cs_req_error(req, rc, "failed to split the new key");
 	}
 	cJSON *r = cJSON_CreateObject();
-	cJSON_AddStringToObject(r, "nonce", rk.nonce);
+	cJSON_AddStringToObject(r, "nonce", rk->nonce);
 	cJSON_AddBoolToObject(r, "complete", true);
-	cs_seal_add_shares_json(r, mem, rk.shares, share_len);
-	cs_secmem_free(mem, share_len * (size_t)rk.shares);
-	if (!rk.pgp_keys)
+	cs_seal_add_shares_json(r, mem, rk->shares, share_len);
+	cs_secmem_free(mem, share_len * (size_t)rk->shares);
+	if (!rk->pgp_keys)
 		return complete(req, r, NULL, kek);
 	struct pgp_job *j = calloc(1, sizeof *j);
 	if (!j)
@@ -325,22 +359,22 @@ static int update(struct cs_request *req)
 	j->async.work = pgp_work;
 	j->async.resume = pgp_resume;
 	j->resp = r;
-	j->pgp_keys = cJSON_Duplicate(rk.pgp_keys, true);
-	j->want_backup = rk.backup;
+	j->pgp_keys = cJSON_Duplicate(rk->pgp_keys, true);
+	j->want_backup = rk->backup;
 	j->kek = kek;
-	memcpy(j->nonce, rk.nonce, sizeof j->nonce);
-	rk.busy = true; /* no other share is taken until the job is back */
+	memcpy(j->nonce, rk->nonce, sizeof j->nonce);
+	rk->busy = true; /* no other share is taken until the job is back */
 	return cs_req_defer(req, &j->async);
 }
 
-static cJSON *verify_status(void)
+static cJSON *verify_status(struct rekey_state *rk)
 {
 	cJSON *j = cJSON_CreateObject();
-	cJSON_AddStringToObject(j, "nonce", rk.vkek ? rk.vnonce : "");
-	cJSON_AddBoolToObject(j, "started", rk.vkek != NULL);
-	cJSON_AddNumberToObject(j, "t", rk.threshold);
-	cJSON_AddNumberToObject(j, "n", rk.shares);
-	cJSON_AddNumberToObject(j, "progress", rk.vprogress.n);
+	cJSON_AddStringToObject(j, "nonce", rk->vkek ? rk->vnonce : "");
+	cJSON_AddBoolToObject(j, "started", rk->vkek != NULL);
+	cJSON_AddNumberToObject(j, "t", rk->threshold);
+	cJSON_AddNumberToObject(j, "n", rk->shares);
+	cJSON_AddNumberToObject(j, "progress", rk->vprogress.n);
 	return j;
 }
 
@@ -348,29 +382,30 @@ static int verify_read(struct cs_request *req)
 {
 	if (!rk_live(req->core))
 		return cs_req_error(req, CS_EINVAL, "no rekey configuration found");
-	req->raw = verify_status();
+	req->raw = verify_status(rekey_state_of(req->core));
 	return 0;
 }
 
 static int verify_update(struct cs_request *req)
 {
+	struct rekey_state *rk = rekey_state_of(req->core);
 	if (!rk_live(req->core))
 		return cs_req_error(req, CS_EINVAL, "no rekey in progress");
-	if (!rk.vkek)
+	if (!rk->vkek)
 		return cs_req_error(req, CS_EINVAL, "no rekey verification in progress");
-	int rc = cs_keys_add_share(req, &rk.vprogress, rk.vnonce, rk.shares);
+	int rc = cs_keys_add_share(req, &rk->vprogress, rk->vnonce, rk->shares);
 	if (rc)
 		return rc;
-	if (rk.vprogress.n < rk.threshold) {
-		req->raw = verify_status();
+	if (rk->vprogress.n < rk->threshold) {
+		req->raw = verify_status(rekey_state_of(req->core));
 		return 0;
 	}
 	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
-	rc = cs_share_set_combine(&rk.vprogress, kek);
-	cs_share_set_clear(&rk.vprogress);
-	if (rc || !cs_ct_equal(kek, CS_KEY_LEN, rk.vkek, CS_KEY_LEN)) {
+	rc = cs_share_set_combine(&rk->vprogress, kek);
+	cs_share_set_clear(&rk->vprogress);
+	if (rc || !cs_ct_equal(kek, CS_KEY_LEN, rk->vkek, CS_KEY_LEN)) {
 		cs_secmem_free(kek, CS_KEY_LEN);
-		cs_uuid(rk.vnonce); /* as Vault: a failed round starts over with a new nonce */
+		cs_uuid(rk->vnonce); /* as Vault: a failed round starts over with a new nonce */
 		return cs_req_error(
 		    req, CS_EINVAL,
 		    "rekey verification failed: the keys given do not rebuild the "
@@ -378,8 +413,8 @@ static int verify_update(struct cs_request *req)
 	}
 	cs_secmem_free(kek, CS_KEY_LEN);
 	char vnonce[37];
-	memcpy(vnonce, rk.vnonce, sizeof vnonce);
-	rc = finish(req, rk.vkek);
+	memcpy(vnonce, rk->vnonce, sizeof vnonce);
+	rc = finish(req, rk->vkek);
 	if (rc)
 		return rc;
 	req->raw = cJSON_CreateObject();
@@ -390,14 +425,15 @@ static int verify_update(struct cs_request *req)
 
 static int verify_restart(struct cs_request *req)
 {
-	if (!rk_live(req->core) || !rk.vkek)
+	struct rekey_state *rk = rekey_state_of(req->core);
+	if (!rk_live(req->core) || !rk->vkek)
 		return cs_req_error(req, CS_EINVAL, "no rekey verification in progress");
-	if (!cs_keys_nonce_ok(req, rk.vnonce))
+	if (!cs_keys_nonce_ok(req, rk->vnonce))
 		return cs_req_error(req, CS_EINVAL,
 				    "the verification nonce is required to restart verification");
-	cs_share_set_clear(&rk.vprogress);
-	cs_uuid(rk.vnonce);
-	req->raw = verify_status();
+	cs_share_set_clear(&rk->vprogress);
+	cs_uuid(rk->vnonce);
+	req->raw = verify_status(rekey_state_of(req->core));
 	return 0;
 }
 
@@ -493,14 +529,10 @@ static const struct cs_path rekey_paths_unauthed[] = {REKEY_ROWS(CS_PATH_UNAUTH)
 void cs_rekey_register(const struct cs_config *cfg)
 {
 	cs_pgp_init();
-	rk_clear();
-	unauthed = false;
-	for (int i = 0; cfg && i < cfg->n_listeners; i++)
-		if (!cfg->listeners[i].disable_unauthed_rekey_endpoints)
-			unauthed = true;
+	bool open = unauthed(cfg);
 	_Static_assert(CS_ARRAY_LEN(rekey_paths) == CS_ARRAY_LEN(rekey_paths_unauthed),
 		       "one table per access");
-	if (unauthed)
+	if (open)
 		cs_warn("core: sys/rekey endpoints are unauthenticated "
 			"(disable_unauthed_rekey_endpoints = false)");
 	cs_sys_set_paths(CS_SYS_REKEY, unauthed ? rekey_paths_unauthed : rekey_paths,

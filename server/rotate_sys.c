@@ -31,13 +31,23 @@
 /* Automatic rotation is checked at most this often (ms); Vault checks every 5 min. */
 #define CHECK_MS 1000
 
-static struct {
-	struct cs_core *core;
+/* This module's state in its core (cs_core_state). */
+struct rotate_state {
 	cs_store_apply_hook prev_hook; /* a hook installed before ours keeps running */
 	void *prev_ctx;
 	uint64_t last_check;
 	bool auto_in_flight;
-} R;
+};
+
+static const struct cs_core_state_type rotate_state_type = {
+    .name = "key rotation",
+    .size = sizeof(struct rotate_state),
+};
+
+static struct rotate_state *state_of(struct cs_core *core)
+{
+	return cs_core_state(core, &rotate_state_type);
+}
 
 /* ---------------------------------------------------------------- apply hook */
 
@@ -45,8 +55,9 @@ static struct {
 static void keyring_applied(void *ctx, const char *key, size_t klen)
 {
 	struct cs_core *core = ctx;
-	if (R.prev_hook)
-		R.prev_hook(R.prev_ctx, key, klen);
+	struct rotate_state *R = state_of(core);
+	if (R->prev_hook)
+		R->prev_hook(R->prev_ctx, key, klen);
 	/* klen 0: a snapshot replaced everything, the keyring included. */
 	if (!core->kr || (klen != 0 && (klen != strlen(CS_KEYRING_PATH) ||
 					memcmp(key, CS_KEYRING_PATH, klen) != 0)))
@@ -173,8 +184,7 @@ static int h_config_write(struct cs_request *req)
 
 static void auto_done(void *data, int status)
 {
-	(void)data;
-	R.auto_in_flight = false;
+	state_of(data)->auto_in_flight = false;
 	if (status)
 		cs_warn("barrier: automatic key rotation failed: %s (retrying)",
 			cs_strerror(status));
@@ -184,11 +194,12 @@ static void auto_done(void *data, int status)
 
 void cs_rotate_tick(struct cs_core *core)
 {
+	struct rotate_state *R = state_of(core);
 	uint64_t now = cs_mono_ms();
-	if (now - R.last_check < CHECK_MS)
+	if (now - R->last_check < CHECK_MS)
 		return;
-	R.last_check = now;
-	if (!core->active || !core->kr || R.auto_in_flight || core->shutting_down)
+	R->last_check = now;
+	if (!core->active || !core->kr || R->auto_in_flight || core->shutting_down)
 		return;
 	const struct cs_keyring *kr = core->kr;
 	const char *why = cs_keyring_rotation_due(kr, cs_keyring_encryptions(kr), cs_now_ns());
@@ -205,10 +216,10 @@ void cs_rotate_tick(struct cs_core *core)
 		return;
 	}
 	bool pending = false;
-	R.auto_in_flight = true;
-	rc = cs_txn_commit(&t, auto_done, NULL, &pending);
+	R->auto_in_flight = true;
+	rc = cs_txn_commit(&t, auto_done, core, &pending);
 	if (rc || !pending)
-		auto_done(NULL, rc);
+		auto_done(core, rc);
 }
 
 /* ---------------------------------------------------------------- table */
@@ -249,13 +260,13 @@ static const struct cs_path rotate_paths[] = {
 
 void cs_rotate_register(struct cs_core *core)
 {
-	R.core = core;
-	R.prev_hook = core->st.store.hook;
-	R.prev_ctx = core->st.store.hook_ctx;
+	struct rotate_state *R = state_of(core);
+	R->prev_hook = core->st.store.hook;
+	R->prev_ctx = core->st.store.hook_ctx;
 	core->st.store.hook = keyring_applied;
 	core->st.store.hook_ctx = core;
 	/* Only the keyring record matters here; a hook registered before watched every key. */
-	core->st.store.hook_prefix = R.prev_hook ? NULL : CS_KEYRING_PATH;
+	core->st.store.hook_prefix = R->prev_hook ? NULL : CS_KEYRING_PATH;
 	core->st.count_encryptions = true;
 	cs_sys_set_paths(CS_SYS_ROTATE, rotate_paths, CS_ARRAY_LEN(rotate_paths));
 }

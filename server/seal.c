@@ -597,7 +597,7 @@ int cs_seal_post_unseal(struct cs_core *core)
 	}
 	cs_buf_free_secure(&b);
 	cs_router_clear(&core->router);
-	cs_backend_reset_all();
+	cs_backend_reset_all(core);
 	if (!rc || rc == CS_ENOTFOUND) {
 		rc = cs_txn_get(&txn, "core/mounts", &b);
 		if (!rc)
@@ -644,7 +644,7 @@ void cs_core_seal(struct cs_core *core)
 	cs_keyring_free(core->kr);
 	core->kr = NULL;
 	cs_router_clear(&core->router);
-	cs_backend_reset_all();
+	cs_backend_reset_all(core);
 	core->cluster_name[0] = '\0';
 	core->cluster_id[0] = '\0';
 }

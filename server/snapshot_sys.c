@@ -138,9 +138,26 @@ static bool core_gone(struct cs_core *core)
 	return core->shutting_down;
 }
 
-/* Where snapshots are written and uploads spooled (cs_snapshot_register). */
-static char spool_path[4200];
-static int spool_reserve;
+struct restore_op;
+
+/* This module's state in its core (cs_core_state): never a file-level variable. */
+struct snapshot_state {
+	/* Where snapshots are written and uploads spooled (cs_snapshot_register). */
+	char spool_path[4200];
+	int spool_reserve;
+	struct restore_op *restoring; /* one restore at a time */
+	int uploads;                  /* admitted uploads whose request is not released yet */
+};
+
+static const struct cs_core_state_type snapshot_state_type = {
+    .name = "snapshots",
+    .size = sizeof(struct snapshot_state),
+};
+
+static struct snapshot_state *snap_of(struct cs_core *core)
+{
+	return cs_core_state(core, &snapshot_state_type);
+}
 
 /* ================================================================ save */
 
@@ -314,15 +331,16 @@ static int snapshot_save(struct cs_request *req)
 	op->core = core;
 	/* The archive is as big as the store: it goes where uploads go, under the same
 	 * free-space reserve. */
-	int room = cs_spool_check_room(spool_path, spool_reserve, 0);
+	struct snapshot_state *S = snap_of(req->core);
+	int room = cs_spool_check_room(S->spool_path, S->spool_reserve, 0);
 	if (room == ENOSPC) {
 		req->status = 507; /* as for an upload that would cross the reserve */
 		return cs_req_error(req, CS_EIO,
 				    "not enough free space to write the snapshot: the spool volume "
 				    "is under its %d%% free-space reserve",
-				    spool_reserve);
+				    S->spool_reserve);
 	}
-	op->fd = temp_file(spool_path, err, sizeof err);
+	op->fd = temp_file(S->spool_path, err, sizeof err);
 	if (op->fd < 0) {
 		free(op);
 		return cs_req_error(req, CS_EIO, "%s", err);
@@ -371,8 +389,6 @@ struct restore_op {
 	char err[256];
 };
 
-static struct restore_op *restoring; /* one restore at a time */
-
 static void restore_release(struct job *j)
 {
 	struct restore_op *op = CS_CONTAINER_OF(j, struct restore_op, job);
@@ -389,8 +405,9 @@ static void restore_maybe_release(struct restore_op *op)
 {
 	if (op->job.running || op->inflight > 0)
 		return;
-	if (restoring == op)
-		restoring = NULL;
+	struct snapshot_state *S = snap_of(op->core);
+	if (S->restoring == op)
+		S->restoring = NULL;
 	job_close(&op->job);
 }
 
@@ -565,7 +582,8 @@ static int snapshot_restore(struct cs_request *req, bool force)
 	struct cs_http_req *h = req->http;
 	if (!h)
 		return cs_req_error(req, CS_EINVAL, "snapshots are only restored over HTTP");
-	if (restoring)
+	struct snapshot_state *S = snap_of(core);
+	if (S->restoring)
 		return cs_req_error(req, CS_EBUSY, "a snapshot restore is already in progress");
 	if (h->body_fd < 0 || h->body_len == 0)
 		return cs_req_error(req, CS_EINVAL, "no snapshot in the request body");
@@ -588,7 +606,7 @@ static int snapshot_restore(struct cs_request *req, bool force)
 		job_close(&op->job);
 		return cs_req_error(req, CS_EINTERNAL, "snapshot: cannot start a worker thread");
 	}
-	restoring = op;
+	S->restoring = op;
 	op->h = take_http(req, 204);
 	return 0;
 }
@@ -611,17 +629,17 @@ static int snapshot_restore_force(struct cs_request *req)
  * path), then one upload at a time. The slot is held from admission until the HTTP
  * request is released, which for a restore is its answer, after the restore ended.
  */
-static int uploads; /* admitted uploads whose request is not released yet */
 
 static int admit_upload(struct cs_http_req *h, void *ctx, char **body, size_t *len)
 {
 	struct cs_core *core = ctx;
+	struct snapshot_state *S = snap_of(core);
 	if (core->kr && !core->active && !h->forwarded && !core->shutting_down &&
 	    cs_ha_leader_known(core)) {
 		/* A standby: the active node decides (token, sudo, its own upload slot,
 		 * disk reserve) when the relayed headers reach it, and its answer comes
 		 * back at once; the body passes through without being stored here. */
-		if (uploads > 0) {
+		if (S->uploads > 0) {
 			*body = cs_response_errors("a snapshot upload is already being relayed "
 						   "by this node; try again once it has finished",
 						   len);
@@ -630,13 +648,13 @@ static int admit_upload(struct cs_http_req *h, void *ctx, char **body, size_t *l
 		cs_info("snapshot: relaying the upload from %s to the active node as it arrives",
 			h->remote_addr);
 		h->body_stream = true;
-		uploads++;
+		S->uploads++;
 		return 0;
 	}
 	int status = cs_core_admit(core, h, body, len);
 	if (status)
 		return status;
-	if (uploads > 0 || restoring) {
+	if (S->uploads > 0 || S->restoring) {
 		cs_info("snapshot: upload from %s refused: another one is in progress",
 			h->remote_addr);
 		*body = cs_response_errors("a snapshot upload or restore is already in progress; "
@@ -644,15 +662,15 @@ static int admit_upload(struct cs_http_req *h, void *ctx, char **body, size_t *l
 					   len);
 		return 503;
 	}
-	uploads++;
+	S->uploads++;
 	return 0;
 }
 
 static void upload_done(void *ctx)
 {
-	(void)ctx;
-	if (uploads > 0)
-		uploads--;
+	struct snapshot_state *S = snap_of(ctx);
+	if (S->uploads > 0)
+		S->uploads--;
 }
 
 /* Whether `dir` is `root` or below it (both resolved; a missing dir is not below). */
@@ -723,9 +741,10 @@ void cs_snapshot_register(struct cs_core *core)
 			 "not be spooled");
 		return;
 	}
-	spool_dir(core, spool_path, sizeof spool_path);
-	spool_reserve = core->cfg ? core->cfg->snapshot_spool_reserve_percent
-				  : CS_DEFAULT_SPOOL_RESERVE_PERCENT;
-	cs_http_set_spool(want_spool, spool_path, CS_SNAPSHOT_MAX_UPLOAD);
-	cs_http_set_spool_policy(admit_upload, upload_done, core, spool_reserve);
+	struct snapshot_state *S = snap_of(core);
+	spool_dir(core, S->spool_path, sizeof S->spool_path);
+	S->spool_reserve = core->cfg ? core->cfg->snapshot_spool_reserve_percent
+				     : CS_DEFAULT_SPOOL_RESERVE_PERCENT;
+	cs_http_set_spool(want_spool, S->spool_path, CS_SNAPSHOT_MAX_UPLOAD);
+	cs_http_set_spool_policy(admit_upload, upload_done, core, S->spool_reserve);
 }

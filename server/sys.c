@@ -18,27 +18,25 @@
 #include "server/keys_common.h"
 #include "server/seal.h"
 
-static struct cs_mount *sys_mount;
-
 struct cs_mount *cs_sys_mount(struct cs_core *core)
 {
-	(void)core;
-	if (!sys_mount) {
-		sys_mount = cs_mount_new("sys/", "system", false);
-		free(sys_mount->description);
-		sys_mount->description = strdup("system endpoints used for control, policy and "
-						"debugging");
-		free(sys_mount->storage_prefix);
-		sys_mount->storage_prefix = strdup("sys/");
-		sys_mount->backend = &cs_sys_backend;
+	if (!core->sys_mount) {
+		struct cs_mount *m = cs_mount_new("sys/", "system", false);
+		free(m->description);
+		m->description = strdup("system endpoints used for control, policy and "
+					"debugging");
+		free(m->storage_prefix);
+		m->storage_prefix = strdup("sys/");
+		m->backend = &cs_sys_backend;
+		core->sys_mount = m;
 	}
-	return sys_mount;
+	return core->sys_mount;
 }
 
-void cs_sys_mount_free(void)
+void cs_sys_mount_free(struct cs_core *core)
 {
-	cs_mount_free(sys_mount);
-	sys_mount = NULL;
+	cs_mount_free(core->sys_mount);
+	core->sys_mount = NULL;
 }
 
 int cs_sys_save_tables(struct cs_core *core, struct cs_txn *txn)

@@ -15,7 +15,7 @@ extern const struct cs_backend cs_sys_backend;
 
 /* The sys/ mount (created on first use). */
 struct cs_mount *cs_sys_mount(struct cs_core *core);
-void cs_sys_mount_free(void);
+void cs_sys_mount_free(struct cs_core *core);
 
 /* Add a mount (type registered, path free) to the in-memory table, persist tables into
  * req->txn. Used by sys/mounts and the -dev bootstrap. */

@@ -25,9 +25,6 @@
 
 #define CUBBY_MOUNT "cubbyhole/"
 
-static cs_wrap_key_of_fn key_of;
-static cs_wrap_revoke_key_fn revoke_key;
-
 /* ---------------------------------------------------------------- pure helpers */
 
 int cs_wrap_parse_ttl(const char *value, int64_t *ttl, const char **errmsg)
@@ -123,10 +120,10 @@ static int cubby_key(struct cs_request *req, const char *token, const char *path
 		     size_t outlen)
 {
 	struct cs_mount *m = cs_router_get(&req->core->router, CUBBY_MOUNT);
-	if (!m || !key_of)
+	if (!m || !req->core->tokens.key_of)
 		return cs_req_error(req, CS_EINTERNAL, "cubbyhole mount not available");
 	char hex[65];
-	int rc = key_of(&req->txn, token, hex);
+	int rc = req->core->tokens.key_of(&req->txn, token, hex);
 	if (rc)
 		return rc;
 	int n = snprintf(out, outlen, "%s%s/%s", m->storage_prefix, hex, path);
@@ -287,9 +284,9 @@ static int read_response(struct cs_request *req, const char *token, char **out)
 static int revoke_token(struct cs_request *req, const cJSON *entry)
 {
 	const char *hex = str_of(entry, "key");
-	if (!revoke_key || strlen(hex) != 64)
+	if (!req->core->tokens.revoke_key || strlen(hex) != 64)
 		return cs_req_error(req, CS_EINTERNAL, "cannot revoke the wrapping token");
-	int rc = revoke_key(&req->txn, hex, false);
+	int rc = req->core->tokens.revoke_key(&req->txn, hex, false);
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
@@ -422,9 +419,7 @@ static const struct cs_path wrap_paths[] = {
      .synopsis = "rotate a response-wrapping token"},
 };
 
-void cs_wrap_register(cs_wrap_key_of_fn key_of_fn, cs_wrap_revoke_key_fn revoke_key_fn)
+void cs_wrap_register(void)
 {
-	key_of = key_of_fn;
-	revoke_key = revoke_key_fn;
 	cs_sys_set_paths(CS_SYS_WRAP, wrap_paths, CS_ARRAY_LEN(wrap_paths));
 }

@@ -36,13 +36,10 @@
 #define CS_WRAP_POLICY      "response-wrapping"
 #define CS_WRAP_INVALID_MSG "wrapping token is not valid or does not exist"
 
-/* The token store functions wrapping needs beyond the core hooks (server/ does not include
- * auth/): the storage key of a token, and revocation by storage key (auth/token.h). */
-typedef int (*cs_wrap_key_of_fn)(struct cs_txn *txn, const char *token, char *out);
-typedef int (*cs_wrap_revoke_key_fn)(struct cs_txn *txn, const char *key_hex, bool orphan_children);
-
-/* Module registration (main, before any request): the sys/wrapping/ rows. */
-void cs_wrap_register(cs_wrap_key_of_fn key_of, cs_wrap_revoke_key_fn revoke_key);
+/* Module registration (main, before any request): the sys/wrapping/ rows. Wrapping reaches
+ * the token store through the core's registered interface (cs_token_store.key_of and
+ * .revoke_key, server/backend.h): server/ does not include auth/. */
+void cs_wrap_register(void);
 
 /*
  * Parse an X-Vault-Wrap-TTL value: a duration string ("5m", "90s") or seconds ("300").

@@ -30,12 +30,21 @@ static char *h(const char *s)
 	return cs_audit_hmac(SALT, sizeof SALT, s);
 }
 
+/* The limits the next devices get (as the broker gives them its core's). */
+static struct cs_audit_limits limits;
+
+static void set_limits(const char *storage_dir, bool allow_prefixing)
+{
+	cs_audit_limits_set(&limits, storage_dir, allow_prefixing);
+}
+
 /* A device with options given as JSON text, or NULL with the error in err; `api`: enabled
  * over the API (probe) rather than reloaded from the table. */
 static struct cs_audit_device *device_as(bool api, const char *type, const char *opts_json,
 					 char *err, size_t errlen)
 {
 	struct cs_audit_device *d = calloc(1, sizeof *d);
+	d->limits = limits;
 	cJSON *o = cJSON_Parse(opts_json);
 	ck_assert_ptr_nonnull(o);
 	err[0] = '\0';
@@ -75,7 +84,7 @@ static char tmpdir[256];
 static void tmp_setup(void)
 {
 	cs_secmem_set_mlock(false);
-	cs_audit_set_limits(NULL, false);
+	set_limits(NULL, false);
 	cs_fx_tmpdir(tmpdir, sizeof tmpdir, "audit");
 }
 
@@ -353,7 +362,7 @@ END_TEST
 START_TEST(test_log_raw_and_prefix)
 {
 	char err[256];
-	cs_audit_set_limits(NULL, true); /* allow_audit_log_prefixing */
+	set_limits(NULL, true); /* allow_audit_log_prefixing */
 	struct cs_audit_device *d =
 	    device("file",
 		   "{\"file_path\":\"discard\",\"log_raw\":\"true\",\"prefix\":\"@cee: \","
@@ -468,7 +477,7 @@ START_TEST(test_file_write_mode_reopen)
 	cs_audit_device_free(d);
 
 	/* mode option (wider than 0600: allow_audit_log_prefixing) */
-	cs_audit_set_limits(NULL, true);
+	set_limits(NULL, true);
 	snprintf(path, sizeof path, "%s/m.log", tmpdir);
 	snprintf(opts, sizeof opts, "{\"file_path\":\"%s\",\"mode\":\"0640\"}", path);
 	d = device("file", opts, err, sizeof err);
@@ -566,7 +575,7 @@ START_TEST(test_refuse_storage_dir)
 	/* the storage dir is given through a symlink: it is compared resolved */
 	snprintf(link, sizeof link, "%s/datalink", tmpdir);
 	ck_assert_int_eq(symlink(data, link), 0);
-	cs_audit_set_limits(link, true);
+	set_limits(link, true);
 
 	const char *bad[] = {"/data/audit.log", "/data/raft/audit.log", "/data/raft/../x.log",
 			     "/datalink/y.log", "/./data/z.log"};
@@ -692,7 +701,7 @@ START_TEST(test_mode_only_on_create)
 	snprintf(existing, sizeof existing, "%s/existing.log", tmpdir);
 	write_file(existing, "old\n", 0644);
 	/* executable or special bits: refused, whatever the config says */
-	cs_audit_set_limits(NULL, true);
+	set_limits(NULL, true);
 	const char *bad[] = {"\"mode\":\"0777\"", "\"mode\":\"0755\"", "\"mode\":\"0700\"",
 			     "\"mode\":\"4600\"", "\"mode\":\"2600\"", "\"mode\":\"1600\""};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -701,7 +710,7 @@ START_TEST(test_mode_only_on_create)
 	}
 	assert_file(existing, "old\n", 0644);
 	/* wider than 0600 without allow_audit_log_prefixing: refused */
-	cs_audit_set_limits(NULL, false);
+	set_limits(NULL, false);
 	ck_assert_ptr_null(file_device(true, existing, "\"mode\":\"0640\"", err, sizeof err));
 	ck_assert_msg(strstr(err, "allow_audit_log_prefixing"), "%s", err);
 	ck_assert_ptr_null(file_device(true, existing, "\"mode\":\"0666\"", err, sizeof err));
@@ -711,7 +720,7 @@ START_TEST(test_mode_only_on_create)
 	    file_device(true, existing, "\"mode\":\"0600\"", err, sizeof err);
 	ck_assert_msg(d != NULL, "%s", err);
 	cs_audit_device_free(d);
-	cs_audit_set_limits(NULL, true);
+	set_limits(NULL, true);
 	d = file_device(true, existing, "\"mode\":\"0440\"", err, sizeof err);
 	ck_assert_msg(d != NULL, "%s", err);
 	ck_assert_int_eq(d->ops->write(d, "new\n", 4), 0);
@@ -733,7 +742,7 @@ START_TEST(test_mode_only_on_create)
 	assert_file(fresh, "", 0600);
 	umask(old_umask);
 	/* a device stored before these rules still loads, minus the executable bits */
-	cs_audit_set_limits(NULL, false);
+	set_limits(NULL, false);
 	snprintf(fresh, sizeof fresh, "%s/legacy.log", tmpdir);
 	d = file_device(false, fresh, "\"mode\":\"0755\"", err, sizeof err);
 	ck_assert_msg(d != NULL, "%s", err);
@@ -760,7 +769,7 @@ START_TEST(test_prefix_needs_config)
 	ck_assert_str_eq(d->prefix, "#!/bin/sh\n");
 	cs_audit_device_free(d);
 	/* allowed by the config */
-	cs_audit_set_limits(NULL, true);
+	set_limits(NULL, true);
 	d = device("file", opts[0], err, sizeof err);
 	ck_assert_msg(d != NULL, "%s", err);
 	cs_audit_device_free(d);

@@ -5,6 +5,7 @@
 
 #include "lib/err.h"
 #include "server/backend.h"
+#include "server/core.h"
 #include "server/router.h"
 
 static int last_handler;
@@ -68,9 +69,13 @@ static const struct cs_path paths[] = {
 static const struct cs_backend be = {
     .type = "test", .is_auth = false, .paths = paths, .n_paths = sizeof paths / sizeof paths[0]};
 
+/* The core the requests belong to: its ACL hooks are what the tests set. */
+static struct cs_core test_core;
+
 static struct cs_request *mkreq(enum cs_op op, const char *body)
 {
 	struct cs_request *r = calloc(1, sizeof *r);
+	r->core = &test_core;
 	r->op = op;
 	r->root = true; /* root: the ACL hook is not consulted */
 	r->data = body ? cJSON_Parse(body) : cJSON_CreateObject();
@@ -99,7 +104,7 @@ START_TEST(test_acl_hook_order)
 	ck_assert_int_eq(cs_backend_dispatch(r), CS_EPERM); /* no hook: denied */
 	freereq(r);
 
-	cs_backend_set_acl_hook(acl_test_hook);
+	cs_core_set_acl(&test_core, &(struct cs_acl_hooks){.check = acl_test_hook});
 	acl_allow = false;
 	acl_calls = 0;
 	r = mkreq(CS_OP_UPDATE, "{\"count\":\"x\"}"); /* bad value: still 403 first */
@@ -131,7 +136,7 @@ START_TEST(test_acl_hook_order)
 	ck_assert_int_eq(cs_backend_dispatch(r), 0);
 	ck_assert_int_eq(acl_calls, 0);
 	freereq(r);
-	cs_backend_set_acl_hook(NULL);
+	cs_core_set_acl(&test_core, &(struct cs_acl_hooks){0});
 }
 END_TEST
 
@@ -305,7 +310,7 @@ static int busy_resume(struct cs_request *req, struct cs_async *a, int status)
 START_TEST(test_defer_queue_bounded)
 {
 	static struct cs_async jobs[CS_ASYNC_MAX_QUEUED + 1];
-	struct cs_request *r = mkreq(CS_OP_UPDATE, "{}");
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{}"); /* the queue is test_core's */
 	for (int i = 0; i < CS_ASYNC_MAX_QUEUED; i++) {
 		jobs[i].resume = busy_resume;
 		ck_assert_int_eq(cs_req_defer(r, &jobs[i]), CS_EASYNC);

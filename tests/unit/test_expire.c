@@ -62,11 +62,11 @@ START_TEST(test_order)
 	put_lease("test/creds/late", n + 1.6);
 	put_lease("test/creds/early", n + 0.3);
 	put_lease("test/creds/far", n + 3600);
-	ck_assert(!cs_expire_running());
+	ck_assert(!cs_expire_running(&core));
 	ck_assert_int_eq(cs_expire_start(&core), 0);
-	ck_assert(cs_expire_running());
-	ck_assert_uint_eq(cs_expire_pending(), 3);
-	int64_t next = cs_expire_next_ms();
+	ck_assert(cs_expire_running(&core));
+	ck_assert_uint_eq(cs_expire_pending(&core), 3);
+	int64_t next = cs_expire_next_ms(&core);
 	ck_assert_int_ge(next, (int64_t)((n + 0.25) * 1000));
 	ck_assert_int_le(next, (int64_t)((n + 0.35) * 1000));
 	run_for(900);
@@ -76,8 +76,8 @@ START_TEST(test_order)
 	run_for(1300);
 	ck_assert(!lease_exists("test/creds/late"));
 	ck_assert(lease_exists("test/creds/far"));
-	ck_assert_uint_eq(cs_expire_revoked_count(), 2);
-	ck_assert_uint_eq(cs_expire_pending(), 1);
+	ck_assert_uint_eq(cs_expire_revoked_count(&core), 2);
+	ck_assert_uint_eq(cs_expire_pending(&core), 1);
 }
 END_TEST
 
@@ -88,11 +88,11 @@ START_TEST(test_renewed_lease_kept)
 	/* Renewal rewrites the record with a later expiry; the early hint stays in the heap
 	 * and must be recognised as stale. */
 	put_lease("test/creds/r", now_s() + 30);
-	ck_assert_uint_eq(cs_expire_pending(), 2);
+	ck_assert_uint_eq(cs_expire_pending(&core), 2);
 	run_for(800);
 	ck_assert(lease_exists("test/creds/r"));
-	ck_assert_uint_eq(cs_expire_pending(), 1);
-	ck_assert_uint_eq(cs_expire_revoked_count(), 0);
+	ck_assert_uint_eq(cs_expire_pending(&core), 1);
+	ck_assert_uint_eq(cs_expire_revoked_count(&core), 0);
 }
 END_TEST
 
@@ -110,15 +110,15 @@ START_TEST(test_batches_do_not_block)
 	usleep(1100 * 1000);
 	/* Started after the writes: the heap is rebuilt from storage, as after a restart. */
 	ck_assert_int_eq(cs_expire_start(&core), 0);
-	ck_assert_uint_eq(cs_expire_pending(), N);
+	ck_assert_uint_eq(cs_expire_pending(&core), N);
 	uint64_t ws_before = core.st.writesets_committed;
 	uv_check_init(&loop, &check);
 	uv_check_start(&check, check_cb);
 	loop_turns = 0;
-	for (int i = 0; i < 40 && cs_expire_revoked_count() < N; i++)
+	for (int i = 0; i < 40 && cs_expire_revoked_count(&core) < N; i++)
 		run_for(100);
 	uv_close((uv_handle_t *)&check, NULL);
-	ck_assert_uint_eq(cs_expire_revoked_count(), N);
+	ck_assert_uint_eq(cs_expire_revoked_count(&core), N);
 	uint64_t batches = core.st.writesets_committed - ws_before;
 	/* ceil(1000 / 256) = 4 transactions at least, never one giant one */
 	ck_assert_uint_ge(batches, (N + CS_EXPIRE_BATCH - 1) / CS_EXPIRE_BATCH);
@@ -136,24 +136,24 @@ START_TEST(test_stop_and_reset)
 {
 	put_lease("test/creds/a", now_s() + 3600);
 	ck_assert_int_eq(cs_expire_start(&core), 0);
-	ck_assert_uint_eq(cs_expire_pending(), 1);
-	cs_expire_stop();
-	ck_assert(!cs_expire_running());
-	ck_assert_uint_eq(cs_expire_pending(), 0);
+	ck_assert_uint_eq(cs_expire_pending(&core), 1);
+	cs_expire_stop(&core);
+	ck_assert(!cs_expire_running(&core));
+	ck_assert_uint_eq(cs_expire_pending(&core), 0);
 	/* scheduling while stopped is a no-op */
-	cs_expire_schedule("test/creds/x", 1);
-	ck_assert_uint_eq(cs_expire_pending(), 0);
+	cs_expire_schedule(&core, "test/creds/x", 1);
+	ck_assert_uint_eq(cs_expire_pending(&core), 0);
 	/* a reset on an active, unsealed core restarts on the next loop turn */
-	cs_expire_reset();
-	ck_assert(!cs_expire_running());
+	cs_expire_reset(&core);
+	ck_assert(!cs_expire_running(&core));
 	run_for(50);
-	ck_assert(cs_expire_running());
-	ck_assert_uint_eq(cs_expire_pending(), 1);
+	ck_assert(cs_expire_running(&core));
+	ck_assert_uint_eq(cs_expire_pending(&core), 1);
 	/* not active: reset stops and stays stopped */
 	core.active = false;
-	cs_expire_reset();
+	cs_expire_reset(&core);
 	run_for(50);
-	ck_assert(!cs_expire_running());
+	ck_assert(!cs_expire_running(&core));
 	ck_assert_int_eq(cs_expire_start(&core), CS_ENOTACTIVE);
 }
 END_TEST
@@ -209,7 +209,7 @@ START_TEST(test_stale_hints_compacted)
 		    cs_expire_put(&t, id, "test/creds", now_s(), now_s() + 3600, true, NULL), 0);
 	}
 	ck_assert_int_eq(commit_sync(&t), 0);
-	ck_assert_uint_eq(cs_expire_pending(), N);
+	ck_assert_uint_eq(cs_expire_pending(&core), N);
 	cs_txn_begin(&t, &core.st, core.kr);
 	for (int i = 0; i < DEL; i++) {
 		snprintf(id, sizeof id, "test/creds/%05d", i);
@@ -217,10 +217,10 @@ START_TEST(test_stale_hints_compacted)
 	}
 	ck_assert_int_eq(commit_sync(&t), 0);
 	/* the deletes left stale hints; the rebuild runs on the next loop turn */
-	ck_assert_uint_eq(cs_expire_pending(), N);
+	ck_assert_uint_eq(cs_expire_pending(&core), N);
 	run_for(50);
-	ck_assert(cs_expire_running());
-	ck_assert_uint_eq(cs_expire_pending(), N - DEL);
+	ck_assert(cs_expire_running(&core));
+	ck_assert_uint_eq(cs_expire_pending(&core), N - DEL);
 }
 END_TEST
 

@@ -98,8 +98,8 @@ static int allow_all(struct cs_request *req)
 
 static void fx_setup(void)
 {
-	cs_backend_set_acl_hook(allow_all);
 	memset(&core, 0, sizeof core);
+	cs_core_set_acl(&core, &(struct cs_acl_hooks){.check = allow_all});
 	cs_config_init(&cfg);
 	uv_loop_init(&loop);
 	uv_timer_init(&loop, &apply_timer);
@@ -123,8 +123,8 @@ static void fx_setup(void)
 static void fx_teardown(void)
 {
 	core.shutting_down = true;
-	cs_expire_stop();
-	cs_backend_reset_all();
+	cs_expire_stop(&core);
+	cs_backend_reset_all(&core);
 	uv_close((uv_handle_t *)&apply_timer, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	cs_storage_close(&core.st);
