@@ -535,6 +535,6 @@ void cs_rekey_register(const struct cs_config *cfg)
 	if (open)
 		cs_warn("core: sys/rekey endpoints are unauthenticated "
 			"(disable_unauthed_rekey_endpoints = false)");
-	cs_sys_set_paths(CS_SYS_REKEY, unauthed ? rekey_paths_unauthed : rekey_paths,
+	cs_sys_set_paths(CS_SYS_REKEY, open ? rekey_paths_unauthed : rekey_paths,
 			 CS_ARRAY_LEN(rekey_paths));
 }

@@ -27,6 +27,7 @@
 #include "server/config.h"
 #include "server/core.h"
 #include "server/sys.h"
+#include "storage/keyring_store.h"
 
 /* Automatic rotation is checked at most this often (ms); Vault checks every 5 min. */
 #define CHECK_MS 1000
@@ -267,6 +268,6 @@ void cs_rotate_register(struct cs_core *core)
 	core->st.store.hook_ctx = core;
 	/* Only the keyring record matters here; a hook registered before watched every key. */
 	core->st.store.hook_prefix = R->prev_hook ? NULL : CS_KEYRING_PATH;
-	core->st.count_encryptions = true;
+	core->st.commit_hook = cs_keyring_account;
 	cs_sys_set_paths(CS_SYS_ROTATE, rotate_paths, CS_ARRAY_LEN(rotate_paths));
 }

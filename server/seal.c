@@ -17,6 +17,7 @@
 #include "lib/util.h"
 #include "server/ha.h"
 #include "server/sys.h"
+#include "storage/keyring_store.h"
 #include "storage/shamir.h"
 
 #define SEAL_CONFIG_PATH  "core/seal-config"

@@ -933,7 +933,7 @@ int cs_txn_commit(struct cs_txn *t, cs_commit_cb cb, void *data, bool *pending)
 	}
 
 	/* The count record rides in the write-set whose ciphertexts it covers. */
-	if (st->count_encryptions && t->kr && (rv = cs_keyring_account(t)) != 0) {
+	if (st->commit_hook && t->kr && (rv = st->commit_hook(t)) != 0) {
 		ws_release(&t->ws);
 		t->err = CS_EINVAL;
 		return rv;

@@ -79,6 +79,8 @@ struct cs_batch;
  * install replaced it, for a node that missed the COMMIT entry itself). */
 typedef void (*cs_storage_restore_cb)(void *ctx);
 
+struct cs_txn;
+
 struct cs_storage {
 	struct cs_store store;
 	struct cs_overlay *overlay;
@@ -97,9 +99,11 @@ struct cs_storage {
 	 * must not close the storage. NULL: nothing to do. */
 	cs_storage_restore_cb on_restore;
 	void *restore_ctx;
-	/* Persist the barrier's encryption counts with the write-sets (cs_keyring_account,
-	 * storage/barrier.h): set by the server; off for bare storage (tests, tools). */
-	bool count_encryptions;
+	/* Called by cs_txn_commit for a non-empty write-set with a keyring, before it is
+	 * queued; may add puts to it; an error fails the commit. The server sets
+	 * cs_keyring_account (storage/keyring_store.h) to persist the barrier's encryption
+	 * counts with the write-sets; NULL (bare storage: tests, tools) does nothing. */
+	int (*commit_hook)(struct cs_txn *t);
 	/* counters for metrics and benchmarks */
 	uint64_t entries_proposed;
 	uint64_t writesets_committed;

@@ -11,6 +11,7 @@
 #include "lib/util.h"
 #include "storage/barrier.h"
 #include "tests/unit/fixtures.h"
+#include "storage/keyring_store.h"
 #include "storage/txn.h"
 
 /* Keep mlock on (the production default) unless the memlock limit is too small for a
@@ -640,7 +641,7 @@ static void fail_all_pending(void)
 static void storage_setup(void)
 {
 	cs_fx_storage_open(&fx, "barrier", 64 << 20);
-	fx.st.count_encryptions = true;
+	fx.st.commit_hook = cs_keyring_account;
 }
 
 static void storage_teardown(void)
@@ -803,9 +804,9 @@ static void damage_count_record(struct cs_keyring *kr, bool not_even_ciphertext)
 		ck_assert_int_eq(cs_txn_put_raw(&t, key, "garbage", 7), 0);
 	else
 		ck_assert_int_eq(cs_txn_put(&t, key, "lots", 4), 0);
-	fx.st.count_encryptions = false;
+	fx.st.commit_hook = NULL;
 	ck_assert_int_eq(cs_txn_commit(&t, noop_cb, NULL, &pending), 0);
-	fx.st.count_encryptions = true;
+	fx.st.commit_hook = cs_keyring_account;
 	apply_all();
 	/* Forget the cache, as a restarted process would. */
 	kr->count->cached = false;
