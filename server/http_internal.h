@@ -182,8 +182,9 @@ struct cs_http_listener {
 	char rbuf[READ_CHUNK];
 };
 
-/* ---- http.c */
+/* ---- http.c: requests, timers, the request flow (comments at the definitions) */
 struct http_req *cs_http_req_new(void);
+/* Drop the first n bytes of b / all of b; the bytes are wiped (they carry secrets). */
 void cs_http_consume_wipe(struct cs_buf *b, size_t n);
 void cs_http_reset_wipe(struct cs_buf *b);
 void cs_http_req_reset_extras(struct http_req *r);
@@ -193,6 +194,7 @@ void cs_http_timer_set(struct cs_http_conn *c, enum timer_mode m, uint64_t ms, b
 void cs_http_timer_update(struct cs_http_conn *c);
 void cs_http_on_timer(uv_timer_t *t);
 void cs_http_spool_wake(void *ctx);
+/* Parse and dispatch what c->in holds, as far as the connection's state allows. */
 void cs_http_process_input(struct cs_http_conn *c);
 
 /* ---- http_parse.c */
@@ -211,8 +213,11 @@ void cs_http_send_response(struct cs_http_conn *c, int status, const char *ct,
 void cs_http_reject(struct cs_http_conn *c, enum http_errno e);
 
 /* ---- http_conn.c */
+/* Last OpenSSL error as text (clears the queue). */
 const char *cs_http_tls_errstr(char *buf, size_t len);
 void cs_http_start_reading(struct cs_http_conn *c);
+/* Close the connection's handles; it is freed (cs_http_conn_free) in the last close
+ * callback. A held request is detached and stays the handler's. */
 void cs_http_conn_free(struct cs_http_conn *c);
 void cs_http_conn_close(struct cs_http_conn *c);
 
