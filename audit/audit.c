@@ -904,33 +904,36 @@ static int audit_hash(struct cs_request *req)
 }
 
 static const struct cs_field enable_fields[] = {
-    {"path", CS_FIELD_STRING, "device path", false},
-    {"type", CS_FIELD_STRING, "file or socket", false},
-    {"description", CS_FIELD_STRING, "", false},
-    {"options", CS_FIELD_MAP, "device options", false},
-    {"local", CS_FIELD_BOOL, "", false},
-    {NULL, 0, NULL, false},
+    {.name = "path", .type = CS_FIELD_STRING, .desc = "device path"},
+    {.name = "type", .type = CS_FIELD_STRING, .desc = "file or socket"},
+    {.name = "description", .type = CS_FIELD_STRING},
+    {.name = "options", .type = CS_FIELD_MAP, .desc = "device options"},
+    {.name = "local", .type = CS_FIELD_BOOL},
+    {.name = NULL},
 };
 
 static const struct cs_field hash_fields[] = {
-    {"path", CS_FIELD_STRING, "device path", false},
-    {"input", CS_FIELD_STRING, "the string to hash", false},
-    {NULL, 0, NULL, false},
+    {.name = "path", .type = CS_FIELD_STRING, .desc = "device path"},
+    {.name = "input", .type = CS_FIELD_STRING, .desc = "the string to hash"},
+    {.name = NULL},
 };
 
-#define OPS(r, c, u, d, l)                                                                         \
-	{                                                                                          \
-		[CS_OP_READ] = r, [CS_OP_CREATE] = c, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d,      \
-		[CS_OP_LIST] = l                                                                   \
-	}
-
 static const struct cs_path audit_paths[] = {
-    {"audit", NULL, OPS(audit_list, NULL, NULL, NULL, NULL), NULL, CS_PATH_SUDO,
-     "list enabled audit devices"},
-    {"audit-hash/{path*}", hash_fields, OPS(NULL, NULL, audit_hash, NULL, NULL), NULL, 0,
-     "hash a string with an audit device's salt"},
-    {"audit/{path*}", enable_fields, OPS(NULL, audit_enable, audit_enable, audit_disable, NULL),
-     NULL, CS_PATH_SUDO, "enable or disable an audit device"},
+    {.pattern = "audit",
+     .ops = {[CS_OP_READ] = audit_list},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "list enabled audit devices"},
+    {.pattern = "audit-hash/{path*}",
+     .fields = hash_fields,
+     .ops = {[CS_OP_UPDATE] = audit_hash},
+     .synopsis = "hash a string with an audit device's salt"},
+    {.pattern = "audit/{path*}",
+     .fields = enable_fields,
+     .ops = {[CS_OP_CREATE] = audit_enable,
+	     [CS_OP_UPDATE] = audit_enable,
+	     [CS_OP_DELETE] = audit_disable},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "enable or disable an audit device"},
 };
 
 /* Not a mount: registered only so that cs_backend_reset_all closes the devices. */
@@ -951,6 +954,6 @@ static const struct cs_core_audit broker = {
 void cs_audit_register(void)
 {
 	cs_core_set_audit(&broker);
-	cs_sys_add_paths(audit_paths, CS_ARRAY_LEN(audit_paths));
+	cs_sys_set_paths(CS_SYS_AUDIT, audit_paths, CS_ARRAY_LEN(audit_paths));
 	cs_backend_register(&table_owner);
 }

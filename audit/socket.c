@@ -40,36 +40,37 @@ static void sock_close(struct cs_audit_device *d)
 	d->sock = -1;
 }
 
-/* Wait until fd is writable or the deadline passes. 0, or -1 with errno. */
+/* The helpers below speak errno: 0, or the errno value of the failure (never -1), which
+ * the device ops turn into a CS_E* code with a message. */
+
+/* Wait until fd is writable or the deadline passes. */
 static int wait_writable(int fd, uint64_t deadline)
 {
 	for (;;) {
 		uint64_t now = cs_mono_ms();
 		if (now >= deadline) {
-			errno = ETIMEDOUT;
-			return -1;
+			return ETIMEDOUT;
 		}
 		struct pollfd p = {.fd = fd, .events = POLLOUT};
 		int n = poll(&p, 1, (int)(deadline - now));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return -1;
+			return errno;
 		if (n == 0) {
-			errno = ETIMEDOUT;
-			return -1;
+			return ETIMEDOUT;
 		}
 		if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
 			int err = 0;
 			socklen_t l = sizeof err;
 			getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
-			errno = err ? err : EPIPE;
-			return -1;
+			return err ? err : EPIPE;
 		}
 		return 0;
 	}
 }
 
+/* A connected socket, or -1 with errno set (a descriptor, as socket(2) returns). */
 static int connect_addr(struct cs_audit_device *d, const struct sockaddr *sa, socklen_t salen,
 			int family)
 {
@@ -78,8 +79,8 @@ static int connect_addr(struct cs_audit_device *d, const struct sockaddr *sa, so
 		return -1;
 	uint64_t deadline = cs_mono_ms() + (uint64_t)d->write_timeout_ms;
 	if (connect(fd, sa, salen) != 0) {
-		if (errno != EINPROGRESS || wait_writable(fd, deadline) != 0) {
-			int e = errno;
+		int e = errno == EINPROGRESS ? wait_writable(fd, deadline) : errno;
+		if (e) {
 			close(fd);
 			errno = e;
 			return -1;
@@ -96,25 +97,25 @@ static int connect_addr(struct cs_audit_device *d, const struct sockaddr *sa, so
 }
 
 /* "IP:PORT", "[IPv6]:PORT" or "localhost:PORT" to addresses without touching DNS (the
- * device runs on the loop thread). 0, or -1 when the address is not of that form. */
+ * device runs on the loop thread). 0, or EINVAL when the address is not of that form. */
 static int numeric_addr(const char *address, int sock_type, struct addrinfo **res)
 {
 	char host[256];
 	const char *colon = strrchr(address, ':');
 	if (!colon || !colon[1])
-		return -1;
+		return EINVAL;
 	const char *h = address;
 	size_t hl = (size_t)(colon - h);
 	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']')
 		h++, hl -= 2;
 	if (hl == 0 || hl >= sizeof host)
-		return -1;
+		return EINVAL;
 	snprintf(host, sizeof host, "%.*s", (int)hl, h);
 	if (strcmp(host, "localhost") == 0)
 		snprintf(host, sizeof host, "127.0.0.1");
 	struct addrinfo hints = {.ai_socktype = sock_type,
 				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
-	return getaddrinfo(host, colon + 1, &hints, res) == 0 ? 0 : -1;
+	return getaddrinfo(host, colon + 1, &hints, res) == 0 ? 0 : EINVAL;
 }
 
 static int sock_connect(struct cs_audit_device *d)
@@ -125,13 +126,11 @@ static int sock_connect(struct cs_audit_device *d)
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
 		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", d->address);
 		d->sock = connect_addr(d, (struct sockaddr *)&sun, sizeof sun, AF_UNIX);
-		return d->sock >= 0 ? 0 : -1;
+		return d->sock >= 0 ? 0 : errno;
 	}
 	struct addrinfo *res = NULL;
-	if (numeric_addr(d->address, d->sock_type, &res) != 0) {
-		errno = EINVAL;
-		return -1;
-	}
+	if (numeric_addr(d->address, d->sock_type, &res) != 0)
+		return EINVAL;
 	int e = ECONNREFUSED;
 	for (struct addrinfo *ai = res; ai && d->sock < 0; ai = ai->ai_next) {
 		d->sock = connect_addr(d, ai->ai_addr, ai->ai_addrlen, ai->ai_family);
@@ -139,8 +138,7 @@ static int sock_connect(struct cs_audit_device *d)
 			e = errno;
 	}
 	freeaddrinfo(res);
-	errno = e;
-	return d->sock >= 0 ? 0 : -1;
+	return d->sock >= 0 ? 0 : e;
 }
 
 static int send_all(struct cs_audit_device *d, const char *p, size_t len)
@@ -151,12 +149,15 @@ static int send_all(struct cs_audit_device *d, const char *p, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_writable(d->sock, deadline) != 0)
-				return -1;
+			int e = wait_writable(d->sock, deadline);
+			if (e)
+				return e;
 			continue;
 		}
-		if (n <= 0)
-			return -1;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			return EPIPE;
 		p += n;
 		len -= (size_t)n;
 	}
@@ -208,9 +209,10 @@ static int sock_open(struct cs_audit_device *d, bool probe, char *errmsg, size_t
 	}
 	if (!probe)
 		return 0;
-	if (sock_connect(d) != 0) {
+	int e = sock_connect(d);
+	if (e) {
 		snprintf(errmsg, errlen, "error connecting to %s socket at %s: %s", type,
-			 d->address, strerror(errno));
+			 d->address, strerror(e));
 		return CS_EINVAL;
 	}
 	return 0;
@@ -221,9 +223,12 @@ static int sock_write(struct cs_audit_device *d, const char *line, size_t len)
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (attempt > 0)
 			sock_close(d);
-		if (sock_connect(d) == 0 && send_all(d, line, len) == 0)
+		int e = sock_connect(d);
+		if (!e)
+			e = send_all(d, line, len);
+		if (!e)
 			return 0;
-		cs_warn("audit: socket device %s (%s): %s", d->path, d->address, strerror(errno));
+		cs_warn("audit: socket device %s (%s): %s", d->path, d->address, strerror(e));
 	}
 	sock_close(d);
 	return CS_EIO;

@@ -119,6 +119,7 @@ static int role_put(struct cs_request *req, const char *name, const cJSON *role)
 static int role_find(struct cs_request *req, const char **name, cJSON **role)
 {
 	*role = NULL;
+	/* The route always captures a non-empty name: this refuses an over-long one. */
 	if (!role_name(req, name))
 		return cs_req_error(req, CS_EINVAL, "missing role_name");
 	return role_get(req, *name, role);
@@ -401,9 +402,7 @@ static int roleid_write(struct cs_request *req)
 {
 	const char *name;
 	cJSON *r = NULL;
-	const char *rid = cs_req_str(req, "role_id", "");
-	if (!*rid)
-		return cs_req_error(req, CS_EINVAL, "missing role_id");
+	const char *rid = cs_req_str(req, "role_id", ""); /* required by the table */
 	int rc = role_must(req, &name, &r);
 	if (!rc)
 		rc = set_role_id(req, name, r, rid);
@@ -555,9 +554,7 @@ static int secret_generate(struct cs_request *req)
 
 static int secret_custom(struct cs_request *req)
 {
-	const char *sid = cs_req_str(req, "secret_id", "");
-	if (!*sid)
-		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+	const char *sid = cs_req_str(req, "secret_id", ""); /* required by the table */
 	if (strlen(sid) > 1024)
 		return cs_req_error(req, CS_EINVAL, "secret_id too long");
 	return secret_create(req, sid);
@@ -629,9 +626,11 @@ static int secret_by_value(struct cs_request *req, const char **name, char h[65]
 {
 	cJSON *r = NULL;
 	*e = NULL;
+	/* Required by the table, which the framework checks on writes only: the DELETE form
+	 * of secret-id/destroy is checked here. */
 	const char *sid = cs_req_str(req, "secret_id", "");
 	if (!*sid)
-		return cs_req_error(req, CS_EINVAL, "missing secret_id");
+		return cs_req_error(req, CS_EINVAL, "missing required field \"secret_id\"");
 	int rc = role_must(req, name, &r);
 	cJSON_Delete(r);
 	if (!rc)
@@ -649,9 +648,11 @@ static int secret_by_accessor(struct cs_request *req, const char **name, char h[
 {
 	cJSON *r = NULL, *a = NULL;
 	*e = NULL;
+	/* As in secret_by_value: here for the DELETE form of secret-id-accessor/destroy. */
 	const char *acc = cs_req_str(req, "secret_id_accessor", "");
 	if (!*acc)
-		return cs_req_error(req, CS_EINVAL, "missing secret_id_accessor");
+		return cs_req_error(req, CS_EINVAL,
+				    "missing required field \"secret_id_accessor\"");
 	int rc = role_must(req, name, &r);
 	cJSON_Delete(r);
 	char akey[100], key[400];
@@ -724,6 +725,8 @@ static int accessor_destroy(struct cs_request *req)
 /* Check and spend one use of the secret id; fills *tcidrs (borrowed from *e) and *meta. */
 static int use_secret(struct cs_request *req, const char *name, const char *remote, cJSON **e_out)
 {
+	/* By hand, not in the table: login needs a secret id only when the role binds one
+	 * (bind_secret_id), which only the role read here tells. */
 	const char *sid = cs_req_str(req, "secret_id", "");
 	if (!*sid)
 		return cs_req_error(req, CS_EINVAL, "missing secret_id");
@@ -768,9 +771,7 @@ static int use_secret(struct cs_request *req, const char *name, const char *remo
 
 static int login(struct cs_request *req)
 {
-	const char *rid = cs_req_str(req, "role_id", "");
-	if (!*rid)
-		return cs_req_error(req, CS_EINVAL, "missing role_id");
+	const char *rid = cs_req_str(req, "role_id", ""); /* required by the table */
 	char *name = NULL;
 	cJSON *r = NULL, *e = NULL, *meta = NULL;
 	const char *remote = cs_tokenutil_remote(req);
@@ -818,113 +819,132 @@ out:
 /* ---------------------------------------------------------------- table */
 
 static const struct cs_field role_fields[] = {
-    {"role_name", CS_FIELD_STRING, "role name", false},
-    {"bind_secret_id", CS_FIELD_BOOL, "require a secret id at login", false},
-    {"secret_id_bound_cidrs", CS_FIELD_STRLIST, "CIDRs allowed to log in", false},
-    {"bound_cidr_list", CS_FIELD_STRLIST, "deprecated: secret_id_bound_cidrs", false},
-    {"secret_id_num_uses", CS_FIELD_INT, "uses of each secret id (0: unlimited)", false},
-    {"secret_id_ttl", CS_FIELD_DURATION, "lifetime of each secret id (0: unlimited)", false},
-    {"enable_local_secret_ids", CS_FIELD_BOOL, "secret ids local to the cluster", false},
-    {"role_id", CS_FIELD_STRING, "custom role id", false},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "bind_secret_id", .type = CS_FIELD_BOOL, .desc = "require a secret id at login"},
+    {.name = "secret_id_bound_cidrs", .type = CS_FIELD_STRLIST, .desc = "CIDRs allowed to log in"},
+    {.name = "bound_cidr_list",
+     .type = CS_FIELD_STRLIST,
+     .desc = "deprecated: secret_id_bound_cidrs"},
+    {.name = "secret_id_num_uses",
+     .type = CS_FIELD_INT,
+     .desc = "uses of each secret id (0: unlimited)"},
+    {.name = "secret_id_ttl",
+     .type = CS_FIELD_DURATION,
+     .desc = "lifetime of each secret id (0: unlimited)"},
+    {.name = "enable_local_secret_ids",
+     .type = CS_FIELD_BOOL,
+     .desc = "secret ids local to the cluster"},
+    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "custom role id"},
     CS_TOKENUTIL_FIELDS,
-    {NULL, 0, NULL, false},
+    {.name = NULL},
 };
 
 static const struct cs_field roleid_fields[] = {
-    {"role_name", CS_FIELD_STRING, "role name", false},
-    {"role_id", CS_FIELD_STRING, "custom role id", false},
-    {NULL, 0, NULL, false},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "custom role id", .required = true},
+    {.name = NULL},
 };
 
+/* The options of a new secret id, shared by secret-id and custom-secret-id. */
+#define SECRET_ID_OPTIONS                                                                          \
+	{.name = "metadata",                                                                       \
+	 .type = CS_FIELD_ANY,                                                                     \
+	 .desc = "JSON map of strings for the token metadata"},                                    \
+	    {.name = "cidr_list",                                                                  \
+	     .type = CS_FIELD_STRLIST,                                                             \
+	     .desc = "CIDRs allowed to use this secret id"},                                       \
+	    {.name = "token_bound_cidrs",                                                          \
+	     .type = CS_FIELD_STRLIST,                                                             \
+	     .desc = "CIDRs allowed to use issued tokens"},                                        \
+	    {.name = "ttl",                                                                        \
+	     .type = CS_FIELD_DURATION,                                                            \
+	     .desc = "lifetime (at most the role's secret_id_ttl)"},                               \
+	    {.name = "num_uses",                                                                   \
+	     .type = CS_FIELD_INT,                                                                 \
+	     .desc = "uses (at most the role's secret_id_num_uses)"},                              \
+	{                                                                                          \
+		.name = "wrap_ttl", .type = CS_FIELD_ANY, .desc = "ignored"                        \
+	}
+
 static const struct cs_field secret_fields[] = {
-    {"role_name", CS_FIELD_STRING, "role name", false},
-    {"secret_id", CS_FIELD_STRING, "custom secret id", false},
-    {"metadata", CS_FIELD_ANY, "JSON map of strings for the token metadata", false},
-    {"cidr_list", CS_FIELD_STRLIST, "CIDRs allowed to use this secret id", false},
-    {"token_bound_cidrs", CS_FIELD_STRLIST, "CIDRs allowed to use issued tokens", false},
-    {"ttl", CS_FIELD_DURATION, "lifetime (at most the role's secret_id_ttl)", false},
-    {"num_uses", CS_FIELD_INT, "uses (at most the role's secret_id_num_uses)", false},
-    {"wrap_ttl", CS_FIELD_ANY, "ignored", false},
-    {NULL, 0, NULL, false},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "custom secret id"},
+    SECRET_ID_OPTIONS,
+    {.name = NULL},
+};
+
+static const struct cs_field custom_secret_fields[] = {
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "the secret id", .required = true},
+    SECRET_ID_OPTIONS,
+    {.name = NULL},
 };
 
 static const struct cs_field by_value_fields[] = {
-    {"role_name", CS_FIELD_STRING, "role name", false},
-    {"secret_id", CS_FIELD_STRING, "the secret id", false},
-    {NULL, 0, NULL, false},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "the secret id", .required = true},
+    {.name = NULL},
 };
 
 static const struct cs_field by_accessor_fields[] = {
-    {"role_name", CS_FIELD_STRING, "role name", false},
-    {"secret_id_accessor", CS_FIELD_STRING, "the secret id's accessor", false},
-    {NULL, 0, NULL, false},
+    {.name = "role_name", .type = CS_FIELD_STRING, .desc = "role name"},
+    {.name = "secret_id_accessor",
+     .type = CS_FIELD_STRING,
+     .desc = "the secret id's accessor",
+     .required = true},
+    {.name = NULL},
 };
 
 static const struct cs_field login_fields[] = {
-    {"role_id", CS_FIELD_STRING, "role id", false},
-    {"secret_id", CS_FIELD_STRING, "secret id", false},
-    {NULL, 0, NULL, false},
+    {.name = "role_id", .type = CS_FIELD_STRING, .desc = "role id", .required = true},
+    /* Needed only when the role binds a secret id: checked by the handler. */
+    {.name = "secret_id", .type = CS_FIELD_STRING, .desc = "secret id"},
+    {.name = NULL},
 };
 
 static const struct cs_path approle_paths[] = {
-    {"login",
-     login_fields,
-     {[CS_OP_UPDATE] = login},
-     NULL,
-     CS_PATH_UNAUTH,
-     "log in with a role id and secret id"},
-    {"role", NULL, {[CS_OP_LIST] = role_list}, NULL, 0, "list roles"},
-    {"role/{role_name}/role-id",
-     roleid_fields,
-     {[CS_OP_READ] = roleid_read, [CS_OP_UPDATE] = roleid_write},
-     NULL,
-     0,
-     "read or set the role id"},
-    {"role/{role_name}/secret-id/lookup",
-     by_value_fields,
-     {[CS_OP_UPDATE] = secret_lookup},
-     NULL,
-     0,
-     "look a secret id up"},
-    {"role/{role_name}/secret-id/destroy",
-     by_value_fields,
-     {[CS_OP_UPDATE] = secret_destroy, [CS_OP_DELETE] = secret_destroy},
-     NULL,
-     0,
-     "destroy a secret id"},
-    {"role/{role_name}/secret-id-accessor/lookup",
-     by_accessor_fields,
-     {[CS_OP_UPDATE] = accessor_lookup},
-     NULL,
-     0,
-     "look a secret id up by accessor"},
-    {"role/{role_name}/secret-id-accessor/destroy",
-     by_accessor_fields,
-     {[CS_OP_UPDATE] = accessor_destroy, [CS_OP_DELETE] = accessor_destroy},
-     NULL,
-     0,
-     "destroy a secret id by accessor"},
-    {"role/{role_name}/secret-id",
-     secret_fields,
-     {[CS_OP_UPDATE] = secret_generate, [CS_OP_LIST] = secret_list},
-     NULL,
-     0,
-     "generate a secret id, or list accessors"},
-    {"role/{role_name}/custom-secret-id",
-     secret_fields,
-     {[CS_OP_UPDATE] = secret_custom},
-     NULL,
-     0,
-     "register a given secret id"},
-    {"role/{role_name}",
-     role_fields,
-     {[CS_OP_READ] = role_read,
-      [CS_OP_CREATE] = role_write,
-      [CS_OP_UPDATE] = role_write,
-      [CS_OP_DELETE] = role_delete},
-     role_exists,
-     0,
-     "manage roles"},
+    {.pattern = "login",
+     .fields = login_fields,
+     .ops = {[CS_OP_UPDATE] = login},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "log in with a role id and secret id"},
+    {.pattern = "role", .ops = {[CS_OP_LIST] = role_list}, .synopsis = "list roles"},
+    {.pattern = "role/{role_name}/role-id",
+     .fields = roleid_fields,
+     .ops = {[CS_OP_READ] = roleid_read, [CS_OP_UPDATE] = roleid_write},
+     .synopsis = "read or set the role id"},
+    {.pattern = "role/{role_name}/secret-id/lookup",
+     .fields = by_value_fields,
+     .ops = {[CS_OP_UPDATE] = secret_lookup},
+     .synopsis = "look a secret id up"},
+    {.pattern = "role/{role_name}/secret-id/destroy",
+     .fields = by_value_fields,
+     .ops = {[CS_OP_UPDATE] = secret_destroy, [CS_OP_DELETE] = secret_destroy},
+     .synopsis = "destroy a secret id"},
+    {.pattern = "role/{role_name}/secret-id-accessor/lookup",
+     .fields = by_accessor_fields,
+     .ops = {[CS_OP_UPDATE] = accessor_lookup},
+     .synopsis = "look a secret id up by accessor"},
+    {.pattern = "role/{role_name}/secret-id-accessor/destroy",
+     .fields = by_accessor_fields,
+     .ops = {[CS_OP_UPDATE] = accessor_destroy, [CS_OP_DELETE] = accessor_destroy},
+     .synopsis = "destroy a secret id by accessor"},
+    {.pattern = "role/{role_name}/secret-id",
+     .fields = secret_fields,
+     .ops = {[CS_OP_UPDATE] = secret_generate, [CS_OP_LIST] = secret_list},
+     .synopsis = "generate a secret id, or list accessors"},
+    {.pattern = "role/{role_name}/custom-secret-id",
+     .fields = custom_secret_fields,
+     .ops = {[CS_OP_UPDATE] = secret_custom},
+     .synopsis = "register a given secret id"},
+    {.pattern = "role/{role_name}",
+     .fields = role_fields,
+     .ops = {[CS_OP_READ] = role_read,
+	     [CS_OP_CREATE] = role_write,
+	     [CS_OP_UPDATE] = role_write,
+	     [CS_OP_DELETE] = role_delete},
+     .exists = role_exists,
+     .synopsis = "manage roles"},
 };
 
 const struct cs_backend cs_approle_backend = {

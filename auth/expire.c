@@ -493,6 +493,8 @@ int64_t cs_expire_next_ms(void)
 
 /* ---------------------------------------------------------------- sys/leases */
 
+/* The lease id of a renew or revoke: from the body or from the path (url_lease_id), so
+ * neither field alone is required and the handlers check by hand. */
 static const char *lease_arg(struct cs_request *req)
 {
 	const char *id = cs_req_str(req, "lease_id", NULL);
@@ -514,9 +516,7 @@ static void add_time(cJSON *d, const char *name, double unix_s)
 
 static int leases_lookup(struct cs_request *req)
 {
-	const char *id = lease_arg(req);
-	if (!id)
-		return cs_req_error(req, CS_EINVAL, "missing lease id");
+	const char *id = cs_req_str(req, "lease_id", ""); /* required by the table */
 	cJSON *r = NULL;
 	int rc = record_get(&req->txn, id, &r);
 	if (rc == CS_ENOTFOUND)
@@ -677,50 +677,93 @@ static int leases_tidy(struct cs_request *req)
 	return 0;
 }
 
+static const struct cs_field lookup_fields[] = {
+    {.name = "lease_id", .type = CS_FIELD_STRING, .desc = "lease id", .required = true},
+    {.name = "url_lease_id", .type = CS_FIELD_STRING, .desc = "unused"},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "unused"},
+    {.name = "sync", .type = CS_FIELD_BOOL, .desc = "unused"},
+    {.name = NULL},
+};
+
 static const struct cs_field lease_fields[] = {
-    {"lease_id", CS_FIELD_STRING, "lease id", false},
-    {"url_lease_id", CS_FIELD_STRING, "lease id (path)", false},
-    {"increment", CS_FIELD_DURATION, "requested extension", false},
-    {"sync", CS_FIELD_BOOL, "revoke before answering (always, here)", false},
-    {NULL, 0, NULL, false},
+    {.name = "lease_id", .type = CS_FIELD_STRING, .desc = "lease id"},
+    {.name = "url_lease_id", .type = CS_FIELD_STRING, .desc = "lease id (path)"},
+    {.name = "increment", .type = CS_FIELD_DURATION, .desc = "requested extension"},
+    {.name = "sync", .type = CS_FIELD_BOOL, .desc = "revoke before answering (always, here)"},
+    {.name = NULL},
 };
 
 static const struct cs_field prefix_fields[] = {
-    {"prefix", CS_FIELD_STRING, "lease id prefix", false},
-    {"sync", CS_FIELD_BOOL, "revoke before answering (always, here)", false},
-    {NULL, 0, NULL, false},
+    {.name = "prefix", .type = CS_FIELD_STRING, .desc = "lease id prefix"},
+    {.name = "sync", .type = CS_FIELD_BOOL, .desc = "revoke before answering (always, here)"},
+    {.name = NULL},
 };
 
-#define UPD(fn)                                                                                    \
-	{                                                                                          \
-		[CS_OP_UPDATE] = fn                                                                \
-	}
-
 static const struct cs_path lease_paths[] = {
-    {"leases/lookup", lease_fields, UPD(leases_lookup), NULL, 0, "lease information"},
-    {"leases/lookup/{prefix*}",
-     prefix_fields,
-     {[CS_OP_LIST] = leases_list},
-     NULL,
-     CS_PATH_SUDO,
-     "list leases"},
-    {"leases/renew", lease_fields, UPD(leases_renew), NULL, 0, "renew a lease"},
-    {"leases/renew/{url_lease_id*}", lease_fields, UPD(leases_renew), NULL, 0, "renew a lease"},
-    {"renew", lease_fields, UPD(leases_renew), NULL, 0, "renew a lease"},
-    {"renew/{url_lease_id*}", lease_fields, UPD(leases_renew), NULL, 0, "renew a lease"},
-    {"leases/revoke", lease_fields, UPD(leases_revoke), NULL, 0, "revoke a lease"},
-    {"leases/revoke/{url_lease_id*}", lease_fields, UPD(leases_revoke), NULL, 0, "revoke a lease"},
-    {"revoke", lease_fields, UPD(leases_revoke), NULL, 0, "revoke a lease"},
-    {"revoke/{url_lease_id*}", lease_fields, UPD(leases_revoke), NULL, 0, "revoke a lease"},
-    {"leases/revoke-prefix/{prefix*}", prefix_fields, UPD(revoke_prefix), NULL, CS_PATH_SUDO,
-     "revoke every lease under a prefix"},
-    {"revoke-prefix/{prefix*}", prefix_fields, UPD(revoke_prefix), NULL, CS_PATH_SUDO,
-     "revoke every lease under a prefix"},
-    {"leases/revoke-force/{prefix*}", prefix_fields, UPD(revoke_prefix), NULL, CS_PATH_SUDO,
-     "delete every lease under a prefix"},
-    {"revoke-force/{prefix*}", prefix_fields, UPD(revoke_prefix), NULL, CS_PATH_SUDO,
-     "delete every lease under a prefix"},
-    {"leases/tidy", NULL, UPD(leases_tidy), NULL, 0, "remove dangling leases"},
+    {.pattern = "leases/lookup",
+     .fields = lookup_fields,
+     .ops = {[CS_OP_UPDATE] = leases_lookup},
+     .synopsis = "lease information"},
+    {.pattern = "leases/lookup/{prefix*}",
+     .fields = prefix_fields,
+     .ops = {[CS_OP_LIST] = leases_list},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "list leases"},
+    {.pattern = "leases/renew",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_renew},
+     .synopsis = "renew a lease"},
+    {.pattern = "leases/renew/{url_lease_id*}",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_renew},
+     .synopsis = "renew a lease"},
+    {.pattern = "renew",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_renew},
+     .synopsis = "renew a lease"},
+    {.pattern = "renew/{url_lease_id*}",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_renew},
+     .synopsis = "renew a lease"},
+    {.pattern = "leases/revoke",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_revoke},
+     .synopsis = "revoke a lease"},
+    {.pattern = "leases/revoke/{url_lease_id*}",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_revoke},
+     .synopsis = "revoke a lease"},
+    {.pattern = "revoke",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_revoke},
+     .synopsis = "revoke a lease"},
+    {.pattern = "revoke/{url_lease_id*}",
+     .fields = lease_fields,
+     .ops = {[CS_OP_UPDATE] = leases_revoke},
+     .synopsis = "revoke a lease"},
+    {.pattern = "leases/revoke-prefix/{prefix*}",
+     .fields = prefix_fields,
+     .ops = {[CS_OP_UPDATE] = revoke_prefix},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "revoke every lease under a prefix"},
+    {.pattern = "revoke-prefix/{prefix*}",
+     .fields = prefix_fields,
+     .ops = {[CS_OP_UPDATE] = revoke_prefix},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "revoke every lease under a prefix"},
+    {.pattern = "leases/revoke-force/{prefix*}",
+     .fields = prefix_fields,
+     .ops = {[CS_OP_UPDATE] = revoke_prefix},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "delete every lease under a prefix"},
+    {.pattern = "revoke-force/{prefix*}",
+     .fields = prefix_fields,
+     .ops = {[CS_OP_UPDATE] = revoke_prefix},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "delete every lease under a prefix"},
+    {.pattern = "leases/tidy",
+     .ops = {[CS_OP_UPDATE] = leases_tidy},
+     .synopsis = "remove dangling leases"},
 };
 
 static const struct cs_expiration expiration = {
@@ -733,5 +776,5 @@ void cs_expire_register(struct cs_core *core, const struct cs_expire_tokens *tok
 	E.core = core;
 	E.tokens = tokens;
 	cs_core_set_expiration(core, &expiration);
-	cs_sys_add_paths(lease_paths, CS_ARRAY_LEN(lease_paths));
+	cs_sys_set_paths(CS_SYS_LEASES, lease_paths, CS_ARRAY_LEN(lease_paths));
 }

@@ -24,21 +24,33 @@
  * "policies", "ttl", "max_ttl", "period" and "bound_cidrs" are Vault's deprecated
  * aliases of the token_* names. */
 #define CS_TOKENUTIL_FIELDS                                                                        \
-	{"token_policies", CS_FIELD_STRLIST, "policies of issued tokens", false},                  \
-	    {"policies", CS_FIELD_STRLIST, "deprecated: token_policies", false},                   \
-	    {"token_ttl", CS_FIELD_DURATION, "default TTL of issued tokens", false},               \
-	    {"ttl", CS_FIELD_DURATION, "deprecated: token_ttl", false},                            \
-	    {"token_max_ttl", CS_FIELD_DURATION, "max TTL of issued tokens", false},               \
-	    {"max_ttl", CS_FIELD_DURATION, "deprecated: token_max_ttl", false},                    \
-	    {"token_period", CS_FIELD_DURATION, "period of issued tokens", false},                 \
-	    {"period", CS_FIELD_DURATION, "deprecated: token_period", false},                      \
-	    {"token_explicit_max_ttl", CS_FIELD_DURATION, "hard cap of issued tokens", false},     \
-	    {"token_num_uses", CS_FIELD_INT, "uses of issued tokens (0: unlimited)", false},       \
-	    {"token_type", CS_FIELD_STRING, "service, batch or default", false},                   \
-	    {"token_no_default_policy", CS_FIELD_BOOL, "leave out the default policy", false},     \
-	    {"token_bound_cidrs", CS_FIELD_STRLIST, "CIDRs allowed to use issued tokens", false},  \
+	{.name = "token_policies", .type = CS_FIELD_STRLIST, .desc = "policies of issued tokens"}, \
+	    {.name = "policies", .type = CS_FIELD_STRLIST, .desc = "deprecated: token_policies"},  \
+	    {.name = "token_ttl",                                                                  \
+	     .type = CS_FIELD_DURATION,                                                            \
+	     .desc = "default TTL of issued tokens"},                                              \
+	    {.name = "ttl", .type = CS_FIELD_DURATION, .desc = "deprecated: token_ttl"},           \
+	    {.name = "token_max_ttl",                                                              \
+	     .type = CS_FIELD_DURATION,                                                            \
+	     .desc = "max TTL of issued tokens"},                                                  \
+	    {.name = "max_ttl", .type = CS_FIELD_DURATION, .desc = "deprecated: token_max_ttl"},   \
+	    {.name = "token_period",                                                               \
+	     .type = CS_FIELD_DURATION,                                                            \
+	     .desc = "period of issued tokens"},                                                   \
+	    {.name = "period", .type = CS_FIELD_DURATION, .desc = "deprecated: token_period"},     \
+	    {.name = "token_explicit_max_ttl",                                                     \
+	     .type = CS_FIELD_DURATION,                                                            \
+	     .desc = "hard cap of issued tokens"},                                                 \
+	    {.name = "token_num_uses",                                                             \
+	     .type = CS_FIELD_INT,                                                                 \
+	     .desc = "uses of issued tokens (0: unlimited)"},                                      \
+	    {.name = "token_type", .type = CS_FIELD_STRING, .desc = "service, batch or default"},  \
+	    {.name = "token_no_default_policy",                                                    \
+	     .type = CS_FIELD_BOOL,                                                                \
+	     .desc = "leave out the default policy"},                                              \
 	{                                                                                          \
-		"bound_cidrs", CS_FIELD_STRLIST, "deprecated: token_bound_cidrs", false            \
+		.name = "token_bound_cidrs", .type = CS_FIELD_STRLIST,                             \
+		.desc = "CIDRs allowed to use issued tokens"                                       \
 	}
 
 /*

@@ -217,14 +217,15 @@ static void set_hash(cJSON *entry, const char *hash)
 	cs_tokenutil_set(entry, "password_hash", cJSON_CreateString(hash));
 }
 
-/* The user name of the path and a non-empty "password" from the body (borrowed). */
+/* The user name of the path and the "password" of the body (borrowed; the tables of
+ * login and users/{username}/password mark it required, so it is not empty). The route
+ * always captures a non-empty name: "missing username" refuses an over-long one. */
 static int name_and_password(struct cs_request *req, char name[256], const char **pw)
 {
+	*pw = "";
 	if (!username(req, name, 256))
 		return cs_req_error(req, CS_EINVAL, "missing username");
 	*pw = cs_req_str(req, "password", "");
-	if (!**pw)
-		return cs_req_error(req, CS_EINVAL, "missing password");
 	return 0;
 }
 
@@ -290,6 +291,7 @@ static int user_store(struct cs_request *req, const char *hash)
 	if (is_new)
 		e = cJSON_CreateObject();
 	rc = cs_tokenutil_update(req, e, is_new);
+	/* A user may be created by an update too (it vanished meanwhile): no password yet. */
 	if (!rc && is_new && !hash)
 		rc = cs_req_error(req, CS_EINVAL, "missing password");
 	if (!rc && hash)
@@ -318,6 +320,8 @@ static int user_write(struct cs_request *req)
 	if (!username(req, name, sizeof name))
 		return cs_req_error(req, CS_EINVAL, "missing username");
 	const char *pw = cs_req_str(req, "password", NULL);
+	/* By hand, not in the table: a password is needed to create a user, not to update
+	 * one (the same row serves both). */
 	if (!pw || !*pw) {
 		if (req->op == CS_OP_CREATE)
 			return cs_req_error(req, CS_EINVAL, "missing password");
@@ -456,60 +460,54 @@ static int login(struct cs_request *req)
 /* ---------------------------------------------------------------- table */
 
 static const struct cs_field user_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"password", CS_FIELD_STRING, "password", false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "password"},
     CS_TOKENUTIL_FIELDS,
-    {NULL, 0, NULL, false},
+    {.name = NULL},
 };
 
 static const struct cs_field password_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"password", CS_FIELD_STRING, "new password", false},
-    {NULL, 0, NULL, false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "new password", .required = true},
+    {.name = NULL},
 };
 
 static const struct cs_field policies_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"token_policies", CS_FIELD_STRLIST, "policies of issued tokens", false},
-    {"policies", CS_FIELD_STRLIST, "deprecated: token_policies", false},
-    {NULL, 0, NULL, false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "token_policies", .type = CS_FIELD_STRLIST, .desc = "policies of issued tokens"},
+    {.name = "policies", .type = CS_FIELD_STRLIST, .desc = "deprecated: token_policies"},
+    {.name = NULL},
 };
 
 static const struct cs_field login_fields[] = {
-    {"username", CS_FIELD_STRING, "user name", false},
-    {"password", CS_FIELD_STRING, "password", false},
-    {NULL, 0, NULL, false},
+    {.name = "username", .type = CS_FIELD_STRING, .desc = "user name"},
+    {.name = "password", .type = CS_FIELD_STRING, .desc = "password", .required = true},
+    {.name = NULL},
 };
 
 static const struct cs_path userpass_paths[] = {
-    {"users", NULL, {[CS_OP_LIST] = user_list}, NULL, 0, "list users"},
-    {"users/{username}/password",
-     password_fields,
-     {[CS_OP_UPDATE] = user_password},
-     NULL,
-     0,
-     "change a user's password"},
-    {"users/{username}/policies",
-     policies_fields,
-     {[CS_OP_UPDATE] = user_policies},
-     NULL,
-     0,
-     "change a user's policies"},
-    {"users/{username}",
-     user_fields,
-     {[CS_OP_READ] = user_read,
-      [CS_OP_CREATE] = user_write,
-      [CS_OP_UPDATE] = user_write,
-      [CS_OP_DELETE] = user_delete},
-     user_exists,
-     0,
-     "manage users"},
-    {"login/{username}",
-     login_fields,
-     {[CS_OP_UPDATE] = login},
-     NULL,
-     CS_PATH_UNAUTH,
-     "log in with a user name and password"},
+    {.pattern = "users", .ops = {[CS_OP_LIST] = user_list}, .synopsis = "list users"},
+    {.pattern = "users/{username}/password",
+     .fields = password_fields,
+     .ops = {[CS_OP_UPDATE] = user_password},
+     .synopsis = "change a user's password"},
+    {.pattern = "users/{username}/policies",
+     .fields = policies_fields,
+     .ops = {[CS_OP_UPDATE] = user_policies},
+     .synopsis = "change a user's policies"},
+    {.pattern = "users/{username}",
+     .fields = user_fields,
+     .ops = {[CS_OP_READ] = user_read,
+	     [CS_OP_CREATE] = user_write,
+	     [CS_OP_UPDATE] = user_write,
+	     [CS_OP_DELETE] = user_delete},
+     .exists = user_exists,
+     .synopsis = "manage users"},
+    {.pattern = "login/{username}",
+     .fields = login_fields,
+     .ops = {[CS_OP_UPDATE] = login},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "log in with a user name and password"},
 };
 
 const struct cs_backend cs_userpass_backend = {

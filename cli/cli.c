@@ -50,6 +50,7 @@ static const char usage_main[] =
     "    auth        Interact with auth methods\n"
     "    kv          Interact with custos's Key-Value storage\n"
     "    operator    Perform operator-specific tasks (init, unseal, seal, raft)\n"
+    "    path-help   Retrieve API help for paths\n"
     "    policy      Interact with policies\n"
     "    secrets     Interact with secrets engines (enable, disable, list)\n"
     "    server      Start a custos server\n"
@@ -82,7 +83,7 @@ static const struct {
     {"secrets", NULL, cs_cli_secrets},   {"auth", NULL, cs_cli_auth},
     {"audit", NULL, cs_cli_audit},       {"kv", NULL, cs_cli_kv},
     {"policy", NULL, cs_cli_policy},     {"token", NULL, cs_cli_token},
-    {"login", NULL, cs_cli_login},
+    {"login", NULL, cs_cli_login},       {"path-help", cs_cli_path_help, NULL},
 };
 
 int cs_cli_main(int argc, char **argv)

@@ -148,6 +148,7 @@ enum flag_kind { F_STR, F_BOOL, F_INT, F_KV, F_LIST, F_DUR };
 #define C_OKEYSTATUS CMD(59)
 #define C_REKEY      CMD(60)
 #define C_GENROOT    CMD(61)
+#define C_PATHHELP   CMD(62)
 #define C_ALL        UINT64_MAX
 
 struct flag {

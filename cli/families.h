@@ -32,13 +32,14 @@ extern const struct cs_cli_family cs_cli_raft_family;
 int cs_cli_operator_raft(struct cli *c, int argc, char **argv, int start);
 int cs_cli_step_down(struct cli *c, int argc, char **argv, int start);
 
-/* read_write.c: read, write, list, delete, login. */
+/* read_write.c: read, write, list, delete, login, path-help. */
 extern const struct cs_cli_family cs_cli_read_write_family;
 int cs_cli_read(struct cli *c, int argc, char **argv, int start);
 int cs_cli_write(struct cli *c, int argc, char **argv, int start);
 int cs_cli_list(struct cli *c, int argc, char **argv, int start);
 int cs_cli_delete(struct cli *c, int argc, char **argv, int start);
 int cs_cli_login(struct cli *c, int argc, char **argv);
+int cs_cli_path_help(struct cli *c, int argc, char **argv, int start);
 
 /* mounts.c: secrets, auth and audit (enable, disable, list; auth tune). */
 extern const struct cs_cli_family cs_cli_mounts_family;

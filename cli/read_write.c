@@ -1,5 +1,5 @@
 /*
- * The generic path verbs `read`, `write`, `list`, `delete`, and `login` (token,
+ * The generic path verbs `read`, `write`, `list`, `delete`, `path-help` and `login` (token,
  * userpass and approle methods; the token goes to ~/.vault-token unless -no-store).
  * read/delete send K=V pairs as URL parameters, write as the JSON body.
  */
@@ -40,6 +40,9 @@ static const struct usage read_write_usages[] = {
 	      "  -force                 Allow writing with no data.\n"},
     {C_LIST, "Usage: custos list [options] PATH\n\n  Lists the keys at PATH.\n"},
     {C_DELETE, "Usage: custos delete [options] PATH\n\n  Deletes the data at PATH.\n"},
+    {C_PATHHELP, "Usage: custos path-help [options] PATH\n\n"
+		 "  Prints the help of the API path PATH: what it does and its parameters\n"
+		 "  (-format=json: the whole answer, with its OpenAPI document).\n"},
     {C_LOGIN, "Usage: custos login [options] [AUTH K=V...]\n\n"
 	      "  Authenticates and stores the token in ~/.vault-token.\n\n"
 	      "    custos login TOKEN\n"
@@ -156,6 +159,38 @@ int cs_cli_read(struct cli *c, int argc, char **argv, int start)
 	else
 		code = cs_cli_output_secret(c, secret);
 out:
+	cs_client_resp_free(&r);
+	free(path);
+	return code;
+}
+
+/* GET PATH?help=1 (Vault's help request; it needs a token like a read). */
+int cs_cli_path_help(struct cli *c, int argc, char **argv, int start)
+{
+	int code;
+	int i = cs_cli_begin(c, C_PATHHELP, argc, argv, start, &code);
+	if (i < 0)
+		return code;
+	if (cs_cli_bad_nargs(argc - i, 1, 1, "1"))
+		return 1;
+	if (cs_cli_make_client(c))
+		return 2;
+	char *path = cs_cli_sanitize_path(argv[i]);
+	struct cs_client_resp r;
+	(void)cs_client_request(&c->client, "GET", path, "help=1", NULL, &r);
+	const cJSON *help = cJSON_GetObjectItemCaseSensitive(r.json, "help");
+	if (r.status == 0 || !cs_client_resp_ok(&r) || !cJSON_IsString(help)) {
+		cs_cli_api_error(&r, "Error retrieving help");
+		code = 2;
+	} else if (c->format && strcmp(c->format, "json") == 0) {
+		char *s = cJSON_Print(r.json);
+		printf("%s\n", s ? s : "");
+		free(s);
+		code = 0;
+	} else {
+		fputs(help->valuestring, stdout);
+		code = 0;
+	}
 	cs_client_resp_free(&r);
 	free(path);
 	return code;

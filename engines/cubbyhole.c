@@ -107,16 +107,15 @@ int cs_cubbyhole_destroy(struct cs_txn *txn, const char *token_key_hex)
 }
 
 static const struct cs_path cubby_paths[] = {
-    {"{path*}",
-     NULL,
-     {[CS_OP_READ] = cubby_read,
-      [CS_OP_CREATE] = cubby_write,
-      [CS_OP_UPDATE] = cubby_write,
-      [CS_OP_DELETE] = cubby_delete,
-      [CS_OP_LIST] = cubby_list},
-     cubby_exists,
-     CS_PATH_ANY_FIELDS,
-     "per-token private secret storage"},
+    {.pattern = "{path*}",
+     .ops = {[CS_OP_READ] = cubby_read,
+	     [CS_OP_CREATE] = cubby_write,
+	     [CS_OP_UPDATE] = cubby_write,
+	     [CS_OP_DELETE] = cubby_delete,
+	     [CS_OP_LIST] = cubby_list},
+     .exists = cubby_exists,
+     .flags = CS_PATH_ANY_FIELDS,
+     .synopsis = "per-token private secret storage"},
 };
 
 const struct cs_backend cs_cubbyhole_backend = {

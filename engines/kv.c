@@ -88,16 +88,15 @@ static const struct cs_backend *kv_variant(const cJSON *options)
 }
 
 static const struct cs_path kv_paths[] = {
-    {"{path*}",
-     NULL,
-     {[CS_OP_READ] = kv_read,
-      [CS_OP_CREATE] = kv_write,
-      [CS_OP_UPDATE] = kv_write,
-      [CS_OP_DELETE] = kv_delete,
-      [CS_OP_LIST] = kv_list},
-     kv_exists,
-     CS_PATH_ANY_FIELDS,
-     "pass-through secret storage"},
+    {.pattern = "{path*}",
+     .ops = {[CS_OP_READ] = kv_read,
+	     [CS_OP_CREATE] = kv_write,
+	     [CS_OP_UPDATE] = kv_write,
+	     [CS_OP_DELETE] = kv_delete,
+	     [CS_OP_LIST] = kv_list},
+     .exists = kv_exists,
+     .flags = CS_PATH_ANY_FIELDS,
+     .synopsis = "pass-through secret storage"},
 };
 
 /* The variants kv_variant can pick, for the route listing (server/routes.h). */

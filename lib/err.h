@@ -26,8 +26,7 @@
 	X(CS_ELEADERSHIP, 500, "leadership lost while committing the request")                     \
 	X(CS_ESHUTDOWN, 503, "server is shutting down")                                            \
 	X(CS_EBUSY, 503, "busy, try again")                                                        \
-	X(CS_EINTERNAL, 500, "internal error")                                                     \
-	X(CS_EASYNC, 500, "request suspended") /* not an error: see cs_req_defer */
+	X(CS_EINTERNAL, 500, "internal error")
 
 enum cs_err {
 #define CS__ERR_ENUM(name, status, text) name,

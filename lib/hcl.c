@@ -12,6 +12,7 @@
 #include "lib/hcl.h"
 
 #include "lib/buf.h"
+#include "lib/err.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -38,10 +39,10 @@ static int perr(struct parser *ps, int line, const char *fmt, ...)
 static int perr(struct parser *ps, int line, const char *fmt, ...)
 {
 	if (ps->failed)
-		return -1;
+		return CS_EINVAL;
 	ps->failed = true;
 	if (!ps->errmsg || !ps->errlen)
-		return -1;
+		return CS_EINVAL;
 	int n = snprintf(ps->errmsg, ps->errlen, "line %d: ", line);
 	if (n >= 0 && (size_t)n < ps->errlen) {
 		va_list ap;
@@ -49,7 +50,7 @@ static int perr(struct parser *ps, int line, const char *fmt, ...)
 		vsnprintf(ps->errmsg + n, ps->errlen - (size_t)n, fmt, ap);
 		va_end(ap);
 	}
-	return -1;
+	return CS_EINVAL;
 }
 
 static struct cs_hcl_node *node_new(struct parser *ps, enum cs_hcl_type type, int line)
@@ -81,6 +82,7 @@ static bool at_end(const struct parser *ps)
 	return ps->p >= ps->end;
 }
 
+/* The byte at `off` ahead, or -1 past the end (a character, not an error code). */
 static int peek(const struct parser *ps, size_t off)
 {
 	if ((size_t)(ps->end - ps->p) <= off)
@@ -178,7 +180,7 @@ static int hex4(const char *p, uint32_t *out)
 		else if (c >= 'A' && c <= 'F')
 			d = c - 'A' + 10;
 		else
-			return -1;
+			return CS_EINVAL;
 		v = v << 4 | (uint32_t)d;
 	}
 	*out = v;
@@ -446,7 +448,7 @@ static int parse_body(struct parser *ps, struct cs_hcl_node *obj, int open_line)
 	struct cs_hcl_node *tail = NULL;
 	for (;;) {
 		if (skip_ws(ps))
-			return -1;
+			return CS_EINVAL;
 		if (at_end(ps)) {
 			if (open_line)
 				return perr(ps, open_line, "'{' is never closed");
@@ -463,9 +465,9 @@ static int parse_body(struct parser *ps, struct cs_hcl_node *obj, int open_line)
 		if (m)
 			append(obj, &tail, m);
 		if (rc)
-			return -1;
+			return CS_EINVAL;
 		if (skip_ws(ps))
-			return -1;
+			return CS_EINVAL;
 		if (peek(ps, 0) == ',')
 			ps->p++;
 	}
@@ -477,7 +479,7 @@ static int parse_object(struct parser *ps, struct cs_hcl_node *n)
 	n->type = CS_HCL_OBJECT;
 	ps->p++; /* '{' */
 	if (enter(ps))
-		return -1;
+		return CS_EINVAL;
 	int rc = parse_body(ps, n, open);
 	ps->depth--;
 	return rc;
@@ -490,22 +492,22 @@ static int parse_list(struct parser *ps, struct cs_hcl_node *n)
 	n->type = CS_HCL_LIST;
 	ps->p++; /* '[' */
 	if (enter(ps))
-		return -1;
+		return CS_EINVAL;
 	for (;;) {
 		if (skip_ws(ps))
-			return -1;
+			return CS_EINVAL;
 		if (at_end(ps))
 			return perr(ps, open, "'[' is never closed");
 		if (*ps->p == ']')
 			break;
 		struct cs_hcl_node *e = node_new(ps, CS_HCL_NULL, ps->line);
 		if (!e)
-			return -1;
+			return CS_EINVAL;
 		append(n, &tail, e);
 		if (parse_value(ps, e))
-			return -1;
+			return CS_EINVAL;
 		if (skip_ws(ps))
-			return -1;
+			return CS_EINVAL;
 		if (at_end(ps))
 			return perr(ps, open, "'[' is never closed");
 		if (*ps->p == ',') {
@@ -530,7 +532,7 @@ static int parse_value(struct parser *ps, struct cs_hcl_node *n)
 	if (c == '"') {
 		n->type = CS_HCL_STRING;
 		n->str = parse_quoted(ps);
-		return n->str ? 0 : -1;
+		return n->str ? 0 : CS_EINVAL;
 	}
 	if (c == '<' && peek(ps, 1) == '<')
 		return parse_heredoc(ps, n);
@@ -544,7 +546,7 @@ static int parse_value(struct parser *ps, struct cs_hcl_node *n)
 		int line = ps->line;
 		char *id = read_ident(ps);
 		if (!id)
-			return -1;
+			return CS_EINVAL;
 		int rc = 0;
 		if (strcmp(id, "true") == 0 || strcmp(id, "false") == 0) {
 			n->type = CS_HCL_BOOL;
@@ -586,21 +588,21 @@ static int parse_member(struct parser *ps, struct cs_hcl_node **out)
 	int key_line = ps->line;
 	char *key = parse_name(ps, "a key");
 	if (!key)
-		return -1;
+		return CS_EINVAL;
 	struct cs_hcl_node *m = node_new(ps, CS_HCL_NULL, key_line);
 	if (!m) {
 		free(key);
-		return -1;
+		return CS_EINVAL;
 	}
 	m->key = key;
 	*out = m;
 	if (skip_ws(ps))
-		return -1;
+		return CS_EINVAL;
 	int c = peek(ps, 0);
 	if (c == '=' || c == ':') {
 		ps->p++;
 		if (skip_ws(ps))
-			return -1;
+			return CS_EINVAL;
 		return parse_value(ps, m);
 	}
 	if (c != '{' && c != '"' && !(c >= 0 && is_ident_start(c))) {
@@ -619,27 +621,27 @@ static int parse_member(struct parser *ps, struct cs_hcl_node **out)
 			break;
 		}
 		if (enter(ps)) {
-			rc = -1;
+			rc = CS_EINVAL;
 			break;
 		}
 		levels++;
 		int label_line = ps->line;
 		char *label = parse_name(ps, "a block label or '{'");
 		if (!label) {
-			rc = -1;
+			rc = CS_EINVAL;
 			break;
 		}
 		struct cs_hcl_node *l = node_new(ps, CS_HCL_OBJECT, label_line);
 		if (!l) {
 			free(label);
-			rc = -1;
+			rc = CS_EINVAL;
 			break;
 		}
 		l->key = label;
 		cur->child = l;
 		cur = l;
 		if (skip_ws(ps)) {
-			rc = -1;
+			rc = CS_EINVAL;
 			break;
 		}
 	}

@@ -50,6 +50,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "raft/cluster.h"
+#include "raft/wire.h"
 #include "storage/cluster_tls.h"
 
 #define PREAMBLE_LEN    24  /* u64 protocol, u64 id, u64 address length */
@@ -87,6 +88,8 @@ struct conn {
 	raft_uv_connect_cb cb;
 	raft_id peer_id;
 	int fail_status;
+	bool inbound;
+	struct cs_wire wire; /* inbound: raft's message framing, checked before raft reads it */
 	/* inbound preamble */
 	uint8_t pre[PREAMBLE_LEN + MAX_ADDRESS_LEN];
 	size_t pre_have, pre_want;
@@ -101,6 +104,7 @@ struct transport {
 	cs_transport_claim_fn check_claim;
 	void *claim_ctx;
 	unsigned timeout_ms;
+	uint64_t max_payload;
 	bool require_ip_san;
 	raft_id id;
 	char address[MAX_ADDRESS_LEN];
@@ -273,8 +277,7 @@ static void conn_close(struct conn *c, int status, const char *why)
 		c->fail_status = status;
 	if (why) {
 		cs_debug("raft transport: %s connection %s: %s",
-			 c->req || c->peer_id ? "outbound" : "inbound",
-			 bridged ? "closed" : "refused", why);
+			 c->inbound ? "inbound" : "outbound", bridged ? "closed" : "refused", why);
 	}
 	if (c->ssl && c->tcp) {
 		if (bridged || SSL_is_init_finished(c->ssl))
@@ -502,6 +505,8 @@ static void establish_inbound(struct conn *c)
 	}
 	uv_timer_stop(&c->timer);
 	c->phase = PH_PUMP;
+	c->peer_id = id;
+	cs_wire_init(&c->wire, tr->max_payload);
 	tr->stats.accepts_ok++;
 	char addr[MAX_ADDRESS_LEN];
 	snprintf(addr, sizeof addr, "%s", address);
@@ -556,6 +561,21 @@ static void pump_in(struct conn *c)
 			r = SSL_read(c->ssl, plain, sizeof plain);
 			if (r <= 0) {
 				ssl_wait(c, r);
+				return;
+			}
+			/* raft_uv trusts the lengths it reads (wire.h): only messages it decodes
+			 * safely reach it. On an outbound connection the peer has nothing to say
+			 * after its ack (raft never reads there). */
+			if (!c->inbound) {
+				c->tr->stats.frames_refused++;
+				conn_close(c, RAFT_NOCONNECTION, "unexpected data from raft peer");
+				return;
+			}
+			if (cs_wire_feed(&c->wire, (const uint8_t *)plain, (size_t)r) != 0) {
+				c->tr->stats.frames_refused++;
+				cs_warn("raft: refused a malformed message from node %llu: %s",
+					(unsigned long long)c->peer_id, c->wire.error);
+				conn_close(c, 0, c->wire.error);
 				return;
 			}
 			c->tr->stats.bytes_in += (uint64_t)r;
@@ -764,6 +784,7 @@ int cs_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
 	tr->check_claim = cfg->check_claim;
 	tr->claim_ctx = cfg->claim_ctx;
 	tr->require_ip_san = cfg->require_ip_san;
+	tr->max_payload = cfg->max_message_bytes;
 	tr->timeout_ms =
 	    cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : CS_TRANSPORT_HANDSHAKE_MS;
 	t->impl = tr; /* raft_uv overwrites t->data */
@@ -803,6 +824,7 @@ void cs_transport_accept(void *tp, SSL *ssl, uv_tcp_t *tcp)
 	tcp->data = c;
 	c->open_handles++;
 	c->ssl = ssl;
+	c->inbound = true;
 	c->phase = PH_PREAMBLE;
 	c->pre_want = PREAMBLE_LEN;
 	arm_deadline(c, tr);

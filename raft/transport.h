@@ -31,6 +31,9 @@
  *   connect fail synchronously (raft retries after its connect-retry delay).
  * - A refused or failed connection is logged at debug level and counted; raft retries.
  * - SIGPIPE must be ignored by the process (the bridge writes with write(2)).
+ * - c-raft 0.15 trusts the lengths in a peer's messages: every inbound byte is checked
+ *   against its framing (raft/wire.h) and a connection carrying a malformed message is
+ *   closed before raft reads it; data on an outbound connection after the ack closes it.
  */
 #ifndef CS_RAFT_TRANSPORT_H
 #define CS_RAFT_TRANSPORT_H
@@ -62,6 +65,10 @@ struct cs_transport_config {
 	 * certificate (cs_cluster_tls_gen_node puts the node's IPs there). Leave false for
 	 * operator-supplied certificates without IP SANs. */
 	bool require_ip_san;
+	/* Inbound: the largest payload (entries of one AppendEntries, or a snapshot) a
+	 * peer's message may announce; 0: CS_WIRE_DEFAULT_PAYLOAD (the store's map size).
+	 * Every inbound message is checked against c-raft's framing (raft/wire.h) first. */
+	uint64_t max_message_bytes;
 };
 
 struct cs_transport_stats {
@@ -69,6 +76,7 @@ struct cs_transport_stats {
 	uint64_t accepts_ok, accepts_refused;  /* inbound raft handshakes */
 	uint64_t bytes_out, bytes_in;          /* plaintext pumped from/to raft */
 	uint64_t pauses;                       /* reads stopped by back-pressure */
+	uint64_t frames_refused;               /* connections closed for malformed raft messages */
 };
 
 /*

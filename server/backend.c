@@ -14,6 +14,8 @@
 #include "lib/json.h"
 #include "lib/util.h"
 
+_Static_assert(CS_EASYNC >= CS_E__COUNT, "CS_EASYNC must not be an error code");
+
 const char *cs_op_name(enum cs_op op)
 {
 	static const char *names[] = {"read", "create", "update", "delete", "list", "patch"};
@@ -224,16 +226,43 @@ static bool match(const char *pattern, const char *rel, struct cs_request *req)
 	return true;
 }
 
-bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel)
+size_t cs_backend_n_rows(const struct cs_backend *b)
 {
-	for (size_t i = 0; i < b->n_paths; i++) {
-		if (match(b->paths[i].pattern, rel, req)) {
-			req->route = &b->paths[i];
+	size_t n = b->n_paths;
+	for (size_t t = 0; t < b->n_tables; t++)
+		n += b->tables[t].n;
+	return n;
+}
+
+const struct cs_path *cs_backend_row(const struct cs_backend *b, size_t i)
+{
+	for (size_t t = 0; t < b->n_tables; t++) {
+		if (i < b->tables[t].n)
+			return &b->tables[t].paths[i];
+		i -= b->tables[t].n;
+	}
+	return i < b->n_paths ? &b->paths[i] : NULL;
+}
+
+static bool route_table(const struct cs_path *paths, size_t n, struct cs_request *req,
+			const char *rel)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (match(paths[i].pattern, rel, req)) {
+			req->route = &paths[i];
 			return true;
 		}
 		clear_captures(req);
 	}
 	return false;
+}
+
+bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel)
+{
+	for (size_t t = 0; t < b->n_tables; t++)
+		if (route_table(b->tables[t].paths, b->tables[t].n, req, rel))
+			return true;
+	return route_table(b->paths, b->n_paths, req, rel);
 }
 
 /* ------------------------------------------------------------------ fields */
@@ -373,6 +402,23 @@ static const struct cs_field *find_field(const struct cs_field *fields, const ch
 	return NULL;
 }
 
+const struct cs_field *cs_backend_missing_field(const struct cs_field *fields, const cJSON *data,
+						enum cs_op op)
+{
+	/* Writes only: one row often serves read, write and delete with one schema, and a
+	 * patch is partial by definition. */
+	if (op != CS_OP_CREATE && op != CS_OP_UPDATE)
+		return NULL;
+	for (const struct cs_field *f = fields; f && f->name; f++) {
+		if (!f->required)
+			continue;
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(data, f->name);
+		if (!v || cJSON_IsNull(v) || (cJSON_IsString(v) && !*v->valuestring))
+			return f;
+	}
+	return NULL;
+}
+
 static int validate(struct cs_request *req)
 {
 	const struct cs_path *p = req->route;
@@ -411,19 +457,18 @@ static int validate(struct cs_request *req)
 	}
 	for (const struct cs_field *f = p->fields; f && f->name; f++) {
 		cJSON *fv = cJSON_GetObjectItemCaseSensitive(req->data, f->name);
-		if (!fv) {
-			if (f->required && (req->op == CS_OP_CREATE || req->op == CS_OP_UPDATE)) {
-				cs_buf_free(&unknown);
-				return cs_req_error(req, CS_EINVAL, "missing required field \"%s\"",
-						    f->name);
-			}
-			continue;
-		}
-		int rc = coerce(req, f, fv);
+		int rc = fv ? coerce(req, f, fv) : 0;
 		if (rc) {
 			cs_buf_free(&unknown);
 			return rc;
 		}
+	}
+	/* After coercion, so that a badly typed field is reported as before and a null (which
+	 * coercion drops) counts as absent. */
+	const struct cs_field *miss = cs_backend_missing_field(p->fields, req->data, req->op);
+	if (miss) {
+		cs_buf_free(&unknown);
+		return cs_req_error(req, CS_EINVAL, "missing required field \"%s\"", miss->name);
 	}
 	if (unknown.len && req->op != CS_OP_READ && req->op != CS_OP_LIST)
 		cs_req_warn(req, "Endpoint ignored these unrecognized parameters: [%s]",
@@ -516,6 +561,19 @@ int cs_req_error(struct cs_request *req, int code, const char *fmt, ...)
 	free(req->errmsg);
 	req->errmsg = cs_buf_steal(&b, NULL);
 	return code;
+}
+
+int cs_req_error_after_commit(struct cs_request *req, int code, const char *fmt, ...)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	cs_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	free(req->errmsg);
+	req->errmsg = cs_buf_steal(&b, NULL);
+	req->commit_error = code;
+	return 0;
 }
 
 void cs_req_warn(struct cs_request *req, const char *fmt, ...)

@@ -89,9 +89,19 @@ enum cs_field_type {
 struct cs_field {
 	const char *name; /* NULL terminates a field array */
 	enum cs_field_type type;
-	const char *desc;
+	const char *desc; /* one line, shown by ?help=1 / path-help */
+	/* The framework refuses a create or update without it (absent, null or an empty
+	 * string) with 400 `missing required field "NAME"` (OpenBao's text), before the
+	 * handler runs; other operations on the row are never refused for it. Where
+	 * requiredness depends on the operation or on other fields, the handler checks by
+	 * hand and says why. */
 	bool required;
 };
+
+/* The first required field of `fields` that `data` lacks for `op`, or NULL (the check
+ * cs_backend_dispatch makes; exposed for tests and for handlers that share a schema). */
+const struct cs_field *cs_backend_missing_field(const struct cs_field *fields, const cJSON *data,
+						enum cs_op op);
 
 /* Path flags, checked by the core before the handler runs. */
 #define CS_PATH_UNAUTH     0x01 /* no client token needed */
@@ -141,6 +151,15 @@ struct cs_backend {
 	 * text) that select it, ended by a NULL backend. Lets `custos server -list-routes`
 	 * (server/routes.h) walk every path table that a mount can serve. */
 	const struct cs_backend_variant *variants;
+	/* Optional: row tables searched before `paths`, in array order (the sys/ backend's
+	 * slots, cs_sys_set_paths); an empty entry is skipped. */
+	const struct cs_path_table *tables;
+	size_t n_tables;
+};
+
+struct cs_path_table {
+	const struct cs_path *paths;
+	size_t n;
 };
 
 struct cs_backend_variant {
@@ -181,6 +200,8 @@ struct cs_request {
 	bool txn_open;
 	unsigned char no_route; /* 1: no mount, 2: mount has no such path (404 after auth) */
 	bool is_head;           /* HTTP HEAD: status only */
+	bool help; /* ?help=<non-empty>: answer with the route's help, run nothing (needs a
+		    * valid token on every path, and no ACL capability, as in Vault) */
 
 	/* Response. */
 	int status;       /* 0: core decides (200 with body / 204 without) */
@@ -191,8 +212,11 @@ struct cs_request {
 	int64_t lease_duration;
 	bool renewable;
 	char *lease_id;
-	bool data_to_top;   /* copy data keys to the top level (sys/mounts, ...) */
-	char *errmsg;       /* message for an error return */
+	bool data_to_top; /* copy data keys to the top level (sys/mounts, ...) */
+	char *errmsg;     /* message for an error return */
+	/* 0, or the code the request answers with although it succeeded: its writes are
+	 * committed first (cs_req_error_after_commit). */
+	int commit_error;
 	bool body_on_error; /* send the envelope even with an error status (KV v2) */
 	int64_t wrap_ttl;   /* X-Vault-Wrap-TTL in seconds; 0: no response wrapping */
 
@@ -232,6 +256,10 @@ struct cs_request {
  * at once (the pool also serves c-raft's disk work); later jobs wait in FIFO order.
  * A request whose client went away still runs to the end; its response is discarded.
  */
+/* What cs_req_defer / cs_req_wait return and the handler hands back: not an error (the
+ * request is suspended, its answer comes later), so not in lib/err.h's table and never a
+ * status; outside the range of the CS_E* codes. */
+#define CS_EASYNC            1000
 #define CS_ASYNC_MAX_RUNNING 4
 /* Jobs that may wait for a pool thread; one more is refused with 503 (CS_EBUSY). */
 #define CS_ASYNC_MAX_QUEUED 1024
@@ -273,6 +301,14 @@ const char *cs_req_capture(const struct cs_request *req, const char *name);
 
 /* Record an error message (printf-style) and return `code`, for `return cs_req_error(...)`. */
 int cs_req_error(struct cs_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/*
+ * The one way to answer with an error AND keep the handler's writes: record the message
+ * and the code, and return 0 so that the core commits the transaction as for a success,
+ * then answers with the error (sys/wrapping/unwrap burns a wrapping token that was also
+ * the client token, then refuses, as Vault does). A failed commit answers its own error.
+ */
+int cs_req_error_after_commit(struct cs_request *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Append a warning string to the response. */
 void cs_req_warn(struct cs_request *req, const char *fmt, ...)
@@ -320,6 +356,14 @@ int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);
 
 /* ---- generic dispatch, used by the core ---- */
 
+/* The help of the request's route (req->route set): {"help": text with the synopsis and
+ * the fields, "see_also": [], "openapi": a one-path OpenAPI 3 document}. server/help.c */
+cJSON *cs_backend_help(const struct cs_request *req);
+
+/* The backend's rows, `tables` then `paths`, as routing searches them: how many, and the
+ * i-th (NULL past the end). */
+size_t cs_backend_n_rows(const struct cs_backend *b);
+const struct cs_path *cs_backend_row(const struct cs_backend *b, size_t i);
 /* Match `rel` against the backend's table; fills req->route and captures. false if no row. */
 bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const char *rel);
 /*
@@ -391,9 +435,27 @@ bool cs_core_shutting_down(const struct cs_core *core);
 /* The server-wide maximum lease TTL in seconds (config max_lease_ttl, else 32 days). */
 int64_t cs_core_sys_max_ttl(const struct cs_core *core);
 
-/* Serve more sys/ paths (policies, leases, audit, ...): call at start-up, before any
- * request, from the module that owns them (server/sys.c). The rows are copied. */
-void cs_sys_add_paths(const struct cs_path *paths, size_t n);
+/*
+ * The sys/ backend is static tables: server/sys.c's own, and one per module that serves
+ * more sys/ paths (policies, leases, audit, ...). Each module sets its table in its slot
+ * at start-up, before any request; routing searches the slots in this fixed order, then
+ * server/sys.c's table (which ends with its most general patterns), so the row order
+ * never depends on which module registers first. The table is not copied: static.
+ */
+enum cs_sys_table {
+	CS_SYS_GENERATE_ROOT,
+	CS_SYS_REKEY,
+	CS_SYS_ROTATE,
+	CS_SYS_SNAPSHOT,
+	CS_SYS_RAFT,
+	CS_SYS_HA,
+	CS_SYS_WRAP,
+	CS_SYS_AUDIT,
+	CS_SYS_POLICY,
+	CS_SYS_LEASES,
+	CS_SYS__COUNT
+};
+void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n);
 
 /* Registry of backend types, filled at start-up by main(). */
 void cs_backend_register(const struct cs_backend *b);

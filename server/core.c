@@ -101,6 +101,10 @@ static void finish_error(struct cs_request *req, int code)
 
 static void finish(struct cs_request *req)
 {
+	if (req->commit_error) { /* committed; the answer is still an error */
+		finish_error(req, req->commit_error);
+		return;
+	}
 	size_t len = 0;
 	char *body = NULL;
 	int status = req->status;
@@ -278,6 +282,9 @@ static void commit_cb(void *data, int status)
 		req->raw = NULL;
 		req->status = 0;
 		req->body_on_error = false;
+		req->commit_error = 0;
+		free(req->errmsg);
+		req->errmsg = NULL;
 		finish_error(req, status);
 		return;
 	}
@@ -321,6 +328,8 @@ static int authorize(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	unsigned flags = req->route ? req->route->flags : 0;
+	if (req->help) /* help needs a valid token everywhere (and spends a use, as a read) */
+		flags &= ~(unsigned)(CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN);
 	bool has_token = req->client_token && *req->client_token;
 	/* An unauthenticated path ignores the token, unless its answer depends on the caller
 	 * (CS_PATH_OPT_TOKEN): a token sent there is checked as everywhere else, so a token
@@ -399,7 +408,7 @@ static void run(struct cs_request *req)
 
 	route_once(req, sealed);
 	unsigned flags = req->route ? req->route->flags : 0;
-	if (sealed && !(flags & CS_PATH_SEALED_OK)) {
+	if (sealed && (req->help || !(flags & CS_PATH_SEALED_OK))) {
 		finish_error(req, CS_ESEALED);
 		return;
 	}
@@ -409,7 +418,9 @@ static void run(struct cs_request *req)
 		return;
 	if ((!core->active && !(flags & CS_PATH_NO_ACTIVE)) ||
 	    (core->active && cs_ha_stepping_down(core) && !(flags & CS_PATH_LOCAL))) {
-		if (core->raft_started && !core->shutting_down) {
+		/* Raft about to start again (unsealed right after a seal) counts as started:
+		 * the request waits for it like any request right after unseal. */
+		if ((core->raft_started || cs_ha_restart_pending(core)) && !core->shutting_down) {
 			park(req);
 			return;
 		}
@@ -428,6 +439,8 @@ static void run(struct cs_request *req)
 				  "no handler for route \"%s\". route entry not found.", req->path);
 	else if (!rc && req->no_route)
 		rc = cs_req_error(req, CS_ENOTFOUND, "unsupported path");
+	else if (!rc && req->help)
+		req->raw = cs_backend_help(req);
 	else if (!rc)
 		rc = cs_backend_dispatch(req);
 	if (rc == CS_EASYNC) {
@@ -631,13 +644,14 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		finish_error(req, CS_ESHUTDOWN);
 		return;
 	}
-	bool list = false;
-	int rc = cs_http_decode_fields(h, req->op, &req->data, &list, &req->errmsg);
+	struct cs_http_flags flags = {0};
+	int rc = cs_http_decode_fields(h, req->op, &req->data, &flags, &req->errmsg);
+	req->help = flags.help;
 	if (rc) {
 		finish_error(req, rc);
 		return;
 	}
-	if (list) {
+	if (flags.list) {
 		if (req->op != CS_OP_READ) {
 			cs_req_error(req, CS_EUNSUPPORTED, "list is only valid on GET requests");
 			finish_error(req, CS_EUNSUPPORTED);

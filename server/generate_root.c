@@ -241,32 +241,36 @@ static int finish_encoded(struct cs_request *req, int t, char *enc)
 }
 
 static const struct cs_field attempt_fields[] = {
-    {"otp", CS_FIELD_STRING, "one-time pad (otp_length characters); made when absent", false},
-    {"pgp_key", CS_FIELD_STRING, "PGP public key (base64) to encrypt the token", false},
-    {"nonce", CS_FIELD_STRING, "the attempt's nonce (to cancel it)", false},
-    {NULL, 0, NULL, false},
+    {.name = "otp",
+     .type = CS_FIELD_STRING,
+     .desc = "one-time pad (otp_length characters); made when absent"},
+    {.name = "pgp_key",
+     .type = CS_FIELD_STRING,
+     .desc = "PGP public key (base64) to encrypt the token"},
+    {.name = "nonce", .type = CS_FIELD_STRING, .desc = "the attempt's nonce (to cancel it)"},
+    {.name = NULL},
 };
 
 static const struct cs_field update_fields[] = {
-    {"key", CS_FIELD_STRING, "one unseal key share, hex or base64", false},
-    {"nonce", CS_FIELD_STRING, "the attempt's nonce", false},
-    {NULL, 0, NULL, false},
+    {.name = "key", .type = CS_FIELD_STRING, .desc = "one unseal key share, hex or base64"},
+    {.name = "nonce", .type = CS_FIELD_STRING, .desc = "the attempt's nonce"},
+    {.name = NULL},
 };
 
 /* Unauthenticated, as in Vault: it exists for when no token is left. */
 static const struct cs_path generate_root_paths[] = {
-    {"generate-root/attempt",
-     attempt_fields,
-     {[CS_OP_READ] = attempt_read, [CS_OP_UPDATE] = attempt_start, [CS_OP_DELETE] = attempt_cancel},
-     NULL,
-     CS_PATH_UNAUTH,
-     "start, read or cancel a root token generation"},
-    {"generate-root/update",
-     update_fields,
-     {[CS_OP_UPDATE] = update},
-     NULL,
-     CS_PATH_UNAUTH,
-     "give one unseal key share to the root token generation"},
+    {.pattern = "generate-root/attempt",
+     .fields = attempt_fields,
+     .ops = {[CS_OP_READ] = attempt_read,
+	     [CS_OP_UPDATE] = attempt_start,
+	     [CS_OP_DELETE] = attempt_cancel},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "start, read or cancel a root token generation"},
+    {.pattern = "generate-root/update",
+     .fields = update_fields,
+     .ops = {[CS_OP_UPDATE] = update},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "give one unseal key share to the root token generation"},
 };
 
 void cs_generate_root_register(struct cs_core *core)
@@ -274,5 +278,6 @@ void cs_generate_root_register(struct cs_core *core)
 	cs_pgp_init();
 	(void)core;
 	gr_clear();
-	cs_sys_add_paths(generate_root_paths, CS_ARRAY_LEN(generate_root_paths));
+	cs_sys_set_paths(CS_SYS_GENERATE_ROOT, generate_root_paths,
+			 CS_ARRAY_LEN(generate_root_paths));
 }

@@ -29,7 +29,9 @@
  * - Lost quorum: <data>/raft/peers.json ([{"id","address","non_voter"}]) is applied with
  *   raft_recover when raft starts, then deleted.
  *
- * Everything runs on the loop thread except the join HTTP calls (one thread, libcurl).
+ * Everything runs on the loop thread (the join's HTTP too: raft/curlm.h). Files: ha.c
+ * (lifecycle), ha_step.c, ha_join.c (the join's environment; the protocol and its state
+ * machine are raft/join.h), ha_sys.c (sys/ endpoints, leader side of the join).
  */
 #ifndef CS_SERVER_HA_H
 #define CS_SERVER_HA_H
@@ -52,7 +54,7 @@ int cs_ha_store_tls(struct cs_core *core, struct cs_txn *txn);
 int cs_ha_unsealed(struct cs_core *core);
 /* Stop raft and the cluster port (seal, removal). cb may be NULL. */
 void cs_ha_stop(struct cs_core *core, void (*cb)(struct cs_core *core));
-/* Shutdown: stop the join thread, raft, the cluster port and the forwarder. */
+/* Shutdown: stop the joiner, raft, the cluster port and the forwarder. */
 void cs_ha_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core));
 /* storage's on_restore hook (a snapshot restore or install replaced the data). */
 void cs_ha_on_restore(void *ctx);
@@ -68,6 +70,8 @@ bool cs_ha_stepping_down(const struct cs_core *core);
 bool cs_ha_leader_known(struct cs_core *core);
 /* Removed from the cluster (health 530). */
 bool cs_ha_removed(const struct cs_core *core);
+/* Unsealed while raft still closed from the last seal: raft starts again once closed. */
+bool cs_ha_restart_pending(const struct cs_core *core);
 
 /* sys/init on a node that was still looking for a leader (retry_join): stop joining.
  * false when the join is too far along (answered: raft already runs). */

@@ -101,10 +101,10 @@ static int parse_body(const struct cs_http_req *h, enum cs_op op, cJSON **data, 
 	return 0;
 }
 
-static int parse_query(const struct cs_http_req *h, enum cs_op op, cJSON *data, bool *list,
-		       char **errmsg)
+static int parse_query(const struct cs_http_req *h, enum cs_op op, cJSON *data,
+		       struct cs_http_flags *flags, char **errmsg)
 {
-	*list = false;
+	flags->list = false;
 	if (!h->query)
 		return 0;
 	const char *cur = h->query;
@@ -121,9 +121,10 @@ static int parse_query(const struct cs_http_req *h, enum cs_op op, cJSON *data, 
 			bool b = false;
 			if (*value && cs_parse_bool(value, &b))
 				rc = refuse(errmsg, CS_EINVAL, "invalid value for \"list\"");
-			*list = b;
-		} else if (strcmp(name, "help") != 0 &&
-			   (op == CS_OP_READ || op == CS_OP_LIST || op == CS_OP_DELETE)) {
+			flags->list = b;
+		} else if (strcmp(name, "help") == 0) {
+			flags->help = *value != '\0'; /* as Vault: any non-empty value */
+		} else if (op == CS_OP_READ || op == CS_OP_LIST || op == CS_OP_DELETE) {
 			/* Vault turns the query string into request data for these. */
 			cJSON_AddStringToObject(data, name, value);
 		}
@@ -135,10 +136,10 @@ static int parse_query(const struct cs_http_req *h, enum cs_op op, cJSON *data, 
 	return 0;
 }
 
-int cs_http_decode_fields(const struct cs_http_req *h, enum cs_op op, cJSON **data, bool *list,
-			  char **errmsg)
+int cs_http_decode_fields(const struct cs_http_req *h, enum cs_op op, cJSON **data,
+			  struct cs_http_flags *flags, char **errmsg)
 {
-	int rc = parse_query(h, op, *data, list, errmsg);
+	int rc = parse_query(h, op, *data, flags, errmsg);
 	if (!rc)
 		rc = parse_body(h, op, data, errmsg);
 	return rc;

@@ -25,16 +25,22 @@
  * else is CS_EUNSUPPORTED. */
 int cs_http_decode_method(const char *method, enum cs_op *op, bool *is_head);
 
+/* What the query string says about the request itself rather than its fields. */
+struct cs_http_flags {
+	bool list; /* ?list=<true>: a GET that lists */
+	bool help; /* ?help=<any non-empty value>, as Vault */
+};
+
 /*
  * The request fields for operation `op`: the query string (turned into string fields for
- * read, list and delete, as Vault does; "help" is dropped; "list" sets *list), then the
+ * read, list and delete, as Vault does; "list" and "help" set *flags), then the
  * body — a JSON object that replaces *data, or a form body (string fields). PATCH needs
  * Content-Type application/merge-patch+json. *data is an object owned by the caller
  * before and after (it may be replaced). On a refusal returns the CS_E* code and sets
  * *errmsg (freed first; the caller owns the new one) to Vault's message.
  */
-int cs_http_decode_fields(const struct cs_http_req *h, enum cs_op op, cJSON **data, bool *list,
-			  char **errmsg);
+int cs_http_decode_fields(const struct cs_http_req *h, enum cs_op op, cJSON **data,
+			  struct cs_http_flags *flags, char **errmsg);
 
 /* The client token: X-Vault-Token, else "Authorization: Bearer <token>"; a new string
  * owned by the caller, or NULL. */

@@ -318,9 +318,9 @@ static int capabilities_for(struct cs_request *req, const cJSON *entry)
 static int caps_token(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
+	/* Required by the table of sys/capabilities; capabilities-self comes here only with
+	 * a non-empty token. */
 	const char *token = cs_req_str(req, "token", "");
-	if (!*token)
-		return cs_req_error(req, CS_EINVAL, "missing token");
 	cJSON *entry = NULL;
 	int rc = core->tokens.lookup ? core->tokens.lookup(core, &req->txn, token, &entry) : 0;
 	if (rc)
@@ -344,9 +344,7 @@ static int caps_self(struct cs_request *req)
 
 static int caps_accessor(struct cs_request *req)
 {
-	const char *acc = cs_req_str(req, "accessor", "");
-	if (!*acc)
-		return cs_req_error(req, CS_EINVAL, "missing accessor");
+	const char *acc = cs_req_str(req, "accessor", ""); /* required by the table */
 	if (!accessor_lookup)
 		return cs_req_error(req, CS_EINVAL, "accessor lookup is not supported yet");
 	cJSON *entry = NULL;
@@ -363,38 +361,75 @@ static int caps_accessor(struct cs_request *req)
 /* ------------------------------------------------------------------ table */
 
 static const struct cs_field policy_fields[] = {
-    {"name", CS_FIELD_STRING, "policy name", false},
-    {"policy", CS_FIELD_STRING, "policy text (HCL or JSON, optionally base64)", false},
-    {"rules", CS_FIELD_STRING, "deprecated alias of policy", false},
-    {NULL, 0, NULL, false},
+    {.name = "name", .type = CS_FIELD_STRING, .desc = "policy name"},
+    {.name = "policy",
+     .type = CS_FIELD_STRING,
+     .desc = "policy text (HCL or JSON, optionally base64)"},
+    {.name = "rules", .type = CS_FIELD_STRING, .desc = "deprecated alias of policy"},
+    {.name = NULL},
 };
 
-static const struct cs_field caps_fields[] = {
-    {"token", CS_FIELD_STRING, "token to check", false},
-    {"accessor", CS_FIELD_STRING, "accessor of the token to check", false},
-    {"paths", CS_FIELD_STRLIST, "paths to check", false},
-    {"path", CS_FIELD_STRLIST, "deprecated alias of paths", false},
-    {NULL, 0, NULL, false},
-};
-
-#define OPS(r, u, d, l)                                                                            \
+/* The three capabilities paths share one schema and differ in what is required. */
+#define CAPS_PATHS_FIELDS                                                                          \
+	{.name = "paths", .type = CS_FIELD_STRLIST, .desc = "paths to check"},                     \
 	{                                                                                          \
-		[CS_OP_READ] = r, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d, [CS_OP_LIST] = l         \
+		.name = "path", .type = CS_FIELD_STRLIST, .desc = "deprecated alias of paths"      \
 	}
 
+static const struct cs_field caps_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check", .required = true},
+    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor of the token to check"},
+    CAPS_PATHS_FIELDS,
+    {.name = NULL},
+};
+
+static const struct cs_field caps_self_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check (default: the client's)"},
+    {.name = "accessor", .type = CS_FIELD_STRING, .desc = "accessor of the token to check"},
+    CAPS_PATHS_FIELDS,
+    {.name = NULL},
+};
+
+static const struct cs_field caps_accessor_fields[] = {
+    {.name = "token", .type = CS_FIELD_STRING, .desc = "token to check"},
+    {.name = "accessor",
+     .type = CS_FIELD_STRING,
+     .desc = "accessor of the token to check",
+     .required = true},
+    CAPS_PATHS_FIELDS,
+    {.name = NULL},
+};
+
 static const struct cs_path policy_paths[] = {
-    {"policy", NULL, OPS(legacy_list, NULL, NULL, legacy_list), NULL, 0, "list ACL policies"},
-    {"policy/{name}", policy_fields, OPS(legacy_read, policy_write, policy_delete, NULL), NULL, 0,
-     "read, write or delete an ACL policy"},
-    {"policies/acl", NULL, OPS(acl_list, NULL, NULL, acl_list), NULL, 0, "list ACL policies"},
-    {"policies/acl/{name}", policy_fields, OPS(acl_read, policy_write, policy_delete, NULL), NULL,
-     0, "read, write or delete an ACL policy"},
-    {"capabilities", caps_fields, OPS(NULL, caps_token, NULL, NULL), NULL, 0,
-     "capabilities of a token on paths"},
-    {"capabilities-self", caps_fields, OPS(NULL, caps_self, NULL, NULL), NULL, 0,
-     "capabilities of the client token on paths"},
-    {"capabilities-accessor", caps_fields, OPS(NULL, caps_accessor, NULL, NULL), NULL, 0,
-     "capabilities of a token, by accessor, on paths"},
+    {.pattern = "policy",
+     .ops = {[CS_OP_READ] = legacy_list, [CS_OP_LIST] = legacy_list},
+     .synopsis = "list ACL policies"},
+    {.pattern = "policy/{name}",
+     .fields = policy_fields,
+     .ops = {[CS_OP_READ] = legacy_read,
+	     [CS_OP_UPDATE] = policy_write,
+	     [CS_OP_DELETE] = policy_delete},
+     .synopsis = "read, write or delete an ACL policy"},
+    {.pattern = "policies/acl",
+     .ops = {[CS_OP_READ] = acl_list, [CS_OP_LIST] = acl_list},
+     .synopsis = "list ACL policies"},
+    {.pattern = "policies/acl/{name}",
+     .fields = policy_fields,
+     .ops =
+	 {[CS_OP_READ] = acl_read, [CS_OP_UPDATE] = policy_write, [CS_OP_DELETE] = policy_delete},
+     .synopsis = "read, write or delete an ACL policy"},
+    {.pattern = "capabilities",
+     .fields = caps_fields,
+     .ops = {[CS_OP_UPDATE] = caps_token},
+     .synopsis = "capabilities of a token on paths"},
+    {.pattern = "capabilities-self",
+     .fields = caps_self_fields,
+     .ops = {[CS_OP_UPDATE] = caps_self},
+     .synopsis = "capabilities of the client token on paths"},
+    {.pattern = "capabilities-accessor",
+     .fields = caps_accessor_fields,
+     .ops = {[CS_OP_UPDATE] = caps_accessor},
+     .synopsis = "capabilities of a token, by accessor, on paths"},
 };
 
 /*
@@ -411,7 +446,7 @@ static const struct cs_backend cache_owner = {
 
 void cs_policy_module_init(void)
 {
-	cs_sys_add_paths(policy_paths, CS_ARRAY_LEN(policy_paths));
+	cs_sys_set_paths(CS_SYS_POLICY, policy_paths, CS_ARRAY_LEN(policy_paths));
 	cs_backend_set_acl_hook(cs_policy_acl_hook);
 	cs_backend_set_sudo_hook(sudo_hook);
 	cs_backend_set_mount_visible_hook(mount_visible_hook);

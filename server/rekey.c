@@ -430,56 +430,65 @@ static int recovery_unsupported(struct cs_request *req)
 }
 
 static const struct cs_field init_fields[] = {
-    {"secret_shares", CS_FIELD_INT, "number of new key shares", false},
-    {"secret_threshold", CS_FIELD_INT, "new shares needed to unseal", false},
-    {"pgp_keys", CS_FIELD_STRLIST, "PGP public keys (base64) to encrypt the new shares", false},
-    {"backup", CS_FIELD_BOOL, "store the PGP-encrypted shares for sys/rekey/backup", false},
-    {"require_verification", CS_FIELD_BOOL, "the new shares must be verified before use", false},
-    {"nonce", CS_FIELD_STRING, "the attempt's nonce (to cancel it)", false},
-    {NULL, 0, NULL, false},
+    {.name = "secret_shares", .type = CS_FIELD_INT, .desc = "number of new key shares"},
+    {.name = "secret_threshold", .type = CS_FIELD_INT, .desc = "new shares needed to unseal"},
+    {.name = "pgp_keys",
+     .type = CS_FIELD_STRLIST,
+     .desc = "PGP public keys (base64) to encrypt the new shares"},
+    {.name = "backup",
+     .type = CS_FIELD_BOOL,
+     .desc = "store the PGP-encrypted shares for sys/rekey/backup"},
+    {.name = "require_verification",
+     .type = CS_FIELD_BOOL,
+     .desc = "the new shares must be verified before use"},
+    {.name = "nonce", .type = CS_FIELD_STRING, .desc = "the attempt's nonce (to cancel it)"},
+    {.name = NULL},
 };
 
 static const struct cs_field key_fields[] = {
-    {"key", CS_FIELD_STRING, "one key share, hex or base64", false},
-    {"nonce", CS_FIELD_STRING, "the operation's nonce", false},
-    {NULL, 0, NULL, false},
+    {.name = "key", .type = CS_FIELD_STRING, .desc = "one key share, hex or base64"},
+    {.name = "nonce", .type = CS_FIELD_STRING, .desc = "the operation's nonce"},
+    {.name = NULL},
 };
 
 /* As in OpenBao 2.5 (authenticated rekey): every rekey path needs sudo. */
-static const struct cs_path rekey_paths[] = {
-    {"rekey/init",
-     init_fields,
-     {[CS_OP_READ] = init_read, [CS_OP_UPDATE] = init_write, [CS_OP_DELETE] = init_cancel},
-     NULL,
-     CS_PATH_SUDO,
-     "start, read or cancel a rekey"},
-    {"rekey/update",
-     key_fields,
-     {[CS_OP_UPDATE] = update},
-     NULL,
-     CS_PATH_SUDO,
-     "give one current unseal key share to the rekey"},
-    {"rekey/verify",
-     key_fields,
-     {[CS_OP_READ] = verify_read, [CS_OP_UPDATE] = verify_update, [CS_OP_DELETE] = verify_restart},
-     NULL,
-     CS_PATH_SUDO,
-     "verify the new key shares"},
-    {"rekey/backup",
-     NULL,
-     {[CS_OP_READ] = backup_read, [CS_OP_DELETE] = backup_delete},
-     NULL,
-     CS_PATH_SUDO,
-     "the PGP-encrypted backup of the last rekey's shares"},
-    {"rekey-recovery-key/{op}",
-     key_fields,
-     {[CS_OP_READ] = recovery_unsupported,
-      [CS_OP_UPDATE] = recovery_unsupported,
-      [CS_OP_DELETE] = recovery_unsupported},
-     NULL,
-     CS_PATH_SUDO | CS_PATH_ANY_FIELDS,
-     "recovery keys (auto-unseal only)"},
-};
+/* The rows, with the access the listeners' disable_unauthed_rekey_endpoints picks:
+ * sudo, or unauthenticated (Vault's default). Two static tables, no copy at run time. */
+#define REKEY_ROWS(access)                                                                         \
+	{.pattern = "rekey/init",                                                                  \
+	 .fields = init_fields,                                                                    \
+	 .ops = {[CS_OP_READ] = init_read,                                                         \
+		 [CS_OP_UPDATE] = init_write,                                                      \
+		 [CS_OP_DELETE] = init_cancel},                                                    \
+	 .flags = (access),                                                                        \
+	 .synopsis = "start, read or cancel a rekey"},                                             \
+	    {.pattern = "rekey/update",                                                            \
+	     .fields = key_fields,                                                                 \
+	     .ops = {[CS_OP_UPDATE] = update},                                                     \
+	     .flags = (access),                                                                    \
+	     .synopsis = "give one current unseal key share to the rekey"},                        \
+	    {.pattern = "rekey/verify",                                                            \
+	     .fields = key_fields,                                                                 \
+	     .ops = {[CS_OP_READ] = verify_read,                                                   \
+		     [CS_OP_UPDATE] = verify_update,                                               \
+		     [CS_OP_DELETE] = verify_restart},                                             \
+	     .flags = (access),                                                                    \
+	     .synopsis = "verify the new key shares"},                                             \
+	    {.pattern = "rekey/backup",                                                            \
+	     .ops = {[CS_OP_READ] = backup_read, [CS_OP_DELETE] = backup_delete},                  \
+	     .flags = (access),                                                                    \
+	     .synopsis = "the PGP-encrypted backup of the last rekey's shares"},                   \
+	{                                                                                          \
+		.pattern = "rekey-recovery-key/{op}", .fields = key_fields,                        \
+		.ops = {[CS_OP_READ] = recovery_unsupported,                                       \
+			[CS_OP_UPDATE] = recovery_unsupported,                                     \
+			[CS_OP_DELETE] = recovery_unsupported},                                    \
+		.flags = (access) | CS_PATH_ANY_FIELDS,                                            \
+		.synopsis = "recovery keys (auto-unseal only)"                                     \
+	}
+
+static const struct cs_path rekey_paths[] = {REKEY_ROWS(CS_PATH_SUDO)};
+static const struct cs_path rekey_paths_unauthed[] = {REKEY_ROWS(CS_PATH_UNAUTH)};
 
 void cs_rekey_register(const struct cs_config *cfg)
 {
@@ -489,13 +498,11 @@ void cs_rekey_register(const struct cs_config *cfg)
 	for (int i = 0; cfg && i < cfg->n_listeners; i++)
 		if (!cfg->listeners[i].disable_unauthed_rekey_endpoints)
 			unauthed = true;
-	struct cs_path rows[CS_ARRAY_LEN(rekey_paths)];
-	memcpy(rows, rekey_paths, sizeof rows);
-	if (unauthed) {
-		for (size_t i = 0; i < CS_ARRAY_LEN(rows); i++)
-			rows[i].flags = (rows[i].flags & ~(unsigned)CS_PATH_SUDO) | CS_PATH_UNAUTH;
+	_Static_assert(CS_ARRAY_LEN(rekey_paths) == CS_ARRAY_LEN(rekey_paths_unauthed),
+		       "one table per access");
+	if (unauthed)
 		cs_warn("core: sys/rekey endpoints are unauthenticated "
 			"(disable_unauthed_rekey_endpoints = false)");
-	}
-	cs_sys_add_paths(rows, CS_ARRAY_LEN(rows));
+	cs_sys_set_paths(CS_SYS_REKEY, unauthed ? rekey_paths_unauthed : rekey_paths,
+			 CS_ARRAY_LEN(rekey_paths));
 }

@@ -214,34 +214,37 @@ void cs_rotate_tick(struct cs_core *core)
 /* ---------------------------------------------------------------- table */
 
 static const struct cs_field config_fields[] = {
-    {"max_operations", CS_FIELD_INT, "encryptions after which the key rotates", false},
-    {"interval", CS_FIELD_DURATION, "age after which the key rotates (0: never)", false},
-    {"enabled", CS_FIELD_BOOL, "whether automatic rotation is enabled", false},
-    {NULL, 0, NULL, false},
+    {.name = "max_operations",
+     .type = CS_FIELD_INT,
+     .desc = "encryptions after which the key rotates"},
+    {.name = "interval",
+     .type = CS_FIELD_DURATION,
+     .desc = "age after which the key rotates (0: never)"},
+    {.name = "enabled", .type = CS_FIELD_BOOL, .desc = "whether automatic rotation is enabled"},
+    {.name = NULL},
 };
 
 /* sudo on rotate and rotate/keyring only: Vault's root paths list exactly those. */
 static const struct cs_path rotate_paths[] = {
-    {"rotate/config",
-     config_fields,
-     {[CS_OP_READ] = h_config_read, [CS_OP_UPDATE] = h_config_write},
-     NULL,
-     0,
-     "automatic barrier key rotation"},
-    {"rotate/keyring/config",
-     config_fields,
-     {[CS_OP_READ] = h_config_read, [CS_OP_UPDATE] = h_config_write},
-     NULL,
-     0,
-     "automatic barrier key rotation"},
-    {"rotate", NULL, {[CS_OP_UPDATE] = h_rotate}, NULL, CS_PATH_SUDO, "rotate the barrier key"},
-    {"rotate/keyring",
-     NULL,
-     {[CS_OP_UPDATE] = h_rotate},
-     NULL,
-     CS_PATH_SUDO,
-     "rotate the barrier key"},
-    {"key-status", NULL, {[CS_OP_READ] = h_key_status}, NULL, 0, "the barrier key's status"},
+    {.pattern = "rotate/config",
+     .fields = config_fields,
+     .ops = {[CS_OP_READ] = h_config_read, [CS_OP_UPDATE] = h_config_write},
+     .synopsis = "automatic barrier key rotation"},
+    {.pattern = "rotate/keyring/config",
+     .fields = config_fields,
+     .ops = {[CS_OP_READ] = h_config_read, [CS_OP_UPDATE] = h_config_write},
+     .synopsis = "automatic barrier key rotation"},
+    {.pattern = "rotate",
+     .ops = {[CS_OP_UPDATE] = h_rotate},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "rotate the barrier key"},
+    {.pattern = "rotate/keyring",
+     .ops = {[CS_OP_UPDATE] = h_rotate},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "rotate the barrier key"},
+    {.pattern = "key-status",
+     .ops = {[CS_OP_READ] = h_key_status},
+     .synopsis = "the barrier key's status"},
 };
 
 void cs_rotate_register(struct cs_core *core)
@@ -254,5 +257,5 @@ void cs_rotate_register(struct cs_core *core)
 	/* Only the keyring record matters here; a hook registered before watched every key. */
 	core->st.store.hook_prefix = R.prev_hook ? NULL : CS_KEYRING_PATH;
 	core->st.count_encryptions = true;
-	cs_sys_add_paths(rotate_paths, CS_ARRAY_LEN(rotate_paths));
+	cs_sys_set_paths(CS_SYS_ROTATE, rotate_paths, CS_ARRAY_LEN(rotate_paths));
 }

@@ -65,7 +65,7 @@ static bool routes_to(const struct cs_backend *b, size_t row, const char *rel)
 {
 	struct cs_request req;
 	memset(&req, 0, sizeof req);
-	bool hit = cs_backend_route(b, &req, rel) && req.route == &b->paths[row];
+	bool hit = cs_backend_route(b, &req, rel) && req.route == cs_backend_row(b, row);
 	for (int i = 0; i < req.n_caps; i++)
 		free(req.caps[i].value);
 	return hit;
@@ -80,7 +80,7 @@ char *cs_routes_sample(const struct cs_backend *b, size_t row)
 	static const char *const rests[] = {"matrix/sample", "matrix-sample", "zz-matrix/sample"};
 	for (size_t i = 0; i < sizeof ones / sizeof ones[0]; i++) {
 		for (size_t j = 0; j < sizeof rests / sizeof rests[0]; j++) {
-			char *s = expand(b->paths[row].pattern, ones[i], rests[j]);
+			char *s = expand(cs_backend_row(b, row)->pattern, ones[i], rests[j]);
 			if (routes_to(b, row, s))
 				return s;
 			free(s);
@@ -91,7 +91,7 @@ char *cs_routes_sample(const struct cs_backend *b, size_t row)
 
 static cJSON *path_json(const struct cs_backend *b, size_t row)
 {
-	const struct cs_path *p = &b->paths[row];
+	const struct cs_path *p = cs_backend_row(b, row);
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "pattern", p->pattern);
 	cJSON *ops = cJSON_AddArrayToObject(o, "ops");
@@ -120,7 +120,7 @@ static void add_backend(cJSON *list, const struct cs_backend *b, const char *opt
 	if (b == &cs_sys_backend)
 		cJSON_AddStringToObject(o, "mount", "sys/");
 	cJSON *paths = cJSON_AddArrayToObject(o, "paths");
-	for (size_t i = 0; i < b->n_paths; i++)
+	for (size_t i = 0; i < cs_backend_n_rows(b); i++)
 		cJSON_AddItemToArray(paths, path_json(b, i));
 	cJSON_AddItemToArray(list, o);
 }
@@ -131,7 +131,7 @@ cJSON *cs_routes_json(void)
 	cJSON *list = cJSON_AddArrayToObject(root, "backends");
 	const struct cs_backend *b;
 	for (size_t i = 0; (b = cs_backend_at(i)); i++) {
-		if (b->n_paths)
+		if (cs_backend_n_rows(b))
 			add_backend(list, b, NULL);
 		for (const struct cs_backend_variant *v = b->variants; v && v->backend; v++)
 			add_backend(list, v->backend, v->options_json);
@@ -141,8 +141,8 @@ cJSON *cs_routes_json(void)
 
 static void print_unauth(FILE *out, const struct cs_backend *b)
 {
-	for (size_t i = 0; i < b->n_paths; i++) {
-		const struct cs_path *p = &b->paths[i];
+	for (size_t i = 0; i < cs_backend_n_rows(b); i++) {
+		const struct cs_path *p = cs_backend_row(b, i);
 		if (!(p->flags & CS_PATH_UNAUTH))
 			continue;
 		if (b == &cs_sys_backend)

@@ -700,26 +700,24 @@ static bool want_spool(const char *method, const char *path)
 	       strcmp(path, "/v1/sys/storage/raft/snapshot-force") == 0;
 }
 
-#define OPS(r, c, u, d, l)                                                                         \
-	{                                                                                          \
-		[CS_OP_READ] = r, [CS_OP_CREATE] = c, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d,      \
-		[CS_OP_LIST] = l                                                                   \
-	}
-
 /* The body is an archive, not JSON fields: ANY_FIELDS keeps the field checks out. */
 static const struct cs_path snapshot_paths[] = {
-    {"storage/raft/snapshot", NULL,
-     OPS(snapshot_save, snapshot_restore_checked, snapshot_restore_checked, NULL, NULL), NULL,
-     CS_PATH_SUDO | CS_PATH_ANY_FIELDS, "save or restore a raft snapshot"},
-    {"storage/raft/snapshot-force", NULL,
-     OPS(NULL, snapshot_restore_force, snapshot_restore_force, NULL, NULL), NULL,
-     CS_PATH_SUDO | CS_PATH_ANY_FIELDS,
-     "restore a raft snapshot taken by a cluster with other keys"},
+    {.pattern = "storage/raft/snapshot",
+     .ops = {[CS_OP_READ] = snapshot_save,
+	     [CS_OP_CREATE] = snapshot_restore_checked,
+	     [CS_OP_UPDATE] = snapshot_restore_checked},
+     .flags = CS_PATH_SUDO | CS_PATH_ANY_FIELDS,
+     .synopsis = "save or restore a raft snapshot"},
+    {.pattern = "storage/raft/snapshot-force",
+     .ops = {[CS_OP_CREATE] = snapshot_restore_force, [CS_OP_UPDATE] = snapshot_restore_force},
+     .flags = CS_PATH_SUDO | CS_PATH_ANY_FIELDS,
+     .synopsis = "restore a raft snapshot taken by a cluster with other keys"},
 };
 
 void cs_snapshot_register(struct cs_core *core)
 {
-	cs_sys_add_paths(snapshot_paths, sizeof snapshot_paths / sizeof snapshot_paths[0]);
+	cs_sys_set_paths(CS_SYS_SNAPSHOT, snapshot_paths,
+			 sizeof snapshot_paths / sizeof snapshot_paths[0]);
 	if (!core->data_dir[0]) {
 		cs_error("snapshot: cs_snapshot_register before cs_core_init: restores will "
 			 "not be spooled");

@@ -829,129 +829,157 @@ static int ui_mount_path(struct cs_request *req)
 /* ------------------------------------------------------------------ table */
 
 static const struct cs_field init_fields[] = {
-    {"secret_shares", CS_FIELD_INT, "number of key shares", false},
-    {"secret_threshold", CS_FIELD_INT, "shares needed to unseal", false},
-    {"pgp_keys", CS_FIELD_STRLIST, "PGP public keys (base64) to encrypt the shares", false},
-    {"root_token_pgp_key", CS_FIELD_STRING, "PGP public key (base64) for the root token", false},
-    {"recovery_shares", CS_FIELD_INT, "auto-unseal only", false},
-    {"recovery_threshold", CS_FIELD_INT, "auto-unseal only", false},
-    {"recovery_pgp_keys", CS_FIELD_STRLIST, "auto-unseal only", false},
-    {"stored_shares", CS_FIELD_INT, "ignored", false},
-    {NULL, 0, NULL, false},
+    {.name = "secret_shares", .type = CS_FIELD_INT, .desc = "number of key shares"},
+    {.name = "secret_threshold", .type = CS_FIELD_INT, .desc = "shares needed to unseal"},
+    {.name = "pgp_keys",
+     .type = CS_FIELD_STRLIST,
+     .desc = "PGP public keys (base64) to encrypt the shares"},
+    {.name = "root_token_pgp_key",
+     .type = CS_FIELD_STRING,
+     .desc = "PGP public key (base64) for the root token"},
+    {.name = "recovery_shares", .type = CS_FIELD_INT, .desc = "auto-unseal only"},
+    {.name = "recovery_threshold", .type = CS_FIELD_INT, .desc = "auto-unseal only"},
+    {.name = "recovery_pgp_keys", .type = CS_FIELD_STRLIST, .desc = "auto-unseal only"},
+    {.name = "stored_shares", .type = CS_FIELD_INT, .desc = "ignored"},
+    {.name = NULL},
 };
 
 static const struct cs_field unseal_fields[] = {
-    {"key", CS_FIELD_STRING, "one unseal key share, hex or base64", false},
-    {"reset", CS_FIELD_BOOL, "discard the shares given so far", false},
-    {"migrate", CS_FIELD_BOOL, "seal migration (unsupported)", false},
-    {NULL, 0, NULL, false},
+    {.name = "key", .type = CS_FIELD_STRING, .desc = "one unseal key share, hex or base64"},
+    {.name = "reset", .type = CS_FIELD_BOOL, .desc = "discard the shares given so far"},
+    {.name = "migrate", .type = CS_FIELD_BOOL, .desc = "seal migration (unsupported)"},
+    {.name = NULL},
 };
 
 static const struct cs_field health_fields[] = {
-    {"standbyok", CS_FIELD_BOOL, "", false},
-    {"perfstandbyok", CS_FIELD_BOOL, "", false},
-    {"activecode", CS_FIELD_INT, "", false},
-    {"standbycode", CS_FIELD_INT, "", false},
-    {"drsecondarycode", CS_FIELD_INT, "", false},
-    {"performancestandbycode", CS_FIELD_INT, "", false},
-    {"haunhealthycode", CS_FIELD_INT, "", false},
-    {"removedcode", CS_FIELD_INT, "", false},
-    {"sealedcode", CS_FIELD_INT, "", false},
-    {"uninitcode", CS_FIELD_INT, "", false},
-    {NULL, 0, NULL, false},
+    {.name = "standbyok", .type = CS_FIELD_BOOL},
+    {.name = "perfstandbyok", .type = CS_FIELD_BOOL},
+    {.name = "activecode", .type = CS_FIELD_INT},
+    {.name = "standbycode", .type = CS_FIELD_INT},
+    {.name = "drsecondarycode", .type = CS_FIELD_INT},
+    {.name = "performancestandbycode", .type = CS_FIELD_INT},
+    {.name = "haunhealthycode", .type = CS_FIELD_INT},
+    {.name = "removedcode", .type = CS_FIELD_INT},
+    {.name = "sealedcode", .type = CS_FIELD_INT},
+    {.name = "uninitcode", .type = CS_FIELD_INT},
+    {.name = NULL},
 };
 
 static const struct cs_field mount_fields[] = {
-    {"path", CS_FIELD_STRING, "mount path", false},
-    {"type", CS_FIELD_STRING, "backend type", false},
-    {"description", CS_FIELD_STRING, "", false},
-    {"config", CS_FIELD_MAP, "default_lease_ttl, max_lease_ttl, ...", false},
-    {"options", CS_FIELD_MAP, "backend options", false},
-    {"local", CS_FIELD_BOOL, "", false},
-    {"seal_wrap", CS_FIELD_BOOL, "", false},
-    {"external_entropy_access", CS_FIELD_BOOL, "", false},
-    {"plugin_name", CS_FIELD_STRING, "", false},
-    {"plugin_version", CS_FIELD_STRING, "", false},
-    {NULL, 0, NULL, false},
+    {.name = "path", .type = CS_FIELD_STRING, .desc = "mount path"},
+    {.name = "type", .type = CS_FIELD_STRING, .desc = "backend type"},
+    {.name = "description", .type = CS_FIELD_STRING},
+    {.name = "config", .type = CS_FIELD_MAP, .desc = "default_lease_ttl, max_lease_ttl, ..."},
+    {.name = "options", .type = CS_FIELD_MAP, .desc = "backend options"},
+    {.name = "local", .type = CS_FIELD_BOOL},
+    {.name = "seal_wrap", .type = CS_FIELD_BOOL},
+    {.name = "external_entropy_access", .type = CS_FIELD_BOOL},
+    {.name = "plugin_name", .type = CS_FIELD_STRING},
+    {.name = "plugin_version", .type = CS_FIELD_STRING},
+    {.name = NULL},
 };
 
 static const struct cs_field tune_fields[] = {
-    {"path", CS_FIELD_STRING, "mount path", false},
-    {"default_lease_ttl", CS_FIELD_ANY, "", false},
-    {"max_lease_ttl", CS_FIELD_ANY, "", false},
-    {"description", CS_FIELD_STRING, "", false},
-    {"options", CS_FIELD_MAP, "", false},
-    {"force_no_cache", CS_FIELD_BOOL, "", false},
-    {"listing_visibility", CS_FIELD_STRING, "", false},
-    {"audit_non_hmac_request_keys", CS_FIELD_STRLIST, "", false},
-    {"audit_non_hmac_response_keys", CS_FIELD_STRLIST, "", false},
-    {"passthrough_request_headers", CS_FIELD_STRLIST, "", false},
-    {"allowed_response_headers", CS_FIELD_STRLIST, "", false},
-    {"plugin_version", CS_FIELD_STRING, "", false},
-    {"token_type", CS_FIELD_STRING, "", false},
-    {"user_lockout_config", CS_FIELD_MAP, "", false},
-    {NULL, 0, NULL, false},
+    {.name = "path", .type = CS_FIELD_STRING, .desc = "mount path"},
+    {.name = "default_lease_ttl", .type = CS_FIELD_ANY},
+    {.name = "max_lease_ttl", .type = CS_FIELD_ANY},
+    {.name = "description", .type = CS_FIELD_STRING},
+    {.name = "options", .type = CS_FIELD_MAP},
+    {.name = "force_no_cache", .type = CS_FIELD_BOOL},
+    {.name = "listing_visibility", .type = CS_FIELD_STRING},
+    {.name = "audit_non_hmac_request_keys", .type = CS_FIELD_STRLIST},
+    {.name = "audit_non_hmac_response_keys", .type = CS_FIELD_STRLIST},
+    {.name = "passthrough_request_headers", .type = CS_FIELD_STRLIST},
+    {.name = "allowed_response_headers", .type = CS_FIELD_STRLIST},
+    {.name = "plugin_version", .type = CS_FIELD_STRING},
+    {.name = "token_type", .type = CS_FIELD_STRING},
+    {.name = "user_lockout_config", .type = CS_FIELD_MAP},
+    {.name = NULL},
 };
 
 static const struct cs_field path_only[] = {
-    {"path", CS_FIELD_STRING, "", false},
-    {NULL, 0, NULL, false},
+    {.name = "path", .type = CS_FIELD_STRING},
+    {.name = NULL},
 };
 
-#define OPS(r, c, u, d, l)                                                                         \
-	{                                                                                          \
-		[CS_OP_READ] = r, [CS_OP_CREATE] = c, [CS_OP_UPDATE] = u, [CS_OP_DELETE] = d,      \
-		[CS_OP_LIST] = l                                                                   \
-	}
 #define UNSEALED_OK (CS_PATH_UNAUTH | CS_PATH_SEALED_OK | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL)
 
 static const struct cs_path sys_paths[] = {
-    {"init", init_fields, OPS(init_read, NULL, init_write, NULL, NULL), NULL, UNSEALED_OK,
-     "initialise a new cluster"},
-    {"seal-status", NULL, OPS(seal_status, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK,
-     "seal status"},
-    {"unseal", unseal_fields, OPS(NULL, NULL, unseal, NULL, NULL), NULL, UNSEALED_OK,
-     "submit an unseal key share"},
-    {"seal", NULL, OPS(NULL, NULL, seal, NULL, NULL), NULL,
-     CS_PATH_SUDO | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL, "seal this node"},
-    {"health", health_fields, OPS(health, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK,
-     "health for load balancers"},
-    {"leader", NULL, OPS(leader, NULL, NULL, NULL, NULL), NULL, UNSEALED_OK, "leader status"},
-    {"mounts", NULL, OPS(mounts_list, NULL, NULL, NULL, NULL), NULL, 0, "list mounts"},
-    {"mounts/{path*}/tune", tune_fields, OPS(tune_read, NULL, tune_write, NULL, NULL), NULL, 0,
-     "tune a mount"},
-    {"mounts/{path*}", mount_fields, OPS(mount_read, NULL, mount_enable, mount_disable, NULL), NULL,
-     0, "enable, read or disable a secrets engine"},
-    {"auth", NULL, OPS(auth_list, NULL, NULL, NULL, NULL), NULL, 0, "list auth methods"},
+    {.pattern = "init",
+     .fields = init_fields,
+     .ops = {[CS_OP_READ] = init_read, [CS_OP_UPDATE] = init_write},
+     .flags = UNSEALED_OK,
+     .synopsis = "initialise a new cluster"},
+    {.pattern = "seal-status",
+     .ops = {[CS_OP_READ] = seal_status},
+     .flags = UNSEALED_OK,
+     .synopsis = "seal status"},
+    {.pattern = "unseal",
+     .fields = unseal_fields,
+     .ops = {[CS_OP_UPDATE] = unseal},
+     .flags = UNSEALED_OK,
+     .synopsis = "submit an unseal key share"},
+    {.pattern = "seal",
+     .ops = {[CS_OP_UPDATE] = seal},
+     .flags = CS_PATH_SUDO | CS_PATH_NO_ACTIVE | CS_PATH_LOCAL,
+     .synopsis = "seal this node"},
+    {.pattern = "health",
+     .fields = health_fields,
+     .ops = {[CS_OP_READ] = health},
+     .flags = UNSEALED_OK,
+     .synopsis = "health for load balancers"},
+    {.pattern = "leader",
+     .ops = {[CS_OP_READ] = leader},
+     .flags = UNSEALED_OK,
+     .synopsis = "leader status"},
+    {.pattern = "mounts", .ops = {[CS_OP_READ] = mounts_list}, .synopsis = "list mounts"},
+    {.pattern = "mounts/{path*}/tune",
+     .fields = tune_fields,
+     .ops = {[CS_OP_READ] = tune_read, [CS_OP_UPDATE] = tune_write},
+     .synopsis = "tune a mount"},
+    {.pattern = "mounts/{path*}",
+     .fields = mount_fields,
+     .ops =
+	 {[CS_OP_READ] = mount_read, [CS_OP_UPDATE] = mount_enable, [CS_OP_DELETE] = mount_disable},
+     .synopsis = "enable, read or disable a secrets engine"},
+    {.pattern = "auth", .ops = {[CS_OP_READ] = auth_list}, .synopsis = "list auth methods"},
     /* sys/auth/... needs sudo, as in Vault's list of root paths. */
-    {"auth/{path*}/tune", tune_fields, OPS(tune_read, NULL, tune_write, NULL, NULL), NULL,
-     CS_PATH_SUDO, "tune an auth method"},
-    {"auth/{path*}", mount_fields, OPS(mount_read, NULL, mount_enable, mount_disable, NULL), NULL,
-     CS_PATH_SUDO, "enable, read or disable an auth method"},
-    {"internal/ui/mounts", NULL, OPS(ui_mounts, NULL, NULL, NULL, NULL), NULL,
-     CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN, "mounts visible to the caller"},
-    {"internal/ui/mounts/{path*}", path_only, OPS(ui_mount_path, NULL, NULL, NULL, NULL), NULL,
-     CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN, "the mount serving a path"},
+    {.pattern = "auth/{path*}/tune",
+     .fields = tune_fields,
+     .ops = {[CS_OP_READ] = tune_read, [CS_OP_UPDATE] = tune_write},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "tune an auth method"},
+    {.pattern = "auth/{path*}",
+     .fields = mount_fields,
+     .ops =
+	 {[CS_OP_READ] = mount_read, [CS_OP_UPDATE] = mount_enable, [CS_OP_DELETE] = mount_disable},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "enable, read or disable an auth method"},
+    {.pattern = "internal/ui/mounts",
+     .ops = {[CS_OP_READ] = ui_mounts},
+     .flags = CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN,
+     .synopsis = "mounts visible to the caller"},
+    {.pattern = "internal/ui/mounts/{path*}",
+     .fields = path_only,
+     .ops = {[CS_OP_READ] = ui_mount_path},
+     .flags = CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN,
+     .synopsis = "the mount serving a path"},
 };
 
-struct cs_backend cs_sys_backend = {
+/* The slots of cs_sys_set_paths, searched in enum order before sys_paths. */
+static struct cs_path_table sys_tables[CS_SYS__COUNT];
+
+const struct cs_backend cs_sys_backend = {
     .type = "system",
     .is_auth = false,
     .paths = sys_paths,
     .n_paths = CS_ARRAY_LEN(sys_paths),
+    .tables = sys_tables,
+    .n_tables = CS_SYS__COUNT,
 };
 
-void cs_sys_add_paths(const struct cs_path *paths, size_t n)
+void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n)
 {
-	/* Added rows go first: the built-in table ends with its most general patterns. */
-	size_t total = cs_sys_backend.n_paths + n;
-	struct cs_path *all = malloc(total * sizeof *all);
-	if (!all)
-		abort();
-	memcpy(all, paths, n * sizeof *all);
-	memcpy(all + n, cs_sys_backend.paths, cs_sys_backend.n_paths * sizeof *all);
-	if (cs_sys_backend.paths != sys_paths)
-		free((void *)cs_sys_backend.paths);
-	cs_sys_backend.paths = all;
-	cs_sys_backend.n_paths = total;
+	if ((unsigned)slot < CS_SYS__COUNT)
+		sys_tables[slot] = (struct cs_path_table){.paths = paths, .n = n};
 }

@@ -9,9 +9,9 @@
 
 #include "server/core.h"
 
-extern struct cs_backend cs_sys_backend;
+extern const struct cs_backend cs_sys_backend;
 
-/* cs_sys_add_paths: server/backend.h. */
+/* cs_sys_set_paths: server/backend.h. */
 
 /* The sys/ mount (created on first use). */
 struct cs_mount *cs_sys_mount(struct cs_core *core);

@@ -308,12 +308,7 @@ static int h_unwrap(struct cs_request *req)
 		cJSON_Delete(e);
 		if (rc)
 			return rc;
-		size_t len;
-		char *body = cs_response_errors(CS_WRAP_INVALID_MSG, &len);
-		req->raw = cJSON_Parse(body);
-		free(body);
-		req->status = 400;
-		return 0;
+		return cs_req_error_after_commit(req, CS_EINVAL, "%s", CS_WRAP_INVALID_MSG);
 	}
 	char *resp = NULL;
 	rc = read_response(req, token, &resp);
@@ -398,42 +393,38 @@ static int h_wrap(struct cs_request *req)
 }
 
 static const struct cs_field token_fields[] = {
-    {"token", CS_FIELD_STRING, "the wrapping token (default: the client token)", false},
-    {NULL, 0, NULL, false},
+    {.name = "token",
+     .type = CS_FIELD_STRING,
+     .desc = "the wrapping token (default: the client token)"},
+    {.name = NULL},
 };
 
 static const struct cs_path wrap_paths[] = {
-    {"wrapping/wrap",
-     NULL,
-     {[CS_OP_UPDATE] = h_wrap},
-     NULL,
-     CS_PATH_ANY_FIELDS,
-     "wrap arbitrary data in a response-wrapping token"},
+    {.pattern = "wrapping/wrap",
+     .ops = {[CS_OP_UPDATE] = h_wrap},
+     .flags = CS_PATH_ANY_FIELDS,
+     .synopsis = "wrap arbitrary data in a response-wrapping token"},
     /* The wrapping token is the credential here, in the body or as the client token:
      * the core neither spends nor checks it; the handler does. */
-    {"wrapping/unwrap",
-     token_fields,
-     {[CS_OP_UPDATE] = h_unwrap},
-     NULL,
-     CS_PATH_UNAUTH,
-     "unwrap a response-wrapping token"},
-    {"wrapping/lookup",
-     token_fields,
-     {[CS_OP_READ] = h_lookup, [CS_OP_UPDATE] = h_lookup},
-     NULL,
-     CS_PATH_UNAUTH,
-     "look up the properties of a response-wrapping token"},
-    {"wrapping/rewrap",
-     token_fields,
-     {[CS_OP_UPDATE] = h_rewrap},
-     NULL,
-     0,
-     "rotate a response-wrapping token"},
+    {.pattern = "wrapping/unwrap",
+     .fields = token_fields,
+     .ops = {[CS_OP_UPDATE] = h_unwrap},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "unwrap a response-wrapping token"},
+    {.pattern = "wrapping/lookup",
+     .fields = token_fields,
+     .ops = {[CS_OP_READ] = h_lookup, [CS_OP_UPDATE] = h_lookup},
+     .flags = CS_PATH_UNAUTH,
+     .synopsis = "look up the properties of a response-wrapping token"},
+    {.pattern = "wrapping/rewrap",
+     .fields = token_fields,
+     .ops = {[CS_OP_UPDATE] = h_rewrap},
+     .synopsis = "rotate a response-wrapping token"},
 };
 
 void cs_wrap_register(cs_wrap_key_of_fn key_of_fn, cs_wrap_revoke_key_fn revoke_key_fn)
 {
 	key_of = key_of_fn;
 	revoke_key = revoke_key_fn;
-	cs_sys_add_paths(wrap_paths, CS_ARRAY_LEN(wrap_paths));
+	cs_sys_set_paths(CS_SYS_WRAP, wrap_paths, CS_ARRAY_LEN(wrap_paths));
 }

@@ -133,8 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req->root = true;
 	req->data = cJSON_CreateObject();
 	fz_exists = data[0] & 0x20;
-	bool list = false;
-	int rc = cs_http_decode_fields(&h, req->op, &req->data, &list, &req->errmsg);
+	struct cs_http_flags flags = {0};
+	int rc = cs_http_decode_fields(&h, req->op, &req->data, &flags, &req->errmsg);
 	if (rc) {
 		if (!req->errmsg || cs_err_status(rc) / 100 != 4)
 			abort();

@@ -72,7 +72,12 @@ static void on_active(void *ctx, bool active) {}
 static void node_start(void)
 {
 	static unsigned generation;
-	struct cs_transport_config tc = {cctx, cs_raft_node_check_claim, &node, 0, true};
+	struct cs_transport_config tc = {.client_ctx = cctx,
+					 .check_claim = cs_raft_node_check_claim,
+					 .claim_ctx = &node,
+					 .require_ip_san = true,
+					 /* libFuzzer reports any malloc over 2 GB */
+					 .max_message_bytes = 64u << 20};
 	memset(&tr, 0, sizeof tr);
 	if (cs_transport_init(&tr, &loop, &tc))
 		abort();

@@ -1,7 +1,8 @@
 /*
  * Helpers the Check suites share, so each suite states only what it tests: a temp
- * directory, a loop runner with a deadline, and a storage fixture (real LMDB in a temp
- * dir behind a fake raft proposer that the test drives).
+ * directory, a loop runner with a deadline, a storage fixture (real LMDB in a temp
+ * dir behind a fake raft proposer that the test drives), and
+ * an HTTP response parser (http-parser, as the server links) with a blocking client.
  * Everything runs on the test's thread; failures are Check assertions (the test stops).
  */
 #ifndef CS_TEST_FIXTURES_H
@@ -71,5 +72,69 @@ void cs_fx_apply_all(struct cs_fx_storage *fx);
 /* Report the oldest unapplied entry (or all of them) failed with status. */
 void cs_fx_fail_next(struct cs_fx_storage *fx, int status);
 void cs_fx_fail_all(struct cs_fx_storage *fx, int status);
+
+/* ---------------------------------------------------------------- HTTP responses */
+
+/*
+ * One HTTP/1.1 response parsed with http-parser in response mode. Feed it bytes as they
+ * arrive: it stops right after the response, so pipelined bytes stay for the next one.
+ */
+struct cs_fx_resp {
+	int status;
+	struct cs_buf hdrs; /* "Name: value\n" lines, NUL-terminated */
+	struct cs_buf body; /* NUL-terminated; empty when on_body is set */
+	uint64_t body_n;    /* body bytes seen */
+	bool done;
+	/* Optional: take body bytes here instead of keeping them (big bodies). */
+	void (*on_body)(struct cs_fx_resp *r, const char *at, size_t len);
+	void *ctx;
+	/* private */
+	bool in_value, head;
+	void *parser;
+};
+
+/* head: it answers a HEAD request (no body follows the header block). */
+void cs_fx_resp_init(struct cs_fx_resp *r, bool head);
+/* Parse up to len bytes; returns how many were consumed (fewer once r->done). A
+ * malformed response fails the test. */
+size_t cs_fx_resp_feed(struct cs_fx_resp *r, const void *buf, size_t len);
+/* The connection closed: ends a body delimited by the close (HTTP/1.0). Returns done. */
+bool cs_fx_resp_feed_eof(struct cs_fx_resp *r);
+void cs_fx_resp_free(struct cs_fx_resp *r);
+/* Whether the header block contains `text` anywhere (case-insensitive): a whole line
+ * is "Name: value\n". */
+bool cs_fx_resp_has_header(const struct cs_fx_resp *r, const char *text);
+/* How many header lines start with `name` (give "Name:" to count one header). */
+int cs_fx_resp_count_header(const struct cs_fx_resp *r, const char *name);
+
+/* A blocking plain-TCP client to 127.0.0.1 with a receive buffer. The recv hook lets a
+ * test put TLS (or anything) under the same response reading. */
+struct cs_fx_client {
+	int fd;
+	char buf[1 << 16];
+	size_t len;
+	/* Optional: read into dst (at most n); > 0 bytes, 0 at EOF, < 0 on error. */
+	long (*recv)(struct cs_fx_client *c, void *dst, size_t n);
+	void *ctx;
+};
+
+/* Connect to 127.0.0.1:port (NULL when refused). Free with cs_fx_client_close. */
+struct cs_fx_client *cs_fx_client_connect(int port);
+void cs_fx_client_close(struct cs_fx_client *c);
+void cs_fx_client_send(struct cs_fx_client *c, const void *p, size_t n);
+/* Read more bytes into c->buf: > 0 read, 0 at EOF, < 0 on error. */
+long cs_fx_client_recv(struct cs_fx_client *c);
+/* Read one response into r (initialised here; caller frees). false when the connection
+ * ended first (what came is in r). */
+bool cs_fx_client_try_resp(struct cs_fx_client *c, struct cs_fx_resp *r, bool head);
+/* The same, handing body bytes to on_body (with r->ctx = ctx) instead of keeping them. */
+bool cs_fx_client_try_resp_cb(struct cs_fx_client *c, struct cs_fx_resp *r, bool head,
+			      void (*on_body)(struct cs_fx_resp *r, const char *at, size_t len),
+			      void *ctx);
+/* The same, failing the test when the connection ends first. */
+void cs_fx_client_read_resp(struct cs_fx_client *c, struct cs_fx_resp *r, bool head);
+/* Send `method target` with an optional X-Vault-Token and JSON body, read the answer. */
+void cs_fx_client_request(struct cs_fx_client *c, const char *method, const char *target,
+			  const char *token, const char *json, struct cs_fx_resp *r);
 
 #endif

@@ -36,33 +36,33 @@ static int h_exists(struct cs_request *req, bool *exists)
 }
 
 static const struct cs_field fields[] = {
-    {"count", CS_FIELD_INT, "", false},
-    {"flag", CS_FIELD_BOOL, "", false},
-    {"ttl", CS_FIELD_DURATION, "", false},
-    {"name", CS_FIELD_STRING, "", false},
-    {"list", CS_FIELD_STRLIST, "", false},
-    {"must", CS_FIELD_STRING, "", true},
-    {NULL, 0, NULL, false},
+    {.name = "count", .type = CS_FIELD_INT},
+    {.name = "flag", .type = CS_FIELD_BOOL},
+    {.name = "ttl", .type = CS_FIELD_DURATION},
+    {.name = "name", .type = CS_FIELD_STRING},
+    {.name = "list", .type = CS_FIELD_STRLIST},
+    {.name = "must", .type = CS_FIELD_STRING, .required = true},
+    {.name = NULL},
 };
 static const struct cs_field opt_fields[] = {
-    {"count", CS_FIELD_INT, "", false},    {"flag", CS_FIELD_BOOL, "", false},
-    {"ttl", CS_FIELD_DURATION, "", false}, {"name", CS_FIELD_STRING, "", false},
-    {"list", CS_FIELD_STRLIST, "", false}, {NULL, 0, NULL, false},
+    {.name = "count", .type = CS_FIELD_INT},    {.name = "flag", .type = CS_FIELD_BOOL},
+    {.name = "ttl", .type = CS_FIELD_DURATION}, {.name = "name", .type = CS_FIELD_STRING},
+    {.name = "list", .type = CS_FIELD_STRLIST}, {.name = NULL},
 };
 
 static const struct cs_path paths[] = {
-    {"config", opt_fields, {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update}, NULL, 0, ""},
-    {"needs", fields, {[CS_OP_UPDATE] = h_update}, NULL, 0, ""},
-    {"users/{name}", opt_fields, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"users/{name}/keys/{key}", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"mounts/{path*}/tune", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"mounts/{path*}", NULL, {[CS_OP_READ] = h_read}, NULL, 0, ""},
-    {"data/{path*}",
-     NULL,
-     {[CS_OP_READ] = h_read, [CS_OP_CREATE] = h_create, [CS_OP_UPDATE] = h_update},
-     h_exists,
-     CS_PATH_ANY_FIELDS,
-     ""},
+    {.pattern = "config",
+     .fields = opt_fields,
+     .ops = {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update}},
+    {.pattern = "needs", .fields = fields, .ops = {[CS_OP_UPDATE] = h_update}},
+    {.pattern = "users/{name}", .fields = opt_fields, .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "users/{name}/keys/{key}", .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "mounts/{path*}/tune", .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "mounts/{path*}", .ops = {[CS_OP_READ] = h_read}},
+    {.pattern = "data/{path*}",
+     .ops = {[CS_OP_READ] = h_read, [CS_OP_CREATE] = h_create, [CS_OP_UPDATE] = h_update},
+     .exists = h_exists,
+     .flags = CS_PATH_ANY_FIELDS},
 };
 
 static const struct cs_backend be = {
@@ -342,6 +342,160 @@ START_TEST(test_dispatch_required_unknown_and_405)
 }
 END_TEST
 
+/* A required field is enforced by the framework with OpenBao's text, before the handler;
+ * absent, null and "" all count as missing; a type error on another field is reported
+ * first; only creates and updates are refused. */
+START_TEST(test_required_field_enforced)
+{
+	static const char *missing[] = {"{}", "{\"must\":null}", "{\"must\":\"\"}",
+					"{\"count\":2}"};
+	for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+		struct cs_request *r = mkreq(CS_OP_UPDATE, missing[i]);
+		ck_assert(cs_backend_route(&be, r, "needs"));
+		last_handler = 0;
+		ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+		ck_assert_str_eq(r->errmsg, "missing required field \"must\"");
+		ck_assert_int_eq(cs_err_status(CS_EINVAL), 400);
+		ck_assert_int_eq(last_handler, 0);
+		freereq(r);
+	}
+
+	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"count\":\"x\"}");
+	ck_assert(cs_backend_route(&be, r, "needs"));
+	ck_assert_int_eq(cs_backend_dispatch(r), CS_EINVAL);
+	ck_assert_str_eq(r->errmsg, "error converting input for field \"count\"");
+	freereq(r);
+
+	/* A number is coerced to a non-empty string and satisfies the requirement. */
+	r = mkreq(CS_OP_UPDATE, "{\"must\":7}");
+	ck_assert(cs_backend_route(&be, r, "needs"));
+	last_handler = 0;
+	ck_assert_int_eq(cs_backend_dispatch(r), 0);
+	ck_assert_int_eq(last_handler, 3);
+	ck_assert_str_eq(cs_req_str(r, "must", ""), "7");
+	freereq(r);
+
+	cJSON *none = cJSON_CreateObject();
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_READ));
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_LIST));
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_DELETE));
+	ck_assert_ptr_null(cs_backend_missing_field(fields, none, CS_OP_PATCH));
+	ck_assert_str_eq(cs_backend_missing_field(fields, none, CS_OP_CREATE)->name, "must");
+	ck_assert_ptr_null(cs_backend_missing_field(opt_fields, none, CS_OP_UPDATE));
+	ck_assert_ptr_null(cs_backend_missing_field(NULL, none, CS_OP_UPDATE));
+	cJSON_Delete(none);
+}
+END_TEST
+
+/* ?help=1: the row's synopsis and fields in Vault's help shape, and a one-path OpenAPI
+ * document whose request body lists the required fields. */
+static const struct cs_field help_fields[] = {
+    {.name = "name", .type = CS_FIELD_STRING, .desc = "the user"},
+    {.name = "must", .type = CS_FIELD_STRING, .desc = "needed", .required = true},
+    {.name = "ttl", .type = CS_FIELD_DURATION, .desc = "lifetime"},
+    {.name = NULL},
+};
+static const struct cs_path help_row = {.pattern = "users/{name}",
+					.fields = help_fields,
+					.ops = {[CS_OP_READ] = h_read, [CS_OP_UPDATE] = h_update},
+					.synopsis = "manage one user"};
+
+START_TEST(test_help_shape)
+{
+	struct cs_request *r = mkreq(CS_OP_READ, NULL);
+	r->path = strdup("secret/users/bob");
+	r->route = &help_row;
+	cJSON *h = cs_backend_help(r);
+	ck_assert_ptr_nonnull(h);
+	const char *text = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "help"));
+	ck_assert_ptr_nonnull(text);
+	ck_assert_ptr_nonnull(strstr(text, "Request:        secret/users/bob\n"));
+	ck_assert_ptr_nonnull(strstr(text, "Matching Route: users/{name}\n"));
+	ck_assert_ptr_nonnull(strstr(text, "manage one user"));
+	ck_assert_ptr_nonnull(strstr(text, "    must (string, required)\n        needed\n"));
+	ck_assert_ptr_nonnull(strstr(text, "    ttl (duration (sec))\n        lifetime\n"));
+	ck_assert_ptr_nonnull(strstr(text, " read update\n"));
+	ck_assert(cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(h, "see_also")));
+
+	const cJSON *doc = cJSON_GetObjectItemCaseSensitive(h, "openapi");
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(doc, "paths"), "/users/{name}");
+	ck_assert_ptr_nonnull(item);
+	ck_assert_str_eq(
+	    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(item, "description")),
+	    "manage one user");
+	/* The captured field is a path parameter, the others the body's properties. */
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(item, "parameters");
+	ck_assert_int_eq(cJSON_GetArraySize(params), 1);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+			     cJSON_GetArrayItem(params, 0), "name")),
+			 "name");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(item, "get"));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(item, "delete"));
+	const cJSON *schema = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(item, "post"),
+						     "requestBody"),
+		    "content"),
+		"application/json"),
+	    "schema");
+	ck_assert_ptr_nonnull(schema);
+	const cJSON *req = cJSON_GetObjectItemCaseSensitive(schema, "required");
+	ck_assert_int_eq(cJSON_GetArraySize(req), 1);
+	ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetArrayItem(req, 0)), "must");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(schema, "properties"), "ttl"));
+	cJSON_Delete(h);
+	free(r->path);
+	freereq(r);
+}
+END_TEST
+
+/* A backend's row tables are searched in order before its own rows, whatever order they
+ * were filled in (the sys/ slots), and cs_backend_row walks them the same way. */
+START_TEST(test_tables_order)
+{
+	static const struct cs_path first[] = {
+	    {.pattern = "a/{x*}", .ops = {[CS_OP_READ] = h_read}}};
+	static const struct cs_path second[] = {{.pattern = "a/b", .ops = {[CS_OP_READ] = h_read}},
+						{.pattern = "c", .ops = {[CS_OP_READ] = h_read}}};
+	struct cs_path_table tables[3] = {{0}};
+	struct cs_backend b = {
+	    .type = "t", .paths = paths, .n_paths = 1, .tables = tables, .n_tables = 3};
+	/* Filled in reverse order; slot 1 stays empty. */
+	tables[2] = (struct cs_path_table){.paths = second, .n = 2};
+	tables[0] = (struct cs_path_table){.paths = first, .n = 1};
+	ck_assert_uint_eq(cs_backend_n_rows(&b), 4);
+	ck_assert_ptr_eq(cs_backend_row(&b, 0), &first[0]);
+	ck_assert_ptr_eq(cs_backend_row(&b, 1), &second[0]);
+	ck_assert_ptr_eq(cs_backend_row(&b, 2), &second[1]);
+	ck_assert_ptr_eq(cs_backend_row(&b, 3), &paths[0]);
+	ck_assert_ptr_null(cs_backend_row(&b, 4));
+
+	struct cs_request *r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&b, r, "a/b")); /* slot 0 wins over slot 2's literal */
+	ck_assert_ptr_eq(r->route, &first[0]);
+	freereq(r);
+	r = mkreq(CS_OP_READ, NULL);
+	ck_assert(cs_backend_route(&b, r, "config"));
+	ck_assert_ptr_eq(r->route, &paths[0]);
+	freereq(r);
+}
+END_TEST
+
+/* The one way to keep the writes and still answer an error: a flag, and a 0 return. */
+START_TEST(test_error_after_commit)
+{
+	struct cs_request *r = mkreq(CS_OP_UPDATE, NULL);
+	ck_assert_int_eq(cs_req_error_after_commit(r, CS_EINVAL, "bad %s", "thing"), 0);
+	ck_assert_int_eq(r->commit_error, CS_EINVAL);
+	ck_assert_str_eq(r->errmsg, "bad thing");
+	freereq(r);
+	ck_assert_int_ge(CS_EASYNC, CS_E__COUNT);
+}
+END_TEST
+
 START_TEST(test_existence_check_picks_create)
 {
 	struct cs_request *r = mkreq(CS_OP_UPDATE, "{\"path\":\"not-a-capture\"}");
@@ -433,6 +587,10 @@ int main(void)
 	tcase_add_test(tc, test_dispatch_coerces_fields);
 	tcase_add_test(tc, test_dispatch_rejects_bad_values);
 	tcase_add_test(tc, test_dispatch_required_unknown_and_405);
+	tcase_add_test(tc, test_required_field_enforced);
+	tcase_add_test(tc, test_help_shape);
+	tcase_add_test(tc, test_tables_order);
+	tcase_add_test(tc, test_error_after_commit);
 	tcase_add_test(tc, test_existence_check_picks_create);
 	tcase_add_test(tc, test_router_longest_prefix);
 	tcase_add_test(tc, test_acl_hook_order);

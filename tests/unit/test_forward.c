@@ -6,13 +6,12 @@
  * (mutual TLS, node-1 certificate) whose custos-forward connections go to an adopt
  * listener; the "standby" is a plain HTTP listener on 127.0.0.1:0 whose handler forwards
  * every request with cs_forward (node-2 certificate). The test thread is the client,
- * with blocking sockets; responses are read back with http-parser.
+ * with blocking sockets; responses are read back with the shared parser (fixtures.h).
  */
 #include <arpa/inet.h>
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <http_parser.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -35,6 +34,7 @@
 #include "server/forward.h"
 #include "server/http.h"
 #include "storage/cluster_tls.h"
+#include "tests/unit/fixtures.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -464,126 +464,47 @@ static ssize_t cl_recv(struct client *c)
 	return k;
 }
 
-struct resp {
-	int status;
-	struct cs_buf hdrs; /* "Name: value\n" lines */
-	struct cs_buf body;
-	bool in_value;
-	bool skip_body;
-	bool done;
-	bool count_only; /* check the pattern and count, do not keep the body */
-	uint64_t body_n;
-	bool pattern_ok;
-};
-
-static int rp_field(http_parser *p, const char *at, size_t len)
+/* count_only responses: body bytes are checked against the pattern and counted. */
+static void check_pattern(struct cs_fx_resp *r, const char *at, size_t len)
 {
-	struct resp *r = p->data;
-	if (r->in_value)
-		cs_buf_putc(&r->hdrs, '\n');
-	r->in_value = false;
-	cs_buf_append(&r->hdrs, at, len);
-	return 0;
-}
-
-static int rp_value(http_parser *p, const char *at, size_t len)
-{
-	struct resp *r = p->data;
-	if (!r->in_value)
-		cs_buf_puts(&r->hdrs, ": ");
-	r->in_value = true;
-	cs_buf_append(&r->hdrs, at, len);
-	return 0;
-}
-
-static int rp_headers_complete(http_parser *p)
-{
-	struct resp *r = p->data;
-	cs_buf_putc(&r->hdrs, '\n');
-	r->status = (int)p->status_code;
-	return r->skip_body ? 1 : 0;
-}
-
-static int rp_body(http_parser *p, const char *at, size_t len)
-{
-	struct resp *r = p->data;
-	if (r->count_only) {
-		for (size_t i = 0; i < len; i++)
-			if ((uint8_t)at[i] != pat(r->body_n + i))
-				r->pattern_ok = false;
-	} else {
-		cs_buf_append(&r->body, at, len);
-	}
-	r->body_n += len;
-	return 0;
-}
-
-static int rp_complete(http_parser *p)
-{
-	struct resp *r = p->data;
-	r->done = true;
-	http_parser_pause(p, 1);
-	return 0;
-}
-
-static const http_parser_settings rp_settings = {
-    .on_header_field = rp_field,
-    .on_header_value = rp_value,
-    .on_headers_complete = rp_headers_complete,
-    .on_body = rp_body,
-    .on_message_complete = rp_complete,
-};
-
-static void resp_free(struct resp *r)
-{
-	cs_buf_free(&r->hdrs);
-	cs_buf_free(&r->body);
+	bool *ok = r->ctx;
+	for (size_t i = 0; i < len; i++)
+		if ((uint8_t)at[i] != pat(r->body_n + i))
+			*ok = false;
 }
 
 /* Read one response. Returns false if the connection ended first (the part that came
- * is in r). `slow_ms`: pause before the first read (lets queues fill upstream). */
-static bool cl_try_resp(struct client *c, struct resp *r, bool head, bool count_only)
+ * is in r). `count_only`: check the body against the pattern (*pattern_ok), keep none. */
+static bool cl_try_resp_pat(struct client *c, struct cs_fx_resp *r, bool head, bool count_only,
+			    bool *pattern_ok)
 {
-	memset(r, 0, sizeof *r);
-	r->skip_body = head;
-	r->count_only = count_only;
-	r->pattern_ok = true;
-	cs_buf_puts(&r->hdrs, "");
-	cs_buf_puts(&r->body, "");
-	http_parser p;
-	http_parser_init(&p, HTTP_RESPONSE);
-	p.data = r;
+	cs_fx_resp_init(r, head);
+	if (count_only) {
+		*pattern_ok = true;
+		r->on_body = check_pattern;
+		r->ctx = pattern_ok;
+	}
 	for (;;) {
 		if (c->len) {
-			size_t n = http_parser_execute(&p, &rp_settings, c->buf, c->len);
+			size_t n = cs_fx_resp_feed(r, c->buf, c->len);
 			memmove(c->buf, c->buf + n, c->len - n);
 			c->len -= n;
 			if (r->done)
 				return true;
-			ck_assert_msg(HTTP_PARSER_ERRNO(&p) == HPE_OK, "bad response: %s",
-				      http_errno_name(HTTP_PARSER_ERRNO(&p)));
 		}
 		if (cl_recv(c) <= 0)
 			return false;
 	}
 }
 
-static void cl_read_resp(struct client *c, struct resp *r, bool head)
+static bool cl_try_resp(struct client *c, struct cs_fx_resp *r, bool head)
 {
-	ck_assert_msg(cl_try_resp(c, r, head, false), "connection ended before the response");
+	return cl_try_resp_pat(c, r, head, false, NULL);
 }
 
-static bool has_header(const struct resp *r, const char *line)
+static void cl_read_resp(struct client *c, struct cs_fx_resp *r, bool head)
 {
-	return strcasestr(r->hdrs.data, line) != NULL;
-}
-
-static int count_header(const struct resp *r, const char *name)
-{
-	int n = 0;
-	for (const char *p = r->hdrs.data; (p = strcasestr(p, name)); p++)
-		n += p == r->hdrs.data || p[-1] == '\n';
-	return n;
+	ck_assert_msg(cl_try_resp(c, r, head), "connection ended before the response");
 }
 
 static void msleep(int ms)
@@ -596,12 +517,12 @@ static void msleep(int ms)
 static cJSON *roundtrip_json(struct client *c, const char *req, int want_status)
 {
 	cl_puts(c, req);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_msg(r.status == want_status, "status %d, body %s", r.status, r.body.data);
 	cJSON *o = cJSON_Parse(r.body.data);
 	ck_assert_msg(o != NULL, "not JSON: %s", r.body.data);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	return o;
 }
 
@@ -679,32 +600,32 @@ START_TEST(test_relay_verbatim)
 	cJSON_Delete(o);
 
 	/* 204: no body, no length; 404 with body and an extra header */
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_puts(c, "DELETE /status/204 HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 204);
-	ck_assert(!has_header(&r, "Content-Length"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Content-Length"));
 	ck_assert_uint_eq(r.body.len, 0);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_puts(c, "GET /status/404 HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 404);
 	ck_assert_str_eq(r.body.data, "{\"errors\":[\"nope\"]}");
-	ck_assert(has_header(&r, "X-Custom: yes\n"));
-	ck_assert(has_header(&r, "Content-Type: application/json\n"));
-	ck_assert(has_header(&r, "Content-Length: 19\n"));
-	ck_assert_int_eq(count_header(&r, "Cache-Control:"), 1);
-	ck_assert_int_eq(count_header(&r, "Date:"), 1);
-	ck_assert_int_eq(count_header(&r, "Content-Type:"), 1);
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "X-Custom: yes\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Type: application/json\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Length: 19\n"));
+	ck_assert_int_eq(cs_fx_resp_count_header(&r, "Cache-Control:"), 1);
+	ck_assert_int_eq(cs_fx_resp_count_header(&r, "Date:"), 1);
+	ck_assert_int_eq(cs_fx_resp_count_header(&r, "Content-Type:"), 1);
+	cs_fx_resp_free(&r);
 
 	/* HEAD: the length a GET would have, no body (the next response parses cleanly) */
 	cl_puts(c, "HEAD /status/404 HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, true);
 	ck_assert_int_eq(r.status, 404);
-	ck_assert(has_header(&r, "Content-Length: 19\n"));
-	ck_assert(has_header(&r, "X-Custom: yes\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Length: 19\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "X-Custom: yes\n"));
+	cs_fx_resp_free(&r);
 
 	/* a plain listener ignores X-Custos-Forwarded-For */
 	cl_puts(c, "GET /local HTTP/1.1\r\nHost: x\r\nX-Custos-Forwarded-For: 6.6.6.6:1\r\n\r\n");
@@ -712,7 +633,7 @@ START_TEST(test_relay_verbatim)
 	char want[128];
 	snprintf(want, sizeof want, "remote=%s forwarded=0", me);
 	ck_assert_str_eq(r.body.data, want);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 
 	/* hops are counted by the forwarder, not taken from the client; the limit holds */
 	o = roundtrip_json(
@@ -752,10 +673,10 @@ START_TEST(test_keepalive_pool)
 			cl_puts(cs[i], "GET /delay?ms=200 HTTP/1.1\r\nHost: x\r\n\r\n");
 		}
 		for (int i = 0; i < 4; i++) {
-			struct resp r;
+			struct cs_fx_resp r;
 			cl_read_resp(cs[i], &r, false);
 			ck_assert_int_eq(r.status, 200);
-			resp_free(&r);
+			cs_fx_resp_free(&r);
 			cl_close(cs[i]);
 		}
 	}
@@ -766,10 +687,10 @@ START_TEST(test_keepalive_pool)
 		char req[128];
 		snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", retire[i]);
 		cl_puts(c, req);
-		struct resp r;
+		struct cs_fx_resp r;
 		cl_read_resp(c, &r, false);
 		ck_assert_str_eq(r.body.data, "ok");
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cJSON_Delete(roundtrip_json(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", 200));
 		cl_close(c);
 	}
@@ -795,10 +716,10 @@ START_TEST(test_pool_limit_queue)
 		cl_puts(cs[i], "GET /delay?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n");
 	}
 	for (int i = 0; i < N; i++) {
-		struct resp r;
+		struct cs_fx_resp r;
 		cl_read_resp(cs[i], &r, false);
 		ck_assert_int_eq(r.status, 200);
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cl_close(cs[i]);
 	}
 	fx_stop(&fx);
@@ -823,15 +744,16 @@ START_TEST(test_stream_relay)
 	snprintf(req, sizeof req, "GET /big?n=%u HTTP/1.1\r\nHost: x\r\n\r\n", BIG);
 	cl_puts(c, req);
 	msleep(400); /* a slow client: every queue on the way fills up */
-	struct resp r;
-	ck_assert(cl_try_resp(c, &r, false, true));
+	struct cs_fx_resp r;
+	bool pattern_ok = false;
+	ck_assert(cl_try_resp_pat(c, &r, false, true, &pattern_ok));
 	ck_assert_int_eq(r.status, 200);
-	ck_assert(has_header(&r, "Transfer-Encoding: chunked\n"));
-	ck_assert(has_header(&r, "X-Stream: yes\n"));
-	ck_assert(has_header(&r, "Content-Type: application/octet-stream\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Transfer-Encoding: chunked\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "X-Stream: yes\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Type: application/octet-stream\n"));
 	ck_assert_uint_eq(r.body_n, BIG);
-	ck_assert(r.pattern_ok);
-	resp_free(&r);
+	ck_assert(pattern_ok);
+	cs_fx_resp_free(&r);
 	/* Peak RSS over a body three times the size: both nodes run here, each with a
 	 * bounded queue (two buffers of up to ~4 MiB), so the growth stays well under the
 	 * body. (ASan's quarantine keeps freed memory resident: no RSS bound there.) */
@@ -841,20 +763,20 @@ START_TEST(test_stream_relay)
 			 (unsigned long long)huge);
 		cl_puts(c, req);
 		msleep(200);
-		ck_assert(cl_try_resp(c, &r, false, true));
+		ck_assert(cl_try_resp_pat(c, &r, false, true, &pattern_ok));
 		ck_assert_uint_eq(r.body_n, huge);
-		ck_assert(r.pattern_ok);
-		resp_free(&r);
+		ck_assert(pattern_ok);
+		cs_fx_resp_free(&r);
 	}
 	uint64_t growth = vm_hwm() - hwm0;
 
 	/* Content-Length above the buffering limit: streamed too, same bytes */
 	cl_puts(c, "GET /fixed?n=1572864 HTTP/1.1\r\nHost: x\r\n\r\n");
-	ck_assert(cl_try_resp(c, &r, false, true));
+	ck_assert(cl_try_resp_pat(c, &r, false, true, &pattern_ok));
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_uint_eq(r.body_n, 1572864);
-	ck_assert(r.pattern_ok);
-	resp_free(&r);
+	ck_assert(pattern_ok);
+	cs_fx_resp_free(&r);
 	/* and the pooled connection still works */
 	cJSON *o = roundtrip_json(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n", 200);
 	cJSON_Delete(o);
@@ -1082,11 +1004,11 @@ static void expect_502(struct fx *fx, const char *req, const char *why)
 {
 	struct client *c = cl_open(fx->port);
 	cl_puts(c, req);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 502);
 	ck_assert_msg(strstr(r.body.data, why) != NULL, "body %s lacks %s", r.body.data, why);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 }
 
@@ -1158,11 +1080,11 @@ START_TEST(test_upstream_closes)
 	/* closed mid-body: the client's connection is cut, done runs once without hreq */
 	struct client *c = cl_open(fx.port);
 	cl_puts(c, "GET /abort-mid HTTP/1.1\r\nHost: x\r\n\r\n");
-	struct resp r;
-	ck_assert(!cl_try_resp(c, &r, false, false));
+	struct cs_fx_resp r;
+	ck_assert(!cl_try_resp(c, &r, false));
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_uint_eq(r.body.len, 65536);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	msleep(100);
 	fx_stop(&fx);
@@ -1188,10 +1110,10 @@ START_TEST(test_stale_pooled_conn_retry)
 	c = cl_open(fx.port);
 	cJSON_Delete(roundtrip_json(c, "GET /arm HTTP/1.1\r\nHost: x\r\n\r\n", 200));
 	cl_puts(c, "POST /flaky HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 502);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	fx_stop(&fx);
 	ck_assert_uint_eq(fx.stats.retried, 1);

@@ -1,12 +1,11 @@
 /*
  * Unit tests for the HTTP listener (server/http*.c). The listener runs on a uv loop in a
  * server thread; the test thread is the client, with blocking sockets (and OpenSSL for
- * TLS). Responses are read back with http-parser in response mode.
+ * TLS). Responses are read back with the shared parser (fixtures.h).
  */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <http_parser.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -30,6 +29,7 @@
 #include "lib/log.h"
 #include "server/http.h"
 #include "server/spool.h"
+#include "tests/unit/fixtures.h"
 
 /* ---------------------------------------------------------------- server fixture */
 
@@ -418,99 +418,20 @@ static void cl_expect_eof(struct client *c)
 	ck_assert_int_eq(cl_recv(c), 0);
 }
 
-struct resp {
-	int status;
-	struct cs_buf hdrs; /* "Name: value\n" lines */
-	struct cs_buf body;
-	bool in_value;
-	bool skip_body;
-	bool done;
-};
-
-static int rp_field(http_parser *p, const char *at, size_t len)
-{
-	struct resp *r = p->data;
-	if (r->in_value)
-		cs_buf_putc(&r->hdrs, '\n');
-	r->in_value = false;
-	cs_buf_append(&r->hdrs, at, len);
-	return 0;
-}
-
-static int rp_value(http_parser *p, const char *at, size_t len)
-{
-	struct resp *r = p->data;
-	if (!r->in_value)
-		cs_buf_puts(&r->hdrs, ": ");
-	r->in_value = true;
-	cs_buf_append(&r->hdrs, at, len);
-	return 0;
-}
-
-static int rp_headers_complete(http_parser *p)
-{
-	struct resp *r = p->data;
-	cs_buf_putc(&r->hdrs, '\n');
-	r->status = (int)p->status_code;
-	return r->skip_body ? 1 : 0;
-}
-
-static int rp_body(http_parser *p, const char *at, size_t len)
-{
-	struct resp *r = p->data;
-	cs_buf_append(&r->body, at, len);
-	return 0;
-}
-
-static int rp_complete(http_parser *p)
-{
-	struct resp *r = p->data;
-	r->done = true;
-	http_parser_pause(p, 1);
-	return 0;
-}
-
-static const http_parser_settings rp_settings = {
-    .on_header_field = rp_field,
-    .on_header_value = rp_value,
-    .on_headers_complete = rp_headers_complete,
-    .on_body = rp_body,
-    .on_message_complete = rp_complete,
-};
-
-static void resp_free(struct resp *r)
-{
-	cs_buf_free(&r->hdrs);
-	cs_buf_free(&r->body);
-}
-
 /* Read one response; `head`: it answers a HEAD request (no body follows). */
-static void cl_read_resp(struct client *c, struct resp *r, bool head)
+static void cl_read_resp(struct client *c, struct cs_fx_resp *r, bool head)
 {
-	memset(r, 0, sizeof *r);
-	r->skip_body = head;
-	cs_buf_puts(&r->hdrs, "");
-	cs_buf_puts(&r->body, "");
-	http_parser p;
-	http_parser_init(&p, HTTP_RESPONSE);
-	p.data = r;
+	cs_fx_resp_init(r, head);
 	for (;;) {
 		if (c->len) {
-			size_t n = http_parser_execute(&p, &rp_settings, c->buf, c->len);
+			size_t n = cs_fx_resp_feed(r, c->buf, c->len);
 			memmove(c->buf, c->buf + n, c->len - n);
 			c->len -= n;
 			if (r->done)
 				return;
-			ck_assert_msg(HTTP_PARSER_ERRNO(&p) == HPE_OK, "bad response: %s",
-				      http_errno_name(HTTP_PARSER_ERRNO(&p)));
 		}
 		ck_assert_msg(cl_recv(c) > 0, "connection ended before the response did");
 	}
-}
-
-static bool has_header(const struct resp *r, const char *line)
-{
-	return strcasestr(r->hdrs.data, line) != NULL;
 }
 
 static void msleep(int ms)
@@ -529,7 +450,7 @@ START_TEST(test_get_with_query)
 	struct client *c = cl_open(s.port);
 	cl_puts(c, "GET /v1/a%20b/c%2Bd+e?x=1&y=%2F+z HTTP/1.1\r\nHost: x\r\nX-Test:  hi  \r\n"
 		   "\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=GET\n"));
@@ -539,25 +460,25 @@ START_TEST(test_get_with_query)
 	ck_assert_ptr_nonnull(strstr(r.body.data, "H=hi\n"));
 	ck_assert_ptr_nonnull(strstr(r.body.data, "T=0\n"));
 	ck_assert_ptr_nonnull(strstr(r.body.data, "R=127.0.0.1:"));
-	ck_assert(has_header(&r, "Content-Type: text/plain\n"));
-	ck_assert(has_header(&r, "Cache-Control: no-store\n"));
-	ck_assert(has_header(&r, "Date: "));
-	ck_assert(has_header(&r, " GMT\n"));
-	ck_assert(!has_header(&r, "Connection:"));
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Type: text/plain\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Cache-Control: no-store\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Date: "));
+	ck_assert(cs_fx_resp_has_header(&r, " GMT\n"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Connection:"));
 	char cl[64];
 	snprintf(cl, sizeof cl, "Content-Length: %zu\n", r.body.len);
-	ck_assert(has_header(&r, cl));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, cl));
+	cs_fx_resp_free(&r);
 
 	/* no query at all; an empty one */
 	cl_puts(c, "GET /plain HTTP/1.1\r\nHost: x\r\n\r\nGET /e? HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "Q=(null)\n"));
 	ck_assert_ptr_nonnull(strstr(r.body.data, "H=(null)\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/e\nQ=\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 }
@@ -577,7 +498,7 @@ START_TEST(test_put_body_and_keepalive)
 			 "Content-Length: 13\r\n\r\n{\"value\":\"%d\"}",
 			 i, i);
 		cl_puts(c, req);
-		struct resp r;
+		struct cs_fx_resp r;
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 200);
 		ck_assert_ptr_nonnull(strstr(r.body.data, "M=PUT\n"));
@@ -592,22 +513,22 @@ START_TEST(test_put_body_and_keepalive)
 			snprintf(first_addr, sizeof first_addr, "%s", addr);
 		else
 			ck_assert_str_eq(addr, first_addr); /* same connection reused */
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 	}
 	/* chunked body */
 	cl_puts(c, "POST /chunk HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
 		   "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=POST\n"));
 	ck_assert_ptr_nonnull(strstr(r.body.data, "B=hello world"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* Connection: close is honoured */
 	cl_puts(c, "GET /bye HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert(has_header(&r, "Connection: close\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+	cs_fx_resp_free(&r);
 	cl_expect_eof(c);
 	cl_close(c);
 	srv_stop(&s);
@@ -622,11 +543,11 @@ START_TEST(test_http10)
 	srv_start(&s, &cfg);
 	struct client *c = cl_open(s.port);
 	cl_puts(c, "GET /old HTTP/1.0\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert(has_header(&r, "Connection: close\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+	cs_fx_resp_free(&r);
 	cl_expect_eof(c);
 	cl_close(c);
 
@@ -635,8 +556,8 @@ START_TEST(test_http10)
 		cl_puts(c, "GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 200);
-		ck_assert(has_header(&r, "Connection: keep-alive\n"));
-		resp_free(&r);
+		ck_assert(cs_fx_resp_has_header(&r, "Connection: keep-alive\n"));
+		cs_fx_resp_free(&r);
 	}
 	cl_close(c);
 	srv_stop(&s);
@@ -650,26 +571,26 @@ START_TEST(test_list_verb)
 	srv_start(&s, &cfg);
 	struct client *c = cl_open(s.port);
 	cl_puts(c, "LIST /v1/secret/ HTTP/1.1\r\nHost: x\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=LIST\nP=/v1/secret/\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* the rewrite is per request: a real LOCK stays LOCK, GET stays GET */
 	cl_puts(c, "LOCK /l HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=LOCK\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=GET\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* LIST split across reads, after a stray CRLF */
 	cl_puts(c, "\r\nLI");
 	msleep(50);
 	cl_puts(c, "ST /v1/split HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=LIST\nP=/v1/split\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 }
@@ -693,16 +614,16 @@ START_TEST(test_short_tail_after_request)
 			 "0123456789012345678901234");
 	ck_assert_int_eq(n, 63);
 	cl_send(c, req, (size_t)n);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=GET\nP=/t\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* the stray "G" starts the next request */
 	cl_puts(c, "ET /u HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "M=GET\nP=/u\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 }
@@ -724,11 +645,11 @@ START_TEST(test_pipelined)
 			      "M=LIST\nP=/v1/x/\nQ=n=3\n", "M=GET\nP=/async\nQ=n=4\n",
 			      "M=GET\nP=/echo\nQ=n=5\n"};
 	for (int i = 0; i < 5; i++) {
-		struct resp r;
+		struct cs_fx_resp r;
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 200);
 		ck_assert_msg(strstr(r.body.data, want[i]), "response %d: %s", i, r.body.data);
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 	}
 	ck_assert_uint_eq(c->len, 0);
 	cl_close(c);
@@ -748,11 +669,11 @@ START_TEST(test_expect_continue)
 	cl_read_exact(c, got, 25);
 	ck_assert_str_eq(got, "HTTP/1.1 100 Continue\r\n\r\n");
 	cl_puts(c, "hello");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "B=hello"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 
 	/* too large by Content-Length: 413 at once, no 100 */
 	cl_puts(
@@ -761,8 +682,8 @@ START_TEST(test_expect_continue)
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 413);
 	ck_assert_str_eq(r.body.data, "{\"errors\":[\"http: request body too large\"]}");
-	ck_assert(has_header(&r, "Connection: close\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+	cs_fx_resp_free(&r);
 	cl_expect_eof(c);
 	cl_close(c);
 	srv_stop(&s);
@@ -774,7 +695,7 @@ START_TEST(test_too_large)
 	struct srv s;
 	struct cs_listener_config cfg = plain_cfg(1024);
 	srv_start(&s, &cfg);
-	struct resp r;
+	struct cs_fx_resp r;
 
 	/* exactly the limit is fine */
 	struct client *c = cl_open(s.port);
@@ -785,16 +706,16 @@ START_TEST(test_too_large)
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "N=1024\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 
 	/* by Content-Length */
 	cl_puts(c, "PUT /big HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 413);
 	ck_assert_str_eq(r.body.data, "{\"errors\":[\"http: request body too large\"]}");
-	ck_assert(has_header(&r, "Content-Type: application/json\n"));
-	ck_assert(has_header(&r, "Connection: close\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Type: application/json\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+	cs_fx_resp_free(&r);
 	cl_expect_eof(c);
 	cl_close(c);
 
@@ -810,7 +731,7 @@ START_TEST(test_too_large)
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 413);
 	ck_assert_str_eq(r.body.data, "{\"errors\":[\"http: request body too large\"]}");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_expect_eof(c);
 	cl_close(c);
 	srv_stop(&s);
@@ -834,12 +755,12 @@ START_TEST(test_malformed)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct client *c = cl_open(s.port);
 		cl_puts(c, bad[i]);
-		struct resp r;
+		struct cs_fx_resp r;
 		cl_read_resp(c, &r, false);
 		ck_assert_msg(r.status == 400, "case %zu: %d", i, r.status);
 		ck_assert_str_eq(r.body.data, "{\"errors\":[\"malformed HTTP request\"]}");
-		ck_assert(has_header(&r, "Connection: close\n"));
-		resp_free(&r);
+		ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+		cs_fx_resp_free(&r);
 		cl_expect_eof(c);
 		cl_close(c);
 	}
@@ -853,11 +774,11 @@ START_TEST(test_malformed)
 	cl_puts(c, big);
 	cl_puts(c, "\r\n\r\n");
 	free(big);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 431);
-	ck_assert(has_header(&r, "Connection: close\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+	cs_fx_resp_free(&r);
 	cl_expect_eof(c);
 	cl_close(c);
 	srv_stop(&s);
@@ -871,34 +792,34 @@ START_TEST(test_head_and_204)
 	struct cs_listener_config cfg = plain_cfg(0);
 	srv_start(&s, &cfg);
 	struct client *c = cl_open(s.port);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_puts(c, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, true);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert(has_header(&r, "Content-Length: "));
-	ck_assert(!has_header(&r, "Content-Length: 0\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Length: "));
+	ck_assert(!cs_fx_resp_has_header(&r, "Content-Length: 0\n"));
 	ck_assert_uint_eq(r.body.len, 0);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* no body bytes may follow: the next response must parse from its first byte */
 	cl_puts(c, "GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 204);
-	ck_assert(!has_header(&r, "Content-Length"));
-	ck_assert(!has_header(&r, "Content-Type"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Content-Length"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Content-Type"));
 	ck_assert_uint_eq(r.body.len, 0);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_puts(c, "GET /extra HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 307);
-	ck_assert(has_header(&r, "X-Extra: yes\n"));
-	ck_assert(!has_header(&r, "Injected"));
+	ck_assert(cs_fx_resp_has_header(&r, "X-Extra: yes\n"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Injected"));
 	ck_assert_str_eq(r.body.data, "moved");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_puts(c, "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/after\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	ck_assert_uint_eq(c->len, 0);
 	cl_close(c);
 	srv_stop(&s);
@@ -928,10 +849,10 @@ START_TEST(test_disconnect_while_held)
 	/* the server still works */
 	c = cl_open(s.port);
 	cl_puts(c, "GET /still HTTP/1.1\r\nHost: x\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 	ck_assert_int_eq(s.held_answered, 2);
@@ -1029,11 +950,11 @@ START_TEST(test_ipv6)
 	struct client *c = calloc(1, sizeof *c);
 	c->fd = tcp_connect(AF_INET6, s.port);
 	cl_puts(c, "GET /six HTTP/1.1\r\nHost: x\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "R=[::1]:"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 }
@@ -1055,18 +976,18 @@ START_TEST(test_large_plain_and_many)
 	cl_puts(c, hdr);
 	cl_send(c, big, n);
 	cl_puts(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	const char *b = strstr(r.body.data, "B=");
 	ck_assert_ptr_nonnull(b);
 	ck_assert_uint_eq(r.body.len - (size_t)(b + 2 - r.body.data), n);
 	ck_assert(memcmp(b + 2, big, n) == 0);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	free(big);
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/next\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 
 	/* many small keep-alive requests: no Nagle or delayed-ACK stalls */
 	struct timespec t0, t1;
@@ -1075,7 +996,7 @@ START_TEST(test_large_plain_and_many)
 		cl_puts(c, "GET /v1/secret/x HTTP/1.1\r\nHost: x\r\nX-Vault-Token: t\r\n\r\n");
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 200);
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -1236,13 +1157,13 @@ START_TEST(test_tls_roundtrip)
 		SSL_get0_alpn_selected(c->ssl, &proto, &plen);
 		ck_assert_uint_eq(plen, 8);
 		ck_assert(memcmp(proto, "http/1.1", 8) == 0);
-		struct resp r;
+		struct cs_fx_resp r;
 		cl_puts(c, "GET /v1/sys/health?x=1 HTTP/1.1\r\nHost: x\r\n\r\n");
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 200);
 		ck_assert_ptr_nonnull(strstr(r.body.data, "P=/v1/sys/health\nQ=x=1\n"));
 		ck_assert_ptr_nonnull(strstr(r.body.data, "T=1\n"));
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 
 		/* a large body both ways, then LIST and pipelining over TLS */
 		size_t n = 200 * 1024;
@@ -1261,21 +1182,21 @@ START_TEST(test_tls_roundtrip)
 		ck_assert_uint_eq(r.body.len - (size_t)(b + 2 - r.body.data), n);
 		ck_assert(memcmp(b + 2, big, n) == 0);
 		free(big);
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 
 		cl_puts(c,
 			"LIST /v1/l/ HTTP/1.1\r\nHost: x\r\n\r\nHEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
 			"GET /async HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
 		cl_read_resp(c, &r, false);
 		ck_assert_ptr_nonnull(strstr(r.body.data, "M=LIST\n"));
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cl_read_resp(c, &r, true);
 		ck_assert_int_eq(r.status, 200);
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cl_read_resp(c, &r, false);
 		ck_assert_ptr_nonnull(strstr(r.body.data, "P=/async\n"));
-		ck_assert(has_header(&r, "Connection: close\n"));
-		resp_free(&r);
+		ck_assert(cs_fx_resp_has_header(&r, "Connection: close\n"));
+		cs_fx_resp_free(&r);
 		cl_expect_eof(c); /* close_notify */
 		cl_close(c);
 	}
@@ -1289,10 +1210,10 @@ START_TEST(test_tls_roundtrip)
 	cl_read_exact(c, got, 25);
 	ck_assert_str_eq(got, "HTTP/1.1 100 Continue\r\n\r\n");
 	cl_puts(c, "ok");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "B=ok"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 
 	/* a plain-HTTP client on the TLS port is dropped */
@@ -1318,10 +1239,10 @@ START_TEST(test_tls_versions)
 	struct client *c = cl_open_tls(s.port, TLS1_2_VERSION, TLS1_2_VERSION, NULL);
 	ck_assert_ptr_nonnull(c);
 	cl_puts(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 
@@ -1401,44 +1322,43 @@ START_TEST(test_stream_response)
 	const size_t big = 24u << 20;
 	cl_puts(c, "GET /stream?n=25165824 HTTP/1.1\r\nHost: x\r\n\r\n");
 	msleep(400);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert(has_header(&r, "Transfer-Encoding: chunked\n"));
-	ck_assert(has_header(&r, "X-Stream: yes\n"));
-	ck_assert(has_header(&r, "Content-Type: application/octet-stream\n"));
-	ck_assert(has_header(&r, "Cache-Control: no-store\n"));
-	ck_assert(!has_header(&r, "Content-Length"));
+	ck_assert(cs_fx_resp_has_header(&r, "Transfer-Encoding: chunked\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "X-Stream: yes\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Content-Type: application/octet-stream\n"));
+	ck_assert(cs_fx_resp_has_header(&r, "Cache-Control: no-store\n"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Content-Length"));
 	ck_assert_uint_eq(r.body.len, big);
 	check_pattern(r.body.data, big);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 
 	/* HEAD: the same head, no body; the connection stays usable */
 	cl_puts(c, "HEAD /stream?n=1000 HTTP/1.1\r\nHost: x\r\n\r\n"
 		   "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(c, &r, true);
 	ck_assert_int_eq(r.status, 200);
-	ck_assert(has_header(&r, "Transfer-Encoding: chunked\n"));
-	resp_free(&r);
+	ck_assert(cs_fx_resp_has_header(&r, "Transfer-Encoding: chunked\n"));
+	cs_fx_resp_free(&r);
 	cl_read_resp(c, &r, false);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "P=/after\n"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 
 	/* HTTP/1.0 knows no chunks: raw body, then the connection closes */
 	c = cl_open(s.port);
 	cl_puts(c, "GET /stream?n=100000 HTTP/1.0\r\n\r\n");
 	cl_read_all(c);
-	c->buf[c->len] = 0;
-	char *body = strstr(c->buf, "\r\n\r\n");
-	ck_assert_ptr_nonnull(body);
-	*body = 0;
-	body += 4;
-	ck_assert_ptr_nonnull(strstr(c->buf, "HTTP/1.1 200 OK"));
-	ck_assert_ptr_nonnull(strstr(c->buf, "Connection: close"));
-	ck_assert_ptr_null(strstr(c->buf, "Transfer-Encoding"));
-	ck_assert_uint_eq((size_t)(c->buf + c->len - body), 100000);
-	check_pattern(body, 100000);
+	cs_fx_resp_init(&r, false);
+	ck_assert_uint_eq(cs_fx_resp_feed(&r, c->buf, c->len), c->len);
+	ck_assert(cs_fx_resp_feed_eof(&r)); /* the close ends the body */
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(cs_fx_resp_has_header(&r, "Connection: close"));
+	ck_assert(!cs_fx_resp_has_header(&r, "Transfer-Encoding"));
+	ck_assert_uint_eq(r.body.len, 100000);
+	check_pattern(r.body.data, 100000);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 
 	/* an aborted stream: the client sees the head, a partial body and the close */
@@ -1555,25 +1475,25 @@ START_TEST(test_spool)
 	struct cs_listener_config cfg = plain_cfg(4096); /* spooled bodies ignore this */
 	srv_start(&s, &cfg);
 	struct client *c = cl_open(s.port);
-	struct resp r;
+	struct cs_fx_resp r;
 	put_pattern(c, "/spool", 300000, false);
 	cl_read_resp(c, &r, false);
 	ck_assert_str_eq(r.body.data, "fd=1 len=300000 got=300000 ok=1 pos=0 mem=0");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	put_pattern(c, "/spool/x", 500000, true);
 	cl_read_resp(c, &r, false);
 	ck_assert_str_eq(r.body.data, "fd=1 len=500000 got=500000 ok=1 pos=0 mem=0");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* not chosen by `want`: memory, with the listener's limit */
 	put_pattern(c, "/nospool", 3000, false);
 	cl_read_resp(c, &r, false);
 	ck_assert_str_eq(r.body.data, "fd=0 len=3000 got=3000 ok=1 pos=-1 mem=3000");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* no body: nothing to spool */
 	cl_puts(c, "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_str_eq(r.body.data, "fd=0 len=0 got=0 ok=1 pos=-1 mem=0");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 
 	/* over the spool limit: by Content-Length, and while a chunked body arrives */
@@ -1581,13 +1501,13 @@ START_TEST(test_spool)
 	cl_puts(c, "PUT /spool HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n");
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 413);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	c = cl_open(s.port);
 	put_pattern(c, "/spool", (1u << 20) + 10, true);
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 413);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 
 	/* a write that fails (file size limit, like a full disk): 500 and a JSON error */
@@ -1603,7 +1523,7 @@ START_TEST(test_spool)
 	ck_assert_str_eq(
 	    r.body.data,
 	    "{\"errors\":[\"http: could not store the request body: File too large\"]}");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	setrlimit(RLIMIT_FSIZE, &old);
 	srv_stop(&s);
@@ -1621,7 +1541,7 @@ START_TEST(test_spool)
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 500);
 	ck_assert_ptr_nonnull(strstr(r.body.data, "could not store the request body"));
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 	cs_http_set_spool(NULL, NULL, 0);
@@ -1664,7 +1584,7 @@ START_TEST(test_upload_admission)
 	struct srv s;
 	struct cs_listener_config cfg = plain_cfg(4096);
 	srv_start(&s, &cfg);
-	struct resp r;
+	struct cs_fx_resp r;
 
 	/* The attack: 10 GiB announced, a few bytes sent, no or a bad token. The answer
 	 * comes at once (the body was never waited for), then the connection ends. */
@@ -1681,8 +1601,8 @@ START_TEST(test_upload_admission)
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 403);
 		ck_assert_str_eq(r.body.data, "{\"errors\":[\"permission denied\"]}");
-		ck_assert(has_header(&r, "Connection: close"));
-		resp_free(&r);
+		ck_assert(cs_fx_resp_has_header(&r, "Connection: close"));
+		cs_fx_resp_free(&r);
 		cl_expect_eof(c);
 		cl_close(c);
 	}
@@ -1704,12 +1624,12 @@ START_TEST(test_upload_admission)
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
 	ck_assert_str_eq(r.body.data, "fd=1 len=20000000 got=20000000 ok=1 pos=0 mem=0");
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* not an upload: admission is not asked */
 	put_pattern(c, "/nospool", 1000, false);
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	ck_assert_int_eq(admit_calls, 4);
 
@@ -1737,7 +1657,7 @@ START_TEST(test_upload_admission)
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 507);
 		ck_assert_ptr_nonnull(strstr(r.body.data, "not enough free space"));
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cl_close(c);
 	}
 	srv_stop(&s);
@@ -1773,17 +1693,17 @@ START_TEST(test_max_connections)
 	struct cs_listener_config cfg = plain_cfg(0);
 	cfg.max_connections = 2;
 	srv_start(&s, &cfg);
-	struct resp r;
+	struct cs_fx_resp r;
 	struct client *a = cl_open(s.port), *b = cl_open(s.port);
 	/* both are served (a round trip each proves the server has accepted them) */
 	cl_puts(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(a, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_puts(b, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(b, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* the third is told why, then closed */
 	for (int i = 0; i < 3; i++) {
 		struct client *c = cl_open(s.port);
@@ -1791,7 +1711,7 @@ START_TEST(test_max_connections)
 		cl_read_resp(c, &r, false);
 		ck_assert_int_eq(r.status, 503);
 		ck_assert_str_eq(r.body.data, "{\"errors\":[\"too many open connections\"]}");
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cl_expect_eof(c);
 		cl_close(c);
 	}
@@ -1804,7 +1724,7 @@ START_TEST(test_max_connections)
 		cl_puts(c, "GET /d HTTP/1.1\r\nHost: x\r\n\r\n");
 		cl_read_resp(c, &r, false);
 		served = r.status == 200;
-		resp_free(&r);
+		cs_fx_resp_free(&r);
 		cl_close(c);
 		if (!served)
 			msleep(20);
@@ -1823,13 +1743,13 @@ START_TEST(test_max_connections_tls)
 	struct cs_listener_config cfg = tls_cfg(&t, 0);
 	cfg.max_connections = 1;
 	srv_start(&s, &cfg);
-	struct resp r;
+	struct cs_fx_resp r;
 	struct client *a = cl_open_tls(s.port, 0, 0, t.cert);
 	ck_assert_ptr_nonnull(a);
 	cl_puts(a, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
 	cl_read_resp(a, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	/* over the limit on TLS: closed right after accept, no handshake */
 	struct client *b = cl_open_tls(s.port, 0, 0, t.cert);
 	ck_assert_ptr_null(b);
@@ -1884,10 +1804,10 @@ START_TEST(test_read_timeout)
 	c = cl_open(s.port);
 	cl_puts(c, "PUT /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n");
 	ck_assert_int_eq(trickle(c, 30, 50), 30);
-	struct resp r;
+	struct cs_fx_resp r;
 	cl_read_resp(c, &r, false);
 	ck_assert_int_eq(r.status, 200);
-	resp_free(&r);
+	cs_fx_resp_free(&r);
 	cl_close(c);
 	srv_stop(&s);
 	ck_assert_int_eq(s.requests, 1);

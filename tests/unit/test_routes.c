@@ -18,14 +18,16 @@ static int h(struct cs_request *req)
 }
 
 static const struct cs_path paths[] = {
-    {"data/{path*}", NULL, {[CS_OP_READ] = h}, NULL, 0, ""},
-    {"users/{name}/keys/{key}", NULL, {[CS_OP_READ] = h, [CS_OP_LIST] = h}, NULL, CS_PATH_SUDO, ""},
-    {"login/{name}", NULL, {[CS_OP_UPDATE] = h}, NULL, CS_PATH_UNAUTH | 0x400, ""},
+    {.pattern = "data/{path*}", .ops = {[CS_OP_READ] = h}},
+    {.pattern = "users/{name}/keys/{key}",
+     .ops = {[CS_OP_READ] = h, [CS_OP_LIST] = h},
+     .flags = CS_PATH_SUDO},
+    {.pattern = "login/{name}", .ops = {[CS_OP_UPDATE] = h}, .flags = CS_PATH_UNAUTH | 0x400},
     /* shadowed: "login/{name}" takes every path this row could match */
-    {"login/{user}", NULL, {[CS_OP_UPDATE] = h}, NULL, 0, ""},
-    {"mounts/{path*}/tune", NULL, {[CS_OP_READ] = h}, NULL, 0, ""},
+    {.pattern = "login/{user}", .ops = {[CS_OP_UPDATE] = h}},
+    {.pattern = "mounts/{path*}/tune", .ops = {[CS_OP_READ] = h}},
     /* the catch-all after "data/{path*}": reached by a path that starts elsewhere */
-    {"{path*}", NULL, {[CS_OP_READ] = h, [CS_OP_DELETE] = h}, NULL, 0, ""},
+    {.pattern = "{path*}", .ops = {[CS_OP_READ] = h, [CS_OP_DELETE] = h}},
 };
 
 static const struct cs_backend fake = {
