@@ -165,6 +165,125 @@ static void rule_free(struct cs_policy_rule *r)
 	cJSON_Delete(r->required);
 }
 
+/* The rule's path and its kind: "+" segments, a trailing "*" prefix, or exact. */
+static int rule_path(struct parse_ctx *c, const char *key, struct cs_policy_rule *r)
+{
+	const char *path = key[0] == '/' ? key + 1 : key;
+	int rc;
+	if ((rc = check_template(c, path)))
+		return rc;
+	r->templated = strstr(path, "{{") != NULL;
+	if (strstr(path, "+*"))
+		return fail(c, "path \"%s\": invalid use of wildcards ('+*' is forbidden)", path);
+	size_t plen = strlen(path);
+	if (strcmp(path, "+") == 0 || strstr(path, "/+") || strncmp(path, "+/", 2) == 0) {
+		r->kind = CS_RULE_SEGMENT;
+		r->path = xstrdup(path);
+	} else if (plen > 0 && path[plen - 1] == '*') {
+		r->kind = CS_RULE_PREFIX;
+		r->path = strndup(path, plen - 1);
+		if (!r->path)
+			abort();
+	} else {
+		r->kind = CS_RULE_EXACT;
+		r->path = xstrdup(path);
+	}
+	return 0;
+}
+
+/* The members of a path block that mean something (NULL when absent). */
+struct rule_members {
+	const struct cs_hcl_node *legacy, *caps, *allowed, *denied, *required, *minw, *maxw;
+};
+
+static void find_members(const struct cs_hcl_node *body, struct rule_members *mb)
+{
+	/* Later members win over earlier ones with the same key, as HCL decoding does. */
+	for (const struct cs_hcl_node *m = body->child; m; m = m->next) {
+		if (strcmp(m->key, "policy") == 0)
+			mb->legacy = m;
+		else if (strcmp(m->key, "capabilities") == 0)
+			mb->caps = m;
+		else if (strcmp(m->key, "allowed_parameters") == 0)
+			mb->allowed = m;
+		else if (strcmp(m->key, "denied_parameters") == 0)
+			mb->denied = m;
+		else if (strcmp(m->key, "required_parameters") == 0)
+			mb->required = m;
+		else if (strcmp(m->key, "min_wrapping_ttl") == 0)
+			mb->minw = m;
+		else if (strcmp(m->key, "max_wrapping_ttl") == 0)
+			mb->maxw = m;
+	}
+}
+
+/* r->caps from the legacy "policy" string and the "capabilities" list. */
+static int rule_caps(struct parse_ctx *c, const char *key, const struct rule_members *mb,
+		     struct cs_policy_rule *r)
+{
+	int rc = 0;
+	if (mb->legacy) {
+		/* Pre-0.5 "policy" strings map to capability sets. */
+		const char *v = mb->legacy->type == CS_HCL_STRING ? mb->legacy->str : "";
+		if (strcmp(v, "deny") == 0)
+			r->caps = CS_CAP_DENY;
+		else if (strcmp(v, "read") == 0)
+			r->caps = CS_CAP_READ | CS_CAP_LIST;
+		else if (strcmp(v, "write") == 0)
+			r->caps = CS_CAP_CREATE | CS_CAP_READ | CS_CAP_UPDATE | CS_CAP_DELETE |
+				  CS_CAP_LIST;
+		else if (strcmp(v, "sudo") == 0)
+			r->caps = CS_CAP_CREATE | CS_CAP_READ | CS_CAP_UPDATE | CS_CAP_DELETE |
+				  CS_CAP_LIST | CS_CAP_SUDO;
+		else
+			rc = fail(c, "path \"%s\": invalid policy \"%s\"", key, v);
+	}
+	if (!rc && mb->caps && !(rc = parse_strlist(c, key, mb->caps, "capabilities"))) {
+		for (const struct cs_hcl_node *e = mb->caps->child; e && !rc; e = e->next) {
+			unsigned bit;
+			if (cap_bit(e->str, &bit))
+				rc = fail(c, "path \"%s\": invalid capability \"%s\"", key, e->str);
+			else
+				r->caps |= bit;
+		}
+	}
+	return rc;
+}
+
+/* Parameter constraints and wrapping TTL bounds. */
+static int rule_limits(struct parse_ctx *c, const char *key, const struct rule_members *mb,
+		       struct cs_policy_rule *r)
+{
+	const struct cs_hcl_node *allowed = mb->allowed, *denied = mb->denied;
+	int rc;
+	if (allowed &&
+	    (rc = parse_params(
+		 c, key, allowed->child && allowed->type == CS_HCL_LIST ? allowed->child : allowed,
+		 "allowed_parameters", &r->allowed)))
+		return rc;
+	if (denied &&
+	    (rc = parse_params(
+		 c, key, denied->child && denied->type == CS_HCL_LIST ? denied->child : denied,
+		 "denied_parameters", &r->denied)))
+		return rc;
+	if (mb->required) {
+		if ((rc = parse_strlist(c, key, mb->required, "required_parameters")))
+			return rc;
+		if (mb->required->child) {
+			r->required = cs_hcl_to_json(mb->required);
+			if (!r->required)
+				abort();
+		}
+	}
+	if (mb->minw && (rc = parse_ttl(c, mb->minw, "min_wrapping_ttl", &r->min_wrap)))
+		return rc;
+	if (mb->maxw && (rc = parse_ttl(c, mb->maxw, "max_wrapping_ttl", &r->max_wrap)))
+		return rc;
+	if (r->min_wrap && r->max_wrap && r->max_wrap < r->min_wrap)
+		return fail(c, "max_wrapping_ttl cannot be less than min_wrapping_ttl");
+	return 0;
+}
+
 static int add_rule(struct parse_ctx *c, struct cs_policy *p, const char *key,
 		    const struct cs_hcl_node *body)
 {
@@ -176,108 +295,20 @@ static int add_rule(struct parse_ctx *c, struct cs_policy *p, const char *key,
 				    m->line);
 
 	struct cs_policy_rule r = {0};
-	const char *path = key[0] == '/' ? key + 1 : key;
-	int rc;
-	if ((rc = check_template(c, path)))
-		return rc;
-	r.templated = strstr(path, "{{") != NULL;
-	if (strstr(path, "+*"))
-		return fail(c, "path \"%s\": invalid use of wildcards ('+*' is forbidden)", path);
-	size_t plen = strlen(path);
-	if (strcmp(path, "+") == 0 || strstr(path, "/+") || strncmp(path, "+/", 2) == 0) {
-		r.kind = CS_RULE_SEGMENT;
-		r.path = xstrdup(path);
-	} else if (plen > 0 && path[plen - 1] == '*') {
-		r.kind = CS_RULE_PREFIX;
-		r.path = strndup(path, plen - 1);
-		if (!r.path)
-			abort();
-	} else {
-		r.kind = CS_RULE_EXACT;
-		r.path = xstrdup(path);
-	}
-
-	/* Later members win over earlier ones with the same key, as HCL decoding does. */
-	const struct cs_hcl_node *legacy = NULL, *caps = NULL, *allowed = NULL, *denied = NULL,
-				 *required = NULL, *minw = NULL, *maxw = NULL;
-	for (const struct cs_hcl_node *m = body->child; m; m = m->next) {
-		if (strcmp(m->key, "policy") == 0)
-			legacy = m;
-		else if (strcmp(m->key, "capabilities") == 0)
-			caps = m;
-		else if (strcmp(m->key, "allowed_parameters") == 0)
-			allowed = m;
-		else if (strcmp(m->key, "denied_parameters") == 0)
-			denied = m;
-		else if (strcmp(m->key, "required_parameters") == 0)
-			required = m;
-		else if (strcmp(m->key, "min_wrapping_ttl") == 0)
-			minw = m;
-		else if (strcmp(m->key, "max_wrapping_ttl") == 0)
-			maxw = m;
-	}
-
-	rc = 0;
-	if (legacy) {
-		/* Pre-0.5 "policy" strings map to capability sets. */
-		const char *v = legacy->type == CS_HCL_STRING ? legacy->str : "";
-		if (strcmp(v, "deny") == 0)
-			r.caps = CS_CAP_DENY;
-		else if (strcmp(v, "read") == 0)
-			r.caps = CS_CAP_READ | CS_CAP_LIST;
-		else if (strcmp(v, "write") == 0)
-			r.caps = CS_CAP_CREATE | CS_CAP_READ | CS_CAP_UPDATE | CS_CAP_DELETE |
-				 CS_CAP_LIST;
-		else if (strcmp(v, "sudo") == 0)
-			r.caps = CS_CAP_CREATE | CS_CAP_READ | CS_CAP_UPDATE | CS_CAP_DELETE |
-				 CS_CAP_LIST | CS_CAP_SUDO;
-		else
-			rc = fail(c, "path \"%s\": invalid policy \"%s\"", key, v);
-	}
-	if (!rc && caps && !(rc = parse_strlist(c, key, caps, "capabilities"))) {
-		for (const struct cs_hcl_node *e = caps->child; e && !rc; e = e->next) {
-			unsigned bit;
-			if (cap_bit(e->str, &bit))
-				rc = fail(c, "path \"%s\": invalid capability \"%s\"", key, e->str);
-			else
-				r.caps |= bit;
-		}
-	}
+	int rc = rule_path(c, key, &r);
 	if (rc)
-		goto err;
-	if (r.caps & CS_CAP_DENY) {
-		/* Deny stands alone; nothing else of the rule matters. */
-		r.caps = CS_CAP_DENY;
-		goto done;
+		return rc;
+	struct rule_members mb = {0};
+	find_members(body, &mb);
+	rc = rule_caps(c, key, &mb, &r);
+	if (!rc && (r.caps & CS_CAP_DENY))
+		r.caps = CS_CAP_DENY; /* deny stands alone; nothing else of the rule matters */
+	else if (!rc)
+		rc = rule_limits(c, key, &mb, &r);
+	if (rc) {
+		rule_free(&r);
+		return rc;
 	}
-	if (allowed &&
-	    (rc = parse_params(
-		 c, key, allowed->child && allowed->type == CS_HCL_LIST ? allowed->child : allowed,
-		 "allowed_parameters", &r.allowed)))
-		goto err;
-	if (denied &&
-	    (rc = parse_params(
-		 c, key, denied->child && denied->type == CS_HCL_LIST ? denied->child : denied,
-		 "denied_parameters", &r.denied)))
-		goto err;
-	if (required) {
-		if ((rc = parse_strlist(c, key, required, "required_parameters")))
-			goto err;
-		if (required->child) {
-			r.required = cs_hcl_to_json(required);
-			if (!r.required)
-				abort();
-		}
-	}
-	if (minw && (rc = parse_ttl(c, minw, "min_wrapping_ttl", &r.min_wrap)))
-		goto err;
-	if (maxw && (rc = parse_ttl(c, maxw, "max_wrapping_ttl", &r.max_wrap)))
-		goto err;
-	if (r.min_wrap && r.max_wrap && r.max_wrap < r.min_wrap) {
-		rc = fail(c, "max_wrapping_ttl cannot be less than min_wrapping_ttl");
-		goto err;
-	}
-done : {
 	struct cs_policy_rule *nr = realloc(p->rules, (p->n_rules + 1) * sizeof *nr);
 	if (!nr)
 		abort();
@@ -286,10 +317,6 @@ done : {
 	if (r.templated)
 		p->templated = true;
 	return 0;
-}
-err:
-	rule_free(&r);
-	return rc;
 }
 
 /* A "path" member: an object of path → body (HCL blocks and JSON alike), or a list of

@@ -43,8 +43,10 @@ BACKEND_FOLDERS = ("auth", "engines")
 SHARED = {"auth/tokenutil", "engines/kvutil"}
 # Modules that together are one backend (kv v1 and v2 are one mount type).
 ONE_BACKEND = [
-    {"engines/kv", "engines/kv2"},
-    {"auth/token", "auth/expire"},  # the token store and its lease/expiry manager
+    {"engines/kv", "engines/kv2", "engines/kv2_model"},
+    # the token store (split by job, auth/token_internal.h) and its lease/expiry manager
+    {"auth/token", "auth/token_internal", "auth/token_create", "auth/token_ops",
+     "auth/token_roles", "auth/expire"},
 ]
 
 # "file: included header" -> why it is still here (the step of issue 10 that removes it).

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "lib/err.h"
 #include "lib/json.h"
@@ -26,6 +25,7 @@
 #include "lib/secmem.h"
 #include "lib/util.h"
 #include "server/http.h"
+#include "server/http_request.h"
 #include "server/response.h"
 #include "server/seal.h"
 #include "server/sys.h"
@@ -592,118 +592,6 @@ void cs_req_wake(struct cs_async *a)
 	async_resume(a, 0);
 }
 
-static int parse_method(const char *m, enum cs_op *op, bool *is_head)
-{
-	*is_head = false;
-	if (strcmp(m, "GET") == 0)
-		*op = CS_OP_READ;
-	else if (strcmp(m, "HEAD") == 0)
-		*op = CS_OP_READ, *is_head = true;
-	else if (strcmp(m, "PUT") == 0 || strcmp(m, "POST") == 0)
-		*op = CS_OP_UPDATE;
-	else if (strcmp(m, "DELETE") == 0)
-		*op = CS_OP_DELETE;
-	else if (strcmp(m, "LIST") == 0)
-		*op = CS_OP_LIST;
-	else if (strcmp(m, "PATCH") == 0)
-		*op = CS_OP_PATCH;
-	else
-		return CS_EUNSUPPORTED;
-	return 0;
-}
-
-/* Form bodies (application/x-www-form-urlencoded) become string fields. A repeated name
- * is refused like a repeated JSON key: one name, one value. */
-static int parse_form(struct cs_request *req, const char *body)
-{
-	const char *cur = body;
-	char *name, *value;
-	int rc = 0;
-	while (!rc && cs_query_next(&cur, &name, &value)) {
-		if (cJSON_GetObjectItemCaseSensitive(req->data, name))
-			rc = cs_req_error(req, CS_EINVAL,
-					  "failed to parse form input: duplicate key \"%.64s\"",
-					  name);
-		else
-			cJSON_AddStringToObject(req->data, name, value);
-		free(name);
-		cs_zero(value, strlen(value));
-		free(value);
-	}
-	return rc;
-}
-
-static int parse_body(struct cs_request *req, struct cs_http_req *h)
-{
-	const char *ct = cs_http_header_get(h, "Content-Type");
-	/* Vault accepts only JSON merge patches on PATCH. */
-	if (req->op == CS_OP_PATCH &&
-	    (!ct || strncasecmp(ct, "application/merge-patch+json", 28) != 0))
-		return cs_req_error(req, CS_EMEDIATYPE,
-				    "PATCH requires Content-Type of application/merge-patch+json");
-	if (h->body.len == 0)
-		return 0;
-	const char *p = h->body.data;
-	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-		p++;
-	if (*p != '{' && *p != '[' && ct &&
-	    strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
-		return parse_form(req, h->body.data);
-	if (*p == '\0')
-		return 0;
-	/* A repeated key at any depth is refused: the ACL, the field checks and the handler
-	 * must all see the same value (docs/architecture.md, "security rules"). */
-	char err[160];
-	cJSON *j = cs_json_parse_strict(h->body.data, h->body.len, err, sizeof err);
-	if (!j)
-		return cs_req_error(req, CS_EINVAL, "%s", err);
-	if (!cJSON_IsObject(j)) {
-		cs_json_delete_wiped(j);
-		return cs_req_error(
-		    req, CS_EINVAL,
-		    "failed to parse JSON input: request body must be a JSON object");
-	}
-	cs_json_delete_wiped(req->data);
-	req->data = j;
-	return 0;
-}
-
-static int parse_query(struct cs_request *req, struct cs_http_req *h, bool *list)
-{
-	*list = false;
-	if (!h->query)
-		return 0;
-	const char *cur = h->query;
-	char *name, *value;
-	bool seen_list = false;
-	while (cs_query_next(&cur, &name, &value)) {
-		int rc = 0;
-		if (strcmp(name, "list") == 0
-			? seen_list
-			: cJSON_GetObjectItemCaseSensitive(req->data, name) != NULL) {
-			rc = cs_req_error(req, CS_EINVAL, "duplicate query parameter \"%.64s\"",
-					  name);
-		} else if (strcmp(name, "list") == 0) {
-			seen_list = true;
-			bool b = false;
-			if (*value && cs_parse_bool(value, &b))
-				rc = cs_req_error(req, CS_EINVAL, "invalid value for \"list\"");
-			*list = b;
-		} else if (strcmp(name, "help") == 0) {
-			req->help = *value != '\0'; /* as Vault: any non-empty value */
-		} else if ((req->op == CS_OP_READ || req->op == CS_OP_LIST ||
-			    req->op == CS_OP_DELETE)) {
-			/* Vault turns the query string into request data for these. */
-			cJSON_AddStringToObject(req->data, name, value);
-		}
-		free(name);
-		free(value);
-		if (rc)
-			return rc;
-	}
-	return 0;
-}
-
 /*
  * One spelling per path, before routing and the ACL: the ACL must judge exactly the path
  * the handler acts on, so "sys/mounts//prod", "sys/mounts/prod/" and "sys/mounts/prod"
@@ -721,17 +609,6 @@ static int canonical_path(struct cs_request *req, struct cs_http_req *h)
 	free(req->path);
 	req->path = canon;
 	return 0;
-}
-
-static char *client_token(struct cs_http_req *h)
-{
-	const char *t = cs_http_header_get(h, "X-Vault-Token");
-	if (t && *t)
-		return strdup(t);
-	const char *a = cs_http_header_get(h, "Authorization");
-	if (a && strncmp(a, "Bearer ", 7) == 0 && a[7])
-		return strdup(a + 7);
-	return NULL;
 }
 
 void cs_core_handle_http(struct cs_http_req *h, void *ctx)
@@ -752,7 +629,7 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		return;
 	}
 	req->path = strdup(h->path + 4); /* replaced by its canonical form below */
-	if (parse_method(h->method, &req->op, &req->is_head)) {
+	if (cs_http_decode_method(h->method, &req->op, &req->is_head)) {
 		cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
 		finish_error(req, CS_EUNSUPPORTED);
 		return;
@@ -761,15 +638,14 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		finish_error(req, CS_ESHUTDOWN);
 		return;
 	}
-	bool list = false;
-	int rc = parse_query(req, h, &list);
-	if (!rc)
-		rc = parse_body(req, h);
+	struct cs_http_flags flags = {0};
+	int rc = cs_http_decode_fields(h, req->op, &req->data, &flags, &req->errmsg);
+	req->help = flags.help;
 	if (rc) {
 		finish_error(req, rc);
 		return;
 	}
-	if (list) {
+	if (flags.list) {
 		if (req->op != CS_OP_READ) {
 			cs_req_error(req, CS_EUNSUPPORTED, "list is only valid on GET requests");
 			finish_error(req, CS_EUNSUPPORTED);
@@ -781,7 +657,7 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 		finish_error(req, rc);
 		return;
 	}
-	req->client_token = client_token(h);
+	req->client_token = cs_http_client_token(h);
 	if ((rc = cs_wrap_read_headers(req, h))) {
 		finish_error(req, rc);
 		return;
@@ -935,7 +811,7 @@ int cs_core_admit(struct cs_core *core, struct cs_http_req *h, char **body, size
 	int rc = 0;
 	if (strncmp(h->path, "/v1/", 4) != 0)
 		rc = CS_ENOTFOUND;
-	else if (parse_method(h->method, &req->op, &is_head))
+	else if (cs_http_decode_method(h->method, &req->op, &is_head))
 		rc = cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
 	else if (core->shutting_down)
 		rc = CS_ESHUTDOWN;
@@ -949,7 +825,7 @@ int cs_core_admit(struct cs_core *core, struct cs_http_req *h, char **body, size
 			rc = CS_ESEALED;
 	}
 	if (!rc) {
-		req->client_token = client_token(h);
+		req->client_token = cs_http_client_token(h);
 		cs_txn_begin(&req->txn, &core->st, core->kr);
 		req->txn_open = true;
 		rc = authorize(req);

@@ -249,10 +249,9 @@ static cJSON *string_array_take(char **v, int n)
 	return a;
 }
 
-int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_params *p,
-		 cJSON **resp, char *errmsg, size_t errlen)
+/* Vault's bounds on shares and threshold. */
+static int check_shares(int n, int t, char *errmsg, size_t errlen)
 {
-	int n = p->shares, t = p->threshold;
 	if (n < 1 || n > CS_MAX_SHARES) {
 		snprintf(errmsg, errlen,
 			 "invalid seal configuration: secret shares must be "
@@ -265,86 +264,131 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 			 "of shares (or 1 with a single share)");
 		return CS_EINVAL;
 	}
+	return 0;
+}
+
+/* Seal config: plaintext, like Vault, so sealed nodes can report t/n. */
+static int put_seal_config(struct cs_txn *txn, int n, int t)
+{
+	cJSON *sc = cJSON_CreateObject();
+	cJSON_AddStringToObject(sc, "type", "shamir");
+	cJSON_AddNumberToObject(sc, "secret_shares", n);
+	cJSON_AddNumberToObject(sc, "secret_threshold", t);
+	cJSON_AddStringToObject(sc, "nonce", "");
+	cJSON_AddBoolToObject(sc, "backup", false);
+	char *s = cJSON_PrintUnformatted(sc);
+	int rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, s, strlen(s));
+	free(s);
+	cJSON_Delete(sc);
+	return rc;
+}
+
+/* The new keyring, sealed with its own root key (itself wrapped by the KEK). */
+static int put_first_keyring(struct cs_txn *txn, const struct cs_keyring *kr)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	struct cs_buf plain = CS_BUF_INIT;
+	cs_keyring_encode(kr, &plain);
+	int rc = cs_aead_seal(kr->root_key, 1, KEYRING_PATH, strlen(KEYRING_PATH), plain.data,
+			      plain.len, &b);
+	cs_buf_free_secure(&plain);
+	if (!rc)
+		rc = cs_txn_put_raw(txn, KEYRING_PATH, b.data, b.len);
+	cs_buf_reset(&b);
+	cs_buf_free(&b);
+	return rc;
+}
+
+/* The cluster's name (configured, or vault-cluster-<random>) and a fresh id. */
+static int put_cluster_info(struct cs_core *core, struct cs_txn *txn)
+{
+	char name[64], id[37];
+	if (core->cfg->cluster_name && *core->cfg->cluster_name) {
+		snprintf(name, sizeof name, "%s", core->cfg->cluster_name);
+	} else {
+		uint8_t r[4];
+		char hex[9];
+		cs_random(r, sizeof r);
+		cs_hex_encode(r, sizeof r, hex);
+		snprintf(name, sizeof name, "vault-cluster-%s", hex);
+	}
+	cs_uuid(id);
+	cJSON *ci = cJSON_CreateObject();
+	cJSON_AddStringToObject(ci, "name", name);
+	cJSON_AddStringToObject(ci, "id", id);
+	char *s = cJSON_PrintUnformatted(ci);
+	int rc = cs_txn_put(txn, CLUSTER_INFO_PATH, s, strlen(s));
+	free(s);
+	cJSON_Delete(ci);
+	return rc;
+}
+
+/* Default tables: sys/ and auth/token/. Build them in a scratch router so the live
+ * (sealed, empty) one is untouched until unseal loads them. */
+static int put_default_mounts(struct cs_core *core, struct cs_txn *txn, char *errmsg, size_t errlen)
+{
+	struct cs_router saved_router = core->router;
+	cs_router_init(&core->router);
+	int rc = cs_sys_add_required_mounts(core, txn); /* cubbyhole/ */
+	if (!rc)
+		rc = cs_sys_mount_add(core, txn, "token/", "token", "token based credentials", NULL,
+				      NULL, true, errmsg, errlen);
+	cs_router_clear(&core->router);
+	core->router = saved_router;
+	return rc;
+}
+
+/* Vault's init answer; -dev also keeps the key and root token to unseal itself right
+ * after the init commit. */
+static cJSON *init_response(struct cs_core *core, const uint8_t *share_mem, int n, size_t share_len,
+			    const char *root)
+{
+	cJSON *r = cJSON_CreateObject();
+	cs_seal_add_shares_json(r, share_mem, n, share_len);
+	cJSON_AddStringToObject(r, "root_token", root);
+	if (core->dev_cb) {
+		core->dev_unseal_key = cs_secmem_alloc(share_len);
+		memcpy(core->dev_unseal_key, share_mem, share_len);
+		core->dev_unseal_key_len = share_len;
+		snprintf(core->dev_root_token, sizeof core->dev_root_token, "%s", root);
+	}
+	return r;
+}
+
+int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_params *p,
+		 cJSON **resp, char *errmsg, size_t errlen)
+{
+	int n = p->shares, t = p->threshold;
+	int rc = check_shares(n, t, errmsg, errlen);
+	if (rc)
+		return rc;
 
 	struct cs_keyring *kr = cs_keyring_new();
 	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
 	cs_random(kek, CS_KEY_LEN);
-	int rc = 0;
-
 	size_t share_len = 0;
 	uint8_t *share_mem = NULL;
 	rc = cs_seal_make_shares(kek, n, t, &share_mem, &share_len);
-
-	struct cs_buf b = CS_BUF_INIT;
-	if (!rc) {
-		/* Seal config: plaintext, like Vault, so sealed nodes can report t/n. */
-		cJSON *sc = cJSON_CreateObject();
-		cJSON_AddStringToObject(sc, "type", "shamir");
-		cJSON_AddNumberToObject(sc, "secret_shares", n);
-		cJSON_AddNumberToObject(sc, "secret_threshold", t);
-		cJSON_AddStringToObject(sc, "nonce", "");
-		cJSON_AddBoolToObject(sc, "backup", false);
-		char *s = cJSON_PrintUnformatted(sc);
-		rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, s, strlen(s));
-		free(s);
-		cJSON_Delete(sc);
-	}
+	if (!rc)
+		rc = put_seal_config(txn, n, t);
 	if (!rc)
 		rc = wrap_root_key(txn, kek, kr->root_key);
-	if (!rc) {
-		struct cs_buf plain = CS_BUF_INIT;
-		cs_keyring_encode(kr, &plain);
-		rc = cs_aead_seal(kr->root_key, 1, KEYRING_PATH, strlen(KEYRING_PATH), plain.data,
-				  plain.len, &b);
-		cs_buf_free_secure(&plain);
-		if (!rc)
-			rc = cs_txn_put_raw(txn, KEYRING_PATH, b.data, b.len);
-		cs_buf_reset(&b);
-	}
-	cs_buf_free(&b);
+	if (!rc)
+		rc = put_first_keyring(txn, kr);
 
 	/* Everything else goes through the new barrier. */
 	const struct cs_keyring *saved = txn->kr;
 	txn->kr = kr;
-	if (!rc) {
-		char name[64], id[37];
-		if (core->cfg->cluster_name && *core->cfg->cluster_name) {
-			snprintf(name, sizeof name, "%s", core->cfg->cluster_name);
-		} else {
-			uint8_t r[4];
-			char hex[9];
-			cs_random(r, sizeof r);
-			cs_hex_encode(r, sizeof r, hex);
-			snprintf(name, sizeof name, "vault-cluster-%s", hex);
-		}
-		cs_uuid(id);
-		cJSON *ci = cJSON_CreateObject();
-		cJSON_AddStringToObject(ci, "name", name);
-		cJSON_AddStringToObject(ci, "id", id);
-		char *s = cJSON_PrintUnformatted(ci);
-		rc = cs_txn_put(txn, CLUSTER_INFO_PATH, s, strlen(s));
-		free(s);
-		cJSON_Delete(ci);
-	}
+	if (!rc)
+		rc = put_cluster_info(core, txn);
 	/* A barrier copy of the KEK (Vault's core/shamir-kek): the active node encrypts
 	 * join challenges and snapshot checksums with the seal without the shares. */
 	if (!rc)
 		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, kek, CS_KEY_LEN);
 	if (!rc)
 		rc = cs_ha_store_tls(core, txn);
-	/* Default tables: sys/ and auth/token/. Build them in a scratch router so the
-	 * live (sealed, empty) one is untouched until unseal loads them. */
-	if (!rc) {
-		struct cs_router saved_router = core->router;
-		cs_router_init(&core->router);
-		rc = cs_sys_add_required_mounts(core, txn); /* cubbyhole/ */
-		if (!rc)
-			rc = cs_sys_mount_add(core, txn, "token/", "token",
-					      "token based credentials", NULL, NULL, true, errmsg,
-					      errlen);
-		cs_router_clear(&core->router);
-		core->router = saved_router;
-	}
+	if (!rc)
+		rc = put_default_mounts(core, txn, errmsg, errlen);
 	char root[160] = "";
 	if (!rc && core->tokens.create_root)
 		rc = core->tokens.create_root(core, txn, p->root_token_id, root, sizeof root);
@@ -353,21 +397,10 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 	if (!rc)
 		rc = cs_keyring_store(txn, kr);
 
-	if (!rc) {
-		cJSON *r = cJSON_CreateObject();
-		cs_seal_add_shares_json(r, share_mem, n, share_len);
-		cJSON_AddStringToObject(r, "root_token", root);
-		*resp = r;
-		if (core->dev_cb) {
-			/* -dev unseals itself right after the init commit. */
-			core->dev_unseal_key = cs_secmem_alloc(share_len);
-			memcpy(core->dev_unseal_key, share_mem, share_len);
-			core->dev_unseal_key_len = share_len;
-			snprintf(core->dev_root_token, sizeof core->dev_root_token, "%s", root);
-		}
-	} else if (!*errmsg) {
+	if (!rc)
+		*resp = init_response(core, share_mem, n, share_len, root);
+	else if (!*errmsg)
 		snprintf(errmsg, errlen, "initialisation failed: %s", cs_strerror(rc));
-	}
 	cs_zero(root, sizeof root);
 	if (share_mem)
 		cs_secmem_free(share_mem, share_len * (size_t)n);

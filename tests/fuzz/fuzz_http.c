@@ -1,7 +1,8 @@
 /*
  * libFuzzer target for the whole request pipeline: each input is the raw bytes a client
  * sends on one plain-HTTP connection to a -dev server running in this process (HTTP parser
- * and header handling in server/http.c, path/query/body parsing in server/core.c, token,
+ * and header handling in server/http*.c, query/body decoding in server/http_request.c,
+ * path canonicalisation in server/core.c, token,
  * ACL, router, field coercion in server/backend.c, then the handler of whichever backend
  * the path reaches, over real storage: LMDB in a tmpfs directory, single-node c-raft).
  * Pipelined requests in one input are served in order. Nothing may crash, leak or hang

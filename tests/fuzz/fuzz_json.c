@@ -1,6 +1,6 @@
 /*
- * libFuzzer target for JSON (and form) request bodies: the core's body parser
- * (parse_body in server/core.c), then the path-table framework's field handling
+ * libFuzzer target for JSON (and form) request bodies: the HTTP layer's field decoding
+ * (cs_http_decode_fields in server/http_request.c), then the path-table framework's field handling
  * (server/backend.c: route, capture substitution, unknown-field warnings, required fields,
  * type coercion of strings/ints/bools/durations/maps/lists, the create-vs-update existence
  * check) into a handler that reads every field back with the accessors handlers use.
@@ -11,14 +11,15 @@
  * byte 1 picks the path; the rest is the body. Each input must be refused with a Vault
  * error (an errmsg and a 4xx code) or reach the handler, which must see only the declared
  * field types.
- *
- * core.c is included rather than linked so its static body parser is reachable; the
- * library's core.o is then never pulled in.
  */
-#include "server/core.c"
-
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+
+#include "lib/err.h"
+#include "lib/log.h"
+#include "server/backend.h"
+#include "server/http_request.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -132,7 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	req->root = true;
 	req->data = cJSON_CreateObject();
 	fz_exists = data[0] & 0x20;
-	int rc = parse_body(req, &h);
+	struct cs_http_flags flags = {0};
+	int rc = cs_http_decode_fields(&h, req->op, &req->data, &flags, &req->errmsg);
 	if (rc) {
 		if (!req->errmsg || cs_err_status(rc) / 100 != 4)
 			abort();

@@ -1,6 +1,6 @@
 /*
  * Unit tests for request forwarding (server/forward.c) and adopted connections
- * (cs_http_adopt in server/http.c).
+ * (cs_http_adopt in server/http_conn.c).
  *
  * One loop in a server thread runs both nodes: the "active" node is a cluster listener
  * (mutual TLS, node-1 certificate) whose custos-forward connections go to an adopt

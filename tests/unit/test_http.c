@@ -1,5 +1,5 @@
 /*
- * Unit tests for the HTTP listener (server/http.c). The listener runs on a uv loop in a
+ * Unit tests for the HTTP listener (server/http*.c). The listener runs on a uv loop in a
  * server thread; the test thread is the client, with blocking sockets (and OpenSSL for
  * TLS). Responses are read back with the shared parser (fixtures.h).
  */

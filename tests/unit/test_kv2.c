@@ -1,4 +1,4 @@
-/* Unit tests for the pure helpers of the KV v2 engine (engines/kv2.c). */
+/* Unit tests for the pure helpers of the KV v2 engine (engines/kv2_model.c). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
