@@ -215,7 +215,8 @@ struct cs_request {
 	enum cs_op op;
 	char *path;      /* logical path after /v1/, e.g. "secret/foo" */
 	const char *rel; /* path relative to the mount (points into path) */
-	struct cs_mount *mount;
+	struct cs_mount *mount; /* held by the core while the request is suspended */
+	bool mount_held;
 	const struct cs_path *route;
 	struct cs_capture caps[CS_MAX_CAPTURES];
 	int n_caps;

@@ -48,6 +48,8 @@ void cs_core_set_audit(struct cs_core *core, const struct cs_core_audit *broker)
 
 static void req_free(struct cs_request *req)
 {
+	if (req->mount_held)
+		cs_mount_free(req->mount);
 	if (req->core->audit.request)
 		req->core->audit.discard(req);
 	if (req->txn_open)
@@ -518,6 +520,12 @@ int cs_req_defer(struct cs_request *req, struct cs_async *a)
 /* run() saw CS_EASYNC: drop the handler's transaction, start the queued job. */
 static void suspend(struct cs_request *req)
 {
+	/* The request outlives this turn of the loop: a seal or an unmount meanwhile must not
+	 * free the mount under it (async_resume then refuses to go on). */
+	if (req->mount && !req->mount_held) {
+		cs_mount_hold(req->mount);
+		req->mount_held = true;
+	}
 	if (req->txn_open)
 		cs_txn_abort(&req->txn);
 	req->txn_open = false;
@@ -535,6 +543,12 @@ static void async_resume(struct cs_async *a, int rc)
 		rc = CS_ESEALED;
 	else if (!rc && !core->active)
 		rc = cs_req_error(req, CS_ENOTACTIVE, "node is not active");
+	else if (!rc && req->mount && req->mount != core->sys_mount &&
+		 !cs_router_has(&core->router, req->mount))
+		/* Sealed and unsealed again, or unmounted, while the job ran: the mount the
+		 * request was routed to is gone (its storage may be too). */
+		rc = cs_req_error(req, CS_EBUSY, "the mount was reloaded or removed while the "
+						 "request waited; retry");
 	if (!rc) {
 		cs_txn_begin(&req->txn, &core->st, core->kr);
 		req->txn_open = true;

@@ -83,6 +83,7 @@ struct cs_mount *cs_mount_new(const char *path, const char *type, bool is_auth)
 	m->description = strdup("");
 	m->listing_visibility = strdup("");
 	m->is_auth = is_auth;
+	m->refs = 1;
 	cs_uuid(m->uuid);
 	uint8_t r[4];
 	char hex[9];
@@ -105,9 +106,22 @@ void cs_mount_bind_backend(struct cs_mount *m)
 		m->backend = b;
 }
 
+void cs_mount_hold(struct cs_mount *m)
+{
+	m->refs++;
+}
+
+bool cs_router_has(const struct cs_router *r, const struct cs_mount *m)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (r->mounts[i] == m)
+			return true;
+	return false;
+}
+
 void cs_mount_free(struct cs_mount *m)
 {
-	if (!m)
+	if (!m || --m->refs > 0)
 		return;
 	free(m->path);
 	free(m->type);

@@ -33,6 +33,10 @@ struct cs_mount {
 	char *listing_visibility; /* "", "unauth", "hidden" */
 	cJSON *options;           /* object of strings, or NULL */
 	const struct cs_backend *backend;
+	/* References: 1 for the table that holds it, 1 per request suspended while routed
+	 * to it (a worker job or a wait may outlive a seal or an unmount). cs_mount_free
+	 * drops one; the last frees. Loop thread only. */
+	int refs;
 };
 
 struct cs_router {
@@ -55,6 +59,10 @@ struct cs_mount *cs_mount_new(const char *path, const char *type, bool is_auth);
 /* Pick the backend for the mount's type and current options (cs_backend.variant). */
 void cs_mount_bind_backend(struct cs_mount *m);
 void cs_mount_free(struct cs_mount *m);
+/* One more reference, dropped by cs_mount_free. */
+void cs_mount_hold(struct cs_mount *m);
+/* Is `m` (still) one of the mounts `r` routes to? */
+bool cs_router_has(const struct cs_router *r, const struct cs_mount *m);
 /* Vault's mount entry JSON (sys/mounts listing shape) for one mount. */
 cJSON *cs_mount_to_json(const struct cs_mount *m, int64_t sys_default_ttl, int64_t sys_max_ttl);
 
