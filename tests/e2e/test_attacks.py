@@ -177,6 +177,7 @@ def test_logins_in_flight_across_seal_and_unseal(unsealed):
     touch the freed mount (it was a use-after-free, found by fuzz_http under ASan): it
     fails with a 503 or completes, and the server lives on."""
     import threading
+    import time
     s = unsealed
     root = s.root_token
     r = s.request("POST", "sys/auth/userpass", token=root, json={"type": "userpass"})
@@ -201,6 +202,7 @@ def test_logins_in_flight_across_seal_and_unseal(unsealed):
         threads = [threading.Thread(target=login) for _ in range(24)]
         for t in threads:
             t.start()
+        time.sleep(0.3)  # the logins are queued or running on the worker threads
         r = s.put("sys/seal", token=root)
         assert r.status_code == 204, r.text
         H.unseal(s)
