@@ -599,6 +599,13 @@ static int64_t item_int(const cJSON *o, const char *name, int64_t def)
 	return def;
 }
 
+static void items_free(struct tr_item *it, size_t n)
+{
+	for (size_t i = 0; it && i < n; i++)
+		wipe_free(it[i].ctx, it[i].ctxlen);
+	free(it);
+}
+
 /* Fill items from batch_input or the single request; *n = count. Vault's checks on the
  * list itself (empty, context in all or none) are whole-request errors. */
 static int items_read(struct cs_request *req, const char *single, const char *missing,
@@ -643,7 +650,7 @@ static int items_read(struct cs_request *req, const char *single, const char *mi
 	bool ctx_set = it[0].context[0] != 0;
 	for (size_t i = 0; i < *n; i++) {
 		if ((it[i].context[0] != 0) != ctx_set) {
-			free(it);
+			items_free(it, i); /* contexts decoded so far are wiped */
 			return cs_req_error(req, CS_EINVAL,
 					    "context should be set either in all the "
 					    "request blocks or in none");
@@ -653,13 +660,6 @@ static int items_read(struct cs_request *req, const char *single, const char *mi
 	}
 	*out = it;
 	return 0;
-}
-
-static void items_free(struct tr_item *it, size_t n)
-{
-	for (size_t i = 0; it && i < n; i++)
-		wipe_free(it[i].ctx, it[i].ctxlen);
-	free(it);
 }
 
 static void item_fail(struct tr_item *it, int rc, const char *msg)
