@@ -31,8 +31,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_audit_register();
 	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
 	cs_cubbyhole_register(core);
-	/* transit/ engine: encryption as a service */
-	cs_backend_register(&cs_transit_backend);
+	/* transit engine (encryption as a service) and sys/tools/hash|random */
+	cs_transit_register();
 	/* response wrapping, sys/wrapping/ endpoints */
 	cs_wrap_register(cs_token_key_of, cs_token_revoke_key);
 	/* cluster: join, challenge/answer, digest, step-down, ha-status */

@@ -1575,6 +1575,36 @@ static const struct cs_path transit_paths[] = {
      .synopsis = "verify an HMAC with the algorithm in the path"},
 };
 
+/* sys/tools/hash and sys/tools/random: Vault serves the same handlers outside any mount. */
+static const struct cs_path tools_paths[] = {
+    {.pattern = "tools/random",
+     .fields = random_fields,
+     .ops = {[CS_OP_UPDATE] = random_op},
+     .synopsis = "random bytes"},
+    {.pattern = "tools/random/{source}",
+     .fields = random_fields,
+     .ops = {[CS_OP_UPDATE] = random_op},
+     .synopsis = "random bytes (count or source in the path)"},
+    {.pattern = "tools/random/{source}/{urlbytes}",
+     .fields = random_fields,
+     .ops = {[CS_OP_UPDATE] = random_op},
+     .synopsis = "random bytes from a source"},
+    {.pattern = "tools/hash",
+     .fields = hash_fields,
+     .ops = {[CS_OP_UPDATE] = hash_op},
+     .synopsis = "hash data"},
+    {.pattern = "tools/hash/{urlalgorithm}",
+     .fields = hash_fields,
+     .ops = {[CS_OP_UPDATE] = hash_op},
+     .synopsis = "hash data with the algorithm in the path"},
+};
+
+void cs_transit_register(void)
+{
+	cs_backend_register(&cs_transit_backend);
+	cs_sys_add_paths(tools_paths, CS_ARRAY_LEN(tools_paths));
+}
+
 const struct cs_backend cs_transit_backend = {
     .type = "transit",
     .paths = transit_paths,

@@ -13,6 +13,7 @@
  *   encrypt/:name, decrypt/:name, rewrap/:name, datakey/(plaintext|wrapped)/:name,
  *   random[/:source][/:bytes], hash[/:alg], hmac/:name[/:alg], verify/:name[/:alg].
  * Key types: aes128-gcm96, aes256-gcm96 (default), chacha20-poly1305, hmac.
+ * sys/tools/hash[/:alg] and sys/tools/random[/:source][/:bytes] run the same handlers.
  * auto_rotate_period is stored and reported; no timer rotates keys yet.
  */
 #ifndef CS_ENGINES_TRANSIT_H
@@ -21,5 +22,9 @@
 #include "server/backend.h"
 
 extern const struct cs_backend cs_transit_backend;
+
+/* Module registration (main): the backend, and sys/tools/hash and sys/tools/random, which
+ * share the transit handlers (as in Vault). */
+void cs_transit_register(void);
 
 #endif

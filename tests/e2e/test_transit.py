@@ -302,3 +302,17 @@ def test_through_standby(cluster_factory):
     rw = t.rewrap_data(k, ct, mount_point=MP)["data"]["ciphertext"]
     assert rw.startswith("vault:v2:")
     assert unb64(t.decrypt_data(k, rw, mount_point=MP)["data"]["plaintext"]) == b"via standby"
+
+
+def test_sys_tools_share_the_handlers(srv):
+    data = b"tools"
+    r = rq(srv, "POST", "sys/tools/hash/sha2-512", json={"input": b64(data)})
+    assert r.status_code == 200 and r.json()["data"]["sum"] == hashlib.sha512(data).hexdigest()
+    r = rq(srv, "POST", "sys/tools/hash", json={"input": b64(data), "algorithm": "sha3-224"})
+    assert r.json()["data"]["sum"] == hashlib.sha3_224(data).hexdigest()
+    r = rq(srv, "POST", "sys/tools/random/20", json={"format": "hex"})
+    assert len(bytes.fromhex(r.json()["data"]["random_bytes"])) == 20
+    r = rq(srv, "POST", "sys/tools/random", json={"bytes": 200000})
+    assert r.status_code == 400 and H.errors_of(r) == ["'bytes' should be less than 131072"]
+    # Not unauthenticated: no token, no bytes.
+    assert srv.request("POST", "sys/tools/random", json={}).status_code == 403
