@@ -1427,6 +1427,91 @@ out:
 	return rc;
 }
 
+/* ------------------------------------------------------------------ export */
+
+/* export/:type/:name[/:version] (Vault): the raw key material of an exportable key,
+ * base64 per version. The response is wiped by the core like every response. */
+static int export_op(struct cs_request *req)
+{
+	const char *type = cs_req_capture(req, "type");
+	const char *version = cs_req_capture(req, "version");
+	const char *format = cs_req_str(req, "format", "");
+	bool enc = strcmp(type, "encryption-key") == 0, hmac = strcmp(type, "hmac-key") == 0;
+	bool signing = strcmp(type, "signing-key") == 0;
+	bool pub = strcmp(type, "public-key") == 0, chain = strcmp(type, "certificate-chain") == 0;
+	if (!enc && !hmac && !signing && !pub && !chain)
+		return cs_req_error(req, CS_EINVAL, "invalid export type: %s", type);
+	if (*format && strcmp(format, "raw") && strcmp(format, "der") && strcmp(format, "pem"))
+		return cs_req_error(req, CS_EINVAL, "invalid format: %s", format);
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = pol_load(req, name, &pol);
+	if (rc)
+		return rc; /* a missing key is Vault's plain 404 */
+	enum cs_transit_type t = pol_type(pol);
+	if (!jbool(pol, "exportable") && !pub && !chain)
+		rc = cs_req_error(req, CS_EINVAL, "private key material is not exportable");
+	else if (enc && !cs_transit_is_aead(t))
+		rc = cs_req_error(req, CS_EINVAL, "encryption not supported for the key");
+	else if (signing)
+		rc = cs_req_error(req, CS_EINVAL, "signing not supported for the key");
+	else if (chain)
+		rc = cs_req_error(req, CS_EINVAL,
+				  "certificate chain not supported for keys that "
+				  "do not support signing");
+	else if (pub)
+		rc = cs_req_error(req, CS_EINVAL, "unknown key type %s for export type public-key",
+				  cs_transit_type_name(t));
+	else if (!strcmp(format, "der") || !strcmp(format, "pem"))
+		rc = cs_req_error(req, CS_EINVAL,
+				  "unknown format for HMAC key; supported values "
+				  "are `` or `raw`");
+	if (rc)
+		goto out;
+	/* The material field: an hmac key's HMAC key is its key. */
+	const char *field = enc || t == CS_TRANSIT_HMAC ? "key" : "hmac_key";
+	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(pol, "keys");
+	cJSON *out = cJSON_CreateObject();
+	if (version) {
+		int64_t v = 0;
+		const char *vs = version[0] == 'v' ? version + 1 : version;
+		if (strcmp(version, "latest") == 0)
+			v = jint(pol, "latest_version");
+		else if (atoi_strict(vs, &v)) {
+			cJSON_Delete(out);
+			rc = cs_req_error(req, CS_EINVAL, "invalid key version");
+			goto out;
+		}
+		char num[24];
+		snprintf(num, sizeof num, "%lld", (long long)v);
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(keys, num);
+		if (v < jint(pol, "min_decryption_version"))
+			rc = cs_req_error(req, CS_EINVAL,
+					  "version for export is below minimum decryption version");
+		else if (!jstr(e, field))
+			rc = cs_req_error(req, CS_EINVAL,
+					  "version does not exist or cannot be found");
+		else
+			cJSON_AddStringToObject(out, num, jstr(e, field));
+	} else {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, keys) if (jstr(e, field))
+		    cJSON_AddStringToObject(out, e->string, jstr(e, field));
+	}
+	if (rc) {
+		cs_json_delete_wiped(out);
+		goto out;
+	}
+	cJSON *data = cJSON_CreateObject();
+	cJSON_AddStringToObject(data, "name", name);
+	cJSON_AddStringToObject(data, "type", cs_transit_type_name(t));
+	cJSON_AddItemToObject(data, "keys", out);
+	cs_req_set_data(req, data);
+out:
+	cs_json_delete_wiped(pol);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ path table */
 
 static const struct cs_field key_fields[] = {
@@ -1503,6 +1588,11 @@ static const struct cs_field hmac_fields[] = {
     {.name = NULL},
 };
 
+static const struct cs_field export_fields[] = {
+    {.name = "format", .type = CS_FIELD_STRING, .desc = "\"\" or raw for symmetric keys"},
+    {.name = NULL},
+};
+
 static const struct cs_path transit_paths[] = {
     {.pattern = "keys", .ops = {[CS_OP_LIST] = keys_list}, .synopsis = "list the keys"},
     {.pattern = "keys/{name}/config",
@@ -1537,6 +1627,14 @@ static const struct cs_path transit_paths[] = {
      .fields = datakey_fields,
      .ops = {[CS_OP_UPDATE] = datakey_op},
      .synopsis = "generate a data key, encrypted (and in plaintext)"},
+    {.pattern = "export/{type}/{name}",
+     .fields = export_fields,
+     .ops = {[CS_OP_READ] = export_op},
+     .synopsis = "export every version of an exportable key"},
+    {.pattern = "export/{type}/{name}/{version}",
+     .fields = export_fields,
+     .ops = {[CS_OP_READ] = export_op},
+     .synopsis = "export one version of an exportable key"},
     {.pattern = "random",
      .fields = random_fields,
      .ops = {[CS_OP_UPDATE] = random_op},

@@ -11,6 +11,7 @@
  * Served (Vault's paths and formats; engines/transit_crypto.h has the crypto):
  *   keys, keys/:name, keys/:name/config, keys/:name/rotate, keys/:name/trim,
  *   encrypt/:name, decrypt/:name, rewrap/:name, datakey/(plaintext|wrapped)/:name,
+ *   export/:type/:name[/:version] (exportable keys),
  *   random[/:source][/:bytes], hash[/:alg], hmac/:name[/:alg], verify/:name[/:alg].
  * Key types: aes128-gcm96, aes256-gcm96 (default), chacha20-poly1305, hmac.
  * sys/tools/hash[/:alg] and sys/tools/random[/:source][/:bytes] run the same handlers.

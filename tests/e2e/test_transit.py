@@ -316,3 +316,39 @@ def test_sys_tools_share_the_handlers(srv):
     assert r.status_code == 400 and H.errors_of(r) == ["'bytes' should be less than 131072"]
     # Not unauthenticated: no token, no bytes.
     assert srv.request("POST", "sys/tools/random", json={}).status_code == 403
+
+
+def test_export_only_when_exportable(srv, t):
+    k = name()
+    t.create_key(k, mount_point=MP)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="not exportable"):
+        t.export_key(k, key_type="encryption-key", mount_point=MP)
+    e = name()
+    t.create_key(e, exportable=True, mount_point=MP)
+    keys = t.export_key(e, key_type="encryption-key", mount_point=MP)["data"]["keys"]
+    assert list(keys) == ["1"] and len(unb64(keys["1"])) == 32
+    # The exported key really is the key: AES-GCM over nonce || ciphertext || tag.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    ct = t.encrypt_data(e, b64("interop"), mount_point=MP)["data"]["ciphertext"]
+    raw = unb64(ct.split(":", 2)[2])
+    assert AESGCM(unb64(keys["1"])).decrypt(raw[:12], raw[12:], None) == b"interop"
+
+
+def test_derived_convergent_matches_vaults_construction(srv, t):
+    """Recomputed outside custos from the exported base key, with Vault's construction:
+    HKDF-SHA256(key, salt none, info context) → enc key || 32-byte HMAC key, nonce =
+    HMAC-SHA256(hmac key, plaintext)[:12], AES-256-GCM, "vault:v1:" + b64(nonce||ct||tag)."""
+    import hmac as hm
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    k = name()
+    srv.client().write("%s/keys/%s" % (MP, k), derived=True, convergent_encryption=True,
+                       exportable=True)
+    base = unb64(t.export_key(k, key_type="encryption-key", mount_point=MP)["data"]["keys"]["1"])
+    ctx, pt = b"tenant-7", b"card 4111"
+    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=ctx).derive(base)
+    nonce = hm.new(okm[32:], pt, hashlib.sha256).digest()[:12]
+    want = "vault:v1:" + base64.b64encode(nonce + AESGCM(okm[:32]).encrypt(nonce, pt, None)).decode()
+    got = t.encrypt_data(k, b64(pt), context=b64(ctx), mount_point=MP)["data"]["ciphertext"]
+    assert got == want

@@ -495,6 +495,37 @@ START_TEST(test_hmac_hash_random)
 }
 END_TEST
 
+START_TEST(test_export)
+{
+	commit(run(CS_OP_UPDATE, "keys/e", "{\"type\":\"aes128-gcm96\"}", 0));
+	expect_error(CS_OP_READ, "export/encryption-key/e", NULL,
+		     "private key material is not exportable");
+	/* exportable can be turned on later, never off */
+	commit(run(CS_OP_UPDATE, "keys/e/config", "{\"exportable\":true}", 0));
+	commit(run(CS_OP_UPDATE, "keys/e/config", "{\"exportable\":false}", 0));
+	commit(run(CS_OP_UPDATE, "keys/e/rotate", "{}", 0));
+	struct cs_request *r = run(CS_OP_READ, "export/encryption-key/e", NULL, 0);
+	const cJSON *keys = cJSON_GetObjectItem(r->resp_data, "keys");
+	ck_assert_int_eq(cJSON_GetArraySize(keys), 2);
+	size_t n = 0;
+	uint8_t *k = cs_b64_decode(cJSON_GetObjectItem(keys, "2")->valuestring,
+				   strlen(cJSON_GetObjectItem(keys, "2")->valuestring), &n);
+	ck_assert_uint_eq(n, 16);
+	free(k);
+	done(r);
+	r = run(CS_OP_READ, "export/hmac-key/e/latest", NULL, 0);
+	keys = cJSON_GetObjectItem(r->resp_data, "keys");
+	ck_assert_int_eq(cJSON_GetArraySize(keys), 1);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(keys, "2"));
+	done(r);
+	expect_error(CS_OP_READ, "export/encryption-key/e/v9", NULL,
+		     "version does not exist or cannot be found");
+	expect_error(CS_OP_READ, "export/bogus/e", NULL, "invalid export type: bogus");
+	expect_error(CS_OP_READ, "export/signing-key/e", NULL, "signing not supported for the key");
+	done(run(CS_OP_READ, "export/encryption-key/none", NULL, CS_ENOTFOUND));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -512,6 +543,7 @@ int main(void)
 	tcase_add_test(te, test_derived_convergent_and_upsert);
 	tcase_add_test(te, test_batch);
 	tcase_add_test(te, test_hmac_hash_random);
+	tcase_add_test(te, test_export);
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
