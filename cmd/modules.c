@@ -6,6 +6,7 @@
 #include "auth/userpass.h"
 #include "engines/cubbyhole.h"
 #include "engines/kv.h"
+#include "engines/transit.h"
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/policy_sys.h"
@@ -28,6 +29,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_audit_register(core);
 	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
 	cs_cubbyhole_register(core);
+	/* transit engine (encryption as a service) and sys/tools/hash|random */
+	cs_transit_register();
 	/* response wrapping, sys/wrapping/ endpoints */
 	cs_wrap_register();
 	/* cluster: join, challenge/answer, digest, step-down, ha-status */

@@ -1,0 +1,73 @@
+/*
+ * The transit engine's cryptography (engines/transit.c), kept apart from the path table so
+ * that it can be tested alone: key types, HKDF key derivation, the AEAD seal/open of
+ * Vault's symmetric keys, the "vault:vN:<base64>" ciphertext and HMAC format, HMACs and
+ * digests. Every primitive is OpenSSL's EVP; nothing here logs or keeps state.
+ *
+ * Formats are Vault's (OpenBao sdk/helper/keysutil), so ciphertexts look the same:
+ *   raw ciphertext = nonce (12 bytes) || AEAD ciphertext || tag (16 bytes)
+ *   string         = "vault:v" <version> ":" base64(raw)
+ * A derived key is HKDF-SHA256(ikm = the version's key, salt = none, info = context).
+ * Convergent encryption (version 3 of Vault's scheme) derives enc key || 32-byte HMAC key
+ * in one HKDF output and takes the nonce from HMAC-SHA256(hmac key, plaintext)[:12].
+ */
+#ifndef CS_ENGINES_TRANSIT_CRYPTO_H
+#define CS_ENGINES_TRANSIT_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+
+enum cs_transit_type {
+	CS_TRANSIT_AES128_GCM96,
+	CS_TRANSIT_AES256_GCM96,
+	CS_TRANSIT_CHACHA20_POLY1305,
+	CS_TRANSIT_HMAC,
+};
+
+#define CS_TRANSIT_NONCE_LEN     12
+#define CS_TRANSIT_TAG_LEN       16
+#define CS_TRANSIT_HMAC_MIN_SIZE 32  /* bytes, Vault's HmacMinKeySize */
+#define CS_TRANSIT_HMAC_MAX_SIZE 512 /* bytes, Vault's HmacMaxKeySize */
+#define CS_TRANSIT_MAX_VERSION   1000000000
+
+/* "aes256-gcm96" → type; -1 when unknown. */
+int cs_transit_type_parse(const char *name);
+const char *cs_transit_type_name(enum cs_transit_type t);
+/* Length of a freshly generated key of type t (hmac: its key_size). */
+size_t cs_transit_key_len(enum cs_transit_type t);
+bool cs_transit_is_aead(enum cs_transit_type t);
+
+/* HKDF-SHA256 without salt: out = HKDF(ikm, info)[:outlen]. 0 or CS_EINTERNAL. */
+int cs_transit_hkdf(const uint8_t *ikm, size_t ikmlen, const uint8_t *info, size_t infolen,
+		    uint8_t *out, size_t outlen);
+
+/* AEAD seal with `key` (16 or 32 bytes as the type wants): appends nonce || ct || tag to
+ * out. nonce NULL: a random one. 0 or CS_EINTERNAL. */
+int cs_transit_seal(enum cs_transit_type t, const uint8_t *key, const uint8_t *nonce,
+		    const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen,
+		    struct cs_buf *out);
+/* AEAD open of nonce || ct || tag: appends the plaintext to out. On failure returns
+ * CS_EINVAL and sets *err to Vault's message ("cipher: message authentication failed"). */
+int cs_transit_open(enum cs_transit_type t, const uint8_t *key, const uint8_t *in, size_t inlen,
+		    const uint8_t *aad, size_t aadlen, struct cs_buf *out, const char **err);
+
+/* "vault:v<ver>:<base64>" (malloc'd). */
+char *cs_transit_format(uint32_t ver, const uint8_t *raw, size_t len);
+/* Parse "vault:v<ver>:<base64>": the version (0 is read as 1, as Vault) and the decoded
+ * bytes (malloc'd, caller frees). On failure CS_EINVAL and *err = Vault's message, with
+ * `what` naming the thing in it ("ciphertext" → "invalid ciphertext: no prefix"). */
+int cs_transit_parse(const char *s, uint32_t *ver, uint8_t **raw, size_t *len, const char **err);
+
+/* Digest/HMAC algorithm names of Vault ("sha2-256", "sha3-512", ...): the OpenSSL name or
+ * NULL. hash endpoints take sha2/sha3; HMAC also takes sha1 as Vault does. */
+const char *cs_transit_md_name(const char *alg, bool allow_sha1);
+/* Digest `in` with OpenSSL digest `md`; out >= 64 bytes. 0 or CS_EINTERNAL. */
+int cs_transit_digest(const char *md, const uint8_t *in, size_t len, uint8_t *out, size_t *outlen);
+/* HMAC of `in` under key with OpenSSL digest `md`; out >= 64 bytes. 0 or CS_EINTERNAL. */
+int cs_transit_hmac(const char *md, const uint8_t *key, size_t keylen, const uint8_t *in,
+		    size_t len, uint8_t *out, size_t *outlen);
+
+#endif

@@ -1,0 +1,553 @@
+/* Unit tests for the transit engine: its crypto (engines/transit_crypto.c) against published
+ * vectors, the ciphertext format, and the path table (engines/transit.c) through the
+ * backend framework over a real store, as docs/adding-a-backend.md drives an engine. */
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engines/transit.h"
+#include "engines/transit_crypto.h"
+#include "lib/err.h"
+#include "lib/json.h"
+#include "lib/util.h"
+#include "server/router.h"
+#include "storage/txn.h"
+
+static void unhex(const char *h, uint8_t *out, size_t *n)
+{
+	*n = (size_t)cs_hex_decode(h, strlen(h), out);
+}
+
+/* RFC 5869 test case 3: SHA-256, no salt, no info. */
+START_TEST(test_hkdf_rfc5869)
+{
+	uint8_t ikm[22], okm[42], want[42];
+	size_t n;
+	memset(ikm, 0x0b, sizeof ikm);
+	unhex(
+	    "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+	    want, &n);
+	ck_assert_int_eq(n, 42);
+	ck_assert_int_eq(cs_transit_hkdf(ikm, sizeof ikm, NULL, 0, okm, sizeof okm), 0);
+	ck_assert_mem_eq(okm, want, 42);
+	/* A different context derives a different key; the prefix property holds (Vault
+	 * derives enc key || HMAC key in one output). */
+	uint8_t a[48], b[16], c[16];
+	ck_assert_int_eq(cs_transit_hkdf(ikm, sizeof ikm, (uint8_t *)"ctx", 3, a, sizeof a), 0);
+	ck_assert_int_eq(cs_transit_hkdf(ikm, sizeof ikm, (uint8_t *)"ctx", 3, b, sizeof b), 0);
+	ck_assert_int_eq(cs_transit_hkdf(ikm, sizeof ikm, (uint8_t *)"cty", 3, c, sizeof c), 0);
+	ck_assert_mem_eq(a, b, 16);
+	ck_assert(memcmp(b, c, 16) != 0);
+}
+END_TEST
+
+/* The GCM specification's test case 3 (AES-128, 96-bit IV), through our seal/open. */
+START_TEST(test_aes_gcm_vector)
+{
+	uint8_t key[16], iv[12], pt[64], ct[64], tag[16];
+	size_t kn, ivn, pn, cn, tn;
+	unhex("feffe9928665731c6d6a8f9467308308", key, &kn);
+	unhex("cafebabefacedbaddecaf888", iv, &ivn);
+	unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+	      "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
+	      pt, &pn);
+	unhex("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e"
+	      "21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091473f5985",
+	      ct, &cn);
+	unhex("4d5c2af327cd64a62cf35abd2ba6fab4", tag, &tn);
+	struct cs_buf out = CS_BUF_INIT;
+	ck_assert_int_eq(cs_transit_seal(CS_TRANSIT_AES128_GCM96, key, iv, NULL, 0, pt, pn, &out),
+			 0);
+	ck_assert_uint_eq(out.len, 12 + 64 + 16);
+	ck_assert_mem_eq(out.data, iv, 12);
+	ck_assert_mem_eq(out.data + 12, ct, 64);
+	ck_assert_mem_eq(out.data + 12 + 64, tag, 16);
+	struct cs_buf back = CS_BUF_INIT;
+	const char *err = NULL;
+	ck_assert_int_eq(cs_transit_open(CS_TRANSIT_AES128_GCM96, key, (uint8_t *)out.data, out.len,
+					 NULL, 0, &back, &err),
+			 0);
+	ck_assert_mem_eq(back.data, pt, 64);
+	cs_buf_free(&back);
+	cs_buf_free(&out);
+}
+END_TEST
+
+/* Every AEAD type: round trip, AAD bound, tamper and truncation refused with Go's text. */
+START_TEST(test_aead_roundtrip_and_tamper)
+{
+	static const enum cs_transit_type types[] = {
+	    CS_TRANSIT_AES128_GCM96, CS_TRANSIT_AES256_GCM96, CS_TRANSIT_CHACHA20_POLY1305};
+	uint8_t key[32];
+	cs_random(key, sizeof key);
+	for (size_t i = 0; i < 3; i++) {
+		enum cs_transit_type t = types[i];
+		const char *auth = t == CS_TRANSIT_CHACHA20_POLY1305
+				       ? "chacha20poly1305: message authentication failed"
+				       : "cipher: message authentication failed";
+		struct cs_buf ct = CS_BUF_INIT, pt = CS_BUF_INIT;
+		const char *err = NULL;
+		ck_assert_int_eq(
+		    cs_transit_seal(t, key, NULL, (uint8_t *)"ad", 2, (uint8_t *)"secret", 6, &ct),
+		    0);
+		ck_assert_uint_eq(ct.len, 12 + 6 + 16);
+		ck_assert_int_eq(cs_transit_open(t, key, (uint8_t *)ct.data, ct.len,
+						 (uint8_t *)"ad", 2, &pt, &err),
+				 0);
+		ck_assert_str_eq(pt.data, "secret");
+		cs_buf_reset(&pt);
+		ck_assert_int_eq(cs_transit_open(t, key, (uint8_t *)ct.data, ct.len,
+						 (uint8_t *)"ax", 2, &pt, &err),
+				 CS_EINVAL);
+		ck_assert_str_eq(err, auth);
+		ck_assert_uint_eq(pt.len, 0);
+		ct.data[13] ^= 1;
+		ck_assert_int_eq(cs_transit_open(t, key, (uint8_t *)ct.data, ct.len,
+						 (uint8_t *)"ad", 2, &pt, &err),
+				 CS_EINVAL);
+		ck_assert_str_eq(err, auth);
+		ck_assert_int_eq(cs_transit_open(t, key, (uint8_t *)ct.data, 5, NULL, 0, &pt, &err),
+				 CS_EINVAL);
+		ck_assert_str_eq(err, "invalid ciphertext length");
+		ck_assert_int_eq(
+		    cs_transit_open(t, key, (uint8_t *)ct.data, 20, NULL, 0, &pt, &err), CS_EINVAL);
+		ck_assert_str_eq(err, auth);
+		cs_buf_free(&ct);
+		cs_buf_free(&pt);
+	}
+}
+END_TEST
+
+START_TEST(test_format_parse)
+{
+	uint8_t raw[5] = {1, 2, 3, 4, 5};
+	char *s = cs_transit_format(7, raw, sizeof raw);
+	ck_assert_str_eq(s, "vault:v7:AQIDBAU=");
+	uint32_t ver = 0;
+	uint8_t *back = NULL;
+	size_t n = 0;
+	const char *err = NULL;
+	ck_assert_int_eq(cs_transit_parse(s, &ver, &back, &n, &err), 0);
+	ck_assert_uint_eq(ver, 7);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_mem_eq(back, raw, 5);
+	free(back);
+	free(s);
+	/* Version 0 reads as 1, as Vault. */
+	ck_assert_int_eq(cs_transit_parse("vault:v0:AA==", &ver, &back, &n, &err), 0);
+	ck_assert_uint_eq(ver, 1);
+	free(back);
+	static const struct {
+		const char *in, *err;
+		uint32_t ver;
+	} bad[] = {
+	    {"vault:1:AA==", "no prefix", 0},
+	    {"nope", "no prefix", 0},
+	    {"vault:v1", "wrong number of fields", 0},
+	    {"vault:vx:AA==", "version number could not be decoded", 0},
+	    {"vault:v:AA==", "version number could not be decoded", 0},
+	    {"vault:v-1:AA==", "version number could not be decoded", 0},
+	    {"vault:v99999999999:AA==", "version number could not be decoded", 0},
+	    {"vault:v2000000000:AA==", "version is too new", 0},
+	    {"vault:v3:A!==", "could not decode base64", 3},
+	    {"vault:v3:AA", "could not decode base64", 3},
+	};
+	for (size_t i = 0; i < CS_ARRAY_LEN(bad); i++) {
+		ver = 0;
+		ck_assert_int_eq(cs_transit_parse(bad[i].in, &ver, &back, &n, &err), CS_EINVAL);
+		ck_assert_msg(strcmp(err, bad[i].err) == 0, "%s: %s", bad[i].in, err);
+		ck_assert_uint_eq(ver, bad[i].ver);
+		ck_assert_ptr_null(back);
+	}
+}
+END_TEST
+
+START_TEST(test_digest_hmac)
+{
+	uint8_t out[64];
+	size_t n;
+	char hex[129];
+	ck_assert_ptr_null(cs_transit_md_name("md5", true));
+	ck_assert_ptr_null(cs_transit_md_name("sha1", false));
+	ck_assert_int_eq(
+	    cs_transit_digest(cs_transit_md_name("sha3-256", false), (uint8_t *)"abc", 3, out, &n),
+	    0);
+	cs_hex_encode(out, n, hex);
+	ck_assert_str_eq(hex, "3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532");
+	/* RFC 4231 test case 2. */
+	ck_assert_int_eq(cs_transit_hmac("SHA256", (uint8_t *)"Jefe", 4,
+					 (uint8_t *)"what do ya want for nothing?", 28, out, &n),
+			 0);
+	cs_hex_encode(out, n, hex);
+	ck_assert_str_eq(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the path table */
+
+static char dir[64];
+static struct cs_storage st;
+static struct cs_keyring *kr;
+static char prefix[] = "logical/transit-test/";
+static struct cs_mount mount = {.storage_prefix = prefix};
+static struct cs_buf proposed;
+static void *proposed_token;
+static uint64_t raft_index;
+
+static int propose(void *ctx, const void *data, size_t len, void *token)
+{
+	(void)ctx;
+	cs_buf_append(&proposed, data, len);
+	proposed_token = token;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	return remove(path);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof dir, "/tmp/cs-test-transit-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert_int_eq(cs_storage_open(&st, dir, 64 << 20), 0);
+	cs_storage_set_proposer(&st, propose, NULL);
+	kr = cs_keyring_new();
+}
+
+static void teardown(void)
+{
+	cs_storage_close(&st);
+	cs_keyring_free(kr);
+	cs_buf_free(&proposed);
+	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct cs_request *run(enum cs_op op, const char *rel, const char *body, int want)
+{
+	struct cs_request *req = calloc(1, sizeof *req);
+	req->op = op;
+	req->root = true;
+	req->mount = &mount;
+	req->data = cJSON_Parse(body ? body : "{}");
+	ck_assert_ptr_nonnull(req->data);
+	cs_txn_begin(&req->txn, &st, kr);
+	ck_assert_msg(cs_backend_route(&cs_transit_backend, req, rel), "no route for %s", rel);
+	int rc = cs_backend_dispatch(req);
+	ck_assert_msg(rc == want, "%s %s: %s (%s)", cs_op_name(op), rel, cs_errname(rc),
+		      req->errmsg ? req->errmsg : "");
+	return req;
+}
+
+static void done(struct cs_request *req)
+{
+	cs_txn_abort(&req->txn);
+	for (int i = 0; i < req->n_caps; i++)
+		free(req->caps[i].value);
+	cJSON_Delete(req->data);
+	cJSON_Delete(req->resp_data);
+	cJSON_Delete(req->warnings);
+	free(req->errmsg);
+	free(req);
+}
+
+static void committed(void *data, int status)
+{
+	*(int *)data = status;
+}
+
+static void commit(struct cs_request *req)
+{
+	bool pending = false;
+	int status = -1;
+	ck_assert_int_eq(cs_txn_commit(&req->txn, committed, &status, &pending), 0);
+	if (pending) {
+		ck_assert_int_eq(
+		    cs_store_apply(&st.store, ++raft_index, proposed.data, proposed.len), 0);
+		cs_buf_reset(&proposed);
+		cs_storage_batch_done(&st, proposed_token, 0);
+		ck_assert_int_eq(status, 0);
+	}
+	done(req);
+}
+
+static void expect_error(enum cs_op op, const char *rel, const char *body, const char *msg)
+{
+	struct cs_request *r = run(op, rel, body, CS_EINVAL);
+	ck_assert_str_eq(r->errmsg, msg);
+	done(r);
+}
+
+static const char *dstr(struct cs_request *r, const char *name)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->resp_data, name);
+	ck_assert_msg(cJSON_IsString(v), "no %s", name);
+	return v->valuestring;
+}
+
+/* Encrypt "aGVsbG8=" ("hello") with body extras; returns the malloc'd ciphertext. */
+static char *enc(const char *key, const char *extra)
+{
+	char rel[64], body[512];
+	snprintf(rel, sizeof rel, "encrypt/%s", key);
+	snprintf(body, sizeof body, "{\"plaintext\":\"aGVsbG8=\"%s}", extra ? extra : "");
+	struct cs_request *r = run(CS_OP_UPDATE, rel, body, 0);
+	char *ct = strdup(dstr(r, "ciphertext"));
+	commit(r);
+	return ct;
+}
+
+static void dec_ok(const char *key, const char *ct, const char *extra)
+{
+	char rel[64], body[1024];
+	snprintf(rel, sizeof rel, "decrypt/%s", key);
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\"%s}", ct, extra ? extra : "");
+	struct cs_request *r = run(CS_OP_UPDATE, rel, body, 0);
+	ck_assert_str_eq(dstr(r, "plaintext"), "aGVsbG8=");
+	done(r);
+}
+
+START_TEST(test_every_type_roundtrip_and_storage)
+{
+	static const char *types[] = {"aes128-gcm96", "aes256-gcm96", "chacha20-poly1305"};
+	for (size_t i = 0; i < 3; i++) {
+		char rel[64], body[64];
+		snprintf(rel, sizeof rel, "keys/t%zu", i);
+		snprintf(body, sizeof body, "{\"type\":\"%s\"}", types[i]);
+		commit(run(CS_OP_UPDATE, rel, body, 0));
+		snprintf(rel, sizeof rel, "t%zu", i);
+		char *ct = enc(rel, NULL);
+		ck_assert(strncmp(ct, "vault:v1:", 9) == 0);
+		dec_ok(rel, ct, NULL);
+		free(ct);
+	}
+	/* Key material is stored through the barrier: no plaintext key in LMDB. */
+	struct cs_request *r = run(CS_OP_READ, "keys/t1", NULL, 0);
+	ck_assert_str_eq(dstr(r, "type"), "aes256-gcm96");
+	done(r);
+	struct cs_txn t;
+	struct cs_buf raw = CS_BUF_INIT;
+	cs_txn_begin(&t, &st, kr);
+	ck_assert_int_eq(cs_txn_get_raw(&t, "logical/transit-test/policy/t1", &raw), 0);
+	ck_assert_ptr_null(memmem(raw.data, raw.len, "hmac_key", 8));
+	cs_buf_free(&raw);
+	cs_txn_abort(&t);
+	r = run(CS_OP_LIST, "keys", NULL, 0);
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r->resp_data, "keys")), 3);
+	done(r);
+}
+END_TEST
+
+START_TEST(test_versions_and_errors)
+{
+	commit(run(CS_OP_UPDATE, "keys/k", "{}", 0));
+	char *v1 = enc("k", NULL);
+	commit(run(CS_OP_UPDATE, "keys/k/rotate", "{}", 0));
+	char *v2 = enc("k", NULL);
+	ck_assert(strncmp(v2, "vault:v2:", 9) == 0);
+	dec_ok("k", v1, NULL);
+	char body[512];
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\"}", v1);
+	struct cs_request *r = run(CS_OP_UPDATE, "rewrap/k", body, 0);
+	ck_assert(strncmp(dstr(r, "ciphertext"), "vault:v2:", 9) == 0);
+	done(r);
+	expect_error(CS_OP_UPDATE, "encrypt/k", "{\"plaintext\":\"\",\"key_version\":3}",
+		     "requested version for encryption is higher than the latest key version");
+	/* Version rules: a refused config changes nothing. */
+	expect_error(CS_OP_UPDATE, "keys/k/config", "{\"min_decryption_version\":3}",
+		     "cannot set min decryption version of 3, latest key version is 2");
+	expect_error(CS_OP_UPDATE, "keys/k/config", "{\"min_encryption_version\":-1}",
+		     "min encryption version cannot be negative");
+	commit(run(CS_OP_UPDATE, "keys/k/config", "{\"min_decryption_version\":2}", 0));
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\"}", v1);
+	expect_error(CS_OP_UPDATE, "decrypt/k", body,
+		     "ciphertext or signature version is disallowed by policy (too old)");
+	dec_ok("k", v2, NULL);
+	expect_error(CS_OP_UPDATE, "keys/k/trim", "{\"min_available_version\":2}",
+		     "minimum available version cannot be set when minimum encryption version "
+		     "is not set");
+	commit(run(CS_OP_UPDATE, "keys/k/config", "{\"min_encryption_version\":2}", 0));
+	commit(run(CS_OP_UPDATE, "keys/k/trim", "{\"min_available_version\":2}", 0));
+	expect_error(CS_OP_UPDATE, "keys/k/config", "{\"min_decryption_version\":1}",
+		     "min decryption version should not be less then min available version");
+	/* Tampered: last byte of the tag flipped. */
+	char *tampered = strdup(v2);
+	size_t n = strlen(tampered);
+	tampered[n - 3] = tampered[n - 3] == 'A' ? 'B' : 'A';
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\"}", tampered);
+	expect_error(CS_OP_UPDATE, "decrypt/k", body, "cipher: message authentication failed");
+	expect_error(CS_OP_UPDATE, "decrypt/k", "{\"ciphertext\":\"vault:v7:AAAA\"}",
+		     "invalid ciphertext: version is too new");
+	expect_error(CS_OP_DELETE, "keys/k", NULL,
+		     "error deleting policy k: deletion is not allowed for this key");
+	commit(run(CS_OP_UPDATE, "keys/k/config", "{\"deletion_allowed\":true}", 0));
+	commit(run(CS_OP_DELETE, "keys/k", NULL, 0));
+	done(run(CS_OP_READ, "keys/k", NULL, CS_ENOTFOUND));
+	free(tampered);
+	free(v1);
+	free(v2);
+}
+END_TEST
+
+START_TEST(test_derived_convergent_and_upsert)
+{
+	/* encrypt with a context on a missing key creates a derived key (PUT → create). */
+	struct cs_request *r =
+	    run(CS_OP_UPDATE, "encrypt/d", "{\"plaintext\":\"aGVsbG8=\",\"context\":\"YQ==\"}", 0);
+	ck_assert_int_eq(r->op, CS_OP_CREATE);
+	char *ct = strdup(dstr(r, "ciphertext"));
+	commit(r);
+	dec_ok("d", ct, ",\"context\":\"YQ==\"");
+	char body[512];
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\",\"context\":\"Yg==\"}", ct);
+	expect_error(CS_OP_UPDATE, "decrypt/d", body, "cipher: message authentication failed");
+	free(ct);
+	expect_error(CS_OP_UPDATE, "keys/c", "{\"convergent_encryption\":true}",
+		     "convergent encryption requires derivation to be enabled");
+	done(run(CS_OP_READ, "keys/c", NULL, CS_ENOTFOUND));
+	commit(run(CS_OP_UPDATE, "keys/c", "{\"derived\":true,\"convergent_encryption\":true}", 0));
+	char *a = enc("c", ",\"context\":\"YQ==\"");
+	char *b = enc("c", ",\"context\":\"YQ==\"");
+	char *c = enc("c", ",\"context\":\"Yg==\"");
+	ck_assert_str_eq(a, b);
+	ck_assert_str_ne(a, c);
+	dec_ok("c", a, ",\"context\":\"YQ==\"");
+	free(a);
+	free(b);
+	free(c);
+}
+END_TEST
+
+START_TEST(test_batch)
+{
+	commit(run(CS_OP_UPDATE, "keys/b", "{}", 0));
+	struct cs_request *r = run(CS_OP_UPDATE, "encrypt/b",
+				   "{\"batch_input\":[{\"plaintext\":\"YQ==\",\"reference\":\"x\"},"
+				   "{\"plaintext\":\"@@\"}]}",
+				   0);
+	ck_assert_int_eq(r->status, 400);
+	const cJSON *res = cJSON_GetObjectItem(r->resp_data, "batch_results");
+	ck_assert_int_eq(cJSON_GetArraySize(res), 2);
+	const cJSON *ok = cJSON_GetArrayItem(res, 0), *bad = cJSON_GetArrayItem(res, 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(ok, "reference")->valuestring, "x");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(ok, "ciphertext"));
+	ck_assert_str_eq(cJSON_GetObjectItem(bad, "error")->valuestring,
+			 "illegal base64 data at input byte 0");
+	ck_assert_ptr_null(cJSON_GetObjectItem(bad, "ciphertext"));
+	done(r);
+	r = run(CS_OP_UPDATE, "encrypt/b",
+		"{\"batch_input\":[{\"plaintext\":\"YQ==\"},{\"plaintext\":\"@@\"}],"
+		"\"partial_failure_response_code\":207}",
+		0);
+	ck_assert_int_eq(r->status, 207);
+	done(r);
+	expect_error(CS_OP_UPDATE, "encrypt/b", "{\"batch_input\":[]}",
+		     "missing batch input to process");
+	expect_error(CS_OP_UPDATE, "encrypt/b",
+		     "{\"batch_input\":[{\"plaintext\":\"YQ==\",\"context\":\"YQ==\"},"
+		     "{\"plaintext\":\"YQ==\"}]}",
+		     "context should be set either in all the request blocks or in none");
+	expect_error(CS_OP_UPDATE, "encrypt/b", "{}", "missing plaintext to encrypt");
+}
+END_TEST
+
+START_TEST(test_hmac_hash_random)
+{
+	commit(run(CS_OP_UPDATE, "keys/h", "{\"type\":\"hmac\",\"key_size\":48}", 0));
+	expect_error(CS_OP_UPDATE, "keys/h2", "{\"type\":\"hmac\",\"key_size\":16}",
+		     "invalid key_size 16");
+	struct cs_request *r = run(CS_OP_UPDATE, "hmac/h/sha2-384", "{\"input\":\"YQ==\"}", 0);
+	char *mac = strdup(dstr(r, "hmac"));
+	done(r);
+	ck_assert(strncmp(mac, "vault:v1:", 9) == 0);
+	char body[512];
+	snprintf(body, sizeof body, "{\"input\":\"YQ==\",\"hmac\":\"%s\"}", mac);
+	r = run(CS_OP_UPDATE, "verify/h/sha2-384", body, 0);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->resp_data, "valid")));
+	done(r);
+	snprintf(body, sizeof body, "{\"input\":\"Yg==\",\"hmac\":\"%s\"}", mac);
+	r = run(CS_OP_UPDATE, "verify/h/sha2-384", body, 0);
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r->resp_data, "valid")));
+	done(r);
+	free(mac);
+	expect_error(CS_OP_UPDATE, "verify/h", "{\"input\":\"YQ==\",\"hmac\":\"x\"}",
+		     "invalid HMAC to verify: no prefix");
+	expect_error(CS_OP_UPDATE, "encrypt/h", "{\"plaintext\":\"YQ==\"}",
+		     "message encryption not supported for key type hmac");
+	r = run(CS_OP_UPDATE, "hash/sha2-256", "{\"input\":\"YWJj\"}", 0);
+	ck_assert_str_eq(dstr(r, "sum"),
+			 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	done(r);
+	expect_error(CS_OP_UPDATE, "hash", "{\"input\":\"YWJj\",\"format\":\"raw\"}",
+		     "unsupported encoding format raw; must be \"hex\" or \"base64\"");
+	r = run(CS_OP_UPDATE, "random/24", "{\"format\":\"hex\"}", 0);
+	ck_assert_uint_eq(strlen(dstr(r, "random_bytes")), 48);
+	done(r);
+	expect_error(CS_OP_UPDATE, "random/all/abc", "{}",
+		     "error parsing url-set byte count: strconv.Atoi: parsing \"abc\": invalid "
+		     "syntax");
+	r = run(CS_OP_UPDATE, "datakey/wrapped/h", "{}", CS_EINVAL);
+	done(r);
+}
+END_TEST
+
+START_TEST(test_export)
+{
+	commit(run(CS_OP_UPDATE, "keys/e", "{\"type\":\"aes128-gcm96\"}", 0));
+	expect_error(CS_OP_READ, "export/encryption-key/e", NULL,
+		     "private key material is not exportable");
+	/* exportable can be turned on later, never off */
+	commit(run(CS_OP_UPDATE, "keys/e/config", "{\"exportable\":true}", 0));
+	commit(run(CS_OP_UPDATE, "keys/e/config", "{\"exportable\":false}", 0));
+	commit(run(CS_OP_UPDATE, "keys/e/rotate", "{}", 0));
+	struct cs_request *r = run(CS_OP_READ, "export/encryption-key/e", NULL, 0);
+	const cJSON *keys = cJSON_GetObjectItem(r->resp_data, "keys");
+	ck_assert_int_eq(cJSON_GetArraySize(keys), 2);
+	size_t n = 0;
+	uint8_t *k = cs_b64_decode(cJSON_GetObjectItem(keys, "2")->valuestring,
+				   strlen(cJSON_GetObjectItem(keys, "2")->valuestring), &n);
+	ck_assert_uint_eq(n, 16);
+	free(k);
+	done(r);
+	r = run(CS_OP_READ, "export/hmac-key/e/latest", NULL, 0);
+	keys = cJSON_GetObjectItem(r->resp_data, "keys");
+	ck_assert_int_eq(cJSON_GetArraySize(keys), 1);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(keys, "2"));
+	done(r);
+	expect_error(CS_OP_READ, "export/encryption-key/e/v9", NULL,
+		     "version does not exist or cannot be found");
+	expect_error(CS_OP_READ, "export/bogus/e", NULL, "invalid export type: bogus");
+	expect_error(CS_OP_READ, "export/signing-key/e", NULL, "signing not supported for the key");
+	done(run(CS_OP_READ, "export/encryption-key/none", NULL, CS_ENOTFOUND));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("transit");
+	TCase *tc = tcase_create("crypto");
+	tcase_add_test(tc, test_hkdf_rfc5869);
+	tcase_add_test(tc, test_aes_gcm_vector);
+	tcase_add_test(tc, test_aead_roundtrip_and_tamper);
+	tcase_add_test(tc, test_format_parse);
+	tcase_add_test(tc, test_digest_hmac);
+	suite_add_tcase(s, tc);
+	TCase *te = tcase_create("engine");
+	tcase_add_checked_fixture(te, setup, teardown);
+	tcase_add_test(te, test_every_type_roundtrip_and_storage);
+	tcase_add_test(te, test_versions_and_errors);
+	tcase_add_test(te, test_derived_convergent_and_upsert);
+	tcase_add_test(te, test_batch);
+	tcase_add_test(te, test_hmac_hash_random);
+	tcase_add_test(te, test_export);
+	suite_add_tcase(s, te);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
