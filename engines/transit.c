@@ -1700,7 +1700,7 @@ static const struct cs_path tools_paths[] = {
 void cs_transit_register(void)
 {
 	cs_backend_register(&cs_transit_backend);
-	cs_sys_add_paths(tools_paths, CS_ARRAY_LEN(tools_paths));
+	cs_sys_set_paths(CS_SYS_TOOLS, tools_paths, CS_ARRAY_LEN(tools_paths));
 }
 
 const struct cs_backend cs_transit_backend = {

@@ -151,7 +151,9 @@ static int on_entry(struct cs_wire *w)
 		       (uint64_t)w->buf[14] << 16 | (uint64_t)w->buf[15] << 24;
 	if (type < 1 || type > ENTRY_TYPE_MAX)
 		return fail(w, "bad entry type");
-	if (len % 8 != 0 || len > CS_WIRE_MAX_ENTRY)
+	/* Empty entries too: with no payload at all c-raft never sets the entries' buffers
+	 * and batch pointers (uvDecodeEntriesBatch is skipped) and frees garbage later. */
+	if (len == 0 || len % 8 != 0 || len > CS_WIRE_MAX_ENTRY)
 		return fail(w, "bad entry length");
 	w->payload += len;
 	if (w->payload > w->max_payload)

@@ -23,8 +23,9 @@
  *                            != 0, NUL-terminated address, role 0..2); u64 data length;
  *                            8 spare bytes may follow
  *     6 TimeoutNow           exactly 24 bytes
- *   payload   AppendEntries: the entries, each length a multiple of 8 (raft_uv reads
- *             them back padded); InstallSnapshot: the snapshot data.
+ *   payload   AppendEntries: the entries, each length a non-zero multiple of 8 (raft_uv
+ *             reads them back padded; c-raft's own entries are never empty);
+ *             InstallSnapshot: the snapshot data.
  * Bounds: at most CS_WIRE_MAX_ENTRIES entries per message, CS_WIRE_MAX_ENTRY bytes per
  * entry, CS_WIRE_MAX_CONF configuration bytes, and max_payload bytes of payload per
  * message (the largest snapshot the store can hold).

@@ -128,7 +128,7 @@ static void fixed(struct msg *m, uint64_t type, size_t fields)
 /* Every kind c-raft 0.15 sends, back to back. */
 static size_t all_kinds(struct msg *m)
 {
-	static const uint32_t lens[] = {8, 0, 24};
+	static const uint32_t lens[] = {8, 16, 24};
 	static const uint8_t types[] = {2, 1, 3};
 	m->len = 0;
 	append_entries(m, 0, NULL, NULL); /* heartbeat */
@@ -286,6 +286,7 @@ START_TEST(test_bad_append_entries)
 	    {8, 0, "bad entry type"},
 	    {8, 4, "bad entry type"},
 	    {12, 1, "bad entry length"},
+	    {0, 1, "bad entry length"},
 	    {(uint32_t)CS_WIRE_MAX_ENTRY + 8, 1, "bad entry length"},
 	    {0xfffffff8u, 1, "bad entry length"},
 	};
