@@ -1,0 +1,395 @@
+/*
+ * The transit engine's key management (engines/transit_internal.h): keys/, keys/:name,
+ * its config, rotate and trim, and export/:type/:name[/:version], with Vault's checks,
+ * error texts and response shapes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engines/transit_crypto.h"
+#include "engines/transit_internal.h"
+#include "lib/buf.h"
+#include "lib/err.h"
+#include "lib/json.h"
+#include "lib/util.h"
+
+/* ------------------------------------------------------------------ keys/ */
+
+int tr_keys_list(struct cs_request *req)
+{
+	struct cs_strv names = {0};
+	int rc = cs_view_list(req, "policy/", &names);
+	if (!rc && names.n == 0)
+		rc = CS_ENOTFOUND;
+	if (!rc) {
+		cJSON *data = cJSON_CreateObject();
+		cJSON *keys = cJSON_AddArrayToObject(data, "keys");
+		for (size_t i = 0; i < names.n; i++)
+			cJSON_AddItemToArray(keys, cJSON_CreateString(names.v[i]));
+		cs_req_set_data(req, data);
+	}
+	cs_strv_free(&names);
+	return rc;
+}
+
+int tr_keys_read(struct cs_request *req)
+{
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = tr_pol_load(req, name, &pol);
+	if (rc)
+		return rc;
+	cs_req_set_data(req, tr_pol_format(name, pol));
+	cs_json_delete_wiped(pol);
+	return 0;
+}
+
+static int check_rotate_period(struct cs_request *req, int64_t secs)
+{
+	if (secs != 0 && secs < 3600)
+		return cs_req_error(req, CS_EINVAL,
+				    "auto rotate period must be 0 to disable or at least an hour");
+	return 0;
+}
+
+int tr_keys_write(struct cs_request *req)
+{
+	const char *name = cs_req_capture(req, "name");
+	if (!tr_name_ok(name))
+		return cs_req_error(req, CS_EINVAL, "invalid key name");
+	bool derived = cs_req_bool(req, "derived", false);
+	bool convergent = cs_req_bool(req, "convergent_encryption", false);
+	int64_t period = cs_req_int(req, "auto_rotate_period", 0);
+	int rc = check_rotate_period(req, period);
+	if (rc)
+		return rc;
+	if (!derived && convergent)
+		return cs_req_error(req, CS_EINVAL,
+				    "convergent encryption requires derivation to be enabled");
+	const char *tname = cs_req_str(req, "type", "aes256-gcm96");
+	int t = cs_transit_type_parse(tname);
+	if (t < 0)
+		return cs_req_error(req, CS_EINVAL, "unknown key type %s", tname);
+	int64_t key_size = cs_req_int(req, "key_size", 0);
+	if (key_size != 0) {
+		if (t != CS_TRANSIT_HMAC)
+			return cs_req_error(req, CS_EINVAL,
+					    "key_size is not valid for algorithm %s", tname);
+		if (key_size < CS_TRANSIT_HMAC_MIN_SIZE || key_size > CS_TRANSIT_HMAC_MAX_SIZE)
+			return cs_req_error(req, CS_EINVAL, "invalid key_size %lld",
+					    (long long)key_size);
+	} else if (t == CS_TRANSIT_HMAC) {
+		key_size = CS_TRANSIT_HMAC_MIN_SIZE;
+	}
+	cJSON *pol = NULL;
+	rc = tr_pol_load(req, name, &pol);
+	if (rc == 0) { /* Vault leaves an existing key alone and says so */
+		cs_req_set_data(req, tr_pol_format(name, pol));
+		cs_json_delete_wiped(pol);
+		cs_req_warn(req, "key %s already existed", name);
+		return 0;
+	}
+	if (rc != CS_ENOTFOUND)
+		return rc;
+	pol = tr_pol_new((enum cs_transit_type)t, derived, convergent, key_size);
+	tr_jset_bool(pol, "exportable", cs_req_bool(req, "exportable", false));
+	tr_jset_bool(pol, "allow_plaintext_backup",
+		     cs_req_bool(req, "allow_plaintext_backup", false));
+	tr_jset_int(pol, "auto_rotate_period", period);
+	rc = tr_pol_save(req, name, pol);
+	if (!rc)
+		cs_req_set_data(req, tr_pol_format(name, pol));
+	cs_json_delete_wiped(pol);
+	return rc;
+}
+
+int tr_keys_delete(struct cs_request *req)
+{
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = tr_pol_load(req, name, &pol);
+	if (rc == CS_ENOTFOUND)
+		return cs_req_error(req, CS_EINVAL,
+				    "error deleting policy %s: could not delete key; not found",
+				    name);
+	if (rc)
+		return rc;
+	bool allowed = tr_jbool(pol, "deletion_allowed");
+	cs_json_delete_wiped(pol);
+	if (!allowed)
+		return cs_req_error(
+		    req, CS_EINVAL,
+		    "error deleting policy %s: deletion is not allowed for this key", name);
+	char key[160];
+	snprintf(key, sizeof key, "policy/%s", name);
+	return cs_view_delete(req, key);
+}
+
+int tr_keys_config(struct cs_request *req)
+{
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = tr_pol_load(req, name, &pol);
+	if (rc == CS_ENOTFOUND)
+		return cs_req_error(req, CS_EINVAL, "no existing key named %s could be found",
+				    name);
+	if (rc)
+		return rc;
+	/* Checks run on the loaded copy; nothing is stored unless all pass. */
+	int64_t latest = tr_jint(pol, "latest_version");
+	const char *warning = NULL;
+	bool persist = false;
+	if (cs_req_has(req, "min_decryption_version")) {
+		int64_t v = cs_req_int(req, "min_decryption_version", 0);
+		if (v < 0) {
+			rc = cs_req_error(req, CS_EINVAL,
+					  "min decryption version cannot be negative");
+			goto out;
+		}
+		if (v == 0) {
+			v = 1;
+			warning = "since Vault 0.3, transit key numbering starts at 1; forcing "
+				  "minimum to 1";
+		}
+		if (v != tr_jint(pol, "min_decryption_version")) {
+			if (v > latest) {
+				rc = cs_req_error(
+				    req, CS_EINVAL,
+				    "cannot set min decryption version of %lld, latest "
+				    "key version is %lld",
+				    (long long)v, (long long)latest);
+				goto out;
+			}
+			tr_jset_int(pol, "min_decryption_version", v);
+			persist = true;
+		}
+	}
+	if (cs_req_has(req, "min_encryption_version")) {
+		int64_t v = cs_req_int(req, "min_encryption_version", 0);
+		if (v < 0) {
+			rc = cs_req_error(req, CS_EINVAL,
+					  "min encryption version cannot be negative");
+			goto out;
+		}
+		if (v != tr_jint(pol, "min_encryption_version")) {
+			if (v > latest) {
+				rc = cs_req_error(
+				    req, CS_EINVAL,
+				    "cannot set min encryption version of %lld, latest "
+				    "key version is %lld",
+				    (long long)v, (long long)latest);
+				goto out;
+			}
+			tr_jset_int(pol, "min_encryption_version", v);
+			persist = true;
+		}
+	}
+	int64_t min_enc = tr_jint(pol, "min_encryption_version");
+	int64_t min_dec = tr_jint(pol, "min_decryption_version");
+	if (min_enc > 0 && min_enc < min_dec) {
+		rc = cs_req_error(req, CS_EINVAL,
+				  "cannot set min encryption/decryption values; min encryption "
+				  "version of %lld must be greater than or equal to min decryption "
+				  "version of %lld",
+				  (long long)min_enc, (long long)min_dec);
+		goto out;
+	}
+	if (cs_req_has(req, "deletion_allowed")) {
+		bool v = cs_req_bool(req, "deletion_allowed", false);
+		if (v != tr_jbool(pol, "deletion_allowed")) {
+			tr_jset_bool(pol, "deletion_allowed", v);
+			persist = true;
+		}
+	}
+	/* exportable and allow_plaintext_backup can be turned on, never off (Vault). */
+	if (cs_req_bool(req, "exportable", false) && !tr_jbool(pol, "exportable")) {
+		tr_jset_bool(pol, "exportable", true);
+		persist = true;
+	}
+	if (cs_req_bool(req, "allow_plaintext_backup", false) &&
+	    !tr_jbool(pol, "allow_plaintext_backup")) {
+		tr_jset_bool(pol, "allow_plaintext_backup", true);
+		persist = true;
+	}
+	if (cs_req_has(req, "auto_rotate_period")) {
+		int64_t p = cs_req_int(req, "auto_rotate_period", 0);
+		if ((rc = check_rotate_period(req, p)))
+			goto out;
+		if (p != tr_jint(pol, "auto_rotate_period")) {
+			tr_jset_int(pol, "auto_rotate_period", p);
+			persist = true;
+		}
+	}
+	if (persist) {
+		int64_t avail = tr_jint(pol, "min_available_version");
+		if (avail > tr_jint(pol, "min_encryption_version")) {
+			rc = cs_req_error(req, CS_EINVAL,
+					  "min encryption version should not be "
+					  "less than min available version");
+			goto out;
+		}
+		if (avail > tr_jint(pol, "min_decryption_version")) {
+			rc = cs_req_error(req, CS_EINVAL,
+					  "min decryption version should not be "
+					  "less then min available version");
+			goto out;
+		}
+		if ((rc = tr_pol_save(req, name, pol)))
+			goto out;
+	}
+	cs_req_set_data(req, tr_pol_format(name, pol));
+	if (warning)
+		cs_req_warn(req, "%s", warning);
+out:
+	cs_json_delete_wiped(pol);
+	return rc;
+}
+
+int tr_keys_rotate(struct cs_request *req)
+{
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = tr_pol_load(req, name, &pol);
+	if (rc == CS_ENOTFOUND)
+		return cs_req_error(req, CS_EINVAL, "key not found");
+	if (rc)
+		return rc;
+	tr_pol_add_version(pol);
+	rc = tr_pol_save(req, name, pol);
+	if (!rc)
+		cs_req_set_data(req, tr_pol_format(name, pol));
+	cs_json_delete_wiped(pol);
+	return rc;
+}
+
+int tr_keys_trim(struct cs_request *req)
+{
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = tr_pol_load(req, name, &pol);
+	if (rc == CS_ENOTFOUND)
+		return cs_req_error(req, CS_EINVAL, "invalid key name");
+	if (rc)
+		return rc;
+	const char *msg = NULL;
+	int64_t v = cs_req_int(req, "min_available_version", 0);
+	if (!cs_req_has(req, "min_available_version"))
+		msg = "missing min_available_version";
+	else if (v < tr_jint(pol, "min_available_version"))
+		msg = "minimum available version cannot be decremented";
+	else if (tr_jint(pol, "min_encryption_version") == 0)
+		msg = "minimum available version cannot be set when minimum encryption version is "
+		      "not set";
+	else if (tr_jint(pol, "min_decryption_version") == 0)
+		msg = "minimum available version cannot be set when minimum decryption version is "
+		      "not set";
+	else if (v > tr_jint(pol, "min_encryption_version"))
+		msg = "minimum available version cannot be greater than minmum encryption version";
+	else if (v > tr_jint(pol, "min_decryption_version"))
+		msg = "minimum available version cannot be greater than minimum decryption version";
+	else if (v == 0)
+		msg = "minimum available version should be positive";
+	if (msg) {
+		cs_json_delete_wiped(pol);
+		return cs_req_error(req, CS_EINVAL, "%s", msg);
+	}
+	/* Versions below the minimum are gone for good: their material leaves storage. */
+	cJSON *keys = cJSON_GetObjectItemCaseSensitive(pol, "keys");
+	for (int64_t ver = 1; ver < v; ver++) {
+		char vs[24];
+		snprintf(vs, sizeof vs, "%lld", (long long)ver);
+		cs_json_delete_wiped(cJSON_DetachItemFromObjectCaseSensitive(keys, vs));
+	}
+	tr_jset_int(pol, "min_available_version", v);
+	rc = tr_pol_save(req, name, pol);
+	if (!rc)
+		cs_req_set_data(req, tr_pol_format(name, pol));
+	cs_json_delete_wiped(pol);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ export */
+
+/* export/:type/:name[/:version] (Vault): the raw key material of an exportable key,
+ * base64 per version. The response is wiped by the core like every response. */
+int tr_export_op(struct cs_request *req)
+{
+	const char *type = cs_req_capture(req, "type");
+	const char *version = cs_req_capture(req, "version");
+	const char *format = cs_req_str(req, "format", "");
+	bool enc = strcmp(type, "encryption-key") == 0, hmac = strcmp(type, "hmac-key") == 0;
+	bool signing = strcmp(type, "signing-key") == 0;
+	bool pub = strcmp(type, "public-key") == 0, chain = strcmp(type, "certificate-chain") == 0;
+	if (!enc && !hmac && !signing && !pub && !chain)
+		return cs_req_error(req, CS_EINVAL, "invalid export type: %s", type);
+	if (*format && strcmp(format, "raw") && strcmp(format, "der") && strcmp(format, "pem"))
+		return cs_req_error(req, CS_EINVAL, "invalid format: %s", format);
+	const char *name = cs_req_capture(req, "name");
+	cJSON *pol = NULL;
+	int rc = tr_pol_load(req, name, &pol);
+	if (rc)
+		return rc; /* a missing key is Vault's plain 404 */
+	enum cs_transit_type t = tr_pol_type(pol);
+	if (!tr_jbool(pol, "exportable") && !pub && !chain)
+		rc = cs_req_error(req, CS_EINVAL, "private key material is not exportable");
+	else if (enc && !cs_transit_is_aead(t))
+		rc = cs_req_error(req, CS_EINVAL, "encryption not supported for the key");
+	else if (signing)
+		rc = cs_req_error(req, CS_EINVAL, "signing not supported for the key");
+	else if (chain)
+		rc = cs_req_error(req, CS_EINVAL,
+				  "certificate chain not supported for keys that "
+				  "do not support signing");
+	else if (pub)
+		rc = cs_req_error(req, CS_EINVAL, "unknown key type %s for export type public-key",
+				  cs_transit_type_name(t));
+	else if (!strcmp(format, "der") || !strcmp(format, "pem"))
+		rc = cs_req_error(req, CS_EINVAL,
+				  "unknown format for HMAC key; supported values "
+				  "are `` or `raw`");
+	if (rc)
+		goto out;
+	/* The material field: an hmac key's HMAC key is its key. */
+	const char *field = enc || t == CS_TRANSIT_HMAC ? "key" : "hmac_key";
+	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(pol, "keys");
+	cJSON *out = cJSON_CreateObject();
+	if (version) {
+		int64_t v = 0;
+		const char *vs = version[0] == 'v' ? version + 1 : version;
+		if (strcmp(version, "latest") == 0)
+			v = tr_jint(pol, "latest_version");
+		else if (tr_atoi_strict(vs, &v)) {
+			cJSON_Delete(out);
+			rc = cs_req_error(req, CS_EINVAL, "invalid key version");
+			goto out;
+		}
+		char num[24];
+		snprintf(num, sizeof num, "%lld", (long long)v);
+		const cJSON *e = cJSON_GetObjectItemCaseSensitive(keys, num);
+		if (v < tr_jint(pol, "min_decryption_version"))
+			rc = cs_req_error(req, CS_EINVAL,
+					  "version for export is below minimum decryption version");
+		else if (!tr_jstr(e, field))
+			rc = cs_req_error(req, CS_EINVAL,
+					  "version does not exist or cannot be found");
+		else
+			cJSON_AddStringToObject(out, num, tr_jstr(e, field));
+	} else {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, keys) if (tr_jstr(e, field))
+		    cJSON_AddStringToObject(out, e->string, tr_jstr(e, field));
+	}
+	if (rc) {
+		cs_json_delete_wiped(out);
+		goto out;
+	}
+	cJSON *data = cJSON_CreateObject();
+	cJSON_AddStringToObject(data, "name", name);
+	cJSON_AddStringToObject(data, "type", cs_transit_type_name(t));
+	cJSON_AddItemToObject(data, "keys", out);
+	cs_req_set_data(req, data);
+out:
+	cs_json_delete_wiped(pol);
+	return rc;
+}
