@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engines/transit_crypto.h"
 #include "engines/transit_internal.h"
@@ -92,11 +93,16 @@ enum cs_transit_type tr_pol_type(const cJSON *pol)
 	return t < 0 ? CS_TRANSIT_AES256_GCM96 : (enum cs_transit_type)t;
 }
 
-/* Add version latest+1 with fresh key material, as Vault's RotateInMemory. */
-void tr_pol_add_version(cJSON *pol)
+/* Add version latest+1 with fresh key material, as Vault's RotateInMemory. An asymmetric
+ * key's private key comes generated (PKCS#8 DER, off the loop) and is kept as "priv" with
+ * its public key; every version also has an HMAC key, as in Vault. */
+void tr_pol_add_version(cJSON *pol, const uint8_t *der, size_t derlen)
 {
 	enum cs_transit_type t = tr_pol_type(pol);
-	size_t n = t == CS_TRANSIT_HMAC ? (size_t)tr_jint(pol, "key_size") : cs_transit_key_len(t);
+	bool asym = cs_transit_is_asym(t);
+	size_t n = asym                   ? 0
+		   : t == CS_TRANSIT_HMAC ? (size_t)tr_jint(pol, "key_size")
+					  : cs_transit_key_len(t);
 	uint8_t key[TR_MAX_KEY], hkey[32];
 	cs_random(key, n);
 	cs_random(hkey, sizeof hkey);
@@ -104,10 +110,15 @@ void tr_pol_add_version(cJSON *pol)
 	char vs[24];
 	snprintf(vs, sizeof vs, "%lld", (long long)ver);
 	cJSON *e = cJSON_CreateObject();
-	char *b = cs_b64_encode(key, n);
-	cJSON_AddStringToObject(e, "key", b);
+	char *b = asym ? cs_b64_encode(der, derlen) : cs_b64_encode(key, n);
+	cJSON_AddStringToObject(e, asym ? "priv" : "key", b);
 	cs_zero(b, strlen(b));
 	free(b);
+	if (asym) {
+		char *pub = cs_transit_asym_public(t, der, derlen);
+		cJSON_AddStringToObject(e, "public_key", pub ? pub : "");
+		free(pub);
+	}
 	/* An hmac key's HMAC key is the key itself (Vault keeps them equal). */
 	b = t == CS_TRANSIT_HMAC ? cs_b64_encode(key, n) : cs_b64_encode(hkey, sizeof hkey);
 	cJSON_AddStringToObject(e, "hmac_key", b);
@@ -121,7 +132,8 @@ void tr_pol_add_version(cJSON *pol)
 }
 
 /* A new key policy (not stored): Vault's defaults, version 1 generated. */
-cJSON *tr_pol_new(enum cs_transit_type t, bool derived, bool convergent, int64_t key_size)
+cJSON *tr_pol_new(enum cs_transit_type t, bool derived, bool convergent, int64_t key_size,
+		  const uint8_t *der, size_t derlen)
 {
 	cJSON *pol = cJSON_CreateObject();
 	cJSON_AddStringToObject(pol, "type", cs_transit_type_name(t));
@@ -134,7 +146,7 @@ cJSON *tr_pol_new(enum cs_transit_type t, bool derived, bool convergent, int64_t
 	if (t == CS_TRANSIT_HMAC)
 		cJSON_AddNumberToObject(pol, "key_size", (double)key_size);
 	cJSON_AddObjectToObject(pol, "keys");
-	tr_pol_add_version(pol);
+	tr_pol_add_version(pol, der, derlen);
 	return pol;
 }
 
@@ -229,6 +241,32 @@ void tr_wipe_free(uint8_t *p, size_t n)
 
 /* ------------------------------------------------------------------ key responses */
 
+/* Vault's asymKey per version: the curve's name (Go's elliptic names) or the type. */
+static cJSON *asym_versions(const cJSON *pol, enum cs_transit_type t)
+{
+	const char *kname = t == CS_TRANSIT_ECDSA_P256   ? "P-256"
+			    : t == CS_TRANSIT_ECDSA_P384 ? "P-384"
+			    : t == CS_TRANSIT_ECDSA_P521 ? "P-521"
+							 : cs_transit_type_name(t);
+	cJSON *keys = cJSON_CreateObject();
+	const cJSON *e;
+	cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(pol, "keys"))
+	{
+		cJSON *k = cJSON_AddObjectToObject(keys, e->string);
+		char when[32];
+		time_t secs = (time_t)tr_jint(e, "time");
+		struct tm tm;
+		gmtime_r(&secs, &tm);
+		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		cJSON_AddStringToObject(k, "name", kname);
+		cJSON_AddStringToObject(k, "public_key",
+					tr_jstr(e, "public_key") ? tr_jstr(e, "public_key") : "");
+		cJSON_AddStringToObject(k, "certificate_chain", "");
+		cJSON_AddStringToObject(k, "creation_time", when);
+	}
+	return keys;
+}
+
 cJSON *tr_pol_format(const char *name, const cJSON *pol)
 {
 	enum cs_transit_type t = tr_pol_type(pol);
@@ -248,7 +286,7 @@ cJSON *tr_pol_format(const char *name, const cJSON *pol)
 	cJSON_AddBoolToObject(d, "allow_plaintext_backup", tr_jbool(pol, "allow_plaintext_backup"));
 	cJSON_AddBoolToObject(d, "supports_encryption", cs_transit_is_aead(t));
 	cJSON_AddBoolToObject(d, "supports_decryption", cs_transit_is_aead(t));
-	cJSON_AddBoolToObject(d, "supports_signing", false);
+	cJSON_AddBoolToObject(d, "supports_signing", cs_transit_is_asym(t));
 	cJSON_AddBoolToObject(d, "supports_derivation", cs_transit_is_aead(t));
 	cJSON_AddNumberToObject(d, "auto_rotate_period",
 				(double)tr_jint(pol, "auto_rotate_period"));
@@ -262,8 +300,11 @@ cJSON *tr_pol_format(const char *name, const cJSON *pol)
 		if (tr_jbool(pol, "convergent"))
 			cJSON_AddNumberToObject(d, "convergent_encryption_version", 3);
 	}
-	/* Vault lists versions with their creation time for the symmetric types only. */
-	if (cs_transit_is_aead(t)) {
+	/* Vault lists versions: their creation time for the symmetric types, the public key
+	 * for the asymmetric ones. */
+	if (cs_transit_is_asym(t))
+		cJSON_AddItemToObject(d, "keys", asym_versions(pol, t));
+	else if (cs_transit_is_aead(t)) {
 		cJSON *keys = cJSON_AddObjectToObject(d, "keys");
 		const cJSON *e;
 		cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(pol, "keys"))
@@ -356,6 +397,11 @@ static const struct cs_field hmac_fields[] = {
     {.name = "hash_algorithm", .type = CS_FIELD_STRING, .desc = "alias of algorithm"},
     {.name = "key_version", .type = CS_FIELD_INT, .desc = "version to HMAC with"},
     {.name = "batch_input", .type = CS_FIELD_ANY, .desc = "list of items"},
+    {.name = "prehashed", .type = CS_FIELD_BOOL, .desc = "the input is already a digest"},
+    {.name = "signature_algorithm", .type = CS_FIELD_STRING, .desc = "RSA: pss or pkcs1v15"},
+    {.name = "salt_length", .type = CS_FIELD_STRING, .desc = "PSS: auto, hash or bytes"},
+    {.name = "marshaling_algorithm", .type = CS_FIELD_STRING, .desc = "ECDSA: asn1 or jws"},
+    {.name = "context", .type = CS_FIELD_STRING, .desc = "base64 derivation context"},
     {.name = NULL},
 };
 
@@ -436,10 +482,18 @@ static const struct cs_path transit_paths[] = {
      .fields = hmac_fields,
      .ops = {[CS_OP_UPDATE] = tr_hmac_op},
      .synopsis = "HMAC data with the algorithm in the path"},
+    {.pattern = "sign/{name}",
+     .fields = hmac_fields,
+     .ops = {[CS_OP_UPDATE] = tr_sign_op},
+     .synopsis = "sign data with a named asymmetric key"},
+    {.pattern = "sign/{name}/{urlalgorithm}",
+     .fields = hmac_fields,
+     .ops = {[CS_OP_UPDATE] = tr_sign_op},
+     .synopsis = "sign data with the hash algorithm in the path"},
     {.pattern = "verify/{name}",
      .fields = hmac_fields,
      .ops = {[CS_OP_UPDATE] = tr_verify_op},
-     .synopsis = "verify an HMAC"},
+     .synopsis = "verify an HMAC or a signature"},
     {.pattern = "verify/{name}/{urlalgorithm}",
      .fields = hmac_fields,
      .ops = {[CS_OP_UPDATE] = tr_verify_op},

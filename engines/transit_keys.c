@@ -53,15 +53,48 @@ static int check_rotate_period(struct cs_request *req, int64_t secs)
 	return 0;
 }
 
-int tr_keys_write(struct cs_request *req)
+/* ---- key generation on the worker pool (RSA takes seconds; ECDSA and ed25519 go the
+ * same way so that there is one path) */
+
+struct keygen_job {
+	struct cs_async async;
+	enum cs_transit_type type;
+	uint8_t *der; /* the private key: wiped and freed with the job */
+	size_t derlen;
+	int rc;
+};
+
+static void keygen_free(struct keygen_job *j)
 {
-	const char *name = cs_req_capture(req, "name");
-	if (!tr_name_ok(name))
-		return cs_req_error(req, CS_EINVAL, "invalid key name");
+	tr_wipe_free(j->der, j->derlen);
+	free(j);
+}
+
+/* Pool thread: touches only the job. */
+static void keygen_work(struct cs_async *a)
+{
+	struct keygen_job *j = CS_CONTAINER_OF(a, struct keygen_job, async);
+	j->rc = cs_transit_asym_generate(j->type, &j->der, &j->derlen);
+}
+
+static int keygen_defer(struct cs_request *req, enum cs_transit_type t, cs_async_resume_fn resume)
+{
+	struct keygen_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return CS_ENOMEM;
+	j->type = t;
+	j->async.work = keygen_work;
+	j->async.resume = resume;
+	return cs_req_defer(req, &j->async);
+}
+
+/* The request's options for a new key, checked as Vault does. 0 and *type / *key_size, or
+ * the request's error. */
+static int key_options(struct cs_request *req, enum cs_transit_type *type, int64_t *key_size)
+{
 	bool derived = cs_req_bool(req, "derived", false);
 	bool convergent = cs_req_bool(req, "convergent_encryption", false);
-	int64_t period = cs_req_int(req, "auto_rotate_period", 0);
-	int rc = check_rotate_period(req, period);
+	int rc = check_rotate_period(req, cs_req_int(req, "auto_rotate_period", 0));
 	if (rc)
 		return rc;
 	if (!derived && convergent)
@@ -71,20 +104,40 @@ int tr_keys_write(struct cs_request *req)
 	int t = cs_transit_type_parse(tname);
 	if (t < 0)
 		return cs_req_error(req, CS_EINVAL, "unknown key type %s", tname);
-	int64_t key_size = cs_req_int(req, "key_size", 0);
-	if (key_size != 0) {
+	/* Derived ed25519 keys (Vault derives a seed per context) are not served yet. */
+	if (derived && cs_transit_is_asym((enum cs_transit_type)t))
+		return cs_req_error(req, CS_EINVAL,
+				    "key derivation and convergent encryption not supported for "
+				    "keys of type %s",
+				    tname);
+	*key_size = cs_req_int(req, "key_size", 0);
+	if (*key_size != 0) {
 		if (t != CS_TRANSIT_HMAC)
 			return cs_req_error(req, CS_EINVAL,
 					    "key_size is not valid for algorithm %s", tname);
-		if (key_size < CS_TRANSIT_HMAC_MIN_SIZE || key_size > CS_TRANSIT_HMAC_MAX_SIZE)
+		if (*key_size < CS_TRANSIT_HMAC_MIN_SIZE || *key_size > CS_TRANSIT_HMAC_MAX_SIZE)
 			return cs_req_error(req, CS_EINVAL, "invalid key_size %lld",
-					    (long long)key_size);
+					    (long long)*key_size);
 	} else if (t == CS_TRANSIT_HMAC) {
-		key_size = CS_TRANSIT_HMAC_MIN_SIZE;
+		*key_size = CS_TRANSIT_HMAC_MIN_SIZE;
 	}
+	*type = (enum cs_transit_type)t;
+	return 0;
+}
+
+/* Store a new key (der: its generated private key, asymmetric types) unless one exists:
+ * Vault leaves an existing key alone and says so. */
+static int key_create(struct cs_request *req, const uint8_t *der, size_t derlen)
+{
+	const char *name = cs_req_capture(req, "name");
+	enum cs_transit_type t;
+	int64_t key_size;
+	int rc = key_options(req, &t, &key_size);
+	if (rc)
+		return rc;
 	cJSON *pol = NULL;
 	rc = tr_pol_load(req, name, &pol);
-	if (rc == 0) { /* Vault leaves an existing key alone and says so */
+	if (rc == 0) {
 		cs_req_set_data(req, tr_pol_format(name, pol));
 		cs_json_delete_wiped(pol);
 		cs_req_warn(req, "key %s already existed", name);
@@ -92,16 +145,42 @@ int tr_keys_write(struct cs_request *req)
 	}
 	if (rc != CS_ENOTFOUND)
 		return rc;
-	pol = tr_pol_new((enum cs_transit_type)t, derived, convergent, key_size);
+	if (cs_transit_is_asym(t) && !der)
+		return CS_ENOTFOUND; /* the caller generates the key and comes back */
+	pol = tr_pol_new(t, cs_req_bool(req, "derived", false),
+			 cs_req_bool(req, "convergent_encryption", false), key_size, der, derlen);
 	tr_jset_bool(pol, "exportable", cs_req_bool(req, "exportable", false));
 	tr_jset_bool(pol, "allow_plaintext_backup",
 		     cs_req_bool(req, "allow_plaintext_backup", false));
-	tr_jset_int(pol, "auto_rotate_period", period);
+	tr_jset_int(pol, "auto_rotate_period", cs_req_int(req, "auto_rotate_period", 0));
 	rc = tr_pol_save(req, name, pol);
 	if (!rc)
 		cs_req_set_data(req, tr_pol_format(name, pol));
 	cs_json_delete_wiped(pol);
 	return rc;
+}
+
+static int keys_write_resume(struct cs_request *req, struct cs_async *a, int status)
+{
+	struct keygen_job *j = CS_CONTAINER_OF(a, struct keygen_job, async);
+	int rc = status ? status : j->rc;
+	if (!rc)
+		rc = key_create(req, j->der, j->derlen);
+	keygen_free(j);
+	return rc;
+}
+
+int tr_keys_write(struct cs_request *req)
+{
+	if (!tr_name_ok(cs_req_capture(req, "name")))
+		return cs_req_error(req, CS_EINVAL, "invalid key name");
+	int rc = key_create(req, NULL, 0);
+	if (rc != CS_ENOTFOUND)
+		return rc;
+	enum cs_transit_type t = CS_TRANSIT_AES256_GCM96;
+	int64_t key_size;
+	key_options(req, &t, &key_size); /* checked by key_create */
+	return keygen_defer(req, t, keys_write_resume);
 }
 
 int tr_keys_delete(struct cs_request *req)
@@ -246,7 +325,8 @@ out:
 	return rc;
 }
 
-int tr_keys_rotate(struct cs_request *req)
+/* Add a version (der: its private key for an asymmetric key, else NULL). */
+static int key_rotate(struct cs_request *req, const uint8_t *der, size_t derlen)
 {
 	const char *name = cs_req_capture(req, "name");
 	cJSON *pol = NULL;
@@ -255,12 +335,48 @@ int tr_keys_rotate(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "key not found");
 	if (rc)
 		return rc;
-	tr_pol_add_version(pol);
+	enum cs_transit_type t = tr_pol_type(pol);
+	if (cs_transit_is_asym(t) && !der) {
+		cs_json_delete_wiped(pol);
+		return CS_ENOTFOUND; /* the caller generates the key and comes back */
+	}
+	tr_pol_add_version(pol, der, derlen);
 	rc = tr_pol_save(req, name, pol);
 	if (!rc)
 		cs_req_set_data(req, tr_pol_format(name, pol));
 	cs_json_delete_wiped(pol);
 	return rc;
+}
+
+static int keys_rotate_resume(struct cs_request *req, struct cs_async *a, int status)
+{
+	struct keygen_job *j = CS_CONTAINER_OF(a, struct keygen_job, async);
+	int rc = status ? status : j->rc;
+	/* The key may have been deleted and recreated with another type meanwhile. */
+	cJSON *pol = NULL;
+	if (!rc && !(rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol)) &&
+	    tr_pol_type(pol) != j->type)
+		rc = cs_req_error(req, CS_EINVAL, "key changed during rotation; retry");
+	cs_json_delete_wiped(pol);
+	if (rc == CS_ENOTFOUND)
+		rc = cs_req_error(req, CS_EINVAL, "key not found");
+	if (!rc)
+		rc = key_rotate(req, j->der, j->derlen);
+	keygen_free(j);
+	return rc;
+}
+
+int tr_keys_rotate(struct cs_request *req)
+{
+	int rc = key_rotate(req, NULL, 0);
+	if (rc != CS_ENOTFOUND)
+		return rc;
+	cJSON *pol = NULL;
+	if ((rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol)))
+		return rc;
+	enum cs_transit_type t = tr_pol_type(pol);
+	cs_json_delete_wiped(pol);
+	return keygen_defer(req, t, keys_rotate_resume);
 }
 
 int tr_keys_trim(struct cs_request *req)
@@ -311,6 +427,33 @@ int tr_keys_trim(struct cs_request *req)
 
 /* ------------------------------------------------------------------ export */
 
+/* One version's exported value into out[version]: the stored string, or for signing-key
+ * and public-key the private key re-encoded in the request's format. */
+static int export_value(struct cs_request *req, const cJSON *e, enum cs_transit_type t,
+			const char *field, bool signing, cJSON *out)
+{
+	if (strcmp(field, "priv") != 0) {
+		cJSON_AddStringToObject(out, e->string, tr_jstr(e, field));
+		return 0;
+	}
+	char err[TR_ERRLEN];
+	size_t n = 0;
+	uint8_t *der = tr_b64_dec(tr_jstr(e, field), &n, err, "");
+	if (!der)
+		return CS_EINTERNAL;
+	char *val = NULL;
+	const char *xerr = NULL;
+	int rc =
+	    cs_transit_asym_export(t, der, n, signing, cs_req_str(req, "format", ""), &val, &xerr);
+	tr_wipe_free(der, n);
+	if (rc)
+		return xerr ? cs_req_error(req, rc, "%s", xerr) : rc;
+	cJSON_AddStringToObject(out, e->string, val);
+	cs_zero(val, strlen(val));
+	free(val);
+	return 0;
+}
+
 /* export/:type/:name[/:version] (Vault): the raw key material of an exportable key,
  * base64 per version. The response is wiped by the core like every response. */
 int tr_export_op(struct cs_request *req)
@@ -335,23 +478,30 @@ int tr_export_op(struct cs_request *req)
 		rc = cs_req_error(req, CS_EINVAL, "private key material is not exportable");
 	else if (enc && !cs_transit_is_aead(t))
 		rc = cs_req_error(req, CS_EINVAL, "encryption not supported for the key");
-	else if (signing)
+	else if (signing && !cs_transit_is_asym(t))
 		rc = cs_req_error(req, CS_EINVAL, "signing not supported for the key");
-	else if (chain)
+	else if (chain && !cs_transit_is_asym(t))
 		rc = cs_req_error(req, CS_EINVAL,
 				  "certificate chain not supported for keys that "
 				  "do not support signing");
-	else if (pub)
+	else if (chain) /* no certificate chains are imported here */
+		rc =
+		    cs_req_error(req, CS_EINVAL,
+				 "selected key version does not have a certificate chain imported");
+	else if (pub && !cs_transit_is_asym(t))
 		rc = cs_req_error(req, CS_EINVAL, "unknown key type %s for export type public-key",
 				  cs_transit_type_name(t));
-	else if (!strcmp(format, "der") || !strcmp(format, "pem"))
+	else if ((enc || hmac) && (!strcmp(format, "der") || !strcmp(format, "pem")))
 		rc = cs_req_error(req, CS_EINVAL,
 				  "unknown format for HMAC key; supported values "
 				  "are `` or `raw`");
 	if (rc)
 		goto out;
-	/* The material field: an hmac key's HMAC key is its key. */
-	const char *field = enc || t == CS_TRANSIT_HMAC ? "key" : "hmac_key";
+	/* The material field: an hmac key's HMAC key is its key; an asymmetric key's private
+	 * key is re-encoded per version by export_value. */
+	const char *field = signing || pub                ? "priv"
+			    : enc || t == CS_TRANSIT_HMAC ? "key"
+							  : "hmac_key";
 	const cJSON *keys = cJSON_GetObjectItemCaseSensitive(pol, "keys");
 	cJSON *out = cJSON_CreateObject();
 	if (version) {
@@ -374,11 +524,11 @@ int tr_export_op(struct cs_request *req)
 			rc = cs_req_error(req, CS_EINVAL,
 					  "version does not exist or cannot be found");
 		else
-			cJSON_AddStringToObject(out, num, tr_jstr(e, field));
+			rc = export_value(req, e, t, field, signing, out);
 	} else {
 		const cJSON *e;
-		cJSON_ArrayForEach(e, keys) if (tr_jstr(e, field))
-		    cJSON_AddStringToObject(out, e->string, tr_jstr(e, field));
+		cJSON_ArrayForEach(e, keys) if (!rc && tr_jstr(e, field)) rc =
+		    export_value(req, e, t, field, signing, out);
 	}
 	if (rc) {
 		cs_json_delete_wiped(out);

@@ -312,10 +312,10 @@ int tr_encrypt_op(struct cs_request *req)
 			rc = cs_req_error(req, CS_EINVAL,
 					  "convergent encryption requires derivation "
 					  "to be enabled, so context is required");
-		else if (t < 0 || t == CS_TRANSIT_HMAC)
+		else if (t < 0 || !cs_transit_is_aead((enum cs_transit_type)t))
 			rc = cs_req_error(req, CS_EINVAL, "unknown key type %s", tname);
 		else {
-			pol = tr_pol_new((enum cs_transit_type)t, ctx_set, convergent, 0);
+			pol = tr_pol_new((enum cs_transit_type)t, ctx_set, convergent, 0, NULL, 0);
 			rc = tr_pol_save(req, name, pol);
 		}
 	} else if (rc == CS_ENOTFOUND) {
@@ -809,9 +809,13 @@ int tr_verify_op(struct cs_request *req)
 		    (batch && cJSON_IsArray(batch) && tr_jstr(batch->child, "hmac"));
 	if (rc)
 		goto out;
-	if (!hmac) { /* signatures: none of the types served here signs */
-		rc = cs_req_error(req, CS_EINVAL, "key type %s does not support verification",
-				  cs_transit_type_name(tr_pol_type(pol)));
+	if (!hmac && !batch && !cs_req_has(req, "signature")) {
+		rc = cs_req_error(req, CS_EINVAL,
+				  "neither a 'signature' nor an 'hmac' were given to verify");
+		goto out;
+	}
+	if (!hmac) { /* a signature: transit_sign.c */
+		rc = tr_verify_sig(req, pol);
 		goto out;
 	}
 	if (!md) {

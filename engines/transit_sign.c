@@ -1,0 +1,388 @@
+/*
+ * The transit engine's signatures (engines/transit_internal.h): sign/:name[/:alg] and the
+ * signature half of verify/:name[/:alg], for the asymmetric key types, with Vault's fields
+ * (hash_algorithm, prehashed, signature_algorithm, salt_length, marshaling_algorithm,
+ * key_version, batch_input), "vault:vN:<base64>" signatures and Vault's error texts. The
+ * crypto is engines/transit_asym.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engines/transit_crypto.h"
+#include "engines/transit_internal.h"
+#include "lib/buf.h"
+#include "lib/err.h"
+#include "lib/json.h"
+#include "lib/util.h"
+
+/* The request's signing options (Vault's getSaltLength and option parsing). */
+struct sig_req {
+	struct cs_transit_sigopts o;
+	bool prehashed;
+	bool none; /* hash_algorithm "none" */
+	const char *sigalg;
+};
+
+static int sig_options(struct cs_request *req, struct sig_req *s)
+{
+	memset(s, 0, sizeof *s);
+	const char *alg = cs_req_capture(req, "urlalgorithm");
+	if (!alg || !*alg)
+		alg = cs_req_str(req, "hash_algorithm", "");
+	if (!*alg)
+		alg = cs_req_str(req, "algorithm", "");
+	if (!*alg)
+		alg = "sha2-256";
+	s->none = strcmp(alg, "none") == 0;
+	s->o.md = s->none ? NULL : cs_transit_md_name(alg, true);
+	if (!s->none && !s->o.md)
+		return cs_req_error(req, CS_EINVAL, "invalid hash algorithm \"%s\"", alg);
+	const char *m = cs_req_str(req, "marshaling_algorithm", "asn1");
+	if (strcmp(m, "asn1") && strcmp(m, "jws"))
+		return cs_req_error(req, CS_EINVAL, "invalid marshaling type \"%s\"", m);
+	s->o.jws = strcmp(m, "jws") == 0;
+	s->prehashed = cs_req_bool(req, "prehashed", false);
+	s->sigalg = cs_req_str(req, "signature_algorithm", "");
+	s->o.pkcs1v15 = strcmp(s->sigalg, "pkcs1v15") == 0;
+	const char *salt = cs_req_str(req, "salt_length", "auto");
+	int64_t n = 0;
+	if (!strcasecmp(salt, "auto"))
+		s->o.salt = CS_TRANSIT_SALT_AUTO;
+	else if (!strcasecmp(salt, "hash"))
+		s->o.salt = CS_TRANSIT_SALT_HASH;
+	else if (tr_atoi_strict(salt, &n) || n > 1 << 20)
+		return cs_req_error(req, CS_EINVAL,
+				    "salt length neither 'auto', 'hash', nor an int: %s", salt);
+	else if (n < CS_TRANSIT_SALT_HASH)
+		return cs_req_error(req, CS_EINVAL, "salt length is invalid: %lld", (long long)n);
+	else
+		s->o.salt = (int)n;
+	return 0;
+}
+
+/* Checks that need the key: its type supports signing, "none" is used as Vault allows. */
+static int sig_key_checks(struct cs_request *req, const cJSON *pol, const struct sig_req *s,
+			  const char *what)
+{
+	enum cs_transit_type t = tr_pol_type(pol);
+	if (!cs_transit_is_asym(t))
+		return cs_req_error(req, CS_EINVAL, "key type %s does not support %s",
+				    cs_transit_type_name(t), what);
+	if (s->none && (!s->prehashed || strcmp(s->sigalg, "pkcs1v15")))
+		return cs_req_error(req, CS_EINVAL,
+				    "hash_algorithm=none requires both prehashed=true and "
+				    "signature_algorithm=pkcs1v15");
+	if (cs_transit_is_rsa(t) && *s->sigalg && strcmp(s->sigalg, "pss") &&
+	    strcmp(s->sigalg, "pkcs1v15"))
+		return cs_req_error(req, CS_EINTERNAL, "unsupported rsa signature algorithm %s",
+				    s->sigalg);
+	return 0;
+}
+
+int tr_priv_der(const cJSON *pol, int64_t ver, uint8_t **der, size_t *len, char *err)
+{
+	char vs[24];
+	snprintf(vs, sizeof vs, "%lld", (long long)ver);
+	const cJSON *e =
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pol, "keys"), vs);
+	const char *b64 = tr_jstr(e, "priv");
+	if (!b64) {
+		snprintf(err, TR_ERRLEN, "no such key version");
+		return CS_EINVAL;
+	}
+	*der = tr_b64_dec(b64, len, err, "");
+	return *der ? 0 : CS_EINTERNAL;
+}
+
+/* The input to sign or verify: the message for ed25519, else its digest unless prehashed
+ * (Vault's HashSignatureInput). *in is replaced (malloc'd) when hashed. */
+static int sig_input(const cJSON *pol, const struct sig_req *s, uint8_t **in, size_t *n)
+{
+	if (tr_pol_type(pol) == CS_TRANSIT_ED25519 || s->prehashed || !s->o.md)
+		return 0;
+	uint8_t sum[64];
+	size_t sumlen = 0;
+	int rc = cs_transit_digest(s->o.md, *in, *n, sum, &sumlen);
+	if (rc)
+		return rc;
+	tr_wipe_free(*in, *n);
+	*in = malloc(sumlen);
+	if (!*in)
+		abort();
+	memcpy(*in, sum, sumlen);
+	*n = sumlen;
+	return 0;
+}
+
+/* base64url without padding (JWS marshaling): encode in place of standard base64. */
+static char *b64url(const uint8_t *p, size_t n)
+{
+	char *s = cs_b64_encode(p, n);
+	size_t len = strlen(s);
+	while (len && s[len - 1] == '=')
+		s[--len] = 0;
+	for (char *c = s; *c; c++)
+		*c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+	return s;
+}
+
+static uint8_t *b64url_dec(const char *s, size_t *n)
+{
+	size_t len = strlen(s);
+	char *t = malloc(len + 4);
+	if (!t)
+		abort();
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '+' || c == '/' || c == '=') {
+			free(t);
+			return NULL;
+		}
+		t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	while (len % 4)
+		t[len++] = '=';
+	t[len] = 0;
+	char err[TR_ERRLEN];
+	uint8_t *out = tr_b64_dec(t, n, err, "");
+	free(t);
+	return out;
+}
+
+/* One signature (Vault's SignWithOptions): *sig malloc'd "vault:vN:...". */
+static int sign_one(const cJSON *pol, int64_t ver, const struct sig_req *s, const uint8_t *in,
+		    size_t n, char **sig, char *err)
+{
+	int64_t latest = tr_jint(pol, "latest_version"),
+		min_enc = tr_jint(pol, "min_encryption_version");
+	if (ver < 0)
+		return snprintf(err, TR_ERRLEN, "requested version for signing is negative"),
+		       CS_EINVAL;
+	if (ver > latest)
+		return snprintf(err, TR_ERRLEN,
+				"requested version for signing is higher than the latest key "
+				"version"),
+		       CS_EINVAL;
+	if (min_enc > 0 && ver < min_enc)
+		return snprintf(err, TR_ERRLEN,
+				"requested version for signing is less than the minimum "
+				"encryption key version"),
+		       CS_EINVAL;
+	uint8_t *der = NULL;
+	size_t derlen = 0;
+	int rc = tr_priv_der(pol, ver, &der, &derlen, err);
+	if (rc)
+		return rc;
+	struct cs_buf raw = CS_BUF_INIT;
+	const char *serr = NULL;
+	enum cs_transit_type t = tr_pol_type(pol);
+	rc = cs_transit_asym_sign(t, der, derlen, &s->o, in, n, &raw, &serr);
+	tr_wipe_free(der, derlen);
+	if (rc) {
+		snprintf(err, TR_ERRLEN, "%s", serr ? serr : "signature could not be computed");
+	} else {
+		char *enc = s->o.jws ? b64url((uint8_t *)raw.data, raw.len)
+				     : cs_b64_encode((uint8_t *)raw.data, raw.len);
+		size_t len = strlen(enc) + 32;
+		*sig = malloc(len);
+		if (!*sig)
+			abort();
+		snprintf(*sig, len, "vault:v%lld:%s", (long long)ver, enc);
+		free(enc);
+	}
+	cs_buf_free(&raw);
+	return rc;
+}
+
+/* Fill r with one item's sign (verify: false) or verify result; returns the item's error
+ * status (0, CS_EINVAL, CS_EINTERNAL) with the message in err. */
+static int sign_item(const cJSON *pol, const cJSON *item, int64_t ver, const struct sig_req *s,
+		     cJSON *r, char *err);
+static int verify_item(const cJSON *pol, const cJSON *item, const struct sig_req *s, cJSON *r,
+		       char *err);
+
+/* The shared loop of sign and verify over batch_input (or the request as one item), and
+ * Vault's answer: batch_results, or the one result's fields / its error. */
+static int run_items(struct cs_request *req, const cJSON *pol, const struct sig_req *s, bool sign)
+{
+	int rc = 0;
+	const cJSON *batch = NULL;
+	const cJSON *b = cs_req_get(req, "batch_input");
+	if (b && !cJSON_IsNull(b)) {
+		if (!cJSON_IsArray(b))
+			return cs_req_error(req, CS_EINVAL,
+					    "failed to parse batch input: expected a list of "
+					    "objects");
+		if (cJSON_GetArraySize(b) == 0)
+			return cs_req_error(req, CS_EINVAL, "missing batch input to process");
+		batch = b;
+	}
+	int64_t ver = cs_req_int(req, "key_version", 0);
+	if (ver == 0)
+		ver = tr_jint(pol, "latest_version");
+	cJSON *results = cJSON_CreateArray();
+	char err[TR_ERRLEN], first_err[TR_ERRLEN] = "";
+	int first_rc = 0;
+	const cJSON *item = batch ? batch->child : req->data;
+	for (bool first = true; item; item = batch ? item->next : NULL, first = false) {
+		cJSON *r = cJSON_CreateObject();
+		err[0] = 0;
+		int irc =
+		    sign ? sign_item(pol, item, ver, s, r, err) : verify_item(pol, item, s, r, err);
+		if (irc)
+			cJSON_AddStringToObject(r, "error", err);
+		if (first) {
+			first_rc = irc;
+			snprintf(first_err, sizeof first_err, "%s", err);
+		}
+		if (batch)
+			cJSON_AddStringToObject(
+			    r, "reference",
+			    tr_jstr(item, "reference") ? tr_jstr(item, "reference") : "");
+		cJSON_AddItemToArray(results, r);
+	}
+	cJSON *data;
+	if (batch) {
+		data = cJSON_CreateObject();
+		cJSON_AddItemToObject(data, "batch_results", results);
+	} else if (first_rc) {
+		cJSON_Delete(results);
+		return cs_req_error(req, first_rc, "%s", first_err);
+	} else {
+		data = cJSON_DetachItemFromArray(results, 0);
+		cJSON_Delete(results);
+	}
+	cs_req_set_data(req, data);
+	return rc;
+}
+
+/* The item's input, decoded and hashed as the key wants. */
+static int item_input(const cJSON *pol, const cJSON *item, const struct sig_req *s, uint8_t **in,
+		      size_t *n, char *err)
+{
+	const char *in64 = tr_jstr(item, "input");
+	*in = NULL;
+	if (!in64)
+		return snprintf(err, TR_ERRLEN, "missing input"), CS_EINVAL;
+	if (!(*in = tr_b64_dec(in64, n, err, "unable to decode input as base64: ")))
+		return CS_EINVAL;
+	int rc = sig_input(pol, s, in, n);
+	if (rc)
+		snprintf(err, TR_ERRLEN, "hashing the input failed");
+	return rc;
+}
+
+static int sign_item(const cJSON *pol, const cJSON *item, int64_t ver, const struct sig_req *s,
+		     cJSON *r, char *err)
+{
+	uint8_t *in = NULL;
+	size_t n = 0;
+	char *sig = NULL;
+	int rc = item_input(pol, item, s, &in, &n, err);
+	if (!rc)
+		rc = sign_one(pol, ver, s, in, n, &sig, err);
+	tr_wipe_free(in, n);
+	if (!rc) {
+		cJSON_AddStringToObject(r, "signature", sig);
+		cJSON_AddNumberToObject(r, "key_version", (double)ver);
+		free(sig);
+	}
+	return rc;
+}
+
+int tr_sign_op(struct cs_request *req)
+{
+	struct sig_req s;
+	int rc = sig_options(req, &s);
+	if (rc)
+		return rc;
+	cJSON *pol = NULL;
+	rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol);
+	if (rc)
+		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "signing key not found")
+					  : rc;
+	rc = sig_key_checks(req, pol, &s, "signing");
+	if (!rc)
+		rc = run_items(req, pol, &s, true);
+	cs_json_delete_wiped(pol);
+	return rc;
+}
+
+/* "vault:vN:<sig>" → version and raw signature, with Vault's checks and messages. */
+static int parse_sig(const cJSON *pol, const char *sig, bool jws, int64_t *ver, uint8_t **raw,
+		     size_t *n, char *err)
+{
+	if (strncmp(sig, "vault:v", 7) != 0)
+		return snprintf(err, TR_ERRLEN, "invalid signature: no prefix"), CS_EINVAL;
+	const char *colon = strchr(sig + 7, ':');
+	if (!colon)
+		return snprintf(err, TR_ERRLEN, "invalid signature: wrong number of fields"),
+		       CS_EINVAL;
+	char vs[24];
+	size_t vl = (size_t)(colon - (sig + 7));
+	if (vl == 0 || vl >= sizeof vs)
+		return snprintf(err, TR_ERRLEN,
+				"invalid signature: version number could not be decoded"),
+		       CS_EINVAL;
+	memcpy(vs, sig + 7, vl);
+	vs[vl] = 0;
+	if (tr_atoi_strict(vs, ver))
+		return snprintf(err, TR_ERRLEN,
+				"invalid signature: version number could not be decoded"),
+		       CS_EINVAL;
+	if (*ver > tr_jint(pol, "latest_version"))
+		return snprintf(err, TR_ERRLEN, "invalid signature: version is too new"), CS_EINVAL;
+	int64_t min_dec = tr_jint(pol, "min_decryption_version");
+	if (min_dec > 0 && *ver < min_dec)
+		return snprintf(
+			   err, TR_ERRLEN,
+			   "ciphertext or signature version is disallowed by policy (too old)"),
+		       CS_EINVAL;
+	char derr[TR_ERRLEN];
+	*raw = jws ? b64url_dec(colon + 1, n) : tr_b64_dec(colon + 1, n, derr, "");
+	if (!*raw)
+		return snprintf(err, TR_ERRLEN, "invalid base64 signature value"), CS_EINVAL;
+	return 0;
+}
+
+static int verify_item(const cJSON *pol, const cJSON *item, const struct sig_req *s, cJSON *r,
+		       char *err)
+{
+	uint8_t *in = NULL, *raw = NULL, *der = NULL;
+	size_t n = 0, rawlen = 0, derlen = 0;
+	int64_t ver = 0;
+	bool valid = false;
+	const char *sig = tr_jstr(item, "signature");
+	int rc = item_input(pol, item, s, &in, &n, err);
+	if (!rc && !sig)
+		rc = (snprintf(err, TR_ERRLEN, "missing signature"), CS_EINVAL);
+	if (!rc)
+		rc = parse_sig(pol, sig, s->o.jws, &ver, &raw, &rawlen, err);
+	if (!rc)
+		rc = tr_priv_der(pol, ver, &der, &derlen, err);
+	if (!rc) {
+		const char *verr = NULL;
+		rc = cs_transit_asym_verify(tr_pol_type(pol), der, derlen, &s->o, in, n, raw,
+					    rawlen, &valid, &verr);
+		if (rc)
+			snprintf(err, TR_ERRLEN, "%s", verr ? verr : "verification failed");
+	}
+	tr_wipe_free(in, n);
+	tr_wipe_free(der, derlen);
+	free(raw);
+	if (!rc)
+		cJSON_AddBoolToObject(r, "valid", valid);
+	return rc;
+}
+
+int tr_verify_sig(struct cs_request *req, cJSON *pol)
+{
+	struct sig_req s;
+	int rc = sig_options(req, &s);
+	if (!rc)
+		rc = sig_key_checks(req, pol, &s, "verification");
+	if (!rc)
+		rc = run_items(req, pol, &s, false);
+	return rc;
+}
