@@ -284,8 +284,9 @@ cJSON *tr_pol_format(const char *name, const cJSON *pol)
 	cJSON_AddNumberToObject(d, "latest_version", (double)tr_jint(pol, "latest_version"));
 	cJSON_AddBoolToObject(d, "exportable", tr_jbool(pol, "exportable"));
 	cJSON_AddBoolToObject(d, "allow_plaintext_backup", tr_jbool(pol, "allow_plaintext_backup"));
-	cJSON_AddBoolToObject(d, "supports_encryption", cs_transit_is_aead(t));
-	cJSON_AddBoolToObject(d, "supports_decryption", cs_transit_is_aead(t));
+	bool crypt = cs_transit_is_aead(t) || cs_transit_is_rsa(t);
+	cJSON_AddBoolToObject(d, "supports_encryption", crypt);
+	cJSON_AddBoolToObject(d, "supports_decryption", crypt);
 	cJSON_AddBoolToObject(d, "supports_signing", cs_transit_is_asym(t));
 	cJSON_AddBoolToObject(d, "supports_derivation", cs_transit_is_aead(t));
 	cJSON_AddNumberToObject(d, "auto_rotate_period",

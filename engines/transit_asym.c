@@ -367,3 +367,42 @@ int cs_transit_asym_verify(enum cs_transit_type t, const uint8_t *der, size_t le
 	free(fixed);
 	return rc;
 }
+
+/* RSA-OAEP with SHA-256 for OAEP and MGF1 and no label (Go's EncryptOAEP(sha256.New(), ...,
+ * nil) as Vault calls it). */
+static int oaep(const uint8_t *der, size_t len, bool enc, const uint8_t *in, size_t inlen,
+		struct cs_buf *out)
+{
+	EVP_PKEY *pk = load(der, len);
+	if (!pk)
+		return CS_EINTERNAL;
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
+	int rc = CS_EINTERNAL;
+	uint8_t buf[512]; /* RSA-4096 */
+	size_t n = sizeof buf;
+	if (c && (enc ? EVP_PKEY_encrypt_init(c) : EVP_PKEY_decrypt_init(c)) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha256()) == 1 &&
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha256()) == 1 &&
+	    (enc ? EVP_PKEY_encrypt(c, buf, &n, in, inlen)
+		 : EVP_PKEY_decrypt(c, buf, &n, in, inlen)) == 1) {
+		cs_buf_append(out, buf, n);
+		rc = 0;
+	}
+	cs_zero(buf, sizeof buf);
+	EVP_PKEY_CTX_free(c);
+	EVP_PKEY_free(pk);
+	return rc;
+}
+
+int cs_transit_rsa_encrypt(const uint8_t *der, size_t len, const uint8_t *pt, size_t ptlen,
+			   struct cs_buf *out)
+{
+	return oaep(der, len, true, pt, ptlen, out);
+}
+
+int cs_transit_rsa_decrypt(const uint8_t *der, size_t len, const uint8_t *ct, size_t ctlen,
+			   struct cs_buf *out)
+{
+	return oaep(der, len, false, ct, ctlen, out);
+}

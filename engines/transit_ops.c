@@ -110,6 +110,40 @@ static void item_fail(struct tr_item *it, int rc, const char *msg)
 	it->internal = rc == CS_EINTERNAL;
 }
 
+/* RSA keys encrypt with the version's public key (RSA-OAEP), ignoring context and
+ * associated_data as Vault does; the ciphertext format is the same "vault:vN:". */
+static int rsa_encrypt_raw(const cJSON *pol, int64_t ver, const uint8_t *pt, size_t ptlen,
+			   char **ct, char *err)
+{
+	uint8_t *der = NULL;
+	size_t derlen = 0;
+	int rc = tr_priv_der(pol, ver, &der, &derlen, err);
+	struct cs_buf out = CS_BUF_INIT;
+	if (!rc && (rc = cs_transit_rsa_encrypt(der, derlen, pt, ptlen, &out)))
+		snprintf(
+		    err, TR_ERRLEN,
+		    "failed to RSA encrypt the plaintext: crypto/rsa: message too long for RSA "
+		    "key size");
+	if (!rc)
+		*ct = cs_transit_format((uint32_t)ver, (uint8_t *)out.data, out.len);
+	tr_wipe_free(der, derlen);
+	cs_buf_free(&out);
+	return rc;
+}
+
+static int rsa_decrypt_raw(const cJSON *pol, uint32_t ver, const uint8_t *raw, size_t rawlen,
+			   struct cs_buf *out, char *err)
+{
+	uint8_t *der = NULL;
+	size_t derlen = 0;
+	int rc = tr_priv_der(pol, ver, &der, &derlen, err);
+	if (!rc && (rc = cs_transit_rsa_decrypt(der, derlen, raw, rawlen, out)))
+		snprintf(err, TR_ERRLEN,
+			 "failed to RSA decrypt the ciphertext: crypto/rsa: decryption error");
+	tr_wipe_free(der, derlen);
+	return rc;
+}
+
 /* Encrypt pt under the policy (Vault's EncryptWithFactory): *ct malloc'd "vault:vN:...". */
 static int encrypt_raw(const cJSON *pol, int64_t ver, const uint8_t *ctx, size_t ctxlen,
 		       const char *aad_b64, const uint8_t *pt, size_t ptlen, char **ct,
@@ -118,7 +152,7 @@ static int encrypt_raw(const cJSON *pol, int64_t ver, const uint8_t *ctx, size_t
 	enum cs_transit_type t = tr_pol_type(pol);
 	int64_t latest = tr_jint(pol, "latest_version");
 	*ct = NULL;
-	if (!cs_transit_is_aead(t)) {
+	if (!cs_transit_is_aead(t) && !cs_transit_is_rsa(t)) {
 		snprintf(err, TR_ERRLEN, "message encryption not supported for key type %s",
 			 cs_transit_type_name(t));
 		return CS_EINVAL;
@@ -138,6 +172,9 @@ static int encrypt_raw(const cJSON *pol, int64_t ver, const uint8_t *ctx, size_t
 				"requested version for encryption is less than "
 				"the minimum encryption key version"),
 		       CS_EINVAL;
+	*used = ver;
+	if (cs_transit_is_rsa(t))
+		return rsa_encrypt_raw(pol, ver, pt, ptlen, ct, err);
 	bool convergent = tr_jbool(pol, "convergent");
 	size_t enc = cs_transit_key_len(t), hm = convergent ? 32 : 0;
 	uint8_t key[TR_MAX_KEY], nonce[32];
@@ -178,7 +215,7 @@ static int decrypt_raw(const cJSON *pol, const char *value, const uint8_t *ctx, 
 		       const char *aad_b64, struct cs_buf *out, char *err)
 {
 	enum cs_transit_type t = tr_pol_type(pol);
-	if (!cs_transit_is_aead(t)) {
+	if (!cs_transit_is_aead(t) && !cs_transit_is_rsa(t)) {
 		snprintf(err, TR_ERRLEN, "message decryption not supported for key type %s",
 			 cs_transit_type_name(t));
 		return CS_EINVAL;
@@ -203,6 +240,12 @@ static int decrypt_raw(const cJSON *pol, const char *value, const uint8_t *ctx, 
 		snprintf(err, TR_ERRLEN, "invalid ciphertext: %s", perr);
 	else
 		rc = 0;
+	if (cs_transit_is_rsa(t)) {
+		if (!rc)
+			rc = rsa_decrypt_raw(pol, ver, raw, rawlen, out, err);
+		free(raw);
+		return rc;
+	}
 	size_t enc = cs_transit_key_len(t), keylen = 0, aadlen = 0;
 	uint8_t key[TR_MAX_KEY];
 	uint8_t *aad = NULL;

@@ -230,8 +230,13 @@ static int run_items(struct cs_request *req, const cJSON *pol, const struct sig_
 		err[0] = 0;
 		int irc =
 		    sign ? sign_item(pol, item, ver, s, r, err) : verify_item(pol, item, s, r, err);
-		if (irc)
+		if (irc) { /* Vault's batch items always carry key_version / valid */
 			cJSON_AddStringToObject(r, "error", err);
+			if (sign)
+				cJSON_AddNumberToObject(r, "key_version", 0);
+			else
+				cJSON_AddBoolToObject(r, "valid", false);
+		}
 		if (first) {
 			first_rc = irc;
 			snprintf(first_err, sizeof first_err, "%s", err);

@@ -456,3 +456,23 @@ def test_sign_errors_rotation_and_export(srv, t):
     assert sorted(pk) == ["1", "2"] and pk["2"].startswith("-----BEGIN PUBLIC KEY-----")
     r = rq(srv, "GET", "%s/export/signing-key/%s" % (MP, k))
     assert r.status_code == 400 and r.json()["errors"] == ["private key material is not exportable"]
+
+
+def test_rsa_encrypt_decrypt_interoperates(srv, t):
+    """An RSA key encrypts with RSA-OAEP/SHA-256 as Vault: a ciphertext made by Python's
+    cryptography with the key's public key decrypts in custos."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    k = name()
+    t.create_key(k, key_type="rsa-2048", mount_point=MP)
+    d = t.read_key(k, mount_point=MP)["data"]
+    assert d["supports_encryption"] and d["supports_decryption"]
+    ct = t.encrypt_data(k, b64("secret"), mount_point=MP)["data"]["ciphertext"]
+    assert ct.startswith("vault:v1:") and len(unb64(ct[9:])) == 256
+    assert unb64(t.decrypt_data(k, ct, mount_point=MP)["data"]["plaintext"]) == b"secret"
+    pub = serialization.load_pem_public_key(_pub(t, k).encode())
+    mine = pub.encrypt(b"from outside", padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                      algorithm=hashes.SHA256(), label=None))
+    pt = t.decrypt_data(k, "vault:v1:" + b64(mine), mount_point=MP)["data"]["plaintext"]
+    assert unb64(pt) == b"from outside"

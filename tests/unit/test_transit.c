@@ -764,6 +764,38 @@ START_TEST(test_sign_batch_and_export)
 }
 END_TEST
 
+/* RSA keys encrypt with RSA-OAEP (SHA-256) in the vault:vN: format; a changed ciphertext is
+ * a decryption failure, as in Vault. */
+START_TEST(test_rsa_encrypt_decrypt)
+{
+	commit(run(CS_OP_UPDATE, "keys/r", "{\"type\":\"rsa-2048\"}", 0));
+	struct cs_request *r = run(CS_OP_READ, "keys/r", NULL, 0);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->resp_data, "supports_encryption")));
+	done(r);
+	char *ct = enc("r", NULL);
+	ck_assert(strncmp(ct, "vault:v1:", 9) == 0);
+	size_t n = 0;
+	uint8_t *raw = cs_b64_decode(ct + 9, strlen(ct + 9), &n);
+	ck_assert_uint_eq(n, 256);
+	free(raw);
+	dec_ok("r", ct, NULL);
+	commit(run(CS_OP_UPDATE, "keys/r/rotate", "{}", 0));
+	dec_ok("r", ct, NULL);
+	char *bad = tamper(ct), body[1024];
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\"}", bad);
+	r = run(CS_OP_UPDATE, "decrypt/r", body, CS_EINTERNAL);
+	ck_assert_str_eq(r->errmsg,
+			 "failed to RSA decrypt the ciphertext: crypto/rsa: decryption error");
+	done(r);
+	free(bad);
+	free(ct);
+	ct = enc("r", NULL);
+	ck_assert(strncmp(ct, "vault:v2:", 9) == 0);
+	dec_ok("r", ct, NULL);
+	free(ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -785,6 +817,7 @@ int main(void)
 	tcase_add_test(te, test_sign_verify_every_type);
 	tcase_add_test(te, test_sign_versions_prehashed_errors);
 	tcase_add_test(te, test_sign_batch_and_export);
+	tcase_add_test(te, test_rsa_encrypt_decrypt);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
