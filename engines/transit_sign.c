@@ -150,12 +150,11 @@ static uint8_t *b64url_dec(const char *s, size_t *n)
 	return out;
 }
 
-/* One signature (Vault's SignWithOptions): *sig malloc'd "vault:vN:...". */
-static int sign_one(const cJSON *pol, int64_t ver, const struct sig_req *s, const uint8_t *in,
-		    size_t n, char **sig, char *err)
+/* Vault's SignWithOptions version checks: 0, or CS_EINVAL with the message. */
+static int sign_version_ok(const cJSON *pol, int64_t ver, char *err)
 {
-	int64_t latest = tr_jint(pol, "latest_version"),
-		min_enc = tr_jint(pol, "min_encryption_version");
+	int64_t latest = tr_jint(pol, "latest_version");
+	int64_t min_enc = tr_jint(pol, "min_encryption_version");
 	if (ver < 0)
 		return snprintf(err, TR_ERRLEN, "requested version for signing is negative"),
 		       CS_EINVAL;
@@ -169,67 +168,45 @@ static int sign_one(const cJSON *pol, int64_t ver, const struct sig_req *s, cons
 				"requested version for signing is less than the minimum "
 				"encryption key version"),
 		       CS_EINVAL;
-	uint8_t *der = NULL;
-	size_t derlen = 0;
-	int rc = tr_priv_der(pol, ver, &der, &derlen, err);
-	if (rc)
-		return rc;
-	struct cs_buf raw = CS_BUF_INIT;
-	const char *serr = NULL;
-	enum cs_transit_type t = tr_pol_type(pol);
-	rc = cs_transit_asym_sign(t, der, derlen, &s->o, in, n, &raw, &serr);
-	tr_wipe_free(der, derlen);
-	if (rc) {
-		snprintf(err, TR_ERRLEN, "%s", serr ? serr : "signature could not be computed");
-	} else {
-		char *enc = s->o.jws ? b64url((uint8_t *)raw.data, raw.len)
-				     : cs_b64_encode((uint8_t *)raw.data, raw.len);
-		size_t len = strlen(enc) + 32;
-		*sig = malloc(len);
-		if (!*sig)
-			abort();
-		snprintf(*sig, len, "vault:v%lld:%s", (long long)ver, enc);
-		free(enc);
-	}
-	cs_buf_free(&raw);
-	return rc;
+	return 0;
 }
 
-/* Fill r with one item's sign (verify: false) or verify result; returns the item's error
- * status (0, CS_EINVAL, CS_EINTERNAL) with the message in err. */
-static int sign_item(const cJSON *pol, const cJSON *item, int64_t ver, const struct sig_req *s,
-		     cJSON *r, char *err);
-static int verify_item(const cJSON *pol, const cJSON *item, const struct sig_req *s, cJSON *r,
-		       char *err);
-
-/* The shared loop of sign and verify over batch_input (or the request as one item), and
- * Vault's answer: batch_results, or the one result's fields / its error. */
-static int run_items(struct cs_request *req, const cJSON *pol, const struct sig_req *s, bool sign)
+/* The items of a sign or verify request: batch_input, or the request as one item. NULL
+ * with *rc set (the request's error) when batch_input is not a non-empty list. */
+static const cJSON *items_of(struct cs_request *req, bool *batch, int *rc)
 {
-	int rc = 0;
-	const cJSON *batch = NULL;
 	const cJSON *b = cs_req_get(req, "batch_input");
-	if (b && !cJSON_IsNull(b)) {
-		if (!cJSON_IsArray(b))
-			return cs_req_error(req, CS_EINVAL,
-					    "failed to parse batch input: expected a list of "
-					    "objects");
-		if (cJSON_GetArraySize(b) == 0)
-			return cs_req_error(req, CS_EINVAL, "missing batch input to process");
-		batch = b;
-	}
-	int64_t ver = cs_req_int(req, "key_version", 0);
-	if (ver == 0)
-		ver = tr_jint(pol, "latest_version");
+	*rc = 0;
+	*batch = b && !cJSON_IsNull(b);
+	if (!*batch)
+		return req->data;
+	if (!cJSON_IsArray(b))
+		*rc = cs_req_error(req, CS_EINVAL,
+				   "failed to parse batch input: expected a list of objects");
+	else if (cJSON_GetArraySize(b) == 0)
+		*rc = cs_req_error(req, CS_EINVAL, "missing batch input to process");
+	return *rc ? NULL : b->child;
+}
+
+/* One item's result into r: 0, or its error status with the message in err. */
+typedef int (*item_fn)(void *ctx, size_t i, const cJSON *item, cJSON *r, char *err);
+
+/* Vault's answer to sign and verify: batch_results in input order (each with its error and
+ * reference), or the one result's fields, or its error as the request's. */
+static int respond(struct cs_request *req, bool sign, item_fn fn, void *ctx)
+{
+	bool batch;
+	int rc;
+	const cJSON *item = items_of(req, &batch, &rc);
+	if (!item)
+		return rc;
 	cJSON *results = cJSON_CreateArray();
 	char err[TR_ERRLEN], first_err[TR_ERRLEN] = "";
 	int first_rc = 0;
-	const cJSON *item = batch ? batch->child : req->data;
-	for (bool first = true; item; item = batch ? item->next : NULL, first = false) {
+	for (size_t i = 0; item; item = batch ? item->next : NULL, i++) {
 		cJSON *r = cJSON_CreateObject();
 		err[0] = 0;
-		int irc =
-		    sign ? sign_item(pol, item, ver, s, r, err) : verify_item(pol, item, s, r, err);
+		int irc = fn(ctx, i, item, r, err);
 		if (irc) { /* Vault's batch items always carry key_version / valid */
 			cJSON_AddStringToObject(r, "error", err);
 			if (sign)
@@ -237,7 +214,7 @@ static int run_items(struct cs_request *req, const cJSON *pol, const struct sig_
 			else
 				cJSON_AddBoolToObject(r, "valid", false);
 		}
-		if (first) {
+		if (i == 0) {
 			first_rc = irc;
 			snprintf(first_err, sizeof first_err, "%s", err);
 		}
@@ -259,7 +236,7 @@ static int run_items(struct cs_request *req, const cJSON *pol, const struct sig_
 		cJSON_Delete(results);
 	}
 	cs_req_set_data(req, data);
-	return rc;
+	return 0;
 }
 
 /* The item's input, decoded and hashed as the key wants. */
@@ -278,22 +255,122 @@ static int item_input(const cJSON *pol, const cJSON *item, const struct sig_req 
 	return rc;
 }
 
-static int sign_item(const cJSON *pol, const cJSON *item, int64_t ver, const struct sig_req *s,
-		     cJSON *r, char *err)
+/* ---- sign: prepare on the loop, sign (RSA on the worker pool), answer on the loop */
+
+struct sign_slot {
+	uint8_t *in; /* the prepared input (wiped) */
+	size_t n;
+	struct cs_buf sig; /* the raw signature */
+	int rc;
+	char err[TR_ERRLEN];
+};
+
+struct sign_job {
+	struct cs_async async;
+	enum cs_transit_type type;
+	struct cs_transit_sigopts o;
+	uint8_t *der; /* the version's private key: wiped with the job */
+	size_t derlen;
+	int64_t ver;
+	size_t n;
+	struct sign_slot *slot;
+};
+
+static void sign_job_free(struct sign_job *j)
 {
-	uint8_t *in = NULL;
-	size_t n = 0;
-	char *sig = NULL;
-	int rc = item_input(pol, item, s, &in, &n, err);
-	if (!rc)
-		rc = sign_one(pol, ver, s, in, n, &sig, err);
-	tr_wipe_free(in, n);
-	if (!rc) {
-		cJSON_AddStringToObject(r, "signature", sig);
-		cJSON_AddNumberToObject(r, "key_version", (double)ver);
-		free(sig);
+	for (size_t i = 0; i < j->n; i++) {
+		tr_wipe_free(j->slot[i].in, j->slot[i].n);
+		cs_buf_free(&j->slot[i].sig);
 	}
+	free(j->slot);
+	tr_wipe_free(j->der, j->derlen);
+	free(j);
+}
+
+/* Sign every prepared slot. Touches only the job (runs on a pool thread for RSA). */
+static void sign_work(struct cs_async *a)
+{
+	struct sign_job *j = CS_CONTAINER_OF(a, struct sign_job, async);
+	for (size_t i = 0; i < j->n; i++) {
+		struct sign_slot *sl = &j->slot[i];
+		const char *serr = NULL;
+		if (sl->rc)
+			continue;
+		sl->rc = cs_transit_asym_sign(j->type, j->der, j->derlen, &j->o, sl->in, sl->n,
+					      &sl->sig, &serr);
+		if (sl->rc)
+			snprintf(sl->err, TR_ERRLEN, "%s",
+				 serr ? serr : "signature could not be computed");
+	}
+}
+
+static int sign_result(void *ctx, size_t i, const cJSON *item, cJSON *r, char *err)
+{
+	struct sign_job *j = ctx;
+	struct sign_slot *sl = &j->slot[i];
+	(void)item;
+	if (sl->rc) {
+		snprintf(err, TR_ERRLEN, "%s", sl->err);
+		return sl->rc;
+	}
+	char *enc = j->o.jws ? b64url((uint8_t *)sl->sig.data, sl->sig.len)
+			     : cs_b64_encode((uint8_t *)sl->sig.data, sl->sig.len);
+	size_t len = strlen(enc) + 32;
+	char *sig = malloc(len);
+	if (!sig)
+		abort();
+	snprintf(sig, len, "vault:v%lld:%s", (long long)j->ver, enc);
+	cJSON_AddStringToObject(r, "signature", sig);
+	cJSON_AddNumberToObject(r, "key_version", (double)j->ver);
+	free(sig);
+	free(enc);
+	return 0;
+}
+
+static int sign_resume(struct cs_request *req, struct cs_async *a, int status)
+{
+	struct sign_job *j = CS_CONTAINER_OF(a, struct sign_job, async);
+	int rc = status ? status : respond(req, true, sign_result, j);
+	sign_job_free(j);
 	return rc;
+}
+
+/* The job for a request: each item's input prepared (or its error), the key loaded. */
+static int sign_prepare(struct cs_request *req, const cJSON *pol, const struct sig_req *s,
+			struct sign_job **out)
+{
+	bool batch;
+	int rc;
+	const cJSON *item = items_of(req, &batch, &rc);
+	if (!item)
+		return rc;
+	struct sign_job *j = calloc(1, sizeof *j);
+	if (!j)
+		abort();
+	j->type = tr_pol_type(pol);
+	j->o = s->o;
+	j->ver = cs_req_int(req, "key_version", 0);
+	if (j->ver == 0)
+		j->ver = tr_jint(pol, "latest_version");
+	j->n = batch ? (size_t)cJSON_GetArraySize(cs_req_get(req, "batch_input")) : 1;
+	j->slot = calloc(j->n, sizeof *j->slot);
+	if (!j->slot)
+		abort();
+	char verr[TR_ERRLEN] = "";
+	int vrc = sign_version_ok(pol, j->ver, verr);
+	if (!vrc)
+		vrc = tr_priv_der(pol, j->ver, &j->der, &j->derlen, verr);
+	for (size_t i = 0; item && i < j->n; item = batch ? item->next : NULL, i++) {
+		struct sign_slot *sl = &j->slot[i];
+		sl->sig = (struct cs_buf)CS_BUF_INIT;
+		sl->rc = item_input(pol, item, s, &sl->in, &sl->n, sl->err);
+		if (!sl->rc && vrc) {
+			sl->rc = vrc;
+			snprintf(sl->err, TR_ERRLEN, "%s", verr);
+		}
+	}
+	*out = j;
+	return 0;
 }
 
 int tr_sign_op(struct cs_request *req)
@@ -307,10 +384,23 @@ int tr_sign_op(struct cs_request *req)
 	if (rc)
 		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "signing key not found")
 					  : rc;
+	struct sign_job *j = NULL;
 	rc = sig_key_checks(req, pol, &s, "signing");
 	if (!rc)
-		rc = run_items(req, pol, &s, true);
+		rc = sign_prepare(req, pol, &s, &j);
 	cs_json_delete_wiped(pol);
+	if (rc)
+		return rc;
+	/* An RSA signature costs milliseconds (RSA-4096 many): off the loop. The others are
+	 * cheaper than the hop to a pool thread. */
+	if (cs_transit_is_rsa(j->type)) {
+		j->async.work = sign_work;
+		j->async.resume = sign_resume;
+		return cs_req_defer(req, &j->async);
+	}
+	sign_work(&j->async);
+	rc = respond(req, true, sign_result, j);
+	sign_job_free(j);
 	return rc;
 }
 
@@ -381,6 +471,18 @@ static int verify_item(const cJSON *pol, const cJSON *item, const struct sig_req
 	return rc;
 }
 
+struct verify_ctx {
+	const cJSON *pol;
+	const struct sig_req *s;
+};
+
+static int verify_result(void *ctx, size_t i, const cJSON *item, cJSON *r, char *err)
+{
+	const struct verify_ctx *v = ctx;
+	(void)i;
+	return verify_item(v->pol, item, v->s, r, err);
+}
+
 int tr_verify_sig(struct cs_request *req, cJSON *pol)
 {
 	struct sig_req s;
@@ -388,6 +490,6 @@ int tr_verify_sig(struct cs_request *req, cJSON *pol)
 	if (!rc)
 		rc = sig_key_checks(req, pol, &s, "verification");
 	if (!rc)
-		rc = run_items(req, pol, &s, false);
+		rc = respond(req, false, verify_result, &(struct verify_ctx){.pol = pol, .s = &s});
 	return rc;
 }
