@@ -764,6 +764,36 @@ START_TEST(test_sign_batch_and_export)
 }
 END_TEST
 
+/* RSA options: a numeric PSS salt, Vault's limits on it, and hash_algorithm "none" (raw
+ * PKCS#1 v1.5 over a prehashed input). */
+START_TEST(test_rsa_salt_and_none)
+{
+	commit(run(CS_OP_UPDATE, "keys/r", "{\"type\":\"rsa-2048\"}", 0));
+	char *sig = sign("r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"20\"}");
+	ck_assert(verify("r", "aGVsbG8=", sig, ",\"salt_length\":\"20\""));
+	ck_assert(verify("r", "aGVsbG8=", sig, NULL)); /* auto finds the salt */
+	ck_assert(!verify("r", "aGVsbG8=", sig, ",\"salt_length\":\"hash\""));
+	free(sig);
+	expect_error(CS_OP_UPDATE, "sign/r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"-5\"}",
+		     "salt length is invalid: -5");
+	expect_error(CS_OP_UPDATE, "sign/r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"x\"}",
+		     "salt length neither 'auto', 'hash', nor an int: x");
+	expect_error(CS_OP_UPDATE, "sign/r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"1000\"}",
+		     "requested salt length 1000 is invalid");
+	expect_error(CS_OP_UPDATE, "sign/r/none", "{\"input\":\"aGVsbG8=\"}",
+		     "hash_algorithm=none requires both prehashed=true and "
+		     "signature_algorithm=pkcs1v15");
+	const char *none = ",\"prehashed\":true,\"signature_algorithm\":\"pkcs1v15\","
+			   "\"hash_algorithm\":\"none\"";
+	char body[256];
+	snprintf(body, sizeof body, "{\"input\":\"aGVsbG8=\"%s}", none);
+	sig = sign("r", body);
+	ck_assert(verify("r", "aGVsbG8=", sig, none));
+	ck_assert(!verify("r", "aGk=", sig, none));
+	free(sig);
+}
+END_TEST
+
 /* RSA keys encrypt with RSA-OAEP (SHA-256) in the vault:vN: format; a changed ciphertext is
  * a decryption failure, as in Vault. */
 START_TEST(test_rsa_encrypt_decrypt)
@@ -818,6 +848,7 @@ int main(void)
 	tcase_add_test(te, test_sign_versions_prehashed_errors);
 	tcase_add_test(te, test_sign_batch_and_export);
 	tcase_add_test(te, test_rsa_encrypt_decrypt);
+	tcase_add_test(te, test_rsa_salt_and_none);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
