@@ -259,8 +259,9 @@ static cJSON *asym_versions(const cJSON *pol, enum cs_transit_type t)
 		gmtime_r(&secs, &tm);
 		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 		cJSON_AddStringToObject(k, "name", kname);
-		cJSON_AddStringToObject(k, "public_key",
-					tr_jstr(e, "public_key") ? tr_jstr(e, "public_key") : "");
+		/* A derived key has no public key of its own: one per context (Vault). */
+		const char *pub = tr_jbool(pol, "derived") ? NULL : tr_jstr(e, "public_key");
+		cJSON_AddStringToObject(k, "public_key", pub ? pub : "");
 		cJSON_AddStringToObject(k, "certificate_chain", "");
 		cJSON_AddStringToObject(k, "creation_time", when);
 	}
@@ -288,7 +289,8 @@ cJSON *tr_pol_format(const char *name, const cJSON *pol)
 	cJSON_AddBoolToObject(d, "supports_encryption", crypt);
 	cJSON_AddBoolToObject(d, "supports_decryption", crypt);
 	cJSON_AddBoolToObject(d, "supports_signing", cs_transit_is_asym(t));
-	cJSON_AddBoolToObject(d, "supports_derivation", cs_transit_is_aead(t));
+	cJSON_AddBoolToObject(d, "supports_derivation",
+			      cs_transit_is_aead(t) || t == CS_TRANSIT_ED25519);
 	cJSON_AddNumberToObject(d, "auto_rotate_period",
 				(double)tr_jint(pol, "auto_rotate_period"));
 	cJSON_AddBoolToObject(d, "imported_key", false);

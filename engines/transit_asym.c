@@ -47,6 +47,28 @@ static EVP_PKEY *load(const uint8_t *der, size_t len)
 	return d2i_AutoPrivateKey(NULL, &p, (long)len);
 }
 
+/* The key as PKCS#8 DER in our own heap (so that the caller's cs_zero + free applies);
+ * frees pk. */
+static int to_pkcs8(EVP_PKEY *pk, uint8_t **der, size_t *len)
+{
+	if (!pk)
+		return CS_EINTERNAL;
+	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pk);
+	EVP_PKEY_free(pk);
+	unsigned char *out = NULL;
+	int n = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, &out) : -1;
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	if (n <= 0)
+		return CS_EINTERNAL;
+	*der = malloc((size_t)n);
+	if (!*der)
+		abort();
+	memcpy(*der, out, (size_t)n);
+	OPENSSL_clear_free(out, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
 int cs_transit_asym_generate(enum cs_transit_type t, uint8_t **der, size_t *len)
 {
 	EVP_PKEY *pk = NULL;
@@ -75,23 +97,7 @@ int cs_transit_asym_generate(enum cs_transit_type t, uint8_t **der, size_t *len)
 	default:
 		return CS_EINVAL;
 	}
-	if (!pk)
-		return CS_EINTERNAL;
-	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pk);
-	EVP_PKEY_free(pk);
-	unsigned char *out = NULL;
-	int n = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, &out) : -1;
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	if (n <= 0)
-		return CS_EINTERNAL;
-	/* Copy into our own heap so that the caller's cs_zero + free applies. */
-	*der = malloc((size_t)n);
-	if (!*der)
-		abort();
-	memcpy(*der, out, (size_t)n);
-	OPENSSL_clear_free(out, (size_t)n);
-	*len = (size_t)n;
-	return 0;
+	return to_pkcs8(pk, der, len);
 }
 
 /* The BIO's contents as a malloc'd string. */
@@ -405,4 +411,25 @@ int cs_transit_rsa_decrypt(const uint8_t *der, size_t len, const uint8_t *ct, si
 			   struct cs_buf *out)
 {
 	return oaep(der, len, false, ct, ctlen, out);
+}
+
+int cs_transit_ed25519_derive(const uint8_t *der, size_t len, const uint8_t *ctx, size_t ctxlen,
+			      uint8_t **out, size_t *outlen)
+{
+	*out = NULL;
+	EVP_PKEY *pk = load(der, len);
+	if (!pk)
+		return CS_EINTERNAL;
+	/* Vault's ikm is Go's ed25519 private key: seed || public key. */
+	uint8_t ikm[64], seed[32];
+	size_t a = 32, b = 32;
+	int ok = EVP_PKEY_get_raw_private_key(pk, ikm, &a) == 1 &&
+		 EVP_PKEY_get_raw_public_key(pk, ikm + 32, &b) == 1 && a == 32 && b == 32;
+	EVP_PKEY_free(pk);
+	int rc =
+	    ok ? cs_transit_hkdf(ikm, sizeof ikm, ctx, ctxlen, seed, sizeof seed) : CS_EINTERNAL;
+	cs_zero(ikm, sizeof ikm);
+	EVP_PKEY *d = rc ? NULL : EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32);
+	cs_zero(seed, sizeof seed);
+	return to_pkcs8(d, out, outlen);
 }

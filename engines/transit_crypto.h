@@ -114,6 +114,11 @@ int cs_transit_asym_sign(enum cs_transit_type t, const uint8_t *der, size_t len,
 int cs_transit_asym_verify(enum cs_transit_type t, const uint8_t *der, size_t len,
 			   const struct cs_transit_sigopts *o, const uint8_t *in, size_t inlen,
 			   const uint8_t *sig, size_t siglen, bool *valid, const char **err);
+/* A derived ed25519 key (Vault's DeriveKey): seed = HKDF-SHA256(ikm = seed || public key,
+ * info = context)[:32]. *out: its PKCS#8 DER, malloc'd (wipe and free). */
+int cs_transit_ed25519_derive(const uint8_t *der, size_t len, const uint8_t *ctx, size_t ctxlen,
+			      uint8_t **out, size_t *outlen);
+
 /* RSA-OAEP (SHA-256, MGF1-SHA-256, no label) as Vault's RSA keys encrypt: appends to out.
  * 0 or CS_EINTERNAL (a plaintext too long for the key, a ciphertext that does not open). */
 int cs_transit_rsa_encrypt(const uint8_t *der, size_t len, const uint8_t *pt, size_t ptlen,

@@ -104,8 +104,12 @@ static int key_options(struct cs_request *req, enum cs_transit_type *type, int64
 	int t = cs_transit_type_parse(tname);
 	if (t < 0)
 		return cs_req_error(req, CS_EINVAL, "unknown key type %s", tname);
-	/* Derived ed25519 keys (Vault derives a seed per context) are not served yet. */
-	if (derived && cs_transit_is_asym((enum cs_transit_type)t))
+	/* Of the signing types only ed25519 derives (a seed per context), never convergent. */
+	if (t == CS_TRANSIT_ED25519 && convergent)
+		return cs_req_error(req, CS_EINVAL,
+				    "convergent encryption not supported for keys of type %s",
+				    tname);
+	if (derived && cs_transit_is_asym((enum cs_transit_type)t) && t != CS_TRANSIT_ED25519)
 		return cs_req_error(req, CS_EINVAL,
 				    "key derivation and convergent encryption not supported for "
 				    "keys of type %s",

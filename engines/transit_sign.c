@@ -255,11 +255,39 @@ static int item_input(const cJSON *pol, const cJSON *item, const struct sig_req 
 	return rc;
 }
 
+/* A derived ed25519 key's key for one item (Vault's GetKey over the item's context); *out
+ * stays NULL for a key that is not derived. */
+static int item_key(const cJSON *pol, const cJSON *item, const uint8_t *der, size_t derlen,
+		    uint8_t **out, size_t *outlen, char *err)
+{
+	*out = NULL;
+	if (!tr_jbool(pol, "derived"))
+		return 0;
+	const char *c64 = tr_jstr(item, "context");
+	size_t clen = 0;
+	uint8_t *c = NULL;
+	if (c64 && *c64 && !(c = tr_b64_dec(c64, &clen, err, "")))
+		return snprintf(err, TR_ERRLEN, "failed to base64-decode context"), CS_EINVAL;
+	int rc = CS_EINTERNAL;
+	if (clen == 0)
+		snprintf(
+		    err, TR_ERRLEN,
+		    "error deriving key: missing 'context' for key derivation; the key was "
+		    "created using a derived key, which means additional, per-request "
+		    "information must be included in order to perform operations with the key");
+	else if ((rc = cs_transit_ed25519_derive(der, derlen, c, clen, out, outlen)))
+		snprintf(err, TR_ERRLEN, "error deriving key: key derivation failed");
+	tr_wipe_free(c, clen);
+	return rc;
+}
+
 /* ---- sign: prepare on the loop, sign (RSA on the worker pool), answer on the loop */
 
 struct sign_slot {
 	uint8_t *in; /* the prepared input (wiped) */
 	size_t n;
+	uint8_t *der; /* a derived key for this item (wiped), else NULL */
+	size_t derlen;
 	struct cs_buf sig; /* the raw signature */
 	int rc;
 	char err[TR_ERRLEN];
@@ -274,12 +302,14 @@ struct sign_job {
 	int64_t ver;
 	size_t n;
 	struct sign_slot *slot;
+	struct cs_request *req; /* loop thread only (sign_result) */
 };
 
 static void sign_job_free(struct sign_job *j)
 {
 	for (size_t i = 0; i < j->n; i++) {
 		tr_wipe_free(j->slot[i].in, j->slot[i].n);
+		tr_wipe_free(j->slot[i].der, j->slot[i].derlen);
 		cs_buf_free(&j->slot[i].sig);
 	}
 	free(j->slot);
@@ -296,8 +326,9 @@ static void sign_work(struct cs_async *a)
 		const char *serr = NULL;
 		if (sl->rc)
 			continue;
-		sl->rc = cs_transit_asym_sign(j->type, j->der, j->derlen, &j->o, sl->in, sl->n,
-					      &sl->sig, &serr);
+		sl->rc = cs_transit_asym_sign(j->type, sl->der ? sl->der : j->der,
+					      sl->der ? sl->derlen : j->derlen, &j->o, sl->in,
+					      sl->n, &sl->sig, &serr);
 		if (sl->rc)
 			snprintf(sl->err, TR_ERRLEN, "%s",
 				 serr ? serr : "signature could not be computed");
@@ -322,6 +353,14 @@ static int sign_result(void *ctx, size_t i, const cJSON *item, cJSON *r, char *e
 	snprintf(sig, len, "vault:v%lld:%s", (long long)j->ver, enc);
 	cJSON_AddStringToObject(r, "signature", sig);
 	cJSON_AddNumberToObject(r, "key_version", (double)j->ver);
+	if (sl->der) { /* Vault returns a derived key's public key (single: public_key) */
+		char *pub = cs_transit_asym_public(j->type, sl->der, sl->derlen);
+		cJSON_AddStringToObject(
+		    r,
+		    cJSON_IsArray(cs_req_get(j->req, "batch_input")) ? "publickey" : "public_key",
+		    pub ? pub : "");
+		free(pub);
+	}
 	free(sig);
 	free(enc);
 	return 0;
@@ -348,6 +387,7 @@ static int sign_prepare(struct cs_request *req, const cJSON *pol, const struct s
 	if (!j)
 		abort();
 	j->type = tr_pol_type(pol);
+	j->req = req;
 	j->o = s->o;
 	j->ver = cs_req_int(req, "key_version", 0);
 	if (j->ver == 0)
@@ -368,6 +408,9 @@ static int sign_prepare(struct cs_request *req, const cJSON *pol, const struct s
 			sl->rc = vrc;
 			snprintf(sl->err, TR_ERRLEN, "%s", verr);
 		}
+		if (!sl->rc)
+			sl->rc =
+			    item_key(pol, item, j->der, j->derlen, &sl->der, &sl->derlen, sl->err);
 	}
 	*out = j;
 	return 0;
@@ -456,6 +499,13 @@ static int verify_item(const cJSON *pol, const cJSON *item, const struct sig_req
 		rc = parse_sig(pol, sig, s->o.jws, &ver, &raw, &rawlen, err);
 	if (!rc)
 		rc = tr_priv_der(pol, ver, &der, &derlen, err);
+	uint8_t *dk = NULL;
+	size_t dklen = 0;
+	if (!rc && !(rc = item_key(pol, item, der, derlen, &dk, &dklen, err)) && dk) {
+		tr_wipe_free(der, derlen);
+		der = dk;
+		derlen = dklen;
+	}
 	if (!rc) {
 		const char *verr = NULL;
 		rc = cs_transit_asym_verify(tr_pol_type(pol), der, derlen, &s->o, in, n, raw,

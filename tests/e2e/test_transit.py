@@ -476,3 +476,27 @@ def test_rsa_encrypt_decrypt_interoperates(srv, t):
                                                       algorithm=hashes.SHA256(), label=None))
     pt = t.decrypt_data(k, "vault:v1:" + b64(mine), mount_point=MP)["data"]["plaintext"]
     assert unb64(pt) == b"from outside"
+
+
+def test_derived_ed25519_matches_vaults_construction(srv, t):
+    """A derived ed25519 key signs with seed = HKDF-SHA256(ikm = the exported 64-byte key,
+    info = context)[:32], as Vault's DeriveKey; checked with Python's cryptography."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    k = name()
+    srv.client().write("%s/keys/%s" % (MP, k), type="ed25519", derived=True, exportable=True)
+    ctx = b"tenant-42"
+    d = t.sign_data(k, b64("msg"), context=b64(ctx), mount_point=MP)["data"]
+    base = unb64(rq(srv, "GET", "%s/export/signing-key/%s/1" % (MP, k)).json()["data"]["keys"]["1"])
+    assert len(base) == 64
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=ctx).derive(base)
+    pub = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert unb64(d["public_key"]) == raw
+    pub.verify(_raw_sig(d["signature"]), b"msg")
+    assert t.verify_signed_data(k, b64("msg"), signature=d["signature"], context=b64(ctx),
+                                mount_point=MP)["data"]["valid"]
+    assert not t.verify_signed_data(k, b64("msg"), signature=d["signature"],
+                                    context=b64(b"other"), mount_point=MP)["data"]["valid"]

@@ -699,9 +699,9 @@ START_TEST(test_sign_versions_prehashed_errors)
 		     "key type aes256-gcm96 does not support signing");
 	expect_error(CS_OP_UPDATE, "encrypt/ec", "{\"plaintext\":\"aGVsbG8=\"}",
 		     "message encryption not supported for key type ecdsa-p256");
-	expect_error(CS_OP_UPDATE, "keys/dd", "{\"type\":\"ed25519\",\"derived\":true}",
+	expect_error(CS_OP_UPDATE, "keys/dd", "{\"type\":\"ecdsa-p256\",\"derived\":true}",
 		     "key derivation and convergent encryption not supported for keys of type "
-		     "ed25519");
+		     "ecdsa-p256");
 }
 END_TEST
 
@@ -794,6 +794,39 @@ START_TEST(test_rsa_salt_and_none)
 }
 END_TEST
 
+/* A derived ed25519 key signs with a key per context (Vault's DeriveKey); the sign answer
+ * carries that key's public key. */
+START_TEST(test_derived_ed25519)
+{
+	expect_error(CS_OP_UPDATE, "keys/c",
+		     "{\"type\":\"ed25519\",\"derived\":true,\"convergent_encryption\":true}",
+		     "convergent encryption not supported for keys of type ed25519");
+	commit(run(CS_OP_UPDATE, "keys/d", "{\"type\":\"ed25519\",\"derived\":true}", 0));
+	struct cs_request *r = run(CS_OP_READ, "keys/d", NULL, 0);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->resp_data, "derived")));
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1"),
+				"public_key")
+		->valuestring,
+	    "");
+	done(r);
+	r = run(CS_OP_UPDATE, "sign/d", "{\"input\":\"aGVsbG8=\",\"context\":\"YQ==\"}", 0);
+	char *sig = strdup(dstr(r, "signature"));
+	char *pub_a = strdup(dstr(r, "public_key"));
+	done(r);
+	r = run(CS_OP_UPDATE, "sign/d", "{\"input\":\"aGVsbG8=\",\"context\":\"Yg==\"}", 0);
+	ck_assert_str_ne(dstr(r, "public_key"), pub_a); /* another context, another key */
+	done(r);
+	ck_assert(verify("d", "aGVsbG8=", sig, ",\"context\":\"YQ==\""));
+	ck_assert(!verify("d", "aGVsbG8=", sig, ",\"context\":\"Yg==\""));
+	r = run(CS_OP_UPDATE, "sign/d", "{\"input\":\"aGVsbG8=\"}", CS_EINTERNAL);
+	ck_assert(strncmp(r->errmsg, "error deriving key: missing 'context'", 37) == 0);
+	done(r);
+	free(sig);
+	free(pub_a);
+}
+END_TEST
+
 /* RSA keys encrypt with RSA-OAEP (SHA-256) in the vault:vN: format; a changed ciphertext is
  * a decryption failure, as in Vault. */
 START_TEST(test_rsa_encrypt_decrypt)
@@ -849,6 +882,7 @@ int main(void)
 	tcase_add_test(te, test_sign_batch_and_export);
 	tcase_add_test(te, test_rsa_encrypt_decrypt);
 	tcase_add_test(te, test_rsa_salt_and_none);
+	tcase_add_test(te, test_derived_ed25519);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
