@@ -8,12 +8,16 @@
  * standby forwards as for KV. Key material decoded for an operation lives on the stack
  * and is wiped before the handler returns.
  *
- * Served (Vault's paths and formats; engines/transit_crypto.h has the crypto):
+ * Served (Vault's paths and formats; engines/transit_crypto.h has the crypto, and
+ * engines/transit_internal.h tells how the engine is split):
  *   keys, keys/:name, keys/:name/config, keys/:name/rotate, keys/:name/trim,
  *   encrypt/:name, decrypt/:name, rewrap/:name, datakey/(plaintext|wrapped)/:name,
  *   export/:type/:name[/:version] (exportable keys),
- *   random[/:source][/:bytes], hash[/:alg], hmac/:name[/:alg], verify/:name[/:alg].
- * Key types: aes128-gcm96, aes256-gcm96 (default), chacha20-poly1305, hmac.
+ *   random[/:source][/:bytes], hash[/:alg], hmac/:name[/:alg], sign/:name[/:alg],
+ *   verify/:name[/:alg] (HMACs and signatures).
+ * Key types: aes128-gcm96, aes256-gcm96 (default), chacha20-poly1305, hmac, and the signing
+ * types ed25519, ecdsa-p256/p384/p521, rsa-2048/3072/4096 (generated on the worker pool;
+ * a version keeps its PKCS#8 private key and its public key).
  * sys/tools/hash[/:alg] and sys/tools/random[/:source][/:bytes] run the same handlers.
  * auto_rotate_period is stored and reported; no timer rotates keys yet.
  */

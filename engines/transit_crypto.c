@@ -17,6 +17,13 @@ static const char *const type_names[] = {
     [CS_TRANSIT_AES256_GCM96] = "aes256-gcm96",
     [CS_TRANSIT_CHACHA20_POLY1305] = "chacha20-poly1305",
     [CS_TRANSIT_HMAC] = "hmac",
+    [CS_TRANSIT_ED25519] = "ed25519",
+    [CS_TRANSIT_ECDSA_P256] = "ecdsa-p256",
+    [CS_TRANSIT_ECDSA_P384] = "ecdsa-p384",
+    [CS_TRANSIT_ECDSA_P521] = "ecdsa-p521",
+    [CS_TRANSIT_RSA2048] = "rsa-2048",
+    [CS_TRANSIT_RSA3072] = "rsa-3072",
+    [CS_TRANSIT_RSA4096] = "rsa-4096",
 };
 
 int cs_transit_type_parse(const char *name)
@@ -39,7 +46,8 @@ size_t cs_transit_key_len(enum cs_transit_type t)
 
 bool cs_transit_is_aead(enum cs_transit_type t)
 {
-	return t != CS_TRANSIT_HMAC;
+	return t == CS_TRANSIT_AES128_GCM96 || t == CS_TRANSIT_AES256_GCM96 ||
+	       t == CS_TRANSIT_CHACHA20_POLY1305;
 }
 
 int cs_transit_hkdf(const uint8_t *ikm, size_t ikmlen, const uint8_t *info, size_t infolen,

@@ -25,6 +25,14 @@ enum cs_transit_type {
 	CS_TRANSIT_AES256_GCM96,
 	CS_TRANSIT_CHACHA20_POLY1305,
 	CS_TRANSIT_HMAC,
+	/* Asymmetric (engines/transit_asym.c): sign/verify. */
+	CS_TRANSIT_ED25519,
+	CS_TRANSIT_ECDSA_P256,
+	CS_TRANSIT_ECDSA_P384,
+	CS_TRANSIT_ECDSA_P521,
+	CS_TRANSIT_RSA2048,
+	CS_TRANSIT_RSA3072,
+	CS_TRANSIT_RSA4096,
 };
 
 #define CS_TRANSIT_NONCE_LEN     12
@@ -69,5 +77,53 @@ int cs_transit_digest(const char *md, const uint8_t *in, size_t len, uint8_t *ou
 /* HMAC of `in` under key with OpenSSL digest `md`; out >= 64 bytes. 0 or CS_EINTERNAL. */
 int cs_transit_hmac(const char *md, const uint8_t *key, size_t keylen, const uint8_t *in,
 		    size_t len, uint8_t *out, size_t *outlen);
+
+/* ---- asymmetric keys (engines/transit_asym.c) ----
+ * A version's private key is kept as PKCS#8 DER (base64 in the policy); every function
+ * parses it afresh, so no OpenSSL key object outlives a call. */
+bool cs_transit_is_asym(enum cs_transit_type t);
+bool cs_transit_is_rsa(enum cs_transit_type t);
+bool cs_transit_is_ecdsa(enum cs_transit_type t);
+/* A fresh key (slow for RSA: call it off the loop). *der malloc'd; the caller wipes and
+ * frees it. 0 or CS_EINTERNAL. */
+int cs_transit_asym_generate(enum cs_transit_type t, uint8_t **der, size_t *len);
+/* The public key as Vault shows it (keys/:name): PEM "PUBLIC KEY" for ECDSA and RSA, base64
+ * of the 32 raw bytes for ed25519. malloc'd; NULL on a corrupt key. */
+char *cs_transit_asym_public(enum cs_transit_type t, const uint8_t *der, size_t len);
+/* export/signing-key (priv) or export/public-key in Vault's `format` ("", "der", "pem"):
+ * *out malloc'd. On a bad format CS_EINVAL and *err = Vault's message. */
+int cs_transit_asym_export(enum cs_transit_type t, const uint8_t *der, size_t len, bool priv,
+			   const char *format, char **out, const char **err);
+
+/* Go's rsa.PSSSaltLengthAuto / EqualsHash: any other salt length is a byte count. */
+#define CS_TRANSIT_SALT_AUTO 0
+#define CS_TRANSIT_SALT_HASH (-1)
+struct cs_transit_sigopts {
+	const char *md; /* OpenSSL digest of the input (RSA); NULL: hash_algorithm "none" */
+	bool pkcs1v15;  /* RSA: PKCS#1 v1.5 instead of PSS */
+	int salt;       /* PSS salt length (CS_TRANSIT_SALT_* or bytes) */
+	bool jws;       /* ECDSA: r || s fixed width instead of ASN.1 DER */
+};
+/* Sign `in`: the message for ed25519, its digest (or raw data for md NULL) otherwise. Appends
+ * the raw signature to sig. A user error (salt length) is CS_EINVAL with *err set. */
+int cs_transit_asym_sign(enum cs_transit_type t, const uint8_t *der, size_t len,
+			 const struct cs_transit_sigopts *o, const uint8_t *in, size_t inlen,
+			 struct cs_buf *sig, const char **err);
+/* Verify a raw signature over `in` (as for sign): 0 and *valid, or CS_EINVAL with Vault's
+ * message for a malformed one ("supplied signature is invalid", bad salt length). */
+int cs_transit_asym_verify(enum cs_transit_type t, const uint8_t *der, size_t len,
+			   const struct cs_transit_sigopts *o, const uint8_t *in, size_t inlen,
+			   const uint8_t *sig, size_t siglen, bool *valid, const char **err);
+/* A derived ed25519 key (Vault's DeriveKey): seed = HKDF-SHA256(ikm = seed || public key,
+ * info = context)[:32]. *out: its PKCS#8 DER, malloc'd (wipe and free). */
+int cs_transit_ed25519_derive(const uint8_t *der, size_t len, const uint8_t *ctx, size_t ctxlen,
+			      uint8_t **out, size_t *outlen);
+
+/* RSA-OAEP (SHA-256, MGF1-SHA-256, no label) as Vault's RSA keys encrypt: appends to out.
+ * 0 or CS_EINTERNAL (a plaintext too long for the key, a ciphertext that does not open). */
+int cs_transit_rsa_encrypt(const uint8_t *der, size_t len, const uint8_t *pt, size_t ptlen,
+			   struct cs_buf *out);
+int cs_transit_rsa_decrypt(const uint8_t *der, size_t len, const uint8_t *ct, size_t ctlen,
+			   struct cs_buf *out);
 
 #endif

@@ -491,7 +491,7 @@ enum cs_sys_table {
 	CS_SYS_AUDIT,
 	CS_SYS_POLICY,
 	CS_SYS_LEASES,
-	CS_SYS_TOOLS,
+	CS_SYS_TOOLS, /* sys/tools/random and sys/tools/hash (engines/transit) */
 	CS_SYS__COUNT
 };
 void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n);

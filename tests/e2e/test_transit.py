@@ -352,3 +352,151 @@ def test_derived_convergent_matches_vaults_construction(srv, t):
     want = "vault:v1:" + base64.b64encode(nonce + AESGCM(okm[:32]).encrypt(nonce, pt, None)).decode()
     got = t.encrypt_data(k, b64(pt), context=b64(ctx), mount_point=MP)["data"]["ciphertext"]
     assert got == want
+
+
+# ---------------------------------------------------------------- signatures
+
+
+def _pub(t, k, ver="1"):
+    return t.read_key(k, mount_point=MP)["data"]["keys"][ver]["public_key"]
+
+
+def _raw_sig(sig):
+    assert sig.startswith("vault:v1:")
+    return unb64(sig.split(":", 2)[2])
+
+
+@pytest.mark.timeout_s(180)
+def test_sign_verify_with_hvac_and_an_independent_check(srv, t):
+    """custos signs; hvac verifies through custos and Python's cryptography verifies
+    the same signature against the public key that keys/:name returns."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
+
+    msg = b"attack at dawn"
+    # ed25519: the message itself is signed; the public key is base64 of 32 bytes
+    k = name()
+    t.create_key(k, key_type="ed25519", mount_point=MP)
+    d = t.read_key(k, mount_point=MP)["data"]
+    assert d["supports_signing"] and d["keys"]["1"]["name"] == "ed25519"
+    assert d["keys"]["1"]["creation_time"].endswith("Z")
+    sig = t.sign_data(k, b64(msg), mount_point=MP)["data"]["signature"]
+    assert t.verify_signed_data(k, b64(msg), signature=sig, mount_point=MP)["data"]["valid"]
+    assert not t.verify_signed_data(k, b64(b"other"), signature=sig, mount_point=MP)["data"]["valid"]
+    ed25519.Ed25519PublicKey.from_public_bytes(unb64(_pub(t, k))).verify(_raw_sig(sig), msg)
+
+    # ecdsa-p256, asn1 (the default): a DER signature over SHA-256 of the input
+    k = name()
+    t.create_key(k, key_type="ecdsa-p256", mount_point=MP)
+    assert t.read_key(k, mount_point=MP)["data"]["keys"]["1"]["name"] == "P-256"
+    sig = t.sign_data(k, b64(msg), hash_algorithm="sha2-256", mount_point=MP)["data"]["signature"]
+    assert t.verify_signed_data(k, b64(msg), signature=sig, hash_algorithm="sha2-256",
+                                mount_point=MP)["data"]["valid"]
+    pub = serialization.load_pem_public_key(_pub(t, k).encode())
+    pub.verify(_raw_sig(sig), msg, ec.ECDSA(hashes.SHA256()))
+    # jws: r || s, base64url without padding
+    jws = t.sign_data(k, b64(msg), marshaling_algorithm="jws", mount_point=MP)["data"]["signature"]
+    raw = base64.urlsafe_b64decode(jws.split(":", 2)[2] + "==")
+    assert len(raw) == 64
+    assert t.verify_signed_data(k, b64(msg), signature=jws, marshaling_algorithm="jws",
+                                mount_point=MP)["data"]["valid"]
+
+    # rsa-2048, pss (the default, salt "auto" = the longest) and pkcs1v15, sha2-384
+    k = name()
+    t.create_key(k, key_type="rsa-2048", mount_point=MP)
+    pub = serialization.load_pem_public_key(_pub(t, k).encode())
+    sig = t.sign_data(k, b64(msg), hash_algorithm="sha2-384", mount_point=MP)["data"]["signature"]
+    pub.verify(_raw_sig(sig), msg,
+               padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=padding.PSS.AUTO),
+               hashes.SHA384())
+    assert t.verify_signed_data(k, b64(msg), signature=sig, hash_algorithm="sha2-384",
+                                mount_point=MP)["data"]["valid"]
+    sig = t.sign_data(k, b64(msg), signature_algorithm="pkcs1v15",
+                      mount_point=MP)["data"]["signature"]
+    pub.verify(_raw_sig(sig), msg, padding.PKCS1v15(), hashes.SHA256())
+    assert t.verify_signed_data(k, b64(msg), signature=sig, signature_algorithm="pkcs1v15",
+                                mount_point=MP)["data"]["valid"]
+    # the pkcs1v15 signature is not a PSS one: valid false, not an error
+    assert not t.verify_signed_data(k, b64(msg), signature=sig,
+                                    mount_point=MP)["data"]["valid"]
+
+
+def test_sign_errors_rotation_and_export(srv, t):
+    k = name()
+    t.create_key(k, key_type="ecdsa-p384", mount_point=MP)
+    old = t.sign_data(k, b64("x"), mount_point=MP)["data"]["signature"]
+    t.rotate_key(k, mount_point=MP)
+    new = t.sign_data(k, b64("x"), mount_point=MP)["data"]
+    assert new["signature"].startswith("vault:v2:") and new["key_version"] == 2
+    assert t.verify_signed_data(k, b64("x"), signature=old, mount_point=MP)["data"]["valid"]
+    # a malformed signature is a 400 with Vault's message; a tampered one is valid false
+    r = rq(srv, "POST", "%s/verify/%s" % (MP, k), json={"input": b64("x"), "signature": "vault:v1:AAAA"})
+    assert r.status_code == 400 and r.json()["errors"] == ["supplied signature is invalid"]
+    r = rq(srv, "POST", "%s/verify/%s" % (MP, k), json={"input": b64("x"), "signature": "nope"})
+    assert r.status_code == 400 and r.json()["errors"] == ["invalid signature: no prefix"]
+    r = rq(srv, "POST", "%s/sign/%s" % (MP, k), json={"input": b64("x"), "key_version": 9})
+    assert r.status_code == 400
+    assert r.json()["errors"] == ["requested version for signing is higher than the latest key version"]
+    a = name()
+    t.create_key(a, mount_point=MP)
+    r = rq(srv, "POST", "%s/sign/%s" % (MP, a), json={"input": b64("x")})
+    assert r.status_code == 400 and r.json()["errors"] == ["key type aes256-gcm96 does not support signing"]
+    # the hash algorithm in the path, and batch
+    r = rq(srv, "POST", "%s/sign/%s/sha2-512" % (MP, k),
+           json={"batch_input": [{"input": b64("a"), "reference": "r1"}, {"input": "%%"}]})
+    assert r.status_code == 200, r.text
+    res = r.json()["data"]["batch_results"]
+    assert res[0]["reference"] == "r1" and res[0]["signature"].startswith("vault:v2:")
+    assert "error" in res[1]
+    r = rq(srv, "POST", "%s/verify/%s/sha2-512" % (MP, k),
+           json={"input": b64("a"), "signature": res[0]["signature"]})
+    assert r.json()["data"]["valid"] is True
+    # public keys export without the exportable flag; private ones do not
+    pk = rq(srv, "GET", "%s/export/public-key/%s" % (MP, k)).json()["data"]["keys"]
+    assert sorted(pk) == ["1", "2"] and pk["2"].startswith("-----BEGIN PUBLIC KEY-----")
+    r = rq(srv, "GET", "%s/export/signing-key/%s" % (MP, k))
+    assert r.status_code == 400 and r.json()["errors"] == ["private key material is not exportable"]
+
+
+def test_rsa_encrypt_decrypt_interoperates(srv, t):
+    """An RSA key encrypts with RSA-OAEP/SHA-256 as Vault: a ciphertext made by Python's
+    cryptography with the key's public key decrypts in custos."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    k = name()
+    t.create_key(k, key_type="rsa-2048", mount_point=MP)
+    d = t.read_key(k, mount_point=MP)["data"]
+    assert d["supports_encryption"] and d["supports_decryption"]
+    ct = t.encrypt_data(k, b64("secret"), mount_point=MP)["data"]["ciphertext"]
+    assert ct.startswith("vault:v1:") and len(unb64(ct[9:])) == 256
+    assert unb64(t.decrypt_data(k, ct, mount_point=MP)["data"]["plaintext"]) == b"secret"
+    pub = serialization.load_pem_public_key(_pub(t, k).encode())
+    mine = pub.encrypt(b"from outside", padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                      algorithm=hashes.SHA256(), label=None))
+    pt = t.decrypt_data(k, "vault:v1:" + b64(mine), mount_point=MP)["data"]["plaintext"]
+    assert unb64(pt) == b"from outside"
+
+
+def test_derived_ed25519_matches_vaults_construction(srv, t):
+    """A derived ed25519 key signs with seed = HKDF-SHA256(ikm = the exported 64-byte key,
+    info = context)[:32], as Vault's DeriveKey; checked with Python's cryptography."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    k = name()
+    srv.client().write("%s/keys/%s" % (MP, k), type="ed25519", derived=True, exportable=True)
+    ctx = b"tenant-42"
+    d = t.sign_data(k, b64("msg"), context=b64(ctx), mount_point=MP)["data"]
+    base = unb64(rq(srv, "GET", "%s/export/signing-key/%s/1" % (MP, k)).json()["data"]["keys"]["1"])
+    assert len(base) == 64
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=ctx).derive(base)
+    pub = ed25519.Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert unb64(d["public_key"]) == raw
+    pub.verify(_raw_sig(d["signature"]), b"msg")
+    assert t.verify_signed_data(k, b64("msg"), signature=d["signature"], context=b64(ctx),
+                                mount_point=MP)["data"]["valid"]
+    assert not t.verify_signed_data(k, b64("msg"), signature=d["signature"],
+                                    context=b64(b"other"), mount_point=MP)["data"]["valid"]

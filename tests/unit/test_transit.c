@@ -12,6 +12,7 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
+#include "server/core.h"
 #include "server/router.h"
 #include "storage/txn.h"
 
@@ -194,7 +195,7 @@ static char prefix[] = "logical/transit-test/";
 static struct cs_mount mount = {.storage_prefix = prefix};
 static struct cs_buf proposed;
 static void *proposed_token;
-static uint64_t raft_index;
+static uint64_t applied_index;
 
 static int propose(void *ctx, const void *data, size_t len, void *token)
 {
@@ -227,9 +228,27 @@ static void teardown(void)
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The deferred jobs' queue (key generation runs on the pool): run() plays the core. */
+static struct cs_core test_core;
+
+/* What the core does for a deferred request: run the job (here, inline), start a fresh
+ * transaction and resume the handler. */
+static int run_deferred(struct cs_request *req)
+{
+	struct cs_async *a = test_core.async_head;
+	ck_assert_ptr_nonnull(a);
+	test_core.async_head = test_core.async_tail = NULL;
+	test_core.async_queued = 0;
+	cs_txn_abort(&req->txn);
+	a->work(a);
+	cs_txn_begin(&req->txn, &st, kr);
+	return a->resume(req, a, 0);
+}
+
 static struct cs_request *run(enum cs_op op, const char *rel, const char *body, int want)
 {
 	struct cs_request *req = calloc(1, sizeof *req);
+	req->core = &test_core;
 	req->op = op;
 	req->root = true;
 	req->mount = &mount;
@@ -238,6 +257,8 @@ static struct cs_request *run(enum cs_op op, const char *rel, const char *body, 
 	cs_txn_begin(&req->txn, &st, kr);
 	ck_assert_msg(cs_backend_route(&cs_transit_backend, req, rel), "no route for %s", rel);
 	int rc = cs_backend_dispatch(req);
+	while (rc == CS_EASYNC)
+		rc = run_deferred(req);
 	ck_assert_msg(rc == want, "%s %s: %s (%s)", cs_op_name(op), rel, cs_errname(rc),
 		      req->errmsg ? req->errmsg : "");
 	return req;
@@ -267,7 +288,7 @@ static void commit(struct cs_request *req)
 	ck_assert_int_eq(cs_txn_commit(&req->txn, committed, &status, &pending), 0);
 	if (pending) {
 		ck_assert_int_eq(
-		    cs_store_apply(&st.store, ++raft_index, proposed.data, proposed.len), 0);
+		    cs_store_apply(&st.store, ++applied_index, proposed.data, proposed.len), 0);
 		cs_buf_reset(&proposed);
 		cs_storage_batch_done(&st, proposed_token, 0);
 		ck_assert_int_eq(status, 0);
@@ -526,6 +547,318 @@ START_TEST(test_export)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- signatures */
+
+static const char *const asym_types[] = {"ed25519",    "ecdsa-p256", "ecdsa-p384",
+					 "ecdsa-p521", "rsa-2048",   "rsa-3072"};
+
+/* sign/<key>[/alg] with body; returns the malloc'd signature. */
+static char *sign(const char *key, const char *body)
+{
+	char rel[96];
+	snprintf(rel, sizeof rel, "sign/%s", key);
+	struct cs_request *r = run(CS_OP_UPDATE, rel, body, 0);
+	char *sig = strdup(dstr(r, "signature"));
+	ck_assert(strncmp(sig, "vault:v", 7) == 0);
+	done(r);
+	return sig;
+}
+
+/* verify/<key> with the input, signature and extra fields: the answer's "valid". */
+static bool verify(const char *key, const char *input, const char *sig, const char *extra)
+{
+	char rel[96], body[2048];
+	snprintf(rel, sizeof rel, "verify/%s", key);
+	snprintf(body, sizeof body, "{\"input\":\"%s\",\"signature\":\"%s\"%s}", input, sig,
+		 extra ? extra : "");
+	struct cs_request *r = run(CS_OP_UPDATE, rel, body, 0);
+	const cJSON *v = cJSON_GetObjectItem(r->resp_data, "valid");
+	ck_assert(cJSON_IsBool(v));
+	bool ok = cJSON_IsTrue(v);
+	done(r);
+	return ok;
+}
+
+/* A copy of sig with one character of its base64 changed (a valid, wrong signature). */
+static char *tamper(const char *sig)
+{
+	char *t = strdup(sig);
+	size_t i = strlen(t) / 2;
+	t[i] = t[i] == 'A' ? 'B' : 'A';
+	return t;
+}
+
+START_TEST(test_sign_verify_every_type)
+{
+	static const char *hashes[] = {"sha2-224", "sha2-256", "sha2-384", "sha2-512"};
+	for (size_t i = 0; i < CS_ARRAY_LEN(asym_types); i++) {
+		char rel[64], body[256];
+		snprintf(rel, sizeof rel, "keys/s%zu", i);
+		snprintf(body, sizeof body, "{\"type\":\"%s\"}", asym_types[i]);
+		commit(run(CS_OP_UPDATE, rel, body, 0));
+		struct cs_request *r = run(CS_OP_READ, rel, NULL, 0);
+		ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->resp_data, "supports_signing")));
+		const cJSON *v1 =
+		    cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1");
+		ck_assert_ptr_nonnull(v1);
+		const char *pub = cJSON_GetObjectItem(v1, "public_key")->valuestring;
+		if (i == 0)
+			ck_assert_uint_eq(strlen(pub), 44); /* base64 of 32 bytes */
+		else
+			ck_assert(strncmp(pub, "-----BEGIN PUBLIC KEY-----", 26) == 0);
+		done(r);
+		snprintf(rel, sizeof rel, "s%zu", i);
+		bool rsa = strncmp(asym_types[i], "rsa", 3) == 0;
+		static const char *const algs[] = {"", ",\"signature_algorithm\":\"pkcs1v15\"",
+						   ",\"salt_length\":\"hash\"",
+						   ",\"marshaling_algorithm\":\"jws\""};
+		for (size_t h = 0; h < CS_ARRAY_LEN(hashes); h++) {
+			for (size_t a = 0; a < CS_ARRAY_LEN(algs); a++) {
+				if ((a == 1 || a == 2) && !rsa)
+					continue;
+				char extra[160];
+				snprintf(extra, sizeof extra, ",\"hash_algorithm\":\"%s\"%s",
+					 hashes[h], algs[a]);
+				snprintf(body, sizeof body, "{\"input\":\"aGVsbG8=\"%s}", extra);
+				char *sig = sign(rel, body);
+				ck_assert(strncmp(sig, "vault:v1:", 9) == 0);
+				ck_assert_msg(verify(rel, "aGVsbG8=", sig, extra), "%s %s",
+					      asym_types[i], extra);
+				/* other data, or a changed signature: valid false */
+				ck_assert(!verify(rel, "aGk=", sig, extra));
+				char *bad = tamper(sig);
+				ck_assert(!verify(rel, "aGVsbG8=", bad, extra));
+				free(bad);
+				free(sig);
+			}
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_sign_versions_prehashed_errors)
+{
+	commit(run(CS_OP_UPDATE, "keys/ec", "{\"type\":\"ecdsa-p256\"}", 0));
+	char *v1 = sign("ec", "{\"input\":\"aGVsbG8=\"}");
+	commit(run(CS_OP_UPDATE, "keys/ec/rotate", "{}", 0));
+	struct cs_request *r = run(CS_OP_READ, "keys/ec", NULL, 0);
+	const cJSON *keys = cJSON_GetObjectItem(r->resp_data, "keys");
+	ck_assert_int_eq(cJSON_GetArraySize(keys), 2);
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(keys, "2"), "name")->valuestring,
+			 "P-256");
+	done(r);
+	char *v2 = sign("ec", "{\"input\":\"aGVsbG8=\"}");
+	ck_assert(strncmp(v2, "vault:v2:", 9) == 0);
+	ck_assert(verify("ec", "aGVsbG8=", v1, NULL));
+	ck_assert(verify("ec", "aGVsbG8=", v2, NULL));
+	/* a signature of version 1 presented as version 2: the wrong key, valid false */
+	char *wrong = strdup(v1);
+	wrong[7] = '2';
+	ck_assert(!verify("ec", "aGVsbG8=", wrong, NULL));
+	free(wrong);
+	char *old = sign("ec", "{\"input\":\"aGVsbG8=\",\"key_version\":1}");
+	ck_assert(strncmp(old, "vault:v1:", 9) == 0);
+	free(old);
+	commit(run(CS_OP_UPDATE, "keys/ec/config", "{\"min_decryption_version\":2}", 0));
+	expect_error(CS_OP_UPDATE, "verify/ec",
+		     "{\"input\":\"aGVsbG8=\",\"signature\":\""
+		     "vault:v1:AAAA\"}",
+		     "ciphertext or signature version is disallowed by policy (too old)");
+	expect_error(CS_OP_UPDATE, "sign/ec", "{\"input\":\"aGVsbG8=\",\"key_version\":3}",
+		     "requested version for signing is higher than the latest key version");
+	expect_error(CS_OP_UPDATE, "verify/ec", "{\"input\":\"aGVsbG8=\",\"signature\":\"v2:x\"}",
+		     "invalid signature: no prefix");
+	expect_error(CS_OP_UPDATE, "verify/ec",
+		     "{\"input\":\"aGVsbG8=\",\"signature\":\"vault:v2:!!\"}",
+		     "invalid base64 signature value");
+	expect_error(CS_OP_UPDATE, "verify/ec",
+		     "{\"input\":\"aGVsbG8=\",\"signature\":\"vault:v2:AAAA\"}",
+		     "supplied signature is invalid");
+	expect_error(CS_OP_UPDATE, "verify/ec", "{\"input\":\"aGVsbG8=\"}",
+		     "neither a 'signature' nor an 'hmac' were given to verify");
+	expect_error(CS_OP_UPDATE, "sign/ec", "{\"input\":\"aGVsbG8=\",\"hash_algorithm\":\"md5\"}",
+		     "invalid hash algorithm \"md5\"");
+	free(v1);
+	free(v2);
+	/* prehashed: the input is the SHA-256 of "hello"; the same signature verifies the
+	 * message without prehashed */
+	uint8_t sum[64];
+	size_t n = 0;
+	ck_assert_int_eq(cs_transit_digest("SHA256", (uint8_t *)"hello", 5, sum, &n), 0);
+	char *d64 = cs_b64_encode(sum, n), body[256];
+	snprintf(body, sizeof body, "{\"input\":\"%s\",\"prehashed\":true}", d64);
+	char *ph = sign("ec", body);
+	ck_assert(verify("ec", "aGVsbG8=", ph, NULL));
+	ck_assert(verify("ec", d64, ph, ",\"prehashed\":true"));
+	ck_assert(!verify("ec", d64, ph, NULL));
+	free(ph);
+	free(d64);
+	/* symmetric keys do not sign; asymmetric ones do not encrypt */
+	commit(run(CS_OP_UPDATE, "keys/aes", "{}", 0));
+	expect_error(CS_OP_UPDATE, "sign/aes", "{\"input\":\"aGVsbG8=\"}",
+		     "key type aes256-gcm96 does not support signing");
+	expect_error(CS_OP_UPDATE, "encrypt/ec", "{\"plaintext\":\"aGVsbG8=\"}",
+		     "message encryption not supported for key type ecdsa-p256");
+	expect_error(CS_OP_UPDATE, "keys/dd", "{\"type\":\"ecdsa-p256\",\"derived\":true}",
+		     "key derivation and convergent encryption not supported for keys of type "
+		     "ecdsa-p256");
+}
+END_TEST
+
+START_TEST(test_sign_batch_and_export)
+{
+	commit(run(CS_OP_UPDATE, "keys/ed", "{\"type\":\"ed25519\"}", 0));
+	struct cs_request *r = run(
+	    CS_OP_UPDATE, "sign/ed",
+	    "{\"batch_input\":[{\"input\":\"aGVsbG8=\",\"reference\":\"a\"},{\"input\":\"%%\"}]}",
+	    0);
+	const cJSON *res = cJSON_GetObjectItem(r->resp_data, "batch_results");
+	ck_assert_int_eq(cJSON_GetArraySize(res), 2);
+	char *sig =
+	    strdup(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "signature")->valuestring);
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "reference")->valuestring,
+			 "a");
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "error"));
+	done(r);
+	char body[512];
+	snprintf(body, sizeof body,
+		 "{\"batch_input\":[{\"input\":\"aGVsbG8=\",\"signature\":\"%s\"},"
+		 "{\"input\":\"aGk=\",\"signature\":\"%s\"}]}",
+		 sig, sig);
+	r = run(CS_OP_UPDATE, "verify/ed", body, 0);
+	res = cJSON_GetObjectItem(r->resp_data, "batch_results");
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "valid")));
+	ck_assert(!cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "valid")));
+	done(r);
+	free(sig);
+	/* public-key export needs no exportable flag; signing-key does */
+	r = run(CS_OP_READ, "export/public-key/ed", NULL, 0);
+	const char *pub =
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1")->valuestring;
+	ck_assert_uint_eq(strlen(pub), 44);
+	done(r);
+	expect_error(CS_OP_READ, "export/signing-key/ed", NULL,
+		     "private key material is not exportable");
+	commit(run(CS_OP_UPDATE, "keys/ed/config", "{\"exportable\":true}", 0));
+	r = run(CS_OP_READ, "export/signing-key/ed", NULL, 0);
+	const char *priv =
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1")->valuestring;
+	size_t n = 0;
+	uint8_t *raw = cs_b64_decode(priv, strlen(priv), &n);
+	ck_assert_uint_eq(n, 64); /* Go's ed25519 private key: seed || public key */
+	free(raw);
+	done(r);
+	commit(run(CS_OP_UPDATE, "keys/ec", "{\"type\":\"ecdsa-p384\",\"exportable\":true}", 0));
+	r = run(CS_OP_READ, "export/signing-key/ec", NULL, 0);
+	ck_assert(
+	    strncmp(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1")->valuestring,
+		"-----BEGIN EC PRIVATE KEY-----", 30) == 0);
+	done(r);
+	r = run(CS_OP_READ, "export/signing-key/ec/1", "{\"format\":\"pem\"}", 0);
+	ck_assert(
+	    strncmp(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1")->valuestring,
+		"-----BEGIN PRIVATE KEY-----", 27) == 0);
+	done(r);
+}
+END_TEST
+
+/* RSA options: a numeric PSS salt, Vault's limits on it, and hash_algorithm "none" (raw
+ * PKCS#1 v1.5 over a prehashed input). */
+START_TEST(test_rsa_salt_and_none)
+{
+	commit(run(CS_OP_UPDATE, "keys/r", "{\"type\":\"rsa-2048\"}", 0));
+	char *sig = sign("r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"20\"}");
+	ck_assert(verify("r", "aGVsbG8=", sig, ",\"salt_length\":\"20\""));
+	ck_assert(verify("r", "aGVsbG8=", sig, NULL)); /* auto finds the salt */
+	ck_assert(!verify("r", "aGVsbG8=", sig, ",\"salt_length\":\"hash\""));
+	free(sig);
+	expect_error(CS_OP_UPDATE, "sign/r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"-5\"}",
+		     "salt length is invalid: -5");
+	expect_error(CS_OP_UPDATE, "sign/r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"x\"}",
+		     "salt length neither 'auto', 'hash', nor an int: x");
+	expect_error(CS_OP_UPDATE, "sign/r", "{\"input\":\"aGVsbG8=\",\"salt_length\":\"1000\"}",
+		     "requested salt length 1000 is invalid");
+	expect_error(CS_OP_UPDATE, "sign/r/none", "{\"input\":\"aGVsbG8=\"}",
+		     "hash_algorithm=none requires both prehashed=true and "
+		     "signature_algorithm=pkcs1v15");
+	const char *none = ",\"prehashed\":true,\"signature_algorithm\":\"pkcs1v15\","
+			   "\"hash_algorithm\":\"none\"";
+	char body[256];
+	snprintf(body, sizeof body, "{\"input\":\"aGVsbG8=\"%s}", none);
+	sig = sign("r", body);
+	ck_assert(verify("r", "aGVsbG8=", sig, none));
+	ck_assert(!verify("r", "aGk=", sig, none));
+	free(sig);
+}
+END_TEST
+
+/* A derived ed25519 key signs with a key per context (Vault's DeriveKey); the sign answer
+ * carries that key's public key. */
+START_TEST(test_derived_ed25519)
+{
+	expect_error(CS_OP_UPDATE, "keys/c",
+		     "{\"type\":\"ed25519\",\"derived\":true,\"convergent_encryption\":true}",
+		     "convergent encryption not supported for keys of type ed25519");
+	commit(run(CS_OP_UPDATE, "keys/d", "{\"type\":\"ed25519\",\"derived\":true}", 0));
+	struct cs_request *r = run(CS_OP_READ, "keys/d", NULL, 0);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->resp_data, "derived")));
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r->resp_data, "keys"), "1"),
+				"public_key")
+		->valuestring,
+	    "");
+	done(r);
+	r = run(CS_OP_UPDATE, "sign/d", "{\"input\":\"aGVsbG8=\",\"context\":\"YQ==\"}", 0);
+	char *sig = strdup(dstr(r, "signature"));
+	char *pub_a = strdup(dstr(r, "public_key"));
+	done(r);
+	r = run(CS_OP_UPDATE, "sign/d", "{\"input\":\"aGVsbG8=\",\"context\":\"Yg==\"}", 0);
+	ck_assert_str_ne(dstr(r, "public_key"), pub_a); /* another context, another key */
+	done(r);
+	ck_assert(verify("d", "aGVsbG8=", sig, ",\"context\":\"YQ==\""));
+	ck_assert(!verify("d", "aGVsbG8=", sig, ",\"context\":\"Yg==\""));
+	r = run(CS_OP_UPDATE, "sign/d", "{\"input\":\"aGVsbG8=\"}", CS_EINTERNAL);
+	ck_assert(strncmp(r->errmsg, "error deriving key: missing 'context'", 37) == 0);
+	done(r);
+	free(sig);
+	free(pub_a);
+}
+END_TEST
+
+/* RSA keys encrypt with RSA-OAEP (SHA-256) in the vault:vN: format; a changed ciphertext is
+ * a decryption failure, as in Vault. */
+START_TEST(test_rsa_encrypt_decrypt)
+{
+	commit(run(CS_OP_UPDATE, "keys/r", "{\"type\":\"rsa-2048\"}", 0));
+	struct cs_request *r = run(CS_OP_READ, "keys/r", NULL, 0);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r->resp_data, "supports_encryption")));
+	done(r);
+	char *ct = enc("r", NULL);
+	ck_assert(strncmp(ct, "vault:v1:", 9) == 0);
+	size_t n = 0;
+	uint8_t *raw = cs_b64_decode(ct + 9, strlen(ct + 9), &n);
+	ck_assert_uint_eq(n, 256);
+	free(raw);
+	dec_ok("r", ct, NULL);
+	commit(run(CS_OP_UPDATE, "keys/r/rotate", "{}", 0));
+	dec_ok("r", ct, NULL);
+	char *bad = tamper(ct), body[1024];
+	snprintf(body, sizeof body, "{\"ciphertext\":\"%s\"}", bad);
+	r = run(CS_OP_UPDATE, "decrypt/r", body, CS_EINTERNAL);
+	ck_assert_str_eq(r->errmsg,
+			 "failed to RSA decrypt the ciphertext: crypto/rsa: decryption error");
+	done(r);
+	free(bad);
+	free(ct);
+	ct = enc("r", NULL);
+	ck_assert(strncmp(ct, "vault:v2:", 9) == 0);
+	dec_ok("r", ct, NULL);
+	free(ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -544,6 +877,13 @@ int main(void)
 	tcase_add_test(te, test_batch);
 	tcase_add_test(te, test_hmac_hash_random);
 	tcase_add_test(te, test_export);
+	tcase_add_test(te, test_sign_verify_every_type);
+	tcase_add_test(te, test_sign_versions_prehashed_errors);
+	tcase_add_test(te, test_sign_batch_and_export);
+	tcase_add_test(te, test_rsa_encrypt_decrypt);
+	tcase_add_test(te, test_rsa_salt_and_none);
+	tcase_add_test(te, test_derived_ed25519);
+	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
