@@ -271,6 +271,26 @@ static int decrypt_raw(const cJSON *pol, const char *value, const uint8_t *ctx, 
 
 /* The answer of a batch (or single) operation, as Vault's batchRequestResponse. For a
  * single item the one result's fields become the data, its error the request's error. */
+/* The key named by the route, or Vault's 400 when there is none. */
+static int load_key(struct cs_request *req, cJSON **pol)
+{
+	int rc = tr_pol_load(req, cs_req_capture(req, "name"), pol);
+	return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "encryption key not found") : rc;
+}
+
+/* The items of a decrypt-like request (one value or batch_input) and its existing key. */
+static int items_and_key(struct cs_request *req, const char *single, const char *missing,
+			 struct tr_item **it, size_t *n, bool *batch, cJSON **pol)
+{
+	int rc = items_read(req, single, missing, it, n, batch);
+	if (rc)
+		return rc;
+	rc = load_key(req, pol);
+	if (rc)
+		items_free(*it, *n);
+	return rc;
+}
+
 static int items_respond(struct cs_request *req, bool batch, struct tr_item *it, size_t n,
 			 cJSON *results)
 {
@@ -409,16 +429,11 @@ int tr_decrypt_op(struct cs_request *req)
 	struct tr_item *it;
 	size_t n;
 	bool batch;
-	int rc = items_read(req, "ciphertext", "missing ciphertext to decrypt", &it, &n, &batch);
+	cJSON *pol = NULL;
+	int rc = items_and_key(req, "ciphertext", "missing ciphertext to decrypt", &it, &n, &batch,
+			       &pol);
 	if (rc)
 		return rc;
-	cJSON *pol = NULL;
-	rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol);
-	if (rc) {
-		items_free(it, n);
-		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "encryption key not found")
-					  : rc;
-	}
 	cJSON *results = cJSON_CreateArray();
 	for (size_t i = 0; i < n; i++) {
 		struct cs_buf pt = CS_BUF_INIT;
@@ -449,16 +464,11 @@ int tr_rewrap_op(struct cs_request *req)
 	struct tr_item *it;
 	size_t n;
 	bool batch;
-	int rc = items_read(req, "ciphertext", "missing ciphertext to decrypt", &it, &n, &batch);
+	cJSON *pol = NULL;
+	int rc = items_and_key(req, "ciphertext", "missing ciphertext to decrypt", &it, &n, &batch,
+			       &pol);
 	if (rc)
 		return rc;
-	cJSON *pol = NULL;
-	rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol);
-	if (rc) {
-		items_free(it, n);
-		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "encryption key not found")
-					  : rc;
-	}
 	/* A batch item without its own key_version takes the request's (Vault). */
 	int64_t top_ver = cs_req_int(req, "key_version", 0);
 	cJSON *results = cJSON_CreateArray();
@@ -506,11 +516,10 @@ int tr_datakey_op(struct cs_request *req)
 	if (*c && !(ctx = tr_b64_dec(c, &ctxlen, err, "")))
 		return cs_req_error(req, CS_EINVAL, "failed to base64-decode context");
 	cJSON *pol = NULL;
-	int rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol);
+	int rc = load_key(req, &pol);
 	if (rc) {
 		tr_wipe_free(ctx, ctxlen);
-		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "encryption key not found")
-					  : rc;
+		return rc;
 	}
 	int64_t bits = cs_req_int(req, "bits", 256);
 	uint8_t dk[64];
@@ -690,10 +699,9 @@ static const cJSON *batch_of(struct cs_request *req, int *rc)
 int tr_hmac_op(struct cs_request *req)
 {
 	cJSON *pol = NULL;
-	int rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol);
+	int rc = load_key(req, &pol);
 	if (rc)
-		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "encryption key not found")
-					  : rc;
+		return rc;
 	int64_t ver = cs_req_int(req, "key_version", 0);
 	char err[TR_ERRLEN];
 	uint8_t key[TR_MAX_KEY];
@@ -837,10 +845,9 @@ out:
 int tr_verify_op(struct cs_request *req)
 {
 	cJSON *pol = NULL;
-	int rc = tr_pol_load(req, cs_req_capture(req, "name"), &pol);
+	int rc = load_key(req, &pol);
 	if (rc)
-		return rc == CS_ENOTFOUND ? cs_req_error(req, CS_EINVAL, "encryption key not found")
-					  : rc;
+		return rc;
 	const char *alg = cs_req_capture(req, "urlalgorithm");
 	if (!alg)
 		alg = cs_req_str(req, "hash_algorithm", "");
