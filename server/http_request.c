@@ -17,6 +17,9 @@
 
 /* Replace *errmsg with the formatted message; returns `code`. */
 static int refuse(char **errmsg, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(char **errmsg, int code, const char *fmt, ...)
 {
 	struct cs_buf b = CS_BUF_INIT;
 	va_list ap;
