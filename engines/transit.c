@@ -63,6 +63,25 @@ bool tr_jbool(const cJSON *o, const char *name)
 	return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, name));
 }
 
+const cJSON *tr_batch_input(struct cs_request *req, int *rc)
+{
+	const cJSON *b = cs_req_get(req, "batch_input");
+	*rc = 0;
+	if (!b || cJSON_IsNull(b))
+		return NULL;
+	int n = cJSON_IsArray(b) ? cJSON_GetArraySize(b) : -1;
+	if (n < 0)
+		*rc = cs_req_error(req, CS_EINVAL,
+				   "failed to parse batch input: expected a list of objects");
+	else if (n == 0)
+		*rc = cs_req_error(req, CS_EINVAL, "missing batch input to process");
+	else if (n > TR_MAX_BATCH)
+		*rc =
+		    cs_req_error(req, CS_EINVAL, "batch input has %d items; at most %d are allowed",
+				 n, TR_MAX_BATCH);
+	return b;
+}
+
 const char *tr_jstr(const cJSON *o, const char *name)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);

@@ -50,6 +50,12 @@ cJSON *tr_pol_format(const char *name, const cJSON *pol);
 int64_t tr_jint(const cJSON *o, const char *name);
 bool tr_jbool(const cJSON *o, const char *name);
 const char *tr_jstr(const cJSON *o, const char *name);
+/* Items in one batch_input at most: each costs a few hundred bytes of state and a result
+ * object, against a few bytes of body ("{},"), so the body limit alone does not bound it. */
+#define TR_MAX_BATCH 65536
+/* The request's batch_input: NULL when absent (or null), the array otherwise; *rc is 0,
+ * or the request's 400 when it is not a non-empty list of at most TR_MAX_BATCH items. */
+const cJSON *tr_batch_input(struct cs_request *req, int *rc);
 void tr_jset_int(cJSON *o, const char *name, int64_t v);
 void tr_jset_bool(cJSON *o, const char *name, bool v);
 /* Go-StdEncoding base64 (padding required); NULL and Go's message (prefixed by `what`) in

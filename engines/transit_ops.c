@@ -52,18 +52,15 @@ static void items_free(struct tr_item *it, size_t n)
 static int items_read(struct cs_request *req, const char *single, const char *missing,
 		      struct tr_item **out, size_t *n, bool *batch)
 {
-	const cJSON *b = cs_req_get(req, "batch_input");
-	*batch = b != NULL && !cJSON_IsNull(b);
+	int rc;
+	const cJSON *b = tr_batch_input(req, &rc);
+	*batch = b != NULL;
 	*out = NULL;
 	*n = 0;
+	if (rc)
+		return rc;
 	if (*batch) {
-		if (!cJSON_IsArray(b))
-			return cs_req_error(req, CS_EINVAL,
-					    "failed to parse batch input: expected "
-					    "a list of objects");
 		*n = (size_t)cJSON_GetArraySize(b);
-		if (*n == 0)
-			return cs_req_error(req, CS_EINVAL, "missing batch input to process");
 	} else {
 		if (!cs_req_has(req, single))
 			return cs_req_error(req, CS_EINVAL, "%s", missing);
@@ -335,6 +332,26 @@ static int items_respond(struct cs_request *req, bool batch, struct tr_item *it,
 	return 0;
 }
 
+/* A ciphertext made for one item (NULL when the item failed) into its result; frees it. */
+static void add_ciphertext(cJSON *r, char *ct, int64_t used)
+{
+	if (!ct)
+		return;
+	cJSON_AddStringToObject(r, "ciphertext", ct);
+	cJSON_AddNumberToObject(r, "key_version", (double)used);
+	free(ct);
+}
+
+/* Answer with the items' results, then free the items and the key. */
+static int items_finish(struct cs_request *req, cJSON *pol, bool batch, struct tr_item *it,
+			size_t n, cJSON *results)
+{
+	cs_json_delete_wiped(pol);
+	int rc = items_respond(req, batch, it, n, results);
+	items_free(it, n);
+	return rc;
+}
+
 static cJSON *result_new(const struct tr_item *it)
 {
 	cJSON *r = cJSON_CreateObject();
@@ -411,17 +428,10 @@ int tr_encrypt_op(struct cs_request *req)
 		}
 		tr_wipe_free(pt, ptlen);
 		cJSON *r = result_new(&it[i]);
-		if (ct) {
-			cJSON_AddStringToObject(r, "ciphertext", ct);
-			cJSON_AddNumberToObject(r, "key_version", (double)used);
-			free(ct);
-		}
+		add_ciphertext(r, ct, used);
 		cJSON_AddItemToArray(results, r);
 	}
-	cs_json_delete_wiped(pol);
-	rc = items_respond(req, batch, it, n, results);
-	items_free(it, n);
-	return rc;
+	return items_finish(req, pol, batch, it, n, results);
 }
 
 int tr_decrypt_op(struct cs_request *req)
@@ -453,10 +463,7 @@ int tr_decrypt_op(struct cs_request *req)
 		cs_buf_free_secure(&pt);
 		cJSON_AddItemToArray(results, r);
 	}
-	cs_json_delete_wiped(pol);
-	rc = items_respond(req, batch, it, n, results);
-	items_free(it, n);
-	return rc;
+	return items_finish(req, pol, batch, it, n, results);
 }
 
 int tr_rewrap_op(struct cs_request *req)
@@ -489,17 +496,10 @@ int tr_rewrap_op(struct cs_request *req)
 			item_fail(&it[i], rc, it[i].err);
 		cs_buf_free_secure(&pt);
 		cJSON *r = result_new(&it[i]);
-		if (ct) {
-			cJSON_AddStringToObject(r, "ciphertext", ct);
-			cJSON_AddNumberToObject(r, "key_version", (double)used);
-			free(ct);
-		}
+		add_ciphertext(r, ct, used);
 		cJSON_AddItemToArray(results, r);
 	}
-	cs_json_delete_wiped(pol);
-	rc = items_respond(req, batch, it, n, results);
-	items_free(it, n);
-	return rc;
+	return items_finish(req, pol, batch, it, n, results);
 }
 
 int tr_datakey_op(struct cs_request *req)
@@ -682,20 +682,6 @@ static int hmac_key(const cJSON *pol, int64_t ver, uint8_t *key, size_t *keylen,
 			      key, keylen, err);
 }
 
-static const cJSON *batch_of(struct cs_request *req, int *rc)
-{
-	const cJSON *b = cs_req_get(req, "batch_input");
-	*rc = 0;
-	if (!b || cJSON_IsNull(b))
-		return NULL;
-	if (!cJSON_IsArray(b))
-		*rc = cs_req_error(req, CS_EINVAL,
-				   "failed to parse batch input: expected a list of objects");
-	else if (cJSON_GetArraySize(b) == 0)
-		*rc = cs_req_error(req, CS_EINVAL, "missing batch input to process");
-	return b;
-}
-
 int tr_hmac_op(struct cs_request *req)
 {
 	cJSON *pol = NULL;
@@ -725,7 +711,7 @@ int tr_hmac_op(struct cs_request *req)
 		rc = cs_req_error(req, CS_EINVAL, "unsupported algorithm \"%s\"", alg);
 		goto out;
 	}
-	const cJSON *batch = batch_of(req, &rc);
+	const cJSON *batch = tr_batch_input(req, &rc);
 	if (rc)
 		goto out;
 	if (!batch && !cs_req_has(req, "input")) {
@@ -854,7 +840,7 @@ int tr_verify_op(struct cs_request *req)
 	if (!*alg)
 		alg = cs_req_str(req, "algorithm", "sha2-256");
 	const char *md = cs_transit_md_name(alg, true);
-	const cJSON *batch = batch_of(req, &rc);
+	const cJSON *batch = tr_batch_input(req, &rc);
 	bool hmac = cs_req_has(req, "hmac") ||
 		    (batch && cJSON_IsArray(batch) && tr_jstr(batch->child, "hmac"));
 	if (rc)

@@ -175,17 +175,11 @@ static int sign_version_ok(const cJSON *pol, int64_t ver, char *err)
  * with *rc set (the request's error) when batch_input is not a non-empty list. */
 static const cJSON *items_of(struct cs_request *req, bool *batch, int *rc)
 {
-	const cJSON *b = cs_req_get(req, "batch_input");
-	*rc = 0;
-	*batch = b && !cJSON_IsNull(b);
-	if (!*batch)
-		return req->data;
-	if (!cJSON_IsArray(b))
-		*rc = cs_req_error(req, CS_EINVAL,
-				   "failed to parse batch input: expected a list of objects");
-	else if (cJSON_GetArraySize(b) == 0)
-		*rc = cs_req_error(req, CS_EINVAL, "missing batch input to process");
-	return *rc ? NULL : b->child;
+	const cJSON *b = tr_batch_input(req, rc);
+	*batch = b != NULL;
+	if (*rc)
+		return NULL;
+	return b ? b->child : req->data;
 }
 
 /* One item's result into r: 0, or its error status with the message in err. */

@@ -206,6 +206,25 @@ def test_batch_with_one_bad_item(srv, t):
     assert unb64(out[0]["plaintext"]) == b"a" and out[1]["error"]
 
 
+def test_batch_size_is_bounded(srv, t):
+    """A batch of empty items costs a few body bytes each but a few hundred bytes of state:
+    past 65,536 items every batch endpoint refuses the request before doing any work."""
+    k = name()
+    t.create_key(k, mount_point=MP)
+    t.create_key(k + "-sig", key_type="ed25519", mount_point=MP)
+    big = [{}] * 65537
+    for path in ("encrypt/" + k, "decrypt/" + k, "rewrap/" + k, "hmac/" + k,
+                 "verify/" + k, "sign/" + k + "-sig", "verify/" + k + "-sig"):
+        r = rq(srv, "POST", "%s/%s" % (MP, path), json={"batch_input": big})
+        assert r.status_code == 400, (path, r.text[:200])
+        assert "at most 65536" in r.text, (path, r.text[:200])
+    # At the bound the batch is served.
+    r = rq(srv, "POST", "%s/encrypt/%s" % (MP, k),
+           json={"batch_input": [{"plaintext": b64("x")}] * 65536})
+    assert r.status_code == 200, r.text[:200]
+    assert len(r.json()["data"]["batch_results"]) == 65536
+
+
 def test_datakey(srv, t):
     k = name()
     t.create_key(k, mount_point=MP)
