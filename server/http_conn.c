@@ -555,6 +555,9 @@ static int parse_address(const char *addr, struct sockaddr_storage *ss, char *er
 		return 0;
 	if (uv_ip6_addr(host, pn, (struct sockaddr_in6 *)ss) == 0)
 		return 0;
+	/* A host name ("localhost:8200"): resolved with a blocking getaddrinfo, which is fine
+	 * here only because listeners are opened at start-up (cs_core_listen), before the
+	 * loop serves anything; adopted listeners never come through this path. */
 	struct addrinfo hints = {0}, *res = NULL;
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;

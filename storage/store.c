@@ -193,6 +193,8 @@ void cs_store_close(struct cs_store *s)
 	/* A view walked on another thread must end before the env goes: walkers poll
 	 * cs_store_closing and stop within a few thousand records. */
 	atomic_store(&s->closing, true);
+	/* Blocks the caller (the loop thread at shutdown, after every request finished) for
+	 * at most the few milliseconds a walker needs to notice `closing`. */
 	while (atomic_load(&s->views) > 0)
 		usleep(1000);
 	if (s->snap_txn)
