@@ -433,3 +433,9 @@ int cs_transit_ed25519_derive(const uint8_t *der, size_t len, const uint8_t *ctx
 	cs_zero(seed, sizeof seed);
 	return to_pkcs8(d, out, outlen);
 }
+
+int cs_transit_ed25519_from_seed(const uint8_t seed[32], uint8_t **der, size_t *len)
+{
+	*der = NULL;
+	return to_pkcs8(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, 32), der, len);
+}

@@ -43,6 +43,9 @@ int tr_entry_bytes(const cJSON *pol, int64_t ver, const char *field, uint8_t *ou
 /* Vault's GetKey: the version's key, or for a derived key HKDF(key, context)[:n]. */
 int tr_pol_key(const cJSON *pol, int64_t ver, const uint8_t *ctx, size_t ctxlen, size_t n,
 	       uint8_t *out, size_t *outlen, char *err);
+/* The options and version counters that Vault names alike in keys/:name and in a backup
+ * (derived, exportable, min_*_version, latest_version, ...), copied from pol into d. */
+void tr_pol_add_common(cJSON *d, const cJSON *pol);
 /* The keys/:name response. */
 cJSON *tr_pol_format(const char *name, const cJSON *pol);
 
@@ -74,6 +77,23 @@ int tr_keys_config(struct cs_request *req);
 int tr_keys_rotate(struct cs_request *req);
 int tr_keys_trim(struct cs_request *req);
 int tr_export_op(struct cs_request *req);
+
+/* ---- backup and restore (transit_backup.c) */
+/* Vault's KeyType number of a type (-1: none). */
+int tr_vault_type_num(enum cs_transit_type t);
+/* Unix seconds as Go's RFC 3339 ("2026-12-07T22:34:00Z"). */
+void tr_rfc3339(int64_t secs, char out[32]);
+/* A stored {"time": secs, "version": n} (backup_info, restore_info) into d[name] as Vault
+ * shows it (time in RFC 3339); nothing when info is not an object. */
+void tr_add_info(cJSON *d, const char *name, const cJSON *info);
+/* Vault's KeyData of a stored policy (not base64'd): {"policy", "archived_keys"}. */
+cJSON *tr_backup_encode(const char *name, const cJSON *pol);
+/* A KeyData back into a policy as stored (every field checked, public keys recomputed):
+ * 0 with *pol (caller wipes) and *name (the backup's, pointing into kd, may be NULL), or
+ * CS_EINVAL with the reason in err. */
+int tr_backup_decode(const cJSON *kd, cJSON **pol, const char **name, char *err);
+int tr_backup_op(struct cs_request *req);
+int tr_restore_op(struct cs_request *req);
 
 /* ---- handlers (transit_ops.c) */
 int tr_key_exists(struct cs_request *req, bool *exists);

@@ -859,6 +859,40 @@ START_TEST(test_rsa_encrypt_decrypt)
 }
 END_TEST
 
+/* backup/:name → restore (refused over an existing key without force, then under a new
+ * name, then forced): the restored key decrypts what the original encrypted. */
+START_TEST(test_backup_restore)
+{
+	commit(run(CS_OP_UPDATE, "keys/n", "{}", 0));
+	expect_error(CS_OP_READ, "backup/n", NULL, "exporting is disallowed on the policy");
+	expect_error(CS_OP_READ, "backup/none", NULL, "key \"none\" not found");
+	commit(run(CS_OP_UPDATE, "keys/b", "{\"exportable\":true,\"allow_plaintext_backup\":true}",
+		   0));
+	char *ct = enc("b", NULL);
+	struct cs_request *r = run(CS_OP_READ, "backup/b", NULL, 0);
+	char body[4096];
+	snprintf(body, sizeof body, "{\"backup\":\"%s\"}", dstr(r, "backup"));
+	commit(r);
+	expect_error(CS_OP_UPDATE, "restore", body, "key \"b\" already exists");
+	commit(run(CS_OP_UPDATE, "restore/c", body, 0));
+	dec_ok("c", ct, NULL);
+	commit(run(CS_OP_UPDATE, "keys/b/rotate", "{}", 0));
+	size_t len = strlen(body);
+	snprintf(body + len - 1, sizeof body - len + 1, ",\"force\":true}");
+	commit(run(CS_OP_UPDATE, "restore", body, 0));
+	r = run(CS_OP_READ, "keys/b", NULL, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(r->resp_data, "latest_version")->valueint, 1);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(r->resp_data, "restore_info"));
+	done(r);
+	dec_ok("b", ct, NULL);
+	free(ct);
+	expect_error(CS_OP_UPDATE, "restore/x", "{\"backup\":\"e30=\"}",
+		     "invalid backup: no policy");
+	expect_error(CS_OP_UPDATE, "restore/x", "{}", "'backup' must be supplied");
+	done(run(CS_OP_READ, "keys/x", NULL, CS_ENOTFOUND));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -883,6 +917,7 @@ int main(void)
 	tcase_add_test(te, test_rsa_encrypt_decrypt);
 	tcase_add_test(te, test_rsa_salt_and_none);
 	tcase_add_test(te, test_derived_ed25519);
+	tcase_add_test(te, test_backup_restore);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
