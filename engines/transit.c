@@ -42,13 +42,14 @@ int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol)
 	if (!tr_name_ok(name))
 		return CS_ENOTFOUND;
 	snprintf(key, sizeof key, "policy/%s", name);
-	return cs_view_get_json(req, key, pol);
+	return tr_cache_get_json(req, key, pol);
 }
 
 int tr_pol_save(struct cs_request *req, const char *name, const cJSON *pol)
 {
 	char key[160];
 	snprintf(key, sizeof key, "policy/%s", name);
+	tr_cache_forget(req, key);
 	return cs_view_put_json(req, key, pol);
 }
 
@@ -448,6 +449,11 @@ static const struct cs_field export_fields[] = {
     {.name = NULL},
 };
 
+static const struct cs_field cache_fields[] = {
+    {.name = "size", .type = CS_FIELD_INT, .desc = "keys cached: 0 (no count limit) or >= 10"},
+    {.name = NULL},
+};
+
 static const struct cs_field restore_fields[] = {
     {.name = "backup", .type = CS_FIELD_STRING, .desc = "the output of backup/:name"},
     {.name = "force", .type = CS_FIELD_BOOL, .desc = "replace an existing key of that name"},
@@ -498,6 +504,10 @@ static const struct cs_path transit_paths[] = {
      .fields = export_fields,
      .ops = {[CS_OP_READ] = tr_export_op},
      .synopsis = "export one version of an exportable key"},
+    {.pattern = "cache-config",
+     .fields = cache_fields,
+     .ops = {[CS_OP_READ] = tr_cache_config_read, [CS_OP_UPDATE] = tr_cache_config_write},
+     .synopsis = "the size of the key cache (0: no count limit, else at least 10)"},
     {.pattern = "backup/{name}",
      .ops = {[CS_OP_READ] = tr_backup_op},
      .synopsis = "back up an exportable key that allows plaintext backup"},
@@ -589,4 +599,5 @@ const struct cs_backend cs_transit_backend = {
     .type = "transit",
     .paths = transit_paths,
     .n_paths = CS_ARRAY_LEN(transit_paths),
+    .reset = tr_cache_reset,
 };

@@ -78,6 +78,22 @@ int tr_keys_rotate(struct cs_request *req);
 int tr_keys_trim(struct cs_request *req);
 int tr_export_op(struct cs_request *req);
 
+/* ---- the key cache and cache-config (transit_cache.c) */
+/* Vault's minCacheSize: a configured size is 0 (no count limit) or at least this. */
+#define TR_CACHE_MIN_SIZE 10
+/* cs_view_get_json of a key policy ("policy/<name>") through the core's cache of decrypted
+ * policies: a hit only when the stored ciphertext is unchanged. Same returns. */
+int tr_cache_get_json(struct cs_request *req, const char *key, cJSON **out);
+/* Wipe the cached copy of `key` (every write and delete of a policy calls it). */
+void tr_cache_forget(struct cs_request *req, const char *key);
+/* The backend's reset (seal, leadership loss): wipe every entry of the core. */
+void tr_cache_reset(struct cs_core *core);
+/* For tests and the bench: entries, locked bytes, hits and misses of the core's cache. */
+void tr_cache_stats(struct cs_core *core, size_t *entries, size_t *locked, uint64_t *hits,
+		    uint64_t *misses);
+int tr_cache_config_read(struct cs_request *req);
+int tr_cache_config_write(struct cs_request *req);
+
 /* ---- backup and restore (transit_backup.c) */
 /* Vault's KeyType number of a type (-1: none). */
 int tr_vault_type_num(enum cs_transit_type t);

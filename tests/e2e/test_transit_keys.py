@@ -134,3 +134,37 @@ def test_restore_a_vault_made_backup(srv, t):
     nonce = bytes(12)
     ct = "vault:v1:" + b64(nonce + AESGCM(key).encrypt(nonce, b"from vault", None))
     assert unb64(t.decrypt_data(k, ct, mount_point=MP)["data"]["plaintext"]) == b"from vault"
+
+
+def test_cache_config(srv, t):
+    r = rq(srv, "GET", "%s/cache-config" % MP)
+    assert r.status_code == 200 and r.json()["data"]["size"] == 0, r.text
+    for bad in (1, 9, -1):
+        r = rq(srv, "POST", "%s/cache-config" % MP, json={"size": bad})
+        assert r.status_code == 400, r.text
+        assert H.errors_of(r) == ["size must be 0 or a value greater or equal to 10"]
+    assert rq(srv, "GET", "%s/cache-config" % MP).json()["data"]["size"] == 0
+    r = rq(srv, "POST", "%s/cache-config" % MP, json={"size": 10})
+    assert r.status_code == 200 and r.json()["data"]["size"] == 10, r.text
+    assert rq(srv, "GET", "%s/cache-config" % MP).json()["data"]["size"] == 10
+    # More keys than slots: every one still works (evicted ones come from storage), and a
+    # rotation is seen at once.
+    ks = [name() for _ in range(14)]
+    cts = {k: t.encrypt_data(k, b64(k), mount_point=MP)["data"]["ciphertext"] for k in ks}
+    for k in ks + ks[:3]:
+        assert unb64(t.decrypt_data(k, cts[k], mount_point=MP)["data"]["plaintext"]) == k.encode()
+    t.rotate_key(ks[0], mount_point=MP)
+    assert t.encrypt_data(ks[0], b64("x"), mount_point=MP)["data"]["ciphertext"].startswith(
+        "vault:v2:")
+    # Seal (the cache is wiped by the backend's reset) and unseal: keys come back from
+    # storage, the configured size from its record.
+    from conftest import parse_dev_credentials
+    key, _ = parse_dev_credentials(srv)
+    c = srv.client()
+    c.sys.seal()
+    c.sys.submit_unseal_key(key)
+    H.wait_active(srv)
+    for k in ks:
+        assert unb64(t.decrypt_data(k, cts[k], mount_point=MP)["data"]["plaintext"]) == k.encode()
+    assert rq(srv, "GET", "%s/cache-config" % MP).json()["data"]["size"] == 10
+    rq(srv, "POST", "%s/cache-config" % MP, json={"size": 0})

@@ -9,6 +9,7 @@
 
 #include "engines/transit.h"
 #include "engines/transit_crypto.h"
+#include "engines/transit_internal.h"
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
@@ -893,6 +894,91 @@ START_TEST(test_backup_restore)
 }
 END_TEST
 
+static size_t cache_entries(uint64_t *hits)
+{
+	size_t n, locked;
+	uint64_t h, m;
+	tr_cache_stats(&test_core, &n, &locked, &h, &m);
+	ck_assert_uint_eq(locked % 4096, 0);
+	ck_assert_uint_le(locked, n * 4096 * 16);
+	if (hits)
+		*hits = h;
+	return n;
+}
+
+/* cache-config (Vault's size rule), the LRU bound, hits, and wiping on writes, deletion,
+ * reconfiguration and reset; a policy changed in storage behind the cache is never
+ * served stale. */
+START_TEST(test_cache)
+{
+	struct cs_request *r = run(CS_OP_READ, "cache-config", NULL, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(r->resp_data, "size")->valueint, 0);
+	done(r);
+	expect_error(CS_OP_UPDATE, "cache-config", "{\"size\":5}",
+		     "size must be 0 or a value greater or equal to 10");
+	commit(run(CS_OP_UPDATE, "cache-config", "{\"size\":10}", 0));
+	r = run(CS_OP_READ, "cache-config", NULL, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(r->resp_data, "size")->valueint, 10);
+	done(r);
+	char name[16], *ct;
+	for (int i = 0; i < 12; i++) {
+		snprintf(name, sizeof name, "c%d", i);
+		free(enc(name, NULL)); /* created by the upsert */
+		free(enc(name, NULL)); /* loaded */
+	}
+	ck_assert_uint_eq(cache_entries(NULL), 10);
+	uint64_t h0, h1;
+	cache_entries(&h0);
+	ct = enc("c11", NULL);
+	cache_entries(&h1);
+	ck_assert_uint_gt(h1, h0); /* the existence check and the handler both load */
+	/* Rotation wipes the entry; the next load sees version 2. */
+	commit(run(CS_OP_UPDATE, "keys/c11/rotate", "{}", 0));
+	ck_assert_uint_eq(cache_entries(NULL), 9);
+	char *ct2 = enc("c11", NULL);
+	ck_assert(strncmp(ct2, "vault:v2:", 9) == 0);
+	free(ct2);
+	dec_ok("c11", ct, NULL);
+	/* Deletion wipes it. */
+	size_t before = cache_entries(NULL);
+	commit(run(CS_OP_UPDATE, "keys/c11/config", "{\"deletion_allowed\":true}", 0));
+	free(enc("c11", NULL));
+	commit(run(CS_OP_DELETE, "keys/c11", NULL, 0));
+	ck_assert_uint_eq(cache_entries(NULL), before - 1);
+	/* Storage changed behind the cache (as a write applied from another leader's term
+	 * would): c10's policy replaced by c9's; c10 now encrypts as c9 does. */
+	free(enc("c10", NULL));
+	struct cs_txn tx;
+	struct cs_buf b = CS_BUF_INIT;
+	cs_txn_begin(&tx, &st, kr);
+	ck_assert_int_eq(cs_txn_get(&tx, "logical/transit-test/policy/c9", &b), 0);
+	ck_assert_int_eq(cs_txn_put(&tx, "logical/transit-test/policy/c10", b.data, b.len), 0);
+	cs_buf_free_secure(&b);
+	bool pending;
+	int status = -1;
+	ck_assert_int_eq(cs_txn_commit(&tx, committed, &status, &pending), 0);
+	ck_assert(pending);
+	ck_assert_int_eq(cs_store_apply(&st.store, ++applied_index, proposed.data, proposed.len),
+			 0);
+	cs_buf_reset(&proposed);
+	cs_storage_batch_done(&st, proposed_token, 0);
+	free(ct);
+	ct = enc("c10", NULL);
+	dec_ok("c9", ct, NULL);
+	free(ct);
+	/* Reconfiguring empties the mount's cache; size 0 is no count limit. */
+	commit(run(CS_OP_UPDATE, "cache-config", "{\"size\":0}", 0));
+	ck_assert_uint_eq(cache_entries(NULL), 0);
+	for (int i = 0; i < 11; i++) {
+		snprintf(name, sizeof name, "c%d", i);
+		free(enc(name, NULL));
+	}
+	ck_assert_uint_eq(cache_entries(NULL), 11);
+	tr_cache_reset(&test_core);
+	ck_assert_uint_eq(cache_entries(NULL), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -918,6 +1004,7 @@ int main(void)
 	tcase_add_test(te, test_rsa_salt_and_none);
 	tcase_add_test(te, test_derived_ed25519);
 	tcase_add_test(te, test_backup_restore);
+	tcase_add_test(te, test_cache);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
