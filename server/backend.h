@@ -53,6 +53,7 @@ enum cs_op {
  *   cs_core_set_token_events struct cs_token_events    engines/cubbyhole.c
  *   cs_core_set_expiration   struct cs_expiration      auth/expire.c
  *   cs_core_set_audit        struct cs_core_audit      audit/audit.c (server/core.h)
+ *   cs_core_set_password_policies struct cs_password_policies  (sys/policies/password)
  */
 struct cs_request;
 struct cs_core;
@@ -382,6 +383,27 @@ int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out
 /* JSON helpers over the view: read an object (CS_ENOTFOUND if absent), write one. */
 int cs_view_get_json(struct cs_request *req, const char *key, cJSON **out);
 int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);
+
+/*
+ * Passwords for the credentials engines issue (database users, rotated root passwords).
+ * A password from the password policy `policy` (sys/policies/password/<policy>), or from
+ * Vault's default policy when `policy` is NULL or "": 20 characters of [A-Za-z0-9-] with
+ * at least one lowercase letter, one uppercase letter, one digit and one '-'. *out is
+ * malloc'd and NUL-terminated; the caller wipes (cs_zero) and frees it. CS_EINVAL with a
+ * message when the named policy does not exist or cannot be satisfied. Reads a named
+ * policy through req->txn.
+ */
+int cs_req_generate_password(struct cs_request *req, const char *policy, char **out);
+/* Named policies come from the module that stores them. Without one, only the default
+ * policy exists. */
+struct cs_password_policies {
+	/* A password from the stored policy `name`; CS_ENOTFOUND when there is none. */
+	int (*generate)(struct cs_request *req, const char *name, char **out);
+};
+void cs_core_set_password_policies(struct cs_core *core, const struct cs_password_policies *p);
+/* Vault's default policy, for the module above and for tests: fills out[0..len-1] and
+ * NUL-terminates it (len >= 4). */
+void cs_password_default(char *out, size_t len);
 
 /* ---- generic dispatch, used by the core ---- */
 
