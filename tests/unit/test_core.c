@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -21,6 +22,7 @@
 #include "lib/util.h"
 #include "server/core.h"
 #include "server/http.h"
+#include "server/periodic.h"
 #include "tests/unit/fixtures.h"
 
 /* ---------------------------------------------------------------- node fixture */
@@ -833,6 +835,133 @@ START_TEST(test_raft_snapshot)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- periodic functions */
+
+/* A backend whose periodic function counts its runs in its own storage; every other run
+ * does its work on the pool (cs_req_defer), slower than the tick, to show that runs of
+ * one mount never overlap. */
+static int tick_running[2]; /* per mount (t1/, t2/): pool work in progress */
+static int tick_overlaps;
+
+struct tick_job {
+	struct cs_async async;
+	int *running;
+};
+
+static int tick_count(struct cs_request *r)
+{
+	cJSON *o = NULL;
+	int rc = cs_view_get_json(r, "count", &o);
+	int v = rc == 0 ? cJSON_GetObjectItemCaseSensitive(o, "n")->valueint : 0;
+	cJSON_Delete(o);
+	return v;
+}
+
+static int tick_bump(struct cs_request *r)
+{
+	ck_assert(r->root);
+	ck_assert_ptr_null(r->client_token);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "n", tick_count(r) + 1);
+	int rc = cs_view_put_json(r, "count", o);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static void tick_work(struct cs_async *a)
+{
+	int *running = CS_CONTAINER_OF(a, struct tick_job, async)->running;
+	if (__atomic_add_fetch(running, 1, __ATOMIC_SEQ_CST) > 1)
+		__atomic_add_fetch(&tick_overlaps, 1, __ATOMIC_SEQ_CST);
+	usleep(1500 * 1000);
+	__atomic_sub_fetch(running, 1, __ATOMIC_SEQ_CST);
+}
+
+static int tick_resume(struct cs_request *r, struct cs_async *a, int status)
+{
+	free(CS_CONTAINER_OF(a, struct tick_job, async));
+	return status ? status : tick_bump(r);
+}
+
+static int tick_periodic(struct cs_request *r)
+{
+	if (tick_count(r) % 2 == 0)
+		return tick_bump(r);
+	struct tick_job *job = calloc(1, sizeof *job);
+	job->async.work = tick_work;
+	job->async.resume = tick_resume;
+	job->running = &tick_running[strcmp(cs_req_mount_path(r), "t1/") == 0 ? 0 : 1];
+	return cs_req_defer(r, &job->async);
+}
+
+static int tick_read(struct cs_request *r)
+{
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "n", tick_count(r));
+	cs_req_set_data(r, d);
+	return 0;
+}
+
+static const struct cs_path tick_paths[] = {
+    {.pattern = "count", .ops[CS_OP_READ] = tick_read, .synopsis = "runs so far"},
+};
+
+static const struct cs_backend tick_backend = {
+    .type = "test-ticker",
+    .paths = tick_paths,
+    .n_paths = 1,
+    .periodic = tick_periodic,
+};
+
+static void tick_setup(void)
+{
+	static bool registered;
+	if (!registered)
+		cs_backend_register(&tick_backend);
+	registered = true;
+	node_setup();
+	n.cfg.periodic_interval = 1;
+}
+
+static int ticks(const char *mount)
+{
+	char path[64];
+	snprintf(path, sizeof path, "%s/count", mount);
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("GET", path, root_token, NULL, &o), 200);
+	int v = jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "n");
+	cJSON_Delete(o);
+	return v;
+}
+
+/* Every mount of a backend with a periodic function gets runs on the active node, each
+ * committed like a request, one at a time per mount; a sealed node runs none. */
+START_TEST(test_periodic_runs)
+{
+	init_unseal();
+	ck_assert_int_eq(
+	    req("PUT", "sys/mounts/t1", root_token, "{\"type\":\"test-ticker\"}", NULL), 204);
+	ck_assert_int_eq(
+	    req("PUT", "sys/mounts/t2", root_token, "{\"type\":\"test-ticker\"}", NULL), 204);
+	for (int i = 0; i < 200 && (ticks("t1") < 4 || ticks("t2") < 4); i++)
+		usleep(50 * 1000);
+	ck_assert_int_ge(ticks("t1"), 4);
+	ck_assert_int_ge(ticks("t2"), 4);
+	ck_assert_int_eq(__atomic_load_n(&tick_overlaps, __ATOMIC_SEQ_CST), 0);
+	/* Sealed: no run starts; the count survives in storage. */
+	ck_assert_int_eq(req("PUT", "sys/seal", root_token, NULL, NULL), 204);
+	usleep(2500 * 1000);
+	unseal_all();
+	int before = ticks("t1");
+	ck_assert_int_ge(before, 4);
+	ck_assert_int_eq(req("DELETE", "sys/mounts/t2", root_token, NULL, NULL), 204);
+	for (int i = 0; i < 200 && ticks("t1") < before + 2; i++)
+		usleep(50 * 1000);
+	ck_assert_int_ge(ticks("t1"), before + 2);
+	ck_assert_uint_gt(cs_periodic_runs(&n.core), 8);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -863,6 +992,11 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_raft_remove_peer);
 	tcase_add_test(tc, test_raft_autopilot);
 	tcase_add_test(tc, test_raft_snapshot);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("periodic");
+	tcase_add_checked_fixture(tc, tick_setup, node_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_periodic_runs);
 	suite_add_tcase(s, tc);
 	return s;
 }
