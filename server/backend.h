@@ -439,6 +439,23 @@ void cs_core_set_password_policies(struct cs_core *core, const struct cs_passwor
 void cs_password_default(char *out, size_t len);
 
 /*
+ * From a handler (create, update or read): the response carries a lease on a secret of
+ * kind `type` (a name in the backend's `secrets`). `internal` (taken) is kept with the
+ * lease behind the barrier and handed back to the kind's revoke/renew; clients never see
+ * it. ttl <= 0: the mount's default TTL; max_ttl <= 0: the mount's maximum; both are
+ * capped by the mount's maximum. Sets req->lease_id ("<request path>/<random>"),
+ * req->lease_duration and req->renewable (when the kind has `renew`), writes the lease in
+ * req->txn and ties it to the client token: revoking the token (or an ancestor) revokes
+ * the lease. Returns 0 or an error (message set).
+ */
+int cs_req_lease(struct cs_request *req, const char *type, cJSON *internal, int64_t ttl,
+		 int64_t max_ttl);
+/* The kind `name` of leased secret that the backend mounted at `path`'s mount issues, or
+ * NULL (no such mount or kind). Loop thread. */
+const struct cs_secret_type *cs_core_secret_type(struct cs_core *core, const char *path,
+						 const char *name);
+
+/*
  * Internal requests: work the core does for itself on the active node (periodic
  * functions, lease revocation and renewal), run through a backend's handler like a
  * client's request but with no client token (req->root true, req->http NULL), no audit
@@ -538,6 +555,13 @@ struct cs_expiration {
 	cs_expire_active_fn active; /* optional */
 	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
 	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
+	/* optional (without it cs_req_lease fails): record a lease on a secret of `kind`
+	 * issued by req's handler (see cs_req_lease), owned by the token under `owner_key`
+	 * (its storage key) or by nobody (NULL) */
+	int (*lease)(struct cs_request *req, const struct cs_secret_type *kind, cJSON *internal,
+		     int64_t ttl, int64_t max_ttl, const char *owner_key);
+	/* optional: the token under `token_key` is being revoked in `txn`: its leases must go */
+	int (*token_revoked)(struct cs_txn *txn, const char *token_key);
 };
 void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex);
 

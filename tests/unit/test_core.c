@@ -962,6 +962,303 @@ START_TEST(test_periodic_runs)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- leased secrets */
+
+/* A backend that issues "credentials": cred/<id> records, each with a lease whose revoke
+ * (on the pool, like a networked revocation) marks it revoked and whose renew records the
+ * TTL; revocations fail while "fail" exists in its storage. */
+struct lease_job {
+	struct cs_async async;
+};
+
+static void lease_work(struct cs_async *a)
+{
+	(void)a;
+	usleep(20 * 1000);
+}
+
+static int cred_set(struct cs_request *r, const char *id, const char *field, cJSON *v)
+{
+	char key[128];
+	snprintf(key, sizeof key, "cred/%s", id);
+	cJSON *o = NULL;
+	if (cs_view_get_json(r, key, &o)) {
+		cJSON_Delete(v);
+		return cs_req_error(r, CS_EINVAL, "no credential %s", id);
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(o, field);
+	cJSON_AddItemToObject(o, field, v);
+	int rc = cs_view_put_json(r, key, o);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static const char *internal_id(struct cs_request *r)
+{
+	const cJSON *in = cs_req_get(r, "internal");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(in, "id");
+	ck_assert(cJSON_IsString(id));
+	return id->valuestring;
+}
+
+static int lease_revoke_resume(struct cs_request *r, struct cs_async *a, int status)
+{
+	free(CS_CONTAINER_OF(a, struct lease_job, async));
+	if (status)
+		return status;
+	struct cs_buf b = CS_BUF_INIT;
+	bool fail = cs_view_get(r, "fail", &b) == 0;
+	cs_buf_free(&b);
+	if (fail)
+		return cs_req_error(r, CS_EINTERNAL, "backend down");
+	return cred_set(r, internal_id(r), "revoked", cJSON_CreateTrue());
+}
+
+static int lease_revoke(struct cs_request *r)
+{
+	ck_assert(r->root);
+	ck_assert_ptr_nonnull(cs_req_str(r, "lease_id", NULL));
+	struct lease_job *job = calloc(1, sizeof *job);
+	job->async.work = lease_work;
+	job->async.resume = lease_revoke_resume;
+	return cs_req_defer(r, &job->async);
+}
+
+static int lease_renew(struct cs_request *r)
+{
+	return cred_set(r, internal_id(r), "ttl",
+			cJSON_CreateNumber((double)cs_req_int(r, "ttl", 0)));
+}
+
+static int creds_issue(struct cs_request *r)
+{
+	char id[17];
+	cs_random_base62(id, 16);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "revoked", false);
+	char key[64];
+	snprintf(key, sizeof key, "cred/%s", id);
+	int rc = cs_view_put_json(r, key, o);
+	cJSON_Delete(o);
+	if (rc)
+		return rc;
+	cJSON *in = cJSON_CreateObject();
+	cJSON_AddStringToObject(in, "id", id);
+	rc = cs_req_lease(r, "cred", in, cs_req_int(r, "ttl", 0), cs_req_int(r, "max_ttl", 0));
+	if (rc)
+		return rc;
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "id", id);
+	cs_req_set_data(r, d);
+	return 0;
+}
+
+static int cred_read(struct cs_request *r)
+{
+	char key[128];
+	snprintf(key, sizeof key, "cred/%s", cs_req_capture(r, "id"));
+	cJSON *o = NULL;
+	int rc = cs_view_get_json(r, key, &o);
+	if (rc)
+		return rc;
+	cs_req_set_data(r, o);
+	return 0;
+}
+
+static int fail_set(struct cs_request *r)
+{
+	return cs_req_bool(r, "on", false) ? cs_view_put(r, "fail", "1", 1)
+					   : cs_view_delete(r, "fail");
+}
+
+static const struct cs_field creds_fields[] = {
+    {.name = "ttl", .type = CS_FIELD_DURATION, .desc = "ttl"},
+    {.name = "max_ttl", .type = CS_FIELD_DURATION, .desc = "max ttl"},
+    {.name = NULL},
+};
+static const struct cs_field fail_fields[] = {
+    {.name = "on", .type = CS_FIELD_BOOL, .desc = "fail revocations"},
+    {.name = NULL},
+};
+
+static const struct cs_path leaser_paths[] = {
+    {.pattern = "creds",
+     .fields = creds_fields,
+     .ops[CS_OP_UPDATE] = creds_issue,
+     .synopsis = "issue"},
+    {.pattern = "cred/{id}", .ops[CS_OP_READ] = cred_read, .synopsis = "state"},
+    {.pattern = "fail", .fields = fail_fields, .ops[CS_OP_UPDATE] = fail_set, .synopsis = "fail"},
+};
+
+static const struct cs_secret_type leaser_secrets[] = {
+    {.name = "cred", .revoke = lease_revoke, .renew = lease_renew},
+    {.name = NULL},
+};
+
+static const struct cs_backend leaser_backend = {
+    .type = "test-leaser",
+    .paths = leaser_paths,
+    .n_paths = CS_ARRAY_LEN(leaser_paths),
+    .secrets = leaser_secrets,
+};
+
+static void leaser_setup(void)
+{
+	static bool registered;
+	if (!registered)
+		cs_backend_register(&leaser_backend);
+	registered = true;
+	node_setup();
+}
+
+/* Issue a credential as `token`: its id into id[17], its lease into lease[256]. */
+static void issue(const char *token, const char *body, char *id, char *lease, int *duration)
+{
+	cJSON *o = NULL;
+	int st = req("PUT", "l/creds", token, body, &o);
+	ck_assert_msg(st == 200, "%d %s", st, o ? first_error(o) : "");
+	snprintf(id, 17, "%s", jstr(cJSON_GetObjectItemCaseSensitive(o, "data"), "id"));
+	snprintf(lease, 256, "%s", jstr(o, "lease_id"));
+	if (duration)
+		*duration = jint(o, "lease_duration");
+	ck_assert(strncmp(lease, "l/creds/", 8) == 0);
+	ck_assert(jbool(o, "renewable"));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(o, "internal"));
+	cJSON_Delete(o);
+}
+
+static bool revoked(const char *id)
+{
+	char path[64];
+	snprintf(path, sizeof path, "l/cred/%s", id);
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("GET", path, root_token, NULL, &o), 200);
+	bool v = jbool(cJSON_GetObjectItemCaseSensitive(o, "data"), "revoked");
+	cJSON_Delete(o);
+	return v;
+}
+
+static bool wait_revoked(const char *id, int secs)
+{
+	for (int i = 0; i < secs * 10; i++) {
+		if (revoked(id))
+			return true;
+		usleep(100 * 1000);
+	}
+	return revoked(id);
+}
+
+static int lease_status(const char *lease)
+{
+	char body[400];
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\"}", lease);
+	return req("PUT", "sys/leases/lookup", root_token, body, NULL);
+}
+
+/* Expiry, revoke, renew and token revocation reach the backend that issued the secret. */
+START_TEST(test_secret_leases)
+{
+	init_unseal();
+	ck_assert_int_eq(req("PUT", "sys/mounts/l", root_token, "{\"type\":\"test-leaser\"}", NULL),
+			 204);
+	char id[17], lease[256], body[400];
+	int dur = 0;
+	/* Expiry. */
+	issue(root_token, "{\"ttl\":\"1s\"}", id, lease, &dur);
+	ck_assert_int_eq(dur, 1);
+	ck_assert_int_eq(lease_status(lease), 200);
+	ck_assert(wait_revoked(id, 10));
+	ck_assert_int_eq(lease_status(lease), 400); /* the record went with it */
+	/* Revoke: revoked when answered. */
+	issue(root_token, "{\"ttl\":\"1h\"}", id, lease, NULL);
+	ck_assert(!revoked(id));
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\"}", lease);
+	ck_assert_int_eq(req("PUT", "sys/leases/revoke", root_token, body, NULL), 204);
+	ck_assert(revoked(id));
+	ck_assert_int_eq(lease_status(lease), 400);
+	/* Renew: the backend is told, capped by max_ttl. */
+	issue(root_token, "{\"ttl\":\"60s\",\"max_ttl\":\"100s\"}", id, lease, NULL);
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\",\"increment\":\"1h\"}", lease);
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("PUT", "sys/leases/renew", root_token, body, &o), 200);
+	ck_assert_str_eq(jstr(o, "lease_id"), lease);
+	ck_assert_int_ge(jint(o, "lease_duration"), 98);
+	ck_assert_int_le(jint(o, "lease_duration"), 100);
+	cJSON_Delete(o);
+	char path[64];
+	snprintf(path, sizeof path, "l/cred/%s", id);
+	ck_assert_int_eq(req("GET", path, root_token, NULL, &o), 200);
+	ck_assert_int_ge(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "ttl"), 98);
+	cJSON_Delete(o);
+	/* A token's revocation revokes the secrets it obtained. */
+	ck_assert_int_eq(
+	    req("PUT", "auth/token/create", root_token, "{\"policies\":[\"root\"]}", &o), 200);
+	char child[128];
+	snprintf(child, sizeof child, "%s",
+		 jstr(cJSON_GetObjectItemCaseSensitive(o, "auth"), "client_token"));
+	cJSON_Delete(o);
+	char id2[17], lease2[256];
+	issue(child, "{\"ttl\":\"1h\"}", id2, lease2, NULL);
+	ck_assert_int_eq(req("PUT", "auth/token/revoke-self", child, NULL, NULL), 204);
+	ck_assert(wait_revoked(id2, 10));
+	/* The mount cannot be disabled while a secret it issued is still leased. */
+	int st = req("DELETE", "sys/mounts/l", root_token, NULL, &o);
+	ck_assert_int_eq(st, 400);
+	ck_assert_ptr_nonnull(strstr(first_error(o), "not revoked yet"));
+	cJSON_Delete(o);
+}
+END_TEST
+
+/* A backend that cannot revoke: retried, then irrevocable; revoke-force drops it. */
+START_TEST(test_secret_lease_irrevocable)
+{
+	init_unseal();
+	ck_assert_int_eq(req("PUT", "sys/mounts/l", root_token, "{\"type\":\"test-leaser\"}", NULL),
+			 204);
+	ck_assert_int_eq(req("PUT", "l/fail", root_token, "{\"on\":true}", NULL), 204);
+	char id[17], lease[256], id2[17], lease2[256];
+	issue(root_token, "{\"ttl\":\"1s\"}", id, lease, NULL);
+	issue(root_token, "{\"ttl\":\"1s\"}", id2, lease2, NULL);
+	/* The second recovers when the backend does, on a retry. */
+	usleep(2500 * 1000);
+	ck_assert(!revoked(id2));
+	char body[400];
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\"}", lease2);
+	ck_assert_int_eq(req("PUT", "sys/leases/revoke", root_token, body, NULL), 500);
+	cJSON *o = NULL;
+	int count = 0;
+	for (int i = 0; i < 400 && count == 0; i++) {
+		usleep(100 * 1000);
+		ck_assert_int_eq(req("GET", "sys/leases?type=irrevocable", root_token, NULL, &o),
+				 200);
+		count = jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count");
+		if (count == 0)
+			cJSON_Delete(o);
+	}
+	ck_assert_int_ge(count, 1);
+	const cJSON *l = cJSON_GetArrayItem(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "data"), "leases"),
+	    0);
+	ck_assert_str_eq(jstr(l, "error"), "backend down");
+	ck_assert_str_eq(jstr(l, "mount_id"), "l/");
+	cJSON_Delete(o);
+	ck_assert_int_eq(req("GET", "sys/leases/count?type=all", root_token, NULL, &o), 200);
+	ck_assert_int_eq(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count"), 2);
+	cJSON_Delete(o);
+	/* Back up: the one not yet given up is revoked on its next retry; revoke-force
+	 * drops the records of both without asking the backend again. */
+	ck_assert_int_eq(req("PUT", "l/fail", root_token, "{\"on\":false}", NULL), 204);
+	ck_assert_int_eq(req("PUT", "sys/leases/revoke-force/l", root_token, NULL, NULL), 204);
+	ck_assert_int_eq(lease_status(lease), 400);
+	ck_assert_int_eq(lease_status(lease2), 400);
+	ck_assert_int_eq(req("GET", "sys/leases/count?type=all", root_token, NULL, &o), 200);
+	ck_assert_int_eq(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count"), 0);
+	cJSON_Delete(o);
+	ck_assert_int_eq(req("GET", "sys/leases?type=bogus", root_token, NULL, NULL), 400);
+	ck_assert_int_eq(req("DELETE", "sys/mounts/l", root_token, NULL, NULL), 204);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -997,6 +1294,12 @@ static Suite *core_suite(void)
 	tcase_add_checked_fixture(tc, tick_setup, node_teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_periodic_runs);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("leases");
+	tcase_add_checked_fixture(tc, leaser_setup, node_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_secret_leases);
+	tcase_add_test(tc, test_secret_lease_irrevocable);
 	suite_add_tcase(s, tc);
 	return s;
 }
