@@ -600,4 +600,5 @@ const struct cs_backend cs_transit_backend = {
     .paths = transit_paths,
     .n_paths = CS_ARRAY_LEN(transit_paths),
     .reset = tr_cache_reset,
+    .periodic = tr_periodic,
 };

@@ -94,6 +94,15 @@ void tr_cache_stats(struct cs_core *core, size_t *entries, size_t *locked, uint6
 int tr_cache_config_read(struct cs_request *req);
 int tr_cache_config_write(struct cs_request *req);
 
+/* ---- automatic rotation (transit_rotate.c) */
+/* Vault's rule: the key has an auto_rotate_period and its latest version was created
+ * more than that before `now` (unix seconds). */
+bool tr_rotate_due(const cJSON *pol, int64_t now);
+/* The backend's periodic function: rotate the due keys of the mount, a bounded batch. */
+int tr_periodic(struct cs_request *req);
+/* Keys rotated by tr_periodic on this core (for tests). */
+uint64_t tr_rotate_count(struct cs_core *core);
+
 /* ---- backup and restore (transit_backup.c) */
 /* Vault's KeyType number of a type (-1: none). */
 int tr_vault_type_num(enum cs_transit_type t);

@@ -2,6 +2,7 @@
 transit_rotate.c) end to end: backup/restore in Vault's format, cache-config, and automatic
 rotation from the periodic hook."""
 import json
+import time
 
 import pytest
 
@@ -168,3 +169,59 @@ def test_cache_config(srv, t):
         assert unb64(t.decrypt_data(k, cts[k], mount_point=MP)["data"]["plaintext"]) == k.encode()
     assert rq(srv, "GET", "%s/cache-config" % MP).json()["data"]["size"] == 10
     rq(srv, "POST", "%s/cache-config" % MP, json={"size": 0})
+
+
+def _aged_backup(t, k, secs):
+    """k's backup with its latest version's creation time set back by secs."""
+    kd = json.loads(unb64(t.backup_key(k, mount_point=MP)["data"]["backup"]))
+    ver = str(kd["policy"]["latest_version"])
+    for e in (kd["policy"]["keys"][ver], kd["archived_keys"]["keys"][int(ver)]):
+        e["creation_time"] -= secs
+        e["time"] = "2000-01-01T00:00:00Z"  # creation_time wins; this one is Go's
+    return b64(json.dumps(kd))
+
+
+def _wait_version(t, k, want, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if t.read_key(k, mount_point=MP)["data"]["latest_version"] >= want:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.timeout_s(120)
+def test_periodic_auto_rotation(server_factory):
+    """A key whose latest version is older than its auto_rotate_period is rotated by the
+    periodic function (periodic_interval 1s); fresh keys and keys without a period are
+    not. The age is set back through backup/restore, so nobody waits an hour."""
+    s = server_factory(extra_config='periodic_interval = "1s"\n')
+    H.init_and_unseal(s)
+    H.wait_active(s)
+    c = s.client(s.root_token)
+    c.sys.enable_secrets_engine("transit", path=MP)
+    t = c.secrets.transit
+    opts = dict(exportable=True, allow_plaintext_backup=True)
+    keys = {}
+    for label, typ, period in (("due", "aes256-gcm96", "1h"), ("sig", "ed25519", "1h"),
+                               ("fresh", "aes256-gcm96", "1h"), ("never", "aes256-gcm96", 0)):
+        keys[label] = k = name()
+        c.write("%s/keys/%s" % (MP, k), type=typ, auto_rotate_period=period, **opts)
+    ct = t.encrypt_data(keys["due"], b64("before"), mount_point=MP)["data"]["ciphertext"]
+    for label, age in (("due", 7200), ("sig", 3700), ("fresh", 1800), ("never", 10 ** 6)):
+        t.restore_key(_aged_backup(t, keys[label], age), name=keys[label], force=True,
+                      mount_point=MP)
+    assert _wait_version(t, keys["due"], 2), s.log_tail()
+    assert _wait_version(t, keys["sig"], 2), s.log_tail()
+    # A later key made due proves more runs happened; the others were never due.
+    late = name()
+    c.write("%s/keys/%s" % (MP, late), auto_rotate_period="1h", **opts)
+    t.restore_key(_aged_backup(t, late, 4000), name=late, force=True, mount_point=MP)
+    assert _wait_version(t, late, 2), s.log_tail()
+    for label in ("fresh", "never"):
+        assert t.read_key(keys[label], mount_point=MP)["data"]["latest_version"] == 1, label
+    # Rotated once: version 2 is fresh.
+    assert t.read_key(keys["due"], mount_point=MP)["data"]["latest_version"] == 2
+    assert unb64(t.decrypt_data(keys["due"], ct, mount_point=MP)["data"]["plaintext"]) == b"before"
+    assert t.encrypt_data(keys["due"], b64("x"), mount_point=MP)["data"]["ciphertext"].startswith(
+        "vault:v2:")

@@ -979,6 +979,108 @@ START_TEST(test_cache)
 }
 END_TEST
 
+/* Vault's auto-rotation rule on the latest version's creation time, strictly after. */
+START_TEST(test_rotate_due)
+{
+	cJSON *pol = cJSON_Parse("{\"latest_version\":2,\"auto_rotate_period\":3600,"
+				 "\"keys\":{\"1\":{\"time\":100},\"2\":{\"time\":10000}}}");
+	ck_assert(!tr_rotate_due(pol, 13600));
+	ck_assert(tr_rotate_due(pol, 13601));
+	ck_assert(!tr_rotate_due(pol, 3701)); /* version 1's age does not count */
+	cJSON_ReplaceItemInObject(pol, "auto_rotate_period", cJSON_CreateNumber(0));
+	ck_assert(!tr_rotate_due(pol, 1000000));
+	cJSON_ReplaceItemInObject(pol, "auto_rotate_period", cJSON_CreateNumber(3600));
+	cJSON_ReplaceItemInObject(pol, "latest_version", cJSON_CreateNumber(3));
+	ck_assert(!tr_rotate_due(pol, 1000000)); /* no such latest version */
+	cJSON_Delete(pol);
+}
+END_TEST
+
+/* Set key `name`'s latest version's creation time back by `secs`, in storage. */
+static void age_key(const char *name, int64_t secs)
+{
+	char k[128];
+	snprintf(k, sizeof k, "logical/transit-test/policy/%s", name);
+	struct cs_txn tx;
+	struct cs_buf b = CS_BUF_INIT;
+	cs_txn_begin(&tx, &st, kr);
+	ck_assert_int_eq(cs_txn_get(&tx, k, &b), 0);
+	cJSON *pol = cJSON_ParseWithLength(b.data, b.len);
+	cs_buf_free_secure(&b);
+	char vs[24];
+	snprintf(vs, sizeof vs, "%d", cJSON_GetObjectItem(pol, "latest_version")->valueint);
+	cJSON *e = cJSON_GetObjectItem(cJSON_GetObjectItem(pol, "keys"), vs);
+	double t = cJSON_GetObjectItem(e, "time")->valuedouble - (double)secs;
+	cJSON_ReplaceItemInObject(e, "time", cJSON_CreateNumber(t));
+	char *js = cJSON_PrintUnformatted(pol);
+	cJSON_Delete(pol);
+	ck_assert_int_eq(cs_txn_put(&tx, k, js, strlen(js)), 0);
+	free(js);
+	bool pending;
+	int status = -1;
+	ck_assert_int_eq(cs_txn_commit(&tx, committed, &status, &pending), 0);
+	ck_assert_int_eq(cs_store_apply(&st.store, ++applied_index, proposed.data, proposed.len),
+			 0);
+	cs_buf_reset(&proposed);
+	cs_storage_batch_done(&st, proposed_token, 0);
+}
+
+static void periodic(void)
+{
+	struct cs_request *req = calloc(1, sizeof *req);
+	req->core = &test_core;
+	req->op = CS_OP_UPDATE;
+	req->root = true;
+	req->mount = &mount;
+	req->data = cJSON_CreateObject();
+	cs_txn_begin(&req->txn, &st, kr);
+	int rc = tr_periodic(req);
+	while (rc == CS_EASYNC)
+		rc = run_deferred(req);
+	ck_assert_int_eq(rc, 0);
+	commit(req);
+}
+
+static int latest(const char *name)
+{
+	char rel[64];
+	snprintf(rel, sizeof rel, "keys/%s", name);
+	struct cs_request *r = run(CS_OP_READ, rel, NULL, 0);
+	int v = cJSON_GetObjectItem(r->resp_data, "latest_version")->valueint;
+	done(r);
+	return v;
+}
+
+/* The periodic function rotates exactly the due keys (symmetric inline, ed25519 on the
+ * pool), once, and old ciphertexts still decrypt. */
+START_TEST(test_periodic_rotation)
+{
+	commit(run(CS_OP_UPDATE, "keys/due", "{\"auto_rotate_period\":\"1h\"}", 0));
+	commit(run(CS_OP_UPDATE, "keys/fresh", "{\"auto_rotate_period\":\"1h\"}", 0));
+	commit(run(CS_OP_UPDATE, "keys/never", "{}", 0));
+	commit(
+	    run(CS_OP_UPDATE, "keys/sig", "{\"type\":\"ed25519\",\"auto_rotate_period\":3600}", 0));
+	char *ct = enc("due", NULL);
+	periodic();
+	ck_assert_int_eq(latest("due"), 1);
+	age_key("due", 3601);
+	age_key("never", 100000);
+	age_key("sig", 7200);
+	age_key("fresh", 3000);
+	periodic();
+	ck_assert_int_eq(latest("due"), 2);
+	ck_assert_int_eq(latest("sig"), 2);
+	ck_assert_int_eq(latest("fresh"), 1);
+	ck_assert_int_eq(latest("never"), 1);
+	ck_assert_uint_eq(tr_rotate_count(&test_core), 2);
+	/* Version 2 is new: nothing more is due. */
+	periodic();
+	ck_assert_int_eq(latest("due"), 2);
+	dec_ok("due", ct, NULL);
+	free(ct);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -988,6 +1090,7 @@ int main(void)
 	tcase_add_test(tc, test_aead_roundtrip_and_tamper);
 	tcase_add_test(tc, test_format_parse);
 	tcase_add_test(tc, test_digest_hmac);
+	tcase_add_test(tc, test_rotate_due);
 	suite_add_tcase(s, tc);
 	TCase *te = tcase_create("engine");
 	tcase_add_checked_fixture(te, setup, teardown);
@@ -1005,6 +1108,7 @@ int main(void)
 	tcase_add_test(te, test_derived_ed25519);
 	tcase_add_test(te, test_backup_restore);
 	tcase_add_test(te, test_cache);
+	tcase_add_test(te, test_periodic_rotation);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);
