@@ -35,14 +35,24 @@ bool tr_name_ok(const char *n)
 
 /* The key's policy from storage: 0, CS_ENOTFOUND (also for a name Vault would not route),
  * or a storage error. */
-int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol)
+static int pol_get(struct cs_request *req, const char *name, bool fill, cJSON **pol)
 {
 	char key[160];
 	*pol = NULL;
 	if (!tr_name_ok(name))
 		return CS_ENOTFOUND;
 	snprintf(key, sizeof key, "policy/%s", name);
-	return tr_cache_get_json(req, key, pol);
+	return tr_cache_get_json(req, key, fill, pol);
+}
+
+int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol)
+{
+	return pol_get(req, name, true, pol);
+}
+
+int tr_pol_peek(struct cs_request *req, const char *name, cJSON **pol)
+{
+	return pol_get(req, name, false, pol);
 }
 
 int tr_pol_save(struct cs_request *req, const char *name, const cJSON *pol)

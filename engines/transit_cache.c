@@ -233,7 +233,7 @@ static void insert(struct tr_cache *c, struct tr_mount_cache *m, const char *key
 /* Storage keys are at most 511 bytes (storage/txn.h); a longer one fails the read. */
 #define FULL_KEY(req, key, buf) snprintf(buf, sizeof buf, "%s%s", cs_req_storage_prefix(req), key)
 
-int tr_cache_get_json(struct cs_request *req, const char *key, cJSON **out)
+int tr_cache_get_json(struct cs_request *req, const char *key, bool fill, cJSON **out)
 {
 	*out = NULL;
 	struct tr_cache *c = cache_of(req);
@@ -261,7 +261,7 @@ int tr_cache_get_json(struct cs_request *req, const char *key, cJSON **out)
 		*out = cJSON_ParseWithLength(pt.data, pt.len);
 		if (!*out)
 			rc = CS_EIO;
-		else
+		else if (fill)
 			insert(c, m, fk, &ct, &pt);
 	}
 out:

@@ -29,6 +29,8 @@
 bool tr_name_ok(const char *n);
 /* The key's policy: 0, CS_ENOTFOUND (also for a name Vault would not route) or an error. */
 int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol);
+/* The same for a scan over every key (auto-rotation): a cache miss is not cached. */
+int tr_pol_peek(struct cs_request *req, const char *name, cJSON **pol);
 int tr_pol_save(struct cs_request *req, const char *name, const cJSON *pol);
 /* A new policy (not stored) with Vault's defaults and version 1 generated. */
 cJSON *tr_pol_new(enum cs_transit_type t, bool derived, bool convergent, int64_t key_size,
@@ -82,8 +84,9 @@ int tr_export_op(struct cs_request *req);
 /* Vault's minCacheSize: a configured size is 0 (no count limit) or at least this. */
 #define TR_CACHE_MIN_SIZE 10
 /* cs_view_get_json of a key policy ("policy/<name>") through the core's cache of decrypted
- * policies: a hit only when the stored ciphertext is unchanged. Same returns. */
-int tr_cache_get_json(struct cs_request *req, const char *key, cJSON **out);
+ * policies: a hit only when the stored ciphertext is unchanged; a miss fills the cache when
+ * `fill` (not for scans, which would push the hot keys out). Same returns. */
+int tr_cache_get_json(struct cs_request *req, const char *key, bool fill, cJSON **out);
 /* Wipe the cached copy of `key` (every write and delete of a policy calls it). */
 void tr_cache_forget(struct cs_request *req, const char *key);
 /* The backend's reset (seal, leadership loss): wipe every entry of the core. */

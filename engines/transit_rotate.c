@@ -194,7 +194,7 @@ int tr_periodic(struct cs_request *req)
 		i++;
 	for (; !rc && i < names.n && scanned < TR_ROTATE_SCAN; i++, scanned++) {
 		cJSON *pol = NULL;
-		int lrc = tr_pol_load(req, names.v[i], &pol);
+		int lrc = tr_pol_peek(req, names.v[i], &pol);
 		if (lrc) { /* a name Vault would not route, or deleted meanwhile */
 			if (lrc != CS_ENOTFOUND)
 				rc = lrc;
