@@ -1083,6 +1083,41 @@ START_TEST(test_periodic_rotation)
 }
 END_TEST
 
+/* RFC 8032 §7.1 test 1: a key built from its seed (a Vault backup's form) signs the empty
+ * message as published, through the fixed-encoding fast path of the key loader; its public
+ * key is the published one. */
+START_TEST(test_ed25519_rfc8032_from_seed)
+{
+	uint8_t seed[32], want[64];
+	size_t n;
+	unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", seed, &n);
+	unhex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bac"
+	      "c61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+	      want, &n);
+	uint8_t *der = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(cs_transit_ed25519_from_seed(seed, &der, &len), 0);
+	ck_assert_uint_eq(len, 48);
+	struct cs_transit_sigopts o = {0};
+	struct cs_buf sig = CS_BUF_INIT;
+	const char *err = NULL;
+	ck_assert_int_eq(cs_transit_asym_sign(CS_TRANSIT_ED25519, der, len, &o, (const uint8_t *)"",
+					      0, &sig, &err),
+			 0);
+	ck_assert_uint_eq(sig.len, 64);
+	ck_assert_mem_eq(sig.data, want, 64);
+	char *pub = cs_transit_asym_public(CS_TRANSIT_ED25519, der, len);
+	uint8_t pk[32];
+	unhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", pk, &n);
+	char *want_pub = cs_b64_encode(pk, 32);
+	ck_assert_str_eq(pub, want_pub);
+	free(pub);
+	free(want_pub);
+	cs_buf_free(&sig);
+	free(der);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -1093,6 +1128,7 @@ int main(void)
 	tcase_add_test(tc, test_format_parse);
 	tcase_add_test(tc, test_digest_hmac);
 	tcase_add_test(tc, test_rotate_due);
+	tcase_add_test(tc, test_ed25519_rfc8032_from_seed);
 	suite_add_tcase(s, tc);
 	TCase *te = tcase_create("engine");
 	tcase_add_checked_fixture(te, setup, teardown);
