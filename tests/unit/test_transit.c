@@ -2,6 +2,9 @@
  * vectors, the ciphertext format, and the path table (engines/transit.c) through the
  * backend framework over a real store, as docs/adding-a-backend.md drives an engine. */
 #include <check.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1118,6 +1121,46 @@ START_TEST(test_ed25519_rfc8032_from_seed)
 }
 END_TEST
 
+/* The P-256 key loader's fast path (engines/transit_asym.c) builds the same key as
+ * OpenSSL's generic decoder: same public key, and its signatures verify under the
+ * decoder's key. */
+START_TEST(test_p256_fast_load_matches_decoder)
+{
+	uint8_t *der = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(cs_transit_asym_generate(CS_TRANSIT_ECDSA_P256, &der, &len), 0);
+	ck_assert_uint_eq(len, 138); /* the layout the fast path takes */
+	const unsigned char *p = der;
+	EVP_PKEY *ref = d2i_AutoPrivateKey(NULL, &p, (long)len);
+	ck_assert_ptr_nonnull(ref);
+	BIO *b = BIO_new(BIO_s_mem());
+	ck_assert_int_eq(PEM_write_bio_PUBKEY(b, ref), 1);
+	char *data = NULL;
+	long n = BIO_get_mem_data(b, &data);
+	char *pub = cs_transit_asym_public(CS_TRANSIT_ECDSA_P256, der, len);
+	ck_assert_uint_eq(strlen(pub), (size_t)n);
+	ck_assert(memcmp(pub, data, (size_t)n) == 0);
+	struct cs_transit_sigopts o = {.md = "SHA256"};
+	uint8_t dg[32];
+	memset(dg, 7, sizeof dg);
+	struct cs_buf sig = CS_BUF_INIT;
+	const char *err = NULL;
+	ck_assert_int_eq(
+	    cs_transit_asym_sign(CS_TRANSIT_ECDSA_P256, der, len, &o, dg, sizeof dg, &sig, &err),
+	    0);
+	EVP_PKEY_CTX *vc = EVP_PKEY_CTX_new(ref, NULL);
+	ck_assert_int_eq(EVP_PKEY_verify_init(vc), 1);
+	ck_assert_int_eq(
+	    EVP_PKEY_verify(vc, (const unsigned char *)sig.data, sig.len, dg, sizeof dg), 1);
+	EVP_PKEY_CTX_free(vc);
+	cs_buf_free(&sig);
+	free(pub);
+	BIO_free(b);
+	EVP_PKEY_free(ref);
+	free(der);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -1129,6 +1172,7 @@ int main(void)
 	tcase_add_test(tc, test_digest_hmac);
 	tcase_add_test(tc, test_rotate_due);
 	tcase_add_test(tc, test_ed25519_rfc8032_from_seed);
+	tcase_add_test(tc, test_p256_fast_load_matches_decoder);
 	suite_add_tcase(s, tc);
 	TCase *te = tcase_create("engine");
 	tcase_add_checked_fixture(te, setup, teardown);
