@@ -233,8 +233,12 @@ static const struct cs_path pwpolicy_paths[] = {
      .synopsis = "Read, Modify, or Delete a password policy."},
 };
 
+static const struct cs_password_policies hooks = {
+    .generate = cs_pwpolicy_generate_named,
+};
+
 void cs_pwpolicy_register(struct cs_core *core)
 {
-	(void)core;
+	cs_core_set_password_policies(core, &hooks);
 	cs_sys_set_paths(CS_SYS_PASSWORD_POLICY, pwpolicy_paths, CS_ARRAY_LEN(pwpolicy_paths));
 }

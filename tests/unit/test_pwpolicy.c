@@ -163,10 +163,10 @@ START_TEST(test_good_policies)
 					 "}\n");
 	ck_assert_int_eq(cs_pwpolicy_length(p), 20);
 	ck_assert(cs_pwpolicy_satisfied(p, "a\"\\bcdefghijklmnopqr"));
-	ck_assert(!cs_pwpolicy_satisfied(p, "!!!!!!!!!!!!!!!!!!!!")); /* no lowercase */
-	ck_assert(!cs_pwpolicy_satisfied(p, "abc"));                  /* short */
+	ck_assert(!cs_pwpolicy_satisfied(p, "!!!!!!!!!!!!!!!!!!!!"));  /* no lowercase */
+	ck_assert(!cs_pwpolicy_satisfied(p, "abc"));                   /* short */
 	ck_assert(!cs_pwpolicy_satisfied(p, "abcdefghijklmnopqrstu")); /* long */
-	ck_assert(!cs_pwpolicy_satisfied(p, "ABCDEFGHIJKLMNOPQRSa")); /* outside */
+	ck_assert(!cs_pwpolicy_satisfied(p, "ABCDEFGHIJKLMNOPQRSa"));  /* outside */
 	cs_pwpolicy_free(p);
 
 	/* JSON, as Vault's HCL decoder reads it: rule is a list of {type: [body]}. */
@@ -244,17 +244,20 @@ START_TEST(test_charset_errors)
 {
 	/* Not UTF-8: a stray continuation byte, an overlong '/', a surrogate, a cut sequence. */
 	parse_fails("length = 8\nrule \"charset\" { charset = \"ab\x80\" }", "invalid UTF8 string");
-	parse_fails("length = 8\nrule \"charset\" { charset = \"\xc0\xaf\" }", "invalid UTF8 string");
+	parse_fails("length = 8\nrule \"charset\" { charset = \"\xc0\xaf\" }",
+		    "invalid UTF8 string");
 	parse_fails("length = 8\nrule \"charset\" { charset = \"\xed\xa0\x80\" }",
 		    "invalid UTF8 string");
-	parse_fails("length = 8\nrule \"charset\" { charset = \"a\xe2\x82\" }", "invalid UTF8 string");
+	parse_fails("length = 8\nrule \"charset\" { charset = \"a\xe2\x82\" }",
+		    "invalid UTF8 string");
 	/* Non-printable: a tab, DEL, a C1 control, no-break space, zero-width space, a BOM,
 	 * private use, a non-character. */
-	static const char *bad[] = {"\\t", "\x7f", "\xc2\x85", "\\u00a0", "\\u200b",
-				    "\\ufeff", "\\ue000", "\\uffff"};
+	static const char *bad[] = {"\\t",     "\x7f",    "\xc2\x85", "\\u00a0",
+				    "\\u200b", "\\ufeff", "\\ue000",  "\\uffff"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		char t[128];
-		snprintf(t, sizeof t, "length = 8\nrule \"charset\" { charset = \"ab%s\" }", bad[i]);
+		snprintf(t, sizeof t, "length = 8\nrule \"charset\" { charset = \"ab%s\" }",
+			 bad[i]);
 		parse_fails(t, "non-printable character in charset");
 	}
 }
@@ -298,10 +301,11 @@ END_TEST
 /* Duplicates within and across rules: the alphabet is the set, each rule counts its own. */
 START_TEST(test_duplicate_charsets)
 {
-	struct cs_pwpolicy *p = parse_ok("length = 6\n"
-					 "rule \"charset\" { charset = \"aaaaaaaaab\"\n min-chars = 2 }\n"
-					 "rule \"charset\" { charset = \"ab\"\n min-chars = 2 }\n"
-					 "rule \"charset\" { charset = \"ab\"\n min-chars = 2 }\n");
+	struct cs_pwpolicy *p =
+	    parse_ok("length = 6\n"
+		     "rule \"charset\" { charset = \"aaaaaaaaab\"\n min-chars = 2 }\n"
+		     "rule \"charset\" { charset = \"ab\"\n min-chars = 2 }\n"
+		     "rule \"charset\" { charset = \"ab\"\n min-chars = 2 }\n");
 	/* Two a's count for all three rules at once, as in Vault. */
 	ck_assert(cs_pwpolicy_satisfied(p, "aaaaaa"));
 	/* a repeated character is no likelier than the others: about half a's */
@@ -344,9 +348,8 @@ START_TEST(test_property_many_policies)
 	static const struct spec_rule overlap[] = {{"abcdef", 3}, {"defghi", 3}, {"ghia", 2}};
 	property(8, overlap, 3, 3000);
 	/* Multi-byte characters. */
-	static const struct spec_rule intl[] = {{"\xc3\xa9\xc3\xa8\xc3\xaa", 2},
-						{"\xe2\x82\xac\xf0\x9f\x94\x91", 1},
-						{"xyz", 0}};
+	static const struct spec_rule intl[] = {
+	    {"\xc3\xa9\xc3\xa8\xc3\xaa", 2}, {"\xe2\x82\xac\xf0\x9f\x94\x91", 1}, {"xyz", 0}};
 	property(12, intl, 3, 3000);
 }
 END_TEST
