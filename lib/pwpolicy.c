@@ -21,10 +21,11 @@
 #include "lib/hcl.h"
 #include "lib/util.h"
 
-/* Candidates tried before building a password to fit (see pwpolicy.h). With the default
- * policy about one candidate in four passes, so 1000 never all fail in practice; the
- * work stays under 150 kB of random bytes. */
-#define MAX_CANDIDATES 1000
+/* Characters drawn for candidates before building a password to fit (see pwpolicy.h):
+ * 1,638 candidates of Vault's default 20 characters, of which about one in four passes,
+ * so they never all fail in practice; 327 of the longest, 100. The bound keeps the work
+ * on the loop thread near a millisecond for the most contrived policy. */
+#define MAX_DRAWN 32768
 
 struct rule {
 	int min_chars;  /* > 0: rules with none only add characters to the alphabet */
@@ -414,31 +415,38 @@ int cs_pwpolicy_length(const struct cs_pwpolicy *p)
 
 /* ------------------------------------------------------------------ generation */
 
-/* Random bytes drawn in blocks; wiped when done (they decide the password). */
+/* Random bytes drawn in blocks; wiped when done (they decide the password). A call to
+ * RAND_bytes costs several microseconds whatever its size, so the first block fits the
+ * common case (one or a few candidates) and later ones are large (the worst case). */
 struct rng {
-	uint8_t buf[256];
-	size_t pos;
+	uint8_t buf[4096];
+	size_t pos, len;
 };
 
 static uint8_t rng_byte(struct rng *r)
 {
-	if (r->pos == sizeof r->buf) {
-		cs_random(r->buf, sizeof r->buf);
+	if (r->pos == r->len) {
+		r->len = r->len ? sizeof r->buf : 256;
+		cs_random(r->buf, r->len);
 		r->pos = 0;
 	}
 	return r->buf[r->pos++];
 }
 
 /* Uniform in [0, n), 1 <= n <= 256: a byte at or above the largest multiple of n that
- * fits in 256 would favour the low values, so it is thrown away. */
-static unsigned uniform(struct rng *r, unsigned n)
+ * fits in 256 (`limit`) would favour the low values, so it is thrown away. */
+static unsigned uniform_lim(struct rng *r, unsigned n, unsigned limit)
 {
-	unsigned limit = 256 / n * n;
 	for (;;) {
 		unsigned b = rng_byte(r);
 		if (b < limit)
 			return b % n;
 	}
+}
+
+static unsigned uniform(struct rng *r, unsigned n)
+{
+	return uniform_lim(r, n, 256 / n * n);
 }
 
 static bool is_member(const struct rule *r, unsigned idx)
@@ -488,12 +496,13 @@ static void build_to_fit(const struct cs_pwpolicy *p, struct rng *r, uint8_t *id
 int cs_pwpolicy_generate(const struct cs_pwpolicy *p, char **out)
 {
 	*out = NULL;
-	struct rng r = {.pos = sizeof r.buf};
+	struct rng r = {.pos = 0, .len = 0};
 	uint8_t idx[CS_PWPOLICY_MAX_LENGTH];
 	bool ok = false;
-	for (int attempt = 0; attempt < MAX_CANDIDATES && !ok; attempt++) {
+	unsigned na = p->n_alpha, limit = 256 / na * na;
+	for (int drawn = 0; drawn < MAX_DRAWN && !ok; drawn += p->length) {
 		for (int k = 0; k < p->length; k++)
-			idx[k] = (uint8_t)uniform(&r, p->n_alpha);
+			idx[k] = (uint8_t)uniform_lim(&r, na, limit);
 		ok = passes(p, idx);
 	}
 	if (!ok)
