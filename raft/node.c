@@ -45,6 +45,15 @@
 
 #define ELECTION_TIMEOUT_MS  1000
 #define HEARTBEAT_TIMEOUT_MS 100
+/* A loop that did not turn for this long may have missed its own deposition: followers
+ * elect another leader ELECTION_TIMEOUT_MS after the last heartbeat, which left at most a
+ * heartbeat before the stall. */
+#define STALL_SUSPECT_MS (ELECTION_TIMEOUT_MS - 2 * HEARTBEAT_TIMEOUT_MS)
+/* A leader whose proposals made no progress for this long is stuck (a disk write that
+ * failed without raft noticing, c-raft 0.15 bug #320): fail-stop. Far above any fsync a
+ * working disk takes, and above the election timeout after which a partitioned leader
+ * steps down (which fails its proposals). */
+#define STALL_ABORT_MS 20000
 /* Entries can be up to CS_MAX_ENTRY_BYTES: size the in-memory log by count accordingly. */
 #define SNAPSHOT_THRESHOLD 512
 #define SNAPSHOT_TRAILING  512
@@ -276,6 +285,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 	void *token = p->token;
 	free(p);
 	n->proposals_inflight--;
+	n->stall_since_ms = n->proposals_inflight ? cs_mono_ms() : 0; /* progress */
 
 	int st;
 	switch (status) {
@@ -332,7 +342,8 @@ static int node_propose(void *ctx, const void *data, size_t len, void *token)
 		free(p);
 		return rv;
 	}
-	n->proposals_inflight++;
+	if (n->proposals_inflight++ == 0)
+		n->stall_since_ms = cs_mono_ms();
 	return 0;
 }
 
@@ -366,10 +377,39 @@ static void barrier_cb(struct raft_barrier *req, int status)
 		n->on_active(n->cb_ctx, true);
 }
 
+bool cs_raft_node_stalled(struct cs_raft_node *n)
+{
+	uint64_t now = cs_mono_ms();
+	if (!n->active || !n->last_turn_ms || now - n->last_turn_ms <= STALL_SUSPECT_MS)
+		return false;
+	unsigned voters = 0;
+	for (unsigned i = 0; i < n->raft.configuration.n; i++)
+		voters += n->raft.configuration.servers[i].role == RAFT_VOTER;
+	if (voters <= 1) { /* nobody else can have taken over */
+		n->last_turn_ms = now;
+		return false;
+	}
+	cs_warn("raft: the loop did not turn for %llu ms (paused?): confirming leadership "
+		"before serving again",
+		(unsigned long long)(now - n->last_turn_ms));
+	n->last_turn_ms = now;
+	step_down(n); /* the monitor's barrier makes it active again if it still leads */
+	return true;
+}
+
 static void monitor(struct cs_raft_node *n)
 {
 	if (!n->started)
 		return;
+	(void)cs_raft_node_stalled(n);
+	n->last_turn_ms = cs_mono_ms();
+	if (n->active && n->proposals_inflight && n->stall_since_ms &&
+	    n->last_turn_ms - n->stall_since_ms > STALL_ABORT_MS) {
+		cs_error("raft: %llu proposals made no progress for %d s while leading: the disk "
+			 "or raft is stuck; stopping (a restart re-reads the disk)",
+			 (unsigned long long)n->proposals_inflight, STALL_ABORT_MS / 1000);
+		abort();
+	}
 	int state = raft_state(&n->raft);
 	raft_term term = n->raft.current_term;
 	bool was_leader = n->last_state == RAFT_LEADER;

@@ -84,9 +84,11 @@ struct cs_raft_node {
 	int (*uv_set_term)(struct raft_io *io, raft_term term);
 	int (*uv_set_vote)(struct raft_io *io, raft_id server_id);
 	struct raft_transfer transfer;
-	raft_term leader_term;            /* term in which last_state became RAFT_LEADER */
-	raft_term barrier_term;           /* term of the pending post-election barrier */
-	uint64_t proposals_inflight;      /* raft_apply calls whose callback has not run */
+	raft_term leader_term;       /* term in which last_state became RAFT_LEADER */
+	raft_term barrier_term;      /* term of the pending post-election barrier */
+	uint64_t proposals_inflight; /* raft_apply calls whose callback has not run */
+	uint64_t stall_since_ms; /* leader: proposals in flight and none applied since (0: none) */
+	uint64_t last_turn_ms;   /* the loop's last prepare/check (pause detection) */
 	struct raft_barrier snap_barrier; /* cs_raft_node_force_snapshot */
 	/* cs_raft_node_expect_peers: whom a joiner accepts before its configuration arrives */
 	struct {
@@ -174,5 +176,15 @@ void cs_raft_node_expect_peers(struct cs_raft_node *n, const raft_id *ids,
  * commits fail with CS_ESHUTDOWN and on_active(false) runs if the node was active. Only
  * for a zeroed node that init never saw does cb run synchronously. */
 void cs_raft_node_close(struct cs_raft_node *n, cs_raft_close_cb cb);
+
+/*
+ * Called by the core before it serves a request on the active node: if the loop has not
+ * turned for longer than a follower waits before electing another leader (SIGSTOP, a VM
+ * pause, a handler that blocked), this node may have been deposed meanwhile and not know
+ * it yet; answering now could serve state another leader has already changed (the fault
+ * campaign's finding 4). It then stops being active until a raft barrier proves it still
+ * leads (the same path as after an election) and returns true. Loop thread.
+ */
+bool cs_raft_node_stalled(struct cs_raft_node *n);
 
 #endif

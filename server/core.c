@@ -467,6 +467,10 @@ static void run(struct cs_request *req)
 		finish_error(req, CS_ESEALED);
 		return;
 	}
+	/* An active node whose loop stalled (a pause) may have been deposed meanwhile: it
+	 * confirms its leadership first, and the request waits (raft/node.h). */
+	if (!sealed && core->active && core->raft_started && cs_raft_node_stalled(&core->node))
+		sealed = core->kr == NULL;
 	/* A standby sends what it cannot answer to the active node (before any token or
 	 * audit work: the active node does both). */
 	if (!sealed && !core->active && !(flags & CS_PATH_LOCAL) && cs_ha_forward(req))
