@@ -33,6 +33,10 @@
  * key, and a TLS server name to ask for while connecting to the URL's address. */
 struct cs_curlm_target {
 	const char *url, *ca, *cert, *key, *sni;
+	/* Optional: sent as X-Vault-Token (wiped from memory after the request). */
+	const char *token;
+	/* Only for a seal stanza's tls_skip_verify = true: no certificate or name check. */
+	bool insecure;
 };
 
 struct cs_curlm_req;

@@ -28,6 +28,7 @@
 #include "server/http_request.h"
 #include "server/response.h"
 #include "server/seal.h"
+#include "server/seal_auto.h"
 #include "server/sys.h"
 #include "server/wrap.h"
 
@@ -539,8 +540,8 @@ static void async_resume(struct cs_async *a, int rc)
 	struct cs_core *core = req->core;
 	if (!rc && core->shutting_down)
 		rc = CS_ESHUTDOWN;
-	else if (!rc && !core->kr)
-		rc = CS_ESEALED;
+	else if (!rc && !core->kr && !(req->route && (req->route->flags & CS_PATH_SEALED_OK)))
+		rc = CS_ESEALED; /* sys/init waits for an auto seal while sealed */
 	else if (!rc && !core->active)
 		rc = cs_req_error(req, CS_ENOTACTIVE, "node is not active");
 	else if (!rc && req->mount && req->mount != core->sys_mount &&
@@ -744,9 +745,13 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 	core->st.on_restore = cs_ha_on_restore;
 	core->st.restore_ctx = core;
 	rc = cs_seal_load_config(core);
-	if (rc)
-		return rc;
-	return cs_ha_init(core);
+	if (!rc)
+		rc = cs_seal_auto_setup(core);
+	if (!rc)
+		rc = cs_ha_init(core);
+	if (!rc)
+		cs_seal_auto_start(core);
+	return rc;
 }
 
 int cs_core_listen(struct cs_core *core)
@@ -795,8 +800,10 @@ void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 		return;
 	core->shutting_down = true;
 	core->shutdown_cb = cb;
-	core->shutdown_pending = 1 + core->n_listeners;
+	core->shutdown_pending = 1 + core->n_listeners + (core->autoseal != NULL);
 	resume_waiting(core, CS_ESHUTDOWN);
+	if (core->autoseal)
+		cs_seal_auto_shutdown(core, ha_closed);
 	for (int i = 0; i < core->n_listeners; i++)
 		cs_http_listener_close(core->listeners[i], listener_closed, core);
 	core->n_listeners = 0;

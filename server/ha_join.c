@@ -19,6 +19,7 @@
 #include "server/ha.h"
 #include "server/ha_int.h"
 #include "server/seal.h"
+#include "server/seal_auto.h"
 
 static void env_challenged(void *ctx, int shares, int threshold)
 {
@@ -94,6 +95,7 @@ void cs_ha_join_init(struct cs_ha *ha)
 	    .api_addr = core->cfg->api_addr,
 	    .seal_config_decode = cs_seal_config_decode,
 	    .challenged = env_challenged,
+	    .auto_challenge = cs_seal_auto_join,
 	    .cancelled = env_cancelled,
 	    .accepted = env_accepted,
 	};

@@ -17,6 +17,8 @@
 #include "server/ha.h"
 #include "server/keys_common.h"
 #include "server/seal.h"
+#include "server/seal_auto.h"
+#include "server/seal_config.h"
 
 struct cs_mount *cs_sys_mount(struct cs_core *core)
 {
@@ -339,11 +341,13 @@ static int init_write(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "Vault is already initialized");
 	const cJSON *pgp = cs_req_get(req, "pgp_keys");
 	const char *root_pgp = cs_req_str(req, "root_token_pgp_key", "");
-	if (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0))
+	bool autoseal = cs_seal_auto_kind(core) != CS_SEAL_SHAMIR;
+	if (!autoseal &&
+	    (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0)))
 		return cs_req_error(req, CS_EINVAL,
 				    "parameters recovery_shares,recovery_threshold not applicable "
 				    "to seal type shamir");
-	if (!cs_req_has(req, "secret_shares"))
+	if (!autoseal && !cs_req_has(req, "secret_shares"))
 		return cs_req_error(req, CS_EINVAL, "secret_shares must be specified");
 	/* PGP keys are checked before anything starts (server/keys_common.h). */
 	char perr[256] = "";
@@ -371,9 +375,12 @@ static int init_write(struct cs_request *req)
 	}
 	if (!core->active)
 		return CS_ENOTACTIVE; /* the core parks the request until the node is active */
+	if (autoseal) /* secret_shares and pgp_keys do not apply: recovery keys instead */
+		return cs_seal_auto_init(req);
 	struct cs_init_params p = {
-	    (int)cs_req_int(req, "secret_shares", 0),
-	    (int)cs_req_int(req, "secret_threshold", cs_req_int(req, "secret_shares", 0)), NULL};
+	    .shares = (int)cs_req_int(req, "secret_shares", 0),
+	    .threshold =
+		(int)cs_req_int(req, "secret_threshold", cs_req_int(req, "secret_shares", 0))};
 	char err[256] = "";
 	cJSON *resp = NULL;
 	int rc = cs_seal_init(core, &req->txn, &p, &resp, err, sizeof err);
