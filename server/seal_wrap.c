@@ -28,6 +28,8 @@ int cs_seal_envelope_encode(const struct cs_seal_envelope *e, char **out)
 		cJSON_AddStringToObject(j, "ciphertext", e->ciphertext ? e->ciphertext : "");
 	} else {
 		cJSON_AddStringToObject(j, "mechanism", mechanism_name(e->mechanism));
+		if (e->mechanism == CS_CKM_RSA_PKCS_OAEP)
+			cJSON_AddStringToObject(j, "oaep_hash", e->oaep_sha1 ? "sha1" : "sha256");
 		if (e->iv_len) {
 			char *iv = cs_b64_encode(e->iv, e->iv_len);
 			cJSON_AddStringToObject(j, "iv", iv);
@@ -100,8 +102,11 @@ int cs_seal_envelope_decode(const void *data, size_t len, struct cs_seal_envelop
 			memcpy(e->iv, b, n);
 			e->iv_len = n;
 			free(b);
-		} else if (iv) {
-			goto out;
+		} else {
+			const char *h = str_of(j, "oaep_hash");
+			if (iv || (h && strcmp(h, "sha1") != 0 && strcmp(h, "sha256") != 0))
+				goto out;
+			e->oaep_sha1 = h && strcmp(h, "sha1") == 0;
 		}
 		e->ct = cs_b64_decode(ct, strlen(ct), &e->ct_len);
 		if (!e->ct || e->ct_len == 0) {

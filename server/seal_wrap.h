@@ -13,7 +13,8 @@
  * Envelope (JSON, version 1; everything but `type` depends on it):
  *   {"version":1,"type":"transit","key_id":"<mount>/<key_name>","ciphertext":"vault:v1:..."}
  *   {"version":1,"type":"pkcs11","key_id":"<key_label>","mechanism":"CKM_AES_GCM",
- *    "iv":"<base64, 12 bytes>","ciphertext":"<base64>"}    (OAEP: no iv)
+ *    "iv":"<base64, 12 bytes>","ciphertext":"<base64>"}
+ *   (CKM_RSA_PKCS_OAEP: no iv; "oaep_hash":"sha256" (default) or "sha1")
  * Decoding is strict (types, lengths, known mechanism): the bytes come from storage that
  * a restored snapshot or another node wrote. tests/fuzz/fuzz_seal_wrap.c drives it and the
  * transit response decoder.
@@ -41,6 +42,7 @@ struct cs_seal_envelope {
 	enum cs_seal_kind kind;
 	char key_id[256];
 	unsigned long mechanism; /* pkcs11 */
+	bool oaep_sha1;          /* OAEP with SHA-1 (tokens without SHA-256 OAEP: SoftHSM2) */
 	uint8_t iv[CS_SEAL_GCM_IV_LEN];
 	size_t iv_len;
 	char *ciphertext; /* transit: "vault:vN:..." */

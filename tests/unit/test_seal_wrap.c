@@ -228,6 +228,18 @@ START_TEST(envelope_round_trip)
 	ck_assert_mem_eq(d.iv, g.iv, CS_SEAL_GCM_IV_LEN);
 	cs_seal_envelope_free(&d);
 	free(js);
+
+	struct cs_seal_envelope o = {.kind = CS_SEAL_PKCS11,
+				     .mechanism = CS_CKM_RSA_PKCS_OAEP,
+				     .ct = ct,
+				     .ct_len = sizeof ct,
+				     .oaep_sha1 = true};
+	ck_assert_int_eq(cs_seal_envelope_encode(&o, &js), 0);
+	ck_assert_msg(strstr(js, "\"oaep_hash\":\"sha1\"") && !strstr(js, "\"iv\""), "%s", js);
+	ck_assert_int_eq(cs_seal_envelope_decode(js, strlen(js), &d), 0);
+	ck_assert(d.oaep_sha1);
+	cs_seal_envelope_free(&d);
+	free(js);
 }
 END_TEST
 
