@@ -278,6 +278,7 @@ int cs_seal_rekey_write(struct cs_core *core, struct cs_txn *txn, const uint8_t 
 }
 
 static int put_recovery_config(struct cs_txn *txn, int n, int t);
+static int put_seal_config(struct cs_txn *txn, int n, int t);
 
 int cs_seal_recovery_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *key, int n,
 			   int t)
@@ -289,6 +290,50 @@ int cs_seal_recovery_write(struct cs_core *core, struct cs_txn *txn, const uint8
 	int rc = put_recovery_config(txn, n, t);
 	if (!rc)
 		rc = cs_txn_put(txn, CS_RECOVERY_KEY_PATH, key, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_check_recovery_key(struct cs_core *core, const uint8_t *key)
+{
+	uint8_t *cur = cs_secmem_alloc(CS_KEY_LEN);
+	int rc = read_barrier_key(core, CS_RECOVERY_KEY_PATH, cur);
+	if (!rc && !cs_ct_equal(cur, CS_KEY_LEN, key, CS_KEY_LEN))
+		rc = CS_EINVAL;
+	cs_secmem_free(cur, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_migrate_write(struct cs_core *core, struct cs_txn *txn, int to_kind,
+			  const char *wrapped, const uint8_t *recovery_key, int n, int t)
+{
+	if (!core->kr)
+		return CS_ESEALED;
+	if (!cs_seal_config_valid(n, t) || (to_kind != CS_SEAL_SHAMIR && !wrapped))
+		return CS_EINVAL;
+	int rc;
+	if (to_kind != CS_SEAL_SHAMIR) {
+		/* The KEK stays; the new seal wraps it, and the keys operators held become
+		 * recovery keys (Vault's shamir → auto migration). */
+		rc = cs_seal_write_auto(txn, to_kind, wrapped);
+		if (!rc)
+			rc = put_recovery_config(txn, n, t);
+		if (!rc)
+			rc = cs_txn_put(txn, CS_RECOVERY_KEY_PATH, recovery_key, CS_KEY_LEN);
+		return rc;
+	}
+	/* Back to Shamir: the recovery key becomes the KEK, so the recovery shares are the
+	 * unseal shares from now on; nothing of the auto seal remains. */
+	rc = put_seal_config(txn, n, t);
+	if (!rc)
+		rc = wrap_root_key(txn, recovery_key, core->kr->root_key);
+	if (!rc)
+		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, recovery_key, CS_KEY_LEN);
+	if (!rc)
+		rc = cs_txn_delete(txn, CS_WRAPPED_KEK_PATH);
+	if (!rc)
+		rc = cs_txn_delete(txn, CS_RECOVERY_CONFIG_PATH);
+	if (!rc)
+		rc = cs_txn_delete(txn, CS_RECOVERY_KEY_PATH);
 	return rc;
 }
 

@@ -32,6 +32,17 @@ struct cs_seal_auto {
 	int failures;
 	char last_err[256];
 	char *join_wrapped; /* the join's envelope, until unwrapped */
+	/* A seal migration under way (unseal -migrate): see migrate_*. */
+	struct {
+		bool running;
+		int from, to;         /* kinds */
+		uint8_t *kek;         /* secmem, once known */
+		uint8_t *recovery;    /* secmem: the key the operators' shares rebuilt */
+		int n, t;             /* the split of `recovery` */
+		char *wrapped;        /* the new seal's envelope (to an auto seal) */
+		uv_timer_t commit;    /* waits for the node to be active, then writes */
+		bool committing;
+	} mig;
 	int closing;
 	void (*shutdown_cb)(struct cs_core *core);
 };
@@ -97,6 +108,8 @@ int cs_seal_auto_setup(struct cs_core *core)
 	core->autoseal = a;
 	uv_timer_init(core->loop, &a->timer);
 	a->timer.data = a;
+	uv_timer_init(core->loop, &a->mig.commit);
+	a->mig.commit.data = a;
 	int rc = en ? open_one(core, en, &a->seal) : 0;
 	if (!rc && dis)
 		rc = open_one(core, dis, &a->old);
@@ -224,6 +237,7 @@ void cs_seal_auto_start(struct cs_core *core)
 /* ------------------------------------------------------------------ join */
 
 static void join_tick(uv_timer_t *h);
+static void migrate_clear(struct cs_seal_auto *a);
 
 static void join_unwrapped(void *ctx, int rc, struct cs_buf *out, const char *err)
 {
@@ -392,6 +406,221 @@ int cs_seal_auto_init(struct cs_request *req)
 	return cs_req_wait(req, &j->async);
 }
 
+
+/* ------------------------------------------------------------------ migration */
+
+static void migrate_clear(struct cs_seal_auto *a)
+{
+	if (a->mig.kek)
+		cs_secmem_free(a->mig.kek, CS_KEY_LEN);
+	if (a->mig.recovery)
+		cs_secmem_free(a->mig.recovery, CS_KEY_LEN);
+	free(a->mig.wrapped);
+	a->mig.kek = a->mig.recovery = NULL;
+	a->mig.wrapped = NULL;
+	a->mig.running = a->mig.committing = false;
+	if (!uv_is_closing((uv_handle_t *)&a->mig.commit))
+		uv_timer_stop(&a->mig.commit);
+}
+
+static void migrate_fail(struct cs_seal_auto *a, const char *why)
+{
+	cs_error("seal: migration from %s to %s failed: %s; the node stays on the %s seal",
+		 cs_seal_kind_name(a->mig.from), cs_seal_kind_name(a->mig.to), why,
+		 cs_seal_kind_name(a->mig.from));
+	migrate_clear(a);
+}
+
+static void migrate_commit_tick(uv_timer_t *h);
+
+static void migrate_committed(void *data, int status)
+{
+	struct cs_seal_auto *a = data;
+	struct cs_core *core = a->core;
+	if (status) {
+		a->mig.committing = false;
+		cs_warn("seal: migration write failed (%s); retrying", cs_strerror(status));
+		uv_timer_start(&a->mig.commit, migrate_commit_tick, 500, 0);
+		return;
+	}
+	int to = a->mig.to;
+	migrate_clear(a);
+	cs_seal_refresh_config(core);
+	core->seal.migration = false;
+	cs_info("seal: migration to the %s seal complete; remove the disabled seal stanza "
+		"from the config",
+		cs_seal_kind_name(to));
+}
+
+static void migrate_commit_tick(uv_timer_t *h)
+{
+	struct cs_seal_auto *a = h->data;
+	struct cs_core *core = a->core;
+	if (!a->mig.running || a->mig.committing || core->shutting_down)
+		return;
+	if (!core->kr) {
+		migrate_fail(a, "the node was sealed meanwhile");
+		return;
+	}
+	if (!core->active) { /* raft elects this node once unsealed: wait for it */
+		uv_timer_start(&a->mig.commit, migrate_commit_tick, 100, 0);
+		return;
+	}
+	struct cs_txn txn;
+	cs_txn_begin(&txn, &core->st, core->kr);
+	int rc = cs_seal_migrate_write(core, &txn, a->mig.to, a->mig.wrapped, a->mig.recovery,
+				       a->mig.n, a->mig.t);
+	if (rc) {
+		cs_txn_abort(&txn);
+		migrate_fail(a, cs_strerror(rc));
+		return;
+	}
+	bool pending = false;
+	a->mig.committing = true;
+	rc = cs_txn_commit(&txn, migrate_committed, a, &pending);
+	if (rc)
+		migrate_committed(a, rc);
+	else if (!pending)
+		migrate_committed(a, 0);
+}
+
+static void migrate_wrapped(void *ctx, int rc, struct cs_buf *out, const char *err)
+{
+	struct cs_seal_auto *a = ctx;
+	if (!a->mig.running)
+		return;
+	if (rc) {
+		migrate_fail(a, err);
+		return;
+	}
+	a->mig.wrapped = cs_buf_steal(out, NULL);
+	uv_timer_start(&a->mig.commit, migrate_commit_tick, 0, 0);
+}
+
+/* The KEK is known: open the barrier, check the recovery key, wrap with the new seal. */
+static void migrate_with_kek(struct cs_seal_auto *a)
+{
+	struct cs_core *core = a->core;
+	char e[256] = "";
+	if (!core->kr && cs_seal_unseal_with_kek(core, a->mig.kek, e, sizeof e)) {
+		migrate_fail(a, e);
+		return;
+	}
+	if (a->mig.from != CS_SEAL_SHAMIR &&
+	    cs_seal_check_recovery_key(core, a->mig.recovery) != 0) {
+		cs_core_seal(core);
+		cs_ha_stop(core, NULL);
+		migrate_fail(a, "the recovery keys given are not this cluster's");
+		return;
+	}
+	if (a->mig.to == CS_SEAL_SHAMIR) {
+		uv_timer_start(&a->mig.commit, migrate_commit_tick, 0, 0);
+		return;
+	}
+	if (a->seal->ops->encrypt(a->seal, a->mig.kek, CS_KEY_LEN, migrate_wrapped, a))
+		migrate_fail(a, "the new seal refused the request");
+}
+
+static void migrate_unwrapped(void *ctx, int rc, struct cs_buf *out, const char *err)
+{
+	struct cs_seal_auto *a = ctx;
+	if (!a->mig.running)
+		return;
+	if (rc || out->len != CS_KEY_LEN) {
+		migrate_fail(a, rc ? err : "the old seal returned a key of the wrong length");
+		return;
+	}
+	a->mig.kek = cs_secmem_alloc(CS_KEY_LEN);
+	memcpy(a->mig.kek, out->data, CS_KEY_LEN);
+	migrate_with_kek(a);
+}
+
+int cs_seal_auto_migrate(struct cs_request *req, const uint8_t *key, size_t len)
+{
+	struct cs_core *core = req->core;
+	struct cs_seal_auto *a = core->autoseal;
+	if (!core->seal.migration || !a)
+		return cs_req_error(req, CS_EINVAL,
+				    "migrate option provided, but no seal migration is pending");
+	if (a->mig.running)
+		return cs_req_error(req, CS_EBUSY, "seal migration already in progress");
+	int from = core->seal.kind, to = cs_seal_auto_kind(core);
+	bool rec = from != CS_SEAL_SHAMIR;
+	int n = rec ? core->seal.recovery_shares : core->seal.shares;
+	int t = rec ? core->seal.recovery_threshold : core->seal.threshold;
+	if (rec && (!a->old || (int)a->old->params.kind != from))
+		return cs_req_error(req, CS_EINVAL,
+				    "migrating away from the %s seal needs its stanza, marked "
+				    "disabled = \"true\"",
+				    cs_seal_kind_name(from));
+	/* The operators' shares: unseal keys (from Shamir) or recovery keys. */
+	struct cs_share_set set = {0};
+	for (int i = 0; i < core->seal.progress; i++)
+		cs_share_set_add(&set, core->seal.keys[i], core->seal.key_len[i]);
+	size_t want = n == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	if (len != want) {
+		cs_share_set_clear(&set);
+		return cs_req_error(req, CS_EINVAL, "invalid key length %zu (expected %zu)", len,
+				    want);
+	}
+	int rc = cs_share_set_add(&set, key, len);
+	if (rc == 0) {
+		int i = core->seal.progress++;
+		if (i == 0)
+			cs_uuid(core->seal.nonce);
+		core->seal.keys[i] = cs_secmem_alloc(len);
+		memcpy(core->seal.keys[i], key, len);
+		core->seal.key_len[i] = len;
+	}
+	if (set.n < t) {
+		cs_share_set_clear(&set);
+		return 0;
+	}
+	uint8_t *secret = cs_secmem_alloc(CS_KEY_LEN);
+	rc = cs_share_set_combine(&set, secret);
+	cs_share_set_clear(&set);
+	cs_core_unseal_reset(core);
+	if (rc) {
+		cs_secmem_free(secret, CS_KEY_LEN);
+		return cs_req_error(req, CS_EINVAL, "unseal failed: invalid key shares");
+	}
+	a->mig.running = true;
+	a->mig.from = from;
+	a->mig.to = to;
+	a->mig.n = n;
+	a->mig.t = t;
+	a->mig.recovery = secret;
+	cs_info("seal: migrating from the %s seal to the %s seal", cs_seal_kind_name(from),
+		cs_seal_kind_name(to));
+	if (!rec) {
+		/* From Shamir the shares rebuild the KEK, which stays; they become the
+		 * recovery keys. */
+		a->mig.kek = cs_secmem_alloc(CS_KEY_LEN);
+		memcpy(a->mig.kek, secret, CS_KEY_LEN);
+		migrate_with_kek(a);
+		if (!core->kr)
+			return cs_req_error(req, CS_EINVAL,
+					    "unseal failed: the keys given are not this cluster's");
+		return 0;
+	}
+	struct cs_seal_envelope e;
+	char err[256] = "";
+	rc = stored_envelope(core, &e, err, sizeof err);
+	if (!rc) {
+		rc = e.kind == a->old->params.kind
+			 ? a->old->ops->decrypt(a->old, &e, migrate_unwrapped, a)
+			 : CS_EINVAL;
+		cs_seal_envelope_free(&e);
+		if (rc)
+			snprintf(err, sizeof err, "the old seal refused the request");
+	}
+	if (rc) {
+		migrate_clear(a);
+		return cs_req_error(req, CS_EIO, "seal migration failed: %s", err);
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ shutdown */
 
 static void shutdown_step(struct cs_seal_auto *a)
@@ -426,9 +655,11 @@ void cs_seal_auto_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core
 		return;
 	}
 	a->shutdown_cb = cb;
-	a->closing = 1 + (a->seal != NULL) + (a->old != NULL);
+	a->closing = 2 + (a->seal != NULL) + (a->old != NULL);
+	migrate_clear(a);
 	uv_timer_stop(&a->timer);
 	uv_close((uv_handle_t *)&a->timer, timer_closed);
+	uv_close((uv_handle_t *)&a->mig.commit, timer_closed);
 	if (a->seal)
 		cs_autoseal_close(a->seal, seal_closed, a);
 	if (a->old)

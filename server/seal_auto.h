@@ -24,6 +24,8 @@
 #define CS_SERVER_SEAL_AUTO_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct cs_core;
 struct cs_request;
@@ -38,6 +40,12 @@ void cs_seal_auto_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core
 int cs_seal_auto_kind(const struct cs_core *core);
 /* sys/init's handler with an auto seal, after the node became active. */
 int cs_seal_auto_init(struct cs_request *req);
+/* sys/unseal with migrate=true: one share (`len` raw bytes) of the keys the stored seal
+ * asks for (unseal keys from Shamir, else recovery keys). At the threshold the migration
+ * runs: the old seal (or the shares) yields the KEK, the barrier opens, the new seal wraps
+ * it, and once the node is active the new seal config is written through raft. 0 (the
+ * caller answers with the seal status), or an error with the request's message. */
+int cs_seal_auto_migrate(struct cs_request *req, const uint8_t *key, size_t len);
 /* The join challenge named a `type` seal and carried its envelope: unwrap it with ours
  * and hand the KEK to the join (cs_ha_join_unsealed). */
 void cs_seal_auto_join(void *core, const char *type, const char *wrapped);

@@ -433,14 +433,40 @@ static int unseal(struct cs_request *req)
 				    "JSON, or 'reset' set to true");
 	if (!core->initialized)
 		return cs_req_error(req, CS_EINVAL, "Vault is not initialized");
+	bool migrate = cs_req_bool(req, "migrate", false);
+	if (core->seal.migration && !migrate && !core->kr)
+		return cs_req_error(req, CS_EINVAL,
+				    "seal migration is pending: unseal with -migrate "
+				    "(migrate=true)");
+	/* With an auto seal the operators hold recovery shares (migration). */
+	int nshares = core->seal.kind != CS_SEAL_SHAMIR ? core->seal.recovery_shares
+							: core->seal.shares;
 	size_t len = 0;
-	size_t expect = core->seal.shares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	size_t expect = nshares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
 	uint8_t *raw = cs_seal_decode_key(key, expect, &len);
 	if (!raw)
 		return cs_req_error(req, CS_EINVAL, "'key' must be a valid hex or base64 string");
 	char err[256] = "";
 	bool done = false;
-	int rc = cs_core_unseal_submit(core, raw, len, &done, err, sizeof err);
+	int rc;
+	if (migrate) {
+		rc = cs_seal_auto_migrate(req, raw, len);
+		cs_zero(raw, len);
+		free(raw);
+		if (rc)
+			return rc;
+		req->raw = cs_seal_status_json(core);
+		return 0;
+	}
+	if (core->seal.kind != CS_SEAL_SHAMIR && !core->kr) {
+		cs_zero(raw, len);
+		free(raw);
+		return cs_req_error(req, CS_EINVAL,
+				    "this node unseals with its %s seal; recovery keys do not "
+				    "unseal it",
+				    cs_seal_kind_name(core->seal.kind));
+	}
+	rc = cs_core_unseal_submit(core, raw, len, &done, err, sizeof err);
 	cs_zero(raw, len);
 	free(raw);
 	if (rc)

@@ -3,6 +3,9 @@ key, Shamir-sealed itself), the seal stanza that points at it, and polling helpe
 
 import base64
 import os
+import re
+import shutil
+import subprocess
 import time
 
 import requests
@@ -117,3 +120,44 @@ def generate_root(node, keys):
     enc = body["encoded_token"]
     raw = base64.b64decode(enc + "=" * (-len(enc) % 4))
     return bytes(a ^ b for a, b in zip(raw, otp.encode())).decode()
+
+
+# ---- SoftHSM2 ----------------------------------------------------------------------------
+SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
+PIN = "4711-pin"
+
+
+def softhsm_available():
+    return os.path.exists(SOFTHSM_LIB) and shutil.which("softhsm2-util") is not None
+
+
+def softhsm_token(tmp_path, monkeypatch):
+    """A fresh SoftHSM2 token labelled "custos" (PIN), in tmp_path; SOFTHSM2_CONF is set
+    for the servers started afterwards. Returns its slot id."""
+    d = tmp_path / "softhsm"
+    (d / "tokens").mkdir(parents=True)
+    conf = d / "softhsm2.conf"
+    conf.write_text("directories.tokendir = %s\nobjectstore.backend = file\n"
+                    "log.level = ERROR\n" % (d / "tokens"))
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))  # inherited by the servers
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "custos",
+                    "--pin", PIN, "--so-pin", "so-" + PIN], check=True,
+                   capture_output=True, text=True)
+    out = subprocess.run(["softhsm2-util", "--show-slots"], check=True, capture_output=True,
+                         text=True).stdout
+    # The slot that holds our token: "Slot <id>" ... "Label: custos".
+    slot = None
+    for block in re.split(r"\n(?=Slot \d+)", out):
+        m = re.match(r"Slot (\d+)", block)
+        if m and re.search(r"Label:\s+custos\s*$", block, re.M):
+            slot = int(m.group(1))
+    assert slot is not None, out
+    return slot
+
+
+def pkcs11_stanza(mechanism, pin=PIN, where='token_label = "custos"', key="custos-root",
+                  disabled=False):
+    return ('seal "pkcs11" {\n  lib = "%s"\n  %s\n  pin = "%s"\n  key_label = "%s"\n'
+            '  mechanism = "%s"\n  generate_key = "true"\n%s}\n'
+            % (SOFTHSM_LIB, where, pin, key, mechanism,
+               '  disabled = "true"\n' if disabled else ""))

@@ -5,19 +5,14 @@ start-up error. Skipped only when SoftHSM2 is not installed, never in CI (instal
 installs it)."""
 
 import os
-import re
-import shutil
-import subprocess
 
 import pytest
 
 import custos_harness as H
-from autounseal_common import init_recovery, seal_status, wait_unsealed
+from autounseal_common import (PIN, init_recovery, pkcs11_stanza as stanza, seal_status,
+                               softhsm_available, softhsm_token, wait_unsealed)
 
-SOFTHSM_LIB = "/usr/lib/softhsm/libsofthsm2.so"
-PIN = "4711-pin"
-
-if not (os.path.exists(SOFTHSM_LIB) and shutil.which("softhsm2-util")):
+if not softhsm_available():
     if os.environ.get("CI"):
         raise RuntimeError("SoftHSM2 is missing in CI: scripts/install-deps.sh installs "
                            "softhsm2")
@@ -27,31 +22,7 @@ if not (os.path.exists(SOFTHSM_LIB) and shutil.which("softhsm2-util")):
 
 @pytest.fixture
 def token(tmp_path, monkeypatch):
-    d = tmp_path / "softhsm"
-    (d / "tokens").mkdir(parents=True)
-    conf = d / "softhsm2.conf"
-    conf.write_text("directories.tokendir = %s\nobjectstore.backend = file\n"
-                    "log.level = ERROR\n" % (d / "tokens"))
-    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))  # inherited by the servers
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "custos",
-                    "--pin", PIN, "--so-pin", "so-" + PIN], check=True,
-                   capture_output=True, text=True)
-    out = subprocess.run(["softhsm2-util", "--show-slots"], check=True, capture_output=True,
-                         text=True).stdout
-    # The slot that holds our token: "Slot <id>" ... "Label: custos".
-    slot = None
-    for block in re.split(r"\n(?=Slot \d+)", out):
-        m = re.match(r"Slot (\d+)", block)
-        if m and re.search(r"Label:\s+custos\s*$", block, re.M):
-            slot = int(m.group(1))
-    assert slot is not None, out
-    return slot
-
-
-def stanza(mechanism, pin=PIN, where='token_label = "custos"', key="custos-root"):
-    return ('seal "pkcs11" {\n  lib = "%s"\n  %s\n  pin = "%s"\n  key_label = "%s"\n'
-            '  mechanism = "%s"\n  generate_key = "true"\n}\n'
-            % (SOFTHSM_LIB, where, pin, key, mechanism))
+    return softhsm_token(tmp_path, monkeypatch)
 
 
 def round_trip(tmp_path, config):
