@@ -28,7 +28,6 @@
 #include "server/http_request.h"
 #include "server/response.h"
 #include "server/seal.h"
-#include "server/seal_auto.h"
 #include "server/sys.h"
 #include "server/wrap.h"
 
@@ -39,6 +38,16 @@
 
 static void run(struct cs_request *req);
 static void suspend(struct cs_request *req);
+
+void cs_core_set_autoseal(struct cs_core *core, const struct cs_core_autoseal *hooks)
+{
+	core->autoseal_hooks = *hooks;
+}
+
+int cs_core_autoseal_kind(const struct cs_core *core)
+{
+	return core->autoseal_hooks.kind ? core->autoseal_hooks.kind(core) : 0;
+}
 
 void cs_core_set_audit(struct cs_core *core, const struct cs_core_audit *broker)
 {
@@ -745,12 +754,16 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 	core->st.on_restore = cs_ha_on_restore;
 	core->st.restore_ctx = core;
 	rc = cs_seal_load_config(core);
-	if (!rc)
-		rc = cs_seal_auto_setup(core);
+	if (!rc && core->autoseal_hooks.setup)
+		rc = core->autoseal_hooks.setup(core);
+	else if (!rc && (cfg->n_seals > 0 || core->seal.kind != 0)) {
+		snprintf(core->errmsg, sizeof core->errmsg, "auto-unseal is not built in");
+		rc = CS_EINVAL;
+	}
 	if (!rc)
 		rc = cs_ha_init(core);
-	if (!rc)
-		cs_seal_auto_start(core);
+	if (!rc && core->autoseal_hooks.start)
+		core->autoseal_hooks.start(core);
 	return rc;
 }
 
@@ -803,7 +816,7 @@ void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 	core->shutdown_pending = 1 + core->n_listeners + (core->autoseal != NULL);
 	resume_waiting(core, CS_ESHUTDOWN);
 	if (core->autoseal)
-		cs_seal_auto_shutdown(core, ha_closed);
+		core->autoseal_hooks.shutdown(core, ha_closed);
 	for (int i = 0; i < core->n_listeners; i++)
 		cs_http_listener_close(core->listeners[i], listener_closed, core);
 	core->n_listeners = 0;

@@ -60,6 +60,25 @@ struct cs_seal_state {
 
 typedef void (*cs_core_done_cb)(struct cs_core *core, int status, void *ctx);
 
+/*
+ * Auto-unseal as the core sees it: server/seal_auto.c registers these at start-up with
+ * cs_core_set_autoseal (before cs_core_init), so the core, seal and sys modules never
+ * include it (see seal_auto.h for what each does). Without them only Shamir exists, and a
+ * config with an auto seal stanza does not start.
+ */
+struct cs_core_autoseal {
+	int (*setup)(struct cs_core *core);
+	void (*start)(struct cs_core *core);
+	void (*shutdown)(struct cs_core *core, void (*cb)(struct cs_core *core));
+	int (*kind)(const struct cs_core *core);
+	int (*init)(struct cs_request *req);
+	int (*migrate)(struct cs_request *req, const uint8_t *key, size_t len);
+	void (*join)(void *core, const char *type, const char *wrapped);
+};
+void cs_core_set_autoseal(struct cs_core *core, const struct cs_core_autoseal *hooks);
+/* The enabled auto seal's kind (enum cs_seal_kind), 0 (Shamir) when there is none. */
+int cs_core_autoseal_kind(const struct cs_core *core);
+
 struct cs_ha;
 struct cs_seal_auto;
 
@@ -77,6 +96,7 @@ struct cs_core {
 	struct cs_keyring *kr; /* NULL while sealed */
 	struct cs_seal_state seal;
 	struct cs_seal_auto *autoseal; /* server/seal_auto.h: the configured auto seal(s) */
+	struct cs_core_autoseal autoseal_hooks;
 	struct cs_router router;
 	struct cs_mount *sys_mount; /* the sys/ mount row (server/sys.c: cs_sys_mount) */
 	char cluster_name[128];

@@ -16,7 +16,6 @@
 #include "lib/secmem.h"
 #include "lib/util.h"
 #include "server/ha.h"
-#include "server/seal_auto.h"
 #include "server/seal_config.h"
 #include "server/sys.h"
 #include "storage/keyring_store.h"
@@ -859,7 +858,7 @@ cJSON *cs_seal_status_json(struct cs_core *core)
 		cs_seal_refresh_config(core);
 	/* Vault shows the seal in use (the stored one once initialised) and, for an auto
 	 * seal, the recovery key counts as t/n. */
-	int kind = core->initialized ? core->seal.kind : cs_seal_auto_kind(core);
+	int kind = core->initialized ? core->seal.kind : cs_core_autoseal_kind(core);
 	bool rec = kind != CS_SEAL_SHAMIR;
 	cJSON_AddStringToObject(j, "type", cs_seal_kind_name(kind));
 	cJSON_AddBoolToObject(j, "initialized", core->initialized);

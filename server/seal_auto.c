@@ -665,3 +665,17 @@ void cs_seal_auto_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core
 	if (a->old)
 		cs_autoseal_close(a->old, seal_closed, a);
 }
+
+void cs_seal_auto_register(struct cs_core *core)
+{
+	static const struct cs_core_autoseal hooks = {
+	    .setup = cs_seal_auto_setup,
+	    .start = cs_seal_auto_start,
+	    .shutdown = cs_seal_auto_shutdown,
+	    .kind = cs_seal_auto_kind,
+	    .init = cs_seal_auto_init,
+	    .migrate = cs_seal_auto_migrate,
+	    .join = cs_seal_auto_join,
+	};
+	cs_core_set_autoseal(core, &hooks);
+}

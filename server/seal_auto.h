@@ -30,6 +30,9 @@
 struct cs_core;
 struct cs_request;
 
+/* Register the functions below with the core (cs_core_set_autoseal), before
+ * cs_core_init: the core reaches them only through its hooks. */
+void cs_seal_auto_register(struct cs_core *core);
 /* After the seal config was loaded (cs_core_init). 0 or an error with core->errmsg. */
 int cs_seal_auto_setup(struct cs_core *core);
 /* Begin unsealing (a timer on the loop) when storage is sealed by the enabled seal. */

@@ -17,7 +17,6 @@
 #include "server/ha.h"
 #include "server/keys_common.h"
 #include "server/seal.h"
-#include "server/seal_auto.h"
 #include "server/seal_config.h"
 
 struct cs_mount *cs_sys_mount(struct cs_core *core)
@@ -341,7 +340,7 @@ static int init_write(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "Vault is already initialized");
 	const cJSON *pgp = cs_req_get(req, "pgp_keys");
 	const char *root_pgp = cs_req_str(req, "root_token_pgp_key", "");
-	bool autoseal = cs_seal_auto_kind(core) != CS_SEAL_SHAMIR;
+	bool autoseal = cs_core_autoseal_kind(core) != CS_SEAL_SHAMIR;
 	if (!autoseal &&
 	    (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0)))
 		return cs_req_error(req, CS_EINVAL,
@@ -376,7 +375,7 @@ static int init_write(struct cs_request *req)
 	if (!core->active)
 		return CS_ENOTACTIVE; /* the core parks the request until the node is active */
 	if (autoseal) /* secret_shares and pgp_keys do not apply: recovery keys instead */
-		return cs_seal_auto_init(req);
+		return core->autoseal_hooks.init(req);
 	struct cs_init_params p = {
 	    .shares = (int)cs_req_int(req, "secret_shares", 0),
 	    .threshold =
@@ -450,7 +449,10 @@ static int unseal(struct cs_request *req)
 	bool done = false;
 	int rc;
 	if (migrate) {
-		rc = cs_seal_auto_migrate(req, raw, len);
+		rc = core->autoseal_hooks.migrate
+			 ? core->autoseal_hooks.migrate(req, raw, len)
+			 : cs_req_error(req, CS_EINVAL,
+					"migrate option provided, but no seal migration is pending");
 		cs_zero(raw, len);
 		free(raw);
 		if (rc)
