@@ -221,7 +221,8 @@ static void answer_reply(void *ctx, int rc, long status, struct cs_buf *body, co
 static void post(struct cs_join *j, const char *path, const char *body, cs_curlm_cb cb)
 {
 	const struct cs_join_target *t = &j->targets[j->cur];
-	struct cs_curlm_target ct = {.url = t->url, .ca = t->ca, .cert = t->cert, .key = t->key, .sni = t->sni};
+	struct cs_curlm_target ct = {
+	    .url = t->url, .ca = t->ca, .cert = t->cert, .key = t->key, .sni = t->sni};
 	j->req = NULL;
 	if (!j->http_ready || cs_curlm_post(&j->http, &ct, path, body ? body : "", cb, j, &j->req))
 		cb(j, CS_EINTERNAL, 0, NULL, "curl init failed");

@@ -239,7 +239,10 @@ static int each_block(struct ctx *x, const struct cs_hcl_node *n, const char *na
 			    cs_hcl_type_name(n->type));
 	if (!n->child)
 		return fail(x, n->line, "%s block needs a type, as in %s \"%s\" { ... }", name,
-			    name, strcmp(name, "storage") == 0 ? "raft" : strcmp(name, "seal") == 0 ? "transit" : "tcp");
+			    name,
+			    strcmp(name, "storage") == 0 ? "raft"
+			    : strcmp(name, "seal") == 0  ? "transit"
+							 : "tcp");
 	for (const struct cs_hcl_node *t = n->child; t; t = t->next) {
 		if (t->type == CS_HCL_LIST) {
 			for (const struct cs_hcl_node *e = t->child; e; e = e->next) {
@@ -486,7 +489,8 @@ static int seal_block(struct ctx *x, const char *type, const struct cs_hcl_node 
 {
 	struct cs_config *c = x->c;
 	if (c->n_seals >= CS_MAX_SEAL_STANZAS)
-		return fail(x, line, "at most %d seal blocks (the old one disabled, for a migration)",
+		return fail(x, line,
+			    "at most %d seal blocks (the old one disabled, for a migration)",
 			    CS_MAX_SEAL_STANZAS);
 	char err[256] = "";
 	int eline = line;
@@ -497,8 +501,9 @@ static int seal_block(struct ctx *x, const char *type, const struct cs_hcl_node 
 	for (int i = 0; i < c->n_seals; i++)
 		if (!p.disabled && !c->seals[i].disabled) {
 			cs_seal_params_free(&p);
-			return fail(x, line, "only one seal block may be enabled; mark the old one "
-					     "disabled = \"true\" to migrate");
+			return fail(x, line,
+				    "only one seal block may be enabled; mark the old one "
+				    "disabled = \"true\" to migrate");
 		}
 	c->seals[c->n_seals++] = p;
 	return 0;

@@ -557,8 +557,9 @@ static void async_resume(struct cs_async *a, int rc)
 		 !cs_router_has(&core->router, req->mount))
 		/* Sealed and unsealed again, or unmounted, while the job ran: the mount the
 		 * request was routed to is gone (its storage may be too). */
-		rc = cs_req_error(req, CS_EBUSY, "the mount was reloaded or removed while the "
-						 "request waited; retry");
+		rc = cs_req_error(req, CS_EBUSY,
+				  "the mount was reloaded or removed while the "
+				  "request waited; retry");
 	if (!rc) {
 		cs_txn_begin(&req->txn, &core->st, core->kr);
 		req->txn_open = true;

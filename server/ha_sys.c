@@ -117,8 +117,8 @@ static int challenge_write(struct cs_request *req)
 	if (core->seal.kind != CS_SEAL_SHAMIR) {
 		/* An auto seal: the joiner unwraps the KEK with its own (same) seal. */
 		struct cs_buf w = CS_BUF_INIT;
-		if (cs_store_get(&core->st.store, CS_WRAPPED_KEK_PATH,
-				 strlen(CS_WRAPPED_KEK_PATH), &w) == 0) {
+		if (cs_store_get(&core->st.store, CS_WRAPPED_KEK_PATH, strlen(CS_WRAPPED_KEK_PATH),
+				 &w) == 0) {
 			cs_buf_putc(&w, '\0');
 			cJSON_AddStringToObject(d, "seal_wrapped_kek", w.data);
 		}

@@ -250,6 +250,9 @@ int cs_seal_check_shares(struct cs_core *core, const struct cs_share_set *s, uin
 	return rc;
 }
 
+static int put_recovery_config(struct cs_txn *txn, int n, int t);
+static int put_seal_config(struct cs_txn *txn, int n, int t);
+
 int cs_seal_rekey_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *new_kek, int n,
 			int t)
 {
@@ -257,27 +260,15 @@ int cs_seal_rekey_write(struct cs_core *core, struct cs_txn *txn, const uint8_t 
 		return CS_ESEALED;
 	if (!cs_seal_config_valid(n, t) || core->seal.kind != CS_SEAL_SHAMIR)
 		return CS_EINVAL;
-	cJSON *sc = cJSON_CreateObject();
-	cJSON_AddStringToObject(sc, "type", "shamir");
-	cJSON_AddNumberToObject(sc, "secret_shares", n);
-	cJSON_AddNumberToObject(sc, "secret_threshold", t);
-	cJSON_AddStringToObject(sc, "nonce", "");
-	cJSON_AddBoolToObject(sc, "backup", false);
-	char *js = cJSON_PrintUnformatted(sc);
-	cJSON_Delete(sc);
 	/* All three in the one write-set: a node applies the new config, the re-wrapped
 	 * root key and the new barrier copy of the KEK together or not at all. */
-	int rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, js, strlen(js));
-	free(js);
+	int rc = put_seal_config(txn, n, t);
 	if (!rc)
 		rc = wrap_root_key(txn, new_kek, core->kr->root_key);
 	if (!rc)
 		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, new_kek, CS_KEY_LEN);
 	return rc;
 }
-
-static int put_recovery_config(struct cs_txn *txn, int n, int t);
-static int put_seal_config(struct cs_txn *txn, int n, int t);
 
 int cs_seal_recovery_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *key, int n,
 			   int t)
@@ -480,8 +471,8 @@ static int init_auto(struct cs_txn *txn, const struct cs_init_params *p, uint8_t
 		     uint8_t **rec_mem, size_t *rec_len)
 {
 	cs_random(rkey, CS_KEY_LEN);
-	int rc = cs_seal_make_shares(rkey, p->recovery_shares, p->recovery_threshold, rec_mem,
-				     rec_len);
+	int rc =
+	    cs_seal_make_shares(rkey, p->recovery_shares, p->recovery_threshold, rec_mem, rec_len);
 	if (!rc)
 		rc = cs_seal_write_auto(txn, p->kind, p->wrapped);
 	if (!rc)
@@ -865,11 +856,11 @@ cJSON *cs_seal_status_json(struct cs_core *core)
 	cJSON_AddBoolToObject(j, "sealed", sealed);
 	cJSON_AddNumberToObject(j, "t",
 				!core->initialized ? 0
-				: rec		   ? core->seal.recovery_threshold
+				: rec              ? core->seal.recovery_threshold
 						   : core->seal.threshold);
 	cJSON_AddNumberToObject(j, "n",
 				!core->initialized ? 0
-				: rec		   ? core->seal.recovery_shares
+				: rec              ? core->seal.recovery_shares
 						   : core->seal.shares);
 	cJSON_AddNumberToObject(j, "progress", sealed ? core->seal.progress : 0);
 	cJSON_AddStringToObject(j, "nonce", sealed ? core->seal.nonce : "");
@@ -976,7 +967,8 @@ void cs_seal_dev_continue(struct cs_core *core)
 	core->dev_state = 2;
 	struct cs_txn txn;
 	cs_txn_begin(&txn, &core->st, NULL);
-	struct cs_init_params p = {.shares = 1, .threshold = 1, .root_token_id = core->cfg->dev_root_token_id};
+	struct cs_init_params p = {
+	    .shares = 1, .threshold = 1, .root_token_id = core->cfg->dev_root_token_id};
 	cJSON *resp = NULL;
 	char err[256] = "";
 	int rc = cs_seal_init(core, &txn, &p, &resp, err, sizeof err);

@@ -35,12 +35,12 @@ struct cs_seal_auto {
 	/* A seal migration under way (unseal -migrate): see migrate_*. */
 	struct {
 		bool running;
-		int from, to;         /* kinds */
-		uint8_t *kek;         /* secmem, once known */
-		uint8_t *recovery;    /* secmem: the key the operators' shares rebuilt */
-		int n, t;             /* the split of `recovery` */
-		char *wrapped;        /* the new seal's envelope (to an auto seal) */
-		uv_timer_t commit;    /* waits for the node to be active, then writes */
+		int from, to;      /* kinds */
+		uint8_t *kek;      /* secmem, once known */
+		uint8_t *recovery; /* secmem: the key the operators' shares rebuilt */
+		int n, t;          /* the split of `recovery` */
+		char *wrapped;     /* the new seal's envelope (to an auto seal) */
+		uv_timer_t commit; /* waits for the node to be active, then writes */
 		bool committing;
 	} mig;
 	int closing;
@@ -405,7 +405,6 @@ int cs_seal_auto_init(struct cs_request *req)
 	}
 	return cs_req_wait(req, &j->async);
 }
-
 
 /* ------------------------------------------------------------------ migration */
 

@@ -438,8 +438,8 @@ static int unseal(struct cs_request *req)
 				    "seal migration is pending: unseal with -migrate "
 				    "(migrate=true)");
 	/* With an auto seal the operators hold recovery shares (migration). */
-	int nshares = core->seal.kind != CS_SEAL_SHAMIR ? core->seal.recovery_shares
-							: core->seal.shares;
+	int nshares =
+	    core->seal.kind != CS_SEAL_SHAMIR ? core->seal.recovery_shares : core->seal.shares;
 	size_t len = 0;
 	size_t expect = nshares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
 	uint8_t *raw = cs_seal_decode_key(key, expect, &len);
@@ -449,10 +449,11 @@ static int unseal(struct cs_request *req)
 	bool done = false;
 	int rc;
 	if (migrate) {
-		rc = core->autoseal_hooks.migrate
-			 ? core->autoseal_hooks.migrate(req, raw, len)
-			 : cs_req_error(req, CS_EINVAL,
-					"migrate option provided, but no seal migration is pending");
+		rc =
+		    core->autoseal_hooks.migrate
+			? core->autoseal_hooks.migrate(req, raw, len)
+			: cs_req_error(req, CS_EINVAL,
+				       "migrate option provided, but no seal migration is pending");
 		cs_zero(raw, len);
 		free(raw);
 		if (rc)
