@@ -381,8 +381,13 @@ int cs_seal_auto_init(struct cs_request *req)
 	struct cs_seal_auto *a = core->autoseal;
 	if (cJSON_GetArraySize(cs_req_get(req, "recovery_pgp_keys")) > 0)
 		return cs_req_error(req, CS_EINVAL, "recovery_pgp_keys is not supported");
-	int64_t rn = cs_req_int(req, "recovery_shares", 5);
-	int64_t rt = cs_req_int(req, "recovery_threshold", rn == 5 ? 3 : rn);
+	/* Absent or 0: Vault's CLI defaults, 5 shares and a threshold of 3. */
+	int64_t rn = cs_req_int(req, "recovery_shares", 0);
+	int64_t rt = cs_req_int(req, "recovery_threshold", 0);
+	if (rn == 0)
+		rn = 5, rt = rt ? rt : 3;
+	else if (rt == 0)
+		rt = rn == 1 ? 1 : rn;
 	if (rn < 1 || rn > CS_MAX_SHARES || rt < 1 || rt > rn || (rn > 1 && rt < 2))
 		return cs_req_error(
 		    req, CS_EINVAL,

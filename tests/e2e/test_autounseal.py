@@ -133,3 +133,19 @@ def test_wrong_token_is_a_clear_error_and_shamir_node_refuses_recovery(tmp_path,
     r = plain.put("sys/rekey-recovery-key/init", token=plain.root_token,
                   json={"secret_shares": 1, "secret_threshold": 1})
     assert r.status_code == 400
+
+
+def test_cli_init_and_status(tmp_path, seal):
+    n = node_with_seal(tmp_path, seal).start()
+    env = {"VAULT_ADDR": n.url}
+    out = H.run_cli(["operator", "init", "-format=json"], env=env)
+    assert out.returncode == 0, out.stderr + out.stdout
+    body = H.json_or_fail(out.stdout)
+    # Vault's defaults for an auto seal: 5 recovery shares, threshold 3; no unseal keys.
+    assert len(body["recovery_keys_b64"]) == 5 and body["unseal_keys_b64"] == []
+    wait_unsealed(n)
+    out = H.run_cli(["status", "-format=json"], env=env)
+    assert out.returncode == 0, out.stderr + out.stdout
+    st = H.json_or_fail(out.stdout)
+    assert st["type"] == "transit" and st["recovery_seal"] is True and st["sealed"] is False
+    assert (st["t"], st["n"]) == (3, 5)
