@@ -4,6 +4,7 @@ while the seal server is away and unseals as soon as it is back; recovery keys a
 generate-root and are rekeyed through sys/rekey-recovery-key."""
 
 import os
+import time
 
 import pytest
 
@@ -149,3 +150,19 @@ def test_cli_init_and_status(tmp_path, seal):
     st = H.json_or_fail(out.stdout)
     assert st["type"] == "transit" and st["recovery_seal"] is True and st["sealed"] is False
     assert (st["t"], st["n"]) == (3, 5)
+
+
+def test_seal_token_is_renewed(tmp_path, seal):
+    c = seal.server.client()
+
+    def expire_time():
+        return c.auth.token.lookup(seal.token)["data"]["expire_time"]
+
+    before = expire_time()
+    time.sleep(1.1)  # so that a renewal moves expire_time by at least a second
+    n = node_with_seal(tmp_path, seal).start()
+    deadline = time.monotonic() + 30
+    while expire_time() == before:
+        assert time.monotonic() < deadline, "the seal token was never renewed:\n" + n.log_tail()
+        time.sleep(0.1)
+    assert expire_time() > before
