@@ -466,8 +466,19 @@ static void migrate_commit_tick(uv_timer_t *h)
 		migrate_fail(a, "the node was sealed meanwhile");
 		return;
 	}
-	if (!core->active) { /* raft elects this node once unsealed: wait for it */
-		uv_timer_start(&a->mig.commit, migrate_commit_tick, 100, 0);
+	if (!core->active) {
+		/* A standby: the active node (migrated first, or elected once this node
+		 * unsealed) writes the new seal; it is done here once that write arrived. */
+		cs_seal_refresh_config(core);
+		if (core->seal.kind == a->mig.to) {
+			int to = a->mig.to;
+			migrate_clear(a);
+			core->seal.migration = false;
+			cs_info("seal: migration to the %s seal applied through the active node",
+				cs_seal_kind_name(to));
+			return;
+		}
+		uv_timer_start(&a->mig.commit, migrate_commit_tick, 200, 0);
 		return;
 	}
 	struct cs_txn txn;

@@ -135,3 +135,46 @@ def test_shamir_transit_pkcs11_shamir(tmp_path, seal, monkeypatch):
     n.start()
     H.unseal(n, keys[:2])
     check_data(n)
+
+
+@pytest.mark.timeout_s(420)
+def test_cluster_shamir_to_transit(tmp_path, seal, cluster_factory):
+    """Vault's order on a cluster: each standby, then the active node (its restart hands
+    leadership to a migrated standby, which writes the new seal through raft)."""
+    c = cluster_factory(n=3)
+    keys = c.keys
+    leader = c.leader()
+    H.enable_kv(leader, token=c.root_token)
+    assert leader.put("kv/m", token=c.root_token, json={"v": "kept"}).status_code == 204
+    order = [s for s in c.nodes if s is not leader] + [leader]
+    for s in order:
+        s.stop()
+        s.extra_config = seal.stanza()
+        s.start()
+        st = seal_status(s)
+        assert st["migration"] is True and st["type"] == "shamir", st
+        for k in keys[:c.threshold]:
+            r = s.put("sys/unseal", json={"key": k, "migrate": True})
+            assert r.status_code == 200, r.text
+        wait_unsealed(s)
+    deadline = time.monotonic() + 60
+    while True:
+        sts = [seal_status(s) for s in c.nodes]
+        if all(x["type"] == "transit" and not x["migration"] and not x["sealed"]
+               for x in sts):
+            break
+        assert time.monotonic() < deadline, "cluster migration did not finish: %s\n%s" % (
+            sts, "\n".join(s.log_tail(20) for s in c.nodes))
+        time.sleep(0.2)
+    c.wait_voters(3)
+    # From now on no operator: kill -9 every node, all come back unsealed by the seal.
+    for s in c.nodes:
+        s.kill9()
+    for s in c.nodes:
+        s.start()
+    for s in c.nodes:
+        wait_unsealed(s)
+    leader = c.leader(timeout=60)
+    assert leader.get("kv/m", token=c.root_token).json()["data"] == {"v": "kept"}
+    # The old unseal keys are the recovery keys.
+    assert generate_root(leader, keys[:c.threshold])
