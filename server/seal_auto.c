@@ -115,6 +115,14 @@ int cs_seal_auto_setup(struct cs_core *core)
 		rc = open_one(core, dis, &a->old);
 	if (rc)
 		return rc;
+	/* The seals hold their own copies: leave no second copy of the secrets around. */
+	for (int i = 0; i < core->cfg->n_seals; i++) {
+		struct cs_seal_params *c = &core->cfg->seals[i];
+		char **secret[] = {&c->token, &c->pin};
+		for (size_t k = 0; k < CS_ARRAY_LEN(secret); k++)
+			if (*secret[k])
+				cs_zero(*secret[k], strlen(*secret[k]));
+	}
 	/* The stored seal is not the enabled one: only `unseal -migrate` opens it. */
 	core->seal.migration = stored >= 0 && stored != cs_seal_auto_kind(core);
 	if (core->seal.migration)
