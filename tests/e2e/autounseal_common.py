@@ -30,8 +30,8 @@ path "transit/decrypt/%s" { capabilities = ["update"] }
 class SealServer:
     """A custos with transit mounted and key SEAL_KEY, and a token limited to it."""
 
-    def __init__(self, workdir):
-        self.server = H.Server(os.path.join(str(workdir), "seal"), name="seal")
+    def __init__(self, workdir, tls=None):
+        self.server = H.Server(os.path.join(str(workdir), "seal"), name="seal", tls=tls)
 
     def start(self):
         s = self.server

@@ -166,3 +166,22 @@ def test_seal_token_is_renewed(tmp_path, seal):
         assert time.monotonic() < deadline, "the seal token was never renewed:\n" + n.log_tail()
         time.sleep(0.1)
     assert expire_time() > before
+
+
+def test_https_seal_server_verified_with_its_ca(tmp_path, cert):
+    seal = SealServer(tmp_path / "tls", tls=cert).start()
+    try:
+        n = H.Server(os.path.join(str(tmp_path), "n1"), name="n1",
+                     extra_config=seal.stanza(tls_ca_cert=cert[0])).start()
+        init_recovery(n)
+        wait_unsealed(n)
+        n.kill9()
+        n.start()
+        wait_unsealed(n)
+        # Without the CA the seal server's certificate is not trusted: init fails.
+        m = H.Server(os.path.join(str(tmp_path), "n2"), name="n2",
+                     extra_config=seal.stanza()).start()
+        r = m.put("sys/init", json={"recovery_shares": 1, "recovery_threshold": 1})
+        assert r.status_code >= 500 and "certificate" in r.text.lower(), r.text
+    finally:
+        seal.server.cleanup()
