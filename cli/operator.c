@@ -286,6 +286,10 @@ static int cmd_init(struct cli *c, int argc, char **argv, int start)
 			c->key_threshold = DEFAULT_KEY_THRESHOLD;
 		c->recovery_shares = 0;
 		c->recovery_threshold = 0;
+	} else if (c->recovery_shares == 0) { /* Vault's defaults for an auto seal */
+		c->recovery_shares = DEFAULT_KEY_SHARES;
+		if (c->recovery_threshold == 0)
+			c->recovery_threshold = DEFAULT_KEY_THRESHOLD;
 	}
 	cJSON *body = cJSON_CreateObject();
 	cJSON_AddNumberToObject(body, "secret_shares", (double)c->key_shares);

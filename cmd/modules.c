@@ -14,12 +14,14 @@
 #include "server/raft_sys.h"
 #include "server/rekey.h"
 #include "server/rotate_sys.h"
+#include "server/seal_auto.h"
 #include "server/snapshot_sys.h"
 #include "server/sys.h"
 #include "server/wrap.h"
 
 void cs_modules_register(struct cs_core *core)
 {
+	cs_seal_auto_register(core); /* seal "transit" / "pkcs11": auto-unseal, migration */
 	cs_backend_register(&cs_sys_backend);
 	cs_token_register(core); /* token store + expiration manager + sys/leases */
 	cs_backend_register(&cs_kv_backend);

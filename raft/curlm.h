@@ -8,8 +8,10 @@
  * Nothing blocks the loop: names are resolved by curl's threaded resolver (init refuses a
  * libcurl built without asynchronous DNS), connects and TLS handshakes are non-blocking.
  * Each request gets its own easy handle and its connection is not reused (as a fresh
- * curl_easy_perform would), TLS 1.2 or later, the server's certificate and name always
- * verified (against the given CA, else the system store), no redirects followed.
+ * curl_easy_perform would), TLS 1.2 or later, the server's certificate and name verified
+ * (against the given CA, else the system store; only a seal stanza's tls_skip_verify turns
+ * that off), no redirects followed. Users: the join's client and the transit seal
+ * (server/seal_transit.c).
  *
  * Happy path: post → the callback runs once, on the loop, with rc 0, the HTTP status and
  * the body. Failures: connection, TLS, timeout (connect 3 s, whole request 10 s) or a body
@@ -33,6 +35,10 @@
  * key, and a TLS server name to ask for while connecting to the URL's address. */
 struct cs_curlm_target {
 	const char *url, *ca, *cert, *key, *sni;
+	/* Optional: sent as X-Vault-Token (wiped from memory after the request). */
+	const char *token;
+	/* Only for a seal stanza's tls_skip_verify = true: no certificate or name check. */
+	bool insecure;
 };
 
 struct cs_curlm_req;

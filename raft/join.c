@@ -221,7 +221,8 @@ static void answer_reply(void *ctx, int rc, long status, struct cs_buf *body, co
 static void post(struct cs_join *j, const char *path, const char *body, cs_curlm_cb cb)
 {
 	const struct cs_join_target *t = &j->targets[j->cur];
-	struct cs_curlm_target ct = {t->url, t->ca, t->cert, t->key, t->sni};
+	struct cs_curlm_target ct = {
+	    .url = t->url, .ca = t->ca, .cert = t->cert, .key = t->key, .sni = t->sni};
 	j->req = NULL;
 	if (!j->http_ready || cs_curlm_post(&j->http, &ct, path, body ? body : "", cb, j, &j->req))
 		cb(j, CS_EINTERNAL, 0, NULL, "curl init failed");
@@ -387,11 +388,15 @@ void cs_join_got_challenge(struct cs_join *j, const char *body)
 	const cJSON *ch = cJSON_GetObjectItemCaseSensitive(d, "challenge");
 	const cJSON *sc = cJSON_GetObjectItemCaseSensitive(d, "seal_config");
 	const cJSON *type = cJSON_GetObjectItemCaseSensitive(sc, "type");
+	const cJSON *wrapped = cJSON_GetObjectItemCaseSensitive(d, "seal_wrapped_kek");
+	bool autoseal = cJSON_IsString(type) && strcmp(type->valuestring, "shamir") != 0;
 	int shares = 0, threshold = 0;
 	/* The same bounds as a stored config (1 <= threshold <= shares <= 255): the counts
-	 * size this node's unseal progress. */
+	 * size this node's unseal progress. An auto seal needs its wrapped KEK and a node
+	 * that can unwrap it. */
 	if (!cJSON_IsString(ch) || j->env.seal_config_decode(sc, &shares, &threshold) ||
-	    (cJSON_IsString(type) && strcmp(type->valuestring, "shamir") != 0)) {
+	    (autoseal && (!j->env.auto_challenge || !cJSON_IsString(wrapped) ||
+			  strlen(type->valuestring) > 32))) {
 		cJSON_Delete(r);
 		cs_join_fire(j, CS_JOIN_EV_MALFORMED);
 		return;
@@ -400,8 +405,16 @@ void cs_join_got_challenge(struct cs_join *j, const char *body)
 	j->challenge = strdup(ch->valuestring); /* until answered */
 	j->shares = shares;
 	j->threshold = threshold;
+	char stype[33] = "", *w = NULL;
+	if (autoseal) {
+		snprintf(stype, sizeof stype, "%s", type->valuestring);
+		w = strdup(wrapped->valuestring);
+	}
 	cJSON_Delete(r);
 	cs_join_fire(j, CS_JOIN_EV_CHALLENGE);
+	if (w && j->state == CS_JOIN_CHALLENGED)
+		j->env.auto_challenge(j->env.ctx, stype, w);
+	free(w);
 }
 
 /* The opened challenge must name this node: its server_id, cluster address and this

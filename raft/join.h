@@ -96,6 +96,9 @@ struct cs_join_env {
 	int (*seal_config_decode)(const cJSON *sc, int *shares, int *threshold);
 	/* A challenge arrived: the node now waits for `threshold` of `shares` keys. */
 	void (*challenged)(void *ctx, int shares, int threshold);
+	/* Optional: the challenge names an auto seal (`type` is not "shamir") and carries
+	 * the KEK as that seal wrapped it; the node unwraps it and calls cs_join_keys. */
+	void (*auto_challenge)(void *ctx, const char *type, const char *wrapped);
 	/* The join was cancelled before it answered: the node is uninitialised again. */
 	void (*cancelled)(void *ctx);
 	/* The leader accepted: `ca` (the cluster CA certificate) and `minted` (this node's

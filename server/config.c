@@ -109,6 +109,8 @@ void cs_config_free(struct cs_config *c)
 	free(c->cluster_name);
 	free(c->snapshot_spool_dir);
 	free(c->dev_root_token_id);
+	for (int i = 0; i < c->n_seals; i++)
+		cs_seal_params_free(&c->seals[i]);
 	memset(c, 0, sizeof *c);
 }
 
@@ -238,7 +240,10 @@ static int each_block(struct ctx *x, const struct cs_hcl_node *n, const char *na
 			    cs_hcl_type_name(n->type));
 	if (!n->child)
 		return fail(x, n->line, "%s block needs a type, as in %s \"%s\" { ... }", name,
-			    name, strcmp(name, "storage") == 0 ? "raft" : "tcp");
+			    name,
+			    strcmp(name, "storage") == 0 ? "raft"
+			    : strcmp(name, "seal") == 0  ? "transit"
+							 : "tcp");
 	for (const struct cs_hcl_node *t = n->child; t; t = t->next) {
 		if (t->type == CS_HCL_LIST) {
 			for (const struct cs_hcl_node *e = t->child; e; e = e->next) {
@@ -480,6 +485,31 @@ static int listener_block(struct ctx *x, const char *type, const struct cs_hcl_n
 	return 0;
 }
 
+/* seal "TYPE" { ... }: typed by server/seal_config.c; at most one enabled. */
+static int seal_block(struct ctx *x, const char *type, const struct cs_hcl_node *body, int line)
+{
+	struct cs_config *c = x->c;
+	if (c->n_seals >= CS_MAX_SEAL_STANZAS)
+		return fail(x, line,
+			    "at most %d seal blocks (the old one disabled, for a migration)",
+			    CS_MAX_SEAL_STANZAS);
+	char err[256] = "";
+	int eline = line;
+	struct cs_seal_params p;
+	if (cs_seal_params_parse(type, body, &p, err, sizeof err, &eline))
+		return fail(x, eline, "%s", err);
+	p.line = line;
+	for (int i = 0; i < c->n_seals; i++)
+		if (!p.disabled && !c->seals[i].disabled) {
+			cs_seal_params_free(&p);
+			return fail(x, line,
+				    "only one seal block may be enabled; mark the old one "
+				    "disabled = \"true\" to migrate");
+		}
+	c->seals[c->n_seals++] = p;
+	return 0;
+}
+
 static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 {
 	struct cs_config *c = x->c;
@@ -490,6 +520,8 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			rc = each_block(x, m, "storage", storage_block);
 		} else if (strcmp(k, "listener") == 0) {
 			rc = each_block(x, m, "listener", listener_block);
+		} else if (strcmp(k, "seal") == 0) {
+			rc = each_block(x, m, "seal", seal_block);
 		} else if (strcmp(k, "api_addr") == 0) {
 			rc = want_string(x, m, k, &c->api_addr);
 		} else if (strcmp(k, "cluster_addr") == 0) {

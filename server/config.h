@@ -23,6 +23,7 @@
  *   ui = false   cluster_name = "..."   default_lease_ttl = "768h"   max_lease_ttl = "768h"
  *   allow_audit_log_prefixing = false     # Vault 1.20: API may set audit "prefix", wide "mode"
  *   snapshot_spool_dir = "/var/lib/custos/snapshot-spool"   snapshot_spool_reserve_percent = 10
+ *   seal "transit" { ... }  |  seal "pkcs11" { ... }   # auto-unseal (server/seal_config.h)
  *
  * Any unknown key, wrong type or bad value is an error reported as
  * "FILE:LINE: reason" and start-up stops. Booleans accept true/false and the strings
@@ -34,6 +35,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "server/seal_config.h"
 
 #define CS_MAX_LISTENERS            4
 #define CS_DEFAULT_MAX_REQUEST_SIZE (32u * 1024 * 1024)
@@ -124,6 +127,11 @@ struct cs_config {
 	/* Refuse an upload that would leave less than this share of the spool volume free
 	 * (default 10; 0 turns the check off). */
 	int snapshot_spool_reserve_percent;
+
+	/* seal "transit" | "pkcs11" | "shamir" stanzas (server/seal_config.h); none means
+	 * Shamir. Two only for a migration, the old one `disabled`. */
+	struct cs_seal_params seals[CS_MAX_SEAL_STANZAS];
+	int n_seals;
 
 	/* -dev mode (set by the command line, never by the file) */
 	bool dev;

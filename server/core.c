@@ -40,6 +40,16 @@ static void run(struct cs_request *req);
 static void suspend(struct cs_request *req);
 static void fail_after_reads(struct cs_request *req, int code);
 
+void cs_core_set_autoseal(struct cs_core *core, const struct cs_core_autoseal *hooks)
+{
+	core->autoseal_hooks = *hooks;
+}
+
+int cs_core_autoseal_kind(const struct cs_core *core)
+{
+	return core->autoseal_hooks.kind ? core->autoseal_hooks.kind(core) : 0;
+}
+
 void cs_core_set_audit(struct cs_core *core, const struct cs_core_audit *broker)
 {
 	core->audit = *broker;
@@ -653,8 +663,8 @@ static void async_resume(struct cs_async *a, int rc)
 	struct cs_core *core = req->core;
 	if (!rc && core->shutting_down)
 		rc = CS_ESHUTDOWN;
-	else if (!rc && !core->kr)
-		rc = CS_ESEALED;
+	else if (!rc && !core->kr && !(req->route && (req->route->flags & CS_PATH_SEALED_OK)))
+		rc = CS_ESEALED; /* sys/init waits for an auto seal while sealed */
 	else if (!rc && !core->active)
 		rc = cs_req_error(req, CS_ENOTACTIVE, "node is not active");
 	else if (!rc && req->mount && req->mount != core->sys_mount &&
@@ -859,9 +869,17 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 	core->st.on_restore = cs_ha_on_restore;
 	core->st.restore_ctx = core;
 	rc = cs_seal_load_config(core);
-	if (rc)
-		return rc;
-	return cs_ha_init(core);
+	if (!rc && core->autoseal_hooks.setup)
+		rc = core->autoseal_hooks.setup(core);
+	else if (!rc && (cfg->n_seals > 0 || core->seal.kind != 0)) {
+		snprintf(core->errmsg, sizeof core->errmsg, "auto-unseal is not built in");
+		rc = CS_EINVAL;
+	}
+	if (!rc)
+		rc = cs_ha_init(core);
+	if (!rc && core->autoseal_hooks.start)
+		core->autoseal_hooks.start(core);
+	return rc;
 }
 
 int cs_core_listen(struct cs_core *core)
@@ -910,8 +928,10 @@ void cs_core_shutdown(struct cs_core *core, void (*cb)(struct cs_core *core))
 		return;
 	core->shutting_down = true;
 	core->shutdown_cb = cb;
-	core->shutdown_pending = 1 + core->n_listeners;
+	core->shutdown_pending = 1 + core->n_listeners + (core->autoseal != NULL);
 	resume_waiting(core, CS_ESHUTDOWN);
+	if (core->autoseal)
+		core->autoseal_hooks.shutdown(core, ha_closed);
 	for (int i = 0; i < core->n_listeners; i++)
 		cs_http_listener_close(core->listeners[i], listener_closed, core);
 	core->n_listeners = 0;

@@ -51,11 +51,36 @@ struct cs_seal_state {
 	size_t key_len[CS_MAX_SHARES];
 	int progress;
 	char nonce[37];
+	/* The stored seal's kind (enum cs_seal_kind: shamir, transit, pkcs11); with an auto
+	 * seal, shares/threshold are 1 and the recovery config is below. */
+	int kind;
+	int recovery_shares, recovery_threshold;
+	bool migration; /* the config's seal differs from the stored one (seal_auto.c) */
 };
 
 typedef void (*cs_core_done_cb)(struct cs_core *core, int status, void *ctx);
 
+/*
+ * Auto-unseal as the core sees it: server/seal_auto.c registers these at start-up with
+ * cs_core_set_autoseal (before cs_core_init), so the core, seal and sys modules never
+ * include it (see seal_auto.h for what each does). Without them only Shamir exists, and a
+ * config with an auto seal stanza does not start.
+ */
+struct cs_core_autoseal {
+	int (*setup)(struct cs_core *core);
+	void (*start)(struct cs_core *core);
+	void (*shutdown)(struct cs_core *core, void (*cb)(struct cs_core *core));
+	int (*kind)(const struct cs_core *core);
+	int (*init)(struct cs_request *req);
+	int (*migrate)(struct cs_request *req, const uint8_t *key, size_t len);
+	void (*join)(void *core, const char *type, const char *wrapped);
+};
+void cs_core_set_autoseal(struct cs_core *core, const struct cs_core_autoseal *hooks);
+/* The enabled auto seal's kind (enum cs_seal_kind), 0 (Shamir) when there is none. */
+int cs_core_autoseal_kind(const struct cs_core *core);
+
 struct cs_ha;
+struct cs_seal_auto;
 
 struct cs_core {
 	uv_loop_t *loop;
@@ -70,6 +95,8 @@ struct cs_core {
 	bool initialized;
 	struct cs_keyring *kr; /* NULL while sealed */
 	struct cs_seal_state seal;
+	struct cs_seal_auto *autoseal; /* server/seal_auto.h: the configured auto seal(s) */
+	struct cs_core_autoseal autoseal_hooks;
 	struct cs_router router;
 	struct cs_mount *sys_mount; /* the sys/ mount row (server/sys.c: cs_sys_mount) */
 	char cluster_name[128];
@@ -135,6 +162,12 @@ struct cs_init_params {
 	int shares;
 	int threshold;
 	const char *root_token_id; /* NULL → random */
+	/* Auto seal only (server/seal_auto.h): the fresh KEK (CS_KEY_LEN bytes), its envelope
+	 * from the seal, the seal's kind and the recovery key split. NULL wrapped: Shamir. */
+	const uint8_t *kek;
+	const char *wrapped;
+	int kind;
+	int recovery_shares, recovery_threshold;
 };
 
 /* Seal: zeroise the keyring, reset the unseal progress and every backend's state. */

@@ -84,6 +84,16 @@ static int env_accepted(void *ctx, X509 *ca, struct cs_cluster_cred *minted, con
 	return 0;
 }
 
+/* An auto-sealed cluster's challenge: the auto seal module unwraps the key. */
+static void env_auto_challenge(void *ctx, const char *type, const char *wrapped)
+{
+	struct cs_core *core = ctx;
+	if (core->autoseal_hooks.join)
+		core->autoseal_hooks.join(core, type, wrapped);
+	else
+		cs_error("ha: join: the cluster uses a \"%.32s\" seal; this node has none", type);
+}
+
 void cs_ha_join_init(struct cs_ha *ha)
 {
 	struct cs_core *core = ha->core;
@@ -94,6 +104,7 @@ void cs_ha_join_init(struct cs_ha *ha)
 	    .api_addr = core->cfg->api_addr,
 	    .seal_config_decode = cs_seal_config_decode,
 	    .challenged = env_challenged,
+	    .auto_challenge = env_auto_challenge,
 	    .cancelled = env_cancelled,
 	    .accepted = env_accepted,
 	};

@@ -17,6 +17,7 @@
 #include "server/ha.h"
 #include "server/ha_int.h"
 #include "server/seal.h"
+#include "server/seal_config.h"
 #include "server/sys.h"
 
 static int join_write(struct cs_request *req)
@@ -112,7 +113,17 @@ static int challenge_write(struct cs_request *req)
 	cJSON_AddStringToObject(d, "challenge", b64);
 	free(b64);
 	cJSON *sc = cJSON_AddObjectToObject(d, "seal_config");
-	cJSON_AddStringToObject(sc, "type", "shamir");
+	cJSON_AddStringToObject(sc, "type", cs_seal_kind_name(core->seal.kind));
+	if (core->seal.kind != CS_SEAL_SHAMIR) {
+		/* An auto seal: the joiner unwraps the KEK with its own (same) seal. */
+		struct cs_buf w = CS_BUF_INIT;
+		if (cs_store_get(&core->st.store, CS_WRAPPED_KEK_PATH, strlen(CS_WRAPPED_KEK_PATH),
+				 &w) == 0) {
+			cs_buf_putc(&w, '\0');
+			cJSON_AddStringToObject(d, "seal_wrapped_kek", w.data);
+		}
+		cs_buf_free(&w);
+	}
 	cJSON_AddNumberToObject(sc, "secret_shares", core->seal.shares);
 	cJSON_AddNumberToObject(sc, "secret_threshold", core->seal.threshold);
 	cJSON_AddNumberToObject(sc, "stored_shares", 0);

@@ -28,9 +28,24 @@ int cs_keys_seal_config(struct cs_request *req, int *shares, int *threshold)
 	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
 	cs_buf_free(&b);
 	rc = cs_seal_config_decode(j, shares, threshold);
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+	bool autoseal = cJSON_IsString(type) && strcmp(type->valuestring, "shamir") != 0;
 	cJSON_Delete(j);
 	if (rc)
 		return cs_req_error(req, CS_EIO, "stored seal config is corrupt");
+	if (!autoseal)
+		return 0;
+	/* An auto seal: the operators hold recovery shares (Vault's recovery seal). */
+	rc = cs_txn_get_raw(&req->txn, CS_RECOVERY_CONFIG_PATH, &b);
+	if (rc)
+		return cs_req_error(req, CS_EIO, "unable to read the recovery config: %s",
+				    cs_strerror(rc));
+	j = cJSON_ParseWithLength(b.data, b.len);
+	cs_buf_free(&b);
+	rc = cs_seal_config_decode(j, shares, threshold);
+	cJSON_Delete(j);
+	if (rc)
+		return cs_req_error(req, CS_EIO, "stored recovery config is corrupt");
 	return 0;
 }
 

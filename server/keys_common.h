@@ -17,7 +17,8 @@
 /* Whether an attempt started at `epoch` (core->active_since_ns then) is still valid:
  * the node is unsealed and still in the same term as the active node. */
 bool cs_keys_attempt_current(const struct cs_core *core, int64_t epoch);
-/* The seal config as the request's transaction sees it (pending rekeys included).
+/* The seal config as the request's transaction sees it (pending rekeys included); with
+ * an auto seal, the recovery config (the shares operators hold).
  * 0, or an error with the request's message set. */
 int cs_keys_seal_config(struct cs_request *req, int *shares, int *threshold);
 /* Whether the request's "nonce" (body or query) equals `nonce`, in constant time; an

@@ -28,10 +28,13 @@
 #include "server/keys_common.h"
 #include "server/pgp.h"
 #include "server/seal.h"
+#include "server/seal_config.h"
 #include "server/sys.h"
 #include "storage/barrier.h"
 
-#define BACKUP_PATH "core/unseal-keys-backup"
+#define BACKUP_PATH          "core/unseal-keys-backup"
+#define RECOVERY_BACKUP_PATH "core/recovery-keys-backup"
+#define BACKUP_PATH_OF(req)  (is_recovery(req) ? RECOVERY_BACKUP_PATH : BACKUP_PATH)
 
 /* The one rekey attempt of this process (the loop thread owns it). */
 /* This module's state in its core (cs_core_state): never a file-level variable. */
@@ -63,9 +66,23 @@ static const struct cs_core_state_type rekey_state_type = {
     .release = rekey_state_release,
 };
 
-static struct rekey_state *rekey_state_of(struct cs_core *core)
+/* sys/rekey-recovery-key/... rekeys the recovery key of an auto seal: the same
+ * protocol with its own attempt (Vault keeps the two apart too). */
+static const struct cs_core_state_type recovery_rekey_state_type = {
+    .name = "rekey-recovery-key",
+    .size = sizeof(struct rekey_state),
+    .release = rekey_state_release,
+};
+
+static bool is_recovery(const struct cs_request *req)
 {
-	return cs_core_state(core, &rekey_state_type);
+	return strstr(req->path, "rekey-recovery-key/") != NULL;
+}
+
+static struct rekey_state *rk_of(struct cs_request *req)
+{
+	return cs_core_state(req->core,
+			     is_recovery(req) ? &recovery_rekey_state_type : &rekey_state_type);
 }
 
 static void rk_clear(struct rekey_state *rk)
@@ -79,10 +96,10 @@ static void rk_clear(struct rekey_state *rk)
 	memset(rk, 0, sizeof *rk);
 }
 
-static bool rk_live(struct cs_core *core)
+static bool rk_live(struct cs_request *req)
 {
-	struct rekey_state *rk = rekey_state_of(core);
-	if (rk->started && !cs_keys_attempt_current(core, rk->epoch))
+	struct rekey_state *rk = rk_of(req);
+	if (rk->started && !cs_keys_attempt_current(req->core, rk->epoch))
 		rk_clear(rk);
 	return rk->started;
 }
@@ -106,10 +123,10 @@ static cJSON *rekey_status(struct cs_request *req)
 
 static cJSON *rekey_status_nonce(struct cs_request *req, bool show_nonce)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
+	struct rekey_state *rk = rk_of(req);
 	int n = 0, t = 0;
 	cs_keys_seal_config(req, &n, &t);
-	bool live = rk_live(req->core);
+	bool live = rk_live(req);
 	cJSON *j = cJSON_CreateObject();
 	cJSON_AddStringToObject(j, "nonce", live && show_nonce ? rk->nonce : "");
 	cJSON_AddBoolToObject(j, "started", live);
@@ -136,9 +153,15 @@ static int init_read(struct cs_request *req)
 
 static int init_write(struct cs_request *req)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
+	struct rekey_state *rk = rk_of(req);
 	struct cs_core *core = req->core;
-	if (rk_live(core))
+	if (is_recovery(req) && core->seal.kind == CS_SEAL_SHAMIR)
+		return cs_req_error(req, CS_EINVAL, "recovery rekeying not supported");
+	if (!is_recovery(req) && core->seal.kind != CS_SEAL_SHAMIR)
+		return cs_req_error(req, CS_EINVAL,
+				    "this node uses an auto seal: rekey the recovery keys with "
+				    "sys/rekey-recovery-key");
+	if (rk_live(req))
 		return cs_req_error(req, CS_EINVAL, "rekey already in progress");
 	int n = (int)cs_req_int(req, "secret_shares", 0);
 	int t = (int)cs_req_int(req, "secret_threshold", 0);
@@ -186,8 +209,8 @@ static int init_write(struct cs_request *req)
 
 static int init_cancel(struct cs_request *req)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
-	if (!rk_live(req->core))
+	struct rekey_state *rk = rk_of(req);
+	if (!rk_live(req))
 		return 0;
 	/* A stranger who cannot show the nonce cannot abort an operator's attempt. */
 	if (!cs_keys_nonce_ok(req, rk->nonce))
@@ -201,14 +224,21 @@ static int init_cancel(struct cs_request *req)
 /* Write the new seal with `kek` in the request's transaction and forget the attempt. */
 static int finish(struct cs_request *req, const uint8_t *kek)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
-	int rc = cs_seal_rekey_write(req->core, &req->txn, kek, rk->shares, rk->threshold);
+	struct rekey_state *rk = rk_of(req);
+	bool rec = is_recovery(req);
+	int rc = rec ? cs_seal_recovery_write(req->core, &req->txn, kek, rk->shares, rk->threshold)
+		     : cs_seal_rekey_write(req->core, &req->txn, kek, rk->shares, rk->threshold);
 	if (rc)
 		return cs_req_error(req, rc, "failed to store the new seal: %s", cs_strerror(rc));
 	/* The active node hands the config out (join challenges) before anyone reads
 	 * seal-status: take the new counts now (seal-status re-reads storage anyway). */
-	req->core->seal.shares = rk->shares;
-	req->core->seal.threshold = rk->threshold;
+	if (rec) {
+		req->core->seal.recovery_shares = rk->shares;
+		req->core->seal.recovery_threshold = rk->threshold;
+	} else {
+		req->core->seal.shares = rk->shares;
+		req->core->seal.threshold = rk->threshold;
+	}
 	cs_info("core: rekey complete: %d shares, threshold %d", rk->shares, rk->threshold);
 	rk_clear(rk);
 	return 0;
@@ -218,13 +248,13 @@ static int finish(struct cs_request *req, const uint8_t *kek)
  * verification or write the new seal. The response is r. */
 static int complete(struct cs_request *req, cJSON *r, cJSON *backup, uint8_t *kek)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
+	struct rekey_state *rk = rk_of(req);
 	int rc = 0;
 	if (backup) {
 		/* Vault's core/unseal-keys-backup, here behind the barrier. */
 		cJSON_AddStringToObject(backup, "nonce", rk->nonce);
 		char *js = cJSON_PrintUnformatted(backup);
-		rc = cs_txn_put(&req->txn, BACKUP_PATH, js, strlen(js));
+		rc = cs_txn_put(&req->txn, BACKUP_PATH_OF(req), js, strlen(js));
 		free(js);
 	}
 	if (!cJSON_GetObjectItemCaseSensitive(r, "pgp_fingerprints"))
@@ -281,9 +311,9 @@ static void pgp_work(struct cs_async *a)
 
 static int pgp_resume(struct cs_request *req, struct cs_async *a, int status)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
+	struct rekey_state *rk = rk_of(req);
 	struct pgp_job *j = (struct pgp_job *)a;
-	bool same = rk->busy && rk_live(req->core) && strcmp(rk->nonce, j->nonce) == 0;
+	bool same = rk->busy && rk_live(req) && strcmp(rk->nonce, j->nonce) == 0;
 	if (same)
 		rk->busy = false;
 	int rc = status;
@@ -307,9 +337,9 @@ static int pgp_resume(struct cs_request *req, struct cs_async *a, int status)
 
 static int update(struct cs_request *req)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
+	struct rekey_state *rk = rk_of(req);
 	struct cs_core *core = req->core;
-	if (!rk_live(core))
+	if (!rk_live(req))
 		return cs_req_error(req, CS_EINVAL, "no barrier rekey in progress");
 	if (rk->busy)
 		return cs_req_error(req, CS_EBUSY, "the new shares are being encrypted");
@@ -380,16 +410,16 @@ static cJSON *verify_status(struct rekey_state *rk)
 
 static int verify_read(struct cs_request *req)
 {
-	if (!rk_live(req->core))
+	if (!rk_live(req))
 		return cs_req_error(req, CS_EINVAL, "no rekey configuration found");
-	req->raw = verify_status(rekey_state_of(req->core));
+	req->raw = verify_status(rk_of(req));
 	return 0;
 }
 
 static int verify_update(struct cs_request *req)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
-	if (!rk_live(req->core))
+	struct rekey_state *rk = rk_of(req);
+	if (!rk_live(req))
 		return cs_req_error(req, CS_EINVAL, "no rekey in progress");
 	if (!rk->vkek)
 		return cs_req_error(req, CS_EINVAL, "no rekey verification in progress");
@@ -397,7 +427,7 @@ static int verify_update(struct cs_request *req)
 	if (rc)
 		return rc;
 	if (rk->vprogress.n < rk->threshold) {
-		req->raw = verify_status(rekey_state_of(req->core));
+		req->raw = verify_status(rk_of(req));
 		return 0;
 	}
 	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
@@ -425,22 +455,22 @@ static int verify_update(struct cs_request *req)
 
 static int verify_restart(struct cs_request *req)
 {
-	struct rekey_state *rk = rekey_state_of(req->core);
-	if (!rk_live(req->core) || !rk->vkek)
+	struct rekey_state *rk = rk_of(req);
+	if (!rk_live(req) || !rk->vkek)
 		return cs_req_error(req, CS_EINVAL, "no rekey verification in progress");
 	if (!cs_keys_nonce_ok(req, rk->vnonce))
 		return cs_req_error(req, CS_EINVAL,
 				    "the verification nonce is required to restart verification");
 	cs_share_set_clear(&rk->vprogress);
 	cs_uuid(rk->vnonce);
-	req->raw = verify_status(rekey_state_of(req->core));
+	req->raw = verify_status(rk_of(req));
 	return 0;
 }
 
 static int backup_read(struct cs_request *req)
 {
 	struct cs_buf b = CS_BUF_INIT;
-	int rc = cs_txn_get(&req->txn, BACKUP_PATH, &b);
+	int rc = cs_txn_get(&req->txn, BACKUP_PATH_OF(req), &b);
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EINVAL, "no backup found");
 	if (rc)
@@ -457,12 +487,7 @@ static int backup_read(struct cs_request *req)
 
 static int backup_delete(struct cs_request *req)
 {
-	return cs_txn_delete(&req->txn, BACKUP_PATH);
-}
-
-static int recovery_unsupported(struct cs_request *req)
-{
-	return cs_req_error(req, CS_EINVAL, "recovery rekeying not supported");
+	return cs_txn_delete(&req->txn, BACKUP_PATH_OF(req));
 }
 
 static const struct cs_field init_fields[] = {
@@ -490,41 +515,38 @@ static const struct cs_field key_fields[] = {
 /* As in OpenBao 2.5 (authenticated rekey): every rekey path needs sudo. */
 /* The rows, with the access the listeners' disable_unauthed_rekey_endpoints picks:
  * sudo, or unauthenticated (Vault's default). Two static tables, no copy at run time. */
-#define REKEY_ROWS(access)                                                                         \
-	{.pattern = "rekey/init",                                                                  \
+#define REKEY_ROWS(access, prefix, what)                                                           \
+	{.pattern = prefix "/init",                                                                \
 	 .fields = init_fields,                                                                    \
 	 .ops = {[CS_OP_READ] = init_read,                                                         \
 		 [CS_OP_UPDATE] = init_write,                                                      \
 		 [CS_OP_DELETE] = init_cancel},                                                    \
 	 .flags = (access),                                                                        \
-	 .synopsis = "start, read or cancel a rekey"},                                             \
-	    {.pattern = "rekey/update",                                                            \
+	 .synopsis = "start, read or cancel a rekey of the " what},                                \
+	    {.pattern = prefix "/update",                                                          \
 	     .fields = key_fields,                                                                 \
 	     .ops = {[CS_OP_UPDATE] = update},                                                     \
 	     .flags = (access),                                                                    \
-	     .synopsis = "give one current unseal key share to the rekey"},                        \
-	    {.pattern = "rekey/verify",                                                            \
+	     .synopsis = "give one current share of the " what},                                   \
+	    {.pattern = prefix "/verify",                                                          \
 	     .fields = key_fields,                                                                 \
 	     .ops = {[CS_OP_READ] = verify_read,                                                   \
 		     [CS_OP_UPDATE] = verify_update,                                               \
 		     [CS_OP_DELETE] = verify_restart},                                             \
 	     .flags = (access),                                                                    \
-	     .synopsis = "verify the new key shares"},                                             \
-	    {.pattern = "rekey/backup",                                                            \
-	     .ops = {[CS_OP_READ] = backup_read, [CS_OP_DELETE] = backup_delete},                  \
-	     .flags = (access),                                                                    \
-	     .synopsis = "the PGP-encrypted backup of the last rekey's shares"},                   \
+	     .synopsis = "verify the new shares of the " what},                                    \
 	{                                                                                          \
-		.pattern = "rekey-recovery-key/{op}", .fields = key_fields,                        \
-		.ops = {[CS_OP_READ] = recovery_unsupported,                                       \
-			[CS_OP_UPDATE] = recovery_unsupported,                                     \
-			[CS_OP_DELETE] = recovery_unsupported},                                    \
-		.flags = (access) | CS_PATH_ANY_FIELDS,                                            \
-		.synopsis = "recovery keys (auto-unseal only)"                                     \
+		.pattern = prefix "/backup",                                                       \
+		.ops = {[CS_OP_READ] = backup_read, [CS_OP_DELETE] = backup_delete},               \
+		.flags = (access), .synopsis = "the PGP-encrypted backup of the new " what         \
 	}
 
-static const struct cs_path rekey_paths[] = {REKEY_ROWS(CS_PATH_SUDO)};
-static const struct cs_path rekey_paths_unauthed[] = {REKEY_ROWS(CS_PATH_UNAUTH)};
+#define ALL_ROWS(access)                                                                           \
+	REKEY_ROWS(access, "rekey", "unseal keys"),                                                \
+	    REKEY_ROWS(access, "rekey-recovery-key", "recovery keys (auto seals)")
+
+static const struct cs_path rekey_paths[] = {ALL_ROWS(CS_PATH_SUDO)};
+static const struct cs_path rekey_paths_unauthed[] = {ALL_ROWS(CS_PATH_UNAUTH)};
 
 void cs_rekey_register(const struct cs_config *cfg)
 {

@@ -16,6 +16,7 @@
 #include "lib/secmem.h"
 #include "lib/util.h"
 #include "server/ha.h"
+#include "server/seal_config.h"
 #include "server/sys.h"
 #include "storage/keyring_store.h"
 #include "storage/shamir.h"
@@ -45,6 +46,36 @@ int cs_seal_config_decode(const cJSON *sc, int *shares, int *threshold)
 	return 0;
 }
 
+/* The recovery config of an auto seal (plaintext, core/recovery-config). */
+static int read_recovery_config(struct cs_core *core, int *n, int *t)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_store_get(&core->st.store, CS_RECOVERY_CONFIG_PATH,
+			      strlen(CS_RECOVERY_CONFIG_PATH), &b);
+	if (rc)
+		return rc;
+	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
+	cs_buf_free(&b);
+	rc = cs_seal_config_decode(j, n, t);
+	cJSON_Delete(j);
+	return rc;
+}
+
+/* A stored seal config: its kind, share counts and (auto seals) recovery counts. */
+static int decode_stored(struct cs_core *core, const void *data, size_t len, int *kind, int *n,
+			 int *t, int *rn, int *rt)
+{
+	cJSON *j = cJSON_ParseWithLength(data, len);
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
+	*kind = cJSON_IsString(type) ? cs_seal_kind_parse(type->valuestring) : CS_SEAL_SHAMIR;
+	int rc = *kind < 0 ? CS_EINVAL : cs_seal_config_decode(j, n, t);
+	cJSON_Delete(j);
+	*rn = *rt = 0;
+	if (!rc && *kind != CS_SEAL_SHAMIR)
+		rc = read_recovery_config(core, rn, rt);
+	return rc;
+}
+
 int cs_seal_load_config(struct cs_core *core)
 {
 	struct cs_buf b = CS_BUF_INIT;
@@ -58,23 +89,24 @@ int cs_seal_load_config(struct cs_core *core)
 			 core->st.store.errmsg);
 		return rc;
 	}
-	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
+	int n = 0, t = 0, kind = 0, rn = 0, rt = 0;
+	rc = decode_stored(core, b.data, b.len, &kind, &n, &t, &rn, &rt);
 	cs_buf_free(&b);
-	int n = 0, t = 0;
-	rc = cs_seal_config_decode(j, &n, &t);
-	cJSON_Delete(j);
 	if (rc) {
 		/* A threshold above the share array would let unseal submissions write past
 		 * it: refuse to start rather than guess. */
 		snprintf(core->errmsg, sizeof core->errmsg,
-			 "stored seal config is corrupt: need 1 <= secret_threshold <= "
-			 "secret_shares <= %d",
+			 "stored seal config is corrupt: need a known type and 1 <= "
+			 "secret_threshold <= secret_shares <= %d",
 			 CS_MAX_SHARES);
 		return CS_EIO;
 	}
 	cs_core_unseal_reset(core);
 	core->seal.shares = n;
 	core->seal.threshold = t;
+	core->seal.kind = kind;
+	core->seal.recovery_shares = rn;
+	core->seal.recovery_threshold = rt;
 	core->initialized = true;
 	return 0;
 }
@@ -89,15 +121,16 @@ void cs_seal_refresh_config(struct cs_core *core)
 	struct cs_buf b = CS_BUF_INIT;
 	if (cs_store_get(&core->st.store, SEAL_CONFIG_PATH, strlen(SEAL_CONFIG_PATH), &b))
 		return;
-	cJSON *j = cJSON_ParseWithLength(b.data, b.len);
-	cs_buf_free(&b);
-	int n, t;
-	if (!cs_seal_config_decode(j, &n, &t)) {
+	int n, t, kind, rn, rt;
+	if (!decode_stored(core, b.data, b.len, &kind, &n, &t, &rn, &rt)) {
 		core->seal.shares = n;
 		core->seal.threshold = t;
+		core->seal.kind = kind;
+		core->seal.recovery_shares = rn;
+		core->seal.recovery_threshold = rt;
 		core->initialized = true;
 	}
-	cJSON_Delete(j);
+	cs_buf_free(&b);
 }
 
 /* core/hsm/barrier-unseal-keys: the root key under the KEK, bound to its path. */
@@ -197,13 +230,18 @@ int cs_share_set_combine(const struct cs_share_set *s, uint8_t *kek)
 }
 
 static int read_kek(struct cs_core *core, uint8_t *kek);
+static int read_barrier_key(struct cs_core *core, const char *path, uint8_t *key);
 
 int cs_seal_check_shares(struct cs_core *core, const struct cs_share_set *s, uint8_t *kek)
 {
 	uint8_t *cur = cs_secmem_alloc(CS_KEY_LEN);
 	int rc = cs_share_set_combine(s, kek);
+	/* With an auto seal the operators hold recovery shares: they rebuild the
+	 * recovery key, never the KEK (Vault's recovery seal). */
 	if (!rc)
-		rc = read_kek(core, cur);
+		rc = core->seal.kind != CS_SEAL_SHAMIR
+			 ? read_barrier_key(core, CS_RECOVERY_KEY_PATH, cur)
+			 : read_kek(core, cur);
 	if (!rc && !cs_ct_equal(kek, CS_KEY_LEN, cur, CS_KEY_LEN))
 		rc = CS_EINVAL;
 	if (rc == CS_EINVAL)
@@ -212,29 +250,80 @@ int cs_seal_check_shares(struct cs_core *core, const struct cs_share_set *s, uin
 	return rc;
 }
 
+static int put_recovery_config(struct cs_txn *txn, int n, int t);
+static int put_seal_config(struct cs_txn *txn, int n, int t);
+
 int cs_seal_rekey_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *new_kek, int n,
 			int t)
 {
 	if (!core->kr)
 		return CS_ESEALED;
-	if (!cs_seal_config_valid(n, t))
+	if (!cs_seal_config_valid(n, t) || core->seal.kind != CS_SEAL_SHAMIR)
 		return CS_EINVAL;
-	cJSON *sc = cJSON_CreateObject();
-	cJSON_AddStringToObject(sc, "type", "shamir");
-	cJSON_AddNumberToObject(sc, "secret_shares", n);
-	cJSON_AddNumberToObject(sc, "secret_threshold", t);
-	cJSON_AddStringToObject(sc, "nonce", "");
-	cJSON_AddBoolToObject(sc, "backup", false);
-	char *js = cJSON_PrintUnformatted(sc);
-	cJSON_Delete(sc);
 	/* All three in the one write-set: a node applies the new config, the re-wrapped
 	 * root key and the new barrier copy of the KEK together or not at all. */
-	int rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, js, strlen(js));
-	free(js);
+	int rc = put_seal_config(txn, n, t);
 	if (!rc)
 		rc = wrap_root_key(txn, new_kek, core->kr->root_key);
 	if (!rc)
 		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, new_kek, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_recovery_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *key, int n,
+			   int t)
+{
+	if (!core->kr)
+		return CS_ESEALED;
+	if (!cs_seal_config_valid(n, t) || core->seal.kind == CS_SEAL_SHAMIR)
+		return CS_EINVAL;
+	int rc = put_recovery_config(txn, n, t);
+	if (!rc)
+		rc = cs_txn_put(txn, CS_RECOVERY_KEY_PATH, key, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_check_recovery_key(struct cs_core *core, const uint8_t *key)
+{
+	uint8_t *cur = cs_secmem_alloc(CS_KEY_LEN);
+	int rc = read_barrier_key(core, CS_RECOVERY_KEY_PATH, cur);
+	if (!rc && !cs_ct_equal(cur, CS_KEY_LEN, key, CS_KEY_LEN))
+		rc = CS_EINVAL;
+	cs_secmem_free(cur, CS_KEY_LEN);
+	return rc;
+}
+
+int cs_seal_migrate_write(struct cs_core *core, struct cs_txn *txn, int to_kind,
+			  const char *wrapped, const uint8_t *recovery_key, int n, int t)
+{
+	if (!core->kr)
+		return CS_ESEALED;
+	if (!cs_seal_config_valid(n, t) || (to_kind != CS_SEAL_SHAMIR && !wrapped))
+		return CS_EINVAL;
+	int rc;
+	if (to_kind != CS_SEAL_SHAMIR) {
+		/* The KEK stays; the new seal wraps it, and the keys operators held become
+		 * recovery keys (Vault's shamir → auto migration). */
+		rc = cs_seal_write_auto(txn, to_kind, wrapped);
+		if (!rc)
+			rc = put_recovery_config(txn, n, t);
+		if (!rc)
+			rc = cs_txn_put(txn, CS_RECOVERY_KEY_PATH, recovery_key, CS_KEY_LEN);
+		return rc;
+	}
+	/* Back to Shamir: the recovery key becomes the KEK, so the recovery shares are the
+	 * unseal shares from now on; nothing of the auto seal remains. */
+	rc = put_seal_config(txn, n, t);
+	if (!rc)
+		rc = wrap_root_key(txn, recovery_key, core->kr->root_key);
+	if (!rc)
+		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, recovery_key, CS_KEY_LEN);
+	if (!rc)
+		rc = cs_txn_delete(txn, CS_WRAPPED_KEK_PATH);
+	if (!rc)
+		rc = cs_txn_delete(txn, CS_RECOVERY_CONFIG_PATH);
+	if (!rc)
+		rc = cs_txn_delete(txn, CS_RECOVERY_KEY_PATH);
 	return rc;
 }
 
@@ -268,18 +357,39 @@ static int check_shares(int n, int t, char *errmsg, size_t errlen)
 }
 
 /* Seal config: plaintext, like Vault, so sealed nodes can report t/n. */
-static int put_seal_config(struct cs_txn *txn, int n, int t)
+static int put_config_at(struct cs_txn *txn, const char *path, const char *type, int n, int t,
+			 int stored)
 {
 	cJSON *sc = cJSON_CreateObject();
-	cJSON_AddStringToObject(sc, "type", "shamir");
+	cJSON_AddStringToObject(sc, "type", type);
 	cJSON_AddNumberToObject(sc, "secret_shares", n);
 	cJSON_AddNumberToObject(sc, "secret_threshold", t);
+	if (stored)
+		cJSON_AddNumberToObject(sc, "stored_shares", stored);
 	cJSON_AddStringToObject(sc, "nonce", "");
 	cJSON_AddBoolToObject(sc, "backup", false);
 	char *s = cJSON_PrintUnformatted(sc);
-	int rc = cs_txn_put_raw(txn, SEAL_CONFIG_PATH, s, strlen(s));
+	int rc = cs_txn_put_raw(txn, path, s, strlen(s));
 	free(s);
 	cJSON_Delete(sc);
+	return rc;
+}
+
+static int put_seal_config(struct cs_txn *txn, int n, int t)
+{
+	return put_config_at(txn, SEAL_CONFIG_PATH, "shamir", n, t, 0);
+}
+
+static int put_recovery_config(struct cs_txn *txn, int n, int t)
+{
+	return put_config_at(txn, CS_RECOVERY_CONFIG_PATH, "shamir", n, t, 0);
+}
+
+int cs_seal_write_auto(struct cs_txn *txn, int kind, const char *wrapped)
+{
+	int rc = put_config_at(txn, SEAL_CONFIG_PATH, cs_seal_kind_name(kind), 1, 1, 1);
+	if (!rc)
+		rc = cs_txn_put_raw(txn, CS_WRAPPED_KEK_PATH, wrapped, strlen(wrapped));
 	return rc;
 }
 
@@ -355,22 +465,48 @@ static cJSON *init_response(struct cs_core *core, const uint8_t *share_mem, int 
 	return r;
 }
 
+/* An auto seal's half of init: seal config, envelope, recovery config, and a fresh
+ * recovery key split into *rec_mem (the key itself goes behind the barrier later). */
+static int init_auto(struct cs_txn *txn, const struct cs_init_params *p, uint8_t *rkey,
+		     uint8_t **rec_mem, size_t *rec_len)
+{
+	cs_random(rkey, CS_KEY_LEN);
+	int rc =
+	    cs_seal_make_shares(rkey, p->recovery_shares, p->recovery_threshold, rec_mem, rec_len);
+	if (!rc)
+		rc = cs_seal_write_auto(txn, p->kind, p->wrapped);
+	if (!rc)
+		rc = put_recovery_config(txn, p->recovery_shares, p->recovery_threshold);
+	return rc;
+}
+
 int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_params *p,
 		 cJSON **resp, char *errmsg, size_t errlen)
 {
-	int n = p->shares, t = p->threshold;
+	bool autoseal = p->wrapped != NULL;
+	int n = autoseal ? p->recovery_shares : p->shares;
+	int t = autoseal ? p->recovery_threshold : p->threshold;
 	int rc = check_shares(n, t, errmsg, errlen);
 	if (rc)
 		return rc;
+	if (autoseal && !p->kek)
+		return CS_EINVAL;
 
 	struct cs_keyring *kr = cs_keyring_new();
 	uint8_t *kek = cs_secmem_alloc(CS_KEY_LEN);
-	cs_random(kek, CS_KEY_LEN);
+	uint8_t *rkey = cs_secmem_alloc(CS_KEY_LEN);
 	size_t share_len = 0;
 	uint8_t *share_mem = NULL;
-	rc = cs_seal_make_shares(kek, n, t, &share_mem, &share_len);
-	if (!rc)
-		rc = put_seal_config(txn, n, t);
+	if (autoseal) {
+		/* The seal wrapped this KEK already; operators get recovery shares only. */
+		memcpy(kek, p->kek, CS_KEY_LEN);
+		rc = init_auto(txn, p, rkey, &share_mem, &share_len);
+	} else {
+		cs_random(kek, CS_KEY_LEN);
+		rc = cs_seal_make_shares(kek, n, t, &share_mem, &share_len);
+		if (!rc)
+			rc = put_seal_config(txn, n, t);
+	}
 	if (!rc)
 		rc = wrap_root_key(txn, kek, kr->root_key);
 	if (!rc)
@@ -385,6 +521,8 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 	 * join challenges and snapshot checksums with the seal without the shares. */
 	if (!rc)
 		rc = cs_txn_put(txn, SHAMIR_KEK_PATH, kek, CS_KEY_LEN);
+	if (!rc && autoseal)
+		rc = cs_txn_put(txn, CS_RECOVERY_KEY_PATH, rkey, CS_KEY_LEN);
 	if (!rc)
 		rc = cs_ha_store_tls(core, txn);
 	if (!rc)
@@ -397,14 +535,28 @@ int cs_seal_init(struct cs_core *core, struct cs_txn *txn, const struct cs_init_
 	if (!rc)
 		rc = cs_keyring_store(txn, kr);
 
-	if (!rc)
+	if (!rc && autoseal) {
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddArrayToObject(r, "keys");
+		cJSON_AddArrayToObject(r, "keys_base64");
+		cJSON *rec = cJSON_CreateObject();
+		cs_seal_add_shares_json(rec, share_mem, n, share_len);
+		cJSON_AddItemToObject(r, "recovery_keys", cJSON_DetachItemFromObject(rec, "keys"));
+		cJSON_AddItemToObject(r, "recovery_keys_base64",
+				      cJSON_DetachItemFromObject(rec, "keys_base64"));
+		cJSON_Delete(rec);
+		cJSON_AddStringToObject(r, "root_token", root);
+		*resp = r;
+	} else if (!rc) {
 		*resp = init_response(core, share_mem, n, share_len, root);
-	else if (!*errmsg)
+	} else if (!*errmsg) {
 		snprintf(errmsg, errlen, "initialisation failed: %s", cs_strerror(rc));
+	}
 	cs_zero(root, sizeof root);
 	if (share_mem)
 		cs_secmem_free(share_mem, share_len * (size_t)n);
 	cs_secmem_free(kek, CS_KEY_LEN);
+	cs_secmem_free(rkey, CS_KEY_LEN);
 	cs_keyring_free(kr);
 	return rc;
 }
@@ -572,22 +724,28 @@ int cs_seal_unseal_with_kek(struct cs_core *core, const uint8_t *kek, char *errm
 	return 0;
 }
 
-/* Read the barrier copy of the KEK into `kek` (CS_KEY_LEN bytes of secmem). */
-static int read_kek(struct cs_core *core, uint8_t *kek)
+/* Read a key stored behind the barrier into `key` (CS_KEY_LEN bytes of secmem). */
+static int read_barrier_key(struct cs_core *core, const char *path, uint8_t *key)
 {
 	if (!core->kr)
 		return CS_ESEALED;
 	struct cs_txn txn;
 	struct cs_buf b = CS_BUF_INIT;
 	cs_txn_begin(&txn, &core->st, core->kr);
-	int rc = cs_txn_get(&txn, SHAMIR_KEK_PATH, &b);
+	int rc = cs_txn_get(&txn, path, &b);
 	cs_txn_abort(&txn);
 	if (!rc && b.len != CS_KEY_LEN)
 		rc = CS_EIO;
 	if (!rc)
-		memcpy(kek, b.data, CS_KEY_LEN);
+		memcpy(key, b.data, CS_KEY_LEN);
 	cs_buf_free_secure(&b);
 	return rc;
+}
+
+/* The barrier copy of the KEK. */
+static int read_kek(struct cs_core *core, uint8_t *kek)
+{
+	return read_barrier_key(core, SHAMIR_KEK_PATH, kek);
 }
 
 int cs_seal_encrypt(struct cs_core *core, const char *aad, const void *pt, size_t n,
@@ -689,21 +847,31 @@ cJSON *cs_seal_status_json(struct cs_core *core)
 	bool sealed = core->kr == NULL;
 	if (core->initialized)
 		cs_seal_refresh_config(core);
-	cJSON_AddStringToObject(j, "type", "shamir");
+	/* Vault shows the seal in use (the stored one once initialised) and, for an auto
+	 * seal, the recovery key counts as t/n. */
+	int kind = core->initialized ? core->seal.kind : cs_core_autoseal_kind(core);
+	bool rec = kind != CS_SEAL_SHAMIR;
+	cJSON_AddStringToObject(j, "type", cs_seal_kind_name(kind));
 	cJSON_AddBoolToObject(j, "initialized", core->initialized);
 	cJSON_AddBoolToObject(j, "sealed", sealed);
-	cJSON_AddNumberToObject(j, "t", core->initialized ? core->seal.threshold : 0);
-	cJSON_AddNumberToObject(j, "n", core->initialized ? core->seal.shares : 0);
+	cJSON_AddNumberToObject(j, "t",
+				!core->initialized ? 0
+				: rec              ? core->seal.recovery_threshold
+						   : core->seal.threshold);
+	cJSON_AddNumberToObject(j, "n",
+				!core->initialized ? 0
+				: rec              ? core->seal.recovery_shares
+						   : core->seal.shares);
 	cJSON_AddNumberToObject(j, "progress", sealed ? core->seal.progress : 0);
 	cJSON_AddStringToObject(j, "nonce", sealed ? core->seal.nonce : "");
 	cJSON_AddStringToObject(j, "version", CUSTOS_VERSION);
 	cJSON_AddStringToObject(j, "build_date", CUSTOS_BUILD_DATE);
-	cJSON_AddBoolToObject(j, "migration", false);
+	cJSON_AddBoolToObject(j, "migration", core->seal.migration);
 	if (!sealed) {
 		cJSON_AddStringToObject(j, "cluster_name", core->cluster_name);
 		cJSON_AddStringToObject(j, "cluster_id", core->cluster_id);
 	}
-	cJSON_AddBoolToObject(j, "recovery_seal", false);
+	cJSON_AddBoolToObject(j, "recovery_seal", rec);
 	cJSON_AddStringToObject(j, "storage_type", "raft");
 	cJSON_AddBoolToObject(j, "removed_from_cluster", cs_ha_removed(core));
 	return j;
@@ -799,7 +967,8 @@ void cs_seal_dev_continue(struct cs_core *core)
 	core->dev_state = 2;
 	struct cs_txn txn;
 	cs_txn_begin(&txn, &core->st, NULL);
-	struct cs_init_params p = {1, 1, core->cfg->dev_root_token_id};
+	struct cs_init_params p = {
+	    .shares = 1, .threshold = 1, .root_token_id = core->cfg->dev_root_token_id};
 	cJSON *resp = NULL;
 	char err[256] = "";
 	int rc = cs_seal_init(core, &txn, &p, &resp, err, sizeof err);

@@ -92,6 +92,25 @@ int cs_seal_check_shares(struct cs_core *core, const struct cs_share_set *s, uin
 int cs_seal_rekey_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *new_kek, int n,
 			int t);
 
+/* Auto seals (server/seal_wrap.h for the envelope): where they keep their state. */
+#define CS_WRAPPED_KEK_PATH     "core/seal-wrapped-kek"
+#define CS_RECOVERY_CONFIG_PATH "core/recovery-config"
+#define CS_RECOVERY_KEY_PATH    "core/recovery-key"
+/* Put an auto seal's config (type `kind`, 1 share) and its envelope into `txn`. */
+int cs_seal_write_auto(struct cs_txn *txn, int kind, const char *wrapped);
+/* Put a new recovery key and its config {n, t} (auto seals; active node, unsealed). */
+int cs_seal_recovery_write(struct cs_core *core, struct cs_txn *txn, const uint8_t *key, int n,
+			   int t);
+
+/* 0 when `key` is this cluster's recovery key (barrier copy), CS_EINVAL when not. */
+int cs_seal_check_recovery_key(struct cs_core *core, const uint8_t *key);
+/* Seal migration (server/seal_auto.h), in `txn` on the active unsealed node: to an auto
+ * seal of kind `to_kind` (envelope `wrapped`), keeping the KEK, with `recovery_key` split
+ * {n, t} as the recovery keys; or to Shamir (to_kind 0) with `recovery_key` as the new KEK,
+ * split {n, t}, and every trace of the auto seal deleted. */
+int cs_seal_migrate_write(struct cs_core *core, struct cs_txn *txn, int to_kind,
+			  const char *wrapped, const uint8_t *recovery_key, int n, int t);
+
 /* Seal-status JSON (also the unseal response). */
 cJSON *cs_seal_status_json(struct cs_core *core);
 /* Decode an unseal key given as hex or base64. Returns malloc'd bytes or NULL. */

@@ -17,6 +17,7 @@
 #include "server/ha.h"
 #include "server/keys_common.h"
 #include "server/seal.h"
+#include "server/seal_config.h"
 
 struct cs_mount *cs_sys_mount(struct cs_core *core)
 {
@@ -339,11 +340,13 @@ static int init_write(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "Vault is already initialized");
 	const cJSON *pgp = cs_req_get(req, "pgp_keys");
 	const char *root_pgp = cs_req_str(req, "root_token_pgp_key", "");
-	if (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0))
+	bool autoseal = cs_core_autoseal_kind(core) != CS_SEAL_SHAMIR;
+	if (!autoseal &&
+	    (cs_req_int(req, "recovery_shares", 0) || cs_req_int(req, "recovery_threshold", 0)))
 		return cs_req_error(req, CS_EINVAL,
 				    "parameters recovery_shares,recovery_threshold not applicable "
 				    "to seal type shamir");
-	if (!cs_req_has(req, "secret_shares"))
+	if (!autoseal && !cs_req_has(req, "secret_shares"))
 		return cs_req_error(req, CS_EINVAL, "secret_shares must be specified");
 	/* PGP keys are checked before anything starts (server/keys_common.h). */
 	char perr[256] = "";
@@ -371,9 +374,12 @@ static int init_write(struct cs_request *req)
 	}
 	if (!core->active)
 		return CS_ENOTACTIVE; /* the core parks the request until the node is active */
+	if (autoseal) /* secret_shares and pgp_keys do not apply: recovery keys instead */
+		return core->autoseal_hooks.init(req);
 	struct cs_init_params p = {
-	    (int)cs_req_int(req, "secret_shares", 0),
-	    (int)cs_req_int(req, "secret_threshold", cs_req_int(req, "secret_shares", 0)), NULL};
+	    .shares = (int)cs_req_int(req, "secret_shares", 0),
+	    .threshold =
+		(int)cs_req_int(req, "secret_threshold", cs_req_int(req, "secret_shares", 0))};
 	char err[256] = "";
 	cJSON *resp = NULL;
 	int rc = cs_seal_init(core, &req->txn, &p, &resp, err, sizeof err);
@@ -426,14 +432,44 @@ static int unseal(struct cs_request *req)
 				    "JSON, or 'reset' set to true");
 	if (!core->initialized)
 		return cs_req_error(req, CS_EINVAL, "Vault is not initialized");
+	bool migrate = cs_req_bool(req, "migrate", false);
+	if (core->seal.migration && !migrate && !core->kr)
+		return cs_req_error(req, CS_EINVAL,
+				    "seal migration is pending: unseal with -migrate "
+				    "(migrate=true)");
+	/* With an auto seal the operators hold recovery shares (migration). */
+	int nshares =
+	    core->seal.kind != CS_SEAL_SHAMIR ? core->seal.recovery_shares : core->seal.shares;
 	size_t len = 0;
-	size_t expect = core->seal.shares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
+	size_t expect = nshares == 1 ? CS_KEY_LEN : CS_KEY_LEN + 1;
 	uint8_t *raw = cs_seal_decode_key(key, expect, &len);
 	if (!raw)
 		return cs_req_error(req, CS_EINVAL, "'key' must be a valid hex or base64 string");
 	char err[256] = "";
 	bool done = false;
-	int rc = cs_core_unseal_submit(core, raw, len, &done, err, sizeof err);
+	int rc;
+	if (migrate) {
+		rc =
+		    core->autoseal_hooks.migrate
+			? core->autoseal_hooks.migrate(req, raw, len)
+			: cs_req_error(req, CS_EINVAL,
+				       "migrate option provided, but no seal migration is pending");
+		cs_zero(raw, len);
+		free(raw);
+		if (rc)
+			return rc;
+		req->raw = cs_seal_status_json(core);
+		return 0;
+	}
+	if (core->seal.kind != CS_SEAL_SHAMIR && !core->kr) {
+		cs_zero(raw, len);
+		free(raw);
+		return cs_req_error(req, CS_EINVAL,
+				    "this node unseals with its %s seal; recovery keys do not "
+				    "unseal it",
+				    cs_seal_kind_name(core->seal.kind));
+	}
+	rc = cs_core_unseal_submit(core, raw, len, &done, err, sizeof err);
 	cs_zero(raw, len);
 	free(raw);
 	if (rc)

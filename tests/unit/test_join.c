@@ -1,6 +1,7 @@
 /*
  * Unit tests for the join state machine (raft/join.c) and its HTTP driver, libcurl's
- * multi interface on libuv (raft/curlm.c).
+ * multi interface on libuv (raft/curlm.c), and for the transit seal that uses that driver
+ * (server/seal_transit.c) against the same local server.
  *
  * The table is checked cell by cell against the expected transitions written out here
  * (every state × event; a cell not listed must be refused and leave the state as it
@@ -26,6 +27,7 @@
 #include "lib/util.h"
 #include "raft/curlm.h"
 #include "raft/join.h"
+#include "server/seal_wrap.h"
 #include "storage/barrier.h"
 
 /* ---------------------------------------------------------------- local HTTP server */
@@ -546,6 +548,8 @@ END_TEST
 struct envrec {
 	int challenged, cancelled, accepted;
 	int shares, threshold;
+	int autos; /* auto-seal challenges seen */
+	char auto_type[40], auto_wrapped[256];
 };
 
 static int env_decode(const cJSON *sc, int *shares, int *threshold)
@@ -805,6 +809,193 @@ START_TEST(machine_foreign_challenge_and_refused_answer)
 }
 END_TEST
 
+/* An auto-sealed cluster's challenge carries the wrapped KEK to the node's seal. */
+static void env_auto(void *ctx, const char *type, const char *wrapped)
+{
+	struct envrec *r = ctx;
+	r->autos++;
+	snprintf(r->auto_type, sizeof r->auto_type, "%s", type);
+	snprintf(r->auto_wrapped, sizeof r->auto_wrapped, "%s", wrapped);
+}
+
+#define AUTO_CHALLENGE                                                                             \
+	"{\"data\":{\"challenge\":\"AAAA\",\"seal_wrapped_kek\":\"WRAPPED\",\"seal_config\":{"     \
+	"\"type\":\"transit\",\"secret_shares\":1,\"secret_threshold\":1}}}"
+
+START_TEST(machine_auto_seal_challenge)
+{
+	struct mfx f;
+	mfx_open(&f);
+	f.j.env.auto_challenge = env_auto;
+	srv_reply(&f.s, 200, AUTO_CHALLENGE);
+	start(&f, false);
+	run_to(&f, S(CHALLENGED));
+	ck_assert_int_eq(f.rec.challenged, 1);
+	ck_assert_int_eq(f.rec.autos, 1);
+	ck_assert_str_eq(f.rec.auto_type, "transit");
+	ck_assert_str_eq(f.rec.auto_wrapped, "WRAPPED");
+	ck_assert_int_eq(cs_join_fire(&f.j, E(CANCEL)), 0);
+	mfx_close(&f);
+}
+END_TEST
+
+START_TEST(machine_auto_seal_challenge_refused)
+{
+	/* A node without an auto seal cannot answer: malformed for it. */
+	struct mfx f;
+	mfx_open(&f);
+	srv_reply(&f.s, 200, AUTO_CHALLENGE);
+	start(&f, false);
+	run_to(&f, S(IDLE));
+	ck_assert_int_eq(f.rec.challenged, 0);
+	mfx_close(&f);
+	/* An auto seal without its wrapped key: malformed too. */
+	mfx_open(&f);
+	f.j.env.auto_challenge = env_auto;
+	srv_reply(&f.s, 200,
+		  "{\"data\":{\"challenge\":\"AAAA\",\"seal_config\":{\"type\":\"pkcs11\","
+		  "\"secret_shares\":1,\"secret_threshold\":1}}}");
+	start(&f, false);
+	run_to(&f, S(IDLE));
+	ck_assert_int_eq(f.rec.challenged + f.rec.autos, 0);
+	mfx_close(&f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- transit seal */
+
+struct sealgot {
+	bool done;
+	int rc;
+	char out[1024];
+	size_t len;
+	char err[512];
+};
+
+static void seal_cb(void *ctx, int rc, struct cs_buf *out, const char *err)
+{
+	struct sealgot *g = ctx;
+	g->done = true;
+	g->rc = rc;
+	g->len = out->len < sizeof g->out ? out->len : sizeof g->out - 1;
+	if (out->data)
+		memcpy(g->out, out->data, g->len);
+	g->out[g->len] = '\0';
+	snprintf(g->err, sizeof g->err, "%s", err ? err : "");
+}
+
+static bool seal_closed_flag;
+static void seal_closed(void *ctx)
+{
+	(void)ctx;
+	seal_closed_flag = true;
+}
+
+static struct cs_autoseal *transit_open(uv_loop_t *loop, const char *url)
+{
+	struct cs_seal_params p;
+	cs_seal_params_init(&p, CS_SEAL_TRANSIT);
+	p.address = strdup(url);
+	p.key_name = strdup("unseal");
+	p.token = strdup("s.token");
+	p.disable_renewal = true; /* no renew-self request to answer */
+	char err[256];
+	ck_assert_int_eq(cs_seal_params_check(&p, err, sizeof err), 0);
+	struct cs_autoseal *s = NULL;
+	ck_assert_int_eq(cs_autoseal_open(loop, &p, &s, err, sizeof err), 0);
+	cs_seal_params_free(&p);
+	return s;
+}
+
+START_TEST(transit_seal_round_trip)
+{
+	struct srv sv;
+	srv_start(&sv);
+	char url[64];
+	srv_url(&sv, url, sizeof url);
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct cs_autoseal *s = transit_open(&loop, url);
+	uint8_t kek[CS_KEY_LEN];
+	memset(kek, 0x11, sizeof kek);
+	char *b64 = cs_b64_encode(kek, sizeof kek);
+	char body[256];
+
+	srv_reply(&sv, 200, "{\"data\":{\"ciphertext\":\"vault:v1:QUJD\"}}");
+	struct sealgot g = {0};
+	ck_assert_int_eq(s->ops->encrypt(s, kek, sizeof kek, seal_cb, &g), 0);
+	ck_assert(!g.done); /* never from inside the call */
+	ck_assert(cs_fx_run_until(&loop, &g.done, 10000));
+	ck_assert_msg(g.rc == 0, "%s", g.err);
+	ck_assert_str_eq(sv.last_path, "/v1/transit/encrypt/unseal");
+	snprintf(body, sizeof body, "{\"plaintext\":\"%s\"}", b64);
+	ck_assert_str_eq(sv.last_body, body);
+	struct cs_seal_envelope e;
+	ck_assert_int_eq(cs_seal_envelope_decode(g.out, g.len, &e), 0);
+	ck_assert_str_eq(e.ciphertext, "vault:v1:QUJD");
+	ck_assert_str_eq(e.key_id, "transit/unseal");
+
+	snprintf(body, sizeof body, "{\"data\":{\"plaintext\":\"%s\"}}", b64);
+	srv_reply(&sv, 200, body);
+	struct sealgot d = {0};
+	ck_assert_int_eq(s->ops->decrypt(s, &e, seal_cb, &d), 0);
+	ck_assert(cs_fx_run_until(&loop, &d.done, 10000));
+	ck_assert_msg(d.rc == 0, "%s", d.err);
+	ck_assert_str_eq(sv.last_path, "/v1/transit/decrypt/unseal");
+	ck_assert_str_eq(sv.last_body, "{\"ciphertext\":\"vault:v1:QUJD\"}");
+	ck_assert_uint_eq(d.len, CS_KEY_LEN);
+	ck_assert_mem_eq(d.out, kek, CS_KEY_LEN);
+
+	/* The seal server says no: one line with its reason, no key. */
+	srv_reply(&sv, 403, "{\"errors\":[\"permission denied\"]}");
+	struct sealgot x = {0};
+	ck_assert_int_eq(s->ops->decrypt(s, &e, seal_cb, &x), 0);
+	ck_assert(cs_fx_run_until(&loop, &x.done, 10000));
+	ck_assert_int_eq(x.rc, CS_EPERM);
+	ck_assert_uint_eq(x.len, 0);
+	ck_assert_ptr_nonnull(strstr(x.err, "permission denied"));
+	cs_seal_envelope_free(&e);
+
+	/* Closing with a request in flight: its callback never runs. */
+	srv_reply(&sv, 0, "");
+	struct sealgot h = {0};
+	struct cs_seal_envelope e2 = {.kind = CS_SEAL_TRANSIT, .ciphertext = "vault:v1:QUJD"};
+	ck_assert_int_eq(s->ops->decrypt(s, &e2, seal_cb, &h), 0);
+	wait_hits(&loop, &sv, 4);
+	seal_closed_flag = false;
+	cs_autoseal_close(s, seal_closed, NULL);
+	ck_assert(cs_fx_run_until(&loop, &seal_closed_flag, 5000));
+	ck_assert(!h.done);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	free(b64);
+	srv_stop(&sv);
+}
+END_TEST
+
+START_TEST(transit_seal_unreachable)
+{
+	struct srv sv;
+	srv_start(&sv);
+	char url[64];
+	srv_url(&sv, url, sizeof url);
+	srv_stop(&sv); /* nobody listens there any more */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct cs_autoseal *s = transit_open(&loop, url);
+	struct cs_seal_envelope e = {.kind = CS_SEAL_TRANSIT, .ciphertext = "vault:v1:QUJD"};
+	struct sealgot g = {0};
+	ck_assert_int_eq(s->ops->decrypt(s, &e, seal_cb, &g), 0);
+	ck_assert(cs_fx_run_until(&loop, &g.done, 10000));
+	ck_assert_int_eq(g.rc, CS_EIO);
+	ck_assert_msg(strstr(g.err, "transit seal unreachable"), "%s", g.err);
+	ck_assert_ptr_null(strstr(g.err, "s.token"));
+	seal_closed_flag = false;
+	cs_autoseal_close(s, seal_closed, NULL);
+	ck_assert(cs_fx_run_until(&loop, &seal_closed_flag, 5000));
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("join");
@@ -828,6 +1019,14 @@ static Suite *suite(void)
 	tcase_add_test(t, machine_retry_backoff_then_cancel);
 	tcase_add_test(t, machine_keys_answer_accepted);
 	tcase_add_test(t, machine_foreign_challenge_and_refused_answer);
+	tcase_add_test(t, machine_auto_seal_challenge);
+	tcase_add_test(t, machine_auto_seal_challenge_refused);
+	suite_add_tcase(s, t);
+
+	/* The transit seal (server/seal_transit.c) over the same driver and local server. */
+	t = tcase_create("seal_transit");
+	tcase_add_test(t, transit_seal_round_trip);
+	tcase_add_test(t, transit_seal_unreachable);
 	suite_add_tcase(s, t);
 	return s;
 }
