@@ -249,6 +249,7 @@ def check_tokens(history, final_use=None):
     for inv, done in pair(history):
         f, name = inv["f"], inv["value"]
         if f == "create" and done is not None and done["type"] == "ok":
+            name = done["value"]  # the accessor is known only from the answer
             created[name] = done["time"]
         elif f == "revoke":
             revoke_invoked[name] = min(revoke_invoked.get(name, INF), inv["time"])
