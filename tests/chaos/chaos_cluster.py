@@ -53,13 +53,17 @@ def free_port_pair_on(ip, rnd):
 
 
 class Node(H.Server):
-    """A custos server on its own loopback address. `wrap` (a list) is put in front of
-    the binary: faketime for clock skew, env LD_PRELOAD=... for disk faults."""
+    """A custos server on its own loopback address. `preload` (libraries) and `env`
+    (variables) are put in front of the binary through env(1), which execs: the disk
+    shim and libfaketime run inside the server process itself."""
 
     def __init__(self, workdir, ip, **kw):
         self.ip = ip
-        self.wrap = []
+        self.preload = []
+        self.env = {}
         super().__init__(workdir, **kw)
+        self.ctl = os.path.join(self.workdir, "chaosctl")  # the disk shim's control dir
+        os.makedirs(self.ctl, exist_ok=True)
         self.port = free_port_pair_on(ip, random.Random(os.getpid() ^ time.monotonic_ns()))
 
     @property
@@ -80,7 +84,68 @@ class Node(H.Server):
             f.write(text)
 
     def argv(self):
-        return list(self.wrap) + super().argv()
+        pre = []
+        if self.preload or self.env:
+            pre = ["env"]
+            if self.preload:
+                pre.append("LD_PRELOAD=" + ":".join(self.preload))
+            pre += ["%s=%s" % kv for kv in sorted(self.env.items())]
+        return pre + super().argv()
+
+    def mount_small_disk(self, size_mb):
+        """Put the data directory on a tmpfs of its own (root only), so that it can be
+        filled. Returns True when mounted."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0700" % size_mb,
+                            "tmpfs", self.data_dir], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        self.small_disk = r.returncode == 0
+        return self.small_disk
+
+    def unmount_small_disk(self):
+        if getattr(self, "small_disk", False):
+            subprocess.run(["umount", "-l", self.data_dir], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            self.small_disk = False
+
+    def fill_disk(self, on):
+        """Fill the small data disk (leaving nothing), or free it again."""
+        path = os.path.join(self.data_dir, "chaos-filler")
+        if not on:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        chunk = b"\0" * (1 << 20)
+        with open(path, "wb") as f:
+            try:
+                while True:
+                    f.write(chunk)
+                    f.flush()
+            except OSError:
+                pass
+        # Also the last partial block.
+        try:
+            with open(path, "ab") as f:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+        except OSError:
+            pass
+
+    def disk(self, delay_ms=0, eio=False):
+        """Set the disk shim's faults for this node (takes effect at once)."""
+        d = os.path.join(self.ctl, "delay_ms")
+        e = os.path.join(self.ctl, "eio")
+        if delay_ms:
+            with open(d + ".tmp", "w") as f:
+                f.write(str(int(delay_ms)))
+            os.replace(d + ".tmp", d)
+        elif os.path.exists(d):
+            os.unlink(d)
+        if eio:
+            open(e, "w").close()
+        elif os.path.exists(e):
+            os.unlink(e)
 
     def signal(self, sig):
         if self.running():

@@ -10,6 +10,9 @@ import time
 import custos_harness as H
 
 SHIM = None  # path of libchaos_disk.so (set by run.py when built)
+FAKETIME_LIB = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+                                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1")
+                     if os.path.exists(p)), None)
 
 FAULTS = {
     # name: weight
@@ -25,6 +28,7 @@ FAULTS = {
     "clock-skew": 1,
     "disk-slow": 1,
     "disk-eio": 1,
+    "disk-full": 1,
 }
 
 
@@ -37,6 +41,7 @@ class Nemesis:
         self.crashes = []  # processes that exited without us
         self.events = []
         self.windows = []  # (fault, start ns, end ns)
+        self.findings = []  # behaviour worth reporting that is not a checker violation
 
     def note(self, what, **kw):
         e = {"time": time.monotonic_ns(), "nemesis": what}
@@ -51,7 +56,7 @@ class Nemesis:
     def victim(self, leader_bias=0.6):
         """The active node more often than the others."""
         leader = self.c.find_leader(timeout=2)
-        up = [n for n in self.c.nodes if n.running()]
+        up = [n for n in self.c.nodes if n.running()] or list(self.c.nodes)
         if leader is not None and self.rnd.random() < leader_bias:
             return leader
         return self.rnd.choice(up)
@@ -150,51 +155,96 @@ class Nemesis:
             self.c.find_leader(timeout=15)
 
     def f_clock_skew(self, hold):
-        """Restart one node under faketime: its clock off by up to a minute and running
-        faster or slower; restarted normally at the end of the hold."""
+        """Restart one node under libfaketime: its clock off by up to a minute and running
+        faster or slower; restarted with the true clock at the end of the hold."""
         n = self.victim(0.3)
         off = self.rnd.choice([-1, 1]) * self.rnd.randint(5, 60)
         rate = self.rnd.choice([0.8, 1.0, 1.25])
         spec = "%+ds x%s" % (off, rate)
         self.note("clock-skew", node=n.name, faketime=spec)
         self.stop(n)
-        n.wrap = ["faketime", "-f", spec]
+        # libfaketime preloaded straight into custos (env execs): the faketime(1)
+        # wrapper forks, and a signal to the wrapper would not reach the server.
+        n.preload = [p for p in n.preload if p != FAKETIME_LIB] + [FAKETIME_LIB]
+        n.env.update({"FAKETIME": spec, "FAKETIME_DONT_RESET": "1"})
         self.restart(n)
         time.sleep(hold)
         self.stop(n)
-        n.wrap = []
+        self.unskew(n)
         self.restart(n)
         self.note("clock-skew over", node=n.name)
 
-    def _disk(self, hold, mode, extra):
-        if not SHIM:
-            self.note("skipped (no disk shim built)", fault=mode)
-            return
-        n = self.victim(0.6)
-        self.note(mode, node=n.name, **extra)
-        self.stop(n)
-        env = ["env", "LD_PRELOAD=" + SHIM] + ["%s=%s" % kv for kv in extra.items()]
-        n.wrap = env
-        self.restart(n)
-        time.sleep(hold)
-        n.wrap = []
-        if n.running():
-            self.stop(n)
-        elif mode == "disk-eio":
-            self.injected.add(n.pid)
-            # A node that hit EIO stops itself (fail-stop): that is not a crash.
-            self.note("node stopped itself under disk faults", node=n.name,
-                      exit=n.proc.returncode if n.proc else None)
-        self.restart(n)
-        self.note(mode + " over", node=n.name)
+    @staticmethod
+    def unskew(n):
+        n.preload = [p for p in n.preload if p != FAKETIME_LIB]
+        n.env.pop("FAKETIME", None)
+        n.env.pop("FAKETIME_DONT_RESET", None)
 
     def f_disk_slow(self, hold):
-        self._disk(hold, "disk-slow", {"CHAOS_FSYNC_DELAY_MS": str(self.rnd.choice(
-            [50, 200, 500]))})
+        n = self.victim(0.6)
+        ms = self.rnd.choice([50, 200, 500])
+        self.note("disk-slow", node=n.name, fsync_delay_ms=ms)
+        n.disk(delay_ms=ms)
+        time.sleep(hold)
+        n.disk()
+        self.note("disk-slow over", node=n.name)
 
     def f_disk_eio(self, hold):
-        # After a short delay, every fsync/fdatasync and every write to the raft log fails.
-        self._disk(hold, "disk-eio", {"CHAOS_EIO_AFTER_MS": str(self.rnd.randint(500, 2000))})
+        """Every sync and raft log write of one node (the active one more often) fails
+        with EIO. The node must stop being active (fail-stop); then it is restarted with
+        a healthy disk."""
+        n = self.victim(0.7)
+        was_active = self.c.health(n, timeout=1) == 200
+        self.note("disk-eio", node=n.name, was_active=was_active)
+        n.disk(eio=True)
+        time.sleep(hold)
+        still = n.running() and self.c.health(n, timeout=1) == 200
+        wrote = None
+        if still:
+            # Still claiming to be active: can it still acknowledge a write?
+            try:
+                r = n.request("PUT", "app/eio-probe", token=self.c.root_token,
+                              json={"v": "1"}, timeout=3)
+                wrote = r.status_code
+            except Exception as e:  # noqa: BLE001
+                wrote = type(e).__name__
+        self.note("disk-eio result", node=n.name, running=n.running(),
+                  still_active=still, probe_write=wrote)
+        if still:
+            self.findings.append({"finding": "node still active %.1fs after its disk "
+                                  "started failing (EIO)" % hold, "node": n.name,
+                                  "probe_write_status": wrote})
+        if n.running():
+            self.stop(n)
+        else:
+            self.injected.add(n.pid)  # it stopped itself: the fail-stop we want
+            self.note("node stopped itself under EIO", node=n.name, exit=n.proc.returncode)
+        n.disk()
+        self.restart(n)
+        self.note("disk-eio over", node=n.name)
+
+    def f_disk_full(self, hold):
+        """The node whose data directory is a small tmpfs: fill it, hold, free it. A node
+        that cannot write must not acknowledge anything it did not store; it may stop
+        (then it is restarted)."""
+        small = [n for n in self.c.nodes if getattr(n, "small_disk", False)]
+        if not small:
+            self.note("skipped (no small disk mounted)", fault="disk-full")
+            return
+        n = small[0]
+        was_active = self.c.health(n, timeout=1) == 200
+        self.note("disk-full", node=n.name, was_active=was_active)
+        n.fill_disk(True)
+        time.sleep(hold)
+        n.fill_disk(False)
+        if n.running():
+            self.note("disk-full over", node=n.name, running=True,
+                      active=self.c.health(n, timeout=1) == 200)
+        else:
+            self.injected.add(n.pid)  # stopping on ENOSPC is allowed
+            self.note("node stopped itself on a full disk", node=n.name,
+                      exit=n.proc.returncode)
+            self.restart(n)
 
     # ---- helpers ----------------------------------------------------------------------
     def restart(self, n):
@@ -223,15 +273,18 @@ class Nemesis:
 
     def heal_all(self):
         """End of round: every link back, every paused node resumed, every node running
-        without wrappers and unsealed."""
+        with its true clock and a healthy disk, and unsealed."""
         self.net.heal()
         for n in self.c.nodes:
             if getattr(n, "is_paused", False):
                 n.signal(signal.SIGCONT)
                 n.is_paused = False
         for n in self.c.nodes:
-            if n.wrap:
-                n.wrap = []
+            n.disk()
+            if getattr(n, "small_disk", False):
+                n.fill_disk(False)
+            if FAKETIME_LIB in n.preload:
+                self.unskew(n)
                 if n.running():
                     self.stop(n)
             if not n.running():

@@ -133,6 +133,7 @@ class Campaign:
                        "not_converged": 0, "crashes": 0, "tokens_checked": 0,
                        "haproxy_errors_by_fault": {}}
         self.failures = []
+        self.findings = []
         self.deadline = (time.monotonic() + args.minutes * 60) if args.minutes else None
 
     def log_to(self, path):
@@ -153,8 +154,8 @@ class Campaign:
         if not ok:
             say("partitions disabled: %s" % why)
             faults = [f for f in faults if f not in PARTITIONS]
-        if not shutil.which("faketime") and "clock-skew" in faults:
-            say("clock-skew disabled: faketime is not installed")
+        if not N.FAKETIME_LIB and "clock-skew" in faults:
+            say("clock-skew disabled: libfaketime is not installed (Debian: faketime)")
             faults.remove("clock-skew")
         N.SHIM = build_shim(self.a.builddir)
         if not N.SHIM:
@@ -180,6 +181,13 @@ class Campaign:
     def cluster_phase(self, size, round_no, n_rounds):
         work = tempfile.mkdtemp(prefix="custos-chaos-%d-" % size)
         c = C.ChaosCluster(work, n=size)
+        if N.SHIM:  # loaded all along; faults come from each node's control directory
+            for n in c.nodes:
+                n.preload = [N.SHIM]
+                n.env["CHAOS_CTL"] = n.ctl
+        if "disk-full" in self.faults and os.geteuid() == 0:
+            if not c.nodes[-1].mount_small_disk(self.a.small_disk_mb):
+                say("disk-full disabled for this cluster: cannot mount a tmpfs")
         net = C.Net([n.ip for n in c.nodes])
         try:
             t = time.monotonic()
@@ -196,6 +204,8 @@ class Campaign:
         finally:
             net.teardown()
             c.cleanup()
+            for n in c.nodes:
+                n.unmount_small_disk()
             if not self.failures or self.a.ci:
                 shutil.rmtree(work, ignore_errors=True)
             else:
@@ -310,6 +320,9 @@ class Campaign:
             self.totals["crashes"] += len(nem.crashes)
             problems.append("crashes: %s" % [(x["node"], x["exit"]) for x in nem.crashes])
             verdict["crashes"] = nem.crashes
+        if nem.findings:
+            verdict["findings"] = nem.findings
+            self.findings += [dict(f, round=r, nodes=size) for f in nem.findings]
         # Counts.
         allev = [e for rec in recs.values() for e in rec.events]
         ops = sum(1 for e in allev if e["type"] == "invoke")
@@ -355,6 +368,7 @@ class Campaign:
         t = dict(self.totals)
         t["seed"] = self.seed
         t["failures"] = self.failures
+        t["findings"] = self.findings
         t["valid"] = not self.failures
         with open(os.path.join(self.results, "summary.json"), "w") as f:
             json.dump(t, f, indent=1, sort_keys=True)
@@ -368,6 +382,8 @@ class Campaign:
         say("faults injected: %s" % json.dumps(t["faults"], sort_keys=True))
         say("haproxy errors by fault: %s" % json.dumps(t["haproxy_errors_by_fault"],
                                                        sort_keys=True))
+        for f in self.findings:
+            say("finding: %s" % json.dumps(f, sort_keys=True))
         say("results: %s -> %s" % (self.results, "PASS" if t["valid"] else "FAIL"))
         return 0 if t["valid"] else 1
 
@@ -393,6 +409,8 @@ def main(argv=None):
     p.add_argument("--results", default=None)
     p.add_argument("--builddir", default=os.path.join(os.path.dirname(os.path.dirname(HERE)),
                                                      "build"))
+    p.add_argument("--small-disk-mb", type=int, default=256,
+                   help="size of the tmpfs the last node's data lives on (disk-full)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     hint = []
