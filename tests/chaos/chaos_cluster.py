@@ -24,8 +24,8 @@ import custos_harness as H  # noqa: E402
 BASE_OCTET = 11  # n1 = 127.0.0.11
 
 
-def node_ip(i):
-    return "127.0.0.%d" % (BASE_OCTET + i - 1)
+def node_ip(i, base=BASE_OCTET):
+    return "127.0.0.%d" % (base + i - 1)
 
 
 def _port_free(ip, port):
@@ -153,10 +153,12 @@ class Node(H.Server):
 
 
 class ChaosCluster(H.Cluster):
-    """H.Cluster with Nodes on 127.0.0.11.. instead of 127.0.0.1."""
+    """H.Cluster with Nodes on 127.0.0.<base>.. instead of 127.0.0.1. Runs that may
+    overlap on one machine (a manual campaign, the CI tests) use different bases: the
+    packet filter cuts by address."""
 
     def __init__(self, workdir, n=3, haproxy=True, shares=3, threshold=2,
-                 stabilization="1s"):
+                 stabilization="1s", base=BASE_OCTET):
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.n = n
@@ -170,7 +172,7 @@ class ChaosCluster(H.Cluster):
         self.root_token = None
         self.nodes = []
         for i in range(1, n + 1):
-            s = Node(os.path.join(self.workdir, "n%d" % i), node_ip(i), name="n%d" % i,
+            s = Node(os.path.join(self.workdir, "n%d" % i), node_ip(i, base), name="n%d" % i,
                      retry_join=self._peers_fn(i - 1))
             self.nodes.append(s)
 

@@ -180,7 +180,7 @@ class Campaign:
 
     def cluster_phase(self, size, round_no, n_rounds):
         work = tempfile.mkdtemp(prefix="custos-chaos-%d-" % size)
-        c = C.ChaosCluster(work, n=size)
+        c = C.ChaosCluster(work, n=size, base=self.a.base_octet)
         if N.SHIM:  # loaded all along; faults come from each node's control directory
             for n in c.nodes:
                 n.preload = [N.SHIM]
@@ -411,6 +411,8 @@ def main(argv=None):
                                                      "build"))
     p.add_argument("--small-disk-mb", type=int, default=256,
                    help="size of the tmpfs the last node's data lives on (disk-full)")
+    p.add_argument("--base-octet", type=int, default=C.BASE_OCTET,
+                   help="nodes on 127.0.0.<base>, <base>+1, ... (keep overlapping runs apart)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     hint = []

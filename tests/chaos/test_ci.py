@@ -39,7 +39,7 @@ def test_outbound_cluster_connections_leave_from_the_node_address(tmp_path):
     """Every raft/forwarding connection one node opens to another's cluster port comes
     from the opener's own cluster address (not 127.0.0.1): the packet filter of the
     campaign relies on it to cut one link."""
-    c = C.ChaosCluster(tmp_path / "c", n=3, haproxy=False)
+    c = C.ChaosCluster(tmp_path / "c", n=3, haproxy=False, base=51)
     try:
         c.start()
         c.wait_converged(timeout=30)
@@ -64,5 +64,6 @@ def test_outbound_cluster_connections_leave_from_the_node_address(tmp_path):
 def test_campaign_ci_mode(tmp_path):
     """3 rounds on a 3-node cluster behind haproxy, seed 20261207: kill -9, SIGSTOP,
     partitions (when iptables works here); every checker must pass."""
-    rc = run.main(["--ci", "--quiet", "--results", str(tmp_path / "results")])
+    rc = run.main(["--ci", "--quiet", "--base-octet", "31",
+                   "--results", str(tmp_path / "results")])
     assert rc == 0, open(tmp_path / "results" / "summary.json").read()
