@@ -120,6 +120,43 @@ def errors_during_faults(windows, events):
     return out
 
 
+def summary_md(t, a):
+    """The committed form of a run's summary."""
+    rows = [("rounds", t["rounds"]), ("operations", t["operations"]),
+            ("acknowledged writes (write, cas, append, token create/revoke)",
+             t["acknowledged_writes"]),
+            ("register reads checked", t["reads_checked"]),
+            ("register keys checked", t["keys_checked"]),
+            ("tokens checked", t["tokens_checked"]),
+            ("lost acknowledged writes", t["lost_writes"]),
+            ("linearizability violations (keys)", t["linearizability_violations"]),
+            ("keys the search could not decide", t["unknown_keys"]),
+            ("token violations", t["token_violations"]),
+            ("digest mismatches", t["digest_mismatches"]),
+            ("rounds that did not converge", t["not_converged"]),
+            ("crashes other than injected", t["crashes"])]
+    out = ["# Campaign run, seed %d" % t["seed"], "",
+           "`tests/chaos/run.py --seed %d %s`" % (t["seed"], a.replay_hint), "",
+           "| | |", "|---|---|"]
+    out += ["| %s | %s |" % r for r in rows]
+    out += ["", "Faults injected: " + ", ".join("%s %d" % kv for kv in
+                                                sorted(t["faults"].items())), "",
+            "Requests through haproxy while a fault was active (errors / requests):", ""]
+    for f, d in sorted(t["haproxy_errors_by_fault"].items()):
+        out.append("- %s: %d / %d" % (f, d["errors"], d["requests"]))
+    if t["failures"]:
+        out += ["", "Failed rounds:", ""]
+        for x in t["failures"]:
+            out.append("- round %d (%d nodes): %s" % (x["round"], x["nodes"],
+                                                      "; ".join(x["problems"])[:500]))
+    if t["findings"]:
+        out += ["", "Findings (not checker violations):", ""]
+        for x in t["findings"]:
+            out.append("- round %s (%s nodes) %s: %s" % (x.get("round"), x.get("nodes"),
+                                                         x.get("node"), x["finding"]))
+    return "\n".join(out) + "\n"
+
+
 class Campaign:
     def __init__(self, args):
         self.a = args
@@ -372,6 +409,8 @@ class Campaign:
         t["valid"] = not self.failures
         with open(os.path.join(self.results, "summary.json"), "w") as f:
             json.dump(t, f, indent=1, sort_keys=True)
+        with open(os.path.join(self.results, "summary.md"), "w") as f:
+            f.write(summary_md(t, self.a))
         say("summary: %d rounds, %d operations, %d acknowledged writes, %d reads checked, "
             "%d register keys; lost writes %d, linearizability violations %d (unknown %d), "
             "token violations %d, digest mismatches %d, not converged %d, crashes %d" % (
