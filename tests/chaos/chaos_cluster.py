@@ -238,7 +238,9 @@ class Net:
         ok, why = self.available()
         if not ok:
             raise RuntimeError(why)
-        self._ipt("-N", self.chain)
+        # A chain of that name left by a killed run with the same pid: reuse it, empty.
+        if self._ipt("-N", self.chain, check=False).returncode != 0:
+            self._ipt("-F", self.chain)
         # Only packets between two of our nodes enter the chain.
         for ip in self.ips:
             self._ipt("-I", "OUTPUT", "-s", ip, "-j", self.chain)

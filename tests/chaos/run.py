@@ -218,7 +218,8 @@ class Campaign:
     def cluster_phase(self, size, round_no, n_rounds):
         work = tempfile.mkdtemp(prefix="custos-chaos-%d-" % size)
         c = C.ChaosCluster(work, n=size, base=self.a.base_octet)
-        if N.SHIM:  # loaded all along; faults come from each node's control directory
+        if N.SHIM and ({"disk-slow", "disk-eio"} & set(self.faults)):
+            # Loaded all along; the faults come from each node's control directory.
             for n in c.nodes:
                 n.preload = [N.SHIM]
                 n.env["CHAOS_CTL"] = n.ctl
