@@ -29,6 +29,7 @@ FAULTS = {
     "disk-slow": 1,
     "disk-eio": 1,
     "disk-full": 1,
+    "membership": 1,
 }
 
 
@@ -245,6 +246,32 @@ class Nemesis:
             self.note("node stopped itself on a full disk", node=n.name,
                       exit=n.proc.returncode)
             self.restart(n)
+
+    def f_membership(self, hold):
+        """Remove a voter (a standby: removing the active node is a step-down plus this),
+        wipe it, and let it join again as a new member, unsealed with the keys; autopilot
+        promotes it back to voter."""
+        leader = self.c.find_leader(timeout=10)
+        if leader is None:
+            self.note("skipped (no active node)", fault="membership")
+            return
+        n = self.rnd.choice([m for m in self.c.nodes if m is not leader])
+        self.injected.add(n.pid)  # a removed node may stop by itself
+        r = leader.request("POST", "sys/storage/raft/remove-peer", token=self.c.root_token,
+                           json={"server_id": n.node_id}, timeout=10)
+        self.note("remove-peer", node=n.name, status=r.status_code)
+        self.stop(n)
+        for e in os.listdir(n.data_dir):  # keep the directory: it may be a mount point
+            if e != "chaos-filler":
+                subprocess.run(["rm", "-rf", os.path.join(n.data_dir, e)])
+        n.generation += 1
+        time.sleep(hold)
+        self.restart(n)  # uninitialised: retry_join fetches a challenge, then unseal
+        try:
+            self.c.wait_voters(self.c.n, timeout=60)
+            self.note("voter again", node=n.name)
+        except AssertionError as e:
+            self.note("not a voter again within 60 s", node=n.name, error=str(e)[:200])
 
     # ---- helpers ----------------------------------------------------------------------
     def restart(self, n):
