@@ -6,6 +6,9 @@ never committed. The active node answers handler errors at once, without waiting
 overlay write-sets the request read (storage/txn.h promises that wait only for requests
 that commit); when leadership is then lost the overlay is dropped and the write never
 happens, so the client saw a version that never existed: not linearizable.
+
+Finding 3 (a removed node_id cannot always join again) is intermittent, so it has a
+reproduction script instead: tests/chaos/repro_rejoin.py.
 """
 
 import os
