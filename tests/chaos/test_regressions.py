@@ -1,11 +1,13 @@
-"""Deterministic reproductions of what the campaign found.
+"""Deterministic regression tests for what the campaign found.
 
 Finding 1 (campaign seed 1271119151 round 6, and seed 6 with disk-eio): a KV v2 cas that
 is refused with "check-and-set parameter did not match" can be based on a write that was
 never committed. The active node answers handler errors at once, without waiting for the
 overlay write-sets the request read (storage/txn.h promises that wait only for requests
 that commit); when leadership is then lost the overlay is dropped and the write never
-happens, so the client saw a version that never existed: not linearizable.
+happens, so the client saw a version that never existed: not linearizable. Fixed on main
+by 242719b (an error derived from a pending write is answered once that write applied);
+before the fix this test failed on its first attempt every time.
 
 Finding 3 (a removed node_id cannot always join again) is intermittent, so it has a
 reproduction script instead: tests/chaos/repro_rejoin.py.
@@ -63,9 +65,6 @@ def _attempt(c, net, key):
             "final_value": final["data"]["v"], "refused_on_phantom": refused and version == 1}
 
 
-@pytest.mark.xfail(strict=True, reason="finding 1: an error answer (cas mismatch) does not "
-                   "wait for the uncommitted overlay writes it read; remove this marker "
-                   "when fixed")
 def test_cas_refusal_is_never_based_on_an_uncommitted_write(tmp_path):
     c = C.ChaosCluster(tmp_path / "c", n=3, haproxy=False, base=41)
     net = C.Net([n.ip for n in c.nodes])
