@@ -22,6 +22,7 @@
  */
 #include "raft/cluster.h"
 
+#include <netinet/in.h>
 #include <openssl/err.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,6 +368,37 @@ int cs_cluster_parse_address(const char *address, struct sockaddr_storage *sa)
 {
 	memset(sa, 0, sizeof *sa);
 	return parse_address(address, sa);
+}
+
+int cs_cluster_source_address(const char *listen_address, struct sockaddr_storage *out)
+{
+	memset(out, 0, sizeof *out);
+	out->ss_family = AF_UNSPEC;
+	if (!listen_address)
+		return 0;
+	struct sockaddr_storage sa;
+	if (cs_cluster_parse_address(listen_address, &sa) != 0)
+		return CS_EINVAL;
+	if (sa.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+		if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+			return 0;
+		in->sin_port = 0;
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+		if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+			return 0;
+		in6->sin6_port = 0;
+	}
+	*out = sa;
+	return 0;
+}
+
+int cs_cluster_bind_source(uv_tcp_t *tcp, const struct sockaddr_storage *src)
+{
+	if (!src || src->ss_family == AF_UNSPEC)
+		return 0;
+	return uv_tcp_bind(tcp, (const struct sockaddr *)src, 0);
 }
 
 int cs_cluster_listen(struct cs_cluster **out, uv_loop_t *loop, const char *address,

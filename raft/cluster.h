@@ -72,6 +72,16 @@ void cs_cluster_close(struct cs_cluster *cl, cs_cluster_close_cb cb, void *ctx);
 /* Parse "a.b.c.d:port" or "[v6]:port" (IP literals only) into `sa`. 0 or CS_EINVAL. */
 int cs_cluster_parse_address(const char *address, struct sockaddr_storage *sa);
 
+/* The source address of this node's outbound cluster connections (raft, forwarding): the
+ * host of its cluster listener's `listen_address` with port 0, so that peers (and packet
+ * filters) see each node's connections come from its own address. A wildcard listener
+ * (0.0.0.0, ::) or NULL gives ss_family AF_UNSPEC: the kernel picks, as before.
+ * 0 or CS_EINVAL (unparsable address). */
+int cs_cluster_source_address(const char *listen_address, struct sockaddr_storage *out);
+/* Bind `tcp` (uv_tcp_init'ed, not yet connected) to `src` unless src is NULL or
+ * AF_UNSPEC. 0 or a libuv error (e.g. UV_EADDRNOTAVAIL). */
+int cs_cluster_bind_source(uv_tcp_t *tcp, const struct sockaddr_storage *src);
+
 /* Queue whatever the SSL's write BIO holds (handshake, alerts, records) as one uv_write
  * on `s`; the request is self-contained (nothing to keep alive). Returns 0 or a libuv
  * error. Loop thread. */

@@ -106,6 +106,7 @@ struct transport {
 	unsigned timeout_ms;
 	uint64_t max_payload;
 	bool require_ip_san;
+	struct sockaddr_storage source; /* AF_UNSPEC: let the kernel pick */
 	raft_id id;
 	char address[MAX_ADDRESS_LEN];
 	raft_uv_accept_cb accept_cb;
@@ -732,7 +733,9 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 	c->open_handles++;
 	c->peer_id = id;
 	c->phase = PH_CONNECTING;
-	int rv = uv_tcp_connect(&c->connect_req, tcp, (struct sockaddr *)&sa, connect_cb);
+	int rv = cs_cluster_bind_source(tcp, &tr->source);
+	if (rv == 0)
+		rv = uv_tcp_connect(&c->connect_req, tcp, (struct sockaddr *)&sa, connect_cb);
 	if (rv != 0) {
 		/* Report synchronously instead: the callback must then never fire. */
 		snprintf(t->errmsg, sizeof t->errmsg, "connect %.200s: %s", address,
@@ -779,6 +782,10 @@ int cs_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
 		return CS_ENOMEM;
 	tr->t = t;
 	tr->loop = loop;
+	if (cs_cluster_source_address(cfg->source_address, &tr->source) != 0) {
+		free(tr);
+		return CS_EINVAL;
+	}
 	SSL_CTX_up_ref(cfg->client_ctx);
 	tr->client_ctx = cfg->client_ctx;
 	tr->check_claim = cfg->check_claim;

@@ -69,6 +69,9 @@ struct cs_transport_config {
 	 * peer's message may announce; 0: CS_WIRE_DEFAULT_PAYLOAD (the store's map size).
 	 * Every inbound message is checked against c-raft's framing (raft/wire.h) first. */
 	uint64_t max_message_bytes;
+	/* Outbound: bind to the host of this address (the node's cluster listener) before
+	 * connecting (cs_cluster_source_address); NULL or a wildcard host: no bind. */
+	const char *source_address;
 };
 
 struct cs_transport_stats {
@@ -82,7 +85,8 @@ struct cs_transport_stats {
 /*
  * Fill `t` (zeroed first) with this transport's methods; state goes to t->impl (raft_uv
  * overwrites t->data). Then pass `t` to raft_uv_init (or cs_raft_node_init_transport).
- * Returns 0, CS_EINVAL (no client ctx) or CS_ENOMEM. Nothing needs the loop yet.
+ * Returns 0, CS_EINVAL (no client ctx, unparsable source_address) or CS_ENOMEM. Nothing needs the
+ * loop yet.
  */
 int cs_transport_init(struct raft_uv_transport *t, uv_loop_t *loop,
 		      const struct cs_transport_config *cfg);

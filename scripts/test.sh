@@ -10,7 +10,7 @@
 #      E2E_ASAN=1             run the e2e tests against build-asan/custos (implies SANITIZE)
 #      PYTEST_ARGS="..."      extra pytest arguments (e.g. "-k kv -x")
 #      SKIP_DEPS=1            do not run scripts/install-deps.sh
-#      SKIP_UNIT=1 / SKIP_E2E=1
+#      SKIP_UNIT=1 / SKIP_E2E=1 / SKIP_CHAOS=1
 set -uo pipefail
 exec </dev/null
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -192,6 +192,29 @@ if [ "${SKIP_E2E:-0}" != 1 ]; then
         f=$(awk '{print $2}' <<<"$counts")
         if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
             failure "pytest exited $rc"
+        fi
+    fi
+fi
+
+# ---- fault campaign, short mode (tests/chaos, issue 15) ------------------------------------
+# Checker self-tests, the outbound-bind check and `tests/chaos/run.py --ci` (fixed seed, ~1
+# minute): kill -9, pauses and, as root with iptables, partitions, with linearizability,
+# lost-write and token checks.
+if [ "${SKIP_E2E:-0}" != 1 ] && [ "${SKIP_CHAOS:-0}" != 1 ]; then
+    say "fault campaign, CI mode (tests/chaos)"
+    JUNIT=$ROOT/build/chaos-junit.xml
+    rm -f "$JUNIT"
+    CUSTOS_BIN=$ROOT/build/custos timeout -k 30 600 "$PY" -m pytest tests/chaos -q \
+        -p no:cacheprovider -o junit_family=xunit2 --junitxml="$JUNIT" -rfE
+    rc=$?
+    if [ ! -s "$JUNIT" ]; then
+        failure "pytest (chaos) exited $rc without a junit report"
+    else
+        counts=$(count_junit "$JUNIT")
+        add_counts "$counts"
+        f=$(awk '{print $2}' <<<"$counts")
+        if [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+            failure "pytest (chaos) exited $rc"
         fi
     fi
 fi

@@ -130,6 +130,7 @@ struct cs_forwarder {
 	SSL_CTX *ctx;
 	unsigned gen;
 	unsigned connect_ms, response_ms;
+	struct sockaddr_storage source; /* AF_UNSPEC: let the kernel pick */
 	struct conn *conns;
 	struct job *qhead, *qtail;
 	bool closing;
@@ -866,6 +867,8 @@ static void conn_open(struct cs_forwarder *fw, struct job *j)
 	struct sockaddr_storage sa;
 	int rv = cs_cluster_parse_address(c->addr, &sa) ? UV_EINVAL : 0;
 	if (rv == 0)
+		rv = cs_cluster_bind_source(&c->tcp, &fw->source);
+	if (rv == 0)
 		rv = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&sa, connect_cb);
 	if (rv != 0) {
 		/* Settled in the close callback, never inside cs_forward. */
@@ -1061,7 +1064,13 @@ struct cs_forwarder *cs_forward_new(uv_loop_t *loop, SSL_CTX *client_ctx)
 	fw->ctx = client_ctx;
 	fw->connect_ms = CS_FORWARD_CONNECT_MS;
 	fw->response_ms = CS_FORWARD_RESPONSE_MS;
+	fw->source.ss_family = AF_UNSPEC;
 	return fw;
+}
+
+int cs_forward_set_source(struct cs_forwarder *fw, const char *listen_address)
+{
+	return cs_cluster_source_address(listen_address, &fw->source);
 }
 
 void cs_forward_set_timeouts(struct cs_forwarder *fw, unsigned connect_ms, unsigned response_ms)

@@ -83,6 +83,9 @@ struct cs_forwarder *cs_forward_new(uv_loop_t *loop, SSL_CTX *client_ctx);
  * connections are closed, busy ones close once their request is done. */
 void cs_forward_set_ctx(struct cs_forwarder *fw, SSL_CTX *client_ctx);
 /* Tests: connect+TLS and response (no-progress) deadlines in ms; 0 = default. */
+/* Bind outbound connections to the host of `listen_address` (this node's cluster
+ * listener; see cs_cluster_source_address). NULL or a wildcard: no bind. 0 or CS_EINVAL. */
+int cs_forward_set_source(struct cs_forwarder *fw, const char *listen_address);
 void cs_forward_set_timeouts(struct cs_forwarder *fw, unsigned connect_ms, unsigned response_ms);
 
 /*

@@ -222,10 +222,14 @@ static int start_cluster_port(struct cs_core *core)
 	    cs_http_adopt_listener(core->loop, &core->cfg->listeners[0], cs_core_handle_http, core);
 	cs_cluster_set_handler(ha->cl, CS_ALPN_FORWARD, cs_http_adopt, ha->fwd_listener);
 	ha->fw = cs_forward_new(core->loop, ha->client_ctx);
+	/* Outbound cluster connections leave from the listener's own address: peers and
+	 * packet filters can tell nodes apart (tests/chaos cuts links by address). */
+	cs_forward_set_source(ha->fw, core->cfg->listeners[0].cluster_address);
 	struct cs_transport_config tc = {.client_ctx = ha->client_ctx,
 					 .check_claim = cs_raft_node_check_claim,
 					 .claim_ctx = &core->node,
-					 .require_ip_san = true};
+					 .require_ip_san = true,
+					 .source_address = core->cfg->listeners[0].cluster_address};
 	rc = cs_transport_init(&ha->transport, core->loop, &tc);
 	if (rc) {
 		snprintf(core->errmsg, sizeof core->errmsg, "raft transport: %s", cs_strerror(rc));

@@ -1148,6 +1148,83 @@ START_TEST(test_claim_needs_membership)
 }
 END_TEST
 
+/* The source address: the listener's host with port 0; a wildcard listener binds nothing
+ * (the kernel picks, as before); garbage is refused. */
+START_TEST(test_source_address)
+{
+	struct sockaddr_storage ss;
+	ck_assert_int_eq(cs_cluster_source_address("127.0.0.21:8201", &ss), 0);
+	ck_assert_int_eq(ss.ss_family, AF_INET);
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+	ck_assert_uint_eq(in->sin_port, 0);
+	ck_assert_uint_eq(ntohl(in->sin_addr.s_addr), 0x7f000015);
+	ck_assert_int_eq(cs_cluster_source_address("[::1]:8201", &ss), 0);
+	ck_assert_int_eq(ss.ss_family, AF_INET6);
+	ck_assert_uint_eq(((struct sockaddr_in6 *)&ss)->sin6_port, 0);
+	ck_assert_int_eq(cs_cluster_source_address("0.0.0.0:8201", &ss), 0);
+	ck_assert_int_eq(ss.ss_family, AF_UNSPEC);
+	ck_assert_int_eq(cs_cluster_source_address("[::]:8201", &ss), 0);
+	ck_assert_int_eq(ss.ss_family, AF_UNSPEC);
+	ck_assert_int_eq(cs_cluster_source_address(NULL, &ss), 0);
+	ck_assert_int_eq(ss.ss_family, AF_UNSPEC);
+	ck_assert_int_eq(cs_cluster_source_address("node1:8201", &ss), CS_EINVAL);
+	struct raft_uv_transport t;
+	SSL_CTX *c2 = client_ctx(&cred[2]);
+	struct cs_transport_config tc = {.client_ctx = c2, .source_address = "nonsense"};
+	ck_assert_int_eq(cs_transport_init(&t, &loop, &tc), CS_EINVAL);
+	SSL_CTX_free(c2);
+}
+END_TEST
+
+/* With source_address set, raft's outbound connections leave from that host: a plain
+ * listener on 127.0.0.1 sees the peer 127.0.0.22 (packet filters can then tell nodes on
+ * one host apart, tests/chaos). The handshake then fails (nobody speaks TLS): the
+ * callback reports RAFT_NOCONNECTION exactly once. */
+START_TEST(test_outbound_source)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in la = {.sin_family = AF_INET};
+	inet_pton(AF_INET, "127.0.0.1", &la.sin_addr);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&la, sizeof la), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	socklen_t sl = sizeof la;
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&la, &sl), 0);
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", ntohs(la.sin_port));
+
+	struct raft_uv_transport t2;
+	SSL_CTX *c2 = client_ctx(&cred[2]);
+	struct cs_transport_config tc = {
+	    .client_ctx = c2, .handshake_timeout_ms = 300, .source_address = "127.0.0.22:9002"};
+	ck_assert_int_eq(cs_transport_init(&t2, &loop, &tc), 0);
+	ck_assert_int_eq(t2.init(&t2, 2, "127.0.0.22:9002"), 0);
+	ck_assert_int_eq(t2.listen(&t2, test_accept_cb), 0);
+	struct dial d;
+	ck_assert_int_eq(dial(&t2, &d, 1, addr), 0);
+	struct sockaddr_in peer;
+	int fd = -1;
+	uint64_t deadline = cs_mono_ms() + 5000;
+	while (fd < 0 && cs_mono_ms() < deadline) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		sl = sizeof peer;
+		fd = accept4(lfd, (struct sockaddr *)&peer, &sl, SOCK_NONBLOCK);
+		if (fd < 0)
+			usleep(1000);
+	}
+	ck_assert_int_ge(fd, 0);
+	char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+	ck_assert_str_eq(ip, "127.0.0.22");
+	close(fd);
+	ck_assert(dial_wait(&d, 5000));
+	ck_assert_int_eq(d.status, RAFT_NOCONNECTION);
+	close(lfd);
+	close_transport(&t2);
+	cs_transport_free(&t2);
+	SSL_CTX_free(c2);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
 	Suite *s = suite_create("transport");
@@ -1161,6 +1238,8 @@ static Suite *transport_suite(void)
 	tcase_add_test(tc, test_connect_deadline);
 	tcase_add_test(tc, test_three_nodes);
 	tcase_add_test(tc, test_claim_needs_membership);
+	tcase_add_test(tc, test_source_address);
+	tcase_add_test(tc, test_outbound_source);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,491 @@
+#!/usr/bin/python3
+"""The custos fault campaign (tests/chaos/README.md).
+
+  tests/chaos/run.py --ci                      short, fixed seed (what scripts/test.sh runs)
+  tests/chaos/run.py --minutes 15              long run, random seed (printed)
+  tests/chaos/run.py --seed 1234 --rounds 6    replay a seed
+
+Each round: the workloads (register, append, tokens) run through haproxy and directly
+against nodes while the nemesis injects 3-6 faults; then everything heals, the replicas
+must converge to the same applied index and digest, and the checkers judge the
+histories. Everything lands in the results directory; the exit status is 1 when any
+check failed (lost write, non-linearizable key, token misuse, digest mismatch, crash).
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import chaos_cluster as C  # noqa: E402
+import checkers as K  # noqa: E402
+import nemesis as N  # noqa: E402
+import workloads as W  # noqa: E402
+
+H = C.H
+
+PARTITIONS = [f for f in N.FAULTS if f.startswith("partition")]
+
+
+def say(*a):
+    print("chaos:", *a, flush=True)
+
+
+def build_shim(builddir):
+    """The LD_PRELOAD disk-fault shim, built by meson as a test-only library."""
+    for p in (os.path.join(builddir, "tests", "chaos", "libchaos_disk.so"),):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def enable_mounts(c):
+    leader = c.leader()
+    for path, opts in (("reg", {"version": "2"}), ("app", {"version": "1"})):
+        r = leader.request("POST", "sys/mounts/" + path, token=c.root_token,
+                           json={"type": "kv", "options": opts})
+        assert r.status_code in (200, 204), (path, r.status_code, r.text)
+
+
+def final_register_reads(c, rec, keys):
+    leader = c.find_leader(timeout=30)
+    s = H.session()
+    for k in keys:
+        pid = W.new_pid()
+        rec.add(process=pid, type="invoke", f="read", key=k, value=None, node="final")
+        st, js, err = W.http(s, "GET", leader.url + "/v1/reg/data/" + k, c.root_token)
+        if err is None and st == 404:
+            rec.add(process=pid, type="ok", f="read", key=k, value=[0, None])
+        elif err is None and st == 200:
+            d = js["data"]
+            rec.add(process=pid, type="ok", f="read", key=k,
+                    value=[d["metadata"]["version"], (d.get("data") or {}).get("v")])
+        else:
+            rec.add(process=pid, type="fail", f="read", key=k, value=None)
+    s.close()
+
+
+def list_append(c, prefix):
+    out = {}
+    for n in c.nodes:
+        r = n.request("LIST", "app/%s/" % prefix, token=c.root_token, timeout=20)
+        if r.status_code == 404:
+            out[n.name] = set()
+        else:
+            assert r.status_code == 200, (n.name, r.status_code, r.text[:200])
+            out[n.name] = set(r.json()["data"]["keys"])
+    return out
+
+
+def final_token_uses(c, tokens):
+    out = {}
+    s = H.session()
+    for acc, secret in tokens.items():
+        per = {}
+        for n in c.nodes:
+            st, _, err = W.http(s, "GET", n.url + "/v1/auth/token/lookup-self", secret)
+            if err is None and st in (200, 403):
+                per[n.name] = st == 200
+        out[acc] = per
+    s.close()
+    return out
+
+
+def errors_during_faults(windows, events):
+    """Requests through haproxy that did not succeed, by the fault active at invoke."""
+    out = {}
+    pending = {}
+    for e in events:
+        if e["type"] == "invoke":
+            pending[e["process"]] = e
+            continue
+        inv = pending.pop(e["process"], None)
+        if inv is None or inv.get("node") != "haproxy":
+            continue
+        for fault, t0, t1 in windows:
+            if t0 <= inv["time"] <= t1:
+                d = out.setdefault(fault, {"requests": 0, "errors": 0})
+                d["requests"] += 1
+                if e["type"] != "ok":
+                    d["errors"] += 1
+                break
+    return out
+
+
+def summary_md(t, a):
+    """The committed form of a run's summary."""
+    rows = [("rounds", t["rounds"]), ("operations", t["operations"]),
+            ("acknowledged writes (write, cas, append, token create/revoke)",
+             t["acknowledged_writes"]),
+            ("register reads checked", t["reads_checked"]),
+            ("register keys checked", t["keys_checked"]),
+            ("tokens checked", t["tokens_checked"]),
+            ("lost acknowledged writes", t["lost_writes"]),
+            ("linearizability violations (keys)", t["linearizability_violations"]),
+            ("keys the search could not decide", t["unknown_keys"]),
+            ("token violations", t["token_violations"]),
+            ("digest mismatches", t["digest_mismatches"]),
+            ("rounds that did not converge", t["not_converged"]),
+            ("crashes other than injected", t["crashes"])]
+    out = ["# Campaign run, seed %d" % t["seed"], "",
+           "`tests/chaos/run.py --seed %d %s`" % (t["seed"], a.replay_hint), "",
+           "| | |", "|---|---|"]
+    out += ["| %s | %s |" % r for r in rows]
+    out += ["", "Faults injected: " + ", ".join("%s %d" % kv for kv in
+                                                sorted(t["faults"].items())), "",
+            "Requests through haproxy while a fault was active (errors / requests):", ""]
+    for f, d in sorted(t["haproxy_errors_by_fault"].items()):
+        out.append("- %s: %d / %d" % (f, d["errors"], d["requests"]))
+    if t["failures"]:
+        out += ["", "Failed rounds:", ""]
+        for x in t["failures"]:
+            out.append("- round %d (%d nodes): %s" % (x["round"], x["nodes"],
+                                                      "; ".join(x["problems"])[:500]))
+    if t["findings"]:
+        out += ["", "Findings (not checker violations):", ""]
+        for x in t["findings"]:
+            out.append("- round %s (%s nodes) %s: %s" % (x.get("round"), x.get("nodes"),
+                                                         x.get("node"), x["finding"]))
+    return "\n".join(out) + "\n"
+
+
+class Campaign:
+    def __init__(self, args):
+        self.a = args
+        self.seed = args.seed
+        self.results = args.results
+        os.makedirs(self.results, exist_ok=True)
+        self.totals = {"rounds": 0, "operations": 0, "faults": {}, "acknowledged_writes": 0,
+                       "reads_checked": 0, "keys_checked": 0, "lost_writes": 0,
+                       "linearizability_violations": 0, "unknown_keys": 0,
+                       "token_violations": 0, "digest_mismatches": 0,
+                       "not_converged": 0, "crashes": 0, "tokens_checked": 0,
+                       "haproxy_errors_by_fault": {}}
+        self.failures = []
+        self.findings = []
+        self.deadline = (time.monotonic() + args.minutes * 60) if args.minutes else None
+
+    def log_to(self, path):
+        f = open(path, "a")
+
+        def log(e):
+            f.write(json.dumps(e, sort_keys=True) + "\n")
+            f.flush()
+            if not self.a.quiet:
+                say("  nemesis:", {k: v for k, v in e.items() if k != "time"})
+        return log, f
+
+    def run(self):
+        say("seed %d (replay: tests/chaos/run.py --seed %d %s)" % (
+            self.seed, self.seed, self.a.replay_hint))
+        ok, why = C.Net.available()
+        faults = [f for f in self.a.faults.split(",") if f]
+        if not ok:
+            say("partitions disabled: %s" % why)
+            faults = [f for f in faults if f not in PARTITIONS]
+        if not N.FAKETIME_LIB and "clock-skew" in faults:
+            say("clock-skew disabled: libfaketime is not installed (Debian: faketime)")
+            faults.remove("clock-skew")
+        N.SHIM = build_shim(self.a.builddir)
+        if not N.SHIM:
+            faults = [f for f in faults if not f.startswith("disk-")]
+        self.faults = faults
+        say("faults: %s" % ", ".join(faults))
+        round_no = 0
+        sizes = [int(x) for x in self.a.nodes.split(",")]
+        while True:
+            for size in sizes:
+                if self.done(round_no):
+                    return self.finish()
+                n_rounds = self.a.rounds_per_cluster
+                round_no = self.cluster_phase(size, round_no, n_rounds)
+            if self.done(round_no):
+                return self.finish()
+
+    def done(self, round_no):
+        if self.a.rounds and round_no >= self.a.rounds:
+            return True
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def cluster_phase(self, size, round_no, n_rounds):
+        work = tempfile.mkdtemp(prefix="custos-chaos-%d-" % size)
+        c = C.ChaosCluster(work, n=size, base=self.a.base_octet)
+        if N.SHIM and ({"disk-slow", "disk-eio"} & set(self.faults)):
+            # Loaded all along; the faults come from each node's control directory.
+            for n in c.nodes:
+                n.preload = [N.SHIM]
+                n.env["CHAOS_CTL"] = n.ctl
+        if "disk-full" in self.faults and os.geteuid() == 0:
+            if not c.nodes[-1].mount_small_disk(self.a.small_disk_mb):
+                say("disk-full disabled for this cluster: cannot mount a tmpfs")
+        net = C.Net([n.ip for n in c.nodes])
+        try:
+            t = time.monotonic()
+            c.start()
+            enable_mounts(c)
+            if C.Net.available()[0]:
+                net.setup()
+            say("%d-node cluster up in %.1fs: %s" % (size, time.monotonic() - t, c))
+            for _ in range(n_rounds):
+                if self.done(round_no):
+                    break
+                self.round(c, net, size, round_no)
+                round_no += 1
+        finally:
+            net.teardown()
+            c.cleanup()
+            for n in c.nodes:
+                n.unmount_small_disk()
+            if not self.failures or self.a.ci:
+                shutil.rmtree(work, ignore_errors=True)
+            else:
+                say("cluster directory kept: %s" % work)
+        return round_no
+
+    def round(self, c, net, size, r):
+        rnd = random.Random("%d-%d-%d" % (self.seed, size, r))
+        rdir = os.path.join(self.results, "round-%03d-n%d" % (r, size))
+        os.makedirs(rdir, exist_ok=True)
+        nlog, nfile = self.log_to(os.path.join(rdir, "nemesis.jsonl"))
+        nem = N.Nemesis(c, net, rnd, nlog, self.faults)
+        recs = {w: W.Recorder(os.path.join(rdir, "history-%s.jsonl" % w))
+                for w in ("register", "append", "tokens")}
+        targets = [("haproxy", c.haproxy_url)] + [(n.name, n.url) for n in c.nodes]
+        prefix = "r%d" % r
+        ks = W.KeySpace(prefix)
+        tokens = {}
+        stats = {}
+        workers = []
+        for i in range(self.a.register_clients):
+            workers.append(W.RegisterWorker(ks, "reg%d" % i, recs["register"], targets,
+                                            c.root_token, rnd.random(), stats))
+        for i in range(self.a.append_clients):
+            workers.append(W.AppendWorker(prefix, "app%d" % i, recs["append"], targets,
+                                          c.root_token, rnd.random(), stats))
+        for i in range(self.a.token_clients):
+            workers.append(W.TokenWorker(tokens, "tok%d" % i, recs["tokens"], targets,
+                                         c.root_token, rnd.random(), stats))
+        n_faults = rnd.randint(self.a.min_faults, self.a.max_faults)
+        say("round %d (%d nodes): %d faults, %.0fs" % (r, size, n_faults,
+                                                       self.a.round_seconds))
+        t_end = time.monotonic() + self.a.round_seconds
+        for w in workers:
+            w.start()
+        try:
+            time.sleep(1.0)
+            for i in range(n_faults):
+                fault = nem.pick()
+                hold = rnd.uniform(self.a.min_hold, self.a.max_hold)
+                nem.run_one(fault, hold)
+                left = (t_end - time.monotonic()) / max(1, n_faults - i)
+                time.sleep(max(0.5, min(left, rnd.uniform(0.5, 3.0))))
+            time.sleep(max(0.0, t_end - time.monotonic()))
+        finally:
+            for w in workers:
+                w.stop()
+            for w in workers:
+                w.join(timeout=W.READ_TIMEOUT + 5)
+            nem.heal_all()
+        verdict = {"round": r, "nodes": size, "seed": self.seed, "faults": [
+            e for e in nem.events if e["nemesis"] not in ("heal", "restarted+unsealed")]}
+        problems = []
+        for w in workers:
+            if w.error:
+                problems.append("workload %s died: %s" % (w.name, w.error))
+        # Converge: same applied index and digest everywhere.
+        try:
+            leader = c.find_leader(timeout=60)
+            if leader is None:
+                raise AssertionError("no single active node 60 s after healing")
+            ds = c.wait_converged(timeout=60)
+            verdict["converged"] = {k: [v["applied_index"], v["digest"][:16]]
+                                    for k, v in ds.items()}
+        except AssertionError as e:
+            msg = str(e)
+            verdict["converged"] = msg[:2000]
+            if "diverged" in msg:
+                self.totals["digest_mismatches"] += 1
+                problems.append("digest mismatch: " + msg[:300])
+            else:
+                self.totals["not_converged"] += 1
+                problems.append("not converged: " + msg[:300])
+        converged = isinstance(verdict["converged"], dict)
+        # Register.
+        if converged:
+            final_register_reads(c, recs["register"], ks.all)
+        reg = K.check_register(recs["register"].events)
+        bad_keys = {k: v for k, v in reg.items() if v["valid"] is False}
+        unknown = [k for k, v in reg.items() if v["valid"] == "unknown"]
+        verdict["register"] = {"keys": len(reg), "invalid": bad_keys, "unknown": unknown}
+        self.totals["keys_checked"] += len(reg)
+        self.totals["linearizability_violations"] += len(bad_keys)
+        self.totals["unknown_keys"] += len(unknown)
+        for k in bad_keys:
+            problems.append("register key %s is not linearizable" % k)
+        # Append.
+        if converged:
+            try:
+                listed = list_append(c, prefix)
+            except AssertionError as e:
+                listed = None
+                problems.append("append: cannot list: %s" % e)
+            if listed is not None:
+                app = K.check_append(recs["append"].events, listed)
+                verdict["append"] = app
+                self.totals["lost_writes"] += app["lost_count"]
+                if not app["valid"]:
+                    problems.append("append: %s" % json.dumps(app)[:400])
+        # Tokens.
+        fin = final_token_uses(c, tokens) if converged else None
+        tok = K.check_tokens(recs["tokens"].events, fin)
+        verdict["tokens"] = tok
+        self.totals["token_violations"] += tok["violation_count"]
+        self.totals["tokens_checked"] += tok["created"]
+        if not tok["valid"]:
+            problems.append("tokens: %s" % json.dumps(tok["violations"][:3])[:400])
+        # Crashes other than the injected ones.
+        for n in c.nodes:
+            nem.check_crash(n)
+        if nem.crashes:
+            self.totals["crashes"] += len(nem.crashes)
+            problems.append("crashes: %s" % [(x["node"], x["exit"]) for x in nem.crashes])
+            verdict["crashes"] = nem.crashes
+        if nem.findings:
+            verdict["findings"] = nem.findings
+            self.findings += [dict(f, round=r, nodes=size) for f in nem.findings]
+        # Counts.
+        allev = [e for rec in recs.values() for e in rec.events]
+        ops = sum(1 for e in allev if e["type"] == "invoke")
+        acked = sum(1 for e in allev if e["type"] == "ok" and e["f"] in ("write", "cas", "add",
+                                                                         "create", "revoke")
+                    and e.get("value") is not False)
+        reads = sum(1 for e in recs["register"].events if e["type"] == "ok"
+                    and e["f"] == "read")
+        during = errors_during_faults(nem.windows, sorted(allev, key=lambda e: e["time"]))
+        verdict.update({"operations": ops, "acknowledged_writes": acked, "reads_checked": reads,
+                        "outcomes": stats, "haproxy_errors_by_fault": during,
+                        "problems": problems, "valid": not problems})
+        t = self.totals
+        t["rounds"] += 1
+        t["operations"] += ops
+        t["acknowledged_writes"] += acked
+        t["reads_checked"] += reads
+        for f, k in nem.counts.items():
+            t["faults"][f] = t["faults"].get(f, 0) + k
+        for f, d in during.items():
+            e = t["haproxy_errors_by_fault"].setdefault(f, {"requests": 0, "errors": 0})
+            e["requests"] += d["requests"]
+            e["errors"] += d["errors"]
+        with open(os.path.join(rdir, "verdict.json"), "w") as f:
+            json.dump(verdict, f, indent=1, sort_keys=True, default=str)
+        for rec in recs.values():
+            rec.close()
+        nfile.close()
+        if problems:
+            self.failures.append({"round": r, "nodes": size, "dir": rdir, "problems": problems})
+            for n in c.nodes:  # the evidence: every node's log
+                try:
+                    shutil.copy(n.log_path, os.path.join(rdir, "%s.log" % n.name))
+                except OSError:
+                    pass
+            say("round %d FAILED: %s" % (r, "; ".join(problems)[:600]))
+        else:
+            shutil.rmtree(rdir, ignore_errors=True) if self.a.ci else None
+            say("round %d ok: %d ops, %d acknowledged writes, %d reads, %d keys linearizable"
+                % (r, ops, acked, reads, len(reg) - len(unknown)))
+
+    def finish(self):
+        t = dict(self.totals)
+        t["seed"] = self.seed
+        t["failures"] = self.failures
+        t["findings"] = self.findings
+        t["valid"] = not self.failures
+        with open(os.path.join(self.results, "summary.json"), "w") as f:
+            json.dump(t, f, indent=1, sort_keys=True)
+        with open(os.path.join(self.results, "summary.md"), "w") as f:
+            f.write(summary_md(t, self.a))
+        say("summary: %d rounds, %d operations, %d acknowledged writes, %d reads checked, "
+            "%d register keys; lost writes %d, linearizability violations %d (unknown %d), "
+            "token violations %d, digest mismatches %d, not converged %d, crashes %d" % (
+                t["rounds"], t["operations"], t["acknowledged_writes"], t["reads_checked"],
+                t["keys_checked"], t["lost_writes"], t["linearizability_violations"],
+                t["unknown_keys"], t["token_violations"], t["digest_mismatches"],
+                t["not_converged"], t["crashes"]))
+        say("faults injected: %s" % json.dumps(t["faults"], sort_keys=True))
+        say("haproxy errors by fault: %s" % json.dumps(t["haproxy_errors_by_fault"],
+                                                       sort_keys=True))
+        for f in self.findings:
+            say("finding: %s" % json.dumps(f, sort_keys=True))
+        say("results: %s -> %s" % (self.results, "PASS" if t["valid"] else "FAIL"))
+        return 0 if t["valid"] else 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ci", action="store_true", help="short run, fixed seed, 3 nodes")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: --minutes)")
+    p.add_argument("--minutes", type=float, default=0)
+    p.add_argument("--nodes", default="3,5", help="cluster sizes, in turn")
+    p.add_argument("--rounds-per-cluster", type=int, default=5)
+    p.add_argument("--round-seconds", type=float, default=30)
+    p.add_argument("--min-faults", type=int, default=3)
+    p.add_argument("--max-faults", type=int, default=6)
+    p.add_argument("--min-hold", type=float, default=1.5)
+    p.add_argument("--max-hold", type=float, default=5.0)
+    p.add_argument("--faults", default=",".join(N.FAULTS))
+    p.add_argument("--register-clients", type=int, default=4)
+    p.add_argument("--append-clients", type=int, default=2)
+    p.add_argument("--token-clients", type=int, default=2)
+    p.add_argument("--results", default=None)
+    p.add_argument("--builddir", default=os.path.join(os.path.dirname(os.path.dirname(HERE)),
+                                                     "build"))
+    p.add_argument("--small-disk-mb", type=int, default=256,
+                   help="size of the tmpfs the last node's data lives on (disk-full)")
+    p.add_argument("--base-octet", type=int, default=C.BASE_OCTET,
+                   help="nodes on 127.0.0.<base>, <base>+1, ... (keep overlapping runs apart)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    hint = []
+    if a.ci:
+        if a.seed is None:
+            a.seed = 20261207
+        a.nodes = "3"
+        a.rounds = a.rounds or 3
+        a.rounds_per_cluster = a.rounds
+        a.round_seconds = 15
+        a.min_faults, a.max_faults = 3, 3
+        a.max_hold = 3.0
+        a.faults = "kill,pause,partition-leader,partition-one,partition-halves"
+        hint.append("--ci")
+    if a.seed is None:
+        a.seed = random.SystemRandom().randrange(1, 2**31)
+    if not a.ci:
+        hint.append("--nodes %s --rounds-per-cluster %d --round-seconds %g --faults %s" % (
+            a.nodes, a.rounds_per_cluster, a.round_seconds, a.faults))
+    a.replay_hint = " ".join(hint)
+    if not a.rounds and not a.minutes:
+        a.rounds = 4
+    if a.results is None:
+        a.results = os.path.join(HERE, "results", "run-%s-seed%d" % (
+            time.strftime("%Y%m%d-%H%M%S", time.gmtime()), a.seed))
+    if not os.access(H.BIN, os.X_OK):
+        say("custos binary not found at %s (set CUSTOS_BIN or build)" % H.BIN)
+        return 2
+    try:
+        return Campaign(a).run()
+    finally:
+        C.kill_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
