@@ -403,3 +403,143 @@ def test_issuer_ref_paths_and_usage(srv):
     write(srv, "%s/issuer/b" % mp, usage="read-only,crl-signing")
     assert "issuing-certificates" in err(srv, "%s/issuer/b/issue/r" % mp,
                                          common_name="x.example")
+
+
+# ------------------------------------------------------------------ revocation, CRL, OCSP
+
+
+def crl_text(srv, path):
+    r = srv.request("GET", path)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def test_revoke_crl_and_ocsp(srv, tmp_path):
+    root_mp, int_mp, root, signed = make_chain(srv, tmp_path)
+    write(srv, "%s/roles/web" % int_mp, allowed_domains="example.com", allow_subdomains=True,
+          key_type="ec", ttl="1h")
+    leaf = write(srv, "%s/issue/web" % int_mp, common_name="r.example.com")["data"]
+    good = write(srv, "%s/issue/web" % int_mp, common_name="g.example.com")["data"]
+    sn = leaf["serial_number"]
+    # before: the CRL is empty (built on first read) and numbered
+    r = crl_text(srv, "%s/crl" % int_mp)
+    assert r.headers["Content-Type"] == "application/pkix-crl"
+    crl0 = x509.load_der_x509_crl(r.content)
+    n0 = crl0.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert len(list(crl0)) == 0
+
+    rv = write(srv, "%s/revoke" % int_mp, serial_number=sn)["data"]
+    assert rv["state"] == "revoked" and rv["revocation_time"] > 0
+    assert rv["revocation_time_rfc3339"].endswith("Z")
+    # again: the same answer, nothing changes
+    assert write(srv, "%s/revoke" % int_mp, serial_number=sn)["data"]["revocation_time"] == \
+        rv["revocation_time"]
+    assert sn in rq(srv, "LIST", "%s/certs/revoked" % int_mp).json()["data"]["keys"]
+    c = srv.request("GET", "%s/cert/%s" % (int_mp, sn)).json()["data"]
+    assert c["revocation_time"] == rv["revocation_time"] and c["issuer_id"]
+
+    # openssl crl lists the serial; the CRL verifies under the intermediate
+    pem = crl_text(srv, "%s/crl/pem" % int_mp).text
+    crlf = pem_file(tmp_path, "crl.pem", pem)
+    intf = pem_file(tmp_path, "int.pem", signed["certificate"])
+    out = openssl("crl", "-in", crlf, "-noout", "-text", "-CAfile", intf)
+    assert out.returncode == 0, out.stderr
+    assert sn.replace(":", "").upper() in out.stdout.replace(":", "").upper()
+    assert "verify OK" in out.stderr + out.stdout
+    crl1 = x509.load_pem_x509_crl(pem.encode())
+    n1 = crl1.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    assert n1 > n0
+    assert [e.serial_number for e in crl1] == [int(sn.replace(":", ""), 16)]
+    # issuer/:ref/crl (JSON, der, pem) name the same CRL
+    iid = rq(srv, "GET", "%s/issuer/default" % int_mp).json()["data"]["issuer_id"]
+    assert srv.request("GET", "%s/issuer/%s/crl" % (int_mp, iid)).json()["data"]["crl"] \
+        .strip() == pem.strip()
+    assert x509.load_der_x509_crl(
+        srv.request("GET", "%s/issuer/%s/crl/der" % (int_mp, iid)).content) == crl1
+    # crl/rotate makes a new number
+    assert rq(srv, "GET", "%s/crl/rotate" % int_mp).json()["data"]["success"] is True
+    crl2 = x509.load_der_x509_crl(crl_text(srv, "%s/crl" % int_mp).content)
+    assert crl2.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number > n1
+
+    # OCSP: openssl ocsp over POST says revoked for one and good for the other
+    rootf = pem_file(tmp_path, "root.pem", root["certificate"])
+    chainf = pem_file(tmp_path, "chain.pem", signed["certificate"] + "\n" + root["certificate"])
+    for cert, want in ((leaf, "revoked"), (good, "good")):
+        lf = pem_file(tmp_path, "leaf.pem", cert["certificate"])
+        out = openssl("ocsp", "-issuer", intf, "-cert", lf, "-url",
+                      "%s/v1/%s/ocsp" % (srv.url, int_mp), "-CAfile", chainf, "-resp_text")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "Response verify OK" in out.stderr + out.stdout, out.stdout + out.stderr
+        assert "%s: %s" % (lf, want) in out.stdout, out.stdout
+    # GET with the base64 request in the path
+    reqf = str(tmp_path / "req.der")
+    lf = pem_file(tmp_path, "leaf.pem", leaf["certificate"])
+    assert openssl("ocsp", "-issuer", intf, "-cert", lf, "-reqout", reqf, "-no_nonce") \
+        .returncode == 0
+    b64 = base64.b64encode(open(reqf, "rb").read()).decode()
+    r = srv.request("GET", "%s/ocsp/%s" % (int_mp, b64))
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/ocsp-response"
+    respf = str(tmp_path / "resp.der")
+    open(respf, "wb").write(r.content)
+    out = openssl("ocsp", "-respin", respf, "-issuer", intf, "-cert", lf, "-CAfile", chainf)
+    assert "revoked" in out.stdout, out.stdout + out.stderr
+    # garbage is a malformed-request OCSP answer, not a crash
+    r = srv.request("POST", "%s/ocsp" % int_mp, data=b"\x30\x03junk",
+                    headers={"Content-Type": "application/ocsp-request"})
+    assert r.status_code == 400 and r.headers["Content-Type"] == "application/ocsp-response"
+    assert r.content == bytes.fromhex("30030a0101")
+    # a binary body elsewhere is refused
+    r = rq(srv, "POST", "%s/revoke" % int_mp, data=b"\x30\x03abc",
+           headers={"Content-Type": "application/ocsp-request"})
+    assert r.status_code == 415
+
+
+def test_revoke_errors_and_with_key(srv, tmp_path):
+    mp = mount(srv)
+    root = make_root(srv, mp)
+    write(srv, "%s/roles/r" % mp, allow_any_name=True, key_type="ec", ttl="1h",
+          no_store=True)
+    d = write(srv, "%s/issue/r" % mp, common_name="x.example")["data"]
+    assert "not found" in err(srv, "%s/revoke" % mp, serial_number="01:02:03")
+    assert "either" in err(srv, "%s/revoke" % mp)
+    assert "own CRL" in err(srv, "%s/revoke" % mp, certificate=root["certificate"])
+    other = make_root(srv, mount(srv))
+    assert "private key" in err(srv, "%s/revoke-with-key" % mp, certificate=d["certificate"],
+                                private_key="")
+    wrong = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    assert "failed to validate" in err(srv, "%s/revoke-with-key" % mp,
+                                       certificate=d["certificate"], private_key=wrong)
+    # no_store: revocable by certificate, with its key
+    rv = write(srv, "%s/revoke-with-key" % mp, certificate=d["certificate"],
+               private_key=d["private_key"])["data"]
+    assert rv["state"] == "revoked"
+    crl = x509.load_der_x509_crl(srv.request("GET", "%s/crl" % mp).content)
+    assert d["serial_number"].replace(":", "") == "%040x" % list(crl)[0].serial_number
+    # a certificate from another CA is not ours to revoke
+    assert "no issuer" in err(srv, "%s/revoke" % mp, certificate=other["certificate"])
+
+
+def test_config_crl_and_delta(srv, tmp_path):
+    mp = mount(srv)
+    make_root(srv, mp)
+    c = rq(srv, "GET", "%s/config/crl" % mp).json()["data"]
+    assert c["expiry"] == "72h0m0s" and c["disable"] is False and c["enable_delta"] is False
+    assert "auto_rebuild" in err(srv, "%s/config/crl" % mp, enable_delta=True)
+    c = write(srv, "%s/config/crl" % mp, expiry="48h", auto_rebuild=True, enable_delta=True,
+              delta_rebuild_interval="10m")["data"]
+    assert c["expiry"] == "48h0m0s" and c["enable_delta"] is True
+    crl = x509.load_der_x509_crl(srv.request("GET", "%s/crl" % mp).content)
+    assert (crl.next_update - crl.last_update).total_seconds() == 48 * 3600
+    write(srv, "%s/roles/r" % mp, allow_any_name=True, key_type="ec", ttl="1h")
+    d = write(srv, "%s/issue/r" % mp, common_name="x.example")["data"]
+    write(srv, "%s/revoke" % mp, serial_number=d["serial_number"])
+    assert rq(srv, "GET", "%s/crl/rotate-delta" % mp).json()["data"]["success"] is True
+    r = srv.request("GET", "%s/crl/delta" % mp)
+    delta = x509.load_der_x509_crl(r.content)
+    base = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    ind = delta.extensions.get_extension_for_class(x509.DeltaCRLIndicator).value.crl_number
+    assert ind == base
+    assert [e.serial_number for e in delta] == [int(d["serial_number"].replace(":", ""), 16)]
+    assert "----BEGIN X509 CRL" in srv.request("GET", "%s/crl/delta/pem" % mp).text
