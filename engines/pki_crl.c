@@ -726,7 +726,7 @@ static cJSON *ocsp_issuer(struct cs_request *req, OCSP_CERTID *id)
 	return found;
 }
 
-int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len);
+static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len);
 
 int pki_ocsp(struct cs_request *req)
 {
@@ -752,19 +752,18 @@ int pki_ocsp(struct cs_request *req)
 	return rc;
 }
 
-int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len)
+static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len)
 {
 	if (!der || len == 0) {
 		ocsp_answer(req, OCSP_response_create(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, NULL),
 			    400);
 		return 0;
 	}
-	const unsigned char *p = der;
-	OCSP_REQUEST *oreq = d2i_OCSP_REQUEST(NULL, &p, (long)len);
-	if (!oreq || p != der + len || OCSP_request_onereq_count(oreq) != 1) {
-		/* Vault answers one certificate per request */
-		OCSP_REQUEST_free(oreq);
-		ERR_clear_error();
+	OCSP_CERTID *cid = NULL;
+	uint8_t sb[64];
+	size_t sn = 0;
+	OCSP_REQUEST *oreq = cs_pki_ocsp_parse(der, len, &cid, sb, sizeof sb, &sn);
+	if (!oreq) {
 		ocsp_answer(req, OCSP_response_create(OCSP_RESPONSE_STATUS_MALFORMEDREQUEST, NULL),
 			    400);
 		return 0;
@@ -776,8 +775,6 @@ int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len)
 			    401);
 		return 0;
 	}
-	OCSP_ONEREQ *one = OCSP_request_onereq_get0(oreq, 0);
-	OCSP_CERTID *cid = OCSP_onereq_get0_id(one);
 	cJSON *iss = ocsp_issuer(req, cid);
 	if (!iss) {
 		OCSP_REQUEST_free(oreq);
@@ -785,33 +782,26 @@ int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len)
 			    401);
 		return 0;
 	}
-	ASN1_INTEGER *serial = NULL;
-	OCSP_id_get0_info(NULL, NULL, NULL, &serial, cid);
-	BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
-	uint8_t sb[64];
-	int sn = bn && BN_num_bytes(bn) <= 64 ? BN_bn2bin(bn, sb) : -1;
-	BN_free(bn);
 	int status = V_OCSP_CERTSTATUS_UNKNOWN;
 	int64_t revoked_at = 0;
-	if (sn > 0) {
-		char skey[200], key[220];
-		cs_pki_serial_format(sb, (size_t)sn, '-', skey);
-		snprintf(key, sizeof key, "revoked/%s", skey);
-		cJSON *e = NULL;
-		if (cs_view_get_json(req, key, &e) == 0 &&
-		    strcmp(cs_pki_jstr(e, "issuer_id", ""), cs_pki_jstr(iss, "id", "")) == 0) {
-			status = V_OCSP_CERTSTATUS_REVOKED;
-			revoked_at = cs_pki_jint(e, "revocation_time", 0);
-		}
+	char skey[200], spath[220];
+	cs_pki_serial_format(sb, sn, '-', skey);
+	snprintf(spath, sizeof spath, "revoked/%s", skey);
+	cJSON *e = NULL;
+	const char *iid = cs_pki_jstr(iss, "id", "");
+	if (cs_view_get_json(req, spath, &e) == 0 &&
+	    strcmp(cs_pki_jstr(e, "issuer_id", ""), iid) == 0) {
+		status = V_OCSP_CERTSTATUS_REVOKED;
+		revoked_at = cs_pki_jint(e, "revocation_time", 0);
+	}
+	cJSON_Delete(e);
+	e = NULL;
+	if (status == V_OCSP_CERTSTATUS_UNKNOWN) {
+		snprintf(spath, sizeof spath, "certs/%s", skey);
+		if (cs_view_get_json(req, spath, &e) == 0 &&
+		    strcmp(cs_pki_jstr(e, "issuer_id", ""), iid) == 0)
+			status = V_OCSP_CERTSTATUS_GOOD;
 		cJSON_Delete(e);
-		if (status == V_OCSP_CERTSTATUS_UNKNOWN) {
-			snprintf(key, sizeof key, "certs/%s", skey);
-			if (cs_view_get_json(req, key, &e) == 0 &&
-			    strcmp(cs_pki_jstr(e, "issuer_id", ""), cs_pki_jstr(iss, "id", "")) ==
-				0)
-				status = V_OCSP_CERTSTATUS_GOOD;
-			cJSON_Delete(e);
-		}
 	}
 	X509 *ix = cs_pki_issuer_cert(iss);
 	EVP_PKEY *key = NULL;

@@ -230,6 +230,17 @@ struct cs_pki_revoked {
 X509_CRL *cs_pki_crl_build(X509 *issuer, EVP_PKEY *key, const struct cs_pki_revoked *rev, size_t n,
 			   int64_t number, int64_t delta_base, int64_t now, int64_t expiry);
 
+/* An OCSP request (RFC 6960 §4.1) from untrusted bytes: exactly one DER request, no
+ * trailing bytes, exactly one certificate asked about (as Vault answers). Returns the
+ * request (the caller frees it with OCSP_REQUEST_free), *id its CertID (borrowed from it)
+ * and the serial asked about (big-endian, leading zeros dropped, at most `cap` bytes) in
+ * serial / *serial_len; NULL when malformed. */
+struct ocsp_request_st;
+struct ocsp_cert_id_st;
+struct ocsp_request_st *cs_pki_ocsp_parse(const uint8_t *der, size_t len,
+					  struct ocsp_cert_id_st **id, uint8_t *serial, size_t cap,
+					  size_t *serial_len);
+
 /* ---- pki_store.c: the mount's storage ---- */
 
 /* The issuer id for a reference: "default", an id or a name. CS_ENOTFOUND with Vault's

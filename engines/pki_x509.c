@@ -8,8 +8,10 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -820,4 +822,37 @@ X509_NAME *cs_pki_subject(const cJSON *src, const char *cn, const char *serial_n
 					   -1, -1, 0);
 	ERR_clear_error();
 	return n;
+}
+
+OCSP_REQUEST *cs_pki_ocsp_parse(const uint8_t *der, size_t len, OCSP_CERTID **id, uint8_t *serial,
+				size_t cap, size_t *serial_len)
+{
+	*id = NULL;
+	*serial_len = 0;
+	if (!der || len == 0 || len > LONG_MAX)
+		return NULL;
+	const unsigned char *p = der;
+	OCSP_REQUEST *r = d2i_OCSP_REQUEST(NULL, &p, (long)len);
+	if (!r || p != der + len || OCSP_request_onereq_count(r) != 1)
+		goto bad;
+	OCSP_CERTID *cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(r, 0));
+	ASN1_INTEGER *ser = NULL;
+	if (!cid || !OCSP_id_get0_info(NULL, NULL, NULL, &ser, cid) || !ser)
+		goto bad;
+	BIGNUM *bn = ASN1_INTEGER_to_BN(ser, NULL);
+	if (!bn || BN_is_negative(bn) || (size_t)BN_num_bytes(bn) > cap) {
+		BN_free(bn);
+		goto bad;
+	}
+	int n = BN_bn2bin(bn, serial);
+	BN_free(bn);
+	if (n <= 0) /* serial 0: nothing we issue */
+		goto bad;
+	*serial_len = (size_t)n;
+	*id = cid;
+	return r;
+bad:
+	OCSP_REQUEST_free(r);
+	ERR_clear_error();
+	return NULL;
 }
