@@ -748,11 +748,8 @@ int pki_issuer_raw(struct cs_request *req)
 	int rc = load_ref(req, &iss);
 	if (rc)
 		return rc;
-	const char *fmt = cs_req_capture(req, "fmt");
-	if (strcmp(fmt, "json") != 0 && strcmp(fmt, "der") != 0 && strcmp(fmt, "pem") != 0) {
-		cJSON_Delete(iss);
-		return cs_req_error(req, CS_ENOTFOUND, "unsupported path");
-	}
+	/* issuer/<ref>/json|der|pem: the format is the path's last segment */
+	const char *fmt = strrchr(req->rel, '/') + 1;
 	X509 *x = cs_pki_issuer_cert(iss);
 	if (!x) {
 		cJSON_Delete(iss);

@@ -560,9 +560,6 @@ int pki_crl_raw(struct cs_request *req)
 		fmt = "json";
 	else
 		fmt = "der";
-	const char *fcap = cs_req_capture(req, "fmt");
-	if (fcap && strcmp(fcap, "der") != 0 && strcmp(fcap, "pem") != 0)
-		return cs_req_error(req, CS_ENOTFOUND, "unsupported path");
 	char *id = NULL;
 	int rc = cs_pki_resolve_issuer(req, ref ? ref : "default", &id);
 	uint8_t *der = NULL;
