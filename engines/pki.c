@@ -474,6 +474,12 @@ static const struct cs_path pki_paths[] = {
      .synopsis = "OCSP (RFC 6960), GET with the base64 request in the path"},
 };
 
+/* Certificates issued by roles with generate_lease. */
+static const struct cs_secret_type pki_secrets[] = {
+    {.name = "cert", .revoke = pki_lease_revoke},
+    {.name = NULL},
+};
+
 void cs_pki_register(void)
 {
 	cs_backend_register(&cs_pki_backend);
@@ -483,4 +489,5 @@ const struct cs_backend cs_pki_backend = {
     .type = "pki",
     .paths = pki_paths,
     .n_paths = CS_ARRAY_LEN(pki_paths),
+    .secrets = pki_secrets,
 };

@@ -404,6 +404,25 @@ int pki_revoke_with_key(struct cs_request *req)
 	return rc;
 }
 
+/* The "cert" lease kind's revoke (cs_req_lease in cs_pki_sign_cert): revoke the
+ * certificate the lease was issued with; an expired one needs nothing more. */
+int pki_lease_revoke(struct cs_request *req)
+{
+	const cJSON *internal = cs_req_get(req, "internal");
+	const char *pem = cs_pki_jstr(internal, "certificate", "");
+	X509 *x = cs_pki_cert_from_pem(pem);
+	if (!x)
+		return cs_req_error(req, CS_EINVAL, "lease has no certificate to revoke");
+	char *iid = find_issuer(req, x);
+	int rc = 0;
+	if (iid)
+		rc = revoke_cert(req, x, iid);
+	/* its issuer is gone (root deleted): nothing can trust it any more */
+	free(iid);
+	X509_free(x);
+	return rc;
+}
+
 /* ---- config/crl */
 
 static cJSON *crl_cfg_json(struct cs_request *req)

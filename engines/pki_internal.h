@@ -367,5 +367,6 @@ int pki_crl_rotate(struct cs_request *req);
 int pki_crl_rotate_delta(struct cs_request *req);
 int pki_crl_raw(struct cs_request *req);
 int pki_ocsp(struct cs_request *req);
+int pki_lease_revoke(struct cs_request *req);
 
 #endif

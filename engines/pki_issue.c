@@ -749,6 +749,20 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 	if (in->is_ca || !cs_pki_jbool(role, "no_store", false))
 		if ((rc = cs_pki_cert_store(req, x, iid)))
 			goto out;
+	if (!in->is_ca && cs_pki_jbool(role, "generate_lease", false)) {
+		/* Vault: the lease lasts as long as the certificate; revoking it (or the token
+		 * that holds it) revokes the certificate (pki_lease_revoke). */
+		char lsn[80];
+		cs_pki_cert_serial(x, ':', lsn, sizeof lsn);
+		char *lpem = cs_pki_cert_pem(x);
+		cJSON *internal = cJSON_CreateObject();
+		cJSON_AddStringToObject(internal, "serial_number", lsn);
+		cJSON_AddStringToObject(internal, "certificate", lpem);
+		free(lpem);
+		int64_t left = not_after - now;
+		if ((rc = cs_req_lease(req, "cert", internal, left, left)))
+			goto out;
+	}
 	cJSON *d = cJSON_CreateObject();
 	const char *fmt = strcmp(format, "der") == 0 ? "der" : "pem";
 	char *pem = encode_cert(x, fmt);

@@ -6,6 +6,7 @@ Vault's."""
 import base64
 import os
 import subprocess
+import time
 
 import pytest
 from cryptography import x509
@@ -543,3 +544,41 @@ def test_config_crl_and_delta(srv, tmp_path):
     assert ind == base
     assert [e.serial_number for e in delta] == [int(d["serial_number"].replace(":", ""), 16)]
     assert "----BEGIN X509 CRL" in srv.request("GET", "%s/crl/delta/pem" % mp).text
+
+
+# ------------------------------------------------------------------ leases
+
+
+def wait_revoked(srv, mp, sn, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        c = srv.request("GET", "%s/cert/%s" % (mp, sn)).json()["data"]
+        if c["revocation_time"] > 0:
+            return c
+        time.sleep(0.2)
+    raise AssertionError("certificate %s was not revoked" % sn)
+
+
+def test_generate_lease_revocation_revokes_the_certificate(srv):
+    mp = mount(srv)
+    make_root(srv, mp)
+    write(srv, "%s/roles/l" % mp, allow_any_name=True, key_type="ec", ttl="1h",
+          generate_lease=True)
+    r = write(srv, "%s/issue/l" % mp, common_name="leased.example")
+    sn = r["data"]["serial_number"]
+    assert r["lease_id"].startswith("%s/issue/l/" % mp)
+    assert 3500 <= r["lease_duration"] <= 3600 and r["renewable"] is False
+    # revoking the lease revokes the certificate, and the CRL says so
+    rq(srv, "PUT", "sys/leases/revoke", json={"lease_id": r["lease_id"]})
+    wait_revoked(srv, mp, sn)
+    crl = x509.load_der_x509_crl(srv.request("GET", "%s/crl" % mp).content)
+    assert int(sn.replace(":", ""), 16) in [e.serial_number for e in crl]
+    # a token's leases go with it
+    tok = srv.client().auth.token.create(policies=["root"], ttl="1h")["auth"]["client_token"]
+    r2 = srv.request("POST", "%s/issue/l" % mp, token=tok,
+                     json={"common_name": "t.example"}).json()
+    srv.client().auth.token.revoke(tok)
+    wait_revoked(srv, mp, r2["data"]["serial_number"])
+    # without generate_lease there is no lease
+    write(srv, "%s/roles/n" % mp, allow_any_name=True, key_type="ec", ttl="1h")
+    assert not write(srv, "%s/issue/n" % mp, common_name="x.example").get("lease_id")
