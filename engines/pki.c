@@ -238,6 +238,18 @@ static const struct cs_field revoke_fields[] = {
     {.name = NULL},
 };
 
+static const struct cs_field tidy_fields[] = {
+    {.name = "tidy_cert_store", .type = CS_FIELD_BOOL, .desc = "remove expired certificates"},
+    {.name = "tidy_revoked_certs", .type = CS_FIELD_BOOL, .desc = "remove expired revocations"},
+    {.name = "safety_buffer", .type = CS_FIELD_DURATION, .desc = "expired for at least this"},
+    {.name = "pause_duration", .type = CS_FIELD_DURATION, .desc = "accepted (batches pause)"},
+    {.name = "enabled", .type = CS_FIELD_BOOL, .desc = "auto-tidy on"},
+    {.name = "interval_duration", .type = CS_FIELD_DURATION, .desc = "auto-tidy period"},
+    {.name = "tidy_revoked_cert_issuer_associations", .type = CS_FIELD_BOOL, .desc = "accepted"},
+    {.name = "tidy_expired_issuers", .type = CS_FIELD_BOOL, .desc = "accepted"},
+    {.name = NULL},
+};
+
 #define RAW_READ (CS_PATH_UNAUTH)
 
 static const struct cs_path pki_paths[] = {
@@ -464,6 +476,20 @@ static const struct cs_path pki_paths[] = {
      .ops = {[CS_OP_READ] = pki_crl_raw},
      .flags = RAW_READ,
      .synopsis = "the default issuer's CRL (PEM)"},
+    {.pattern = "tidy",
+     .fields = tidy_fields,
+     .ops = {[CS_OP_UPDATE] = pki_tidy},
+     .synopsis = "remove expired certificates and revocations"},
+    {.pattern = "tidy-status",
+     .ops = {[CS_OP_READ] = pki_tidy_status},
+     .synopsis = "the current or last tidy run"},
+    {.pattern = "tidy-cancel",
+     .ops = {[CS_OP_UPDATE] = pki_tidy_cancel},
+     .synopsis = "stop the running tidy"},
+    {.pattern = "config/auto-tidy",
+     .fields = tidy_fields,
+     .ops = {[CS_OP_READ] = pki_auto_tidy_read, [CS_OP_UPDATE] = pki_auto_tidy_write},
+     .synopsis = "periodic tidy"},
     {.pattern = "ocsp",
      .ops = {[CS_OP_UPDATE] = pki_ocsp},
      .flags = CS_PATH_UNAUTH | CS_PATH_RAW_BODY,
@@ -490,4 +516,5 @@ const struct cs_backend cs_pki_backend = {
     .paths = pki_paths,
     .n_paths = CS_ARRAY_LEN(pki_paths),
     .secrets = pki_secrets,
+    .periodic = pki_periodic,
 };

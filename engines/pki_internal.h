@@ -13,7 +13,8 @@
  *                 only for the signature it makes.
  *   pki_ca.c      issuer and key endpoints (root/intermediate generation, imports, reads).
  *   pki_issue.c   roles, and issuance (issue/sign/sign-verbatim) through cs_pki_sign_cert.
- *   pki_crl.c     revocation, CRLs, OCSP, cert reads.
+ *   pki_crl.c     revocation, CRLs, OCSP, cert reads, the generate_lease revoke.
+ *   pki_tidy.c    tidy, tidy-status, tidy-cancel, config/auto-tidy, periodic upkeep.
  *   pki.c         the path table.
  *
  * Storage layout under the mount's view (every value behind the barrier):
@@ -29,6 +30,7 @@
  *   revoked/<serial>     {"der","issuer_id","revocation_time","revocation_time_utc"}
  *   crls/<issuer id>     {"der","number","this_update","next_update"}, and
  *   crls/<issuer id>-delta for the delta CRL.
+ *   tidy/state           the current or last tidy run (pki_tidy.c)
  */
 #ifndef CS_ENGINES_PKI_INTERNAL_H
 #define CS_ENGINES_PKI_INTERNAL_H
@@ -368,5 +370,11 @@ int pki_crl_rotate_delta(struct cs_request *req);
 int pki_crl_raw(struct cs_request *req);
 int pki_ocsp(struct cs_request *req);
 int pki_lease_revoke(struct cs_request *req);
+int pki_tidy(struct cs_request *req);
+int pki_tidy_status(struct cs_request *req);
+int pki_tidy_cancel(struct cs_request *req);
+int pki_auto_tidy_read(struct cs_request *req);
+int pki_auto_tidy_write(struct cs_request *req);
+int pki_periodic(struct cs_request *req);
 
 #endif

@@ -582,3 +582,63 @@ def test_generate_lease_revocation_revokes_the_certificate(srv):
     # without generate_lease there is no lease
     write(srv, "%s/roles/n" % mp, allow_any_name=True, key_type="ec", ttl="1h")
     assert not write(srv, "%s/issue/n" % mp, common_name="x.example").get("lease_id")
+
+
+# ------------------------------------------------------------------ tidy
+
+
+def test_tidy_removes_expired_certs_and_revocations(srv):
+    mp = mount(srv)
+    make_root(srv, mp)
+    write(srv, "%s/roles/s" % mp, allow_any_name=True, key_type="ec", ttl="2s",
+          not_before_duration="1s")
+    write(srv, "%s/roles/long" % mp, allow_any_name=True, key_type="ec", ttl="1h")
+    short = [write(srv, "%s/issue/s" % mp, common_name="s%d.example" % i)["data"]
+             ["serial_number"] for i in range(3)]
+    keep = write(srv, "%s/issue/long" % mp, common_name="keep.example")["data"]["serial_number"]
+    write(srv, "%s/revoke" % mp, serial_number=short[0])
+    assert "cancelled" in err(srv, "%s/tidy-cancel" % mp)
+    assert "at least one" in err(srv, "%s/tidy" % mp)
+    time.sleep(4)  # the short certificates expire (clock time, not a timing assertion)
+    r = rq(srv, "POST", "%s/tidy" % mp, json={"tidy_cert_store": True,
+                                              "tidy_revoked_certs": True,
+                                              "safety_buffer": "1s"})
+    assert r.status_code == 202 and "Tidy operation successfully started" in \
+        r.json()["warnings"][0]
+    st = rq(srv, "GET", "%s/tidy-status" % mp).json()["data"]
+    assert st["state"] == "Finished" and st["time_finished"]
+    assert st["cert_store_deleted_count"] == 3 and st["revoked_cert_deleted_count"] == 1
+    keys = rq(srv, "LIST", "%s/certs" % mp).json()["data"]["keys"]
+    assert keep in keys and not set(short) & set(keys)
+    assert rq(srv, "LIST", "%s/certs/revoked" % mp).status_code == 404
+    crl = x509.load_der_x509_crl(srv.request("GET", "%s/crl" % mp).content)
+    assert len(list(crl)) == 0
+    # the default safety buffer (72h) keeps everything
+    write(srv, "%s/roles/s" % mp, allow_any_name=True, key_type="ec", ttl="2s")
+    rq(srv, "POST", "%s/tidy" % mp, json={"tidy_cert_store": True})
+    assert rq(srv, "GET", "%s/tidy-status" % mp).json()["data"]["cert_store_deleted_count"] == 0
+
+
+def test_auto_tidy_runs_from_the_periodic_hook(server_factory):
+    srv = server_factory(extra_config='periodic_interval = "1s"\n')
+    H.init_and_unseal(srv)
+    c = srv.client()
+    c.sys.enable_secrets_engine("pki", path="pki", config={"max_lease_ttl": "87600h"})
+    make_root(srv, "pki")
+    cfg = rq(srv, "GET", "pki/config/auto-tidy").json()["data"]
+    assert cfg["enabled"] is False and cfg["interval_duration"] == 12 * 3600
+    assert "no tidy operations" in err(srv, "pki/config/auto-tidy", enabled=True)
+    write(srv, "pki/roles/s", allow_any_name=True, key_type="ec", ttl="1s",
+          not_before_duration="1s")
+    sn = write(srv, "pki/issue/s", common_name="a.example")["data"]["serial_number"]
+    time.sleep(3)
+    write(srv, "pki/config/auto-tidy", enabled=True, tidy_cert_store=True,
+          interval_duration="1s", safety_buffer="1s")
+    end = time.time() + 30
+    while time.time() < end:
+        st = rq(srv, "GET", "pki/tidy-status").json()["data"]
+        if st["state"] == "Finished" and st["cert_store_deleted_count"] >= 1:
+            break
+        time.sleep(0.3)
+    assert st["state"] == "Finished" and st["cert_store_deleted_count"] >= 1, st
+    assert srv.request("GET", "pki/cert/%s" % sn).status_code == 404
