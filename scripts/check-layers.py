@@ -49,7 +49,8 @@ ONE_BACKEND = [
      "auth/token_roles", "auth/expire"},
     # transit (split by job, engines/transit_internal.h) and its crypto, apart for tests
     {"engines/transit", "engines/transit_internal", "engines/transit_keys", "engines/transit_ops",
-     "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym"},
+     "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym",
+     "engines/transit_backup", "engines/transit_cache", "engines/transit_rotate"},
     # pki (split by concern, engines/pki_internal.h)
     {"engines/pki", "engines/pki_internal", "engines/pki_util", "engines/pki_x509",
      "engines/pki_store", "engines/pki_ca", "engines/pki_issue", "engines/pki_crl",
