@@ -6,6 +6,7 @@
 #include "auth/userpass.h"
 #include "engines/cubbyhole.h"
 #include "engines/kv.h"
+#include "engines/pki.h"
 #include "engines/transit.h"
 #include "server/core.h"
 #include "server/ha.h"
@@ -34,6 +35,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_cubbyhole_register(core);
 	/* transit engine (encryption as a service) and sys/tools/hash|random */
 	cs_transit_register();
+	/* PKI engine (certificate authority: issuers, roles, CRLs, OCSP) */
+	cs_pki_register();
 	/* response wrapping, sys/wrapping/ endpoints */
 	cs_wrap_register();
 	/* cluster: join, challenge/answer, digest, step-down, ha-status */

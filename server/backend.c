@@ -13,6 +13,7 @@
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
+#include "server/http.h"
 
 _Static_assert(CS_EASYNC >= CS_E__COUNT, "CS_EASYNC must not be an error code");
 
@@ -539,6 +540,28 @@ void cs_req_set_data(struct cs_request *req, cJSON *data)
 {
 	cJSON_Delete(req->resp_data);
 	req->resp_data = data;
+}
+
+void cs_req_set_raw(struct cs_request *req, const char *content_type, const void *body, size_t len)
+{
+	free(req->raw_body);
+	req->raw_body = malloc(len ? len : 1);
+	if (!req->raw_body)
+		abort();
+	if (len)
+		memcpy(req->raw_body, body, len);
+	req->raw_len = len;
+	req->raw_type = content_type;
+}
+
+const uint8_t *cs_req_body(const struct cs_request *req, size_t *len)
+{
+	*len = 0;
+	if (!req->raw_request || !req->http || !req->route ||
+	    !(req->route->flags & CS_PATH_RAW_BODY))
+		return NULL;
+	*len = req->http->body.len;
+	return (const uint8_t *)req->http->body.data;
 }
 
 /* ------------------------------------------------------------------ views */

@@ -145,6 +145,11 @@ const struct cs_field *cs_backend_missing_field(const struct cs_field *fields, c
  * req->token_entry and req->root. For unauthenticated paths whose answer depends on the
  * caller (sys/internal/ui/mounts). No ACL check on the path itself. */
 #define CS_PATH_OPT_TOKEN 0x40
+/* The route takes a request body that is not JSON or a form (Content-Type other than
+ * JSON, form or text, with a body that does not start like JSON: an OCSP request): the
+ * core passes its bytes untouched (cs_req_body) instead of refusing them. Any other
+ * route answers such a body with 415. */
+#define CS_PATH_RAW_BODY 0x80
 
 struct cs_request;
 struct cs_mount;
@@ -246,8 +251,8 @@ struct cs_request {
 	struct cs_core *core;
 	struct cs_http_req *http; /* NULL for internal requests */
 	enum cs_op op;
-	char *path;      /* logical path after /v1/, e.g. "secret/foo" */
-	const char *rel; /* path relative to the mount (points into path) */
+	char *path;             /* logical path after /v1/, e.g. "secret/foo" */
+	const char *rel;        /* path relative to the mount (points into path) */
 	struct cs_mount *mount; /* held by the core while the request is suspended */
 	bool mount_held;
 	const struct cs_path *route;
@@ -275,7 +280,15 @@ struct cs_request {
 	bool renewable;
 	char *lease_id;
 	bool data_to_top; /* copy data keys to the top level (sys/mounts, ...) */
-	char *errmsg;     /* message for an error return */
+	/* If raw_type is set, the response body is raw_body (raw_len bytes, malloc'd, owned)
+	 * sent as is with that Content-Type, not JSON: PEM, DER, CRLs, OCSP (Vault's
+	 * HTTPRawBody / HTTPContentType). Set with cs_req_set_raw. */
+	const char *raw_type;
+	uint8_t *raw_body;
+	size_t raw_len;
+	/* The request came with a body that the core did not parse (CS_PATH_RAW_BODY). */
+	bool raw_request;
+	char *errmsg; /* message for an error return */
 	/* 0, or the code the request answers with although it succeeded: its writes are
 	 * committed first (cs_req_error_after_commit). */
 	int commit_error;
@@ -379,6 +392,13 @@ void cs_req_warn(struct cs_request *req, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Set the response data (takes ownership). */
 void cs_req_set_data(struct cs_request *req, cJSON *data);
+/* Answer with a non-JSON body: a copy of `len` bytes of `body`, sent with
+ * `content_type` (a static string) and status 200, or 204 when len is 0 (as Vault does
+ * for an empty raw body). */
+void cs_req_set_raw(struct cs_request *req, const char *content_type, const void *body, size_t len);
+/* On a CS_PATH_RAW_BODY route: the request body that the core left unparsed, or NULL
+ * (none, a JSON/form body, or an internal request). Points into the HTTP request. */
+const uint8_t *cs_req_body(const struct cs_request *req, size_t *len);
 
 /* What a backend knows of its mount and client (server/backend_env.c), so that it needs
  * no other header of server/. */

@@ -80,6 +80,9 @@ static void req_free(struct cs_request *req)
 	cs_json_delete_wiped(req->resp_auth);
 	cJSON_Delete(req->warnings);
 	cs_json_delete_wiped(req->raw);
+	if (req->raw_body)
+		cs_zero(req->raw_body, req->raw_len);
+	free(req->raw_body);
 	free(req->lease_id);
 	free(req->errmsg);
 	free(req);
@@ -120,7 +123,15 @@ static void finish(struct cs_request *req)
 	size_t len = 0;
 	char *body = NULL;
 	int status = req->status;
-	if (req->raw) {
+	const char *ctype = NULL; /* JSON */
+	if (req->raw_type) {      /* a non-JSON body (cs_req_set_raw): handed over as is */
+		body = (char *)req->raw_body;
+		len = req->raw_len;
+		req->raw_body = NULL;
+		ctype = req->raw_type;
+		if (!status)
+			status = len ? 200 : 204;
+	} else if (req->raw) {
 		body = cJSON_PrintUnformatted(req->raw);
 		len = strlen(body);
 		if (!status)
@@ -132,10 +143,16 @@ static void finish(struct cs_request *req)
 	} else if (!status) {
 		status = 204;
 	}
-	if (req->core->audit.request && !req->internal) /* may turn it into a 500 */
+	if (req->core->audit.request && !req->internal) { /* may turn it into a 500 */
+		int before = status;
 		req->core->audit.response(req, &status, &body, &len);
+		if (status != before)
+			ctype = NULL; /* the JSON error that replaced the body */
+	}
 	if (req->http) {
-		if (body)
+		if (body && ctype)
+			cs_http_respond(req->http, status, ctype, NULL, 0, body, len);
+		else if (body)
 			cs_http_respond_json(req->http, status, body, len);
 		else
 			cs_http_respond(req->http, status, NULL, NULL, 0, NULL, 0);
@@ -503,6 +520,8 @@ static void run(struct cs_request *req)
 	int rc = authorize(req);
 	if (req->core->audit.request) /* request entry; fails closed */
 		rc = req->core->audit.request(req, rc);
+	if (!rc && req->raw_request && !req->no_route && !req->help && !(flags & CS_PATH_RAW_BODY))
+		rc = cs_req_error(req, CS_EMEDIATYPE, "unsupported Content-Type for this path");
 	if (!rc && req->no_route == 1)
 		rc = cs_req_error(req, CS_ENOTFOUND,
 				  "no handler for route \"%s\". route entry not found.", req->path);
@@ -780,6 +799,7 @@ void cs_core_handle_http(struct cs_http_req *h, void *ctx)
 	struct cs_http_flags flags = {0};
 	int rc = cs_http_decode_fields(h, req->op, &req->data, &flags, &req->errmsg);
 	req->help = flags.help;
+	req->raw_request = flags.raw_body;
 	if (rc) {
 		finish_error(req, rc);
 		return;

@@ -71,7 +71,23 @@ static int parse_form(const char *body, cJSON *data, char **errmsg)
 	return rc;
 }
 
-static int parse_body(const struct cs_http_req *h, enum cs_op op, cJSON **data, char **errmsg)
+/* A Content-Type whose body is never a JSON object or a form: anything but JSON (and
+ * +json), forms and text, the types Vault's clients send JSON or forms under. */
+static bool opaque_type(const char *ct)
+{
+	if (!ct || !*ct)
+		return false;
+	size_t n = strcspn(ct, ";");
+	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+		n--;
+	if (n >= 4 && strncasecmp(ct + n - 4, "json", 4) == 0)
+		return false;
+	return strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0 &&
+	       strncasecmp(ct, "text/", 5) != 0 && strncasecmp(ct, "multipart/", 10) != 0;
+}
+
+static int parse_body(const struct cs_http_req *h, enum cs_op op, cJSON **data, char **errmsg,
+		      bool *raw)
 {
 	const char *ct = cs_http_header_get(h, "Content-Type");
 	/* Vault accepts only JSON merge patches on PATCH. */
@@ -86,6 +102,10 @@ static int parse_body(const struct cs_http_req *h, enum cs_op op, cJSON **data, 
 	if (*p != '{' && *p != '[' && ct &&
 	    strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0)
 		return parse_form(h->body.data, *data, errmsg);
+	if (*p != '{' && *p != '[' && opaque_type(ct)) {
+		*raw = true; /* binary (OCSP): only a CS_PATH_RAW_BODY route takes it */
+		return 0;
+	}
 	if (*p == '\0')
 		return 0;
 	/* A repeated key at any depth is refused: the ACL, the field checks and the handler
@@ -144,7 +164,7 @@ int cs_http_decode_fields(const struct cs_http_req *h, enum cs_op op, cJSON **da
 {
 	int rc = parse_query(h, op, *data, flags, errmsg);
 	if (!rc)
-		rc = parse_body(h, op, data, errmsg);
+		rc = parse_body(h, op, data, errmsg, &flags->raw_body);
 	return rc;
 }
 

@@ -29,6 +29,9 @@ int cs_http_decode_method(const char *method, enum cs_op *op, bool *is_head);
 struct cs_http_flags {
 	bool list; /* ?list=<true>: a GET that lists */
 	bool help; /* ?help=<any non-empty value>, as Vault */
+	/* The body was left unparsed: its Content-Type is not JSON, a form or text, and it
+	 * does not start like JSON (binary requests such as OCSP; CS_PATH_RAW_BODY). */
+	bool raw_body;
 };
 
 /*
@@ -39,6 +42,8 @@ struct cs_http_flags {
  * before and after (it may be replaced). On a refusal returns the CS_E* code and sets
  * *errmsg (freed first; the caller owns the new one) to Vault's message.
  */
+/* A body that is neither JSON nor a form is not parsed: flags->raw_body (the core
+ * refuses it unless the route takes raw bodies). */
 int cs_http_decode_fields(const struct cs_http_req *h, enum cs_op op, cJSON **data,
 			  struct cs_http_flags *flags, char **errmsg);
 

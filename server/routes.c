@@ -18,7 +18,7 @@ static const struct {
     {CS_PATH_UNAUTH, "unauth"},         {CS_PATH_SUDO, "sudo"},
     {CS_PATH_ANY_FIELDS, "any_fields"}, {CS_PATH_SEALED_OK, "sealed_ok"},
     {CS_PATH_NO_ACTIVE, "no_active"},   {CS_PATH_LOCAL, "local"},
-    {CS_PATH_OPT_TOKEN, "opt_token"},
+    {CS_PATH_OPT_TOKEN, "opt_token"},   {CS_PATH_RAW_BODY, "raw_body"},
 };
 
 cJSON *cs_routes_flags_json(unsigned flags)

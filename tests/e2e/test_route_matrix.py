@@ -61,6 +61,13 @@ VAULT_UNAUTH = {
     "cubbyhole": [],
     "userpass": ["login/*"],
     "approle": ["login"],
+    # internal/builtin/logical/pki/backend.go (ACME paths come with ACME)
+    "pki": [
+        "cert/*", "ca/pem", "ca_chain", "ca", "crl/delta", "crl/delta/pem", "crl/pem", "crl",
+        "issuer/+/crl/der", "issuer/+/crl/pem", "issuer/+/crl", "issuer/+/crl/delta/der",
+        "issuer/+/crl/delta/pem", "issuer/+/crl/delta", "issuer/+/pem", "issuer/+/der",
+        "issuer/+/json", "issuers/", "ocsp", "ocsp/*",
+    ],
 }
 
 # Rows custos serves without a token although Vault does not: (type, pattern) -> why.
@@ -111,9 +118,15 @@ def backend_key(b):
 
 
 def vault_glob_match(pattern, path):
+    # '+' is one whole segment (Vault's PathsSpecial); a LIST is checked as "path/"
+    if "+" in pattern:
+        rx = "/".join("[^/]+" if seg == "+" else re.escape(seg) for seg in pattern.split("/"))
+        if pattern.endswith("*"):
+            return re.match(rx[:-2], path) is not None
+        return re.fullmatch(rx, path) is not None or re.fullmatch(rx, path + "/") is not None
     if pattern.endswith("*"):
         return path.startswith(pattern[:-1])
-    return path == pattern
+    return path == pattern or path + "/" == pattern
 
 
 def test_listing_covers_every_row(routes):
