@@ -583,6 +583,39 @@ START_TEST(test_dispatch_number_out_of_range)
 }
 END_TEST
 
+/* Vault's default password policy: 20 characters of [A-Za-z0-9-], one of each class. */
+START_TEST(test_password_default_policy)
+{
+	static const char set[] =
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-";
+	size_t seen[256] = {0};
+	struct cs_core core = {0};
+	struct cs_request req = {.core = &core};
+	for (int i = 0; i < 5000; i++) {
+		char *p = NULL;
+		ck_assert_int_eq(cs_req_generate_password(&req, i % 2 ? "" : NULL, &p), 0);
+		ck_assert_uint_eq(strlen(p), 20);
+		ck_assert_uint_eq(strspn(p, set), 20);
+		ck_assert_ptr_nonnull(strpbrk(p, "abcdefghijklmnopqrstuvwxyz"));
+		ck_assert_ptr_nonnull(strpbrk(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"));
+		ck_assert_ptr_nonnull(strpbrk(p, "0123456789"));
+		ck_assert_ptr_nonnull(strchr(p, '-'));
+		for (const char *c = p; *c; c++)
+			seen[(unsigned char)*c]++;
+		free(p);
+	}
+	/* 100,000 draws over 63 characters: each appears (about 1,600 times). */
+	for (const char *c = set; *c; c++)
+		ck_assert_uint_gt(seen[(unsigned char)*c], 500);
+	/* A named policy needs the module that stores them. */
+	char *p = (char *)1;
+	ck_assert_int_eq(cs_req_generate_password(&req, "strict", &p), CS_EINVAL);
+	ck_assert_ptr_null(p);
+	ck_assert_str_eq(req.errmsg, "password policy \"strict\" not found");
+	free(req.errmsg);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("backend");
@@ -603,6 +636,7 @@ int main(void)
 	tcase_add_test(tc, test_capture_wins_over_every_body_member);
 	tcase_add_test(tc, test_defer_queue_bounded);
 	tcase_add_test(tc, test_dispatch_number_out_of_range);
+	tcase_add_test(tc, test_password_default_policy);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
