@@ -593,6 +593,7 @@ static int merge_one(struct cs_request *req, struct cs_idv *v, cJSON *to, cJSON 
 		     const cJSON *keep)
 {
 	const char *fid = cs_id_str(from, "id");
+	cJSON *dropped = cJSON_CreateArray(); /* from aliases that lose a clash: they go */
 	cJSON *fa;
 	cJSON_ArrayForEach(fa, cJSON_GetObjectItemCaseSensitive(from, "aliases"))
 	{
@@ -603,11 +604,12 @@ static int merge_one(struct cs_request *req, struct cs_idv *v, cJSON *to, cJSON 
 		while (t && !skip) {
 			cJSON *nx = t->next;
 			if (strcmp(cs_id_str(t, "mount_accessor"), acc) == 0) {
-				if (cs_id_list_has(keep, cs_id_str(t, "id")))
+				if (cs_id_list_has(keep, cs_id_str(t, "id"))) {
 					skip = true; /* the from alias goes */
-				else if (cs_id_list_has(keep, cs_id_str(fa, "id")))
+				} else if (cs_id_list_has(keep, cs_id_str(fa, "id"))) {
 					cJSON_Delete(cJSON_DetachItemViaPointer(ta, t));
-				else
+				} else {
+					cJSON_Delete(dropped);
 					return cs_req_error(req, CS_EINVAL,
 							    "conflicting mount accessors in "
 							    "following alias IDs and "
@@ -616,11 +618,14 @@ static int merge_one(struct cs_request *req, struct cs_idv *v, cJSON *to, cJSON 
 							    "%s, %s",
 							    cs_id_str(fa, "id"),
 							    cs_id_str(t, "id"));
+				}
 			}
 			t = nx;
 		}
-		if (skip)
+		if (skip) {
+			cJSON_AddItemToArray(dropped, cJSON_Duplicate(fa, true));
 			continue;
+		}
 		cJSON *moved = cJSON_Duplicate(fa, true);
 		cs_id_set(moved, "canonical_id", cJSON_CreateString(cs_id_str(to, "id")));
 		append_str(moved, "merged_from_canonical_ids", fid);
@@ -633,10 +638,11 @@ static int merge_one(struct cs_request *req, struct cs_idv *v, cJSON *to, cJSON 
 			append_str(to, "merged_entity_ids", m->valuestring);
 	}
 	append_str(to, "merged_entity_ids", fid);
-	/* The from entity's aliases are now the to entity's: clear them from the record so
-	 * that deleting it leaves their indexes to the to entity's put. */
+	/* The moved aliases are the to entity's now: only the dropped ones stay in the record
+	 * deleted here, so that their indexes go and the moved ones' are left to the to
+	 * entity's put. */
 	cJSON *none = cJSON_Duplicate(from, true);
-	cs_id_set(none, "aliases", cJSON_CreateArray());
+	cs_id_set(none, "aliases", dropped);
 	int rc = cs_id_entity_delete(v, none);
 	cJSON_Delete(none);
 	return rc;

@@ -107,6 +107,19 @@ def test_entity_crud_list_and_lookup(srv):
     assert r.status_code == 404
 
 
+def test_identity_mount_is_required(srv):
+    mounts = root(srv).sys.list_mounted_secrets_engines()["data"]
+    assert mounts["identity/"]["type"] == "identity"
+    r = srv.request("DELETE", "sys/mounts/identity", token=srv.root_token)
+    assert r.status_code == 400, r.text
+    r = srv.request("POST", "sys/mounts/identity/x", token=srv.root_token, json={"type": "kv"})
+    assert r.status_code == 400, r.text
+    # the ACL guards it like any path: a default token may not write entities
+    a, alice = login(srv, "alice")
+    r = srv.request("POST", "identity/entity", token=a["client_token"], json={"name": "z"})
+    assert r.status_code == 403
+
+
 def test_batch_delete(srv):
     c = root(srv)
     ids = [c.secrets.identity.create_or_update_entity(name="bd-%d-%s" % (i, H.uid()[:6]))
