@@ -57,7 +57,8 @@ static cJSON *unique(const cJSON *in, bool lower)
 			for (char *c = sv.v[sv.n - 1]; *c; c++)
 				*c = (char)tolower((unsigned char)*c);
 	}
-	qsort(sv.v, sv.n, sizeof *sv.v, cmp_str);
+	if (sv.n)
+		qsort(sv.v, sv.n, sizeof *sv.v, cmp_str);
 	cJSON *o = cJSON_CreateArray();
 	for (size_t i = 0; i < sv.n; i++)
 		if (i == 0 || strcmp(sv.v[i], sv.v[i - 1]) != 0)

@@ -794,7 +794,8 @@ int cs_id_resolve(struct cs_core *core, struct cs_txn *txn, const char *entity_i
 	}
 	cJSON_Delete(direct);
 	cJSON_Delete(inherited);
-	qsort(pol.v, pol.n, sizeof *pol.v, cmp_str);
+	if (pol.n)
+		qsort(pol.v, pol.n, sizeof *pol.v, cmp_str);
 	cJSON *pa = cJSON_CreateArray();
 	for (size_t i = 0; i < pol.n; i++)
 		/* "root" can never be attached (HCSEC-2024-21); drop it should storage hold it. */
