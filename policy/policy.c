@@ -405,11 +405,8 @@ struct cs_policy *cs_policy_instantiate(const struct cs_policy *p, const cJSON *
 	for (size_t i = 0; i < p->n_rules; i++) {
 		const struct cs_policy_rule *r = &p->rules[i];
 		struct cs_policy_rule *d = &o->rules[o->n_rules];
-		if (!r->templated) {
-			rule_copy(d, r);
-			o->n_rules++;
-			continue;
-		}
+		if (!r->templated)
+			continue; /* the caller evaluates `p` itself beside this policy */
 		char *path = NULL;
 		/* A directive without a value drops the path: it never matches (Vault). */
 		if (cs_template_render(r->tmpl, ident, &path, NULL, 0))

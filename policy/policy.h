@@ -33,7 +33,7 @@
  *   (fail closed: no wrapping exists yet, so such paths deny); sudo-protected paths also
  *   need "sudo".
  *   Templated rules ("{{identity.entity.id}}", ...) never match as parsed: the ACL
- *   evaluates cs_policy_instantiate's copy, expanded for the request's identity
+ *   evaluates cs_policy_instantiate's expansion beside it, for the request's identity
  *   (policy/template.h), where a path whose value is missing is dropped (Vault's rule).
  */
 #ifndef CS_POLICY_POLICY_H
@@ -94,9 +94,11 @@ int cs_policy_parse(const char *text, size_t len, struct cs_policy **out, char *
 		    size_t errlen);
 void cs_policy_free(struct cs_policy *p);
 
-/* A new policy (the caller frees it with cs_policy_free) with every templated rule of `p`
- * expanded against `ident` (policy/template.h; NULL: no identity) and dropped when a
- * directive has no usable value; other rules are copied. Never fails. */
+/* A new policy (the caller frees it with cs_policy_free) holding the templated rules of
+ * `p` expanded against `ident` (policy/template.h; NULL: no identity), each dropped when a
+ * directive has no usable value. Evaluate it together with `p` (whose templated rules
+ * never match): rules merge across policies, so the pair is `p` instantiated, without
+ * copying its plain rules on every request. Never fails. */
 struct cs_policy *cs_policy_instantiate(const struct cs_policy *p, const cJSON *ident);
 
 /* One request to check. `data` (object or NULL) is the request's body + query data,

@@ -121,19 +121,24 @@ static int effective_load(struct cs_core *core, struct cs_txn *txn, const cJSON 
 		cJSON_Delete(ident);
 		return rc;
 	}
+	/* Each templated policy gets its expanded rules as one more policy beside it (rules
+	 * merge across policies). Without an identity a templated path never matches. */
+	size_t n_tmpl = 0;
+	for (size_t i = 0; ident && i < ps.n; i++)
+		n_tmpl += ps.v[i]->templated;
 	ef->v = ps.v;
 	ef->n = ps.n;
-	/* Without an identity a templated path never matches as parsed: no copy needed. */
-	for (size_t i = 0; ident && i < ef->n; i++) {
-		if (!ef->v[i]->templated)
-			continue;
-		if (!ef->inst) {
-			ef->inst = calloc(ef->n, sizeof *ef->inst);
-			if (!ef->inst)
-				abort();
+	if (n_tmpl) {
+		ef->v = realloc(ps.v, (ps.n + n_tmpl) * sizeof *ef->v);
+		ef->inst = calloc(n_tmpl, sizeof *ef->inst);
+		if (!ef->v || !ef->inst)
+			abort();
+		for (size_t i = 0; i < ps.n; i++) {
+			if (!ef->v[i]->templated)
+				continue;
+			ef->inst[ef->n_inst] = cs_policy_instantiate(ef->v[i], ident);
+			ef->v[ef->n++] = ef->inst[ef->n_inst++];
 		}
-		ef->inst[ef->n_inst] = cs_policy_instantiate(ef->v[i], ident);
-		ef->v[i] = ef->inst[ef->n_inst++];
 	}
 	cJSON_Delete(ident);
 	return 0;

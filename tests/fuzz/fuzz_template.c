@@ -63,12 +63,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char perr[600];
 	if (ptext && cs_policy_parse(ptext, strlen(ptext), &p, perr, sizeof perr) == 0) {
 		struct cs_policy *q = cs_policy_instantiate(p, ident);
-		const struct cs_policy *v[] = {q};
+		const struct cs_policy *v[] = {p, q};
 		struct cs_acl_request r = {CS_ACL_READ, "alice", NULL, 0, false};
-		(void)cs_acl_allowed(v, 1, &r);
+		(void)cs_acl_allowed(v, 2, &r);
 		for (size_t i = 0; i < q->n_rules; i++) {
 			r.path = q->rules[i].path;
-			(void)cs_acl_allowed(v, 1, &r);
+			(void)cs_acl_allowed(v, 2, &r);
 		}
 		cs_policy_free(q);
 		cs_policy_free(p);
