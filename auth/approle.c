@@ -807,7 +807,8 @@ static int login(struct cs_request *req)
 	cs_tokenutil_set(meta, "role_name", cJSON_CreateString(name));
 	char path[400];
 	snprintf(path, sizeof path, "%slogin", cs_req_mount_path(req));
-	rc = cs_tokenutil_issue(req, r, meta, "", path);
+	/* Vault: the alias is the role id, its metadata the token's. */
+	rc = cs_tokenutil_issue_alias(req, r, meta, "", path, rid, meta);
 out:
 	free(name);
 	cJSON_Delete(meta);

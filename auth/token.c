@@ -508,7 +508,7 @@ static const struct cs_field create_fields[] = {
     {.name = "display_name", .type = CS_FIELD_STRING, .desc = "display name"},
     {.name = "num_uses", .type = CS_FIELD_INT, .desc = "uses"},
     {.name = "type", .type = CS_FIELD_STRING, .desc = "service or batch"},
-    {.name = "entity_alias", .type = CS_FIELD_STRING, .desc = "ignored"},
+    {.name = "entity_alias", .type = CS_FIELD_STRING, .desc = "entity alias (with a role)"},
     {.name = NULL},
 };
 

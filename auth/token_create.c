@@ -28,6 +28,7 @@ struct create_params {
 	bool renewable;
 	int64_t ttl, period, explicit_max, max_ttl, num_uses;
 	const cJSON *bound_cidrs; /* array of CIDR strings the token may be used from */
+	const char *entity_id;    /* identity entity of the token, or NULL */
 };
 
 static bool list_has(const cJSON *arr, const char *s)
@@ -92,7 +93,24 @@ void cs_token_fill_auth(struct cs_request *req, const char *token, const cJSON *
 	cJSON_AddNumberToObject(a, "lease_duration", (double)ttl);
 	cJSON_AddBoolToObject(a, "renewable",
 			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "renewable")));
-	cJSON_AddStringToObject(a, "entity_id", "");
+	const char *eid = cs_tokenutil_str(e, "entity_id");
+	cJSON_AddStringToObject(a, "entity_id", eid);
+	/* As Vault: "policies" adds the entity's and its groups' to the token's own. */
+	cJSON *ident = NULL;
+	if (*eid && cs_backend_identity_resolve(req->core, &req->txn, eid, &ident) == 0 && ident &&
+	    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ident, "policies"))) {
+		const cJSON *ip = cJSON_GetObjectItemCaseSensitive(ident, "policies");
+		cJSON *all = cJSON_Duplicate(pol, true);
+		const cJSON *x;
+		cJSON_ArrayForEach(x, ip) cJSON_AddItemToArray(all, cJSON_Duplicate(x, true));
+		cJSON_ReplaceItemInObjectCaseSensitive(a, "policies",
+						       cs_token_policy_set(all, false));
+		cJSON_Delete(all);
+		cJSON_AddItemToObject(a, "identity_policies", cJSON_Duplicate(ip, true));
+	} else {
+		cJSON_AddNullToObject(a, "identity_policies");
+	}
+	cJSON_Delete(ident);
 	cJSON_AddStringToObject(a, "token_type", cs_tokenutil_str(e, "type"));
 	cJSON_AddBoolToObject(a, "orphan",
 			      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "orphan")));
@@ -164,6 +182,8 @@ static int create_token(struct cs_request *req, struct create_params *p)
 	if (ttl > 0)
 		snprintf(lease, sizeof lease, "%s/%s", p->path, hex);
 	cJSON_AddStringToObject(e, "lease_id", lease);
+	if (p->entity_id && *p->entity_id)
+		cJSON_AddStringToObject(e, "entity_id", p->entity_id);
 
 	rc = cs_token_entry_put(txn, hex, e);
 	if (!rc)
@@ -230,6 +250,7 @@ struct create_req {
 	bool no_default;         /* leave "default" out of the policies */
 	const cJSON *parent_pol; /* the parent token's policies */
 	struct create_params p;  /* p.policies is owned until create_token takes it */
+	char *entity_id;         /* from entity_alias (owned), else the parent's */
 	char parent_hex[65];
 	char display[160];
 	char path[300];
@@ -436,6 +457,58 @@ static int choose_parent(struct create_req *c)
 	return rc;
 }
 
+/* Vault's glob for allowed_entity_aliases: '*' matches any run of characters. */
+static bool glob_match(const char *pat, const char *s)
+{
+	if (!*pat)
+		return !*s;
+	if (*pat == '*')
+		return glob_match(pat + 1, s) || (*s && glob_match(pat, s + 1));
+	return *s == *pat && glob_match(pat + 1, s + 1);
+}
+
+/* The token's entity: the one of `entity_alias` on this token mount (a role must allow
+ * it), else the parent token's, as Vault's token store decides. */
+static int choose_entity(struct create_req *c)
+{
+	struct cs_request *req = c->req;
+	const char *alias = cs_req_str(req, "entity_alias", "");
+	if (!*alias) {
+		c->p.entity_id = cs_tokenutil_str(req->token_entry, "entity_id");
+		return 0;
+	}
+	if (!c->role)
+		return cs_req_error(
+		    req, CS_EINVAL,
+		    "'entity_alias' is only allowed in combination with token role");
+	char *lower = strdup(alias);
+	if (!lower)
+		abort();
+	for (char *ch = lower; *ch; ch++)
+		*ch = (char)tolower((unsigned char)*ch);
+	bool ok = false;
+	const cJSON *v;
+	cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(c->role, "allowed_entity_aliases"))
+	{
+		if (!cJSON_IsString(v))
+			continue;
+		char *pat = strdup(v->valuestring);
+		if (!pat)
+			abort();
+		for (char *ch = pat; *ch; ch++)
+			*ch = (char)tolower((unsigned char)*ch);
+		ok = ok || glob_match(pat, lower);
+		free(pat);
+	}
+	free(lower);
+	if (!ok)
+		return cs_req_error(req, CS_EINVAL, "invalid 'entity_alias' value");
+	int rc = cs_req_identity_login(req, alias, NULL, &c->entity_id);
+	if (!rc)
+		c->p.entity_id = c->entity_id;
+	return rc;
+}
+
 /* Display name, metadata and the creation path (the lease prefix). */
 static int describe(struct create_req *c)
 {
@@ -485,10 +558,13 @@ static int create_common(struct cs_request *req, enum create_mode mode)
 	if (!rc)
 		rc = describe(&c);
 	if (!rc)
+		rc = choose_entity(&c);
+	if (!rc)
 		rc = create_token(req, &c.p); /* takes c.p.policies */
 	else
 		cJSON_Delete(c.p.policies);
 	cJSON_Delete(c.role);
+	free(c.entity_id);
 	return rc;
 }
 
@@ -530,5 +606,20 @@ int cs_token_issue(struct cs_request *req, const cJSON *params)
 		p.max_ttl = mx;
 	p.batch = strcmp(cs_tokenutil_str(params, "type"), "batch") == 0;
 	p.bound_cidrs = cJSON_GetObjectItemCaseSensitive(params, "bound_cidrs");
-	return create_token(req, &p);
+	/* A login's alias (Vault's auth.Alias) names the token's entity. */
+	const cJSON *alias = cJSON_GetObjectItemCaseSensitive(params, "alias");
+	char *eid = NULL;
+	if (cJSON_IsObject(alias)) {
+		int rc = cs_req_identity_login(req, cs_tokenutil_str(alias, "name"),
+					       cJSON_GetObjectItemCaseSensitive(alias, "metadata"),
+					       &eid);
+		if (rc) {
+			cJSON_Delete(p.policies);
+			return rc;
+		}
+	}
+	p.entity_id = eid;
+	int rc = create_token(req, &p);
+	free(eid);
+	return rc;
 }

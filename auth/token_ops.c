@@ -25,7 +25,7 @@ static void copy_item(cJSON *dst, const cJSON *src, const char *name)
 }
 
 /* Vault's lookup data for entry `e`; `id` is the token or "" (accessor lookups). */
-static cJSON *lookup_data(const cJSON *e, const char *id)
+static cJSON *lookup_data(struct cs_request *req, const cJSON *e, const char *id)
 {
 	cJSON *d = cJSON_CreateObject();
 	static const char *same[] = {
@@ -57,9 +57,19 @@ static cJSON *lookup_data(const cJSON *e, const char *id)
 	const cJSON *cidrs = cJSON_GetObjectItemCaseSensitive(e, "bound_cidrs");
 	if (cJSON_GetArraySize(cidrs) > 0)
 		cJSON_AddItemToObject(d, "bound_cidrs", cJSON_Duplicate(cidrs, true));
-	cJSON_AddStringToObject(d, "entity_id", "");
+	const char *eid = cs_tokenutil_str(e, "entity_id");
+	cJSON_AddStringToObject(d, "entity_id", eid);
 	cJSON_AddStringToObject(d, "id", id);
-	cJSON_AddNullToObject(d, "identity_policies");
+	/* The entity's and its groups' policies, as of this request (Vault). */
+	cJSON *ident = NULL;
+	if (*eid && cs_backend_identity_resolve(req->core, &req->txn, eid, &ident) == 0 &&
+	    cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ident, "policies")))
+		cJSON_AddItemToObject(
+		    d, "identity_policies",
+		    cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(ident, "policies"), true));
+	else
+		cJSON_AddNullToObject(d, "identity_policies");
+	cJSON_Delete(ident);
 	return d;
 }
 
@@ -68,7 +78,7 @@ int cs_token_h_lookup_self(struct cs_request *req)
 	const cJSON *e = req->token_entry;
 	if (!e)
 		return cs_req_error(req, CS_EPERM, "permission denied");
-	cs_req_set_data(req, lookup_data(e, req->client_token));
+	cs_req_set_data(req, lookup_data(req, e, req->client_token));
 	return 0;
 }
 
@@ -91,7 +101,7 @@ int cs_token_h_lookup(struct cs_request *req)
 	int rc = by_token(req, &token, hex, &e);
 	if (rc)
 		return rc;
-	cs_req_set_data(req, lookup_data(e, token));
+	cs_req_set_data(req, lookup_data(req, e, token));
 	cJSON_Delete(e);
 	return 0;
 }
@@ -120,7 +130,7 @@ int cs_token_h_lookup_accessor(struct cs_request *req)
 	int rc = by_accessor(req, hex, &e);
 	if (rc)
 		return rc;
-	cs_req_set_data(req, lookup_data(e, ""));
+	cs_req_set_data(req, lookup_data(req, e, ""));
 	cJSON_Delete(e);
 	return 0;
 }

@@ -402,6 +402,13 @@ cJSON *cs_tokenutil_params(const cJSON *entry, const cJSON *meta, const char *di
 int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *meta,
 		       const char *display, const char *path)
 {
+	return cs_tokenutil_issue_alias(req, entry, meta, display, path, NULL, NULL);
+}
+
+int cs_tokenutil_issue_alias(struct cs_request *req, const cJSON *entry, const cJSON *meta,
+			     const char *display, const char *path, const char *alias_name,
+			     const cJSON *alias_meta)
+{
 	/* Vault: "<mount path without auth/ and trailing slash>-<display name>". */
 	char dn[256];
 	const char *mp = cs_req_mount_path(req) ? cs_req_mount_path(req) : "auth/";
@@ -418,6 +425,12 @@ int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *
 		snprintf(dn + n, sizeof dn - n, "-%s", display);
 	}
 	cJSON *params = cs_tokenutil_params(entry, meta, dn, path);
+	if (alias_name && *alias_name) {
+		cJSON *a = cJSON_AddObjectToObject(params, "alias");
+		cJSON_AddStringToObject(a, "name", alias_name);
+		if (cJSON_IsObject(alias_meta))
+			cJSON_AddItemToObject(a, "metadata", cJSON_Duplicate(alias_meta, true));
+	}
 	int rc = cs_req_issue_token(req, params);
 	cJSON_Delete(params);
 	return rc;

@@ -73,6 +73,12 @@ void cs_tokenutil_read(const cJSON *entry, cJSON *out);
  */
 int cs_tokenutil_issue(struct cs_request *req, const cJSON *entry, const cJSON *meta,
 		       const char *display, const char *path);
+/* The same for a login with Vault's identity alias: the token gets the entity of the alias
+ * (`alias_name` on the request's mount; created at its first login, the alias's metadata
+ * set to `alias_meta`, which may be NULL), shown as entity_id. */
+int cs_tokenutil_issue_alias(struct cs_request *req, const cJSON *entry, const cJSON *meta,
+			     const char *display, const char *path, const char *alias_name,
+			     const cJSON *alias_meta);
 /* The params object handed to the token_issue hook (exposed for tests). */
 cJSON *cs_tokenutil_params(const cJSON *entry, const cJSON *meta, const char *display_name,
 			   const char *path);

@@ -433,7 +433,8 @@ static int login_resume(struct cs_request *req, struct cs_async *a, int status)
 		snprintf(path, sizeof path, "%slogin/%s", cs_req_mount_path(req), name);
 		cJSON *meta = cJSON_CreateObject();
 		cJSON_AddStringToObject(meta, "username", name);
-		rc = cs_tokenutil_issue(req, e, meta, name, path);
+		/* Vault: the alias is the username, without metadata. */
+		rc = cs_tokenutil_issue_alias(req, e, meta, name, path, name, NULL);
 		cJSON_Delete(meta);
 	}
 	cJSON_Delete(e);

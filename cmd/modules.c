@@ -5,6 +5,7 @@
 #include "auth/token.h"
 #include "auth/userpass.h"
 #include "engines/cubbyhole.h"
+#include "engines/identity.h"
 #include "engines/kv.h"
 #include "engines/pki.h"
 #include "engines/transit.h"
@@ -33,6 +34,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_audit_register(core);
 	/* cubbyhole/ engine (a token's cubbyhole is destroyed with it) */
 	cs_cubbyhole_register(core);
+	/* identity/ engine: entities, aliases, groups; login and ACL hooks */
+	cs_identity_register(core);
 	/* transit engine (encryption as a service) and sys/tools/hash|random */
 	cs_transit_register();
 	/* PKI engine (certificate authority: issuers, roles, CRLs, OCSP) */

@@ -16,6 +16,7 @@
 #include "lib/err.h"
 #include "lib/hcl.h"
 #include "lib/util.h"
+#include "policy/template.h"
 
 /* ------------------------------------------------------------------ parsing */
 
@@ -141,25 +142,19 @@ static int parse_strlist(struct parse_ctx *c, const char *path, const struct cs_
 	return 0;
 }
 
-/* "{{" must close with "}}" and hold a non-empty name. */
-static int check_template(struct parse_ctx *c, const char *path)
+/* Vault's write-time check of templated paths (policy/template.h). */
+static int check_template(struct parse_ctx *c, const char *path, bool *has)
 {
-	const char *p = path;
-	while ((p = strstr(p, "{{")) != NULL) {
-		const char *end = strstr(p + 2, "}}");
-		if (!end || end == p + 2)
-			return fail(c,
-				    "failed to validate policy templating: path \"%s\": "
-				    "unbalanced or empty template",
-				    path);
-		p = end + 2;
-	}
+	if (cs_template_validate(path, has))
+		return fail(c, "failed to validate policy templating: unbalanced templating "
+			       "characters");
 	return 0;
 }
 
 static void rule_free(struct cs_policy_rule *r)
 {
 	free(r->path);
+	free(r->tmpl);
 	cJSON_Delete(r->allowed);
 	cJSON_Delete(r->denied);
 	cJSON_Delete(r->required);
@@ -170,9 +165,12 @@ static int rule_path(struct parse_ctx *c, const char *key, struct cs_policy_rule
 {
 	const char *path = key[0] == '/' ? key + 1 : key;
 	int rc;
-	if ((rc = check_template(c, path)))
+	bool has = false;
+	if ((rc = check_template(c, path, &has)))
 		return rc;
-	r->templated = strstr(path, "{{") != NULL;
+	r->templated = has;
+	if (has && !r->tmpl)
+		r->tmpl = xstrdup(path);
 	if (strstr(path, "+*"))
 		return fail(c, "path \"%s\": invalid use of wildcards ('+*' is forbidden)", path);
 	size_t plen = strlen(path);
@@ -382,6 +380,55 @@ void cs_policy_free(struct cs_policy *p)
 		rule_free(&p->rules[i]);
 	free(p->rules);
 	free(p);
+}
+
+/* A copy of rule `r` (not templated). */
+static void rule_copy(struct cs_policy_rule *dst, const struct cs_policy_rule *r)
+{
+	*dst = *r;
+	dst->path = xstrdup(r->path);
+	dst->tmpl = NULL;
+	dst->templated = false;
+	dst->allowed = r->allowed ? cJSON_Duplicate(r->allowed, true) : NULL;
+	dst->denied = r->denied ? cJSON_Duplicate(r->denied, true) : NULL;
+	dst->required = r->required ? cJSON_Duplicate(r->required, true) : NULL;
+}
+
+struct cs_policy *cs_policy_instantiate(const struct cs_policy *p, const cJSON *ident)
+{
+	struct cs_policy *o = calloc(1, sizeof *o);
+	if (!o)
+		abort();
+	o->rules = calloc(p->n_rules ? p->n_rules : 1, sizeof *o->rules);
+	if (!o->rules)
+		abort();
+	for (size_t i = 0; i < p->n_rules; i++) {
+		const struct cs_policy_rule *r = &p->rules[i];
+		struct cs_policy_rule *d = &o->rules[o->n_rules];
+		if (!r->templated)
+			continue; /* the caller evaluates `p` itself beside this policy */
+		char *path = NULL;
+		/* A directive without a value drops the path: it never matches (Vault). */
+		if (cs_template_render(r->tmpl, ident, &path, NULL, 0))
+			continue;
+		char err[64];
+		struct parse_ctx c = {err, sizeof err};
+		struct cs_policy_rule nr;
+		rule_copy(&nr, r);
+		free(nr.path);
+		nr.path = NULL;
+		/* The expanded text decides the rule's kind, as if it had been written so. */
+		bool has = false;
+		if (cs_template_validate(path, &has) == 0 && !has && strstr(path, "+*") == NULL &&
+		    rule_path(&c, path, &nr) == 0) {
+			*d = nr;
+			o->n_rules++;
+		} else {
+			rule_free(&nr);
+		}
+		free(path);
+	}
+	return o;
 }
 
 /* ------------------------------------------------------------------ merged permissions */

@@ -32,8 +32,9 @@
  *   a path rule with min/max_wrapping_ttl allows only wrapped requests within the range
  *   (fail closed: no wrapping exists yet, so such paths deny); sudo-protected paths also
  *   need "sudo".
- *   Templated rules ("{{identity.entity.id}}", ...) never match: there is no identity
- *   store, and Vault skips a templated path whose value is missing.
+ *   Templated rules ("{{identity.entity.id}}", ...) never match as parsed: the ACL
+ *   evaluates cs_policy_instantiate's expansion beside it, for the request's identity
+ *   (policy/template.h), where a path whose value is missing is dropped (Vault's rule).
  */
 #ifndef CS_POLICY_POLICY_H
 #define CS_POLICY_POLICY_H
@@ -68,7 +69,8 @@ enum cs_rule_kind { CS_RULE_EXACT, CS_RULE_PREFIX, CS_RULE_SEGMENT };
 struct cs_policy_rule {
 	char *path; /* exact: as written; prefix: without the '*'; segment: as written */
 	enum cs_rule_kind kind;
-	bool templated;   /* has {{...}}: never matches (no identity store) */
+	bool templated;   /* has {{...}}: never matches until instantiated */
+	char *tmpl;       /* templated: the path as written (without a leading '/') */
 	unsigned caps;    /* CS_CAP_* bits */
 	cJSON *allowed;   /* object: lower-cased parameter → array of values; NULL if none */
 	cJSON *denied;    /* same shape */
@@ -91,6 +93,13 @@ struct cs_policy {
 int cs_policy_parse(const char *text, size_t len, struct cs_policy **out, char *errmsg,
 		    size_t errlen);
 void cs_policy_free(struct cs_policy *p);
+
+/* A new policy (the caller frees it with cs_policy_free) holding the templated rules of
+ * `p` expanded against `ident` (policy/template.h; NULL: no identity), each dropped when a
+ * directive has no usable value. Evaluate it together with `p` (whose templated rules
+ * never match): rules merge across policies, so the pair is `p` instantiated, without
+ * copying its plain rules on every request. Never fails. */
+struct cs_policy *cs_policy_instantiate(const struct cs_policy *p, const cJSON *ident);
 
 /* One request to check. `data` (object or NULL) is the request's body + query data,
  * before path captures are merged in. wrap_ttl is the requested wrapping TTL, 0 when

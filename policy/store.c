@@ -210,7 +210,13 @@ int cs_policy_read_text(struct cs_txn *txn, const char *name, struct cs_buf *raw
 int cs_policy_load(struct cs_policy_cache *pc, struct cs_txn *txn, const cJSON *entry,
 		   struct cs_polset *out)
 {
-	const cJSON *names = cJSON_GetObjectItemCaseSensitive(entry, "policies");
+	return cs_policy_load_names(pc, txn, cJSON_GetObjectItemCaseSensitive(entry, "policies"),
+				    out);
+}
+
+int cs_policy_load_names(struct cs_policy_cache *pc, struct cs_txn *txn, const cJSON *names,
+			 struct cs_polset *out)
+{
 	int total = cJSON_GetArraySize(names);
 	out->n = 0;
 	out->v = calloc((size_t)total + 1, sizeof *out->v);

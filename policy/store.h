@@ -56,6 +56,9 @@ struct cs_polset {
  * lower case; unknown names and "root" contribute nothing. 0 or a storage error. */
 int cs_policy_load(struct cs_policy_cache *pc, struct cs_txn *txn, const cJSON *entry,
 		   struct cs_polset *out);
+/* The same for a JSON array of policy names (a token's plus its identity's). */
+int cs_policy_load_names(struct cs_policy_cache *pc, struct cs_txn *txn, const cJSON *names,
+			 struct cs_polset *out);
 /* Whether the token entry carries the root policy. */
 bool cs_policy_entry_has_root(const cJSON *entry);
 

@@ -53,6 +53,7 @@ enum cs_op {
  *   cs_core_set_token_events struct cs_token_events    engines/cubbyhole.c
  *   cs_core_set_expiration   struct cs_expiration      auth/expire.c
  *   cs_core_set_audit        struct cs_core_audit      audit/audit.c (server/core.h)
+ *   cs_core_set_identity     struct cs_identity_hooks  engines/identity.c
  *   cs_core_set_password_policies struct cs_password_policies  (sys/policies/password)
  */
 struct cs_request;
@@ -94,6 +95,33 @@ struct cs_token_events {
 void cs_core_set_token_events(struct cs_core *core, const struct cs_token_events *ev);
 /* Tell the core of `txn` (cs_txn_core) that the token under `token_key` is revoked. */
 int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key);
+
+/*
+ * Identity (engines/identity): entities, aliases and groups. Login methods and the token
+ * store reach it through these, the ACL through `resolve`. Without a registered store
+ * logins create no entity and tokens carry no identity.
+ */
+struct cs_identity_hooks {
+	/* Find or create the entity of the alias (`mount_accessor`, `alias_name`) in req->txn,
+	 * setting the alias's metadata to `alias_meta` (object or NULL: none). *entity_id is
+	 * malloc'd. CS_EPERM (with a message) when the entity is disabled. */
+	int (*login)(struct cs_request *req, const char *mount_accessor, const char *alias_name,
+		     const cJSON *alias_meta, char **entity_id);
+	/* The identity of `entity_id` as the ACL needs it, read in `txn`: *out is a new object
+	 * {"entity": {id, name, metadata, disabled, aliases: [{id, name, mount_accessor,
+	 * metadata, custom_metadata}]}, "groups": [{id, name, metadata}] (direct and
+	 * inherited), "policies": [the entity's and every group's, sorted, unique]}, or NULL
+	 * when no such entity exists. O(groups) record reads, never a scan. */
+	int (*resolve)(struct cs_core *core, struct cs_txn *txn, const char *entity_id,
+		       cJSON **out);
+};
+void cs_core_set_identity(struct cs_core *core, const struct cs_identity_hooks *h);
+/* The hooks above through the request's core: login for the request's own mount (its
+ * accessor); 0 with *entity_id NULL when no identity store is registered. */
+int cs_req_identity_login(struct cs_request *req, const char *alias_name, const cJSON *alias_meta,
+			  char **entity_id);
+int cs_backend_identity_resolve(struct cs_core *core, struct cs_txn *txn, const char *entity_id,
+				cJSON **out);
 
 /* "read", "create", ... (Vault's operation names). */
 const char *cs_op_name(enum cs_op op);
@@ -416,6 +444,13 @@ const char *cs_req_remote_addr(const struct cs_request *req);
  * (the fields of auth/token/create plus "path") in req->txn and fill req->resp_auth.
  * CS_EINTERNAL with a message when no token store is registered. */
 int cs_req_issue_token(struct cs_request *req, const cJSON *params);
+/* The accessor of the request's mount ("auth_userpass_1a2b3c4d"), or "" without one. */
+const char *cs_req_mount_accessor(const struct cs_request *req);
+/* The mount (secrets engine or auth method) with this accessor: true with its routing
+ * path ("auth/userpass/") and type ("userpass"), both valid until the mount table
+ * changes; false when there is none. */
+bool cs_backend_mount_by_accessor(struct cs_core *core, const char *accessor, const char **path,
+				  const char **type);
 /* The storage prefix of the mount at `mount_path` ("cubbyhole/"), or NULL if none. */
 const char *cs_backend_mount_prefix(struct cs_core *core, const char *mount_path);
 /*

@@ -209,3 +209,51 @@ bool cs_req_mount_visible(struct cs_request *req, const char *mount_path)
 	return req->core && req->core->acl.mount_visible && req->token_entry &&
 	       req->core->acl.mount_visible(req, mount_path);
 }
+
+/* ---- identity (engines/identity) and mount accessors ---- */
+
+void cs_core_set_identity(struct cs_core *core, const struct cs_identity_hooks *h)
+{
+	core->identity = *h;
+}
+
+int cs_req_identity_login(struct cs_request *req, const char *alias_name, const cJSON *alias_meta,
+			  char **entity_id)
+{
+	*entity_id = NULL;
+	if (!req->core || !req->core->identity.login || !req->mount)
+		return 0;
+	return req->core->identity.login(req, req->mount->accessor, alias_name, alias_meta,
+					 entity_id);
+}
+
+int cs_backend_identity_resolve(struct cs_core *core, struct cs_txn *txn, const char *entity_id,
+				cJSON **out)
+{
+	*out = NULL;
+	if (!core || !core->identity.resolve || !entity_id || !*entity_id)
+		return 0;
+	return core->identity.resolve(core, txn, entity_id, out);
+}
+
+const char *cs_req_mount_accessor(const struct cs_request *req)
+{
+	return req->mount ? req->mount->accessor : "";
+}
+
+bool cs_backend_mount_by_accessor(struct cs_core *core, const char *accessor, const char **path,
+				  const char **type)
+{
+	/* A handful of mounts: a walk is cheaper than keeping an index in step. */
+	for (size_t i = 0; core && accessor && *accessor && i < core->router.n; i++) {
+		const struct cs_mount *m = core->router.mounts[i];
+		if (strcmp(m->accessor, accessor) == 0) {
+			if (path)
+				*path = m->path;
+			if (type)
+				*type = m->type;
+			return true;
+		}
+	}
+	return false;
+}

@@ -111,7 +111,8 @@ struct cs_core {
 	struct cs_expiration expire;  /* registered by auth/expire.c (server/backend.h) */
 	struct cs_core_audit audit;   /* registered by audit/audit.c (above) */
 	struct cs_acl_hooks acl;      /* registered by server/policy_sys.c (server/backend.h) */
-	struct cs_token_events token_events; /* registered by engines/cubbyhole.c */
+	struct cs_token_events token_events;   /* registered by engines/cubbyhole.c */
+	struct cs_identity_hooks identity;     /* registered by engines/identity.c */
 	struct cs_password_policies passwords; /* named password policies (backend.h) */
 	/* Deferred work (cs_req_defer): a FIFO beyond CS_ASYNC_MAX_RUNNING jobs. */
 	struct cs_async *async_head, *async_tail;

@@ -64,16 +64,98 @@ static enum cs_acl_op acl_op(enum cs_op op)
 	}
 }
 
+/*
+ * The policies a token acts with at this request: its own, plus its entity's and every
+ * group's the entity is in, directly or through nested groups (read now, so a group
+ * change counts from the next request on), with templated paths expanded for the entity.
+ * `v` points into the policy cache and into `inst` (copies made for this request).
+ */
+struct effective {
+	const struct cs_policy **v;
+	size_t n;
+	struct cs_policy **inst;
+	size_t n_inst;
+	size_t n_names; /* policy names the token and its identity carry */
+	bool denied;    /* the token's entity is disabled or gone: Vault refuses the token */
+};
+
+static void effective_free(struct effective *ef)
+{
+	for (size_t i = 0; i < ef->n_inst; i++)
+		cs_policy_free(ef->inst[i]);
+	free(ef->inst);
+	free(ef->v);
+	memset(ef, 0, sizeof *ef);
+}
+
+static int effective_load(struct cs_core *core, struct cs_txn *txn, const cJSON *entry,
+			  struct effective *ef)
+{
+	memset(ef, 0, sizeof *ef);
+	const cJSON *own = cJSON_GetObjectItemCaseSensitive(entry, "policies");
+	const cJSON *eid = cJSON_GetObjectItemCaseSensitive(entry, "entity_id");
+	cJSON *ident = NULL;
+	if (cJSON_IsString(eid) && *eid->valuestring) {
+		int rc = cs_backend_identity_resolve(core, txn, eid->valuestring, &ident);
+		if (rc)
+			return rc;
+		const cJSON *ent = cJSON_GetObjectItemCaseSensitive(ident, "entity");
+		/* Vault: a token whose entity is disabled, or no longer exists, is refused
+		 * (with an identity store to ask; without one tokens carry no identity). */
+		if ((!ident && core->identity.resolve) ||
+		    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ent, "disabled"))) {
+			cJSON_Delete(ident);
+			ef->denied = true;
+			return 0;
+		}
+	}
+	const cJSON *ipol = cJSON_GetObjectItemCaseSensitive(ident, "policies");
+	cJSON *names = own ? cJSON_Duplicate(own, true) : cJSON_CreateArray();
+	const cJSON *x;
+	cJSON_ArrayForEach(x, ipol) cJSON_AddItemToArray(names, cJSON_Duplicate(x, true));
+	ef->n_names = (size_t)cJSON_GetArraySize(names);
+	struct cs_polset ps = {0};
+	int rc = cs_policy_load_names(policy_cache(core), txn, names, &ps);
+	cJSON_Delete(names);
+	if (rc) {
+		cJSON_Delete(ident);
+		return rc;
+	}
+	/* Each templated policy gets its expanded rules as one more policy beside it (rules
+	 * merge across policies). Without an identity a templated path never matches. */
+	size_t n_tmpl = 0;
+	for (size_t i = 0; ident && i < ps.n; i++)
+		n_tmpl += ps.v[i]->templated;
+	ef->v = ps.v;
+	ef->n = ps.n;
+	if (n_tmpl) {
+		ef->v = realloc(ps.v, (ps.n + n_tmpl) * sizeof *ef->v);
+		ef->inst = calloc(n_tmpl, sizeof *ef->inst);
+		if (!ef->v || !ef->inst)
+			abort();
+		for (size_t i = 0; i < ps.n; i++) {
+			if (!ef->v[i]->templated)
+				continue;
+			ef->inst[ef->n_inst] = cs_policy_instantiate(ef->v[i], ident);
+			ef->v[ef->n++] = ef->inst[ef->n_inst++];
+		}
+	}
+	cJSON_Delete(ident);
+	return 0;
+}
+
 int cs_policy_acl_hook(struct cs_request *req)
 {
 	if (req->root)
 		return 0;
 	if (!req->token_entry)
 		return cs_req_error(req, CS_EPERM, DENIED_MSG);
-	struct cs_polset ps;
-	int rc = cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps);
+	struct effective ps;
+	int rc = effective_load(req->core, &req->txn, req->token_entry, &ps);
 	if (rc)
 		return rc;
+	if (ps.denied)
+		return cs_req_error(req, CS_EPERM, DENIED_MSG);
 	struct cs_acl_request ar = {
 	    .op = acl_op(req->op),
 	    .path = req->path,
@@ -82,7 +164,7 @@ int cs_policy_acl_hook(struct cs_request *req)
 	    .need_sudo = req->route && (req->route->flags & CS_PATH_SUDO),
 	};
 	bool ok = cs_acl_allowed(ps.v, ps.n, &ar);
-	free(ps.v);
+	effective_free(&ps);
 	return ok ? 0 : cs_req_error(req, CS_EPERM, DENIED_MSG);
 }
 
@@ -262,22 +344,22 @@ static int policy_delete(struct cs_request *req)
 /* cs_req_has_sudo for non-root tokens: sudo on the request path, and no deny. */
 static bool sudo_hook(struct cs_request *req)
 {
-	struct cs_polset ps = {0};
-	if (cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps))
+	struct effective ps;
+	if (effective_load(req->core, &req->txn, req->token_entry, &ps))
 		return false;
-	unsigned caps = cs_acl_capabilities(ps.v, ps.n, req->path);
-	free(ps.v);
+	unsigned caps = ps.denied ? 0 : cs_acl_capabilities(ps.v, ps.n, req->path);
+	effective_free(&ps);
 	return (caps & CS_CAP_SUDO) && !(caps & CS_CAP_DENY);
 }
 
 /* cs_req_mount_visible for non-root tokens (sys/internal/ui/mounts). */
 static bool mount_visible_hook(struct cs_request *req, const char *mount_path)
 {
-	struct cs_polset ps = {0};
-	if (cs_policy_load(policy_cache(req->core), &req->txn, req->token_entry, &ps))
+	struct effective ps;
+	if (effective_load(req->core, &req->txn, req->token_entry, &ps))
 		return false;
-	bool ok = cs_acl_mount_visible(ps.v, ps.n, mount_path);
-	free(ps.v);
+	bool ok = !ps.denied && cs_acl_mount_visible(ps.v, ps.n, mount_path);
+	effective_free(&ps);
 	return ok;
 }
 
@@ -289,13 +371,14 @@ static int capabilities_for(struct cs_request *req, const cJSON *entry)
 	if (!cJSON_IsArray(paths) || !cJSON_GetArraySize(paths))
 		return cs_req_error(req, CS_EINVAL, "paths must be supplied");
 	bool root = cs_policy_entry_has_root(entry);
-	struct cs_polset ps = {0};
+	struct effective ps = {0};
 	if (!root) {
-		int rc = cs_policy_load(policy_cache(req->core), &req->txn, entry, &ps);
+		int rc = effective_load(req->core, &req->txn, entry, &ps);
 		if (rc)
 			return rc;
 	}
-	bool no_policies = !cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(entry, "policies"));
+	/* As the ACL decides: a disabled entity's token can do nothing. */
+	bool no_policies = ps.denied || (!root && ps.n_names == 0);
 	cJSON *d = cJSON_CreateObject();
 	const cJSON *p;
 	cJSON_ArrayForEach(p, paths)
@@ -313,7 +396,7 @@ static int capabilities_for(struct cs_request *req, const cJSON *entry)
 		cJSON_DeleteItemFromObjectCaseSensitive(d, p->valuestring);
 		cJSON_AddItemToObject(d, p->valuestring, caps);
 	}
-	free(ps.v);
+	effective_free(&ps);
 	if (cJSON_GetArraySize(paths) == 1 && cJSON_IsString(cJSON_GetArrayItem(paths, 0))) {
 		const cJSON *only =
 		    cJSON_GetObjectItemCaseSensitive(d, cJSON_GetArrayItem(paths, 0)->valuestring);

@@ -59,6 +59,7 @@ VAULT_UNAUTH = {
     "token": [],
     "kv": [],
     "cubbyhole": [],
+    "identity": [],
     "userpass": ["login/*"],
     "approle": ["login"],
     # internal/builtin/logical/pki/backend.go (ACME paths come with ACME)
