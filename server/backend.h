@@ -318,6 +318,7 @@ struct cs_request {
 
 	/* Core bookkeeping. */
 	struct cs_internal *internal; /* an internal request's descriptor (a copy), or NULL */
+	int read_wait_error; /* the error answered once the state it was read from applied */
 	struct cs_request *next_waiting;
 	uint64_t start_ms;
 };
