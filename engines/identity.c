@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "engines/identity_internal.h"
+#include "engines/identity_oidc.h"
 #include "lib/err.h"
 #include "lib/util.h"
 
@@ -1804,6 +1805,9 @@ const struct cs_backend cs_identity_backend = {
     .is_auth = false,
     .paths = identity_paths,
     .n_paths = CS_ARRAY_LEN(identity_paths),
+    .tables = &cs_id_oidc_table, /* identity tokens (identity_oidc.c) */
+    .n_tables = 1,
+    .periodic = cs_id_oidc_periodic,
 };
 
 static const struct cs_identity_hooks hooks = {

@@ -440,6 +440,10 @@ int64_t cs_req_default_ttl(const struct cs_request *req);
 int64_t cs_req_max_ttl(const struct cs_request *req);
 /* The client's "addr:port", or "" for an internal request. */
 const char *cs_req_remote_addr(const struct cs_request *req);
+/* This node's API address as clients reach it (config api_addr, else the scheme and
+ * address of the first listener), e.g. "https://10.0.0.5:8200", into out (truncated to
+ * n bytes, NUL-terminated). */
+void cs_req_api_addr(const struct cs_request *req, char *out, size_t n);
 /* For auth methods (login): have the token store create an orphan token from `params`
  * (the fields of auth/token/create plus "path") in req->txn and fill req->resp_auth.
  * CS_EINTERNAL with a message when no token store is registered. */

@@ -6,6 +6,7 @@
  */
 #include "server/backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,17 @@ int64_t cs_req_max_ttl(const struct cs_request *req)
 const char *cs_req_remote_addr(const struct cs_request *req)
 {
 	return req->http ? req->http->remote_addr : "";
+}
+
+void cs_req_api_addr(const struct cs_request *req, char *out, size_t n)
+{
+	const struct cs_config *cfg = req->core->cfg;
+	const struct cs_listener_config *l = cfg->n_listeners ? &cfg->listeners[0] : NULL;
+	if (cfg->api_addr && *cfg->api_addr)
+		snprintf(out, n, "%s", cfg->api_addr);
+	else
+		snprintf(out, n, "%s://%s", l && l->tls_disable ? "http" : "https",
+			 l ? l->address : "127.0.0.1:8200");
 }
 
 int cs_req_issue_token(struct cs_request *req, const cJSON *params)
