@@ -6,6 +6,7 @@
 #include "auth/userpass.h"
 #include "engines/cubbyhole.h"
 #include "engines/kv.h"
+#include "engines/database.h"
 #include "engines/transit.h"
 #include "server/core.h"
 #include "server/ha.h"
@@ -31,6 +32,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_cubbyhole_register(core);
 	/* transit engine (encryption as a service) and sys/tools/hash|random */
 	cs_transit_register();
+	/* database engine (PostgreSQL dynamic credentials) */
+	cs_database_register();
 	/* response wrapping, sys/wrapping/ endpoints */
 	cs_wrap_register();
 	/* cluster: join, challenge/answer, digest, step-down, ha-status */

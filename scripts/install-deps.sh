@@ -7,7 +7,8 @@ PKGS=(build-essential meson ninja-build pkg-config
       libuv1-dev libraft-dev liblmdb-dev libssl-dev libcjson-dev libhttp-parser-dev
       libcurl4-openssl-dev libarchive-dev check libgpgme-dev gnupg
       openssl curl python3-hvac python3-pytest python3-requests
-      haproxy)
+      haproxy libpq-dev postgresql)
+# libpq-dev: the database engine's PostgreSQL client; postgresql (15): the server its tests start.
 # haproxy: the load balancer of the cluster tests and deploy/cluster.sh.
 # libgpgme-dev, gnupg: PGP-encrypted unseal shares and root tokens (server/pgp.c).
 # etcd-server: the replicated-KV yardstick of tests/bench/cluster_bench.sh.
