@@ -50,6 +50,10 @@ ONE_BACKEND = [
     # transit (split by job, engines/transit_internal.h) and its crypto, apart for tests
     {"engines/transit", "engines/transit_internal", "engines/transit_keys", "engines/transit_ops",
      "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym"},
+    # the database engine (split by job, engines/database_internal.h), its libpq pool, SQL
+    # quoting and username templates, apart for tests
+    {"engines/database", "engines/database_internal", "engines/database_roles",
+     "engines/database_template", "engines/pg_pool", "engines/pg_sql"},
 ]
 
 # "file: included header" -> why it is still here (the step of issue 10 that removes it).
