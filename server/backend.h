@@ -184,7 +184,39 @@ struct cs_backend {
 	 * slots, cs_sys_set_paths); an empty entry is skipped. */
 	const struct cs_path_table *tables;
 	size_t n_tables;
+	/* Optional: run on the active node, once per mount of this backend, every
+	 * `periodic_interval` (server config, default 60 s), as an internal request (below):
+	 * op CS_OP_UPDATE, req->data {}, no client token (req->root), a transaction on the
+	 * mount that the core commits as for any handler. It may cs_req_defer / cs_req_wait.
+	 * At most one run per mount at a time; an error is logged and the next tick tries
+	 * again. For auto-rotation, scheduled rotation, tidy, CRL rebuilds: keep each run
+	 * short (bounded batches). */
+	cs_handler_fn periodic;
+	/* Optional: the kinds of leased secret it issues (cs_req_lease), ended by an entry
+	 * whose name is NULL. */
+	const struct cs_secret_type *secrets;
 };
+
+/*
+ * One kind of leased secret a backend issues. `revoke` and `renew` are handlers run as
+ * internal requests (no client token, req->root) in a transaction on the lease's mount,
+ * with req->data
+ *   {"lease_id": "...", "internal": <the object given to cs_req_lease>,
+ *    "issue_time": unix seconds, "ttl": seconds (renew only: the TTL being granted)}
+ * revoke: make the secret unusable (DROP ROLE, mark the certificate revoked); it may
+ *   cs_req_defer / cs_req_wait for slow or networked work. Returning 0 deletes the lease
+ *   record in the same transaction; an error keeps it and the expiration manager retries
+ *   with exponential backoff; after CS_LEASE_MAX_REVOKE_ATTEMPTS failures the lease is
+ *   irrevocable (sys/leases?type=irrevocable lists it, sys/leases/revoke-force drops it).
+ * renew (NULL: leases of this kind are not renewable): extend the secret's validity to
+ *   now + ttl; 0 makes the manager record the new expiry.
+ */
+struct cs_secret_type {
+	const char *name; /* stored in the lease record: "creds", "cert" */
+	cs_handler_fn revoke;
+	cs_handler_fn renew;
+};
+#define CS_LEASE_MAX_REVOKE_ATTEMPTS 6
 
 struct cs_path_table {
 	const struct cs_path *paths;
@@ -257,6 +289,7 @@ struct cs_request {
 	void (*after_response)(struct cs_core *core);
 
 	/* Core bookkeeping. */
+	struct cs_internal *internal; /* an internal request's descriptor (a copy), or NULL */
 	struct cs_request *next_waiting;
 	uint64_t start_ms;
 };
@@ -405,6 +438,47 @@ void cs_core_set_password_policies(struct cs_core *core, const struct cs_passwor
  * NUL-terminates it (len >= 4). */
 void cs_password_default(char *out, size_t len);
 
+/*
+ * From a handler (create, update or read): the response carries a lease on a secret of
+ * kind `type` (a name in the backend's `secrets`). `internal` (taken) is kept with the
+ * lease behind the barrier and handed back to the kind's revoke/renew; clients never see
+ * it. ttl <= 0: the mount's default TTL; max_ttl <= 0: the mount's maximum; both are
+ * capped by the mount's maximum. Sets req->lease_id ("<request path>/<random>"),
+ * req->lease_duration and req->renewable (when the kind has `renew`), writes the lease in
+ * req->txn and ties it to the client token: revoking the token (or an ancestor) revokes
+ * the lease. Returns 0 or an error (message set).
+ */
+int cs_req_lease(struct cs_request *req, const char *type, cJSON *internal, int64_t ttl,
+		 int64_t max_ttl);
+/* The kind `name` of leased secret that the backend mounted at `path`'s mount issues, or
+ * NULL (no such mount or kind). Loop thread. */
+const struct cs_secret_type *cs_core_secret_type(struct cs_core *core, const char *path,
+						 const char *name);
+
+/*
+ * Internal requests: work the core does for itself on the active node (periodic
+ * functions, lease revocation and renewal), run through a backend's handler like a
+ * client's request but with no client token (req->root true, req->http NULL), no audit
+ * entry, and never forwarded or parked. The handler may defer or wait as usual.
+ */
+struct cs_internal {
+	enum cs_op op;
+	const char *path;            /* logical path ("transit/"), copied; routes the mount */
+	cJSON *data;                 /* taken (NULL: {}) */
+	const struct cs_path *route; /* the row to run (its ops[op]); lives until `done` */
+	/* Optional: after the handler succeeded, in its transaction, before the commit; an
+	 * error aborts it. */
+	int (*before_commit)(struct cs_request *req, void *ctx);
+	/* Optional: the end — status 0 once committed, else the error (req->errmsg may say
+	 * more). req's response fields are readable; the core frees req afterwards. */
+	void (*done)(struct cs_request *req, int status, void *ctx);
+	void *ctx;
+};
+/* Start one. 0: `done` will run (possibly before this returns). Else an error and `done`
+ * never runs (data is freed): CS_ENOTACTIVE (standby, stepping down or shutting down),
+ * CS_ESEALED, CS_ENOTFOUND (no mount at the path). Loop thread. */
+int cs_core_internal(struct cs_core *core, const struct cs_internal *in);
+
 /* ---- generic dispatch, used by the core ---- */
 
 /* The help of the request's route (req->route set): {"help": text with the synopsis and
@@ -481,6 +555,13 @@ struct cs_expiration {
 	cs_expire_active_fn active; /* optional */
 	/* optional: revoke every lease (and token) under a path prefix, in req->txn */
 	int (*revoke_prefix)(struct cs_request *req, const char *prefix);
+	/* optional (without it cs_req_lease fails): record a lease on a secret of `kind`
+	 * issued by req's handler (see cs_req_lease), owned by the token under `owner_key`
+	 * (its storage key) or by nobody (NULL) */
+	int (*lease)(struct cs_request *req, const struct cs_secret_type *kind, cJSON *internal,
+		     int64_t ttl, int64_t max_ttl, const char *owner_key);
+	/* optional: the token under `token_key` is being revoked in `txn`: its leases must go */
+	int (*token_revoked)(struct cs_txn *txn, const char *token_key);
 };
 void cs_core_set_expiration(struct cs_core *core, const struct cs_expiration *ex);
 

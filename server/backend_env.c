@@ -7,8 +7,10 @@
 #include "server/backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "lib/err.h"
+#include "lib/json.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "server/core.h"
@@ -153,7 +155,42 @@ bool cs_req_has_sudo(struct cs_request *req)
 int cs_backend_token_revoked(struct cs_txn *txn, const char *token_key)
 {
 	struct cs_core *core = cs_txn_core(txn);
-	return core->token_events.revoked ? core->token_events.revoked(txn, token_key) : 0;
+	int rc = core->token_events.revoked ? core->token_events.revoked(txn, token_key) : 0;
+	if (!rc && core->expire.token_revoked)
+		rc = core->expire.token_revoked(txn, token_key);
+	return rc;
+}
+
+static const struct cs_secret_type *find_kind(const struct cs_mount *m, const char *name)
+{
+	const struct cs_secret_type *k = m && m->backend ? m->backend->secrets : NULL;
+	for (; k && k->name; k++)
+		if (strcmp(k->name, name) == 0)
+			return k;
+	return NULL;
+}
+
+const struct cs_secret_type *cs_core_secret_type(struct cs_core *core, const char *path,
+						 const char *name)
+{
+	return find_kind(cs_router_match(&core->router, path), name);
+}
+
+int cs_req_lease(struct cs_request *req, const char *type, cJSON *internal, int64_t ttl,
+		 int64_t max_ttl)
+{
+	struct cs_core *core = req->core;
+	const struct cs_secret_type *kind = find_kind(req->mount, type);
+	if (!kind || !core->expire.lease) {
+		cs_json_delete_wiped(internal);
+		return cs_req_error(req, CS_EINTERNAL, "no lease kind \"%s\" for this mount", type);
+	}
+	/* The owner: the client's token, by its storage key (never the token itself). */
+	char key[80], *owner = NULL;
+	if (req->client_token && req->token_entry && core->tokens.key_of &&
+	    core->tokens.key_of(&req->txn, req->client_token, key) == 0)
+		owner = key;
+	return core->expire.lease(req, kind, internal, ttl, max_ttl, owner);
 }
 
 int cs_backend_acl(struct cs_request *req)

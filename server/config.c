@@ -76,6 +76,7 @@ void cs_config_init(struct cs_config *c)
 		listener_defaults(&c->listeners[i]);
 	c->log_level = CS_LOG_INFO;
 	c->default_lease_ttl = CS_DEFAULT_LEASE_TTL;
+	c->periodic_interval = 60;
 	c->max_lease_ttl = CS_DEFAULT_LEASE_TTL;
 	c->snapshot_spool_reserve_percent = CS_DEFAULT_SPOOL_RESERVE_PERCENT;
 }
@@ -521,6 +522,10 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			rc = want_duration(x, m, k, &c->default_lease_ttl);
 		} else if (strcmp(k, "max_lease_ttl") == 0) {
 			rc = want_duration(x, m, k, &c->max_lease_ttl);
+		} else if (strcmp(k, "periodic_interval") == 0) {
+			rc = want_duration(x, m, k, &c->periodic_interval);
+			if (!rc && (c->periodic_interval < 1 || c->periodic_interval > 86400))
+				rc = fail(x, m->line, "periodic_interval must be 1s..24h");
 		} else if (strcmp(k, "rotation_min_operations") == 0) {
 			rc = want_int(x, m, k, &c->rotation_min_operations);
 			if (!rc && (c->rotation_min_operations < 1 ||

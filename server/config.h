@@ -114,6 +114,10 @@ struct cs_config {
 	/* Lowest max_operations sys/rotate/config accepts; 0 means Vault's 1000000. Lower
 	 * only to exercise automatic rotation in tests (1..1000000). */
 	int64_t rotation_min_operations;
+	/* Seconds between runs of the backends' periodic functions (auto-rotation, tidy,
+	 * scheduled rotation) on the active node; default 60 (Vault's rollback period).
+	 * Tests lower it. 1..86400. */
+	int64_t periodic_interval;
 	/* Snapshot uploads (sys/storage/raft/snapshot[-force]) are spooled here; default
 	 * <storage path>/snapshot-spool, never inside the raft or LMDB directories. */
 	char *snapshot_spool_dir;

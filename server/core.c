@@ -50,7 +50,8 @@ static void req_free(struct cs_request *req)
 {
 	if (req->mount_held)
 		cs_mount_free(req->mount);
-	if (req->core->audit.request)
+	free(req->internal);
+	if (req->core->audit.request && !req->internal)
 		req->core->audit.discard(req);
 	if (req->txn_open)
 		cs_txn_abort(&req->txn);
@@ -88,12 +89,14 @@ static void finish_error(struct cs_request *req, int code)
 			msg = cs_strerror(code);
 		body = cs_response_errors(msg, &len);
 	}
-	if (req->core->audit.request) /* may turn it into a 500 */
+	if (req->core->audit.request && !req->internal) /* may turn it into a 500 */
 		req->core->audit.response(req, &status, &body, &len);
 	if (req->http)
 		cs_http_respond_json(req->http, status, body, len);
 	cs_zero(body, len); /* KV v2 error envelopes carry data */
 	free(body);
+	if (req->internal && req->internal->done)
+		req->internal->done(req, code ? code : CS_EINTERNAL, req->internal->ctx);
 	req_free(req);
 }
 
@@ -118,7 +121,7 @@ static void finish(struct cs_request *req)
 	} else if (!status) {
 		status = 204;
 	}
-	if (req->core->audit.request) /* may turn it into a 500 */
+	if (req->core->audit.request && !req->internal) /* may turn it into a 500 */
 		req->core->audit.response(req, &status, &body, &len);
 	if (req->http) {
 		if (body)
@@ -131,6 +134,8 @@ static void finish(struct cs_request *req)
 	free(body);
 	void (*after)(struct cs_core *) = req->after_response;
 	struct cs_core *core = req->core;
+	if (req->internal && req->internal->done)
+		req->internal->done(req, 0, req->internal->ctx);
 	req_free(req);
 	if (after)
 		after(core);
@@ -293,6 +298,8 @@ static void commit_and_finish(struct cs_request *req)
 {
 	bool pending = false;
 	int rc = cs_wrap_response(req); /* X-Vault-Wrap-TTL: in the same transaction */
+	if (!rc && req->internal && req->internal->before_commit)
+		rc = req->internal->before_commit(req, req->internal->ctx);
 	if (rc) {
 		finish_error(req, rc);
 		return;
@@ -325,6 +332,10 @@ static bool token_has_root(const cJSON *entry)
 static int authorize(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
+	if (req->internal) { /* the core's own work: trusted, no token */
+		req->root = true;
+		return 0;
+	}
 	unsigned flags = req->route ? req->route->flags : 0;
 	if (req->help) /* help needs a valid token everywhere (and spends a use, as a read) */
 		flags &= ~(unsigned)(CS_PATH_UNAUTH | CS_PATH_OPT_TOKEN);
@@ -464,6 +475,59 @@ static void run(struct cs_request *req)
 	commit_and_finish(req);
 }
 
+/* ---------------------------------------------------------------- internal requests */
+
+int cs_core_internal(struct cs_core *core, const struct cs_internal *in)
+{
+	int rc = 0;
+	struct cs_mount *m = NULL;
+	if (core->shutting_down || !core->active || cs_ha_stepping_down(core))
+		rc = CS_ENOTACTIVE;
+	else if (!core->kr)
+		rc = CS_ESEALED;
+	else if (strncmp(in->path, "sys/", 4) == 0)
+		m = cs_sys_mount(core);
+	else if (!(m = cs_router_match(&core->router, in->path)))
+		rc = CS_ENOTFOUND;
+	if (rc) {
+		cJSON_Delete(in->data);
+		return rc;
+	}
+	struct cs_request *req = calloc(1, sizeof *req);
+	struct cs_internal *copy = malloc(sizeof *copy);
+	char *path = strdup(in->path);
+	if (!req || !copy || !path)
+		abort();
+	*copy = *in;
+	copy->path = NULL; /* req->path owns the copy */
+	req->core = core;
+	req->internal = copy;
+	req->op = in->op;
+	req->path = path;
+	req->start_ms = cs_mono_ms();
+	req->data = in->data ? in->data : cJSON_CreateObject();
+	req->mount = m;
+	cs_mount_hold(m); /* the request may outlive an unmount while it waits */
+	req->mount_held = true;
+	size_t ml = strlen(m->path);
+	req->rel = strlen(req->path) >= ml ? req->path + ml : "";
+	req->route = in->route;
+	cs_txn_begin(&req->txn, &core->st, core->kr);
+	req->txn_open = true;
+	rc = authorize(req);
+	if (!rc)
+		rc = cs_backend_dispatch(req);
+	if (rc == CS_EASYNC) {
+		suspend(req);
+		return 0;
+	}
+	if (rc)
+		finish_error(req, rc);
+	else
+		commit_and_finish(req);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- deferred work */
 
 /*
@@ -547,8 +611,9 @@ static void async_resume(struct cs_async *a, int rc)
 		 !cs_router_has(&core->router, req->mount))
 		/* Sealed and unsealed again, or unmounted, while the job ran: the mount the
 		 * request was routed to is gone (its storage may be too). */
-		rc = cs_req_error(req, CS_EBUSY, "the mount was reloaded or removed while the "
-						 "request waited; retry");
+		rc = cs_req_error(req, CS_EBUSY,
+				  "the mount was reloaded or removed while the "
+				  "request waited; retry");
 	if (!rc) {
 		cs_txn_begin(&req->txn, &core->st, core->kr);
 		req->txn_open = true;

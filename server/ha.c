@@ -19,6 +19,7 @@
 #include "server/forward.h"
 #include "server/ha_int.h"
 #include "server/http.h"
+#include "server/periodic.h"
 #include "server/rotate_sys.h"
 #include "server/seal.h"
 #include "storage/cluster_keyring.h"
@@ -877,6 +878,7 @@ static void tick_cb(uv_timer_t *t)
 		advertise(core);
 	check_removed(core);
 	cs_rotate_tick(core); /* automatic barrier key rotation (rotate_sys.h) */
+	cs_periodic_tick(core); /* the backends' periodic functions (periodic.h) */
 	cs_ha_step_down_tick(core);
 	cs_ha_join_sync_tick(core);
 	changes_kick(core);

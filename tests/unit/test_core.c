@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -21,6 +22,7 @@
 #include "lib/util.h"
 #include "server/core.h"
 #include "server/http.h"
+#include "server/periodic.h"
 #include "tests/unit/fixtures.h"
 
 /* ---------------------------------------------------------------- node fixture */
@@ -833,6 +835,430 @@ START_TEST(test_raft_snapshot)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- periodic functions */
+
+/* A backend whose periodic function counts its runs in its own storage; every other run
+ * does its work on the pool (cs_req_defer), slower than the tick, to show that runs of
+ * one mount never overlap. */
+static int tick_running[2]; /* per mount (t1/, t2/): pool work in progress */
+static int tick_overlaps;
+
+struct tick_job {
+	struct cs_async async;
+	int *running;
+};
+
+static int tick_count(struct cs_request *r)
+{
+	cJSON *o = NULL;
+	int rc = cs_view_get_json(r, "count", &o);
+	int v = rc == 0 ? cJSON_GetObjectItemCaseSensitive(o, "n")->valueint : 0;
+	cJSON_Delete(o);
+	return v;
+}
+
+static int tick_bump(struct cs_request *r)
+{
+	ck_assert(r->root);
+	ck_assert_ptr_null(r->client_token);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "n", tick_count(r) + 1);
+	int rc = cs_view_put_json(r, "count", o);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static void tick_work(struct cs_async *a)
+{
+	int *running = CS_CONTAINER_OF(a, struct tick_job, async)->running;
+	if (__atomic_add_fetch(running, 1, __ATOMIC_SEQ_CST) > 1)
+		__atomic_add_fetch(&tick_overlaps, 1, __ATOMIC_SEQ_CST);
+	usleep(1500 * 1000);
+	__atomic_sub_fetch(running, 1, __ATOMIC_SEQ_CST);
+}
+
+static int tick_resume(struct cs_request *r, struct cs_async *a, int status)
+{
+	free(CS_CONTAINER_OF(a, struct tick_job, async));
+	return status ? status : tick_bump(r);
+}
+
+static int tick_periodic(struct cs_request *r)
+{
+	if (tick_count(r) % 2 == 0)
+		return tick_bump(r);
+	struct tick_job *job = calloc(1, sizeof *job);
+	job->async.work = tick_work;
+	job->async.resume = tick_resume;
+	job->running = &tick_running[strcmp(cs_req_mount_path(r), "t1/") == 0 ? 0 : 1];
+	return cs_req_defer(r, &job->async);
+}
+
+static int tick_read(struct cs_request *r)
+{
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddNumberToObject(d, "n", tick_count(r));
+	cs_req_set_data(r, d);
+	return 0;
+}
+
+static const struct cs_path tick_paths[] = {
+    {.pattern = "count", .ops[CS_OP_READ] = tick_read, .synopsis = "runs so far"},
+};
+
+static const struct cs_backend tick_backend = {
+    .type = "test-ticker",
+    .paths = tick_paths,
+    .n_paths = 1,
+    .periodic = tick_periodic,
+};
+
+static void tick_setup(void)
+{
+	static bool registered;
+	if (!registered)
+		cs_backend_register(&tick_backend);
+	registered = true;
+	node_setup();
+	n.cfg.periodic_interval = 1;
+}
+
+static int ticks(const char *mount)
+{
+	char path[64];
+	snprintf(path, sizeof path, "%s/count", mount);
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("GET", path, root_token, NULL, &o), 200);
+	int v = jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "n");
+	cJSON_Delete(o);
+	return v;
+}
+
+/* Every mount of a backend with a periodic function gets runs on the active node, each
+ * committed like a request, one at a time per mount; a sealed node runs none. */
+START_TEST(test_periodic_runs)
+{
+	init_unseal();
+	ck_assert_int_eq(
+	    req("PUT", "sys/mounts/t1", root_token, "{\"type\":\"test-ticker\"}", NULL), 204);
+	ck_assert_int_eq(
+	    req("PUT", "sys/mounts/t2", root_token, "{\"type\":\"test-ticker\"}", NULL), 204);
+	for (int i = 0; i < 200 && (ticks("t1") < 4 || ticks("t2") < 4); i++)
+		usleep(50 * 1000);
+	ck_assert_int_ge(ticks("t1"), 4);
+	ck_assert_int_ge(ticks("t2"), 4);
+	ck_assert_int_eq(__atomic_load_n(&tick_overlaps, __ATOMIC_SEQ_CST), 0);
+	/* Sealed: no run starts; the count survives in storage. */
+	ck_assert_int_eq(req("PUT", "sys/seal", root_token, NULL, NULL), 204);
+	usleep(2500 * 1000);
+	unseal_all();
+	int before = ticks("t1");
+	ck_assert_int_ge(before, 4);
+	ck_assert_int_eq(req("DELETE", "sys/mounts/t2", root_token, NULL, NULL), 204);
+	for (int i = 0; i < 200 && ticks("t1") < before + 2; i++)
+		usleep(50 * 1000);
+	ck_assert_int_ge(ticks("t1"), before + 2);
+	ck_assert_uint_gt(cs_periodic_runs(&n.core), 8);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- leased secrets */
+
+/* A backend that issues "credentials": cred/<id> records, each with a lease whose revoke
+ * (on the pool, like a networked revocation) marks it revoked and whose renew records the
+ * TTL; revocations fail while "fail" exists in its storage. */
+struct lease_job {
+	struct cs_async async;
+};
+
+static void lease_work(struct cs_async *a)
+{
+	(void)a;
+	usleep(20 * 1000);
+}
+
+static int cred_set(struct cs_request *r, const char *id, const char *field, cJSON *v)
+{
+	char key[128];
+	snprintf(key, sizeof key, "cred/%s", id);
+	cJSON *o = NULL;
+	if (cs_view_get_json(r, key, &o)) {
+		cJSON_Delete(v);
+		return cs_req_error(r, CS_EINVAL, "no credential %s", id);
+	}
+	cJSON_DeleteItemFromObjectCaseSensitive(o, field);
+	cJSON_AddItemToObject(o, field, v);
+	int rc = cs_view_put_json(r, key, o);
+	cJSON_Delete(o);
+	return rc;
+}
+
+static const char *internal_id(struct cs_request *r)
+{
+	const cJSON *in = cs_req_get(r, "internal");
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(in, "id");
+	ck_assert(cJSON_IsString(id));
+	return id->valuestring;
+}
+
+static int lease_revoke_resume(struct cs_request *r, struct cs_async *a, int status)
+{
+	free(CS_CONTAINER_OF(a, struct lease_job, async));
+	if (status)
+		return status;
+	struct cs_buf b = CS_BUF_INIT;
+	bool fail = cs_view_get(r, "fail", &b) == 0;
+	cs_buf_free(&b);
+	if (fail)
+		return cs_req_error(r, CS_EINTERNAL, "backend down");
+	return cred_set(r, internal_id(r), "revoked", cJSON_CreateTrue());
+}
+
+static int lease_revoke(struct cs_request *r)
+{
+	ck_assert(r->root);
+	ck_assert_ptr_nonnull(cs_req_str(r, "lease_id", NULL));
+	struct lease_job *job = calloc(1, sizeof *job);
+	job->async.work = lease_work;
+	job->async.resume = lease_revoke_resume;
+	return cs_req_defer(r, &job->async);
+}
+
+static int lease_renew(struct cs_request *r)
+{
+	return cred_set(r, internal_id(r), "ttl",
+			cJSON_CreateNumber((double)cs_req_int(r, "ttl", 0)));
+}
+
+static int creds_issue(struct cs_request *r)
+{
+	char id[17];
+	cs_random_base62(id, 16);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddBoolToObject(o, "revoked", false);
+	char key[64];
+	snprintf(key, sizeof key, "cred/%s", id);
+	int rc = cs_view_put_json(r, key, o);
+	cJSON_Delete(o);
+	if (rc)
+		return rc;
+	cJSON *in = cJSON_CreateObject();
+	cJSON_AddStringToObject(in, "id", id);
+	rc = cs_req_lease(r, "cred", in, cs_req_int(r, "ttl", 0), cs_req_int(r, "max_ttl", 0));
+	if (rc)
+		return rc;
+	cJSON *d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "id", id);
+	cs_req_set_data(r, d);
+	return 0;
+}
+
+static int cred_read(struct cs_request *r)
+{
+	char key[128];
+	snprintf(key, sizeof key, "cred/%s", cs_req_capture(r, "id"));
+	cJSON *o = NULL;
+	int rc = cs_view_get_json(r, key, &o);
+	if (rc)
+		return rc;
+	cs_req_set_data(r, o);
+	return 0;
+}
+
+static int fail_set(struct cs_request *r)
+{
+	return cs_req_bool(r, "on", false) ? cs_view_put(r, "fail", "1", 1)
+					   : cs_view_delete(r, "fail");
+}
+
+static const struct cs_field creds_fields[] = {
+    {.name = "ttl", .type = CS_FIELD_DURATION, .desc = "ttl"},
+    {.name = "max_ttl", .type = CS_FIELD_DURATION, .desc = "max ttl"},
+    {.name = NULL},
+};
+static const struct cs_field fail_fields[] = {
+    {.name = "on", .type = CS_FIELD_BOOL, .desc = "fail revocations"},
+    {.name = NULL},
+};
+
+static const struct cs_path leaser_paths[] = {
+    {.pattern = "creds",
+     .fields = creds_fields,
+     .ops[CS_OP_UPDATE] = creds_issue,
+     .synopsis = "issue"},
+    {.pattern = "cred/{id}", .ops[CS_OP_READ] = cred_read, .synopsis = "state"},
+    {.pattern = "fail", .fields = fail_fields, .ops[CS_OP_UPDATE] = fail_set, .synopsis = "fail"},
+};
+
+static const struct cs_secret_type leaser_secrets[] = {
+    {.name = "cred", .revoke = lease_revoke, .renew = lease_renew},
+    {.name = NULL},
+};
+
+static const struct cs_backend leaser_backend = {
+    .type = "test-leaser",
+    .paths = leaser_paths,
+    .n_paths = CS_ARRAY_LEN(leaser_paths),
+    .secrets = leaser_secrets,
+};
+
+static void leaser_setup(void)
+{
+	static bool registered;
+	if (!registered)
+		cs_backend_register(&leaser_backend);
+	registered = true;
+	node_setup();
+}
+
+/* Issue a credential as `token`: its id into id[17], its lease into lease[256]. */
+static void issue(const char *token, const char *body, char *id, char *lease, int *duration)
+{
+	cJSON *o = NULL;
+	int st = req("PUT", "l/creds", token, body, &o);
+	ck_assert_msg(st == 200, "%d %s", st, o ? first_error(o) : "");
+	snprintf(id, 17, "%s", jstr(cJSON_GetObjectItemCaseSensitive(o, "data"), "id"));
+	snprintf(lease, 256, "%s", jstr(o, "lease_id"));
+	if (duration)
+		*duration = jint(o, "lease_duration");
+	ck_assert(strncmp(lease, "l/creds/", 8) == 0);
+	ck_assert(jbool(o, "renewable"));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(o, "internal"));
+	cJSON_Delete(o);
+}
+
+static bool revoked(const char *id)
+{
+	char path[64];
+	snprintf(path, sizeof path, "l/cred/%s", id);
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("GET", path, root_token, NULL, &o), 200);
+	bool v = jbool(cJSON_GetObjectItemCaseSensitive(o, "data"), "revoked");
+	cJSON_Delete(o);
+	return v;
+}
+
+static bool wait_revoked(const char *id, int secs)
+{
+	for (int i = 0; i < secs * 10; i++) {
+		if (revoked(id))
+			return true;
+		usleep(100 * 1000);
+	}
+	return revoked(id);
+}
+
+static int lease_status(const char *lease)
+{
+	char body[400];
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\"}", lease);
+	return req("PUT", "sys/leases/lookup", root_token, body, NULL);
+}
+
+/* Expiry, revoke, renew and token revocation reach the backend that issued the secret. */
+START_TEST(test_secret_leases)
+{
+	init_unseal();
+	ck_assert_int_eq(req("PUT", "sys/mounts/l", root_token, "{\"type\":\"test-leaser\"}", NULL),
+			 204);
+	char id[17], lease[256], body[400];
+	int dur = 0;
+	/* Expiry. */
+	issue(root_token, "{\"ttl\":\"1s\"}", id, lease, &dur);
+	ck_assert_int_eq(dur, 1);
+	ck_assert_int_eq(lease_status(lease), 200);
+	ck_assert(wait_revoked(id, 10));
+	ck_assert_int_eq(lease_status(lease), 400); /* the record went with it */
+	/* Revoke: revoked when answered. */
+	issue(root_token, "{\"ttl\":\"1h\"}", id, lease, NULL);
+	ck_assert(!revoked(id));
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\"}", lease);
+	ck_assert_int_eq(req("PUT", "sys/leases/revoke", root_token, body, NULL), 204);
+	ck_assert(revoked(id));
+	ck_assert_int_eq(lease_status(lease), 400);
+	/* Renew: the backend is told, capped by max_ttl. */
+	issue(root_token, "{\"ttl\":\"60s\",\"max_ttl\":\"100s\"}", id, lease, NULL);
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\",\"increment\":\"1h\"}", lease);
+	cJSON *o = NULL;
+	ck_assert_int_eq(req("PUT", "sys/leases/renew", root_token, body, &o), 200);
+	ck_assert_str_eq(jstr(o, "lease_id"), lease);
+	ck_assert_int_ge(jint(o, "lease_duration"), 98);
+	ck_assert_int_le(jint(o, "lease_duration"), 100);
+	cJSON_Delete(o);
+	char path[64];
+	snprintf(path, sizeof path, "l/cred/%s", id);
+	ck_assert_int_eq(req("GET", path, root_token, NULL, &o), 200);
+	ck_assert_int_ge(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "ttl"), 98);
+	cJSON_Delete(o);
+	/* A token's revocation revokes the secrets it obtained. */
+	ck_assert_int_eq(
+	    req("PUT", "auth/token/create", root_token, "{\"policies\":[\"root\"]}", &o), 200);
+	char child[128];
+	snprintf(child, sizeof child, "%s",
+		 jstr(cJSON_GetObjectItemCaseSensitive(o, "auth"), "client_token"));
+	cJSON_Delete(o);
+	char id2[17], lease2[256];
+	issue(child, "{\"ttl\":\"1h\"}", id2, lease2, NULL);
+	ck_assert_int_eq(req("PUT", "auth/token/revoke-self", child, NULL, NULL), 204);
+	ck_assert(wait_revoked(id2, 10));
+	/* The mount cannot be disabled while a secret it issued is still leased. */
+	int st = req("DELETE", "sys/mounts/l", root_token, NULL, &o);
+	ck_assert_int_eq(st, 400);
+	ck_assert_ptr_nonnull(strstr(first_error(o), "not revoked yet"));
+	cJSON_Delete(o);
+}
+END_TEST
+
+/* A backend that cannot revoke: retried, then irrevocable; revoke-force drops it. */
+START_TEST(test_secret_lease_irrevocable)
+{
+	init_unseal();
+	ck_assert_int_eq(req("PUT", "sys/mounts/l", root_token, "{\"type\":\"test-leaser\"}", NULL),
+			 204);
+	ck_assert_int_eq(req("PUT", "l/fail", root_token, "{\"on\":true}", NULL), 204);
+	char id[17], lease[256], id2[17], lease2[256];
+	issue(root_token, "{\"ttl\":\"1s\"}", id, lease, NULL);
+	issue(root_token, "{\"ttl\":\"1s\"}", id2, lease2, NULL);
+	/* The second recovers when the backend does, on a retry. */
+	usleep(2500 * 1000);
+	ck_assert(!revoked(id2));
+	char body[400];
+	snprintf(body, sizeof body, "{\"lease_id\":\"%s\"}", lease2);
+	ck_assert_int_eq(req("PUT", "sys/leases/revoke", root_token, body, NULL), 500);
+	cJSON *o = NULL;
+	int count = 0;
+	for (int i = 0; i < 400 && count == 0; i++) {
+		usleep(100 * 1000);
+		ck_assert_int_eq(req("GET", "sys/leases?type=irrevocable", root_token, NULL, &o),
+				 200);
+		count = jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count");
+		if (count == 0)
+			cJSON_Delete(o);
+	}
+	ck_assert_int_ge(count, 1);
+	const cJSON *l = cJSON_GetArrayItem(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "data"), "leases"),
+	    0);
+	ck_assert_str_eq(jstr(l, "error"), "backend down");
+	ck_assert_str_eq(jstr(l, "mount_id"), "l/");
+	cJSON_Delete(o);
+	ck_assert_int_eq(req("GET", "sys/leases/count?type=all", root_token, NULL, &o), 200);
+	ck_assert_int_eq(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count"), 2);
+	cJSON_Delete(o);
+	/* Back up: the one not yet given up is revoked on its next retry; revoke-force
+	 * drops the records of both without asking the backend again. */
+	ck_assert_int_eq(req("PUT", "l/fail", root_token, "{\"on\":false}", NULL), 204);
+	ck_assert_int_eq(req("PUT", "sys/leases/revoke-force/l", root_token, NULL, NULL), 204);
+	ck_assert_int_eq(lease_status(lease), 400);
+	ck_assert_int_eq(lease_status(lease2), 400);
+	ck_assert_int_eq(req("GET", "sys/leases/count?type=all", root_token, NULL, &o), 200);
+	ck_assert_int_eq(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count"), 0);
+	cJSON_Delete(o);
+	ck_assert_int_eq(req("GET", "sys/leases?type=bogus", root_token, NULL, NULL), 400);
+	ck_assert_int_eq(req("DELETE", "sys/mounts/l", root_token, NULL, NULL), 204);
+}
+END_TEST
+
 static Suite *core_suite(void)
 {
 	Suite *s = suite_create("core");
@@ -863,6 +1289,17 @@ static Suite *core_suite(void)
 	tcase_add_test(tc, test_raft_remove_peer);
 	tcase_add_test(tc, test_raft_autopilot);
 	tcase_add_test(tc, test_raft_snapshot);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("periodic");
+	tcase_add_checked_fixture(tc, tick_setup, node_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_periodic_runs);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("leases");
+	tcase_add_checked_fixture(tc, leaser_setup, node_teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_secret_leases);
+	tcase_add_test(tc, test_secret_lease_irrevocable);
 	suite_add_tcase(s, tc);
 	return s;
 }
