@@ -830,11 +830,19 @@ static const struct cs_path db_paths[] = {
      .synopsis = "generate credentials from a dynamic role"},
 };
 
+/* Leases of dynamic credentials: revoked by dropping the user, renewed by moving its
+ * VALID UNTIL (database_roles.c). */
+static const struct cs_secret_type db_secrets[] = {
+    {.name = "creds", .revoke = db_lease_revoke, .renew = db_lease_renew},
+    {.name = NULL},
+};
+
 const struct cs_backend cs_database_backend = {
     .type = "database",
     .paths = db_paths,
     .n_paths = CS_ARRAY_LEN(db_paths),
     .reset = db_reset,
+    .secrets = db_secrets,
 };
 
 void cs_database_register(void)

@@ -83,5 +83,8 @@ int db_revoke_user(struct cs_request *req, const char *db, const char *role_name
 		   const char *username);
 int db_renew_user(struct cs_request *req, const char *db, const char *role_name,
 		  const char *username, int64_t expire_unix);
+/* The "creds" lease kind's revoke and renew handlers. */
+int db_lease_revoke(struct cs_request *req);
+int db_lease_renew(struct cs_request *req);
 
 #endif

@@ -181,13 +181,15 @@ static void creds_ttls(struct cs_request *req, const cJSON *role, int64_t *ttl, 
 		*ttl = *max;
 }
 
-/* The lease of new credentials. Until the expiration manager takes database leases, the
- * response only says how long the user is valid (its VALID UNTIL). */
+/* The lease of new credentials: what revocation and renewal need, kept behind the barrier
+ * with the lease (never shown to clients). */
 static int creds_lease(struct cs_request *req, struct db_job *job)
 {
-	req->lease_duration = job->ttl;
-	req->renewable = false;
-	return 0;
+	cJSON *in = cJSON_CreateObject();
+	cJSON_AddStringToObject(in, "username", job->username);
+	cJSON_AddStringToObject(in, "role", job->name);
+	cJSON_AddStringToObject(in, "db_name", db_str(job->doc, "db_name", ""));
+	return cs_req_lease(req, "creds", in, job->ttl, job->max_ttl);
 }
 
 /* creds resumes: PostgreSQL committed the new user. */
@@ -491,6 +493,43 @@ out:
 		return rc;
 	}
 	return db_job_run(req, job, pool);
+}
+
+/* ---------------------------------------------------------------- leases */
+
+/* The lease's internal data: the user, its role and its connection. */
+static int lease_internal(struct cs_request *req, const char **db, const char **role,
+			  const char **user)
+{
+	const cJSON *in = cs_req_get(req, "internal");
+	*db = db_str(in, "db_name", NULL);
+	*role = db_str(in, "role", NULL);
+	*user = db_str(in, "username", NULL);
+	if (!*db || !*user || !**user)
+		return cs_req_error(req, CS_EINVAL, "the lease does not name a database user");
+	return 0;
+}
+
+/* Expiry or revocation of a creds lease: the user is dropped (an error keeps the lease and
+ * the expiration manager retries). */
+int db_lease_revoke(struct cs_request *req)
+{
+	const char *db, *role, *user;
+	int rc = lease_internal(req, &db, &role, &user);
+	return rc ? rc : db_revoke_user(req, db, role, user);
+}
+
+/* Renewal: the user's VALID UNTIL moves to now + the TTL granted. */
+int db_lease_renew(struct cs_request *req)
+{
+	const char *db, *role, *user;
+	int rc = lease_internal(req, &db, &role, &user);
+	if (rc)
+		return rc;
+	int64_t ttl = cs_req_int(req, "ttl", 0);
+	if (ttl <= 0)
+		return cs_req_error(req, CS_EINVAL, "renewal without a TTL");
+	return db_renew_user(req, db, role, user, cs_now_ns() / 1000000000 + ttl);
 }
 
 /* ---------------------------------------------------------------- table */

@@ -1,4 +1,6 @@
 """The database secrets engine against a real PostgreSQL 15 (tests/e2e/database_pg.py)."""
+import time
+
 import pytest
 
 import custos_harness as H
@@ -235,3 +237,161 @@ def test_database_down_is_an_error_not_a_hang(srv, pg):
     assert r.status_code == 500 and "connect" in r.text, r.text
     # the server still serves other requests
     assert srv.request("GET", "sys/health").status_code == 200
+
+
+# ---- leases ---------------------------------------------------------------------------
+
+def wait_for(cond, timeout=30, step=0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def test_revoke_drops_the_user(srv, pg):
+    configure(srv, pg, "main")
+    role(srv, "rev", "main")
+    c = creds(srv, "rev")
+    u, p = c["data"]["username"], c["data"]["password"]
+    assert c["renewable"] is True and c["lease_id"].startswith(MP + "/creds/rev/")
+    assert pg.can_login(u, p)
+    r = srv.request("PUT", "sys/leases/revoke", token=srv.root_token,
+                    json={"lease_id": c["lease_id"]})
+    assert r.status_code == 204, r.text
+    assert wait_for(lambda: not pg.role_exists(u))
+    assert not pg.can_login(u, p)
+    r = srv.request("PUT", "sys/leases/lookup", token=srv.root_token,
+                    json={"lease_id": c["lease_id"]})
+    assert r.status_code == 400, r.text
+
+
+def test_renew_extends_valid_until(srv, pg):
+    configure(srv, pg, "main")
+    role(srv, "ren", "main", default_ttl="60s", max_ttl="2h")
+    c = creds(srv, "ren")
+    u = c["data"]["username"]
+    q = "SELECT extract(epoch FROM rolvaliduntil - now())::int FROM pg_roles WHERE rolname = '%s'" % u
+    assert int(pg.query(q)) <= 60
+    r = srv.request("PUT", "sys/leases/renew", token=srv.root_token,
+                    json={"lease_id": c["lease_id"], "increment": 3600})
+    assert r.status_code == 200, r.text
+    assert r.json()["lease_duration"] == 3600
+    assert 3500 < int(pg.query(q)) <= 3600
+
+
+def test_expiry_drops_the_user(srv, pg):
+    configure(srv, pg, "main")
+    role(srv, "short", "main", default_ttl="2s", max_ttl="2s")
+    c = creds(srv, "short")
+    u = c["data"]["username"]
+    assert c["lease_duration"] == 2
+    assert pg.role_exists(u)
+    assert wait_for(lambda: not pg.role_exists(u), timeout=30)
+
+
+def test_revoking_the_token_revokes_its_creds(srv, pg):
+    configure(srv, pg, "main")
+    role(srv, "owned", "main")
+    tok = srv.client().auth.token.create(policies=["root"])["auth"]["client_token"]
+    c = creds_with(srv, "owned", tok)
+    u = c["data"]["username"]
+    assert pg.role_exists(u)
+    srv.client().auth.token.revoke(tok)
+    assert wait_for(lambda: not pg.role_exists(u))
+
+
+def creds_with(srv, role_name, token):
+    r = srv.request("GET", MP + "/creds/" + role_name, token=token)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_default_revocation_quotes_schema_names(srv, pg):
+    """CVE-2026-39946: Vault's default revocation pasted schema names unquoted. Schemas
+    whose names carry SQL are revoked from and left alone; nothing they hold runs."""
+    configure(srv, pg, "main")
+    evil = ['cve; CREATE ROLE injected_cve1; --', 'cve"; CREATE ROLE injected_cve2; --',
+            "cve'; CREATE ROLE injected_cve3; --"]
+    grants = []
+    for i, s in enumerate(evil):
+        qs = '"' + s.replace('"', '""') + '"'
+        pg.query("CREATE SCHEMA IF NOT EXISTS %s; CREATE TABLE IF NOT EXISTS %s.t%d (x int)"
+                 % (qs, qs, i))
+        grants.append("GRANT USAGE ON SCHEMA %s TO \"{{name}}\"; GRANT SELECT ON %s.t%d TO "
+                      "\"{{name}}\";" % (qs, qs, i))
+    role(srv, "cve", "main", creation_statements=CREATE + grants + [
+        # something it owns, so REASSIGN OWNED has work
+        "GRANT CREATE ON SCHEMA public TO \"{{name}}\";"])
+    c = creds(srv, "cve")
+    u, p = c["data"]["username"], c["data"]["password"]
+    pg.psql("CREATE TABLE public.owned_by_dyn (x int)", user=u, password=p)
+    r = srv.request("PUT", "sys/leases/revoke", token=srv.root_token,
+                    json={"lease_id": c["lease_id"]})
+    assert r.status_code == 204, r.text
+    assert wait_for(lambda: not pg.role_exists(u))
+    for n in ("injected_cve1", "injected_cve2", "injected_cve3"):
+        assert not pg.role_exists(n), n
+    for i, s in enumerate(evil):  # the schemas and tables are still there
+        lit = "'" + s.replace("'", "''") + "'"
+        assert pg.query("SELECT count(*) FROM pg_tables WHERE schemaname = %s" % lit) == "1"
+    assert pg.query("SELECT tableowner FROM pg_tables WHERE tablename = 'owned_by_dyn'") == "postgres"
+
+
+def test_custom_revocation_statements(srv, pg):
+    configure(srv, pg, "main")
+    pg.query("CREATE TABLE IF NOT EXISTS revoke_log (who text)")
+    role(srv, "custrev", "main", revocation_statements=[
+        "INSERT INTO revoke_log VALUES ('{{name}}'); DROP ROLE \"{{name}}\";"])
+    c = creds(srv, "custrev")
+    u = c["data"]["username"]
+    r = srv.request("PUT", "sys/leases/revoke", token=srv.root_token,
+                    json={"lease_id": c["lease_id"]})
+    assert r.status_code == 204, r.text
+    assert wait_for(lambda: not pg.role_exists(u))
+    assert pg.query("SELECT count(*) FROM revoke_log WHERE who = '%s'" % u) == "1"
+
+
+def test_postgres_down_retries_then_irrevocable_then_force(srv):
+    """Leases that fall due while PostgreSQL is down stay; one whose database returns in
+    time is revoked then; one whose database stays away becomes irrevocable, is listed,
+    and revoke-force drops it."""
+    p2 = Postgres().init().start()
+    try:
+        configure(srv, p2, "flaky")
+        role(srv, "flaky", "flaky", default_ttl="2s", max_ttl="2s")
+        a = creds(srv, "flaky")
+        ua = a["data"]["username"]
+        p2.stop()
+        time.sleep(4)  # due, and at least one attempt failed
+        r = srv.request("PUT", "sys/leases/lookup", token=srv.root_token,
+                        json={"lease_id": a["lease_id"]})
+        assert r.status_code == 200, r.text
+        p2.start()
+        assert wait_for(lambda: not p2.role_exists(ua), timeout=30)
+        assert wait_for(lambda: srv.request("PUT", "sys/leases/lookup", token=srv.root_token,
+                                            json={"lease_id": a["lease_id"]}).status_code == 400)
+
+        b = creds(srv, "flaky")
+        ub = b["data"]["username"]
+        p2.stop()
+
+        def irrevocable():
+            r = srv.request("GET", "sys/leases", token=srv.root_token,
+                            params={"type": "irrevocable"})
+            return r.status_code == 200 and any(
+                e["lease_id"] == b["lease_id"] for e in r.json()["data"]["leases"])
+        assert wait_for(irrevocable, timeout=60, step=1)
+        r = srv.request("GET", "sys/leases/count", token=srv.root_token,
+                        params={"type": "irrevocable"})
+        assert r.json()["data"]["lease_count"] >= 1
+        # (the prefix of its role: sys/leases/revoke-force here names whole segments)
+        r = srv.request("PUT", "sys/leases/revoke-force/" + MP + "/creds/flaky",
+                        token=srv.root_token)
+        assert r.status_code == 204, r.text
+        assert not irrevocable()
+        p2.start()
+        assert p2.role_exists(ub)  # force means custos forgot it, as Vault
+    finally:
+        p2.cleanup()
