@@ -795,6 +795,20 @@ static const struct cs_field name_field[] = {
     {.name = NULL},
 };
 
+static const struct cs_field static_fields[] = {
+    DB_STR("name", "name of the static role"),
+    DB_STR("db_name", "the connection config it uses"),
+    DB_STR("username", "the existing database user it manages"),
+    DB_DUR("rotation_period", "rotate this often (5s or more)"),
+    DB_STR("rotation_schedule", "rotate on this cron schedule (5 fields, UTC)"),
+    DB_DUR("rotation_window", "how long after a scheduled time a rotation may still run"),
+    {.name = "rotation_statements",
+     .type = CS_FIELD_ANY,
+     .desc = "statements that set the password ({{name}}, {{password}})"},
+    DB_STR("credential_type", "password (the only type)"),
+    {.name = NULL},
+};
+
 static const struct cs_path db_paths[] = {
     {.pattern = "config",
      .ops = {[CS_OP_LIST] = config_list},
@@ -824,6 +838,25 @@ static const struct cs_path db_paths[] = {
 	     [CS_OP_DELETE] = db_role_delete},
      .exists = db_role_exists,
      .synopsis = "manage a dynamic role"},
+    {.pattern = "static-roles",
+     .ops = {[CS_OP_LIST] = db_static_list},
+     .synopsis = "list the static roles"},
+    {.pattern = "static-roles/{name}",
+     .fields = static_fields,
+     .ops = {[CS_OP_READ] = db_static_read,
+	     [CS_OP_CREATE] = db_static_write,
+	     [CS_OP_UPDATE] = db_static_write,
+	     [CS_OP_DELETE] = db_static_delete},
+     .exists = db_static_exists,
+     .synopsis = "manage a static role (an existing user whose password custos rotates)"},
+    {.pattern = "static-creds/{name}",
+     .fields = name_field,
+     .ops = {[CS_OP_READ] = db_static_creds},
+     .synopsis = "the current credentials of a static role"},
+    {.pattern = "rotate-role/{name}",
+     .fields = name_field,
+     .ops = {[CS_OP_UPDATE] = db_static_rotate},
+     .synopsis = "rotate a static role's password now"},
     {.pattern = "creds/{name}",
      .fields = name_field,
      .ops = {[CS_OP_READ] = db_creds_read},
@@ -843,6 +876,7 @@ const struct cs_backend cs_database_backend = {
     .n_paths = CS_ARRAY_LEN(db_paths),
     .reset = db_reset,
     .secrets = db_secrets,
+    .periodic = db_periodic,
 };
 
 void cs_database_register(void)

@@ -83,6 +83,29 @@ int db_revoke_user(struct cs_request *req, const char *db, const char *role_name
 		   const char *username);
 int db_renew_user(struct cs_request *req, const char *db, const char *role_name,
 		  const char *username, int64_t expire_unix);
+/* database_static.c: static roles and their rotation. */
+int db_static_read(struct cs_request *req);
+int db_static_write(struct cs_request *req);
+int db_static_delete(struct cs_request *req);
+int db_static_list(struct cs_request *req);
+int db_static_exists(struct cs_request *req, bool *exists);
+int db_static_creds(struct cs_request *req);
+int db_static_rotate(struct cs_request *req);
+int db_periodic(struct cs_request *req);
+
+/* A 5-field cron schedule (minute hour day-of-month month day-of-week, UTC), as Vault's
+ * rotation_schedule: bit i of a field set when value i matches. */
+struct db_cron {
+	uint64_t minute, hour, dom, month, dow;
+	bool dom_star, dow_star;
+};
+/* 0, or CS_EINVAL for a schedule that is not 5 valid fields (*, n, a-b, lists, /step,
+ * JAN-DEC, SUN-SAT). */
+int db_cron_parse(const char *spec, struct db_cron *c);
+/* The first matching minute strictly after `after` (unix seconds), or -1 when none
+ * within five years. */
+int64_t db_cron_next(const struct db_cron *c, int64_t after);
+
 /* The "creds" lease kind's revoke and renew handlers. */
 int db_lease_revoke(struct cs_request *req);
 int db_lease_renew(struct cs_request *req);

@@ -53,6 +53,7 @@ ONE_BACKEND = [
     # the database engine (split by job, engines/database_internal.h), its libpq pool, SQL
     # quoting and username templates, apart for tests
     {"engines/database", "engines/database_internal", "engines/database_roles",
+     "engines/database_static",
      "engines/database_template", "engines/pg_pool", "engines/pg_sql"},
 ]
 

@@ -20,9 +20,17 @@ def pg():
 
 
 @pytest.fixture(scope="module")
-def srv(module_unsealed, pg):
-    module_unsealed.client().sys.enable_secrets_engine("database", path=MP)
-    return module_unsealed
+def srv(tmp_path_factory, pg):
+    # periodic functions (static role rotation) every second instead of Vault's minute
+    s = H.Server(tmp_path_factory.mktemp("srv"), name="db1",
+                 extra_config='periodic_interval = "1s"\n')
+    try:
+        s.start()
+        H.init_and_unseal(s)
+        s.client().sys.enable_secrets_engine("database", path=MP)
+        yield s
+    finally:
+        s.cleanup()
 
 
 def put(srv, path, body, token=None):
@@ -395,3 +403,98 @@ def test_postgres_down_retries_then_irrevocable_then_force(srv):
         assert p2.role_exists(ub)  # force means custos forgot it, as Vault
     finally:
         p2.cleanup()
+
+
+# ---- static roles ---------------------------------------------------------------------
+
+def static_creds(srv, name):
+    r = get(srv, "static-creds/" + name)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]
+
+
+def test_static_role_rotates_on_its_period(srv, pg):
+    configure(srv, pg, "main")
+    pg.query("CREATE ROLE static_period LOGIN PASSWORD 'orig-pw'")
+    r = put(srv, "static-roles/sp", {"db_name": "main", "username": "static_period",
+                                     "rotation_period": "5s"})
+    assert r.status_code == 204, r.text
+    # creating it took the user over: the old password no longer works
+    assert not pg.can_login("static_period", "orig-pw")
+    c1 = static_creds(srv, "sp")
+    assert c1["username"] == "static_period" and c1["rotation_period"] == 5
+    assert 0 <= c1["ttl"] <= 5
+    assert pg.can_login("static_period", c1["password"])
+    d = get(srv, "static-roles/sp").json()["data"]
+    assert d["username"] == "static_period" and "password" not in d
+    assert c1["password"] not in get(srv, "static-roles/sp").text
+    assert wait_for(lambda: static_creds(srv, "sp")["password"] != c1["password"], timeout=30)
+    c2 = static_creds(srv, "sp")
+    assert pg.can_login("static_period", c2["password"])
+    assert not pg.can_login("static_period", c1["password"])
+    r = srv.request("LIST", MP + "/static-roles", token=srv.root_token)
+    assert "sp" in r.json()["data"]["keys"]
+
+
+def test_rotate_role_now(srv, pg):
+    configure(srv, pg, "main")
+    pg.query("CREATE ROLE static_manual LOGIN PASSWORD 'orig-pw'")
+    r = put(srv, "static-roles/sm", {"db_name": "main", "username": "static_manual",
+                                     "rotation_period": "24h",
+                                     "rotation_statements": [
+                                         "ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}'"]})
+    assert r.status_code == 204, r.text
+    c1 = static_creds(srv, "sm")
+    assert c1["ttl"] > 86000
+    assert put(srv, "rotate-role/sm", {}).status_code == 204
+    c2 = static_creds(srv, "sm")
+    assert c2["password"] != c1["password"]
+    assert pg.can_login("static_manual", c2["password"])
+    assert not pg.can_login("static_manual", c1["password"])
+    # a second static role cannot take the same user
+    r = put(srv, "static-roles/sm2", {"db_name": "main", "username": "static_manual",
+                                      "rotation_period": "1h"})
+    assert r.status_code == 400 and "already managed" in r.text
+    # a user that does not exist: creation fails, nothing stored
+    r = put(srv, "static-roles/ghost", {"db_name": "main", "username": "no_such_user",
+                                        "rotation_period": "1h"})
+    assert r.status_code == 500, r.text
+    assert get(srv, "static-roles/ghost").status_code == 404
+    assert srv.request("DELETE", MP + "/static-roles/sm", token=srv.root_token).status_code == 204
+    assert get(srv, "static-creds/sm").status_code == 400
+
+
+def test_static_role_validation(srv, pg):
+    configure(srv, pg, "main")
+    base = {"db_name": "main", "username": "postgres"}
+    for extra, msg in (({}, "one of rotation_schedule or rotation_period"),
+                       ({"rotation_period": "5s", "rotation_schedule": "* * * * *"},
+                        "mutually exclusive"),
+                       ({"rotation_period": "2s"}, "5 seconds or more"),
+                       ({"rotation_schedule": "61 * * * *"}, "could not parse"),
+                       ({"rotation_schedule": "* * * *"}, "could not parse"),
+                       ({"rotation_period": "1h", "rotation_window": "2h"}, "rotation_window"),
+                       ({"rotation_schedule": "0 * * * *", "rotation_window": "10m"},
+                        "3600 seconds")):
+        r = put(srv, "static-roles/bad", dict(base, **extra))
+        assert r.status_code == 400 and msg in r.text, (extra, r.text)
+    assert get(srv, "static-roles/bad").status_code == 404
+
+
+@pytest.mark.timeout_s(150)
+def test_static_role_rotates_on_its_cron_schedule(srv, pg):
+    configure(srv, pg, "main")
+    pg.query("CREATE ROLE static_cron LOGIN PASSWORD 'orig-pw'")
+    r = put(srv, "static-roles/sc", {"db_name": "main", "username": "static_cron",
+                                     "rotation_schedule": "* * * * *",
+                                     "rotation_window": "1h"})
+    assert r.status_code == 204, r.text
+    c1 = static_creds(srv, "sc")
+    assert c1["rotation_schedule"] == "* * * * *" and c1["rotation_window"] == 3600
+    assert 0 <= c1["ttl"] <= 60
+    assert wait_for(lambda: static_creds(srv, "sc")["password"] != c1["password"], timeout=90,
+                    step=1)
+    c2 = static_creds(srv, "sc")
+    assert c2["last_vault_rotation"] != c1["last_vault_rotation"]
+    assert pg.can_login("static_cron", c2["password"])
+    assert not pg.can_login("static_cron", c1["password"])
