@@ -46,6 +46,9 @@ static int cron_field(const char *f, int lo, int hi, const char *const *names, u
 {
 	*bits = 0;
 	*star = false;
+	size_t fl = strlen(f);
+	if (fl == 0 || f[0] == ',' || f[fl - 1] == ',' || strstr(f, ",,"))
+		return CS_EINVAL; /* an empty list entry */
 	char buf[128];
 	snprintf(buf, sizeof buf, "%s", f);
 	char *save = NULL;

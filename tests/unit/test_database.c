@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "engines/database_internal.h"
 #include "engines/database_template.h"
 #include "engines/pg_pool.h"
 #include "engines/pg_sql.h"
@@ -244,6 +245,42 @@ START_TEST(test_template_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- cron */
+
+static int64_t next_of(const char *spec, int64_t after)
+{
+	struct db_cron c;
+	ck_assert_msg(db_cron_parse(spec, &c) == 0, "%s", spec);
+	return db_cron_next(&c, after);
+}
+
+START_TEST(test_cron)
+{
+	/* 2025-12-08 00:00:00 UTC, a Monday */
+	const int64_t t0 = INT64_C(1765152000);
+	ck_assert_int_eq(next_of("* * * * *", t0), t0 + 60); /* strictly after */
+	ck_assert_int_eq(next_of("* * * * *", t0 + 59), t0 + 60);
+	ck_assert_int_eq(next_of("30 2 * * *", t0), t0 + 2 * 3600 + 30 * 60);
+	ck_assert_int_eq(next_of("*/15 * * * *", t0 + 60), t0 + 15 * 60);
+	ck_assert_int_eq(next_of("0 0 * * SUN", t0), t0 + 6 * 86400);
+	ck_assert_int_eq(next_of("0 0 * * 7", t0), t0 + 6 * 86400);
+	ck_assert_int_eq(next_of("0 12 25 DEC *", t0), t0 + 17 * 86400 + 12 * 3600);
+	ck_assert_int_eq(next_of("0 0 1 1 *", t0), INT64_C(1767225600)); /* 2026-01-01 */
+	/* day-of-month and day-of-week both restricted: either matches (the 10th, or Tue) */
+	ck_assert_int_eq(next_of("0 0 10 * TUE", t0), t0 + 86400);
+	ck_assert_int_eq(next_of("0 9-17/4 * * MON-FRI", t0), t0 + 9 * 3600);
+	ck_assert_int_eq(next_of("5,10 0 * * *", t0 + 6 * 60), t0 + 10 * 60);
+	ck_assert_int_eq(next_of("0 0 30 2 *", t0), -1); /* never */
+	static const char *const bad[] = {
+	    "",          "* * * *",      "* * * * * *", "60 * * * *",  "* 24 * * *",
+	    "* * 0 * *", "* * * 13 *",   "* * * * 8",   "5-1 * * * *", "*/0 * * * *",
+	    "x * * * *", "1,,2 * * * *", NULL};
+	struct db_cron c;
+	for (int i = 0; bad[i]; i++)
+		ck_assert_msg(db_cron_parse(bad[i], &c) == CS_EINVAL, "'%s'", bad[i]);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- pool */
 
 struct op_box {
@@ -350,6 +387,7 @@ int main(void)
 	tcase_add_test(tc, test_template_default);
 	tcase_add_test(tc, test_template_functions);
 	tcase_add_test(tc, test_template_errors);
+	tcase_add_test(tc, test_cron);
 	tcase_add_test(tc, test_pool_connect_failure_answers_every_op_later);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
