@@ -654,9 +654,16 @@ static void dispatch(struct cs_pg_pool *pool)
 			int connecting = 0;
 			for (struct pg_conn *c = pool->conns; c; c = c->next)
 				connecting += c->state == ST_CONNECTING;
-			/* One new connection per op still waiting, within max_open. */
-			if (pool->n_open < pool->lim.max_open && (size_t)connecting < pool->queued)
+			/* One new connection per op still waiting, within max_open: a burst
+			 * of requests opens its connections in parallel. */
+			while (pool->head && pool->n_open < pool->lim.max_open &&
+			       (size_t)connecting < pool->queued) {
+				int before = pool->n_open;
 				conn_open(pool);
+				if (pool->n_open <= before)
+					break; /* failed at once: its ops are answered */
+				connecting++;
+			}
 			return;
 		}
 		idle->state = ST_BUSY;

@@ -498,3 +498,28 @@ def test_static_role_rotates_on_its_cron_schedule(srv, pg):
     assert c2["last_vault_rotation"] != c1["last_vault_rotation"]
     assert pg.can_login("static_cron", c2["password"])
     assert not pg.can_login("static_cron", c1["password"])
+
+
+# ---- cluster --------------------------------------------------------------------------
+
+@pytest.mark.timeout_s(240)
+def test_cluster_creds_through_a_standby_and_failover_revokes(cluster_factory, pg):
+    """Credentials requested through a standby (forwarded to the active node); the active
+    node is killed -9 while their leases are about to expire; the new active node revokes
+    them."""
+    cl = cluster_factory(n=3)
+    cl.wait_voters(3)
+    leader = cl.leader()
+    leader.client(cl.root_token).sys.enable_secrets_engine("database", path=MP)
+    standby = cl.standbys()[0]
+    configure(standby, pg, "main")
+    role(standby, "ha", "main", default_ttl="10s", max_ttl="10s")
+    users = []
+    for _ in range(3):
+        c = creds(standby, "ha")["data"]
+        assert pg.can_login(c["username"], c["password"])
+        users.append(c["username"])
+    cl.kill9(leader)
+    new = cl.leader(exclude=(leader,), timeout=30)
+    assert new is not leader
+    assert wait_for(lambda: not any(pg.role_exists(u) for u in users), timeout=60, step=1)
