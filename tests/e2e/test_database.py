@@ -500,6 +500,27 @@ def test_static_role_rotates_on_its_cron_schedule(srv, pg):
     assert not pg.can_login("static_cron", c1["password"])
 
 
+
+def test_static_rotation_survives_a_restart(srv, pg):
+    """The next rotation time lives in storage: a node that was down when it fell due
+    rotates once it is back and active, and reads the same password as before it went."""
+    configure(srv, pg, "main")
+    pg.query("CREATE ROLE static_restart LOGIN PASSWORD 'orig-pw'")
+    r = put(srv, "static-roles/sr", {"db_name": "main", "username": "static_restart",
+                                     "rotation_period": "8s"})
+    assert r.status_code == 204, r.text
+    c1 = static_creds(srv, "sr")
+    srv.stop()
+    time.sleep(9)  # due while the node is down
+    assert pg.can_login("static_restart", c1["password"])
+    srv.start()
+    H.unseal(srv)
+    H.wait_active(srv)
+    assert wait_for(lambda: static_creds(srv, "sr")["password"] != c1["password"], timeout=30)
+    c2 = static_creds(srv, "sr")
+    assert pg.can_login("static_restart", c2["password"])
+    assert not pg.can_login("static_restart", c1["password"])
+
 # ---- cluster --------------------------------------------------------------------------
 
 @pytest.mark.timeout_s(240)
