@@ -5,11 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/util.h"
 
 enum conn_state { ST_CONNECTING, ST_IDLE, ST_BUSY };
-enum phase { PH_BEGIN, PH_STMT, PH_COMMIT, PH_ROLLBACK, PH_RB_STMT };
+/* PH_ALL: the whole transaction sent as one simple query (one round trip), for ops that
+ * need no answer between statements. */
+enum phase { PH_BEGIN, PH_ALL, PH_STMT, PH_COMMIT, PH_ROLLBACK, PH_RB_STMT };
 
 /* The uv_poll of a connection's socket, allocated apart from the connection: libpq may
  * move to another socket while connecting (the next address of a host), and the old
@@ -403,6 +406,36 @@ static int send_query(struct pg_conn *c, const struct cs_pg_stmt *s, const char 
 	return watch(c, UV_READABLE | (f == 1 ? UV_WRITABLE : 0));
 }
 
+/* Whether the op can go as one query: a transaction whose statements need no
+ * parameters and no look at each other's answers. */
+static bool one_query(const struct cs_pg_op *op)
+{
+	if (op->no_txn || op->on_result || op->n_stmts == 0)
+		return false;
+	for (size_t i = 0; i < op->n_stmts; i++)
+		if (op->stmts[i].n_params > 0)
+			return false;
+	return true;
+}
+
+/* BEGIN, the statements and COMMIT in one simple query. Each statement ends with a
+ * newline before its separator, so a trailing "--" comment cannot swallow what follows;
+ * one that leaves a quote or a block comment open makes the server refuse the text or
+ * leaves the transaction open, which query_done treats as a failure. */
+static int send_all(struct pg_conn *c)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	cs_buf_puts(&b, "BEGIN; SET LOCAL standard_conforming_strings = on;\n");
+	for (size_t i = 0; i < c->op->n_stmts; i++) {
+		cs_buf_puts(&b, c->op->stmts[i].sql);
+		cs_buf_puts(&b, "\n;\n");
+	}
+	cs_buf_puts(&b, "COMMIT");
+	int rc = send_query(c, NULL, b.data);
+	cs_buf_free_secure(&b);
+	return rc;
+}
+
 /* Send what the op's phase asks for next, or finish the op. */
 static void step(struct pg_conn *c)
 {
@@ -414,6 +447,11 @@ static void step(struct pg_conn *c)
 			if (op->no_txn) {
 				c->phase = PH_STMT, c->idx = 0;
 				continue;
+			}
+			if (one_query(op)) {
+				c->phase = PH_ALL;
+				rc = send_all(c);
+				break;
 			}
 			rc = send_query(c, NULL,
 					"BEGIN; SET LOCAL standard_conforming_strings = on");
@@ -429,6 +467,8 @@ static void step(struct pg_conn *c)
 			}
 			rc = send_query(c, &op->stmts[c->idx], NULL);
 			break;
+		case PH_ALL:
+			return; /* answered whole in query_done */
 		case PH_COMMIT:
 			rc = send_query(c, NULL, "COMMIT");
 			break;
@@ -475,6 +515,14 @@ static void query_done(struct pg_conn *c)
 			return statement_failed(c, c->err);
 		c->phase = PH_STMT, c->idx = 0;
 		break;
+	case PH_ALL:
+		if (!failed && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+			return statement_failed(c, "a statement left the transaction open "
+						   "(an unterminated quote or comment?)");
+		if (failed)
+			return statement_failed(c, c->err);
+		op_finish(c, 0);
+		return;
 	case PH_STMT: {
 		if (failed)
 			return statement_failed(c, c->err);

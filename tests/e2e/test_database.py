@@ -166,6 +166,18 @@ def test_failing_statement_rolls_back_and_runs_rollback_statements(srv, pg):
     assert pg.query("SELECT count(*) FROM rb_log WHERE who = 'rb-boom'") == "1"
 
 
+def test_statement_text_cannot_swallow_the_commit(srv, pg):
+    """Statements run in one transaction sent as one query: a trailing line comment ends
+    at its line; an unterminated block comment is refused and leaves no user."""
+    configure(srv, pg, "cm", username_template="cm-{{.RoleName}}")
+    role(srv, "linecomment", "cm", creation_statements=[CREATE[0] + " -- trailing comment"])
+    c = creds(srv, "linecomment")["data"]
+    assert pg.can_login(c["username"], c["password"])
+    role(srv, "blockcomment", "cm", creation_statements=[CREATE[0] + " /* never closed"])
+    r = get(srv, "creds/blockcomment")
+    assert r.status_code == 500, r.text
+    assert not pg.role_exists("cm-blockcomment")
+
 def test_custom_statements_with_grants(srv, pg):
     configure(srv, pg, "main")
     pg.query("CREATE TABLE IF NOT EXISTS inventory (item text); "
