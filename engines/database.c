@@ -139,7 +139,7 @@ struct db_state {
 	struct cs_core *core;
 	struct pool_ent *pools;
 	uv_prepare_t shutdown_watch;
-	bool watching;
+	bool watching; /* shutdown_watch initialised (once per core) */
 };
 
 static void state_release(void *p)
@@ -178,20 +178,26 @@ static void shutdown_check(uv_prepare_t *h)
 	close_all(st);
 	uv_prepare_stop(h);
 	uv_close((uv_handle_t *)h, NULL);
-	st->watching = false;
+	/* watching stays true: the handle is never started again */
 }
 
 static struct db_state *db_state(struct cs_core *core)
 {
 	struct db_state *st = cs_core_state(core, &db_state_type);
-	if (!st->core) {
-		st->core = core;
-		uv_prepare_init(cs_core_loop(core), &st->shutdown_watch);
-		uv_prepare_start(&st->shutdown_watch, shutdown_check);
-		uv_unref((uv_handle_t *)&st->shutdown_watch);
-		st->watching = true;
-	}
+	st->core = core;
 	return st;
+}
+
+/* Before the first pool of a core opens: watch for its shutdown (a core that never talks
+ * to a database gets no handle). */
+static void watch_shutdown(struct db_state *st)
+{
+	if (st->watching)
+		return;
+	uv_prepare_init(cs_core_loop(st->core), &st->shutdown_watch);
+	uv_prepare_start(&st->shutdown_watch, shutdown_check);
+	uv_unref((uv_handle_t *)&st->shutdown_watch);
+	st->watching = true;
 }
 
 /* Seal or leadership loss: nothing of the old term may keep talking to the databases. */
@@ -328,6 +334,7 @@ int db_pool_for(struct cs_request *req, const char *name, const cJSON *cfg, stru
 		free(old->key);
 		free(old);
 	}
+	watch_shutdown(st);
 	struct pool_ent *e = calloc(1, sizeof *e);
 	if (!e)
 		abort();
