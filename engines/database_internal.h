@@ -30,6 +30,7 @@ struct db_job {
 	char *password; /* the password set (wiped) */
 	int64_t ttl, max_ttl;
 	int64_t expire_unix;
+	int result; /* revocation: the answer after it succeeded */
 	cJSON *doc; /* an entry to store on success (wiped) */
 };
 
@@ -79,8 +80,10 @@ int db_role_list(struct cs_request *req);
 int db_role_exists(struct cs_request *req, bool *exists);
 int db_creds_read(struct cs_request *req);
 extern const struct cs_field cs_db_role_fields[];
+/* `result`: what the request answers once the user is gone (0, or the error that made
+ * creds drop the user it had just created). */
 int db_revoke_user(struct cs_request *req, const char *db, const char *role_name,
-		   const char *username);
+		   const char *username, int result);
 int db_renew_user(struct cs_request *req, const char *db, const char *role_name,
 		  const char *username, int64_t expire_unix);
 /* database_static.c: static roles and their rotation. */

@@ -195,11 +195,17 @@ static int creds_lease(struct cs_request *req, struct db_job *job)
 /* creds resumes: PostgreSQL committed the new user. */
 static int creds_answer(struct cs_request *req, struct db_job *job)
 {
+	int rc = creds_lease(req, job);
+	if (rc) {
+		/* No lease would ever revoke this user: drop it now, then fail. */
+		return db_revoke_user(req, db_str(job->doc, "db_name", ""), job->name,
+				      job->username, rc);
+	}
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "username", job->username);
 	cJSON_AddStringToObject(d, "password", job->password);
 	cs_req_set_data(req, d);
-	return creds_lease(req, job);
+	return 0;
 }
 
 int db_creds_read(struct cs_request *req)
@@ -393,13 +399,14 @@ static void default_revoke(struct db_job *job)
 	job->op.on_result = default_revoke_step;
 }
 
+/* The revocation succeeded: 0, or the error it was run to clean up after. */
 static int revoked(struct cs_request *req, struct db_job *job)
 {
-	return 0;
+	return job->result;
 }
 
 int db_revoke_user(struct cs_request *req, const char *db, const char *role_name,
-		   const char *username)
+		   const char *username, int result)
 {
 	cJSON *cfg = NULL, *role = NULL;
 	struct db_job *job = NULL;
@@ -417,6 +424,7 @@ int db_revoke_user(struct cs_request *req, const char *db, const char *role_name
 	job->username = strdup(username);
 	job->doc = cJSON_CreateObject();
 	job->finish = revoked;
+	job->result = result;
 	job->fail_prefix = "failed to revoke the database user: ";
 	/* A role deleted since: Vault's default sequence, as Vault does. */
 	const cJSON *rs = cJSON_GetObjectItemCaseSensitive(role, "revocation_statements");
@@ -516,7 +524,7 @@ int db_lease_revoke(struct cs_request *req)
 {
 	const char *db, *role, *user;
 	int rc = lease_internal(req, &db, &role, &user);
-	return rc ? rc : db_revoke_user(req, db, role, user);
+	return rc ? rc : db_revoke_user(req, db, role, user, 0);
 }
 
 /* Renewal: the user's VALID UNTIL moves to now + the TTL granted. */
