@@ -259,6 +259,28 @@ def test_database_down_is_an_error_not_a_hang(srv, pg):
     assert srv.request("GET", "sys/health").status_code == 200
 
 
+def test_hvac_database_api(srv, pg):
+    """Vault's own client (hvac's secrets.database) works unchanged."""
+    c = srv.client()
+    c.secrets.database.configure("hv", "postgresql-database-plugin", allowed_roles=["hv-*"],
+                                 connection_url=pg.url(), username="postgres",
+                                 password=pg.password, mount_point=MP)
+    conn = c.secrets.database.read_connection("hv", mount_point=MP)["data"]
+    assert conn["connection_details"]["username"] == "postgres"
+    c.secrets.database.create_role("hv-app", "hv", CREATE, default_ttl="30m", max_ttl="1h",
+                                   mount_point=MP)
+    assert "hv-app" in c.secrets.database.list_roles(mount_point=MP)["data"]["keys"]
+    cr = c.secrets.database.generate_credentials("hv-app", mount_point=MP)
+    assert cr["lease_duration"] == 1800
+    assert pg.can_login(cr["data"]["username"], cr["data"]["password"])
+    pg.query("CREATE ROLE hv_static LOGIN PASSWORD 'orig-pw'")
+    c.secrets.database.create_static_role(
+        "hv-static", "hv", "hv_static",
+        ["ALTER ROLE \"{{name}}\" WITH PASSWORD '{{password}}'"], rotation_period=3600,
+        mount_point=MP)
+    st = c.secrets.database.get_static_credentials("hv-static", mount_point=MP)["data"]
+    assert st["username"] == "hv_static" and pg.can_login("hv_static", st["password"])
+
 # ---- leases ---------------------------------------------------------------------------
 
 def wait_for(cond, timeout=30, step=0.25):
