@@ -568,8 +568,10 @@ static int eval_command(struct ev *e, bool in_parens, struct val *prev, struct v
 		skip_space(e);
 		if (*e->p == '|' || (*e->p == ')' && in_parens) || at_action_end(e) || !*e->p)
 			break;
-		if (*e->p == ')')
-			return fail(e, "unexpected right paren");
+		if (*e->p == ')') {
+			rc = fail(e, "unexpected right paren");
+			goto out;
+		}
 		const char *name;
 		size_t nlen;
 		struct val v;
