@@ -11,6 +11,7 @@
 #include "server/core.h"
 #include "server/ha.h"
 #include "server/policy_sys.h"
+#include "server/pwpolicy_sys.h"
 #include "server/raft_sys.h"
 #include "server/rekey.h"
 #include "server/rotate_sys.h"
@@ -40,6 +41,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_ha_register();
 	/* sys/storage/raft/configuration, remove-peer, promote/demote, autopilot */
 	cs_raft_sys_register(core);
+	/* sys/policies/password*, and named policies for cs_req_generate_password */
+	cs_pwpolicy_register(core);
 }
 
 void cs_modules_register_late(struct cs_core *core)

@@ -35,20 +35,31 @@ bool tr_name_ok(const char *n)
 
 /* The key's policy from storage: 0, CS_ENOTFOUND (also for a name Vault would not route),
  * or a storage error. */
-int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol)
+static int pol_get(struct cs_request *req, const char *name, bool fill, cJSON **pol)
 {
 	char key[160];
 	*pol = NULL;
 	if (!tr_name_ok(name))
 		return CS_ENOTFOUND;
 	snprintf(key, sizeof key, "policy/%s", name);
-	return cs_view_get_json(req, key, pol);
+	return tr_cache_get_json(req, key, fill, pol);
+}
+
+int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol)
+{
+	return pol_get(req, name, true, pol);
+}
+
+int tr_pol_peek(struct cs_request *req, const char *name, cJSON **pol)
+{
+	return pol_get(req, name, false, pol);
 }
 
 int tr_pol_save(struct cs_request *req, const char *name, const cJSON *pol)
 {
 	char key[160];
 	snprintf(key, sizeof key, "policy/%s", name);
+	tr_cache_forget(req, key);
 	return cs_view_put_json(req, key, pol);
 }
 
@@ -287,23 +298,37 @@ static cJSON *asym_versions(const cJSON *pol, enum cs_transit_type t)
 	return keys;
 }
 
+/* backup_info / restore_info as Vault shows them: {"time": RFC 3339, "version": n}. */
+void tr_add_info(cJSON *d, const char *name, const cJSON *info)
+{
+	if (!cJSON_IsObject(info))
+		return;
+	char when[32];
+	tr_rfc3339(tr_jint(info, "time"), when);
+	cJSON *o = cJSON_AddObjectToObject(d, name);
+	cJSON_AddStringToObject(o, "time", when);
+	cJSON_AddNumberToObject(o, "version", (double)tr_jint(info, "version"));
+}
+
+void tr_pol_add_common(cJSON *d, const cJSON *pol)
+{
+	static const char *const bools[] = {"derived", "deletion_allowed", "exportable",
+					    "allow_plaintext_backup"};
+	static const char *const ints[] = {"min_available_version", "min_decryption_version",
+					   "min_encryption_version", "latest_version"};
+	for (size_t i = 0; i < CS_ARRAY_LEN(bools); i++)
+		cJSON_AddBoolToObject(d, bools[i], tr_jbool(pol, bools[i]));
+	for (size_t i = 0; i < CS_ARRAY_LEN(ints); i++)
+		cJSON_AddNumberToObject(d, ints[i], (double)tr_jint(pol, ints[i]));
+}
+
 cJSON *tr_pol_format(const char *name, const cJSON *pol)
 {
 	enum cs_transit_type t = tr_pol_type(pol);
 	cJSON *d = cJSON_CreateObject();
 	cJSON_AddStringToObject(d, "name", name);
 	cJSON_AddStringToObject(d, "type", cs_transit_type_name(t));
-	cJSON_AddBoolToObject(d, "derived", tr_jbool(pol, "derived"));
-	cJSON_AddBoolToObject(d, "deletion_allowed", tr_jbool(pol, "deletion_allowed"));
-	cJSON_AddNumberToObject(d, "min_available_version",
-				(double)tr_jint(pol, "min_available_version"));
-	cJSON_AddNumberToObject(d, "min_decryption_version",
-				(double)tr_jint(pol, "min_decryption_version"));
-	cJSON_AddNumberToObject(d, "min_encryption_version",
-				(double)tr_jint(pol, "min_encryption_version"));
-	cJSON_AddNumberToObject(d, "latest_version", (double)tr_jint(pol, "latest_version"));
-	cJSON_AddBoolToObject(d, "exportable", tr_jbool(pol, "exportable"));
-	cJSON_AddBoolToObject(d, "allow_plaintext_backup", tr_jbool(pol, "allow_plaintext_backup"));
+	tr_pol_add_common(d, pol);
 	bool crypt = cs_transit_is_aead(t) || cs_transit_is_rsa(t);
 	cJSON_AddBoolToObject(d, "supports_encryption", crypt);
 	cJSON_AddBoolToObject(d, "supports_decryption", crypt);
@@ -322,6 +347,8 @@ cJSON *tr_pol_format(const char *name, const cJSON *pol)
 		if (tr_jbool(pol, "convergent"))
 			cJSON_AddNumberToObject(d, "convergent_encryption_version", 3);
 	}
+	tr_add_info(d, "backup_info", cJSON_GetObjectItemCaseSensitive(pol, "backup_info"));
+	tr_add_info(d, "restore_info", cJSON_GetObjectItemCaseSensitive(pol, "restore_info"));
 	/* Vault lists versions: their creation time for the symmetric types, the public key
 	 * for the asymmetric ones. */
 	if (cs_transit_is_asym(t))
@@ -432,6 +459,17 @@ static const struct cs_field export_fields[] = {
     {.name = NULL},
 };
 
+static const struct cs_field cache_fields[] = {
+    {.name = "size", .type = CS_FIELD_INT, .desc = "keys cached: 0 (no count limit) or >= 10"},
+    {.name = NULL},
+};
+
+static const struct cs_field restore_fields[] = {
+    {.name = "backup", .type = CS_FIELD_STRING, .desc = "the output of backup/:name"},
+    {.name = "force", .type = CS_FIELD_BOOL, .desc = "replace an existing key of that name"},
+    {.name = NULL},
+};
+
 static const struct cs_path transit_paths[] = {
     {.pattern = "keys", .ops = {[CS_OP_LIST] = tr_keys_list}, .synopsis = "list the keys"},
     {.pattern = "keys/{name}/config",
@@ -476,6 +514,21 @@ static const struct cs_path transit_paths[] = {
      .fields = export_fields,
      .ops = {[CS_OP_READ] = tr_export_op},
      .synopsis = "export one version of an exportable key"},
+    {.pattern = "cache-config",
+     .fields = cache_fields,
+     .ops = {[CS_OP_READ] = tr_cache_config_read, [CS_OP_UPDATE] = tr_cache_config_write},
+     .synopsis = "the size of the key cache (0: no count limit, else at least 10)"},
+    {.pattern = "backup/{name}",
+     .ops = {[CS_OP_READ] = tr_backup_op},
+     .synopsis = "back up an exportable key that allows plaintext backup"},
+    {.pattern = "restore",
+     .fields = restore_fields,
+     .ops = {[CS_OP_UPDATE] = tr_restore_op},
+     .synopsis = "restore a key from its backup, under the backup's name"},
+    {.pattern = "restore/{name}",
+     .fields = restore_fields,
+     .ops = {[CS_OP_UPDATE] = tr_restore_op},
+     .synopsis = "restore a key from its backup under this name"},
     {.pattern = "random",
      .fields = random_fields,
      .ops = {[CS_OP_UPDATE] = tr_random_op},
@@ -556,4 +609,6 @@ const struct cs_backend cs_transit_backend = {
     .type = "transit",
     .paths = transit_paths,
     .n_paths = CS_ARRAY_LEN(transit_paths),
+    .reset = tr_cache_reset,
+    .periodic = tr_periodic,
 };

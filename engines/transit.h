@@ -19,7 +19,10 @@
  * types ed25519, ecdsa-p256/p384/p521, rsa-2048/3072/4096 (generated on the worker pool;
  * a version keeps its PKCS#8 private key and its public key).
  * sys/tools/hash[/:alg] and sys/tools/random[/:source][/:bytes] run the same handlers.
- * auto_rotate_period is stored and reported; no timer rotates keys yet.
+ * backup/:name, restore[/:name] (Vault's KeyData, transit_backup.c), cache-config (a
+ * per-core LRU of decrypted policies in locked memory, transit_cache.c), and automatic
+ * rotation of keys whose auto_rotate_period has passed, from the backend's periodic
+ * function on the active node (transit_rotate.c).
  */
 #ifndef CS_ENGINES_TRANSIT_H
 #define CS_ENGINES_TRANSIT_H

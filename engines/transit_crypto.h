@@ -119,6 +119,10 @@ int cs_transit_asym_verify(enum cs_transit_type t, const uint8_t *der, size_t le
 int cs_transit_ed25519_derive(const uint8_t *der, size_t len, const uint8_t *ctx, size_t ctxlen,
 			      uint8_t **out, size_t *outlen);
 
+/* An ed25519 key from its 32-byte seed (Go's ed25519.NewKeyFromSeed; a Vault backup holds
+ * seed || public key): *der its PKCS#8 DER, malloc'd (wipe and free). 0 or CS_EINTERNAL. */
+int cs_transit_ed25519_from_seed(const uint8_t seed[32], uint8_t **der, size_t *len);
+
 /* RSA-OAEP (SHA-256, MGF1-SHA-256, no label) as Vault's RSA keys encrypt: appends to out.
  * 0 or CS_EINTERNAL (a plaintext too long for the key, a ciphertext that does not open). */
 int cs_transit_rsa_encrypt(const uint8_t *der, size_t len, const uint8_t *pt, size_t ptlen,

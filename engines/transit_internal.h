@@ -29,6 +29,8 @@
 bool tr_name_ok(const char *n);
 /* The key's policy: 0, CS_ENOTFOUND (also for a name Vault would not route) or an error. */
 int tr_pol_load(struct cs_request *req, const char *name, cJSON **pol);
+/* The same for a scan over every key (auto-rotation): a cache miss is not cached. */
+int tr_pol_peek(struct cs_request *req, const char *name, cJSON **pol);
 int tr_pol_save(struct cs_request *req, const char *name, const cJSON *pol);
 /* A new policy (not stored) with Vault's defaults and version 1 generated. */
 cJSON *tr_pol_new(enum cs_transit_type t, bool derived, bool convergent, int64_t key_size,
@@ -43,6 +45,9 @@ int tr_entry_bytes(const cJSON *pol, int64_t ver, const char *field, uint8_t *ou
 /* Vault's GetKey: the version's key, or for a derived key HKDF(key, context)[:n]. */
 int tr_pol_key(const cJSON *pol, int64_t ver, const uint8_t *ctx, size_t ctxlen, size_t n,
 	       uint8_t *out, size_t *outlen, char *err);
+/* The options and version counters that Vault names alike in keys/:name and in a backup
+ * (derived, exportable, min_*_version, latest_version, ...), copied from pol into d. */
+void tr_pol_add_common(cJSON *d, const cJSON *pol);
 /* The keys/:name response. */
 cJSON *tr_pol_format(const char *name, const cJSON *pol);
 
@@ -74,6 +79,49 @@ int tr_keys_config(struct cs_request *req);
 int tr_keys_rotate(struct cs_request *req);
 int tr_keys_trim(struct cs_request *req);
 int tr_export_op(struct cs_request *req);
+
+/* ---- the key cache and cache-config (transit_cache.c) */
+/* Vault's minCacheSize: a configured size is 0 (no count limit) or at least this. */
+#define TR_CACHE_MIN_SIZE 10
+/* cs_view_get_json of a key policy ("policy/<name>") through the core's cache of decrypted
+ * policies: a hit only when the stored ciphertext is unchanged; a miss fills the cache when
+ * `fill` (not for scans, which would push the hot keys out). Same returns. */
+int tr_cache_get_json(struct cs_request *req, const char *key, bool fill, cJSON **out);
+/* Wipe the cached copy of `key` (every write and delete of a policy calls it). */
+void tr_cache_forget(struct cs_request *req, const char *key);
+/* The backend's reset (seal, leadership loss): wipe every entry of the core. */
+void tr_cache_reset(struct cs_core *core);
+/* For tests and the bench: entries, locked bytes, hits and misses of the core's cache. */
+void tr_cache_stats(struct cs_core *core, size_t *entries, size_t *locked, uint64_t *hits,
+		    uint64_t *misses);
+int tr_cache_config_read(struct cs_request *req);
+int tr_cache_config_write(struct cs_request *req);
+
+/* ---- automatic rotation (transit_rotate.c) */
+/* Vault's rule: the key has an auto_rotate_period and its latest version was created
+ * more than that before `now` (unix seconds). */
+bool tr_rotate_due(const cJSON *pol, int64_t now);
+/* The backend's periodic function: rotate the due keys of the mount, a bounded batch. */
+int tr_periodic(struct cs_request *req);
+/* Keys rotated by tr_periodic on this core (for tests). */
+uint64_t tr_rotate_count(struct cs_core *core);
+
+/* ---- backup and restore (transit_backup.c) */
+/* Vault's KeyType number of a type (-1: none). */
+int tr_vault_type_num(enum cs_transit_type t);
+/* Unix seconds as Go's RFC 3339 ("2026-12-07T22:34:00Z"). */
+void tr_rfc3339(int64_t secs, char out[32]);
+/* A stored {"time": secs, "version": n} (backup_info, restore_info) into d[name] as Vault
+ * shows it (time in RFC 3339); nothing when info is not an object. */
+void tr_add_info(cJSON *d, const char *name, const cJSON *info);
+/* Vault's KeyData of a stored policy (not base64'd): {"policy", "archived_keys"}. */
+cJSON *tr_backup_encode(const char *name, const cJSON *pol);
+/* A KeyData back into a policy as stored (every field checked, public keys recomputed):
+ * 0 with *pol (caller wipes) and *name (the backup's, pointing into kd, may be NULL), or
+ * CS_EINVAL with the reason in err. */
+int tr_backup_decode(const cJSON *kd, cJSON **pol, const char **name, char *err);
+int tr_backup_op(struct cs_request *req);
+int tr_restore_op(struct cs_request *req);
 
 /* ---- handlers (transit_ops.c) */
 int tr_key_exists(struct cs_request *req, bool *exists);

@@ -206,6 +206,7 @@ int tr_keys_delete(struct cs_request *req)
 		    "error deleting policy %s: deletion is not allowed for this key", name);
 	char key[160];
 	snprintf(key, sizeof key, "policy/%s", name);
+	tr_cache_forget(req, key);
 	return cs_view_delete(req, key);
 }
 

@@ -105,6 +105,39 @@ char *cs_b64_encode(const uint8_t *in, size_t n)
 	return out;
 }
 
+char *cs_b64url_encode(const uint8_t *in, size_t n)
+{
+	char *s = cs_b64_encode(in, n);
+	size_t len = strlen(s);
+	while (len && s[len - 1] == '=')
+		s[--len] = '\0';
+	for (char *c = s; *c; c++)
+		*c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+	return s;
+}
+
+uint8_t *cs_b64url_decode(const char *in, size_t len, size_t *outlen)
+{
+	char *t = malloc(len + 1);
+	if (!t)
+		abort();
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_')) {
+			free(t);
+			return NULL;
+		}
+		t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
+	}
+	uint8_t *out = cs_b64_decode(t, len, outlen);
+	cs_zero(t, len);
+	free(t);
+	if (out)
+		out[*outlen] = 0; /* cs_b64_decode leaves a spare byte */
+	return out;
+}
+
 uint8_t *cs_b64_decode(const char *in, size_t len, size_t *outlen)
 {
 	/* EVP_DecodeBlock needs a multiple of 4: re-pad unpadded input. */

@@ -36,6 +36,11 @@ char *cs_b64_encode(const uint8_t *in, size_t n);
 /* Standard base64 (padding optional, no whitespace). Returns malloc'd bytes and sets
  * *outlen, or NULL on bad input. */
 uint8_t *cs_b64_decode(const char *in, size_t len, size_t *outlen);
+/* base64url without padding (RFC 4648 §5, as JOSE writes it); malloc'd, NUL-terminated. */
+char *cs_b64url_encode(const uint8_t *in, size_t n);
+/* Strict base64url: only [A-Za-z0-9_-], no padding, no whitespace. Returns malloc'd bytes
+ * (one spare NUL byte after them) and sets *outlen, or NULL on bad input. */
+uint8_t *cs_b64url_decode(const char *in, size_t len, size_t *outlen);
 
 /*
  * Vault duration: an integer number of seconds ("3600", or a JSON number) or a Go

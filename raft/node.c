@@ -137,6 +137,90 @@ static int st_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 
 static void io_close_once(struct raft_io *io, raft_io_close_cb cb);
 
+/*
+ * Fail-stop on a failed disk write (docs/architecture.md, C10; c-raft 0.15 bug #320):
+ * 0.15 keeps leading after an append fails, truncates its log and may give the index to
+ * another entry in the same term while a follower keeps the first one, and the pending
+ * apply callback may then fire for the other entry. Waiting for an apply callback with
+ * an error is not enough: the fault campaign (issue 15) saw an active node whose appends
+ * failed with EIO keep answering as active while every write hung. So every disk write
+ * raft_uv makes is wrapped here: any failure other than a cancel at close aborts the
+ * process (a restart re-reads the disk; the cluster elects another leader meanwhile).
+ */
+struct append_wrap {
+	struct raft_io_append inner;
+	struct raft_io_append *outer;
+	raft_io_append_cb outer_cb;
+};
+
+static void __attribute__((noreturn)) disk_failed(const char *what, int rv, struct raft_io *io)
+{
+	cs_error("raft: %s failed: %s (%d): %s; stopping to avoid divergence (a restart re-reads "
+		 "the disk)",
+		 what, raft_code(rv), rv, io->errmsg);
+	abort();
+}
+
+static void append_wrapped_cb(struct raft_io_append *req, int status)
+{
+	struct append_wrap *w = CS_CONTAINER_OF(req, struct append_wrap, inner);
+	struct raft_io_append *outer = w->outer;
+	raft_io_append_cb cb = w->outer_cb;
+	free(w);
+	if (status != 0 && status != RAFT_CANCELED) {
+		cs_error("raft: appending log entries failed: %s (%d); stopping to avoid "
+			 "divergence (a restart re-reads the disk)",
+			 raft_code(status), status);
+		abort();
+	}
+	cb(outer, status);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+		     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+	struct cs_raft_node *nd = CS_CONTAINER_OF(io, struct cs_raft_node, io);
+	struct append_wrap *w = calloc(1, sizeof *w);
+	if (!w)
+		abort();
+	w->outer = req;
+	w->outer_cb = cb;
+	w->inner.data = req->data;
+	int rv = nd->uv_append(io, &w->inner, entries, n, append_wrapped_cb);
+	if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
+		disk_failed("appending log entries", rv, io);
+	if (rv != 0)
+		free(w); /* refused (closing, too many entries): raft handles it */
+	return rv;
+}
+
+static int io_truncate(struct raft_io *io, raft_index index)
+{
+	struct cs_raft_node *nd = CS_CONTAINER_OF(io, struct cs_raft_node, io);
+	int rv = nd->uv_truncate(io, index);
+	if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
+		disk_failed("truncating the log", rv, io);
+	return rv;
+}
+
+static int io_set_term(struct raft_io *io, raft_term term)
+{
+	struct cs_raft_node *nd = CS_CONTAINER_OF(io, struct cs_raft_node, io);
+	int rv = nd->uv_set_term(io, term);
+	if (rv != 0)
+		disk_failed("persisting the term", rv, io);
+	return rv;
+}
+
+static int io_set_vote(struct raft_io *io, raft_id server_id)
+{
+	struct cs_raft_node *nd = CS_CONTAINER_OF(io, struct cs_raft_node, io);
+	int rv = nd->uv_set_vote(io, server_id);
+	if (rv != 0)
+		disk_failed("persisting the vote", rv, io);
+	return rv;
+}
+
 static void st_closed(uv_handle_t *h)
 {
 	struct single_transport *s = CS_CONTAINER_OF(h, struct single_transport, close_handle);
@@ -382,6 +466,14 @@ int cs_raft_node_init_transport(struct cs_raft_node *n, uv_loop_t *loop, struct 
 	}
 	n->uv_io_close = n->io.close;
 	n->io.close = io_close_once;
+	n->uv_append = n->io.append;
+	n->io.append = io_append;
+	n->uv_truncate = n->io.truncate;
+	n->io.truncate = io_truncate;
+	n->uv_set_term = n->io.set_term;
+	n->io.set_term = io_set_term;
+	n->uv_set_vote = n->io.set_vote;
+	n->io.set_vote = io_set_vote;
 	/* 0.15 implements async_work but advertises version 1, and raft_init refuses a v3
 	 * FSM with snapshot_async unless io->version >= 2 (docs/architecture.md, C3). */
 	n->io.version = 2;

@@ -77,6 +77,12 @@ struct cs_raft_node {
 	void (*uv_io_close)(struct raft_io *io, raft_io_close_cb cb);
 	raft_io_close_cb raft_io_close_cb;
 	bool io_close_fired;
+	/* raft_uv's disk writes, wrapped so that a failure stops the process (node.c) */
+	int (*uv_append)(struct raft_io *io, struct raft_io_append *req,
+			 const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+	int (*uv_truncate)(struct raft_io *io, raft_index index);
+	int (*uv_set_term)(struct raft_io *io, raft_term term);
+	int (*uv_set_vote)(struct raft_io *io, raft_id server_id);
 	struct raft_transfer transfer;
 	raft_term leader_term;            /* term in which last_state became RAFT_LEADER */
 	raft_term barrier_term;           /* term of the pending post-election barrier */

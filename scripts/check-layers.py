@@ -49,7 +49,8 @@ ONE_BACKEND = [
      "auth/token_roles", "auth/expire"},
     # transit (split by job, engines/transit_internal.h) and its crypto, apart for tests
     {"engines/transit", "engines/transit_internal", "engines/transit_keys", "engines/transit_ops",
-     "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym"},
+     "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym",
+     "engines/transit_backup", "engines/transit_cache", "engines/transit_rotate"},
     # the database engine (split by job, engines/database_internal.h), its libpq pool, SQL
     # quoting and username templates, apart for tests
     {"engines/database", "engines/database_internal", "engines/database_roles",

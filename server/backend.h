@@ -290,6 +290,7 @@ struct cs_request {
 
 	/* Core bookkeeping. */
 	struct cs_internal *internal; /* an internal request's descriptor (a copy), or NULL */
+	int read_wait_error; /* the error answered once the state it was read from applied */
 	struct cs_request *next_waiting;
 	uint64_t start_ms;
 };
@@ -595,6 +596,8 @@ enum cs_sys_table {
 	CS_SYS_POLICY,
 	CS_SYS_LEASES,
 	CS_SYS_TOOLS, /* sys/tools/random and sys/tools/hash (engines/transit) */
+	/* sys/policies/password (server/pwpolicy_sys.c) */
+	CS_SYS_PASSWORD_POLICY,
 	CS_SYS__COUNT
 };
 void cs_sys_set_paths(enum cs_sys_table slot, const struct cs_path *paths, size_t n);

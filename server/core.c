@@ -38,6 +38,7 @@
 
 static void run(struct cs_request *req);
 static void suspend(struct cs_request *req);
+static void fail_after_reads(struct cs_request *req, int code);
 
 void cs_core_set_audit(struct cs_core *core, const struct cs_core_audit *broker)
 {
@@ -301,7 +302,7 @@ static void commit_and_finish(struct cs_request *req)
 	if (!rc && req->internal && req->internal->before_commit)
 		rc = req->internal->before_commit(req, req->internal->ctx);
 	if (rc) {
-		finish_error(req, rc);
+		fail_after_reads(req, rc);
 		return;
 	}
 	req->txn_open = false;
@@ -312,6 +313,51 @@ static void commit_and_finish(struct cs_request *req)
 	}
 	if (!pending)
 		finish(req);
+}
+
+/*
+ * An error answer that depends on what the request read is sent only once that state is
+ * known to be real. Reads see write-sets proposed but not yet applied (the overlay); a
+ * handler that refuses because of one (a KV cas against a version a pending write made,
+ * "already exists") must not answer before it applied, or a client sees a refusal
+ * derived from a write that never happened when leadership is lost meanwhile and the
+ * overlay is dropped (the fault campaign's finding 1, tests/chaos/test_regressions.py).
+ * The writes are dropped; the answer waits like a read-only commit; if what it read is
+ * gone the answer is "leadership lost", which clients retry.
+ */
+static void read_wait_cb(void *data, int status)
+{
+	struct cs_request *req = data;
+	int code = req->read_wait_error;
+	if (status) {
+		cJSON_Delete(req->raw);
+		req->raw = NULL;
+		req->status = 0;
+		req->body_on_error = false;
+		free(req->errmsg);
+		req->errmsg = NULL;
+		code = cs_req_error(req, CS_ELEADERSHIP,
+				    "leadership lost before the state this request read was "
+				    "committed; retry the request");
+	}
+	finish_error(req, code);
+}
+
+static void fail_after_reads(struct cs_request *req, int code)
+{
+	if (!req->txn_open || req->txn.err) {
+		finish_error(req, code);
+		return;
+	}
+	req->txn_open = false;
+	cs_txn_drop_writes(&req->txn);
+	bool pending = false;
+	req->read_wait_error = code;
+	int rc = cs_txn_commit(&req->txn, read_wait_cb, req, &pending);
+	if (rc)
+		read_wait_cb(req, rc); /* the overlay it read was dropped already */
+	else if (!pending)
+		finish_error(req, code);
 }
 
 /* ---------------------------------------------------------------- pipeline */
@@ -469,7 +515,7 @@ static void run(struct cs_request *req)
 		return;
 	}
 	if (rc) {
-		finish_error(req, rc);
+		fail_after_reads(req, rc);
 		return;
 	}
 	commit_and_finish(req);
@@ -522,7 +568,7 @@ int cs_core_internal(struct cs_core *core, const struct cs_internal *in)
 		return 0;
 	}
 	if (rc)
-		finish_error(req, rc);
+		fail_after_reads(req, rc);
 	else
 		commit_and_finish(req);
 	return 0;
@@ -635,7 +681,7 @@ static void async_resume(struct cs_async *a, int rc)
 	if (!rc && req->token_entry && core->tokens.after)
 		rc = core->tokens.after(req);
 	if (rc)
-		finish_error(req, rc);
+		fail_after_reads(req, rc);
 	else
 		commit_and_finish(req);
 	if (core->shutting_down) {

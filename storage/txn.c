@@ -605,6 +605,11 @@ void cs_txn_abort(struct cs_txn *t)
 	ws_release(&t->ws);
 }
 
+void cs_txn_drop_writes(struct cs_txn *t)
+{
+	ws_release(&t->ws); /* read_seq and epoch stay */
+}
+
 static int check_key(struct cs_txn *t, const char *key, size_t *klen)
 {
 	if (t->err)

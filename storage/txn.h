@@ -158,6 +158,11 @@ struct cs_txn {
 void cs_txn_begin(struct cs_txn *t, struct cs_storage *st, const struct cs_keyring *kr);
 /* Release the write-set without committing. Safe after commit (then a no-op). */
 void cs_txn_abort(struct cs_txn *t);
+/* Drop the writes but keep what the reads depended on: a cs_txn_commit afterwards waits
+ * (as a read-only commit does) until every pending write-set this txn read has applied,
+ * and fails if the overlay it read was dropped. For answering an error only once the
+ * state it was derived from is known to be real. */
+void cs_txn_drop_writes(struct cs_txn *t);
 
 /*
  * Keys are NUL-terminated paths of 1..511 bytes (LMDB's key limit); anything else is

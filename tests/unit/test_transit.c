@@ -2,6 +2,9 @@
  * vectors, the ciphertext format, and the path table (engines/transit.c) through the
  * backend framework over a real store, as docs/adding-a-backend.md drives an engine. */
 #include <check.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 
 #include "engines/transit.h"
 #include "engines/transit_crypto.h"
+#include "engines/transit_internal.h"
 #include "lib/err.h"
 #include "lib/json.h"
 #include "lib/util.h"
@@ -859,6 +863,304 @@ START_TEST(test_rsa_encrypt_decrypt)
 }
 END_TEST
 
+/* backup/:name → restore (refused over an existing key without force, then under a new
+ * name, then forced): the restored key decrypts what the original encrypted. */
+START_TEST(test_backup_restore)
+{
+	commit(run(CS_OP_UPDATE, "keys/n", "{}", 0));
+	expect_error(CS_OP_READ, "backup/n", NULL, "exporting is disallowed on the policy");
+	expect_error(CS_OP_READ, "backup/none", NULL, "key \"none\" not found");
+	commit(run(CS_OP_UPDATE, "keys/b", "{\"exportable\":true,\"allow_plaintext_backup\":true}",
+		   0));
+	char *ct = enc("b", NULL);
+	struct cs_request *r = run(CS_OP_READ, "backup/b", NULL, 0);
+	char body[4096];
+	snprintf(body, sizeof body, "{\"backup\":\"%s\"}", dstr(r, "backup"));
+	commit(r);
+	expect_error(CS_OP_UPDATE, "restore", body, "key \"b\" already exists");
+	commit(run(CS_OP_UPDATE, "restore/c", body, 0));
+	dec_ok("c", ct, NULL);
+	commit(run(CS_OP_UPDATE, "keys/b/rotate", "{}", 0));
+	size_t len = strlen(body);
+	snprintf(body + len - 1, sizeof body - len + 1, ",\"force\":true}");
+	commit(run(CS_OP_UPDATE, "restore", body, 0));
+	r = run(CS_OP_READ, "keys/b", NULL, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(r->resp_data, "latest_version")->valueint, 1);
+	ck_assert_ptr_nonnull(cJSON_GetObjectItem(r->resp_data, "restore_info"));
+	done(r);
+	dec_ok("b", ct, NULL);
+	free(ct);
+	expect_error(CS_OP_UPDATE, "restore/x", "{\"backup\":\"e30=\"}",
+		     "invalid backup: no policy");
+	expect_error(CS_OP_UPDATE, "restore/x", "{}", "'backup' must be supplied");
+	done(run(CS_OP_READ, "keys/x", NULL, CS_ENOTFOUND));
+}
+END_TEST
+
+static size_t cache_entries(uint64_t *hits)
+{
+	size_t n, locked;
+	uint64_t h, m;
+	tr_cache_stats(&test_core, &n, &locked, &h, &m);
+	ck_assert_uint_eq(locked % 4096, 0);
+	ck_assert_uint_le(locked, n * 4096 * 16);
+	if (hits)
+		*hits = h;
+	return n;
+}
+
+/* cache-config (Vault's size rule), the LRU bound, hits, and wiping on writes, deletion,
+ * reconfiguration and reset; a policy changed in storage behind the cache is never
+ * served stale. */
+START_TEST(test_cache)
+{
+	struct cs_request *r = run(CS_OP_READ, "cache-config", NULL, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(r->resp_data, "size")->valueint, 0);
+	done(r);
+	expect_error(CS_OP_UPDATE, "cache-config", "{\"size\":5}",
+		     "size must be 0 or a value greater or equal to 10");
+	commit(run(CS_OP_UPDATE, "cache-config", "{\"size\":10}", 0));
+	r = run(CS_OP_READ, "cache-config", NULL, 0);
+	ck_assert_int_eq(cJSON_GetObjectItem(r->resp_data, "size")->valueint, 10);
+	done(r);
+	char name[16], *ct;
+	for (int i = 0; i < 12; i++) {
+		snprintf(name, sizeof name, "c%d", i);
+		free(enc(name, NULL)); /* created by the upsert */
+		free(enc(name, NULL)); /* loaded */
+	}
+	ck_assert_uint_eq(cache_entries(NULL), 10);
+	uint64_t h0, h1;
+	cache_entries(&h0);
+	ct = enc("c11", NULL);
+	cache_entries(&h1);
+	ck_assert_uint_gt(h1, h0); /* the existence check and the handler both load */
+	/* Rotation wipes the entry; the next load sees version 2. */
+	commit(run(CS_OP_UPDATE, "keys/c11/rotate", "{}", 0));
+	ck_assert_uint_eq(cache_entries(NULL), 9);
+	char *ct2 = enc("c11", NULL);
+	ck_assert(strncmp(ct2, "vault:v2:", 9) == 0);
+	free(ct2);
+	dec_ok("c11", ct, NULL);
+	/* Deletion wipes it. */
+	size_t before = cache_entries(NULL);
+	commit(run(CS_OP_UPDATE, "keys/c11/config", "{\"deletion_allowed\":true}", 0));
+	free(enc("c11", NULL));
+	commit(run(CS_OP_DELETE, "keys/c11", NULL, 0));
+	ck_assert_uint_eq(cache_entries(NULL), before - 1);
+	/* Storage changed behind the cache (as a write applied from another leader's term
+	 * would): c10's policy replaced by c9's; c10 now encrypts as c9 does. */
+	free(enc("c10", NULL));
+	struct cs_txn tx;
+	struct cs_buf b = CS_BUF_INIT;
+	cs_txn_begin(&tx, &st, kr);
+	ck_assert_int_eq(cs_txn_get(&tx, "logical/transit-test/policy/c9", &b), 0);
+	ck_assert_int_eq(cs_txn_put(&tx, "logical/transit-test/policy/c10", b.data, b.len), 0);
+	cs_buf_free_secure(&b);
+	bool pending;
+	int status = -1;
+	ck_assert_int_eq(cs_txn_commit(&tx, committed, &status, &pending), 0);
+	ck_assert(pending);
+	ck_assert_int_eq(cs_store_apply(&st.store, ++applied_index, proposed.data, proposed.len),
+			 0);
+	cs_buf_reset(&proposed);
+	cs_storage_batch_done(&st, proposed_token, 0);
+	free(ct);
+	ct = enc("c10", NULL);
+	dec_ok("c9", ct, NULL);
+	free(ct);
+	/* Reconfiguring empties the mount's cache; size 0 is no count limit. */
+	commit(run(CS_OP_UPDATE, "cache-config", "{\"size\":0}", 0));
+	ck_assert_uint_eq(cache_entries(NULL), 0);
+	for (int i = 0; i < 11; i++) {
+		snprintf(name, sizeof name, "c%d", i);
+		free(enc(name, NULL));
+	}
+	ck_assert_uint_eq(cache_entries(NULL), 11);
+	tr_cache_reset(&test_core);
+	ck_assert_uint_eq(cache_entries(NULL), 0);
+}
+END_TEST
+
+/* Vault's auto-rotation rule on the latest version's creation time, strictly after. */
+START_TEST(test_rotate_due)
+{
+	cJSON *pol = cJSON_Parse("{\"latest_version\":2,\"auto_rotate_period\":3600,"
+				 "\"keys\":{\"1\":{\"time\":100},\"2\":{\"time\":10000}}}");
+	ck_assert(!tr_rotate_due(pol, 13600));
+	ck_assert(tr_rotate_due(pol, 13601));
+	ck_assert(!tr_rotate_due(pol, 3701)); /* version 1's age does not count */
+	cJSON_ReplaceItemInObject(pol, "auto_rotate_period", cJSON_CreateNumber(0));
+	ck_assert(!tr_rotate_due(pol, 1000000));
+	cJSON_ReplaceItemInObject(pol, "auto_rotate_period", cJSON_CreateNumber(3600));
+	cJSON_ReplaceItemInObject(pol, "latest_version", cJSON_CreateNumber(3));
+	ck_assert(!tr_rotate_due(pol, 1000000)); /* no such latest version */
+	cJSON_Delete(pol);
+}
+END_TEST
+
+/* Set key `name`'s latest version's creation time back by `secs`, in storage. */
+static void age_key(const char *name, int64_t secs)
+{
+	char k[128];
+	snprintf(k, sizeof k, "logical/transit-test/policy/%s", name);
+	struct cs_txn tx;
+	struct cs_buf b = CS_BUF_INIT;
+	cs_txn_begin(&tx, &st, kr);
+	ck_assert_int_eq(cs_txn_get(&tx, k, &b), 0);
+	cJSON *pol = cJSON_ParseWithLength(b.data, b.len);
+	cs_buf_free_secure(&b);
+	char vs[24];
+	snprintf(vs, sizeof vs, "%d", cJSON_GetObjectItem(pol, "latest_version")->valueint);
+	cJSON *e = cJSON_GetObjectItem(cJSON_GetObjectItem(pol, "keys"), vs);
+	double t = cJSON_GetObjectItem(e, "time")->valuedouble - (double)secs;
+	cJSON_ReplaceItemInObject(e, "time", cJSON_CreateNumber(t));
+	char *js = cJSON_PrintUnformatted(pol);
+	cJSON_Delete(pol);
+	ck_assert_int_eq(cs_txn_put(&tx, k, js, strlen(js)), 0);
+	free(js);
+	bool pending;
+	int status = -1;
+	ck_assert_int_eq(cs_txn_commit(&tx, committed, &status, &pending), 0);
+	ck_assert_int_eq(cs_store_apply(&st.store, ++applied_index, proposed.data, proposed.len),
+			 0);
+	cs_buf_reset(&proposed);
+	cs_storage_batch_done(&st, proposed_token, 0);
+}
+
+static void periodic(void)
+{
+	struct cs_request *req = calloc(1, sizeof *req);
+	req->core = &test_core;
+	req->op = CS_OP_UPDATE;
+	req->root = true;
+	req->mount = &mount;
+	req->data = cJSON_CreateObject();
+	cs_txn_begin(&req->txn, &st, kr);
+	int rc = tr_periodic(req);
+	while (rc == CS_EASYNC)
+		rc = run_deferred(req);
+	ck_assert_int_eq(rc, 0);
+	commit(req);
+}
+
+static int latest(const char *name)
+{
+	char rel[64];
+	snprintf(rel, sizeof rel, "keys/%s", name);
+	struct cs_request *r = run(CS_OP_READ, rel, NULL, 0);
+	int v = cJSON_GetObjectItem(r->resp_data, "latest_version")->valueint;
+	done(r);
+	return v;
+}
+
+/* The periodic function rotates exactly the due keys (symmetric inline, ed25519 on the
+ * pool), once, and old ciphertexts still decrypt. */
+START_TEST(test_periodic_rotation)
+{
+	commit(run(CS_OP_UPDATE, "keys/due", "{\"auto_rotate_period\":\"1h\"}", 0));
+	commit(run(CS_OP_UPDATE, "keys/fresh", "{\"auto_rotate_period\":\"1h\"}", 0));
+	commit(run(CS_OP_UPDATE, "keys/never", "{}", 0));
+	commit(
+	    run(CS_OP_UPDATE, "keys/sig", "{\"type\":\"ed25519\",\"auto_rotate_period\":3600}", 0));
+	char *ct = enc("due", NULL);
+	tr_cache_reset(&test_core);
+	periodic();
+	ck_assert_uint_eq(cache_entries(NULL), 0); /* the scan does not fill the cache */
+	ck_assert_int_eq(latest("due"), 1);
+	age_key("due", 3601);
+	age_key("never", 100000);
+	age_key("sig", 7200);
+	age_key("fresh", 3000);
+	periodic();
+	ck_assert_int_eq(latest("due"), 2);
+	ck_assert_int_eq(latest("sig"), 2);
+	ck_assert_int_eq(latest("fresh"), 1);
+	ck_assert_int_eq(latest("never"), 1);
+	ck_assert_uint_eq(tr_rotate_count(&test_core), 2);
+	/* Version 2 is new: nothing more is due. */
+	periodic();
+	ck_assert_int_eq(latest("due"), 2);
+	dec_ok("due", ct, NULL);
+	free(ct);
+}
+END_TEST
+
+/* RFC 8032 §7.1 test 1: a key built from its seed (a Vault backup's form) signs the empty
+ * message as published, through the fixed-encoding fast path of the key loader; its public
+ * key is the published one. */
+START_TEST(test_ed25519_rfc8032_from_seed)
+{
+	uint8_t seed[32], want[64];
+	size_t n;
+	unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", seed, &n);
+	unhex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bac"
+	      "c61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+	      want, &n);
+	uint8_t *der = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(cs_transit_ed25519_from_seed(seed, &der, &len), 0);
+	ck_assert_uint_eq(len, 48);
+	struct cs_transit_sigopts o = {0};
+	struct cs_buf sig = CS_BUF_INIT;
+	const char *err = NULL;
+	ck_assert_int_eq(cs_transit_asym_sign(CS_TRANSIT_ED25519, der, len, &o, (const uint8_t *)"",
+					      0, &sig, &err),
+			 0);
+	ck_assert_uint_eq(sig.len, 64);
+	ck_assert_mem_eq(sig.data, want, 64);
+	char *pub = cs_transit_asym_public(CS_TRANSIT_ED25519, der, len);
+	uint8_t pk[32];
+	unhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", pk, &n);
+	char *want_pub = cs_b64_encode(pk, 32);
+	ck_assert_str_eq(pub, want_pub);
+	free(pub);
+	free(want_pub);
+	cs_buf_free(&sig);
+	free(der);
+}
+END_TEST
+
+/* The P-256 key loader's fast path (engines/transit_asym.c) builds the same key as
+ * OpenSSL's generic decoder: same public key, and its signatures verify under the
+ * decoder's key. */
+START_TEST(test_p256_fast_load_matches_decoder)
+{
+	uint8_t *der = NULL;
+	size_t len = 0;
+	ck_assert_int_eq(cs_transit_asym_generate(CS_TRANSIT_ECDSA_P256, &der, &len), 0);
+	ck_assert_uint_eq(len, 138); /* the layout the fast path takes */
+	const unsigned char *p = der;
+	EVP_PKEY *ref = d2i_AutoPrivateKey(NULL, &p, (long)len);
+	ck_assert_ptr_nonnull(ref);
+	BIO *b = BIO_new(BIO_s_mem());
+	ck_assert_int_eq(PEM_write_bio_PUBKEY(b, ref), 1);
+	char *data = NULL;
+	long n = BIO_get_mem_data(b, &data);
+	char *pub = cs_transit_asym_public(CS_TRANSIT_ECDSA_P256, der, len);
+	ck_assert_uint_eq(strlen(pub), (size_t)n);
+	ck_assert(memcmp(pub, data, (size_t)n) == 0);
+	struct cs_transit_sigopts o = {.md = "SHA256"};
+	uint8_t dg[32];
+	memset(dg, 7, sizeof dg);
+	struct cs_buf sig = CS_BUF_INIT;
+	const char *err = NULL;
+	ck_assert_int_eq(
+	    cs_transit_asym_sign(CS_TRANSIT_ECDSA_P256, der, len, &o, dg, sizeof dg, &sig, &err),
+	    0);
+	EVP_PKEY_CTX *vc = EVP_PKEY_CTX_new(ref, NULL);
+	ck_assert_int_eq(EVP_PKEY_verify_init(vc), 1);
+	ck_assert_int_eq(
+	    EVP_PKEY_verify(vc, (const unsigned char *)sig.data, sig.len, dg, sizeof dg), 1);
+	EVP_PKEY_CTX_free(vc);
+	cs_buf_free(&sig);
+	free(pub);
+	BIO_free(b);
+	EVP_PKEY_free(ref);
+	free(der);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transit");
@@ -868,6 +1170,9 @@ int main(void)
 	tcase_add_test(tc, test_aead_roundtrip_and_tamper);
 	tcase_add_test(tc, test_format_parse);
 	tcase_add_test(tc, test_digest_hmac);
+	tcase_add_test(tc, test_rotate_due);
+	tcase_add_test(tc, test_ed25519_rfc8032_from_seed);
+	tcase_add_test(tc, test_p256_fast_load_matches_decoder);
 	suite_add_tcase(s, tc);
 	TCase *te = tcase_create("engine");
 	tcase_add_checked_fixture(te, setup, teardown);
@@ -883,6 +1188,9 @@ int main(void)
 	tcase_add_test(te, test_rsa_encrypt_decrypt);
 	tcase_add_test(te, test_rsa_salt_and_none);
 	tcase_add_test(te, test_derived_ed25519);
+	tcase_add_test(te, test_backup_restore);
+	tcase_add_test(te, test_cache);
+	tcase_add_test(te, test_periodic_rotation);
 	tcase_set_timeout(te, 120); /* RSA key generation */
 	suite_add_tcase(s, te);
 	SRunner *sr = srunner_create(s);

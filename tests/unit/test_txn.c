@@ -455,6 +455,44 @@ START_TEST(test_dropped_overlay_read)
 }
 END_TEST
 
+/* An error answer derived from a pending write waits for it (cs_txn_drop_writes): it is
+ * told the write applied, or that the state it read never became real. */
+START_TEST(test_drop_writes_waits_for_reads)
+{
+	struct rec w = {0}, r = {0}, w2 = {0}, r2 = {0};
+	commit_put("ver", "2", &w);
+	struct cs_txn t;
+	bool pending = false;
+	cs_txn_begin(&t, &fx.st, NULL);
+	expect_get(&t, "ver", "2"); /* a cas check reads the pending version */
+	put(&t, "ver", "3");
+	cs_txn_drop_writes(&t); /* ...and refuses: its write goes, its read stays */
+	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
+	ck_assert(pending);
+	ck_assert_uint_eq(fx.n_props, 1); /* nothing proposed for it */
+	apply_next();
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.status, 0);
+	/* The pending write is lost instead: the refusal learns it. */
+	commit_put("ver", "3", &w2);
+	cs_txn_begin(&t, &fx.st, NULL);
+	expect_get(&t, "ver", "3");
+	cs_txn_drop_writes(&t);
+	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r2, &pending), 0);
+	ck_assert(pending);
+	cs_storage_fail_all(&fx.st, CS_ELEADERSHIP);
+	ck_assert_int_eq(r2.calls, 1);
+	ck_assert_int_eq(r2.status, CS_ELEADERSHIP);
+	/* Nothing pending was read: no wait. */
+	cs_txn_begin(&t, &fx.st, NULL);
+	expect_get(&t, "ver", "2");
+	put(&t, "x", "1");
+	cs_txn_drop_writes(&t);
+	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r2, &pending), 0);
+	ck_assert(!pending);
+}
+END_TEST
+
 START_TEST(test_list_merge)
 {
 	/* LMDB: */
@@ -843,6 +881,7 @@ static Suite *txn_suite(void)
 	tcase_add_test(tc, test_fail_all_and_late_done);
 	tcase_add_test(tc, test_refused_commit);
 	tcase_add_test(tc, test_dropped_overlay_read);
+	tcase_add_test(tc, test_drop_writes_waits_for_reads);
 	tcase_add_test(tc, test_list_merge);
 	tcase_add_test(tc, test_scan_large);
 	tcase_add_test(tc, test_poisoning);
