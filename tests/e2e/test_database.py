@@ -281,6 +281,26 @@ def test_hvac_database_api(srv, pg):
     st = c.secrets.database.get_static_credentials("hv-static", mount_point=MP)["data"]
     assert st["username"] == "hv_static" and pg.can_login("hv_static", st["password"])
 
+def test_password_policy_shapes_generated_passwords(srv, pg):
+    """password_policy names a sys/policies/password policy: creds, rotate-root and static
+    rotations draw from it; an unknown policy fails creds and creates no user."""
+    policy = 'length = 32\nrule "charset" {\n  charset = "abcdef0123456789"\n  min-chars = 4\n}\n'
+    r = srv.request("PUT", "sys/policies/password/dbhex", token=srv.root_token,
+                    json={"policy": policy})
+    assert r.status_code in (200, 204), r.text
+    configure(srv, pg, "pol", password_policy="dbhex")
+    role(srv, "polrole", "pol")
+    for _ in range(5):
+        c = creds(srv, "polrole")["data"]
+        p = c["password"]
+        assert len(p) == 32 and set(p) <= set("abcdef0123456789"), p
+        assert pg.can_login(c["username"], p)
+    configure(srv, pg, "nopol", password_policy="no-such-policy", username_template="np-{{.RoleName}}")
+    role(srv, "nopolrole", "nopol")
+    r = get(srv, "creds/nopolrole")
+    assert r.status_code == 400, r.text
+    assert not pg.role_exists("np-nopolrole")
+
 # ---- leases ---------------------------------------------------------------------------
 
 def wait_for(cond, timeout=30, step=0.25):
