@@ -8,6 +8,7 @@
 #include "engines/identity.h"
 #include "engines/kv.h"
 #include "engines/pki.h"
+#include "engines/database.h"
 #include "engines/transit.h"
 #include "server/core.h"
 #include "server/ha.h"
@@ -40,6 +41,8 @@ void cs_modules_register(struct cs_core *core)
 	cs_transit_register();
 	/* PKI engine (certificate authority: issuers, roles, CRLs, OCSP) */
 	cs_pki_register();
+	/* database engine (PostgreSQL dynamic credentials) */
+	cs_database_register();
 	/* response wrapping, sys/wrapping/ endpoints */
 	cs_wrap_register();
 	/* cluster: join, challenge/answer, digest, step-down, ha-status */

@@ -59,6 +59,11 @@ ONE_BACKEND = [
     # identity (split by job, engines/identity_internal.h): handlers and records
     {"engines/identity", "engines/identity_internal", "engines/identity_store",
      "engines/identity_oidc"},
+    # the database engine (split by job, engines/database_internal.h), its libpq pool, SQL
+    # quoting and username templates, apart for tests
+    {"engines/database", "engines/database_internal", "engines/database_roles",
+     "engines/database_static",
+     "engines/database_template", "engines/pg_pool", "engines/pg_sql"},
 ]
 
 # "file: included header" -> why it is still here (the step of issue 10 that removes it).
