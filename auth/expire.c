@@ -1151,6 +1151,14 @@ static int revoke_prefix_txn(struct cs_request *req, struct cs_txn *txn, const c
 				  "%zu leases under this prefix; at most %d per request", v.n,
 				  CS_EXPIRE_PREFIX_MAX);
 	size_t plen = strlen(CS_EXPIRE_PREFIX), secrets = 0;
+	/* As Vault: a whole lease id is a prefix too (the lease itself). */
+	cJSON *exact = NULL;
+	if (!rc && prefix[pl - 1] != '/' && record_get(txn, prefix, &exact) == 0) {
+		char full[600];
+		snprintf(full, sizeof full, "%s%s", CS_EXPIRE_PREFIX, prefix);
+		cs_strv_push(&v, full, strlen(full));
+	}
+	cJSON_Delete(exact);
 	for (size_t i = 0; !rc && i < v.n; i++) {
 		const char *id = v.v[i] + plen;
 		cJSON *r = NULL;

@@ -1248,6 +1248,10 @@ START_TEST(test_secret_lease_irrevocable)
 	/* Back up: the one not yet given up is revoked on its next retry; revoke-force
 	 * drops the records of both without asking the backend again. */
 	ck_assert_int_eq(req("PUT", "l/fail", root_token, "{\"on\":false}", NULL), 204);
+	char force[320];
+	snprintf(force, sizeof force, "sys/leases/revoke-force/%s", lease);
+	ck_assert_int_eq(req("PUT", force, root_token, NULL, NULL), 204); /* a whole lease id */
+	ck_assert_int_eq(lease_status(lease), 400);
 	ck_assert_int_eq(req("PUT", "sys/leases/revoke-force/l", root_token, NULL, NULL), 204);
 	ck_assert_int_eq(lease_status(lease), 400);
 	ck_assert_int_eq(lease_status(lease2), 400);
