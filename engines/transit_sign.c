@@ -115,41 +115,6 @@ static int sig_input(const cJSON *pol, const struct sig_req *s, uint8_t **in, si
 	return 0;
 }
 
-/* base64url without padding (JWS marshaling): encode in place of standard base64. */
-static char *b64url(const uint8_t *p, size_t n)
-{
-	char *s = cs_b64_encode(p, n);
-	size_t len = strlen(s);
-	while (len && s[len - 1] == '=')
-		s[--len] = 0;
-	for (char *c = s; *c; c++)
-		*c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
-	return s;
-}
-
-static uint8_t *b64url_dec(const char *s, size_t *n)
-{
-	size_t len = strlen(s);
-	char *t = malloc(len + 4);
-	if (!t)
-		abort();
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (c == '+' || c == '/' || c == '=') {
-			free(t);
-			return NULL;
-		}
-		t[i] = c == '-' ? '+' : c == '_' ? '/' : c;
-	}
-	while (len % 4)
-		t[len++] = '=';
-	t[len] = 0;
-	char err[TR_ERRLEN];
-	uint8_t *out = tr_b64_dec(t, n, err, "");
-	free(t);
-	return out;
-}
-
 /* Vault's SignWithOptions version checks: 0, or CS_EINVAL with the message. */
 static int sign_version_ok(const cJSON *pol, int64_t ver, char *err)
 {
@@ -338,7 +303,7 @@ static int sign_result(void *ctx, size_t i, const cJSON *item, cJSON *r, char *e
 		snprintf(err, TR_ERRLEN, "%s", sl->err);
 		return sl->rc;
 	}
-	char *enc = j->o.jws ? b64url((uint8_t *)sl->sig.data, sl->sig.len)
+	char *enc = j->o.jws ? cs_b64url_encode((uint8_t *)sl->sig.data, sl->sig.len)
 			     : cs_b64_encode((uint8_t *)sl->sig.data, sl->sig.len);
 	size_t len = strlen(enc) + 32;
 	char *sig = malloc(len);
@@ -472,7 +437,8 @@ static int parse_sig(const cJSON *pol, const char *sig, bool jws, int64_t *ver, 
 			   "ciphertext or signature version is disallowed by policy (too old)"),
 		       CS_EINVAL;
 	char derr[TR_ERRLEN];
-	*raw = jws ? b64url_dec(colon + 1, n) : tr_b64_dec(colon + 1, n, derr, "");
+	*raw = jws ? cs_b64url_decode(colon + 1, strlen(colon + 1), n)
+		   : tr_b64_dec(colon + 1, n, derr, "");
 	if (!*raw)
 		return snprintf(err, TR_ERRLEN, "invalid base64 signature value"), CS_EINVAL;
 	return 0;
