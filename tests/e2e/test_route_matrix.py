@@ -59,7 +59,8 @@ VAULT_UNAUTH = {
     "token": [],
     "kv": [],
     "cubbyhole": [],
-    "identity": [],
+    # OpenBao vault/identity_store.go PathsSpecial.Unauthenticated
+    "identity": ["oidc/.well-known/*", "oidc/provider/+/.well-known/*", "oidc/provider/+/token"],
     "userpass": ["login/*"],
     "approle": ["login"],
     # internal/builtin/logical/pki/backend.go (ACME paths come with ACME)
