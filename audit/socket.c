@@ -113,6 +113,7 @@ static int numeric_addr(const char *address, int sock_type, struct addrinfo **re
 	snprintf(host, sizeof host, "%.*s", (int)hl, h);
 	if (strcmp(host, "localhost") == 0)
 		snprintf(host, sizeof host, "127.0.0.1");
+	/* Numeric host and port only: getaddrinfo does no lookup, so it never blocks. */
 	struct addrinfo hints = {.ai_socktype = sock_type,
 				 .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
 	return getaddrinfo(host, colon + 1, &hints, res) == 0 ? 0 : EINVAL;

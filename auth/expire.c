@@ -1220,7 +1220,21 @@ static int leases_counted(struct cs_request *req, bool list)
 	if (list && all)
 		return cs_req_error(req, CS_EINVAL,
 				    "invalid 'type' parameter, must be \"irrevocable\"");
-	int64_t limit = cs_req_int(req, "limit", 10000);
+	/* Vault's limit is a string: a count, or "none" for all (default 10,000). */
+	const char *lim = cs_req_str(req, "limit", "");
+	int64_t limit = 10000;
+	if (strcmp(lim, "none") == 0) {
+		limit = 0;
+	} else if (*lim) {
+		char *end = NULL;
+		long long n = strtoll(lim, &end, 10);
+		if (*end || n <= 0 || n > 1000000)
+			return cs_req_error(
+			    req, CS_EINVAL,
+			    "invalid 'limit' parameter, must be a positive number or "
+			    "\"none\"");
+		limit = n;
+	}
 	struct cs_strv v = {0};
 	int rc = cs_txn_scan(&req->txn, CS_EXPIRE_PREFIX, &v);
 	size_t plen = strlen(CS_EXPIRE_PREFIX), n = 0;

@@ -1245,6 +1245,19 @@ START_TEST(test_secret_lease_irrevocable)
 	ck_assert_int_eq(req("GET", "sys/leases/count?type=all", root_token, NULL, &o), 200);
 	ck_assert_int_eq(jint(cJSON_GetObjectItemCaseSensitive(o, "data"), "lease_count"), 2);
 	cJSON_Delete(o);
+	/* limit caps the list, not the count; a bad one is refused. */
+	if (count >= 2) {
+		ck_assert_int_eq(
+		    req("GET", "sys/leases?type=irrevocable&limit=1", root_token, NULL, &o), 200);
+		ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+				     cJSON_GetObjectItemCaseSensitive(o, "data"), "leases")),
+				 1);
+		cJSON_Delete(o);
+	}
+	ck_assert_int_eq(
+	    req("GET", "sys/leases?type=irrevocable&limit=none", root_token, NULL, NULL), 200);
+	ck_assert_int_eq(req("GET", "sys/leases?type=irrevocable&limit=x", root_token, NULL, NULL),
+			 400);
 	/* Back up: the one not yet given up is revoked on its next retry; revoke-force
 	 * drops the records of both without asking the backend again. */
 	ck_assert_int_eq(req("PUT", "l/fail", root_token, "{\"on\":false}", NULL), 204);
