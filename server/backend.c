@@ -586,6 +586,17 @@ int cs_view_get(struct cs_request *req, const char *key, struct cs_buf *out)
 	return rc;
 }
 
+int cs_view_exists(struct cs_request *req, const char *key, bool *exists)
+{
+	char *k = view_key(req, key);
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_txn_get_raw(&req->txn, k, &b); /* ciphertext: nothing to wipe */
+	free(k);
+	cs_buf_free(&b);
+	*exists = rc == 0;
+	return rc == CS_ENOTFOUND ? 0 : rc;
+}
+
 int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n)
 {
 	char *k = view_key(req, key);

@@ -471,6 +471,9 @@ void cs_sys_require_mount(const char *path, const char *type, const char *descri
  * auth methods): the key is relative to the mount, values go through the barrier.
  */
 int cs_view_get(struct cs_request *req, const char *key, struct cs_buf *out);
+/* Whether `key` holds a value, without decrypting it (existence checks run on every
+ * request of their paths). 0 with *exists set, or a storage error. */
+int cs_view_exists(struct cs_request *req, const char *key, bool *exists);
 int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n);
 int cs_view_delete(struct cs_request *req, const char *key);
 int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out);
