@@ -18,8 +18,8 @@
  * over 1 MiB → the callback runs with rc CS_EIO and err "<url>: <curl's message>".
  * cs_curlm_cancel: the callback never runs. Loop thread only.
  */
-#ifndef CS_RAFT_CURLM_H
-#define CS_RAFT_CURLM_H
+#ifndef CS_LIB_CURLM_H
+#define CS_LIB_CURLM_H
 
 #include <stdbool.h>
 #include <stddef.h>

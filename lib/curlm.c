@@ -4,7 +4,7 @@
  * until its uv_poll_t closed. The callback of a finished request runs after curl is done
  * with it and outside any curl callback, so it may post or cancel freely.
  */
-#include "raft/curlm.h"
+#include "lib/curlm.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
