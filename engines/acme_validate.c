@@ -34,6 +34,8 @@
  * Teardown (cs_acme_finish or cancel): the timer, the resolver, curl and the TLS
  * connection close; the checker is freed in the last close callback.
  */
+#include "engines/acme_validate.h"
+
 #include "engines/acme_validate_internal.h"
 
 #include <arpa/inet.h>
@@ -104,7 +106,7 @@ void cs_acme_finish(struct cs_acme_checker *ch, int ok, const char *type, const 
 		vsnprintf(detail, sizeof detail, fmt, ap);
 		va_end(ap);
 	}
-	cs_acme_check_cb cb = ch->cb;
+	void (*cb)(void *, int, const char *, const char *) = ch->cb;
 	void *arg = ch->arg;
 	teardown(ch); /* ch stays allocated until its handles closed, after cb returns */
 	cb(arg, ok, ok ? NULL : type, ok ? NULL : detail);

@@ -11,7 +11,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-#include "engines/acme_validate.h"
+#include <uv.h>
+
 #include "lib/curlm.h"
 #include "lib/dns.h"
 
@@ -34,7 +35,7 @@ struct cs_acme_checker {
 	uint16_t http_port, tls_port;
 	unsigned timeout_ms;
 	uint64_t deadline; /* uv_now() + timeout_ms */
-	cs_acme_check_cb cb;
+	void (*cb)(void *arg, int ok, const char *error_type, const char *detail); /* as given */
 	void *arg;
 	bool done; /* the callback ran or cancel was called: tearing down */
 	bool ip;   /* the identifier is an IP literal (RFC 8738) */
