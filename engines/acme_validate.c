@@ -89,8 +89,7 @@ static void teardown(struct cs_acme_checker *ch)
 		cs_curlm_close(&ch->http, http_closed); /* drops the request in flight */
 	}
 	cs_acme_alpn_close(ch);
-	ch->handles++;
-	uv_timer_stop(&ch->timer);
+	uv_timer_stop(&ch->timer); /* counted in handles since start */
 	uv_close((uv_handle_t *)&ch->timer, timer_closed);
 	cs_acme_handle_closed(ch);
 }
@@ -210,25 +209,15 @@ static void addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 static void http_fetch(struct cs_acme_checker *ch, const char *host, uint16_t port, bool https,
 		       const struct sockaddr_storage *addrs, size_t n);
 
-/* The next URL to fetch (ch->url) needs its host resolved first. */
-struct http_hop {
-	struct cs_acme_checker *ch;
-	uint16_t port;
-	bool https;
-	char host[256];
-};
-
 static void http_resolved(void *ctx, int rc, bool nodata, const struct sockaddr_storage *addrs,
 			  size_t n, const char *err)
 {
-	struct http_hop *hop = ctx;
-	struct cs_acme_checker *ch = hop->ch;
+	struct cs_acme_checker *ch = ctx;
 	if (rc)
-		cs_acme_finish(ch, 0, CS_ACME_ERR("dns"), "http-01: resolving %s: %s", hop->host,
+		cs_acme_finish(ch, 0, CS_ACME_ERR("dns"), "http-01: resolving %s: %s", ch->hop_host,
 			       err);
 	else
-		http_fetch(ch, hop->host, hop->port, hop->https, addrs, n);
-	free(hop);
+		http_fetch(ch, ch->hop_host, ch->hop_port, ch->hop_https, addrs, n);
 }
 
 /* Resolve host unless it is an IP literal (bracketed for IPv6, as URLs have it), then
@@ -253,17 +242,13 @@ static void http_go(struct cs_acme_checker *ch, const char *host, uint16_t port,
 			       "http-01: redirect to an invalid host name");
 		return;
 	}
-	struct http_hop *hop = calloc(1, sizeof *hop);
-	if (!hop)
-		abort();
-	hop->ch = ch;
-	hop->port = port;
-	hop->https = https;
-	snprintf(hop->host, sizeof hop->host, "%s", host);
-	if (cs_dns_addrs(ch->dns, host, port, http_resolved, hop) != 0) {
-		free(hop);
+	/* One lookup at a time: its target lives in the checker (nothing to free if the
+	 * resolver is closed before it answers). */
+	snprintf(ch->hop_host, sizeof ch->hop_host, "%s", host);
+	ch->hop_port = port;
+	ch->hop_https = https;
+	if (cs_dns_addrs(ch->dns, host, port, http_resolved, ch) != 0)
 		cs_acme_finish(ch, 0, CS_ACME_ERR("serverInternal"), "http-01: resolver closed");
-	}
 }
 
 static bool redirect_port_ok(struct cs_acme_checker *ch, long port)

@@ -50,7 +50,10 @@ struct cs_acme_checker {
 	struct cs_curlm http;
 	bool http_open;
 	int redirects;
-	char url[2048]; /* http-01: the URL being fetched */
+	char url[2048];     /* http-01: the URL being fetched */
+	char hop_host[256]; /* ... and its host, port and scheme while it is being resolved */
+	uint16_t hop_port;
+	bool hop_https;
 	struct cs_acme_alpn *alpn;
 
 	int handles; /* uv handles still to close before the checker is freed */
