@@ -206,20 +206,31 @@ static void on_conn(uv_stream_t *l, int status)
 	uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
 }
 
-static void http_start(uv_loop_t *loop, struct http_srv *s, bool hang)
+static void http_start_on(uv_loop_t *loop, struct http_srv *s, bool hang, const char *ip)
 {
 	memset(s, 0, sizeof *s);
 	s->hang = hang;
-	struct sockaddr_in a;
-	uv_ip4_addr("127.0.0.1", 0, &a);
+	struct sockaddr_storage a;
+	if (strchr(ip, ':'))
+		uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&a);
+	else
+		uv_ip4_addr(ip, 0, (struct sockaddr_in *)&a);
 	uv_tcp_init(loop, &s->listener);
 	s->listener.data = s;
-	ck_assert_int_eq(uv_tcp_bind(&s->listener, (struct sockaddr *)&a, 0), 0);
+	int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&a, 0);
+	ck_assert_msg(rc == 0, "cannot listen on %s: %s", ip, uv_strerror(rc));
 	ck_assert_int_eq(uv_listen((uv_stream_t *)&s->listener, 16, on_conn), 0);
-	struct sockaddr_in got_addr;
+	struct sockaddr_storage got_addr;
 	int len = sizeof got_addr;
 	uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got_addr, &len);
-	s->port = ntohs(got_addr.sin_port);
+	s->port =
+	    ntohs(got_addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got_addr)->sin6_port
+						 : ((struct sockaddr_in *)&got_addr)->sin_port);
+}
+
+static void http_start(uv_loop_t *loop, struct http_srv *s, bool hang)
+{
+	http_start_on(loop, s, hang, "127.0.0.1");
 }
 
 static void http_stop(struct http_srv *s)
@@ -375,6 +386,28 @@ START_TEST(http_valid)
 	ck_assert_msg(r.ok == 1, "%s %s", r.type, r.detail);
 	http_case("good", "web.example.test", true, &r); /* a name, resolved by dnsmasq */
 	ck_assert_msg(r.ok == 1, "%s %s", r.type, r.detail);
+}
+END_TEST
+
+/* An IPv6 identifier: the URL brackets it (RFC 8738 §3, RFC 3986). */
+START_TEST(http_valid_ipv6)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct http_srv s;
+	http_start_on(&loop, &s, false, "::1");
+	struct cs_acme_check c = {.type = "http-01",
+				  .identifier = "::1",
+				  .token = "good",
+				  .key_authorization = KA,
+				  .http_port = (uint16_t)s.port,
+				  .timeout_ms = 5000};
+	struct result r;
+	run_check(&loop, &c, &r);
+	http_stop(&s);
+	drain(&loop);
+	ck_assert_msg(r.ok == 1, "%s %s", r.type, r.detail);
+	ck_assert_int_eq(s.requests, 1);
 }
 END_TEST
 
@@ -1062,6 +1095,7 @@ int main(void)
 	Suite *s = suite_create("acme_validate");
 	TCase *tc = tcase_create("http01");
 	tcase_add_test(tc, http_valid);
+	tcase_add_test(tc, http_valid_ipv6);
 	tcase_add_test(tc, http_wrong_body);
 	tcase_add_test(tc, http_not_found);
 	tcase_add_test(tc, http_oversize);
