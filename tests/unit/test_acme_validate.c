@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,16 +269,28 @@ static bool udp_port_taken(int port)
 	return taken;
 }
 
-static void dnsmasq_start(void)
+/* A port free for both UDP and TCP (dnsmasq listens on both), held by nobody. */
+static int free_dns_port(void)
 {
-	if (access(DNSMASQ, X_OK) != 0) {
-		snprintf(dns_missing, sizeof dns_missing,
-			 DNSMASQ " is missing: install dnsmasq-base (scripts/install-deps.sh)");
-		return;
+	for (;;) {
+		int p = free_port(SOCK_DGRAM);
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)p),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+		close(fd);
+		if (ok)
+			return p;
 	}
+}
+
+/* One try on a fresh port: true once it listens; dns_missing says why not. */
+static bool dnsmasq_try(void)
+{
 	char *want = ka_b64();
 	char port[32], user[128], txt_ok[200], txt_multi1[200], txt_multi2[200];
-	dns_port = free_port(SOCK_DGRAM);
+	dns_port = free_dns_port();
 	snprintf(port, sizeof port, "--port=%d", dns_port);
 	struct passwd *pw = getpwuid(getuid());
 	snprintf(user, sizeof user, "--user=%s", pw ? pw->pw_name : "root");
@@ -289,6 +302,7 @@ static void dnsmasq_start(void)
 	free(want);
 	dnsmasq_pid = fork();
 	if (dnsmasq_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlives a test binary that was killed */
 		freopen("/dev/null", "w", stdout);
 		freopen("/dev/null", "w", stderr);
 		execl(DNSMASQ, DNSMASQ, "--no-daemon", port, "--listen-address=127.0.0.1",
@@ -302,15 +316,35 @@ static void dnsmasq_start(void)
 	for (int i = 0; i < 500 && !udp_port_taken(dns_port); i++) {
 		int st;
 		if (waitpid(dnsmasq_pid, &st, WNOHANG) == dnsmasq_pid) {
-			snprintf(dns_missing, sizeof dns_missing, "dnsmasq exited at start (%d)",
-				 st);
+			/* 2: the port was taken meanwhile (another test); 127: exec failed */
+			snprintf(dns_missing, sizeof dns_missing,
+				 "dnsmasq exited at start (status %d)",
+				 WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 			dnsmasq_pid = 0;
-			return;
+			return false;
 		}
 		usleep(10000);
 	}
-	if (!udp_port_taken(dns_port))
+	if (!udp_port_taken(dns_port)) {
 		snprintf(dns_missing, sizeof dns_missing, "dnsmasq did not listen on %d", dns_port);
+		kill(dnsmasq_pid, SIGTERM);
+		waitpid(dnsmasq_pid, NULL, 0);
+		dnsmasq_pid = 0;
+		return false;
+	}
+	dns_missing[0] = '\0';
+	return true;
+}
+
+static void dnsmasq_start(void)
+{
+	if (access(DNSMASQ, X_OK) != 0) {
+		snprintf(dns_missing, sizeof dns_missing,
+			 DNSMASQ " is missing: install dnsmasq-base (scripts/install-deps.sh)");
+		return;
+	}
+	for (int i = 0; i < 5 && !dnsmasq_try(); i++)
+		;
 }
 
 static void dnsmasq_stop(void)
