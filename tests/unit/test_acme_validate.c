@@ -853,7 +853,7 @@ static void *tls_thread(void *arg)
 	return NULL;
 }
 
-static void tls_start(struct tls_srv *t, enum tls_mode mode, const struct cert_spec *sp)
+static void tls_start(struct tls_srv *t, enum tls_mode mode, const struct cert_spec *sp, bool v6)
 {
 	memset(t, 0, sizeof *t);
 	t->mode = mode;
@@ -865,13 +865,24 @@ static void tls_start(struct tls_srv *t, enum tls_mode mode, const struct cert_s
 	SSL_CTX_set_alpn_select_cb(t->ctx, alpn_select, t);
 	X509_free(x);
 	EVP_PKEY_free(k);
-	t->fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	ck_assert_int_eq(bind(t->fd, (struct sockaddr *)&a, sizeof a), 0);
-	listen(t->fd, 8);
+	struct sockaddr_storage a = {0};
 	socklen_t l = sizeof a;
+	if (v6) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&a;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_addr = in6addr_loopback;
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&a;
+		a4->sin_family = AF_INET;
+		a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	}
+	t->fd = socket(a.ss_family, SOCK_STREAM, 0);
+	ck_assert_msg(bind(t->fd, (struct sockaddr *)&a, l) == 0, "cannot listen on loopback%s",
+		      v6 ? " (IPv6)" : "");
+	listen(t->fd, 8);
 	getsockname(t->fd, (struct sockaddr *)&a, &l);
-	t->port = ntohs(a.sin_port);
+	t->port = ntohs(v6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+			   : ((struct sockaddr_in *)&a)->sin_port);
 	pthread_create(&t->thr, NULL, tls_thread, t);
 }
 
@@ -889,7 +900,7 @@ static void alpn_case(enum tls_mode mode, const struct cert_spec *sp, const char
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct tls_srv t;
-	tls_start(&t, mode, sp);
+	tls_start(&t, mode, sp, strchr(ident, ':') != NULL);
 	char rb[64];
 	struct cs_acme_check c = {.type = "tls-alpn-01",
 				  .identifier = ident,
@@ -917,6 +928,10 @@ START_TEST(alpn_valid)
 	alpn_case(TLS_ACME, &(struct cert_spec){.ip = "127.0.0.1", .ka = KA}, "127.0.0.1", &r, sni);
 	ck_assert_msg(r.ok == 1, "%s %s", r.type, r.detail);
 	ck_assert_str_eq(sni, "1.0.0.127.in-addr.arpa"); /* RFC 8738 §6 */
+	alpn_case(TLS_ACME, &(struct cert_spec){.ip = "::1", .ka = KA}, "::1", &r, sni);
+	ck_assert_msg(r.ok == 1, "%s %s", r.type, r.detail);
+	ck_assert_str_eq(
+	    sni, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa");
 }
 END_TEST
 
