@@ -3,6 +3,8 @@
  * to general: the first matching row wins. The CA certificate, CRL, OCSP and cert/ reads
  * are unauthenticated, as in Vault, so that TLS clients can fetch them.
  */
+#include <openssl/crypto.h>
+
 #include "engines/pki.h"
 #include "engines/pki_internal.h"
 #include "lib/util.h"
@@ -251,6 +253,10 @@ static const struct cs_field tidy_fields[] = {
 };
 
 #define RAW_READ (CS_PATH_UNAUTH)
+/* Bytes of OpenSSL's secure heap (a power of two): every private key OpenSSL holds in the
+ * process (cached issuer keys, keys being generated, TLS ephemeral keys) takes a few
+ * hundred bytes of it. */
+#define PKI_SECURE_HEAP (4u << 20)
 
 static const struct cs_path pki_paths[] = {
     {.pattern = "root/generate/{type}",
@@ -508,6 +514,11 @@ static const struct cs_secret_type pki_secrets[] = {
 
 void cs_pki_register(void)
 {
+	/* OpenSSL keeps the private components of decoded keys (the issuer cache's signing
+	 * keys, pki_cache.c) in its secure heap when there is one: mlock()ed, zeroised on
+	 * free. Without it they would be ordinary heap memory. */
+	if (!CRYPTO_secure_malloc_initialized())
+		CRYPTO_secure_malloc_init(PKI_SECURE_HEAP, 32);
 	cs_backend_register(&cs_pki_backend);
 }
 
@@ -517,4 +528,5 @@ const struct cs_backend cs_pki_backend = {
     .n_paths = CS_ARRAY_LEN(pki_paths),
     .secrets = pki_secrets,
     .periodic = pki_periodic,
+    .reset = cs_pki_cache_reset,
 };

@@ -711,37 +711,6 @@ static void ocsp_answer(struct cs_request *req, OCSP_RESPONSE *r, int http_statu
 	OCSP_RESPONSE_free(r);
 }
 
-/* The issuer whose name and key hashes the CertID carries, or NULL. */
-static cJSON *ocsp_issuer(struct cs_request *req, OCSP_CERTID *id)
-{
-	ASN1_OBJECT *md_obj = NULL;
-	OCSP_id_get0_info(NULL, &md_obj, NULL, NULL, id);
-	const EVP_MD *md = md_obj ? EVP_get_digestbyobj(md_obj) : NULL;
-	if (!md)
-		return NULL;
-	struct cs_strv ids = {0};
-	cs_view_list(req, "config/issuer/", &ids);
-	cJSON *found = NULL;
-	for (size_t i = 0; !found && i < ids.n; i++) {
-		cJSON *iss = NULL;
-		if (cs_pki_issuer_load(req, ids.v[i], &iss) != 0)
-			continue;
-		X509 *ix = cs_pki_issuer_cert(iss);
-		OCSP_CERTID *mine =
-		    ix ? OCSP_cert_id_new(md, X509_get_subject_name(ix),
-					  X509_get0_pubkey_bitstr(ix), X509_get0_serialNumber(ix))
-		       : NULL;
-		if (mine && OCSP_id_issuer_cmp(mine, id) == 0 && *cs_pki_jstr(iss, "key_id", ""))
-			found = iss;
-		else
-			cJSON_Delete(iss);
-		OCSP_CERTID_free(mine);
-		X509_free(ix);
-	}
-	cs_strv_free(&ids);
-	return found;
-}
-
 static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len);
 
 int pki_ocsp(struct cs_request *req)
@@ -791,8 +760,18 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 			    401);
 		return 0;
 	}
-	cJSON *iss = ocsp_issuer(req, cid);
-	if (!iss) {
+	char *iid = NULL;
+	struct cs_pki_issuer_ref ir = {0};
+	int rc = cs_pki_issuer_by_certid(req, cid, &iid);
+	if (!rc)
+		rc = cs_pki_issuer_get(req, iid, CS_PKI_ISSUER_SIGNER, &ir);
+	free(iid);
+	if (rc && rc != CS_ENOTFOUND) {
+		OCSP_REQUEST_free(oreq);
+		return rc;
+	}
+	if (rc || !ir.signer) {
+		cs_pki_issuer_ref_free(&ir);
 		OCSP_REQUEST_free(oreq);
 		ocsp_answer(req, OCSP_response_create(OCSP_RESPONSE_STATUS_UNAUTHORIZED, NULL),
 			    401);
@@ -804,7 +783,7 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 	cs_pki_serial_format(sb, sn, '-', skey);
 	snprintf(spath, sizeof spath, "revoked/%s", skey);
 	cJSON *e = NULL;
-	const char *iid = cs_pki_jstr(iss, "id", "");
+	iid = (char *)cs_pki_jstr(ir.rec, "id", "");
 	if (cs_view_get_json(req, spath, &e) == 0 &&
 	    strcmp(cs_pki_jstr(e, "issuer_id", ""), iid) == 0) {
 		status = V_OCSP_CERTSTATUS_REVOKED;
@@ -819,15 +798,8 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 			status = V_OCSP_CERTSTATUS_GOOD;
 		cJSON_Delete(e);
 	}
-	X509 *ix = cs_pki_issuer_cert(iss);
-	EVP_PKEY *key = NULL;
-	int rc = cs_pki_issuer_signer(req, iss, &key);
-	cJSON_Delete(iss);
-	if (rc || !ix) {
-		X509_free(ix);
-		OCSP_REQUEST_free(oreq);
-		return rc ? rc : CS_EINTERNAL;
-	}
+	X509 *ix = ir.cert;
+	EVP_PKEY *key = ir.signer;
 	OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
 	int64_t now = now_s();
 	ASN1_TIME *thisupd = ASN1_TIME_set(NULL, (time_t)now);
@@ -845,8 +817,7 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 	ASN1_TIME_free(thisupd);
 	ASN1_TIME_free(nextupd);
 	ASN1_TIME_free(revtime);
-	EVP_PKEY_free(key);
-	X509_free(ix);
+	cs_pki_issuer_ref_free(&ir);
 	OCSP_REQUEST_free(oreq);
 	if (!ok) {
 		OCSP_BASICRESP_free(bs);

@@ -15,6 +15,8 @@
  *   pki_issue.c   roles, and issuance (issue/sign/sign-verbatim) through cs_pki_sign_cert.
  *   pki_crl.c     revocation, CRLs, OCSP, cert reads, the generate_lease revoke.
  *   pki_tidy.c    tidy, tidy-status, tidy-cancel, config/auto-tidy, periodic upkeep.
+ *   pki_cache.c   decoded issuers (record, certificate, chain, private key) kept between
+ *                 requests, checked against the stored bytes on every use.
  *   pki.c         the path table.
  *
  * Storage layout under the mount's view (every value behind the barrier):
@@ -266,7 +268,7 @@ int cs_pki_issuer_store(struct cs_request *req, X509 *x, const char *name, char 
 /* The issuer's certificate. */
 X509 *cs_pki_issuer_cert(const cJSON *iss);
 /* Its chain as PEMs (itself first, then its parents among the stored issuers, or its
- * manual_chain). A new array. */
+ * manual_chain). A new array. (pki_cache.c) */
 cJSON *cs_pki_issuer_chain(struct cs_request *req, const cJSON *iss);
 /* A config entry (config/<name>) or an empty object. */
 cJSON *cs_pki_config(struct cs_request *req, const char *name);
@@ -296,6 +298,39 @@ struct pki_urls {
 void pki_urls_load(struct cs_request *req, struct pki_urls *u);
 void pki_urls_free(struct pki_urls *u);
 void pki_urls_spec(struct cs_pki_cert_spec *s, const struct pki_urls *u);
+
+/* ---- pki_cache.c: decoded issuers and their keys, kept between requests ---- */
+
+/* An issuer as the cache hands it out: every member owned by the holder (duplicated or
+ * up_ref'd), so it outlives later changes of the cache; release with
+ * cs_pki_issuer_ref_free. */
+struct cs_pki_issuer_ref {
+	cJSON *rec;        /* the stored record */
+	X509 *cert;        /* its certificate */
+	int64_t not_after; /* of cert, Unix seconds */
+	EVP_PKEY *signer;  /* with CS_PKI_ISSUER_SIGNER: its private key; NULL when none */
+	cJSON *chain;      /* with CS_PKI_ISSUER_CHAIN: PEMs, itself first */
+};
+#define CS_PKI_ISSUER_SIGNER 1u
+#define CS_PKI_ISSUER_CHAIN  2u
+/* Issuer `id` of the request's mount, current as of the request's transaction (the cache
+ * checks the raw stored bytes of every issuer and of the key: never stale). Loop thread.
+ * CS_ENOTFOUND when there is no such issuer; the key's absence is not an error here
+ * (signer NULL) unless its record is missing. */
+int cs_pki_issuer_get(struct cs_request *req, const char *id, unsigned what,
+		      struct cs_pki_issuer_ref *out);
+void cs_pki_issuer_ref_free(struct cs_pki_issuer_ref *r);
+/* The id (malloc'd) of the issuer with a key whose name and key hashes an OCSP CertID
+ * carries; CS_ENOTFOUND when none. */
+struct ocsp_cert_id_st;
+int cs_pki_issuer_by_certid(struct cs_request *req, struct ocsp_cert_id_st *cid, char **id);
+/* Drop the request mount's cached issuers and keys (after writing any of them). */
+void cs_pki_cache_forget(struct cs_request *req);
+/* Drop everything (the backend's reset: seal, leadership loss). */
+void cs_pki_cache_reset(struct cs_core *core);
+/* For tests and the bench: issuer-set checks that hit and missed, keys decoded. */
+void cs_pki_cache_stats(struct cs_core *core, uint64_t *hits, uint64_t *misses,
+			uint64_t *key_loads);
 
 /* ---- pki_issue.c: the one issuance function ---- */
 

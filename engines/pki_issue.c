@@ -613,19 +613,21 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 	const char *ref =
 	    in->issuer_ref ? in->issuer_ref : cs_pki_jstr(role, "issuer_ref", "default");
 	char *iid = NULL;
-	cJSON *iss = NULL;
+	struct cs_pki_issuer_ref ir = {0};
 	int rc = cs_pki_resolve_issuer(req, ref, &iid);
 	if (!rc)
-		rc = cs_pki_issuer_load(req, iid, &iss);
+		rc = cs_pki_issuer_get(req, iid, 0, &ir);
 	if (rc) {
 		free(iid);
 		return rc;
 	}
+	const cJSON *iss = ir.rec;
 	char *cn = NULL;
 	struct sans s = {0};
-	X509 *ix = NULL, *x = NULL;
+	X509 *ix = ir.cert, *x = NULL;
 	EVP_PKEY *signer = NULL;
 	X509_NAME *subject = NULL;
+	struct cs_pki_issuer_ref ir2 = {0};
 	if (!has_usage(iss, "issuing-certificates")) {
 		rc = cs_req_error(req, CS_EINVAL,
 				  "requested usage issuing-certificates for issuer %s but only had "
@@ -636,11 +638,6 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 	if (!*cs_pki_jstr(iss, "key_id", "")) {
 		rc = cs_req_error(req, CS_EINVAL, "unable to sign: issuer %s has no private key",
 				  iid);
-		goto out;
-	}
-	ix = cs_pki_issuer_cert(iss);
-	if (!ix) {
-		rc = CS_EINTERNAL;
 		goto out;
 	}
 	if (in->csr) {
@@ -667,7 +664,7 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 				   .role_max_ttl = cs_pki_jint(role, "max_ttl", 0),
 				   .sys_default_ttl = cs_req_default_ttl(req),
 				   .sys_max_ttl = cs_req_max_ttl(req),
-				   .issuer_not_after = cs_pki_cert_not_after(ix),
+				   .issuer_not_after = ir.not_after,
 				   .behavior = beh};
 	const char *na = cs_pki_jstr(role, "not_after", "");
 	if (!*na)
@@ -692,8 +689,14 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 		goto out;
 	if (warn)
 		cs_req_warn(req, "%s", warn);
-	if ((rc = cs_pki_issuer_signer(req, iss, &signer)))
+	if ((rc = cs_pki_issuer_get(req, iid, CS_PKI_ISSUER_SIGNER | CS_PKI_ISSUER_CHAIN, &ir2)))
 		goto out;
+	signer = ir2.signer;
+	if (!signer) {
+		rc = cs_req_error(req, CS_EINVAL, "unable to sign: issuer %s has no private key",
+				  iid);
+		goto out;
+	}
 	uint8_t serial[20];
 	if ((rc = cs_pki_new_serial(req, serial)))
 		goto out;
@@ -769,16 +772,20 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 	char sn[80];
 	cs_pki_cert_serial(x, ':', sn, sizeof sn);
 	char *ipem = encode_pem(cs_pki_jstr(iss, "certificate", ""), fmt);
-	cJSON *chain = cs_pki_issuer_chain(req, iss);
-	cJSON *ca_chain = cJSON_CreateArray();
-	const cJSON *e;
-	cJSON_ArrayForEach(e, chain)
-	{
-		char *c = encode_pem(e->valuestring, fmt);
-		cJSON_AddItemToArray(ca_chain, cJSON_CreateString(c));
-		free(c);
+	cJSON *ca_chain;
+	if (strcmp(fmt, "pem") == 0) {
+		ca_chain = ir2.chain;
+		ir2.chain = NULL;
+	} else {
+		ca_chain = cJSON_CreateArray();
+		const cJSON *e;
+		cJSON_ArrayForEach(e, ir2.chain)
+		{
+			char *c = encode_pem(e->valuestring, fmt);
+			cJSON_AddItemToArray(ca_chain, cJSON_CreateString(c));
+			free(c);
+		}
 	}
-	cJSON_Delete(chain);
 	if (strcmp(format, "pem_bundle") == 0 && in->key) {
 		char *k = cs_pki_key_encode(in->key, cs_pki_jstr(f, "private_key_format", "pem"));
 		struct cs_buf b = CS_BUF_INIT;
@@ -814,13 +821,12 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 	*data = d;
 out:
 	X509_NAME_free(subject);
-	EVP_PKEY_free(signer);
 	X509_free(x);
-	X509_free(ix);
 	sans_free(&s);
 	free(cn);
 	free(iid);
-	cJSON_Delete(iss);
+	cs_pki_issuer_ref_free(&ir);
+	cs_pki_issuer_ref_free(&ir2);
 	return rc;
 }
 
