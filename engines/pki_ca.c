@@ -686,6 +686,7 @@ int pki_issuer_delete(struct cs_request *req)
 	char key[128];
 	snprintf(key, sizeof key, "config/issuer/%s", id);
 	rc = cs_view_delete(req, key);
+	cs_pki_cache_forget(req);
 	cJSON *c = cs_pki_config(req, "issuers");
 	if (!rc && strcmp(cs_pki_jstr(c, "default", ""), id) == 0) {
 		jset_str(c, "default", "");
@@ -959,6 +960,7 @@ int pki_key_delete(struct cs_request *req)
 		char key[128];
 		snprintf(key, sizeof key, "config/key/%s", id);
 		rc = cs_view_delete(req, key);
+		cs_pki_cache_forget(req);
 		cJSON *c = cs_pki_config(req, "keys");
 		if (!rc && strcmp(cs_pki_jstr(c, "default", ""), id) == 0)
 			rc = cs_view_delete(req, "config/keys");
@@ -984,9 +986,15 @@ int pki_root_delete(struct cs_request *req)
 		if (rc)
 			return rc;
 	}
+	cs_pki_cache_forget(req);
 	int rc = cs_view_delete(req, "config/issuers");
 	if (!rc)
 		rc = cs_view_delete(req, "config/keys");
+	if (!rc)
+		cs_req_warn(req,
+			    "DELETE /root deletes all keys and issuers; prefer the new DELETE "
+			    "/key/:key_ref and DELETE /issuer/:issuer_ref for finer granularity, "
+			    "unless removal of all keys and issuers is desired.");
 	return rc;
 }
 
