@@ -802,10 +802,23 @@ int pki_config_issuers_write(struct cs_request *req)
 			rc = cs_req_error(req, CS_EINVAL,
 					  "invalid issuer specification; must be "
 					  "non-empty and can't be 'default'");
+		if (!rc && !*ref)
+			rc = cs_req_error(req, CS_EINVAL,
+					  "invalid issuer specification; must be "
+					  "non-empty and can't be 'default'");
 		if (!rc)
 			rc = cs_pki_resolve_issuer(req, ref, &id);
 		if (!rc)
 			jset_str(c, "default", id);
+		cJSON *iss = NULL;
+		if (!rc && cs_pki_issuer_load(req, id, &iss) == 0 &&
+		    !*cs_pki_jstr(iss, "key_id", ""))
+			cs_req_warn(req,
+				    "This selected default issuer has no key associated with "
+				    "it. Some operations like issuing certificates and signing "
+				    "CRLs will be unavailable with the requested default issuer "
+				    "until a key is imported or the default issuer is changed.");
+		cJSON_Delete(iss);
 		free(id);
 	}
 	if (!rc && cs_req_has(req, "default_follows_latest_issuer")) {

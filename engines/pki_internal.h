@@ -12,6 +12,7 @@
  *                 certificates, revocation entries; a CA key is decoded into locked memory
  *                 only for the signature it makes.
  *   pki_ca.c      issuer and key endpoints (root/intermediate generation, imports, reads).
+ *   pki_manage.c  root/rotate, root/replace, root/sign-self-issued, keys/generate.
  *   pki_issue.c   roles, and issuance (issue/sign/sign-verbatim) through cs_pki_sign_cert.
  *   pki_crl.c     revocation, CRLs, OCSP, cert reads, the generate_lease revoke.
  *   pki_tidy.c    tidy, tidy-status, tidy-cancel, config/auto-tidy, periodic upkeep.
@@ -210,6 +211,14 @@ struct cs_pki_cert_spec {
 };
 /* Build and sign a certificate (OpenSSL). NULL with a message in err. */
 X509 *cs_pki_cert_build(const struct cs_pki_cert_spec *s, char *err, size_t errlen);
+/* root/sign-self-issued: a copy of the self-issued CA certificate `cert` (subject, key,
+ * serial, validity and extensions kept) issued by `issuer`: its issuer name and Authority
+ * Key Identifier, the AIA / CRL URLs of `urls` (its issuing_certificates,
+ * crl_distribution_points, ocsp_servers), signed with `signer` (hash: the certificate's
+ * own SHA-384/512 when keep_hash, else the signer's default). NULL with a message. */
+X509 *cs_pki_cert_resign(X509 *cert, X509 *issuer, EVP_PKEY *signer,
+			 const struct cs_pki_cert_spec *urls, bool keep_hash, char *err,
+			 size_t errlen);
 /* A CSR for `subject` signed by `key`, with the SANs of `s` (for intermediates). */
 X509_REQ *cs_pki_csr_build(const struct cs_pki_cert_spec *s, EVP_PKEY *key, char *err,
 			   size_t errlen);
@@ -378,6 +387,10 @@ int pki_key_read(struct cs_request *req);
 int pki_key_update(struct cs_request *req);
 int pki_key_delete(struct cs_request *req);
 int pki_root_delete(struct cs_request *req);
+int pki_root_rotate(struct cs_request *req);
+int pki_root_replace(struct cs_request *req);
+int pki_sign_self_issued(struct cs_request *req);
+int pki_keys_generate(struct cs_request *req);
 int pki_ca_raw(struct cs_request *req);
 int pki_cert_ca_chain(struct cs_request *req);
 int pki_config_urls_read(struct cs_request *req);

@@ -905,3 +905,38 @@ bad:
 	ERR_clear_error();
 	return NULL;
 }
+
+X509 *cs_pki_cert_resign(X509 *cert, X509 *issuer, EVP_PKEY *signer,
+			 const struct cs_pki_cert_spec *urls, bool keep_hash, char *err,
+			 size_t errlen)
+{
+	snprintf(err, errlen, "error signing self-issued certificate");
+	int sigbits = 0;
+	if (keep_hash) {
+		int mdnid = NID_undef;
+		if (X509_get_signature_info(cert, &mdnid, NULL, NULL, NULL) == 1)
+			sigbits = mdnid == NID_sha384 ? 384 : mdnid == NID_sha512 ? 512 : 0;
+	}
+	X509 *x = X509_dup(cert);
+	if (!x)
+		return NULL;
+	/* The new issuer: its name, its key identifier; this mount's AIA and CRL URLs (as
+	 * Vault, which replaces them with the signing issuer's). */
+	static const int drop[] = {NID_authority_key_identifier, NID_info_access,
+				   NID_crl_distribution_points};
+	for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+		for (int at; (at = X509_get_ext_by_NID(x, drop[i], -1)) >= 0;)
+			X509_EXTENSION_free(X509_delete_ext(x, at));
+	bool ok = X509_set_issuer_name(x, X509_get_subject_name(issuer)) == 1;
+	X509V3_CTX ctx;
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	ok = ok && add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") == 0;
+	ok = ok && add_urls(x, urls) == 0;
+	ok = ok && sign_x509(x, signer, sigbits, false) == 0;
+	if (!ok) {
+		ERR_clear_error();
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
