@@ -499,7 +499,8 @@ int pki_config_crl_write(struct cs_request *req)
 }
 
 /*
- * crl/rotate and crl/rotate-delta rebuild without holding the loop: with 100k revoked
+ * crl/rotate, crl/rotate-delta and the periodic auto_rebuild of a large CRL
+ * (cs_pki_crl_rebuild_async) rebuild without holding the loop: with 100k revoked
  * certificates a rebuild in one handler kept every other request waiting for seconds
  * (tests/bench/results/pki-*). Here:
  *   1. the handler lists revoked/ and notes, per issuer with a key, the CRL numbers the
@@ -515,7 +516,7 @@ int pki_config_crl_write(struct cs_request *req)
  * sealing or losing leadership between steps ends the request with that status (resume
  * gets it and only frees the job).
  */
-#define CRL_BATCH 4096
+#define CRL_BATCH 512
 
 struct crl_target {
 	char *id;
@@ -538,7 +539,7 @@ struct crl_job {
 	uv_timer_t timer;
 	bool timer_open;
 	struct crl_cfg cfg;
-	bool delta_only, built;
+	bool built;
 	struct cs_strv serials;
 	size_t next;
 	struct crl_target *t;
@@ -744,13 +745,12 @@ static int crl_step(struct cs_request *req, struct crl_job *j)
 	return cs_req_defer(req, &j->async);
 }
 
-static int crl_rotate_async(struct cs_request *req, bool delta_only)
+int cs_pki_crl_rebuild_async(struct cs_request *req, cs_pki_crl_mode_fn mode, void *arg)
 {
 	struct crl_job *j = calloc(1, sizeof *j);
 	if (!j)
 		return CS_ENOMEM;
 	j->cfg = crl_cfg(req);
-	j->delta_only = delta_only;
 	j->now = now_s();
 	struct cs_strv ids = {0};
 	int rc = cs_view_list(req, "config/issuer/", &ids);
@@ -758,6 +758,10 @@ static int crl_rotate_async(struct cs_request *req, bool delta_only)
 	if (!j->t)
 		abort();
 	for (size_t i = 0; !rc && i < ids.n; i++) {
+		int m = mode(req, ids.v[i], arg);
+		if (m == CS_PKI_CRL_NONE)
+			continue;
+		bool delta_only = m == CS_PKI_CRL_DELTA;
 		struct cs_pki_issuer_ref ir;
 		int r = cs_pki_issuer_get(req, ids.v[i], CS_PKI_ISSUER_SIGNER, &ir);
 		if (r == CS_ENOTFOUND || (!r && !ir.signer)) {
@@ -800,9 +804,17 @@ static int crl_rotate_async(struct cs_request *req, bool delta_only)
 	return crl_step(req, j);
 }
 
+static int mode_all(struct cs_request *req, const char *id, void *arg)
+{
+	(void)req;
+	(void)id;
+	return *(const int *)arg;
+}
+
 int pki_crl_rotate(struct cs_request *req)
 {
-	return crl_rotate_async(req, false);
+	static const int complete = CS_PKI_CRL_COMPLETE;
+	return cs_pki_crl_rebuild_async(req, mode_all, (void *)&complete);
 }
 
 int pki_crl_rotate_delta(struct cs_request *req)
@@ -812,7 +824,8 @@ int pki_crl_rotate_delta(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL,
 				    "unable to rebuild delta CRL: delta CRLs are "
 				    "not enabled");
-	return crl_rotate_async(req, true);
+	static const int delta = CS_PKI_CRL_DELTA;
+	return cs_pki_crl_rebuild_async(req, mode_all, (void *)&delta);
 }
 
 /* The stored CRL of an issuer, built now when there is none yet. *der malloc'd. */

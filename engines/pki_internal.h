@@ -291,6 +291,15 @@ int cs_pki_new_serial(struct cs_request *req, uint8_t serial[20]);
 int cs_pki_crl_rebuild(struct cs_request *req, const char *issuer_id, bool delta_only);
 /* Rebuild every issuer's CRL. */
 int cs_pki_crl_rebuild_all(struct cs_request *req, bool delta_only);
+/* What an asynchronous rebuild does for one issuer. */
+enum { CS_PKI_CRL_NONE, CS_PKI_CRL_COMPLETE /* and its delta when enabled */, CS_PKI_CRL_DELTA };
+typedef int (*cs_pki_crl_mode_fn)(struct cs_request *req, const char *issuer_id, void *arg);
+/* Rebuild, as `mode` says for each issuer with a key, without holding the loop: the
+ * revocation records are read in batches between loop turns, the CRLs built and signed
+ * on the worker pool, stored by the last resume (pki_crl.c). Only from a handler that has
+ * written nothing (its transaction is given up). Returns CS_EASYNC (or an error); the
+ * request's answer is {"success": true}. */
+int cs_pki_crl_rebuild_async(struct cs_request *req, cs_pki_crl_mode_fn mode, void *arg);
 
 /* Helpers for JSON fields. */
 const char *cs_pki_jstr(const cJSON *o, const char *k, const char *def);

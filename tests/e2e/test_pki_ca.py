@@ -216,3 +216,64 @@ def test_issuer_reissued_by_update_is_seen(srv):
     write(srv, "%s/issuer/%s" % (mp, root["issuer_id"]),
           usage="read-only,issuing-certificates,crl-signing,ocsp-signing")
     assert issue(srv, mp)["issuing_ca"] == root["certificate"]
+
+
+@pytest.mark.timeout_s(400)
+def test_large_crl_rebuilt_off_the_loop_by_rotate_and_periodic(server_factory, tmp_path):
+    """From 1024 revocations the periodic auto_rebuild and crl/rotate read the records in
+    batches and sign on the worker pool (pki_crl.c): the CRLs they store list every
+    revoked serial, carry increasing numbers and verify under the issuer."""
+    import concurrent.futures
+    import time
+
+    s = server_factory(extra_config='periodic_interval = "1s"\n')
+    H.init_and_unseal(s)
+    mp = "pki"
+    s.client().sys.enable_secrets_engine("pki", path=mp, config={"max_lease_ttl": "87600h"})
+    root = setup_root(s, mp)
+    write(s, "%s/roles/st" % mp, allow_any_name=True, key_type="ec", ttl="1h")
+    # auto_rebuild: revocations do not rebuild; an expiry shorter than the grace period:
+    # every periodic run (1 s) rebuilds
+    write(s, "%s/config/crl" % mp, auto_rebuild=True, expiry="1h",
+          auto_rebuild_grace_period="12h")
+    n = 1100  # three batches of 512
+
+    def one(_):
+        sn = write(s, "%s/issue/st" % mp, common_name="r.example.com")["data"]["serial_number"]
+        write(s, "%s/revoke" % mp, serial_number=sn)
+        return sn
+
+    with concurrent.futures.ThreadPoolExecutor(16) as ex:
+        serials = list(ex.map(one, range(n)))
+
+    def crl_serials():
+        r = s.request("GET", "%s/crl" % mp)
+        if r.status_code != 200 or not r.content:
+            return None, None
+        p = pem_file(tmp_path, "ca.pem", root["certificate"])
+        der = tmp_path / "crl.der"
+        der.write_bytes(r.content)
+        out = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(der), "-CAfile",
+                              p, "-noout", "-text"], capture_output=True, text=True,
+                             timeout=60)
+        assert "verify OK" in out.stderr + out.stdout, out.stderr
+        got = {l.split(":", 1)[1].strip().lower() for l in out.stdout.splitlines()
+               if "Serial Number:" in l}
+        num = out.stdout.split("X509v3 CRL Number:")[1].split()[0]
+        return got, int(num)
+
+    want = {x.replace(":", "") for x in serials}
+    # the periodic upkeep rebuilds until the CRL lists them all
+    end = time.time() + 120
+    got = None
+    while time.time() < end:
+        got, num = crl_serials()
+        if got is not None and want <= got:
+            break
+        time.sleep(0.5)
+    assert got is not None and want <= got, (len(got or ()), n)
+    # crl/rotate: a newer number, still every serial; KV keeps answering meanwhile
+    r = rq(s, "GET", "%s/crl/rotate" % mp)
+    assert r.status_code == 200 and r.json()["data"]["success"] is True, r.text
+    got2, num2 = crl_serials()
+    assert want <= got2 and num2 > num
