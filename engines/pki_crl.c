@@ -530,7 +530,7 @@ struct crl_target {
 	struct cs_pki_crl_counter after;
 	struct cs_pki_revoked *full, *delta;
 	size_t n_full, n_delta, cap_full, cap_delta;
-	uint8_t *full_der, *delta_der;
+	char *full_rec, *delta_rec; /* the stored records (crl_record) */
 	size_t full_len, delta_len;
 };
 
@@ -573,8 +573,8 @@ static void crl_job_free(struct crl_job *j)
 		EVP_PKEY_free(t->key);
 		free(t->full);
 		free(t->delta);
-		free(t->full_der);
-		free(t->delta_der);
+		free(t->full_rec);
+		free(t->delta_rec);
 	}
 	free(j->t);
 	cs_strv_free(&j->serials);
@@ -613,6 +613,26 @@ static int crl_read_batch(struct cs_request *req, struct crl_job *j)
 	return 0;
 }
 
+/* The stored record of a CRL (crls/<id>[-delta]) as JSON text, made on the pool: the
+ * base64 of a 100k-entry CRL is megabytes, no work for the loop. NULL when c is NULL. */
+static char *crl_record(X509_CRL *c, int64_t number, int64_t now, size_t *len)
+{
+	if (!c)
+		return NULL;
+	size_t dl;
+	uint8_t *der = cs_pki_crl_der(c, &dl);
+	char *b64 = der ? cs_b64_encode(der, dl) : NULL;
+	free(der);
+	if (!b64)
+		return NULL;
+	struct cs_buf b = CS_BUF_INIT;
+	/* base64 needs no JSON escaping */
+	cs_buf_printf(&b, "{\"der\":\"%s\",\"number\":%lld,\"this_update\":%lld}", b64,
+		      (long long)number, (long long)now);
+	free(b64);
+	return cs_buf_steal(&b, len);
+}
+
 static void crl_build_work(struct cs_async *a)
 {
 	struct crl_job *j = CS_CONTAINER_OF(a, struct crl_job, async);
@@ -621,34 +641,26 @@ static void crl_build_work(struct cs_async *a)
 		if (t->complete_no) {
 			X509_CRL *c = cs_pki_crl_build(t->cert, t->key, t->full, t->n_full,
 						       t->complete_no, 0, j->now, j->cfg.expiry);
-			t->full_der = c ? cs_pki_crl_der(c, &t->full_len) : NULL;
+			t->full_rec = crl_record(c, t->complete_no, j->now, &t->full_len);
 			X509_CRL_free(c);
 		}
 		if (t->delta_no) {
 			X509_CRL *c = cs_pki_crl_build(
 			    t->cert, t->key, t->delta, t->n_delta, t->delta_no, t->delta_base,
 			    j->now, j->cfg.delta_rebuild_interval + j->cfg.expiry);
-			t->delta_der = c ? cs_pki_crl_der(c, &t->delta_len) : NULL;
+			t->delta_rec = crl_record(c, t->delta_no, j->now, &t->delta_len);
 			X509_CRL_free(c);
 		}
 	}
 	j->built = true;
 }
 
-static int crl_store(struct cs_request *req, const char *id, bool delta, const uint8_t *der,
-		     size_t len, int64_t number, int64_t now)
+static int crl_store(struct cs_request *req, const char *id, bool delta, const char *rec,
+		     size_t len)
 {
-	char *b64 = cs_b64_encode(der, len);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "der", b64);
-	cJSON_AddNumberToObject(o, "number", (double)number);
-	cJSON_AddNumberToObject(o, "this_update", (double)now);
-	free(b64);
 	char key[128];
 	snprintf(key, sizeof key, delta ? "crls/%s-delta" : "crls/%s", id);
-	int rc = cs_view_put_json(req, key, o);
-	cJSON_Delete(o);
-	return rc;
+	return cs_view_put(req, key, rec, len);
 }
 
 /* The last step: store every CRL and advance the counters. */
@@ -658,7 +670,7 @@ static int crl_finish(struct cs_request *req, struct crl_job *j)
 	bool raced = false;
 	for (size_t i = 0; !rc && i < j->nt; i++) {
 		struct crl_target *t = &j->t[i];
-		if ((t->complete_no && !t->full_der) || (t->delta_no && !t->delta_der))
+		if ((t->complete_no && !t->full_rec) || (t->delta_no && !t->delta_rec))
 			return cs_req_error(req, CS_EINTERNAL, "unable to build the CRL");
 		cJSON *iss = NULL;
 		if (cs_pki_issuer_load(req, t->id, &iss) != 0) {
@@ -672,11 +684,9 @@ static int crl_finish(struct cs_request *req, struct crl_job *j)
 			continue;
 		}
 		if (t->complete_no)
-			rc = crl_store(req, t->id, false, t->full_der, t->full_len, t->complete_no,
-				       j->now);
+			rc = crl_store(req, t->id, false, t->full_rec, t->full_len);
 		if (!rc && t->delta_no)
-			rc = crl_store(req, t->id, true, t->delta_der, t->delta_len, t->delta_no,
-				       j->now);
+			rc = crl_store(req, t->id, true, t->delta_rec, t->delta_len);
 		cJSON_DeleteItemFromObjectCaseSensitive(iss, "crl_number");
 		cJSON_AddNumberToObject(iss, "crl_number", (double)t->after.next);
 		cJSON_DeleteItemFromObjectCaseSensitive(iss, "last_complete");

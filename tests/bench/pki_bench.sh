@@ -18,7 +18,8 @@
 # inline on the loop. Figures go to tests/bench/results/pki-<UTC>.txt, which is also
 # printed.
 #
-# Env: DURATION=10 RUNS=3 CONNS_LIST="32" THREADS=2 N_REVOKED=1000 CURL_RSA=8 FLOOR=0 POOL=0
+# Env: DURATION=10 RUNS=3 CONNS_LIST="1 32" THREADS=2 N_REVOKED=1000 CURL_RSA=8 FLOOR=0 POOL=0
+#      FLOOR_DIR=<repo>/../shared/bench
 #      CUSTOS_BIN=<repo>/build/custos (skip the build when set) LOG_LEVEL=warn
 set -euo pipefail
 exec </dev/null
@@ -28,12 +29,22 @@ N_REVOKED=${N_REVOKED:-1000}
 CURL_RSA=${CURL_RSA:-8}
 FLOOR=${FLOOR:-0}
 POOL=${POOL:-0}
-CONNS_LIST=${CONNS_LIST:-32}
 
+# The yardstick scripts live beside the repository (../shared/bench); a worktree elsewhere
+# names them with FLOOR_DIR.
+FLOOR_DIR=${FLOOR_DIR:-$BENCH_ROOT/../shared/bench}
 OUT=$(results_file pki)
-if [ "$FLOOR" = 1 ] && [ -f "$BENCH_ROOT/../shared/bench/openssl.sh" ]; then
-    bash "$BENCH_ROOT/../shared/bench/openssl.sh" 2>/dev/null | grep -i 'issue' | grep -v SUMMARY >> "$OUT" || true
+if [ "$FLOOR" = 1 ]; then
+    [ -f "$FLOOR_DIR/openssl.sh" ] || { echo "no $FLOOR_DIR/openssl.sh (set FLOOR_DIR)" >&2; exit 1; }
+    bash "$FLOOR_DIR/openssl.sh" 2>/dev/null | grep -i 'issue' | grep -v SUMMARY >> "$OUT" || true
+    FLOOR_BIN=$(mktemp /tmp/crypto_keygen.XXXXXX)
+    cc -O2 -o "$FLOOR_BIN" "$FLOOR_DIR/crypto_keygen.c" -lcrypto
 fi
+# The in-process EC issue floor again, right after a custos series (the machine's load
+# changes): prints its rate per core.
+floor_now() {
+    "$FLOOR_BIN" 5 1 100000 | sed -n 's/^issue ecp256-by-ecp256: .* rate=\([0-9.]*\).*/\1/p'
+}
 
 pki_setup() {
     api POST sys/mounts/pki '{"type":"pki","config":{"max_lease_ttl":"87600h"}}' >/dev/null
@@ -66,6 +77,11 @@ openssl ocsp -issuer "$WORK/ca.pem" -cert "$WORK/leaf.pem" -no_nonce -reqout "$W
 for c in $CONNS_LIST; do
     results+=("$(BODY='{"common_name":"bench.example"}' run_wrk "custos-pki-issue-ec-c$c" "$c" \
         "$ADDR/v1/pki/issue/ec" -H "X-Vault-Token: $TOKEN" -s "$BENCH_HERE/lua/pki_post.lua")")
+    if [ "$FLOOR" = 1 ]; then
+        f=$(floor_now)
+        r=$(sed -n 's/.* rps=\([0-9.]*\) .*/\1/p' <<<"${results[-1]}")
+        results+=("floor-after-issue-ec-c$c: in-process issue ecp256-by-ecp256 ${f}/s per core; custos/floor = $(echo "scale=2; $r / $f" | bc)")
+    fi
     results+=("$(run_wrk "custos-pki-ocsp-get-c$c" "$c" "$ADDR/v1/pki/ocsp/$(base64 -w0 "$WORK/ocsp.der")")")
     results+=("$(OCSP_DER="$WORK/ocsp.der" run_wrk "custos-pki-ocsp-post-c$c" "$c" "$ADDR/v1/pki/ocsp" \
         -s "$BENCH_HERE/lua/pki_ocsp_post.lua")")
@@ -114,4 +130,5 @@ results+=("kv-read-c32-during-crl-rotate (8 s series): $(awk '/Requests\/sec/ {p
     printf '%s\n' "${results[@]}"
     echo "rss-after-runs: $(rss)"
 } >> "$OUT"
+[ -z "${FLOOR_BIN:-}" ] || rm -f "$FLOOR_BIN"
 cat "$OUT"
