@@ -516,5 +516,8 @@ const struct cs_backend cs_pki_backend = {
     .paths = pki_paths,
     .n_paths = CS_ARRAY_LEN(pki_paths),
     .secrets = pki_secrets,
-    .periodic = pki_periodic,
+    .periodic = cs_pki_acme_periodic,
+    .tables = cs_pki_acme_tables,
+    .n_tables = 1,
+    .reset = cs_pki_acme_reset,
 };
