@@ -608,7 +608,7 @@ def test_certbot_obtain_renew_revoke(tmp_path, http01):
         v = subprocess.run(["openssl", "verify", "-CAfile", str(live / "chain.pem"),
                             str(live / "cert.pem")], capture_output=True, text=True)
         assert v.returncode == 0, v.stdout + v.stderr
-        _certbot(d, s, port, "renew", "--force-renewal", *cb)
+        _certbot(d, s, port, "renew", "--force-renewal", "--no-random-sleep-on-renew", *cb)
         cert2 = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())
         assert cert2.serial_number != cert1.serial_number
         _certbot(d, s, port, "revoke", "--cert-path", str(live / "cert.pem"),
@@ -632,7 +632,9 @@ def test_certbot_obtain_renew_revoke(tmp_path, http01):
 # ---------------------------------------------------------------------------- 3. ansible
 @pytest.mark.skipif(not shutil.which("ansible"), reason="ansible is not installed")
 def test_ansible_vault_pki_generate_certificate(srv, tmp_path):
-    args = ("url=%s token=%s ca_cert=%s engine_mount_point=pki role_name=web "
+    write(srv, "pki/roles/ansible", allowed_domains=["localhost"], allow_subdomains=True,
+          key_type="ec", key_bits=256, ttl="1h")
+    args = ("url=%s token=%s ca_cert=%s engine_mount_point=pki role_name=ansible "
             "common_name=ansible.localhost ttl=1h" % (srv.url, srv.root_token, srv.tls[0]))
     env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_HOME=str(tmp_path),
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
