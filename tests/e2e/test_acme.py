@@ -657,7 +657,7 @@ def test_cluster_order_through_standby_and_shared_nonces(cluster_factory, http01
     for n in c.nodes:
         n.extra_config = "acme_test_http_port = %d\n" % http01.port
     c.start()
-    active = next(n for n in c.nodes if c.health(n).status_code == 200)
+    active = next(n for n in c.nodes if c.health(n) == 200)
     standbys = [n for n in c.nodes if n is not active]
     # The mount's URLs point at a standby: every ACME request goes there and is forwarded.
     sb = standbys[0]
