@@ -64,6 +64,11 @@ cJSON *cs_acme_identifier_json(const struct cs_acme_identifier *id);
  * wildcards only dns-01, IP identifiers http-01 and tls-alpn-01. */
 bool cs_acme_challenge_allowed(const char *type, const struct cs_acme_identifier *id);
 
+/* Whether a directory's role (its stored object; NULL: sign-verbatim, which takes any)
+ * refuses the identifier, as Vault's validateIdentifiersAgainstRole: DNS names by the
+ * role's name rules, IPs by allow_ip_sans. NULL when allowed, else a static reason. */
+const char *cs_acme_role_refuses(const cJSON *role, const struct cs_acme_identifier *id);
+
 /* The status an authorization has now: a pending or valid one past `expires` is
  * "expired". Returns a static string. */
 const char *cs_acme_authz_status(const char *stored, int64_t expires, int64_t now);

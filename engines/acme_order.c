@@ -171,24 +171,6 @@ static int reply_order(struct cs_request *req, const struct acme_req *a, const c
 
 /* ---------------------------------------------------------------- new-order */
 
-/* Whether the directory's role may issue for the identifier (Vault's
- * validateIdentifiersAgainstRole); sign-verbatim directories take any. */
-static const char *role_refuses(const cJSON *role, const struct cs_acme_identifier *id)
-{
-	if (!role)
-		return NULL;
-	if (id->type == CS_ACME_ID_IP)
-		return cs_pki_jbool(role, "allow_ip_sans", true)
-			   ? NULL
-			   : "the role does not allow IP SANs";
-	struct cs_strv domains = {0};
-	struct cs_pki_name_rules r = cs_pki_role_rules(role, &domains);
-	const char *name = id->value;
-	bool ok = cs_pki_check_names(&r, &name, 1) == NULL;
-	cs_strv_free(&domains);
-	return ok ? NULL : "the role will not issue a certificate for this name";
-}
-
 int acme_new_order(struct cs_request *req)
 {
 	struct acme_req a;
@@ -226,7 +208,7 @@ int acme_new_order(struct cs_request *req)
 						  "duplicate identifier %s", idv[i].value);
 				goto out;
 			}
-		const char *refused = role_refuses(role, &idv[i]);
+		const char *refused = cs_acme_role_refuses(role, &idv[i]);
 		if (refused) {
 			rc = acme_problem(req, &a, 400, "rejectedIdentifier", "%s: %s", refused,
 					  idv[i].value);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engines/acme_internal.h"
+#include "engines/pki_internal.h"
 #include "lib/err.h"
 #include "lib/util.h"
 
@@ -196,6 +197,24 @@ const char *cs_acme_csr_match(const struct cs_acme_identifier *ids, size_t n,
 	if (ni != want_ip)
 		return "CSR has IP addresses that are not in the order";
 	return NULL;
+}
+
+/* Whether the directory's role may issue for the identifier (Vault's
+ * validateIdentifiersAgainstRole); sign-verbatim directories take any. */
+const char *cs_acme_role_refuses(const cJSON *role, const struct cs_acme_identifier *id)
+{
+	if (!role)
+		return NULL;
+	if (id->type == CS_ACME_ID_IP)
+		return cs_pki_jbool(role, "allow_ip_sans", true)
+			   ? NULL
+			   : "the role does not allow IP SANs";
+	struct cs_strv domains = {0};
+	struct cs_pki_name_rules r = cs_pki_role_rules(role, &domains);
+	const char *name = id->value;
+	bool ok = cs_pki_check_names(&r, &name, 1) == NULL;
+	cs_strv_free(&domains);
+	return ok ? NULL : "the role will not issue a certificate for this name";
 }
 
 /* ---------------------------------------------------------------- nonces */
