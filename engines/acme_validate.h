@@ -1,6 +1,15 @@
 /*
- * ACME challenge validation (RFC 8555 §8.3 http-01, §8.4 dns-01; RFC 8737 tls-alpn-01),
- * done asynchronously on the libuv loop: nothing here ever blocks the loop thread.
+ * ACME challenge validation (RFC 8555 §8.3 http-01, §8.4 dns-01; RFC 8737 tls-alpn-01,
+ * RFC 8738 for IP identifiers), done asynchronously on the libuv loop: nothing here ever
+ * blocks the loop thread. What each type checks, its limits and what it may connect to:
+ * engines/acme_validate.c's opening comment.
+ *
+ * cs_acme_check_start: all strings are copied; the caller may free them after it returns.
+ * Returns 0 and the callback will run exactly once, later, from a loop callback (never
+ * from inside start), or CS_EINVAL (NULL field, unknown type, dns_resolver not "IP[:port]")
+ * and it never runs. *out (may be NULL) names the check until its callback ran or it was
+ * cancelled: cancelling after the callback is a use after free. The callback may start
+ * new checks. Loop thread only.
  */
 #ifndef CS_ENGINES_ACME_VALIDATE_H
 #define CS_ENGINES_ACME_VALIDATE_H

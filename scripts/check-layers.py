@@ -41,7 +41,9 @@ RANK = {
 BACKEND_FOLDERS = ("auth", "engines")
 # Helpers shared by the backends of one folder: not a backend themselves.
 SHARED = {"auth/tokenutil", "engines/kvutil",
-          "engines/acme_jws"}  # JOSE: ACME requests (pki) and identity tokens
+          "engines/acme_jws",  # JOSE: ACME requests (pki) and identity tokens
+          # ACME challenge validation (pki's ACME server calls it)
+          "engines/acme_validate", "engines/acme_validate_internal", "engines/acme_alpn"}
 # Modules that together are one backend (kv v1 and v2 are one mount type).
 ONE_BACKEND = [
     {"engines/kv", "engines/kv2", "engines/kv2_model"},
