@@ -686,3 +686,52 @@ def test_cluster_order_through_standby_and_shared_nonces(cluster_factory, http01
                       timeout=30).headers["Replay-Nonce"]
     assert cl.post(cl.d["newOrder"], ids, nonce=n).status_code == 201
     problem(cl.post(cl.d["newOrder"], ids, nonce=n), "badNonce", 400)
+
+
+# ---------------------------------------------------------------------------- dns-01
+def _free_udp_port():
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+@pytest.mark.skipif(not os.access("/usr/sbin/dnsmasq", os.X_OK), reason="dnsmasq missing")
+def test_wildcard_dns01_through_dnsmasq(srv, tmp_path):
+    """A wildcard order is validated by dns-01: the TXT record of _acme-challenge.<base>
+    is served by dnsmasq on loopback, which config/acme's dns_resolver names."""
+    c = Client(srv, directory(srv))  # sign-verbatim: any name
+    c.register()
+    order = c.order([("dns", "*.dns01.test")]).json()
+    a = c.post(order["authorizations"][0], None).json()
+    ch = a["challenges"][0]
+    assert ch["type"] == "dns-01"
+    ka = "%s.%s" % (ch["token"], c.key.thumbprint())
+    txt = b64u(hashlib.sha256(ka.encode()).digest())
+    port = _free_udp_port()
+    import pwd
+    dm = subprocess.Popen(["/usr/sbin/dnsmasq", "--no-daemon", "--port=%d" % port,
+                           "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv",
+                           "--no-hosts", "--pid-file=", "--user=%s" % pwd.getpwuid(os.getuid())[0],
+                           "--txt-record=_acme-challenge.dns01.test,%s" % txt],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        write(srv, "pki/config/acme", dns_resolver="127.0.0.1:%d" % port)
+        time.sleep(0.5)  # dnsmasq binds
+        r = c.post(ch["url"], {})
+        assert r.status_code == 200, r.text
+        a = c.poll(order["authorizations"][0], ("valid", "invalid"))
+        assert a["status"] == "valid", a
+        _, der = make_csr(["*.dns01.test"])
+        order = c.post(order["finalize"], {"csr": b64u(der)}).json()
+        assert order["status"] == "valid", order
+        leaf = load_pems(c.post(order["certificate"], None).content)[0]
+        assert leaf.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == \
+            ["*.dns01.test"]
+    finally:
+        dm.kill()
+        dm.wait()
+        write(srv, "pki/config/acme", dns_resolver="")
