@@ -40,8 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *type, *why;
 		if (n >= 64 || cs_acme_identifier_parse(it, &ids[n], &type, &why) != 0)
 			continue;
-		if (strlen(ids[n].value) > 253 + 2 || !cs_acme_identifier_json(&ids[n]))
+		cJSON *j = cs_acme_identifier_json(&ids[n]);
+		if (strlen(ids[n].value) > 253 + 2 || !j)
 			abort();
+		cJSON_Delete(j);
 		cs_acme_role_refuses(role, &ids[n]);
 		if (cs_acme_role_refuses(NULL, &ids[n]))
 			abort(); /* sign-verbatim takes every valid identifier */
