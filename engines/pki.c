@@ -562,11 +562,21 @@ void cs_pki_register(void)
 	cs_backend_register(&cs_pki_backend);
 }
 
+/* Seal or leadership loss: the decoded issuers (pki_cache.c) and ACME's nonces and
+ * validation jobs (acme_chal.c) go. */
+static void pki_reset(struct cs_core *core)
+{
+	cs_pki_cache_reset(core);
+	cs_pki_acme_reset(core);
+}
+
 const struct cs_backend cs_pki_backend = {
     .type = "pki",
     .paths = pki_paths,
     .n_paths = CS_ARRAY_LEN(pki_paths),
     .secrets = pki_secrets,
-    .periodic = pki_periodic,
-    .reset = cs_pki_cache_reset,
+    .periodic = cs_pki_acme_periodic,
+    .tables = cs_pki_acme_tables,
+    .n_tables = 1,
+    .reset = pki_reset,
 };

@@ -61,6 +61,9 @@ struct cs_pki_name_rules {
 	size_t n_allowed_domains;
 };
 
+/* A role's name rules (pki_issue.c); allowed_domains are appended to `domains`, which the
+ * rules point into (free it after use). */
+struct cs_pki_name_rules cs_pki_role_rules(const cJSON *role, struct cs_strv *domains);
 /* Vault's validateNames: NULL when every name passes, else the first refused one. */
 const char *cs_pki_check_names(const struct cs_pki_name_rules *r, const char *const *names,
 			       size_t n);
@@ -374,6 +377,14 @@ struct cs_pki_sign_input {
 /* Check against the role, sign with the issuer's key, store (unless the role's no_store)
  * and answer Vault's issue/sign data in *data (a new object). 0 or the request's error. */
 int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in, cJSON **data);
+
+/* ---- acme*.c: the ACME server (engines/acme_internal.h) ---- */
+/* Its rows, searched before the PKI's own. */
+extern const struct cs_path_table cs_pki_acme_tables[1];
+/* The engine's reset hook: ACME nonces and in-flight validations die with the term. */
+void cs_pki_acme_reset(struct cs_core *core);
+/* The engine's periodic function: pki_periodic, then pending ACME validations. */
+int cs_pki_acme_periodic(struct cs_request *req);
 
 /* ---- handlers ---- */
 int pki_root_generate(struct cs_request *req);

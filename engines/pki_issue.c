@@ -392,6 +392,11 @@ static struct cs_pki_name_rules rules_of(const cJSON *role, struct cs_strv *doma
 	};
 }
 
+struct cs_pki_name_rules cs_pki_role_rules(const cJSON *role, struct cs_strv *domains)
+{
+	return rules_of(role, domains);
+}
+
 /* validateCommonName: the name rules, then cn_validations (email / hostname / disabled). */
 static bool cn_ok(const cJSON *role, const struct cs_pki_name_rules *r, const char *cn)
 {
@@ -451,7 +456,10 @@ static int gather_names(struct cs_request *req, const struct cs_pki_sign_input *
 	struct cs_strv ignore = {0};
 	if (use_csr_sans || in->verbatim)
 		cs_pki_csr_sans(in->csr, &s->dns, &s->emails, &s->ips, &s->uris, &s->others);
-	if (*cn && !cs_pki_jbool(f, "exclude_cn_from_sans", false) && !in->verbatim) {
+	bool cn_listed = false; /* a CN already among the CSR's SANs is not added twice */
+	for (size_t i = 0; *cn && i < s->dns.n; i++)
+		cn_listed = cn_listed || strcasecmp(s->dns.v[i], cn) == 0;
+	if (*cn && !cn_listed && !cs_pki_jbool(f, "exclude_cn_from_sans", false) && !in->verbatim) {
 		if (strchr(cn, '@'))
 			cs_strv_push(&s->emails, cn, strlen(cn));
 		else if (cs_pki_hostname_ok(cn) || strchr(cn, '*'))

@@ -57,7 +57,10 @@ ONE_BACKEND = [
     # pki (split by concern, engines/pki_internal.h)
     {"engines/pki", "engines/pki_internal", "engines/pki_util", "engines/pki_x509",
      "engines/pki_store", "engines/pki_ca", "engines/pki_issue", "engines/pki_crl",
-     "engines/pki_tidy", "engines/pki_cache", "engines/pki_manage"},
+     "engines/pki_tidy", "engines/pki_cache", "engines/pki_manage",
+     # its ACME server (engines/acme_internal.h)
+     "engines/acme", "engines/acme_internal", "engines/acme_state", "engines/acme_order",
+     "engines/acme_chal"},
     # identity (split by job, engines/identity_internal.h): handlers and records
     {"engines/identity", "engines/identity_internal", "engines/identity_store",
      "engines/identity_oidc"},
