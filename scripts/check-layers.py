@@ -63,7 +63,7 @@ ONE_BACKEND = [
      "engines/acme_chal"},
     # identity (split by job, engines/identity_internal.h): handlers and records
     {"engines/identity", "engines/identity_internal", "engines/identity_store",
-     "engines/identity_oidc"},
+     "engines/identity_oidc", "engines/identity_cache"},
     # the database engine (split by job, engines/database_internal.h), its libpq pool, SQL
     # quoting and username templates, apart for tests
     {"engines/database", "engines/database_internal", "engines/database_roles",
