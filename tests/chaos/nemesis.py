@@ -249,8 +249,8 @@ class Nemesis:
 
     def f_membership(self, hold):
         """Remove a voter (a standby: removing the active node is a step-down plus this),
-        wipe it, and let it join again as a new member, unsealed with the keys; autopilot
-        promotes it back to voter."""
+        wipe it, and let it join again (under its old node_id or a new one), unsealed with
+        the keys; autopilot promotes it back to voter."""
         leader = self.c.find_leader(timeout=10)
         if leader is None:
             self.note("skipped (no active node)", fault="membership")
@@ -264,12 +264,25 @@ class Nemesis:
         for e in os.listdir(n.data_dir):  # keep the directory: it may be a mount point
             if e != "chaos-filler":
                 subprocess.run(["rm", "-rf", os.path.join(n.data_dir, e)])
-        n.generation += 1
+        # Half the time under its old node_id (finding 3, fixed), else a new one.
+        same = self.rnd.random() < 0.5
+        if not same:
+            n.generation += 1
+        self.note("wiped; joins again", node=n.name, node_id=n.node_id, same_id=same)
         time.sleep(hold)
         self.restart(n)  # uninitialised: retry_join fetches a challenge, then unseal
         try:
             self.c.wait_voters(self.c.n, timeout=60)
-            self.note("voter again", node=n.name)
+            # A voter in the configuration is not enough: it must serve (finding 3's
+            # node was promoted after it had stopped itself).
+            deadline = time.monotonic() + 30
+            while self.c.health(n) not in (200, 429) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            h = self.c.health(n)
+            self.note("voter again", node=n.name, health=h)
+            if h not in (200, 429):
+                self.findings.append({"fault": "membership", "node": n.name,
+                                      "what": "voter again but not serving: health %s" % h})
         except AssertionError as e:
             self.note("not a voter again within 60 s", node=n.name, error=str(e)[:200])
 
