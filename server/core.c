@@ -268,6 +268,19 @@ void cs_core_forward_done(struct cs_request *req, int status, const char *errmsg
 		req_free(req);
 		return;
 	}
+	struct cs_core *core = req->core;
+	if (status == CS_ENOTACTIVE && !core->shutting_down && core->raft_started &&
+	    cs_mono_ms() - req->start_ms <= WAIT_ACTIVE_MS) {
+		/* The active node did not process it (it died, or is paused or cut off
+		 * before the request went out): hold it like a request that arrives while
+		 * no node is active, and forward it again once a leader is known — the old
+		 * one until raft notices, then its successor — or answer 503 at the bound. */
+		cs_debug("core: forwarding %s to the active node failed (%s); holding it for the "
+			 "next active node",
+			 req->path, errmsg ? errmsg : "");
+		park(req);
+		return;
+	}
 	cs_warn("core: forwarding %s to the active node failed: %s", req->path,
 		errmsg ? errmsg : cs_strerror(status));
 	req->status = 503;

@@ -822,6 +822,18 @@ static void forward_done(void *ctx, struct cs_http_req *hreq, int status, const 
 	cs_core_forward_done(ctx, status, errmsg);
 }
 
+/* Forwarding follows raft's view of the leader (checked per request and every tick). */
+static void note_leader(struct cs_ha *ha, raft_id id, const char *addr)
+{
+	if (!addr)
+		addr = "";
+	if (id == ha->leader_id && strcmp(addr, ha->leader_addr) == 0)
+		return;
+	cs_forward_reset(ha->fw);
+	ha->leader_id = id;
+	snprintf(ha->leader_addr, sizeof ha->leader_addr, "%s", addr);
+}
+
 bool cs_ha_forward(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
@@ -835,11 +847,7 @@ bool cs_ha_forward(struct cs_request *req)
 	raft_id id = 0;
 	const char *addr = NULL;
 	raft_leader(&core->node.raft, &id, &addr);
-	if (id != ha->leader_id || strcmp(addr, ha->leader_addr) != 0) {
-		cs_forward_reset(ha->fw);
-		ha->leader_id = id;
-		snprintf(ha->leader_addr, sizeof ha->leader_addr, "%s", addr);
-	}
+	note_leader(ha, id, addr);
 	return cs_forward(ha->fw, addr, id, req->http, forward_done, req) == 0;
 }
 
@@ -916,6 +924,12 @@ static void tick_cb(uv_timer_t *t)
 	if (core->shutting_down)
 		return;
 	cs_ha_leader_tick(core);
+	if (ha->fw && ha->running && !ha->stopping && core->node.started) {
+		raft_id id = 0;
+		const char *addr = NULL;
+		raft_leader(&core->node.raft, &id, &addr);
+		note_leader(ha, id, addr);
+	}
 	if (ha->restore_reload) {
 		/* Leases and tokens of the restored state: rebuild the expiration heap
 		 * outside the FSM callback (it may commit). */

@@ -41,8 +41,10 @@ class Nemesis:
         self.injected = set()  # pids we killed or stopped on purpose
         self.crashes = []  # processes that exited without us
         self.events = []
-        self.windows = []  # (fault, start ns, end ns)
+        self.windows = []  # (fault, start ns, end ns, injected ns)
         self.findings = []  # behaviour worth reporting that is not a checker violation
+        self.last_leader = None
+        self.label = None
 
     def note(self, what, **kw):
         e = {"time": time.monotonic_ns(), "nemesis": what}
@@ -57,6 +59,7 @@ class Nemesis:
     def victim(self, leader_bias=0.6):
         """The active node more often than the others."""
         leader = self.c.find_leader(timeout=2)
+        self.last_leader = leader
         up = [n for n in self.c.nodes if n.running()] or list(self.c.nodes)
         if leader is not None and self.rnd.random() < leader_bias:
             return leader
@@ -65,24 +68,35 @@ class Nemesis:
     # ---- one fault: apply, hold, undo ---------------------------------------------------
     def run_one(self, fault, hold):
         self.counts[fault] = self.counts.get(fault, 0) + 1
+        self.label = fault  # the window's name; "kill (active)" when it hit the active node
         t0 = time.monotonic_ns()
+        self.inject_t = None  # the moment the fault itself began (kill, SIGSTOP)
         try:
             getattr(self, "f_" + fault.replace("-", "_"))(hold)
         finally:
-            self.windows.append((fault, t0, time.monotonic_ns()))
+            self.windows.append((self.label, t0, time.monotonic_ns(), self.inject_t or t0))
+
+    def victim_label(self, fault, n):
+        """Client errors are counted apart for faults that hit the active node."""
+        if n is not None and n is self.last_leader:
+            self.label = fault + " (active)"
 
     def f_kill(self, hold):
         n = self.victim()
+        self.victim_label("kill", n)
         self.injected.add(n.pid)
         self.note("kill -9", node=n.name)
+        self.inject_t = time.monotonic_ns()
         n.kill9()
         time.sleep(hold)
         self.restart(n)
 
     def f_pause(self, hold):
         n = self.victim()
+        self.victim_label("pause", n)
         self.note("SIGSTOP", node=n.name, seconds=round(hold, 2))
         n.is_paused = True
+        self.inject_t = time.monotonic_ns()
         n.signal(signal.SIGSTOP)
         time.sleep(hold)
         n.signal(signal.SIGCONT)
@@ -282,7 +296,7 @@ class Nemesis:
             self.note("voter again", node=n.name, health=h)
             if h not in (200, 429):
                 self.findings.append({"fault": "membership", "node": n.name,
-                                      "what": "voter again but not serving: health %s" % h})
+                                      "finding": "voter again but not serving: health %s" % h})
         except AssertionError as e:
             self.note("not a voter again within 60 s", node=n.name, error=str(e)[:200])
 

@@ -100,7 +100,11 @@ def final_token_uses(c, tokens):
 
 
 def errors_during_faults(windows, events):
-    """Requests through haproxy that did not succeed, by the fault active at invoke."""
+    """Requests through haproxy that did not succeed, by the fault active at invoke.
+    "in_flight" counts those among them invoked before the fault itself began (a write
+    on its way to a node that is then killed or paused: its outcome is unknown to
+    anyone, so no proxy or standby can answer it truthfully); "errors" counts the rest,
+    the requests that arrived while the fault was on."""
     out = {}
     pending = {}
     for e in events:
@@ -110,12 +114,12 @@ def errors_during_faults(windows, events):
         inv = pending.pop(e["process"], None)
         if inv is None or inv.get("node") != "haproxy":
             continue
-        for fault, t0, t1 in windows:
+        for fault, t0, t1, ti in windows:
             if t0 <= inv["time"] <= t1:
-                d = out.setdefault(fault, {"requests": 0, "errors": 0})
+                d = out.setdefault(fault, {"requests": 0, "errors": 0, "in_flight": 0})
                 d["requests"] += 1
                 if e["type"] != "ok":
-                    d["errors"] += 1
+                    d["in_flight" if inv["time"] < ti else "errors"] += 1
                 break
     return out
 
@@ -141,9 +145,13 @@ def summary_md(t, a):
     out += ["| %s | %s |" % r for r in rows]
     out += ["", "Faults injected: " + ", ".join("%s %d" % kv for kv in
                                                 sorted(t["faults"].items())), "",
-            "Requests through haproxy while a fault was active (errors / requests):", ""]
+            "Requests through haproxy while a fault was active: errors among requests that "
+            "arrived during the fault / requests (and, apart, requests already in flight "
+            "when the node was killed or paused that failed: unknown outcomes nobody can "
+            "answer; \"(active)\": the fault hit the active node):", ""]
     for f, d in sorted(t["haproxy_errors_by_fault"].items()):
-        out.append("- %s: %d / %d" % (f, d["errors"], d["requests"]))
+        out.append("- %s: %d / %d (in flight: %d)" % (f, d["errors"], d["requests"],
+                                                      d.get("in_flight", 0)))
     if t["failures"]:
         out += ["", "Failed rounds:", ""]
         for x in t["failures"]:
@@ -381,9 +389,10 @@ class Campaign:
         for f, k in nem.counts.items():
             t["faults"][f] = t["faults"].get(f, 0) + k
         for f, d in during.items():
-            e = t["haproxy_errors_by_fault"].setdefault(f, {"requests": 0, "errors": 0})
-            e["requests"] += d["requests"]
-            e["errors"] += d["errors"]
+            e = t["haproxy_errors_by_fault"].setdefault(f, {"requests": 0, "errors": 0,
+                                                             "in_flight": 0})
+            for k in e:
+                e[k] += d.get(k, 0)
         with open(os.path.join(rdir, "verdict.json"), "w") as f:
             json.dump(verdict, f, indent=1, sort_keys=True, default=str)
         for rec in recs.values():

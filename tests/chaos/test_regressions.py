@@ -131,3 +131,65 @@ def test_removed_voter_rejoins_under_its_old_node_id(tmp_path):
         assert "this node was removed" not in n.log_text(since_start=True)
     finally:
         c.cleanup()
+
+
+SHIM = os.path.join(os.path.dirname(os.path.abspath(H.BIN)), "tests", "chaos",
+                    "libchaos_disk.so")
+
+
+@needs_bin
+@pytest.mark.skipif(not os.path.exists(SHIM), reason="the disk shim is not built")
+def test_active_node_whose_disk_fails_stops_leading(tmp_path):
+    """Finding 2 / issue 15: with every fsync, fdatasync, msync and raft log write of the
+    active node failing with EIO, that node must stop being the active node (it aborts
+    on a failed append, or its 20 s no-progress watchdog stops it), another node takes
+    over, and nothing the failing node answered is lost."""
+    c = C.ChaosCluster(tmp_path / "c", n=3, haproxy=False, base=47)
+    for n in c.nodes:
+        n.preload = [SHIM]
+        n.env["CHAOS_CTL"] = n.ctl
+    try:
+        c.start()
+        t = c.root_token
+        leader = c.leader()
+        r = leader.request("POST", "sys/mounts/app", token=t,
+                           json={"type": "kv", "options": {"version": "1"}})
+        assert r.status_code in (200, 204), r.text
+        leader.disk(eio=True)
+        # A write on the failing node: it must not be acknowledged unless it is durable
+        # on a majority (then it must survive).
+        answered = {}
+
+        def write():
+            try:
+                answered["r"] = leader.request("PUT", "app/eio", token=t, json={"v": "1"},
+                                               timeout=40)
+            except Exception as e:  # noqa: BLE001 - an unknown outcome
+                answered["r"] = e
+
+        th = threading.Thread(target=write)
+        th.start()
+        deadline = time.monotonic() + 90  # watchdog 20 s + election, on a loaded machine
+        new = None
+        while time.monotonic() < deadline:
+            if not (leader.running() and c.health(leader) == 200):
+                new = c.find_leader(timeout=1)
+                if new is not None and new is not leader:
+                    break
+            time.sleep(0.2)
+        th.join()
+        assert new is not None and new is not leader, (
+            "the node with the failing disk is still active:\n" + leader.log_tail(30))
+        # Fail-stop: the failing node is no longer active (stopped, or a follower).
+        assert not leader.running() or c.health(leader) != 200
+        res = answered["r"]
+        if getattr(res, "status_code", None) in (200, 204):
+            got = new.request("GET", "app/eio", token=t)
+            assert got.status_code == 200 and got.json()["data"]["v"] == "1", got.text
+        # The cluster still takes writes.
+        r = new.request("PUT", "app/after", token=t, json={"v": "2"})
+        assert r.status_code in (200, 204), r.text
+    finally:
+        for n in c.nodes:
+            n.disk()
+        c.cleanup()

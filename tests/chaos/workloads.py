@@ -20,7 +20,7 @@ import time
 import requests
 
 CONNECT_TIMEOUT = 1.0
-READ_TIMEOUT = 4.0
+READ_TIMEOUT = 15.0  # above the 10 s a standby holds a request while no node is active
 
 _pids = itertools.count(1)
 _pid_lock = threading.Lock()
