@@ -381,9 +381,15 @@ def check_transit(history, final_version=None, final_decrypt=None):
 
 
 # ---- PKI ----------------------------------------------------------------------------------
+def serial_int(s):
+    """A serial as Vault writes it ("1d:4f:..."), or an int, as an int."""
+    return s if isinstance(s, int) else int(str(s).replace(":", "").replace("-", ""), 16)
+
+
 def check_pki(history, crl_by_node=None):
     """history: f "issue" (ok value = the certificate's serial), "revoke" (invoke value =
-    serial). crl_by_node: {node: set of serials in its CRL} after healing.
+    serial); serials as Vault writes them. crl_by_node: {node: set of serial numbers
+    (ints or strings) in its CRL} after healing.
       - serials of acknowledged issues are unique;
       - every acknowledged revocation is in every node's CRL;
       - a CRL lists only serials somebody asked to revoke (ok or unknown outcome)."""
@@ -393,23 +399,24 @@ def check_pki(history, crl_by_node=None):
     for inv, done in pair(history):
         f = inv["f"]
         if f == "issue" and done is not None and done["type"] == "ok":
-            s = done["value"]
+            s = serial_int(done["value"])
             if s in issued:
                 dup.append(s)
             issued[s] = done["time"]
         elif f == "revoke":
             if done is None or done["type"] != "fail":
-                revoke_tried.add(inv["value"])
+                revoke_tried.add(serial_int(inv["value"]))
             if done is not None and done["type"] == "ok":
-                revoke_ok.add(inv["value"])
-    violations = [{"problem": "serial issued twice", "serial": s} for s in dup]
+                revoke_ok.add(serial_int(inv["value"]))
+    violations = [{"problem": "serial issued twice", "serial": "%x" % s} for s in dup]
     for node, crl in (crl_by_node or {}).items():
+        crl = {serial_int(s) for s in crl}
         for s in sorted(revoke_ok - crl):
             violations.append({"problem": "acknowledged revocation missing from the CRL",
-                               "serial": s, "node": node})
+                               "serial": "%x" % s, "node": node})
         for s in sorted(crl - revoke_tried):
-            violations.append({"problem": "CRL lists a serial nobody revoked", "serial": s,
-                               "node": node})
+            violations.append({"problem": "CRL lists a serial nobody revoked",
+                               "serial": "%x" % s, "node": node})
     return {"valid": not violations, "issued": len(issued), "revoked": len(revoke_ok),
             "violations": violations[:20], "violation_count": len(violations)}
 
