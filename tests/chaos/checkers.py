@@ -392,7 +392,8 @@ def check_pki(history, crl_by_node=None):
     (ints or strings) in its CRL} after healing.
       - serials of acknowledged issues are unique;
       - every acknowledged revocation is in every node's CRL;
-      - a CRL lists only serials somebody asked to revoke (ok or unknown outcome)."""
+      - of the certificates this history issued, a CRL lists only those somebody asked
+        to revoke (ok or unknown outcome); other serials (earlier rounds) are ignored."""
     issued = {}
     dup = []
     revoke_ok, revoke_tried = set(), set()
@@ -414,7 +415,8 @@ def check_pki(history, crl_by_node=None):
         for s in sorted(revoke_ok - crl):
             violations.append({"problem": "acknowledged revocation missing from the CRL",
                                "serial": "%x" % s, "node": node})
-        for s in sorted(crl - revoke_tried):
+        # The mount outlives the round: judge only this history's certificates.
+        for s in sorted((crl & set(issued)) - revoke_tried):
             violations.append({"problem": "CRL lists a serial nobody revoked",
                                "serial": "%x" % s, "node": node})
     return {"valid": not violations, "issued": len(issued), "revoked": len(revoke_ok),

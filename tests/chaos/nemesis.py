@@ -70,7 +70,7 @@ class Nemesis:
         self.counts[fault] = self.counts.get(fault, 0) + 1
         self.label = fault  # the window's name; "kill (active)" when it hit the active node
         t0 = time.monotonic_ns()
-        self.inject_t = None  # the moment the fault itself began (kill, SIGSTOP)
+        self.inject_t = None  # when the fault took hold (the killed node reaped, SIGSTOP sent)
         try:
             getattr(self, "f_" + fault.replace("-", "_"))(hold)
         finally:
@@ -86,8 +86,9 @@ class Nemesis:
         self.victim_label("kill", n)
         self.injected.add(n.pid)
         self.note("kill -9", node=n.name)
+        n.kill9()  # returns once the process is reaped: its sockets are closed
+        # Requests sent before this reached the dying node (accepted, then reset).
         self.inject_t = time.monotonic_ns()
-        n.kill9()
         time.sleep(hold)
         self.restart(n)
 
