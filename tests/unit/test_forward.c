@@ -1057,6 +1057,47 @@ START_TEST(test_target_down)
 }
 END_TEST
 
+/* An active node that accepts TCP but never answers the handshake (paused): a leader
+ * change (cs_forward_reset) gives the request back at once, unsent, instead of after the
+ * connect deadline. */
+START_TEST(test_reset_gives_back_connecting_requests)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {0};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(listen(fd, 16), 0); /* never accepted: the kernel completes TCP */
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+
+	struct fx fx;
+	fx_start(&fx, 1, target, 0);
+	struct client *c = cl_open(fx.port);
+	cl_puts(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+	msleep(300); /* connected, handshake pending */
+	struct client *r = cl_open(fx.port);
+	cl_puts(r, "GET /reset HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct cs_fx_resp resp;
+	cl_read_resp(r, &resp, false);
+	ck_assert_int_eq(resp.status, 200);
+	cs_fx_resp_free(&resp);
+	cl_close(r);
+	cl_read_resp(c, &resp, false);
+	ck_assert_int_eq(resp.status, 502);
+	ck_assert_msg(strstr(resp.body.data, "active node changed") != NULL, "body %s",
+		      resp.body.data);
+	cs_fx_resp_free(&resp);
+	cl_close(c);
+	fx_stop(&fx);
+	close(fd);
+	ck_assert_int_eq(fx.done_calls, 1);
+	ck_assert_int_eq(fx.done_resendable, 1); /* a POST, but it never went out */
+}
+END_TEST
+
 START_TEST(test_timeout)
 {
 	struct fx fx;
@@ -1170,6 +1211,7 @@ int main(void)
 	tcase_add_test(tf, test_wrong_node);
 	tcase_add_test(tf, test_target_down);
 	tcase_add_test(tf, test_timeout);
+	tcase_add_test(tf, test_reset_gives_back_connecting_requests);
 	tcase_add_test(tf, test_upstream_closes);
 	tcase_add_test(tf, test_stale_pooled_conn_retry);
 	tcase_add_test(tf, test_close_in_flight);
