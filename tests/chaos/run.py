@@ -598,9 +598,10 @@ class Campaign:
         out = {"seed": self.seed, "round": r, "nodes": size, "problem_kinds": sorted(kinds),
                "original_ops": plan, "minimal_ops": current,
                "replay": "tests/chaos/run.py --seed %d %s (round %d); the minimal sequence: "
-                         "run.py --seed %d --replay-ops %s" % (
-                             self.seed, self.a.replay_hint, r, self.seed,
-                             os.path.join(rdir, "minimal-ops.json")),
+                         "run.py --seed %d --nodes %d --rounds 1 --round-seconds %g "
+                         "--replay-ops %s" % (
+                             self.seed, self.a.replay_hint, r, self.seed, size,
+                             self.a.round_seconds, os.path.join(rdir, "minimal-ops.json")),
                "attempts": attempts}
         if os.path.isdir(rdir):
             with open(os.path.join(rdir, "minimal-ops.json"), "w") as f:
