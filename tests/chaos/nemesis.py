@@ -10,6 +10,7 @@ import time
 import custos_harness as H
 
 SHIM = None  # path of libchaos_disk.so (set by run.py when built)
+WATCHDOG_WAIT_S = 30  # above raft/node.c STALL_ABORT_MS (20 s) on a loaded machine
 FAKETIME_LIB = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
                                  "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1")
                      if os.path.exists(p)), None)
@@ -226,6 +227,16 @@ class Nemesis:
                 wrote = type(e).__name__
         self.note("disk-eio result", node=n.name, running=n.running(),
                   still_active=still, probe_write=wrote)
+        if still and wrote not in (200, 204):
+            # Writes hang instead of failing (a disk write that neither completes nor
+            # fails): the core's no-progress watchdog (raft/node.c, 20 s) must stop it.
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < WATCHDOG_WAIT_S and n.running() and \
+                    self.c.health(n, timeout=1) == 200:
+                time.sleep(0.5)
+            still = n.running() and self.c.health(n, timeout=1) == 200
+            self.note("disk-eio watchdog", node=n.name, running=n.running(),
+                      still_active=still, waited=round(time.monotonic() - t0, 1))
         if still:
             self.findings.append({"finding": "node still active %.1fs after its disk "
                                   "started failing (EIO)" % hold, "node": n.name,
