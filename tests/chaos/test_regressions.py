@@ -141,9 +141,10 @@ SHIM = os.path.join(os.path.dirname(os.path.abspath(H.BIN)), "tests", "chaos",
 @pytest.mark.skipif(not os.path.exists(SHIM), reason="the disk shim is not built")
 def test_active_node_whose_disk_fails_stops_leading(tmp_path):
     """Finding 2 / issue 15: with every fsync, fdatasync, msync and raft log write of the
-    active node failing with EIO, that node must stop being the active node (it aborts
-    on a failed append, or its 20 s no-progress watchdog stops it), another node takes
-    over, and nothing the failing node answered is lost."""
+    active node failing with EIO, that node must stop being the active node, another node
+    takes over, and nothing the failing node answered is lost. Both ways out occur
+    (finding 5): an abort on the failed append within a fraction of a second, or, when
+    the writes hang instead of failing, the 20 s no-progress watchdog."""
     c = C.ChaosCluster(tmp_path / "c", n=3, haproxy=False, base=47)
     for n in c.nodes:
         n.preload = [SHIM]
