@@ -424,7 +424,7 @@ def check_pki(history, crl_by_node=None):
 
 
 # ---- expiring tokens (leases) -------------------------------------------------------------
-def check_expiry(history, ttl_ns, final_use=None):
+def check_expiry(history, ttl_ns, final_use=None, skewed=()):
     """Tokens created with a short TTL (ttl_ns) and used until after they expire.
     history: f "create" (ok value = accessor), "use" (invoke value = accessor; ok value
     True/False). The token expires at some moment between the create's invoke and its
@@ -432,11 +432,16 @@ def check_expiry(history, ttl_ns, final_use=None):
       - once a use that began after the acknowledgement + TTL was refused, no use that
         begins after that refusal returned may work (an expired token never works again);
       - after healing (final_use: {accessor: {node: works}}) no node accepts a token
-        whose TTL has passed."""
+        whose TTL has passed.
+    skewed: (start, end) windows during which some node's clock was skewed: a token
+    created then expires by the clock of the node that created it (as in Vault, TTLs
+    are wall-clock times), so it is not judged."""
     created = {}
     uses = {}
     for inv, done in pair(history):
         if inv["f"] == "create" and done is not None and done["type"] == "ok":
+            if any(t0 <= done["time"] and inv["time"] <= t1 for t0, t1 in skewed):
+                continue
             created[done["value"]] = done["time"]
         elif inv["f"] == "use" and done is not None and done["type"] == "ok":
             uses.setdefault(inv["value"], []).append((inv["time"], done["time"],

@@ -513,7 +513,8 @@ class Campaign:
         # Short-lived tokens: an expired token never works again.
         if self.a.expiry_clients:
             fe = final_expired_uses(c, short) if converged else None
-            ex = K.check_expiry(recs["expiry"].events, W.EXPIRY_TTL_S * 10**9, fe)
+            skewed = [(t0, t1) for f, t0, t1, _ in nem.windows if f == "clock-skew"]
+            ex = K.check_expiry(recs["expiry"].events, W.EXPIRY_TTL_S * 10**9, fe, skewed)
             verdict["expiry"] = ex
             self.totals["expiry_violations"] += ex["violation_count"]
             self.totals["expiry_tokens"] += ex["created"]

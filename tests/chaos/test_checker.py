@@ -374,3 +374,5 @@ def test_expiry_token_working_again_is_caught():
     ev = []
     _ev(ev, 1, "create", None, "t1", 0, 1)
     assert not K.check_expiry(_s(ev), 5, {"t1": {"n3": True}})["valid"]
+    # created while a node's clock ran ahead: it expires by that clock; not judged
+    assert K.check_expiry(_s(ev), 5, {"t1": {"n3": True}}, skewed=[(0, 10)])["valid"]

@@ -168,7 +168,9 @@ class RegisterWorker(Worker):
         if r < 0.45:
             self.invoke("read", key, None, label)
             _, st, js, err = self.call("GET", "reg/data/" + key, target=(label, base))
-            if st == 404 and err is None:
+            # KV v2's "no such key" is a 404 with no error message; a 404 that says
+            # something ("no handler for route") is not an answer about the key.
+            if st == 404 and err is None and not (js or {}).get("errors"):
                 self.complete(Outcome.OK, "read", key, [0, None])
                 return
             out = classify(st, err, effect=False)
