@@ -225,7 +225,11 @@ start_haproxy() {
     local hp servers="" opts="" bind="127.0.0.1:$HAPROXY_PORT" i
     hp=$(command -v haproxy || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; }) || return 0
     pid_of "$DIR/haproxy.pid" haproxy >/dev/null && return 0
-    for i in $(seq 1 "$N"); do servers+="    server n$i 127.0.0.1:$(api_port "$i")\n"; done
+    local standbys=""
+    for i in $(seq 1 "$N"); do
+        servers+="    server n$i 127.0.0.1:$(api_port "$i")\n"
+        standbys+="    server n$i-standby 127.0.0.1:$(api_port "$i") track custos_any/n$i\n"
+    done
     if [ "$TLS" = 1 ]; then
         cat "$DIR/tls/cert.pem" "$DIR/tls/key.pem" > "$DIR/tls/haproxy.pem"
         chmod 600 "$DIR/tls/haproxy.pem"
@@ -233,10 +237,12 @@ start_haproxy() {
         opts="ssl verify required ca-file $DIR/tls/cert.pem check-ssl"
     fi
     # Placeholders only outside comment lines (the template's header documents them).
-    awk -v dir="$DIR" -v bind="$bind" -v opts="$opts" -v servers="$servers" '
+    awk -v dir="$DIR" -v bind="$bind" -v opts="$opts" -v servers="$servers" \
+        -v standbys="$standbys" '
         /^[[:space:]]*#/ { print; next }
         { gsub(/@DIR@/, dir); gsub(/@BIND@/, bind); gsub(/@SERVER_OPTS@/, opts)
           if ($0 ~ /@SERVERS@/) { printf "%s", servers; next }
+          if ($0 ~ /@STANDBYS@/) { printf "%s", standbys; next }
           print }' "$HERE/haproxy.cfg" > "$DIR/haproxy.cfg"
     "$hp" -c -f "$DIR/haproxy.cfg" >/dev/null || die "haproxy rejected $DIR/haproxy.cfg"
     setsid "$hp" -db -f "$DIR/haproxy.cfg" >>"$DIR/haproxy.log" 2>&1 < /dev/null &

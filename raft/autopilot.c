@@ -206,6 +206,19 @@ static void copy_str(char *dst, size_t n, const cJSON *o, const char *name)
 	snprintf(dst, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
 }
 
+bool cs_autopilot_marker_removes(const char *val, size_t len, uint64_t admitted_index)
+{
+	if (!admitted_index)
+		return true;
+	cJSON *j = cJSON_ParseWithLength(val ? val : "", val ? len : 0);
+	const cJSON *ix = cJSON_GetObjectItemCaseSensitive(j, "index");
+	uint64_t at = 0;
+	if (cJSON_IsString(ix) && ix->valuestring[0] >= '0' && ix->valuestring[0] <= '9')
+		at = strtoull(ix->valuestring, NULL, 10);
+	cJSON_Delete(j);
+	return at >= admitted_index;
+}
+
 int cs_autopilot_member_get(struct cs_txn *txn, raft_id id, struct cs_autopilot_member *out)
 {
 	char key[64];
@@ -787,11 +800,15 @@ static int prewrite(struct cs_autopilot_state *S, struct cs_txn *txn)
 {
 	if (S->op.kind == CS_AP_REMOVE) {
 		char key[sizeof CS_AUTOPILOT_REMOVED_PREFIX + CS_AUTOPILOT_NODE_ID_MAX];
-		char when[48], val[160];
+		char when[48], val[200];
 		cs_format_time(cs_now_ns(), when, sizeof when);
 		snprintf(key, sizeof key, CS_AUTOPILOT_REMOVED_PREFIX "%s", S->op.node_id);
-		int n = snprintf(val, sizeof val, "{\"removed_at\":\"%s\",\"raft_id\":\"%llu\"}",
-				 when, (unsigned long long)S->op.id);
+		/* The marker's entry lands above the last index: a rejoined incarnation
+		 * (admitted at a lower index) is not removed by an older marker. */
+		int n = snprintf(val, sizeof val,
+				 "{\"removed_at\":\"%s\",\"raft_id\":\"%llu\",\"index\":\"%llu\"}",
+				 when, (unsigned long long)S->op.id,
+				 (unsigned long long)raft_last_index(&S->op.env->node->raft));
 		return cs_txn_put_raw(txn, key, val, (size_t)n);
 	}
 	struct cs_autopilot_member m;

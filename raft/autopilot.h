@@ -20,9 +20,12 @@
  *                                         "cluster_addr","non_voter"} (written by join)
  *   core/raft/autopilot/configuration     the user-supplied configuration fields only
  *                                         (Vault persists the overrides, not defaults)
- *   core/raft/removed/<node_id>           PLAINTEXT {"removed_at","raft_id"}: committed
- *                                         before a peer is removed, so that the peer
- *                                         (which may hold no keyring) learns it
+ *   core/raft/removed/<node_id>           PLAINTEXT {"removed_at","raft_id","index"}:
+ *                                         committed before a peer is removed, so that
+ *                                         the peer (which may hold no keyring) learns
+ *                                         it; "index" is the leader's last log index
+ *                                         when it wrote the marker (see
+ *                                         cs_autopilot_marker_removes)
  *
  * Membership changes (cs_autopilot_change), happy path:
  *   pre-write (removal marker / member record) committed → [removal only: wait until the
@@ -129,6 +132,19 @@ int cs_autopilot_config_validate(const struct cs_autopilot_config *c, char *errm
 cJSON *cs_autopilot_config_json(const struct cs_autopilot_config *c);
 /* Load the effective configuration from storage (defaults when absent or unreadable). */
 int cs_autopilot_config_load(struct cs_txn *txn, struct cs_autopilot_config *c, cJSON **overrides);
+
+/*
+ * Whether the removal marker `val` (the value of core/raft/removed/<node_id>) removes
+ * the incarnation of that node that was admitted at `admitted_index`: the leader's last
+ * log index when it accepted the node's join answer (0: not known, e.g. a founding
+ * member or a data directory from before the index was recorded — every marker counts).
+ * A node wiped and joined again under its old node_id replays the marker of its earlier
+ * removal while it catches up; that marker was written below admitted_index (it was
+ * committed before the rejoin), while a removal of this incarnation writes its marker at
+ * or above the index of the configuration entry that added it, which is above
+ * admitted_index. A marker without an index predates the rejoin. Pure.
+ */
+bool cs_autopilot_marker_removes(const char *val, size_t len, uint64_t admitted_index);
 
 /* ---------------------------------------------------------------- member records */
 

@@ -541,6 +541,8 @@ static void answer_reply(void *ctx, int rc, long status, struct cs_buf *body, co
 	X509 *ca = NULL;
 	struct cs_cluster_cred minted = {0};
 	rc = status == 200 ? cs_join_answer_load(j, d, &ca, &minted) : CS_EINVAL;
+	const cJSON *adm = cJSON_GetObjectItemCaseSensitive(d, "admitted_index");
+	j->admitted_index = cJSON_IsString(adm) ? strtoull(adm->valuestring, NULL, 10) : 0;
 	if (!rc)
 		rc = j->env.accepted(j->env.ctx, ca, &minted,
 				     cJSON_GetObjectItemCaseSensitive(d, "peers"));

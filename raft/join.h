@@ -150,6 +150,10 @@ struct cs_join {
 	EVP_PKEY *key;         /* this attempt's node key; its public half is in `body` */
 	int shares, threshold; /* the challenge's seal config */
 	uint64_t sync_since, synced_index; /* SYNCING: the stall clock (kept by the node) */
+	/* The answer's "admitted_index" (the leader's last log index when it accepted us;
+	 * 0 if absent), read before env.accepted runs: a removal marker written below it
+	 * belongs to an earlier incarnation of this node_id (cs_autopilot_marker_removes). */
+	uint64_t admitted_index;
 	bool closing;
 	int open_handles;
 	void (*close_cb)(struct cs_join *j);

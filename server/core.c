@@ -212,20 +212,25 @@ static void wait_timer_cb(uv_timer_t *t)
 		uv_timer_stop(t);
 }
 
+/* Forget the routing a standby did: its mount table is the one loaded at unseal. */
+static void unroute(struct cs_request *req)
+{
+	for (int i = 0; i < req->n_caps; i++)
+		free(req->caps[i].value);
+	req->n_caps = 0;
+	req->route = NULL;
+	req->mount = NULL;
+	req->rel = NULL;
+	req->no_route = 0;
+}
+
 static void park(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
 	/* A standby's mount table is the one loaded at unseal: route again once this node
 	 * is active (it reloads the tables) or forwards. */
-	if (!core->active) {
-		for (int i = 0; i < req->n_caps; i++)
-			free(req->caps[i].value);
-		req->n_caps = 0;
-		req->route = NULL;
-		req->mount = NULL;
-		req->rel = NULL;
-		req->no_route = 0;
-	}
+	if (!core->active)
+		unroute(req);
 	if (core->n_waiting >= CS_WAIT_ACTIVE_MAX) {
 		/* Bounded: while no node is active, clients retry instead of piling up. */
 		cs_req_error(req, CS_EBUSY, "too many requests waiting for the active node");
@@ -273,6 +278,22 @@ void cs_core_forward_done(struct cs_request *req, int status, const char *errmsg
 	if (status == 0) {
 		req->http = NULL; /* answered by the active node, relayed verbatim */
 		req_free(req);
+		return;
+	}
+	struct cs_core *core = req->core;
+	if (status == CS_ENOTACTIVE && !core->shutting_down && core->raft_started &&
+	    cs_mono_ms() - req->start_ms <= WAIT_ACTIVE_MS) {
+		/* The active node did not process it (it died, or is paused or cut off
+		 * before the request went out): hold it like a request that arrives while
+		 * no node is active, and forward it again once a leader is known — the old
+		 * one until raft notices, then its successor — or answer 503 at the bound. */
+		/* Routed as a standby; this node may be the active one by now (it won the
+		 * election that gave the request back): route again with the tables then. */
+		unroute(req);
+		cs_debug("core: forwarding %s to the active node failed (%s); holding it for the "
+			 "next active node",
+			 req->path, errmsg ? errmsg : "");
+		park(req);
 		return;
 	}
 	cs_warn("core: forwarding %s to the active node failed: %s", req->path,

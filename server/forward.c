@@ -74,6 +74,7 @@ struct job {
 	uint64_t id;
 	bool retried;
 	bool released; /* hreq was handed back to the HTTP layer (stream aborted) */
+	bool sent;     /* the request began to go out on some conn */
 };
 
 /* A response header: offsets into conn.hstrs (the buffer moves while it grows). */
@@ -747,6 +748,7 @@ static void deadline_cb(uv_timer_t *t)
 static void start_request(struct conn *c)
 {
 	struct cs_http_req *h = c->job->hreq;
+	c->job->sent = true;
 	c->state = ST_BUSY;
 	c->got_bytes = false;
 	c->no_reuse = false;
@@ -927,6 +929,12 @@ static void conn_handle_closed(uv_handle_t *h)
 	bool retry = j && !j->released && !j->retried && c->reused && !c->got_bytes &&
 		     c->fail_status == CS_EIO && is_idempotent(j->hreq->method);
 	int status = c->fail_status ? c->fail_status : CS_ESHUTDOWN;
+	/* Certainly not processed by the peer: never sent, or a read with no answer yet
+	 * (reads may run twice). The caller may send it again, e.g. to a new active node
+	 * (forward.h: CS_ENOTACTIVE). */
+	if (j && !j->released && status != CS_ESHUTDOWN && !fw->closing && !j->hreq->body_stream &&
+	    (!j->sent || (!c->got_bytes && is_idempotent(j->hreq->method))))
+		status = CS_ENOTACTIVE;
 	char why[sizeof c->errmsg];
 	snprintf(why, sizeof why, "%s", c->errmsg[0] ? c->errmsg : "forwarder closing");
 	if (j && !j->released && c->body_stream)
@@ -1102,6 +1110,16 @@ void cs_forward_set_ctx(struct cs_forwarder *fw, SSL_CTX *client_ctx)
 void cs_forward_reset(struct cs_forwarder *fw)
 {
 	retire_pool(fw);
+	/* A connection still being set up goes to the old active node, which may be dead
+	 * or paused (a handshake would then wait for the whole connect deadline): give its
+	 * request back now, unsent, so that the caller sends it to the new one. */
+	struct conn *next;
+	for (struct conn *c = fw->conns; c; c = next) {
+		next = c->next;
+		if (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE)
+			conn_fail(c, CS_EIO, "the active node changed while connecting to %s",
+				  c->addr);
+	}
 }
 
 int cs_forward_hops(const struct cs_http_req *hreq)

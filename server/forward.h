@@ -56,7 +56,9 @@ struct cs_forwarder;
  * the streaming API) and hreq is released (the pointer is only an identity now).
  * Non-zero (a CS_E* code) with hreq != NULL = nothing was sent, hreq is still the
  * caller's (answer it), errmsg says why (connect refused, TLS failure, peer is not
- * node-<id>, timeout, malformed response, upstream closed early). Non-zero with
+ * node-<id>, timeout, malformed response, upstream closed early); CS_ENOTACTIVE among
+ * those says the peer certainly did not process it (never sent, or an idempotent
+ * request without a response byte), so it may be sent again. Non-zero with
  * hreq == NULL = the relay failed after the response had started (or the client left):
  * the client connection was aborted and the request released. errmsg is valid during
  * the call only and never holds a secret. Runs on the loop thread, from a loop callback.
@@ -107,7 +109,8 @@ void cs_forward_set_timeouts(struct cs_forwarder *fw, unsigned connect_ms, unsig
 int cs_forward_hops(const struct cs_http_req *hreq);
 int cs_forward(struct cs_forwarder *fw, const char *addr, uint64_t id, struct cs_http_req *hreq,
 	       cs_forward_done_cb cb, void *ctx);
-/* Leader changed: close idle pooled connections; busy ones are not reused. */
+/* Leader changed: close idle pooled connections; busy ones are not reused; requests on
+ * connections still connecting are given back unsent (done with CS_ENOTACTIVE). */
 void cs_forward_reset(struct cs_forwarder *fw);
 /* Fail waiting requests with CS_ESHUTDOWN (their done runs within this call), close
  * every connection (requests in flight get done with CS_ESHUTDOWN from close

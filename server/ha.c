@@ -80,14 +80,56 @@ static void tick_cb(uv_timer_t *t);
 static void advertise(struct cs_core *core);
 static int start_unsealed(struct cs_core *core);
 
-static char *removed_file(struct cs_core *core)
+static char *raft_file(struct cs_core *core, const char *name)
 {
-	size_t n = strlen(core->data_dir) + 32;
+	size_t n = strlen(core->data_dir) + strlen(name) + 8;
 	char *p = malloc(n);
 	if (!p)
 		abort();
-	snprintf(p, n, "%s/raft/removed", core->data_dir);
+	snprintf(p, n, "%s/raft/%s", core->data_dir, name);
 	return p;
+}
+
+static char *removed_file(struct cs_core *core)
+{
+	return raft_file(core, "removed");
+}
+
+/* Persisted so that a restart while catching up still tells its own (re)admission
+ * from the removal marker of an earlier incarnation with the same node_id. */
+void cs_ha_set_admitted(struct cs_core *core, uint64_t index)
+{
+	struct cs_ha *ha = ha_of(core);
+	if (!index)
+		return;
+	ha->admitted_index = index;
+	char *p = raft_file(core, "admitted"), *tmp = raft_file(core, "admitted.tmp");
+	FILE *f = fopen(tmp, "w");
+	bool ok = f && fprintf(f, "%llu\n", (unsigned long long)index) > 0;
+	if (f && (fflush(f) != 0 || fsync(fileno(f)) != 0))
+		ok = false;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok || rename(tmp, p) != 0) {
+		cs_warn("ha: cannot record the join's index in %s: %s", p, strerror(errno));
+		unlink(tmp);
+	}
+	free(p);
+	free(tmp);
+}
+
+static uint64_t admitted_load(struct cs_core *core)
+{
+	char *p = raft_file(core, "admitted");
+	FILE *f = fopen(p, "r");
+	unsigned long long v = 0;
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	free(p);
+	return v;
 }
 
 bool cs_ha_raft_dir_has_state(struct cs_core *core)
@@ -122,6 +164,7 @@ int cs_ha_init(struct cs_core *core)
 			rf);
 	}
 	free(rf);
+	ha->admitted_index = admitted_load(core);
 	cs_ha_join_init(ha);
 	return 0;
 }
@@ -779,6 +822,18 @@ static void forward_done(void *ctx, struct cs_http_req *hreq, int status, const 
 	cs_core_forward_done(ctx, status, errmsg);
 }
 
+/* Forwarding follows raft's view of the leader (checked per request and every tick). */
+static void note_leader(struct cs_ha *ha, raft_id id, const char *addr)
+{
+	if (!addr)
+		addr = "";
+	if (id == ha->leader_id && strcmp(addr, ha->leader_addr) == 0)
+		return;
+	cs_forward_reset(ha->fw);
+	ha->leader_id = id;
+	snprintf(ha->leader_addr, sizeof ha->leader_addr, "%s", addr);
+}
+
 bool cs_ha_forward(struct cs_request *req)
 {
 	struct cs_core *core = req->core;
@@ -792,11 +847,7 @@ bool cs_ha_forward(struct cs_request *req)
 	raft_id id = 0;
 	const char *addr = NULL;
 	raft_leader(&core->node.raft, &id, &addr);
-	if (id != ha->leader_id || strcmp(addr, ha->leader_addr) != 0) {
-		cs_forward_reset(ha->fw);
-		ha->leader_id = id;
-		snprintf(ha->leader_addr, sizeof ha->leader_addr, "%s", addr);
-	}
+	note_leader(ha, id, addr);
 	return cs_forward(ha->fw, addr, id, req->http, forward_done, req) == 0;
 }
 
@@ -811,8 +862,12 @@ static void check_removed(struct cs_core *core)
 	snprintf(key, sizeof key, REMOVED_PREFIX "%s", core->cfg->node_id);
 	struct cs_buf b = CS_BUF_INIT;
 	int rc = cs_store_get(&core->st.store, key, strlen(key), &b);
+	/* A node wiped and joined again under its old node_id replays the marker of its
+	 * earlier removal while catching up: that one is not about this incarnation. */
+	bool removes =
+	    rc == 0 && cs_autopilot_marker_removes((const char *)b.data, b.len, ha->admitted_index);
 	cs_buf_free(&b);
-	if (rc != 0)
+	if (!removes)
 		return;
 	ha->removed = true;
 	char *rf = removed_file(core);
@@ -869,6 +924,12 @@ static void tick_cb(uv_timer_t *t)
 	if (core->shutting_down)
 		return;
 	cs_ha_leader_tick(core);
+	if (ha->fw && ha->running && !ha->stopping && core->node.started) {
+		raft_id id = 0;
+		const char *addr = NULL;
+		raft_leader(&core->node.raft, &id, &addr);
+		note_leader(ha, id, addr);
+	}
 	if (ha->restore_reload) {
 		/* Leases and tokens of the restored state: rebuild the expiration heap
 		 * outside the FSM callback (it may commit). */
@@ -881,7 +942,7 @@ static void tick_cb(uv_timer_t *t)
 	if (ha->running && !ha->advertised)
 		advertise(core);
 	check_removed(core);
-	cs_rotate_tick(core); /* automatic barrier key rotation (rotate_sys.h) */
+	cs_rotate_tick(core);   /* automatic barrier key rotation (rotate_sys.h) */
 	cs_periodic_tick(core); /* the backends' periodic functions (periodic.h) */
 	cs_ha_step_down_tick(core);
 	cs_ha_join_sync_tick(core);

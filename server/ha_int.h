@@ -54,6 +54,7 @@ struct cs_ha {
 	int stop_pending;
 	void (*stop_cb)(struct cs_core *core);
 	bool removed;
+	uint64_t admitted_index; /* <data>/raft/admitted: see cs_autopilot_marker_removes */
 	bool shutting_down;
 	void (*shutdown_cb)(struct cs_core *core);
 	bool advertised;
@@ -113,6 +114,9 @@ void cs_ha_queue_change(struct cs_core *core, enum change_kind kind, raft_id id,
 int cs_ha_start(struct cs_core *core, bool bootstrap);
 /* <data>/raft holds raft metadata (this node has been part of a cluster). */
 bool cs_ha_raft_dir_has_state(struct cs_core *core);
+/* Record (in memory and in <data>/raft/admitted) the index at which the leader admitted
+ * this node's join; 0 records nothing. */
+void cs_ha_set_admitted(struct cs_core *core, uint64_t index);
 /* listener cluster_ca_cert_file/key_file: the operator's CA replaces the generated or
  * replicated one. 0 when none is configured or it loaded; else CS_EINVAL + errmsg. */
 int cs_ha_config_ca_load(struct cs_core *core);

@@ -79,6 +79,7 @@ static int env_accepted(void *ctx, X509 *ca, struct cs_cluster_cred *minted, con
 		return CS_EIO;
 	}
 	expect_peers(core, peers);
+	cs_ha_set_admitted(core, ha->join.admitted_index);
 	ha->join.sync_since = cs_mono_ms();
 	ha->join.synced_index = core->st.store.applied_index;
 	return 0;

@@ -217,6 +217,11 @@ static int answer_write(struct cs_request *req)
 	cJSON *peers = peers_json(core, &req->txn);
 	peer_add(peers, c->server_id, id, c->cluster_addr);
 	cJSON_AddItemToObject(d, "peers", peers);
+	/* Everything up to here, an earlier removal marker of this node_id included, is
+	 * history to the new member (cs_autopilot_marker_removes); a string, as raft_id. */
+	char adm[24];
+	snprintf(adm, sizeof adm, "%llu", (unsigned long long)raft_last_index(&core->node.raft));
+	cJSON_AddStringToObject(d, "admitted_index", adm);
 	cs_ha_put_node_info(&req->txn, id, c->server_id, c->api_addr, c->cluster_addr,
 			    c->non_voter);
 	cs_ha_queue_change(core, CHANGE_ADD, id, 0, c->cluster_addr);

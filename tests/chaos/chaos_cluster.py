@@ -77,8 +77,9 @@ class Node(H.Server):
 
     @property
     def node_id(self):
-        """The raft server id. A wiped node joins again under a new one: custos cannot
-        yet re-admit a removed node_id (tests/chaos/results/FINDINGS.md, finding 3)."""
+        """The raft server id: the name, or name-gN after the membership fault wiped the
+        node and let it join again under a new node_id (it also rejoins under its old
+        one, which finding 3 broke)."""
         return self.name if not self.generation else "%s-g%d" % (self.name, self.generation)
 
     def write_config(self):

@@ -278,3 +278,193 @@ def check_tokens(history, final_use=None):
     return {"valid": not violations, "created": len(created), "revoked": len(revoke_acked),
             "uses_checked": len(uses), "violations": violations[:20],
             "violation_count": len(violations)}
+
+
+# ---- transit ------------------------------------------------------------------------------
+def ct_version(ct):
+    """The key version of a Vault ciphertext "vault:v<N>:...", or None."""
+    try:
+        pre, v, _ = ct.split(":", 2)
+        return int(v[1:]) if pre == "vault" and v.startswith("v") else None
+    except (AttributeError, ValueError):
+        return None
+
+
+def check_transit(history, final_version=None, final_decrypt=None):
+    """One transit key, rotated and used by several clients. history: f "rotate" (no
+    value), "encrypt" (invoke value = plaintext; ok value = ciphertext), "decrypt"
+    (invoke value = ciphertext; ok value = the plaintext, or {"error": msg} when the
+    node refused a ciphertext it had issued), "read" (ok value = latest_version).
+
+    The key's version starts at 1 and every applied rotate adds one, so at any moment
+    1 + (rotates acknowledged so far) <= version <= 1 + (rotates invoked so far):
+      - a read, or the version an encrypt used, below the rotates acknowledged before it
+        was invoked means a lost rotate; above the rotates invoked before it returned, a
+        version from nowhere;
+      - a read that starts after another returned sees at least its version (monotonic);
+      - a decrypt of a ciphertext this key issued returns its plaintext; so does every one
+        after healing (final_decrypt: {ciphertext: plaintext or {"error": ...}});
+      - final_version (after healing) lies in [1 + acknowledged, 1 + acknowledged + info].
+    """
+    rot_ok, rot_inv = [], []  # ok completion times, invoke times
+    rot_info = 0
+    obs = []  # (kind, invoke, return, version, detail)
+    plain = {}  # ciphertext -> plaintext of an acknowledged encrypt
+    decrypts = []
+    for inv, done in pair(history):
+        f = inv["f"]
+        if f == "rotate":
+            rot_inv.append(inv["time"])
+            if done is not None and done["type"] == "ok":
+                rot_ok.append(done["time"])
+            elif done is None or done["type"] == "info":
+                rot_info += 1
+            continue
+        if done is None or done["type"] != "ok":
+            continue
+        if f == "encrypt":
+            plain[done["value"]] = inv["value"]
+            obs.append(("encrypt", inv["time"], done["time"], ct_version(done["value"]),
+                        done["value"][:24]))
+        elif f == "read":
+            obs.append(("read", inv["time"], done["time"], done["value"], None))
+        elif f == "decrypt":
+            decrypts.append((inv["value"], done["value"], inv.get("node")))
+    rot_ok.sort()
+    rot_inv.sort()
+    violations = []
+
+    def count_before(times, t):
+        return sum(1 for x in times if x < t)
+
+    for kind, t0, t1, ver, detail in obs:
+        lo = 1 + count_before(rot_ok, t0)
+        hi = 1 + count_before(rot_inv, t1)
+        if ver is None or ver < lo:
+            violations.append({"problem": "%s saw key version %s although %d rotates were "
+                               "acknowledged before it began (lost rotate)" % (kind, ver,
+                                                                               lo - 1),
+                               "detail": detail, "invoked": t0})
+        elif ver > hi:
+            violations.append({"problem": "%s saw key version %s but only %d rotates were "
+                               "invoked before it returned" % (kind, ver, hi - 1),
+                               "detail": detail, "invoked": t0})
+    by_ret = sorted((o for o in obs if o[0] == "read"), key=lambda o: o[2])
+    i, best_t, best_v = 0, None, 0  # highest version among reads returned so far
+    for o in sorted(by_ret, key=lambda o: o[1]):
+        while i < len(by_ret) and by_ret[i][2] < o[1]:
+            if by_ret[i][3] > best_v:
+                best_v, best_t = by_ret[i][3], by_ret[i][2]
+            i += 1
+        if o[3] < best_v:
+            violations.append({"problem": "read saw version %d after a read had returned "
+                               "version %d (not monotonic)" % (o[3], best_v),
+                               "invoked": o[1], "earlier_return": best_t})
+    for ct, res, node in decrypts:
+        if ct in plain and res != plain[ct]:
+            violations.append({"problem": "decrypt of an issued ciphertext gave %r" % (res,),
+                               "ciphertext": ct[:24], "node": node})
+    for ct, res in (final_decrypt or {}).items():
+        if ct in plain and res != plain[ct]:
+            violations.append({"problem": "after healing, an issued ciphertext decrypts to "
+                               "%r" % (res,), "ciphertext": ct[:24]})
+    if final_version is not None:
+        lo, hi = 1 + len(rot_ok), 1 + len(rot_ok) + rot_info
+        if not lo <= final_version <= hi:
+            violations.append({"problem": "after healing the key is at version %d, expected "
+                               "%d..%d (acknowledged rotates: %d)" % (final_version, lo, hi,
+                                                                      len(rot_ok))})
+    return {"valid": not violations, "rotates_acknowledged": len(rot_ok),
+            "ciphertexts": len(plain), "decrypts_checked": len(decrypts) +
+            len(final_decrypt or {}), "violations": violations[:20],
+            "violation_count": len(violations)}
+
+
+# ---- PKI ----------------------------------------------------------------------------------
+def serial_int(s):
+    """A serial as Vault writes it ("1d:4f:..."), or an int, as an int."""
+    return s if isinstance(s, int) else int(str(s).replace(":", "").replace("-", ""), 16)
+
+
+def check_pki(history, crl_by_node=None):
+    """history: f "issue" (ok value = the certificate's serial), "revoke" (invoke value =
+    serial); serials as Vault writes them. crl_by_node: {node: set of serial numbers
+    (ints or strings) in its CRL} after healing.
+      - serials of acknowledged issues are unique;
+      - every acknowledged revocation is in every node's CRL;
+      - of the certificates this history issued, a CRL lists only those somebody asked
+        to revoke (ok or unknown outcome); other serials (earlier rounds) are ignored."""
+    issued = {}
+    dup = []
+    revoke_ok, revoke_tried = set(), set()
+    for inv, done in pair(history):
+        f = inv["f"]
+        if f == "issue" and done is not None and done["type"] == "ok":
+            s = serial_int(done["value"])
+            if s in issued:
+                dup.append(s)
+            issued[s] = done["time"]
+        elif f == "revoke":
+            if done is None or done["type"] != "fail":
+                revoke_tried.add(serial_int(inv["value"]))
+            if done is not None and done["type"] == "ok":
+                revoke_ok.add(serial_int(inv["value"]))
+    violations = [{"problem": "serial issued twice", "serial": "%x" % s} for s in dup]
+    for node, crl in (crl_by_node or {}).items():
+        crl = {serial_int(s) for s in crl}
+        for s in sorted(revoke_ok - crl):
+            violations.append({"problem": "acknowledged revocation missing from the CRL",
+                               "serial": "%x" % s, "node": node})
+        # The mount outlives the round: judge only this history's certificates.
+        for s in sorted((crl & set(issued)) - revoke_tried):
+            violations.append({"problem": "CRL lists a serial nobody revoked",
+                               "serial": "%x" % s, "node": node})
+    return {"valid": not violations, "issued": len(issued), "revoked": len(revoke_ok),
+            "violations": violations[:20], "violation_count": len(violations)}
+
+
+# ---- expiring tokens (leases) -------------------------------------------------------------
+def check_expiry(history, ttl_ns, final_use=None, skewed=()):
+    """Tokens created with a short TTL (ttl_ns) and used until after they expire.
+    history: f "create" (ok value = accessor), "use" (invoke value = accessor; ok value
+    True/False). The token expires at some moment between the create's invoke and its
+    acknowledgement plus the TTL; so
+      - once a use that began after the acknowledgement + TTL was refused, no use that
+        begins after that refusal returned may work (an expired token never works again);
+      - after healing (final_use: {accessor: {node: works}}) no node accepts a token
+        whose TTL has passed.
+    skewed: (start, end) windows during which some node's clock was skewed: a token
+    created then expires by the clock of the node that created it (as in Vault, TTLs
+    are wall-clock times), so it is not judged."""
+    created = {}
+    uses = {}
+    for inv, done in pair(history):
+        if inv["f"] == "create" and done is not None and done["type"] == "ok":
+            if any(t0 <= done["time"] and inv["time"] <= t1 for t0, t1 in skewed):
+                continue
+            created[done["value"]] = done["time"]
+        elif inv["f"] == "use" and done is not None and done["type"] == "ok":
+            uses.setdefault(inv["value"], []).append((inv["time"], done["time"],
+                                                      done["value"], inv.get("node")))
+    violations = []
+    for acc, us in uses.items():
+        if acc not in created:
+            continue
+        expired_at = created[acc] + ttl_ns
+        refused = [t1 for t0, t1, works, _ in us if not works and t0 > expired_at]
+        if not refused:
+            continue
+        first = min(refused)
+        for t0, t1, works, node in us:
+            if works and t0 > first:
+                violations.append({"problem": "expired token worked again after it had "
+                                   "been refused", "token": acc, "node": node,
+                                   "use_invoked": t0, "refused_at": first})
+    for acc, per_node in (final_use or {}).items():
+        for node, works in per_node.items():
+            if works and acc in created:
+                violations.append({"problem": "expired token works after healing",
+                                   "token": acc, "node": node})
+    return {"valid": not violations, "created": len(created),
+            "uses_checked": sum(len(u) for u in uses.values()), "violations": violations[:20],
+            "violation_count": len(violations)}

@@ -10,6 +10,7 @@ import time
 import custos_harness as H
 
 SHIM = None  # path of libchaos_disk.so (set by run.py when built)
+WATCHDOG_WAIT_S = 30  # above raft/node.c STALL_ABORT_MS (20 s) on a loaded machine
 FAKETIME_LIB = next((p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
                                  "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1")
                      if os.path.exists(p)), None)
@@ -41,8 +42,10 @@ class Nemesis:
         self.injected = set()  # pids we killed or stopped on purpose
         self.crashes = []  # processes that exited without us
         self.events = []
-        self.windows = []  # (fault, start ns, end ns)
+        self.windows = []  # (fault, start ns, end ns, injected ns)
         self.findings = []  # behaviour worth reporting that is not a checker violation
+        self.last_leader = None
+        self.label = None
 
     def note(self, what, **kw):
         e = {"time": time.monotonic_ns(), "nemesis": what}
@@ -57,6 +60,7 @@ class Nemesis:
     def victim(self, leader_bias=0.6):
         """The active node more often than the others."""
         leader = self.c.find_leader(timeout=2)
+        self.last_leader = leader
         up = [n for n in self.c.nodes if n.running()] or list(self.c.nodes)
         if leader is not None and self.rnd.random() < leader_bias:
             return leader
@@ -65,24 +69,36 @@ class Nemesis:
     # ---- one fault: apply, hold, undo ---------------------------------------------------
     def run_one(self, fault, hold):
         self.counts[fault] = self.counts.get(fault, 0) + 1
+        self.label = fault  # the window's name; "kill (active)" when it hit the active node
         t0 = time.monotonic_ns()
+        self.inject_t = None  # when the fault took hold (the killed node reaped, SIGSTOP sent)
         try:
             getattr(self, "f_" + fault.replace("-", "_"))(hold)
         finally:
-            self.windows.append((fault, t0, time.monotonic_ns()))
+            self.windows.append((self.label, t0, time.monotonic_ns(), self.inject_t or t0))
+
+    def victim_label(self, fault, n):
+        """Client errors are counted apart for faults that hit the active node."""
+        if n is not None and n is self.last_leader:
+            self.label = fault + " (active)"
 
     def f_kill(self, hold):
         n = self.victim()
+        self.victim_label("kill", n)
         self.injected.add(n.pid)
         self.note("kill -9", node=n.name)
-        n.kill9()
+        n.kill9()  # returns once the process is reaped: its sockets are closed
+        # Requests sent before this reached the dying node (accepted, then reset).
+        self.inject_t = time.monotonic_ns()
         time.sleep(hold)
         self.restart(n)
 
     def f_pause(self, hold):
         n = self.victim()
+        self.victim_label("pause", n)
         self.note("SIGSTOP", node=n.name, seconds=round(hold, 2))
         n.is_paused = True
+        self.inject_t = time.monotonic_ns()
         n.signal(signal.SIGSTOP)
         time.sleep(hold)
         n.signal(signal.SIGCONT)
@@ -211,6 +227,16 @@ class Nemesis:
                 wrote = type(e).__name__
         self.note("disk-eio result", node=n.name, running=n.running(),
                   still_active=still, probe_write=wrote)
+        if still and wrote not in (200, 204):
+            # Writes hang instead of failing (a disk write that neither completes nor
+            # fails): the core's no-progress watchdog (raft/node.c, 20 s) must stop it.
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < WATCHDOG_WAIT_S and n.running() and \
+                    self.c.health(n, timeout=1) == 200:
+                time.sleep(0.5)
+            still = n.running() and self.c.health(n, timeout=1) == 200
+            self.note("disk-eio watchdog", node=n.name, running=n.running(),
+                      still_active=still, waited=round(time.monotonic() - t0, 1))
         if still:
             self.findings.append({"finding": "node still active %.1fs after its disk "
                                   "started failing (EIO)" % hold, "node": n.name,
@@ -249,8 +275,8 @@ class Nemesis:
 
     def f_membership(self, hold):
         """Remove a voter (a standby: removing the active node is a step-down plus this),
-        wipe it, and let it join again as a new member, unsealed with the keys; autopilot
-        promotes it back to voter."""
+        wipe it, and let it join again (under its old node_id or a new one), unsealed with
+        the keys; autopilot promotes it back to voter."""
         leader = self.c.find_leader(timeout=10)
         if leader is None:
             self.note("skipped (no active node)", fault="membership")
@@ -264,12 +290,25 @@ class Nemesis:
         for e in os.listdir(n.data_dir):  # keep the directory: it may be a mount point
             if e != "chaos-filler":
                 subprocess.run(["rm", "-rf", os.path.join(n.data_dir, e)])
-        n.generation += 1
+        # Half the time under its old node_id (finding 3, fixed), else a new one.
+        same = self.rnd.random() < 0.5
+        if not same:
+            n.generation += 1
+        self.note("wiped; joins again", node=n.name, node_id=n.node_id, same_id=same)
         time.sleep(hold)
         self.restart(n)  # uninitialised: retry_join fetches a challenge, then unseal
         try:
             self.c.wait_voters(self.c.n, timeout=60)
-            self.note("voter again", node=n.name)
+            # A voter in the configuration is not enough: it must serve (finding 3's
+            # node was promoted after it had stopped itself).
+            deadline = time.monotonic() + 30
+            while self.c.health(n) not in (200, 429) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            h = self.c.health(n)
+            self.note("voter again", node=n.name, health=h)
+            if h not in (200, 429):
+                self.findings.append({"fault": "membership", "node": n.name,
+                                      "finding": "voter again but not serving: health %s" % h})
         except AssertionError as e:
             self.note("not a voter again within 60 s", node=n.name, error=str(e)[:200])
 

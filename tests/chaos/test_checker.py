@@ -264,3 +264,115 @@ def test_tokens_use_after_revoke_and_lost_token():
     ev = []
     _tok(ev, 1, "create", "t3", "t3", 0, 1)
     assert not K.check_tokens(ev, {"t3": {"n2": False}})["valid"]
+
+
+# ---- transit ----------------------------------------------------------------------------------
+def _ev(ev, p, f, arg, res, t0, t1, typ="ok", node="n1"):
+    ev.append({"process": p, "type": "invoke", "f": f, "key": "k", "value": arg,
+               "time": t0, "node": node})
+    if typ is not None:
+        ev.append({"process": p, "type": typ, "f": f, "key": "k", "value": res, "time": t1})
+
+
+def _s(ev):
+    return sorted(ev, key=lambda e: e["time"])
+
+
+def test_transit_valid():
+    ev = []
+    _ev(ev, 1, "encrypt", "cA==", "vault:v1:aaa", 0, 1)
+    _ev(ev, 2, "rotate", None, None, 2, 4)
+    _ev(ev, 3, "encrypt", "cQ==", "vault:v1:bbb", 3, 5)  # concurrent with the rotate
+    _ev(ev, 1, "read", None, 2, 6, 7)
+    _ev(ev, 4, "rotate", None, None, 8, 20, typ="info")  # may apply late or never
+    _ev(ev, 1, "read", None, 2, 9, 10)
+    _ev(ev, 1, "decrypt", "vault:v1:aaa", "cA==", 11, 12)
+    _ev(ev, 5, "encrypt", "cg==", "vault:v3:ccc", 13, 14)
+    r = K.check_transit(_s(ev), 3, {"vault:v1:aaa": "cA==", "vault:v1:bbb": "cQ==",
+                                    "vault:v3:ccc": "cg=="})
+    assert r["valid"], r
+    assert K.check_transit(_s(ev), 2)["valid"]  # the info rotate never applied
+
+
+def test_transit_lost_rotate_and_bad_decrypts_are_caught():
+    ev = []
+    _ev(ev, 1, "rotate", None, None, 0, 1)
+    _ev(ev, 2, "encrypt", "cA==", "vault:v1:aaa", 2, 3)  # v1 after an acknowledged rotate
+    r = K.check_transit(_s(ev))
+    assert not r["valid"] and "lost rotate" in r["violations"][0]["problem"]
+    ev = []
+    _ev(ev, 1, "rotate", None, None, 0, 1)
+    assert not K.check_transit(_s(ev), final_version=1)["valid"]  # lost after healing
+    assert not K.check_transit(_s(ev), final_version=3)["valid"]  # from nowhere
+    assert K.check_transit(_s(ev), final_version=2)["valid"]
+    ev = []
+    _ev(ev, 1, "read", None, 3, 0, 1)  # no rotate was ever invoked
+    assert not K.check_transit(_s(ev))["valid"]
+    ev = []
+    _ev(ev, 1, "rotate", None, None, 0, 10, typ="info")
+    _ev(ev, 2, "read", None, 2, 1, 2)
+    _ev(ev, 3, "read", None, 1, 3, 4)  # went back: not monotonic
+    r = K.check_transit(_s(ev))
+    assert not r["valid"] and "monotonic" in r["violations"][0]["problem"]
+    ev = []
+    _ev(ev, 1, "encrypt", "cA==", "vault:v1:aaa", 0, 1)
+    _ev(ev, 2, "decrypt", "vault:v1:aaa", {"error": "400 invalid ciphertext"}, 2, 3)
+    assert not K.check_transit(_s(ev))["valid"]
+    ev = []
+    _ev(ev, 1, "encrypt", "cA==", "vault:v1:aaa", 0, 1)
+    assert not K.check_transit(_s(ev), 1, {"vault:v1:aaa": {"error": "x"}})["valid"]
+
+
+# ---- PKI ----------------------------------------------------------------------------------------
+def test_pki_valid():
+    ev = []
+    _ev(ev, 1, "issue", "a", "0a:01", 0, 1)
+    _ev(ev, 1, "issue", "b", "0a:02", 2, 3)
+    _ev(ev, 1, "issue", "c", "0a:03", 4, 5)
+    _ev(ev, 1, "revoke", "0a:01", None, 6, 7)
+    _ev(ev, 2, "revoke", "0a:02", None, 6, 9, typ="info")  # may or may not be in the CRL
+    r = K.check_pki(_s(ev), {"n1": {0xa01, 0xa02, 0x77}, "n2": {0xa01}})  # 77: another round
+    assert r["valid"], r
+    assert r["issued"] == 3 and r["revoked"] == 1
+
+
+def test_pki_duplicate_serial_missing_and_phantom_revocations_are_caught():
+    ev = []
+    _ev(ev, 1, "issue", "a", "0a:01", 0, 1)
+    _ev(ev, 2, "issue", "b", "0a:01", 0, 2)
+    assert not K.check_pki(_s(ev))["valid"]
+    ev = []
+    _ev(ev, 1, "issue", "a", "0a:01", 0, 1)
+    _ev(ev, 1, "revoke", "0a:01", None, 2, 3)
+    r = K.check_pki(_s(ev), {"n1": {0xa01}, "n2": set()})
+    assert not r["valid"] and r["violations"][0]["node"] == "n2"
+    ev = []
+    _ev(ev, 1, "issue", "a", "0a:01", 0, 1)
+    _ev(ev, 1, "revoke", "0a:01", None, 2, 3, typ="fail")  # certainly not revoked
+    assert not K.check_pki(_s(ev), {"n1": {0xa01}})["valid"]
+
+
+# ---- expiring tokens ------------------------------------------------------------------------------
+def test_expiry_valid():
+    ev = []
+    _ev(ev, 1, "create", None, "t1", 0, 1)
+    _ev(ev, 1, "use", "t1", True, 2, 3)
+    _ev(ev, 2, "use", "t1", True, 10, 12)  # past the TTL but not yet refused: a clock
+    _ev(ev, 1, "use", "t1", False, 13, 14)
+    _ev(ev, 1, "use", "t1", False, 15, 16)
+    r = K.check_expiry(_s(ev), 5, {"t1": {"n1": False, "n2": False}})
+    assert r["valid"], r
+
+
+def test_expiry_token_working_again_is_caught():
+    ev = []
+    _ev(ev, 1, "create", None, "t1", 0, 1)
+    _ev(ev, 1, "use", "t1", False, 10, 11)
+    _ev(ev, 2, "use", "t1", True, 12, 13)
+    r = K.check_expiry(_s(ev), 5)
+    assert not r["valid"] and "again" in r["violations"][0]["problem"]
+    ev = []
+    _ev(ev, 1, "create", None, "t1", 0, 1)
+    assert not K.check_expiry(_s(ev), 5, {"t1": {"n3": True}})["valid"]
+    # created while a node's clock ran ahead: it expires by that clock; not judged
+    assert K.check_expiry(_s(ev), 5, {"t1": {"n3": True}}, skewed=[(0, 10)])["valid"]

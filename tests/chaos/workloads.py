@@ -11,6 +11,7 @@ After an info the client continues under a fresh process id (Jepsen's rule: one
 process, one operation at a time, and an unknown outcome ends the process).
 """
 
+import base64
 import itertools
 import json
 import random
@@ -20,7 +21,7 @@ import time
 import requests
 
 CONNECT_TIMEOUT = 1.0
-READ_TIMEOUT = 4.0
+READ_TIMEOUT = 15.0  # above the 10 s a standby holds a request while no node is active
 
 _pids = itertools.count(1)
 _pid_lock = threading.Lock()
@@ -167,7 +168,9 @@ class RegisterWorker(Worker):
         if r < 0.45:
             self.invoke("read", key, None, label)
             _, st, js, err = self.call("GET", "reg/data/" + key, target=(label, base))
-            if st == 404 and err is None:
+            # KV v2's "no such key" is a 404 with no error message; a 404 that says
+            # something ("no handler for route") is not an answer about the key.
+            if st == 404 and err is None and not (js or {}).get("errors"):
                 self.complete(Outcome.OK, "read", key, [0, None])
                 return
             out = classify(st, err, effect=False)
@@ -300,3 +303,144 @@ class TokenWorker(Worker):
                       else _why(st, js, err))
         for _ in range(self.rnd.randrange(1, 4)):
             self.use(acc, secret)
+
+
+class TransitWorker(Worker):
+    """One transit key per round (mount `transit`), shared by the transit workers:
+    rotate, encrypt, decrypt (of ciphertexts any worker got), read the key's version.
+    Ciphertexts and their plaintexts go into `issued` for the check after healing."""
+
+    def __init__(self, key, issued, *a, **kw):
+        super().__init__(*a, **kw)
+        self.key = key
+        self.issued = issued  # shared: ciphertext -> plaintext (base64)
+        self.n = 0
+
+    def step(self):
+        r = self.rnd.random()
+        label, base = self.target()
+        k = self.key
+        if r < 0.1:
+            self.invoke("rotate", k, None, label)
+            _, st, js, err = self.call("POST", "transit/keys/%s/rotate" % k, {},
+                                       target=(label, base))
+            out = classify(st, err)
+            self.complete(out, "rotate", k, None, None if out == Outcome.OK
+                          else _why(st, js, err))
+        elif r < 0.55 or not self.issued:
+            self.n += 1
+            pt = base64.b64encode(("p%d-%d" % (self.pid, self.n)).encode()).decode()
+            self.invoke("encrypt", k, pt, label)
+            _, st, js, err = self.call("POST", "transit/encrypt/" + k, {"plaintext": pt},
+                                       target=(label, base))
+            out = classify(st, err, effect=False)
+            if out == Outcome.OK:
+                ct = js["data"]["ciphertext"]
+                self.issued[ct] = pt
+                self.complete(out, "encrypt", k, ct)
+            else:
+                self.complete(out, "encrypt", k, None, _why(st, js, err))
+        elif r < 0.85:
+            ct = self.rnd.choice(list(self.issued))
+            self.invoke("decrypt", k, ct, label)
+            _, st, js, err = self.call("POST", "transit/decrypt/" + k, {"ciphertext": ct},
+                                       target=(label, base))
+            if err is None and st == 200:
+                self.complete(Outcome.OK, "decrypt", k, js["data"]["plaintext"])
+            elif err is None and st == 400:
+                # The node refused a ciphertext this key issued: recorded for the checker.
+                self.complete(Outcome.OK, "decrypt", k, {"error": _why(st, js, err)})
+            else:
+                self.complete(Outcome.FAIL, "decrypt", k, None, _why(st, js, err))
+        else:
+            self.invoke("read", k, None, label)
+            _, st, js, err = self.call("GET", "transit/keys/" + k, target=(label, base))
+            out = classify(st, err, effect=False)
+            if out == Outcome.OK:
+                self.complete(out, "read", k, js["data"]["latest_version"])
+            else:
+                self.complete(out, "read", k, None, _why(st, js, err))
+
+
+class PkiWorker(Worker):
+    """Issue short-lived certificates from role `chaos` of mount `pki` and revoke some
+    of them; serials go into the history."""
+
+    def __init__(self, prefix, *a, **kw):
+        super().__init__(*a, **kw)
+        self.prefix = prefix
+        self.mine = []  # serials this worker was issued and has not tried to revoke
+        self.n = 0
+
+    def step(self):
+        label, base = self.target()
+        if self.mine and self.rnd.random() < 0.4:
+            serial = self.mine.pop(self.rnd.randrange(len(self.mine)))
+            self.invoke("revoke", None, serial, label)
+            _, st, js, err = self.call("POST", "pki/revoke", {"serial_number": serial},
+                                       target=(label, base))
+            out = classify(st, err)
+            self.complete(out, "revoke", None, None, None if out == Outcome.OK
+                          else _why(st, js, err))
+            return
+        self.n += 1
+        cn = "%s-p%d-%d.chaos.test" % (self.prefix, self.pid, self.n)
+        self.invoke("issue", None, cn, label)
+        _, st, js, err = self.call("POST", "pki/issue/chaos", {"common_name": cn, "ttl": "2h"},
+                                   target=(label, base))
+        out = classify(st, err)
+        if out == Outcome.OK:
+            serial = js["data"]["serial_number"]
+            self.mine.append(serial)
+            self.complete(out, "issue", None, serial)
+        else:
+            self.complete(out, "issue", None, None, _why(st, js, err))
+
+
+EXPIRY_TTL_S = 3
+
+
+class ExpiryWorker(Worker):
+    """Tokens with a short TTL (EXPIRY_TTL_S), used until a while after they expire:
+    an expired token must never work again (the lease's expiry is one-way)."""
+
+    def __init__(self, tokens, *a, **kw):
+        super().__init__(*a, **kw)
+        self.tokens = tokens  # shared: accessor -> (secret, acknowledged at, monotonic s)
+        self.live = []
+
+    def use(self, acc, secret):
+        label, base = self.target()
+        self.invoke("use", None, acc, label)
+        st, js, err = http(self.s, "GET", base + "/v1/auth/token/lookup-self", secret)
+        if err is not None:
+            self.s.close()
+            self.s = requests.Session()
+            self.s.trust_env = False
+        if err is None and st in (200, 403):
+            self.complete(Outcome.OK, "use", None, st == 200)
+        else:
+            self.complete(Outcome.FAIL, "use", None, None, _why(st, js, err))
+
+    def step(self):
+        now = time.monotonic()
+        self.live = [x for x in self.live if now - x[2] < EXPIRY_TTL_S * 3]
+        if len(self.live) < 3:
+            label, base = self.target()
+            self.invoke("create", None, None, label)
+            _, st, js, err = self.call("POST", "auth/token/create",
+                                       {"policies": ["default"], "ttl": "%ds" % EXPIRY_TTL_S,
+                                        "explicit_max_ttl": "%ds" % EXPIRY_TTL_S,
+                                        "renewable": False}, target=(label, base))
+            out = classify(st, err)
+            if out != Outcome.OK:
+                self.complete(out, "create", None, None, _why(st, js, err))
+                return
+            acc, secret = js["auth"]["accessor"], js["auth"]["client_token"]
+            self.complete(out, "create", None, acc)
+            self.tokens[acc] = (secret, time.monotonic())
+            self.live.append((acc, secret, time.monotonic()))
+            return
+        acc, secret, _ = self.rnd.choice(self.live)
+        self.use(acc, secret)
+        time.sleep(self.rnd.uniform(0.05, 0.2))

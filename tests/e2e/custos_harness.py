@@ -522,11 +522,14 @@ def haproxy_config(workdir, port, nodes, tls=None):
         bind += " ssl crt %s" % pem
         opts = "ssl verify required ca-file %s check-ssl" % tls[0]
     servers = "".join("    server %s %s\n" % (n.name, n.addr) for n in nodes)
+    standbys = "".join("    server %s-standby %s track custos_any/%s\n" % (n.name, n.addr, n.name)
+                       for n in nodes)
     out = []
     for line in text.splitlines():
         if not line.lstrip().startswith("#"):  # the header documents the placeholders
             for k, v in (("@DIR@", workdir), ("@BIND@", bind), ("@SERVER_OPTS@", opts),
-                         ("@SERVERS@", servers.rstrip("\n"))):
+                         ("@SERVERS@", servers.rstrip("\n")),
+                         ("@STANDBYS@", standbys.rstrip("\n"))):
                 line = line.replace(k, v)
         out.append(line)
     return "\n".join(out) + "\n"
@@ -800,7 +803,8 @@ class Cluster:
         for line in lines[1:]:
             row = dict(zip(hdr, line.split(",")))
             if row.get("pxname") == "custos_active" and row.get("svname") not in (
-                    "FRONTEND", "BACKEND") and row.get("status", "").startswith("UP"):
+                    "FRONTEND", "BACKEND") and row.get("bck") != "1" and \
+                    row.get("status", "").startswith("UP"):  # backups: the standbys
                 up.append(row["svname"])
         return sorted(up)
 

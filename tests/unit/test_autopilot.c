@@ -377,6 +377,29 @@ START_TEST(test_config_load)
 }
 END_TEST
 
+/* A removal marker removes the incarnation it was written for, never a later one that
+ * joined again under the same node_id (chaos finding 3). */
+START_TEST(test_removal_marker_incarnation)
+{
+	const char *old = "{\"removed_at\":\"t\",\"raft_id\":\"7\",\"index\":\"41\"}";
+	const char *legacy = "{\"removed_at\":\"t\",\"raft_id\":\"7\"}";
+	/* Not admitted through a join (a founding member, or an older data directory):
+	 * any marker counts, as before. */
+	ck_assert(cs_autopilot_marker_removes(old, strlen(old), 0));
+	ck_assert(cs_autopilot_marker_removes(legacy, strlen(legacy), 0));
+	ck_assert(cs_autopilot_marker_removes("garbage", 7, 0));
+	/* Admitted at 50: the marker written at 41 is an earlier incarnation's. */
+	ck_assert(!cs_autopilot_marker_removes(old, strlen(old), 50));
+	ck_assert(!cs_autopilot_marker_removes(legacy, strlen(legacy), 50));
+	ck_assert(!cs_autopilot_marker_removes(NULL, 0, 50));
+	/* A removal of this incarnation writes its marker at or above the admission. */
+	ck_assert(cs_autopilot_marker_removes(old, strlen(old), 41));
+	ck_assert(cs_autopilot_marker_removes(old, strlen(old), 12));
+	const char *neg = "{\"index\":\"-5\"}";
+	ck_assert(!cs_autopilot_marker_removes(neg, strlen(neg), 3));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("autopilot");
@@ -387,6 +410,7 @@ int main(void)
 	tcase_add_test(logic, test_failure_tolerance);
 	tcase_add_test(logic, test_dead_server_choice);
 	tcase_add_test(logic, test_format_ms);
+	tcase_add_test(logic, test_removal_marker_incarnation);
 	suite_add_tcase(s, logic);
 
 	TCase *cfg = tcase_create("config");

@@ -62,6 +62,7 @@ struct fx {
 	int active_requests;
 	int flaky_left; /* /flaky requests that still get a connection cut */
 	int done_calls, done_errors, done_null, done_shutdown;
+	int done_resendable; /* CS_ENOTACTIVE: certainly not processed by the peer */
 	char last_err[256];
 	int closed;
 	int loop_close_rc;
@@ -267,6 +268,7 @@ static void fwd_done(void *ctx, struct cs_http_req *hreq, int status, const char
 		return;
 	fx->done_errors++;
 	fx->done_shutdown += status == CS_ESHUTDOWN;
+	fx->done_resendable += status == CS_ENOTACTIVE;
 	snprintf(fx->last_err, sizeof fx->last_err, "%s", errmsg);
 	if (!hreq) {
 		fx->done_null++;
@@ -1024,6 +1026,7 @@ START_TEST(test_wrong_node)
 	ck_assert_int_eq(fx.done_calls, 1);
 	ck_assert_int_eq(fx.done_errors, 1);
 	ck_assert_int_eq(fx.done_null, 0);
+	ck_assert_int_eq(fx.done_resendable, 1); /* a PUT, but it never went out */
 }
 END_TEST
 
@@ -1044,9 +1047,54 @@ START_TEST(test_target_down)
 	struct fx fx;
 	fx_start(&fx, 1, target, 0);
 	expect_502(&fx, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n", "connect 127.0.0.1:");
+	expect_502(&fx, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+		   "connect 127.0.0.1:");
 	fx_stop(&fx);
+	ck_assert_int_eq(fx.done_calls, 2);
+	ck_assert_int_eq(fx.done_errors, 2);
+	/* nothing was sent: the caller may send both again (to a new active node) */
+	ck_assert_int_eq(fx.done_resendable, 2);
+}
+END_TEST
+
+/* An active node that accepts TCP but never answers the handshake (paused): a leader
+ * change (cs_forward_reset) gives the request back at once, unsent, instead of after the
+ * connect deadline. */
+START_TEST(test_reset_gives_back_connecting_requests)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {0};
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(listen(fd, 16), 0); /* never accepted: the kernel completes TCP */
+	socklen_t l = sizeof a;
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+
+	struct fx fx;
+	fx_start(&fx, 1, target, 0);
+	struct client *c = cl_open(fx.port);
+	cl_puts(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+	msleep(300); /* connected, handshake pending */
+	struct client *r = cl_open(fx.port);
+	cl_puts(r, "GET /reset HTTP/1.1\r\nHost: x\r\n\r\n");
+	struct cs_fx_resp resp;
+	cl_read_resp(r, &resp, false);
+	ck_assert_int_eq(resp.status, 200);
+	cs_fx_resp_free(&resp);
+	cl_close(r);
+	cl_read_resp(c, &resp, false);
+	ck_assert_int_eq(resp.status, 502);
+	ck_assert_msg(strstr(resp.body.data, "active node changed") != NULL, "body %s",
+		      resp.body.data);
+	cs_fx_resp_free(&resp);
+	cl_close(c);
+	fx_stop(&fx);
+	close(fd);
 	ck_assert_int_eq(fx.done_calls, 1);
-	ck_assert_int_eq(fx.done_errors, 1);
+	ck_assert_int_eq(fx.done_resendable, 1); /* a POST, but it never went out */
 }
 END_TEST
 
@@ -1077,6 +1125,11 @@ START_TEST(test_upstream_closes)
 	fx_start(&fx, 1, NULL, 0);
 	/* closed before a byte of the response: nothing reached the client yet */
 	expect_502(&fx, "GET /abort-early HTTP/1.1\r\nHost: x\r\n\r\n", "closed the connection");
+	ck_assert_int_eq(fx.done_resendable, 1); /* a read without an answer may run again */
+	/* a write that went out may have been applied: never re-sendable */
+	expect_502(&fx, "POST /abort-early HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+		   "closed the connection");
+	ck_assert_int_eq(fx.done_resendable, 1);
 	/* closed mid-body: the client's connection is cut, done runs once without hreq */
 	struct client *c = cl_open(fx.port);
 	cl_puts(c, "GET /abort-mid HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -1088,9 +1141,10 @@ START_TEST(test_upstream_closes)
 	cl_close(c);
 	msleep(100);
 	fx_stop(&fx);
-	ck_assert_int_eq(fx.done_calls, 2);
-	ck_assert_int_eq(fx.done_errors, 2);
+	ck_assert_int_eq(fx.done_calls, 3);
+	ck_assert_int_eq(fx.done_errors, 3);
 	ck_assert_int_eq(fx.done_null, 1);
+	ck_assert_int_eq(fx.done_resendable, 1);
 }
 END_TEST
 
@@ -1157,6 +1211,7 @@ int main(void)
 	tcase_add_test(tf, test_wrong_node);
 	tcase_add_test(tf, test_target_down);
 	tcase_add_test(tf, test_timeout);
+	tcase_add_test(tf, test_reset_gives_back_connecting_requests);
 	tcase_add_test(tf, test_upstream_closes);
 	tcase_add_test(tf, test_stale_pooled_conn_retry);
 	tcase_add_test(tf, test_close_in_flight);
