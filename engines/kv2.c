@@ -818,8 +818,11 @@ static int metadata_list(struct cs_request *req)
 	struct cs_buf prefix = CS_BUF_INIT;
 	cs_buf_printf(&prefix, "metadata/%s%s", path, n && path[n - 1] != '/' ? "/" : "");
 	struct cs_strv keys = {0};
-	int rc = cs_view_list(req, prefix.data, &keys);
 	bool exclude = cs_req_bool(req, "exclude_deleted", false);
+	/* exclude_deleted drops names after the walk: page the filtered list instead (the
+	 * core trims it), or a page could come back short. */
+	int rc = exclude ? cs_view_list(req, prefix.data, &keys)
+			 : cs_view_list_page(req, prefix.data, &keys);
 	cJSON *d = cJSON_CreateObject();
 	cJSON *a = cJSON_AddArrayToObject(d, "keys");
 	for (size_t i = 0; !rc && i < keys.n; i++) {

@@ -14,6 +14,7 @@
 #include "lib/json.h"
 #include "lib/util.h"
 #include "server/http.h"
+#include "server/list_page.h"
 
 _Static_assert(CS_EASYNC >= CS_E__COUNT, "CS_EASYNC must not be an error code");
 
@@ -446,7 +447,7 @@ int cs_backend_dispatch(struct cs_request *req)
 		h = p->ops[CS_OP_UPDATE];
 	if (!h)
 		return cs_req_error(req, CS_EUNSUPPORTED, "unsupported operation");
-	if ((rc = validate(req)))
+	if ((rc = cs_list_page_parse(req)) || (rc = validate(req)))
 		return rc;
 	return h(req);
 }
@@ -606,6 +607,21 @@ int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out
 {
 	char *k = view_key(req, prefix);
 	int rc = cs_txn_list(&req->txn, k, out);
+	free(k);
+	return rc;
+}
+
+int cs_txn_list_req_page(struct cs_request *req, const char *key, struct cs_strv *out)
+{
+	if (req->op != CS_OP_LIST)
+		return cs_txn_list(&req->txn, key, out);
+	return cs_txn_list_page(&req->txn, key, req->list_after, req->list_limit, out);
+}
+
+int cs_view_list_page(struct cs_request *req, const char *prefix, struct cs_strv *out)
+{
+	char *k = view_key(req, prefix);
+	int rc = cs_txn_list_req_page(req, k, out);
 	free(k);
 	return rc;
 }

@@ -297,6 +297,13 @@ struct cs_request {
 	bool is_head;           /* HTTP HEAD: status only */
 	bool help; /* ?help=<non-empty>: answer with the route's help, run nothing (needs a
 		    * valid token on every path, and no ACL capability, as in Vault) */
+	/* LIST pagination (OpenBao's): names strictly after list_after (NULL: from the
+	 * first), at most list_limit of them (0: all). Parsed by the core from the query or
+	 * body of every LIST (server/list_page.h); the core trims the response's "keys" to
+	 * that page whatever the handler did, and cs_view_list_page stops the storage walk
+	 * there, so a handler listing a storage prefix pages for free. */
+	char *list_after;
+	int64_t list_limit;
 
 	/* Response. */
 	int status;       /* 0: core decides (200 with body / 204 without) */
@@ -473,6 +480,12 @@ int cs_view_get(struct cs_request *req, const char *key, struct cs_buf *out);
 int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n);
 int cs_view_delete(struct cs_request *req, const char *key);
 int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out);
+/* cs_view_list of the page the LIST asked for (req->list_after / list_limit; the whole
+ * list for any other operation): for handlers that answer exactly the names under one
+ * prefix, so a page of a million keys costs the page. */
+int cs_view_list_page(struct cs_request *req, const char *prefix, struct cs_strv *out);
+/* The same over a full storage key (outside the mount's view: tokens, leases). */
+int cs_txn_list_req_page(struct cs_request *req, const char *key, struct cs_strv *out);
 /* JSON helpers over the view: read an object (CS_ENOTFOUND if absent), write one. */
 int cs_view_get_json(struct cs_request *req, const char *key, cJSON **out);
 int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);

@@ -26,6 +26,7 @@
 #include "lib/util.h"
 #include "server/http.h"
 #include "server/http_request.h"
+#include "server/list_page.h"
 #include "server/response.h"
 #include "server/seal.h"
 #include "server/sys.h"
@@ -85,6 +86,7 @@ static void req_free(struct cs_request *req)
 	free(req->raw_body);
 	free(req->lease_id);
 	free(req->errmsg);
+	free(req->list_after);
 	free(req);
 }
 
@@ -124,7 +126,8 @@ static void finish(struct cs_request *req)
 	char *body = NULL;
 	int status = req->status;
 	const char *ctype = NULL; /* JSON */
-	if (req->raw_type) {      /* a non-JSON body (cs_req_set_raw): handed over as is */
+	cs_list_page_trim(req);
+	if (req->raw_type) { /* a non-JSON body (cs_req_set_raw): handed over as is */
 		body = (char *)req->raw_body;
 		len = req->raw_len;
 		req->raw_body = NULL;
