@@ -64,21 +64,24 @@ static int load_config(struct cs_request *req, struct cs_kv2_config *c)
 	return 0;
 }
 
-/* 0 with *found; m is initialised in every case (free it). */
+/* 0 with *found; m is initialised in every case (free it). Reads the compact record and
+ * the JSON one of earlier releases alike. */
 static int load_meta(struct cs_request *req, const char *path, struct cs_kv2_meta *m, bool *found)
 {
 	cs_kv2_meta_init(m);
 	*found = false;
 	char *k = meta_key(path);
-	cJSON *j = NULL;
-	int rc = cs_view_get_json(req, k, &j);
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_view_get(req, k, &b);
 	free(k);
 	if (rc == CS_ENOTFOUND)
 		return 0;
-	if (rc)
+	if (rc) {
+		cs_buf_free_secure(&b);
 		return rc;
-	rc = cs_kv2_meta_decode(j, m);
-	cJSON_Delete(j);
+	}
+	rc = cs_kv2_meta_unpack(b.data, b.len, m);
+	cs_buf_free_secure(&b); /* holds the current version's data */
 	if (rc)
 		return cs_req_error(req, rc, "malformed key metadata");
 	*found = true;
@@ -114,19 +117,52 @@ static int load_config_meta(struct cs_request *req, const char *path, struct cs_
 static int save_meta(struct cs_request *req, const char *path, const struct cs_kv2_meta *m)
 {
 	char *k = meta_key(path);
-	cJSON *j = cs_kv2_meta_encode(m);
-	int rc = cs_view_put_json(req, k, j);
-	cJSON_Delete(j);
+	struct cs_buf b = CS_BUF_INIT;
+	cs_kv2_meta_pack(m, &b);
+	int rc = cs_view_put(req, k, b.data, b.len);
+	cs_buf_free_secure(&b);
 	free(k);
 	return rc;
 }
 
-static int delete_version_data(struct cs_request *req, const char *path, uint64_t num)
+/* Drop the data of version num: inline in m (the caller saves m), or its own record. */
+static int delete_version_data(struct cs_request *req, const char *path, struct cs_kv2_meta *m,
+			       uint64_t num)
 {
+	if (m->inline_data && m->inline_num == num) {
+		cs_zero(m->inline_data, m->inline_len);
+		free(m->inline_data);
+		m->inline_data = NULL;
+		m->inline_len = 0;
+		m->inline_num = 0;
+		return 0;
+	}
 	char *k = version_key(path, num);
 	int rc = cs_view_delete(req, k);
 	free(k);
 	return rc == CS_ENOTFOUND ? 0 : rc;
+}
+
+/* The inline version (if any) moves to its own record, as versions were stored before
+ * compact records: the metadata record then carries only the newest version's data. */
+static int spill_inline(struct cs_request *req, const char *path, struct cs_kv2_meta *m)
+{
+	if (!m->inline_data)
+		return 0;
+	char *k = version_key(path, m->inline_num);
+	int rc = cs_view_put(req, k, m->inline_data, m->inline_len);
+	free(k);
+	if (!rc)
+		rc = delete_version_data(req, path, m, m->inline_num);
+	return rc;
+}
+
+/* Make `data` (JSON text, taken) the inline data of version num. */
+static void set_inline(struct cs_kv2_meta *m, uint64_t num, char *data)
+{
+	m->inline_num = num;
+	m->inline_data = data;
+	m->inline_len = strlen(data);
 }
 
 /* ------------------------------------------------------------------ responses */
@@ -354,18 +390,22 @@ static int store_version(struct cs_request *req, const char *path, struct cs_kv2
 	int64_t now = cs_now_ns(), del = 0;
 	if (!cs_kv2_deletion_time(now, c->delete_version_after, m->delete_version_after, &del))
 		del = 0;
-	char *k = version_key(path, m->current_version + 1);
-	int rc = cs_view_put_json(req, k, data);
-	free(k);
+	/* The new version's data lives in the metadata record (one record per secret); the
+	 * one it replaces moves to a record of its own. */
+	int rc = spill_inline(req, path, m);
 	if (rc)
 		return rc;
+	char *text = cJSON_PrintUnformatted(data);
+	if (!text)
+		abort();
+	set_inline(m, m->current_version + 1, text);
 	uint64_t *pruned;
 	size_t n_pruned;
 	struct cs_kv2_version *v =
 	    cs_kv2_add_version(m, now, del, c->max_versions, &pruned, &n_pruned);
 	cJSON *resp = version_json(m, v);
 	for (size_t i = 0; i < n_pruned && !rc; i++)
-		rc = delete_version_data(req, path, pruned[i]);
+		rc = delete_version_data(req, path, m, pruned[i]);
 	free(pruned);
 	if (!rc)
 		rc = save_meta(req, path, m);
@@ -377,9 +417,14 @@ static int store_version(struct cs_request *req, const char *path, struct cs_kv2
 	return 0;
 }
 
-/* Read a version's data object. */
-static int load_version(struct cs_request *req, const char *path, uint64_t num, cJSON **out)
+/* Read a version's data object: inline in m, or its own record. */
+static int load_version(struct cs_request *req, const char *path, const struct cs_kv2_meta *m,
+			uint64_t num, cJSON **out)
 {
+	if (m->inline_data && m->inline_num == num) {
+		*out = cJSON_ParseWithLength(m->inline_data, m->inline_len);
+		return *out ? 0 : cs_req_error(req, CS_EIO, "malformed version data");
+	}
 	char *k = version_key(path, num);
 	int rc = cs_view_get_json(req, k, out);
 	free(k);
@@ -420,7 +465,7 @@ static int read_version(struct cs_request *req, const char *path, const char *sl
 		return not_found_with_body(req);
 	}
 	*data = NULL;
-	rc = load_version(req, path, num, data);
+	rc = load_version(req, path, &m, num, data);
 	cs_kv2_meta_free(&m);
 	if (rc) {
 		cs_req_set_data(req, NULL);
@@ -493,7 +538,7 @@ static int data_patch(struct cs_request *req)
 		return not_found_with_body(req);
 	}
 	cJSON *cur = NULL;
-	rc = load_version(req, path, m.current_version, &cur);
+	rc = load_version(req, path, &m, m.current_version, &cur);
 	if (!rc) {
 		cJSON *merged = cs_kv2_merge_patch(cur, patch);
 		rc = store_version(req, path, &m, &c, merged);
@@ -567,7 +612,7 @@ static int versions_action(struct cs_request *req, enum versions_action act)
 		}
 		case ACT_DESTROY:
 			v->destroyed = true;
-			rc = delete_version_data(req, path, v->num);
+			rc = delete_version_data(req, path, &m, v->num);
 			break;
 		}
 		if (rc)
@@ -801,7 +846,7 @@ static int metadata_delete(struct cs_request *req)
 	if (rc)
 		return rc == CS_ENOTFOUND ? 0 : rc; /* nothing to delete */
 	for (size_t i = 0; i < m.n && !rc; i++)
-		rc = delete_version_data(req, path, m.v[i].num);
+		rc = delete_version_data(req, path, &m, m.v[i].num);
 	if (!rc) {
 		char *k = meta_key(path);
 		rc = cs_view_delete(req, k);
