@@ -165,6 +165,91 @@ static void set_inline(struct cs_kv2_meta *m, uint64_t num, char *data)
 	m->inline_len = strlen(data);
 }
 
+/* ------------------------------------------------------------------ record conversion */
+
+/* Where the conversion of JSON metadata records to compact ones stands: absent before the
+ * first batch, {"after": <last metadata key converted>} between batches, {"done": true,
+ * "converted": N} once every record of the mount is compact. */
+#define CONVERT_KEY   "upgrade/compact-v1"
+#define CONVERT_BATCH 256
+
+/* One legacy record (metadata/<path>) to the compact form, the current version's data
+ * moving inline; *did tells whether it was a legacy record. */
+static int convert_one(struct cs_request *req, const char *meta_rel, bool *did)
+{
+	*did = false;
+	const char *path = meta_rel + strlen("metadata/");
+	struct cs_kv2_meta m;
+	bool found;
+	int rc = load_meta(req, path, &m, &found);
+	if (rc || !found || !m.legacy) {
+		cs_kv2_meta_free(&m);
+		return rc;
+	}
+	struct cs_kv2_version *v = cs_kv2_meta_find(&m, m.current_version);
+	if (v && !v->destroyed) {
+		char *k = version_key(path, v->num);
+		struct cs_buf b = CS_BUF_INIT;
+		rc = cs_view_get(req, k, &b);
+		if (rc == 0) {
+			char *text = malloc(b.len + 1);
+			if (!text)
+				abort();
+			memcpy(text, b.data, b.len);
+			text[b.len] = '\0';
+			set_inline(&m, v->num, text);
+			rc = cs_view_delete(req, k);
+		} else if (rc == CS_ENOTFOUND) {
+			rc = 0; /* no data record: nothing to move */
+		}
+		cs_buf_free_secure(&b);
+		free(k);
+	}
+	if (!rc)
+		rc = save_meta(req, path, &m);
+	cs_kv2_meta_free(&m);
+	*did = rc == 0;
+	return rc;
+}
+
+/* Periodic, on the active node: convert the next batch of records written by releases
+ * before the compact format, resuming after the last key the previous batch did. */
+static int kv2_periodic(struct cs_request *req)
+{
+	cJSON *st = NULL;
+	int rc = cs_view_get_json(req, CONVERT_KEY, &st);
+	if (rc && rc != CS_ENOTFOUND)
+		return rc;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "done"))) {
+		cJSON_Delete(st);
+		return 0;
+	}
+	const cJSON *after = cJSON_GetObjectItemCaseSensitive(st, "after");
+	const cJSON *count = cJSON_GetObjectItemCaseSensitive(st, "converted");
+	double converted = cJSON_IsNumber(count) ? count->valuedouble : 0;
+	struct cs_strv keys = {0};
+	rc = cs_view_scan_page(req, "metadata/", cJSON_IsString(after) ? after->valuestring : NULL,
+			       CONVERT_BATCH, &keys);
+	for (size_t i = 0; !rc && i < keys.n; i++) {
+		bool did;
+		rc = convert_one(req, keys.v[i], &did);
+		converted += did;
+	}
+	if (!rc) {
+		cJSON *next = cJSON_CreateObject();
+		if (keys.n < CONVERT_BATCH)
+			cJSON_AddTrueToObject(next, "done");
+		else
+			cJSON_AddStringToObject(next, "after", keys.v[keys.n - 1]);
+		cJSON_AddNumberToObject(next, "converted", converted);
+		rc = cs_view_put_json(req, CONVERT_KEY, next);
+		cJSON_Delete(next);
+	}
+	cs_strv_free(&keys);
+	cJSON_Delete(st);
+	return rc;
+}
+
 /* ------------------------------------------------------------------ responses */
 
 static void add_time(cJSON *o, const char *k, int64_t ns)
@@ -1028,4 +1113,5 @@ const struct cs_backend cs_kv2_backend = {
     .paths = kv2_paths,
     .n_paths = CS_ARRAY_LEN(kv2_paths),
     .validate_mount = kv2_validate_mount,
+    .periodic = kv2_periodic,
 };

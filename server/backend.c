@@ -618,6 +618,20 @@ int cs_txn_list_req_page(struct cs_request *req, const char *key, struct cs_strv
 	return cs_txn_list_page(&req->txn, key, req->list_after, req->list_limit, out);
 }
 
+int cs_view_scan_page(struct cs_request *req, const char *prefix, const char *after, int64_t limit,
+		      struct cs_strv *out)
+{
+	char *k = view_key(req, prefix);
+	char *a = after ? view_key(req, after) : NULL;
+	size_t first = out->n, vl = strlen(cs_req_storage_prefix(req));
+	int rc = cs_txn_scan_page(&req->txn, k, a, limit, out);
+	for (size_t i = first; !rc && i < out->n; i++) /* relative to the view */
+		memmove(out->v[i], out->v[i] + vl, strlen(out->v[i] + vl) + 1);
+	free(a);
+	free(k);
+	return rc;
+}
+
 int cs_view_list_page(struct cs_request *req, const char *prefix, struct cs_strv *out)
 {
 	char *k = view_key(req, prefix);

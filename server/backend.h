@@ -485,6 +485,11 @@ int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out
  * list for any other operation): for handlers that answer exactly the names under one
  * prefix, so a page of a million keys costs the page. */
 int cs_view_list_page(struct cs_request *req, const char *prefix, struct cs_strv *out);
+/* Every key under prefix (recursively), relative to the view like the prefix, sorted,
+ * strictly after `after` (a relative key; NULL: from the first), at most `limit` (0:
+ * all): for work in bounded batches that resumes where the last batch stopped. */
+int cs_view_scan_page(struct cs_request *req, const char *prefix, const char *after, int64_t limit,
+		      struct cs_strv *out);
 /* The same over a full storage key (outside the mount's view: tokens, leases). */
 int cs_txn_list_req_page(struct cs_request *req, const char *key, struct cs_strv *out);
 /* JSON helpers over the view: read an object (CS_ENOTFOUND if absent), write one. */

@@ -916,9 +916,13 @@ static int merged_keys(struct cs_txn *t, const char *prefix, bool children, cons
 	 * the sorted pending keys in as we go: both streams are in key order, so the output
 	 * is sorted without a final sort. */
 	struct cs_buf start = {0};
-	cs_buf_append(&start, prefix, plen);
-	if (m.after && plen + m.alen <= MAX_KEY_LEN)
-		cs_buf_append(&start, m.after, m.alen);
+	if (!children && m.after && has_prefix(m.after, m.alen, prefix, plen)) {
+		cs_buf_append(&start, m.after, m.alen); /* a scan's `after` is a full key */
+	} else {
+		cs_buf_append(&start, prefix, plen);
+		if (children && m.after && plen + m.alen <= MAX_KEY_LEN)
+			cs_buf_append(&start, m.after, m.alen);
+	}
 	while (m.i < m.n && key_cmp(m.p[m.i].key, m.p[m.i].klen, (char *)start.data, start.len) < 0)
 		m.i++;
 	size_t first = out->n;
@@ -953,6 +957,12 @@ int cs_txn_list_page(struct cs_txn *t, const char *prefix, const char *after, in
 int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out)
 {
 	return merged_keys(t, prefix, false, NULL, 0, out);
+}
+
+int cs_txn_scan_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+		     struct cs_strv *out)
+{
+	return merged_keys(t, prefix, false, after, limit, out);
 }
 
 /* ---------------------------------------------------------------- commit */

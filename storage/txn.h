@@ -191,6 +191,10 @@ int cs_txn_list_page(struct cs_txn *t, const char *prefix, const char *after, in
 		     struct cs_strv *out);
 /* Every key under prefix (recursively, full keys), sorted. For deleting a mount. */
 int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out);
+/* One page of that scan: full keys strictly after the full key `after` (NULL: from the
+ * first), at most `limit` (0: all). For batched walks (conversions, tidy). */
+int cs_txn_scan_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+		     struct cs_strv *out);
 
 /*
  * Finish the transaction. If nothing needs waiting for (no writes, and no read of a

@@ -645,6 +645,13 @@ START_TEST(test_list_page_bounds)
 	expect_page(&t, "p/", "zzz", 5, NULL, 0);
 	const char *sub[] = {"y/"};
 	expect_page(&t, "p/a/", "x", 0, sub, 1);
+	/* A scan page: full keys strictly after a full key. */
+	struct cs_strv sc = {0};
+	ck_assert_int_eq(cs_txn_scan_page(&t, "p/", "p/a/x", 2, &sc), 0);
+	ck_assert_uint_eq(sc.n, 2);
+	ck_assert_str_eq(sc.v[0], "p/a/y/z");
+	ck_assert_str_eq(sc.v[1], "p/a0");
+	cs_strv_free(&sc);
 	/* A negative limit is refused (and poisons, as any bad argument). */
 	struct cs_strv sv = {0};
 	ck_assert_int_eq(cs_txn_list_page(&t, "p/", NULL, -1, &sv), CS_EINVAL);
