@@ -26,7 +26,6 @@
 #include "lib/util.h"
 #include "server/http.h"
 #include "server/http_request.h"
-#include "server/list_page.h"
 #include "server/response.h"
 #include "server/seal.h"
 #include "server/sys.h"

@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "lib/buf.h"
-#include "server/list_page.h"
 #include "server/sys.h"
 
 static const struct {
