@@ -239,7 +239,7 @@ static int role_exists(struct cs_request *req, bool *exists)
 static int role_list(struct cs_request *req)
 {
 	struct cs_strv keys = {0};
-	return cs_tokenutil_reply_keys(req, cs_view_list(req, "role/", &keys), &keys);
+	return cs_tokenutil_reply_keys(req, cs_view_list_page(req, "role/", &keys), &keys);
 }
 
 static int role_read(struct cs_request *req)

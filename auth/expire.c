@@ -1016,7 +1016,7 @@ static int leases_list(struct cs_request *req)
 	if (kl && key[kl - 1] != '/')
 		snprintf(key + kl, sizeof key - kl, "/");
 	struct cs_strv v = {0};
-	return cs_tokenutil_reply_keys(req, cs_txn_list(&req->txn, key, &v), &v);
+	return cs_tokenutil_reply_keys(req, cs_txn_list_req_page(req, key, &v), &v);
 }
 
 static int waiter_resume(struct cs_request *req, struct cs_async *a, int status)

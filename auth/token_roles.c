@@ -112,7 +112,7 @@ int cs_token_h_role_delete(struct cs_request *req)
 int cs_token_h_role_list(struct cs_request *req)
 {
 	struct cs_strv v = {0};
-	return cs_tokenutil_reply_keys(req, cs_view_list(req, "roles/", &v), &v);
+	return cs_tokenutil_reply_keys(req, cs_view_list_page(req, "roles/", &v), &v);
 }
 
 int cs_token_role_exists(struct cs_request *req, bool *exists)

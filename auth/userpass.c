@@ -349,7 +349,7 @@ static int user_delete(struct cs_request *req)
 static int user_list(struct cs_request *req)
 {
 	struct cs_strv keys = {0};
-	return cs_tokenutil_reply_keys(req, cs_view_list(req, "users/", &keys), &keys);
+	return cs_tokenutil_reply_keys(req, cs_view_list_page(req, "users/", &keys), &keys);
 }
 
 static int password_resume(struct cs_request *req, struct cs_async *a, int status)

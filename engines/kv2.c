@@ -64,21 +64,24 @@ static int load_config(struct cs_request *req, struct cs_kv2_config *c)
 	return 0;
 }
 
-/* 0 with *found; m is initialised in every case (free it). */
+/* 0 with *found; m is initialised in every case (free it). Reads the compact record and
+ * the JSON one of earlier releases alike. */
 static int load_meta(struct cs_request *req, const char *path, struct cs_kv2_meta *m, bool *found)
 {
 	cs_kv2_meta_init(m);
 	*found = false;
 	char *k = meta_key(path);
-	cJSON *j = NULL;
-	int rc = cs_view_get_json(req, k, &j);
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_view_get(req, k, &b);
 	free(k);
 	if (rc == CS_ENOTFOUND)
 		return 0;
-	if (rc)
+	if (rc) {
+		cs_buf_free_secure(&b);
 		return rc;
-	rc = cs_kv2_meta_decode(j, m);
-	cJSON_Delete(j);
+	}
+	rc = cs_kv2_meta_unpack(b.data, b.len, m);
+	cs_buf_free_secure(&b); /* holds the current version's data */
 	if (rc)
 		return cs_req_error(req, rc, "malformed key metadata");
 	*found = true;
@@ -114,19 +117,137 @@ static int load_config_meta(struct cs_request *req, const char *path, struct cs_
 static int save_meta(struct cs_request *req, const char *path, const struct cs_kv2_meta *m)
 {
 	char *k = meta_key(path);
-	cJSON *j = cs_kv2_meta_encode(m);
-	int rc = cs_view_put_json(req, k, j);
-	cJSON_Delete(j);
+	struct cs_buf b = CS_BUF_INIT;
+	cs_kv2_meta_pack(m, &b);
+	int rc = cs_view_put(req, k, b.data, b.len);
+	cs_buf_free_secure(&b);
 	free(k);
 	return rc;
 }
 
-static int delete_version_data(struct cs_request *req, const char *path, uint64_t num)
+/* Drop the data of version num: inline in m (the caller saves m), or its own record. */
+static int delete_version_data(struct cs_request *req, const char *path, struct cs_kv2_meta *m,
+			       uint64_t num)
 {
+	if (m->inline_data && m->inline_num == num) {
+		cs_zero(m->inline_data, m->inline_len);
+		free(m->inline_data);
+		m->inline_data = NULL;
+		m->inline_len = 0;
+		m->inline_num = 0;
+		return 0;
+	}
 	char *k = version_key(path, num);
 	int rc = cs_view_delete(req, k);
 	free(k);
 	return rc == CS_ENOTFOUND ? 0 : rc;
+}
+
+/* The inline version (if any) moves to its own record, as versions were stored before
+ * compact records: the metadata record then carries only the newest version's data. */
+static int spill_inline(struct cs_request *req, const char *path, struct cs_kv2_meta *m)
+{
+	if (!m->inline_data)
+		return 0;
+	char *k = version_key(path, m->inline_num);
+	int rc = cs_view_put(req, k, m->inline_data, m->inline_len);
+	free(k);
+	if (!rc)
+		rc = delete_version_data(req, path, m, m->inline_num);
+	return rc;
+}
+
+/* Make `data` (JSON text, taken) the inline data of version num. */
+static void set_inline(struct cs_kv2_meta *m, uint64_t num, char *data)
+{
+	m->inline_num = num;
+	m->inline_data = data;
+	m->inline_len = strlen(data);
+}
+
+/* ------------------------------------------------------------------ record conversion */
+
+/* Where the conversion of JSON metadata records to compact ones stands: absent before the
+ * first batch, {"after": <last metadata key converted>} between batches, {"done": true,
+ * "converted": N} once every record of the mount is compact. */
+#define CONVERT_KEY   "upgrade/compact-v1"
+#define CONVERT_BATCH 256
+
+/* One legacy record (metadata/<path>) to the compact form, the current version's data
+ * moving inline; *did tells whether it was a legacy record. */
+static int convert_one(struct cs_request *req, const char *meta_rel, bool *did)
+{
+	*did = false;
+	const char *path = meta_rel + strlen("metadata/");
+	struct cs_kv2_meta m;
+	bool found;
+	int rc = load_meta(req, path, &m, &found);
+	if (rc || !found || !m.legacy) {
+		cs_kv2_meta_free(&m);
+		return rc;
+	}
+	struct cs_kv2_version *v = cs_kv2_meta_find(&m, m.current_version);
+	if (v && !v->destroyed) {
+		char *k = version_key(path, v->num);
+		struct cs_buf b = CS_BUF_INIT;
+		rc = cs_view_get(req, k, &b);
+		if (rc == 0) {
+			char *text = malloc(b.len + 1);
+			if (!text)
+				abort();
+			memcpy(text, b.data, b.len);
+			text[b.len] = '\0';
+			set_inline(&m, v->num, text);
+			rc = cs_view_delete(req, k);
+		} else if (rc == CS_ENOTFOUND) {
+			rc = 0; /* no data record: nothing to move */
+		}
+		cs_buf_free_secure(&b);
+		free(k);
+	}
+	if (!rc)
+		rc = save_meta(req, path, &m);
+	cs_kv2_meta_free(&m);
+	*did = rc == 0;
+	return rc;
+}
+
+/* Periodic, on the active node: convert the next batch of records written by releases
+ * before the compact format, resuming after the last key the previous batch did. */
+static int kv2_periodic(struct cs_request *req)
+{
+	cJSON *st = NULL;
+	int rc = cs_view_get_json(req, CONVERT_KEY, &st);
+	if (rc && rc != CS_ENOTFOUND)
+		return rc;
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "done"))) {
+		cJSON_Delete(st);
+		return 0;
+	}
+	const cJSON *after = cJSON_GetObjectItemCaseSensitive(st, "after");
+	const cJSON *count = cJSON_GetObjectItemCaseSensitive(st, "converted");
+	double converted = cJSON_IsNumber(count) ? count->valuedouble : 0;
+	struct cs_strv keys = {0};
+	rc = cs_view_scan_page(req, "metadata/", cJSON_IsString(after) ? after->valuestring : NULL,
+			       CONVERT_BATCH, &keys);
+	for (size_t i = 0; !rc && i < keys.n; i++) {
+		bool did;
+		rc = convert_one(req, keys.v[i], &did);
+		converted += did;
+	}
+	if (!rc) {
+		cJSON *next = cJSON_CreateObject();
+		if (keys.n < CONVERT_BATCH)
+			cJSON_AddTrueToObject(next, "done");
+		else
+			cJSON_AddStringToObject(next, "after", keys.v[keys.n - 1]);
+		cJSON_AddNumberToObject(next, "converted", converted);
+		rc = cs_view_put_json(req, CONVERT_KEY, next);
+		cJSON_Delete(next);
+	}
+	cs_strv_free(&keys);
+	cJSON_Delete(st);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ responses */
@@ -354,18 +475,22 @@ static int store_version(struct cs_request *req, const char *path, struct cs_kv2
 	int64_t now = cs_now_ns(), del = 0;
 	if (!cs_kv2_deletion_time(now, c->delete_version_after, m->delete_version_after, &del))
 		del = 0;
-	char *k = version_key(path, m->current_version + 1);
-	int rc = cs_view_put_json(req, k, data);
-	free(k);
+	/* The new version's data lives in the metadata record (one record per secret); the
+	 * one it replaces moves to a record of its own. */
+	int rc = spill_inline(req, path, m);
 	if (rc)
 		return rc;
+	char *text = cJSON_PrintUnformatted(data);
+	if (!text)
+		abort();
+	set_inline(m, m->current_version + 1, text);
 	uint64_t *pruned;
 	size_t n_pruned;
 	struct cs_kv2_version *v =
 	    cs_kv2_add_version(m, now, del, c->max_versions, &pruned, &n_pruned);
 	cJSON *resp = version_json(m, v);
 	for (size_t i = 0; i < n_pruned && !rc; i++)
-		rc = delete_version_data(req, path, pruned[i]);
+		rc = delete_version_data(req, path, m, pruned[i]);
 	free(pruned);
 	if (!rc)
 		rc = save_meta(req, path, m);
@@ -377,9 +502,14 @@ static int store_version(struct cs_request *req, const char *path, struct cs_kv2
 	return 0;
 }
 
-/* Read a version's data object. */
-static int load_version(struct cs_request *req, const char *path, uint64_t num, cJSON **out)
+/* Read a version's data object: inline in m, or its own record. */
+static int load_version(struct cs_request *req, const char *path, const struct cs_kv2_meta *m,
+			uint64_t num, cJSON **out)
 {
+	if (m->inline_data && m->inline_num == num) {
+		*out = cJSON_ParseWithLength(m->inline_data, m->inline_len);
+		return *out ? 0 : cs_req_error(req, CS_EIO, "malformed version data");
+	}
 	char *k = version_key(path, num);
 	int rc = cs_view_get_json(req, k, out);
 	free(k);
@@ -420,7 +550,7 @@ static int read_version(struct cs_request *req, const char *path, const char *sl
 		return not_found_with_body(req);
 	}
 	*data = NULL;
-	rc = load_version(req, path, num, data);
+	rc = load_version(req, path, &m, num, data);
 	cs_kv2_meta_free(&m);
 	if (rc) {
 		cs_req_set_data(req, NULL);
@@ -493,7 +623,7 @@ static int data_patch(struct cs_request *req)
 		return not_found_with_body(req);
 	}
 	cJSON *cur = NULL;
-	rc = load_version(req, path, m.current_version, &cur);
+	rc = load_version(req, path, &m, m.current_version, &cur);
 	if (!rc) {
 		cJSON *merged = cs_kv2_merge_patch(cur, patch);
 		rc = store_version(req, path, &m, &c, merged);
@@ -567,7 +697,7 @@ static int versions_action(struct cs_request *req, enum versions_action act)
 		}
 		case ACT_DESTROY:
 			v->destroyed = true;
-			rc = delete_version_data(req, path, v->num);
+			rc = delete_version_data(req, path, &m, v->num);
 			break;
 		}
 		if (rc)
@@ -801,7 +931,7 @@ static int metadata_delete(struct cs_request *req)
 	if (rc)
 		return rc == CS_ENOTFOUND ? 0 : rc; /* nothing to delete */
 	for (size_t i = 0; i < m.n && !rc; i++)
-		rc = delete_version_data(req, path, m.v[i].num);
+		rc = delete_version_data(req, path, &m, m.v[i].num);
 	if (!rc) {
 		char *k = meta_key(path);
 		rc = cs_view_delete(req, k);
@@ -818,8 +948,11 @@ static int metadata_list(struct cs_request *req)
 	struct cs_buf prefix = CS_BUF_INIT;
 	cs_buf_printf(&prefix, "metadata/%s%s", path, n && path[n - 1] != '/' ? "/" : "");
 	struct cs_strv keys = {0};
-	int rc = cs_view_list(req, prefix.data, &keys);
 	bool exclude = cs_req_bool(req, "exclude_deleted", false);
+	/* exclude_deleted drops names after the walk: page the filtered list instead (the
+	 * core trims it), or a page could come back short. */
+	int rc = exclude ? cs_view_list(req, prefix.data, &keys)
+			 : cs_view_list_page(req, prefix.data, &keys);
 	cJSON *d = cJSON_CreateObject();
 	cJSON *a = cJSON_AddArrayToObject(d, "keys");
 	for (size_t i = 0; !rc && i < keys.n; i++) {
@@ -980,4 +1113,5 @@ const struct cs_backend cs_kv2_backend = {
     .paths = kv2_paths,
     .n_paths = CS_ARRAY_LEN(kv2_paths),
     .validate_mount = kv2_validate_mount,
+    .periodic = kv2_periodic,
 };

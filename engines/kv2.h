@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/buf.h"
 #include "server/backend.h"
 
 extern const struct cs_backend cs_kv2_backend;
@@ -67,6 +68,13 @@ struct cs_kv2_meta {
 	cJSON *custom;
 	struct cs_kv2_version *v; /* sorted by num, ascending */
 	size_t n, cap;
+	/* The data of version inline_num (0: none), JSON text of inline_len bytes, kept in
+	 * the metadata record itself (compact records): a secret with one live version is
+	 * one record. Malloc'd, wiped and freed by cs_kv2_meta_free. */
+	uint64_t inline_num;
+	char *inline_data;
+	size_t inline_len;
+	bool legacy; /* decoded from the JSON record of releases before the compact one */
 };
 
 /* Mount-wide configuration (the "config" key). */
@@ -82,6 +90,19 @@ void cs_kv2_meta_free(struct cs_kv2_meta *m);
 cJSON *cs_kv2_meta_encode(const struct cs_kv2_meta *m);
 /* Fill m (initialised by this call) from an encoded object. 0 or CS_EIO (malformed). */
 int cs_kv2_meta_decode(const cJSON *j, struct cs_kv2_meta *m);
+/*
+ * The compact metadata record (what kv2.c stores): byte 0 is CS_KV2_REC_V1, then LEB128
+ * varints (signed ones zigzagged): current, oldest, created, updated, max_versions, flags
+ * (bit 0 cas_required), delete_version_after, custom_metadata (length + JSON text, 0:
+ * none), the version count and per version (num, created, deletion, destroyed), then
+ * inline_num and the inline data (length + JSON text). The JSON record of older releases
+ * begins with '{' and is still read (m->legacy set).
+ */
+#define CS_KV2_REC_V1 0x01
+void cs_kv2_meta_pack(const struct cs_kv2_meta *m, struct cs_buf *out);
+/* 0, or CS_EIO for a malformed record (m is then empty). m is initialised by the call. */
+int cs_kv2_meta_unpack(const void *buf, size_t len, struct cs_kv2_meta *m);
+
 /* The version entry with number num, or NULL. The pointer is valid until m changes. */
 struct cs_kv2_version *cs_kv2_meta_find(struct cs_kv2_meta *m, uint64_t num);
 

@@ -24,6 +24,9 @@ void cs_kv2_meta_free(struct cs_kv2_meta *m)
 {
 	cJSON_Delete(m->custom);
 	free(m->v);
+	if (m->inline_data) /* a secret */
+		cs_zero(m->inline_data, m->inline_len);
+	free(m->inline_data);
 	memset(m, 0, sizeof *m);
 }
 
@@ -119,6 +122,161 @@ int cs_kv2_meta_decode(const cJSON *j, struct cs_kv2_meta *m)
 		v->created_ns = get_ns(e, "c");
 		v->deletion_ns = get_ns(e, "d");
 		v->destroyed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "x"));
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ compact record */
+
+static void put_uv(struct cs_buf *b, uint64_t v)
+{
+	uint8_t t[10];
+	size_t n = 0;
+	do {
+		t[n] = (uint8_t)(v & 0x7f);
+		v >>= 7;
+		if (v)
+			t[n] |= 0x80;
+		n++;
+	} while (v);
+	cs_buf_append(b, t, n);
+}
+
+static void put_sv(struct cs_buf *b, int64_t v)
+{
+	put_uv(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+struct rd {
+	const uint8_t *p, *end;
+	bool bad;
+};
+
+static uint64_t get_uv(struct rd *r)
+{
+	uint64_t v = 0;
+	for (int shift = 0; shift < 64; shift += 7) {
+		if (r->p >= r->end) {
+			r->bad = true;
+			return 0;
+		}
+		uint8_t c = *r->p++;
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80))
+			return v;
+	}
+	r->bad = true; /* more than 10 bytes */
+	return 0;
+}
+
+static int64_t get_sv(struct rd *r)
+{
+	uint64_t u = get_uv(r);
+	return (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
+}
+
+/* A length followed by that many bytes; NULL (and r->bad) when they are not all there. */
+static const uint8_t *get_bytes(struct rd *r, size_t *len)
+{
+	uint64_t n = get_uv(r);
+	if (r->bad || n > (uint64_t)(r->end - r->p)) {
+		r->bad = true;
+		return NULL;
+	}
+	const uint8_t *b = r->p;
+	r->p += n;
+	*len = (size_t)n;
+	return b;
+}
+
+void cs_kv2_meta_pack(const struct cs_kv2_meta *m, struct cs_buf *out)
+{
+	uint8_t ver = CS_KV2_REC_V1;
+	cs_buf_append(out, &ver, 1);
+	put_uv(out, m->current_version);
+	put_uv(out, m->oldest_version);
+	put_sv(out, m->created_ns);
+	put_sv(out, m->updated_ns);
+	put_uv(out, m->max_versions);
+	put_uv(out, m->cas_required ? 1 : 0);
+	put_sv(out, m->delete_version_after);
+	char *custom = m->custom ? cJSON_PrintUnformatted(m->custom) : NULL;
+	size_t cl = custom ? strlen(custom) : 0;
+	put_uv(out, cl);
+	cs_buf_append(out, custom, cl);
+	free(custom);
+	put_uv(out, m->n);
+	for (size_t i = 0; i < m->n; i++) {
+		put_uv(out, m->v[i].num);
+		put_sv(out, m->v[i].created_ns);
+		put_sv(out, m->v[i].deletion_ns);
+		put_uv(out, m->v[i].destroyed ? 1 : 0);
+	}
+	put_uv(out, m->inline_data ? m->inline_num : 0);
+	put_uv(out, m->inline_data ? m->inline_len : 0);
+	if (m->inline_data)
+		cs_buf_append(out, m->inline_data, m->inline_len);
+}
+
+int cs_kv2_meta_unpack(const void *buf, size_t len, struct cs_kv2_meta *m)
+{
+	cs_kv2_meta_init(m);
+	const uint8_t *b = buf;
+	if (len == 0)
+		return CS_EIO;
+	if (b[0] == '{') { /* the JSON record of earlier releases */
+		cJSON *j = cJSON_ParseWithLength((const char *)buf, len);
+		int rc = cs_kv2_meta_decode(j, m);
+		cJSON_Delete(j);
+		m->legacy = rc == 0;
+		return rc;
+	}
+	if (b[0] != CS_KV2_REC_V1)
+		return CS_EIO;
+	struct rd r = {b + 1, b + len, false};
+	m->current_version = get_uv(&r);
+	m->oldest_version = get_uv(&r);
+	m->created_ns = get_sv(&r);
+	m->updated_ns = get_sv(&r);
+	uint64_t mv = get_uv(&r);
+	m->max_versions = mv > UINT32_MAX ? UINT32_MAX : (uint32_t)mv;
+	m->cas_required = get_uv(&r) & 1;
+	m->delete_version_after = get_sv(&r);
+	size_t cl = 0;
+	const uint8_t *custom = get_bytes(&r, &cl);
+	if (custom && cl) {
+		m->custom = cJSON_ParseWithLength((const char *)custom, cl);
+		if (!cJSON_IsObject(m->custom))
+			r.bad = true;
+	}
+	uint64_t n = r.bad ? 0 : get_uv(&r);
+	/* Each version takes at least 4 bytes: a count beyond the record is malformed. */
+	if (n > (uint64_t)(r.end - r.p) / 4)
+		r.bad = true;
+	for (uint64_t i = 0; !r.bad && i < n; i++) {
+		struct cs_kv2_version *v = push_version(m);
+		v->num = get_uv(&r);
+		v->created_ns = get_sv(&r);
+		v->deletion_ns = get_sv(&r);
+		v->destroyed = get_uv(&r) & 1;
+	}
+	uint64_t inum = r.bad ? 0 : get_uv(&r);
+	size_t il = 0;
+	const uint8_t *idata = r.bad ? NULL : get_bytes(&r, &il);
+	if (!r.bad && r.p != r.end)
+		r.bad = true; /* trailing bytes */
+	if (r.bad) {
+		cs_kv2_meta_free(m);
+		return CS_EIO;
+	}
+	if (inum) {
+		m->inline_num = inum;
+		m->inline_len = il;
+		m->inline_data = malloc(il + 1);
+		if (!m->inline_data)
+			abort();
+		memcpy(m->inline_data, idata, il);
+		m->inline_data[il] = '\0';
 	}
 	return 0;
 }

@@ -110,7 +110,7 @@ int cs_kvutil_list(struct cs_request *req, cs_kvutil_key_fn *key_fn)
 	if (!k)
 		return rc;
 	struct cs_strv keys = {0};
-	rc = cs_view_list(req, k, &keys);
+	rc = cs_view_list_page(req, k, &keys);
 	free(k);
 	if (!rc && keys.n == 0)
 		rc = CS_ENOTFOUND;

@@ -300,6 +300,13 @@ struct cs_request {
 	bool is_head;           /* HTTP HEAD: status only */
 	bool help; /* ?help=<non-empty>: answer with the route's help, run nothing (needs a
 		    * valid token on every path, and no ACL capability, as in Vault) */
+	/* LIST pagination (OpenBao's): names strictly after list_after (NULL: from the
+	 * first), at most list_limit of them (0: all). Parsed by the core from the query or
+	 * body of every LIST (server/list_page.h); the core trims the response's "keys" to
+	 * that page whatever the handler did, and cs_view_list_page stops the storage walk
+	 * there, so a handler listing a storage prefix pages for free. */
+	char *list_after;
+	int64_t list_limit;
 
 	/* Response. */
 	int status;       /* 0: core decides (200 with body / 204 without) */
@@ -489,6 +496,17 @@ int cs_view_exists(struct cs_request *req, const char *key, bool *exists);
 int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n);
 int cs_view_delete(struct cs_request *req, const char *key);
 int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out);
+/* cs_view_list of the page the LIST asked for (req->list_after / list_limit; the whole
+ * list for any other operation): for handlers that answer exactly the names under one
+ * prefix, so a page of a million keys costs the page. */
+int cs_view_list_page(struct cs_request *req, const char *prefix, struct cs_strv *out);
+/* Every key under prefix (recursively), relative to the view like the prefix, sorted,
+ * strictly after `after` (a relative key; NULL: from the first), at most `limit` (0:
+ * all): for work in bounded batches that resumes where the last batch stopped. */
+int cs_view_scan_page(struct cs_request *req, const char *prefix, const char *after, int64_t limit,
+		      struct cs_strv *out);
+/* The same over a full storage key (outside the mount's view: tokens, leases). */
+int cs_txn_list_req_page(struct cs_request *req, const char *key, struct cs_strv *out);
 /* JSON helpers over the view: read an object (CS_ENOTFOUND if absent), write one. */
 int cs_view_get_json(struct cs_request *req, const char *key, cJSON **out);
 int cs_view_put_json(struct cs_request *req, const char *key, const cJSON *obj);
@@ -572,6 +590,24 @@ bool cs_backend_route(const struct cs_backend *b, struct cs_request *req, const 
  * Returns the handler's code (or CS_EUNSUPPORTED / CS_EINVAL from validation).
  */
 int cs_backend_dispatch(struct cs_request *req);
+
+/* LIST pagination for every route (OpenBao's `after` and `limit`): the request side
+ * parses the two parameters once for any LIST (in cs_backend_dispatch), the response side
+ * (the core, before answering) trims whatever "keys" array a handler answered with. */
+/* For a LIST: take `after` (a string) and `limit` (a non-negative integer, or a string of
+ * digits; 0 or "" is no limit) out of req->data into req->list_after / req->list_limit.
+ * A route that declares a field of either name keeps it as its own parameter (sys/leases'
+ * Vault `limit`, "none" or a count). A bad value is CS_EINVAL with Vault's message shape.
+ * Other operations: nothing. */
+int cs_list_page_parse(struct cs_request *req);
+/* The route declares a field `name` ("after", "limit") of its own, which paging leaves
+ * alone (`custos server -list-routes` shows them as list_own_params). */
+bool cs_list_page_route_owns(const struct cs_path *p, const char *name);
+/* For a LIST with a page asked for: sort the response's data.keys in byte order, keep the
+ * names strictly after list_after, at most list_limit of them, and drop the key_info
+ * members of the names that went. Idempotent, so a handler that already paged costs one
+ * pass over its page. */
+void cs_list_page_trim(struct cs_request *req);
 
 /*
  * The token store and the expiration manager as the core sees them: one interface each,

@@ -87,6 +87,7 @@ static void req_free(struct cs_request *req)
 	free(req->errmsg);
 	for (int i = 0; i < req->n_resp_headers; i++)
 		free(req->resp_headers[i]);
+	free(req->list_after);
 	free(req);
 }
 
@@ -126,7 +127,8 @@ static void finish(struct cs_request *req)
 	char *body = NULL;
 	int status = req->status;
 	const char *ctype = NULL; /* JSON */
-	if (req->raw_type) {      /* a non-JSON body (cs_req_set_raw): handed over as is */
+	cs_list_page_trim(req);
+	if (req->raw_type) { /* a non-JSON body (cs_req_set_raw): handed over as is */
 		body = (char *)req->raw_body;
 		len = req->raw_len;
 		req->raw_body = NULL;

@@ -100,6 +100,12 @@ static cJSON *path_json(const struct cs_backend *b, size_t row)
 			cJSON_AddItemToArray(ops, cJSON_CreateString(cs_op_name((enum cs_op)op)));
 	cJSON_AddItemToObject(o, "flags", cs_routes_flags_json(p->flags));
 	cJSON_AddBoolToObject(o, "exists_check", p->exists != NULL);
+	if (p->ops[CS_OP_LIST]) { /* LIST pagination parameters the route keeps as its own */
+		cJSON *own = cJSON_AddArrayToObject(o, "list_own_params");
+		for (const char *const *n = (const char *const[]){"after", "limit", NULL}; *n; n++)
+			if (cs_list_page_route_owns(p, *n))
+				cJSON_AddItemToArray(own, cJSON_CreateString(*n));
+	}
 	char *sample = cs_routes_sample(b, row);
 	if (sample)
 		cJSON_AddStringToObject(o, "sample", sample);

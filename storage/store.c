@@ -269,6 +269,12 @@ int cs_store_get(struct cs_store *s, const char *key, size_t klen, struct cs_buf
 int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_scan_cb cb,
 		  void *ctx)
 {
+	return cs_store_scan_from(s, prefix, plen, prefix, plen, cb, ctx, NULL);
+}
+
+int cs_store_scan_from(struct cs_store *s, const char *prefix, size_t plen, const char *start,
+		       size_t slen, cs_store_scan_cb cb, void *ctx, struct cs_buf *seek)
+{
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	int rv = rtxn_acquire(s, &txn);
@@ -279,9 +285,9 @@ int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_
 		rtxn_release(s);
 		return lmdb_fail(s, "cursor", rc);
 	}
-	MDB_val k = {plen, (void *)prefix}, v;
-	/* An empty prefix cannot be a SET_RANGE key (LMDB rejects zero-length keys). */
-	rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
+	MDB_val k = {slen, (void *)start}, v;
+	/* An empty start cannot be a SET_RANGE key (LMDB rejects zero-length keys). */
+	rc = slen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
 		  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
 	rv = 0;
 	while (rc == 0) {
@@ -289,6 +295,13 @@ int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_
 		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
 			break;
 		rv = cb(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+		if (rv == CS_STORE_SEEK && seek && seek->len) {
+			/* Jump over a whole folder instead of walking every key in it. */
+			rv = 0;
+			k = (MDB_val){seek->len, seek->data};
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			continue;
+		}
 		if (rv != 0)
 			break;
 		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);

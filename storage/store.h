@@ -93,6 +93,13 @@ typedef int (*cs_store_scan_cb)(void *ctx, const char *key, size_t klen, const v
 				size_t vlen);
 int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_scan_cb cb,
 		  void *ctx);
+/* The same walk starting at the first key >= start (which begins with prefix). A callback
+ * may return CS_STORE_SEEK after putting a key (> the current one) in *seek: the walk
+ * continues at the first key >= it, so a list skips a folder of a million keys in one
+ * cursor move. seek may be NULL when the callback never seeks. */
+#define CS_STORE_SEEK 2000
+int cs_store_scan_from(struct cs_store *s, const char *prefix, size_t plen, const char *start,
+		       size_t slen, cs_store_scan_cb cb, void *ctx, struct cs_buf *seek);
 
 /*
  * Apply one raft command entry (a batch encoded by cs_batch_*, storage/txn.h) at raft

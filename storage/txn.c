@@ -765,54 +765,101 @@ struct merge {
 	struct cs_strv *out;
 	char *last; /* last name emitted (children are consecutive duplicates) */
 	size_t lastlen;
+	/* Paging (lists only): names strictly after `after` (NULL: from the start), at most
+	 * `limit` of them (0: all). */
+	const char *after;
+	size_t alen;
+	size_t limit, count;
+	bool full;          /* the page is complete: stop the walk */
+	struct cs_buf seek; /* where the LMDB walk jumps to after a folder */
 };
 
-static void emit(struct merge *m, const char *key, size_t klen)
+/* The name a key shows as under the prefix: a leaf, or its folder ("b/") in a list. */
+static size_t child_len(const struct merge *m, const char *key, size_t klen)
 {
-	const char *name = key;
-	size_t len = klen;
+	const char *name = key + m->plen;
+	size_t len = klen - m->plen;
 	if (m->children) {
-		/* Vault's LIST: "a/b/c" under "a/" shows as the folder "b/". Keys arrive
-		 * sorted, so every key of one folder is adjacent and one comparison with
-		 * the previous name removes the duplicates. */
-		name += m->plen;
-		len -= m->plen;
 		const char *slash = memchr(name, '/', len);
 		if (slash)
 			len = (size_t)(slash - name) + 1;
-		if (len == 0)
-			return; /* the key equals the prefix itself */
-		if (m->last && m->lastlen == len && memcmp(m->last, name, len) == 0)
-			return;
+	}
+	return len;
+}
+
+/* Emit a key's name unless it is a duplicate or not after m->after. True when the name
+ * is a folder now fully accounted for (the walk may jump past the folder's keys). */
+static bool emit(struct merge *m, const char *key, size_t klen)
+{
+	if (m->full)
+		return false;
+	const char *name = m->children ? key + m->plen : key; /* scan: full keys */
+	size_t len = m->children ? child_len(m, key, klen) : klen;
+	if (len == 0)
+		return false; /* the key equals the prefix itself */
+	bool folder = m->children && name[len - 1] == '/';
+	/* Keys arrive sorted, so every key of one folder is adjacent and one comparison with
+	 * the previous name removes the duplicates. */
+	if (m->last && m->lastlen == len && memcmp(m->last, name, len) == 0)
+		return folder;
+	if (m->after && key_cmp(name, len, m->after, m->alen) <= 0)
+		return folder; /* "b/" when after is "b/" or "b/x": nothing of it is after */
+	if (m->limit && m->count == m->limit) {
+		m->full = true;
+		return false;
 	}
 	cs_strv_push(m->out, name, len);
 	m->last = m->out->v[m->out->n - 1];
 	m->lastlen = len;
+	m->count++;
+	return folder;
 }
 
 /* Emit pending puts that sort before key (all remaining ones if key is NULL). */
 static void emit_pending_before(struct merge *m, const char *key, size_t klen)
 {
-	while (m->i < m->n && (!key || key_cmp(m->p[m->i].key, m->p[m->i].klen, key, klen) < 0)) {
+	while (!m->full && m->i < m->n &&
+	       (!key || key_cmp(m->p[m->i].key, m->p[m->i].klen, key, klen) < 0)) {
 		if (m->p[m->i].put)
 			emit(m, m->p[m->i].key, m->p[m->i].klen);
 		m->i++;
 	}
 }
 
+/* After a folder "<prefix>b/" is settled, continue at "<prefix>b0": '0' follows '/', so
+ * that is the first key past every key in the folder. */
+static int seek_past(struct merge *m, const char *key, size_t klen)
+{
+	size_t end = m->plen + child_len(m, key, klen); /* just past the '/' */
+	m->seek.len = 0;
+	cs_buf_append(&m->seek, key, end - 1);
+	cs_buf_append(&m->seek, "0", 1);
+	/* Pending keys inside the folder would only repeat its name. */
+	while (m->i < m->n &&
+	       key_cmp(m->p[m->i].key, m->p[m->i].klen, (char *)m->seek.data, m->seek.len) < 0)
+		m->i++;
+	return CS_STORE_SEEK;
+}
+
 static int merge_lmdb_key(void *ctx, const char *key, size_t klen, const void *val, size_t vlen)
 {
 	struct merge *m = ctx;
+	(void)val;
+	(void)vlen;
 	emit_pending_before(m, key, klen);
+	if (m->full)
+		return CS_STORE_SEEK + 1; /* stop: the page is complete */
+	bool settled;
 	if (m->i < m->n && key_cmp(m->p[m->i].key, m->p[m->i].klen, key, klen) == 0) {
 		/* The pending write decides: a put shows, a tombstone hides. */
-		if (m->p[m->i].put)
-			emit(m, key, klen);
+		settled = m->p[m->i].put && emit(m, key, klen);
 		m->i++;
-		return 0;
+	} else {
+		settled = emit(m, key, klen);
 	}
-	emit(m, key, klen);
-	return 0;
+	if (m->full)
+		return CS_STORE_SEEK + 1;
+	return settled ? seek_past(m, key, klen) : 0;
 }
 
 static bool has_prefix(const char *key, size_t klen, const char *prefix, size_t plen)
@@ -821,17 +868,23 @@ static bool has_prefix(const char *key, size_t klen, const char *prefix, size_t 
 }
 
 /* Merged view (write-set over overlay over LMDB) of the keys under prefix. */
-static int merged_keys(struct cs_txn *t, const char *prefix, bool children, struct cs_strv *out)
+static int merged_keys(struct cs_txn *t, const char *prefix, bool children, const char *after,
+		       int64_t limit, struct cs_strv *out)
 {
 	if (t->err)
 		return t->err;
-	if (!prefix)
+	if (!prefix || limit < 0)
 		return poison(t, CS_EINVAL);
 	size_t plen = strlen(prefix);
 	if (plen > MAX_KEY_LEN)
 		return poison(t, CS_EINVAL);
 
 	struct merge m = {.t = t, .prefix = prefix, .plen = plen, .children = children, .out = out};
+	if (after && *after) {
+		m.after = after;
+		m.alen = strlen(after);
+	}
+	m.limit = (size_t)limit;
 	size_t cap = t->st->overlay->count + t->ws.n;
 	m.p = xmalloc((cap ? cap : 1) * sizeof *m.p);
 	/* The pending keys under the prefix, from the overlay and then from the txn's own
@@ -859,12 +912,28 @@ static int merged_keys(struct cs_txn *t, const char *prefix, bool children, stru
 	}
 	m.n = w;
 
-	/* One ordered pass over LMDB, merging the sorted pending keys in as we go: both
-	 * streams are in key order, so the output is sorted without a final sort. */
+	/* One ordered pass over LMDB from the first key that can be after `after`, merging
+	 * the sorted pending keys in as we go: both streams are in key order, so the output
+	 * is sorted without a final sort. */
+	struct cs_buf start = {0};
+	if (!children && m.after && has_prefix(m.after, m.alen, prefix, plen)) {
+		cs_buf_append(&start, m.after, m.alen); /* a scan's `after` is a full key */
+	} else {
+		cs_buf_append(&start, prefix, plen);
+		if (children && m.after && plen + m.alen <= MAX_KEY_LEN)
+			cs_buf_append(&start, m.after, m.alen);
+	}
+	while (m.i < m.n && key_cmp(m.p[m.i].key, m.p[m.i].klen, (char *)start.data, start.len) < 0)
+		m.i++;
 	size_t first = out->n;
-	int rv = cs_store_scan(&t->st->store, prefix, plen, merge_lmdb_key, &m);
+	int rv = cs_store_scan_from(&t->st->store, prefix, plen, (char *)start.data, start.len,
+				    merge_lmdb_key, &m, &m.seek);
+	if (rv == CS_STORE_SEEK + 1)
+		rv = 0;
 	if (rv == 0)
 		emit_pending_before(&m, NULL, 0);
+	cs_buf_free(&start);
+	cs_buf_free(&m.seek);
 	free(m.p);
 	if (rv != 0) {
 		while (out->n > first)
@@ -876,12 +945,24 @@ static int merged_keys(struct cs_txn *t, const char *prefix, bool children, stru
 
 int cs_txn_list(struct cs_txn *t, const char *prefix, struct cs_strv *out)
 {
-	return merged_keys(t, prefix, true, out);
+	return merged_keys(t, prefix, true, NULL, 0, out);
+}
+
+int cs_txn_list_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+		     struct cs_strv *out)
+{
+	return merged_keys(t, prefix, true, after, limit, out);
 }
 
 int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out)
 {
-	return merged_keys(t, prefix, false, out);
+	return merged_keys(t, prefix, false, NULL, 0, out);
+}
+
+int cs_txn_scan_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+		     struct cs_strv *out)
+{
+	return merged_keys(t, prefix, false, after, limit, out);
 }
 
 /* ---------------------------------------------------------------- commit */

@@ -181,8 +181,20 @@ int cs_txn_put(struct cs_txn *t, const char *key, const void *val, size_t n);
  * relative to the prefix, sub-folders once with a trailing '/', sorted, no duplicates.
  */
 int cs_txn_list(struct cs_txn *t, const char *prefix, struct cs_strv *out);
+/*
+ * One page of that list (OpenBao's ListPage): the names sorted strictly after `after`
+ * (NULL or "": from the first), at most `limit` of them (0: no limit; negative is
+ * CS_EINVAL). The LMDB cursor starts at prefix+after and stops once the page is full, and
+ * a folder is skipped in one cursor move, so a page costs O(limit), not O(keys).
+ */
+int cs_txn_list_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+		     struct cs_strv *out);
 /* Every key under prefix (recursively, full keys), sorted. For deleting a mount. */
 int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out);
+/* One page of that scan: full keys strictly after the full key `after` (NULL: from the
+ * first), at most `limit` (0: all). For batched walks (conversions, tidy). */
+int cs_txn_scan_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+		     struct cs_strv *out);
 
 /*
  * Finish the transaction. If nothing needs waiting for (no writes, and no read of a

@@ -17,6 +17,120 @@ static bool json_eq(const cJSON *a, const char *text)
 	return eq;
 }
 
+/* ---------------------------------------------------------------- compact record */
+
+static void meta_sample(struct cs_kv2_meta *m, bool with_inline)
+{
+	cs_kv2_meta_init(m);
+	uint64_t *pruned;
+	size_t np;
+	int64_t t0 = 1732283648123456789LL;
+	for (int i = 0; i < 3; i++) {
+		cs_kv2_add_version(m, t0 + i, i == 1 ? t0 + 99 * SEC : 0, 0, &pruned, &np);
+		free(pruned);
+	}
+	m->v[0].destroyed = true;
+	m->max_versions = 7;
+	m->cas_required = true;
+	m->delete_version_after = -1; /* negative survives (zigzag) */
+	m->created_ns = t0;
+	m->updated_ns = t0 + 5;
+	m->custom = cJSON_Parse("{\"owner\":\"ops\",\"u\":\"\\u00e9\"}");
+	if (with_inline) {
+		m->inline_num = 3;
+		m->inline_data = strdup("{\"value\":\"s3cr3t\"}");
+		m->inline_len = strlen(m->inline_data);
+	}
+}
+
+static void meta_eq(const struct cs_kv2_meta *a, const struct cs_kv2_meta *b)
+{
+	ck_assert_uint_eq(a->current_version, b->current_version);
+	ck_assert_uint_eq(a->oldest_version, b->oldest_version);
+	ck_assert_int_eq(a->created_ns, b->created_ns);
+	ck_assert_int_eq(a->updated_ns, b->updated_ns);
+	ck_assert_uint_eq(a->max_versions, b->max_versions);
+	ck_assert(a->cas_required == b->cas_required);
+	ck_assert_int_eq(a->delete_version_after, b->delete_version_after);
+	ck_assert(cJSON_Compare(a->custom, b->custom, true) || (!a->custom && !b->custom));
+	ck_assert_uint_eq(a->n, b->n);
+	for (size_t i = 0; i < a->n; i++) {
+		ck_assert_uint_eq(a->v[i].num, b->v[i].num);
+		ck_assert_int_eq(a->v[i].created_ns, b->v[i].created_ns);
+		ck_assert_int_eq(a->v[i].deletion_ns, b->v[i].deletion_ns);
+		ck_assert(a->v[i].destroyed == b->v[i].destroyed);
+	}
+}
+
+START_TEST(test_meta_pack_roundtrip)
+{
+	for (int with = 0; with < 2; with++) {
+		struct cs_kv2_meta m, back;
+		meta_sample(&m, with);
+		struct cs_buf b = CS_BUF_INIT;
+		cs_kv2_meta_pack(&m, &b);
+		ck_assert_uint_eq(((uint8_t *)b.data)[0], CS_KV2_REC_V1);
+		ck_assert_int_eq(cs_kv2_meta_unpack(b.data, b.len, &back), 0);
+		meta_eq(&m, &back);
+		ck_assert(!back.legacy);
+		ck_assert_uint_eq(back.inline_num, with ? 3 : 0);
+		if (with) {
+			ck_assert_uint_eq(back.inline_len, m.inline_len);
+			ck_assert_str_eq(back.inline_data, m.inline_data);
+		} else {
+			ck_assert_ptr_null(back.inline_data);
+		}
+		/* Every strict prefix and any trailing byte is malformed, never a crash. */
+		for (size_t cut = 0; cut < b.len; cut++) {
+			struct cs_kv2_meta t;
+			ck_assert_int_eq(cs_kv2_meta_unpack(b.data, cut, &t), CS_EIO);
+			ck_assert_ptr_null(t.v);
+		}
+		cs_buf_append(&b, "", 1);
+		struct cs_kv2_meta t;
+		ck_assert_int_eq(cs_kv2_meta_unpack(b.data, b.len, &t), CS_EIO);
+		cs_buf_free(&b);
+		cs_kv2_meta_free(&m);
+		cs_kv2_meta_free(&back);
+	}
+}
+END_TEST
+
+START_TEST(test_meta_unpack_legacy_json)
+{
+	/* A record written by the JSON codec of earlier releases reads the same. */
+	struct cs_kv2_meta m, back;
+	meta_sample(&m, false);
+	cJSON *j = cs_kv2_meta_encode(&m);
+	char *text = cJSON_PrintUnformatted(j);
+	ck_assert_int_eq(cs_kv2_meta_unpack(text, strlen(text), &back), 0);
+	ck_assert(back.legacy);
+	meta_eq(&m, &back);
+	ck_assert_ptr_null(back.inline_data);
+	cs_kv2_meta_free(&back);
+	/* A compact record is far smaller than the JSON one. */
+	struct cs_buf b = CS_BUF_INIT;
+	cs_kv2_meta_pack(&m, &b);
+	ck_assert_uint_lt(b.len * 3, strlen(text));
+	cs_buf_free(&b);
+	free(text);
+	cJSON_Delete(j);
+	cs_kv2_meta_free(&m);
+	/* Neither '{' nor the version byte: refused. */
+	ck_assert_int_eq(cs_kv2_meta_unpack("\x02", 1, &back), CS_EIO);
+	ck_assert_int_eq(cs_kv2_meta_unpack("{oops", 5, &back), CS_EIO);
+	ck_assert_int_eq(cs_kv2_meta_unpack("", 0, &back), CS_EIO);
+	/* A version count beyond the record, a 11-byte varint, bad custom JSON. */
+	const uint8_t huge[] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f};
+	ck_assert_int_eq(cs_kv2_meta_unpack(huge, sizeof huge, &back), CS_EIO);
+	const uint8_t longv[] = {1,    0xff, 0xff, 0xff, 0xff, 0xff,
+				 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+	ck_assert_int_eq(cs_kv2_meta_unpack(longv, sizeof longv, &back), CS_EIO);
+	const uint8_t badc[] = {1, 1, 1, 0, 0, 0, 0, 0, 2, '[', ']', 0, 0, 0};
+	ck_assert_int_eq(cs_kv2_meta_unpack(badc, sizeof badc, &back), CS_EIO);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- metadata codec */
 
 START_TEST(test_meta_roundtrip)
@@ -339,6 +453,8 @@ int main(void)
 	Suite *s = suite_create("kv2");
 	TCase *tc = tcase_create("helpers");
 	tcase_add_test(tc, test_meta_roundtrip);
+	tcase_add_test(tc, test_meta_pack_roundtrip);
+	tcase_add_test(tc, test_meta_unpack_legacy_json);
 	tcase_add_test(tc, test_meta_decode_rejects_garbage);
 	tcase_add_test(tc, test_config_codec);
 	tcase_add_test(tc, test_cas_decisions);

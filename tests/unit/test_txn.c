@@ -601,6 +601,156 @@ START_TEST(test_scan_large)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- paged lists */
+
+static void expect_page(struct cs_txn *t, const char *prefix, const char *after, int64_t limit,
+			const char *const *want, size_t n)
+{
+	struct cs_strv sv = {0};
+	ck_assert_int_eq(cs_txn_list_page(t, prefix, after, limit, &sv), 0);
+	ck_assert_msg(sv.n == n, "page %s after %s limit %lld: %zu names, want %zu", prefix,
+		      after ? after : "(null)", (long long)limit, sv.n, n);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_str_eq(sv.v[i], want[i]);
+	cs_strv_free(&sv);
+}
+
+START_TEST(test_list_page_bounds)
+{
+	struct cs_txn t;
+	bool pending;
+	struct rec r = {0};
+	cs_txn_begin(&t, &fx.st, NULL);
+	/* "a-b" < "a/" < "a0" in byte order: folders sort by their name with the slash. */
+	const char *keys[] = {"p/a", "p/a-b", "p/a/x", "p/a/y/z", "p/a0", "p/b", "p/c/1", "q/z"};
+	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+		put(&t, keys[i], "v");
+	ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
+	apply_all();
+	cs_txn_begin(&t, &fx.st, NULL);
+	const char *all[] = {"a", "a-b", "a/", "a0", "b", "c/"};
+	expect_page(&t, "p/", NULL, 0, all, 6);
+	expect_page(&t, "p/", "", 0, all, 6);
+	expect_page(&t, "p/", NULL, 1000000000, all, 6); /* a huge limit is all */
+	expect_page(&t, "p/", NULL, 2, all, 2);
+	expect_page(&t, "p/", "a", 2, all + 1, 2);
+	/* after a folder: nothing inside it, the next name */
+	expect_page(&t, "p/", "a/", 0, all + 3, 3);
+	/* after a missing key: the names sorting after it */
+	expect_page(&t, "p/", "a.", 0, all + 2, 4);  /* '.' is between '-' and '/' */
+	expect_page(&t, "p/", "a/x", 0, all + 3, 3); /* inside folder a/: a/ itself is before */
+	expect_page(&t, "p/", "0", 1, all, 1);
+	/* after the last name, or past everything: empty */
+	expect_page(&t, "p/", "c/", 0, NULL, 0);
+	expect_page(&t, "p/", "zzz", 5, NULL, 0);
+	const char *sub[] = {"y/"};
+	expect_page(&t, "p/a/", "x", 0, sub, 1);
+	/* A scan page: full keys strictly after a full key. */
+	struct cs_strv sc = {0};
+	ck_assert_int_eq(cs_txn_scan_page(&t, "p/", "p/a/x", 2, &sc), 0);
+	ck_assert_uint_eq(sc.n, 2);
+	ck_assert_str_eq(sc.v[0], "p/a/y/z");
+	ck_assert_str_eq(sc.v[1], "p/a0");
+	cs_strv_free(&sc);
+	/* A negative limit is refused (and poisons, as any bad argument). */
+	struct cs_strv sv = {0};
+	ck_assert_int_eq(cs_txn_list_page(&t, "p/", NULL, -1, &sv), CS_EINVAL);
+	cs_txn_abort(&t);
+}
+END_TEST
+
+/* Every (after, limit) page equals the full list filtered, with keys spread over LMDB, the
+ * overlay and the txn's own write-set, folders and tombstones included. */
+START_TEST(test_list_page_model)
+{
+	srand(1234);
+	const char *names[] = {"a", "a/", "a-", "a0", "b", "b/", "bb", "c/", "d", "e/"};
+	const size_t nn = sizeof names / sizeof *names;
+	for (int round = 0; round < 20; round++) {
+		char k[64];
+		struct cs_txn t;
+		bool pending;
+		struct rec r = {0};
+		cs_txn_begin(&t, &fx.st, NULL);
+		struct cs_strv old = {0};
+		ck_assert_int_eq(cs_txn_scan(&t, "m/", &old), 0);
+		for (size_t i = 0; i < old.n; i++)
+			ck_assert_int_eq(cs_txn_delete(&t, old.v[i]), 0);
+		cs_strv_free(&old);
+		for (int i = 0; i < 60; i++) {
+			const char *nm = names[rand() % nn];
+			size_t l = strlen(nm);
+			snprintf(k, sizeof k, "m/%s%s%d", nm, nm[l - 1] == '/' ? "k" : "",
+				 rand() % 4);
+			put(&t, k, "v");
+		}
+		ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &r, &pending), 0);
+		apply_all();
+		/* overlay: some puts and deletes left pending */
+		struct rec o = {0};
+		cs_txn_begin(&t, &fx.st, NULL);
+		for (int i = 0; i < 20; i++) {
+			const char *nm = names[rand() % nn];
+			size_t l = strlen(nm);
+			snprintf(k, sizeof k, "m/%s%s%d", nm, nm[l - 1] == '/' ? "k" : "",
+				 rand() % 4);
+			if (rand() % 2)
+				put(&t, k, "v");
+			else
+				ck_assert_int_eq(cs_txn_delete(&t, k), 0);
+		}
+		ck_assert_int_eq(cs_txn_commit(&t, rec_cb, &o, &pending), 0);
+		cs_txn_begin(&t, &fx.st, NULL);
+		for (int i = 0; i < 10; i++) {
+			const char *nm = names[rand() % nn];
+			size_t l = strlen(nm);
+			snprintf(k, sizeof k, "m/%s%s%d", nm, nm[l - 1] == '/' ? "k" : "",
+				 rand() % 4);
+			if (rand() % 2)
+				put(&t, k, "v");
+			else
+				ck_assert_int_eq(cs_txn_delete(&t, k), 0);
+		}
+		struct cs_strv full = {0};
+		ck_assert_int_eq(cs_txn_list(&t, "m/", &full), 0);
+		const char *afters[] = {NULL, "a",   "a/", "a/k1", "a-1",
+					"b",  "bb3", "c/", "zz",   "0"};
+		for (size_t ai = 0; ai < sizeof afters / sizeof *afters; ai++) {
+			for (int64_t limit = 0; limit <= 4; limit++) {
+				const char *a = afters[ai];
+				size_t from = 0;
+				while (a && from < full.n && strcmp(full.v[from], a) <= 0)
+					from++;
+				size_t n = full.n - from;
+				if (limit && (size_t)limit < n)
+					n = (size_t)limit;
+				expect_page(&t, "m/", a, limit, (const char *const *)full.v + from,
+					    n);
+			}
+		}
+		/* Walking page by page with after = last name gives the whole list. */
+		struct cs_strv walk = {0};
+		char *after = NULL;
+		for (;;) {
+			size_t before = walk.n;
+			ck_assert_int_eq(cs_txn_list_page(&t, "m/", after, 3, &walk), 0);
+			if (walk.n == before)
+				break;
+			free(after);
+			after = strdup(walk.v[walk.n - 1]);
+		}
+		free(after);
+		ck_assert_uint_eq(walk.n, full.n);
+		for (size_t i = 0; i < full.n; i++)
+			ck_assert_str_eq(walk.v[i], full.v[i]);
+		cs_strv_free(&walk);
+		cs_strv_free(&full);
+		cs_txn_abort(&t);
+		apply_all();
+	}
+}
+END_TEST
+
 START_TEST(test_poisoning)
 {
 	struct cs_txn t;
@@ -884,6 +1034,8 @@ static Suite *txn_suite(void)
 	tcase_add_test(tc, test_drop_writes_waits_for_reads);
 	tcase_add_test(tc, test_list_merge);
 	tcase_add_test(tc, test_scan_large);
+	tcase_add_test(tc, test_list_page_bounds);
+	tcase_add_test(tc, test_list_page_model);
 	tcase_add_test(tc, test_poisoning);
 	tcase_add_test(tc, test_delete_then_get);
 	tcase_add_test(tc, test_reentrant_callbacks);
