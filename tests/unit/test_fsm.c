@@ -554,6 +554,70 @@ START_TEST(test_snapshots_and_rebuild)
 }
 END_TEST
 
+/* The log held in memory is bounded in bytes: big entries trigger snapshots by size, long
+ * before the entry threshold, and the trailing entries kept behind a snapshot shrink. */
+static void put_big(struct harness *h, int i, size_t vlen)
+{
+	struct cs_txn t;
+	char k[32];
+	bool pending;
+	char *v = malloc(vlen);
+	ck_assert_ptr_nonnull(v);
+	memset(v, 'a' + i % 26, vlen);
+	snprintf(k, sizeof k, "big/%06d", i);
+	cs_txn_begin(&t, &h->st, NULL);
+	ck_assert_int_eq(cs_txn_put_raw(&t, k, v, vlen), 0);
+	ck_assert_int_eq(cs_txn_commit(&t, commit_cb, h, &pending), 0);
+	ck_assert(pending);
+	h->outstanding++;
+	free(v);
+}
+
+START_TEST(test_log_bounded_in_bytes)
+{
+	struct harness *h = calloc(1, sizeof *h);
+	ck_assert_int_eq(uv_loop_init(&h->loop), 0);
+	start_node(h, true);
+	h->node.fsm_impl.max_log_bytes = 1u << 20;
+	run_node(h);
+	ck_assert_uint_eq(cs_fsm_log_limit(&h->node.fsm_impl), 1u << 20);
+	const size_t vlen = 16 << 10;
+	uint64_t max_seen = 0;
+	for (int i = 0; i < 320; i++) {
+		put_big(h, i, vlen);
+		uint64_t deadline = cs_mono_ms() + 10000;
+		while (h->outstanding > 0 && cs_mono_ms() < deadline)
+			uv_run(&h->loop, UV_RUN_ONCE);
+		ck_assert_int_eq(h->outstanding, 0);
+		if (h->node.fsm_impl.log_bytes > max_seen)
+			max_seen = h->node.fsm_impl.log_bytes;
+	}
+	ck_assert_int_eq(h->ok, 320);
+	uint64_t deadline = cs_mono_ms() + 5000;
+	while (h->node.fsm_impl.snapshotting && cs_mono_ms() < deadline)
+		uv_run(&h->loop, UV_RUN_ONCE);
+	/* ~5 MiB of entries against a 1 MiB bound: at least four snapshots by size, while
+	 * the entry threshold (>= 512) alone would have taken none. */
+	ck_assert_uint_ge(h->node.fsm_impl.byte_triggers, 4);
+	ck_assert_uint_ge(h->node.fsm_impl.snapshots, 4);
+	/* The bound plus the entries applied while a snapshot was being written (how many
+	 * depends on the machine; without the bound it would reach all ~5 MiB). */
+	ck_assert_uint_le(max_seen, 2u << 20);
+	/* 1 MiB / 4 / 16 KiB = 16 entries kept behind a snapshot (the floor). */
+	ck_assert_uint_eq(h->node.raft.snapshot.trailing, CS_FSM_TRAILING_MIN);
+	ck_assert_uint_gt(h->node.raft.log.snapshot.last_index, 200);
+	stop_node(h);
+	/* Restart: LMDB already has everything; the snapshot restore is skipped. */
+	start_node(h, false);
+	run_node(h);
+	ck_assert_uint_eq(h->node.fsm_impl.restores, 0);
+	ck_assert_uint_ge(h->st.store.applied_index, 320);
+	stop_node(h);
+	loop_close(h);
+	free(h);
+}
+END_TEST
+
 /* The snapshot interval follows the state size: about half the state in log bytes. */
 START_TEST(test_snapshot_threshold_policy)
 {
@@ -645,6 +709,7 @@ static Suite *fsm_suite(void)
 	tcase_set_timeout(tc, 25);
 	tcase_add_test(tc, test_single_node);
 	tcase_add_test(tc, test_snapshots_and_rebuild);
+	tcase_add_test(tc, test_log_bounded_in_bytes);
 	tcase_add_test(tc, test_close_paths);
 	suite_add_tcase(s, tc);
 	return s;
