@@ -302,6 +302,74 @@ START_TEST(test_snapshot_roundtrip)
 }
 END_TEST
 
+/* A compacted copy taken while writes go on carries the state at its own commit and
+ * installs by rename: the store then holds the copy's records, index and digest. */
+START_TEST(test_store_copy_install)
+{
+	struct cs_store a, b;
+	struct hook_log h = {0};
+	open_store(&a, "a");
+	open_store(&b, "b");
+	b.hook = hook;
+	b.hook_ctx = &h;
+	char k[32], v[32], path[128], err[256];
+	for (int i = 1; i <= 200; i++) {
+		snprintf(k, sizeof k, "p/%03d", i);
+		snprintf(v, sizeof v, "value-%d", i);
+		apply1(&a, (uint64_t)i, k, v);
+	}
+	apply1(&b, 1, "only/b", "x");
+	subdir(path, sizeof path, "copy.mdb");
+	ck_assert_int_eq(cs_store_copy(&a, path, err, sizeof err), 0);
+	/* Never over an existing file. */
+	ck_assert_int_eq(cs_store_copy(&a, path, err, sizeof err), CS_EIO);
+	apply1(&a, 201, "p/201", "after"); /* not in the copy */
+	uint64_t applied;
+	uint8_t digest[CS_DIGEST_LEN];
+	ck_assert_int_eq(cs_store_copy_meta(path, &applied, digest, err, sizeof err), 0);
+	ck_assert_uint_eq(applied, 200);
+
+	/* Not newer than the target: nothing changes, the file stays. */
+	ck_assert_int_eq(cs_store_install_copy(&a, path), CS_EEXIST);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	/* A view open: busy, retry later. */
+	MDB_txn *view;
+	uint64_t vi;
+	ck_assert_int_eq(cs_store_view_begin(&b, &view, &vi), 0);
+	ck_assert_int_eq(cs_store_install_copy(&b, path), CS_EBUSY);
+	cs_store_view_end(&b, view);
+
+	h.calls = 0;
+	ck_assert_int_eq(cs_store_install_copy(&b, path), 0);
+	ck_assert_int_ne(access(path, F_OK), 0); /* renamed into place */
+	ck_assert_uint_eq(b.applied_index, 200);
+	ck_assert_mem_eq(b.digest, digest, CS_DIGEST_LEN);
+	ck_assert_int_eq(h.calls, 1);
+	ck_assert_str_eq(h.last, "");
+	expect_value(&b, "p/001", "value-1");
+	expect_value(&b, "p/200", "value-200");
+	expect_value(&b, "p/201", NULL);
+	expect_value(&b, "only/b", NULL);
+	/* The reopened store applies on, and survives a close and reopen. */
+	apply1(&b, 201, "p/201", "after");
+	ck_assert_mem_eq(b.digest, a.digest, CS_DIGEST_LEN);
+	cs_store_close(&b);
+	open_store(&b, "b");
+	ck_assert_uint_eq(b.applied_index, 201);
+	expect_value(&b, "p/201", "after");
+
+	/* Garbage is not a copy. */
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("not lmdb", f);
+	fclose(f);
+	ck_assert_int_eq(cs_store_install_copy(&b, path), CS_EINVAL);
+	ck_assert_uint_eq(b.applied_index, 201);
+	cs_store_close(&a);
+	cs_store_close(&b);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- real raft */
 
 struct harness {
@@ -701,6 +769,7 @@ static Suite *fsm_suite(void)
 	tcase_add_test(tc, test_undecodable_is_noop);
 	tcase_add_test(tc, test_digest_chain);
 	tcase_add_test(tc, test_snapshot_roundtrip);
+	tcase_add_test(tc, test_store_copy_install);
 	tcase_add_test(tc, test_raft_id);
 	tcase_add_test(tc, test_snapshot_threshold_policy);
 	suite_add_tcase(s, tc);
