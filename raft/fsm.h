@@ -55,7 +55,7 @@ unsigned cs_fsm_snapshot_threshold(uint64_t snap_len, uint64_t avg_entry);
  * size, within [CS_FSM_TRAILING_MIN, CS_FSM_TRAILING_MAX] entries. Worst case held in
  * memory: about 1.25 × the limit plus the entries applied while a snapshot is written.
  */
-#define CS_FSM_MAX_LOG_BYTES ((uint64_t)64 << 20)
+#define CS_FSM_MAX_LOG_BYTES ((uint64_t)128 << 20)
 #define CS_FSM_MIN_LOG_BYTES ((uint64_t)4 << 20)
 #define CS_FSM_TRAILING_MIN  16
 #define CS_FSM_TRAILING_MAX  512

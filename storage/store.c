@@ -665,12 +665,10 @@ int cs_store_snapshot_begin(struct cs_store *s, uint64_t index)
 	 * entries in between are barriers or configuration changes, which leave the state
 	 * as it is (the view, and the header, carry applied_index). */
 	(void)index;
-	/* With MDB_NOSYNC nothing is on disk yet; raft may delete the log entries behind
-	 * this snapshot as soon as it is stored, so LMDB must be durable first. */
-	int rc = mdb_env_sync(s->env, 1);
-	if (rc != 0)
-		return lmdb_fail(s, "sync", rc);
-	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->snap_txn);
+	/* The view is durable before raft stores the snapshot: encode syncs on the worker
+	 * (a loop-thread fdatasync of everything written since the last snapshot blocked the
+	 * loop for seconds on a big store and cost leaderships). */
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->snap_txn);
 	if (rc != 0) {
 		s->snap_txn = NULL;
 		return lmdb_fail(s, "snapshot txn", rc);
@@ -750,11 +748,17 @@ int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out)
 		snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "no snapshot view pinned");
 		return CS_EINVAL;
 	}
+	/* With MDB_NOSYNC nothing is on disk yet; raft may delete the log entries behind
+	 * this snapshot as soon as it is stored (after this returns), so LMDB must be
+	 * durable first. Syncing here also flushes later commits: harmless. */
+	int rc = mdb_env_sync(s->env, 1);
+	if (rc != 0)
+		return snap_fail(s, "sync", rc);
 	uint64_t applied;
 	uint8_t digest[CS_DIGEST_LEN];
 	struct restore_state rs;
 	MDB_stat st, sst;
-	int rc = snap_read_meta(s, &applied, digest);
+	rc = snap_read_meta(s, &applied, digest);
 	if (rc == 0)
 		rc = get_restore_state(s, s->snap_txn, &rs);
 	if (rc == 0)
