@@ -26,6 +26,8 @@
  */
 #include "storage/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,29 +126,23 @@ static int write_meta(struct cs_store *s, MDB_txn *txn, uint64_t applied,
 	return 0;
 }
 
-int cs_store_open(struct cs_store *s, const char *dir, size_t map_size)
+/* Create and open s->env on s->dir (s->map_size), open the named databases and load
+ * "applied"/"digest". Leaves every other field alone (cs_store_install_copy reopens). */
+static int env_open(struct cs_store *s)
 {
-	memset(s, 0, sizeof *s);
-	atomic_init(&s->views, 0);
-	atomic_init(&s->closing, false);
-	int e = cs_mkdir_p(dir, 0700);
-	if (e != 0) {
-		snprintf(s->errmsg, sizeof s->errmsg, "create %s: %s", dir, strerror(e));
-		return CS_EIO;
-	}
 	int rc = mdb_env_create(&s->env);
 	if (rc != 0)
 		return lmdb_fail(s, "env create", rc);
 	rc = mdb_env_set_maxdbs(s->env, 4);
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(s->env, map_size ? map_size : CS_STORE_DEFAULT_MAP_SIZE);
+		rc = mdb_env_set_mapsize(s->env, s->map_size);
 	if (rc != 0) {
 		lmdb_fail(s, "env setup", rc);
 		goto err_after_env;
 	}
 	/* NOSYNC: raft's log is the durability point (see store.h). NOTLS: the cached
 	 * read txn and the snapshot txn are not tied to the thread that began them. */
-	rc = mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600);
+	rc = mdb_env_open(s->env, s->dir, MDB_NOSYNC | MDB_NOTLS, 0600);
 	if (rc != 0) {
 		lmdb_fail(s, "env open", rc);
 		goto err_after_env;
@@ -184,6 +180,25 @@ err_after_env:
 	mdb_env_close(s->env);
 	s->env = NULL;
 	return CS_EIO;
+}
+
+int cs_store_open(struct cs_store *s, const char *dir, size_t map_size)
+{
+	memset(s, 0, sizeof *s);
+	atomic_init(&s->views, 0);
+	atomic_init(&s->closing, false);
+	if (strlen(dir) >= sizeof s->dir) {
+		snprintf(s->errmsg, sizeof s->errmsg, "store path too long");
+		return CS_EIO;
+	}
+	int e = cs_mkdir_p(dir, 0700);
+	if (e != 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "create %s: %s", dir, strerror(e));
+		return CS_EIO;
+	}
+	snprintf(s->dir, sizeof s->dir, "%s", dir);
+	s->map_size = map_size ? map_size : CS_STORE_DEFAULT_MAP_SIZE;
+	return env_open(s);
 }
 
 void cs_store_close(struct cs_store *s)
@@ -663,12 +678,10 @@ int cs_store_snapshot_begin(struct cs_store *s, uint64_t index)
 	 * entries in between are barriers or configuration changes, which leave the state
 	 * as it is (the view, and the header, carry applied_index). */
 	(void)index;
-	/* With MDB_NOSYNC nothing is on disk yet; raft may delete the log entries behind
-	 * this snapshot as soon as it is stored, so LMDB must be durable first. */
-	int rc = mdb_env_sync(s->env, 1);
-	if (rc != 0)
-		return lmdb_fail(s, "sync", rc);
-	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->snap_txn);
+	/* The view is durable before raft stores the snapshot: encode syncs on the worker
+	 * (a loop-thread fdatasync of everything written since the last snapshot blocked the
+	 * loop for seconds on a big store and cost leaderships). */
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->snap_txn);
 	if (rc != 0) {
 		s->snap_txn = NULL;
 		return lmdb_fail(s, "snapshot txn", rc);
@@ -748,11 +761,17 @@ int cs_store_snapshot_encode(struct cs_store *s, struct cs_buf *out)
 		snprintf(s->snap_errmsg, sizeof s->snap_errmsg, "no snapshot view pinned");
 		return CS_EINVAL;
 	}
+	/* With MDB_NOSYNC nothing is on disk yet; raft may delete the log entries behind
+	 * this snapshot as soon as it is stored (after this returns), so LMDB must be
+	 * durable first. Syncing here also flushes later commits: harmless. */
+	int rc = mdb_env_sync(s->env, 1);
+	if (rc != 0)
+		return snap_fail(s, "sync", rc);
 	uint64_t applied;
 	uint8_t digest[CS_DIGEST_LEN];
 	struct restore_state rs;
 	MDB_stat st, sst;
-	int rc = snap_read_meta(s, &applied, digest);
+	rc = snap_read_meta(s, &applied, digest);
 	if (rc == 0)
 		rc = get_restore_state(s, s->snap_txn, &rs);
 	if (rc == 0)
@@ -918,6 +937,113 @@ int cs_store_restore(struct cs_store *s, const void *buf, size_t len)
 		return lmdb_fail(s, "commit", rc);
 	s->applied_index = index;
 	memcpy(s->digest, digest, CS_DIGEST_LEN);
+	notify_restored(s);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- copies (streamed raft
+ * snapshots, raft/snapcopy.h) */
+
+static void fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
+int cs_store_copy(struct cs_store *s, const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "create %s: %s", path, strerror(errno));
+		return CS_EIO;
+	}
+	/* Counted as a view: cs_store_close and cs_store_install_copy wait for it. */
+	atomic_fetch_add(&s->views, 1);
+	/* MDB_CP_COMPACT walks the B-trees from a read transaction of its own (the newest
+	 * commit; writers go on) and writes only pages in use, sequentially. */
+	int rc = mdb_env_copyfd2(s->env, fd, MDB_CP_COMPACT);
+	atomic_fetch_sub(&s->views, 1);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = errno;
+	if (rc != 0) {
+		snprintf(err, errlen, "copy to %s: %s", path, mdb_strerror(rc));
+		unlink(path);
+		return CS_EIO;
+	}
+	return 0;
+}
+
+int cs_store_copy_meta(const char *path, uint64_t *applied, uint8_t digest[CS_DIGEST_LEN],
+		       char *err, size_t errlen)
+{
+	struct cs_store *t = calloc(1, sizeof *t);
+	if (!t)
+		abort();
+	MDB_txn *txn = NULL;
+	int rc = mdb_env_create(&t->env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(t->env, 4);
+	/* NOLOCK: a private file nobody else opens; RDONLY: it is only looked at. */
+	if (rc == 0)
+		rc = mdb_env_open(t->env, path, MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK, 0600);
+	if (rc == 0)
+		rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", 0, &t->meta);
+	int rv = rc == 0 ? 0 : CS_EINVAL;
+	if (rc != 0)
+		snprintf(err, errlen, "not a store copy: %s: %s", path, mdb_strerror(rc));
+	else if ((rv = read_meta(t, txn, applied, digest)) != 0)
+		snprintf(err, errlen, "store copy %s: %s", path, t->errmsg);
+	if (txn)
+		mdb_txn_abort(txn);
+	if (t->env)
+		mdb_env_close(t->env);
+	free(t);
+	return rv;
+}
+
+int cs_store_install_copy(struct cs_store *s, const char *path)
+{
+	uint64_t applied;
+	uint8_t digest[CS_DIGEST_LEN];
+	int rv = cs_store_copy_meta(path, &applied, digest, s->errmsg, sizeof s->errmsg);
+	if (rv != 0)
+		return rv;
+	if (applied <= s->applied_index) {
+		snprintf(s->errmsg, sizeof s->errmsg,
+			 "copy at index %llu is not newer than the store (%llu)",
+			 (unsigned long long)applied, (unsigned long long)s->applied_index);
+		return CS_EEXIST;
+	}
+	if (atomic_load(&s->views) > 0 || s->snap_txn || s->rtxn_depth > 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "the store is being read");
+		return CS_EBUSY;
+	}
+	if (s->rtxn) {
+		mdb_txn_abort(s->rtxn);
+		s->rtxn = NULL;
+	}
+	mdb_env_close(s->env);
+	s->env = NULL;
+	/* The copy becomes the environment's file: no record is copied again, and the old
+	 * file's pages go with its inode. The lock file is reinitialised by the open. */
+	char dst[sizeof s->dir + 16];
+	snprintf(dst, sizeof dst, "%s/data.mdb", s->dir);
+	int e = rename(path, dst) == 0 ? 0 : errno;
+	if (e == 0)
+		fsync_dir(s->dir);
+	if (env_open(s) != 0)
+		return CS_EIO; /* the caller stops the process: restart retries */
+	if (e != 0) {
+		snprintf(s->errmsg, sizeof s->errmsg, "install %s: %s", path, strerror(e));
+		return CS_EIO;
+	}
 	notify_restored(s);
 	return 0;
 }

@@ -75,6 +75,8 @@ struct cs_store {
 	uint64_t restores_applied;   /* RESTORE_COMMITs that took effect in this process */
 	atomic_int views;            /* cs_store_view_begin without end */
 	atomic_bool closing;         /* cs_store_close is waiting for the views */
+	char dir[4096];              /* the environment's directory */
+	size_t map_size;             /* as opened */
 	char errmsg[256];
 	char snap_errmsg[256]; /* cs_store_snapshot_encode's errors (worker thread) */
 };
@@ -145,6 +147,25 @@ int cs_store_restore(struct cs_store *s, const void *buf, size_t len);
  */
 int cs_store_view_begin(struct cs_store *s, MDB_txn **view, uint64_t *index);
 void cs_store_view_end(struct cs_store *s, MDB_txn *view);
+/*
+ * Copies for streamed raft snapshots (raft/snapcopy.h).
+ * cs_store_copy: write a compacted copy of the environment (the newest commit, from a
+ * read transaction of its own; writers go on) to a new file `path` and fsync it. Any
+ * thread; counts as a view (cs_store_close waits for it). 0 or CS_EIO with err.
+ * cs_store_copy_meta: "applied" and "digest" of a copy file (opened read-only, no lock
+ * file). 0 or CS_EINVAL (not a store copy) with err. Any thread.
+ * cs_store_install_copy: if the copy at `path` is newer than the store, make it the
+ * environment's file (renamed into place, the env reopened: nothing is copied record by
+ * record), then run `hook` ("") and `restored` as cs_store_restore does. Loop thread.
+ * 0; CS_EEXIST (not newer: nothing changed, the file is left); CS_EBUSY (a view or a
+ * snapshot is open: nothing changed, retry later); CS_EINVAL (not a copy); CS_EIO (the
+ * reopen failed: the store is unusable, the caller must stop).
+ */
+int cs_store_copy(struct cs_store *s, const char *path, char *err, size_t errlen);
+int cs_store_copy_meta(const char *path, uint64_t *applied, uint8_t digest[CS_DIGEST_LEN],
+		       char *err, size_t errlen);
+int cs_store_install_copy(struct cs_store *s, const char *path);
+
 /* True once cs_store_close started: walkers of a view should stop and end it. */
 bool cs_store_closing(struct cs_store *s);
 

@@ -302,6 +302,74 @@ START_TEST(test_snapshot_roundtrip)
 }
 END_TEST
 
+/* A compacted copy taken while writes go on carries the state at its own commit and
+ * installs by rename: the store then holds the copy's records, index and digest. */
+START_TEST(test_store_copy_install)
+{
+	struct cs_store a, b;
+	struct hook_log h = {0};
+	open_store(&a, "a");
+	open_store(&b, "b");
+	b.hook = hook;
+	b.hook_ctx = &h;
+	char k[32], v[32], path[128], err[256];
+	for (int i = 1; i <= 200; i++) {
+		snprintf(k, sizeof k, "p/%03d", i);
+		snprintf(v, sizeof v, "value-%d", i);
+		apply1(&a, (uint64_t)i, k, v);
+	}
+	apply1(&b, 1, "only/b", "x");
+	subdir(path, sizeof path, "copy.mdb");
+	ck_assert_int_eq(cs_store_copy(&a, path, err, sizeof err), 0);
+	/* Never over an existing file. */
+	ck_assert_int_eq(cs_store_copy(&a, path, err, sizeof err), CS_EIO);
+	apply1(&a, 201, "p/201", "after"); /* not in the copy */
+	uint64_t applied;
+	uint8_t digest[CS_DIGEST_LEN];
+	ck_assert_int_eq(cs_store_copy_meta(path, &applied, digest, err, sizeof err), 0);
+	ck_assert_uint_eq(applied, 200);
+
+	/* Not newer than the target: nothing changes, the file stays. */
+	ck_assert_int_eq(cs_store_install_copy(&a, path), CS_EEXIST);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	/* A view open: busy, retry later. */
+	MDB_txn *view;
+	uint64_t vi;
+	ck_assert_int_eq(cs_store_view_begin(&b, &view, &vi), 0);
+	ck_assert_int_eq(cs_store_install_copy(&b, path), CS_EBUSY);
+	cs_store_view_end(&b, view);
+
+	h.calls = 0;
+	ck_assert_int_eq(cs_store_install_copy(&b, path), 0);
+	ck_assert_int_ne(access(path, F_OK), 0); /* renamed into place */
+	ck_assert_uint_eq(b.applied_index, 200);
+	ck_assert_mem_eq(b.digest, digest, CS_DIGEST_LEN);
+	ck_assert_int_eq(h.calls, 1);
+	ck_assert_str_eq(h.last, "");
+	expect_value(&b, "p/001", "value-1");
+	expect_value(&b, "p/200", "value-200");
+	expect_value(&b, "p/201", NULL);
+	expect_value(&b, "only/b", NULL);
+	/* The reopened store applies on, and survives a close and reopen. */
+	apply1(&b, 201, "p/201", "after");
+	ck_assert_mem_eq(b.digest, a.digest, CS_DIGEST_LEN);
+	cs_store_close(&b);
+	open_store(&b, "b");
+	ck_assert_uint_eq(b.applied_index, 201);
+	expect_value(&b, "p/201", "after");
+
+	/* Garbage is not a copy. */
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("not lmdb", f);
+	fclose(f);
+	ck_assert_int_eq(cs_store_install_copy(&b, path), CS_EINVAL);
+	ck_assert_uint_eq(b.applied_index, 201);
+	cs_store_close(&a);
+	cs_store_close(&b);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- real raft */
 
 struct harness {
@@ -554,6 +622,73 @@ START_TEST(test_snapshots_and_rebuild)
 }
 END_TEST
 
+/* The log held in memory is bounded in bytes: big entries trigger snapshots by size, long
+ * before the entry threshold, and the trailing entries kept behind a snapshot shrink. */
+static void put_big(struct harness *h, int i, size_t vlen)
+{
+	struct cs_txn t;
+	char k[32];
+	bool pending;
+	char *v = malloc(vlen);
+	ck_assert_ptr_nonnull(v);
+	memset(v, 'a' + i % 26, vlen);
+	snprintf(k, sizeof k, "big/%06d", i);
+	cs_txn_begin(&t, &h->st, NULL);
+	ck_assert_int_eq(cs_txn_put_raw(&t, k, v, vlen), 0);
+	ck_assert_int_eq(cs_txn_commit(&t, commit_cb, h, &pending), 0);
+	ck_assert(pending);
+	h->outstanding++;
+	free(v);
+}
+
+START_TEST(test_log_bounded_in_bytes)
+{
+	struct harness *h = calloc(1, sizeof *h);
+	ck_assert_int_eq(uv_loop_init(&h->loop), 0);
+	start_node(h, true);
+	h->node.fsm_impl.max_log_bytes = 1u << 20;
+	run_node(h);
+	/* Raft id 1: the 1 MiB bound raised by one 12.5 % stagger step. */
+	ck_assert_uint_eq(cs_fsm_log_limit(&h->node.fsm_impl), (1u << 20) + (1u << 17));
+	const size_t vlen = 16 << 10;
+	uint64_t max_seen = 0;
+	for (int i = 0; i < 320; i++) {
+		put_big(h, i, vlen);
+		uint64_t deadline = cs_mono_ms() + 10000;
+		while (h->outstanding > 0 && cs_mono_ms() < deadline)
+			uv_run(&h->loop, UV_RUN_ONCE);
+		ck_assert_int_eq(h->outstanding, 0);
+		if (h->node.fsm_impl.log_bytes > max_seen)
+			max_seen = h->node.fsm_impl.log_bytes;
+	}
+	ck_assert_int_eq(h->ok, 320);
+	uint64_t deadline = cs_mono_ms() + 5000;
+	while (h->node.fsm_impl.snapshotting && cs_mono_ms() < deadline)
+		uv_run(&h->loop, UV_RUN_ONCE);
+	/* ~5 MiB of entries against a 1 MiB bound: at least four snapshots by size, while
+	 * the entry threshold (>= 512) alone would have taken none. */
+	ck_assert_uint_ge(h->node.fsm_impl.byte_triggers, 4);
+	ck_assert_uint_ge(h->node.fsm_impl.snapshots, 4);
+	/* The bound plus the entries applied while a snapshot was being written (how many
+	 * depends on the machine; without the bound it would reach all ~5 MiB). */
+	ck_assert_uint_le(max_seen, 2u << 20);
+	/* A quarter of 1.125 MiB in ~16 KiB entries: about 17 kept behind a snapshot (the
+	 * count default would be 512). */
+	ck_assert_uint_ge(h->node.raft.snapshot.trailing, CS_FSM_TRAILING_MIN);
+	ck_assert_uint_le(h->node.raft.snapshot.trailing, 18);
+	ck_assert_uint_gt(h->node.raft.log.snapshot.last_index, 200);
+	stop_node(h);
+	/* Restart: LMDB already has everything; the snapshot restore is skipped. */
+	start_node(h, false);
+	run_node(h);
+	ck_assert_uint_eq(h->node.fsm_impl.restores, 0);
+	ck_assert_uint_ge(h->st.store.applied_index, 320);
+	stop_node(h);
+	loop_close(h);
+	free(h);
+}
+END_TEST
+
 /* The snapshot interval follows the state size: about half the state in log bytes. */
 START_TEST(test_snapshot_threshold_policy)
 {
@@ -637,6 +772,7 @@ static Suite *fsm_suite(void)
 	tcase_add_test(tc, test_undecodable_is_noop);
 	tcase_add_test(tc, test_digest_chain);
 	tcase_add_test(tc, test_snapshot_roundtrip);
+	tcase_add_test(tc, test_store_copy_install);
 	tcase_add_test(tc, test_raft_id);
 	tcase_add_test(tc, test_snapshot_threshold_policy);
 	suite_add_tcase(s, tc);
@@ -645,6 +781,7 @@ static Suite *fsm_suite(void)
 	tcase_set_timeout(tc, 25);
 	tcase_add_test(tc, test_single_node);
 	tcase_add_test(tc, test_snapshots_and_rebuild);
+	tcase_add_test(tc, test_log_bounded_in_bytes);
 	tcase_add_test(tc, test_close_paths);
 	suite_add_tcase(s, tc);
 	return s;
