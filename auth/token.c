@@ -126,15 +126,10 @@ static int delete_opt(struct cs_txn *txn, const char *key)
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
+/* Compact for entries and the accessor index (auth/record_codec.h). */
 static int put_json(struct cs_txn *txn, const char *key, const cJSON *o)
 {
-	char *s = cJSON_PrintUnformatted(o);
-	if (!s)
-		return CS_ENOMEM;
-	int rc = cs_txn_put(txn, key, s, strlen(s));
-	cs_zero(s, strlen(s));
-	free(s);
-	return rc;
+	return cs_tokenutil_txn_put_json(txn, key, o);
 }
 
 int cs_token_entry_get(struct cs_txn *txn, const char *hex, cJSON **e)
