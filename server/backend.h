@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "server/workpool.h"
 #include "storage/txn.h"
 
 enum cs_op {
@@ -356,9 +357,9 @@ struct cs_request {
  *     a, status) with status != 0 and NO transaction open; it must only release its job
  *     and return status.
  * resume is called exactly once per cs_req_defer, and owns the job from then on (frees
- * it). `work` runs on a libuv pool thread: it may touch only its job struct (never req,
- * the core, storage or the loop). At most CS_ASYNC_MAX_RUNNING jobs occupy pool threads
- * at once (the pool also serves c-raft's disk work); later jobs wait in FIFO order.
+ * it). `work` runs on a thread of the core's low-priority pool (server/workpool.h): it
+ * may touch only its job struct (never req, the core, storage or the loop). At most
+ * CS_ASYNC_MAX_RUNNING jobs run at once; later jobs wait in FIFO order.
  * A request whose client went away still runs to the end; its response is discarded.
  */
 /* What cs_req_defer / cs_req_wait return and the handler hands back: not an error (the
@@ -375,7 +376,7 @@ struct cs_async {
 	cs_async_work_fn work;
 	cs_async_resume_fn resume;
 	/* Private to the core. */
-	uv_work_t uv;
+	struct cs_work job;
 	struct cs_request *req;
 	struct cs_async *next;
 };

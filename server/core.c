@@ -615,13 +615,13 @@ int cs_core_internal(struct cs_core *core, const struct cs_internal *in)
  * transaction, or fails it (through the backend's resume, so the job is freed) when the
  * node was sealed, lost leadership or is shutting down meanwhile.
  */
-static void async_work_cb(uv_work_t *w)
+static void async_work_cb(struct cs_work *w)
 {
-	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
+	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, job);
 	a->work(a);
 }
 
-static void async_after_cb(uv_work_t *w, int status);
+static void async_after_cb(struct cs_work *w);
 
 static void async_start_next(struct cs_core *core)
 {
@@ -632,7 +632,9 @@ static void async_start_next(struct cs_core *core)
 			core->async_tail = NULL;
 		a->next = NULL;
 		core->async_queued--;
-		if (uv_queue_work(core->loop, &a->uv, async_work_cb, async_after_cb) == 0) {
+		a->job.work = async_work_cb;
+		a->job.done = async_after_cb;
+		if (cs_workpool_submit(&core->pool, &a->job) == 0) {
 			core->async_running++;
 			continue;
 		}
@@ -731,11 +733,16 @@ static void async_resume(struct cs_async *a, int rc)
 	async_start_next(core);
 }
 
-static void async_after_cb(uv_work_t *w, int status)
+static void async_after_cb(struct cs_work *w)
 {
-	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, uv);
-	a->req->core->async_running--;
-	async_resume(a, status ? CS_EINTERNAL : 0);
+	struct cs_async *a = CS_CONTAINER_OF(w, struct cs_async, job);
+	struct cs_core *core = a->req->core;
+	core->async_running--;
+	async_resume(a, 0);
+	if (core->pool_close_pending && core->async_running == 0) {
+		core->pool_close_pending = false;
+		cs_workpool_close(&core->pool);
+	}
 }
 
 int cs_req_wait(struct cs_request *req, struct cs_async *a)
@@ -870,6 +877,10 @@ int cs_core_init(struct cs_core *core, uv_loop_t *loop, struct cs_config *cfg)
 		return CS_ENOMEM;
 	}
 	cs_router_init(&core->router);
+	if (cs_workpool_init(&core->pool, loop, CS_ASYNC_MAX_RUNNING)) {
+		snprintf(core->errmsg, sizeof core->errmsg, "start the worker pool");
+		return CS_EINTERNAL;
+	}
 	uv_timer_init(loop, &core->wait_timer);
 	snprintf(core->data_dir, sizeof core->data_dir, "%s", cfg->storage_path);
 	int e = cs_mkdir_p(core->data_dir, 0700);
@@ -928,6 +939,12 @@ static void shutdown_step_done(struct cs_core *core)
 	cs_router_clear(&core->router);
 	cs_sys_mount_free(core);
 	uv_close((uv_handle_t *)&core->wait_timer, NULL);
+	/* Jobs still running finish first (their requests then fail with CS_ESHUTDOWN):
+	 * the pool closes after the last one. */
+	if (core->async_running == 0)
+		cs_workpool_close(&core->pool);
+	else
+		core->pool_close_pending = true;
 	if (core->shutdown_cb)
 		core->shutdown_cb(core);
 }

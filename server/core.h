@@ -117,6 +117,8 @@ struct cs_core {
 	/* Deferred work (cs_req_defer): a FIFO beyond CS_ASYNC_MAX_RUNNING jobs. */
 	struct cs_async *async_head, *async_tail;
 	int async_running, async_queued;
+	struct cs_workpool pool;  /* where deferred work runs (server/workpool.h) */
+	bool pool_close_pending; /* shut down while jobs ran: close after the last */
 	/* cs_core_shutdown: steps still to finish, then the caller's callback. */
 	void (*shutdown_cb)(struct cs_core *core);
 	int shutdown_pending;
