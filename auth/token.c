@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "auth/expire.h"
+#include "auth/record_convert.h"
 #include "auth/token_internal.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
@@ -626,6 +627,7 @@ const struct cs_backend cs_token_backend = {
     .paths = token_paths,
     .n_paths = CS_ARRAY_LEN(token_paths),
     .reset = token_reset,
+    .periodic = cs_record_convert_periodic, /* upgrade old records (record_convert.h) */
 };
 
 /* The expiration manager revokes token leases through these (it does not include us). */

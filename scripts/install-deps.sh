@@ -7,7 +7,7 @@ PKGS=(build-essential meson ninja-build pkg-config
       libuv1-dev libraft-dev liblmdb-dev libssl-dev libcjson-dev libhttp-parser-dev
       libcurl4-openssl-dev libarchive-dev check libgpgme-dev gnupg
       openssl curl python3-hvac python3-pytest python3-requests
-      haproxy libp11-kit-dev p11-kit softhsm2 iptables faketime
+      haproxy libp11-kit-dev p11-kit softhsm2 iptables faketime lmdb-utils
       libpq-dev postgresql)
 # libp11-kit-dev, p11-kit: seal "pkcs11" (server/seal_pkcs11.c); softhsm2: the HSM its tests use.
 # libpq-dev: the database engine's PostgreSQL client; postgresql (15): the server its tests start.
