@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/expire.h"
 #include "auth/record_codec.h"
+#include "auth/token_internal.h"
 #include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/util.h"
@@ -113,6 +115,16 @@ START_TEST(test_accessor_index)
 }
 END_TEST
 
+START_TEST(test_prefixes_agree)
+{
+	/* The codec spells the token store's and the manager's prefixes out. */
+	ck_assert(cs_record_compact_key(CS_TOKEN_ID_PREFIX "x"));
+	ck_assert(cs_record_compact_key(CS_TOKEN_ACCESSOR_PREFIX "x"));
+	ck_assert(cs_record_compact_key(CS_EXPIRE_PREFIX "x"));
+	ck_assert(!cs_record_compact_key(CS_TOKEN_PARENT_PREFIX "x"));
+}
+END_TEST
+
 START_TEST(test_other_keys_stay_json)
 {
 	cJSON *o = parse("{\"a\":1}");
@@ -199,6 +211,7 @@ int main(void)
 	tcase_add_test(tc, test_unusual_members_roundtrip);
 	tcase_add_test(tc, test_lease_records);
 	tcase_add_test(tc, test_accessor_index);
+	tcase_add_test(tc, test_prefixes_agree);
 	tcase_add_test(tc, test_other_keys_stay_json);
 	tcase_add_test(tc, test_reads_old_json);
 	tcase_add_test(tc, test_rejects_bad_bytes);
