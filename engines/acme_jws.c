@@ -75,7 +75,8 @@ static uint8_t *b64_member(const cJSON *o, const char *name, size_t max, size_t 
 	return cs_b64url_decode(s, strlen(s), n);
 }
 
-static int parse(const char *body, size_t len, struct cs_acme_jws *out, const char **why)
+static int parse(const char *body, size_t len, struct cs_acme_jws *out, const char **why,
+		 bool inner)
 {
 	*why = "malformed: the request is not a JWS in flattened JSON serialization";
 	if (len == 0 || len > CS_ACME_MAX_BODY)
@@ -131,8 +132,10 @@ static int parse(const char *body, size_t len, struct cs_acme_jws *out, const ch
 	const char *url = str_member(out->header, "url");
 	const char *kid = str_member(out->header, "kid");
 	const cJSON *jwk = cJSON_GetObjectItemCaseSensitive(out->header, "jwk");
-	if (!nonce || !*nonce) {
-		*why = "badNonce: the protected header has no nonce";
+	if (inner ? nonce != NULL || cJSON_GetObjectItemCaseSensitive(out->header, "nonce") != NULL
+		  : !nonce || !*nonce) {
+		*why = inner ? "malformed: the inner JWS must not have a nonce"
+			     : "badNonce: the protected header has no nonce";
 		return CS_EINVAL;
 	}
 	if (!url || !*url) {
@@ -144,7 +147,7 @@ static int parse(const char *body, size_t len, struct cs_acme_jws *out, const ch
 		*why = "malformed: the protected header must have exactly one of jwk and kid";
 		return CS_EINVAL;
 	}
-	out->nonce = strdup(nonce);
+	out->nonce = strdup(nonce ? nonce : "");
 	out->url = strdup(url);
 	out->kid = kid ? strdup(kid) : NULL;
 	if (!out->nonce || !out->url || (kid && !out->kid))
@@ -165,9 +168,18 @@ static int parse(const char *body, size_t len, struct cs_acme_jws *out, const ch
 int cs_acme_jws_parse(const char *body, size_t len, struct cs_acme_jws *out, const char **why)
 {
 	memset(out, 0, sizeof *out);
-	int rc = parse(body, len, out, why);
+	int rc = parse(body, len, out, why, false);
 	if (rc)
 		cs_acme_jws_free(out); /* nothing half-parsed is left behind */
+	return rc;
+}
+
+int cs_acme_jws_parse_inner(const char *body, size_t len, struct cs_acme_jws *out, const char **why)
+{
+	memset(out, 0, sizeof *out);
+	int rc = parse(body, len, out, why, true);
+	if (rc)
+		cs_acme_jws_free(out);
 	return rc;
 }
 

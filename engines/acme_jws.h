@@ -43,6 +43,10 @@ struct cs_acme_jws {
  */
 int cs_acme_jws_parse(const char *body, size_t len, struct cs_acme_jws *out, const char **why);
 void cs_acme_jws_free(struct cs_acme_jws *j);
+/* The inner JWS of a key-change (RFC 8555 §7.3.5): as above, but it must have no nonce
+ * (out->nonce is then ""). */
+int cs_acme_jws_parse_inner(const char *body, size_t len, struct cs_acme_jws *out,
+			    const char **why);
 
 /*
  * A public key from a JWK: RSA (n, e; 2048 to 8192 bits), EC (P-256, P-384, P-521: x, y of

@@ -1808,6 +1808,7 @@ const struct cs_backend cs_identity_backend = {
     .tables = &cs_id_oidc_table, /* identity tokens (identity_oidc.c) */
     .n_tables = 1,
     .periodic = cs_id_oidc_periodic,
+    .reset = cs_id_cache_reset,
 };
 
 static const struct cs_identity_hooks hooks = {

@@ -31,10 +31,12 @@
 #define CS_IDENTITY_PATH "identity/"
 
 /* The identity mount's storage, in one transaction. */
+struct cs_id_recording;
 struct cs_idv {
 	struct cs_core *core;
 	struct cs_txn *txn;
-	const char *prefix; /* the mount's storage prefix */
+	const char *prefix;          /* the mount's storage prefix */
+	struct cs_id_recording *rec; /* non-NULL: note every read (identity_cache.c) */
 };
 
 /* The view through `txn` of `core`'s identity mount; CS_ENOTFOUND when it is absent. */
@@ -44,6 +46,33 @@ int cs_idv_get(struct cs_idv *v, const char *key, cJSON **out); /* CS_ENOTFOUND 
 int cs_idv_put(struct cs_idv *v, const char *key, const cJSON *o);
 int cs_idv_del(struct cs_idv *v, const char *key); /* absent is fine */
 int cs_idv_list(struct cs_idv *v, const char *prefix, struct cs_strv *out);
+
+/* The resolved-identity cache (identity_cache.c). cs_id_resolve answers through it;
+ * cs_id_resolve_recorded resolves afresh noting every read in `rec`; the record hooks
+ * are called by cs_idv_get / cs_idv_list when v->rec is set. */
+int cs_id_resolve_cached(struct cs_core *core, struct cs_txn *txn, const char *entity_id,
+			 cJSON **out);
+int cs_id_resolve_recorded(struct cs_core *core, struct cs_txn *txn, const char *entity_id,
+			   struct cs_id_recording *rec, cJSON **out);
+void cs_id_record_get(struct cs_idv *v, const char *full_key);
+void cs_id_record_list(struct cs_idv *v, const char *full_prefix, const struct cs_strv *names);
+void cs_id_cache_reset(struct cs_core *core);
+/* An identity token (JWT, compact serialisation) split for oidc/introspect: the decoded
+ * header and claims (JSON objects), the signing input and the signature. Untrusted input
+ * (tests/fuzz/fuzz_oidc_jwt.c). */
+#define CS_ID_JWT_MAX 16384
+struct cs_id_jwt {
+	cJSON *header, *claims;
+	char *signing_input;
+	uint8_t *sig;
+	size_t sig_len;
+};
+/* 0, or CS_EINVAL when not three base64url parts with JSON objects (nothing to free). */
+int cs_id_jwt_split(const char *token, size_t len, struct cs_id_jwt *out);
+/* 0 when the signature verifies under `jwk` with the header's algorithm. */
+int cs_id_jwt_verify(const struct cs_id_jwt *j, const cJSON *jwk);
+void cs_id_jwt_free(struct cs_id_jwt *j);
+void cs_id_cache_stats(struct cs_core *core, uint64_t *hits, uint64_t *misses);
 
 /* Percent-encode '%' and '/' (malloc'd), and back (in place). */
 char *cs_id_esc(const char *name);

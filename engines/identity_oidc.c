@@ -905,23 +905,71 @@ static int published_keys(struct cs_request *req, cJSON *out /* array */)
 	return rc;
 }
 
-/* Why `token` is not an active token of this issuer (for client_id when given), or NULL. */
-static const char *inactive(struct cs_request *req, const char *token, const char *client_id)
+void cs_id_jwt_free(struct cs_id_jwt *j)
 {
-	const char *d1 = strchr(token, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-	if (!d1 || !d2 || strchr(d2 + 1, '.') || strlen(token) > 16384)
-		return "error parsing token";
+	cJSON_Delete(j->header);
+	cJSON_Delete(j->claims);
+	free(j->signing_input);
+	free(j->sig);
+	memset(j, 0, sizeof *j);
+}
+
+int cs_id_jwt_split(const char *token, size_t len, struct cs_id_jwt *out)
+{
+	memset(out, 0, sizeof *out);
+	if (len > CS_ID_JWT_MAX || memchr(token, '\0', len))
+		return CS_EINVAL;
+	const char *end = token + len;
+	const char *d1 = memchr(token, '.', len);
+	const char *d2 = d1 ? memchr(d1 + 1, '.', (size_t)(end - d1 - 1)) : NULL;
+	if (!d1 || !d2 || memchr(d2 + 1, '.', (size_t)(end - d2 - 1)))
+		return CS_EINVAL;
 	size_t hl = 0, pl = 0;
 	uint8_t *h = cs_b64url_decode(token, (size_t)(d1 - token), &hl);
 	uint8_t *p = cs_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), &pl);
-	cJSON *hdr = h ? cJSON_ParseWithLength((const char *)h, hl) : NULL;
-	cJSON *claims = p ? cJSON_ParseWithLength((const char *)p, pl) : NULL;
+	out->header = h ? cJSON_ParseWithLength((const char *)h, hl) : NULL;
+	out->claims = p ? cJSON_ParseWithLength((const char *)p, pl) : NULL;
 	free(h);
 	free(p);
+	out->sig = cs_b64url_decode(d2 + 1, (size_t)(end - d2 - 1), &out->sig_len);
+	out->signing_input = strndup(token, (size_t)(d2 - token));
+	if (!out->signing_input)
+		abort();
+	if (!cJSON_IsObject(out->header) || !cJSON_IsObject(out->claims) || !out->sig) {
+		cs_id_jwt_free(out);
+		return CS_EINVAL;
+	}
+	return 0;
+}
+
+int cs_id_jwt_verify(const struct cs_id_jwt *j, const cJSON *jwk)
+{
+	const char *alg = jstr(j->header, "alg");
+	if (!alg || !find_alg(alg) || !jwk)
+		return CS_EINVAL;
+	struct cs_acme_jws jws = {0};
+	EVP_PKEY *pk = NULL;
+	const char *why;
+	snprintf(jws.alg, sizeof jws.alg, "%s", alg);
+	jws.signing_input = j->signing_input;
+	jws.sig = j->sig;
+	jws.sig_len = j->sig_len;
+	int rc =
+	    cs_acme_jwk_key(jwk, &pk, &why) || cs_acme_jws_verify(&jws, pk, &why) ? CS_EINVAL : 0;
+	EVP_PKEY_free(pk);
+	return rc;
+}
+
+/* Why `token` is not an active token of this issuer (for client_id when given), or NULL. */
+static const char *inactive(struct cs_request *req, const char *token, const char *client_id)
+{
+	struct cs_id_jwt j;
+	if (cs_id_jwt_split(token, strlen(token), &j))
+		return "error parsing token";
 	const char *why = NULL;
-	const char *kid = jstr(hdr, "kid"), *alg = jstr(hdr, "alg");
+	const char *kid = jstr(j.header, "kid"), *alg = jstr(j.header, "alg");
 	cJSON *keys = cJSON_CreateArray();
-	if (!cJSON_IsObject(hdr) || !cJSON_IsObject(claims) || !kid || !find_alg(alg)) {
+	if (!kid || !find_alg(alg)) {
 		why = "error parsing token";
 	} else if (published_keys(req, keys) != 0) {
 		why = "error reading the signing keys";
@@ -932,31 +980,20 @@ static const char *inactive(struct cs_request *req, const char *token, const cha
 			if (jstr(c, "kid") && strcmp(jstr(c, "kid"), kid) == 0)
 				jwk = c;
 		}
-		struct cs_acme_jws jws = {0};
-		EVP_PKEY *pk = NULL;
-		const char *vwhy;
-		snprintf(jws.alg, sizeof jws.alg, "%s", alg);
-		jws.signing_input = strndup(token, (size_t)(d2 - token));
-		jws.sig = cs_b64url_decode(d2 + 1, strlen(d2 + 1), &jws.sig_len);
 		char *iss = issuer_of(req);
-		const char *aud = jstr(claims, "aud");
-		if (!jwk || cs_acme_jwk_key(jwk, &pk, &vwhy) || !jws.sig ||
-		    cs_acme_jws_verify(&jws, pk, &vwhy))
+		const char *aud = jstr(j.claims, "aud");
+		if (cs_id_jwt_verify(&j, jwk))
 			why = "error validating signature";
-		else if (!jstr(claims, "iss") || strcmp(jstr(claims, "iss"), iss) != 0)
+		else if (!jstr(j.claims, "iss") || strcmp(jstr(j.claims, "iss"), iss) != 0)
 			why = "invalid issuer";
-		else if (jint(claims, "exp") <= now_s())
+		else if (jint(j.claims, "exp") <= now_s())
 			why = "token is expired";
 		else if (client_id && *client_id && (!aud || strcmp(aud, client_id) != 0))
 			why = "expected audience not found";
 		free(iss);
-		EVP_PKEY_free(pk);
-		free(jws.signing_input);
-		free(jws.sig);
 	}
 	cJSON_Delete(keys);
-	cJSON_Delete(hdr);
-	cJSON_Delete(claims);
+	cs_id_jwt_free(&j);
 	return why;
 }
 

@@ -22,6 +22,7 @@ int cs_idv_open(struct cs_idv *v, struct cs_core *core, struct cs_txn *txn)
 {
 	v->core = core;
 	v->txn = txn;
+	v->rec = NULL;
 	v->prefix = cs_backend_mount_prefix(core, CS_IDENTITY_PATH);
 	return v->prefix ? 0 : CS_ENOTFOUND;
 }
@@ -40,6 +41,7 @@ int cs_idv_get(struct cs_idv *v, const char *key, cJSON **out)
 	int rc = full_key(v, key, k, sizeof k);
 	if (rc)
 		return CS_ENOTFOUND; /* a name too long to be stored was never stored */
+	cs_id_record_get(v, k);
 	struct cs_buf b = CS_BUF_INIT;
 	rc = cs_txn_get(v->txn, k, &b);
 	if (!rc) {
@@ -78,7 +80,10 @@ int cs_idv_list(struct cs_idv *v, const char *prefix, struct cs_strv *out)
 	char k[512];
 	if (full_key(v, prefix, k, sizeof k))
 		return CS_EINVAL;
-	return cs_txn_list(v->txn, k, out);
+	int rc = cs_txn_list(v->txn, k, out);
+	if (!rc)
+		cs_id_record_list(v, k, out);
+	return rc;
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -762,10 +767,17 @@ static cJSON *group_brief(const cJSON *g)
 
 int cs_id_resolve(struct cs_core *core, struct cs_txn *txn, const char *entity_id, cJSON **out)
 {
+	return cs_id_resolve_cached(core, txn, entity_id, out);
+}
+
+int cs_id_resolve_recorded(struct cs_core *core, struct cs_txn *txn, const char *entity_id,
+			   struct cs_id_recording *rec, cJSON **out)
+{
 	*out = NULL;
 	struct cs_idv v;
 	if (cs_idv_open(&v, core, txn))
 		return 0;
+	v.rec = rec;
 	cJSON *e = NULL;
 	int rc = cs_id_entity_get(&v, entity_id, &e);
 	if (rc == CS_ENOTFOUND)

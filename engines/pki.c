@@ -3,6 +3,8 @@
  * to general: the first matching row wins. The CA certificate, CRL, OCSP and cert/ reads
  * are unauthenticated, as in Vault, so that TLS clients can fetch them.
  */
+#include <openssl/crypto.h>
+
 #include "engines/pki.h"
 #include "engines/pki_internal.h"
 #include "lib/util.h"
@@ -197,6 +199,28 @@ static const struct cs_field config_keys_fields[] = {
     {.name = NULL},
 };
 
+static const struct cs_field replace_fields[] = {
+    {.name = "default", .type = CS_FIELD_STRING, .desc = "the new default issuer (\"next\")"},
+    {.name = NULL},
+};
+
+static const struct cs_field self_issued_fields[] = {
+    {.name = "certificate", .type = CS_FIELD_STRING, .desc = "PEM of the self-issued CA"},
+    {.name = "require_matching_certificate_algorithms",
+     .type = CS_FIELD_BOOL,
+     .desc = "refuse a signer of another key type"},
+    {.name = NULL},
+};
+
+static const struct cs_field keygen_fields[] = {
+    {.name = "key_name", .type = CS_FIELD_STRING, .desc = "the key's name"},
+    {.name = "key_type", .type = CS_FIELD_STRING, .desc = "rsa, ec or ed25519"},
+    {.name = "key_bits", .type = CS_FIELD_INT, .desc = "key size"},
+    {.name = "managed_key_name", .type = CS_FIELD_STRING, .desc = "unsupported"},
+    {.name = "managed_key_id", .type = CS_FIELD_STRING, .desc = "unsupported"},
+    {.name = NULL},
+};
+
 static const struct cs_field key_fields[] = {
     {.name = "key_name", .type = CS_FIELD_STRING, .desc = "the key's name"},
     {.name = NULL},
@@ -251,6 +275,10 @@ static const struct cs_field tidy_fields[] = {
 };
 
 #define RAW_READ (CS_PATH_UNAUTH)
+/* Bytes of OpenSSL's secure heap (a power of two): every private key OpenSSL holds in the
+ * process (cached issuer keys, keys being generated, TLS ephemeral keys) takes a few
+ * hundred bytes of it. */
+#define PKI_SECURE_HEAP (4u << 20)
 
 static const struct cs_path pki_paths[] = {
     {.pattern = "root/generate/{type}",
@@ -269,6 +297,24 @@ static const struct cs_path pki_paths[] = {
      .fields = sign_int_fields,
      .ops = {[CS_OP_UPDATE] = pki_root_sign_intermediate},
      .synopsis = "sign an intermediate CA's CSR with this issuer"},
+    {.pattern = "root/rotate/{type}",
+     .fields = gen_fields,
+     .ops = {[CS_OP_UPDATE] = pki_root_rotate},
+     .synopsis = "generate a new root beside the current one (issuer \"next\")"},
+    {.pattern = "root/sign-self-issued",
+     .fields = self_issued_fields,
+     .ops = {[CS_OP_UPDATE] = pki_sign_self_issued},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "re-issue a self-issued CA certificate under the default issuer"},
+    {.pattern = "issuer/{ref}/sign-self-issued",
+     .fields = self_issued_fields,
+     .ops = {[CS_OP_UPDATE] = pki_sign_self_issued},
+     .flags = CS_PATH_SUDO,
+     .synopsis = "re-issue a self-issued CA certificate under this issuer"},
+    {.pattern = "keys/generate/{type}",
+     .fields = keygen_fields,
+     .ops = {[CS_OP_UPDATE] = pki_keys_generate},
+     .synopsis = "generate a stored key (internal or exported)"},
     {.pattern = "intermediate/set-signed",
      .fields = set_signed_fields,
      .ops = {[CS_OP_UPDATE] = pki_set_signed},
@@ -357,8 +403,8 @@ static const struct cs_path pki_paths[] = {
      .ops = {[CS_OP_READ] = pki_config_issuers_read, [CS_OP_UPDATE] = pki_config_issuers_write},
      .synopsis = "the default issuer"},
     {.pattern = "root/replace",
-     .fields = config_issuers_fields,
-     .ops = {[CS_OP_UPDATE] = pki_config_issuers_write},
+     .fields = replace_fields,
+     .ops = {[CS_OP_UPDATE] = pki_root_replace},
      .synopsis = "make an issuer the default"},
     {.pattern = "config/keys",
      .fields = config_keys_fields,
@@ -508,7 +554,20 @@ static const struct cs_secret_type pki_secrets[] = {
 
 void cs_pki_register(void)
 {
+	/* OpenSSL keeps the private components of decoded keys (the issuer cache's signing
+	 * keys, pki_cache.c) in its secure heap when there is one: mlock()ed, zeroised on
+	 * free. Without it they would be ordinary heap memory. */
+	if (!CRYPTO_secure_malloc_initialized())
+		CRYPTO_secure_malloc_init(PKI_SECURE_HEAP, 32);
 	cs_backend_register(&cs_pki_backend);
+}
+
+/* Seal or leadership loss: the decoded issuers (pki_cache.c) and ACME's nonces and
+ * validation jobs (acme_chal.c) go. */
+static void pki_reset(struct cs_core *core)
+{
+	cs_pki_cache_reset(core);
+	cs_pki_acme_reset(core);
 }
 
 const struct cs_backend cs_pki_backend = {
@@ -516,5 +575,8 @@ const struct cs_backend cs_pki_backend = {
     .paths = pki_paths,
     .n_paths = CS_ARRAY_LEN(pki_paths),
     .secrets = pki_secrets,
-    .periodic = pki_periodic,
+    .periodic = cs_pki_acme_periodic,
+    .tables = cs_pki_acme_tables,
+    .n_tables = 1,
+    .reset = pki_reset,
 };

@@ -3,7 +3,9 @@
  * (OpenBao's builtin/logical/pki as the contract). Every certificate, CSR, CRL and OCSP
  * response is made by OpenSSL.
  *
- * Served: root/generate/:type, intermediate/generate/:type, root/sign-intermediate,
+ * Served: root/generate/:type, root/rotate/:type, root/replace, root/sign-self-issued,
+ * issuer/:ref/sign-self-issued, keys/generate/:type, intermediate/generate/:type,
+ * root/sign-intermediate,
  * issuer/:ref/sign-intermediate, intermediate/set-signed, issuers/import/bundle|cert,
  * config/ca, keys/import, issuers, issuer/:ref (read/update/delete),
  * issuer/:ref/json|der|pem, config/issuers, config/keys, keys, key/:ref, root (delete),

@@ -686,6 +686,7 @@ int pki_issuer_delete(struct cs_request *req)
 	char key[128];
 	snprintf(key, sizeof key, "config/issuer/%s", id);
 	rc = cs_view_delete(req, key);
+	cs_pki_cache_forget(req);
 	cJSON *c = cs_pki_config(req, "issuers");
 	if (!rc && strcmp(cs_pki_jstr(c, "default", ""), id) == 0) {
 		jset_str(c, "default", "");
@@ -801,10 +802,23 @@ int pki_config_issuers_write(struct cs_request *req)
 			rc = cs_req_error(req, CS_EINVAL,
 					  "invalid issuer specification; must be "
 					  "non-empty and can't be 'default'");
+		if (!rc && !*ref)
+			rc = cs_req_error(req, CS_EINVAL,
+					  "invalid issuer specification; must be "
+					  "non-empty and can't be 'default'");
 		if (!rc)
 			rc = cs_pki_resolve_issuer(req, ref, &id);
 		if (!rc)
 			jset_str(c, "default", id);
+		cJSON *iss = NULL;
+		if (!rc && cs_pki_issuer_load(req, id, &iss) == 0 &&
+		    !*cs_pki_jstr(iss, "key_id", ""))
+			cs_req_warn(req,
+				    "This selected default issuer has no key associated with "
+				    "it. Some operations like issuing certificates and signing "
+				    "CRLs will be unavailable with the requested default issuer "
+				    "until a key is imported or the default issuer is changed.");
+		cJSON_Delete(iss);
 		free(id);
 	}
 	if (!rc && cs_req_has(req, "default_follows_latest_issuer")) {
@@ -959,6 +973,7 @@ int pki_key_delete(struct cs_request *req)
 		char key[128];
 		snprintf(key, sizeof key, "config/key/%s", id);
 		rc = cs_view_delete(req, key);
+		cs_pki_cache_forget(req);
 		cJSON *c = cs_pki_config(req, "keys");
 		if (!rc && strcmp(cs_pki_jstr(c, "default", ""), id) == 0)
 			rc = cs_view_delete(req, "config/keys");
@@ -984,9 +999,15 @@ int pki_root_delete(struct cs_request *req)
 		if (rc)
 			return rc;
 	}
+	cs_pki_cache_forget(req);
 	int rc = cs_view_delete(req, "config/issuers");
 	if (!rc)
 		rc = cs_view_delete(req, "config/keys");
+	if (!rc)
+		cs_req_warn(req,
+			    "DELETE /root deletes all keys and issuers; prefer the new DELETE "
+			    "/key/:key_ref and DELETE /issuer/:issuer_ref for finer granularity, "
+			    "unless removal of all keys and issuers is desired.");
 	return rc;
 }
 

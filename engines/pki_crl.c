@@ -498,15 +498,333 @@ int pki_config_crl_write(struct cs_request *req)
 	return rc;
 }
 
+/*
+ * crl/rotate, crl/rotate-delta and the periodic auto_rebuild of a large CRL
+ * (cs_pki_crl_rebuild_async) rebuild without holding the loop: with 100k revoked
+ * certificates a rebuild in one handler kept every other request waiting for seconds
+ * (tests/bench/results/pki-*). Here:
+ *   1. the handler lists revoked/ and notes, per issuer with a key, the CRL numbers the
+ *      new CRLs get, its certificate and key (from the issuer cache), then reads the
+ *      revocation records CRL_BATCH at a time: after each batch the request waits for a
+ *      zero-delay timer (cs_req_wait), so requests queued meanwhile run between batches;
+ *      each batch runs in a fresh transaction (a record revoked or tidied meanwhile is
+ *      simply in or out, as with any CRL built a moment later);
+ *   2. building, sorting, signing and DER-encoding the CRLs runs on the worker pool;
+ *   3. the last resume stores them and advances each issuer's CRL counter, unless that
+ *      counter moved meanwhile (another rebuild won: its CRLs stay, this request says so).
+ * Failures: a record that does not parse is skipped, as in the inline rebuild; the node
+ * sealing or losing leadership between steps ends the request with that status (resume
+ * gets it and only frees the job).
+ */
+#define CRL_BATCH 512
+
+struct crl_target {
+	char *id;
+	X509 *cert;
+	EVP_PKEY *key;
+	int64_t start_next;           /* the issuer's crl_number when we began */
+	int64_t start_last_complete;  /* and its last_complete */
+	int64_t complete_no;          /* 0: no complete CRL this time */
+	int64_t delta_no, delta_base; /* delta_no 0: no delta */
+	int64_t since;                /* a delta lists revocations from this time on */
+	struct cs_pki_crl_counter after;
+	struct cs_pki_revoked *full, *delta;
+	size_t n_full, n_delta, cap_full, cap_delta;
+	char *full_rec, *delta_rec; /* the stored records (crl_record) */
+	size_t full_len, delta_len;
+};
+
+struct crl_job {
+	struct cs_async async;
+	uv_timer_t timer;
+	bool timer_open;
+	struct crl_cfg cfg;
+	bool built;
+	struct cs_strv serials;
+	size_t next;
+	struct crl_target *t;
+	size_t nt;
+	int64_t now;
+};
+
+static void crl_target_push(struct cs_pki_revoked **v, size_t *n, size_t *cap,
+			    const struct cs_pki_revoked *r)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		*v = realloc(*v, *cap * sizeof **v);
+		if (!*v)
+			abort();
+	}
+	(*v)[(*n)++] = *r;
+}
+
+static void crl_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void crl_job_free(struct crl_job *j)
+{
+	for (size_t i = 0; i < j->nt; i++) {
+		struct crl_target *t = &j->t[i];
+		free(t->id);
+		X509_free(t->cert);
+		EVP_PKEY_free(t->key);
+		free(t->full);
+		free(t->delta);
+		free(t->full_rec);
+		free(t->delta_rec);
+	}
+	free(j->t);
+	cs_strv_free(&j->serials);
+	if (j->timer_open) /* the job goes with the timer's close callback */
+		uv_close((uv_handle_t *)&j->timer, crl_timer_closed);
+	else
+		free(j);
+}
+
+/* Read the next batch of revocation records into the targets. */
+static int crl_read_batch(struct cs_request *req, struct crl_job *j)
+{
+	size_t end = j->next + CRL_BATCH < j->serials.n ? j->next + CRL_BATCH : j->serials.n;
+	for (; j->next < end; j->next++) {
+		char key[128];
+		snprintf(key, sizeof key, "revoked/%s", j->serials.v[j->next]);
+		cJSON *e = NULL;
+		int rc = cs_view_get_json(req, key, &e);
+		if (rc && rc != CS_ENOTFOUND)
+			return rc;
+		const char *iid = cs_pki_jstr(e, "issuer_id", "");
+		struct cs_pki_revoked r = {.when = cs_pki_jint(e, "revocation_time", 0)};
+		int len = cs_pki_serial_parse(j->serials.v[j->next], r.serial, sizeof r.serial);
+		r.serial_len = len > 0 ? (size_t)len : 0;
+		for (size_t i = 0; e && len > 0 && i < j->nt; i++) {
+			struct crl_target *t = &j->t[i];
+			if (strcmp(t->id, iid) != 0)
+				continue;
+			if (t->complete_no)
+				crl_target_push(&t->full, &t->n_full, &t->cap_full, &r);
+			if (t->delta_no && r.when >= t->since)
+				crl_target_push(&t->delta, &t->n_delta, &t->cap_delta, &r);
+		}
+		cJSON_Delete(e);
+	}
+	return 0;
+}
+
+/* The stored record of a CRL (crls/<id>[-delta]) as JSON text, made on the pool: the
+ * base64 of a 100k-entry CRL is megabytes, no work for the loop. NULL when c is NULL. */
+static char *crl_record(X509_CRL *c, int64_t number, int64_t now, size_t *len)
+{
+	if (!c)
+		return NULL;
+	size_t dl;
+	uint8_t *der = cs_pki_crl_der(c, &dl);
+	char *b64 = der ? cs_b64_encode(der, dl) : NULL;
+	free(der);
+	if (!b64)
+		return NULL;
+	struct cs_buf b = CS_BUF_INIT;
+	/* base64 needs no JSON escaping */
+	cs_buf_printf(&b, "{\"der\":\"%s\",\"number\":%lld,\"this_update\":%lld}", b64,
+		      (long long)number, (long long)now);
+	free(b64);
+	return cs_buf_steal(&b, len);
+}
+
+static void crl_build_work(struct cs_async *a)
+{
+	struct crl_job *j = CS_CONTAINER_OF(a, struct crl_job, async);
+	for (size_t i = 0; i < j->nt; i++) {
+		struct crl_target *t = &j->t[i];
+		if (t->complete_no) {
+			X509_CRL *c = cs_pki_crl_build(t->cert, t->key, t->full, t->n_full,
+						       t->complete_no, 0, j->now, j->cfg.expiry);
+			t->full_rec = crl_record(c, t->complete_no, j->now, &t->full_len);
+			X509_CRL_free(c);
+		}
+		if (t->delta_no) {
+			X509_CRL *c = cs_pki_crl_build(
+			    t->cert, t->key, t->delta, t->n_delta, t->delta_no, t->delta_base,
+			    j->now, j->cfg.delta_rebuild_interval + j->cfg.expiry);
+			t->delta_rec = crl_record(c, t->delta_no, j->now, &t->delta_len);
+			X509_CRL_free(c);
+		}
+	}
+	j->built = true;
+}
+
+static int crl_store(struct cs_request *req, const char *id, bool delta, const char *rec,
+		     size_t len)
+{
+	char key[128];
+	snprintf(key, sizeof key, delta ? "crls/%s-delta" : "crls/%s", id);
+	return cs_view_put(req, key, rec, len);
+}
+
+/* The last step: store every CRL and advance the counters. */
+static int crl_finish(struct cs_request *req, struct crl_job *j)
+{
+	int rc = 0;
+	bool raced = false;
+	for (size_t i = 0; !rc && i < j->nt; i++) {
+		struct crl_target *t = &j->t[i];
+		if ((t->complete_no && !t->full_rec) || (t->delta_no && !t->delta_rec))
+			return cs_req_error(req, CS_EINTERNAL, "unable to build the CRL");
+		cJSON *iss = NULL;
+		if (cs_pki_issuer_load(req, t->id, &iss) != 0) {
+			cJSON_Delete(iss);
+			continue; /* deleted meanwhile */
+		}
+		if (cs_pki_jint(iss, "crl_number", 1) != t->start_next ||
+		    cs_pki_jint(iss, "last_complete", 0) != t->start_last_complete) {
+			raced = true;
+			cJSON_Delete(iss);
+			continue;
+		}
+		if (t->complete_no)
+			rc = crl_store(req, t->id, false, t->full_rec, t->full_len);
+		if (!rc && t->delta_no)
+			rc = crl_store(req, t->id, true, t->delta_rec, t->delta_len);
+		cJSON_DeleteItemFromObjectCaseSensitive(iss, "crl_number");
+		cJSON_AddNumberToObject(iss, "crl_number", (double)t->after.next);
+		cJSON_DeleteItemFromObjectCaseSensitive(iss, "last_complete");
+		cJSON_AddNumberToObject(iss, "last_complete", (double)t->after.last_complete);
+		if (t->complete_no) {
+			cJSON_DeleteItemFromObjectCaseSensitive(iss, "last_complete_time");
+			cJSON_AddNumberToObject(iss, "last_complete_time", (double)j->now);
+		}
+		if (!rc)
+			rc = cs_pki_issuer_save(req, iss);
+		cJSON_Delete(iss);
+	}
+	if (!rc && raced)
+		cs_req_warn(req, "another CRL rebuild finished while this one ran; its CRLs "
+				 "were kept for the issuers it rebuilt");
+	if (!rc) {
+		cJSON *d = cJSON_CreateObject();
+		cJSON_AddBoolToObject(d, "success", true);
+		cs_req_set_data(req, d);
+	}
+	return rc;
+}
+
+static void crl_timer_fired(uv_timer_t *t)
+{
+	struct crl_job *j = t->data;
+	cs_req_wake(&j->async);
+}
+
+static int crl_step(struct cs_request *req, struct crl_job *j);
+
+static int crl_resume(struct cs_request *req, struct cs_async *a, int status)
+{
+	struct crl_job *j = CS_CONTAINER_OF(a, struct crl_job, async);
+	if (status) {
+		crl_job_free(j);
+		return status;
+	}
+	if (j->built) {
+		int rc = crl_finish(req, j);
+		crl_job_free(j);
+		return rc;
+	}
+	return crl_step(req, j);
+}
+
+/* Read one batch; then wait a loop turn for the next, or build on the pool. */
+static int crl_step(struct cs_request *req, struct crl_job *j)
+{
+	int rc = crl_read_batch(req, j);
+	if (rc) {
+		crl_job_free(j);
+		return rc;
+	}
+	j->async.resume = crl_resume;
+	if (j->next < j->serials.n) {
+		if (!j->timer_open) {
+			uv_timer_init(cs_core_loop(req->core), &j->timer);
+			j->timer.data = j;
+			j->timer_open = true;
+		}
+		uv_timer_start(&j->timer, crl_timer_fired, 0, 0);
+		return cs_req_wait(req, &j->async);
+	}
+	j->async.work = crl_build_work;
+	return cs_req_defer(req, &j->async);
+}
+
+int cs_pki_crl_rebuild_async(struct cs_request *req, cs_pki_crl_mode_fn mode, void *arg)
+{
+	struct crl_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return CS_ENOMEM;
+	j->cfg = crl_cfg(req);
+	j->now = now_s();
+	struct cs_strv ids = {0};
+	int rc = cs_view_list(req, "config/issuer/", &ids);
+	j->t = calloc(ids.n + 1, sizeof *j->t);
+	if (!j->t)
+		abort();
+	for (size_t i = 0; !rc && i < ids.n; i++) {
+		int m = mode(req, ids.v[i], arg);
+		if (m == CS_PKI_CRL_NONE)
+			continue;
+		bool delta_only = m == CS_PKI_CRL_DELTA;
+		struct cs_pki_issuer_ref ir;
+		int r = cs_pki_issuer_get(req, ids.v[i], CS_PKI_ISSUER_SIGNER, &ir);
+		if (r == CS_ENOTFOUND || (!r && !ir.signer)) {
+			if (!r)
+				cs_pki_issuer_ref_free(&ir);
+			continue; /* gone, or no key: cannot sign a CRL */
+		}
+		if (r) {
+			rc = r;
+			break;
+		}
+		struct crl_target *t = &j->t[j->nt++];
+		t->id = strdup(ids.v[i]);
+		t->cert = ir.cert;
+		t->key = ir.signer;
+		ir.cert = NULL;
+		ir.signer = NULL;
+		t->start_next = cs_pki_jint(ir.rec, "crl_number", 1);
+		t->start_last_complete = cs_pki_jint(ir.rec, "last_complete", 0);
+		t->since = cs_pki_jint(ir.rec, "last_complete_time", 0);
+		t->after = (struct cs_pki_crl_counter){.next = t->start_next,
+						       .last_complete = t->start_last_complete};
+		if (!delta_only) {
+			t->complete_no = cs_pki_crl_next_complete(&t->after);
+			t->since = j->now; /* as the inline rebuild: the delta follows it */
+		}
+		if (j->cfg.enable_delta) {
+			int64_t no = cs_pki_crl_next_delta(&t->after, &t->delta_base);
+			t->delta_no = no > 0 ? no : 0;
+		}
+		cs_pki_issuer_ref_free(&ir);
+	}
+	cs_strv_free(&ids);
+	if (!rc)
+		rc = cs_view_list(req, "revoked/", &j->serials);
+	if (rc) {
+		crl_job_free(j);
+		return rc;
+	}
+	return crl_step(req, j);
+}
+
+static int mode_all(struct cs_request *req, const char *id, void *arg)
+{
+	(void)req;
+	(void)id;
+	return *(const int *)arg;
+}
+
 int pki_crl_rotate(struct cs_request *req)
 {
-	int rc = cs_pki_crl_rebuild_all(req, false);
-	if (rc)
-		return rc;
-	cJSON *d = cJSON_CreateObject();
-	cJSON_AddBoolToObject(d, "success", true);
-	cs_req_set_data(req, d);
-	return 0;
+	static const int complete = CS_PKI_CRL_COMPLETE;
+	return cs_pki_crl_rebuild_async(req, mode_all, (void *)&complete);
 }
 
 int pki_crl_rotate_delta(struct cs_request *req)
@@ -516,13 +834,8 @@ int pki_crl_rotate_delta(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL,
 				    "unable to rebuild delta CRL: delta CRLs are "
 				    "not enabled");
-	int rc = cs_pki_crl_rebuild_all(req, true);
-	if (rc)
-		return rc;
-	cJSON *d = cJSON_CreateObject();
-	cJSON_AddBoolToObject(d, "success", true);
-	cs_req_set_data(req, d);
-	return 0;
+	static const int delta = CS_PKI_CRL_DELTA;
+	return cs_pki_crl_rebuild_async(req, mode_all, (void *)&delta);
 }
 
 /* The stored CRL of an issuer, built now when there is none yet. *der malloc'd. */
@@ -711,37 +1024,6 @@ static void ocsp_answer(struct cs_request *req, OCSP_RESPONSE *r, int http_statu
 	OCSP_RESPONSE_free(r);
 }
 
-/* The issuer whose name and key hashes the CertID carries, or NULL. */
-static cJSON *ocsp_issuer(struct cs_request *req, OCSP_CERTID *id)
-{
-	ASN1_OBJECT *md_obj = NULL;
-	OCSP_id_get0_info(NULL, &md_obj, NULL, NULL, id);
-	const EVP_MD *md = md_obj ? EVP_get_digestbyobj(md_obj) : NULL;
-	if (!md)
-		return NULL;
-	struct cs_strv ids = {0};
-	cs_view_list(req, "config/issuer/", &ids);
-	cJSON *found = NULL;
-	for (size_t i = 0; !found && i < ids.n; i++) {
-		cJSON *iss = NULL;
-		if (cs_pki_issuer_load(req, ids.v[i], &iss) != 0)
-			continue;
-		X509 *ix = cs_pki_issuer_cert(iss);
-		OCSP_CERTID *mine =
-		    ix ? OCSP_cert_id_new(md, X509_get_subject_name(ix),
-					  X509_get0_pubkey_bitstr(ix), X509_get0_serialNumber(ix))
-		       : NULL;
-		if (mine && OCSP_id_issuer_cmp(mine, id) == 0 && *cs_pki_jstr(iss, "key_id", ""))
-			found = iss;
-		else
-			cJSON_Delete(iss);
-		OCSP_CERTID_free(mine);
-		X509_free(ix);
-	}
-	cs_strv_free(&ids);
-	return found;
-}
-
 static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t len);
 
 int pki_ocsp(struct cs_request *req)
@@ -791,8 +1073,18 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 			    401);
 		return 0;
 	}
-	cJSON *iss = ocsp_issuer(req, cid);
-	if (!iss) {
+	char *iid = NULL;
+	struct cs_pki_issuer_ref ir = {0};
+	int rc = cs_pki_issuer_by_certid(req, cid, &iid);
+	if (!rc)
+		rc = cs_pki_issuer_get(req, iid, CS_PKI_ISSUER_SIGNER, &ir);
+	free(iid);
+	if (rc && rc != CS_ENOTFOUND) {
+		OCSP_REQUEST_free(oreq);
+		return rc;
+	}
+	if (rc || !ir.signer) {
+		cs_pki_issuer_ref_free(&ir);
 		OCSP_REQUEST_free(oreq);
 		ocsp_answer(req, OCSP_response_create(OCSP_RESPONSE_STATUS_UNAUTHORIZED, NULL),
 			    401);
@@ -804,7 +1096,7 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 	cs_pki_serial_format(sb, sn, '-', skey);
 	snprintf(spath, sizeof spath, "revoked/%s", skey);
 	cJSON *e = NULL;
-	const char *iid = cs_pki_jstr(iss, "id", "");
+	iid = (char *)cs_pki_jstr(ir.rec, "id", "");
 	if (cs_view_get_json(req, spath, &e) == 0 &&
 	    strcmp(cs_pki_jstr(e, "issuer_id", ""), iid) == 0) {
 		status = V_OCSP_CERTSTATUS_REVOKED;
@@ -819,15 +1111,8 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 			status = V_OCSP_CERTSTATUS_GOOD;
 		cJSON_Delete(e);
 	}
-	X509 *ix = cs_pki_issuer_cert(iss);
-	EVP_PKEY *key = NULL;
-	int rc = cs_pki_issuer_signer(req, iss, &key);
-	cJSON_Delete(iss);
-	if (rc || !ix) {
-		X509_free(ix);
-		OCSP_REQUEST_free(oreq);
-		return rc ? rc : CS_EINTERNAL;
-	}
+	X509 *ix = ir.cert;
+	EVP_PKEY *key = ir.signer;
 	OCSP_BASICRESP *bs = OCSP_BASICRESP_new();
 	int64_t now = now_s();
 	ASN1_TIME *thisupd = ASN1_TIME_set(NULL, (time_t)now);
@@ -845,8 +1130,7 @@ static int pki_ocsp_respond(struct cs_request *req, const uint8_t *der, size_t l
 	ASN1_TIME_free(thisupd);
 	ASN1_TIME_free(nextupd);
 	ASN1_TIME_free(revtime);
-	EVP_PKEY_free(key);
-	X509_free(ix);
+	cs_pki_issuer_ref_free(&ir);
 	OCSP_REQUEST_free(oreq);
 	if (!ok) {
 		OCSP_BASICRESP_free(bs);

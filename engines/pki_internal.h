@@ -12,9 +12,12 @@
  *                 certificates, revocation entries; a CA key is decoded into locked memory
  *                 only for the signature it makes.
  *   pki_ca.c      issuer and key endpoints (root/intermediate generation, imports, reads).
+ *   pki_manage.c  root/rotate, root/replace, root/sign-self-issued, keys/generate.
  *   pki_issue.c   roles, and issuance (issue/sign/sign-verbatim) through cs_pki_sign_cert.
  *   pki_crl.c     revocation, CRLs, OCSP, cert reads, the generate_lease revoke.
  *   pki_tidy.c    tidy, tidy-status, tidy-cancel, config/auto-tidy, periodic upkeep.
+ *   pki_cache.c   decoded issuers (record, certificate, chain, private key) kept between
+ *                 requests, checked against the stored bytes on every use.
  *   pki.c         the path table.
  *
  * Storage layout under the mount's view (every value behind the barrier):
@@ -58,6 +61,9 @@ struct cs_pki_name_rules {
 	size_t n_allowed_domains;
 };
 
+/* A role's name rules (pki_issue.c); allowed_domains are appended to `domains`, which the
+ * rules point into (free it after use). */
+struct cs_pki_name_rules cs_pki_role_rules(const cJSON *role, struct cs_strv *domains);
 /* Vault's validateNames: NULL when every name passes, else the first refused one. */
 const char *cs_pki_check_names(const struct cs_pki_name_rules *r, const char *const *names,
 			       size_t n);
@@ -208,6 +214,14 @@ struct cs_pki_cert_spec {
 };
 /* Build and sign a certificate (OpenSSL). NULL with a message in err. */
 X509 *cs_pki_cert_build(const struct cs_pki_cert_spec *s, char *err, size_t errlen);
+/* root/sign-self-issued: a copy of the self-issued CA certificate `cert` (subject, key,
+ * serial, validity and extensions kept) issued by `issuer`: its issuer name and Authority
+ * Key Identifier, the AIA / CRL URLs of `urls` (its issuing_certificates,
+ * crl_distribution_points, ocsp_servers), signed with `signer` (hash: the certificate's
+ * own SHA-384/512 when keep_hash, else the signer's default). NULL with a message. */
+X509 *cs_pki_cert_resign(X509 *cert, X509 *issuer, EVP_PKEY *signer,
+			 const struct cs_pki_cert_spec *urls, bool keep_hash, char *err,
+			 size_t errlen);
 /* A CSR for `subject` signed by `key`, with the SANs of `s` (for intermediates). */
 X509_REQ *cs_pki_csr_build(const struct cs_pki_cert_spec *s, EVP_PKEY *key, char *err,
 			   size_t errlen);
@@ -266,7 +280,7 @@ int cs_pki_issuer_store(struct cs_request *req, X509 *x, const char *name, char 
 /* The issuer's certificate. */
 X509 *cs_pki_issuer_cert(const cJSON *iss);
 /* Its chain as PEMs (itself first, then its parents among the stored issuers, or its
- * manual_chain). A new array. */
+ * manual_chain). A new array. (pki_cache.c) */
 cJSON *cs_pki_issuer_chain(struct cs_request *req, const cJSON *iss);
 /* A config entry (config/<name>) or an empty object. */
 cJSON *cs_pki_config(struct cs_request *req, const char *name);
@@ -280,6 +294,15 @@ int cs_pki_new_serial(struct cs_request *req, uint8_t serial[20]);
 int cs_pki_crl_rebuild(struct cs_request *req, const char *issuer_id, bool delta_only);
 /* Rebuild every issuer's CRL. */
 int cs_pki_crl_rebuild_all(struct cs_request *req, bool delta_only);
+/* What an asynchronous rebuild does for one issuer. */
+enum { CS_PKI_CRL_NONE, CS_PKI_CRL_COMPLETE /* and its delta when enabled */, CS_PKI_CRL_DELTA };
+typedef int (*cs_pki_crl_mode_fn)(struct cs_request *req, const char *issuer_id, void *arg);
+/* Rebuild, as `mode` says for each issuer with a key, without holding the loop: the
+ * revocation records are read in batches between loop turns, the CRLs built and signed
+ * on the worker pool, stored by the last resume (pki_crl.c). Only from a handler that has
+ * written nothing (its transaction is given up). Returns CS_EASYNC (or an error); the
+ * request's answer is {"success": true}. */
+int cs_pki_crl_rebuild_async(struct cs_request *req, cs_pki_crl_mode_fn mode, void *arg);
 
 /* Helpers for JSON fields. */
 const char *cs_pki_jstr(const cJSON *o, const char *k, const char *def);
@@ -296,6 +319,39 @@ struct pki_urls {
 void pki_urls_load(struct cs_request *req, struct pki_urls *u);
 void pki_urls_free(struct pki_urls *u);
 void pki_urls_spec(struct cs_pki_cert_spec *s, const struct pki_urls *u);
+
+/* ---- pki_cache.c: decoded issuers and their keys, kept between requests ---- */
+
+/* An issuer as the cache hands it out: every member owned by the holder (duplicated or
+ * up_ref'd), so it outlives later changes of the cache; release with
+ * cs_pki_issuer_ref_free. */
+struct cs_pki_issuer_ref {
+	cJSON *rec;        /* the stored record */
+	X509 *cert;        /* its certificate */
+	int64_t not_after; /* of cert, Unix seconds */
+	EVP_PKEY *signer;  /* with CS_PKI_ISSUER_SIGNER: its private key; NULL when none */
+	cJSON *chain;      /* with CS_PKI_ISSUER_CHAIN: PEMs, itself first */
+};
+#define CS_PKI_ISSUER_SIGNER 1u
+#define CS_PKI_ISSUER_CHAIN  2u
+/* Issuer `id` of the request's mount, current as of the request's transaction (the cache
+ * checks the raw stored bytes of every issuer and of the key: never stale). Loop thread.
+ * CS_ENOTFOUND when there is no such issuer; the key's absence is not an error here
+ * (signer NULL) unless its record is missing. */
+int cs_pki_issuer_get(struct cs_request *req, const char *id, unsigned what,
+		      struct cs_pki_issuer_ref *out);
+void cs_pki_issuer_ref_free(struct cs_pki_issuer_ref *r);
+/* The id (malloc'd) of the issuer with a key whose name and key hashes an OCSP CertID
+ * carries; CS_ENOTFOUND when none. */
+struct ocsp_cert_id_st;
+int cs_pki_issuer_by_certid(struct cs_request *req, struct ocsp_cert_id_st *cid, char **id);
+/* Drop the request mount's cached issuers and keys (after writing any of them). */
+void cs_pki_cache_forget(struct cs_request *req);
+/* Drop everything (the backend's reset: seal, leadership loss). */
+void cs_pki_cache_reset(struct cs_core *core);
+/* For tests and the bench: issuer-set checks that hit and missed, keys decoded. */
+void cs_pki_cache_stats(struct cs_core *core, uint64_t *hits, uint64_t *misses,
+			uint64_t *key_loads);
 
 /* ---- pki_issue.c: the one issuance function ---- */
 
@@ -322,6 +378,14 @@ struct cs_pki_sign_input {
  * and answer Vault's issue/sign data in *data (a new object). 0 or the request's error. */
 int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in, cJSON **data);
 
+/* ---- acme*.c: the ACME server (engines/acme_internal.h) ---- */
+/* Its rows, searched before the PKI's own. */
+extern const struct cs_path_table cs_pki_acme_tables[1];
+/* The engine's reset hook: ACME nonces and in-flight validations die with the term. */
+void cs_pki_acme_reset(struct cs_core *core);
+/* The engine's periodic function: pki_periodic, then pending ACME validations. */
+int cs_pki_acme_periodic(struct cs_request *req);
+
 /* ---- handlers ---- */
 int pki_root_generate(struct cs_request *req);
 int pki_intermediate_generate(struct cs_request *req);
@@ -343,6 +407,10 @@ int pki_key_read(struct cs_request *req);
 int pki_key_update(struct cs_request *req);
 int pki_key_delete(struct cs_request *req);
 int pki_root_delete(struct cs_request *req);
+int pki_root_rotate(struct cs_request *req);
+int pki_root_replace(struct cs_request *req);
+int pki_sign_self_issued(struct cs_request *req);
+int pki_keys_generate(struct cs_request *req);
 int pki_ca_raw(struct cs_request *req);
 int pki_cert_ca_chain(struct cs_request *req);
 int pki_config_urls_read(struct cs_request *req);

@@ -392,6 +392,11 @@ static struct cs_pki_name_rules rules_of(const cJSON *role, struct cs_strv *doma
 	};
 }
 
+struct cs_pki_name_rules cs_pki_role_rules(const cJSON *role, struct cs_strv *domains)
+{
+	return rules_of(role, domains);
+}
+
 /* validateCommonName: the name rules, then cn_validations (email / hostname / disabled). */
 static bool cn_ok(const cJSON *role, const struct cs_pki_name_rules *r, const char *cn)
 {
@@ -451,7 +456,10 @@ static int gather_names(struct cs_request *req, const struct cs_pki_sign_input *
 	struct cs_strv ignore = {0};
 	if (use_csr_sans || in->verbatim)
 		cs_pki_csr_sans(in->csr, &s->dns, &s->emails, &s->ips, &s->uris, &s->others);
-	if (*cn && !cs_pki_jbool(f, "exclude_cn_from_sans", false) && !in->verbatim) {
+	bool cn_listed = false; /* a CN already among the CSR's SANs is not added twice */
+	for (size_t i = 0; *cn && i < s->dns.n; i++)
+		cn_listed = cn_listed || strcasecmp(s->dns.v[i], cn) == 0;
+	if (*cn && !cn_listed && !cs_pki_jbool(f, "exclude_cn_from_sans", false) && !in->verbatim) {
 		if (strchr(cn, '@'))
 			cs_strv_push(&s->emails, cn, strlen(cn));
 		else if (cs_pki_hostname_ok(cn) || strchr(cn, '*'))
@@ -602,9 +610,68 @@ static char *encode_pem(const char *pem, const char *format)
 	return s;
 }
 
-int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in, cJSON **data)
+/*
+ * One issuance in three steps, so that the middle one can run on the worker pool:
+ *   sign_prepare (loop, in the request's transaction): every check against the role and
+ *     the issuer, the serial, the NotAfter; everything the certificate needs is copied
+ *     into the job, the issuer's certificate and key by reference (up_ref'd);
+ *   sign_make (any thread: touches only the job): the subject's key when one is to be
+ *     generated, the certificate built and signed, the answer's PEMs encoded;
+ *   sign_finish (loop, in a transaction): storage (certs/<serial>), the lease, the answer.
+ */
+struct sign_job {
+	struct cs_async async;
+	/* inputs */
+	int gen_type; /* -1: the subject's key is given (key or csr) */
+	int gen_bits;
+	EVP_PKEY *key; /* the subject's private key (given or generated), owned */
+	EVP_PKEY *pub; /* the CSR's public key, owned (up_ref'd) */
+	struct cs_pki_issuer_ref ir;
+	char *iid;
+	X509_NAME *subject;
+	struct sans s;
+	int eku[16];
+	size_t n_eku;
+	struct cs_strv eku_oids;
+	struct pki_urls u;
+	uint8_t serial[20];
+	int64_t now, not_before, not_after;
+	bool is_ca, bc_non_ca, use_pss, store, lease;
+	int max_path_len, sigbits;
+	unsigned ku;
+	char format[16], pkf[16];
+	/* outputs */
+	X509 *x;
+	char *cert_out, *key_out, *bundle_key;
+	char err[300];
+};
+
+static void sign_job_free(struct sign_job *j)
 {
-	*data = NULL;
+	EVP_PKEY_free(j->key);
+	EVP_PKEY_free(j->pub);
+	cs_pki_issuer_ref_free(&j->ir);
+	free(j->iid);
+	X509_NAME_free(j->subject);
+	sans_free(&j->s);
+	cs_strv_free(&j->eku_oids);
+	pki_urls_free(&j->u);
+	X509_free(j->x);
+	free(j->cert_out);
+	if (j->key_out)
+		cs_zero(j->key_out, strlen(j->key_out));
+	free(j->key_out);
+	if (j->bundle_key)
+		cs_zero(j->bundle_key, strlen(j->bundle_key));
+	free(j->bundle_key);
+	free(j);
+}
+
+/* Checks and the job (NULL with check_only). 0 or the request's error. */
+static int sign_prepare(struct cs_request *req, const struct cs_pki_sign_input *in,
+			struct sign_job **out)
+{
+	*out = NULL;
 	const cJSON *role = in->role, *f = in->fields;
 	const char *format = cs_pki_jstr(f, "format", "pem");
 	if (strcmp(format, "pem") != 0 && strcmp(format, "der") != 0 &&
@@ -612,36 +679,29 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 		return cs_req_error(req, CS_EINVAL, "invalid format specified");
 	const char *ref =
 	    in->issuer_ref ? in->issuer_ref : cs_pki_jstr(role, "issuer_ref", "default");
-	char *iid = NULL;
-	cJSON *iss = NULL;
-	int rc = cs_pki_resolve_issuer(req, ref, &iid);
+	struct sign_job *j = calloc(1, sizeof *j);
+	if (!j)
+		return CS_ENOMEM;
+	j->gen_type = -1;
+	int rc = cs_pki_resolve_issuer(req, ref, &j->iid);
 	if (!rc)
-		rc = cs_pki_issuer_load(req, iid, &iss);
-	if (rc) {
-		free(iid);
-		return rc;
-	}
+		rc = cs_pki_issuer_get(req, j->iid, 0, &j->ir);
+	if (rc)
+		goto fail;
+	const cJSON *iss = j->ir.rec;
+	const char *iid = j->iid;
 	char *cn = NULL;
-	struct sans s = {0};
-	X509 *ix = NULL, *x = NULL;
-	EVP_PKEY *signer = NULL;
-	X509_NAME *subject = NULL;
 	if (!has_usage(iss, "issuing-certificates")) {
 		rc = cs_req_error(req, CS_EINVAL,
 				  "requested usage issuing-certificates for issuer %s but only had "
 				  "usage %s",
 				  iid, cs_pki_jstr(iss, "usage", ""));
-		goto out;
+		goto fail;
 	}
 	if (!*cs_pki_jstr(iss, "key_id", "")) {
 		rc = cs_req_error(req, CS_EINVAL, "unable to sign: issuer %s has no private key",
 				  iid);
-		goto out;
-	}
-	ix = cs_pki_issuer_cert(iss);
-	if (!ix) {
-		rc = CS_EINTERNAL;
-		goto out;
+		goto fail;
 	}
 	if (in->csr) {
 		EVP_PKEY *pub = X509_REQ_get0_pubkey(in->csr);
@@ -650,13 +710,16 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 			    cs_req_error(req, CS_EINVAL,
 					 "request signature invalid: certificate request could not "
 					 "be verified");
-			goto out;
+			goto fail;
 		}
 		if (!in->is_ca && (rc = check_key(req, role, pub)))
-			goto out;
+			goto fail;
 	}
-	if ((rc = gather_names(req, in, &cn, &s)))
-		goto out;
+	rc = gather_names(req, in, &cn, &j->s);
+	if (rc) {
+		free(cn);
+		goto fail;
+	}
 	/* NotAfter */
 	int64_t now = cs_now_ns() / 1000000000, not_after = 0;
 	enum cs_pki_leaf_behavior beh;
@@ -667,7 +730,7 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 				   .role_max_ttl = cs_pki_jint(role, "max_ttl", 0),
 				   .sys_default_ttl = cs_req_default_ttl(req),
 				   .sys_max_ttl = cs_req_max_ttl(req),
-				   .issuer_not_after = cs_pki_cert_not_after(ix),
+				   .issuer_not_after = j->ir.not_after,
 				   .behavior = beh};
 	const char *na = cs_pki_jstr(role, "not_after", "");
 	if (!*na)
@@ -678,165 +741,223 @@ int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in,
 		if (cs_parse_duration(cs_pki_jstr(f, "ttl", "0"), &v) == 0)
 			ti.ttl = v;
 	}
-	if (*na && cs_pki_parse_rfc3339(na, &ti.not_after)) {
-		rc = cs_req_error(req, CS_EINVAL, "invalid not_after: %s", na);
-		goto out;
-	}
 	char err[300];
 	const char *warn;
-	if (cs_pki_not_after(&ti, &not_after, &warn, err, sizeof err)) {
+	if (*na && cs_pki_parse_rfc3339(na, &ti.not_after))
+		rc = cs_req_error(req, CS_EINVAL, "invalid not_after: %s", na);
+	else if (cs_pki_not_after(&ti, &not_after, &warn, err, sizeof err))
 		rc = cs_req_error(req, CS_EINVAL, "%s", err);
-		goto out;
+	if (rc || in->check_only) {
+		free(cn);
+		goto fail;
 	}
-	if (in->check_only)
-		goto out;
 	if (warn)
 		cs_req_warn(req, "%s", warn);
-	if ((rc = cs_pki_issuer_signer(req, iss, &signer)))
-		goto out;
-	uint8_t serial[20];
-	if ((rc = cs_pki_new_serial(req, serial)))
-		goto out;
-	if (in->verbatim || in->subject_from_csr)
-		subject = X509_NAME_dup(X509_REQ_get_subject_name(in->csr));
-	else
-		subject = cs_pki_subject(role, cn, cs_pki_jstr(f, "serial_number", ""));
-	int eku[16];
-	struct cs_strv eku_oids = {0};
-	struct pki_urls u = {0};
-	cs_pki_json_list(role, "ext_key_usage_oids", &eku_oids);
-	pki_urls_load(req, &u);
-	struct cs_pki_cert_spec spec = {
-	    .subject = subject,
-	    .pubkey = in->csr ? X509_REQ_get0_pubkey(in->csr) : in->key,
-	    .issuer = ix,
-	    .signer = signer,
-	    .serial = serial,
-	    .serial_len = 20,
-	    .not_before = now - cs_pki_jint(role, "not_before_duration", 30),
-	    .not_after = not_after,
-	    .is_ca = in->is_ca,
-	    .max_path_len = in->max_path_len,
-	    .basic_constraints_non_ca =
-		cs_pki_jbool(role, "basic_constraints_valid_for_non_ca", false),
-	    .key_usage =
-		in->is_ca ? (X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN) : key_usage_of(role),
-	    .ext_key_usage = eku,
-	    .n_ext_key_usage = in->is_ca ? 0 : ext_key_usage_of(role, eku, CS_ARRAY_LEN(eku)),
-	    .ext_key_usage_oids = (const char *const *)eku_oids.v,
-	    .n_ext_key_usage_oids = in->is_ca ? 0 : eku_oids.n,
-	    .signature_bits = (int)cs_pki_jint(role, "signature_bits", 0),
-	    .use_pss = cs_pki_jbool(role, "use_pss", false),
-	    .dns = (const char *const *)s.dns.v,
-	    .n_dns = s.dns.n,
-	    .emails = (const char *const *)s.emails.v,
-	    .n_emails = s.emails.n,
-	    .ips = (const char *const *)s.ips.v,
-	    .n_ips = s.ips.n,
-	    .uris = (const char *const *)s.uris.v,
-	    .n_uris = s.uris.n,
-	    .other_sans = (const char *const *)s.others.v,
-	    .n_other_sans = s.others.n,
-	};
-	pki_urls_spec(&spec, &u);
-	x = cs_pki_cert_build(&spec, err, sizeof err);
-	pki_urls_free(&u);
-	cs_strv_free(&eku_oids);
-	if (!x) {
-		rc = cs_req_error(req, CS_EINVAL, "%s", err);
-		goto out;
+	cs_pki_issuer_ref_free(&j->ir);
+	if ((rc =
+		 cs_pki_issuer_get(req, iid, CS_PKI_ISSUER_SIGNER | CS_PKI_ISSUER_CHAIN, &j->ir))) {
+		free(cn);
+		goto fail;
 	}
-	if (in->is_ca || !cs_pki_jbool(role, "no_store", false))
-		if ((rc = cs_pki_cert_store(req, x, iid)))
-			goto out;
-	if (!in->is_ca && cs_pki_jbool(role, "generate_lease", false)) {
+	if (!j->ir.signer) {
+		free(cn);
+		rc = cs_req_error(req, CS_EINVAL, "unable to sign: issuer %s has no private key",
+				  iid);
+		goto fail;
+	}
+	if ((rc = cs_pki_new_serial(req, j->serial))) {
+		free(cn);
+		goto fail;
+	}
+	if (in->verbatim || in->subject_from_csr)
+		j->subject = X509_NAME_dup(X509_REQ_get_subject_name(in->csr));
+	else
+		j->subject = cs_pki_subject(role, cn, cs_pki_jstr(f, "serial_number", ""));
+	free(cn);
+	cs_pki_json_list(role, "ext_key_usage_oids", &j->eku_oids);
+	pki_urls_load(req, &j->u);
+	if (in->csr) {
+		j->pub = X509_REQ_get0_pubkey(in->csr);
+		EVP_PKEY_up_ref(j->pub);
+	}
+	if (in->key) {
+		j->key = in->key;
+		EVP_PKEY_up_ref(j->key);
+	}
+	j->now = now;
+	j->not_before = now - cs_pki_jint(role, "not_before_duration", 30);
+	j->not_after = not_after;
+	j->is_ca = in->is_ca;
+	j->max_path_len = in->max_path_len;
+	j->bc_non_ca = cs_pki_jbool(role, "basic_constraints_valid_for_non_ca", false);
+	j->ku = in->is_ca ? (X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN) : key_usage_of(role);
+	j->n_eku = in->is_ca ? 0 : ext_key_usage_of(role, j->eku, CS_ARRAY_LEN(j->eku));
+	j->sigbits = (int)cs_pki_jint(role, "signature_bits", 0);
+	j->use_pss = cs_pki_jbool(role, "use_pss", false);
+	j->store = in->is_ca || !cs_pki_jbool(role, "no_store", false);
+	j->lease = !in->is_ca && cs_pki_jbool(role, "generate_lease", false);
+	snprintf(j->format, sizeof j->format, "%s", format);
+	snprintf(j->pkf, sizeof j->pkf, "%s", cs_pki_jstr(f, "private_key_format", ""));
+	*out = j;
+	return 0;
+fail:
+	sign_job_free(j);
+	return rc;
+}
+
+/* Key (when asked), certificate, encodings. Any thread; touches only the job. */
+static void sign_make(struct sign_job *j)
+{
+	if (j->gen_type >= 0 && !j->key &&
+	    !(j->key = cs_pki_keygen((enum cs_pki_key_type)j->gen_type, j->gen_bits))) {
+		snprintf(j->err, sizeof j->err, "key generation failed");
+		return;
+	}
+	struct cs_pki_cert_spec spec = {
+	    .subject = j->subject,
+	    .pubkey = j->pub ? j->pub : j->key,
+	    .issuer = j->ir.cert,
+	    .signer = j->ir.signer,
+	    .serial = j->serial,
+	    .serial_len = 20,
+	    .not_before = j->not_before,
+	    .not_after = j->not_after,
+	    .is_ca = j->is_ca,
+	    .max_path_len = j->max_path_len,
+	    .basic_constraints_non_ca = j->bc_non_ca,
+	    .key_usage = j->ku,
+	    .ext_key_usage = j->eku,
+	    .n_ext_key_usage = j->n_eku,
+	    .ext_key_usage_oids = (const char *const *)j->eku_oids.v,
+	    .n_ext_key_usage_oids = j->is_ca ? 0 : j->eku_oids.n,
+	    .signature_bits = j->sigbits,
+	    .use_pss = j->use_pss,
+	    .dns = (const char *const *)j->s.dns.v,
+	    .n_dns = j->s.dns.n,
+	    .emails = (const char *const *)j->s.emails.v,
+	    .n_emails = j->s.emails.n,
+	    .ips = (const char *const *)j->s.ips.v,
+	    .n_ips = j->s.ips.n,
+	    .uris = (const char *const *)j->s.uris.v,
+	    .n_uris = j->s.uris.n,
+	    .other_sans = (const char *const *)j->s.others.v,
+	    .n_other_sans = j->s.others.n,
+	};
+	pki_urls_spec(&spec, &j->u);
+	j->x = cs_pki_cert_build(&spec, j->err, sizeof j->err);
+	if (!j->x)
+		return;
+	j->err[0] = 0;
+	const char *fmt = strcmp(j->format, "der") == 0 ? "der" : "pem";
+	j->cert_out = encode_cert(j->x, fmt);
+	if (j->key && !j->pub && !j->is_ca) {
+		/* format der → base64 DER unless pkcs8 is asked; else PEM (traditional or
+		 * PKCS#8), as Vault's private_key_format */
+		const char *kf = strcmp(j->pkf, "pkcs8") == 0 ? "pkcs8"
+				 : strcmp(j->format, "der") == 0 || strcmp(j->pkf, "der") == 0
+				     ? "der"
+				     : "pem";
+		j->key_out = cs_pki_key_encode(j->key, kf);
+		if (strcmp(j->format, "pem_bundle") == 0)
+			j->bundle_key = strcmp(kf, *j->pkf ? j->pkf : "pem") == 0
+					    ? strdup(j->key_out ? j->key_out : "")
+					    : cs_pki_key_encode(j->key, *j->pkf ? j->pkf : "pem");
+	}
+}
+
+/* Storage, lease, answer. Loop thread, in a transaction. */
+static int sign_finish(struct cs_request *req, struct sign_job *j, cJSON **data)
+{
+	*data = NULL;
+	if (!j->x)
+		return cs_req_error(req, j->gen_type >= 0 && !j->key ? CS_EINTERNAL : CS_EINVAL,
+				    "%s", j->err);
+	int rc;
+	if (j->store) {
+		/* The serial was free when it was drawn; a job that ran on the pool ends in a
+		 * new transaction, where another request may have taken it (2^-159). */
+		char sk[64], key[80];
+		cs_pki_serial_format(j->serial, 20, '-', sk);
+		snprintf(key, sizeof key, "certs/%s", sk);
+		struct cs_buf b = CS_BUF_INIT;
+		rc = cs_view_get(req, key, &b);
+		cs_buf_free(&b);
+		if (rc == 0)
+			return cs_req_error(req, CS_EINTERNAL, "serial number collision, retry");
+		if (rc != CS_ENOTFOUND)
+			return rc;
+		if ((rc = cs_pki_cert_store(req, j->x, j->iid)))
+			return rc;
+	}
+	if (j->lease) {
 		/* Vault: the lease lasts as long as the certificate; revoking it (or the token
 		 * that holds it) revokes the certificate (pki_lease_revoke). */
 		char lsn[80];
-		cs_pki_cert_serial(x, ':', lsn, sizeof lsn);
-		char *lpem = cs_pki_cert_pem(x);
+		cs_pki_cert_serial(j->x, ':', lsn, sizeof lsn);
+		char *lpem = cs_pki_cert_pem(j->x);
 		cJSON *internal = cJSON_CreateObject();
 		cJSON_AddStringToObject(internal, "serial_number", lsn);
 		cJSON_AddStringToObject(internal, "certificate", lpem);
 		free(lpem);
-		int64_t left = not_after - now;
+		int64_t left = j->not_after - cs_now_ns() / 1000000000;
 		if ((rc = cs_req_lease(req, "cert", internal, left, left)))
-			goto out;
+			return rc;
 	}
 	cJSON *d = cJSON_CreateObject();
-	const char *fmt = strcmp(format, "der") == 0 ? "der" : "pem";
-	char *pem = encode_cert(x, fmt);
+	const char *fmt = strcmp(j->format, "der") == 0 ? "der" : "pem";
 	char sn[80];
-	cs_pki_cert_serial(x, ':', sn, sizeof sn);
-	char *ipem = encode_pem(cs_pki_jstr(iss, "certificate", ""), fmt);
-	cJSON *chain = cs_pki_issuer_chain(req, iss);
-	cJSON *ca_chain = cJSON_CreateArray();
-	const cJSON *e;
-	cJSON_ArrayForEach(e, chain)
-	{
-		char *c = encode_pem(e->valuestring, fmt);
-		cJSON_AddItemToArray(ca_chain, cJSON_CreateString(c));
-		free(c);
+	cs_pki_cert_serial(j->x, ':', sn, sizeof sn);
+	char *ipem = encode_pem(cs_pki_jstr(j->ir.rec, "certificate", ""), fmt);
+	cJSON *ca_chain;
+	if (strcmp(fmt, "pem") == 0) {
+		ca_chain = j->ir.chain;
+		j->ir.chain = NULL;
+	} else {
+		ca_chain = cJSON_CreateArray();
+		const cJSON *e;
+		cJSON_ArrayForEach(e, j->ir.chain)
+		{
+			char *c = encode_pem(e->valuestring, fmt);
+			cJSON_AddItemToArray(ca_chain, cJSON_CreateString(c));
+			free(c);
+		}
 	}
-	cJSON_Delete(chain);
-	if (strcmp(format, "pem_bundle") == 0 && in->key) {
-		char *k = cs_pki_key_encode(in->key, cs_pki_jstr(f, "private_key_format", "pem"));
+	if (j->bundle_key) {
 		struct cs_buf b = CS_BUF_INIT;
-		cs_buf_printf(&b, "%s\n%s\n%s", pem, k ? k : "", ipem);
+		cs_buf_printf(&b, "%s\n%s\n%s", j->cert_out, j->bundle_key, ipem);
 		cs_buf_putc(&b, 0);
-		free(pem);
-		pem = cs_buf_steal(&b, NULL);
-		if (k)
-			cs_zero(k, strlen(k));
-		free(k);
+		cJSON_AddStringToObject(d, "certificate", b.data);
+		cs_buf_free_secure(&b);
+	} else {
+		cJSON_AddStringToObject(d, "certificate", j->cert_out ? j->cert_out : "");
 	}
-	cJSON_AddStringToObject(d, "certificate", pem);
 	cJSON_AddStringToObject(d, "issuing_ca", ipem);
 	cJSON_AddItemToObject(d, "ca_chain", ca_chain);
 	cJSON_AddStringToObject(d, "serial_number", sn);
-	cJSON_AddNumberToObject(d, "expiration", (double)cs_pki_cert_not_after(x));
-	if (in->key) {
-		/* format der → base64 DER unless pkcs8 is asked; else PEM (traditional or
-		 * PKCS#8), as Vault's private_key_format */
-		const char *pkf = cs_pki_jstr(f, "private_key_format", "");
-		const char *kf = strcmp(pkf, "pkcs8") == 0                               ? "pkcs8"
-				 : strcmp(format, "der") == 0 || strcmp(pkf, "der") == 0 ? "der"
-											 : "pem";
-		char *k = cs_pki_key_encode(in->key, kf);
-		cJSON_AddStringToObject(d, "private_key", k ? k : "");
-		cJSON_AddStringToObject(d, "private_key_type", cs_pki_key_type_of(in->key));
-		if (k)
-			cs_zero(k, strlen(k));
-		free(k);
+	cJSON_AddNumberToObject(d, "expiration", (double)j->not_after);
+	if (j->key_out) {
+		cJSON_AddStringToObject(d, "private_key", j->key_out);
+		cJSON_AddStringToObject(d, "private_key_type", cs_pki_key_type_of(j->key));
 	}
-	free(pem);
 	free(ipem);
 	*data = d;
-out:
-	X509_NAME_free(subject);
-	EVP_PKEY_free(signer);
-	X509_free(x);
-	X509_free(ix);
-	sans_free(&s);
-	free(cn);
-	free(iid);
-	cJSON_Delete(iss);
+	return 0;
+}
+
+int cs_pki_sign_cert(struct cs_request *req, const struct cs_pki_sign_input *in, cJSON **data)
+{
+	*data = NULL;
+	struct sign_job *j = NULL;
+	int rc = sign_prepare(req, in, &j);
+	if (rc || !j)
+		return rc;
+	sign_make(j);
+	rc = sign_finish(req, j, data);
+	sign_job_free(j);
 	return rc;
 }
 
 /* ---- issue */
-
-struct issue_job {
-	struct cs_async async;
-	int bits;
-	EVP_PKEY *key;
-};
-
-static void issue_work(struct cs_async *a)
-{
-	struct issue_job *j = CS_CONTAINER_OF(a, struct issue_job, async);
-	j->key = cs_pki_keygen(CS_PKI_KEY_RSA, j->bits);
-}
 
 /* The role of the {role} capture, or the request's error (Vault's text). */
 static int load_role(struct cs_request *req, cJSON **role)
@@ -848,36 +969,36 @@ static int load_role(struct cs_request *req, cJSON **role)
 	return rc;
 }
 
-static int issue_with(struct cs_request *req, EVP_PKEY *key)
+static void issue_work(struct cs_async *a)
 {
-	cJSON *role = NULL;
-	int rc = load_role(req, &role);
-	if (rc)
-		return rc;
-	struct cs_pki_sign_input in = {.role = role,
-				       .fields = req->data,
-				       .issuer_ref = cs_req_capture(req, "ref"),
-				       .key = key,
-				       .max_path_len = -1};
-	cJSON *d = NULL;
-	rc = cs_pki_sign_cert(req, &in, &d);
-	cJSON_Delete(role);
-	if (!rc)
-		cs_req_set_data(req, d);
-	return rc;
+	sign_make(CS_CONTAINER_OF(a, struct sign_job, async));
 }
 
 static int issue_resume(struct cs_request *req, struct cs_async *a, int status)
 {
-	struct issue_job *j = CS_CONTAINER_OF(a, struct issue_job, async);
+	struct sign_job *j = CS_CONTAINER_OF(a, struct sign_job, async);
 	int rc = status;
-	if (!rc && !j->key)
-		rc = cs_req_error(req, CS_EINTERNAL, "key generation failed");
-	if (!rc)
-		rc = issue_with(req, j->key);
-	EVP_PKEY_free(j->key);
-	free(j);
+	cJSON *d = NULL;
+	if (!rc && !(rc = sign_finish(req, j, &d)))
+		cs_req_set_data(req, d);
+	sign_job_free(j);
 	return rc;
+}
+
+/* EC and Ed25519 leaves are made inline on the loop unless CUSTOS_PKI_ISSUE_ON_POOL=1
+ * (tests/bench/pki_bench.sh POOL=1 measures both). The hop to the worker pool and back (a
+ * new transaction, the token and ACL again) doubles the latency of one issue (c1: p50
+ * 0.32 ms inline, 0.62 ms on the pool) and bought 1-22% at c32 on a loaded 2-core box
+ * (tests/bench/results/pki-20261208T02*): within the noise there, so inline stays the
+ * default. RSA keys always go to the pool. */
+static bool fast_keys_on_pool(void)
+{
+	static int v = -1;
+	if (v < 0) {
+		const char *e = getenv("CUSTOS_PKI_ISSUE_ON_POOL");
+		v = e && strcmp(e, "1") == 0;
+	}
+	return v == 1;
 }
 
 int pki_issue(struct cs_request *req)
@@ -898,30 +1019,26 @@ int pki_issue(struct cs_request *req)
 	}
 	char err[128];
 	cs_pki_key_bits_check((enum cs_pki_key_type)t, &bits, err, sizeof err);
-	if (t != CS_PKI_KEY_RSA) { /* microseconds: inline */
-		cJSON_Delete(role);
-		EVP_PKEY *k = cs_pki_keygen((enum cs_pki_key_type)t, bits);
-		if (!k)
-			return cs_req_error(req, CS_EINTERNAL, "key generation failed");
-		rc = issue_with(req, k);
-		EVP_PKEY_free(k);
-		return rc;
-	}
-	/* RSA: refuse what would be refused before paying for a key. */
+	/* Every check before any key is made: a refused name costs no key. */
 	struct cs_pki_sign_input in = {.role = role,
 				       .fields = req->data,
 				       .issuer_ref = cs_req_capture(req, "ref"),
-				       .max_path_len = -1,
-				       .check_only = true};
-	cJSON *d = NULL;
-	rc = cs_pki_sign_cert(req, &in, &d);
+				       .max_path_len = -1};
+	struct sign_job *j = NULL;
+	rc = sign_prepare(req, &in, &j);
 	cJSON_Delete(role);
 	if (rc)
 		return rc;
-	struct issue_job *j = calloc(1, sizeof *j);
-	if (!j)
-		return CS_ENOMEM;
-	j->bits = bits;
+	j->gen_type = t;
+	j->gen_bits = bits;
+	if (t != CS_PKI_KEY_RSA && !fast_keys_on_pool()) {
+		cJSON *d = NULL;
+		sign_make(j);
+		if (!(rc = sign_finish(req, j, &d)))
+			cs_req_set_data(req, d);
+		sign_job_free(j);
+		return rc;
+	}
 	j->async.work = issue_work;
 	j->async.resume = issue_resume;
 	return cs_req_defer(req, &j->async);

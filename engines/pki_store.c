@@ -386,62 +386,6 @@ int cs_pki_issuer_store(struct cs_request *req, X509 *x, const char *name, char 
 	return 0;
 }
 
-cJSON *cs_pki_issuer_chain(struct cs_request *req, const cJSON *iss)
-{
-	cJSON *chain = cJSON_CreateArray();
-	const cJSON *manual = cJSON_GetObjectItemCaseSensitive(iss, "manual_chain");
-	if (cJSON_GetArraySize(manual) > 0) {
-		const cJSON *e;
-		cJSON_ArrayForEach(e, manual)
-		{
-			cJSON *o = NULL;
-			if (cJSON_IsString(e) && cs_pki_issuer_load(req, e->valuestring, &o) == 0)
-				cJSON_AddItemToArray(
-				    chain, cJSON_CreateString(cs_pki_jstr(o, "certificate", "")));
-			cJSON_Delete(o);
-		}
-		return chain;
-	}
-	cJSON_AddItemToArray(chain, cJSON_CreateString(cs_pki_jstr(iss, "certificate", "")));
-	/* Walk up: the parent is a stored issuer whose key verifies the child. */
-	struct cs_strv ids = {0};
-	cs_view_list(req, "config/issuer/", &ids);
-	X509 **certs = calloc(ids.n + 1, sizeof *certs);
-	char **pems = calloc(ids.n + 1, sizeof *pems);
-	if (!certs || !pems)
-		abort();
-	for (size_t i = 0; i < ids.n; i++) {
-		cJSON *o = NULL;
-		if (cs_pki_issuer_load(req, ids.v[i], &o) == 0) {
-			pems[i] = strdup(cs_pki_jstr(o, "certificate", ""));
-			certs[i] = cs_pki_cert_from_pem(pems[i]);
-		}
-		cJSON_Delete(o);
-	}
-	X509 *cur = cs_pki_issuer_cert(iss);
-	for (int depth = 0; cur && depth < 16; depth++) {
-		if (X509_check_issued(cur, cur) == X509_V_OK)
-			break; /* self-signed: the root */
-		X509 *parent = NULL;
-		for (size_t i = 0; !parent && i < ids.n; i++)
-			if (certs[i] && cs_pki_cert_issued_by(cur, certs[i])) {
-				parent = certs[i];
-				cJSON_AddItemToArray(chain, cJSON_CreateString(pems[i]));
-			}
-		X509_free(cur);
-		cur = parent ? X509_dup(parent) : NULL;
-	}
-	X509_free(cur);
-	for (size_t i = 0; i < ids.n; i++) {
-		X509_free(certs[i]);
-		free(pems[i]);
-	}
-	free(certs);
-	free(pems);
-	cs_strv_free(&ids);
-	return chain;
-}
-
 int cs_pki_cert_store(struct cs_request *req, X509 *x, const char *issuer_id)
 {
 	char serial[200], key[220];

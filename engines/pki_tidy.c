@@ -347,18 +347,42 @@ static bool crl_due(struct cs_request *req, const char *id, const char *suffix, 
 	return due;
 }
 
+/* Which CRLs of an issuer the periodic upkeep rebuilds (cs_pki_crl_mode_fn). */
+struct crl_due_cfg {
+	int64_t every_complete, every_delta;
+	bool delta;
+};
+
+static int crl_due_mode(struct cs_request *req, const char *id, void *arg)
+{
+	const struct crl_due_cfg *c = arg;
+	if (crl_due(req, id, "", c->every_complete))
+		return CS_PKI_CRL_COMPLETE;
+	if (c->delta && crl_due(req, id, "-delta", c->every_delta))
+		return CS_PKI_CRL_DELTA;
+	return CS_PKI_CRL_NONE;
+}
+
+/* Revocations above which a due CRL is rebuilt off the loop (cs_pki_crl_rebuild_async);
+ * below, inline in this run's transaction. */
+#define PKI_CRL_ASYNC_MIN 1024
+
 int pki_periodic(struct cs_request *req)
 {
 	cJSON *st = state_load(req);
 	int rc = 0;
+	bool wrote = false; /* an asynchronous rebuild gives the transaction up */
 	if (strcmp(cs_pki_jstr(st, "state", ""), "Running") == 0) {
 		rc = tidy_step(req, st);
+		wrote = true;
 	} else {
 		cJSON *a = auto_cfg(req);
 		int64_t last = cs_pki_jint(st, "started_unix", 0);
 		if (cs_pki_jbool(a, "enabled", false) &&
-		    last + cs_pki_jint(a, "interval_duration", 12 * 3600) <= now_s())
+		    last + cs_pki_jint(a, "interval_duration", 12 * 3600) <= now_s()) {
 			rc = tidy_start(req, a, false);
+			wrote = true;
+		}
 		cJSON_Delete(a);
 	}
 	cJSON_Delete(st);
@@ -375,13 +399,28 @@ int pki_periodic(struct cs_request *req)
 	cJSON_Delete(c);
 	if (!auto_rebuild || disabled)
 		return 0;
+	struct crl_due_cfg due = {.every_complete = expiry > grace ? expiry - grace : 0,
+				  .every_delta = every_delta,
+				  .delta = delta};
 	struct cs_strv ids = {0};
 	cs_view_list(req, "config/issuer/", &ids);
-	for (size_t i = 0; !rc && i < ids.n; i++) {
-		if (crl_due(req, ids.v[i], "", expiry > grace ? expiry - grace : 0))
-			rc = cs_pki_crl_rebuild(req, ids.v[i], false);
-		else if (delta && crl_due(req, ids.v[i], "-delta", every_delta))
-			rc = cs_pki_crl_rebuild(req, ids.v[i], true);
+	bool any = false;
+	for (size_t i = 0; !any && i < ids.n; i++)
+		any = crl_due_mode(req, ids.v[i], &due) != CS_PKI_CRL_NONE;
+	if (any && !wrote) {
+		struct cs_strv revoked = {0};
+		rc = cs_view_list(req, "revoked/", &revoked);
+		size_t n = revoked.n;
+		cs_strv_free(&revoked);
+		if (!rc && n >= PKI_CRL_ASYNC_MIN) {
+			cs_strv_free(&ids);
+			return cs_pki_crl_rebuild_async(req, crl_due_mode, &due);
+		}
+	}
+	for (size_t i = 0; any && !rc && i < ids.n; i++) {
+		int m = crl_due_mode(req, ids.v[i], &due);
+		if (m != CS_PKI_CRL_NONE)
+			rc = cs_pki_crl_rebuild(req, ids.v[i], m == CS_PKI_CRL_DELTA);
 	}
 	cs_strv_free(&ids);
 	return rc;

@@ -7,6 +7,7 @@
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
@@ -568,6 +569,50 @@ static int add_urls(X509 *x, const struct cs_pki_cert_spec *s)
 	return 0;
 }
 
+/* The certificate's SubjectPublicKeyInfo from the key's encoded public half, for EC named
+ * curves and Ed25519. X509_set_pubkey would encode the key through OpenSSL 3's provider
+ * encoders and decode it back to cache a copy: a third of an EC issuance (perf). The
+ * fields written here are the ones that round trip gives (RFC 5480 §2, RFC 8410 §4).
+ * 0, or -1 when the key is of another kind (the caller falls back). */
+static int set_pubkey_fast(X509 *x, EVP_PKEY *pk)
+{
+	int id = EVP_PKEY_get_base_id(pk);
+	X509_PUBKEY *xpk = X509_get_X509_PUBKEY(x);
+	unsigned char *enc = NULL;
+	if (id == EVP_PKEY_EC) {
+		char group[64];
+		int nid = NID_undef;
+		if (EVP_PKEY_get_utf8_string_param(pk, OSSL_PKEY_PARAM_GROUP_NAME, group,
+						   sizeof group, NULL) == 1)
+			nid = OBJ_sn2nid(group);
+		if (nid == NID_undef)
+			nid = EC_curve_nist2nid(group);
+		if (nid == NID_undef)
+			return -1;
+		size_t n = EVP_PKEY_get1_encoded_public_key(pk, &enc);
+		if (n == 0 || n > INT32_MAX)
+			return -1;
+		if (X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+					   V_ASN1_OBJECT, OBJ_nid2obj(nid), enc, (int)n) != 1) {
+			OPENSSL_free(enc);
+			return -1;
+		}
+		return 0;
+	}
+	if (id == EVP_PKEY_ED25519) {
+		size_t n = 32;
+		enc = OPENSSL_malloc(n);
+		if (!enc || EVP_PKEY_get_raw_public_key(pk, enc, &n) != 1 ||
+		    X509_PUBKEY_set0_param(xpk, OBJ_nid2obj(NID_ED25519), V_ASN1_UNDEF, NULL, enc,
+					   (int)n) != 1) {
+			OPENSSL_free(enc);
+			return -1;
+		}
+		return 0;
+	}
+	return -1;
+}
+
 X509 *cs_pki_cert_build(const struct cs_pki_cert_spec *s, char *err, size_t errlen)
 {
 	X509 *x = X509_new();
@@ -583,7 +628,11 @@ X509 *cs_pki_cert_build(const struct cs_pki_cert_spec *s, char *err, size_t errl
 	     X509_set_issuer_name(x, s->issuer ? X509_get_subject_name(s->issuer) : s->subject);
 	ok = ok && ASN1_TIME_set(X509_getm_notBefore(x), (time_t)s->not_before) &&
 	     ASN1_TIME_set(X509_getm_notAfter(x), (time_t)s->not_after);
-	ok = ok && X509_set_pubkey(x, s->pubkey);
+	/* Leaves only: a certificate built this way has no cached EVP_PKEY until it is parsed
+	 * again (X509_get0_pubkey answers NULL), and CA certificates are matched against
+	 * their keys right after (cs_pki_issuer_store). */
+	ok = ok && ((!s->is_ca && s->issuer && set_pubkey_fast(x, s->pubkey) == 0) ||
+		    X509_set_pubkey(x, s->pubkey));
 	if (!ok)
 		goto fail;
 	X509V3_CTX ctx;
@@ -855,4 +904,39 @@ bad:
 	OCSP_REQUEST_free(r);
 	ERR_clear_error();
 	return NULL;
+}
+
+X509 *cs_pki_cert_resign(X509 *cert, X509 *issuer, EVP_PKEY *signer,
+			 const struct cs_pki_cert_spec *urls, bool keep_hash, char *err,
+			 size_t errlen)
+{
+	snprintf(err, errlen, "error signing self-issued certificate");
+	int sigbits = 0;
+	if (keep_hash) {
+		int mdnid = NID_undef;
+		if (X509_get_signature_info(cert, &mdnid, NULL, NULL, NULL) == 1)
+			sigbits = mdnid == NID_sha384 ? 384 : mdnid == NID_sha512 ? 512 : 0;
+	}
+	X509 *x = X509_dup(cert);
+	if (!x)
+		return NULL;
+	/* The new issuer: its name, its key identifier; this mount's AIA and CRL URLs (as
+	 * Vault, which replaces them with the signing issuer's). */
+	static const int drop[] = {NID_authority_key_identifier, NID_info_access,
+				   NID_crl_distribution_points};
+	for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+		for (int at; (at = X509_get_ext_by_NID(x, drop[i], -1)) >= 0;)
+			X509_EXTENSION_free(X509_delete_ext(x, at));
+	bool ok = X509_set_issuer_name(x, X509_get_subject_name(issuer)) == 1;
+	X509V3_CTX ctx;
+	X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+	ok = ok && add_ext(x, &ctx, NID_authority_key_identifier, "keyid:always") == 0;
+	ok = ok && add_urls(x, urls) == 0;
+	ok = ok && sign_x509(x, signer, sigbits, false) == 0;
+	if (!ok) {
+		ERR_clear_error();
+		X509_free(x);
+		return NULL;
+	}
+	return x;
 }

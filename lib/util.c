@@ -17,10 +17,51 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * Small draws (request ids, nonces, token ids: a few to a few dozen bytes, several per
+ * request) come from a per-thread block of OpenSSL DRBG output: each RAND_bytes call
+ * costs locking and a fork check (a getpid system call) whatever its size, which was ~8%
+ * of a transit encryption. Bytes leave the block once, and are wiped from it as they
+ * leave; a forked child discards its copy (pthread_atfork) so parent and child never hand
+ * out the same bytes. Large draws go straight to RAND_bytes.
+ */
+#define RAND_BLOCK 512
+#define RAND_SMALL 64
+static _Thread_local struct {
+	unsigned char b[RAND_BLOCK];
+	size_t left; /* unread bytes at the end of b */
+} rand_block;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+
+static void rand_forget(void)
+{
+	OPENSSL_cleanse(rand_block.b, sizeof rand_block.b);
+	rand_block.left = 0;
+}
+
+static void rand_init(void)
+{
+	if (pthread_atfork(NULL, NULL, rand_forget) != 0)
+		abort();
+}
+
 void cs_random(void *out, size_t n)
 {
-	if (RAND_bytes(out, (int)n) != 1)
-		abort();
+	if (n > RAND_SMALL) {
+		if (RAND_bytes(out, (int)n) != 1)
+			abort();
+		return;
+	}
+	pthread_once(&rand_once, rand_init);
+	if (rand_block.left < n) {
+		if (RAND_bytes(rand_block.b, RAND_BLOCK) != 1)
+			abort();
+		rand_block.left = RAND_BLOCK;
+	}
+	unsigned char *p = rand_block.b + (RAND_BLOCK - rand_block.left);
+	memcpy(out, p, n);
+	OPENSSL_cleanse(p, n);
+	rand_block.left -= n;
 }
 
 void cs_random_base62(char *out, size_t n)

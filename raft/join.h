@@ -27,7 +27,7 @@
  * replicates and the barrier opens (SYNCED). With retry, a round in which no target
  * answered waits CS_JOIN_RETRY_MS and starts over; without, the join ends.
  *
- * HTTP runs on the loop (raft/curlm.h); everything else is loop-thread too. What the
+ * HTTP runs on the loop (lib/curlm.h); everything else is loop-thread too. What the
  * join needs from the node (seal config bounds, unseal progress, raft start) reaches it
  * through struct cs_join_env, given at init.
  */
@@ -40,7 +40,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "raft/curlm.h"
+#include "lib/curlm.h"
 #include "storage/cluster_tls.h"
 
 #define CS_JOIN_CHALLENGE_AAD  "core/raft/challenge"

@@ -42,7 +42,9 @@ BACKEND_FOLDERS = ("auth", "engines")
 # Helpers shared by the backends of one folder: not a backend themselves.
 SHARED = {"auth/tokenutil", "engines/kvutil",
           "auth/record_codec",  # compact token/lease records (tokenutil reads them)
-          "engines/acme_jws"}  # JOSE: ACME requests (pki) and identity tokens
+          "engines/acme_jws",  # JOSE: ACME requests (pki) and identity tokens
+          # ACME challenge validation (pki's ACME server calls it)
+          "engines/acme_validate", "engines/acme_validate_internal", "engines/acme_alpn"}
 # Modules that together are one backend (kv v1 and v2 are one mount type).
 ONE_BACKEND = [
     {"engines/kv", "engines/kv2", "engines/kv2_model"},
@@ -56,7 +58,10 @@ ONE_BACKEND = [
     # pki (split by concern, engines/pki_internal.h)
     {"engines/pki", "engines/pki_internal", "engines/pki_util", "engines/pki_x509",
      "engines/pki_store", "engines/pki_ca", "engines/pki_issue", "engines/pki_crl",
-     "engines/pki_tidy"},
+     "engines/pki_tidy", "engines/pki_cache", "engines/pki_manage",
+     # its ACME server (engines/acme_internal.h)
+     "engines/acme", "engines/acme_internal", "engines/acme_state", "engines/acme_order",
+     "engines/acme_chal"},
     # identity (split by job, engines/identity_internal.h): handlers and records
     {"engines/identity", "engines/identity_internal", "engines/identity_store",
      "engines/identity_oidc"},

@@ -554,6 +554,20 @@ void cs_req_set_raw(struct cs_request *req, const char *content_type, const void
 	req->raw_type = content_type;
 }
 
+int cs_req_add_header(struct cs_request *req, const char *name, const char *value)
+{
+	/* A CR or LF would let a value inject headers or split the response. */
+	if (req->n_resp_headers >= 2 * CS_MAX_RESP_HEADERS || !*name || strpbrk(name, "\r\n: ") ||
+	    strpbrk(value, "\r\n"))
+		return CS_EINVAL;
+	char *n = strdup(name), *v = strdup(value);
+	if (!n || !v)
+		abort();
+	req->resp_headers[req->n_resp_headers++] = n;
+	req->resp_headers[req->n_resp_headers++] = v;
+	return 0;
+}
+
 const uint8_t *cs_req_body(const struct cs_request *req, size_t *len)
 {
 	*len = 0;
@@ -584,6 +598,17 @@ int cs_view_get(struct cs_request *req, const char *key, struct cs_buf *out)
 	int rc = cs_txn_get(&req->txn, k, out);
 	free(k);
 	return rc;
+}
+
+int cs_view_exists(struct cs_request *req, const char *key, bool *exists)
+{
+	char *k = view_key(req, key);
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_txn_get_raw(&req->txn, k, &b); /* ciphertext: nothing to wipe */
+	free(k);
+	cs_buf_free(&b);
+	*exists = rc == 0;
+	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
 int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n)

@@ -263,6 +263,8 @@ struct cs_backend_variant {
 };
 
 #define CS_MAX_CAPTURES 4
+/* Response headers a handler may add (cs_req_add_header). */
+#define CS_MAX_RESP_HEADERS 6
 
 struct cs_capture {
 	const char *name; /* points into the pattern table; not NUL-terminated at '}' */
@@ -317,6 +319,9 @@ struct cs_request {
 	size_t raw_len;
 	/* The request came with a body that the core did not parse (CS_PATH_RAW_BODY). */
 	bool raw_request;
+	/* Extra response headers (cs_req_add_header): name/value pairs, malloc'd. */
+	char *resp_headers[2 * CS_MAX_RESP_HEADERS];
+	int n_resp_headers;
 	char *errmsg; /* message for an error return */
 	/* 0, or the code the request answers with although it succeeded: its writes are
 	 * committed first (cs_req_error_after_commit). */
@@ -425,6 +430,13 @@ void cs_req_set_data(struct cs_request *req, cJSON *data);
  * `content_type` (a static string) and status 200, or 204 when len is 0 (as Vault does
  * for an empty raw body). */
 void cs_req_set_raw(struct cs_request *req, const char *content_type, const void *body, size_t len);
+/* Add a response header (ACME's Replay-Nonce, Location, Link): name and value copied,
+ * sent with a successful answer (JSON or raw) and relayed by a standby that forwarded the
+ * request. CS_EINVAL when the name or value holds CR, LF (or ':' in the name) or more than
+ * CS_MAX_RESP_HEADERS were added: nothing is added then. Headers are not sent with an
+ * error the core answers (return an error code); a handler that must answer an error
+ * with headers sets req->status and a raw body. */
+int cs_req_add_header(struct cs_request *req, const char *name, const char *value);
 /* On a CS_PATH_RAW_BODY route: the request body that the core left unparsed, or NULL
  * (none, a JSON/form body, or an internal request). Points into the HTTP request. */
 const uint8_t *cs_req_body(const struct cs_request *req, size_t *len);
@@ -471,6 +483,9 @@ void cs_sys_require_mount(const char *path, const char *type, const char *descri
  * auth methods): the key is relative to the mount, values go through the barrier.
  */
 int cs_view_get(struct cs_request *req, const char *key, struct cs_buf *out);
+/* Whether `key` holds a value, without decrypting it (existence checks run on every
+ * request of their paths). 0 with *exists set, or a storage error. */
+int cs_view_exists(struct cs_request *req, const char *key, bool *exists);
 int cs_view_put(struct cs_request *req, const char *key, const void *val, size_t n);
 int cs_view_delete(struct cs_request *req, const char *key);
 int cs_view_list(struct cs_request *req, const char *prefix, struct cs_strv *out);
@@ -636,6 +651,9 @@ bool cs_core_is_active(const struct cs_core *core);
 bool cs_core_shutting_down(const struct cs_core *core);
 /* The server-wide maximum lease TTL in seconds (config max_lease_ttl, else 32 days). */
 int64_t cs_core_sys_max_ttl(const struct cs_core *core);
+/* FOR TESTS ONLY (server config acme_test_http_port / acme_test_tls_port): the ports ACME
+ * challenge validation connects to instead of 80 / 443; 0 when unset (production). */
+void cs_core_acme_test_ports(const struct cs_core *core, uint16_t *http, uint16_t *tls);
 
 /*
  * The sys/ backend is static tables: server/sys.c's own, and one per module that serves

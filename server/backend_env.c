@@ -117,6 +117,12 @@ int64_t cs_core_sys_max_ttl(const struct cs_core *core)
 	return cs_core_max_ttl(core, NULL);
 }
 
+void cs_core_acme_test_ports(const struct cs_core *core, uint16_t *http, uint16_t *tls)
+{
+	*http = core->cfg ? core->cfg->acme_test_http_port : 0;
+	*tls = core->cfg ? core->cfg->acme_test_tls_port : 0;
+}
+
 void *cs_core_state(struct cs_core *core, const struct cs_core_state_type *type)
 {
 	for (size_t i = 0; i < core->n_states; i++)

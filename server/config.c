@@ -563,6 +563,16 @@ static int top_level(struct ctx *x, const struct cs_hcl_node *root)
 			if (!rc && (c->rotation_min_operations < 1 ||
 				    c->rotation_min_operations > 1000000))
 				rc = fail(x, m->line, "rotation_min_operations must be 1..1000000");
+		} else if (strcmp(k, "acme_test_http_port") == 0 ||
+			   strcmp(k, "acme_test_tls_port") == 0) {
+			int64_t v = 0;
+			rc = want_int(x, m, k, &v);
+			if (!rc && (v < 1 || v > 65535))
+				rc = fail(x, m->line, "%s: must be a port, 1 to 65535", k);
+			if (!rc && k[10] == 'h')
+				c->acme_test_http_port = (uint16_t)v;
+			else if (!rc)
+				c->acme_test_tls_port = (uint16_t)v;
 		} else if (strcmp(k, "snapshot_spool_dir") == 0) {
 			rc = want_string(x, m, k, &c->snapshot_spool_dir);
 		} else if (strcmp(k, "snapshot_spool_reserve_percent") == 0) {

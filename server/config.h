@@ -127,6 +127,10 @@ struct cs_config {
 	/* Refuse an upload that would leave less than this share of the spool volume free
 	 * (default 10; 0 turns the check off). */
 	int snapshot_spool_reserve_percent;
+	/* FOR TESTS ONLY, never in production: the ports ACME challenge validation connects
+	 * to (http-01, tls-alpn-01) instead of 80 and 443, so that an unprivileged client
+	 * (certbot --standalone --http-01-port) can answer. 0: the standard ports. */
+	uint16_t acme_test_http_port, acme_test_tls_port;
 
 	/* seal "transit" | "pkcs11" | "shamir" stanzas (server/seal_config.h); none means
 	 * Shamir. Two only for a migration, the old one `disabled`. */

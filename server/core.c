@@ -85,6 +85,8 @@ static void req_free(struct cs_request *req)
 	free(req->raw_body);
 	free(req->lease_id);
 	free(req->errmsg);
+	for (int i = 0; i < req->n_resp_headers; i++)
+		free(req->resp_headers[i]);
 	free(req);
 }
 
@@ -150,12 +152,17 @@ static void finish(struct cs_request *req)
 			ctype = NULL; /* the JSON error that replaced the body */
 	}
 	if (req->http) {
+		struct cs_http_header hdrs[CS_MAX_RESP_HEADERS];
+		size_t nh = 0;
+		for (int i = 0; i + 1 < req->n_resp_headers; i += 2, nh++)
+			hdrs[nh] =
+			    (struct cs_http_header){req->resp_headers[i], req->resp_headers[i + 1]};
 		if (body && ctype)
-			cs_http_respond(req->http, status, ctype, NULL, 0, body, len);
+			cs_http_respond(req->http, status, ctype, hdrs, nh, body, len);
 		else if (body)
-			cs_http_respond_json(req->http, status, body, len);
+			cs_http_respond(req->http, status, "application/json", hdrs, nh, body, len);
 		else
-			cs_http_respond(req->http, status, NULL, NULL, 0, NULL, 0);
+			cs_http_respond(req->http, status, NULL, hdrs, nh, NULL, 0);
 	}
 	if (body)
 		cs_zero(body, len); /* responses carry secrets */

@@ -29,7 +29,7 @@
  * - Lost quorum: <data>/raft/peers.json ([{"id","address","non_voter"}]) is applied with
  *   raft_recover when raft starts, then deleted.
  *
- * Everything runs on the loop thread (the join's HTTP too: raft/curlm.h). Files: ha.c
+ * Everything runs on the loop thread (the join's HTTP too: lib/curlm.h). Files: ha.c
  * (lifecycle), ha_step.c, ha_join.c (the join's environment; the protocol and its state
  * machine are raft/join.h), ha_sys.c (sys/ endpoints, leader side of the join).
  */

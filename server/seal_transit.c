@@ -1,6 +1,6 @@
 /*
  * seal "transit": the KEK is encrypted and decrypted by another custos's (or Vault's)
- * transit key, over HTTP(S) with libcurl's multi interface on the loop (raft/curlm.h):
+ * transit key, over HTTP(S) with libcurl's multi interface on the loop (lib/curlm.h):
  *
  *   POST <address>/v1/<mount_path>/encrypt/<key_name>  {"plaintext": base64}
  *        → data.ciphertext "vault:v1:..."
@@ -23,7 +23,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "raft/curlm.h"
+#include "lib/curlm.h"
 #include "server/seal_wrap.h"
 
 struct transit_op;

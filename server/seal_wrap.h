@@ -20,7 +20,7 @@
  * transit response decoder.
  *
  * A seal object runs its operations asynchronously and never blocks the loop thread:
- * transit posts through raft/curlm.c on the loop, PKCS#11 calls run on a pool thread.
+ * transit posts through lib/curlm.c on the loop, PKCS#11 calls run on a pool thread.
  * Callbacks run on the loop, never from inside encrypt/decrypt.
  */
 #ifndef CS_SERVER_SEAL_WRAP_H

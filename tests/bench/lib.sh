@@ -159,7 +159,25 @@ run_wrk() {
     local t=$MAX_THREADS
     [ "$t" -le "$c" ] || t=$c
     echo "--- $label" >&2
+    local cpu0 cpu1
+    cpu0=$(cpu_ticks "$PID")
     CONNS=$c THREADS=$t "$BENCH_HERE/wrk_median.sh" "$label" "$url" "$@" | tee "$WORK/wrk.out" >&2
+    cpu1=$(cpu_ticks "$PID")
     kill -0 "$PID" 2>/dev/null || { echo "custos died during $label" >&2; tail -30 "$WORK/server.log" >&2; exit 1; }
-    tail -1 "$WORK/wrk.out"
+    # The server's CPU time per request (user+system, all its threads, over the runs):
+    # on a shared, busy machine throughput swings with the neighbours' load, but the CPU
+    # a request costs does not, so ratios of this figure are the robust comparison.
+    local line; line=$(tail -1 "$WORK/wrk.out")
+    local rps; rps=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
+    echo "$line $("$PY" -c "
+import sys
+ticks, hz, rps, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3] or 0), float(sys.argv[4])
+reqs = rps * secs
+print('cpu_us_per_req=%.1f' % (ticks / hz * 1e6 / reqs) if reqs else 'cpu_us_per_req=nan')
+" $((cpu1 - cpu0)) "$(getconf CLK_TCK)" "$rps" $(( ${DURATION:-10} * ${RUNS:-3} )))"
+}
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
 }

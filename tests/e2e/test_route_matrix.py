@@ -63,12 +63,20 @@ VAULT_UNAUTH = {
     "identity": ["oidc/.well-known/*", "oidc/provider/+/.well-known/*", "oidc/provider/+/token"],
     "userpass": ["login/*"],
     "approle": ["login"],
-    # internal/builtin/logical/pki/backend.go (ACME paths come with ACME)
+    # internal/builtin/logical/pki/backend.go
     "pki": [
         "cert/*", "ca/pem", "ca_chain", "ca", "crl/delta", "crl/delta/pem", "crl/pem", "crl",
         "issuer/+/crl/der", "issuer/+/crl/pem", "issuer/+/crl", "issuer/+/crl/delta/der",
         "issuer/+/crl/delta/pem", "issuer/+/crl/delta", "issuer/+/pem", "issuer/+/der",
         "issuer/+/json", "issuers/", "ocsp", "ocsp/*",
+    ] + [
+        # backend.go adds these for each ACME directory prefix (acme/new-eab stays
+        # authenticated)
+        prefix + "acme/" + p
+        for prefix in ("", "issuer/+/", "roles/+/", "issuer/+/roles/+/")
+        for p in ("directory", "new-nonce", "new-account", "new-order", "revoke-cert",
+                  "key-change", "account/+", "authorization/+", "challenge/+/+", "orders",
+                  "order/+", "order/+/finalize", "order/+/cert")
     ],
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engines/identity.h"
+#include "engines/identity_internal.h"
 #include "lib/err.h"
 #include "lib/util.h"
 #include "policy/policy.h"
@@ -244,6 +245,7 @@ static void fx_setup(void)
 static void fx_teardown(void)
 {
 	uv_run(&loop, UV_RUN_DEFAULT);
+	cs_core_release_state(&core); /* the resolved-identity cache */
 	cs_router_clear(&core.router);
 	cs_storage_close(&core.st);
 	cs_keyring_free(core.kr);
@@ -484,6 +486,80 @@ START_TEST(test_nested_groups_effective_policies)
 }
 END_TEST
 
+/* The resolved-identity cache (identity_cache.c) answers repeated resolutions without
+ * decrypting, and never answers from a state storage no longer holds: a committed group
+ * change, and a change only the reading transaction has made, both show at once. */
+START_TEST(test_resolve_cache_never_stale)
+{
+	char b[512], eid[64], g1[64], g2[64];
+	snprintf(eid, sizeof eid, "%s", make("entity", "{\"name\":\"carol\"}"));
+	snprintf(b, sizeof b,
+		 "{\"name\":\"team\",\"policies\":[\"t1\"],\"member_entity_ids\":[\"%s\"]}", eid);
+	snprintf(g1, sizeof g1, "%s", make("group", b));
+	snprintf(b, sizeof b,
+		 "{\"name\":\"org\",\"policies\":[\"o1\"],\"member_group_ids\":[\"%s\"]}", g1);
+	snprintf(g2, sizeof g2, "%s", make("group", b));
+	uint64_t h0, m0, h1, m1;
+	char *p = policies_of(eid);
+	ck_assert_str_eq(p, "[\"o1\",\"t1\"]");
+	free(p);
+	cs_id_cache_stats(&core, &h0, &m0);
+	p = policies_of(eid);
+	ck_assert_str_eq(p, "[\"o1\",\"t1\"]");
+	free(p);
+	cs_id_cache_stats(&core, &h1, &m1);
+	ck_assert_uint_eq(h1, h0 + 1); /* the second answer came from the cache */
+	ck_assert_uint_eq(m1, m0);
+	/* the outer group's policies change: the next resolution sees it */
+	char rel[128];
+	snprintf(rel, sizeof rel, "group/id/%s", g2);
+	ck_assert_int_eq(call(CS_OP_UPDATE, rel, "{\"policies\":[\"o2\"]}").rc, 0);
+	p = policies_of(eid);
+	ck_assert_str_eq(p, "[\"o2\",\"t1\"]");
+	free(p);
+	/* a membership removed (a LIST the resolution made changes) */
+	snprintf(rel, sizeof rel, "group/id/%s", g1);
+	ck_assert_int_eq(call(CS_OP_UPDATE, rel, "{\"member_entity_ids\":[]}").rc, 0);
+	p = policies_of(eid);
+	ck_assert_str_eq(p, "[]");
+	free(p);
+	snprintf(b, sizeof b, "{\"member_entity_ids\":[\"%s\"]}", eid);
+	ck_assert_int_eq(call(CS_OP_UPDATE, rel, b).rc, 0);
+	p = policies_of(eid);
+	ck_assert_str_eq(p, "[\"o2\",\"t1\"]");
+	free(p);
+	/* a write the reading transaction itself made, not committed: seen, and the cached
+	 * entry is not served to it */
+	struct cs_txn t;
+	cs_txn_begin(&t, &core.st, core.kr);
+	struct cs_idv v;
+	ck_assert_int_eq(cs_idv_open(&v, &core, &t), 0);
+	char key[128];
+	snprintf(key, sizeof key, "group/%s", g1);
+	cJSON *g = NULL;
+	ck_assert_int_eq(cs_idv_get(&v, key, &g), 0);
+	cJSON_ReplaceItemInObjectCaseSensitive(
+	    g, "policies", cJSON_CreateStringArray((const char *[]){"mine"}, 1));
+	ck_assert_int_eq(cs_idv_put(&v, key, g), 0);
+	cJSON_Delete(g);
+	cJSON *o = NULL;
+	ck_assert_int_eq(cs_backend_identity_resolve(&core, &t, eid, &o), 0);
+	p = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "policies"));
+	ck_assert_str_eq(p, "[\"mine\",\"o2\"]");
+	free(p);
+	cJSON_Delete(o);
+	cs_txn_abort(&t);
+	/* ...and another transaction still sees what is committed */
+	p = policies_of(eid);
+	ck_assert_str_eq(p, "[\"o2\",\"t1\"]");
+	free(p);
+	/* the entity deleted: no identity */
+	snprintf(rel, sizeof rel, "entity/id/%s", eid);
+	ck_assert_int_eq(call(CS_OP_DELETE, rel, NULL).rc, 0);
+	ck_assert_ptr_null(resolve(eid));
+}
+END_TEST
+
 START_TEST(test_merge_rules)
 {
 	char b[768], to[64], from[64], from2[64], a_to[64], a_from[64];
@@ -574,6 +650,7 @@ int main(void)
 	tcase_add_test(tc, test_alias_rules);
 	tcase_add_test(tc, test_nested_groups_effective_policies);
 	tcase_add_test(tc, test_merge_rules);
+	tcase_add_test(tc, test_resolve_cache_never_stale);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,6 +1,6 @@
 /*
  * Unit tests for the join state machine (raft/join.c) and its HTTP driver, libcurl's
- * multi interface on libuv (raft/curlm.c), and for the transit seal that uses that driver
+ * multi interface on libuv (lib/curlm.c), and for the transit seal that uses that driver
  * (server/seal_transit.c) against the same local server.
  *
  * The table is checked cell by cell against the expected transitions written out here
@@ -25,7 +25,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "raft/curlm.h"
+#include "lib/curlm.h"
 #include "raft/join.h"
 #include "server/seal_wrap.h"
 #include "storage/barrier.h"

@@ -357,6 +357,152 @@ START_TEST(test_x509_root_leaf_crl)
 }
 END_TEST
 
+/* A root for the tests below: self-signed CA certificate of `key` named `cn`. */
+static X509 *test_root(EVP_PKEY *key, const char *cn, uint8_t first)
+{
+	char err[256];
+	X509_NAME *n = cs_pki_subject(NULL, cn, NULL);
+	uint8_t serial[20] = {first, 0x02};
+	struct cs_pki_cert_spec s = {.subject = n,
+				     .pubkey = key,
+				     .signer = key,
+				     .serial = serial,
+				     .serial_len = 20,
+				     .not_before = 1000,
+				     .not_after = 4000000000,
+				     .is_ca = true,
+				     .max_path_len = -1,
+				     .key_usage = X509v3_KU_KEY_CERT_SIGN | X509v3_KU_CRL_SIGN};
+	X509 *x = cs_pki_cert_build(&s, err, sizeof err);
+	X509_NAME_free(n);
+	ck_assert_msg(x != NULL, "%s", err);
+	return x;
+}
+
+/* Leaves get their SubjectPublicKeyInfo from the key's encoded public half (no OpenSSL
+ * encode/decode round trip): it must be byte for byte what X509_set_pubkey writes, for
+ * every key type a role may ask for, and survive a DER round trip. */
+START_TEST(test_leaf_spki_matches_openssl)
+{
+	EVP_PKEY *ca = cs_pki_keygen(CS_PKI_KEY_EC, 256);
+	X509 *root = test_root(ca, "Root", 1);
+	struct {
+		enum cs_pki_key_type t;
+		int bits;
+	} kinds[] = {{CS_PKI_KEY_EC, 256},
+		     {CS_PKI_KEY_EC, 384},
+		     {CS_PKI_KEY_EC, 521},
+		     {CS_PKI_KEY_ED25519, 0},
+		     {CS_PKI_KEY_RSA, 2048}};
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		EVP_PKEY *k = cs_pki_keygen(kinds[i].t, kinds[i].bits);
+		ck_assert_ptr_nonnull(k);
+		X509_NAME *n = cs_pki_subject(NULL, "leaf.example.com", NULL);
+		uint8_t serial[20] = {0x33};
+		char err[256];
+		struct cs_pki_cert_spec l = {.subject = n,
+					     .pubkey = k,
+					     .issuer = root,
+					     .signer = ca,
+					     .serial = serial,
+					     .serial_len = 20,
+					     .not_before = 1000,
+					     .not_after = 2000000000,
+					     .max_path_len = -1};
+		X509 *leaf = cs_pki_cert_build(&l, err, sizeof err);
+		ck_assert_msg(leaf != NULL, "%s", err);
+		/* what X509_set_pubkey would have written */
+		X509 *ref = X509_new();
+		ck_assert_int_eq(X509_set_pubkey(ref, k), 1);
+		unsigned char *a = NULL, *b = NULL;
+		int na = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(leaf), &a);
+		int nb = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(ref), &b);
+		ck_assert_int_gt(na, 0);
+		ck_assert_int_eq(na, nb);
+		ck_assert_mem_eq(a, b, (size_t)na);
+		/* parsed again, the key is the subject's and the signature the issuer's */
+		size_t dl;
+		uint8_t *der = cs_pki_cert_der(leaf, &dl);
+		X509 *back = cs_pki_cert_from_der(der, dl);
+		ck_assert_ptr_nonnull(back);
+		ck_assert(cs_pki_cert_key_match(back, k));
+		ck_assert(cs_pki_cert_issued_by(back, root));
+		OPENSSL_free(a);
+		OPENSSL_free(b);
+		free(der);
+		X509_free(back);
+		X509_free(ref);
+		X509_free(leaf);
+		X509_NAME_free(n);
+		EVP_PKEY_free(k);
+	}
+	X509_free(root);
+	EVP_PKEY_free(ca);
+}
+END_TEST
+
+/* root/sign-self-issued: the new root re-issued under the old one keeps its subject, key,
+ * serial and validity; its issuer, AKID and signature are the old root's; its own
+ * AKID / AIA are replaced. */
+START_TEST(test_cert_resign_cross_signs)
+{
+	EVP_PKEY *oldk = cs_pki_keygen(CS_PKI_KEY_EC, 256);
+	EVP_PKEY *newk = cs_pki_keygen(CS_PKI_KEY_RSA, 2048);
+	X509 *old = test_root(oldk, "Old root", 1);
+	X509 *nw = test_root(newk, "New root", 2);
+	const char *aia[] = {"http://ca.example/ca"};
+	struct cs_pki_cert_spec urls = {.issuing_certificates = aia, .n_issuing_certificates = 1};
+	char err[256];
+	X509 *x = cs_pki_cert_resign(nw, old, oldk, &urls, false, err, sizeof err);
+	ck_assert_msg(x != NULL, "%s", err);
+	ck_assert_int_eq(X509_NAME_cmp(X509_get_subject_name(x), X509_get_subject_name(nw)), 0);
+	ck_assert_int_eq(X509_NAME_cmp(X509_get_issuer_name(x), X509_get_subject_name(old)), 0);
+	ck_assert_int_eq(ASN1_INTEGER_cmp(X509_get0_serialNumber(x), X509_get0_serialNumber(nw)),
+			 0);
+	ck_assert_int_eq(ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(nw)), 0);
+	ck_assert(cs_pki_cert_key_match(x, newk));
+	ck_assert_int_eq(X509_verify(x, oldk), 1);
+	ck_assert_int_ne(X509_verify(x, newk), 1);
+	ck_assert_int_eq(X509_check_ca(x), 1);
+	const ASN1_OCTET_STRING *akid = X509_get0_authority_key_id(x);
+	ck_assert_ptr_nonnull(akid);
+	ck_assert_int_eq(ASN1_STRING_cmp(akid, X509_get0_subject_key_id(old)), 0);
+	ck_assert_int_ge(X509_get_ext_by_NID(x, NID_info_access, -1), 0);
+	/* exactly one AKID: the old one was dropped */
+	int at = X509_get_ext_by_NID(x, NID_authority_key_identifier, -1);
+	ck_assert_int_ge(at, 0);
+	ck_assert_int_lt(X509_get_ext_by_NID(x, NID_authority_key_identifier, at), 0);
+	/* a chain: leaf of the new root verifies up to the old root through x */
+	X509_STORE *st = X509_STORE_new();
+	X509_STORE_add_cert(st, old);
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	X509_STORE_CTX_init(ctx, st, x, NULL);
+	ck_assert_int_eq(X509_verify_cert(ctx), 1);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(st);
+	X509_free(x);
+	X509_free(nw);
+	X509_free(old);
+	EVP_PKEY_free(newk);
+	EVP_PKEY_free(oldk);
+}
+END_TEST
+
+/* allowed_uri_sans entries are Vault's globs over the whole URI. */
+START_TEST(test_uri_san_globs)
+{
+	ck_assert(cs_pki_glob("spiffe://cluster.local/ns/*/sa/*",
+			      "spiffe://cluster.local/ns/default/sa/web"));
+	ck_assert(!cs_pki_glob("spiffe://cluster.local/ns/*/sa/web",
+			       "spiffe://cluster.local/ns/default/sa/db"));
+	ck_assert(cs_pki_glob("https://*.example.com/*", "https://a.example.com/x/y"));
+	ck_assert(!cs_pki_glob("https://*.example.com/*", "http://a.example.com/x"));
+	ck_assert(cs_pki_glob("urn:uuid:*", "urn:uuid:0f0e"));
+	ck_assert(!cs_pki_glob("URN:uuid:*", "urn:uuid:0f0e")); /* case-sensitive */
+	ck_assert(cs_pki_glob("*", ""));
+}
+END_TEST
+
 START_TEST(test_key_bits)
 {
 	char err[128];
@@ -386,9 +532,12 @@ static Suite *suite(void)
 	tcase_add_test(t, test_serials);
 	tcase_add_test(t, test_crl_numbers);
 	tcase_add_test(t, test_key_bits);
+	tcase_add_test(t, test_uri_san_globs);
 	suite_add_tcase(s, t);
 	TCase *x = tcase_create("x509");
 	tcase_add_test(x, test_x509_root_leaf_crl);
+	tcase_add_test(x, test_leaf_spki_matches_openssl);
+	tcase_add_test(x, test_cert_resign_cross_signs);
 	suite_add_tcase(s, x);
 	return s;
 }

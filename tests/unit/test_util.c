@@ -24,6 +24,41 @@ static const char base62[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /* ---- randomness and identifiers ---- */
 
+/* cs_random hands small draws out of a per-thread block: a forked child must not repeat
+ * the bytes its parent hands out next, and successive draws never repeat. */
+START_TEST(test_random_block_fork_safe)
+{
+	unsigned char a[32], b[32], big[200];
+	cs_random(a, 1); /* the block is filled now */
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		cs_random(a, sizeof a);
+		_exit(write(fds[1], a, sizeof a) == (ssize_t)sizeof a ? 0 : 1);
+	}
+	cs_random(b, sizeof b);
+	ck_assert_int_eq(read(fds[0], a, sizeof a), (ssize_t)sizeof a);
+	int st = 0;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert(memcmp(a, b, sizeof a) != 0);
+	close(fds[0]);
+	close(fds[1]);
+	/* draws across a refill and large draws differ from each other */
+	unsigned char prev[16], cur[16];
+	cs_random(prev, sizeof prev);
+	for (int i = 0; i < 100; i++) {
+		cs_random(cur, sizeof cur);
+		ck_assert(memcmp(prev, cur, sizeof cur) != 0);
+		memcpy(prev, cur, sizeof cur);
+	}
+	cs_random(big, sizeof big);
+	ck_assert(memcmp(big, big + 100, 100) != 0);
+}
+END_TEST
+
 START_TEST(test_random_base62)
 {
 	const size_t lens[] = {0, 1, 24, 100, 257};
@@ -681,6 +716,7 @@ int main(void)
 
 	Suite *s = suite_create("util");
 	TCase *tc = tcase_create("util");
+	tcase_add_test(tc, test_random_block_fork_safe);
 	tcase_add_test(tc, test_random_base62);
 	tcase_add_test(tc, test_uuid);
 	tcase_add_test(tc, test_random_bytes);

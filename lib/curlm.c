@@ -4,7 +4,7 @@
  * until its uv_poll_t closed. The callback of a finished request runs after curl is done
  * with it and outside any curl callback, so it may post or cancel freely.
  */
-#include "raft/curlm.h"
+#include "lib/curlm.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -27,11 +27,13 @@ struct cs_curlm_req {
 	CURL *easy;
 	struct curl_slist *hdr, *connect_to;
 	struct cs_buf body;
+	size_t max_body;
 	bool too_big;
 	char *post;
-	char url[1024];
+	char url[2048];
 	char target_url[512];
 	cs_curlm_cb cb;
+	cs_curlm_get_cb get_cb; /* set instead of cb for cs_curlm_get */
 	void *ctx;
 };
 
@@ -68,7 +70,7 @@ static void req_free(struct cs_curlm_req *r)
 	for (struct curl_slist *h = r->hdr; h; h = h->next)
 		cs_zero(h->data, strlen(h->data)); /* X-Vault-Token */
 	curl_slist_free_all(r->hdr);
-	curl_slist_free_all(r->connect_to);
+	curl_slist_free_all(r->connect_to); /* or cs_curlm_get's resolve list */
 	if (r->post) {
 		cs_zero(r->post, strlen(r->post));
 		free(r->post);
@@ -90,18 +92,39 @@ static void collect(struct cs_curlm *m)
 		CURLcode res = msg->data.result;
 		long status = 0;
 		char err[768] = "";
-		if (res != CURLE_OK)
+		if (res == CURLE_WRITE_ERROR && r->too_big)
+			snprintf(err, sizeof err, "%s: response body over %zu bytes", r->target_url,
+				 r->max_body);
+		else if (res != CURLE_OK)
 			snprintf(err, sizeof err, "%s: %s", r->target_url, curl_easy_strerror(res));
 		else
 			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+		char *location = NULL;
+		if (r->get_cb && res == CURLE_OK) {
+			char *loc = NULL; /* owned by the easy handle */
+			curl_easy_getinfo(r->easy, CURLINFO_REDIRECT_URL, &loc);
+			if (loc && !(location = strdup(loc)))
+				abort();
+		}
 		/* Free the request before the callback: it may post anew or close the
 		 * driver. */
 		cs_curlm_cb cb = r->cb;
+		cs_curlm_get_cb get_cb = r->get_cb;
 		void *ctx = r->ctx;
+		bool too_big = r->too_big;
 		struct cs_buf body = r->body;
 		r->body = (struct cs_buf)CS_BUF_INIT;
 		req_free(r);
-		cb(ctx, res == CURLE_OK ? 0 : CS_EIO, status, &body, err);
+		if (get_cb) {
+			struct cs_curlm_resp resp = {.status = status,
+						     .body = &body,
+						     .location = location,
+						     .too_big = too_big};
+			get_cb(ctx, res == CURLE_OK ? 0 : CS_EIO, &resp, err);
+		} else {
+			cb(ctx, res == CURLE_OK ? 0 : CS_EIO, status, &body, err);
+		}
+		free(location);
 		cs_buf_free_secure(&body);
 	}
 }
@@ -204,8 +227,10 @@ static size_t write_fn(char *p, size_t size, size_t n, void *ud)
 {
 	struct cs_curlm_req *r = ud;
 	size_t len = size * n;
-	if (r->body.len + len > CS_CURLM_MAX_BODY)
+	if (r->body.len + len > r->max_body) {
+		r->too_big = true;
 		return 0; /* curl fails the transfer (CURLE_WRITE_ERROR) */
+	}
 	cs_buf_append(&r->body, p, len);
 	return len;
 }
@@ -250,27 +275,57 @@ static void set_tls(struct cs_curlm_req *r, const struct cs_curlm_target *t)
 	}
 }
 
+/* A new request with its easy handle and the options every request shares; NULL if
+ * curl could not make the handle. */
+static struct cs_curlm_req *req_new(struct cs_curlm *m, void *ctx)
+{
+	struct cs_curlm_req *r = calloc(1, sizeof *r);
+	if (!r)
+		abort();
+	r->m = m;
+	r->ctx = ctx;
+	r->body = (struct cs_buf)CS_BUF_INIT;
+	r->max_body = CS_CURLM_MAX_BODY;
+	r->easy = curl_easy_init();
+	if (!r->easy) {
+		free(r);
+		return NULL;
+	}
+	CURL *c = r->easy;
+	curl_easy_setopt(c, CURLOPT_PRIVATE, r);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_fn);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)CS_CURLM_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)CS_CURLM_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+	return r;
+}
+
+static int req_start(struct cs_curlm *m, struct cs_curlm_req *r, struct cs_curlm_req **out)
+{
+	r->next = m->reqs;
+	m->reqs = r;
+	if (curl_multi_add_handle(m->multi, r->easy) != CURLM_OK) {
+		req_free(r);
+		return CS_EINTERNAL;
+	}
+	if (out)
+		*out = r;
+	return 0;
+}
+
 int cs_curlm_post(struct cs_curlm *m, const struct cs_curlm_target *t, const char *path,
 		  const char *body, cs_curlm_cb cb, void *ctx, struct cs_curlm_req **out)
 {
 	if (m->closing)
 		return CS_EINTERNAL;
-	struct cs_curlm_req *r = calloc(1, sizeof *r);
+	struct cs_curlm_req *r = req_new(m, ctx);
 	if (!r)
-		abort();
-	r->m = m;
-	r->cb = cb;
-	r->ctx = ctx;
-	r->body = (struct cs_buf)CS_BUF_INIT;
-	r->easy = curl_easy_init();
-	r->post = strdup(body);
-	if (!r->easy || !r->post) {
-		if (r->easy)
-			curl_easy_cleanup(r->easy);
-		free(r->post);
-		free(r);
 		return CS_EINTERNAL;
-	}
+	r->cb = cb;
+	if (!(r->post = strdup(body)))
+		abort();
 	snprintf(r->target_url, sizeof r->target_url, "%s", t->url);
 	CURL *c = r->easy;
 	r->hdr = curl_slist_append(NULL, "Content-Type: application/json");
@@ -285,25 +340,43 @@ int cs_curlm_post(struct cs_curlm *m, const struct cs_curlm_target *t, const cha
 		free(h);
 	}
 	set_url(r, t, path);
-	curl_easy_setopt(c, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->post);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, r->hdr);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_fn);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)CS_CURLM_TIMEOUT_S);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)CS_CURLM_CONNECT_TIMEOUT_S);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
 	set_tls(r, t);
-	r->next = m->reqs;
-	m->reqs = r;
-	if (curl_multi_add_handle(m->multi, c) != CURLM_OK) {
-		req_free(r);
+	return req_start(m, r, out);
+}
+
+int cs_curlm_get(struct cs_curlm *m, const struct cs_curlm_get_opts *o, cs_curlm_get_cb cb,
+		 void *ctx, struct cs_curlm_req **out)
+{
+	if (m->closing || strlen(o->url) >= sizeof(((struct cs_curlm_req *)0)->url))
 		return CS_EINTERNAL;
+	struct cs_curlm_req *r = req_new(m, ctx);
+	if (!r)
+		return CS_EINTERNAL;
+	r->get_cb = cb;
+	if (o->max_body)
+		r->max_body = o->max_body;
+	snprintf(r->url, sizeof r->url, "%s", o->url);
+	snprintf(r->target_url, sizeof r->target_url, "%s", o->url);
+	CURL *c = r->easy;
+	curl_easy_setopt(c, CURLOPT_URL, r->url);
+	curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, o->protocols ? o->protocols : "http,https");
+	curl_easy_setopt(c, CURLOPT_PROXY, ""); /* never a proxy from http_proxy & co */
+	curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
+	if (o->timeout_ms)
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+	if (o->connect_timeout_ms)
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+	if (o->resolve) {
+		r->connect_to = curl_slist_append(NULL, o->resolve);
+		curl_easy_setopt(c, CURLOPT_RESOLVE, r->connect_to);
 	}
-	if (out)
-		*out = r;
-	return 0;
+	return req_start(m, r, out);
 }
 
 void cs_curlm_cancel(struct cs_curlm *m, struct cs_curlm_req *r)
