@@ -177,10 +177,7 @@ static int record_put(struct cs_txn *txn, const char *lease_id, const cJSON *r)
 {
 	char key[600];
 	record_key(lease_id, key, sizeof key);
-	char *s = cJSON_PrintUnformatted(r);
-	int rc = cs_txn_put(txn, key, s, strlen(s));
-	free(s);
-	return rc;
+	return cs_tokenutil_txn_put_json(txn, key, r); /* compact: auth/record_codec.h */
 }
 
 /* Unlike cs_tokenutil_str: NULL when absent (a lease without a token). */

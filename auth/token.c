@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "auth/expire.h"
+#include "auth/record_convert.h"
 #include "auth/token_internal.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
@@ -126,15 +127,10 @@ static int delete_opt(struct cs_txn *txn, const char *key)
 	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
+/* Compact for entries and the accessor index (auth/record_codec.h). */
 static int put_json(struct cs_txn *txn, const char *key, const cJSON *o)
 {
-	char *s = cJSON_PrintUnformatted(o);
-	if (!s)
-		return CS_ENOMEM;
-	int rc = cs_txn_put(txn, key, s, strlen(s));
-	cs_zero(s, strlen(s));
-	free(s);
-	return rc;
+	return cs_tokenutil_txn_put_json(txn, key, o);
 }
 
 int cs_token_entry_get(struct cs_txn *txn, const char *hex, cJSON **e)
@@ -631,6 +627,7 @@ const struct cs_backend cs_token_backend = {
     .paths = token_paths,
     .n_paths = CS_ARRAY_LEN(token_paths),
     .reset = token_reset,
+    .periodic = cs_record_convert_periodic, /* upgrade old records (record_convert.h) */
 };
 
 /* The expiration manager revokes token leases through these (it does not include us). */

@@ -3,6 +3,8 @@
  */
 #include "auth/tokenutil.h"
 
+#include "auth/record_codec.h"
+
 #include <arpa/inet.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -189,11 +191,18 @@ int cs_tokenutil_txn_get_json(struct cs_txn *txn, const char *key, cJSON **out)
 	*out = NULL;
 	struct cs_buf b = CS_BUF_INIT;
 	int rc = cs_txn_get(txn, key, &b);
-	if (!rc) {
-		*out = cJSON_ParseWithLength(b.data, b.len);
-		if (!*out)
-			rc = CS_EIO;
-	}
+	if (!rc)
+		rc = cs_record_decode(key, b.data, b.len, out);
+	cs_buf_free_secure(&b);
+	return rc;
+}
+
+int cs_tokenutil_txn_put_json(struct cs_txn *txn, const char *key, const cJSON *o)
+{
+	struct cs_buf b = CS_BUF_INIT;
+	int rc = cs_record_encode(key, o, &b);
+	if (!rc)
+		rc = cs_txn_put(txn, key, b.data, b.len);
 	cs_buf_free_secure(&b);
 	return rc;
 }

@@ -100,9 +100,13 @@ const char *cs_tokenutil_str(const cJSON *o, const char *name);
 void cs_tokenutil_set(cJSON *o, const char *name, cJSON *item);
 /* hex(HMAC-SHA256(key, value)) into out (65 bytes with the NUL). */
 void cs_tokenutil_hmac_hex(const uint8_t *key, size_t key_len, const char *value, char out[65]);
-/* Read and parse the JSON value at `key` of `txn`; *out (caller frees) is NULL on error.
- * CS_ENOTFOUND when absent, CS_EIO when it does not parse. */
+/* Read and decode the record at `key` of `txn` (JSON, or the compact form of
+ * auth/record_codec.h); *out (caller frees) is NULL on error. CS_ENOTFOUND when absent,
+ * CS_EIO when it does not decode. */
 int cs_tokenutil_txn_get_json(struct cs_txn *txn, const char *key, cJSON **out);
+/* Write object `o` at `key` in `txn`: compact for the token store's and the expiration
+ * manager's records (auth/record_codec.h), JSON text for any other key. */
+int cs_tokenutil_txn_put_json(struct cs_txn *txn, const char *key, const cJSON *o);
 /* Read the JSON entry `key` of the request's view; *out (caller frees) is NULL, and the
  * result 0, when the entry is absent. */
 int cs_tokenutil_get_opt(struct cs_request *req, const char *key, cJSON **out);

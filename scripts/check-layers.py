@@ -41,6 +41,7 @@ RANK = {
 BACKEND_FOLDERS = ("auth", "engines")
 # Helpers shared by the backends of one folder: not a backend themselves.
 SHARED = {"auth/tokenutil", "engines/kvutil",
+          "auth/record_codec",  # compact token/lease records (tokenutil reads them)
           "engines/acme_jws",  # JOSE: ACME requests (pki) and identity tokens
           # ACME challenge validation (pki's ACME server calls it)
           "engines/acme_validate", "engines/acme_validate_internal", "engines/acme_alpn"}
@@ -49,7 +50,7 @@ ONE_BACKEND = [
     {"engines/kv", "engines/kv2", "engines/kv2_model"},
     # the token store (split by job, auth/token_internal.h) and its lease/expiry manager
     {"auth/token", "auth/token_internal", "auth/token_create", "auth/token_ops",
-     "auth/token_roles", "auth/expire"},
+     "auth/token_roles", "auth/expire", "auth/record_convert"},
     # transit (split by job, engines/transit_internal.h) and its crypto, apart for tests
     {"engines/transit", "engines/transit_internal", "engines/transit_keys", "engines/transit_ops",
      "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym",
