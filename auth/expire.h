@@ -90,6 +90,13 @@ void cs_expire_schedule(struct cs_core *core, const char *lease_id, int64_t expi
  */
 int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id);
 
+/*
+ * One lease of a revoke-prefix job (auth/token_revoke.h) inside `txn`: nothing if it was
+ * issued after `at` (unix s); else as cs_expire_revoke_lease, except that with `force` a
+ * secret lease's record is dropped without asking its backend. CS_ENOTFOUND if gone.
+ */
+int cs_expire_revoke_in_prefix(struct cs_txn *txn, const char *lease_id, bool force, double at);
+
 /* For tests and metrics: hints in the heap; whether the manager runs; leases revoked by
  * the timer since start. */
 size_t cs_expire_pending(struct cs_core *core);

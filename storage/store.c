@@ -269,6 +269,12 @@ int cs_store_get(struct cs_store *s, const char *key, size_t klen, struct cs_buf
 int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_scan_cb cb,
 		  void *ctx)
 {
+	return cs_store_scan_from(s, prefix, plen, NULL, 0, cb, ctx);
+}
+
+int cs_store_scan_from(struct cs_store *s, const char *prefix, size_t plen, const char *start,
+		       size_t slen, cs_store_scan_cb cb, void *ctx)
+{
 	MDB_txn *txn;
 	MDB_cursor *cur;
 	int rv = rtxn_acquire(s, &txn);
@@ -280,6 +286,8 @@ int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_
 		return lmdb_fail(s, "cursor", rc);
 	}
 	MDB_val k = {plen, (void *)prefix}, v;
+	if (start && slen > plen && memcmp(start, prefix, plen) == 0)
+		k = (MDB_val){slen, (void *)start};
 	/* An empty prefix cannot be a SET_RANGE key (LMDB rejects zero-length keys). */
 	rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
 		  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);

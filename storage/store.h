@@ -93,6 +93,9 @@ typedef int (*cs_store_scan_cb)(void *ctx, const char *key, size_t klen, const v
 				size_t vlen);
 int cs_store_scan(struct cs_store *s, const char *prefix, size_t plen, cs_store_scan_cb cb,
 		  void *ctx);
+/* The same, starting at the first key >= `start` (a key under prefix; NULL: at prefix). */
+int cs_store_scan_from(struct cs_store *s, const char *prefix, size_t plen, const char *start,
+		       size_t slen, cs_store_scan_cb cb, void *ctx);
 
 /*
  * Apply one raft command entry (a batch encoded by cs_batch_*, storage/txn.h) at raft

@@ -765,10 +765,21 @@ struct merge {
 	struct cs_strv *out;
 	char *last; /* last name emitted (children are consecutive duplicates) */
 	size_t lastlen;
+	const char *after; /* scan_page: only keys sorting after this one (NULL: all) */
+	size_t afterlen;
+	size_t limit; /* scan_page: stop after this many keys (0: no limit) */
+	size_t first; /* out->n at the start */
 };
+
+/* What merge_lmdb_key returns to stop the LMDB scan once `limit` keys are out. */
+#define MERGE_FULL (-1)
 
 static void emit(struct merge *m, const char *key, size_t klen)
 {
+	if (m->after && key_cmp(key, klen, m->after, m->afterlen) <= 0)
+		return;
+	if (m->limit && m->out->n - m->first >= m->limit)
+		return;
 	const char *name = key;
 	size_t len = klen;
 	if (m->children) {
@@ -812,7 +823,7 @@ static int merge_lmdb_key(void *ctx, const char *key, size_t klen, const void *v
 		return 0;
 	}
 	emit(m, key, klen);
-	return 0;
+	return m->limit && m->out->n - m->first >= m->limit ? MERGE_FULL : 0;
 }
 
 static bool has_prefix(const char *key, size_t klen, const char *prefix, size_t plen)
@@ -821,7 +832,8 @@ static bool has_prefix(const char *key, size_t klen, const char *prefix, size_t 
 }
 
 /* Merged view (write-set over overlay over LMDB) of the keys under prefix. */
-static int merged_keys(struct cs_txn *t, const char *prefix, bool children, struct cs_strv *out)
+static int merged_keys_page(struct cs_txn *t, const char *prefix, bool children, const char *after,
+			    size_t limit, struct cs_strv *out)
 {
 	if (t->err)
 		return t->err;
@@ -831,7 +843,15 @@ static int merged_keys(struct cs_txn *t, const char *prefix, bool children, stru
 	if (plen > MAX_KEY_LEN)
 		return poison(t, CS_EINVAL);
 
-	struct merge m = {.t = t, .prefix = prefix, .plen = plen, .children = children, .out = out};
+	struct merge m = {.t = t,
+			  .prefix = prefix,
+			  .plen = plen,
+			  .children = children,
+			  .out = out,
+			  .after = after && *after ? after : NULL,
+			  .afterlen = after ? strlen(after) : 0,
+			  .limit = limit,
+			  .first = out->n};
 	size_t cap = t->st->overlay->count + t->ws.n;
 	m.p = xmalloc((cap ? cap : 1) * sizeof *m.p);
 	/* The pending keys under the prefix, from the overlay and then from the txn's own
@@ -862,7 +882,10 @@ static int merged_keys(struct cs_txn *t, const char *prefix, bool children, stru
 	/* One ordered pass over LMDB, merging the sorted pending keys in as we go: both
 	 * streams are in key order, so the output is sorted without a final sort. */
 	size_t first = out->n;
-	int rv = cs_store_scan(&t->st->store, prefix, plen, merge_lmdb_key, &m);
+	int rv = cs_store_scan_from(&t->st->store, prefix, plen, m.after, m.afterlen,
+				    merge_lmdb_key, &m);
+	if (rv == MERGE_FULL)
+		rv = 0;
 	if (rv == 0)
 		emit_pending_before(&m, NULL, 0);
 	free(m.p);
@@ -872,6 +895,17 @@ static int merged_keys(struct cs_txn *t, const char *prefix, bool children, stru
 		return poison(t, rv);
 	}
 	return 0;
+}
+
+static int merged_keys(struct cs_txn *t, const char *prefix, bool children, struct cs_strv *out)
+{
+	return merged_keys_page(t, prefix, children, NULL, 0, out);
+}
+
+int cs_txn_scan_page(struct cs_txn *t, const char *prefix, const char *after, size_t limit,
+		     struct cs_strv *out)
+{
+	return merged_keys_page(t, prefix, false, after, limit, out);
 }
 
 int cs_txn_list(struct cs_txn *t, const char *prefix, struct cs_strv *out)

@@ -183,6 +183,11 @@ int cs_txn_put(struct cs_txn *t, const char *key, const void *val, size_t n);
 int cs_txn_list(struct cs_txn *t, const char *prefix, struct cs_strv *out);
 /* Every key under prefix (recursively, full keys), sorted. For deleting a mount. */
 int cs_txn_scan(struct cs_txn *t, const char *prefix, struct cs_strv *out);
+/* The same, one page: at most `limit` keys (0: no limit) that sort after `after` (a full
+ * key; NULL or "": from the start). The LMDB scan stops at the page's end, so a page
+ * costs O(limit + pending writes), not O(keys under prefix): for bounded batches. */
+int cs_txn_scan_page(struct cs_txn *t, const char *prefix, const char *after, size_t limit,
+		     struct cs_strv *out);
 
 /*
  * Finish the transaction. If nothing needs waiting for (no writes, and no read of a
