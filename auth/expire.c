@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth/token_revoke.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/json.h"
@@ -1083,7 +1082,8 @@ static int leases_renew(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "lease id must be specified");
 	cJSON *r = NULL;
 	int rc = record_get(&req->txn, id, &r);
-	if (!rc && cs_revq_lease_marked(&req->txn, id, cs_tokenutil_num(r, "issue_time"))) {
+	if (!rc && state_of(req->core)->tokens->lease_revoked(&req->txn, id,
+							      cs_tokenutil_num(r, "issue_time"))) {
 		cJSON_Delete(r); /* revoked by a revoke-prefix still being cleaned */
 		rc = CS_ENOTFOUND;
 	}
@@ -1220,22 +1220,8 @@ static int revoke_prefix_common(struct cs_request *req, bool force)
 	char norm[600];
 	snprintf(norm, sizeof norm, "%s%s", prefix, prefix[pl - 1] == '/' ? "" : "/");
 	const char *exact = prefix[pl - 1] == '/' ? NULL : prefix;
-	bool sync = cs_req_bool(req, "sync", true);
-	int rc = 0;
-	if (exact) {
-		rc = cs_expire_revoke_in_prefix(&req->txn, exact, force, (double)now_ms() / 1000.0);
-		if (rc == CS_ENOTFOUND)
-			rc = 0;
-	}
-	bool done = false;
-	if (!rc)
-		rc = cs_revq_lease_prefix(&req->txn, norm, force, &done);
-	if (!rc && sync && !done) /* the core drops this transaction's writes: the mark is
-				     written again, in a transaction of its own */
-		return cs_revq_lease_prefix_wait(req, norm, exact, force);
-	if (!rc && !sync)
-		req->status = 202;
-	return rc;
+	return state_of(req->core)->tokens->revoke_prefix(req, norm, exact, force,
+							  cs_req_bool(req, "sync", true));
 }
 
 static int revoke_prefix(struct cs_request *req)

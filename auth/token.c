@@ -607,6 +607,8 @@ static const struct cs_token_store token_store = {
 static const struct cs_expire_tokens expire_tokens = {
     .revoke_key = expire_revoke_key,
     .key_exists = cs_token_key_exists,
+    .revoke_prefix = cs_revq_revoke_prefix,
+    .lease_revoked = cs_revq_lease_marked,
 };
 
 void cs_token_register(struct cs_core *core)

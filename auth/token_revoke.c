@@ -648,8 +648,8 @@ static void mark_committed(void *data, int status)
 	S->waiters = w;
 }
 
-int cs_revq_lease_prefix_wait(struct cs_request *req, const char *prefix, const char *exact,
-			      bool force)
+static int lease_prefix_wait(struct cs_request *req, const char *prefix, const char *exact,
+			     bool force)
 {
 	struct revq_state *S = state_of(req->core);
 	ensure_handles(S);
@@ -689,4 +689,25 @@ int cs_revq_lease_prefix_wait(struct cs_request *req, const char *prefix, const 
 		return rc;
 	}
 	return cs_req_wait(req, &w->async);
+}
+
+int cs_revq_revoke_prefix(struct cs_request *req, const char *prefix, const char *exact, bool force,
+			  bool sync)
+{
+	int rc = 0;
+	if (exact) {
+		rc = cs_expire_revoke_in_prefix(&req->txn, exact, force, (double)cs_now_ns() / 1e9);
+		if (rc == CS_ENOTFOUND)
+			rc = 0;
+	}
+	bool done = false;
+	if (!rc)
+		rc = cs_revq_lease_prefix(&req->txn, prefix, force, &done);
+	/* Too big for one transaction: the core drops this one's writes when the request
+	 * waits, so the mark is written again in a transaction of its own. */
+	if (!rc && sync && !done)
+		return lease_prefix_wait(req, prefix, exact, force);
+	if (!rc && !sync)
+		req->status = 202;
+	return rc;
 }

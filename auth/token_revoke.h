@@ -77,12 +77,14 @@ int cs_revq_lease_prefix(struct cs_txn *txn, const char *prefix, bool force, boo
  * revoke-prefix job: such a lease is revoked already. */
 bool cs_revq_lease_marked(struct cs_txn *txn, const char *lease_id, double issue_time);
 /*
- * sys/leases/revoke-prefix with sync=true: revoke lease `exact` (if not NULL) and mark
- * `prefix` in a transaction of its own, then make `req` wait until the job is finished
- * (cs_req_wait). Returns what the handler returns.
+ * sys/leases/revoke-prefix and revoke-force (cs_expire_tokens.revoke_prefix): revoke lease
+ * `exact` (if not NULL) and mark `prefix` in req->txn. Done at once when small; else with
+ * sync (Vault's default) the mark is committed in a transaction of its own and `req`
+ * waits (cs_req_wait) until the job is finished; without sync the answer is a 202 once
+ * the mark is committed. Returns what the handler returns.
  */
-int cs_revq_lease_prefix_wait(struct cs_request *req, const char *prefix, const char *exact,
-			      bool force);
+int cs_revq_revoke_prefix(struct cs_request *req, const char *prefix, const char *exact, bool force,
+			  bool sync);
 
 /*
  * One batch of background work in `txn` (the worker's; tests call it directly): at most
