@@ -227,8 +227,14 @@ static int job_step(struct budget *b, const char *key, bool *done)
 		rc = 0;
 		*done = true;
 	}
-	if (!rc && *done)
+	if (!rc && *done) {
+		cJSON *job = NULL;
+		if (cs_tokenutil_txn_get_json(b->txn, key, &job) == 0)
+			cs_info("revoke: %s done, %.1f s after the revocation", key,
+				(double)cs_now_ns() / 1e9 - cs_tokenutil_num(job, "time"));
+		cJSON_Delete(job);
 		rc = delete_opt(b->txn, key);
+	}
 	return rc;
 }
 
