@@ -31,14 +31,16 @@ class Creator:
         return s
 
     def create(self, parent, path="auth/token/create", body=None):
-        for _ in range(5):
+        # A slow node (sanitizers, a busy machine) may see a leader election meanwhile:
+        # "node is not active" for a moment, then the request works again.
+        for _ in range(60):
             r = self._session().post(self.url + "/v1/" + path, json=body or {},
                                      headers={"X-Vault-Token": parent}, timeout=60)
             if r.status_code == 200:
                 return r.json()["auth"]["client_token"]
             if r.status_code not in (429, 500, 503):
                 break
-            time.sleep(0.2)
+            time.sleep(0.5)
         raise AssertionError("create failed: %s %s" % (r.status_code, r.text))
 
     def status(self, token, path="auth/token/lookup-self"):
@@ -199,6 +201,8 @@ def test_cluster_revoke_through_standby_new_active_finishes(cluster_factory):
     root = cl.root_token
     base = accessors(leader, root)
     c, a, kids, grand, chain = build_tree(leader, root)
+    leader = cl.leader()  # the same one, unless an election happened meanwhile
+    c = Creator(leader.url, leader.verify)
     standby = cl.standbys()[0]
     sc = Creator(standby.url, standby.verify)
     r = standby.put("auth/token/revoke", token=root, json={"token": a}, timeout=60)
