@@ -541,7 +541,11 @@ static void run(struct revq_state *S)
 	cs_txn_begin(&txn, cs_core_storage(core), cs_core_keyring(core));
 	struct budget b = {
 	    .txn = &txn, .writes = CS_REVQ_BATCH_WRITES, .reads = CS_REVQ_BATCH_READS};
+	int64_t t0 = cs_now_ns();
 	int rc = step_jobs(&b, &bt->more, &bt->finished);
+	/* The loop was busy with this for so long: what KV reads may wait behind it. */
+	cs_debug("revoke: batch of %zu writes built in %.1f ms", txn.ws.n,
+		 (double)(cs_now_ns() - t0) / 1e6);
 	if (rc) {
 		cs_txn_abort(&txn);
 		cs_warn("revoke: cleanup: %s; retrying in 1s", cs_strerror(rc));

@@ -43,7 +43,9 @@
 #define CS_REVQ_TREE_PREFIX   "sys/revoke/tree/"
 #define CS_REVQ_ORPHAN_PREFIX "sys/revoke/orphan/"
 #define CS_REVQ_LEASE_PREFIX  "sys/revoke/prefix/"
-/* Writes per background transaction (~150 bytes each: far below the raft entry limit). */
+/* Writes per background transaction (~150 bytes each: far below the raft entry limit).
+ * Building one such batch took ~4.5 ms of loop time on a shared 2-core machine (the
+ * worker logs each at debug level); fewer writes would mean more raft round trips. */
 #define CS_REVQ_BATCH_WRITES 1000
 /* Page reads (index pages, entries) per background transaction. */
 #define CS_REVQ_BATCH_READS 4000
