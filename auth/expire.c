@@ -90,6 +90,7 @@ static void maybe_compact(struct expire_state *E)
 }
 
 static bool is_secret(const cJSON *r);
+static int secret_drop(struct cs_txn *txn, const char *lease_id, const cJSON *r);
 static int secret_due_now(struct cs_txn *txn, const char *lease_id, cJSON *r);
 
 static int64_t now_ms(void)
@@ -251,6 +252,20 @@ int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id)
 			 ->tokens->revoke_key(txn, tk); /* deletes the record too */
 	if (!rc)
 		rc = cs_expire_delete(txn, lease_id);
+	cJSON_Delete(r);
+	return rc;
+}
+
+int cs_expire_revoke_in_prefix(struct cs_txn *txn, const char *lease_id, bool force, double at)
+{
+	cJSON *r = NULL;
+	int rc = record_get(txn, lease_id, &r);
+	if (!rc && cs_tokenutil_num(r, "issue_time") > at)
+		rc = 0; /* issued after the revocation: not covered by it */
+	else if (!rc && force && is_secret(r))
+		rc = secret_drop(txn, lease_id, r);
+	else if (!rc)
+		rc = cs_expire_revoke_lease(txn, lease_id);
 	cJSON_Delete(r);
 	return rc;
 }
@@ -1064,6 +1079,11 @@ static int leases_renew(struct cs_request *req)
 		return cs_req_error(req, CS_EINVAL, "lease id must be specified");
 	cJSON *r = NULL;
 	int rc = record_get(&req->txn, id, &r);
+	if (!rc && state_of(req->core)->tokens->lease_revoked(&req->txn, id,
+							      cs_tokenutil_num(r, "issue_time"))) {
+		cJSON_Delete(r); /* revoked by a revoke-prefix still being cleaned */
+		rc = CS_ENOTFOUND;
+	}
 	if (rc == CS_ENOTFOUND)
 		return cs_req_error(req, CS_EINVAL, "lease not found");
 	if (rc)
@@ -1125,8 +1145,6 @@ static int leases_revoke(struct cs_request *req)
 }
 
 enum prefix_mode {
-	PREFIX_REVOKE,  /* tokens now; secrets through their backends, from now on */
-	PREFIX_FORCE,   /* tokens now; secret lease records dropped, the backend not asked */
 	PREFIX_UNMOUNT, /* tokens now; refused while secret leases remain */
 };
 
@@ -1162,8 +1180,6 @@ static int revoke_prefix_txn(struct cs_request *req, struct cs_txn *txn, const c
 		rc = record_get(txn, id, &r);
 		if (!rc && is_secret(r) && mode == PREFIX_UNMOUNT)
 			secrets++;
-		else if (!rc && is_secret(r) && mode == PREFIX_FORCE)
-			rc = secret_drop(txn, id, r);
 		else if (!rc)
 			rc = cs_expire_revoke_lease(txn, id);
 		cJSON_Delete(r);
@@ -1182,20 +1198,37 @@ static int revoke_prefix_txn(struct cs_request *req, struct cs_txn *txn, const c
 	return rc;
 }
 
-static int revoke_prefix(struct cs_request *req)
+/*
+ * sys/leases/revoke-prefix and revoke-force: any number of leases. The prefix is marked
+ * revoked in one small write (token_revoke.h) and cleaned in bounded batches. As in
+ * Vault, sync (default true) answers once every lease under it is revoked (the request
+ * waits, the loop does not); sync=false answers 202 at once.
+ */
+static int revoke_prefix_common(struct cs_request *req, bool force)
 {
 	const char *prefix = cs_req_str(req, "prefix", "");
 	if (!*prefix)
 		return cs_req_error(req, CS_EINVAL, "prefix must be specified");
-	return revoke_prefix_txn(req, &req->txn, prefix, PREFIX_REVOKE);
+	size_t pl = strlen(prefix);
+	if (pl > 479)
+		return cs_req_error(req, CS_EINVAL, "prefix too long");
+	/* As Vault: a prefix names a whole path segment ("a/b" never matches "a/bc/..."),
+	 * and a whole lease id is a prefix too (the lease itself). */
+	char norm[600];
+	snprintf(norm, sizeof norm, "%s%s", prefix, prefix[pl - 1] == '/' ? "" : "/");
+	const char *exact = prefix[pl - 1] == '/' ? NULL : prefix;
+	return state_of(req->core)->tokens->revoke_prefix(req, norm, exact, force,
+							  cs_req_bool(req, "sync", true));
+}
+
+static int revoke_prefix(struct cs_request *req)
+{
+	return revoke_prefix_common(req, false);
 }
 
 static int revoke_force(struct cs_request *req)
 {
-	const char *prefix = cs_req_str(req, "prefix", "");
-	if (!*prefix)
-		return cs_req_error(req, CS_EINVAL, "prefix must be specified");
-	return revoke_prefix_txn(req, &req->txn, prefix, PREFIX_FORCE);
+	return revoke_prefix_common(req, true);
 }
 
 /* cs_expiration.revoke_prefix: a mount being disabled takes its leases (and tokens) along. */
@@ -1350,7 +1383,9 @@ static const struct cs_field lease_fields[] = {
 
 static const struct cs_field prefix_fields[] = {
     {.name = "prefix", .type = CS_FIELD_STRING, .desc = "lease id prefix"},
-    {.name = "sync", .type = CS_FIELD_BOOL, .desc = "revoke before answering (always, here)"},
+    {.name = "sync",
+     .type = CS_FIELD_BOOL,
+     .desc = "answer once every lease is revoked (default true); false: 202 at once"},
     {.name = NULL},
 };
 

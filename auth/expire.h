@@ -47,10 +47,19 @@
  *   revoke_key   revoke the token under its storage key and its whole child tree, in txn
  *                (cs_token_revoke_key with orphan_children false); CS_ENOTFOUND if gone
  *   key_exists   whether a token entry exists under that key (errors count as "exists")
+ *   revoke_prefix  sys/leases/revoke-prefix and revoke-force: lease `exact` (or NULL) and
+ *                every lease under `prefix` (ends with '/'); marked at once, cleaned in
+ *                the background; with sync the request waits for the end
+ *                (auth/token_revoke.h)
+ *   lease_revoked  whether a lease issued at `issue_time` lies under a revoked prefix
+ *                that is still being cleaned
  */
 struct cs_expire_tokens {
 	int (*revoke_key)(struct cs_txn *txn, const char *token_key);
 	bool (*key_exists)(struct cs_txn *txn, const char *token_key);
+	int (*revoke_prefix)(struct cs_request *req, const char *prefix, const char *exact,
+			     bool force, bool sync);
+	bool (*lease_revoked)(struct cs_txn *txn, const char *lease_id, double issue_time);
 };
 
 /*
@@ -89,6 +98,13 @@ void cs_expire_schedule(struct cs_core *core, const char *lease_id, int64_t expi
  * tree; any other lease just loses its record. CS_ENOTFOUND if there is no such lease.
  */
 int cs_expire_revoke_lease(struct cs_txn *txn, const char *lease_id);
+
+/*
+ * One lease of a revoke-prefix job (auth/token_revoke.h) inside `txn`: nothing if it was
+ * issued after `at` (unix s); else as cs_expire_revoke_lease, except that with `force` a
+ * secret lease's record is dropped without asking its backend. CS_ENOTFOUND if gone.
+ */
+int cs_expire_revoke_in_prefix(struct cs_txn *txn, const char *lease_id, bool force, double at);
 
 /* For tests and metrics: hints in the heap; whether the manager runs; leases revoked by
  * the timer since start. */

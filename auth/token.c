@@ -29,6 +29,7 @@
 #include "auth/expire.h"
 #include "auth/record_convert.h"
 #include "auth/token_internal.h"
+#include "auth/token_revoke.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -66,6 +67,7 @@ static void token_reset(struct cs_core *core)
 {
 	token_state_release(cs_core_state(core, &token_state_type));
 	cs_expire_reset(core);
+	cs_revq_reset(core);
 }
 
 static int load_salt(struct cs_txn *txn)
@@ -172,10 +174,13 @@ int cs_token_lookup_valid(struct cs_txn *txn, const char *token, char *hex, cJSO
 	if (rc)
 		return rc;
 	rc = cs_token_entry_get(txn, hex, e);
-	if (!rc && !cs_token_entry_valid(*e)) {
+	if (!rc && !cs_token_entry_valid(*e))
+		rc = CS_ENOTFOUND;
+	if (!rc)
+		rc = cs_token_chain_ok(txn, *e, NULL);
+	if (rc) {
 		cJSON_Delete(*e);
 		*e = NULL;
-		rc = CS_ENOTFOUND;
 	}
 	return rc;
 }
@@ -232,12 +237,17 @@ int cs_token_lookup(struct cs_core *core, struct cs_txn *txn, const char *token,
 	rc = cs_token_entry_get(txn, hex, entry);
 	if (rc == CS_ENOTFOUND)
 		return 0;
-	if (!rc && !cs_token_entry_valid(*entry)) {
-		/* An expired or used-up token is no token, even before the timer fires. */
+	/* An expired or used-up token is no token, even before the timer fires; nor is
+	 * one below a revoked (or expired) ancestor, before the cleanup reaches it. */
+	if (!rc && !cs_token_entry_valid(*entry))
+		rc = CS_ENOTFOUND;
+	if (!rc)
+		rc = cs_token_chain_ok(txn, *entry, NULL);
+	if (rc) {
 		cJSON_Delete(*entry);
 		*entry = NULL;
 	}
-	return rc;
+	return rc == CS_ENOTFOUND ? 0 : rc;
 }
 
 int cs_token_lookup_accessor(struct cs_core *core, struct cs_txn *txn, const char *accessor,
@@ -249,7 +259,11 @@ int cs_token_lookup_accessor(struct cs_core *core, struct cs_txn *txn, const cha
 	int rc = cs_token_accessor_resolve(txn, accessor, hex);
 	if (!rc)
 		rc = cs_token_entry_get(txn, hex, entry);
-	if (!rc && !cs_token_entry_valid(*entry)) {
+	if (!rc && !cs_token_entry_valid(*entry))
+		rc = CS_ENOTFOUND;
+	if (!rc)
+		rc = cs_token_chain_ok(txn, *entry, NULL);
+	if (rc) {
 		cJSON_Delete(*entry);
 		*entry = NULL;
 	}
@@ -297,10 +311,12 @@ int cs_token_after(struct cs_request *req)
 /* ---------------------------------------------------------------- revocation */
 
 /* Delete one token's own records (not its children's). */
-static int delete_one(struct cs_txn *txn, const char *hex, const cJSON *e)
+int cs_token_delete_records(struct cs_txn *txn, const char *hex, const cJSON *e)
 {
 	char key[256];
-	int rc = 0;
+	int rc = load_salt(txn);
+	if (rc)
+		return rc;
 	const char *acc = cs_tokenutil_str(e, "accessor");
 	if (*acc) {
 		accessor_key(txn, acc, key);
@@ -323,14 +339,8 @@ static int delete_one(struct cs_txn *txn, const char *hex, const cJSON *e)
 	return rc;
 }
 
-/* The children of `hex`: names in the parent index (each 64 hex chars). */
-static int children_of(struct cs_txn *txn, const char *hex, struct cs_strv *out)
-{
-	char prefix[128];
-	snprintf(prefix, sizeof prefix, "%s%s/", PARENT_PREFIX, hex);
-	return cs_txn_list(txn, prefix, out);
-}
-
+/* The tree below the token, or its children's orphaning, is marked and cleaned in bounded
+ * batches (token_revoke.c): this transaction stays small whatever the tree's size. */
 int cs_token_revoke_key(struct cs_txn *txn, const char *key_hex, bool orphan_children)
 {
 	int rc = load_salt(txn);
@@ -338,66 +348,9 @@ int cs_token_revoke_key(struct cs_txn *txn, const char *key_hex, bool orphan_chi
 		return rc;
 	cJSON *e = NULL;
 	rc = cs_token_entry_get(txn, key_hex, &e);
-	if (rc)
-		return rc;
-	/* Depth-first over an explicit stack: no recursion depth limit on deep chains. */
-	struct cs_strv stack = {0}, kids = {0};
-	size_t visited = 0;
-	if (orphan_children) {
-		rc = children_of(txn, key_hex, &kids);
-		for (size_t i = 0; !rc && i < kids.n; i++) {
-			cJSON *c = NULL;
-			rc = cs_token_entry_get(txn, kids.v[i], &c);
-			if (rc == CS_ENOTFOUND) {
-				rc = 0;
-				continue;
-			}
-			if (!rc) {
-				cs_token_set_in_place(c, "orphan", cJSON_CreateTrue());
-				cs_token_set_in_place(c, "parent", cJSON_CreateString(""));
-				rc = cs_token_entry_put(txn, kids.v[i], c);
-			}
-			cJSON_Delete(c);
-			char key[256];
-			snprintf(key, sizeof key, "%s%s/%s", PARENT_PREFIX, key_hex, kids.v[i]);
-			if (!rc)
-				rc = delete_opt(txn, key);
-		}
-		cs_strv_free(&kids);
-		if (!rc)
-			rc = delete_one(txn, key_hex, e);
-		cJSON_Delete(e);
-		return rc;
-	}
+	if (!rc)
+		rc = cs_revq_token(txn, key_hex, e, orphan_children);
 	cJSON_Delete(e);
-	cs_strv_push(&stack, key_hex, strlen(key_hex));
-	while (!rc && stack.n) {
-		char *hex = stack.v[--stack.n];
-		if (++visited > CS_TOKEN_TREE_MAX) {
-			free(hex);
-			rc = CS_EINVAL;
-			break;
-		}
-		rc = children_of(txn, hex, &kids);
-		for (size_t i = 0; !rc && i < kids.n; i++) {
-			cs_strv_push(&stack, kids.v[i], strlen(kids.v[i]));
-			/* Drop the index entry here: it may point at a token that is gone. */
-			char key[256];
-			snprintf(key, sizeof key, "%s%s/%s", PARENT_PREFIX, hex, kids.v[i]);
-			rc = delete_opt(txn, key);
-		}
-		cs_strv_free(&kids);
-		cJSON *te = NULL;
-		if (!rc)
-			rc = cs_token_entry_get(txn, hex, &te);
-		if (!rc)
-			rc = delete_one(txn, hex, te);
-		else if (rc == CS_ENOTFOUND)
-			rc = 0; /* a dangling index entry, already dropped above */
-		cJSON_Delete(te);
-		free(hex);
-	}
-	cs_strv_free(&stack);
 	return rc;
 }
 
@@ -651,6 +604,8 @@ static const struct cs_token_store token_store = {
 static const struct cs_expire_tokens expire_tokens = {
     .revoke_key = expire_revoke_key,
     .key_exists = cs_token_key_exists,
+    .revoke_prefix = cs_revq_revoke_prefix,
+    .lease_revoked = cs_revq_lease_marked,
 };
 
 void cs_token_register(struct cs_core *core)

@@ -3,10 +3,10 @@
  * storage key is an HMAC-SHA256 of the token under a per-cluster salt
  * (sys/token/id/<hex>), and accessors are separate random ids indexed the same way
  * (sys/token/accessor/<hex>). Both entries are barrier-encrypted. Children are indexed
- * under sys/token/parent/<parent hex>/<child hex> so that revoking a token walks its
- * whole tree inside one transaction (at most CS_TOKEN_TREE_MAX tokens; a bigger tree is
- * refused with a 400 and has to be revoked from its subtrees up — Vault would revoke it
- * asynchronously). Roles live in the mount's view (roles/<name>).
+ * under sys/token/parent/<parent hex>/<child hex>. Revoking a token deletes its own
+ * records at once; its tree, of any size, is unusable from then on (a token is valid only
+ * while its whole parent chain is) and is deleted in bounded batches in the background
+ * (auth/token_revoke.h). Roles live in the mount's view (roles/<name>).
  *
  * Every function runs on the loop thread, inside a caller's transaction.
  */
@@ -17,8 +17,6 @@
 #include <stdint.h>
 
 #include "server/backend.h"
-
-#define CS_TOKEN_TREE_MAX 4096
 
 extern const struct cs_backend cs_token_backend;
 
@@ -44,8 +42,9 @@ int cs_token_issue(struct cs_request *req, const cJSON *params);
 /*
  * Revoke the token stored under sys/token/id/<key_hex> in `txn`: with orphan_children
  * false the whole tree below it goes too; with true its direct children become orphans.
- * Deletes the entries, accessor index, parent index and lease records. CS_ENOTFOUND if
- * no such token; CS_EINVAL if the tree has more than CS_TOKEN_TREE_MAX tokens.
+ * The token's own records go in `txn`; its tree (or its children's orphaning) is marked in
+ * `txn` and finished in the background when it is bigger than one bounded step.
+ * CS_ENOTFOUND if no such token.
  */
 int cs_token_revoke_key(struct cs_txn *txn, const char *key_hex, bool orphan_children);
 /* Whether a token entry exists under that key (errors count as "exists"). */

@@ -12,6 +12,7 @@
 #include "auth/expire.h"
 #include "auth/token.h"
 #include "auth/token_internal.h"
+#include "auth/token_revoke.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/secmem.h"
@@ -454,6 +455,15 @@ static int choose_parent(struct create_req *c)
 	int rc = cs_token_key_of(&req->txn, req->client_token, c->parent_hex);
 	if (!rc)
 		c->p.parent = c->parent_hex;
+	/* Every request walks its token's parent chain (token_revoke.h): keep it bounded. */
+	size_t depth = 0;
+	if (!rc && req->token_entry &&
+	    cs_token_chain_ok(&req->txn, req->token_entry, &depth) == 0 &&
+	    depth + 1 > CS_TOKEN_CHAIN_MAX)
+		return cs_req_error(req, CS_EINVAL,
+				    "token chain too deep: a token may have at most %d ancestors; "
+				    "create an orphan token instead",
+				    CS_TOKEN_CHAIN_MAX);
 	return rc;
 }
 

@@ -40,6 +40,9 @@ bool cs_token_entry_valid(const cJSON *e);
 /* The entry of a token given by value (hex >= 65 bytes gets its key); CS_ENOTFOUND when
  * absent or no longer valid. */
 int cs_token_lookup_valid(struct cs_txn *txn, const char *token, char *hex, cJSON **e);
+/* Delete token `hex`'s own records (entry `e`, accessor, lease, the link from its parent,
+ * cubbyhole; its secret leases fall due), not its children's. */
+int cs_token_delete_records(struct cs_txn *txn, const char *hex, const cJSON *e);
 /* Accessor → token key (hex >= 65 bytes); loads the salt. */
 int cs_token_accessor_resolve(struct cs_txn *txn, const char *accessor, char *hex);
 /* The accessor index entry of a new token. The salt must be loaded. */

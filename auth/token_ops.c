@@ -10,6 +10,7 @@
 #include "auth/expire.h"
 #include "auth/token.h"
 #include "auth/token_internal.h"
+#include "auth/token_revoke.h"
 #include "auth/tokenutil.h"
 #include "lib/err.h"
 #include "lib/log.h"
@@ -204,12 +205,9 @@ int cs_token_h_renew_accessor(struct cs_request *req)
 
 static int revoke_result(struct cs_request *req, int rc)
 {
+	(void)req;
 	if (rc == CS_ENOTFOUND)
 		return 0; /* Vault: revoking an unknown token succeeds */
-	if (rc == CS_EINVAL)
-		return cs_req_error(req, CS_EINVAL,
-				    "token tree has more than %d tokens; revoke its subtrees first",
-				    CS_TOKEN_TREE_MAX);
 	return rc;
 }
 
@@ -289,6 +287,26 @@ int cs_token_h_accessors(struct cs_request *req)
 	return 0;
 }
 
+/* Index entries one tidy request looks at. */
+#define TIDY_MAX 4096
+
+/* Whether token `hex` is gone but a revocation job still works below it: its children's
+ * index links are the job's way to them. */
+static bool revoking(struct cs_txn *txn, const char *hex)
+{
+	const char *prefixes[] = {CS_REVQ_TREE_PREFIX, CS_REVQ_ORPHAN_PREFIX};
+	for (size_t i = 0; i < 2; i++) {
+		char key[128];
+		snprintf(key, sizeof key, "%s%s", prefixes[i], hex);
+		struct cs_buf b = CS_BUF_INIT;
+		int rc = cs_txn_get_raw(txn, key, &b);
+		cs_buf_free(&b);
+		if (rc != CS_ENOTFOUND)
+			return true;
+	}
+	return false;
+}
+
 /* Drop accessor and parent-index entries that point at tokens that are gone, and
  * expired tokens whose lease was lost. Bounded per request. */
 int cs_token_h_tidy(struct cs_request *req)
@@ -296,7 +314,7 @@ int cs_token_h_tidy(struct cs_request *req)
 	struct cs_strv v = {0};
 	size_t dropped = 0, seen = 0;
 	int rc = cs_txn_scan(&req->txn, CS_TOKEN_ACCESSOR_PREFIX, &v);
-	for (size_t i = 0; !rc && i < v.n && seen < CS_TOKEN_TREE_MAX; i++, seen++) {
+	for (size_t i = 0; !rc && i < v.n && seen < TIDY_MAX; i++, seen++) {
 		cJSON *a = NULL;
 		rc = cs_tokenutil_txn_get_json(&req->txn, v.v[i], &a);
 		if (!rc && !cs_token_key_exists(&req->txn, cs_tokenutil_str(a, "token_key"))) {
@@ -311,7 +329,7 @@ int cs_token_h_tidy(struct cs_request *req)
 	if (!rc)
 		rc = cs_txn_scan(&req->txn, CS_TOKEN_PARENT_PREFIX, &v);
 	size_t pl = strlen(CS_TOKEN_PARENT_PREFIX);
-	for (size_t i = 0; !rc && i < v.n && seen < CS_TOKEN_TREE_MAX; i++, seen++) {
+	for (size_t i = 0; !rc && i < v.n && seen < TIDY_MAX; i++, seen++) {
 		const char *k = v.v[i] + pl; /* <parent>/<child> */
 		if (strlen(k) != 129)
 			continue;
@@ -319,7 +337,7 @@ int cs_token_h_tidy(struct cs_request *req)
 		memcpy(parent, k, 64);
 		parent[64] = '\0';
 		memcpy(child, k + 65, 65);
-		if (!cs_token_key_exists(&req->txn, parent) ||
+		if ((!cs_token_key_exists(&req->txn, parent) && !revoking(&req->txn, parent)) ||
 		    !cs_token_key_exists(&req->txn, child)) {
 			rc = cs_txn_delete(&req->txn, v.v[i]);
 			dropped++;

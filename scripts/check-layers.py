@@ -50,7 +50,7 @@ ONE_BACKEND = [
     {"engines/kv", "engines/kv2", "engines/kv2_model"},
     # the token store (split by job, auth/token_internal.h) and its lease/expiry manager
     {"auth/token", "auth/token_internal", "auth/token_create", "auth/token_ops",
-     "auth/token_roles", "auth/expire", "auth/record_convert"},
+     "auth/token_roles", "auth/expire", "auth/record_convert", "auth/token_revoke"},
     # transit (split by job, engines/transit_internal.h) and its crypto, apart for tests
     {"engines/transit", "engines/transit_internal", "engines/transit_keys", "engines/transit_ops",
      "engines/transit_sign", "engines/transit_crypto", "engines/transit_asym",
