@@ -665,10 +665,12 @@ START_TEST(test_log_bounded_in_bytes)
 	uint64_t deadline = cs_mono_ms() + 5000;
 	while (h->node.fsm_impl.snapshotting && cs_mono_ms() < deadline)
 		uv_run(&h->loop, UV_RUN_ONCE);
-	/* ~5 MiB of entries against a 1 MiB bound: at least four snapshots by size, while
-	 * the entry threshold (>= 512) alone would have taken none. */
-	ck_assert_uint_ge(h->node.fsm_impl.byte_triggers, 4);
-	ck_assert_uint_ge(h->node.fsm_impl.snapshots, 4);
+	/* ~5 MiB of entries against a 1.125 MiB bound: each snapshot cycle covers at most
+	 * the 2 MiB checked below (the bound plus what applied while it was written), so at
+	 * least three snapshots by size, while the entry threshold (>= 512) alone would have
+	 * taken none. (Four or five on an idle machine; fewer entries land during a write.) */
+	ck_assert_uint_ge(h->node.fsm_impl.byte_triggers, 3);
+	ck_assert_uint_ge(h->node.fsm_impl.snapshots, 3);
 	/* The bound plus the entries applied while a snapshot was being written (how many
 	 * depends on the machine; without the bound it would reach all ~5 MiB). */
 	ck_assert_uint_le(max_seen, 2u << 20);
