@@ -557,8 +557,18 @@ void cs_pki_register(void)
 	/* OpenSSL keeps the private components of decoded keys (the issuer cache's signing
 	 * keys, pki_cache.c) in its secure heap when there is one: mlock()ed, zeroised on
 	 * free. Without it they would be ordinary heap memory. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PKI_UNDER_ASAN 1
+#endif
+#endif
+#if !defined(__SANITIZE_ADDRESS__) && !defined(PKI_UNDER_ASAN)
+	/* Not under AddressSanitizer: LeakSanitizer does not scan the secure heap (an mmap
+	 * of its own), so every ordinary allocation only it points to (OpenSSL's DRBG state)
+	 * would be reported as leaked at exit. */
 	if (!CRYPTO_secure_malloc_initialized())
 		CRYPTO_secure_malloc_init(PKI_SECURE_HEAP, 32);
+#endif
 	cs_backend_register(&cs_pki_backend);
 }
 

@@ -2,6 +2,7 @@
 #include "server/workpool.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -40,6 +41,9 @@ static void *thread_main(void *arg)
 		uv_async_send(&p->wake);
 	}
 	pthread_mutex_unlock(&p->mu);
+	/* Free what OpenSSL keeps per thread (its DRBGs, error queue): the thread ends here,
+	 * and OpenSSL 3.0 does not always do it by itself at thread exit. */
+	OPENSSL_thread_stop();
 	return NULL;
 }
 
